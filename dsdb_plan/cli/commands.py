@@ -1,0 +1,74 @@
+"""The commands. Each parses its options and calls the library."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from dsdb_plan.cli.app import cli
+from dsdb_plan.cli.options import load_from_options, manifest_argument, variable_options
+from dsdb_plan.cli.output import Output
+from dsdb_plan.probe import probe
+from dsdb_plan.schema import manifest_schema_text
+
+pass_output = click.make_pass_decorator(Output)
+
+
+@cli.command()
+@manifest_argument
+@variable_options
+@pass_output
+def validate(out: Output, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]) -> None:
+    """Check a manifest: syntax, fields, references, cycles."""
+    loaded = load_from_options(manifest, var, var_file)
+    counts = {
+        "connections": len(loaded.manifest.connections),
+        "resources": len(loaded.manifest.resources()),
+    }
+    out.echo(
+        out.style("✓", fg="green")
+        + f" {manifest} is valid ({counts['connections']} connections, "
+        f"{counts['resources']} resources)."
+    )
+
+
+@cli.command()
+@pass_output
+def schema(out: Output) -> None:
+    """Print the manifest's JSON Schema."""
+    out.echo(manifest_schema_text().rstrip("\n"))
+
+
+@cli.command()
+@manifest_argument
+@variable_options
+@pass_output
+def connections(
+    out: Output, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
+) -> int:
+    """Reach every connection: driver, server version, round-trip time."""
+    loaded = load_from_options(manifest, var, var_file)
+    results = [probe(name, c) for name, c in loaded.manifest.connections.items()]
+    if not results:
+        out.echo("No connections declared.")
+        return 0
+    width = max(len(r.name) for r in results)
+    for result in results:
+        if result.ok:
+            detail = result.server_version or ""
+            if result.round_trip_ms is not None:
+                detail += f", {result.round_trip_ms:.1f} ms round trip"
+            if result.error:
+                detail += f" ({result.error})"
+            mark = out.style("✓", fg="green")
+        else:
+            detail = f"cannot connect to {result.dialect} at {result.target}: {result.error}"
+            mark = out.style("✗", fg="red")
+        out.echo(f"{mark} {result.name:<{width}}  {result.dialect:<10}  {detail}")
+    failed = [r.name for r in results if not r.ok]
+    if failed:
+        out.echo(f"{len(failed)} of {len(results)} connections unreachable: "
+                 + ", ".join(failed), err=True)
+        return 1
+    return 0

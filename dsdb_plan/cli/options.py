@@ -1,0 +1,59 @@
+"""Options shared by the commands that read a manifest."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from dsdb_plan.errors import DsdbError
+from dsdb_plan.manifest import DEFAULT_MANIFEST, LoadedManifest, load_manifest
+from dsdb_plan.yamlsource import load_yaml
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def manifest_argument(function: F) -> F:
+    return click.argument(
+        "manifest", required=False, default=DEFAULT_MANIFEST,
+        type=click.Path(path_type=Path, dir_okay=False),
+    )(function)
+
+
+def variable_options(function: F) -> F:
+    function = click.option(
+        "--var-file", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
+        help="YAML file of NAME: VALUE variables (repeatable).",
+    )(function)
+    return click.option(
+        "--var", multiple=True, metavar="NAME=VALUE", help="Set a variable (repeatable)."
+    )(function)
+
+
+def parse_variables(pairs: tuple[str, ...], files: tuple[Path, ...]) -> dict[str, str]:
+    """Variables from --var-file files, then --var pairs (later ones win)."""
+    values: dict[str, str] = {}
+    for file in files:
+        try:
+            source = load_yaml(file.read_bytes(), str(file))
+        except OSError as error:
+            raise DsdbError(f"cannot read variable file {file}: {error.strerror}") from None
+        if source.problems:
+            raise DsdbError(str(source.problems[0]))
+        if not isinstance(source.data, dict):
+            raise DsdbError(f"{file}: expected a mapping of NAME: VALUE")
+        values.update({str(k): "" if v is None else str(v) for k, v in source.data.items()})
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise DsdbError(f"--var expects NAME=VALUE, got '{name}'")
+        values[name.strip()] = value
+    return values
+
+
+def load_from_options(
+    manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
+) -> LoadedManifest:
+    return load_manifest(manifest, variables=parse_variables(var, var_file))

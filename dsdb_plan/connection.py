@@ -1,0 +1,248 @@
+"""The connection model, shared by the manifest and `ConnectionManager`.
+
+A connection is a `driver` plus a link (`database` path or host/port/database/user/password),
+or a whole SQLAlchemy `url`. Both forms normalise to one SQLAlchemy URL; the password is a
+secret everywhere it appears.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from sqlalchemy.dialects import registry as dialect_registry
+from sqlalchemy.engine import URL, make_url
+
+from dsdb_plan.redact import register_secret
+
+# What users type -> the SQLAlchemy dialect+DBAPI dsdb installs for it.
+_KNOWN_DRIVERS = {
+    "sqlite": "sqlite",
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mariadb+pymysql",
+}
+_CANONICAL_DRIVERS = ["sqlite", "postgresql", "mysql", "mariadb"]
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" — did you mean '{close[0]}'?" if close else ""
+
+
+def _sqlalchemy_drivername(driver: str) -> str:
+    """Map a user's driver name to an installed SQLAlchemy dialect, or fail with a hint."""
+    lowered = driver.lower()
+    if lowered in _KNOWN_DRIVERS:
+        return _KNOWN_DRIVERS[lowered]
+    name, _, dbapi = lowered.partition("+")
+    if name in _KNOWN_DRIVERS and dbapi:
+        name = _KNOWN_DRIVERS[name].split("+")[0]
+    candidate = f"{name}+{dbapi}" if dbapi else name
+    try:
+        dialect_registry.load(candidate.replace("+", "."))
+    except Exception:
+        raise PydanticCustomError(
+            "unknown_driver",
+            "unknown driver '{driver}'{hint}",
+            {"driver": driver, "hint": _suggest(lowered, _CANONICAL_DRIVERS)},
+        ) from None
+    return candidate
+
+
+def _resolve_sqlite_path(path: str, base_dir: Path) -> str:
+    if path in ("", ":memory:") or path.startswith("file:"):
+        return path
+    resolved = Path(os.path.expanduser(path))
+    if not resolved.is_absolute():
+        resolved = base_dir / resolved
+    return str(resolved.resolve())
+
+
+class Connection(BaseModel):
+    """A named database: a driver and a link, or a whole SQLAlchemy URL."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    driver: str | None = Field(
+        default=None,
+        description="Database kind: sqlite, postgresql (or postgres), mysql, mariadb, or any "
+        "installed SQLAlchemy dialect such as 'mssql+pyodbc'. Not needed with `url`.",
+    )
+    url: str | None = Field(
+        default=None,
+        repr=False,
+        description="A whole SQLAlchemy URL instead of the link fields, e.g. "
+        "'postgresql://user:${env:PGPASSWORD}@host/db'. Its password is a secret.",
+    )
+    database: str | None = Field(
+        default=None,
+        description="The database name, or for SQLite the file path (relative paths resolve "
+        "against the manifest's folder).",
+    )
+    host: str | None = Field(default=None, description="Server host name or address.")
+    port: int | None = Field(default=None, ge=1, le=65535, description="Server port.")
+    user: str | None = Field(default=None, description="User name to log in as.")
+    password: SecretStr | None = Field(
+        default=None,
+        description="Password; use '${env:NAME}' rather than writing it in the manifest. "
+        "Never shown in output, state or logs.",
+    )
+    query: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra driver options passed in the URL query, e.g. {sslmode: require}.",
+    )
+    protect: bool = Field(
+        default=False,
+        description="Refuse any destructive action (teardown, replace, prune) on this database.",
+    )
+    description: str | None = Field(default=None, description="Free text for humans.")
+
+    @field_validator("driver", "database", "url", "host", "user", mode="before")
+    @classmethod
+    def _strings_only(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str):
+            raise PydanticCustomError(
+                "link_type",
+                "must be a string, not {type}",
+                {"type": type(value).__name__},
+            )
+        return value
+
+    @field_validator("driver")
+    @classmethod
+    def _known_driver(cls, value: str | None) -> str | None:
+        if value is not None:
+            _sqlalchemy_drivername(value)
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _require_driver_and_link(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if data.get("url"):
+            return data
+        if not data.get("driver"):
+            raise PydanticCustomError("missing_driver", "Connection requires a driver.")
+        if not data.get("database"):
+            raise PydanticCustomError(
+                "missing_link", "Connection requires a link (a database name, path or url)."
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _normalise(self, info: ValidationInfo) -> Connection:
+        base_dir = Path((info.context or {}).get("base_dir") or Path.cwd())
+        if self.url:
+            try:
+                url = make_url(self.url)
+            except Exception:
+                raise PydanticCustomError(
+                    "bad_url", "url is not a valid SQLAlchemy URL (dialect://user:pass@host/db)"
+                ) from None
+            register_secret(url.password if isinstance(url.password, str) else None)
+            if self.driver and self.driver.lower() != url.get_backend_name():
+                raise PydanticCustomError(
+                    "driver_url_mismatch", "driver and url name different databases"
+                )
+            if self.host or self.database or self.port or self.user or self.password:
+                raise PydanticCustomError(
+                    "url_and_link", "give either url or the link fields, not both"
+                )
+            url = url.set(drivername=_sqlalchemy_drivername(url.drivername))
+            if url.get_backend_name() == "sqlite" and url.database:
+                url = url.set(database=_resolve_sqlite_path(url.database, base_dir))
+            object.__setattr__(self, "url", url.render_as_string(hide_password=False))
+            return self
+        assert self.driver is not None and self.database is not None
+        drivername = _sqlalchemy_drivername(self.driver)
+        if self.password is not None:
+            register_secret(self.password.get_secret_value())
+        if drivername == "sqlite":
+            if self.host or self.port or self.user or self.password:
+                raise PydanticCustomError(
+                    "sqlite_server_fields", "sqlite takes only a database path, not host/port/user"
+                )
+            object.__setattr__(self, "database", _resolve_sqlite_path(self.database, base_dir))
+        return self
+
+    @field_serializer("url")
+    def _mask_url(self, url: str | None) -> str | None:
+        return self.display() if url else None
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, value
+            if name == "driver" and self.url:
+                yield "url", self.display()
+
+    # -- derived views -------------------------------------------------------------------
+
+    def sqlalchemy_url(self) -> URL:
+        """The URL to connect with, password included: never print it."""
+        if self.url:
+            return make_url(self.url)
+        assert self.driver is not None
+        return URL.create(
+            drivername=_sqlalchemy_drivername(self.driver),
+            username=self.user,
+            password=self.password.get_secret_value() if self.password else None,
+            host=self.host,
+            port=self.port,
+            database=self.database,
+            query=self.query,
+        )
+
+    @property
+    def dialect(self) -> str:
+        """The database family: 'sqlite', 'postgresql', 'mysql', 'mariadb', or another."""
+        return self.sqlalchemy_url().get_backend_name()
+
+    @property
+    def is_sqlite_file(self) -> bool:
+        return self.dialect == "sqlite" and self.link not in ("", ":memory:")
+
+    @property
+    def link(self) -> str:
+        """The database this connection points at: SQLite path or database name."""
+        return self.sqlalchemy_url().database or ""
+
+    def link_key(self) -> tuple[str, ...]:
+        """What makes two connections the same database, whatever way they are written."""
+        url = self.sqlalchemy_url()
+        family = "mysql" if url.get_backend_name() == "mariadb" else url.get_backend_name()
+        if family == "sqlite":
+            return (family, url.database or ":memory:")
+        host = (url.host or "localhost").lower()
+        if host in ("localhost", "127.0.0.1", "::1"):
+            host = "localhost"
+        port = url.port or _DEFAULT_PORTS.get(family, 0)
+        return (family, host, str(port), url.database or "")
+
+    def display(self) -> str:
+        """A URL safe to print: the password is masked."""
+        return self.sqlalchemy_url().render_as_string(hide_password=True)
+
+    def create_engine(self, **kwargs: Any) -> sa.Engine:
+        """A new SQLAlchemy engine for this connection."""
+        url = self.sqlalchemy_url()
+        if url.get_backend_name() == "sqlite" and self.is_sqlite_file:
+            Path(self.link).parent.mkdir(parents=True, exist_ok=True)
+        return sa.create_engine(url, **kwargs)

@@ -1,0 +1,74 @@
+"""The dependency graph between resources: explicit `depends_on` plus implicit edges.
+
+Implicit edges follow the data: a backup is taken before it is restored; a restore into a
+connection happens before anything reads that connection; every read of a connection happens
+before a teardown of it.
+"""
+
+from __future__ import annotations
+
+import graphlib
+from collections import defaultdict
+
+from dsdb_plan.models import Backup, Manifest, Migration, Restore, Teardown
+
+
+def reads_and_writes(manifest: Manifest) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """Per address, the connections it reads and the connections it writes."""
+    reads: dict[str, set[str]] = defaultdict(set)
+    writes: dict[str, set[str]] = defaultdict(set)
+    for address, spec in manifest.resources().items():
+        if isinstance(spec, Backup):
+            reads[address].add(spec.connection)
+        elif isinstance(spec, Migration):
+            reads[address].add(spec.source)
+            writes[address].add(spec.target)
+        elif isinstance(spec, Restore):
+            writes[address].add(spec.to)
+        elif isinstance(spec, Teardown):
+            writes[address].add(spec.connection)
+    return reads, writes
+
+
+def dependencies(manifest: Manifest) -> dict[str, set[str]]:
+    """For each address, the addresses that must be applied before it."""
+    resources = manifest.resources()
+    reads, _ = reads_and_writes(manifest)
+    graph: dict[str, set[str]] = {address: set(spec.depends_on) for address, spec in resources.items()}
+    restores_into: dict[str, set[str]] = defaultdict(set)
+    teardowns_of: dict[str, set[str]] = defaultdict(set)
+    for address, spec in resources.items():
+        if isinstance(spec, Restore):
+            restores_into[spec.to].add(address)
+            if spec.backup is not None and f"backup.{spec.backup}" in resources:
+                graph[address].add(f"backup.{spec.backup}")
+        elif isinstance(spec, Teardown):
+            teardowns_of[spec.connection].add(address)
+    for address, connections in reads.items():
+        for connection in connections:
+            graph[address] |= restores_into[connection] - {address}
+            for teardown in teardowns_of[connection]:
+                graph[teardown].add(address)
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A dependency cycle as a path (first node repeated at the end), or None."""
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as error:
+        cycle: list[str] = list(reversed(error.args[1]))
+        return cycle
+    return None
+
+
+def topological_order(graph: dict[str, set[str]]) -> list[str]:
+    """Addresses in an order where each comes after its dependencies; ties sorted by name."""
+    sorter = graphlib.TopologicalSorter(graph)
+    sorter.prepare()
+    order: list[str] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready())
+        order.extend(ready)
+        sorter.done(*ready)
+    return order

@@ -1,0 +1,149 @@
+"""`${env:NAME}`, `${env:NAME:-default}` and `${var:NAME}` in any string of a manifest.
+
+Interpolation runs on the loaded YAML data, before validation, so every field accepts it.
+A string that is exactly one `${var:NAME}` takes the variable's typed value (a port can be
+an integer variable); `$${` writes a literal `${`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from dsdb_plan.errors import Problem
+from dsdb_plan.redact import register_secret
+from dsdb_plan.yamlsource import Path, Source
+
+_REFERENCE = re.compile(r"\$\$\{|\$\{(?P<body>[^}]*)\}")
+_BODY = re.compile(r"^(?P<kind>env|var):(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?$")
+_TYPES: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
+
+
+def _convert(value: Any, type_name: str) -> Any:
+    wanted = _TYPES[type_name]
+    if isinstance(value, wanted) and not (wanted is not bool and isinstance(value, bool)):
+        return value
+    if wanted is bool and isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "yes", "1", "on"):
+            return True
+        if lowered in ("false", "no", "0", "off"):
+            return False
+        raise ValueError(f"expected a boolean, got '{value}'")
+    if wanted is str:
+        return str(value)
+    try:
+        return wanted(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected {type_name}, got '{value}'") from None
+
+
+class _Interpolator:
+    def __init__(self, source: Source, env: Mapping[str, str], variables: dict[str, Any]) -> None:
+        self.source = source
+        self.env = env
+        self.variables = variables
+        self.problems: list[Problem] = []
+
+    def walk(self, value: Any, path: Path) -> Any:
+        if isinstance(value, dict):
+            return {key: self.walk(item, (*path, key)) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.walk(item, (*path, i)) for i, item in enumerate(value)]
+        if isinstance(value, str) and "$" in value:
+            return self.substitute(value, path)
+        return value
+
+    def substitute(self, text: str, path: Path) -> Any:
+        whole = _REFERENCE.fullmatch(text)
+        if whole and whole.group("body") is not None:
+            return self.resolve(whole.group("body"), path)
+
+        def replace(match: re.Match[str]) -> str:
+            if match.group("body") is None:
+                return "${"
+            return str(self.resolve(match.group("body"), path))
+
+        return _REFERENCE.sub(replace, text)
+
+    def resolve(self, body: str, path: Path) -> Any:
+        """The value of one reference; on failure, records a problem and keeps the text."""
+        parsed = _BODY.match(body)
+        if not parsed:
+            self.problems.append(
+                self.source.problem(
+                    path, f"cannot read '${{{body}}}': expected ${{env:NAME}} or ${{var:NAME}}"
+                )
+            )
+            return f"${{{body}}}"
+        kind, name, default = parsed.group("kind", "name", "default")
+        if kind == "env":
+            if name in self.env:
+                return self.env[name]
+            if default is not None:
+                return default
+            self.problems.append(
+                self.source.problem(path, f"environment variable {name} is not set")
+            )
+            return f"${{{body}}}"
+        if name in self.variables:
+            return self.variables[name]
+        self.problems.append(self.source.problem(path, f"variable '{name}' is not declared"))
+        return f"${{{body}}}"
+
+
+def _variable_values(
+    interpolator: _Interpolator, declared: Any, overrides: Mapping[str, str]
+) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    declared = declared if isinstance(declared, dict) else {}
+    for name in sorted(set(overrides) - set(declared)):
+        interpolator.problems.append(
+            interpolator.source.problem(("variables",), f"--var {name} is not a declared variable")
+        )
+    for name, spec in declared.items():
+        spec = spec if isinstance(spec, dict) else {}
+        path: Path = ("variables", name)
+        type_name = spec.get("type", "string")
+        if type_name not in _TYPES:
+            continue  # the model validation reports the bad type
+        if name in overrides:
+            raw: Any = overrides[name]
+        elif spec.get("default") is not None:
+            raw = interpolator.walk(spec["default"], (*path, "default"))
+        else:
+            interpolator.problems.append(
+                interpolator.source.problem(
+                    path, f"variable '{name}' is required: give --var {name}=VALUE"
+                )
+            )
+            continue
+        try:
+            values[name] = _convert(raw, type_name)
+        except ValueError as error:
+            interpolator.problems.append(interpolator.source.problem(path, str(error)))
+            continue
+        if spec.get("sensitive") is True:
+            register_secret(str(values[name]))
+    return values
+
+
+def interpolate(
+    source: Source,
+    env: Mapping[str, str] | None = None,
+    variables: Mapping[str, str] | None = None,
+) -> tuple[Any, list[Problem]]:
+    """Return `source.data` with references replaced, and the problems found."""
+    data = source.data
+    interpolator = _Interpolator(source, os.environ if env is None else env, {})
+    declared = data.get("variables") if isinstance(data, dict) else None
+    interpolator.variables = _variable_values(interpolator, declared, variables or {})
+    if not isinstance(data, dict):
+        return data, interpolator.problems
+    result = {
+        key: value if key == "variables" else interpolator.walk(value, (key,))
+        for key, value in data.items()
+    }
+    return result, interpolator.problems

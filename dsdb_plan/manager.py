@@ -1,0 +1,281 @@
+"""`ConnectionManager`: the notebook API, descended from the original dataset-database package.
+
+It holds a map of named connections, checks each one as the manifest does (one model, one
+validation path), and runs backups, restores, migrations and teardowns with the same
+handlers as `dsdb apply`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+
+from dsdb_plan.connection import Connection
+from dsdb_plan.errors import (
+    ConnectionConfigError,
+    ConnectionExistsError,
+    ConnectionTypeError,
+    DsdbError,
+    LinkExistsError,
+    ManifestError,
+    MissingDriverError,
+    MissingLinkError,
+    UnknownConnectionError,
+)
+from dsdb_plan.yamlsource import load_yaml
+
+LOCAL = "LOCAL"
+DEFAULT_LOCAL_STORE = Path("local_database") / "local.db"
+
+_ERRORS_BY_TYPE: dict[str, type[ConnectionConfigError]] = {
+    "missing_driver": MissingDriverError,
+    "missing_link": MissingLinkError,
+    "link_type": ConnectionTypeError,
+    "string_type": ConnectionTypeError,
+}
+
+
+def _user_name() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "unknown"
+
+
+class ConnectionManager:
+    """A map of named database connections, checked on the way in.
+
+    >>> mngr = ConnectionManager(LOCAL, local_store="data/local.db", user="analyst")
+    >>> mngr.add_connections({"prod": {"driver": "postgresql", "host": "db", "database": "x"}})
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any] | str | Path | None = None,
+        user: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.user = user or _user_name()
+        self._connections: dict[str, Connection] = {}
+        self._engines: dict[str, sa.Engine] = {}
+        if config is not None:
+            self.add_connections(config, **kwargs)
+        elif kwargs:
+            raise TypeError(f"unexpected arguments without a config: {', '.join(kwargs)}")
+
+    # -- the map -------------------------------------------------------------------------
+
+    def add_connections(
+        self,
+        config: Mapping[str, Any] | str | Path,
+        override_existing: bool = False,
+        local_store: str | Path | None = None,
+    ) -> None:
+        """Add connections from a dict, a JSON/YAML file path, or `LOCAL`.
+
+        Every entry is checked before any is added, so a bad entry adds nothing.
+        """
+        entries, base_dir = self._entries(config, local_store)
+        checked = {name: self._check(name, entry, base_dir) for name, entry in entries.items()}
+        if not override_existing:
+            self._refuse_clashes(checked)
+        for name, connection in checked.items():
+            self._forget_engine(name)
+            self._connections[name] = connection
+            if name == LOCAL and connection.is_sqlite_file:
+                Path(connection.link).parent.mkdir(parents=True, exist_ok=True)
+
+    def rename_connection(self, current: str, new: str) -> None:
+        """Give connection `current` the name `new`."""
+        if current not in self._connections:
+            raise self._unknown(current)
+        if new in self._connections:
+            raise ConnectionExistsError(f"A connection named '{new}' already exists.")
+        self._connections = {
+            (new if name == current else name): connection
+            for name, connection in self._connections.items()
+        }
+        if current in self._engines:
+            self._engines[new] = self._engines.pop(current)
+
+    def connection(self, name: str) -> Connection:
+        """The checked `Connection` model registered under `name`."""
+        try:
+            return self._connections[name]
+        except KeyError:
+            raise self._unknown(name) from None
+
+    @property
+    def connections(self) -> dict[str, Connection]:
+        """A copy of the connection map."""
+        return dict(self._connections)
+
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        """The connection's config as a dict (the password stays a masked `SecretStr`)."""
+        return self.connection(name).model_dump(exclude_defaults=True, exclude_none=True)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._connections
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._connections)
+
+    def __len__(self) -> int:
+        return len(self._connections)
+
+    def __repr__(self) -> str:
+        if not self._connections:
+            return f"ConnectionManager(user={self.user!r}, no connections)"
+        width = max(len(name) for name in self._connections)
+        lines = [f"ConnectionManager(user={self.user!r})"]
+        lines += [
+            f"  {name:<{width}}  {connection.dialect:<10}  {connection.display()}"
+            for name, connection in self._connections.items()
+        ]
+        return "\n".join(lines)
+
+    # -- engines -------------------------------------------------------------------------
+
+    def connect(self, name: str) -> sa.Engine:
+        """The SQLAlchemy engine of connection `name`, created once and reused."""
+        connection = self.connection(name)
+        if name not in self._engines:
+            self._engines[name] = connection.create_engine()
+        return self._engines[name]
+
+    def close(self) -> None:
+        """Dispose of every engine this manager opened."""
+        for name in list(self._engines):
+            self._forget_engine(name)
+
+    # -- data movements ------------------------------------------------------------------
+
+    def backup(
+        self, name: str, tables: list[str] | None = None, backup_root: str | Path = "backups"
+    ) -> Path:
+        """Back up connection `name` (all tables or `tables`); return the backup folder."""
+        raise NotImplementedError("backup arrives with the plan/apply core")
+
+    def restore(
+        self,
+        backup: str | Path,
+        target: str,
+        tables: list[str] | None = None,
+        replace_existing: bool = False,
+    ) -> None:
+        """Restore the backup folder `backup` into connection `target`."""
+        raise NotImplementedError("restore arrives with the plan/apply core")
+
+    def migrate(
+        self,
+        source: str,
+        target: str,
+        tables: list[str] | Mapping[str, Any] | None = None,
+        where: Mapping[str, Any] | None = None,
+        mode: str = "upsert",
+        follow: str = "none",
+    ) -> None:
+        """Copy all or a subset of `source` into `target`."""
+        raise NotImplementedError("migrate arrives with migrations")
+
+    def teardown(
+        self,
+        name: str,
+        tables: list[str] | None = None,
+        drop_database: bool = False,
+        final_backup: bool = True,
+    ) -> None:
+        """Drop `tables` (default: all) of connection `name`, after a final backup."""
+        raise NotImplementedError("teardown arrives with the plan/apply core")
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _entries(
+        self, config: Mapping[str, Any] | str | Path, local_store: str | Path | None
+    ) -> tuple[dict[str, Any], Path]:
+        if config == LOCAL:
+            store = Path(local_store) if local_store is not None else DEFAULT_LOCAL_STORE
+            return {LOCAL: {"driver": "sqlite", "database": str(store)}}, Path.cwd()
+        if local_store is not None:
+            raise TypeError("local_store goes with dsdb.LOCAL")
+        if isinstance(config, str | Path):
+            return _read_config_file(Path(config)), Path(config).resolve().parent
+        if not isinstance(config, Mapping):
+            raise ConnectionTypeError(
+                f"config must be a dict, a file path or dsdb.LOCAL, not {type(config).__name__}"
+            )
+        return dict(config), Path.cwd()
+
+    def _check(self, name: Any, entry: Any, base_dir: Path) -> Connection:
+        if not isinstance(name, str):
+            raise ConnectionTypeError(f"Connection names must be strings, not {name!r}.")
+        if not isinstance(entry, Mapping):
+            raise ConnectionTypeError(
+                f"Connection '{name}' must be a mapping of settings, not {type(entry).__name__}."
+            )
+        try:
+            return Connection.model_validate(dict(entry), context={"base_dir": base_dir})
+        except ValidationError as error:
+            first = error.errors(include_url=False, include_input=False)[0]
+            where = ".".join(str(part) for part in first["loc"])
+            message = str(first["msg"]).removeprefix("Value error, ")
+            error_class = _ERRORS_BY_TYPE.get(first["type"], ConnectionConfigError)
+            if error_class in (MissingDriverError, MissingLinkError):
+                message = message.replace("Connection", f"Connection '{name}'", 1)
+            else:
+                message = f"Connection '{name}': " + (f"{where}: " if where else "") + message
+            raise error_class(message) from None
+
+    def _refuse_clashes(self, checked: dict[str, Connection]) -> None:
+        links = {c.link_key(): name for name, c in self._connections.items()}
+        for name, connection in checked.items():
+            holder = links.get(connection.link_key())
+            if holder is not None:
+                raise LinkExistsError(
+                    f"A connection with that link already exists: '{holder}' "
+                    f"({connection.display()}); cannot add '{name}'."
+                )
+            if name in self._connections:
+                raise ConnectionExistsError(
+                    f"A connection named '{name}' already exists; "
+                    "pass override_existing=True to replace it."
+                )
+            links[connection.link_key()] = name
+
+    def _forget_engine(self, name: str) -> None:
+        engine = self._engines.pop(name, None)
+        if engine is not None:
+            engine.dispose()
+
+    def _unknown(self, name: str) -> UnknownConnectionError:
+        known = ", ".join(f"'{n}'" for n in self._connections) or "none"
+        return UnknownConnectionError(f"No connection named '{name}' (known: {known}).")
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    """Connections from a JSON or YAML file: a map of connections, or a manifest."""
+    try:
+        text = path.read_bytes()
+    except OSError as error:
+        raise DsdbError(f"cannot read connection config {path}: {error.strerror}") from None
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise DsdbError(f"{path}: not valid JSON ({error})") from None
+    else:
+        source = load_yaml(text, str(path))
+        if source.problems:
+            raise ManifestError(source.problems)
+        data = source.data
+    if isinstance(data, dict) and isinstance(data.get("connections"), dict):
+        data = data["connections"]
+    if not isinstance(data, dict):
+        raise DsdbError(f"{path}: expected a mapping of connection names to settings")
+    return data

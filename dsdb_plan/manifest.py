@@ -1,0 +1,337 @@
+"""Load a manifest file into a validated `Manifest`, reporting every problem with its place.
+
+YAML (safe, no duplicate keys) -> interpolation -> pydantic models -> semantic checks.
+Problems from every stage are collected and raised together as one `ManifestError`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path as FilePath
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from dsdb_plan.errors import DsdbError, ManifestError, Problem
+from dsdb_plan.graph import dependencies, find_cycle
+from dsdb_plan.interpolate import interpolate
+from dsdb_plan.models import Manifest
+from dsdb_plan.redact import redact
+from dsdb_plan.yamlsource import Path, Source, load_yaml
+
+DEFAULT_MANIFEST = "dsdb.yaml"
+
+
+@dataclass(frozen=True)
+class LoadedManifest:
+    """A validated manifest and where it came from."""
+
+    manifest: Manifest
+    path: FilePath
+    digest: str
+
+    @property
+    def base_dir(self) -> FilePath:
+        return self.path.parent
+
+    def resolve(self, relative: str) -> FilePath:
+        """A path from the manifest (state file, backup root) made absolute."""
+        path = FilePath(relative).expanduser()
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+
+def load_manifest(
+    path: str | FilePath,
+    *,
+    variables: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> LoadedManifest:
+    """Read, interpolate, validate and check the manifest at `path`."""
+    file = FilePath(path)
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise DsdbError(f"manifest not found: {file}") from None
+    except IsADirectoryError:
+        raise DsdbError(f"manifest path is a folder, not a file: {file}") from None
+    except OSError as error:
+        raise DsdbError(f"cannot read manifest {file}: {error.strerror}") from None
+    manifest = parse_manifest(raw, str(file), base_dir=file.resolve().parent, variables=variables, env=env)
+    return LoadedManifest(manifest=manifest, path=file.resolve(), digest=manifest_digest(manifest))
+
+
+def parse_manifest(
+    text: str | bytes,
+    file: str = "<manifest>",
+    *,
+    base_dir: FilePath | None = None,
+    variables: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Manifest:
+    """Validate manifest text; raise `ManifestError` listing every problem."""
+    source = load_yaml(text, file)
+    if not isinstance(source.data, dict):
+        raise ManifestError(
+            [source.problem((), "a manifest is a mapping with `version: 1` and sections")]
+        )
+    data, problems = interpolate(source, env=env, variables=variables)
+    problems = source.problems + problems
+    context = {"base_dir": base_dir or FilePath.cwd()}
+    try:
+        manifest = Manifest.model_validate(data, context=context)
+    except ValidationError as error:
+        problems += _without_followups(_validation_problems(error, source, data), problems)
+        problems += _reference_problems(source, data)
+        raise ManifestError(_sorted(problems)) from None
+    problems += _reference_problems(source, data)
+    if not problems:
+        problems += _semantic_problems(manifest, source)
+    if problems:
+        raise ManifestError(_sorted(problems))
+    return manifest
+
+
+def manifest_digest(manifest: Manifest) -> str:
+    """A digest of what the manifest means (secrets masked), for saved plans and state."""
+    canonical = json.dumps(manifest.model_dump(mode="json", by_alias=True), sort_keys=True)
+    return hashlib.sha256(redact(canonical).encode()).hexdigest()
+
+
+def _without_followups(found: list[Problem], earlier: list[Problem]) -> list[Problem]:
+    """Drop validation problems caused by a value that already failed to interpolate."""
+    return [
+        problem
+        for problem in found
+        if not any(e.path[: len(problem.path)] == problem.path for e in earlier if e.path)
+    ]
+
+
+def _sorted(problems: list[Problem]) -> list[Problem]:
+    unique = list(dict.fromkeys(problems))
+    return sorted(unique, key=lambda p: (p.line or 0, p.column or 0, p.field, p.message))
+
+
+# -- pydantic errors -> located problems ---------------------------------------------------
+
+
+def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[Path, bool]:
+    """Drop pydantic's union/validator tags from `loc`; report whether it reached the data."""
+    path: list[str | int] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and not _is_tag(part):
+            path.append(part)  # a key that is absent (missing) or extra
+            node = None
+    return tuple(path), node is not None
+
+
+def _is_tag(part: str) -> bool:
+    return "[" in part or part in {"str", "int", "float", "bool", "none", "decimal", "date",
+                                   "datetime", "list", "dict", "literal"} or part[:1].isupper()
+
+
+def _model_at(path: Path) -> type[BaseModel] | None:
+    """The model class that validates the mapping at `path`, if any."""
+    current: Any = Manifest
+    for part in path:
+        current = _unwrap_model_or_container(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = _field(current, part)
+            if field is None:
+                return None
+            current = field.annotation
+        elif typing.get_origin(current) is dict:
+            current = typing.get_args(current)[1]
+        elif typing.get_origin(current) is list:
+            current = typing.get_args(current)[0]
+        else:
+            return None
+    current = _unwrap_model_or_container(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap_model_or_container(annotation: Any) -> Any:
+    """From a union, prefer the model, then the mapping, then the list branch."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        options = [_unwrap_model_or_container(a) for a in typing.get_args(annotation)]
+        for wanted in (BaseModel, dict, list):
+            for option in options:
+                if wanted is BaseModel and isinstance(option, type) and issubclass(option, BaseModel):
+                    return option
+                if typing.get_origin(option) is wanted:
+                    return option
+    return annotation
+
+
+def _field(model: type[BaseModel], key: Any) -> Any:
+    for name, field in model.model_fields.items():
+        if key in (name, field.alias):
+            return field
+    return None
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+def _suggest(word: Any, choices: list[str]) -> str:
+    close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
+    return f" — did you mean '{close[0]}'?" if close else ""
+
+
+def _describe(error: Any, path: Path, data: Any, reached: bool) -> tuple[str, bool]:
+    """A message for one pydantic error, and whether it points at the key itself."""
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        model = _model_at(path[:-1])
+        allowed = _field_names(model) if model else []
+        hint = _suggest(path[-1], allowed) or (
+            f" (expected one of: {', '.join(allowed)})" if allowed else ""
+        )
+        return f"unknown field '{path[-1]}'{hint}", True
+    if kind == "missing":
+        return f"missing required field '{path[-1]}'", False
+    if kind == "literal_error":
+        expected = [s.strip().strip("'") for s in error["ctx"]["expected"].replace(" or ", ", ").split(",")]
+        value = _value_at(data, path) if reached else None
+        hint = _suggest(value, expected) if isinstance(value, str) else ""
+        return f"unknown value {value!r}{hint} (expected one of: {', '.join(expected)})", False
+    message = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    return message[:1].lower() + message[1:], False
+
+
+def _value_at(data: Any, path: Path) -> Any:
+    for part in path:
+        data = data[part]
+    return data
+
+
+def _validation_problems(error: ValidationError, source: Source, data: Any) -> list[Problem]:
+    by_path: dict[Path, list[tuple[str, bool]]] = {}
+    for item in error.errors(include_url=False, include_input=False):
+        path, reached = _data_path(item["loc"], data)
+        by_path.setdefault(path, []).append(_describe(item, path, data, reached))
+    problems = []
+    for path, messages in by_path.items():
+        if len(messages) > 1 and not any(m.startswith("unknown") for m, _ in messages):
+            # A union where every branch failed: one line says what would be accepted.
+            kinds = sorted({m.split(",")[0] for m, _ in messages})
+            message, key = "invalid value: " + "; or ".join(kinds), False
+        else:
+            message, key = messages[0]
+        problems.append(source.problem(path, message, key=key))
+    return problems
+
+
+# -- references and meaning ------------------------------------------------------------------
+
+_CONNECTION_REFS = {
+    "backups": ("connection",),
+    "migrations": ("from", "to"),
+    "restores": ("to",),
+    "teardowns": ("connection",),
+}
+
+
+def _section(data: Any, name: str) -> dict[str, Any]:
+    value = data.get(name) if isinstance(data, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def _reference_problems(source: Source, data: Any) -> list[Problem]:
+    """Dangling references; checked on the raw data so they show beside structural errors."""
+    problems = []
+    connections = [str(name) for name in _section(data, "connections")]
+    backups = [str(name) for name in _section(data, "backups")]
+    addresses = [
+        f"{kind[:-1]}.{name}" for kind in _CONNECTION_REFS for name in _section(data, kind)
+    ]
+    for section, fields in _CONNECTION_REFS.items():
+        for name, spec in _section(data, section).items():
+            if not isinstance(spec, dict):
+                continue
+            for field in fields:
+                ref = spec.get(field)
+                if isinstance(ref, str) and ref not in connections:
+                    problems.append(
+                        source.problem(
+                            (section, name, field),
+                            f"unknown connection '{ref}'{_suggest(ref, connections)}",
+                        )
+                    )
+            backup = spec.get("backup") if section == "restores" else None
+            if isinstance(backup, str) and backup not in backups:
+                problems.append(
+                    source.problem(
+                        (section, name, "backup"),
+                        f"unknown backup '{backup}'{_suggest(backup, backups)}",
+                    )
+                )
+            depends_on = spec.get("depends_on")
+            for i, ref in enumerate(depends_on if isinstance(depends_on, list) else []):
+                if isinstance(ref, str) and "." in ref and ref not in addresses:
+                    problems.append(
+                        source.problem(
+                            (section, name, "depends_on", i),
+                            f"unknown resource '{ref}'{_suggest(ref, addresses)}",
+                        )
+                    )
+    return problems
+
+
+def _semantic_problems(manifest: Manifest, source: Source) -> list[Problem]:
+    problems = []
+    seen_links: dict[tuple[str, ...], str] = {}
+    for name, connection in manifest.connections.items():
+        key = connection.link_key()
+        if key in seen_links:
+            problems.append(
+                source.problem(
+                    ("connections", name),
+                    f"same database as connection '{seen_links[key]}'",
+                )
+            )
+        seen_links.setdefault(key, name)
+    for name, migration in manifest.migrations.items():
+        source_link = manifest.connections[migration.source].link_key()
+        if source_link == manifest.connections[migration.target].link_key():
+            problems.append(
+                source.problem(
+                    ("migrations", name, "to"),
+                    f"'{migration.target}' is the same database as the source '{migration.source}'",
+                )
+            )
+    addresses = set(manifest.resources())
+    for i, move in enumerate(manifest.moved):
+        if move.from_ in addresses:
+            problems.append(
+                source.problem(("moved", i, "from"), f"'{move.from_}' is still declared")
+            )
+        if move.to not in addresses:
+            problems.append(source.problem(("moved", i, "to"), f"'{move.to}' is not declared"))
+    cycle = find_cycle(dependencies(manifest))
+    if cycle:
+        kind, name = cycle[0].split(".", 1)
+        problems.append(
+            source.problem(
+                (f"{kind}s", name, "depends_on"),
+                "dependency cycle: " + " -> ".join(cycle),
+            )
+        )
+    return problems

@@ -1,0 +1,268 @@
+"""The manifest, as pydantic models. `schemas/manifest.schema.json` is generated from here.
+
+Every model is frozen and forbids unknown fields, and every field says what it means: the
+descriptions are what editors show while a user writes a manifest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from dsdb_plan.connection import Connection
+
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=128)]
+RESOURCE_KINDS = ("backup", "migration", "restore", "teardown")
+Address = Annotated[
+    str,
+    StringConstraints(pattern=r"^(backup|migration|restore|teardown)\.[A-Za-z_][A-Za-z0-9_-]*$"),
+]
+Scalar = str | int | float | bool | Decimal | dt.date | dt.datetime | None
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class Settings(_Model):
+    """Where dsdb keeps its records and files."""
+
+    state: str = Field(
+        default=".dsdb/state.db",
+        description="The state store: a SQLite file path (relative to the manifest) or a "
+        "postgresql:// URL shared by a team.",
+    )
+    backup_root: str = Field(
+        default="backups/",
+        description="Folder that backups are written to (relative to the manifest).",
+    )
+    lock_timeout: float = Field(
+        default=0,
+        ge=0,
+        description="Seconds to wait for another run's state lock before giving up.",
+    )
+
+
+class Variable(_Model):
+    """An input to the manifest, referenced as ${var:NAME}."""
+
+    type: Literal["string", "integer", "number", "boolean"] = Field(
+        default="string", description="The value's type."
+    )
+    default: str | int | float | bool | None = Field(
+        default=None, description="Value used when none is given; without it the variable is required."
+    )
+    description: str | None = Field(default=None, description="What the variable is for.")
+    sensitive: bool = Field(
+        default=False, description="A secret: its value is masked in every output."
+    )
+
+
+class Operators(_Model):
+    """Comparison operators for one column of a structured filter; all given must hold."""
+
+    eq: Scalar = Field(default=None, description="Equal to.")
+    ne: Scalar = Field(default=None, description="Not equal to.")
+    gt: Scalar = Field(default=None, description="Greater than.")
+    gte: Scalar = Field(default=None, description="Greater than or equal to.")
+    lt: Scalar = Field(default=None, description="Less than.")
+    lte: Scalar = Field(default=None, description="Less than or equal to.")
+    in_: list[Scalar] | None = Field(default=None, alias="in", description="One of these values.")
+    not_in: list[Scalar] | None = Field(default=None, description="None of these values.")
+    like: str | None = Field(default=None, description="SQL LIKE pattern.")
+    is_null: bool | None = Field(default=None, description="true: IS NULL; false: IS NOT NULL.")
+
+
+Condition = Annotated[
+    Scalar | list[Scalar] | Operators,
+    Field(description="A value (equality), a list (one of), or operators."),
+]
+
+
+class Incremental(_Model):
+    """Copy only rows whose cursor column advanced since the last apply."""
+
+    cursor: str = Field(description="A column that grows with every insert or update.")
+
+
+class MigrationTable(_Model):
+    """Per-table options of a migration."""
+
+    columns: list[str] | None = Field(
+        default=None, description="Copy only these columns (default: all)."
+    )
+    where: dict[str, Condition] | None = Field(
+        default=None,
+        description="Structured row filter: {column: value | [values] | {gt: 1, ...}}. "
+        "Values are bound, never spliced into SQL.",
+    )
+    sql_where: str | None = Field(
+        default=None, description="Raw SQL condition, an escape hatch for what `where` cannot say."
+    )
+    rename_to: str | None = Field(default=None, description="Name of the table in the target.")
+    key: list[str] | None = Field(
+        default=None, description="Columns that identify a row (default: the primary key)."
+    )
+    mode: Literal["append", "upsert", "replace", "mirror"] | None = Field(
+        default=None, description="Overrides the migration's mode for this table."
+    )
+    incremental: Incremental | None = Field(
+        default=None, description="Copy only rows whose cursor advanced."
+    )
+
+
+class _Resource(_Model):
+    depends_on: list[Address] = Field(
+        default_factory=list,
+        description="Addresses (kind.name) that must be applied before this one.",
+    )
+    description: str | None = Field(default=None, description="Free text for humans.")
+
+
+class Backup(_Resource):
+    """A verified backup of a connection's current data; the newest `keep` are kept."""
+
+    connection: Name = Field(description="The connection to back up.")
+    tables: list[str] | None = Field(default=None, description="Only these tables (default: all).")
+    keep: int = Field(default=7, ge=1, description="How many backups to keep; older ones are pruned.")
+
+
+class Migration(_Resource):
+    """The target holds this subset of the source, kept in step on every apply."""
+
+    source: Name = Field(alias="from", description="The connection to copy from.")
+    target: Name = Field(alias="to", description="The connection to copy to.")
+    mode: Literal["append", "upsert", "replace", "mirror"] = Field(
+        default="upsert",
+        description="append: insert new rows only; upsert: insert or update by key; "
+        "replace: load a staging table and swap it in; mirror: upsert and delete rows "
+        "no longer in the source subset.",
+    )
+    follow: Literal["none", "parents", "children"] = Field(
+        default="none",
+        description="parents: also copy the rows the selected rows reference, so no foreign "
+        "key dangles; children: also copy the rows that reference them.",
+    )
+    tables: list[str] | dict[str, MigrationTable | None] | None = Field(
+        default=None,
+        description="Tables to copy: a list of names, or a map of name to options "
+        "(default: all tables).",
+    )
+    schema_changes: Literal["evolve", "strict"] = Field(
+        default="strict",
+        alias="schema",
+        description="evolve: add columns that appeared in the source; strict: refuse.",
+    )
+    batch_size: int = Field(
+        default=10_000, ge=1, description="Rows per committed batch (and checkpoint)."
+    )
+
+    def table_options(self) -> dict[str, MigrationTable] | None:
+        """The tables as a name -> options map, or None for all tables."""
+        if self.tables is None:
+            return None
+        if isinstance(self.tables, list):
+            return {name: MigrationTable() for name in self.tables}
+        return {name: options or MigrationTable() for name, options in self.tables.items()}
+
+
+class Restore(_Resource):
+    """A connection holds the data of a backup."""
+
+    backup: Name | None = Field(
+        default=None, description="A backup resource: its latest verified backup is restored."
+    )
+    backup_id: str | None = Field(
+        default=None, description="A specific backup of that resource (see `dsdb backups list`)."
+    )
+    path: str | None = Field(
+        default=None, description="A backup folder on disk, instead of a backup resource."
+    )
+    to: Name = Field(description="The connection to restore into.")
+    tables: list[str] | None = Field(default=None, description="Only these tables (default: all).")
+    replace_existing: bool = Field(
+        default=False,
+        description="Allow replacing target tables that already hold data (a destructive action).",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Restore:
+        if (self.backup is None) == (self.path is None):
+            raise ValueError("give exactly one of `backup` or `path`")
+        if self.backup_id is not None and self.backup is None:
+            raise ValueError("`backup_id` needs `backup`")
+        return self
+
+
+class Teardown(_Resource):
+    """These tables, or this whole database, are gone."""
+
+    connection: Name = Field(description="The connection to tear down.")
+    tables: list[str] | Literal["all"] = Field(
+        default="all", description="Tables to drop, or 'all'."
+    )
+    drop_database: bool = Field(
+        default=False,
+        description="Drop the whole database (delete the SQLite file; DROP DATABASE on a server).",
+    )
+    final_backup: bool = Field(
+        default=True, description="Take a backup before dropping anything."
+    )
+
+
+class Moved(_Model):
+    """A resource that was renamed: its state follows it, nothing is re-run or destroyed."""
+
+    from_: Address = Field(alias="from", description="The old address.")
+    to: Address = Field(description="The new address.")
+
+
+class Manifest(_Model):
+    """A dsdb manifest: connections and the data movements wanted between them."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_extra={"$id": "https://dsdb.dev/schemas/manifest.schema.json"},
+    )
+
+    version: Literal[1] = Field(description="Manifest format version.")
+    settings: Settings = Field(default_factory=Settings, description="Where state and backups live.")
+    variables: dict[Name, Variable] = Field(
+        default_factory=dict, description="Inputs, referenced as ${var:NAME}."
+    )
+    connections: dict[Name, Connection] = Field(
+        default_factory=dict, description="Named databases."
+    )
+    backups: dict[Name, Backup] = Field(default_factory=dict, description="Backups to keep.")
+    migrations: dict[Name, Migration] = Field(
+        default_factory=dict, description="Data to copy between connections."
+    )
+    restores: dict[Name, Restore] = Field(
+        default_factory=dict, description="Backups to restore into connections."
+    )
+    teardowns: dict[Name, Teardown] = Field(
+        default_factory=dict, description="Tables or databases to remove."
+    )
+    moved: list[Moved] = Field(
+        default_factory=list, description="Renamed resources, so their state follows them."
+    )
+
+    def resources(self) -> dict[str, _Resource]:
+        """Every declared resource by address, in a stable order."""
+        sections: dict[str, dict[str, Any]] = {
+            "backup": self.backups,
+            "migration": self.migrations,
+            "restore": self.restores,
+            "teardown": self.teardowns,
+        }
+        return {
+            f"{kind}.{name}": spec
+            for kind, specs in sections.items()
+            for name, spec in sorted(specs.items())
+        }

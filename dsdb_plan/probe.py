@@ -1,0 +1,72 @@
+"""Reach each connection: driver, server version, round-trip time, or why it failed."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from dsdb_plan.connection import Connection
+from dsdb_plan.redact import redact
+
+CONNECT_TIMEOUT_SECONDS = 5
+_TIMEOUT_ARGUMENT = {"postgresql": "connect_timeout", "mysql": "connect_timeout",
+                     "mariadb": "connect_timeout"}
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What reaching one connection showed."""
+
+    name: str
+    dialect: str
+    target: str
+    ok: bool
+    server_version: str | None = None
+    round_trip_ms: float | None = None
+    error: str | None = None
+
+
+def _target(connection: Connection) -> str:
+    url = connection.sqlalchemy_url()
+    if connection.dialect == "sqlite":
+        return url.database or ":memory:"
+    host = url.host or "localhost"
+    port = url.port or {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}.get(connection.dialect)
+    return f"{host}:{port}/{url.database or ''}"
+
+
+def _cause(error: Exception) -> str:
+    original = getattr(error, "orig", None) or error
+    text = " ".join(str(original).split())
+    return redact(text) or type(original).__name__
+
+
+def probe(name: str, connection: Connection) -> ProbeResult:
+    """Connect once, read the server version, and time a trivial round trip."""
+    target = _target(connection)
+    base = {"name": name, "dialect": connection.dialect, "target": target}
+    if connection.is_sqlite_file and not Path(connection.link).exists():
+        return ProbeResult(**base, ok=True, server_version=f"SQLite {sqlite3.sqlite_version}",
+                           error="file does not exist yet; it is created on first write")
+    argument = _TIMEOUT_ARGUMENT.get(connection.dialect)
+    connect_args = {argument: CONNECT_TIMEOUT_SECONDS} if argument else {}
+    engine = connection.create_engine(connect_args=connect_args, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            started = time.perf_counter()
+            conn.execute(sa.text("SELECT 1"))
+            elapsed = (time.perf_counter() - started) * 1000
+            version = ".".join(str(p) for p in engine.dialect.server_version_info or ())
+    except Exception as error:  # any driver's failure is reported, not raised
+        return ProbeResult(**base, ok=False, error=_cause(error))
+    finally:
+        engine.dispose()
+    label = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mysql": "MySQL",
+             "mariadb": "MariaDB"}.get(connection.dialect, connection.dialect)
+    return ProbeResult(**base, ok=True, server_version=f"{label} {version}".strip(),
+                       round_trip_ms=round(elapsed, 2))
+

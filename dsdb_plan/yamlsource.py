@@ -1,0 +1,163 @@
+"""Safe YAML loading that remembers where every value came from.
+
+PyYAML silently keeps the last of two duplicate keys and expands aliases without limit; both
+are hazards in a reviewed manifest. This loader composes the node graph with the safe loader,
+then builds plain data itself: duplicate keys are errors, aliases are expanded under a
+budget (so a "billion laughs" document fails fast), and each value's line and column are
+recorded by its path for error messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from dsdb_plan.errors import ManifestError, Problem
+
+Path = tuple[str | int, ...]
+_MAX_NODES = 100_000
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+@dataclass
+class Source:
+    """Plain data loaded from YAML, with the position of each path in it."""
+
+    file: str
+    data: Any
+    positions: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    key_positions: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    def locate(self, path: Path, *, key: bool = False) -> tuple[int, int] | None:
+        """Line and column (1-based) of `path`, or of its closest located ancestor."""
+        table = self.key_positions if key else self.positions
+        if key and path in table:
+            return table[path]
+        for end in range(len(path), -1, -1):
+            if path[:end] in self.positions:
+                return self.positions[path[:end]]
+        return None
+
+    def problem(self, path: Path, message: str, *, key: bool = False) -> Problem:
+        line_col = self.locate(path, key=key)
+        line, column = line_col if line_col else (None, None)
+        return Problem(message=message, path=path, file=self.file, line=line, column=column)
+
+
+def _mark(node: yaml.Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+class _Builder:
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self.constructor = yaml.constructor.SafeConstructor()
+        self.visited = 0
+        self.problems: list[Problem] = []
+
+    def build(self, node: yaml.Node, path: Path) -> Any:
+        self.visited += 1
+        if self.visited > _MAX_NODES:
+            raise ManifestError(
+                [
+                    Problem(
+                        "document expands to too many values (nested aliases?); refusing to load",
+                        path,
+                        self.source.file,
+                        *_mark(node),
+                    )
+                ]
+            )
+        self.source.positions.setdefault(path, _mark(node))
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        return self.constructor.construct_object(node, deep=True)
+
+    def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[Any, Any]:
+        result: dict[Any, Any] = {}
+        merged: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                merged.update(self._merge_sources(value_node, path))
+                continue
+            key = self.constructor.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                self.problems.append(
+                    Problem("keys must be plain scalars", path, self.source.file, *_mark(key_node))
+                )
+                continue
+            child = (*path, key)
+            if key in result:
+                first_line = self.source.key_positions[child][0]
+                self.problems.append(
+                    Problem(
+                        f"duplicate key '{key}' (first defined on line {first_line})",
+                        child,
+                        self.source.file,
+                        *_mark(key_node),
+                    )
+                )
+                continue
+            self.source.key_positions[child] = _mark(key_node)
+            result[key] = self.build(value_node, child)
+        return {**merged, **result}
+
+    def _merge_sources(self, node: yaml.Node, path: Path) -> dict[Any, Any]:
+        sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        merged: dict[Any, Any] = {}
+        for source in reversed(sources):  # earlier sources win, as the YAML merge spec says
+            value = self.build(source, path)
+            if not isinstance(value, dict):
+                self.problems.append(
+                    Problem("'<<' merges only mappings", path, self.source.file, *_mark(source))
+                )
+                continue
+            merged.update(value)
+        return merged
+
+
+def _yaml_problem(file: str, error: yaml.YAMLError) -> Problem:
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    reason = getattr(error, "problem", None) or str(error)
+    context = getattr(error, "context", None)
+    message = f"invalid YAML: {reason}" + (f" ({context})" if context else "")
+    if mark is None:
+        return Problem(message, (), file, 1, 1)
+    return Problem(message, (), file, mark.line + 1, mark.column + 1)
+
+
+def load_yaml(text: str | bytes, file: str) -> Source:
+    """Parse `text` into a `Source`; unreadable YAML raises `ManifestError`.
+
+    Duplicate keys and other problems that do not stop parsing are left in
+    `Source.problems`, so they are reported together with what later stages find.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            before = text[: error.start]
+            line = before.count(b"\n") + 1
+            column = error.start - (before.rfind(b"\n") + 1) + 1
+            raise ManifestError(
+                [Problem("file is not UTF-8 text", (), file, line, column)]
+            ) from None
+    source = Source(file=file, data=None)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as error:
+        raise ManifestError([_yaml_problem(file, error)]) from None
+    if node is None:
+        raise ManifestError([Problem("manifest is empty", (), file, 1, 1)])
+    builder = _Builder(source)
+    try:
+        source.data = builder.build(node, ())
+    except yaml.YAMLError as error:
+        raise ManifestError([*builder.problems, _yaml_problem(file, error)]) from None
+    source.problems = builder.problems
+    return source

@@ -1,0 +1,46 @@
+"""Shared fixtures: scratch server databases and manifest helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers import ServerDatabase, server_database
+
+
+@pytest.fixture(scope="session")
+def _postgres_session() -> Iterator[ServerDatabase]:
+    yield from server_database("postgresql")
+
+
+@pytest.fixture(scope="session")
+def _mariadb_session() -> Iterator[ServerDatabase]:
+    yield from server_database("mariadb")
+
+
+@pytest.fixture
+def postgres_db(_postgres_session: ServerDatabase) -> ServerDatabase:
+    """An empty PostgreSQL database (the session's, wiped for this test)."""
+    _postgres_session.reset()
+    return _postgres_session
+
+
+@pytest.fixture
+def mariadb_db(_mariadb_session: ServerDatabase) -> ServerDatabase:
+    """An empty MariaDB database (the session's, wiped for this test)."""
+    _mariadb_session.reset()
+    return _mariadb_session
+
+
+@pytest.fixture
+def write_manifest(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Write manifest text to a file in the test's folder and return its path."""
+
+    def write(text: str, name: str = "dsdb.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return write
