@@ -1,0 +1,130 @@
+"""What the state store holds: small frozen values that convert to and from JSON-safe dicts.
+
+The records are plain data so any store (SQLite file, PostgreSQL tables, a `state pull` JSON
+document) can hold them the same way; `to_dict` output is what gets serialized.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any, TypeVar
+
+_Record = TypeVar("_Record")
+
+
+def _build(cls: type[_Record], data: Mapping[str, Any]) -> _Record:
+    # Unknown keys are ignored so a record written by a newer dsdb with an extra field still
+    # loads; a missing required key raises TypeError, which stores report as a StateError.
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{key: copy.deepcopy(value) for key, value in data.items() if key in known})
+
+
+@dataclass(frozen=True)
+class ResourceRecord:
+    """One applied resource as recorded: what it was applied with and what it touched."""
+
+    address: str  # "backup.local-nightly"
+    kind: str  # "backup", "migration", "restore", "teardown"
+    spec: dict[str, Any]  # the resource's spec as applied, secrets removed
+    spec_digest: str  # digest of `spec`, so the planner compares specs cheaply
+    fingerprints: dict[str, Any]  # data read and written, keyed by the planner's own names
+    artifacts: list[dict[str, Any]]  # e.g. backup files with sizes and SHA-256
+    status: str  # e.g. "applied", "failed"; the executor decides the vocabulary
+    updated_at: str  # ISO 8601 UTC, "2026-11-27T05:10:00Z"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ResourceRecord:
+        return _build(cls, data)
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One action as it ran: who, when, what, how it ended. `id` is set by the store."""
+
+    address: str
+    action: str
+    user: str
+    host: str
+    started_at: str
+    finished_at: str
+    outcome: str
+    rows: int = 0
+    bytes: int = 0
+    duration_s: float = 0.0
+    message: str = ""
+    id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HistoryEntry:
+        return _build(cls, data)
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    """The holder of the state lock, as shown to whoever is kept waiting."""
+
+    id: str
+    user: str
+    host: str
+    pid: int
+    since: str
+    operation: str
+
+    def describe(self) -> str:
+        """`locked by analyst@host (pid 123) since 2026-11-27T05:10:00Z for apply; lock id …`"""
+        return (
+            f"locked by {self.user}@{self.host} (pid {self.pid}) since {self.since} "
+            f"for {self.operation}; lock id {self.id}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LockInfo:
+        return _build(cls, data)
+
+
+@dataclass(frozen=True)
+class StateSnapshot:
+    """The whole recorded state at one serial: resources and unfinished work's checkpoints.
+
+    `lineage` is "" and `serial` 0 for a state that was never written.
+    """
+
+    lineage: str
+    serial: int
+    resources: dict[str, ResourceRecord]
+    checkpoints: dict[str, dict[str, Any]]
+
+    @classmethod
+    def empty(cls) -> StateSnapshot:
+        return cls(lineage="", serial=0, resources={}, checkpoints={})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "lineage": self.lineage,
+            "serial": self.serial,
+            "resources": {address: r.to_dict() for address, r in sorted(self.resources.items())},
+            "checkpoints": copy.deepcopy(dict(sorted(self.checkpoints.items()))),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StateSnapshot:
+        return cls(
+            lineage=str(data["lineage"]),
+            serial=int(data["serial"]),
+            resources={
+                address: ResourceRecord.from_dict(record)
+                for address, record in data.get("resources", {}).items()
+            },
+            checkpoints=copy.deepcopy(dict(data.get("checkpoints", {}))),
+        )

@@ -1,0 +1,170 @@
+"""The state store interface, and the helpers every implementation shares.
+
+The planner and executor only ever see `StateStore`; the SQLite file (issue 3) and the shared
+PostgreSQL store (issue 5) both implement it and pass the same conformance tests
+(tests/test_state.py).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from dsdb_plan.errors import LockError, StateError
+from dsdb_plan.redact import redact
+from dsdb_plan.state.records import HistoryEntry, LockInfo, ResourceRecord, StateSnapshot
+
+_LOCK_POLL_SECONDS = 0.2
+
+
+class StateStore(Protocol):
+    """Where applies record what they did.
+
+    Rules every implementation keeps:
+
+    - `serial` grows by exactly one with every write that changes the state (resources or
+      checkpoints) and never otherwise: reads, locks, history and writes that change nothing
+      leave it alone. Each write method returns the serial after the write.
+    - `lineage` is a uuid set when the state is created and never changes.
+    - Every write is one transaction: a crash at any instant leaves the previous or the new
+      state, readable.
+    - Reading a state that does not exist yet returns `StateSnapshot.empty()` and creates
+      nothing (a plan has no side effects).
+    - State writes are refused with `LockError` while another process holds the lock.
+    - Everything stored passes through `dsdb_plan.redact` first.
+    """
+
+    location: str
+    """Where the state lives, for messages; never contains a secret."""
+
+    def read(self) -> StateSnapshot:
+        """The current state, consistent as of one serial."""
+        ...
+
+    def put_resource(self, record: ResourceRecord, *, clear_checkpoint: bool = True) -> int:
+        """Record a resource; by default also drop its checkpoint, in the same transaction."""
+        ...
+
+    def remove_resource(self, address: str) -> int:
+        """Forget a resource and its checkpoint; `StateError` if neither is recorded."""
+        ...
+
+    def rename_resource(self, old: str, new: str) -> int:
+        """Move a resource and its checkpoint to a new address (history keeps the old one)."""
+        ...
+
+    def save_checkpoint(self, address: str, data: dict[str, Any]) -> int:
+        """Record how far unfinished work on `address` got, so a later apply resumes it."""
+        ...
+
+    def clear_checkpoint(self, address: str) -> int:
+        """Drop the checkpoint of `address`, if any."""
+        ...
+
+    def append_history(self, entry: HistoryEntry) -> None:
+        """Append to the history log; it is not state, so the serial does not move."""
+        ...
+
+    def history(self, address: str | None = None, limit: int | None = None) -> list[HistoryEntry]:
+        """History entries, newest first, optionally of one address and at most `limit`."""
+        ...
+
+    def lock(
+        self, operation: str, user: str, timeout: float = 0
+    ) -> AbstractContextManager[LockInfo]:
+        """Hold the state lock for the `with` block; released on exit, also on exception.
+
+        Fails at once with `LockError` describing the holder, or polls for up to `timeout`
+        seconds first.
+        """
+        ...
+
+    def lock_holder(self) -> LockInfo | None:
+        """Who holds the lock now, if anyone."""
+        ...
+
+    def force_unlock(self, lock_id: str) -> LockInfo:
+        """Release someone else's lock; `LockError` unless `lock_id` is the current lock's."""
+        ...
+
+    def replace_all(self, snapshot: StateSnapshot) -> int:
+        """Make the state hold exactly the snapshot's resources and checkpoints, in one write.
+
+        The store keeps its own lineage (a never-written store adopts the snapshot's) and its
+        serial grows by one; refusing a foreign lineage or an older serial is the caller's
+        policy (`dsdb state push`).
+        """
+        ...
+
+    def close(self) -> None:
+        """Release connections; the store must not be used afterwards."""
+        ...
+
+
+def utc_now() -> str:
+    """Now, as the ISO 8601 UTC text every record uses."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def this_host() -> str:
+    return socket.gethostname()
+
+
+def _redact_tree(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact(str(key)): _redact_tree(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_tree(item) for item in value]
+    return value
+
+
+def dump_json(value: Any, what: str) -> str:
+    """JSON text to store, with every registered secret masked.
+
+    Strings are redacted before encoding, because JSON escaping (quotes, backslashes,
+    non-ASCII) could otherwise hide a secret from a text search; the encoded text is checked
+    once more in case a secret spans JSON syntax.
+    """
+    try:
+        text = json.dumps(_redact_tree(value), sort_keys=True, ensure_ascii=False)
+    except (TypeError, ValueError) as error:
+        raise StateError(f"cannot record {what}: not JSON-safe ({error})") from None
+    masked = redact(text)
+    if masked != text:
+        try:
+            json.loads(masked)
+        except ValueError:
+            raise StateError(f"cannot record {what}: it contains a secret") from None
+    return masked
+
+
+def lock_message(location: str, holder: LockInfo, waited: float = 0) -> str:
+    """The `LockError` text: who holds the lock and how to break it if they are gone."""
+    after = f" (waited {waited:g}s)" if waited > 0 else ""
+    return (
+        f"state {location} is {holder.describe()}{after}. If that run is no longer alive, "
+        f"release the lock with: dsdb force-unlock {holder.id}"
+    )
+
+
+def wait_for_lock(attempt: Callable[[], LockInfo | None], location: str, timeout: float) -> None:
+    """Call `attempt` until it returns None (lock taken) or `timeout` seconds have passed.
+
+    `attempt` returns the current holder when the lock is taken by someone else.
+    """
+    deadline = time.monotonic() + max(timeout, 0)
+    while True:
+        holder = attempt()
+        if holder is None:
+            return
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise LockError(lock_message(location, holder, waited=timeout))
+        time.sleep(min(_LOCK_POLL_SECONDS, remaining))
