@@ -26,8 +26,6 @@ def cli(ctx: click.Context, debug: bool, no_color: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code instead of exiting (so tests can call it)."""
-    from dsdb_plan.cli import commands  # noqa: F401  registers the commands
-
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         result = cli.main(args=list(argv) if argv is not None else None,

@@ -1,0 +1,80 @@
+"""`dsdb backups list` and `dsdb backups verify`: the backups recorded in state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dsdb_plan.archive import verify_backup
+from dsdb_plan.cli.app import cli
+from dsdb_plan.cli.options import manifest_argument, parse_variables, variable_options
+from dsdb_plan.cli.output import Output
+from dsdb_plan.errors import DsdbError
+from dsdb_plan.project import Project
+
+pass_output = click.make_pass_decorator(Output)
+
+
+def _recorded_backups(manifest: Path, variables: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
+    """(address, artifact) for every backup in state, newest first per resource."""
+    project = Project.open(manifest, variables=variables)
+    try:
+        snapshot = project.store.read()
+    finally:
+        project.close()
+    return [
+        (address, artifact)
+        for address, record in sorted(snapshot.resources.items())
+        for artifact in record.artifacts
+        if "files" in artifact
+    ]
+
+
+@cli.group()
+def backups() -> None:
+    """Backups recorded in state."""
+
+
+@backups.command("list")
+@manifest_argument
+@variable_options
+@pass_output
+def list_backups(out: Output, manifest: Path, var: tuple[str, ...],
+                 var_file: tuple[Path, ...]) -> None:
+    """List recorded backups: id, time, rows, size, folder."""
+    found = _recorded_backups(manifest, parse_variables(var, var_file))
+    if not found:
+        out.echo("No backups recorded.")
+        return
+    for address, artifact in found:
+        present = "" if Path(artifact["path"]).is_dir() else "  (missing on disk)"
+        out.echo(f"{address}  {artifact['id']}  {artifact.get('created_at', '')}  "
+                 f"{artifact.get('total_rows', 0):,} rows  "
+                 f"{artifact.get('total_bytes', 0):,} bytes  {artifact['path']}{present}")
+
+
+@backups.command("verify")
+@manifest_argument
+@variable_options
+@click.option("--id", "backup_ids", multiple=True, help="Only this backup id (repeatable).")
+@pass_output
+def verify(out: Output, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...],
+           backup_ids: tuple[str, ...]) -> int:
+    """Check every recorded backup's files against their sizes and SHA-256."""
+    found = [(address, artifact) for address, artifact
+             in _recorded_backups(manifest, parse_variables(var, var_file))
+             if not backup_ids or artifact["id"] in backup_ids]
+    bad = 0
+    for address, artifact in found:
+        try:
+            verify_backup(Path(artifact["path"]))
+        except DsdbError as error:
+            bad += 1
+            out.echo(out.style("✗", fg="red") + f" {address} {artifact['id']}: {error.message}",
+                     err=True)
+        else:
+            out.echo(out.style("✓", fg="green") + f" {address} {artifact['id']}")
+    out.echo(f"{len(found) - bad} of {len(found)} backups verified.")
+    return 1 if bad else 0

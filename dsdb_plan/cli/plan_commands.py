@@ -1,0 +1,151 @@
+"""`dsdb plan` and `dsdb apply`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from dsdb_plan.cli.app import cli
+from dsdb_plan.cli.options import manifest_argument, parse_variables, variable_options
+from dsdb_plan.cli.output import Output
+from dsdb_plan.cli.progress import ProgressReporter
+from dsdb_plan.errors import DsdbError
+from dsdb_plan.executor import ActionResult, ApplyReport
+from dsdb_plan.manifest import DEFAULT_MANIFEST
+from dsdb_plan.plan import Action, Plan
+from dsdb_plan.project import Project
+from dsdb_plan.redact import redact
+from dsdb_plan.render import render
+
+pass_output = click.make_pass_decorator(Output)
+CHANGES_EXIT_CODE = 2
+
+
+def _selection_options(function):  # type: ignore[no-untyped-def]
+    function = click.option("--exclude", multiple=True, metavar="ADDR",
+                            help="Leave this resource out (repeatable).")(function)
+    return click.option("--target", multiple=True, metavar="ADDR",
+                        help="Plan only this resource (repeatable).")(function)
+
+
+@cli.command()
+@manifest_argument
+@variable_options
+@_selection_options
+@click.option("-o", "--out", "plan_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Save the plan for `dsdb apply PLANFILE`.")
+@click.option("--format", "output_format", type=click.Choice(["text", "markdown", "json"]),
+              default="text", show_default=True, help="How to print the plan.")
+@click.option("--detailed-exitcode", is_flag=True,
+              help="Exit 0 when there are no changes, 2 when there are, 1 on error.")
+@pass_output
+def plan(out: Output, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...],
+         target: tuple[str, ...], exclude: tuple[str, ...], plan_file: Path | None,
+         output_format: str, detailed_exitcode: bool) -> int:
+    """Show what apply would change, and why."""
+    project = Project.open(manifest, variables=parse_variables(var, var_file))
+    try:
+        result = project.plan(targets=target, excludes=exclude)
+    finally:
+        project.close()
+    out.echo(render(result, output_format, color=out.use_color).rstrip("\n"))
+    if plan_file is not None:
+        plan_file.parent.mkdir(parents=True, exist_ok=True)
+        plan_file.write_text(redact(result.to_json()))
+        out.echo(f"\nSaved the plan to {plan_file}. Apply it with: dsdb apply {plan_file}",
+                 err=output_format != "text")
+    return CHANGES_EXIT_CODE if detailed_exitcode and result.has_changes else 0
+
+
+def _read_plan_file(path: Path) -> Plan | None:
+    """The saved plan at `path`, or None when `path` is a manifest."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not text.lstrip().startswith("{"):
+        return None
+    try:
+        return Plan.from_dict(json.loads(text))
+    except (ValueError, KeyError, TypeError) as error:
+        raise DsdbError(f"{path} is not a dsdb plan file: {error}") from None
+
+
+@cli.command()
+@click.argument("source", required=False, default=DEFAULT_MANIFEST,
+                type=click.Path(path_type=Path, dir_okay=False), metavar="[MANIFEST|PLANFILE]")
+@variable_options
+@_selection_options
+@click.option("--auto-approve", is_flag=True, help="Apply without asking (for CI).")
+@click.option("--allow-destroy", is_flag=True,
+              help="Consent to destructive actions without a prompt.")
+@click.option("--lock-timeout", type=float, default=None, metavar="SECONDS",
+              help="Wait this long for another run's state lock.")
+@pass_output
+def apply(out: Output, source: Path, var: tuple[str, ...], var_file: tuple[Path, ...],
+          target: tuple[str, ...], exclude: tuple[str, ...], auto_approve: bool,
+          allow_destroy: bool, lock_timeout: float | None) -> int:
+    """Make reality match the manifest (or apply a saved plan)."""
+    saved = _read_plan_file(source)
+    if saved is not None and (target or exclude):
+        raise DsdbError("--target/--exclude cannot change a saved plan; plan again instead")
+    manifest = Path(saved.manifest_path) if saved else source
+    project = Project.open(manifest, variables=parse_variables(var, var_file))
+    try:
+        with project.locked("apply", timeout=lock_timeout):
+            the_plan = saved or project.plan(targets=target, excludes=exclude)
+            out.echo(render(the_plan, "text", color=out.use_color).rstrip("\n"))
+            if not the_plan.has_changes:
+                out.echo("Nothing to do.")
+                return 0
+            _get_consent(out, the_plan, saved=saved is not None,
+                         auto_approve=auto_approve, allow_destroy=allow_destroy)
+            with ProgressReporter(out) as progress:
+                report = project.apply(
+                    the_plan, saved=saved is not None, progress=progress,
+                    on_start=lambda action: out.echo(f"{action.key}: {action.type.value}..."),
+                    on_result=lambda action, result: _show_result(out, action, result),
+                )
+    finally:
+        project.close()
+    return _show_report(out, report)
+
+
+def _get_consent(out: Output, the_plan: Plan, *, saved: bool, auto_approve: bool,
+                 allow_destroy: bool) -> None:
+    destructive = bool(the_plan.destructive)
+    if (auto_approve or saved) and (not destructive or allow_destroy):
+        return
+    if not sys.stdin.isatty():
+        missing = "--allow-destroy" if destructive and (auto_approve or saved) \
+            else "--auto-approve" + (" --allow-destroy" if destructive else "")
+        raise DsdbError(f"not applied: no terminal to ask for consent; pass {missing}")
+    question = ("The plan deletes or overwrites data (see above). " if destructive else "") \
+        + "Apply it? Only 'yes' is accepted"
+    if click.prompt(question, default="", show_default=False) != "yes":
+        raise DsdbError("not applied: consent was not given")
+
+
+def _show_result(out: Output, action: Action, result: ActionResult) -> None:
+    if result.status == "ok":
+        detail = f" ({result.rows:,} rows)" if result.rows else ""
+        out.echo(out.style(f"{action.key}: done", fg="green") + f"{detail} "
+                 f"in {result.duration_s:.1f}s" + (f" — {result.message}" if result.message else ""))
+    elif result.status == "skipped":
+        out.echo(out.style(f"{action.key}: {result.message}", fg="yellow"))
+    else:
+        out.echo(out.style(f"{action.key}: failed: {result.message}", fg="red"), err=True)
+
+
+def _show_report(out: Output, report: ApplyReport) -> int:
+    succeeded = sum(1 for r in report.results if r.status == "ok")
+    line = (f"Apply {'complete' if report.ok else 'incomplete'}: {succeeded} succeeded, "
+            f"{len(report.failed)} failed, {len(report.skipped)} skipped.")
+    out.echo("")
+    out.echo(out.style(line, bold=True, fg=None if report.ok else "red"))
+    for result in report.failed:
+        out.echo(f"  {result.key}: {result.message}", err=True)
+    return 0 if report.ok else 1

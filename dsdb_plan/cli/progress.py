@@ -1,0 +1,78 @@
+"""Progress of long work: a live display on terminals, a quiet line every few seconds in logs."""
+
+from __future__ import annotations
+
+import sys
+import time
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from dsdb_plan.cli.output import Output
+
+LOG_INTERVAL_SECONDS = 5.0
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:,.0f} rows/s" if task.speed else "")
+
+
+class ProgressReporter:
+    """Callable as progress(label, rows_done, rows_total_or_None); use as a context manager."""
+
+    def __init__(self, out: Output, *, interactive: bool | None = None) -> None:
+        self.out = out
+        self.interactive = sys.stderr.isatty() if interactive is None else interactive
+        self._display: Progress | None = None
+        self._tasks: dict[str, TaskID] = {}
+        self._last_logged: dict[str, float] = {}
+
+    def __enter__(self) -> ProgressReporter:
+        if self.interactive:
+            self._display = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                _RateColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._display.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._display is not None:
+            self._display.stop()
+
+    def __call__(self, label: str, rows: int, total: int | None) -> None:
+        if self._display is not None:
+            if label not in self._tasks:
+                self._tasks[label] = self._display.add_task(label, total=total)
+            self._display.update(self._tasks[label], completed=rows, total=total)
+            return
+        now = time.monotonic()
+        first = label not in self._last_logged
+        if first or now - self._last_logged[label] >= LOG_INTERVAL_SECONDS:
+            self._last_logged[label] = now
+            of_total = f" of {total:,}" if total else ""
+            self.out.echo(f"  {label}: {rows:,}{of_total} rows", err=True)

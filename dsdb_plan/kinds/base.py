@@ -1,0 +1,150 @@
+"""What every resource kind provides, and the contexts planning and applying hand it.
+
+A kind plans without side effects (it may read the databases, the state and the backup
+folders) and applies one action at a time, returning the record to store for it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from dsdb_plan.fingerprint import Fingerprint
+from dsdb_plan.models import Manifest
+from dsdb_plan.plan import Action, ActionType
+from dsdb_plan.redact import redact
+from dsdb_plan.state import ResourceRecord, StateSnapshot, StateStore
+from dsdb_plan.workspace import Workspace
+
+ProgressCallback = Callable[[str, int, int | None], None]
+"""progress(label, rows_done, rows_total_or_None)"""
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def host_name() -> str:
+    return socket.gethostname()
+
+
+@dataclass
+class PlanContext:
+    """Read-only view of the world for planning, caching live fingerprints."""
+
+    manifest: Manifest
+    workspace: Workspace
+    snapshot: StateSnapshot
+    planned: dict[str, Action] = field(default_factory=dict)
+    fingerprints: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def is_missing(self, connection: str) -> bool:
+        return self.workspace.is_missing(connection)
+
+    def fingerprint(
+        self, connection: str, tables: list[str] | None, previous: Fingerprint | None = None
+    ) -> Fingerprint:
+        """Live fingerprint of `tables` (None: all) in `connection`, once per plan."""
+        key = fingerprint_key(connection, tables)
+        if key not in self.fingerprints:
+            live = self.workspace.fingerprint(connection, tables, previous=previous)
+            self.fingerprints[key] = live.to_dict()
+        return Fingerprint.from_dict(self.fingerprints[key])
+
+    def will_change(self, address: str) -> bool:
+        action = self.planned.get(address)
+        return action is not None and action.is_change
+
+
+def fingerprint_key(connection: str, tables: list[str] | None) -> str:
+    return connection + ":" + (",".join(sorted(tables)) if tables else "*")
+
+
+@dataclass
+class ApplyContext:
+    """What an action may touch while applying: databases, files, and the state store."""
+
+    manifest: Manifest
+    workspace: Workspace
+    store: StateStore
+    progress: ProgressCallback | None = None
+
+    def record(self, address: str) -> ResourceRecord | None:
+        return self.store.read().resources.get(address)
+
+    def checkpoint(self, address: str) -> dict[str, Any]:
+        return self.store.read().checkpoints.get(address, {})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What applying an action did: the record to store (None forgets it) and its size."""
+
+    record: ResourceRecord | None
+    rows: int = 0
+    bytes: int = 0
+    message: str = ""
+
+
+class Kind(Protocol):
+    """One resource kind: backup, migration, restore or teardown."""
+
+    def plan(
+        self, ctx: PlanContext, address: str, spec: Any, record: ResourceRecord | None
+    ) -> list[Action]: ...
+
+    def plan_removed(self, ctx: PlanContext, record: ResourceRecord) -> list[Action]: ...
+
+    def apply(self, ctx: ApplyContext, action: Action) -> Outcome: ...
+
+
+def spec_document(manifest: Manifest, spec: Any, connections: list[str]) -> dict[str, Any]:
+    """The spec as recorded in state: the resource's fields plus the connections it uses,
+    identified by their masked URL so that pointing a name elsewhere counts as a change."""
+    document = spec.model_dump(mode="json", by_alias=True, exclude={"description"})
+    document["links"] = {name: manifest.connections[name].display() for name in connections}
+    return json.loads(redact(json.dumps(document)))
+
+
+def digest(document: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+def make_record(
+    address: str,
+    kind: str,
+    spec: dict[str, Any],
+    *,
+    fingerprints: dict[str, Any] | None = None,
+    artifacts: list[dict[str, Any]] | None = None,
+    status: str = "applied",
+) -> ResourceRecord:
+    return ResourceRecord(
+        address=address,
+        kind=kind,
+        spec=spec,
+        spec_digest=digest(spec),
+        fingerprints=fingerprints or {},
+        artifacts=artifacts or [],
+        status=status,
+        updated_at=now_iso(),
+    )
+
+
+def removed_action(record: ResourceRecord, reason: str, *, destructive: bool = False,
+                   details: dict[str, Any] | None = None) -> Action:
+    """The destroy action for a resource that is in state but no longer in the manifest."""
+    return Action(
+        key=record.address,
+        address=record.address,
+        kind=record.kind,
+        type=ActionType.DESTROY,
+        reasons=("removed from the manifest", reason),
+        destructive=destructive,
+        details={**(details or {}), "removed": True},
+    )

@@ -1,0 +1,162 @@
+"""teardown.<name>: these tables, or this whole database, are gone.
+
+Always destructive: the plan lists what would be dropped, with row counts, and a final backup
+is taken first unless the manifest opts out. A protected connection refuses at plan time.
+Already gone -> no-op.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from dsdb_plan.archive import new_backup_id, write_backup
+from dsdb_plan.connection import Connection
+from dsdb_plan.dbschema import drop_tables
+from dsdb_plan.errors import PlanError
+from dsdb_plan.kinds.base import (
+    ApplyContext,
+    Outcome,
+    PlanContext,
+    make_record,
+    removed_action,
+    spec_document,
+)
+from dsdb_plan.models import Teardown
+from dsdb_plan.plan import Action, ActionType
+from dsdb_plan.state import ResourceRecord
+
+KIND = "teardown"
+
+
+def _present_tables(engine: sa.Engine, spec: Teardown) -> list[str]:
+    existing = sa.inspect(engine).get_table_names()
+    if spec.tables == "all":
+        return sorted(existing)
+    return [table for table in spec.tables if table in existing]
+
+
+class TeardownKind:
+    def plan(
+        self, ctx: PlanContext, address: str, spec: Teardown, record: ResourceRecord | None
+    ) -> list[Action]:
+        connection = ctx.manifest.connections[spec.connection]
+        document = spec_document(ctx.manifest, spec, [spec.connection])
+        base = {"key": address, "address": address, "kind": KIND}
+        gone = ctx.is_missing(spec.connection) or (
+            spec.drop_database and not _database_exists(connection)
+        )
+        if gone:
+            return [Action(**base, type=ActionType.NOOP,
+                           reasons=(f"{spec.connection} is already gone",),
+                           details={"spec": document})]
+        engine = ctx.workspace.reach(spec.connection)
+        tables = _present_tables(engine, spec)
+        if not tables and not spec.drop_database:
+            return [Action(**base, type=ActionType.NOOP,
+                           reasons=(f"no listed table is left in {spec.connection}",),
+                           details={"spec": document})]
+        if connection.protect:
+            raise PlanError(
+                f"{address}: connection '{spec.connection}' is protected (protect: true); "
+                "teardown refused"
+            )
+        fingerprint = ctx.fingerprint(spec.connection, tables or None)
+        listed = ", ".join(
+            f"{name} ({fingerprint.tables[name].rows:,} rows)" for name in tables
+        ) or "no tables"
+        what = f"drop database {spec.connection}" if spec.drop_database \
+            else f"drop {len(tables)} table{'s' * (len(tables) != 1)} in {spec.connection}"
+        reasons = [f"{what}: {listed}"]
+        if spec.final_backup and tables:
+            reasons.append(f"a final backup is taken first, into "
+                           f"{ctx.workspace.backups_dir(_final_backup_folder(address))}")
+        elif tables:
+            reasons.append("no final backup (final_backup: false)")
+        return [Action(**base, type=ActionType.DESTROY, reasons=tuple(reasons), destructive=True,
+                       details={"spec": document, "tables": tables,
+                                "rows": sum(fingerprint.tables[t].rows for t in tables)})]
+
+    def plan_removed(self, ctx: PlanContext, record: ResourceRecord) -> list[Action]:
+        return [removed_action(record, "the record is forgotten; nothing is dropped")]
+
+    def apply(self, ctx: ApplyContext, action: Action) -> Outcome:
+        if action.details.get("removed"):
+            return Outcome(None, message="forgotten")
+        spec: Teardown = ctx.manifest.teardowns[action.address.split(".", 1)[1]]
+        connection = ctx.manifest.connections[spec.connection]
+        engine = ctx.workspace.reach(spec.connection)
+        tables = _present_tables(engine, spec)
+        artifacts: list[dict[str, Any]] = []
+        if spec.final_backup and tables:
+            artifacts.append(self._final_backup(ctx, action.address, engine, tables))
+        rows = action.details.get("rows", 0)
+        if spec.drop_database:
+            ctx.workspace.close()  # no open connection may hold the database
+            _drop_database(connection)
+        else:
+            drop_tables(engine, tables)
+        record = make_record(action.address, KIND, action.details["spec"], artifacts=artifacts)
+        return Outcome(record, rows=rows, message=f"dropped {', '.join(tables) or 'database'}")
+
+    def _final_backup(
+        self, ctx: ApplyContext, address: str, engine: sa.Engine, tables: list[str]
+    ) -> dict[str, Any]:
+        """The final backup, taken once even if the teardown is resumed after a crash."""
+        checkpoint = ctx.checkpoint(address)
+        if "final_backup" in checkpoint:
+            return dict(checkpoint["final_backup"])
+        root = ctx.workspace.backups_dir(_final_backup_folder(address))
+        info = write_backup(engine, root, new_backup_id(dt.datetime.now(dt.UTC)), tables)
+        artifact = {**info.to_dict(), "path": str(info.path)}
+        ctx.store.save_checkpoint(address, {"final_backup": artifact})
+        return artifact
+
+
+def _final_backup_folder(address: str) -> str:
+    return "_teardown-" + address.split(".", 1)[1]
+
+
+def _server_admin_engine(connection: Connection) -> sa.Engine:
+    url = connection.sqlalchemy_url()
+    admin_db = "postgres" if url.get_backend_name() == "postgresql" else None
+    return sa.create_engine(url.set(database=admin_db), isolation_level="AUTOCOMMIT",
+                            poolclass=sa.pool.NullPool)
+
+
+def _database_exists(connection: Connection) -> bool:
+    if connection.dialect == "sqlite":
+        return not connection.is_sqlite_file or Path(connection.link).exists()
+    if connection.dialect not in ("postgresql", "mysql", "mariadb"):
+        return True
+    engine = _server_admin_engine(connection)
+    try:
+        with engine.connect() as conn:
+            if connection.dialect == "postgresql":
+                query = sa.text("SELECT 1 FROM pg_database WHERE datname = :name")
+            else:
+                query = sa.text("SELECT 1 FROM information_schema.schemata "
+                                "WHERE schema_name = :name")
+            return conn.execute(query, {"name": connection.link}).first() is not None
+    finally:
+        engine.dispose()
+
+
+def _drop_database(connection: Connection) -> None:
+    if connection.dialect == "sqlite":
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(connection.link + suffix).unlink(missing_ok=True)
+        return
+    if connection.dialect not in ("postgresql", "mysql", "mariadb"):
+        raise PlanError(f"dropping a whole {connection.dialect} database is not supported")
+    engine = _server_admin_engine(connection)
+    try:
+        with engine.connect() as conn:
+            quoted = engine.dialect.identifier_preparer.quote(connection.link)
+            force = " WITH (FORCE)" if connection.dialect == "postgresql" else ""
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}{force}")
+    finally:
+        engine.dispose()

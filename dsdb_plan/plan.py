@@ -1,0 +1,169 @@
+"""The Plan: ordered actions, each with its reasons, and what the plan was computed against.
+
+Actions are small frozen values. Their reasons are for people; decisions are made on the
+type and the details. A plan saved to a file carries the manifest digest, the state lineage
+and serial, and the fingerprints it relied on, so `apply` can refuse it once stale.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+FORMAT_VERSION = 1
+
+
+class ActionType(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    REPLACE = "replace"
+    RESYNC = "resync"
+    DESTROY = "destroy"
+    NOOP = "no-op"
+
+    @property
+    def symbol(self) -> str:
+        return _SYMBOLS[self]
+
+    @property
+    def verb(self) -> str:
+        """The summary-line phrase: "2 to resync"."""
+        return _VERBS[self]
+
+
+_SYMBOLS = {
+    ActionType.CREATE: "+",
+    ActionType.UPDATE: "~",
+    ActionType.REPLACE: "-/+",
+    ActionType.RESYNC: "↻",
+    ActionType.DESTROY: "-",
+    ActionType.NOOP: " ",
+}
+_VERBS = {
+    ActionType.CREATE: "to create",
+    ActionType.UPDATE: "to update",
+    ActionType.REPLACE: "to replace",
+    ActionType.RESYNC: "to resync",
+    ActionType.DESTROY: "to destroy",
+    ActionType.NOOP: "unchanged",
+}
+SUMMARY_ORDER = [
+    ActionType.CREATE,
+    ActionType.UPDATE,
+    ActionType.REPLACE,
+    ActionType.RESYNC,
+    ActionType.DESTROY,
+]
+
+
+@dataclass(frozen=True)
+class Action:
+    """One step of a plan, on one resource.
+
+    `key` identifies the action within the plan (a resource can have a second action, such
+    as pruning old backups: `backup.nightly#prune`). `destructive` marks actions that delete
+    data and need consent. `details` holds what the executor needs (JSON-safe).
+    """
+
+    key: str
+    address: str
+    kind: str
+    type: ActionType
+    reasons: tuple[str, ...] = ()
+    destructive: bool = False
+    depends_on: tuple[str, ...] = ()
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_change(self) -> bool:
+        return self.type is not ActionType.NOOP
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["type"] = self.type.value
+        data["reasons"] = list(self.reasons)
+        data["depends_on"] = list(self.depends_on)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Action:
+        return cls(
+            key=data["key"],
+            address=data["address"],
+            kind=data["kind"],
+            type=ActionType(data["type"]),
+            reasons=tuple(data.get("reasons", ())),
+            destructive=bool(data.get("destructive", False)),
+            depends_on=tuple(data.get("depends_on", ())),
+            details=dict(data.get("details", {})),
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Ordered actions plus what they were computed against."""
+
+    manifest_path: str
+    manifest_digest: str
+    state_lineage: str
+    state_serial: int
+    actions: tuple[Action, ...]
+    fingerprints: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    created_at: str = ""
+
+    @property
+    def changes(self) -> list[Action]:
+        return [action for action in self.actions if action.is_change]
+
+    @property
+    def destructive(self) -> list[Action]:
+        return [action for action in self.actions if action.destructive]
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changes)
+
+    def counts(self) -> Counter[ActionType]:
+        return Counter(action.type for action in self.actions)
+
+    def summary(self) -> str:
+        """`Plan: 1 to create, 2 to resync, 1 to destroy.` or the no-change sentence."""
+        counts = self.counts()
+        parts = [f"{counts[t]} {t.verb}" for t in SUMMARY_ORDER if counts[t]]
+        if not parts:
+            return "No changes. Reality matches the manifest."
+        return "Plan: " + ", ".join(parts) + "."
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "manifest_path": self.manifest_path,
+            "manifest_digest": self.manifest_digest,
+            "state_lineage": self.state_lineage,
+            "state_serial": self.state_serial,
+            "created_at": self.created_at,
+            "summary": {t.value: n for t, n in sorted(self.counts().items())},
+            "actions": [action.to_dict() for action in self.actions],
+            "warnings": list(self.warnings),
+            "fingerprints": self.fingerprints,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        return cls(
+            manifest_path=data["manifest_path"],
+            manifest_digest=data["manifest_digest"],
+            state_lineage=data["state_lineage"],
+            state_serial=int(data["state_serial"]),
+            actions=tuple(Action.from_dict(a) for a in data["actions"]),
+            fingerprints=dict(data.get("fingerprints", {})),
+            warnings=tuple(data.get("warnings", ())),
+            created_at=data.get("created_at", ""),
+        )

@@ -1,0 +1,136 @@
+"""Manifest + recorded state + live fingerprints -> Plan. Reads only; never writes.
+
+Desired resources minus recorded ones are created, recorded minus desired are destroyed,
+and the intersection is compared by each kind. Actions come out in dependency order, ties
+broken by address, so the same inputs always give the same plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import replace
+
+from dsdb_plan.errors import DsdbError, PlanError
+from dsdb_plan.graph import dependencies, topological_order
+from dsdb_plan.kinds import PlanContext, kind_of
+from dsdb_plan.kinds.base import now_iso
+from dsdb_plan.manifest import LoadedManifest
+from dsdb_plan.plan import Action, Plan
+from dsdb_plan.state import ResourceRecord, StateSnapshot
+from dsdb_plan.workspace import Workspace
+
+
+def make_plan(
+    loaded: LoadedManifest,
+    workspace: Workspace,
+    snapshot: StateSnapshot,
+    *,
+    targets: Collection[str] = (),
+    excludes: Collection[str] = (),
+) -> Plan:
+    """The ordered actions that would bring reality to the manifest."""
+    manifest = loaded.manifest
+    resources = manifest.resources()
+    _check_selection(set(resources) | set(snapshot.resources), targets, excludes)
+    records, moves = _records_after_moves(manifest.moved, snapshot)
+    graph = dependencies(manifest)
+    ctx = PlanContext(manifest=manifest, workspace=workspace, snapshot=snapshot)
+    actions: list[Action] = []
+    errors: list[str] = []
+    for address in topological_order(graph):
+        kind = address.split(".", 1)[0]
+        try:
+            planned = kind_of(kind).plan(ctx, address, resources[address], records.get(address))
+        except DsdbError as error:
+            errors.append(error.message if error.message.startswith(address)
+                          else f"{address}: {error.message}")
+            continue
+        planned = [_with_move_note(action, moves) for action in planned]
+        ctx.planned[address] = planned[0]
+        actions.extend(planned)
+    for address in sorted(set(records) - set(resources)):
+        record = records[address]
+        try:
+            actions.extend(kind_of(record.kind).plan_removed(ctx, record))
+        except DsdbError as error:
+            errors.append(f"{address}: {error.message}")
+    if errors:
+        raise PlanError("cannot plan:\n" + "\n".join(f"  {line}" for line in errors))
+    actions = _link_dependencies(actions, graph)
+    selected, warnings = _select(actions, targets, excludes)
+    return Plan(
+        manifest_path=str(loaded.path),
+        manifest_digest=loaded.digest,
+        state_lineage=snapshot.lineage,
+        state_serial=snapshot.serial,
+        actions=tuple(selected),
+        fingerprints=ctx.fingerprints,
+        warnings=tuple(warnings),
+        created_at=now_iso(),
+    )
+
+
+def _records_after_moves(
+    moved: Collection[object], snapshot: StateSnapshot
+) -> tuple[dict[str, ResourceRecord], dict[str, str]]:
+    """Records keyed by their new address where a `moved:` entry renames them."""
+    records = dict(snapshot.resources)
+    moves: dict[str, str] = {}
+    for move in moved:
+        old, new = move.from_, move.to  # type: ignore[attr-defined]
+        if old in records and new not in records:
+            records[new] = records.pop(old)
+            moves[new] = old
+    return records, moves
+
+
+def _with_move_note(action: Action, moves: dict[str, str]) -> Action:
+    if action.address not in moves or action.key != action.address:
+        return action
+    note = f"moved from {moves[action.address]}"
+    details = {**action.details, "moved_from": moves[action.address]}
+    return replace(action, reasons=(note, *action.reasons), details=details)
+
+
+def _link_dependencies(actions: list[Action], graph: dict[str, set[str]]) -> list[Action]:
+    """Each action depends on the main actions of the resources its resource depends on."""
+    keys = {action.key for action in actions}
+    linked = []
+    for action in actions:
+        wanted = set(action.depends_on) | {a for a in graph.get(action.address, ()) if a in keys}
+        linked.append(replace(action, depends_on=tuple(sorted(wanted))))
+    return linked
+
+
+def _check_selection(
+    known: set[str], targets: Collection[str], excludes: Collection[str]
+) -> None:
+    unknown = sorted((set(targets) | set(excludes)) - known)
+    if unknown:
+        raise PlanError(f"unknown address(es) in --target/--exclude: {', '.join(unknown)}")
+
+
+def _select(
+    actions: list[Action], targets: Collection[str], excludes: Collection[str]
+) -> tuple[list[Action], list[str]]:
+    """Keep the targeted actions (all by default) minus the excluded; warn on cut edges."""
+    if not targets and not excludes:
+        return actions, []
+    chosen = [
+        action for action in actions
+        if (not targets or action.address in targets) and action.address not in excludes
+    ]
+    chosen_keys = {action.key for action in chosen}
+    by_key = {action.key: action for action in actions}
+    warnings = [
+        f"{action.key} depends on {dependency}, which is not selected "
+        f"(it would {by_key[dependency].type.value})"
+        for action in chosen
+        for dependency in action.depends_on
+        if dependency not in chosen_keys and by_key[dependency].is_change
+    ]
+    trimmed = [
+        replace(action, depends_on=tuple(d for d in action.depends_on if d in chosen_keys))
+        for action in chosen
+    ]
+    return trimmed, warnings

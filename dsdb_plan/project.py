@@ -1,0 +1,93 @@
+"""A manifest opened for work: its workspace and state store, with plan and apply.
+
+The CLI and the notebook API both go through here, so a plan shown is the plan applied.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from dsdb_plan.executor import ActionResult, ApplyReport, apply_moves, execute
+from dsdb_plan.freshness import ensure_fresh
+from dsdb_plan.kinds import ApplyContext
+from dsdb_plan.kinds.base import ProgressCallback
+from dsdb_plan.manifest import LoadedManifest, load_manifest
+from dsdb_plan.plan import Action, Plan
+from dsdb_plan.planner import make_plan
+from dsdb_plan.state import LockInfo, StateStore, open_state
+from dsdb_plan.workspace import Workspace
+
+
+def current_user() -> str:
+    """Who is acting, for history and locks: $DSDB_USER, else the login name."""
+    if os.environ.get("DSDB_USER"):
+        return os.environ["DSDB_USER"]
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "unknown"
+
+
+@dataclass
+class Project:
+    """One manifest with its connections, backup folder and state store."""
+
+    loaded: LoadedManifest
+    workspace: Workspace
+    store: StateStore
+    user: str
+
+    @classmethod
+    def open(
+        cls,
+        manifest: str | Path,
+        *,
+        variables: Mapping[str, str] | None = None,
+        user: str | None = None,
+    ) -> Project:
+        loaded = load_manifest(manifest, variables=variables)
+        settings = loaded.manifest.settings
+        workspace = Workspace(
+            connections=dict(loaded.manifest.connections),
+            backup_root=loaded.resolve(settings.backup_root),
+            user=user or current_user(),
+        )
+        store = open_state(settings.state, loaded.base_dir)
+        return cls(loaded=loaded, workspace=workspace, store=store, user=workspace.user)
+
+    def plan(self, *, targets: Collection[str] = (), excludes: Collection[str] = ()) -> Plan:
+        """What apply would do now. Reads only."""
+        return make_plan(self.loaded, self.workspace, self.store.read(),
+                         targets=targets, excludes=excludes)
+
+    @contextmanager
+    def locked(self, operation: str, timeout: float | None = None) -> Iterator[LockInfo]:
+        wait = self.loaded.manifest.settings.lock_timeout if timeout is None else timeout
+        with self.store.lock(operation, self.user, timeout=wait) as info:
+            yield info
+
+    def apply(
+        self,
+        plan: Plan,
+        *,
+        saved: bool = False,
+        progress: ProgressCallback | None = None,
+        on_start: Callable[[Action], None] | None = None,
+        on_result: Callable[[Action, ActionResult], None] | None = None,
+    ) -> ApplyReport:
+        """Run `plan`; hold the state lock around it. A saved plan must still be fresh."""
+        if saved:
+            ensure_fresh(plan, self.loaded, self.store.read(), self.workspace)
+        apply_moves(self.loaded.manifest, self.store)
+        ctx = ApplyContext(manifest=self.loaded.manifest, workspace=self.workspace,
+                           store=self.store, progress=progress)
+        return execute(plan, ctx, user=self.user, on_start=on_start, on_result=on_result)
+
+    def close(self) -> None:
+        self.workspace.close()
+        self.store.close()

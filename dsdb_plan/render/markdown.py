@@ -1,0 +1,49 @@
+"""The plan as a pull-request comment: verdict and counts first, destroys called out,
+details collapsible, and what the plan was computed against at the bottom."""
+
+from __future__ import annotations
+
+from dsdb_plan.plan import SUMMARY_ORDER, Action, ActionType, Plan
+
+
+def _details(action: Action) -> list[str]:
+    summary = f"<code>{action.type.symbol.strip() or '·'}</code> <code>{action.key}</code> — {action.type.value}"
+    body = [f"- {reason}" for reason in action.reasons]
+    if action.depends_on:
+        body.append(f"- after: {', '.join(f'`{d}`' for d in action.depends_on)}")
+    return ["<details>", f"<summary>{summary}</summary>", "", *body, "", "</details>"]
+
+
+def render_markdown(plan: Plan) -> str:
+    counts = plan.counts()
+    destructive = plan.destructive
+    if not plan.has_changes:
+        verdict = "✅ **No changes.** Reality matches the manifest."
+    elif destructive:
+        verdict = f"⚠️ **{plan.summary()}** {len(destructive)} destructive action(s) need consent."
+    else:
+        verdict = f"📝 **{plan.summary()}**"
+    lines = ["## dsdb plan", "", verdict, ""]
+    if destructive:
+        lines += ["> [!WARNING]", "> **Destructive actions** — these delete or overwrite data:"]
+        for action in destructive:
+            lines.append(f"> - `{action.key}` ({action.type.value}): " + "; ".join(action.reasons))
+        lines.append("")
+    if plan.has_changes:
+        lines += ["| action | count |", "| --- | ---: |"]
+        lines += [f"| {t.value} | {counts[t]} |" for t in SUMMARY_ORDER if counts[t]]
+        if counts[ActionType.NOOP]:
+            lines.append(f"| unchanged | {counts[ActionType.NOOP]} |")
+        lines.append("")
+    for warning in plan.warnings:
+        lines.append(f"> **Warning:** {warning}")
+    if plan.warnings:
+        lines.append("")
+    for action in [*destructive, *[a for a in plan.changes if not a.destructive]]:
+        lines += _details(action)
+    lines += [
+        "",
+        f"<sub>manifest digest `{plan.manifest_digest[:12]}` · state serial "
+        f"{plan.state_serial} · lineage `{plan.state_lineage[:8] or 'new'}`</sub>",
+    ]
+    return "\n".join(lines) + "\n"

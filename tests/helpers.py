@@ -1,0 +1,96 @@
+"""Helpers shared by the tests: run the CLI, build small datasets, read tables back."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from dsdb_plan.cli import main
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+
+def run_cli(capsys: Any, *args: str | Path) -> CliResult:
+    """Run `dsdb ARGS` in-process and capture what it printed."""
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return CliResult(code, captured.out, captured.err)
+
+
+def spawn_cli(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None
+              ) -> subprocess.Popen[str]:
+    """Start `dsdb ARGS` as a separate process (for locks and kills)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "from dsdb_plan.cli import run; run()", *map(str, args)],
+        cwd=cwd, env={**os.environ, **(env or {})}, text=True,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+
+
+def make_flights_db(path: Path, flights: int = 200) -> None:
+    """A small SQLite database with parents and a child table pointing at them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            """
+            CREATE TABLE airlines (carrier TEXT PRIMARY KEY, name TEXT NOT NULL);
+            CREATE TABLE flights (
+                id INTEGER PRIMARY KEY,
+                carrier TEXT NOT NULL REFERENCES airlines(carrier),
+                month INTEGER NOT NULL,
+                dep_delay REAL
+            );
+            CREATE INDEX flights_month ON flights (month);
+            """
+        )
+        db.executemany("INSERT INTO airlines VALUES (?, ?)",
+                       [("UA", "United"), ("AA", "American"), ("DL", "Delta")])
+        db.executemany(
+            "INSERT INTO flights VALUES (?, ?, ?, ?)",
+            [(i, ("UA", "AA", "DL")[i % 3], 1 + i % 12, None if i % 17 == 0 else i * 0.25)
+             for i in range(1, flights + 1)],
+        )
+
+
+def table_rows(url: str | sa.URL, table: str) -> list[tuple[Any, ...]]:
+    """Every row of `table`, sorted, as plain tuples."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(sa.table(table, *_columns(engine, table)))).all()
+    finally:
+        engine.dispose()
+    return sorted((tuple(row) for row in rows), key=repr)
+
+
+def table_names(url: str | sa.URL) -> list[str]:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        return sorted(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def _columns(engine: sa.Engine, table: str) -> list[sa.ColumnClause[Any]]:
+    return [sa.column(c["name"]) for c in sa.inspect(engine).get_columns(table)]
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"

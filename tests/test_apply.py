@@ -1,0 +1,171 @@
+"""plan/apply end to end on SQLite: idempotency, change detection, consent, stale plans."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from dsdb_plan.state import open_state
+from tests.helpers import make_flights_db, run_cli, sqlite_url, table_names, table_rows
+
+MANIFEST = """\
+version: 1
+connections:
+  local: {driver: sqlite, database: data/local.db}
+  scratch: {driver: sqlite, database: data/scratch.db}
+backups:
+  nightly: {connection: local, keep: 2}
+restores:
+  into-scratch: {backup: nightly, to: scratch}
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path, write_manifest) -> Path:  # type: ignore[no-untyped-def]
+    make_flights_db(tmp_path / "data/local.db")
+    return write_manifest(MANIFEST)
+
+
+def serial(manifest: Path) -> int:
+    return open_state(".dsdb/state.db", manifest.parent).read().serial
+
+
+def test_first_plan_creates_backup_then_restore_in_order(capsys, project: Path) -> None:
+    result = run_cli(capsys, "plan", project, "--detailed-exitcode")
+    assert result.code == 2, result.text
+    lines = result.out.splitlines()
+    backup = next(i for i, line in enumerate(lines) if "+ backup.nightly (create)" in line)
+    restore = next(i for i, line in enumerate(lines) if "+ restore.into-scratch (create)" in line)
+    assert backup < restore
+    assert "new backup of local: 2 tables, 203 rows" in result.out
+    assert "Plan: 2 to create." in result.out
+    assert not (project.parent / ".dsdb").exists(), "plan must not write state"
+
+
+def test_apply_then_apply_again_changes_nothing(capsys, project: Path) -> None:
+    first = run_cli(capsys, "apply", project, "--auto-approve")
+    assert first.code == 0, first.text
+    assert table_rows(sqlite_url(project.parent / "data/scratch.db"), "flights") == \
+        table_rows(sqlite_url(project.parent / "data/local.db"), "flights")
+    before = serial(project)
+    second = run_cli(capsys, "apply", project, "--auto-approve")
+    assert second.code == 0, second.text
+    assert "Nothing to do." in second.out
+    assert serial(project) == before
+    plan = run_cli(capsys, "plan", project, "--detailed-exitcode")
+    assert plan.code == 0, plan.text
+
+
+def test_value_changed_in_place_is_a_resync(capsys, project: Path) -> None:
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    with sqlite3.connect(project.parent / "data/local.db") as db:
+        db.execute("UPDATE flights SET dep_delay = 999.5 WHERE id = 7")
+    result = run_cli(capsys, "plan", project, "--detailed-exitcode")
+    assert result.code == 2
+    assert "↻ backup.nightly (resync)" in result.out
+    assert "table flights: content changed (200 rows)" in result.out
+    assert "↻ restore.into-scratch (resync)" in result.out
+
+
+def test_retention_prunes_oldest_backup_with_consent(capsys, project: Path) -> None:
+    local = project.parent / "data/local.db"
+    for value in (1.0, 2.0, 3.0):
+        with sqlite3.connect(local) as db:
+            db.execute("UPDATE flights SET dep_delay = ? WHERE id = 1", (value,))
+        run_cli(capsys, "apply", project, "--auto-approve", "--allow-destroy")
+    backups = sorted(p.name for p in (project.parent / "backups/nightly").iterdir())
+    assert len(backups) == 2
+    listing = run_cli(capsys, "backups", "list", project)
+    assert all(name in listing.out for name in backups)
+
+
+def test_destroy_needs_consent(capsys, project: Path) -> None:
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    project.write_text(MANIFEST.split("restores:")[0]
+                       + "teardowns:\n  wipe: {connection: scratch}\n")
+    plan = run_cli(capsys, "plan", project)
+    assert "Destructive actions" in plan.out
+    assert "- teardown.wipe (destroy)" in plan.out
+    assert "drop 2 tables in scratch: airlines (3 rows), flights (200 rows)" in plan.out
+    refused = run_cli(capsys, "apply", project, "--auto-approve")
+    assert refused.code == 1
+    assert "--allow-destroy" in refused.err
+    assert table_names(sqlite_url(project.parent / "data/scratch.db")) == ["airlines", "flights"]
+    done = run_cli(capsys, "apply", project, "--auto-approve", "--allow-destroy")
+    assert done.code == 0, done.text
+    assert table_names(sqlite_url(project.parent / "data/scratch.db")) == []
+    final = list((project.parent / "backups/_teardown-wipe").iterdir())
+    assert len(final) == 1, "a final backup is taken before dropping"
+    again = run_cli(capsys, "plan", project, "--detailed-exitcode")
+    assert again.code == 0, again.text
+
+
+def test_protected_connection_refuses_teardown_at_plan_time(capsys, project: Path) -> None:
+    project.write_text(
+        "version: 1\nconnections:\n"
+        "  local: {driver: sqlite, database: data/local.db, protect: true}\n"
+        "teardowns:\n  wipe: {connection: local}\n"
+    )
+    result = run_cli(capsys, "plan", project)
+    assert result.code == 1
+    assert "teardown.wipe" in result.err and "protected" in result.err
+    assert "Traceback" not in result.text
+
+
+def test_saved_plan_is_refused_when_data_changed(capsys, project: Path) -> None:
+    plan_file = project.parent / "plan.json"
+    assert run_cli(capsys, "plan", project, "-o", plan_file).code == 0
+    saved = json.loads(plan_file.read_text())
+    assert saved["format_version"] == 1 and saved["state_serial"] == 0
+    with sqlite3.connect(project.parent / "data/local.db") as db:
+        db.execute("INSERT INTO airlines VALUES ('B6', 'JetBlue')")
+    result = run_cli(capsys, "apply", plan_file)
+    assert result.code == 1
+    assert "stale" in result.err
+    assert "data in local changed: table airlines changed: 3 → 4 rows" in result.err
+    assert not (project.parent / "backups").exists()
+
+
+def test_saved_plan_is_refused_when_manifest_edited(capsys, project: Path) -> None:
+    plan_file = project.parent / "plan.json"
+    assert run_cli(capsys, "plan", project, "-o", plan_file).code == 0
+    project.write_text(MANIFEST.replace("keep: 2", "keep: 5"))
+    result = run_cli(capsys, "apply", plan_file)
+    assert result.code == 1
+    assert "the manifest was edited since the plan was made" in result.err
+
+
+def test_saved_plan_applies_when_fresh(capsys, project: Path) -> None:
+    plan_file = project.parent / "plan.json"
+    assert run_cli(capsys, "plan", project, "-o", plan_file).code == 0
+    result = run_cli(capsys, "apply", plan_file)
+    assert result.code == 0, result.text
+    stale = run_cli(capsys, "apply", plan_file)
+    assert stale.code == 1
+    assert "serial 0 -> " in stale.err
+
+
+def test_failed_action_skips_dependents_and_reports(capsys, project: Path) -> None:
+    (project.parent / "blocker").write_text("a file where the backup folder should be")
+    project.write_text(MANIFEST.replace("version: 1\n", "version: 1\nsettings: {backup_root: blocker}\n"))
+    result = run_cli(capsys, "apply", project, "--auto-approve")
+    assert result.code == 1
+    assert "backup.nightly: failed" in result.err
+    assert "restore.into-scratch: skipped: backup.nightly failed" in result.out
+    assert "0 succeeded, 1 failed, 1 skipped" in result.out
+    assert "Traceback" not in result.text
+    assert table_names(sqlite_url(project.parent / "data/scratch.db")) == []
+
+
+def test_targeting_warns_about_cut_dependency(capsys, project: Path) -> None:
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    with sqlite3.connect(project.parent / "data/local.db") as db:
+        db.execute("DELETE FROM flights WHERE id = 3")
+    result = run_cli(capsys, "plan", project, "--target", "restore.into-scratch")
+    assert "backup.nightly (resync)" not in result.out
+    assert "depends on backup.nightly, which is not selected" in result.out
+    unknown = run_cli(capsys, "plan", project, "--target", "backup.nope")
+    assert unknown.code == 1 and "backup.nope" in unknown.err

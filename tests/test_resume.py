@@ -1,0 +1,140 @@
+"""Killed applies resume, and a second apply against a held lock fails fast."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from dsdb_plan.state import open_state
+from tests.helpers import run_cli, spawn_cli, sqlite_url, table_names, table_rows
+
+TABLES = ("t1", "t2", "t3", "t4")
+ROWS = 150_000
+
+MANIFEST = """\
+version: 1
+connections:
+  local: {driver: sqlite, database: data/local.db}
+  scratch: {driver: sqlite, database: data/scratch.db}
+backups:
+  nightly: {connection: local}
+restores:
+  into-scratch: {backup: nightly, to: scratch}
+"""
+
+
+def make_big_db(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as db:
+        for table in TABLES:
+            db.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, label TEXT, x REAL)")
+            db.executemany(f"INSERT INTO {table} VALUES (?, ?, ?)",
+                           ((i, f"row {i} of {table}", i / 7) for i in range(ROWS)))
+
+
+@pytest.fixture
+def project(tmp_path: Path, write_manifest) -> Path:  # type: ignore[no-untyped-def]
+    make_big_db(tmp_path / "data/local.db")
+    return write_manifest(MANIFEST)
+
+
+def kill_when(process: subprocess.Popen[str], condition: Callable[[], bool],
+              timeout: float = 120) -> None:
+    """SIGKILL `process` as soon as `condition()` holds; fail if it ends first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            return
+        if process.poll() is not None:
+            pytest.fail(f"apply ended before it could be killed:\n{process.communicate()}")
+        time.sleep(0.01)
+    process.kill()
+    pytest.fail("condition never held")
+
+
+def assert_scratch_equals_local(project: Path) -> None:
+    local = sqlite_url(project.parent / "data/local.db")
+    scratch = sqlite_url(project.parent / "data/scratch.db")
+    assert table_names(scratch) == sorted(TABLES)
+    for table in TABLES:
+        assert table_rows(scratch, table) == table_rows(local, table), table
+
+
+def test_killed_restore_resumes_without_loss_or_duplicates(capsys, project: Path) -> None:
+    state = open_state(".dsdb/state.db", project.parent)
+
+    def some_tables_restored() -> bool:
+        try:
+            checkpoint = state.read().checkpoints.get("restore.into-scratch", {})
+        except Exception:  # the file may be mid-creation; a reader only retries
+            return False
+        return len(checkpoint.get("completed", [])) >= 1
+
+    apply = spawn_cli("apply", project, "--auto-approve")
+    kill_when(apply, some_tables_restored)
+
+    snapshot = open_state(".dsdb/state.db", project.parent).read()
+    assert "backup.nightly" in snapshot.resources
+    assert "restore.into-scratch" not in snapshot.resources
+    plan = run_cli(capsys, "plan", project)
+    assert "resuming:" in plan.out
+    result = run_cli(capsys, "apply", project, "--auto-approve")
+    assert result.code == 0, result.text
+    assert_scratch_equals_local(project)
+    assert "Nothing to do." in run_cli(capsys, "apply", project, "--auto-approve").out
+
+
+def test_killed_backup_leaves_readable_state_and_next_apply_completes(
+    capsys, project: Path
+) -> None:
+    backups = project.parent / "backups/nightly"
+
+    def backup_in_progress() -> bool:
+        return backups.is_dir() and any(p.name.endswith(".tmp") for p in backups.iterdir())
+
+    apply = spawn_cli("apply", project, "--auto-approve")
+    kill_when(apply, backup_in_progress)
+
+    assert open_state(".dsdb/state.db", project.parent).read().resources == {}
+    result = run_cli(capsys, "apply", project, "--auto-approve")
+    assert result.code == 0, result.text
+    assert not any(p.name.endswith(".tmp") for p in backups.iterdir())
+    assert run_cli(capsys, "backups", "verify", project).code == 0
+    assert_scratch_equals_local(project)
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from dsdb_plan.state import open_state
+store = open_state(".dsdb/state.db", Path(sys.argv[1]))
+with store.lock("apply", "alice"):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_second_apply_fails_fast_naming_the_holder(capsys, project: Path) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(project.parent)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        result = run_cli(capsys, "apply", project, "--auto-approve")
+        assert result.code == 1
+        assert "alice" in result.err and f"pid {holder.pid}" in result.err
+        assert "dsdb force-unlock" in result.err
+        assert not (project.parent / "backups").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    result = run_cli(capsys, "apply", project, "--auto-approve")
+    assert result.code == 0, result.text
