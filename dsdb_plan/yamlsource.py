@@ -19,6 +19,7 @@ from dsdb_plan.errors import ManifestError, Problem
 Path = tuple[str | int, ...]
 _MAX_NODES = 100_000
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_COLLECTION_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 
 
 @dataclass
@@ -72,11 +73,26 @@ class _Builder:
                 ]
             )
         self.source.positions.setdefault(path, _mark(node))
+        if not self._known_tag(node, path):
+            return None
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
         return self.constructor.construct_object(node, deep=True)
+
+    def _known_tag(self, node: yaml.Node, path: Path) -> bool:
+        """Refuse tags safe loading cannot build (`!!python/object`, `!custom`), all of them."""
+        if isinstance(node, yaml.CollectionNode):
+            known = node.tag in _COLLECTION_TAGS
+        else:
+            known = node.tag in self.constructor.yaml_constructors
+        if not known:
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            self.problems.append(
+                Problem(f"unsupported YAML tag '{tag}'", path, self.source.file, *_mark(node))
+            )
+        return known
 
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[Any, Any]:
         result: dict[Any, Any] = {}
@@ -121,7 +137,14 @@ class _Builder:
         return merged
 
 
-def _yaml_problem(file: str, error: yaml.YAMLError) -> Problem:
+def _yaml_problem(file: str, error: yaml.YAMLError, text: str) -> Problem:
+    if isinstance(error, yaml.reader.ReaderError):  # a forbidden character: no mark, a position
+        before = text[: error.position]
+        line = before.count("\n") + 1
+        column = error.position - (before.rfind("\n") + 1) + 1
+        char = error.character
+        shown = f"#x{char:04x}" if isinstance(char, int) else repr(char)
+        return Problem(f"invalid YAML: character {shown} is not allowed", (), file, line, column)
     mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
     reason = getattr(error, "problem", None) or str(error)
     context = getattr(error, "context", None)
@@ -151,13 +174,13 @@ def load_yaml(text: str | bytes, file: str) -> Source:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as error:
-        raise ManifestError([_yaml_problem(file, error)]) from None
+        raise ManifestError([_yaml_problem(file, error, text)]) from None
     if node is None:
         raise ManifestError([Problem("manifest is empty", (), file, 1, 1)])
     builder = _Builder(source)
     try:
         source.data = builder.build(node, ())
     except yaml.YAMLError as error:
-        raise ManifestError([*builder.problems, _yaml_problem(file, error)]) from None
+        raise ManifestError([*builder.problems, _yaml_problem(file, error, text)]) from None
     source.problems = builder.problems
     return source
