@@ -137,8 +137,8 @@ class Connection(BaseModel):
     def _require_driver_and_link(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        if data.get("url"):
-            return data
+        if data.get("url") or set(data) - set(cls.model_fields):
+            return data  # an unknown field (a misspelt `driver`?) says more than "missing"
         if not data.get("driver"):
             raise PydanticCustomError("missing_driver", "Connection requires a driver.")
         if not data.get("database"):

@@ -45,6 +45,7 @@ class _Interpolator:
         self.source = source
         self.env = env
         self.variables = variables
+        self.declared: set[str] = set()
         self.problems: list[Problem] = []
 
     def walk(self, value: Any, path: Path) -> Any:
@@ -90,7 +91,11 @@ class _Interpolator:
             return f"${{{body}}}"
         if name in self.variables:
             return self.variables[name]
-        self.problems.append(self.source.problem(path, f"variable '{name}' is not declared"))
+        if name in self.declared:  # its missing or bad value is reported at its declaration
+            message = f"variable '{name}' has no value (see variables.{name})"
+        else:
+            message = f"variable '{name}' is not declared"
+        self.problems.append(self.source.problem(path, message))
         return f"${{{body}}}"
 
 
@@ -139,6 +144,7 @@ def interpolate(
     data = source.data
     interpolator = _Interpolator(source, os.environ if env is None else env, {})
     declared = data.get("variables") if isinstance(data, dict) else None
+    interpolator.declared = set(declared) if isinstance(declared, dict) else set()
     interpolator.variables = _variable_values(interpolator, declared, variables or {})
     if not isinstance(data, dict):
         return data, interpolator.problems

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from dsdb_plan.errors import DsdbError, ManifestError, Problem
 from dsdb_plan.graph import dependencies, find_cycle
 from dsdb_plan.interpolate import interpolate
-from dsdb_plan.models import Manifest
+from dsdb_plan.models import NAME_PATTERN, RESOURCE_KINDS, Manifest
 from dsdb_plan.redact import redact
 from dsdb_plan.yamlsource import Path, Source, load_yaml
 
@@ -62,7 +62,9 @@ def load_manifest(
         raise DsdbError(f"manifest path is a folder, not a file: {file}") from None
     except OSError as error:
         raise DsdbError(f"cannot read manifest {file}: {error.strerror}") from None
-    manifest = parse_manifest(raw, str(file), base_dir=file.resolve().parent, variables=variables, env=env)
+    manifest = parse_manifest(
+        raw, str(file), base_dir=file.resolve().parent, variables=variables, env=env
+    )
     return LoadedManifest(manifest=manifest, path=file.resolve(), digest=manifest_digest(manifest))
 
 
@@ -104,11 +106,11 @@ def manifest_digest(manifest: Manifest) -> str:
 
 
 def _without_followups(found: list[Problem], earlier: list[Problem]) -> list[Problem]:
-    """Drop validation problems caused by a value that already failed to interpolate."""
+    """Drop validation problems at or under a value that already failed to load or interpolate."""
     return [
         problem
         for problem in found
-        if not any(e.path[: len(problem.path)] == problem.path for e in earlier if e.path)
+        if not any(problem.path[: len(e.path)] == e.path for e in earlier if e.path)
     ]
 
 
@@ -125,10 +127,9 @@ def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[Path, bool]:
     path: list[str | int] = []
     node = data
     for part in loc:
-        if isinstance(node, dict) and part in node:
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and part < len(node)
+        ):
             path.append(part)
             node = node[part]
         elif isinstance(node, dict) and isinstance(part, str) and not _is_tag(part):
@@ -170,7 +171,8 @@ def _unwrap_model_or_container(annotation: Any) -> Any:
         options = [_unwrap_model_or_container(a) for a in typing.get_args(annotation)]
         for wanted in (BaseModel, dict, list):
             for option in options:
-                if wanted is BaseModel and isinstance(option, type) and issubclass(option, BaseModel):
+                is_model = isinstance(option, type) and issubclass(option, BaseModel)
+                if wanted is BaseModel and is_model:
                     return option
                 if typing.get_origin(option) is wanted:
                     return option
@@ -206,10 +208,24 @@ def _describe(error: Any, path: Path, data: Any, reached: bool) -> tuple[str, bo
     if kind == "missing":
         return f"missing required field '{path[-1]}'", False
     if kind == "literal_error":
-        expected = [s.strip().strip("'") for s in error["ctx"]["expected"].replace(" or ", ", ").split(",")]
+        listed = error["ctx"]["expected"].replace(" or ", ", ").split(",")
+        expected = [s.strip().strip("'") for s in listed]
         value = _value_at(data, path) if reached else None
         hint = _suggest(value, expected) if isinstance(value, str) else ""
         return f"unknown value {value!r}{hint} (expected one of: {', '.join(expected)})", False
+    if kind == "string_pattern_mismatch":
+        value = path[-1] if error["loc"][-1] == "[key]" else _value_at(data, path)
+        if error["ctx"]["pattern"] == NAME_PATTERN:
+            return (
+                f"'{value}' is not a valid name: use letters, digits, '_' and '-', "
+                "starting with a letter or '_'",
+                error["loc"][-1] == "[key]",
+            )
+        return (
+            f"'{value}' is not a resource address: expected kind.name with kind one of "
+            + ", ".join(RESOURCE_KINDS),
+            False,
+        )
     message = str(error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
@@ -229,6 +245,10 @@ def _validation_problems(error: ValidationError, source: Source, data: Any) -> l
         by_path.setdefault(path, []).append(_describe(item, path, data, reached))
     problems = []
     for path, messages in by_path.items():
+        if any(other[: len(path)] == path and other != path for other in by_path):
+            # A union whose branch got deeper names the real mistake; the other branches'
+            # "should be a list" would only be noise.
+            continue
         if len(messages) > 1 and not any(m.startswith("unknown") for m, _ in messages):
             # A union where every branch failed: one line says what would be accepted.
             kinds = sorted({m.split(",")[0] for m, _ in messages})
