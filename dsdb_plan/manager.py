@@ -28,7 +28,8 @@ from dsdb_plan.errors import (
     MissingLinkError,
     UnknownConnectionError,
 )
-from dsdb_plan.yamlsource import load_yaml
+from dsdb_plan.interpolate import interpolate
+from dsdb_plan.yamlsource import Source, load_yaml
 
 LOCAL = "LOCAL"
 DEFAULT_LOCAL_STORE = Path("local_database") / "local.db"
@@ -84,7 +85,8 @@ class ConnectionManager:
         entries, base_dir = self._entries(config, local_store)
         checked = {name: self._check(name, entry, base_dir) for name, entry in entries.items()}
         if not override_existing:
-            self._refuse_clashes(checked)
+            # `add_connections(LOCAL)` asks for a name, as in the original; a dict names databases.
+            self._refuse_clashes(checked, name_first=config == LOCAL)
         for name, connection in checked.items():
             self._forget_engine(name)
             self._connections[name] = connection
@@ -232,9 +234,11 @@ class ConnectionManager:
                 message = f"Connection '{name}': " + (f"{where}: " if where else "") + message
             raise error_class(message) from None
 
-    def _refuse_clashes(self, checked: dict[str, Connection]) -> None:
+    def _refuse_clashes(self, checked: dict[str, Connection], *, name_first: bool) -> None:
         links = {c.link_key(): name for name, c in self._connections.items()}
         for name, connection in checked.items():
+            if name_first and name in self._connections:
+                raise self._exists(name)
             holder = links.get(connection.link_key())
             if holder is not None:
                 raise LinkExistsError(
@@ -242,11 +246,15 @@ class ConnectionManager:
                     f"({connection.display()}); cannot add '{name}'."
                 )
             if name in self._connections:
-                raise ConnectionExistsError(
-                    f"A connection named '{name}' already exists; "
-                    "pass override_existing=True to replace it."
-                )
+                raise self._exists(name)
             links[connection.link_key()] = name
+
+    @staticmethod
+    def _exists(name: str) -> ConnectionExistsError:
+        return ConnectionExistsError(
+            f"A connection named '{name}' already exists; "
+            "pass override_existing=True to replace it."
+        )
 
     def _forget_engine(self, name: str) -> None:
         engine = self._engines.pop(name, None)
@@ -266,14 +274,15 @@ def _read_config_file(path: Path) -> dict[str, Any]:
         raise DsdbError(f"cannot read connection config {path}: {error.strerror}") from None
     if path.suffix.lower() == ".json":
         try:
-            data = json.loads(text)
+            source = Source(file=str(path), data=json.loads(text))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise DsdbError(f"{path}: not valid JSON ({error})") from None
     else:
         source = load_yaml(text, str(path))
-        if source.problems:
-            raise ManifestError(source.problems)
-        data = source.data
+    # ${env:NAME} works here as in a manifest: one validation path for both.
+    data, problems = interpolate(source)
+    if source.problems or problems:
+        raise ManifestError([*source.problems, *problems])
     if isinstance(data, dict) and isinstance(data.get("connections"), dict):
         data = data["connections"]
     if not isinstance(data, dict):
