@@ -34,7 +34,9 @@ def dependencies(manifest: Manifest) -> dict[str, set[str]]:
     """For each address, the addresses that must be applied before it."""
     resources = manifest.resources()
     reads, _ = reads_and_writes(manifest)
-    graph: dict[str, set[str]] = {address: set(spec.depends_on) for address, spec in resources.items()}
+    graph: dict[str, set[str]] = {
+        address: set(spec.depends_on) for address, spec in resources.items()
+    }
     restores_into: dict[str, set[str]] = defaultdict(set)
     teardowns_of: dict[str, set[str]] = defaultdict(set)
     for address, spec in resources.items():

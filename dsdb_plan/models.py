@@ -54,7 +54,8 @@ class Variable(_Model):
         default="string", description="The value's type."
     )
     default: str | int | float | bool | None = Field(
-        default=None, description="Value used when none is given; without it the variable is required."
+        default=None,
+        description="Value used when none is given; without it the variable is required.",
     )
     description: str | None = Field(default=None, description="What the variable is for.")
     sensitive: bool = Field(
@@ -128,7 +129,9 @@ class Backup(_Resource):
 
     connection: Name = Field(description="The connection to back up.")
     tables: list[str] | None = Field(default=None, description="Only these tables (default: all).")
-    keep: int = Field(default=7, ge=1, description="How many backups to keep; older ones are pruned.")
+    keep: int = Field(
+        default=7, ge=1, description="How many backups to keep; older ones are pruned."
+    )
 
 
 class Migration(_Resource):
@@ -232,7 +235,9 @@ class Manifest(_Model):
     )
 
     version: Literal[1] = Field(description="Manifest format version.")
-    settings: Settings = Field(default_factory=Settings, description="Where state and backups live.")
+    settings: Settings = Field(
+        default_factory=Settings, description="Where state and backups live."
+    )
     variables: dict[Name, Variable] = Field(
         default_factory=dict, description="Inputs, referenced as ${var:NAME}."
     )
