@@ -333,15 +333,21 @@ class SqliteStateStore:
                     return None
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             mode = "rwc" if create else "rw"  # "rw" never creates the file
-            self._conn = sqlite3.connect(
+            conn = sqlite3.connect(
                 f"{self.path.resolve().as_uri()}?mode={mode}",
                 uri=True,
                 timeout=_BUSY_TIMEOUT_SECONDS,
                 isolation_level=None,  # transactions are begun and ended explicitly below
                 check_same_thread=False,
             )
-            # WAL alone may lose the last commits on power loss; FULL makes a commit durable.
-            self._conn.execute("PRAGMA synchronous = FULL")
+            try:
+                _inspect(conn, self.path)  # a clear error for a foreign file, before anything
+                # WAL alone may lose the last commits on power loss; FULL makes them durable.
+                conn.execute("PRAGMA synchronous = FULL")
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
             self._wal_checked = False
         return self._conn
 
@@ -361,7 +367,6 @@ class SqliteStateStore:
             conn = self._connection(create=True)
             assert conn is not None  # create=True always connects
             if not self._wal_checked:
-                _inspect(conn, self.path)  # a clear error for a foreign file before any write
                 # Outside a transaction: SQLite cannot switch journal modes inside one.
                 conn.execute("PRAGMA journal_mode = WAL")
                 self._wal_checked = True
