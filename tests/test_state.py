@@ -1,0 +1,633 @@
+"""The state store: one conformance suite for every store, then what only SQLite has.
+
+Each conformance test runs once per entry of `STORE_FACTORIES`. A store is reached through
+`open_state(location, base_dir)` only, so a child process can open the same store from its
+location; the shared PostgreSQL store (issue 5) joins by adding a factory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from dsdb_plan.errors import LockError, StateError
+from dsdb_plan.redact import register_secret
+from dsdb_plan.state import (
+    HistoryEntry,
+    LockInfo,
+    ResourceRecord,
+    SqliteStateStore,
+    StateSnapshot,
+    StateStore,
+    open_state,
+)
+from dsdb_plan.state.sqlite_store import SCHEMA_VERSION
+
+PROCESS_WAIT_SECONDS = 60  # bound on waiting for a child process; never reached when healthy
+
+
+@dataclass
+class StoreCase:
+    """One kind of store under test, as a location a child process can open too."""
+
+    location: str
+    base_dir: Path
+    exists: Callable[[], bool]  # whether the store has left anything behind
+    raw_bytes: Callable[[], bytes]  # everything it has stored, as bytes
+
+    def open(self) -> StateStore:
+        return open_state(self.location, self.base_dir)
+
+
+def _sqlite_case(request: pytest.FixtureRequest, tmp_path: Path) -> StoreCase:
+    folder = tmp_path / ".dsdb"
+
+    def raw_bytes() -> bytes:
+        return b"".join(file.read_bytes() for file in sorted(folder.iterdir()))
+
+    return StoreCase(".dsdb/state.db", tmp_path, folder.exists, raw_bytes)
+
+
+STORE_FACTORIES: dict[str, Callable[[pytest.FixtureRequest, Path], StoreCase]] = {
+    "sqlite": _sqlite_case,
+}
+
+
+@pytest.fixture(params=sorted(STORE_FACTORIES))
+def case(request: pytest.FixtureRequest, tmp_path: Path) -> StoreCase:
+    return STORE_FACTORIES[request.param](request, tmp_path)
+
+
+@pytest.fixture
+def store(case: StoreCase) -> Iterator[StateStore]:
+    opened = case.open()
+    yield opened
+    opened.close()
+
+
+def record(address: str = "backup.nightly", **changes: object) -> ResourceRecord:
+    values: dict[str, object] = {
+        "address": address,
+        "kind": address.split(".")[0],
+        "spec": {"connection": "local", "tables": ["flights", "airports"], "keep": 7},
+        "spec_digest": "sha256:abc",
+        "fingerprints": {"flights": {"rows": 336776, "checksum": "9f2c"}, "note": "žluťoučký"},
+        "artifacts": [{"path": "backups/nightly/flights.jsonl.gz", "bytes": 10, "sha256": "00"}],
+        "status": "applied",
+        "updated_at": "2026-11-27T05:10:00Z",
+    }
+    values.update(changes)
+    return ResourceRecord(**values)  # type: ignore[arg-type]
+
+
+def entry(address: str, action: str = "create", **changes: object) -> HistoryEntry:
+    values: dict[str, object] = {
+        "address": address,
+        "action": action,
+        "user": "analyst",
+        "host": "laptop",
+        "started_at": "2026-11-27T05:10:00Z",
+        "finished_at": "2026-11-27T05:10:03Z",
+        "outcome": "ok",
+    }
+    values.update(changes)
+    return HistoryEntry(**values)  # type: ignore[arg-type]
+
+
+# -- child processes ---------------------------------------------------------------------------
+
+_CHILD = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    from dsdb_plan.state import ResourceRecord, open_state
+
+    mode, location, base_dir = sys.argv[1:4]
+    store = open_state(location, Path(base_dir))
+    if mode == "hold":
+        with store.lock("apply", user="analyst") as info:
+            print(json.dumps(info.to_dict()), flush=True)
+            sys.stdin.readline()  # hold until the test says so
+    elif mode == "write":
+        # Each resource: a checkpoint, then the record, which clears it in the same write.
+        index = len(store.read().resources)
+        while True:
+            address = f"backup.r{index}"
+            store.save_checkpoint(address, {"done": index})
+            store.put_resource(ResourceRecord(
+                address, "backup", {"i": index}, "d", {}, [], "applied", "now"))
+            index += 1
+    store.close()
+    """
+)
+
+
+def _child(mode: str, case: StoreCase) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", _CHILD, mode, case.location, str(case.base_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.wait(PROCESS_WAIT_SECONDS)
+
+
+@contextmanager
+def lock_held_elsewhere(case: StoreCase) -> Iterator[tuple[subprocess.Popen[str], LockInfo]]:
+    """A separate process holding the lock until its stdin gets a line (or it is killed)."""
+    process = _child("hold", case)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # blocks until the child holds the lock
+        assert line, "the child process died before taking the lock"
+        yield process, LockInfo.from_dict(json.loads(line))
+    finally:
+        if process.poll() is None and process.stdin is not None:
+            process.stdin.write("release\n")
+            process.stdin.flush()
+        try:
+            process.wait(PROCESS_WAIT_SECONDS)
+        finally:
+            _stop(process)
+
+
+def _release(process: subprocess.Popen[str]) -> None:
+    assert process.stdin is not None
+    process.stdin.write("release\n")
+    process.stdin.flush()
+    assert process.wait(PROCESS_WAIT_SECONDS) == 0
+
+
+# -- conformance: every store ------------------------------------------------------------------
+
+
+def test_reading_a_new_store_is_empty_and_creates_nothing(case: StoreCase) -> None:
+    store = case.open()
+    assert store.read() == StateSnapshot.empty()
+    assert store.read().serial == 0
+    assert store.history() == []
+    assert store.lock_holder() is None
+    with pytest.raises(LockError, match="not locked"):
+        store.force_unlock("no-such-lock")
+    store.close()
+    assert not case.exists()
+
+
+def test_serial_grows_by_one_per_state_change_and_never_otherwise(store: StateStore) -> None:
+    assert store.put_resource(record("backup.a")) == 1
+    assert store.read().serial == 1
+    assert store.put_resource(record("backup.a")) == 1, "an identical record changes nothing"
+    assert store.put_resource(record("backup.a", status="failed")) == 2
+    assert store.save_checkpoint("backup.b", {"table": "flights", "offset": 100}) == 3
+    assert store.save_checkpoint("backup.b", {"table": "flights", "offset": 100}) == 3
+    assert store.save_checkpoint("backup.b", {"table": "flights", "offset": 200}) == 4
+    assert store.clear_checkpoint("backup.b") == 5
+    assert store.clear_checkpoint("backup.b") == 5, "nothing to clear"
+    store.append_history(entry("backup.a"))
+    with store.lock("apply", user="analyst"):
+        pass
+    store.lock_holder()
+    store.history()
+    assert store.read().serial == 5, "history, locks and reads are not state changes"
+    assert store.rename_resource("backup.a", "backup.c") == 6
+    assert store.remove_resource("backup.c") == 7
+    assert store.read().serial == 7
+
+
+def test_lineage_is_set_once_and_survives_reopening(case: StoreCase) -> None:
+    first = case.open()
+    first.put_resource(record("backup.a"))
+    lineage = first.read().lineage
+    assert uuid.UUID(lineage)
+    first.close()
+
+    second = case.open()
+    assert second.read().lineage == lineage
+    second.put_resource(record("backup.b"))
+    second.remove_resource("backup.a")
+    assert second.read().lineage == lineage
+    second.close()
+
+
+def test_resource_round_trips(case: StoreCase) -> None:
+    written = record(
+        "migration.ua-winter",
+        spec={"from": "local", "to": "prod", "where": {"month": {"in": [1, 2]}}, "n": None},
+        fingerprints={"source": {"flights": [336776, 1.5, True]}},
+    )
+    store = case.open()
+    store.put_resource(written)
+    store.close()
+
+    reopened = case.open()
+    assert reopened.read().resources == {"migration.ua-winter": written}
+    reopened.close()
+
+
+def test_put_resource_clears_the_checkpoint_in_the_same_write(store: StateStore) -> None:
+    serial = store.save_checkpoint("backup.a", {"table": "flights", "rows_done": 5000})
+    assert store.read().checkpoints == {"backup.a": {"table": "flights", "rows_done": 5000}}
+
+    assert store.put_resource(record("backup.a")) == serial + 1, "one write for both"
+    snapshot = store.read()
+    assert snapshot.checkpoints == {}
+    assert set(snapshot.resources) == {"backup.a"}
+
+    store.save_checkpoint("backup.a", {"rows_done": 10})
+    store.put_resource(record("backup.a", status="running"), clear_checkpoint=False)
+    assert store.read().checkpoints == {"backup.a": {"rows_done": 10}}
+
+
+def test_rename_and_remove(store: StateStore) -> None:
+    store.put_resource(record("backup.old"))
+    store.save_checkpoint("backup.old", {"rows_done": 1})
+    store.put_resource(record("backup.other"))
+
+    store.rename_resource("backup.old", "backup.new")
+    snapshot = store.read()
+    assert set(snapshot.resources) == {"backup.new", "backup.other"}
+    assert snapshot.resources["backup.new"] == record("backup.new", kind="backup")
+    assert snapshot.checkpoints == {"backup.new": {"rows_done": 1}}
+
+    with pytest.raises(StateError, match="already in state"):
+        store.rename_resource("backup.new", "backup.other")
+    with pytest.raises(StateError, match=r"backup\.gone is not in state"):
+        store.rename_resource("backup.gone", "backup.elsewhere")
+
+    serial = store.remove_resource("backup.new")
+    assert set(store.read().resources) == {"backup.other"}
+    assert store.read().checkpoints == {}
+    with pytest.raises(StateError, match=r"backup\.new is not in state"):
+        store.remove_resource("backup.new")
+    assert store.read().serial == serial
+
+
+def test_history_is_newest_first_and_filtered(store: StateStore) -> None:
+    store.append_history(entry("backup.a", "create", rows=10, bytes=2048, duration_s=1.5))
+    store.append_history(entry("restore.b", "create", outcome="failed", message="disk full"))
+    store.append_history(entry("backup.a", "resync", rows=3))
+
+    everything = store.history()
+    assert [(e.address, e.action) for e in everything] == [
+        ("backup.a", "resync"),
+        ("restore.b", "create"),
+        ("backup.a", "create"),
+    ]
+    ids = [e.id for e in everything]
+    assert all(isinstance(i, int) for i in ids) and ids == sorted(ids, reverse=True)  # type: ignore[type-var]
+    assert everything[2] == entry(
+        "backup.a", "create", rows=10, bytes=2048, duration_s=1.5, id=everything[2].id
+    )
+    assert everything[1].message == "disk full"
+    assert [e.action for e in store.history("backup.a")] == ["resync", "create"]
+    assert [e.address for e in store.history(limit=2)] == ["backup.a", "restore.b"]
+    assert store.history("backup.none") == []
+
+
+def test_replace_all_writes_the_snapshot_in_one_write(store: StateStore) -> None:
+    store.put_resource(record("backup.a"))
+    store.put_resource(record("backup.b"))
+    before = store.read()
+
+    pushed = StateSnapshot(
+        lineage=before.lineage,
+        serial=before.serial,
+        resources={"backup.c": record("backup.c")},
+        checkpoints={"backup.d": {"rows_done": 7}},
+    )
+    assert store.replace_all(pushed) == before.serial + 1
+    after = store.read()
+    assert after.resources == pushed.resources
+    assert after.checkpoints == pushed.checkpoints
+    assert after.lineage == before.lineage
+    assert store.replace_all(pushed) == after.serial, "the same content changes nothing"
+
+    with pytest.raises(StateError, match=r"under backup\.x"):
+        store.replace_all(StateSnapshot("", 0, {"backup.x": record("backup.y")}, {}))
+
+
+def test_replace_all_into_a_new_store_keeps_the_pushed_lineage(case: StoreCase) -> None:
+    store = case.open()
+    lineage = str(uuid.uuid4())
+    store.replace_all(StateSnapshot(lineage, 12, {"backup.a": record("backup.a")}, {}))
+    assert store.read().lineage == lineage
+    assert store.read().serial == 1
+    store.close()
+
+
+def test_lock_is_released_on_exit_and_on_exception(store: StateStore) -> None:
+    with store.lock("apply", user="analyst") as info:
+        assert store.lock_holder() == info
+        assert info.user == "analyst" and info.pid == os.getpid() and info.operation == "apply"
+        store.put_resource(record("backup.a"))  # the holder itself may write
+    assert store.lock_holder() is None
+
+    with pytest.raises(RuntimeError), store.lock("apply", user="analyst"):
+        raise RuntimeError("the apply failed")
+    assert store.lock_holder() is None
+
+
+def test_a_second_process_fails_fast_naming_the_holder(case: StoreCase, store: StateStore) -> None:
+    with lock_held_elsewhere(case) as (process, held):
+        assert store.lock_holder() == held
+        with pytest.raises(LockError) as error, store.lock("apply", user="ci"):
+            pytest.fail("took a lock that another process holds")
+        message = error.value.message
+        assert f"analyst@{socket.gethostname()}" in message
+        assert f"(pid {process.pid})" in message
+        assert f"dsdb force-unlock {held.id}" in message
+        assert "for apply" in message
+
+        with pytest.raises(LockError, match=f"pid {process.pid}"):
+            store.put_resource(record("backup.a"))
+        assert store.read().serial == 0
+        _release(process)
+    assert store.lock_holder() is None
+    with store.lock("apply", user="ci"):
+        pass
+
+
+def test_force_unlock_with_the_id_from_the_error(case: StoreCase, store: StateStore) -> None:
+    with lock_held_elsewhere(case) as (process, held):
+        with pytest.raises(LockError) as error, store.lock("apply", user="ci"):
+            pass
+        found = re.search(r"dsdb force-unlock (\S+)", error.value.message)
+        assert found is not None
+        lock_id = found.group(1)
+
+        with pytest.raises(LockError, match="does not match"):
+            store.force_unlock("not-" + lock_id)
+        assert store.lock_holder() == held
+
+        assert store.force_unlock(lock_id) == held
+        with store.lock("apply", user="ci") as mine:
+            # The old holder finishing must not release the lock it no longer holds.
+            _release(process)
+            assert store.lock_holder() == mine
+        assert store.lock_holder() is None
+
+
+def test_the_lock_of_a_killed_process_is_taken_over(case: StoreCase, store: StateStore) -> None:
+    with lock_held_elsewhere(case) as (process, held):
+        assert store.lock_holder() == held
+        process.kill()
+        process.wait(PROCESS_WAIT_SECONDS)
+        with store.lock("apply", user="ci") as mine:
+            assert store.lock_holder() == mine
+            assert store.put_resource(record("backup.a")) == 1
+
+
+def test_lock_timeout_waits_then_fails(case: StoreCase, store: StateStore) -> None:
+    with lock_held_elsewhere(case) as (process, held):
+        started = time.monotonic()
+        with (
+            pytest.raises(LockError, match=r"waited 0\.5s") as error,
+            store.lock("apply", user="ci", timeout=0.5),
+        ):
+            pass
+        assert time.monotonic() - started >= 0.5
+        assert held.id in error.value.message
+
+        _release(process)  # freed while we wait: the wait ends with the lock
+        with store.lock("apply", user="ci", timeout=PROCESS_WAIT_SECONDS) as mine:
+            assert store.lock_holder() == mine
+
+
+def test_a_write_killed_at_any_instant_leaves_a_consistent_state(case: StoreCase) -> None:
+    store = case.open()
+    for round_ in range(1, 4):
+        process = _child("write", case)
+        try:
+            deadline = time.monotonic() + PROCESS_WAIT_SECONDS
+            while store.read().serial < 20 * round_:  # let it write for a while, then kill it
+                assert process.poll() is None, "the writer died on its own"
+                assert time.monotonic() < deadline, "the writer made no progress"
+        finally:
+            _stop(process)
+
+        snapshot = store.read()
+        # Every resource took two writes (its checkpoint, then the record that cleared it),
+        # so the serial says exactly how much was written, whatever instant the kill hit.
+        pending = set(snapshot.checkpoints)
+        assert len(pending) <= 1 and not pending & set(snapshot.resources)
+        assert snapshot.serial == 2 * len(snapshot.resources) + len(pending)
+        assert set(snapshot.resources) == {f"backup.r{i}" for i in range(len(snapshot.resources))}
+
+    serial = store.read().serial
+    assert store.put_resource(record("backup.after")) == serial + 1, "still writable"
+    store.close()
+
+
+def test_secrets_never_reach_the_stored_bytes(case: StoreCase) -> None:
+    secret = "pa55-" + uuid.uuid4().hex
+    register_secret(secret)
+    store = case.open()
+    store.put_resource(
+        record(
+            "migration.to-prod",
+            spec={"to": f"postgresql://loader:{secret}@db/flights", "password": secret},
+            fingerprints={secret: "as a key"},
+        )
+    )
+    store.save_checkpoint("backup.b", {"dsn": f'quoted "{secret}" and escaped \\ {secret}'})
+    store.append_history(entry("backup.b", outcome="failed", message=f"login {secret} refused"))
+    with store.lock("apply", user=secret):
+        assert store.lock_holder() is not None
+        assert secret.encode() not in case.raw_bytes()
+    snapshot = store.read()
+    store.close()
+
+    assert secret.encode() not in case.raw_bytes()
+    assert snapshot.resources["migration.to-prod"].spec["password"] == "***"
+    assert "***" in snapshot.checkpoints["backup.b"]["dsn"]
+
+
+def test_open_state_dispatches_on_the_location(tmp_path: Path) -> None:
+    def path_of(location: str) -> Path:
+        opened = open_state(location, tmp_path)
+        assert isinstance(opened, SqliteStateStore)
+        return opened.path
+
+    assert path_of(".dsdb/state.db") == tmp_path / ".dsdb/state.db"
+    assert path_of("sqlite:///team/state.db") == tmp_path / "team/state.db"
+    assert path_of(f"sqlite:///{tmp_path}/abs.db") == tmp_path / "abs.db"
+    assert path_of(str(tmp_path / "abs.db")) == tmp_path / "abs.db"
+    with pytest.raises(StateError, match="not available yet"):
+        open_state("postgresql+psycopg://user:hunter2@db/state", tmp_path)
+    with pytest.raises(StateError, match="needs a file"):
+        open_state("sqlite://", tmp_path)
+    with pytest.raises(StateError, match="unsupported") as error:
+        open_state("mysql://user:hunter2@db/state", tmp_path)
+    assert "hunter2" not in error.value.message
+
+
+# -- SQLite only -------------------------------------------------------------------------------
+
+
+def test_sqlite_creates_folders_on_first_write_and_uses_wal(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "state.db"
+    store = SqliteStateStore(path)
+    store.read()
+    assert not (tmp_path / "deep").exists()
+    store.put_resource(record())
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    store.close()
+
+
+def test_sqlite_empty_file_reads_as_a_new_state(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    path.touch()
+    store = SqliteStateStore(path)
+    assert store.read() == StateSnapshot.empty()
+    assert store.put_resource(record()) == 1
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"this is not a database, just text\n" * 100, "is not a dsdb state file"),
+        (b"SQLite format 3\x00" + b"\xff" * 4000, "is not a dsdb state file"),
+    ],
+)
+def test_sqlite_garbage_file_is_refused(tmp_path: Path, content: bytes, expected: str) -> None:
+    path = tmp_path / "state.db"
+    path.write_bytes(content)
+    store = SqliteStateStore(path)
+    for operation in (store.read, store.lock_holder, lambda: store.put_resource(record())):
+        with pytest.raises(StateError, match=expected) as error:
+            operation()
+        assert str(path) in error.value.message
+    store.close()
+    assert path.read_bytes() == content
+
+
+def test_sqlite_other_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "flights.db"
+    with sqlite3.connect(path) as raw:
+        raw.execute("CREATE TABLE flights (id INTEGER PRIMARY KEY)")
+    raw.close()
+    store = SqliteStateStore(path)
+    with pytest.raises(StateError, match=r"flights\.db is not a dsdb state file"):
+        store.read()
+    with pytest.raises(StateError, match="not a dsdb state file"):
+        store.put_resource(record())
+    store.close()
+
+
+def test_sqlite_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = SqliteStateStore(path)
+    store.put_resource(record())
+    store.close()
+    with sqlite3.connect(path) as raw:
+        raw.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    raw.close()
+
+    store = SqliteStateStore(path)
+    with pytest.raises(StateError, match="newer dsdb") as error:
+        store.read()
+    assert str(path) in error.value.message and "99" in error.value.message
+    with pytest.raises(StateError, match="newer dsdb"):
+        store.put_resource(record("backup.b"))
+    store.close()
+
+
+# A state file as the first released dsdb wrote it, frozen here on purpose: the upgrade steps
+# must keep turning exactly this into the current schema.
+_V1_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE resources (address TEXT PRIMARY KEY, kind TEXT NOT NULL,
+    status TEXT NOT NULL, record TEXT NOT NULL);
+CREATE TABLE checkpoints (address TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE lock (slot INTEGER PRIMARY KEY CHECK (slot = 1), id TEXT NOT NULL,
+    user TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL, since TEXT NOT NULL,
+    operation TEXT NOT NULL);
+"""
+
+
+def test_sqlite_older_schema_is_read_as_is_and_upgraded_on_write(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    lineage = str(uuid.uuid4())
+    old = record("backup.old")
+    with sqlite3.connect(path) as raw:
+        raw.executescript(_V1_SCHEMA)
+        raw.executemany(
+            "INSERT INTO meta VALUES (?, ?)",
+            [
+                ("format", "dsdb-state"),
+                ("schema_version", "1"),
+                ("lineage", lineage),
+                ("serial", "3"),
+            ],
+        )
+        raw.execute(
+            "INSERT INTO resources VALUES (?, ?, ?, ?)",
+            (old.address, old.kind, old.status, json.dumps(old.to_dict())),
+        )
+        raw.execute("INSERT INTO checkpoints VALUES ('backup.half', '{\"rows_done\": 9}')")
+    raw.close()
+    before = path.read_bytes()
+
+    store = SqliteStateStore(path)
+    snapshot = store.read()
+    assert snapshot == StateSnapshot(
+        lineage, 3, {"backup.old": old}, {"backup.half": {"rows_done": 9}}
+    )
+    assert store.history() == []
+    store.close()
+    assert path.read_bytes() == before, "reading must not upgrade (or touch) the file"
+
+    store = SqliteStateStore(path)
+    store.append_history(entry("backup.old"))
+    assert store.put_resource(record("backup.new")) == 4
+    assert [e.address for e in store.history()] == ["backup.old"]
+    assert store.read().lineage == lineage
+    store.close()
+    with sqlite3.connect(path) as raw:
+        version = raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    raw.close()
+    assert version == (str(SCHEMA_VERSION),)
+
+
+def test_sqlite_lock_from_another_host_is_not_taken_over(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = SqliteStateStore(path)
+    store.put_resource(record())
+    with sqlite3.connect(path) as raw:
+        # A pid that is dead on this machine: only the other host name keeps this lock alive.
+        raw.execute(
+            "INSERT INTO lock VALUES (1, 'remote-lock', 'ci', 'build-agent-7', 999999999,"
+            " '2026-11-27T05:10:00Z', 'apply')"
+        )
+    raw.close()
+    with (
+        pytest.raises(LockError, match=r"ci@build-agent-7 .* dsdb force-unlock remote-lock"),
+        store.lock("apply", user="analyst"),
+    ):
+        pass
+    assert store.force_unlock("remote-lock").host == "build-agent-7"
+    with store.lock("apply", user="analyst"):
+        pass
+    store.close()
