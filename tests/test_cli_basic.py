@@ -1,0 +1,140 @@
+"""`dsdb --version`, `validate`, `schema` and `connections`, through the CLI entry point."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import dsdb_plan
+from tests.helpers import run_cli
+from tests.servers import ServerDatabase
+
+REPO = Path(__file__).resolve().parent.parent
+SCHEMA_FILE = REPO / "schemas" / "manifest.schema.json"
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "--version")
+
+    assert result.code == 0
+    assert result.out == f"dsdb {dsdb_plan.__version__}\n"
+    assert re.fullmatch(r"\d+\.\d+\.\d+.*", dsdb_plan.__version__)
+
+
+def test_validate_reads_dsdb_yaml_in_the_current_folder(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "dsdb.yaml").write_text(
+        "version: 1\n"
+        "connections:\n"
+        "  local: {driver: sqlite, database: data/local.db}\n"
+        "backups:\n"
+        "  nightly: {connection: local}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+
+    result = run_cli(capsys, "validate")
+
+    assert result.code == 0
+    assert result.out == "✓ dsdb.yaml is valid (1 connections, 1 resources).\n"
+
+
+def test_validate_without_a_manifest_says_which_file_it_looked_for(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    result = run_cli(capsys, "validate")
+
+    assert result.code == 1
+    assert result.err == "Error: manifest not found: dsdb.yaml\n"
+
+
+def test_checked_in_schema_is_up_to_date(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "schema")
+
+    assert result.code == 0
+    assert result.out == SCHEMA_FILE.read_text(), (
+        "schemas/manifest.schema.json is out of date with the models; regenerate it with "
+        "`dsdb schema > schemas/manifest.schema.json`"
+    )
+
+
+def _server_manifest(postgres: ServerDatabase, mariadb: ServerDatabase) -> str:
+    pg, maria = postgres.url, mariadb.url
+    return (
+        "version: 1\n"
+        "connections:\n"
+        f"  pg: {{driver: postgresql, host: '{pg.host}', port: {pg.port or 5432},"
+        f" database: {pg.database}, user: {pg.username}, password: '${{env:DSDB_TEST_PG_PW}}'}}\n"
+        f"  maria: {{driver: mariadb, host: '{maria.host}', port: {maria.port or 3306},"
+        f" database: {maria.database}, user: {maria.username},"
+        " password: '${env:DSDB_TEST_MARIA_PW}'}\n"
+    )
+
+
+@pytest.mark.postgres
+@pytest.mark.mariadb
+def test_connections_reaches_the_real_servers(
+    postgres_db: ServerDatabase,
+    mariadb_db: ServerDatabase,
+    write_manifest,  # type: ignore[no-untyped-def]
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DSDB_TEST_PG_PW", postgres_db.url.password or "")
+    monkeypatch.setenv("DSDB_TEST_MARIA_PW", mariadb_db.url.password or "")
+    path = write_manifest(_server_manifest(postgres_db, mariadb_db))
+
+    result = run_cli(capsys, "connections", path)
+
+    assert result.code == 0, result.text
+    assert re.search(
+        r"^✓ pg +postgresql +PostgreSQL \d+\.\d+, [\d.]+ ms round trip$", result.out, re.M
+    ), result.out
+    assert re.search(
+        r"^✓ maria +mariadb +MariaDB \d+\.\d+\.\d+, [\d.]+ ms round trip$", result.out, re.M
+    ), result.out
+
+
+@pytest.mark.parametrize(
+    ("driver", "cause"),
+    [("postgresql", "Connection refused"), ("mariadb", "Connection refused")],
+)
+def test_connections_reports_a_closed_port(
+    driver: str,
+    cause: str,
+    write_manifest,  # type: ignore[no-untyped-def]
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = write_manifest(
+        "version: 1\n"
+        "connections:\n"
+        f"  closed: {{driver: {driver}, host: 127.0.0.1, port: 1, database: flights}}\n"
+        "  local: {driver: sqlite, database: local.db}\n"
+    )
+
+    result = run_cli(capsys, "connections", path)
+
+    assert result.code == 1
+    assert "Traceback" not in result.text
+    line = next(line for line in result.out.splitlines() if line.startswith("✗ closed"))
+    assert f"cannot connect to {driver} at 127.0.0.1:1/flights: " in line
+    assert cause in line
+    assert re.search(r"^✓ local +sqlite +SQLite ", result.out, re.M)
+    assert result.err == "1 of 2 connections unreachable: closed\n"
+
+
+def test_connections_of_a_broken_manifest_is_a_manifest_error(
+    write_manifest,
+    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+) -> None:
+    path = write_manifest("version: 1\nconnections:\n  a: {driver: postgress, database: x}\n")
+
+    result = run_cli(capsys, "connections", path)
+
+    assert result.code == 1
+    assert f"{path}:3:" in result.err
+    assert "did you mean 'postgresql'" in result.err

@@ -1,0 +1,175 @@
+"""`${env:NAME}`, `${env:NAME:-default}`, `$${`, and typed `${var:NAME}` with --var overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dsdb_plan.errors import ManifestError
+from dsdb_plan.manifest import parse_manifest
+from dsdb_plan.models import Manifest
+from tests.helpers import run_cli
+
+
+def _parse(text: str, env: dict[str, str] | None = None, **variables: str) -> Manifest:
+    return parse_manifest(
+        text, "m.yaml", base_dir=Path("/base"), env=env or {}, variables=variables
+    )
+
+
+def _problems(text: str, env: dict[str, str] | None = None, **variables: str) -> list[str]:
+    with pytest.raises(ManifestError) as raised:
+        _parse(text, env, **variables)
+    return [str(problem) for problem in raised.value.problems]
+
+
+def _server(**fields: str) -> str:
+    inner = ", ".join(f"{key}: '{value}'" for key, value in fields.items())
+    return f"version: 1\nconnections:\n  db: {{driver: postgresql, {inner}}}\n"
+
+
+def test_env_reference_takes_the_variable() -> None:
+    manifest = _parse(_server(host="${env:PGHOST}", database="flights"), env={"PGHOST": "db1"})
+
+    assert manifest.connections["db"].host == "db1"
+
+
+def test_env_reference_inside_a_longer_string() -> None:
+    manifest = _parse(
+        _server(host="db-${env:REGION}.internal", database="f_${env:REGION}"), env={"REGION": "eu"}
+    )
+
+    assert manifest.connections["db"].host == "db-eu.internal"
+    assert manifest.connections["db"].database == "f_eu"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [({}, "fallback"), ({"PGHOST": "db1"}, "db1"), ({"PGHOST": ""}, "")],
+    ids=["unset", "set", "set-empty"],
+)
+def test_env_default(env: dict[str, str], expected: str) -> None:
+    manifest = _parse(_server(host="${env:PGHOST:-fallback}", database="x"), env=env)
+
+    assert (manifest.connections["db"].host or "") == expected
+
+
+def test_empty_default() -> None:
+    manifest = _parse(_server(host="h${env:SUFFIX:-}", database="x"))
+
+    assert manifest.connections["db"].host == "h"
+
+
+def test_unset_env_names_the_variable_and_the_field() -> None:
+    problems = _problems(_server(host="${env:PGHOST}", database="x"))
+
+    assert problems == ["m.yaml:3:34: connections.db.host: environment variable PGHOST is not set"]
+
+
+def test_double_dollar_writes_a_literal_reference() -> None:
+    manifest = _parse(
+        "version: 1\nconnections:\n"
+        "  db: {driver: sqlite, database: x.db, description: 'costs $$5, see $${env:HOME}'}\n"
+    )
+
+    assert manifest.connections["db"].description == "costs $$5, see ${env:HOME}"
+
+
+def test_a_reference_that_is_not_env_or_var_is_refused() -> None:
+    problems = _problems(_server(host="${HOST}", database="x"))
+
+    assert len(problems) == 1
+    assert "cannot read '${HOST}': expected ${env:NAME} or ${var:NAME}" in problems[0]
+
+
+TYPED = """\
+version: 1
+variables:
+  port: {type: integer, default: 5432}
+  protect: {type: boolean, default: "yes"}
+  database: {description: "required: it has no default"}
+connections:
+  db:
+    driver: postgresql
+    host: db-${var:port}
+    port: ${var:port}
+    database: ${var:database}
+    protect: ${var:protect}
+"""
+
+
+def test_typed_variables_take_their_type() -> None:
+    manifest = _parse(TYPED, database="flights")
+
+    db = manifest.connections["db"]
+    assert db.port == 5432
+    assert db.host == "db-5432"  # inside a longer string a value is text
+    assert db.protect is True
+    assert db.database == "flights"
+
+
+def test_var_overrides_the_default() -> None:
+    manifest = _parse(TYPED, database="flights", port="6543", protect="false")
+
+    assert manifest.connections["db"].port == 6543
+    assert manifest.connections["db"].protect is False
+
+
+def test_a_required_variable_without_a_value_is_named() -> None:
+    problems = _problems(TYPED)
+
+    assert problems[0] == (
+        "m.yaml:5:13: variables.database: variable 'database' is required: "
+        "give --var database=VALUE"
+    )
+    assert "variable 'database' has no value" in problems[1]
+    assert len(problems) == 2
+
+
+def test_a_value_of_the_wrong_type_is_refused() -> None:
+    problems = _problems(TYPED, database="flights", port="fifty")
+
+    assert any("variables.port: expected integer, got 'fifty'" in p for p in problems)
+
+
+def test_an_undeclared_var_override_is_refused() -> None:
+    problems = _problems(TYPED, database="flights", prot="x")
+
+    assert problems == ["m.yaml:3:3: variables: --var prot is not a declared variable"]
+
+
+def test_an_undeclared_variable_reference_is_named() -> None:
+    problems = _problems(_server(host="${var:region}", database="x"))
+
+    assert problems == ["m.yaml:3:34: connections.db.host: variable 'region' is not declared"]
+
+
+def test_cli_var_and_var_file(
+    write_manifest,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+) -> None:
+    path = write_manifest(TYPED)
+    var_file = tmp_path / "vars.yaml"
+    var_file.write_text("database: flights\nport: 1\n")
+
+    without = run_cli(capsys, "validate", path)
+    from_file = run_cli(capsys, "validate", path, "--var-file", var_file)
+    overridden = run_cli(capsys, "validate", path, "--var-file", var_file, "--var", "port=x")
+
+    assert without.code == 1
+    assert "give --var database=VALUE" in without.err
+    assert from_file.code == 0, from_file.err
+    assert overridden.code == 1
+    assert "variables.port: expected integer, got 'x'" in overridden.err
+
+
+def test_cli_var_needs_a_name_and_a_value(
+    write_manifest,
+    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+) -> None:
+    result = run_cli(capsys, "validate", write_manifest(TYPED), "--var", "database")
+
+    assert result.code == 1
+    assert result.err == "Error: --var expects NAME=VALUE, got 'database'\n"
