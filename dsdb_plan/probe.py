@@ -67,6 +67,8 @@ def probe(name: str, connection: Connection) -> ProbeResult:
         engine.dispose()
     label = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mysql": "MySQL",
              "mariadb": "MariaDB"}.get(connection.dialect, connection.dialect)
+    if getattr(engine.dialect, "is_mariadb", False):  # a mysql:// URL can reach MariaDB
+        label = "MariaDB"
     return ProbeResult(**base, ok=True, server_version=f"{label} {version}".strip(),
                        round_trip_ms=round(elapsed, 2))
 

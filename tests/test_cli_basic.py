@@ -138,3 +138,21 @@ def test_connections_of_a_broken_manifest_is_a_manifest_error(
     assert result.code == 1
     assert f"{path}:3:" in result.err
     assert "did you mean 'postgresql'" in result.err
+
+
+@pytest.mark.mariadb
+def test_connections_names_mariadb_reached_through_a_mysql_url(
+    mariadb_db: ServerDatabase,
+    write_manifest,  # type: ignore[no-untyped-def]
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DSDB_TEST_MARIA_URL", mariadb_db.url_string)
+    path = write_manifest(
+        "version: 1\nconnections:\n  maria: {url: '${env:DSDB_TEST_MARIA_URL}'}\n"
+    )
+
+    result = run_cli(capsys, "connections", path)
+
+    assert result.code == 0, result.text
+    assert re.search(r"^✓ maria +mysql +MariaDB \d+\.\d+\.\d+, ", result.out, re.M), result.out
