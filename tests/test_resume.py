@@ -16,7 +16,7 @@ from dsdb_plan.state import open_state
 from tests.helpers import run_cli, spawn_cli, sqlite_url, table_names, table_rows
 
 TABLES = ("t1", "t2", "t3", "t4")
-ROWS = 150_000
+ROWS = 40_000
 
 MANIFEST = """\
 version: 1
@@ -86,7 +86,7 @@ def test_killed_restore_resumes_without_loss_or_duplicates(capsys, project: Path
     assert "backup.nightly" in snapshot.resources
     assert "restore.into-scratch" not in snapshot.resources
     plan = run_cli(capsys, "plan", project)
-    assert "resuming:" in plan.out
+    assert "resuming an interrupted restore" in plan.out
     result = run_cli(capsys, "apply", project, "--auto-approve")
     assert result.code == 0, result.text
     assert_scratch_equals_local(project)

@@ -1,9 +1,17 @@
 """The `dsdb` command line: thin commands over the library."""
 
-from dsdb_plan.cli import commands
+from dsdb_plan.cli import backup_commands, commands, plan_commands, state_commands
 from dsdb_plan.cli.app import cli, main
 
-__all__ = ["cli", "commands", "main", "run"]
+__all__ = [
+    "backup_commands",
+    "cli",
+    "commands",
+    "main",
+    "plan_commands",
+    "run",
+    "state_commands",
+]
 
 
 def run() -> None:

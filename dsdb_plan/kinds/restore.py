@@ -48,12 +48,14 @@ class RestoreKind:
         details: dict[str, Any] = {"spec": document, "source": source}
         if record is None:
             reasons = [f"restore {source['label']} into {spec.to}"]
-            checkpoint = ctx.snapshot.checkpoints.get(address, {})
-            if checkpoint.get("completed"):
-                reasons.append(
-                    f"resuming: {len(checkpoint['completed'])} table(s) already restored"
-                )
-            destructive = self._occupied(ctx, address, spec, tables, reasons)
+            checkpoint = ctx.snapshot.checkpoints.get(address)
+            if checkpoint is not None:
+                # An unfinished restore: the tables it holds are its own, not data to guard.
+                done = len(checkpoint.get("completed", []))
+                reasons.append(f"resuming an interrupted restore: {done} table(s) already done")
+                destructive = False
+            else:
+                destructive = self._occupied(ctx, address, spec, tables, reasons)
             return [Action(**base, type=ActionType.CREATE, reasons=tuple(reasons),
                            destructive=destructive, details=details)]
         if record.spec != document:
