@@ -1,0 +1,449 @@
+"""Fingerprints: exact summaries of table contents that are cheap to recompute when nothing changed.
+
+A table's fingerprint is its row count and an order-independent content checksum: the sum of a
+per-row hash modulo 2**64 (in-database) or 2**128 (in Python). A sum, not an XOR, so duplicate
+rows add up instead of cancelling, and deleting then re-inserting an identical row restores the
+original value. Any change to any value changes the row's hash, so an update in place with the
+same row count is noticed (with the probability of a hash collision, 2**-64 or less).
+
+How each database is read (issue 3, item 2):
+
+- PostgreSQL and MariaDB/MySQL compute count and checksum in the database; no row crosses the
+  wire. PostgreSQL's statistics counters are flushed lazily, so they could only ever say
+  "maybe changed" and cannot spare the scan; they are not used.
+- SQLite file databases get a `token` from the file's identity, size, times and header bytes
+  (plus the WAL and its index when the WAL holds frames). When a `previous` fingerprint carries
+  the same token, its tables are returned without reading any data.
+- Everything else (and SQLite when the token changed) streams rows in bounded chunks and hashes
+  each row in Python.
+
+Checksums start with the method that made them (`pg1:`, `my1:`, `py1:`): two checksums are only
+comparable when their methods are equal, which is always so for the same database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql
+from sqlalchemy.sql import visitors
+
+from dsdb_plan.errors import DsdbError
+
+Where = sa.ColumnElement[bool] | Callable[[sa.Table], sa.ColumnElement[bool]]
+"""A row filter: a boolean clause, or a function building one from the reflected table."""
+
+_CHUNK_ROWS = 10_000
+_TOKEN_VERSION = b"dsdb-sqlite-token-1"
+# The bytes of each file that change with its content: the whole 100-byte database header
+# (file change counter, schema cookie, page count), the WAL header (checkpoint sequence and
+# salts, renewed whenever the WAL restarts) and the first copy of the WAL-index header (mxFrame
+# and the checksum of the last committed frame, which move with every commit in WAL mode).
+# https://www.sqlite.org/fileformat2.html#the_database_header, #walformat, walindexformat.html
+_SQLITE_FILES = (("", 100), ("-wal", 32), ("-shm", 48))
+
+
+@dataclass(frozen=True)
+class TableFingerprint:
+    """One table's (or one subset's) row count and order-independent content checksum."""
+
+    rows: int
+    checksum: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "checksum": self.checksum}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TableFingerprint:
+        rows, checksum = _required(data, "rows", int), _required(data, "checksum", str)
+        return cls(rows=rows, checksum=checksum)
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """The fingerprints of a set of tables, with the token that lets an unchanged file skip work.
+
+    `token` is None unless the database offers an exact, cheap change signal (SQLite files).
+    It is a cache key, not data, so equality compares the tables only: the same content read
+    twice is equal even when a checkpoint or a no-op write moved the token.
+    """
+
+    tables: dict[str, TableFingerprint]
+    token: str | None = field(default=None, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        tables = {name: self.tables[name].to_dict() for name in sorted(self.tables)}
+        return {"tables": tables, "token": self.token}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Fingerprint:
+        tables = _required(data, "tables", dict)
+        token = data.get("token")
+        if token is not None and not isinstance(token, str):
+            raise DsdbError(f"malformed fingerprint: 'token' must be a string, not {token!r}")
+        return cls(
+            tables={str(name): TableFingerprint.from_dict(t) for name, t in tables.items()},
+            token=token,
+        )
+
+
+def fingerprint_database(
+    engine: sa.Engine,
+    tables: list[str] | None = None,
+    previous: Fingerprint | None = None,
+) -> Fingerprint:
+    """Fingerprint `tables` (None: every table) of the database behind `engine`.
+
+    With a `previous` fingerprint whose token matches and which covers the requested tables,
+    its fingerprints are returned without reading any data. Unknown tables raise DsdbError.
+    """
+    # The token is taken before any data is read: a write that lands after it but before the
+    # read yields new data under an old token, and the next run, seeing a newer token, rereads.
+    # Taken after, it could pair old data with the new token and hide that write for good.
+    token = _sqlite_token(engine)
+    if token is not None and previous is not None and previous.token == token:
+        wanted = set(tables) if tables is not None else set(_table_names(engine))
+        if wanted <= previous.tables.keys():
+            return Fingerprint({name: previous.tables[name] for name in sorted(wanted)}, token)
+    with _reading(engine) as conn:
+        inspector = sa.inspect(conn)
+        names = _checked_names(inspector.get_table_names(), tables)
+        columns = inspector.get_multi_columns(filter_names=names) if names else {}
+        result = {}
+        for (_schema, name), cols in sorted(columns.items(), key=lambda item: item[0][1]):
+            table = sa.table(name, *(sa.column(col["name"]) for col in cols))
+            result[name] = _fingerprint(conn, table, list(table.c), None)
+    return Fingerprint(result, token)
+
+
+def fingerprint_table(
+    engine: sa.Engine,
+    table: str,
+    *,
+    columns: list[str] | None = None,
+    where: Where | None = None,
+) -> TableFingerprint:
+    """Fingerprint the rows of `table` that match `where`, over `columns` (None: all, in order).
+
+    `where` may be built against any Table with this table's column names (for example the
+    source's, when verifying a target): its columns are rebound to this table by name. The
+    checksum depends on the order of `columns`.
+    """
+    with _reading(engine) as conn:
+        _checked_names(sa.inspect(conn).get_table_names(), [table])
+        reflected = sa.Table(table, sa.MetaData(), autoload_with=conn, resolve_fks=False)
+        if columns is None:
+            selected = list(reflected.c)
+        else:
+            unknown = [name for name in columns if name not in reflected.c]
+            if unknown:
+                raise DsdbError(f"table {table} has no column {_names(unknown)}")
+            selected = [reflected.c[name] for name in columns]
+        clause = where(reflected) if callable(where) else where
+        return _fingerprint(conn, reflected, selected, _rebind(clause, reflected))
+
+
+def describe_changes(old: Fingerprint, new: Fingerprint) -> list[str]:
+    """Human reasons why `new` differs from `old`, one per table, sorted by table name.
+
+    Empty when the tables are equal (a different token alone is not a change of data).
+    """
+    reasons = []
+    for name in sorted(old.tables.keys() | new.tables.keys()):
+        before, after = old.tables.get(name), new.tables.get(name)
+        if before == after:
+            continue
+        if before is None:
+            assert after is not None
+            reasons.append(f"table {name} added ({_rows(after.rows)})")
+        elif after is None:
+            reasons.append(f"table {name} removed")
+        elif before.rows != after.rows:
+            reasons.append(f"table {name} changed: {before.rows:,} → {after.rows:,} rows")
+        else:
+            reasons.append(f"table {name}: content changed ({_rows(after.rows)})")
+    return reasons
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+class _reading:
+    """A connection set up so that checksums are repeatable: one snapshot, fixed formatting."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._conn: sa.Connection | None = None
+        self._restore_time_zone: str | None = None
+
+    def __enter__(self) -> sa.Connection:
+        conn = self._engine.connect()
+        self._conn = conn
+        dialect = conn.dialect.name
+        try:
+            if dialect == "postgresql":
+                # One snapshot for every table; and the text form of a row depends on these
+                # settings, which a role or database default may have changed.
+                conn.execution_options(isolation_level="REPEATABLE READ")
+                for setting, value in _PG_SETTINGS:
+                    conn.execute(
+                        sa.text("SELECT set_config(:s, :v, true)"), {"s": setting, "v": value}
+                    )
+            elif dialect in ("mysql", "mariadb"):
+                conn.execution_options(isolation_level="REPEATABLE READ")
+                # TIMESTAMP values are shown in the session time zone; the pooled connection
+                # gets its own back afterwards.
+                self._restore_time_zone = conn.execute(
+                    sa.text("SELECT @@session.time_zone")
+                ).scalar_one()
+                conn.execute(sa.text("SET time_zone = '+00:00'"))
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._conn is not None
+        try:
+            self._conn.rollback()
+            if self._restore_time_zone is not None:
+                self._conn.execute(sa.text("SET time_zone = :tz"), {"tz": self._restore_time_zone})
+                self._conn.commit()
+        finally:
+            self._conn.close()
+
+
+_PG_SETTINGS = (
+    ("TimeZone", "UTC"),
+    ("DateStyle", "ISO, YMD"),
+    ("IntervalStyle", "postgres"),
+    ("extra_float_digits", "1"),  # shortest exact text for floats; 0 would round them
+    ("bytea_output", "hex"),
+)
+
+
+def _fingerprint(
+    conn: sa.Connection,
+    table: sa.TableClause,
+    columns: Sequence[sa.ColumnElement[Any]],
+    where: sa.ColumnElement[bool] | None,
+) -> TableFingerprint:
+    method = _IN_DATABASE.get(conn.dialect.name, _in_python)
+    try:
+        return method(conn, table, columns, where)
+    except sa.exc.DBAPIError as error:
+        cause = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        raise DsdbError(f"cannot fingerprint table {table.name}: {cause}") from error
+
+
+def _in_postgresql(
+    conn: sa.Connection,
+    table: sa.TableClause,
+    columns: Sequence[sa.ColumnElement[Any]],
+    where: sa.ColumnElement[bool] | None,
+) -> TableFingerprint:
+    """md5 of each row's text form, its first 64 bits summed as numeric (no overflow)."""
+    # ROW(...)::text writes NULL as nothing and '' as "", so the two stay distinct.
+    row_hash = sa.func.md5(sa.cast(sa.func.ROW(*columns), sa.Text))
+    high = sa.literal_column("'x'", sa.Text) + sa.func.substr(row_hash, 1, 16)
+    total = sa.func.sum(sa.cast(sa.cast(high, postgresql.BIT(64)), sa.BigInteger))
+    count, checksum = _aggregate(conn, table, total, where)
+    return TableFingerprint(count, f"pg1:{checksum % 2**64:016x}")
+
+
+def _in_mysql(
+    conn: sa.Connection,
+    table: sa.TableClause,
+    columns: Sequence[sa.ColumnElement[Any]],
+    where: sa.ColumnElement[bool] | None,
+) -> TableFingerprint:
+    """md5 of a length-prefixed encoding of each row, its first 64 bits summed as DECIMAL."""
+    # CONCAT_WS skips NULLs and a separator can occur in a value, so each value is written as
+    # "<length>:<bytes>" and NULL as "N": unambiguous. Bytes, so mixed collations cannot clash.
+    parts = [
+        sa.func.coalesce(
+            sa.func.concat(sa.func.length(value), ":", value),
+            "N",
+        )
+        for value in (sa.cast(column, mysql.BINARY()) for column in columns)
+    ]
+    row_hash = sa.func.md5(sa.func.concat(*parts))
+    high = sa.func.conv(sa.func.substring(row_hash, 1, 16), 16, 10)
+    total = sa.func.sum(sa.cast(high, mysql.INTEGER(unsigned=True)))
+    count, checksum = _aggregate(conn, table, total, where)
+    return TableFingerprint(count, f"my1:{checksum % 2**64:016x}")
+
+
+def _aggregate(
+    conn: sa.Connection,
+    table: sa.TableClause,
+    total: sa.ColumnElement[Any],
+    where: sa.ColumnElement[bool] | None,
+) -> tuple[int, int]:
+    query = sa.select(sa.func.count(), sa.func.coalesce(total, 0)).select_from(table)
+    if where is not None:
+        query = query.where(where)
+    count, checksum = conn.execute(query).one()
+    return int(count), int(checksum)  # sums come back as Decimal: exact, however large
+
+
+def _in_python(
+    conn: sa.Connection,
+    table: sa.TableClause,
+    columns: Sequence[sa.ColumnElement[Any]],
+    where: sa.ColumnElement[bool] | None,
+) -> TableFingerprint:
+    """Stream the rows and sum a 128-bit BLAKE2 digest of each row's canonical text."""
+    # Raw driver values: SQLAlchemy's type processors would parse SQLite's text dates and
+    # round decimals, so two different stored values could look equal.
+    query = sa.select(*(sa.type_coerce(c, sa.types.NullType()) for c in columns)).select_from(table)
+    if where is not None:
+        query = query.where(where)
+    count = total = 0
+    blake2b = hashlib.blake2b
+    for chunk in _chunks(conn, query):
+        count += len(chunk)
+        # ascii() of a tuple of driver values is canonical: quotes and escapes strings (so NULL
+        # and '' and 'None' differ), shortest exact floats, and, unlike repr(), does not depend
+        # on the Unicode version's idea of a printable character.
+        total += sum(
+            int.from_bytes(blake2b(ascii(row).encode(), digest_size=16).digest()) for row in chunk
+        )
+    return TableFingerprint(count, f"py1:{total % 2**128:032x}")
+
+
+def _chunks(conn: sa.Connection, query: sa.Executable) -> Iterator[Sequence[tuple[Any, ...]]]:
+    """The query's rows as plain tuples, a bounded chunk at a time."""
+    if conn.dialect.name == "sqlite":
+        # pysqlite steps the statement as rows are fetched, so its own cursor is bounded, and
+        # reading it directly skips building a Row per row, which cost 3x the hashing here.
+        cursor = conn.execute(query).cursor
+        while chunk := cursor.fetchmany(_CHUNK_ROWS):
+            yield chunk
+        return
+    # Elsewhere a server-side cursor keeps memory bounded (yield_per implies stream_results).
+    result = conn.execution_options(yield_per=_CHUNK_ROWS).execute(query)
+    for part in result.partitions():
+        yield [tuple(map(_plain, row)) for row in part]
+
+
+def _plain(value: Any) -> Any:
+    # Some drivers return binary as memoryview or bytearray, whose repr shows an address.
+    return bytes(value) if isinstance(value, memoryview | bytearray) else value
+
+
+_Method = Callable[
+    [sa.Connection, sa.TableClause, Sequence[sa.ColumnElement[Any]], sa.ColumnElement[bool] | None],
+    TableFingerprint,
+]
+_IN_DATABASE: dict[str, _Method] = {
+    "postgresql": _in_postgresql,
+    "mysql": _in_mysql,
+    "mariadb": _in_mysql,
+}
+
+
+# --- SQLite token ----------------------------------------------------------------------------
+
+
+def _sqlite_token(engine: sa.Engine) -> str | None:
+    """A digest of everything about a SQLite file that a committed write changes, or None."""
+    path = _sqlite_path(engine.url)
+    if path is None or not os.path.isfile(path):
+        return None
+    digest = hashlib.sha256(_TOKEN_VERSION)
+    wal = path + "-wal"
+    # An empty or absent WAL holds no data: merely opening a WAL-mode database creates an
+    # empty one (and its index), which must not count as a change.
+    wal_has_frames = os.path.isfile(wal) and os.path.getsize(wal) > 0
+    for suffix, header in _SQLITE_FILES:
+        if suffix and not wal_has_frames:
+            continue
+        file = path + suffix
+        try:
+            with open(file, "rb") as handle:
+                # ctime as well as mtime: it cannot be set back by touch or a copy tool, and
+                # the inode changes when the file is replaced by another one.
+                st = os.fstat(handle.fileno())
+                digest.update(
+                    f"{suffix}:{st.st_dev}:{st.st_ino}:{st.st_size}:"
+                    f"{st.st_mtime_ns}:{st.st_ctime_ns}:".encode()
+                )
+                digest.update(handle.read(header))
+        except FileNotFoundError:  # a checkpoint removed the WAL meanwhile: no token, reread
+            return None
+    return digest.hexdigest()
+
+
+def _sqlite_path(url: sa.URL) -> str | None:
+    """The database file behind a SQLite URL; None for other dialects and in-memory databases."""
+    if url.get_backend_name() != "sqlite":
+        return None
+    database = url.database or ""
+    if database in ("", ":memory:"):
+        return None
+    if database.startswith("file:") and str(url.query.get("uri", "")).lower() in ("true", "1"):
+        parts = urlsplit(database)
+        if "memory" in parse_qs(parts.query).get("mode", []):
+            return None
+        database = parts.path
+    return os.path.abspath(database)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _table_names(engine: sa.Engine) -> list[str]:
+    return sa.inspect(engine).get_table_names()
+
+
+def _checked_names(existing: list[str], wanted: list[str] | None) -> list[str]:
+    if wanted is None:
+        return sorted(existing)
+    unknown = sorted(set(wanted) - set(existing))
+    if unknown:
+        noun = "table" if len(unknown) == 1 else "tables"
+        raise DsdbError(f"no {noun} {_names(unknown)} in the database")
+    return sorted(set(wanted))
+
+
+def _rebind(where: sa.ColumnElement[bool] | None, table: sa.Table) -> sa.ColumnElement[bool] | None:
+    """`where` with every column reference pointing at `table`, matched by name.
+
+    A clause built against another Table object (another engine's reflection, or a renamed
+    source table) would otherwise add that table to FROM and multiply the rows.
+    """
+    if where is None:
+        return None
+
+    def replace(element: Any, **_: Any) -> Any:
+        if isinstance(element, sa.ColumnClause) and not element.is_literal:
+            if element.table is table:
+                return None
+            if element.name not in table.c:
+                raise DsdbError(f"where clause names column {element.name!r}, not in {table.name}")
+            return table.c[element.name]
+        return None
+
+    return visitors.replacement_traverse(where, {}, replace)
+
+
+def _required(data: Mapping[str, Any], key: str, kind: type) -> Any:
+    value = data.get(key) if isinstance(data, Mapping) else None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise DsdbError(f"malformed fingerprint: {key!r} must be {kind.__name__}, not {value!r}")
+    return value
+
+
+def _names(names: Sequence[str]) -> str:
+    return ", ".join(repr(name) for name in names)
+
+
+def _rows(count: int) -> str:
+    return "1 row" if count == 1 else f"{count:,} rows"

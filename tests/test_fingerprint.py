@@ -1,0 +1,466 @@
+"""Fingerprints: exact change detection on SQLite, PostgreSQL and MariaDB; no reads when unchanged.
+
+The same tests run against every database through the `engine` fixture. The SQLite-only tests
+prove the cheap path by making every data read fail, never by timing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from dsdb_plan import fingerprint as fp
+from dsdb_plan.errors import DsdbError
+from dsdb_plan.fingerprint import (
+    Fingerprint,
+    TableFingerprint,
+    describe_changes,
+    fingerprint_database,
+    fingerprint_table,
+)
+from tests.servers import ServerDatabase
+
+FLIGHTS = [
+    {"id": 1, "carrier": "UA", "delay": 1.5},
+    {"id": 2, "carrier": "AA", "delay": None},
+    {"id": 3, "carrier": "UA", "delay": -2.25},
+    {"id": 4, "carrier": "DL", "delay": 0.1},
+]
+# Every kind of name a quoting bug would trip over; MariaDB allows 64 characters.
+HOSTILE_TABLE = 'order "x"; -- ü`s'
+HOSTILE_COLUMNS = ("select", "a b", "it's", 'q"; drop')
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ]
+)
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
+    """An engine on an empty database of each kind."""
+    if request.param == "sqlite":
+        engine = sa.create_engine(f"sqlite:///{tmp_path / 'data.db'}")
+    else:
+        server = request.getfixturevalue(f"{request.param.replace('postgresql', 'postgres')}_db")
+        engine = server.engine()
+    yield engine
+    engine.dispose()
+
+
+def make_table(
+    engine: sa.Engine,
+    name: str,
+    rows: Sequence[dict[str, Any]] = (),
+    columns: Sequence[tuple[str, sa.types.TypeEngine[Any]]] = (
+        ("id", sa.Integer()),
+        ("carrier", sa.String(20)),
+        ("delay", sa.Double()),
+    ),
+) -> sa.Table:
+    """Create a table without a primary key (so duplicates are allowed) holding `rows`."""
+    table = sa.Table(name, sa.MetaData(), *(sa.Column(n, t) for n, t in columns))
+    table.create(engine)
+    if rows:
+        with engine.begin() as conn:
+            conn.execute(table.insert(), list(rows))
+    return table
+
+
+def run(engine: sa.Engine, statement: sa.Executable) -> None:
+    with engine.begin() as conn:
+        conn.execute(statement)
+
+
+# --- every database --------------------------------------------------------------------------
+
+
+def test_same_data_same_fingerprint_in_any_order(engine: sa.Engine) -> None:
+    make_table(engine, "flights", FLIGHTS)
+    make_table(engine, "shuffled", FLIGHTS[::-1])
+
+    first = fingerprint_database(engine)
+    assert first == fingerprint_database(engine)
+    assert first.tables["flights"] == first.tables["shuffled"]
+    assert first.tables["flights"].rows == 4
+    assert describe_changes(first, fingerprint_database(engine)) == []
+
+
+def test_insert_changes_the_row_count(engine: sa.Engine) -> None:
+    flights = make_table(engine, "flights", FLIGHTS)
+    before = fingerprint_database(engine)
+
+    run(engine, flights.insert().values(id=5, carrier="B6", delay=3.0))
+
+    after = fingerprint_database(engine)
+    assert after.tables["flights"].rows == 5
+    assert describe_changes(before, after) == ["table flights changed: 4 → 5 rows"]
+
+
+def test_update_in_place_changes_the_checksum(engine: sa.Engine) -> None:
+    flights = make_table(engine, "flights", FLIGHTS)
+    before = fingerprint_database(engine)
+
+    # The smallest possible change: one float moves by one unit in the last place.
+    run(engine, flights.update().where(flights.c.id == 1).values(delay=1.5000000000000002))
+
+    after = fingerprint_database(engine)
+    assert after.tables["flights"].rows == before.tables["flights"].rows
+    assert after.tables["flights"].checksum != before.tables["flights"].checksum
+    assert describe_changes(before, after) == ["table flights: content changed (4 rows)"]
+
+
+def test_delete_and_reinsert_of_an_identical_row_restores_the_fingerprint(
+    engine: sa.Engine,
+) -> None:
+    flights = make_table(engine, "flights", FLIGHTS)
+    before = fingerprint_database(engine)
+
+    run(engine, flights.delete().where(flights.c.id == 1))
+    assert fingerprint_database(engine).tables["flights"].rows == 3
+    run(engine, flights.insert().values(FLIGHTS[0]))  # now physically last
+
+    after = fingerprint_database(engine)
+    assert after == before  # equality is about the data; a SQLite token has moved
+    assert after.tables == before.tables
+
+
+def test_duplicate_rows_count_and_do_not_cancel(engine: sa.Engine) -> None:
+    row_a = {"id": 1, "carrier": "UA", "delay": 1.0}
+    row_b = {"id": 2, "carrier": "AA", "delay": 2.0}
+    make_table(engine, "once", [row_a])
+    make_table(engine, "twice", [row_a, row_a])
+    make_table(engine, "a_a", [row_a, row_a, row_b])
+    make_table(engine, "a_b", [row_a, row_b, row_b])
+    make_table(engine, "b_b", [row_b, row_b])
+    make_table(engine, "empty")
+
+    tables = fingerprint_database(engine).tables
+    assert tables["twice"].rows == 2
+    assert tables["once"].checksum != tables["twice"].checksum
+    # With XOR, pairs would vanish: a,a,b == b and a,a == b,b == empty.
+    assert tables["a_a"].checksum != tables["a_b"].checksum
+    assert len({tables[name].checksum for name in ("twice", "b_b", "empty")}) == 3
+
+
+def test_null_empty_string_and_column_boundaries_are_distinct(engine: sa.Engine) -> None:
+    text_columns = (("a", sa.String(20)), ("b", sa.String(20)))
+    variants = {
+        "nulls": {"a": None, "b": None},
+        "empties": {"a": "", "b": ""},
+        "null_word": {"a": "NULL", "b": "None"},
+        "null_first": {"a": None, "b": "x"},
+        "null_second": {"a": "x", "b": None},
+        "split_1": {"a": "ab", "b": ""},
+        "split_2": {"a": "a", "b": "b"},
+        "split_3": {"a": "a:", "b": "b"},
+        "split_4": {"a": "a", "b": ":b"},
+    }
+    for name, row in variants.items():
+        make_table(engine, name, [row], text_columns)
+
+    tables = fingerprint_database(engine).tables
+    assert len({tables[name].checksum for name in variants}) == len(variants)
+
+
+def test_hostile_names(engine: sa.Engine) -> None:
+    columns = [(name, sa.String(30)) for name in HOSTILE_COLUMNS]
+    row = dict.fromkeys(HOSTILE_COLUMNS, "x'; DROP TABLE t; --")
+    table = make_table(engine, HOSTILE_TABLE, [row, {**row, "select": "other"}], columns)
+
+    before = fingerprint_database(engine, [HOSTILE_TABLE])
+    assert before.tables[HOSTILE_TABLE].rows == 2
+    subset = fingerprint_table(
+        engine,
+        HOSTILE_TABLE,
+        columns=["a b", "it's"],
+        where=table.c["select"] == "other",
+    )
+    assert subset.rows == 1
+
+    run(engine, table.update().where(table.c["select"] == "other").values({"it's": "y"}))
+
+    after = fingerprint_database(engine)
+    assert describe_changes(before, after) == [f"table {HOSTILE_TABLE}: content changed (2 rows)"]
+    assert sa.inspect(engine).get_table_names() == [HOSTILE_TABLE]  # nothing got dropped
+
+
+def test_fingerprint_table_with_where_and_columns(engine: sa.Engine) -> None:
+    flights = make_table(engine, "flights", FLIGHTS)
+    ua_rows = [row for row in FLIGHTS if row["carrier"] == "UA"]
+    make_table(engine, "ua_only", ua_rows)
+    narrow_columns = (("id", sa.Integer()), ("carrier", sa.String(20)))
+    make_table(
+        engine,
+        "narrow",
+        [{"id": r["id"], "carrier": r["carrier"]} for r in FLIGHTS],
+        narrow_columns,
+    )
+
+    whole = fingerprint_table(engine, "flights")
+    assert whole == fingerprint_database(engine).tables["flights"]
+
+    # A subset equals a table holding exactly that subset, whichever way the filter is given.
+    ua = fingerprint_table(engine, "ua_only")
+    assert fingerprint_table(engine, "flights", where=flights.c.carrier == "UA") == ua
+    assert fingerprint_table(engine, "flights", where=lambda t: t.c.carrier == "UA") == ua
+    assert fingerprint_table(engine, "flights", where=sa.column("carrier") == "UA") == ua
+    # Built against another table of the same shape (as when verifying a renamed target).
+    assert fingerprint_table(engine, "ua_only", where=flights.c.id > 0) == ua
+
+    narrow = fingerprint_table(engine, "narrow")
+    assert fingerprint_table(engine, "flights", columns=["id", "carrier"]) == narrow
+
+    # Changing a column outside the subset leaves the subset's fingerprint alone.
+    run(engine, flights.update().where(flights.c.id == 1).values(delay=99.0))
+    assert fingerprint_table(engine, "flights", columns=["id", "carrier"]) == narrow
+    assert fingerprint_table(engine, "flights", where=flights.c.carrier == "UA") != ua
+    assert fingerprint_table(engine, "flights", where=flights.c.carrier == "DL").rows == 1
+
+
+def test_unknown_tables_and_columns_are_named(engine: sa.Engine) -> None:
+    make_table(engine, "flights", FLIGHTS)
+
+    with pytest.raises(DsdbError, match="no tables 'nope', 'zilch' in the database"):
+        fingerprint_database(engine, ["flights", "zilch", "nope"])
+    with pytest.raises(DsdbError, match="no table 'nope'"):
+        fingerprint_table(engine, "nope")
+    with pytest.raises(DsdbError, match="table flights has no column 'wings'"):
+        fingerprint_table(engine, "flights", columns=["id", "wings"])
+    with pytest.raises(DsdbError, match="'wings', not in flights"):
+        fingerprint_table(engine, "flights", where=sa.column("wings") == 1)
+
+
+def test_selected_tables_only(engine: sa.Engine) -> None:
+    make_table(engine, "flights", FLIGHTS)
+    make_table(engine, "other", FLIGHTS[:1])
+
+    assert set(fingerprint_database(engine, ["other"]).tables) == {"other"}
+    assert set(fingerprint_database(engine).tables) == {"flights", "other"}
+    assert fingerprint_database(engine, []).tables == {}
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ],
+)
+def test_generic_streaming_path_on_a_server(
+    kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The path any other dialect takes: rows streamed in chunks from a server-side cursor."""
+    engine = request.getfixturevalue(f"{kind}_db").engine()
+    flights = make_table(engine, "flights", FLIGHTS)
+    make_table(engine, "shuffled", FLIGHTS[::-1])
+    monkeypatch.setattr(fp, "_IN_DATABASE", {})
+    monkeypatch.setattr(fp, "_CHUNK_ROWS", 3)  # several chunks per table
+
+    before = fingerprint_database(engine)
+    assert before.tables["flights"].checksum.startswith("py1:")
+    assert before.tables["flights"] == before.tables["shuffled"]
+    run(engine, flights.update().where(flights.c.id == 4).values(delay=0.1000000000000001))
+    assert describe_changes(before, fingerprint_database(engine)) == [
+        "table flights: content changed (4 rows)"
+    ]
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgresql_session_settings_keep_the_checksum(postgres_db: ServerDatabase) -> None:
+    """The text form of a row follows TimeZone, DateStyle and extra_float_digits; not ours."""
+    engine = postgres_db.engine()
+    columns = (("at", sa.DateTime(timezone=True)), ("x", sa.Double()))
+    row = {"at": datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=UTC), "x": 0.1 + 0.2}
+    make_table(engine, "events", [row], columns)
+    settings = "-c TimeZone=Asia/Tokyo -c DateStyle=German -c extra_float_digits=-3"
+    odd = sa.create_engine(postgres_db.url, connect_args={"options": settings})
+
+    assert fingerprint_database(odd) == fingerprint_database(engine)
+    with odd.connect() as conn:  # the settings were only changed for the fingerprint's work
+        assert conn.execute(sa.text("SHOW TimeZone")).scalar_one() == "Asia/Tokyo"
+    odd.dispose()
+    engine.dispose()
+
+
+@pytest.mark.mariadb
+def test_mariadb_session_time_zone_does_not_change_the_checksum(mariadb_db: ServerDatabase) -> None:
+    """TIMESTAMP values are shown in the session time zone; the pooled session gets it back."""
+    engine = mariadb_db.engine()
+    columns = (("at", sa.TIMESTAMP()),)
+    make_table(engine, "events", [{"at": datetime(2024, 1, 2, 3, 4, 5)}], columns)
+    odd = sa.create_engine(
+        mariadb_db.url, pool_size=1, connect_args={"init_command": "SET time_zone = '+09:00'"}
+    )
+
+    assert fingerprint_database(odd) == fingerprint_database(engine)
+    with odd.connect() as conn:
+        assert conn.execute(sa.text("SELECT @@session.time_zone")).scalar_one() == "+09:00"
+    odd.dispose()
+    engine.dispose()
+
+
+# --- SQLite: the token -----------------------------------------------------------------------
+
+
+def _no_data_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every read of table data fail, whatever method would do it."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("table data was read")
+
+    monkeypatch.setattr(fp, "_fingerprint", refuse)
+    monkeypatch.setattr(fp, "_chunks", refuse)
+
+
+def test_sqlite_unchanged_file_is_not_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'data.db'}"
+    engine = sa.create_engine(url)
+    make_table(engine, "flights", FLIGHTS)
+    make_table(engine, "other", FLIGHTS[:2])
+    first = fingerprint_database(engine)
+    assert first.token is not None
+    engine.dispose()
+
+    _no_data_reads(monkeypatch)
+    fresh = sa.create_engine(url)  # as a later `dsdb plan` would
+    assert fingerprint_database(fresh, previous=first) == first
+    assert fingerprint_database(fresh, ["other"], previous=first).tables == {
+        "other": first.tables["other"]
+    }
+    fresh.dispose()
+
+
+def test_sqlite_reads_again_when_previous_lacks_a_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'data.db'}")
+    make_table(engine, "flights", FLIGHTS)
+    make_table(engine, "other", FLIGHTS[:2])
+    partial = fingerprint_database(engine, ["flights"])
+
+    assert set(fingerprint_database(engine, previous=partial).tables) == {"flights", "other"}
+    _no_data_reads(monkeypatch)
+    with pytest.raises(AssertionError, match="table data was read"):
+        fingerprint_database(engine, ["other"], previous=partial)
+    engine.dispose()
+
+
+def test_sqlite_change_is_seen_even_with_size_and_mtime_restored(tmp_path: Path) -> None:
+    path = tmp_path / "data.db"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    flights = make_table(engine, "flights", FLIGHTS)
+    first = fingerprint_database(engine)
+    stat = path.stat()
+
+    run(engine, flights.update().where(flights.c.carrier == "DL").values(carrier="XX"))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as `touch -d` or a copy tool
+    assert path.stat().st_size == stat.st_size
+
+    second = fingerprint_database(engine, previous=first)
+    assert second.token != first.token
+    assert describe_changes(first, second) == ["table flights: content changed (4 rows)"]
+    engine.dispose()
+
+
+def test_sqlite_wal_mode_commits_are_seen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "data.db"
+    writer = sqlite3.connect(path)  # stays open, so commits stay in the WAL, not the file
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("CREATE TABLE flights (id INTEGER, carrier TEXT)")
+    writer.execute("INSERT INTO flights VALUES (1, 'UA'), (2, 'AA')")
+    writer.commit()
+    engine = sa.create_engine(f"sqlite:///{path}")
+    first = fingerprint_database(engine)
+
+    writer.execute("UPDATE flights SET carrier = 'DL' WHERE id = 2")
+    writer.commit()
+    second = fingerprint_database(engine, previous=first)
+    assert describe_changes(first, second) == ["table flights: content changed (2 rows)"]
+
+    _no_data_reads(monkeypatch)
+    assert fingerprint_database(engine, previous=second) == second
+    writer.close()
+    engine.dispose()
+
+
+def test_sqlite_in_memory_has_no_token() -> None:
+    engine = sa.create_engine("sqlite://")
+    make_table(engine, "flights", FLIGHTS)
+    result = fingerprint_database(engine)
+    assert result.token is None
+    assert result.tables["flights"].rows == 4
+    engine.dispose()
+
+
+# --- values ----------------------------------------------------------------------------------
+
+
+def test_describe_changes() -> None:
+    old = Fingerprint(
+        {
+            "flights": TableFingerprint(336_776, "py1:a"),
+            "old": TableFingerprint(3, "py1:b"),
+            "same": TableFingerprint(5, "py1:c"),
+            "edited": TableFingerprint(10, "py1:d"),
+        },
+        token="t1",
+    )
+    new = Fingerprint(
+        {
+            "flights": TableFingerprint(337_001, "py1:x"),
+            "tmp": TableFingerprint(5, "py1:y"),
+            "one": TableFingerprint(1, "py1:z"),
+            "same": TableFingerprint(5, "py1:c"),
+            "edited": TableFingerprint(10, "py1:e"),
+        },
+        token="t2",
+    )
+    assert describe_changes(old, new) == [
+        "table edited: content changed (10 rows)",
+        "table flights changed: 336,776 → 337,001 rows",
+        "table old removed",
+        "table one added (1 row)",
+        "table tmp added (5 rows)",
+    ]
+    moved_token = Fingerprint(dict(old.tables), token="other")
+    assert moved_token == old  # the token is a cache key, not data
+    assert describe_changes(old, moved_token) == []
+
+
+def test_round_trip_through_json() -> None:
+    value = Fingerprint(
+        {"b": TableFingerprint(2, "py1:ff"), "a": TableFingerprint(0, "pg1:00")}, "tok"
+    )
+    text = json.dumps(value.to_dict())
+    assert list(json.loads(text)["tables"]) == ["a", "b"]  # stable output for state and plans
+    assert Fingerprint.from_dict(json.loads(text)) == value
+    assert Fingerprint.from_dict(Fingerprint({}, None).to_dict()) == Fingerprint({}, None)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        {"tables": []},
+        {"tables": {"a": {"rows": "2", "checksum": "x"}}},
+        {"tables": {"a": {"rows": True, "checksum": "x"}}},
+        {"tables": {"a": {"rows": 2}}},
+        {"tables": {}, "token": 5},
+    ],
+)
+def test_malformed_fingerprints_are_refused(data: dict[str, Any]) -> None:
+    with pytest.raises(DsdbError, match="malformed fingerprint"):
+        Fingerprint.from_dict(data)
