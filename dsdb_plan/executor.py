@@ -78,8 +78,12 @@ def execute(
     for action in plan.changes:
         blocked = [d for d in action.depends_on if d in not_done]
         if blocked:
-            result = ActionResult(action.key, action.address, "skipped",
-                                  f"skipped: {blocked[0]} {not_done[blocked[0]]}")
+            result = ActionResult(
+                action.key,
+                action.address,
+                "skipped",
+                f"skipped: {blocked[0]} {not_done[blocked[0]]}",
+            )
             not_done[action.key] = "was skipped"
         else:
             if on_start:
@@ -107,14 +111,22 @@ def _run(action: Action, ctx: ApplyContext, user: str) -> ActionResult:
     duration = round(time.monotonic() - started, 3)
     ctx.store.append_history(
         HistoryEntry(
-            address=action.key, action=action.type.value, user=user, host=host_name(),
-            started_at=started_at, finished_at=now_iso(),
-            outcome=status, rows=outcome.rows, bytes=outcome.bytes, duration_s=duration,
+            address=action.key,
+            action=action.type.value,
+            user=user,
+            host=host_name(),
+            started_at=started_at,
+            finished_at=now_iso(),
+            outcome=status,
+            rows=outcome.rows,
+            bytes=outcome.bytes,
+            duration_s=duration,
             message=message,
         )
     )
-    return ActionResult(action.key, action.address, status, message, outcome.rows,
-                        outcome.bytes, duration)
+    return ActionResult(
+        action.key, action.address, status, message, outcome.rows, outcome.bytes, duration
+    )
 
 
 def _record(store: StateStore, action: Action, outcome: Outcome) -> None:
@@ -122,4 +134,3 @@ def _record(store: StateStore, action: Action, outcome: Outcome) -> None:
         store.put_resource(outcome.record)
     elif action.address in store.read().resources:
         store.remove_resource(action.address)
-

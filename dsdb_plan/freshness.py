@@ -31,7 +31,9 @@ def stale_reasons(
         if connection not in workspace.connections:
             continue
         now = workspace.fingerprint(connection, tables, previous=before)
-        reasons += [f"data in {connection} changed: {line}" for line in describe_changes(before, now)]
+        reasons += [
+            f"data in {connection} changed: {line}" for line in describe_changes(before, now)
+        ]
     return reasons
 
 

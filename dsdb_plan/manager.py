@@ -7,7 +7,7 @@ handlers as `dsdb apply`.
 
 from __future__ import annotations
 
-import getpass
+import datetime as dt
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -16,7 +16,18 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import ValidationError
 
+from dsdb_plan.archive import (
+    BackupInfo,
+    RestoreResult,
+    list_backups,
+    new_backup_id,
+    restore_backup,
+    write_backup,
+)
 from dsdb_plan.connection import Connection
+from dsdb_plan.databases import drop_database as drop_whole_database
+from dsdb_plan.databases import present_tables
+from dsdb_plan.dbschema import drop_tables
 from dsdb_plan.errors import (
     ConnectionConfigError,
     ConnectionExistsError,
@@ -29,6 +40,7 @@ from dsdb_plan.errors import (
     UnknownConnectionError,
 )
 from dsdb_plan.interpolate import interpolate
+from dsdb_plan.workspace import Workspace, current_user
 from dsdb_plan.yamlsource import Source, load_yaml
 
 LOCAL = "LOCAL"
@@ -40,13 +52,6 @@ _ERRORS_BY_TYPE: dict[str, type[ConnectionConfigError]] = {
     "link_type": ConnectionTypeError,
     "string_type": ConnectionTypeError,
 }
-
-
-def _user_name() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name in some containers
-        return "unknown"
 
 
 class ConnectionManager:
@@ -62,9 +67,8 @@ class ConnectionManager:
         user: str | None = None,
         **kwargs: Any,
     ) -> None:
-        self.user = user or _user_name()
-        self._connections: dict[str, Connection] = {}
-        self._engines: dict[str, sa.Engine] = {}
+        self.user = user or current_user()
+        self._workspace = Workspace(connections={}, backup_root=Path("backups"), user=self.user)
         if config is not None:
             self.add_connections(config, **kwargs)
         elif kwargs:
@@ -88,57 +92,51 @@ class ConnectionManager:
             # `add_connections(LOCAL)` asks for a name, as in the original; a dict names databases.
             self._refuse_clashes(checked, name_first=config == LOCAL)
         for name, connection in checked.items():
-            self._forget_engine(name)
-            self._connections[name] = connection
+            self._workspace.add(name, connection)
             if name == LOCAL and connection.is_sqlite_file:
                 Path(connection.link).parent.mkdir(parents=True, exist_ok=True)
 
     def rename_connection(self, current: str, new: str) -> None:
         """Give connection `current` the name `new`."""
-        if current not in self._connections:
+        if current not in self._workspace.connections:
             raise self._unknown(current)
-        if new in self._connections:
+        if new in self._workspace.connections:
             raise ConnectionExistsError(f"A connection named '{new}' already exists.")
-        self._connections = {
-            (new if name == current else name): connection
-            for name, connection in self._connections.items()
-        }
-        if current in self._engines:
-            self._engines[new] = self._engines.pop(current)
+        self._workspace.rename(current, new)
 
     def connection(self, name: str) -> Connection:
         """The checked `Connection` model registered under `name`."""
         try:
-            return self._connections[name]
+            return self._workspace.connections[name]
         except KeyError:
             raise self._unknown(name) from None
 
     @property
     def connections(self) -> dict[str, Connection]:
         """A copy of the connection map."""
-        return dict(self._connections)
+        return dict(self._workspace.connections)
 
     def __getitem__(self, name: str) -> dict[str, Any]:
         """The connection's config as a dict (the password stays a masked `SecretStr`)."""
         return self.connection(name).model_dump(exclude_defaults=True, exclude_none=True)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._connections
+        return name in self._workspace.connections
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._connections)
+        return iter(self._workspace.connections)
 
     def __len__(self) -> int:
-        return len(self._connections)
+        return len(self._workspace.connections)
 
     def __repr__(self) -> str:
-        if not self._connections:
+        if not self._workspace.connections:
             return f"ConnectionManager(user={self.user!r}, no connections)"
-        width = max(len(name) for name in self._connections)
+        width = max(len(name) for name in self._workspace.connections)
         lines = [f"ConnectionManager(user={self.user!r})"]
         lines += [
             f"  {name:<{width}}  {connection.dialect:<10}  {connection.display()}"
-            for name, connection in self._connections.items()
+            for name, connection in self._workspace.connections.items()
         ]
         return "\n".join(lines)
 
@@ -146,23 +144,31 @@ class ConnectionManager:
 
     def connect(self, name: str) -> sa.Engine:
         """The SQLAlchemy engine of connection `name`, created once and reused."""
-        connection = self.connection(name)
-        if name not in self._engines:
-            self._engines[name] = connection.create_engine()
-        return self._engines[name]
+        self.connection(name)
+        return self._workspace.engine(name)
 
     def close(self) -> None:
         """Dispose of every engine this manager opened."""
-        for name in list(self._engines):
-            self._forget_engine(name)
+        self._workspace.close()
+
+    @property
+    def backup_root(self) -> Path:
+        """Folder that `backup` and `teardown` write backups into (default: ./backups)."""
+        return self._workspace.backup_root
+
+    @backup_root.setter
+    def backup_root(self, path: str | Path) -> None:
+        self._workspace.backup_root = Path(path)
 
     # -- data movements ------------------------------------------------------------------
 
     def backup(
-        self, name: str, tables: list[str] | None = None, backup_root: str | Path = "backups"
-    ) -> Path:
-        """Back up connection `name` (all tables or `tables`); return the backup folder."""
-        raise NotImplementedError("backup arrives with the plan/apply core")
+        self, name: str, tables: list[str] | None = None, backup_root: str | Path | None = None
+    ) -> BackupInfo:
+        """Back up connection `name` (all tables or `tables`) into `<backup_root>/<name>/`."""
+        root = Path(backup_root) if backup_root is not None else self.backup_root
+        engine = self._workspace.reach(self._known(name))
+        return write_backup(engine, root / name, new_backup_id(dt.datetime.now(dt.UTC)), tables)
 
     def restore(
         self,
@@ -170,9 +176,12 @@ class ConnectionManager:
         target: str,
         tables: list[str] | None = None,
         replace_existing: bool = False,
-    ) -> None:
-        """Restore the backup folder `backup` into connection `target`."""
-        raise NotImplementedError("restore arrives with the plan/apply core")
+    ) -> RestoreResult:
+        """Restore into connection `target` a backup folder, or the latest backup taken of
+        the connection named `backup`. Checksums are verified before anything is written."""
+        folder = self._backup_folder(backup)
+        engine = self._workspace.reach(self._known(target))
+        return restore_backup(folder, engine, tables=tables, replace_existing=replace_existing)
 
     def migrate(
         self,
@@ -184,7 +193,7 @@ class ConnectionManager:
         follow: str = "none",
     ) -> None:
         """Copy all or a subset of `source` into `target`."""
-        raise NotImplementedError("migrate arrives with migrations")
+        raise NotImplementedError("migrations are not available in this version of dsdb")
 
     def teardown(
         self,
@@ -192,9 +201,41 @@ class ConnectionManager:
         tables: list[str] | None = None,
         drop_database: bool = False,
         final_backup: bool = True,
-    ) -> None:
-        """Drop `tables` (default: all) of connection `name`, after a final backup."""
-        raise NotImplementedError("teardown arrives with the plan/apply core")
+    ) -> BackupInfo | None:
+        """Drop `tables` (default: all) of connection `name`, or the whole database, after a
+        final backup into `<backup_root>/_teardown-<name>/` (returned). Refused when the
+        connection is protected."""
+        connection = self.connection(name)
+        if connection.protect:
+            raise DsdbError(f"connection '{name}' is protected (protect: true); teardown refused")
+        engine = self._workspace.reach(name)
+        present = present_tables(engine, tables if tables is not None else "all")
+        info = None
+        if final_backup and present:
+            info = write_backup(
+                engine,
+                self.backup_root / f"_teardown-{name}",
+                new_backup_id(dt.datetime.now(dt.UTC)),
+                present,
+            )
+        if drop_database:
+            self._workspace.forget(name)
+            drop_whole_database(connection)
+        else:
+            drop_tables(engine, present)
+        return info
+
+    def _known(self, name: str) -> str:
+        self.connection(name)
+        return name
+
+    def _backup_folder(self, backup: str | Path) -> Path:
+        if isinstance(backup, str) and backup in self._workspace.connections:
+            found = list_backups(self.backup_root / backup)
+            if not found:
+                raise DsdbError(f"no backup of '{backup}' in {self.backup_root / backup}")
+            return found[0].path
+        return Path(backup)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -235,9 +276,9 @@ class ConnectionManager:
             raise error_class(message) from None
 
     def _refuse_clashes(self, checked: dict[str, Connection], *, name_first: bool) -> None:
-        links = {c.link_key(): name for name, c in self._connections.items()}
+        links = {c.link_key(): name for name, c in self._workspace.connections.items()}
         for name, connection in checked.items():
-            if name_first and name in self._connections:
+            if name_first and name in self._workspace.connections:
                 raise self._exists(name)
             holder = links.get(connection.link_key())
             if holder is not None:
@@ -245,7 +286,7 @@ class ConnectionManager:
                     f"A connection with that link already exists: '{holder}' "
                     f"({connection.display()}); cannot add '{name}'."
                 )
-            if name in self._connections:
+            if name in self._workspace.connections:
                 raise self._exists(name)
             links[connection.link_key()] = name
 
@@ -256,13 +297,8 @@ class ConnectionManager:
             "pass override_existing=True to replace it."
         )
 
-    def _forget_engine(self, name: str) -> None:
-        engine = self._engines.pop(name, None)
-        if engine is not None:
-            engine.dispose()
-
     def _unknown(self, name: str) -> UnknownConnectionError:
-        known = ", ".join(f"'{n}'" for n in self._connections) or "none"
+        known = ", ".join(f"'{n}'" for n in self._workspace.connections) or "none"
         return UnknownConnectionError(f"No connection named '{name}' (known: {known}).")
 
 

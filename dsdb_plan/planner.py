@@ -42,8 +42,11 @@ def make_plan(
         try:
             planned = kind_of(kind).plan(ctx, address, resources[address], records.get(address))
         except DsdbError as error:
-            errors.append(error.message if error.message.startswith(address)
-                          else f"{address}: {error.message}")
+            errors.append(
+                error.message
+                if error.message.startswith(address)
+                else f"{address}: {error.message}"
+            )
             continue
         planned = [_with_move_note(action, moves) for action in planned]
         ctx.planned[address] = planned[0]
@@ -102,9 +105,7 @@ def _link_dependencies(actions: list[Action], graph: dict[str, set[str]]) -> lis
     return linked
 
 
-def _check_selection(
-    known: set[str], targets: Collection[str], excludes: Collection[str]
-) -> None:
+def _check_selection(known: set[str], targets: Collection[str], excludes: Collection[str]) -> None:
     unknown = sorted((set(targets) | set(excludes)) - known)
     if unknown:
         raise PlanError(f"unknown address(es) in --target/--exclude: {', '.join(unknown)}")
@@ -117,7 +118,8 @@ def _select(
     if not targets and not excludes:
         return actions, []
     chosen = [
-        action for action in actions
+        action
+        for action in actions
         if (not targets or action.address in targets) and action.address not in excludes
     ]
     chosen_keys = {action.key for action in chosen}

@@ -5,8 +5,6 @@ The CLI and the notebook API both go through here, so a plan shown is the plan a
 
 from __future__ import annotations
 
-import getpass
-import os
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,17 +18,7 @@ from dsdb_plan.manifest import LoadedManifest, load_manifest
 from dsdb_plan.plan import Action, Plan
 from dsdb_plan.planner import make_plan
 from dsdb_plan.state import LockInfo, StateStore, open_state
-from dsdb_plan.workspace import Workspace
-
-
-def current_user() -> str:
-    """Who is acting, for history and locks: $DSDB_USER, else the login name."""
-    if os.environ.get("DSDB_USER"):
-        return os.environ["DSDB_USER"]
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name in some containers
-        return "unknown"
+from dsdb_plan.workspace import Workspace, current_user
 
 
 @dataclass
@@ -62,8 +50,9 @@ class Project:
 
     def plan(self, *, targets: Collection[str] = (), excludes: Collection[str] = ()) -> Plan:
         """What apply would do now. Reads only."""
-        return make_plan(self.loaded, self.workspace, self.store.read(),
-                         targets=targets, excludes=excludes)
+        return make_plan(
+            self.loaded, self.workspace, self.store.read(), targets=targets, excludes=excludes
+        )
 
     @contextmanager
     def locked(self, operation: str, timeout: float | None = None) -> Iterator[LockInfo]:
@@ -84,8 +73,12 @@ class Project:
         if saved:
             ensure_fresh(plan, self.loaded, self.store.read(), self.workspace)
         apply_moves(self.loaded.manifest, self.store)
-        ctx = ApplyContext(manifest=self.loaded.manifest, workspace=self.workspace,
-                           store=self.store, progress=progress)
+        ctx = ApplyContext(
+            manifest=self.loaded.manifest,
+            workspace=self.workspace,
+            store=self.store,
+            progress=progress,
+        )
         return execute(plan, ctx, user=self.user, on_start=on_start, on_result=on_result)
 
     def close(self) -> None:

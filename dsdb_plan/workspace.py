@@ -6,6 +6,8 @@ Planning and applying both work through a Workspace, and so do the notebook meth
 
 from __future__ import annotations
 
+import getpass
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +17,16 @@ from dsdb_plan.connection import Connection
 from dsdb_plan.errors import ConnectionFailedError, UnknownConnectionError
 from dsdb_plan.fingerprint import Fingerprint, fingerprint_database
 from dsdb_plan.redact import redact
+
+
+def current_user() -> str:
+    """Who is acting, for history and locks: $DSDB_USER, else the login name."""
+    if os.environ.get("DSDB_USER"):
+        return os.environ["DSDB_USER"]
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "unknown"
 
 
 @dataclass
@@ -42,6 +54,29 @@ class Workspace:
     def backups_dir(self, resource: str) -> Path:
         """Folder holding the backups of backup resource `resource`."""
         return self.backup_root / resource
+
+    def add(self, name: str, connection: Connection) -> None:
+        """Register (or replace) a connection; a replaced one's engine is disposed."""
+        self.forget(name)
+        self.connections[name] = connection
+
+    def rename(self, current: str, new: str) -> None:
+        self.connections = {
+            (new if name == current else name): connection
+            for name, connection in self.connections.items()
+        }
+        if current in self._engines:
+            self._engines[new] = self._engines.pop(current)
+        if current in self._reached:
+            self._reached.discard(current)
+            self._reached.add(new)
+
+    def forget(self, name: str) -> None:
+        """Dispose of the engine of `name`, if one was opened."""
+        engine = self._engines.pop(name, None)
+        if engine is not None:
+            engine.dispose()
+        self._reached.discard(name)
 
     def reach(self, name: str) -> sa.Engine:
         """The engine, after one successful connect; otherwise a clear error naming the host."""
@@ -75,7 +110,6 @@ class Workspace:
         return fingerprint_database(self.reach(name), tables, previous=previous)
 
     def close(self) -> None:
-        for engine in self._engines.values():
-            engine.dispose()
-        self._engines.clear()
-
+        """Dispose of every engine opened so far."""
+        for name in list(self._engines):
+            self.forget(name)

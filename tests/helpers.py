@@ -34,13 +34,18 @@ def run_cli(capsys: Any, *args: str | Path) -> CliResult:
     return CliResult(code, captured.out, captured.err)
 
 
-def spawn_cli(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None
-              ) -> subprocess.Popen[str]:
+def spawn_cli(
+    *args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     """Start `dsdb ARGS` as a separate process (for locks and kills)."""
     return subprocess.Popen(
         [sys.executable, "-c", "from dsdb_plan.cli import run; run()", *map(str, args)],
-        cwd=cwd, env={**os.environ, **(env or {})}, text=True,
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        text=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -60,12 +65,16 @@ def make_flights_db(path: Path, flights: int = 200) -> None:
             CREATE INDEX flights_month ON flights (month);
             """
         )
-        db.executemany("INSERT INTO airlines VALUES (?, ?)",
-                       [("UA", "United"), ("AA", "American"), ("DL", "Delta")])
+        db.executemany(
+            "INSERT INTO airlines VALUES (?, ?)",
+            [("UA", "United"), ("AA", "American"), ("DL", "Delta")],
+        )
         db.executemany(
             "INSERT INTO flights VALUES (?, ?, ?, ?)",
-            [(i, ("UA", "AA", "DL")[i % 3], 1 + i % 12, None if i % 17 == 0 else i * 0.25)
-             for i in range(1, flights + 1)],
+            [
+                (i, ("UA", "AA", "DL")[i % 3], 1 + i % 12, None if i % 17 == 0 else i * 0.25)
+                for i in range(1, flights + 1)
+            ],
         )
 
 

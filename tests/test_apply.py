@@ -48,8 +48,9 @@ def test_first_plan_creates_backup_then_restore_in_order(capsys, project: Path) 
 def test_apply_then_apply_again_changes_nothing(capsys, project: Path) -> None:
     first = run_cli(capsys, "apply", project, "--auto-approve")
     assert first.code == 0, first.text
-    assert table_rows(sqlite_url(project.parent / "data/scratch.db"), "flights") == \
-        table_rows(sqlite_url(project.parent / "data/local.db"), "flights")
+    assert table_rows(sqlite_url(project.parent / "data/scratch.db"), "flights") == table_rows(
+        sqlite_url(project.parent / "data/local.db"), "flights"
+    )
     before = serial(project)
     second = run_cli(capsys, "apply", project, "--auto-approve")
     assert second.code == 0, second.text
@@ -84,8 +85,9 @@ def test_retention_prunes_oldest_backup_with_consent(capsys, project: Path) -> N
 
 def test_destroy_needs_consent(capsys, project: Path) -> None:
     assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
-    project.write_text(MANIFEST.split("restores:")[0]
-                       + "teardowns:\n  wipe: {connection: scratch}\n")
+    project.write_text(
+        MANIFEST.split("restores:")[0] + "teardowns:\n  wipe: {connection: scratch}\n"
+    )
     plan = run_cli(capsys, "plan", project)
     assert "Destructive actions" in plan.out
     assert "- teardown.wipe (destroy)" in plan.out
@@ -150,7 +152,9 @@ def test_saved_plan_applies_when_fresh(capsys, project: Path) -> None:
 
 def test_failed_action_skips_dependents_and_reports(capsys, project: Path) -> None:
     (project.parent / "blocker").write_text("a file where the backup folder should be")
-    project.write_text(MANIFEST.replace("version: 1\n", "version: 1\nsettings: {backup_root: blocker}\n"))
+    project.write_text(
+        MANIFEST.replace("version: 1\n", "version: 1\nsettings: {backup_root: blocker}\n")
+    )
     result = run_cli(capsys, "apply", project, "--auto-approve")
     assert result.code == 1
     assert "backup.nightly: failed" in result.err

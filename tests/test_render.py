@@ -21,29 +21,62 @@ def representative_plan() -> Plan:
         state_lineage="0b7a9d62-4c1e-4b9e-9a57-1f2d3c4b5a69",
         state_serial=7,
         actions=(
-            Action("backup.nightly", "backup.nightly", "backup", ActionType.RESYNC,
-                   ("table flights changed: 336,776 → 337,001 rows",)),
-            Action("backup.nightly#prune", "backup.nightly", "backup", ActionType.DESTROY,
-                   ("prune 1 backup past keep: 7: 20261101T000000Z-aaaaaa",), destructive=True,
-                   depends_on=("backup.nightly",)),
-            Action("restore.scratch", "restore.scratch", "restore", ActionType.CREATE,
-                   ("restore the backup that backup.nightly takes in this apply into scratch",),
-                   depends_on=("backup.nightly",)),
-            Action("backup.weekly", "backup.weekly", "backup", ActionType.NOOP,
-                   ("latest backup 20261120T000000Z-bbbbbb reflects the current data",)),
-            Action("teardown.old", "teardown.old", "teardown", ActionType.DESTROY,
-                   ("drop 1 table in scratch: tmp_import (120 rows)",
-                    "a final backup is taken first, into backups/_teardown-old"),
-                   destructive=True, depends_on=("restore.scratch",)),
+            Action(
+                "backup.nightly",
+                "backup.nightly",
+                "backup",
+                ActionType.RESYNC,
+                ("table flights changed: 336,776 → 337,001 rows",),
+            ),
+            Action(
+                "backup.nightly#prune",
+                "backup.nightly",
+                "backup",
+                ActionType.DESTROY,
+                ("prune 1 backup past keep: 7: 20261101T000000Z-aaaaaa",),
+                destructive=True,
+                depends_on=("backup.nightly",),
+            ),
+            Action(
+                "restore.scratch",
+                "restore.scratch",
+                "restore",
+                ActionType.CREATE,
+                ("restore the backup that backup.nightly takes in this apply into scratch",),
+                depends_on=("backup.nightly",),
+            ),
+            Action(
+                "backup.weekly",
+                "backup.weekly",
+                "backup",
+                ActionType.NOOP,
+                ("latest backup 20261120T000000Z-bbbbbb reflects the current data",),
+            ),
+            Action(
+                "teardown.old",
+                "teardown.old",
+                "teardown",
+                ActionType.DESTROY,
+                (
+                    "drop 1 table in scratch: tmp_import (120 rows)",
+                    "a final backup is taken first, into backups/_teardown-old",
+                ),
+                destructive=True,
+                depends_on=("restore.scratch",),
+            ),
         ),
         warnings=("restore.scratch depends on backup.nightly, which is not selected",),
     )
 
 
 def no_change_plan() -> Plan:
-    return Plan("dsdb.yaml", "ab" * 32, "lineage", 3, (
-        Action("backup.nightly", "backup.nightly", "backup", ActionType.NOOP, ("same",)),
-    ))
+    return Plan(
+        "dsdb.yaml",
+        "ab" * 32,
+        "lineage",
+        3,
+        (Action("backup.nightly", "backup.nightly", "backup", ActionType.NOOP, ("same",)),),
+    )
 
 
 @pytest.mark.parametrize(

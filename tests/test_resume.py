@@ -35,8 +35,10 @@ def make_big_db(path: Path) -> None:
     with sqlite3.connect(path) as db:
         for table in TABLES:
             db.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, label TEXT, x REAL)")
-            db.executemany(f"INSERT INTO {table} VALUES (?, ?, ?)",
-                           ((i, f"row {i} of {table}", i / 7) for i in range(ROWS)))
+            db.executemany(
+                f"INSERT INTO {table} VALUES (?, ?, ?)",
+                ((i, f"row {i} of {table}", i / 7) for i in range(ROWS)),
+            )
 
 
 @pytest.fixture
@@ -45,8 +47,9 @@ def project(tmp_path: Path, write_manifest) -> Path:  # type: ignore[no-untyped-
     return write_manifest(MANIFEST)
 
 
-def kill_when(process: subprocess.Popen[str], condition: Callable[[], bool],
-              timeout: float = 120) -> None:
+def kill_when(
+    process: subprocess.Popen[str], condition: Callable[[], bool], timeout: float = 120
+) -> None:
     """SIGKILL `process` as soon as `condition()` holds; fail if it ends first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -124,8 +127,9 @@ with store.lock("apply", "alice"):
 
 
 def test_second_apply_fails_fast_naming_the_holder(capsys, project: Path) -> None:
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(project.parent)],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(project.parent)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         result = run_cli(capsys, "apply", project, "--auto-approve")

@@ -28,8 +28,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code instead of exiting (so tests can call it)."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        result = cli.main(args=list(argv) if argv is not None else None,
-                          prog_name="dsdb", standalone_mode=False)
+        result = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="dsdb", standalone_mode=False
+        )
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 1

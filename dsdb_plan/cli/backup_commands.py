@@ -17,7 +17,9 @@ from dsdb_plan.project import Project
 pass_output = click.make_pass_decorator(Output)
 
 
-def _recorded_backups(manifest: Path, variables: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
+def _recorded_backups(
+    manifest: Path, variables: dict[str, str]
+) -> list[tuple[str, dict[str, Any]]]:
     """(address, artifact) for every backup in state, newest first per resource."""
     project = Project.open(manifest, variables=variables)
     try:
@@ -41,8 +43,9 @@ def backups() -> None:
 @manifest_argument
 @variable_options
 @pass_output
-def list_backups(out: Output, manifest: Path, var: tuple[str, ...],
-                 var_file: tuple[Path, ...]) -> None:
+def list_backups(
+    out: Output, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
+) -> None:
     """List recorded backups: id, time, rows, size, folder."""
     found = _recorded_backups(manifest, parse_variables(var, var_file))
     if not found:
@@ -50,9 +53,11 @@ def list_backups(out: Output, manifest: Path, var: tuple[str, ...],
         return
     for address, artifact in found:
         present = "" if Path(artifact["path"]).is_dir() else "  (missing on disk)"
-        out.echo(f"{address}  {artifact['id']}  {artifact.get('created_at', '')}  "
-                 f"{artifact.get('total_rows', 0):,} rows  "
-                 f"{artifact.get('total_bytes', 0):,} bytes  {artifact['path']}{present}")
+        out.echo(
+            f"{address}  {artifact['id']}  {artifact.get('created_at', '')}  "
+            f"{artifact.get('total_rows', 0):,} rows  "
+            f"{artifact.get('total_bytes', 0):,} bytes  {artifact['path']}{present}"
+        )
 
 
 @backups.command("verify")
@@ -60,20 +65,28 @@ def list_backups(out: Output, manifest: Path, var: tuple[str, ...],
 @variable_options
 @click.option("--id", "backup_ids", multiple=True, help="Only this backup id (repeatable).")
 @pass_output
-def verify(out: Output, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...],
-           backup_ids: tuple[str, ...]) -> int:
+def verify(
+    out: Output,
+    manifest: Path,
+    var: tuple[str, ...],
+    var_file: tuple[Path, ...],
+    backup_ids: tuple[str, ...],
+) -> int:
     """Check every recorded backup's files against their sizes and SHA-256."""
-    found = [(address, artifact) for address, artifact
-             in _recorded_backups(manifest, parse_variables(var, var_file))
-             if not backup_ids or artifact["id"] in backup_ids]
+    found = [
+        (address, artifact)
+        for address, artifact in _recorded_backups(manifest, parse_variables(var, var_file))
+        if not backup_ids or artifact["id"] in backup_ids
+    ]
     bad = 0
     for address, artifact in found:
         try:
             verify_backup(Path(artifact["path"]))
         except DsdbError as error:
             bad += 1
-            out.echo(out.style("✗", fg="red") + f" {address} {artifact['id']}: {error.message}",
-                     err=True)
+            out.echo(
+                out.style("✗", fg="red") + f" {address} {artifact['id']}: {error.message}", err=True
+            )
         else:
             out.echo(out.style("✓", fg="green") + f" {address} {artifact['id']}")
     out.echo(f"{len(found) - bad} of {len(found)} backups verified.")

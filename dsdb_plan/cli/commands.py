@@ -27,8 +27,7 @@ def validate(out: Output, manifest: Path, var: tuple[str, ...], var_file: tuple[
         "resources": len(loaded.manifest.resources()),
     }
     out.echo(
-        out.style("✓", fg="green")
-        + f" {manifest} is valid ({counts['connections']} connections, "
+        out.style("✓", fg="green") + f" {manifest} is valid ({counts['connections']} connections, "
         f"{counts['resources']} resources)."
     )
 
@@ -68,7 +67,9 @@ def connections(
         out.echo(f"{mark} {result.name:<{width}}  {result.dialect:<10}  {detail}")
     failed = [r.name for r in results if not r.ok]
     if failed:
-        out.echo(f"{len(failed)} of {len(results)} connections unreachable: "
-                 + ", ".join(failed), err=True)
+        out.echo(
+            f"{len(failed)} of {len(results)} connections unreachable: " + ", ".join(failed),
+            err=True,
+        )
         return 1
     return 0

@@ -17,14 +17,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def manifest_argument(function: F) -> F:
     return click.argument(
-        "manifest", required=False, default=DEFAULT_MANIFEST,
+        "manifest",
+        required=False,
+        default=DEFAULT_MANIFEST,
         type=click.Path(path_type=Path, dir_okay=False),
     )(function)
 
 
 def variable_options(function: F) -> F:
     function = click.option(
-        "--var-file", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
+        "--var-file",
+        multiple=True,
+        type=click.Path(path_type=Path, dir_okay=False),
         help="YAML file of NAME: VALUE variables (repeatable).",
     )(function)
     return click.option(

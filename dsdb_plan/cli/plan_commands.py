@@ -25,26 +25,50 @@ CHANGES_EXIT_CODE = 2
 
 
 def _selection_options(function):  # type: ignore[no-untyped-def]
-    function = click.option("--exclude", multiple=True, metavar="ADDR",
-                            help="Leave this resource out (repeatable).")(function)
-    return click.option("--target", multiple=True, metavar="ADDR",
-                        help="Plan only this resource (repeatable).")(function)
+    function = click.option(
+        "--exclude", multiple=True, metavar="ADDR", help="Leave this resource out (repeatable)."
+    )(function)
+    return click.option(
+        "--target", multiple=True, metavar="ADDR", help="Plan only this resource (repeatable)."
+    )(function)
 
 
 @cli.command()
 @manifest_argument
 @variable_options
 @_selection_options
-@click.option("-o", "--out", "plan_file", type=click.Path(path_type=Path, dir_okay=False),
-              help="Save the plan for `dsdb apply PLANFILE`.")
-@click.option("--format", "output_format", type=click.Choice(["text", "markdown", "json"]),
-              default="text", show_default=True, help="How to print the plan.")
-@click.option("--detailed-exitcode", is_flag=True,
-              help="Exit 0 when there are no changes, 2 when there are, 1 on error.")
+@click.option(
+    "-o",
+    "--out",
+    "plan_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Save the plan for `dsdb apply PLANFILE`.",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "markdown", "json"]),
+    default="text",
+    show_default=True,
+    help="How to print the plan.",
+)
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 when there are no changes, 2 when there are, 1 on error.",
+)
 @pass_output
-def plan(out: Output, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...],
-         target: tuple[str, ...], exclude: tuple[str, ...], plan_file: Path | None,
-         output_format: str, detailed_exitcode: bool) -> int:
+def plan(
+    out: Output,
+    manifest: Path,
+    var: tuple[str, ...],
+    var_file: tuple[Path, ...],
+    target: tuple[str, ...],
+    exclude: tuple[str, ...],
+    plan_file: Path | None,
+    output_format: str,
+    detailed_exitcode: bool,
+) -> int:
     """Show what apply would change, and why."""
     project = Project.open(manifest, variables=parse_variables(var, var_file))
     try:
@@ -55,8 +79,10 @@ def plan(out: Output, manifest: Path, var: tuple[str, ...], var_file: tuple[Path
     if plan_file is not None:
         plan_file.parent.mkdir(parents=True, exist_ok=True)
         plan_file.write_text(redact(result.to_json()))
-        out.echo(f"\nSaved the plan to {plan_file}. Apply it with: dsdb apply {plan_file}",
-                 err=output_format != "text")
+        out.echo(
+            f"\nSaved the plan to {plan_file}. Apply it with: dsdb apply {plan_file}",
+            err=output_format != "text",
+        )
     return CHANGES_EXIT_CODE if detailed_exitcode and result.has_changes else 0
 
 
@@ -75,19 +101,38 @@ def _read_plan_file(path: Path) -> Plan | None:
 
 
 @cli.command()
-@click.argument("source", required=False, default=DEFAULT_MANIFEST,
-                type=click.Path(path_type=Path, dir_okay=False), metavar="[MANIFEST|PLANFILE]")
+@click.argument(
+    "source",
+    required=False,
+    default=DEFAULT_MANIFEST,
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="[MANIFEST|PLANFILE]",
+)
 @variable_options
 @_selection_options
 @click.option("--auto-approve", is_flag=True, help="Apply without asking (for CI).")
-@click.option("--allow-destroy", is_flag=True,
-              help="Consent to destructive actions without a prompt.")
-@click.option("--lock-timeout", type=float, default=None, metavar="SECONDS",
-              help="Wait this long for another run's state lock.")
+@click.option(
+    "--allow-destroy", is_flag=True, help="Consent to destructive actions without a prompt."
+)
+@click.option(
+    "--lock-timeout",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Wait this long for another run's state lock.",
+)
 @pass_output
-def apply(out: Output, source: Path, var: tuple[str, ...], var_file: tuple[Path, ...],
-          target: tuple[str, ...], exclude: tuple[str, ...], auto_approve: bool,
-          allow_destroy: bool, lock_timeout: float | None) -> int:
+def apply(
+    out: Output,
+    source: Path,
+    var: tuple[str, ...],
+    var_file: tuple[Path, ...],
+    target: tuple[str, ...],
+    exclude: tuple[str, ...],
+    auto_approve: bool,
+    allow_destroy: bool,
+    lock_timeout: float | None,
+) -> int:
     """Make reality match the manifest (or apply a saved plan)."""
     saved = _read_plan_file(source)
     if saved is not None and (target or exclude):
@@ -101,11 +146,18 @@ def apply(out: Output, source: Path, var: tuple[str, ...], var_file: tuple[Path,
             if not the_plan.has_changes:
                 out.echo("Nothing to do.")
                 return 0
-            _get_consent(out, the_plan, saved=saved is not None,
-                         auto_approve=auto_approve, allow_destroy=allow_destroy)
+            _get_consent(
+                out,
+                the_plan,
+                saved=saved is not None,
+                auto_approve=auto_approve,
+                allow_destroy=allow_destroy,
+            )
             with ProgressReporter(out) as progress:
                 report = project.apply(
-                    the_plan, saved=saved is not None, progress=progress,
+                    the_plan,
+                    saved=saved is not None,
+                    progress=progress,
                     on_start=lambda action: out.echo(f"{action.key}: {action.type.value}..."),
                     on_result=lambda action, result: _show_result(out, action, result),
                 )
@@ -114,17 +166,22 @@ def apply(out: Output, source: Path, var: tuple[str, ...], var_file: tuple[Path,
     return _show_report(out, report)
 
 
-def _get_consent(out: Output, the_plan: Plan, *, saved: bool, auto_approve: bool,
-                 allow_destroy: bool) -> None:
+def _get_consent(
+    out: Output, the_plan: Plan, *, saved: bool, auto_approve: bool, allow_destroy: bool
+) -> None:
     destructive = bool(the_plan.destructive)
     if (auto_approve or saved) and (not destructive or allow_destroy):
         return
     if not sys.stdin.isatty():
-        missing = "--allow-destroy" if destructive and (auto_approve or saved) \
+        missing = (
+            "--allow-destroy"
+            if destructive and (auto_approve or saved)
             else "--auto-approve" + (" --allow-destroy" if destructive else "")
+        )
         raise DsdbError(f"not applied: no terminal to ask for consent; pass {missing}")
-    question = ("The plan deletes or overwrites data (see above). " if destructive else "") \
-        + "Apply it? Only 'yes' is accepted"
+    question = (
+        "The plan deletes or overwrites data (see above). " if destructive else ""
+    ) + "Apply it? Only 'yes' is accepted"
     if click.prompt(question, default="", show_default=False) != "yes":
         raise DsdbError("not applied: consent was not given")
 
@@ -132,8 +189,10 @@ def _get_consent(out: Output, the_plan: Plan, *, saved: bool, auto_approve: bool
 def _show_result(out: Output, action: Action, result: ActionResult) -> None:
     if result.status == "ok":
         detail = f" ({result.rows:,} rows)" if result.rows else ""
-        out.echo(out.style(f"{action.key}: done", fg="green") + f"{detail} "
-                 f"in {result.duration_s:.1f}s" + (f" — {result.message}" if result.message else ""))
+        out.echo(
+            out.style(f"{action.key}: done", fg="green") + f"{detail} "
+            f"in {result.duration_s:.1f}s" + (f" — {result.message}" if result.message else "")
+        )
     elif result.status == "skipped":
         out.echo(out.style(f"{action.key}: {result.message}", fg="yellow"))
     else:
@@ -142,8 +201,10 @@ def _show_result(out: Output, action: Action, result: ActionResult) -> None:
 
 def _show_report(out: Output, report: ApplyReport) -> int:
     succeeded = sum(1 for r in report.results if r.status == "ok")
-    line = (f"Apply {'complete' if report.ok else 'incomplete'}: {succeeded} succeeded, "
-            f"{len(report.failed)} failed, {len(report.skipped)} skipped.")
+    line = (
+        f"Apply {'complete' if report.ok else 'incomplete'}: {succeeded} succeeded, "
+        f"{len(report.failed)} failed, {len(report.skipped)} skipped."
+    )
     out.echo("")
     out.echo(out.style(line, bold=True, fg=None if report.ok else "red"))
     for result in report.failed:

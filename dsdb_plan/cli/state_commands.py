@@ -19,8 +19,9 @@ pass_output = click.make_pass_decorator(Output)
 @manifest_argument
 @variable_options
 @pass_output
-def force_unlock(out: Output, lock_id: str, manifest: Path, var: tuple[str, ...],
-                 var_file: tuple[Path, ...]) -> None:
+def force_unlock(
+    out: Output, lock_id: str, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
+) -> None:
     """Release a stuck state lock, given the id the lock error showed."""
     project = Project.open(manifest, variables=parse_variables(var, var_file))
     try:

@@ -58,15 +58,23 @@ class BackupKind:
         base = {"key": address, "address": address, "kind": KIND}
         details = {"spec": document, "new_backup": True, "rows": _rows(live)}
         if record is None:
-            main = Action(**base, type=ActionType.CREATE,
-                          reasons=(_summary(spec.connection, live),), details=details)
+            main = Action(
+                **base,
+                type=ActionType.CREATE,
+                reasons=(_summary(spec.connection, live),),
+                details=details,
+            )
         elif record.spec != document:
             data_changed = _data_part(record.spec) != _data_part(document)
             reasons = tuple(spec_changes(record.spec, document))
             if data_changed:
                 reasons += (_summary(spec.connection, live),)
-            main = Action(**base, type=ActionType.UPDATE, reasons=reasons,
-                          details={**details, "new_backup": data_changed})
+            main = Action(
+                **base,
+                type=ActionType.UPDATE,
+                reasons=reasons,
+                details={**details, "new_backup": data_changed},
+            )
         else:
             main = self._content_action(base, details, record, previous, live)
         return [main, *self._prune(ctx, spec, record, main)]
@@ -81,15 +89,21 @@ class BackupKind:
     ) -> Action:
         latest = record.artifacts[0] if record.artifacts else None
         if latest is None or not Path(latest["path"]).is_dir():
-            missing = f"latest backup {latest['id']} is missing from {latest['path']}" if latest \
+            missing = (
+                f"latest backup {latest['id']} is missing from {latest['path']}"
+                if latest
                 else "no backup recorded"
+            )
             return Action(**base, type=ActionType.RESYNC, reasons=(missing,), details=details)
         changes = describe_changes(previous, live) if previous else ["no fingerprint recorded"]
         if changes:
             return Action(**base, type=ActionType.RESYNC, reasons=tuple(changes), details=details)
-        return Action(**base, type=ActionType.NOOP,
-                      reasons=(f"latest backup {latest['id']} reflects the current data",),
-                      details={**details, "new_backup": False})
+        return Action(
+            **base,
+            type=ActionType.NOOP,
+            reasons=(f"latest backup {latest['id']} reflects the current data",),
+            details={**details, "new_backup": False},
+        )
 
     def _prune(
         self, ctx: PlanContext, spec: Backup, record: ResourceRecord | None, main: Action
@@ -108,8 +122,10 @@ class BackupKind:
                 address=main.address,
                 kind=KIND,
                 type=ActionType.DESTROY,
-                reasons=(f"prune {len(ids)} backup{'s' * (len(ids) != 1)} past keep: "
-                         f"{spec.keep}: {', '.join(ids)}",),
+                reasons=(
+                    f"prune {len(ids)} backup{'s' * (len(ids) != 1)} past keep: "
+                    f"{spec.keep}: {', '.join(ids)}",
+                ),
                 destructive=True,
                 depends_on=(main.key,) if main.is_change else (),
                 details={"prune": ids},
@@ -118,8 +134,11 @@ class BackupKind:
 
     def plan_removed(self, ctx: PlanContext, record: ResourceRecord) -> list[Action]:
         ids = [artifact["id"] for artifact in record.artifacts]
-        reason = (f"delete its {len(ids)} backup{'s' * (len(ids) != 1)}: {', '.join(ids)}"
-                  if ids else "no backups on disk")
+        reason = (
+            f"delete its {len(ids)} backup{'s' * (len(ids) != 1)}: {', '.join(ids)}"
+            if ids
+            else "no backups on disk"
+        )
         return [removed_action(record, reason, destructive=bool(ids), details={"prune": ids})]
 
     # -- apply ----------------------------------------------------------------------------
@@ -131,9 +150,15 @@ class BackupKind:
         spec: Backup = ctx.manifest.backups[action.address.split(".", 1)[1]]
         document = action.details["spec"]
         if not action.details.get("new_backup") and record is not None:
-            return Outcome(make_record(action.address, KIND, document,
-                                       fingerprints=record.fingerprints,
-                                       artifacts=record.artifacts))
+            return Outcome(
+                make_record(
+                    action.address,
+                    KIND,
+                    document,
+                    fingerprints=record.fingerprints,
+                    artifacts=record.artifacts,
+                )
+            )
         return self.take(ctx, action.address, spec, document, record)
 
     def take(
@@ -150,15 +175,24 @@ class BackupKind:
         root = ctx.workspace.backups_dir(address.split(".", 1)[1])
         progress = ctx.progress
         info = write_backup(
-            engine, root, new_backup_id(dt.datetime.now(dt.UTC)), spec.tables,
+            engine,
+            root,
+            new_backup_id(dt.datetime.now(dt.UTC)),
+            spec.tables,
             progress=(lambda table, rows: progress(f"{address} {table}", rows, None))
-            if progress else None,
+            if progress
+            else None,
         )
         artifact = {**info.to_dict(), "path": str(info.path), "fingerprint": fingerprint.to_dict()}
         artifacts = [artifact, *(record.artifacts if record else [])]
         return Outcome(
-            make_record(address, KIND, document,
-                        fingerprints={"read": fingerprint.to_dict()}, artifacts=artifacts),
+            make_record(
+                address,
+                KIND,
+                document,
+                fingerprints={"read": fingerprint.to_dict()},
+                artifacts=artifacts,
+            ),
             rows=info.total_rows,
             bytes=info.total_bytes,
             message=f"backup {info.id} written to {info.path}",
@@ -177,8 +211,9 @@ class BackupKind:
         assert record is not None
         kept = [a for a in artifacts if a["id"] not in doomed]
         return Outcome(
-            make_record(record.address, KIND, record.spec, fingerprints=record.fingerprints,
-                        artifacts=kept),
+            make_record(
+                record.address, KIND, record.spec, fingerprints=record.fingerprints, artifacts=kept
+            ),
             bytes=freed,
             message=f"pruned {len(doomed)} backups",
         )

@@ -136,8 +136,13 @@ def make_record(
     )
 
 
-def removed_action(record: ResourceRecord, reason: str, *, destructive: bool = False,
-                   details: dict[str, Any] | None = None) -> Action:
+def removed_action(
+    record: ResourceRecord,
+    reason: str,
+    *,
+    destructive: bool = False,
+    details: dict[str, Any] | None = None,
+) -> Action:
     """The destroy action for a resource that is in state but no longer in the manifest."""
     return Action(
         key=record.address,

@@ -56,48 +56,99 @@ class RestoreKind:
                 destructive = False
             else:
                 destructive = self._occupied(ctx, address, spec, tables, reasons)
-            return [Action(**base, type=ActionType.CREATE, reasons=tuple(reasons),
-                           destructive=destructive, details=details)]
+            return [
+                Action(
+                    **base,
+                    type=ActionType.CREATE,
+                    reasons=tuple(reasons),
+                    destructive=destructive,
+                    details=details,
+                )
+            ]
         if record.spec != document:
             reasons = spec_changes(record.spec, document)
-            return [Action(**base, type=ActionType.UPDATE, reasons=tuple(reasons),
-                           destructive=True, details=details)]
+            return [
+                Action(
+                    **base,
+                    type=ActionType.UPDATE,
+                    reasons=tuple(reasons),
+                    destructive=True,
+                    details=details,
+                )
+            ]
         restored_id = record.fingerprints.get("backup_id")
         if source["id"] != restored_id:
-            reason = (f"{source['label']} replaces the restored backup {restored_id}")
-            return [Action(**base, type=ActionType.RESYNC, reasons=(reason,),
-                           destructive=False, details=details)]
+            reason = f"{source['label']} replaces the restored backup {restored_id}"
+            return [
+                Action(
+                    **base,
+                    type=ActionType.RESYNC,
+                    reasons=(reason,),
+                    destructive=False,
+                    details=details,
+                )
+            ]
         written = Fingerprint.from_dict(record.fingerprints["written"])
         live = ctx.fingerprint(spec.to, sorted(written.tables) or None, previous=written)
         drift = describe_changes(written, live)
         if drift:
             self._refuse_if_protected(ctx, address, spec)
             reasons = tuple(f"target changed outside dsdb: {line}" for line in drift)
-            return [Action(**base, type=ActionType.RESYNC, reasons=reasons, destructive=True,
-                           details=details)]
-        return [Action(**base, type=ActionType.NOOP,
-                       reasons=(f"{spec.to} holds backup {restored_id}",), details=details)]
+            return [
+                Action(
+                    **base,
+                    type=ActionType.RESYNC,
+                    reasons=reasons,
+                    destructive=True,
+                    details=details,
+                )
+            ]
+        return [
+            Action(
+                **base,
+                type=ActionType.NOOP,
+                reasons=(f"{spec.to} holds backup {restored_id}",),
+                details=details,
+            )
+        ]
 
     def _planned_source(self, ctx: PlanContext, address: str, spec: Restore) -> dict[str, Any]:
         """Which backup this restore would read, as far as can be known before applying."""
         if spec.path is not None:
             info = read_backup_info(Path(spec.path))
-            return {"id": info.id, "path": str(info.path), "label": f"backup {info.id}",
-                    "tables": [f.table for f in info.files]}
+            return {
+                "id": info.id,
+                "path": str(info.path),
+                "label": f"backup {info.id}",
+                "tables": [f.table for f in info.files],
+            }
         backup_address = f"backup.{spec.backup}"
         if ctx.will_change(backup_address) and spec.backup_id is None:
-            return {"id": None, "path": None, "tables": None,
-                    "label": f"the backup that {backup_address} takes in this apply"}
+            return {
+                "id": None,
+                "path": None,
+                "tables": None,
+                "label": f"the backup that {backup_address} takes in this apply",
+            }
         artifact = _latest_artifact(ctx.snapshot.resources.get(backup_address), spec.backup_id)
         if artifact is None:
             wanted = f"backup {spec.backup_id} of " if spec.backup_id else "any backup of "
             raise PlanError(f"{address}: there is no {wanted}{backup_address} to restore")
-        return {"id": artifact["id"], "path": artifact["path"],
-                "label": f"backup {artifact['id']} of {backup_address}",
-                "tables": [f["table"] for f in artifact.get("files", [])]}
+        return {
+            "id": artifact["id"],
+            "path": artifact["path"],
+            "label": f"backup {artifact['id']} of {backup_address}",
+            "tables": [f["table"] for f in artifact.get("files", [])],
+        }
 
-    def _occupied(self, ctx: PlanContext, address: str, spec: Restore,
-                  tables: list[str] | None, reasons: list[str]) -> bool:
+    def _occupied(
+        self,
+        ctx: PlanContext,
+        address: str,
+        spec: Restore,
+        tables: list[str] | None,
+        reasons: list[str],
+    ) -> bool:
         """Whether the restore would replace tables that hold data; refuse without consent."""
         if tables is None or ctx.is_missing(spec.to):
             return False
@@ -133,32 +184,45 @@ class RestoreKind:
         spec: Restore = ctx.manifest.restores[action.address.split(".", 1)[1]]
         backup_id, path = self._resolve_source(ctx, spec)
         checkpoint = ctx.checkpoint(action.address)
-        completed = set(checkpoint.get("completed", [])) \
-            if checkpoint.get("backup_id") == backup_id else set()
+        completed = (
+            set(checkpoint.get("completed", []))
+            if checkpoint.get("backup_id") == backup_id
+            else set()
+        )
         engine = ctx.workspace.reach(spec.to)
         done = sorted(completed)
 
         def table_done(table: str, rows: int) -> None:
             done.append(table)
-            ctx.store.save_checkpoint(action.address,
-                                      {"backup_id": backup_id, "completed": sorted(done)})
+            ctx.store.save_checkpoint(
+                action.address, {"backup_id": backup_id, "completed": sorted(done)}
+            )
 
         progress = ctx.progress
         result = restore_backup(
-            path, engine, tables=spec.tables,
-            replace_existing=spec.replace_existing or action.destructive or bool(checkpoint)
+            path,
+            engine,
+            tables=spec.tables,
+            replace_existing=spec.replace_existing
+            or action.destructive
+            or bool(checkpoint)
             or ctx.record(action.address) is not None,
-            completed=completed, on_table_done=table_done,
+            completed=completed,
+            on_table_done=table_done,
             progress=(lambda table, rows: progress(f"{action.address} {table}", rows, None))
-            if progress else None,
+            if progress
+            else None,
         )
         written = fingerprint_database(engine, list(result.tables))
         record = make_record(
-            action.address, KIND, action.details["spec"],
+            action.address,
+            KIND,
+            action.details["spec"],
             fingerprints={"backup_id": backup_id, "written": written.to_dict()},
         )
-        return Outcome(record, rows=result.rows,
-                       message=f"restored backup {backup_id} into {spec.to}")
+        return Outcome(
+            record, rows=result.rows, message=f"restored backup {backup_id} into {spec.to}"
+        )
 
     def _resolve_source(self, ctx: ApplyContext, spec: Restore) -> tuple[str, Path]:
         if spec.path is not None:

@@ -8,13 +8,12 @@ Already gone -> no-op.
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from dsdb_plan.archive import new_backup_id, write_backup
-from dsdb_plan.connection import Connection
+from dsdb_plan.databases import database_exists, drop_database, present_tables
 from dsdb_plan.dbschema import drop_tables
 from dsdb_plan.errors import PlanError
 from dsdb_plan.kinds.base import (
@@ -32,13 +31,6 @@ from dsdb_plan.state import ResourceRecord
 KIND = "teardown"
 
 
-def _present_tables(engine: sa.Engine, spec: Teardown) -> list[str]:
-    existing = sa.inspect(engine).get_table_names()
-    if spec.tables == "all":
-        return sorted(existing)
-    return [table for table in spec.tables if table in existing]
-
-
 class TeardownKind:
     def plan(
         self, ctx: PlanContext, address: str, spec: Teardown, record: ResourceRecord | None
@@ -47,38 +39,64 @@ class TeardownKind:
         document = spec_document(ctx.manifest, spec, [spec.connection])
         base = {"key": address, "address": address, "kind": KIND}
         gone = ctx.is_missing(spec.connection) or (
-            spec.drop_database and not _database_exists(connection)
+            spec.drop_database and not database_exists(connection)
         )
         if gone:
-            return [Action(**base, type=ActionType.NOOP,
-                           reasons=(f"{spec.connection} is already gone",),
-                           details={"spec": document})]
+            return [
+                Action(
+                    **base,
+                    type=ActionType.NOOP,
+                    reasons=(f"{spec.connection} is already gone",),
+                    details={"spec": document},
+                )
+            ]
         engine = ctx.workspace.reach(spec.connection)
-        tables = _present_tables(engine, spec)
+        tables = present_tables(engine, spec.tables)
         if not tables and not spec.drop_database:
-            return [Action(**base, type=ActionType.NOOP,
-                           reasons=(f"no listed table is left in {spec.connection}",),
-                           details={"spec": document})]
+            return [
+                Action(
+                    **base,
+                    type=ActionType.NOOP,
+                    reasons=(f"no listed table is left in {spec.connection}",),
+                    details={"spec": document},
+                )
+            ]
         if connection.protect:
             raise PlanError(
                 f"{address}: connection '{spec.connection}' is protected (protect: true); "
                 "teardown refused"
             )
         fingerprint = ctx.fingerprint(spec.connection, tables or None)
-        listed = ", ".join(
-            f"{name} ({fingerprint.tables[name].rows:,} rows)" for name in tables
-        ) or "no tables"
-        what = f"drop database {spec.connection}" if spec.drop_database \
+        listed = (
+            ", ".join(f"{name} ({fingerprint.tables[name].rows:,} rows)" for name in tables)
+            or "no tables"
+        )
+        what = (
+            f"drop database {spec.connection}"
+            if spec.drop_database
             else f"drop {len(tables)} table{'s' * (len(tables) != 1)} in {spec.connection}"
+        )
         reasons = [f"{what}: {listed}"]
         if spec.final_backup and tables:
-            reasons.append(f"a final backup is taken first, into "
-                           f"{ctx.workspace.backups_dir(_final_backup_folder(address))}")
+            reasons.append(
+                f"a final backup is taken first, into "
+                f"{ctx.workspace.backups_dir(_final_backup_folder(address))}"
+            )
         elif tables:
             reasons.append("no final backup (final_backup: false)")
-        return [Action(**base, type=ActionType.DESTROY, reasons=tuple(reasons), destructive=True,
-                       details={"spec": document, "tables": tables,
-                                "rows": sum(fingerprint.tables[t].rows for t in tables)})]
+        return [
+            Action(
+                **base,
+                type=ActionType.DESTROY,
+                reasons=tuple(reasons),
+                destructive=True,
+                details={
+                    "spec": document,
+                    "tables": tables,
+                    "rows": sum(fingerprint.tables[t].rows for t in tables),
+                },
+            )
+        ]
 
     def plan_removed(self, ctx: PlanContext, record: ResourceRecord) -> list[Action]:
         return [removed_action(record, "the record is forgotten; nothing is dropped")]
@@ -89,14 +107,14 @@ class TeardownKind:
         spec: Teardown = ctx.manifest.teardowns[action.address.split(".", 1)[1]]
         connection = ctx.manifest.connections[spec.connection]
         engine = ctx.workspace.reach(spec.connection)
-        tables = _present_tables(engine, spec)
+        tables = present_tables(engine, spec.tables)
         artifacts: list[dict[str, Any]] = []
         if spec.final_backup and tables:
             artifacts.append(self._final_backup(ctx, action.address, engine, tables))
         rows = action.details.get("rows", 0)
         if spec.drop_database:
             ctx.workspace.close()  # no open connection may hold the database
-            _drop_database(connection)
+            drop_database(connection)
         else:
             drop_tables(engine, tables)
         record = make_record(action.address, KIND, action.details["spec"], artifacts=artifacts)
@@ -118,45 +136,3 @@ class TeardownKind:
 
 def _final_backup_folder(address: str) -> str:
     return "_teardown-" + address.split(".", 1)[1]
-
-
-def _server_admin_engine(connection: Connection) -> sa.Engine:
-    url = connection.sqlalchemy_url()
-    admin_db = "postgres" if url.get_backend_name() == "postgresql" else None
-    return sa.create_engine(url.set(database=admin_db), isolation_level="AUTOCOMMIT",
-                            poolclass=sa.pool.NullPool)
-
-
-def _database_exists(connection: Connection) -> bool:
-    if connection.dialect == "sqlite":
-        return not connection.is_sqlite_file or Path(connection.link).exists()
-    if connection.dialect not in ("postgresql", "mysql", "mariadb"):
-        return True
-    engine = _server_admin_engine(connection)
-    try:
-        with engine.connect() as conn:
-            if connection.dialect == "postgresql":
-                query = sa.text("SELECT 1 FROM pg_database WHERE datname = :name")
-            else:
-                query = sa.text("SELECT 1 FROM information_schema.schemata "
-                                "WHERE schema_name = :name")
-            return conn.execute(query, {"name": connection.link}).first() is not None
-    finally:
-        engine.dispose()
-
-
-def _drop_database(connection: Connection) -> None:
-    if connection.dialect == "sqlite":
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            Path(connection.link + suffix).unlink(missing_ok=True)
-        return
-    if connection.dialect not in ("postgresql", "mysql", "mariadb"):
-        raise PlanError(f"dropping a whole {connection.dialect} database is not supported")
-    engine = _server_admin_engine(connection)
-    try:
-        with engine.connect() as conn:
-            quoted = engine.dialect.identifier_preparer.quote(connection.link)
-            force = " WITH (FORCE)" if connection.dialect == "postgresql" else ""
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}{force}")
-    finally:
-        engine.dispose()

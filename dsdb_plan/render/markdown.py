@@ -7,7 +7,8 @@ from dsdb_plan.plan import SUMMARY_ORDER, Action, ActionType, Plan
 
 
 def _details(action: Action) -> list[str]:
-    summary = f"<code>{action.type.symbol.strip() or '·'}</code> <code>{action.key}</code> — {action.type.value}"
+    symbol = action.type.symbol.strip() or "·"
+    summary = f"<code>{symbol}</code> <code>{action.key}</code> — {action.type.value}"
     body = [f"- {reason}" for reason in action.reasons]
     if action.depends_on:
         body.append(f"- after: {', '.join(f'`{d}`' for d in action.depends_on)}")

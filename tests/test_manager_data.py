@@ -1,0 +1,85 @@
+"""ConnectionManager.backup/restore/teardown: the notebook side of the same engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import dsdb_plan as dsdb
+from tests.helpers import make_flights_db, sqlite_url, table_names, table_rows
+from tests.servers import ServerDatabase
+
+
+@pytest.fixture
+def mngr(tmp_path: Path) -> dsdb.ConnectionManager:
+    make_flights_db(tmp_path / "local.db")
+    manager = dsdb.ConnectionManager(
+        {
+            "local": {"driver": "sqlite", "database": str(tmp_path / "local.db")},
+            "copy": {"driver": "sqlite", "database": str(tmp_path / "copy.db")},
+        },
+        user="analyst",
+    )
+    manager.backup_root = tmp_path / "backups"
+    yield manager
+    manager.close()
+
+
+def test_backup_then_restore_by_connection_name(
+    mngr: dsdb.ConnectionManager, tmp_path: Path
+) -> None:
+    info = mngr.backup("local")
+    assert info.path.parent == tmp_path / "backups/local"
+    assert info.total_rows == 203
+    result = mngr.restore("local", "copy")
+    assert result.rows == 203
+    for table in ("airlines", "flights"):
+        assert table_rows(sqlite_url(tmp_path / "copy.db"), table) == table_rows(
+            sqlite_url(tmp_path / "local.db"), table
+        )
+
+
+def test_restore_refuses_target_with_data_unless_replacing(mngr: dsdb.ConnectionManager) -> None:
+    info = mngr.backup("local")
+    mngr.restore(info.path, "copy")
+    with pytest.raises(dsdb.DsdbError, match="airlines"):
+        mngr.restore(info.path, "copy")
+    assert mngr.restore(info.path, "copy", replace_existing=True).rows == 203
+
+
+@pytest.mark.postgres
+def test_restore_into_postgresql(
+    mngr: dsdb.ConnectionManager, postgres_db: ServerDatabase, tmp_path: Path
+) -> None:
+    mngr.add_connections({"pg": {"url": postgres_db.url_string}})
+    mngr.restore(mngr.backup("local").path, "pg")
+    assert table_rows(postgres_db.url, "flights") == table_rows(
+        sqlite_url(tmp_path / "local.db"), "flights"
+    )
+
+
+def test_teardown_takes_a_final_backup_first(mngr: dsdb.ConnectionManager, tmp_path: Path) -> None:
+    info = mngr.teardown("local", tables=["flights"])
+    assert info is not None and info.total_rows == 200
+    assert table_names(sqlite_url(tmp_path / "local.db")) == ["airlines"]
+    mngr.restore(info.path, "local")
+    assert len(table_rows(sqlite_url(tmp_path / "local.db"), "flights")) == 200
+
+
+def test_teardown_of_whole_database_deletes_the_file(
+    mngr: dsdb.ConnectionManager, tmp_path: Path
+) -> None:
+    mngr.connect("local")
+    mngr.teardown("local", drop_database=True, final_backup=False)
+    assert not (tmp_path / "local.db").exists()
+
+
+def test_protected_connection_refuses_teardown(tmp_path: Path) -> None:
+    make_flights_db(tmp_path / "keep.db")
+    mngr = dsdb.ConnectionManager(
+        {"keep": {"driver": "sqlite", "database": str(tmp_path / "keep.db"), "protect": True}}
+    )
+    with pytest.raises(dsdb.DsdbError, match="protected"):
+        mngr.teardown("keep")
+    assert table_names(sqlite_url(tmp_path / "keep.db")) == ["airlines", "flights"]
