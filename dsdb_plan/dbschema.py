@@ -231,6 +231,17 @@ def deferred_foreign_keys(
     ]
 
 
+def quote_identifier(dialect: sa.Dialect, name: str) -> str:
+    """`name` always quoted, for SQL sent without parameters or as a value.
+
+    SQLAlchemy's own quoting doubles `%` for pyformat drivers, which is right only in
+    statements that go through parameter substitution.
+    """
+    preparer = dialect.identifier_preparer
+    escaped = name.replace(preparer.escape_quote, preparer.escape_to_quote)
+    return f"{preparer.initial_quote}{escaped}{preparer.final_quote}"
+
+
 # -- reflection --------------------------------------------------------------------------
 
 
@@ -361,16 +372,16 @@ def _reflect_indexes(inspector: sa.Inspector, name: str, unescape: Any) -> tuple
         )
     covered = {(index.columns, index.unique) for index in indexes}
     for constraint in inspector.get_unique_constraints(name):
-        columns = tuple(unescape(column) for column in constraint["column_names"])
-        if (columns, True) not in covered:
-            indexes.append(IndexSchema(constraint.get("name"), columns, unique=True))
-            covered.add((columns, True))
+        unique_columns = tuple(unescape(column) for column in constraint["column_names"])
+        if (unique_columns, True) not in covered:
+            indexes.append(IndexSchema(constraint.get("name"), unique_columns, unique=True))
+            covered.add((unique_columns, True))
     return tuple(indexes)
 
 
 def _sqlite_declared_types(conn: sa.Connection, table: str) -> dict[str, str]:
     """Declared type text per column: SQLAlchemy's reflection loses names it does not know."""
-    quoted = conn.dialect.identifier_preparer.quote_identifier(table)
+    quoted = quote_identifier(conn.dialect, table)
     rows = conn.exec_driver_sql(f"PRAGMA main.table_info({quoted})").fetchall()
     return {row[1]: row[2] or "" for row in rows}
 
@@ -653,7 +664,9 @@ def build_tables(
     """
     rename = dict(rename or {})
     metadata = sa.MetaData()
-    options = _mysql_table_options(dialect) if dialect.name in ("mysql", "mariadb") else {}
+    options: dict[str, Any] = (
+        _mysql_table_options(dialect) if dialect.name in ("mysql", "mariadb") else {}
+    )
     built: dict[str, sa.Table] = {}
     for table in tables:
         keyed = table.keyed_columns()
@@ -838,7 +851,6 @@ def drop_tables(bind: Bind, names: Collection[str]) -> list[str]:
         ]
         ordered = sort_tables(schemas)
         if conn.dialect.name != "sqlite":
-            preparer = conn.dialect.identifier_preparer
             for table, fk in deferred_foreign_keys(ordered):
                 if fk.name is None:
                     continue
@@ -848,7 +860,8 @@ def drop_tables(bind: Bind, names: Collection[str]) -> list[str]:
                     else ("DROP CONSTRAINT")
                 )
                 conn.exec_driver_sql(
-                    f"ALTER TABLE {preparer.quote(table.name)} {drop} {preparer.quote(fk.name)}"
+                    f"ALTER TABLE {quote_identifier(conn.dialect, table.name)} {drop} "
+                    f"{quote_identifier(conn.dialect, fk.name)}"
                 )
         for table in reversed(ordered):
             sa.Table(table.name, sa.MetaData()).drop(conn)
@@ -868,13 +881,13 @@ def advance_sequences(bind: Bind, table: TableSchema, *, name: str | None = None
         return
     with _connect(bind) as conn:
         dialect = conn.dialect.name
-        preparer = conn.dialect.identifier_preparer
+        quoted = quote_identifier(conn.dialect, target)
         sa_table = sa.table(target, *(sa.column(c.name) for c in columns))
         for column in columns:
             largest = conn.execute(sa.select(sa.func.max(sa_table.c[column.name]))).scalar()
             if dialect == "postgresql":
                 sequence = conn.execute(
-                    sa.select(sa.func.pg_get_serial_sequence(preparer.quote(target), column.name))
+                    sa.select(sa.func.pg_get_serial_sequence(quoted, column.name))
                 ).scalar()
                 if sequence is None:
                     continue
@@ -887,5 +900,5 @@ def advance_sequences(bind: Bind, table: TableSchema, *, name: str | None = None
                 )
             elif dialect in ("mysql", "mariadb"):
                 conn.exec_driver_sql(
-                    f"ALTER TABLE {preparer.quote(target)} AUTO_INCREMENT = {int(largest or 0) + 1}"
+                    f"ALTER TABLE {quoted} AUTO_INCREMENT = {int(largest or 0) + 1}"
                 )

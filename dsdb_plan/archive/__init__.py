@@ -1,0 +1,26 @@
+"""Portable, self-describing backups: write, read, verify, list and restore them.
+
+A backup is a folder `<root>/<backup_id>/` with `backup.json` (format version, id, time,
+source dialect, every table's portable schema, and per data file its table, rows, size and
+SHA-256) and one gzip'd JSON-lines data file per table (see `format`).
+"""
+
+from dsdb_plan.archive.info import BackupFile, BackupInfo, new_backup_id
+from dsdb_plan.archive.reader import iter_rows, list_backups, read_backup_info, verify_backup
+from dsdb_plan.archive.restore import RestoreResult, restore_backup, tables_with_data
+from dsdb_plan.archive.writer import remove_stale_temporaries, write_backup
+
+__all__ = [
+    "BackupFile",
+    "BackupInfo",
+    "RestoreResult",
+    "iter_rows",
+    "list_backups",
+    "new_backup_id",
+    "read_backup_info",
+    "remove_stale_temporaries",
+    "restore_backup",
+    "tables_with_data",
+    "verify_backup",
+    "write_backup",
+]

@@ -1,0 +1,265 @@
+"""Turn backed-up values into what a target database stores for the column's portable type.
+
+A backup keeps raw driver values: a SQLite DATETIME column holds text, a boolean 0/1, a JSON
+column its text. Into SQLite from SQLite, values go back untouched (so `...:37` never becomes
+`...:37.000000`). Into another database, each value is first made the Python value its
+portable type means (`canonical`), then adjusted to the target's limits: MySQL has no
+zone-aware timestamp (aware values are stored as UTC) and no NaN/Infinity; PostgreSQL takes
+naive values in zone-aware columns as UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import uuid
+from collections.abc import Callable, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from dsdb_plan.dbschema import ColumnSchema, TableSchema
+from dsdb_plan.errors import DsdbError
+
+Converter = Callable[[Any], Any]
+_TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
+_FALSE = frozenset({"0", "false", "f", "no", "n", "off"})
+
+
+def _to_int(value: Any) -> Any:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return value
+    return value
+
+
+def _to_float(value: Any) -> Any:
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _to_decimal(value: Any) -> Any:
+    if isinstance(value, bool):
+        return Decimal(int(value))
+    if isinstance(value, float):
+        return Decimal(repr(value))  # the shortest text that is this double, not its binary
+    if isinstance(value, int | str):
+        try:
+            return Decimal(value.strip() if isinstance(value, str) else value)
+        except InvalidOperation:
+            return value
+    return value
+
+
+def _to_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+    return value
+
+
+def _to_date(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.date() if value.time() == dt.time() else value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value.strip())
+        except ValueError:
+            return _to_date(_to_datetime(value))
+    return value
+
+
+def _to_time(value: Any) -> Any:
+    if isinstance(value, dt.timedelta) and dt.timedelta(0) <= value < dt.timedelta(days=1):
+        return (dt.datetime.min + value).time()  # MySQL TIME comes back as a timedelta
+    if isinstance(value, str):
+        try:
+            return dt.time.fromisoformat(value.strip())
+        except ValueError:
+            return value
+    return value
+
+
+def _to_datetime(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, dt.date):
+        return dt.datetime.combine(value, dt.time())
+    if isinstance(value, str):
+        try:
+            return dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            return value
+    return value
+
+
+def _to_json_text(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value  # JSON columns are backed up as their JSON text
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _to_text(value: Any) -> Any:
+    if value is None or isinstance(value, str | bytes):
+        return value
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _to_binary(value: Any) -> Any:
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return value
+
+
+def _to_uuid_text(value: Any) -> Any:
+    return str(value) if isinstance(value, uuid.UUID) else value
+
+
+_CANONICAL: dict[str, Converter] = {
+    "smallint": _to_int,
+    "integer": _to_int,
+    "bigint": _to_int,
+    "boolean": _to_bool,
+    "float": _to_float,
+    "double": _to_float,
+    "decimal": _to_decimal,
+    "varchar": _to_text,
+    "text": _to_text,
+    "binary": _to_binary,
+    "date": _to_date,
+    "time": _to_time,
+    "datetime": _to_datetime,
+    "json": _to_json_text,
+    "uuid": _to_uuid_text,
+}
+
+
+def canonical(value: Any, column: ColumnSchema) -> Any:
+    """The Python value `value` means in a column of this portable type.
+
+    Text that does not parse is left as it is, for the target database to accept or reject.
+    """
+    if value is None:
+        return None
+    return _CANONICAL[column.type](value)
+
+
+def _sqlite_storage(value: Any) -> Any:
+    """A typed value as SQLite stores it (the conventions SQLAlchemy and pandas read)."""
+    if value is None or isinstance(value, int | float | str | bytes):
+        return int(value) if isinstance(value, bool) else value
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)  # Decimal as text: SQLite's NUMERIC affinity keeps what it can
+
+
+def _utc_naive(value: Any) -> Any:
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+    if isinstance(value, dt.time) and value.tzinfo is not None:
+        return value.replace(tzinfo=None)
+    return value
+
+
+def _zoned(value: Any, column: ColumnSchema) -> Any:
+    """Fit a datetime to the column: naive in a zoned column means UTC, and vice versa."""
+    if not isinstance(value, dt.datetime):
+        return value
+    if column.timezone:
+        return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    return _utc_naive(value)
+
+
+def _column_converter(
+    column: ColumnSchema, table: str, source: str, target: str
+) -> Converter | None:
+    """The conversion for one column, or None when values pass unchanged."""
+    if target == "sqlite":
+        if source == "sqlite":
+            return None
+
+        def to_sqlite(value: Any) -> Any:
+            return _sqlite_storage(canonical(value, column))
+
+        return to_sqlite
+    if target in ("mysql", "mariadb"):
+
+        def to_mysql(value: Any) -> Any:
+            value = _utc_naive(canonical(value, column))
+            if isinstance(value, float | Decimal) and not math.isfinite(value):
+                raise DsdbError(
+                    f"table {table!r}, column {column.name!r}: MySQL/MariaDB cannot store {value}"
+                )
+            return value
+
+        return to_mysql
+    if target == "postgresql":
+
+        def to_postgresql(value: Any) -> Any:
+            return _zoned(canonical(value, column), column)
+
+        return to_postgresql
+
+    def to_generic(value: Any) -> Any:
+        # Other dialects insert through SQLAlchemy's typed columns, which serialise JSON.
+        value = _zoned(canonical(value, column), column)
+        if column.type == "json" and isinstance(value, str):
+            return json.loads(value)
+        return value
+
+    return to_generic
+
+
+def row_converter(
+    table: TableSchema, source_dialect: str, target_dialect: str
+) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """A function making one backed-up row ready for `target_dialect`."""
+    converters = [
+        _column_converter(column, table.name, source_dialect, target_dialect)
+        for column in table.columns
+    ]
+    if all(converter is None for converter in converters):
+        return tuple
+
+    def convert(row: Sequence[Any]) -> tuple[Any, ...]:
+        return tuple(
+            value if converter is None or value is None else converter(value)
+            for value, converter in zip(row, converters, strict=True)
+        )
+
+    return convert

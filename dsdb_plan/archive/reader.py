@@ -1,0 +1,93 @@
+"""Read, verify and list backups. Nothing here writes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from dsdb_plan.archive.format import file_digest, read_rows
+from dsdb_plan.archive.info import MANIFEST_NAME, BackupInfo
+from dsdb_plan.errors import BackupError
+
+
+def _folder(path: Path) -> Path:
+    path = Path(path)
+    return path.parent if path.name == MANIFEST_NAME else path
+
+
+def read_backup_info(path: Path) -> BackupInfo:
+    """The metadata of the backup in folder `path` (or its `backup.json`); files unread.
+
+    A missing or garbled `backup.json` raises `BackupError` naming it.
+    """
+    folder = _folder(path)
+    manifest = folder / MANIFEST_NAME
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BackupError(f"not a backup: {manifest} is missing") from None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise BackupError(f"backup metadata {manifest} is unreadable: {error}") from None
+    try:
+        return BackupInfo.from_dict(data, folder)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise BackupError(f"backup metadata {manifest} is garbled: {error!r}") from None
+
+
+def verify_backup(path: Path) -> BackupInfo:
+    """Check every data file's size and SHA-256 against `backup.json`.
+
+    Raises `BackupError` naming the first missing, truncated or altered file.
+    """
+    info = read_backup_info(path)
+    for file in info.files:
+        location = info.path / file.name
+        try:
+            size, sha256 = file_digest(location)
+        except FileNotFoundError:
+            raise BackupError(f"backup {info.id}: data file {location} is missing") from None
+        except OSError as error:
+            raise BackupError(f"backup {info.id}: data file {location}: {error}") from None
+        if size != file.size:
+            raise BackupError(
+                f"backup {info.id}: data file {location} has {size} bytes, "
+                f"expected {file.size} (truncated or altered)"
+            )
+        if sha256 != file.sha256:
+            raise BackupError(
+                f"backup {info.id}: data file {location} is corrupted (SHA-256 mismatch)"
+            )
+    return info
+
+
+def list_backups(root: Path) -> list[BackupInfo]:
+    """Every backup under `root`, newest first; temporary (`.`-prefixed) folders ignored.
+
+    Folders without `backup.json` are not backups and are skipped; a garbled `backup.json`
+    raises, so a damaged backup is never silently passed over.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [
+        read_backup_info(folder)
+        for folder in root.iterdir()
+        if folder.is_dir() and not folder.name.startswith(".") and (folder / MANIFEST_NAME).exists()
+    ]
+    return sorted(found, key=lambda info: (info.created_at, info.id), reverse=True)
+
+
+def iter_rows(info: BackupInfo, table: str) -> Iterator[list[Any]]:
+    """The rows of `table`, decoded, streaming; a row count off from `backup.json` raises."""
+    file = info.file_for(table)
+    count = 0
+    for row in read_rows(info.path / file.name):
+        count += 1
+        yield row
+    if count != file.rows:
+        raise BackupError(
+            f"backup {info.id}: data file {info.path / file.name} holds {count} rows, "
+            f"expected {file.rows}"
+        )

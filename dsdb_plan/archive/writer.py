@@ -1,0 +1,192 @@
+"""Write a backup: one consistent snapshot of the tables, streamed to compressed files.
+
+The backup is built in `<root>/.<id>.tmp/` and renamed to `<root>/<id>/` only once every data
+file and `backup.json` are fsynced, so a backup folder without the dot is always complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import socket
+from collections.abc import Callable, Collection, Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from dsdb_plan.archive.format import DATA_SUFFIX, FORMAT_VERSION, DataFileWriter, fsync_dir
+from dsdb_plan.archive.info import MANIFEST_NAME, BackupFile, BackupInfo
+from dsdb_plan.dbschema import TableSchema, reflect_tables
+from dsdb_plan.errors import BackupError
+
+Progress = Callable[[str, int], None]
+#: Rows fetched per round trip and written per batch: bounded memory whatever the table size.
+BATCH_ROWS = 5000
+_OWNER_NAME = "owner.json"
+
+
+def write_backup(
+    engine: sa.Engine,
+    root: Path,
+    backup_id: str,
+    tables: Collection[str] | None = None,
+    progress: Progress | None = None,
+) -> BackupInfo:
+    """Back up `tables` (default: all) of `engine` to `<root>/<backup_id>/`.
+
+    `progress(table, rows_so_far)` is called after every batch. Stale temporary folders of
+    killed runs are removed first.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(root)
+    final = root / backup_id
+    if final.exists():
+        raise BackupError(f"backup {final} already exists")
+    temporary = root / f".{backup_id}.tmp"
+    temporary.mkdir()
+    try:
+        (temporary / _OWNER_NAME).write_text(
+            json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
+        )
+        with _snapshot(engine) as conn:
+            schemas = reflect_tables(conn, tables)
+            files = [
+                _write_table(conn, schema, temporary, index, progress)
+                for index, schema in enumerate(schemas, start=1)
+            ]
+        info = BackupInfo(
+            id=backup_id,
+            path=final,
+            created_at=dt.datetime.now(dt.UTC),
+            source_dialect=engine.dialect.name,
+            tables=tuple(schemas),
+            files=tuple(files),
+            format_version=FORMAT_VERSION,
+        )
+        _write_manifest(temporary / MANIFEST_NAME, info)
+        (temporary / _OWNER_NAME).unlink()
+        fsync_dir(temporary)
+        os.rename(temporary, final)
+        fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return info
+
+
+def remove_stale_temporaries(root: Path) -> list[Path]:
+    """Remove `.<id>.tmp` folders left by killed runs; spare those of a live process here."""
+    removed = []
+    for path in sorted(Path(root).glob(".*.tmp")):
+        if path.is_dir() and not _owner_alive(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _owner_alive(temporary: Path) -> bool:
+    """Whether the run that owns a temporary folder may still be writing it."""
+    try:
+        owner = json.loads((temporary / _OWNER_NAME).read_text())
+        pid = int(owner["pid"])
+        host = owner["host"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # killed before it could even say who it was
+    if host != socket.gethostname():
+        return True  # another machine's process cannot be checked: leave it alone
+    if pid == os.getpid():
+        return True  # another backup of this very process, in another thread
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, but belongs to another user
+    return True
+
+
+@contextlib.contextmanager
+def _snapshot(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """One read-only transaction that sees every table as of the same instant."""
+    dialect = engine.dialect.name
+    if dialect == "postgresql":
+        options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+    elif dialect in ("mysql", "mariadb"):
+        options = {"isolation_level": "REPEATABLE READ"}
+    else:
+        options = {}
+    with engine.connect() as conn:
+        conn = conn.execution_options(**options)
+        try:
+            if dialect in ("mysql", "mariadb"):
+                conn.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            elif dialect == "sqlite":
+                # pysqlite opens no transaction for SELECTs; without BEGIN each table would be
+                # read at a different moment.
+                conn.exec_driver_sql("BEGIN")
+            yield conn
+        finally:
+            conn.rollback()
+
+
+def _file_name(index: int, table: str) -> str:
+    """A safe, unique file name; the table's real name is in backup.json."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "_", table).strip("_")[:40] or "table"
+    return f"{index:04d}-{slug}{DATA_SUFFIX}"
+
+
+def _select(conn: sa.Connection, schema: TableSchema) -> sa.Select[Any]:
+    """All rows, raw driver values (no SQLAlchemy type processing), in primary-key order.
+
+    The key order makes a backup of unchanged data byte-identical. PostgreSQL JSON is read as
+    its text, so a JSON string scalar cannot be confused with text.
+    """
+    table = sa.table(schema.name, *(sa.column(name) for name in schema.column_names))
+    columns: list[sa.ColumnElement[Any]] = []
+    for column in schema.columns:
+        element: sa.ColumnElement[Any] = table.c[column.name]
+        if column.type == "json" and conn.dialect.name == "postgresql":
+            element = sa.cast(element, sa.Text()).label(column.name)
+        columns.append(element)
+    statement = sa.select(*columns)
+    if schema.primary_key:
+        statement = statement.order_by(*(table.c[name] for name in schema.primary_key))
+    return statement
+
+
+def _write_table(
+    conn: sa.Connection,
+    schema: TableSchema,
+    folder: Path,
+    index: int,
+    progress: Progress | None,
+) -> BackupFile:
+    name = _file_name(index, schema.name)
+    writer = DataFileWriter(folder / name)
+    try:
+        result = conn.execution_options(yield_per=BATCH_ROWS).execute(_select(conn, schema))
+        for rows in result.partitions():
+            writer.write_rows(rows)
+            if progress is not None:
+                progress(schema.name, writer.rows)
+    except BaseException:
+        writer.abort()
+        raise
+    size, sha256 = writer.close()
+    if progress is not None and writer.rows == 0:
+        progress(schema.name, 0)
+    return BackupFile(name, schema.name, writer.rows, size, sha256)
+
+
+def _write_manifest(path: Path, info: BackupInfo) -> None:
+    with open(path, "x", encoding="utf-8") as handle:
+        json.dump(info.to_dict(), handle, ensure_ascii=False, indent=2)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())

@@ -1,0 +1,567 @@
+"""Backups: exact round trips across dialects, integrity checks, refusal, resume, cleanup.
+
+Restored rows are compared with the source row by row after normalising both sides to the
+Python value each column's portable type means (`_normalise`). Normalisations that are
+properties of the target database, not losses of dsdb:
+
+- MariaDB has no zone-aware timestamp: aware values are stored as UTC (read back naive and
+  compared as UTC), and it stores -0.0 as 0.0.
+- SQLite's NUMERIC affinity keeps 15-17 significant digits, so a SQLite source's
+  DECIMAL value is already a double; exact decimals are proven from PostgreSQL instead.
+  SQLite's REAL columns store -0.0 as 0; the sign of zero is proven from PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import subprocess
+import sys
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from dsdb_plan.archive import (
+    BackupInfo,
+    iter_rows,
+    list_backups,
+    new_backup_id,
+    read_backup_info,
+    restore_backup,
+    tables_with_data,
+    verify_backup,
+    write_backup,
+)
+from dsdb_plan.archive.format import decode_row, encode_row
+from dsdb_plan.dbschema import ColumnSchema, TableSchema, reflect_tables
+from dsdb_plan.errors import BackupError
+from tests.servers import ServerDatabase
+
+NOW = dt.datetime(2026, 11, 27, 5, 10, tzinfo=dt.UTC)
+BIG_TEXT = "line of text with ü and 😀\n" * 40_000  # a little over 1 MB
+HOSTILE_TABLE = 'order "items"; drop ☃ 日本'  # MySQL identifiers cannot hold emoji
+HOSTILE_COLUMNS = ("from", "a b", 'quote"d', "semi;colon", "ünï", "back`tick", "per%cent")
+
+AWKWARD_DDL = """
+CREATE TABLE awkward (
+    id INTEGER PRIMARY KEY,
+    label TEXT,
+    big_text TEXT,
+    payload BLOB,
+    amount DECIMAL(18, 4),
+    ratio REAL,
+    measure DOUBLE,
+    day DATE,
+    at_time TIME,
+    happened DATETIME,
+    happened_tz TIMESTAMP WITH TIME ZONE,
+    flag BOOLEAN,
+    doc JSON,
+    counter BIGINT
+)
+"""
+# Values as SQLite stores them (what SQLAlchemy, pandas and the sqlite3 module write).
+AWKWARD_ROWS: list[tuple[Any, ...]] = [
+    (
+        1,
+        "Grüße, 日本語, emoji 😀🎉, quote ' and \" and \\ and \t tab",
+        BIG_TEXT,
+        b"\x00\x01\x00\xff" * 64,
+        "12345678901234.5678",
+        0.1 + 0.2,
+        1e308,
+        "2024-02-29",
+        "23:59:59.999999",
+        "2024-01-01 10:00:37",
+        "2024-06-01 12:30:00.123456+02:00",
+        1,
+        '{"a": [1, 2.5, null], "ü": "😀", "nested": {"t": true}}',
+        2**62,
+    ),
+    (2, None, None, None, None, None, None, None, None, None, None, None, None, None),
+    (
+        3,
+        "",
+        "",
+        b"",
+        "-0.0001",
+        -0.0,
+        5e-324,
+        "1970-01-01",
+        "00:00:00",
+        "1970-01-01 00:00:00.000001",
+        "2024-12-31T23:59:59Z",
+        0,
+        '"just a JSON string"',
+        -(2**63),
+    ),
+]
+
+
+def _sqlite_engine(path: Path) -> sa.Engine:
+    return sa.create_engine(f"sqlite:///{path}")
+
+
+def _make_awkward(path: Path) -> sa.Engine:
+    engine = _sqlite_engine(path)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(AWKWARD_DDL)
+        conn.exec_driver_sql("CREATE INDEX ix_awkward_day ON awkward (day, flag)")
+        conn.exec_driver_sql("CREATE UNIQUE INDEX ux_awkward_label ON awkward (label)")
+        conn.exec_driver_sql(
+            "CREATE TABLE note (id INTEGER PRIMARY KEY, awkward_id INTEGER NOT NULL "
+            "REFERENCES awkward (id), body TEXT)"
+        )
+        conn.exec_driver_sql(f"INSERT INTO awkward VALUES ({', '.join('?' * 14)})", AWKWARD_ROWS)
+        conn.exec_driver_sql(
+            "INSERT INTO note VALUES (?, ?, ?)", [(1, 1, "first"), (2, 1, None), (7, 3, "x")]
+        )
+    return engine
+
+
+@pytest.fixture(params=["sqlite", "postgres", "mariadb"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> sa.Engine:
+    """An empty target database of each kind (server ones skip without a server)."""
+    if request.param == "sqlite":
+        return _sqlite_engine(tmp_path / "target.db")
+    server: ServerDatabase = request.getfixturevalue(f"{request.param}_db")
+    return server.engine()
+
+
+def _rows(engine: sa.Engine, table: str, columns: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    """Raw driver values in key order (no SQLAlchemy type processing)."""
+    clause = sa.table(table, *(sa.column(name) for name in columns))
+    with engine.connect() as conn:
+        return [
+            tuple(row) for row in conn.execute(sa.select(clause).order_by(clause.c[columns[0]]))
+        ]
+
+
+def _normalise(value: Any, column: ColumnSchema, dialect: str) -> Any:
+    """The Python value `value` means in `column`, whatever the database returned."""
+    if value is None:
+        return None
+    kind = column.type
+    if kind in ("smallint", "integer", "bigint"):
+        return int(value)
+    if kind == "boolean":
+        return bool(value)
+    if kind in ("float", "double"):
+        number = float(value)
+        if dialect in ("mysql", "mariadb") and number == 0:
+            number = 0.0  # MariaDB stores -0.0 as 0.0
+        return repr(number)  # the exact double, sign of zero included
+    if kind == "decimal":
+        return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if kind == "binary":
+        return bytes(value)
+    if kind == "date":
+        return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
+    if kind == "time":
+        if isinstance(value, dt.timedelta):
+            return (dt.datetime.min + value).time()
+        return value if isinstance(value, dt.time) else dt.time.fromisoformat(value)
+    if kind == "datetime":
+        moment = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(value)
+        if column.timezone:  # naive in a zoned column means UTC (MariaDB stores UTC)
+            moment = moment.astimezone(dt.UTC) if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+        return moment
+    if kind == "json":  # psycopg parses JSON itself; the others return its text
+        return value if dialect == "postgresql" else json.loads(value)
+    if kind == "uuid":
+        return str(value)
+    return value
+
+
+def _normalised(engine: sa.Engine, table: TableSchema) -> list[tuple[Any, ...]]:
+    dialect = engine.dialect.name
+    return [
+        tuple(_normalise(v, c, dialect) for v, c in zip(row, table.columns, strict=True))
+        for row in _rows(engine, table.name, table.column_names)
+    ]
+
+
+def _structure(table: TableSchema) -> tuple[Any, ...]:
+    """What must survive a restore: keys, foreign keys and indexes (names may differ)."""
+    return (
+        table.primary_key,
+        sorted((fk.columns, fk.ref_table, fk.ref_columns) for fk in table.foreign_keys),
+        sorted((ix.columns, ix.unique) for ix in table.indexes if ix.columns != ("awkward_id",)),
+    )
+
+
+# -- the format ----------------------------------------------------------------------------
+
+
+def test_every_value_type_round_trips_through_a_line() -> None:
+    row = [
+        None,
+        True,
+        False,
+        2**80,
+        -(2**63),
+        "😀\n\x00",
+        0.1 + 0.2,
+        1e308,
+        -0.0,
+        5e-324,
+        math.inf,
+        -math.inf,
+        b"\x00\xff",
+        Decimal("12345678901234.5678"),
+        Decimal("-1E+30"),
+        dt.date(2024, 2, 29),
+        dt.time(23, 59, 59, 999999),
+        dt.time(1, 2, tzinfo=dt.timezone(dt.timedelta(hours=-3))),
+        dt.datetime(2024, 1, 1, 10, 0, 37),
+        dt.datetime(2024, 6, 1, 12, 30, 0, 123456, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+        dt.timedelta(days=-1, seconds=5, microseconds=7),
+        uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        {"$bytes": "not a tag, a JSON object"},
+        [1, "two", None],
+    ]
+    line = encode_row(row)
+    assert line.endswith("\n") and line.count("\n") == 1
+    back = decode_row(line)
+    assert [repr(v) for v in back] == [repr(v) for v in row]
+    assert math.isnan(decode_row(encode_row([math.nan]))[0])
+
+
+def test_backup_ids_sort_by_time() -> None:
+    first = new_backup_id(NOW)
+    later = new_backup_id(NOW + dt.timedelta(seconds=1))
+    assert first.startswith("20261127T051000Z-") and first < later
+    assert new_backup_id(NOW) != first
+
+
+# -- round trips -------------------------------------------------------------------------
+
+
+def test_awkward_sqlite_backup_restores_exactly(tmp_path: Path, target: sa.Engine) -> None:
+    source = _make_awkward(tmp_path / "source.db")
+    seen: list[tuple[str, int]] = []
+    info = write_backup(
+        source, tmp_path / "backups", new_backup_id(NOW), progress=lambda t, n: seen.append((t, n))
+    )
+    assert [t.name for t in info.tables] == ["awkward", "note"]  # parents first
+    assert info.total_rows == 6 and ("awkward", 3) in seen and ("note", 3) in seen
+
+    done: list[tuple[str, int]] = []
+    result = restore_backup(info.path, target, on_table_done=lambda t, n: done.append((t, n)))
+    assert result.tables == ("awkward", "note") and result.rows == 6
+    assert done == [("awkward", 3), ("note", 3)]
+
+    for table in info.tables:
+        assert _normalised(target, table) == _normalised(source, table), table.name
+    restored = {t.name: t for t in reflect_tables(target)}
+    for table in info.tables:
+        assert _structure(restored[table.name]) == _structure(table)
+
+    # Spot checks against the intended values, so normalisation cannot hide a loss.
+    first, _, third = _normalised(target, info.tables[0])
+    assert first[1].endswith("😀🎉, quote ' and \" and \\ and \t tab") and first[2] == BIG_TEXT
+    assert first[3] == b"\x00\x01\x00\xff" * 64 and third[3] == b""
+    assert first[5] == "0.30000000000000004" and first[6] == "1e+308" and third[6] == "5e-324"
+    assert third[5] == "0.0"  # SQLite itself kept no sign (see module doc)
+    assert first[9] == dt.datetime(2024, 1, 1, 10, 0, 37)
+    assert first[10] == dt.datetime(2024, 6, 1, 10, 30, 0, 123456, tzinfo=dt.UTC)
+    assert first[8] == dt.time(23, 59, 59, 999999) and third[9].microsecond == 1
+    assert first[11] is True and third[11] is False and third[12] == "just a JSON string"
+    assert first[13] == 2**62 and third[13] == -(2**63)
+    assert first[4] == Decimal("12345678901234.568")  # what SQLite itself kept (see module doc)
+
+
+def test_sqlite_to_sqlite_keeps_stored_values_byte_for_byte(tmp_path: Path) -> None:
+    source = _make_awkward(tmp_path / "source.db")
+    info = write_backup(source, tmp_path / "backups", new_backup_id(NOW))
+    target = _sqlite_engine(tmp_path / "target.db")
+    restore_backup(info.path, target)
+    columns = info.tables[0].column_names
+    assert _rows(target, "awkward", columns) == _rows(source, "awkward", columns)
+    # Timestamps stored as text are not rewritten ('...:37' never becomes '...:37.000000').
+    assert _rows(target, "awkward", ("id", "happened"))[0] == (1, "2024-01-01 10:00:37")
+
+
+@pytest.mark.postgres
+def test_real_becomes_double_precision_in_postgresql(
+    tmp_path: Path, postgres_db: ServerDatabase
+) -> None:
+    info = write_backup(_make_awkward(tmp_path / "s.db"), tmp_path / "b", new_backup_id(NOW))
+    target = postgres_db.engine()
+    restore_backup(info.path, target)
+    with target.connect() as conn:
+        types = dict(
+            conn.execute(
+                sa.text(
+                    "SELECT column_name, data_type FROM information_schema.columns "
+                    "WHERE table_name = 'awkward'"
+                )
+            ).all()
+        )
+    assert types["ratio"] == types["measure"] == "double precision"
+    assert types["happened_tz"] == "timestamp with time zone"
+    assert (types["payload"], types["doc"], types["flag"]) == ("bytea", "jsonb", "boolean")
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mariadb"])
+def test_application_inserts_continue_after_restored_keys(
+    tmp_path: Path, request: pytest.FixtureRequest, kind: str
+) -> None:
+    info = write_backup(_make_awkward(tmp_path / "s.db"), tmp_path / "b", new_backup_id(NOW))
+    server: ServerDatabase = request.getfixturevalue(f"{kind}_db")
+    target = server.engine()
+    restore_backup(info.path, target)
+    note = sa.table("note", sa.column("id"), sa.column("awkward_id"), sa.column("body"))
+    with target.begin() as conn:
+        conn.execute(sa.insert(note).values(awkward_id=1, body="by the application"))
+    with target.connect() as conn:
+        new_id = conn.execute(sa.select(note.c.id).where(note.c.body == "by the application"))
+        assert new_id.scalar_one() == 8
+
+
+def test_hostile_names_round_trip(tmp_path: Path, target: sa.Engine) -> None:
+    source = _sqlite_engine(tmp_path / "s.db")
+    q = source.dialect.identifier_preparer.quote
+    columns = ", ".join(f"{q(name)} TEXT" for name in HOSTILE_COLUMNS)
+    with source.begin() as conn:
+        conn.exec_driver_sql('CREATE TABLE "select" (id INTEGER PRIMARY KEY)')
+        conn.exec_driver_sql(
+            f"CREATE TABLE {q(HOSTILE_TABLE)} (id INTEGER PRIMARY KEY, "
+            f'"select id" INTEGER REFERENCES "select" (id), {columns})'
+        )
+        conn.exec_driver_sql(f'CREATE INDEX {q("ix; odd")} ON {q(HOSTILE_TABLE)} ("a b")')
+        conn.exec_driver_sql('INSERT INTO "select" VALUES (1)')
+        values = ["x'; DROP TABLE t; --", "b", "c", "d", "é", "`", "%s %(x)s"]
+        conn.exec_driver_sql(
+            f"INSERT INTO {q(HOSTILE_TABLE)} VALUES (1, 1, {', '.join('?' * 7)})", tuple(values)
+        )
+    info = write_backup(source, tmp_path / "b", new_backup_id(NOW))
+    restore_backup(info.path, target)
+    table = info.table(HOSTILE_TABLE)
+    assert _normalised(target, table) == [(1, 1, *values)]
+    restored = {t.name: t for t in reflect_tables(target)}
+    assert restored[HOSTILE_TABLE].column_names == table.column_names
+    assert _structure(restored[HOSTILE_TABLE])[:2] == _structure(table)[:2]
+    assert (("a b",), False) in _structure(restored[HOSTILE_TABLE])[2]
+    hostile = sa.table(HOSTILE_TABLE, sa.column("id"), sa.column("per%cent"))
+    with target.begin() as conn:  # the sequence behind a hostile name was advanced too
+        conn.execute(sa.insert(hostile).values({"per%cent": "new"}))
+    assert _rows(target, HOSTILE_TABLE, ("id", "per%cent"))[-1] == (2, "new")
+
+
+def _make_postgres_source(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE acct (id serial PRIMARY KEY, amount numeric(30, 10), "
+            "at timestamptz, naive timestamp, raw bytea, doc jsonb, ok boolean, "
+            "x double precision, r real, u uuid, name text, d date, t time)"
+        )
+        conn.exec_driver_sql(
+            "CREATE TABLE entry (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, "
+            "acct_id int REFERENCES acct (id), memo varchar(30))"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO acct (amount, at, naive, raw, doc, ok, x, r, u, name, d, t) VALUES "
+            "(12345678901234.5678, '2024-06-01 12:30:00.123456+02', '2024-01-01 10:00:37', "
+            "'\\x00ff00', '{\"k\": [1, \"😀\"]}', true, 0.1 + 0.2, 1.5, "
+            "'12345678-1234-5678-1234-567812345678', 'Grüße 😀', '2024-02-29', '23:59:59.5'), "
+            "(NULL, NULL, NULL, NULL, 'null', false, -0.0, NULL, NULL, NULL, NULL, NULL)"
+        )
+        conn.exec_driver_sql("INSERT INTO entry (acct_id, memo) VALUES (1, 'a'), (2, 'b')")
+
+
+@pytest.mark.postgres
+def test_postgresql_backup_restores_into_sqlite(
+    tmp_path: Path, postgres_db: ServerDatabase
+) -> None:
+    source = postgres_db.engine()
+    _make_postgres_source(source)
+    info = write_backup(source, tmp_path / "b", new_backup_id(NOW))
+    assert info.source_dialect == "postgresql"
+    # The backup itself holds the exact decimal.
+    assert next(iter_rows(info, "acct"))[1] == Decimal("12345678901234.5678000000")
+    target = _sqlite_engine(tmp_path / "t.db")
+    restore_backup(info.path, target)
+    acct = info.table("acct")
+    restored, expected = _normalised(target, acct), _normalised(source, acct)
+    # SQLite's NUMERIC affinity keeps a double (see module doc); everything else is exact.
+    assert [float(r[1]) if r[1] is not None else None for r in restored] == [
+        float(e[1]) if e[1] is not None else None for e in expected
+    ]
+    assert [r[:1] + r[2:] for r in restored] == [e[:1] + e[2:] for e in expected]
+    assert _normalised(target, info.table("entry")) == _normalised(source, info.table("entry"))
+    with target.begin() as conn:  # SQLite's rowid continues by itself
+        conn.exec_driver_sql("INSERT INTO entry (acct_id, memo) VALUES (1, 'c')")
+        assert conn.exec_driver_sql("SELECT max(id) FROM entry").scalar() == 3
+
+
+@pytest.mark.postgres
+@pytest.mark.mariadb
+def test_postgresql_backup_restores_exact_decimals_into_mariadb(
+    tmp_path: Path, postgres_db: ServerDatabase, mariadb_db: ServerDatabase
+) -> None:
+    source = postgres_db.engine()
+    _make_postgres_source(source)
+    info = write_backup(source, tmp_path / "b", new_backup_id(NOW))
+    target = mariadb_db.engine()
+    restore_backup(info.path, target)
+    for table in info.tables:
+        assert _normalised(target, table) == _normalised(source, table)
+    with target.connect() as conn:
+        amount = conn.exec_driver_sql("SELECT amount FROM acct WHERE id = 1").scalar()
+    assert amount == Decimal("12345678901234.5678")
+
+
+@pytest.mark.postgres
+def test_postgresql_to_postgresql_keeps_special_floats(
+    tmp_path: Path, postgres_db: ServerDatabase
+) -> None:
+    source = postgres_db.engine()
+    with source.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE f (id int PRIMARY KEY, x double precision)")
+        conn.exec_driver_sql(
+            "INSERT INTO f VALUES (1, 'Infinity'), (2, '-Infinity'), (3, '-0'), (4, 'NaN'), "
+            "(5, 5e-324), (6, 0.30000000000000004)"
+        )
+    info = write_backup(source, tmp_path / "b", new_backup_id(NOW))
+    expected = ["inf", "-inf", "-0.0", "nan", "5e-324", "0.30000000000000004"]
+    assert [repr(row[1]) for row in iter_rows(info, "f")] == expected
+    restore_backup(info.path, source, replace_existing=True)
+    assert [repr(row[1]) for row in _rows(source, "f", ("id", "x"))] == expected
+
+
+# -- integrity ---------------------------------------------------------------------------
+
+
+def _damage(info: BackupInfo, how: str) -> Path:
+    path = info.path / info.file_for("awkward").name
+    data = bytearray(path.read_bytes())
+    if how == "flip":
+        data[len(data) // 2] ^= 0x01
+    else:
+        del data[-10:]
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("how", ["flip", "truncate"])
+def test_damaged_backup_is_refused_before_anything_is_written(
+    tmp_path: Path, target: sa.Engine, how: str
+) -> None:
+    info = write_backup(_make_awkward(tmp_path / "s.db"), tmp_path / "b", new_backup_id(NOW))
+    damaged = _damage(info, how)
+    with pytest.raises(BackupError, match=str(damaged)):
+        verify_backup(info.path)
+    with pytest.raises(BackupError, match=str(damaged)):
+        restore_backup(info.path, target)
+    assert sa.inspect(target).get_table_names() == []
+
+
+def test_missing_or_garbled_metadata_is_named(tmp_path: Path) -> None:
+    info = write_backup(_make_awkward(tmp_path / "s.db"), tmp_path / "b", new_backup_id(NOW))
+    manifest = info.path / "backup.json"
+    manifest.write_text('{"format": "dsdb-backup", "id": ')
+    with pytest.raises(BackupError, match=r"backup\.json"):
+        verify_backup(info.path)
+    manifest.write_text('{"format": "dsdb-backup", "id": "x"}')
+    with pytest.raises(BackupError, match="garbled"):
+        read_backup_info(info.path)
+    manifest.unlink()
+    with pytest.raises(BackupError, match="missing"):
+        restore_backup(info.path, _sqlite_engine(tmp_path / "t.db"))
+
+
+def test_same_data_gives_the_same_checksums(tmp_path: Path) -> None:
+    source = _make_awkward(tmp_path / "s.db")
+    first = write_backup(source, tmp_path / "b", "first")
+    second = write_backup(source, tmp_path / "b", "second")
+    assert [f.sha256 for f in first.files] == [f.sha256 for f in second.files]
+    assert BackupInfo.from_dict(first.to_dict(), first.path) == first
+    assert read_backup_info(first.path / "backup.json") == first
+
+
+# -- refusal and resume ------------------------------------------------------------------
+
+
+def test_target_with_data_is_refused_unless_replacing(tmp_path: Path, target: sa.Engine) -> None:
+    info = write_backup(_make_awkward(tmp_path / "s.db"), tmp_path / "b", new_backup_id(NOW))
+    restore_backup(info.path, target)
+    assert tables_with_data(target, ["awkward", "note", "absent"]) == ["awkward", "note"]
+    with pytest.raises(BackupError, match="'awkward', 'note'"):
+        restore_backup(info.path, target)
+    result = restore_backup(info.path, target, replace_existing=True)
+    assert result.rows == 6
+    assert len(_rows(target, "note", ("id",))) == 3  # replaced, not appended
+
+
+def test_resume_skips_completed_tables_and_reloads_the_rest(
+    tmp_path: Path, target: sa.Engine
+) -> None:
+    source = _make_awkward(tmp_path / "s.db")
+    with source.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE tail (id INTEGER PRIMARY KEY, v TEXT)")
+        conn.exec_driver_sql("INSERT INTO tail VALUES (1, 'one'), (2, 'two')")
+    info = write_backup(source, tmp_path / "b", new_backup_id(NOW))
+    assert [t.name for t in info.tables] == ["awkward", "tail", "note"]
+    # An interrupted first run: awkward completed, tail holds part of its rows, note absent.
+    restore_backup(info.path, target, tables=["awkward"])
+    with target.begin() as conn:
+        conn.execute(sa.text("UPDATE awkward SET label = 'kept' WHERE id = 2"))
+    restore_backup(info.path, target, tables=["tail"])
+    with target.begin() as conn:
+        conn.execute(sa.text("DELETE FROM tail WHERE id = 2"))
+
+    # Tables left behind by the interrupted run hold data: the caller resumes with consent.
+    result = restore_backup(info.path, target, completed={"awkward"}, replace_existing=True)
+    assert result.tables == ("tail", "note") and result.skipped == ("awkward",)
+    assert _rows(target, "awkward", ("id", "label"))[1] == (2, "kept")  # not reloaded
+    assert _rows(target, "tail", ("id", "v")) == [(1, "one"), (2, "two")]
+    assert len(_rows(target, "note", ("id",))) == 3
+
+
+# -- housekeeping ------------------------------------------------------------------------
+
+
+def test_stale_temporary_folders_are_cleaned_and_live_ones_kept(tmp_path: Path) -> None:
+    root = tmp_path / "b"
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    killed = root / ".20200101T000000Z-dead00.tmp"
+    killed.mkdir(parents=True)
+    (killed / "0001-awkward.jsonl.gz").write_bytes(b"partial")
+    import socket
+
+    (killed / "owner.json").write_text(
+        json.dumps({"pid": int(dead.stdout), "host": socket.gethostname()})
+    )
+    anonymous = root / ".20200101T000001Z-anon00.tmp"
+    anonymous.mkdir()
+    live = root / ".20200101T000002Z-live00.tmp"
+    live.mkdir()
+    (live / "owner.json").write_text(
+        json.dumps({"pid": os.getppid(), "host": socket.gethostname()})
+    )
+
+    info = write_backup(_make_awkward(tmp_path / "s.db"), root, new_backup_id(NOW))
+    assert not killed.exists() and not anonymous.exists() and live.exists()
+    assert [b.id for b in list_backups(root)] == [info.id]
+
+
+def test_list_backups_newest_first(tmp_path: Path) -> None:
+    source = _make_awkward(tmp_path / "s.db")
+    root = tmp_path / "b"
+    older = write_backup(source, root, new_backup_id(NOW))
+    newer = write_backup(source, root, new_backup_id(NOW + dt.timedelta(hours=1)))
+    (root / "not-a-backup").mkdir()
+    assert [b.id for b in list_backups(root)] == [newer.id, older.id]
+    assert list_backups(tmp_path / "nowhere") == []
