@@ -173,3 +173,34 @@ def test_targeting_warns_about_cut_dependency(capsys, project: Path) -> None:
     assert "depends on backup.nightly, which is not selected" in result.out
     unknown = run_cli(capsys, "plan", project, "--target", "backup.nope")
     assert unknown.code == 1 and "backup.nope" in unknown.err
+
+
+def test_corrupted_backup_is_refused_naming_the_file(capsys, project: Path) -> None:
+    project.write_text(MANIFEST.split("restores:")[0])
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    data_file = next((project.parent / "backups/nightly").glob("*/*flights*"))
+    corrupted = bytearray(data_file.read_bytes())
+    corrupted[len(corrupted) // 2] ^= 0xFF
+    data_file.write_bytes(bytes(corrupted))
+
+    verify = run_cli(capsys, "backups", "verify", project)
+    assert verify.code == 1
+    assert data_file.name in verify.err
+
+    project.write_text(MANIFEST)
+    restore = run_cli(capsys, "apply", project, "--auto-approve")
+    assert restore.code == 1
+    assert data_file.name in restore.err
+    assert table_names(sqlite_url(project.parent / "data/scratch.db")) == []
+
+
+def test_keep_change_updates_the_record_without_a_new_backup(capsys, project: Path) -> None:
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    project.write_text(MANIFEST.replace("keep: 2", "keep: 4"))
+    plan = run_cli(capsys, "plan", project)
+    assert "~ backup.nightly (update)" in plan.out
+    assert "keep: 2 → 4" in plan.out
+    assert "restore.into-scratch (resync)" not in plan.out
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    assert len(list((project.parent / "backups/nightly").iterdir())) == 1
+    assert "Nothing to do." in run_cli(capsys, "apply", project, "--auto-approve").out

@@ -56,9 +56,10 @@ class PlanContext:
             self.fingerprints[key] = live.to_dict()
         return Fingerprint.from_dict(self.fingerprints[key])
 
-    def will_change(self, address: str) -> bool:
+    def takes_new_backup(self, address: str) -> bool:
+        """Whether the planned action of backup `address` writes a new backup."""
         action = self.planned.get(address)
-        return action is not None and action.is_change
+        return action is not None and action.is_change and bool(action.details.get("new_backup"))
 
 
 def fingerprint_key(connection: str, tables: list[str] | None) -> str:

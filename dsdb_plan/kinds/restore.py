@@ -123,7 +123,7 @@ class RestoreKind:
                 "tables": [f.table for f in info.files],
             }
         backup_address = f"backup.{spec.backup}"
-        if ctx.will_change(backup_address) and spec.backup_id is None:
+        if ctx.takes_new_backup(backup_address) and spec.backup_id is None:
             return {
                 "id": None,
                 "path": None,

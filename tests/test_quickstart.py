@@ -1,0 +1,38 @@
+"""The README's quickstart, run as a new user would: seed, plan, apply, apply again."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import run_cli, sqlite_url, table_rows
+
+QUICKSTART = Path(__file__).parent.parent / "examples" / "quickstart"
+
+
+def test_quickstart_plans_applies_and_then_has_nothing_to_do(
+    capsys, tmp_path: Path, monkeypatch
+) -> None:
+    work = tmp_path / "quickstart"
+    shutil.copytree(QUICKSTART, work, ignore=shutil.ignore_patterns("data", "backups", ".dsdb"))
+    subprocess.run([sys.executable, "seed.py"], cwd=work, check=True, capture_output=True)
+    monkeypatch.chdir(work)
+
+    plan = run_cli(capsys, "plan", "--detailed-exitcode")
+    assert plan.code == 2, plan.text
+    assert "+ backup.local-nightly (create)" in plan.out
+    assert "+ restore.nightly-into-scratch (create)" in plan.out
+
+    applied = run_cli(capsys, "apply", "--auto-approve")
+    assert applied.code == 0, applied.text
+    for table in ("airlines", "airports", "flights"):
+        assert table_rows(sqlite_url(work / "data/scratch.db"), table) == table_rows(
+            sqlite_url(work / "data/flights.db"), table
+        )
+
+    subprocess.run([sys.executable, "seed.py"], cwd=work, check=True, capture_output=True)
+    again = run_cli(capsys, "apply", "--auto-approve")
+    assert again.code == 0, again.text
+    assert "Nothing to do." in again.out
