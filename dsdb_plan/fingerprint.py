@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -174,49 +175,31 @@ def describe_changes(old: Fingerprint, new: Fingerprint) -> list[str]:
 # --- reading ---------------------------------------------------------------------------------
 
 
-class _reading:
+@contextmanager
+def _reading(engine: sa.Engine) -> Iterator[sa.Connection]:
     """A connection set up so that checksums are repeatable: one snapshot, fixed formatting."""
-
-    def __init__(self, engine: sa.Engine) -> None:
-        self._engine = engine
-        self._conn: sa.Connection | None = None
-        self._restore_time_zone: str | None = None
-
-    def __enter__(self) -> sa.Connection:
-        conn = self._engine.connect()
-        self._conn = conn
-        dialect = conn.dialect.name
+    with engine.connect() as conn:
+        restore_time_zone = None
+        if conn.dialect.name == "postgresql":
+            # One snapshot for every table; and the text form of a row depends on these
+            # settings, which a role or database default may have changed. Local to the
+            # transaction, so they end with it.
+            conn.execution_options(isolation_level="REPEATABLE READ")
+            for setting, value in _PG_SETTINGS:
+                conn.execute(sa.text("SELECT set_config(:s, :v, true)"), {"s": setting, "v": value})
+        elif conn.dialect.name in ("mysql", "mariadb"):
+            conn.execution_options(isolation_level="REPEATABLE READ")
+            # TIMESTAMP values are shown in the session time zone; a session setting outlives
+            # the transaction, so the pooled connection gets its own back afterwards.
+            restore_time_zone = conn.execute(sa.text("SELECT @@session.time_zone")).scalar_one()
+            conn.execute(sa.text("SET time_zone = '+00:00'"))
         try:
-            if dialect == "postgresql":
-                # One snapshot for every table; and the text form of a row depends on these
-                # settings, which a role or database default may have changed.
-                conn.execution_options(isolation_level="REPEATABLE READ")
-                for setting, value in _PG_SETTINGS:
-                    conn.execute(
-                        sa.text("SELECT set_config(:s, :v, true)"), {"s": setting, "v": value}
-                    )
-            elif dialect in ("mysql", "mariadb"):
-                conn.execution_options(isolation_level="REPEATABLE READ")
-                # TIMESTAMP values are shown in the session time zone; the pooled connection
-                # gets its own back afterwards.
-                self._restore_time_zone = conn.execute(
-                    sa.text("SELECT @@session.time_zone")
-                ).scalar_one()
-                conn.execute(sa.text("SET time_zone = '+00:00'"))
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._conn is not None
-        try:
-            self._conn.rollback()
-            if self._restore_time_zone is not None:
-                self._conn.execute(sa.text("SET time_zone = :tz"), {"tz": self._restore_time_zone})
-                self._conn.commit()
+            yield conn
         finally:
-            self._conn.close()
+            conn.rollback()
+            if restore_time_zone is not None:
+                conn.execute(sa.text("SET time_zone = :tz"), {"tz": restore_time_zone})
+                conn.commit()
 
 
 _PG_SETTINGS = (
