@@ -525,6 +525,16 @@ def test_resume_skips_completed_tables_and_reloads_the_rest(
     assert len(_rows(target, "note", ("id",))) == 3
 
 
+def test_subset_without_its_parent_warns_instead_of_failing(tmp_path: Path) -> None:
+    info = write_backup(_make_awkward(tmp_path / "s.db"), tmp_path / "b", new_backup_id(NOW))
+    target = _sqlite_engine(tmp_path / "t.db")
+    result = restore_backup(info.path, target, tables=["note"])
+    assert result.tables == ("note",) and result.rows == 3
+    assert len(result.warnings) == 1 and "'awkward'" in result.warnings[0]
+    with pytest.raises(BackupError, match="'nope'"):
+        restore_backup(info.path, target, tables=["nope"])
+
+
 # -- housekeeping ------------------------------------------------------------------------
 
 

@@ -147,7 +147,8 @@ class DataFileWriter:
         self._text = io.TextIOWrapper(self._gzip, encoding="utf-8", newline="\n")
 
     def write_rows(self, rows: Sequence[Sequence[Any]]) -> None:
-        self._text.write("".join(encode_row(row) for row in rows))
+        for row in rows:  # one at a time: a batch of wide rows is never one big string
+            self._text.write(encode_row(row))
         self.rows += len(rows)
 
     def close(self) -> tuple[int, str]:

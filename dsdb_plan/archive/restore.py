@@ -90,6 +90,10 @@ def restore_backup(
     `tables` restores a subset. Tables in `completed` are skipped (resume); every other
     selected table is dropped if present and loaded again. `on_table_done(table, rows)` is
     called after each table's transaction commits; `progress(table, rows_so_far)` per batch.
+
+    Tables an interrupted run left behind may hold its rows, so a resume passes
+    `replace_existing=True` (the first run made the check). Foreign keys to tables neither
+    restored nor present in the target are left out and reported in `warnings`.
     """
     info = verify_backup(path)  # before anything is written
     selected = _selected(info, tables)
