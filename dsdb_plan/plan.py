@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -76,6 +77,28 @@ class Action:
     destructive: bool = False
     depends_on: tuple[str, ...] = ()
     details: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def on(
+        cls,
+        address: str,
+        kind: str,
+        type: ActionType,
+        *,
+        reasons: Iterable[str] = (),
+        destructive: bool = False,
+        details: dict[str, Any] | None = None,
+    ) -> Action:
+        """The main action of resource `address` (its key is the address itself)."""
+        return cls(
+            key=address,
+            address=address,
+            kind=kind,
+            type=type,
+            reasons=tuple(reasons),
+            destructive=destructive,
+            details=details or {},
+        )
 
     @property
     def is_change(self) -> bool:

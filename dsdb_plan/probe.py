@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -13,8 +13,11 @@ from dsdb_plan.connection import Connection
 from dsdb_plan.redact import redact
 
 CONNECT_TIMEOUT_SECONDS = 5
-_TIMEOUT_ARGUMENT = {"postgresql": "connect_timeout", "mysql": "connect_timeout",
-                     "mariadb": "connect_timeout"}
+_TIMEOUT_ARGUMENT = {
+    "postgresql": "connect_timeout",
+    "mysql": "connect_timeout",
+    "mariadb": "connect_timeout",
+}
 
 
 @dataclass(frozen=True)
@@ -48,10 +51,14 @@ def _cause(error: Exception) -> str:
 def probe(name: str, connection: Connection) -> ProbeResult:
     """Connect once, read the server version, and time a trivial round trip."""
     target = _target(connection)
-    base = {"name": name, "dialect": connection.dialect, "target": target}
+    base = ProbeResult(name=name, dialect=connection.dialect, target=target, ok=False)
     if connection.is_sqlite_file and not Path(connection.link).exists():
-        return ProbeResult(**base, ok=True, server_version=f"SQLite {sqlite3.sqlite_version}",
-                           error="file does not exist yet; it is created on first write")
+        return replace(
+            base,
+            ok=True,
+            server_version=f"SQLite {sqlite3.sqlite_version}",
+            error="file does not exist yet; it is created on first write",
+        )
     argument = _TIMEOUT_ARGUMENT.get(connection.dialect)
     connect_args = {argument: CONNECT_TIMEOUT_SECONDS} if argument else {}
     engine = connection.create_engine(connect_args=connect_args, poolclass=sa.pool.NullPool)
@@ -62,13 +69,17 @@ def probe(name: str, connection: Connection) -> ProbeResult:
             elapsed = (time.perf_counter() - started) * 1000
             version = ".".join(str(p) for p in engine.dialect.server_version_info or ())
     except Exception as error:  # any driver's failure is reported, not raised
-        return ProbeResult(**base, ok=False, error=_cause(error))
+        return replace(base, error=_cause(error))
     finally:
         engine.dispose()
-    label = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mysql": "MySQL",
-             "mariadb": "MariaDB"}.get(connection.dialect, connection.dialect)
+    label = {
+        "sqlite": "SQLite",
+        "postgresql": "PostgreSQL",
+        "mysql": "MySQL",
+        "mariadb": "MariaDB",
+    }.get(connection.dialect, connection.dialect)
     if getattr(engine.dialect, "is_mariadb", False):  # a mysql:// URL can reach MariaDB
         label = "MariaDB"
-    return ProbeResult(**base, ok=True, server_version=f"{label} {version}".strip(),
-                       round_trip_ms=round(elapsed, 2))
-
+    return replace(
+        base, ok=True, server_version=f"{label} {version}".strip(), round_trip_ms=round(elapsed, 2)
+    )

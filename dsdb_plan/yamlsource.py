@@ -107,7 +107,7 @@ class _Builder:
                     Problem("keys must be plain scalars", path, self.source.file, *_mark(key_node))
                 )
                 continue
-            child = (*path, key)
+            child: Path = (*path, key if isinstance(key, str | int) else str(key))
             if key in result:
                 first_line = self.source.key_positions[child][0]
                 self.problems.append(
@@ -161,10 +161,11 @@ def load_yaml(text: str | bytes, file: str) -> Source:
     `Source.problems`, so they are reported together with what later stages find.
     """
     if isinstance(text, bytes):
+        raw = text
         try:
-            text = text.decode("utf-8-sig")
+            text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as error:
-            before = text[: error.start]
+            before = raw[: error.start]
             line = before.count(b"\n") + 1
             column = error.start - (before.rfind(b"\n") + 1) + 1
             raise ManifestError(

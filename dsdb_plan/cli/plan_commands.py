@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -20,11 +22,12 @@ from dsdb_plan.project import Project
 from dsdb_plan.redact import redact
 from dsdb_plan.render import render
 
+F = TypeVar("F", bound=Callable[..., Any])
 pass_output = click.make_pass_decorator(Output)
 CHANGES_EXIT_CODE = 2
 
 
-def _selection_options(function):  # type: ignore[no-untyped-def]
+def _selection_options(function: F) -> F:
     function = click.option(
         "--exclude", multiple=True, metavar="ADDR", help="Leave this resource out (repeatable)."
     )(function)

@@ -55,12 +55,12 @@ class BackupKind:
         document = spec_document(ctx.manifest, spec, [spec.connection])
         previous = Fingerprint.from_dict(record.fingerprints["read"]) if record else None
         live = ctx.fingerprint(spec.connection, spec.tables, previous=previous)
-        base = {"key": address, "address": address, "kind": KIND}
         details = {"spec": document, "new_backup": True, "rows": _rows(live)}
         if record is None:
-            main = Action(
-                **base,
-                type=ActionType.CREATE,
+            main = Action.on(
+                address,
+                KIND,
+                ActionType.CREATE,
                 reasons=(_summary(spec.connection, live),),
                 details=details,
             )
@@ -69,19 +69,20 @@ class BackupKind:
             reasons = tuple(spec_changes(record.spec, document))
             if data_changed:
                 reasons += (_summary(spec.connection, live),)
-            main = Action(
-                **base,
-                type=ActionType.UPDATE,
+            main = Action.on(
+                address,
+                KIND,
+                ActionType.UPDATE,
                 reasons=reasons,
                 details={**details, "new_backup": data_changed},
             )
         else:
-            main = self._content_action(base, details, record, previous, live)
+            main = self._content_action(address, details, record, previous, live)
         return [main, *self._prune(ctx, spec, record, main)]
 
     def _content_action(
         self,
-        base: dict[str, Any],
+        address: str,
         details: dict[str, Any],
         record: ResourceRecord,
         previous: Fingerprint | None,
@@ -94,13 +95,16 @@ class BackupKind:
                 if latest
                 else "no backup recorded"
             )
-            return Action(**base, type=ActionType.RESYNC, reasons=(missing,), details=details)
+            return Action.on(address, KIND, ActionType.RESYNC, reasons=(missing,), details=details)
         changes = describe_changes(previous, live) if previous else ["no fingerprint recorded"]
         if changes:
-            return Action(**base, type=ActionType.RESYNC, reasons=tuple(changes), details=details)
-        return Action(
-            **base,
-            type=ActionType.NOOP,
+            return Action.on(
+                address, KIND, ActionType.RESYNC, reasons=tuple(changes), details=details
+            )
+        return Action.on(
+            address,
+            KIND,
+            ActionType.NOOP,
             reasons=(f"latest backup {latest['id']} reflects the current data",),
             details={**details, "new_backup": False},
         )

@@ -109,7 +109,8 @@ def spec_document(manifest: Manifest, spec: Any, connections: list[str]) -> dict
     identified by their masked URL so that pointing a name elsewhere counts as a change."""
     document = spec.model_dump(mode="json", by_alias=True, exclude={"description"})
     document["links"] = {name: manifest.connections[name].display() for name in connections}
-    return json.loads(redact(json.dumps(document)))
+    masked: dict[str, Any] = json.loads(redact(json.dumps(document)))
+    return masked
 
 
 def digest(document: dict[str, Any]) -> str:

@@ -44,7 +44,6 @@ class RestoreKind:
         document = spec_document(ctx.manifest, spec, [spec.to])
         source = self._planned_source(ctx, address, spec)
         tables = spec.tables or source.get("tables")
-        base = {"key": address, "address": address, "kind": KIND}
         details: dict[str, Any] = {"spec": document, "source": source}
         if record is None:
             reasons = [f"restore {source['label']} into {spec.to}"]
@@ -57,9 +56,10 @@ class RestoreKind:
             else:
                 destructive = self._occupied(ctx, address, spec, tables, reasons)
             return [
-                Action(
-                    **base,
-                    type=ActionType.CREATE,
+                Action.on(
+                    address,
+                    KIND,
+                    ActionType.CREATE,
                     reasons=tuple(reasons),
                     destructive=destructive,
                     details=details,
@@ -68,9 +68,10 @@ class RestoreKind:
         if record.spec != document:
             reasons = spec_changes(record.spec, document)
             return [
-                Action(
-                    **base,
-                    type=ActionType.UPDATE,
+                Action.on(
+                    address,
+                    KIND,
+                    ActionType.UPDATE,
                     reasons=tuple(reasons),
                     destructive=True,
                     details=details,
@@ -80,9 +81,10 @@ class RestoreKind:
         if source["id"] != restored_id:
             reason = f"{source['label']} replaces the restored backup {restored_id}"
             return [
-                Action(
-                    **base,
-                    type=ActionType.RESYNC,
+                Action.on(
+                    address,
+                    KIND,
+                    ActionType.RESYNC,
                     reasons=(reason,),
                     destructive=False,
                     details=details,
@@ -93,20 +95,22 @@ class RestoreKind:
         drift = describe_changes(written, live)
         if drift:
             self._refuse_if_protected(ctx, address, spec)
-            reasons = tuple(f"target changed outside dsdb: {line}" for line in drift)
+            drift = [f"target changed outside dsdb: {line}" for line in drift]
             return [
-                Action(
-                    **base,
-                    type=ActionType.RESYNC,
-                    reasons=reasons,
+                Action.on(
+                    address,
+                    KIND,
+                    ActionType.RESYNC,
+                    reasons=drift,
                     destructive=True,
                     details=details,
                 )
             ]
         return [
-            Action(
-                **base,
-                type=ActionType.NOOP,
+            Action.on(
+                address,
+                KIND,
+                ActionType.NOOP,
                 reasons=(f"{spec.to} holds backup {restored_id}",),
                 details=details,
             )

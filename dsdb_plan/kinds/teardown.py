@@ -37,15 +37,15 @@ class TeardownKind:
     ) -> list[Action]:
         connection = ctx.manifest.connections[spec.connection]
         document = spec_document(ctx.manifest, spec, [spec.connection])
-        base = {"key": address, "address": address, "kind": KIND}
         gone = ctx.is_missing(spec.connection) or (
             spec.drop_database and not database_exists(connection)
         )
         if gone:
             return [
-                Action(
-                    **base,
-                    type=ActionType.NOOP,
+                Action.on(
+                    address,
+                    KIND,
+                    ActionType.NOOP,
                     reasons=(f"{spec.connection} is already gone",),
                     details={"spec": document},
                 )
@@ -54,9 +54,10 @@ class TeardownKind:
         tables = present_tables(engine, spec.tables)
         if not tables and not spec.drop_database:
             return [
-                Action(
-                    **base,
-                    type=ActionType.NOOP,
+                Action.on(
+                    address,
+                    KIND,
+                    ActionType.NOOP,
                     reasons=(f"no listed table is left in {spec.connection}",),
                     details={"spec": document},
                 )
@@ -85,9 +86,10 @@ class TeardownKind:
         elif tables:
             reasons.append("no final backup (final_backup: false)")
         return [
-            Action(
-                **base,
-                type=ActionType.DESTROY,
+            Action.on(
+                address,
+                KIND,
+                ActionType.DESTROY,
                 reasons=tuple(reasons),
                 destructive=True,
                 details={
