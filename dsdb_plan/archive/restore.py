@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from psycopg import sql
 
-from dsdb_plan.archive.convert import row_converter
+from dsdb_plan.values import row_converter
 from dsdb_plan.archive.info import BackupInfo
 from dsdb_plan.archive.reader import iter_rows, verify_backup
 from dsdb_plan.dbschema import (

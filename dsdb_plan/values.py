@@ -1,6 +1,7 @@
-"""Turn backed-up values into what a target database stores for the column's portable type.
+"""Turn values read from one database into what another stores for the column's portable type.
 
-A backup keeps raw driver values: a SQLite DATETIME column holds text, a boolean 0/1, a JSON
+Shared by restores (values read back from a backup) and migrations (values streamed from a
+source database). A backup keeps raw driver values: a SQLite DATETIME column holds text, a boolean 0/1, a JSON
 column its text. Into SQLite from SQLite, values go back untouched (so `...:37` never becomes
 `...:37.000000`). Into another database, each value is first made the Python value its
 portable type means (`canonical`), then adjusted to the target's limits: MySQL has no
