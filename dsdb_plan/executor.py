@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from dsdb_plan.errors import DsdbError
 from dsdb_plan.kinds import ApplyContext, Outcome, kind_of
 from dsdb_plan.kinds.base import host_name, now_iso
-from dsdb_plan.models import Manifest
 from dsdb_plan.plan import Action, Plan
 from dsdb_plan.redact import redact
 from dsdb_plan.state import HistoryEntry, StateStore
@@ -53,15 +52,10 @@ class ApplyReport:
 ResultCallback = Callable[[Action, ActionResult], None]
 
 
-def apply_moves(manifest: Manifest, store: StateStore) -> list[str]:
-    """Rename recorded resources as `moved:` says; return what moved."""
-    snapshot = store.read()
-    done = []
-    for move in manifest.moved:
-        if move.from_ in snapshot.resources and move.to not in snapshot.resources:
-            store.rename_resource(move.from_, move.to)
-            done.append(f"{move.from_} -> {move.to}")
-    return done
+def apply_moves(plan: Plan, store: StateStore) -> None:
+    """Rename the recorded resources the plan moves (state only, no data is touched)."""
+    for old, new in plan.moves:
+        store.rename_resource(old, new)
 
 
 def execute(

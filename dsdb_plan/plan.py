@@ -137,6 +137,8 @@ class Plan:
     fingerprints: dict[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     created_at: str = ""
+    moves: tuple[tuple[str, str], ...] = ()
+    """Recorded resources renamed by `moved:` entries, (old, new): state only, no data."""
 
     @property
     def changes(self) -> list[Action]:
@@ -148,7 +150,7 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
-        return bool(self.changes)
+        return bool(self.changes or self.moves)
 
     def counts(self) -> Counter[ActionType]:
         return Counter(action.type for action in self.actions)
@@ -157,6 +159,8 @@ class Plan:
         """`Plan: 1 to create, 2 to resync, 1 to destroy.` or the no-change sentence."""
         counts = self.counts()
         parts = [f"{counts[t]} {t.verb}" for t in SUMMARY_ORDER if counts[t]]
+        if self.moves:
+            parts.append(f"{len(self.moves)} to move")
         if not parts:
             return "No changes. Reality matches the manifest."
         return "Plan: " + ", ".join(parts) + "."
@@ -171,6 +175,7 @@ class Plan:
             "created_at": self.created_at,
             "summary": {t.value: n for t, n in sorted(self.counts().items())},
             "actions": [action.to_dict() for action in self.actions],
+            "moves": [list(move) for move in self.moves],
             "warnings": list(self.warnings),
             "fingerprints": self.fingerprints,
         }
@@ -189,4 +194,5 @@ class Plan:
             fingerprints=dict(data.get("fingerprints", {})),
             warnings=tuple(data.get("warnings", ())),
             created_at=data.get("created_at", ""),
+            moves=tuple((old, new) for old, new in data.get("moves", ())),
         )

@@ -15,7 +15,7 @@ from dsdb_plan.graph import dependencies, topological_order
 from dsdb_plan.kinds import PlanContext, kind_of
 from dsdb_plan.kinds.base import now_iso
 from dsdb_plan.manifest import LoadedManifest
-from dsdb_plan.plan import Action, Plan
+from dsdb_plan.plan import Action, ActionType, Plan
 from dsdb_plan.state import ResourceRecord, StateSnapshot
 from dsdb_plan.workspace import Workspace
 
@@ -70,6 +70,7 @@ def make_plan(
         fingerprints=ctx.fingerprints,
         warnings=tuple(warnings),
         created_at=now_iso(),
+        moves=tuple(sorted((old, new) for new, old in moves.items())),
     )
 
 
@@ -136,3 +137,16 @@ def _select(
         for action in chosen
     ]
     return trimmed, warnings
+
+
+def drift_only(plan: Plan) -> Plan:
+    """The plan's resyncs alone: data that moved since the last apply, manifest edits aside."""
+    drift = tuple(
+        replace(action, depends_on=())
+        for action in plan.actions
+        if action.type is ActionType.RESYNC
+    )
+    note = (
+        "refresh-only: shows data that changed since the last apply; manifest edits are not planned"
+    )
+    return replace(plan, actions=drift, warnings=(*plan.warnings, note))

@@ -72,7 +72,7 @@ class Project:
         """Run `plan`; hold the state lock around it. A saved plan must still be fresh."""
         if saved:
             ensure_fresh(plan, self.loaded, self.store.read(), self.workspace)
-        apply_moves(self.loaded.manifest, self.store)
+        apply_moves(plan, self.store)
         ctx = ApplyContext(
             manifest=self.loaded.manifest,
             workspace=self.workspace,

@@ -18,6 +18,7 @@ from dsdb_plan.errors import DsdbError
 from dsdb_plan.executor import ActionResult, ApplyReport
 from dsdb_plan.manifest import DEFAULT_MANIFEST
 from dsdb_plan.plan import Action, Plan
+from dsdb_plan.planner import drift_only
 from dsdb_plan.project import Project
 from dsdb_plan.redact import redact
 from dsdb_plan.render import render
@@ -56,6 +57,11 @@ def _selection_options(function: F) -> F:
     help="How to print the plan.",
 )
 @click.option(
+    "--refresh-only",
+    is_flag=True,
+    help="Only report data that changed since the last apply (drift); plan nothing else.",
+)
+@click.option(
     "--detailed-exitcode",
     is_flag=True,
     help="Exit 0 when there are no changes, 2 when there are, 1 on error.",
@@ -70,6 +76,7 @@ def plan(
     exclude: tuple[str, ...],
     plan_file: Path | None,
     output_format: str,
+    refresh_only: bool,
     detailed_exitcode: bool,
 ) -> int:
     """Show what apply would change, and why."""
@@ -78,6 +85,8 @@ def plan(
         result = project.plan(targets=target, excludes=exclude)
     finally:
         project.close()
+    if refresh_only:
+        result = drift_only(result)
     out.echo(render(result, output_format, color=out.use_color).rstrip("\n"))
     if plan_file is not None:
         plan_file.parent.mkdir(parents=True, exist_ok=True)

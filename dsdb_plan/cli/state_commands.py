@@ -1,31 +1,222 @@
-"""Commands over the state: force-unlock."""
+"""Commands over the recorded state: state list/show/rm/mv/pull/push, history, force-unlock."""
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from dsdb_plan.cli.app import cli
 from dsdb_plan.cli.options import manifest_argument, parse_variables, variable_options
 from dsdb_plan.cli.output import Output
+from dsdb_plan.errors import DsdbError, StateError
 from dsdb_plan.project import Project
+from dsdb_plan.state import StateSnapshot
 
+F = TypeVar("F", bound=Callable[..., Any])
 pass_output = click.make_pass_decorator(Output)
+_ADDRESS = re.compile(r"^(backup|migration|restore|teardown)\.[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+def _manifest_options(function: F) -> F:
+    return manifest_argument(variable_options(function))
+
+
+@contextmanager
+def _project(manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]) -> Iterator[Project]:
+    project = Project.open(manifest, variables=parse_variables(var, var_file))
+    try:
+        yield project
+    finally:
+        project.close()
+
+
+def _checked_address(address: str) -> str:
+    if not _ADDRESS.match(address):
+        raise DsdbError(f"'{address}' is not an address (kind.name, e.g. backup.nightly)")
+    return address
+
+
+@cli.group()
+def state() -> None:
+    """Read and edit the recorded state."""
+
+
+@state.command("list")
+@_manifest_options
+@pass_output
+def state_list(
+    out: Output, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
+) -> None:
+    """Addresses recorded in state, with status and time."""
+    with _project(manifest, var, var_file) as project:
+        snapshot = project.store.read()
+    for address, record in sorted(snapshot.resources.items()):
+        out.echo(f"{address}  {record.status}  {record.updated_at}")
+    for address in sorted(set(snapshot.checkpoints) - set(snapshot.resources)):
+        out.echo(f"{address}  unfinished")
+
+
+@state.command("show")
+@click.argument("address")
+@_manifest_options
+@pass_output
+def state_show(
+    out: Output, address: str, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
+) -> None:
+    """One recorded resource, as JSON."""
+    with _project(manifest, var, var_file) as project:
+        snapshot = project.store.read()
+    record = snapshot.resources.get(address)
+    if record is None and address not in snapshot.checkpoints:
+        raise StateError(f"{address} is not in the state")
+    shown = {
+        "record": record.to_dict() if record else None,
+        "checkpoint": snapshot.checkpoints.get(address),
+    }
+    out.echo(json.dumps(shown, indent=2, ensure_ascii=False))
+
+
+@state.command("rm")
+@click.argument("address")
+@_manifest_options
+@pass_output
+def state_rm(
+    out: Output, address: str, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
+) -> None:
+    """Forget a resource; its data and files are left untouched."""
+    with _project(manifest, var, var_file) as project, project.locked("state rm"):
+        serial = project.store.remove_resource(address)
+    out.echo(f"Forgot {address} (state serial {serial}). No data was touched.")
+
+
+@state.command("mv")
+@click.argument("old")
+@click.argument("new")
+@_manifest_options
+@pass_output
+def state_mv(
+    out: Output,
+    old: str,
+    new: str,
+    manifest: Path,
+    var: tuple[str, ...],
+    var_file: tuple[Path, ...],
+) -> None:
+    """Move a resource's record to a new address (a rename; nothing is re-run)."""
+    if old.split(".")[0] != _checked_address(new).split(".")[0]:
+        raise DsdbError(f"cannot move {old} to {new}: a resource keeps its kind")
+    with _project(manifest, var, var_file) as project, project.locked("state mv"):
+        serial = project.store.rename_resource(old, new)
+    out.echo(f"Moved {old} to {new} (state serial {serial}).")
+
+
+@state.command("pull")
+@_manifest_options
+@pass_output
+def state_pull(
+    out: Output, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
+) -> None:
+    """Print the whole state as JSON (secrets are never in it)."""
+    with _project(manifest, var, var_file) as project:
+        snapshot = project.store.read()
+    out.echo(json.dumps(snapshot.to_dict(), indent=2, ensure_ascii=False))
+
+
+@state.command("push")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@_manifest_options
+@click.option("--force", is_flag=True, help="Push a different lineage or an older serial.")
+@pass_output
+def state_push(
+    out: Output,
+    file: Path,
+    manifest: Path,
+    var: tuple[str, ...],
+    var_file: tuple[Path, ...],
+    force: bool,
+) -> None:
+    """Replace the state with FILE (from `dsdb state pull`)."""
+    try:
+        pushed = StateSnapshot.from_dict(json.loads(file.read_text()))
+    except (ValueError, KeyError, TypeError) as error:
+        raise StateError(f"{file} is not a dsdb state document: {error}") from None
+    with _project(manifest, var, var_file) as project, project.locked("state push"):
+        current = project.store.read()
+        if not force and current.serial > 0:
+            if pushed.lineage != current.lineage:
+                raise StateError(
+                    f"{file} belongs to another state (lineage {pushed.lineage or 'none'}, "
+                    f"this state is {current.lineage}); use --force to replace it anyway"
+                )
+            if pushed.serial < current.serial:
+                raise StateError(
+                    f"{file} is older than the state (serial {pushed.serial} < "
+                    f"{current.serial}); use --force to push it anyway"
+                )
+        serial = project.store.replace_all(pushed)
+    out.echo(f"Pushed {file}: {len(pushed.resources)} resources (state serial {serial}).")
+
+
+@cli.command()
+@click.argument("address", required=False)
+@click.option(
+    "--manifest",
+    "-m",
+    "manifest",
+    default="dsdb.yaml",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The manifest.",
+)
+@variable_options
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+)
+@click.option("--limit", type=int, default=None, help="At most this many entries.")
+@pass_output
+def history(
+    out: Output,
+    address: str | None,
+    manifest: Path,
+    var: tuple[str, ...],
+    var_file: tuple[Path, ...],
+    output_format: str,
+    limit: int | None,
+) -> None:
+    """Who applied what, when, with which outcome (newest first)."""
+    with _project(manifest, var, var_file) as project:
+        entries = project.store.history(address, limit)
+    if output_format == "json":
+        out.echo(json.dumps([e.to_dict() for e in entries], indent=2, ensure_ascii=False))
+        return
+    if not entries:
+        out.echo("No history recorded.")
+        return
+    for e in entries:
+        size = f"{e.rows:,} rows" + (f", {e.bytes:,} bytes" if e.bytes else "")
+        out.echo(
+            f"{e.started_at}  {e.user}@{e.host}  {e.address}  {e.action}  {e.outcome}  "
+            f"{size}  {e.duration_s:.1f}s" + (f"  {e.message}" if e.message else "")
+        )
 
 
 @cli.command("force-unlock")
 @click.argument("lock_id")
-@manifest_argument
-@variable_options
+@_manifest_options
 @pass_output
 def force_unlock(
     out: Output, lock_id: str, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
 ) -> None:
     """Release a stuck state lock, given the id the lock error showed."""
-    project = Project.open(manifest, variables=parse_variables(var, var_file))
-    try:
+    with _project(manifest, var, var_file) as project:
         released = project.store.force_unlock(lock_id)
-    finally:
-        project.close()
-    out.echo(f"Released the lock held by {released.describe()}.")
+    out.echo(f"Released the lock: it was {released.describe()}.")

@@ -36,6 +36,9 @@ def render_markdown(plan: Plan) -> str:
         if counts[ActionType.NOOP]:
             lines.append(f"| unchanged | {counts[ActionType.NOOP]} |")
         lines.append("")
+    lines += [f"- `{old}` is now `{new}` (moved; no data is touched)" for old, new in plan.moves]
+    if plan.moves:
+        lines.append("")
     for warning in plan.warnings:
         lines.append(f"> **Warning:** {warning}")
     if plan.warnings:

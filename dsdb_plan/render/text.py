@@ -30,6 +30,11 @@ def render_text(plan: Plan, color: bool = False) -> str:
     safe = [a for a in plan.changes if not a.destructive]
     destructive = plan.destructive
     lines: list[str] = []
+    if plan.moves:
+        lines.append("dsdb will record these renames (no data is touched):")
+        lines.append("")
+        lines += [f"  → {old} is now {new}" for old, new in plan.moves]
+        lines.append("")
     if safe:
         lines.append("dsdb will perform these actions:")
         lines.append("")

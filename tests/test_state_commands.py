@@ -1,0 +1,140 @@
+"""state list/show/rm/mv/pull/push, history, moved:, refresh-only, and variables per environment."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from dsdb_plan.state import open_state
+from tests.helpers import make_flights_db, run_cli
+
+MANIFEST = """\
+version: 1
+connections:
+  local: {driver: sqlite, database: data/local.db}
+backups:
+  nightly: {connection: local}
+"""
+
+
+@pytest.fixture
+def applied(capsys, tmp_path: Path, write_manifest) -> Path:  # type: ignore[no-untyped-def]
+    make_flights_db(tmp_path / "data/local.db")
+    manifest = write_manifest(MANIFEST)
+    assert run_cli(capsys, "apply", manifest, "--auto-approve").code == 0
+    return manifest
+
+
+def serial(manifest: Path) -> int:
+    return open_state(".dsdb/state.db", manifest.parent).read().serial
+
+
+def test_state_list_and_show(capsys, applied: Path) -> None:
+    listing = run_cli(capsys, "state", "list", applied)
+    assert listing.out.startswith("backup.nightly  applied")
+    shown = json.loads(run_cli(capsys, "state", "show", "backup.nightly", applied).out)
+    assert shown["record"]["kind"] == "backup"
+    missing = run_cli(capsys, "state", "show", "backup.nope", applied)
+    assert missing.code == 1 and "backup.nope is not in the state" in missing.err
+
+
+def test_pull_then_push_round_trips_and_older_serial_is_refused(
+    capsys, applied: Path, tmp_path: Path
+) -> None:
+    pulled = tmp_path / "state.json"
+    pulled.write_text(run_cli(capsys, "state", "pull", applied).out)
+    before = json.loads(pulled.read_text())
+    assert run_cli(capsys, "state", "push", pulled, applied).code == 0
+    assert json.loads(run_cli(capsys, "state", "pull", applied).out) == before
+
+    with sqlite3.connect(applied.parent / "data/local.db") as db:
+        db.execute("DELETE FROM flights WHERE id = 1")
+    assert run_cli(capsys, "apply", applied, "--auto-approve").code == 0
+    older = run_cli(capsys, "state", "push", pulled, applied)
+    assert older.code == 1 and "older than the state" in older.err
+    assert run_cli(capsys, "state", "push", pulled, applied, "--force").code == 0
+
+
+def test_push_of_another_lineage_is_refused(capsys, applied: Path, tmp_path: Path) -> None:
+    document = json.loads(run_cli(capsys, "state", "pull", applied).out)
+    document["lineage"] = "someone-else"
+    document["serial"] += 10
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(document))
+    result = run_cli(capsys, "state", "push", other, applied)
+    assert result.code == 1 and "belongs to another state" in result.err
+
+
+def test_rm_forgets_without_touching_backups(capsys, applied: Path) -> None:
+    backups = list((applied.parent / "backups/nightly").iterdir())
+    assert run_cli(capsys, "state", "rm", "backup.nightly", applied).code == 0
+    assert run_cli(capsys, "state", "list", applied).out == ""
+    assert list((applied.parent / "backups/nightly").iterdir()) == backups
+
+
+def test_renaming_with_moved_plans_no_create_and_no_destroy(capsys, applied: Path) -> None:
+    applied.write_text(
+        MANIFEST.replace("nightly:", "daily:")
+        + "moved:\n  - {from: backup.nightly, to: backup.daily}\n"
+    )
+    plan = run_cli(capsys, "plan", applied)
+    assert "(create)" not in plan.out and "(destroy)" not in plan.out
+    assert "→ backup.nightly is now backup.daily" in plan.out
+    assert "Plan: 1 to move." in plan.out
+    assert run_cli(capsys, "apply", applied, "--auto-approve").code == 0
+    assert "backup.daily" in run_cli(capsys, "state", "list", applied).out
+    assert "Nothing to do." in run_cli(capsys, "apply", applied, "--auto-approve").out
+
+
+def test_state_mv_renames_the_record(capsys, applied: Path) -> None:
+    assert run_cli(capsys, "state", "mv", "backup.nightly", "backup.daily", applied).code == 0
+    applied.write_text(MANIFEST.replace("nightly:", "daily:"))
+    assert run_cli(capsys, "plan", applied, "--detailed-exitcode").code == 0
+    wrong_kind = run_cli(capsys, "state", "mv", "backup.daily", "restore.daily", applied)
+    assert wrong_kind.code == 1
+
+
+def test_history_shows_who_did_what(capsys, applied: Path, monkeypatch) -> None:
+    entries = json.loads(run_cli(capsys, "history", "-m", applied, "--format", "json").out)
+    assert entries[0]["address"] == "backup.nightly"
+    assert entries[0]["outcome"] == "ok" and entries[0]["rows"] == 203
+    text = run_cli(capsys, "history", "backup.nightly", "-m", applied)
+    assert "backup.nightly  create  ok  203 rows" in text.out
+
+
+def test_refresh_only_reports_drift_and_not_manifest_edits(capsys, applied: Path) -> None:
+    applied.write_text(MANIFEST + "  weekly: {connection: local}\n")
+    quiet = run_cli(capsys, "plan", applied, "--refresh-only", "--detailed-exitcode")
+    assert quiet.code == 0, quiet.text
+    with sqlite3.connect(applied.parent / "data/local.db") as db:
+        db.execute("UPDATE airlines SET name = 'Changed' WHERE carrier = 'UA'")
+    drift = run_cli(capsys, "plan", applied, "--refresh-only", "--detailed-exitcode")
+    assert drift.code == 2
+    assert "backup.nightly (resync)" in drift.out
+    assert "backup.weekly" not in drift.out
+
+
+VARIABLE_MANIFEST = """\
+version: 1
+variables:
+  env: {description: staging or production}
+  password: {sensitive: true, default: "s3cret-value-42"}
+connections:
+  local: {driver: sqlite, database: "data/${var:env}.db"}
+backups:
+  nightly: {connection: local}
+"""
+
+
+def test_one_manifest_serves_two_environments(capsys, tmp_path: Path, write_manifest) -> None:
+    make_flights_db(tmp_path / "data/staging.db", flights=10)
+    make_flights_db(tmp_path / "data/production.db", flights=30)
+    manifest = write_manifest(VARIABLE_MANIFEST)
+    staging = run_cli(capsys, "plan", manifest, "--var", "env=staging")
+    production = run_cli(capsys, "plan", manifest, "--var", "env=production")
+    assert "13 rows" in staging.out and "33 rows" in production.out
+    missing = run_cli(capsys, "plan", manifest)
+    assert missing.code == 1 and "variable 'env' is required" in missing.err
