@@ -3,10 +3,10 @@
 Shared by restores (values read back from a backup) and migrations (values streamed from a
 source database). Values arrive as the source driver gives them: a SQLite DATETIME column
 holds text, a boolean 0/1, a JSON column its text. Into SQLite from SQLite, values go back
-untouched (so `...:37` never becomes `...:37.000000`). Into another database, each value is first made the Python value its
-portable type means (`canonical`), then adjusted to the target's limits: MySQL has no
-zone-aware timestamp (aware values are stored as UTC) and no NaN/Infinity; PostgreSQL takes
-naive values in zone-aware columns as UTC.
+untouched (so `...:37` never becomes `...:37.000000`). Into another database, each value is
+first made the Python value its portable type means (`canonical`), then adjusted to the
+target's limits: MySQL has no zone-aware timestamp (aware values are stored as UTC) and no
+NaN/Infinity; PostgreSQL takes naive values in zone-aware columns as UTC.
 """
 
 from __future__ import annotations
