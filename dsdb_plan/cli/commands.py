@@ -9,6 +9,8 @@ import click
 from dsdb_plan.cli.app import cli
 from dsdb_plan.cli.options import load_from_options, manifest_argument, variable_options
 from dsdb_plan.cli.output import Output
+from dsdb_plan.errors import DsdbError
+from dsdb_plan.manifest import DEFAULT_MANIFEST
 from dsdb_plan.probe import probe
 from dsdb_plan.schema import manifest_schema_text
 
@@ -16,20 +18,30 @@ pass_output = click.make_pass_decorator(Output)
 
 
 @cli.command()
-@manifest_argument
+@click.argument(
+    "manifests", nargs=-1, type=click.Path(path_type=Path, dir_okay=False), metavar="[MANIFEST]..."
+)
 @variable_options
 @pass_output
-def validate(out: Output, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]) -> None:
-    """Check a manifest: syntax, fields, references, cycles."""
-    loaded = load_from_options(manifest, var, var_file)
-    counts = {
-        "connections": len(loaded.manifest.connections),
-        "resources": len(loaded.manifest.resources()),
-    }
-    out.echo(
-        out.style("✓", fg="green") + f" {manifest} is valid ({counts['connections']} connections, "
-        f"{counts['resources']} resources)."
-    )
+def validate(
+    out: Output, manifests: tuple[Path, ...], var: tuple[str, ...], var_file: tuple[Path, ...]
+) -> int:
+    """Check manifests: syntax, fields, references, cycles (default: dsdb.yaml)."""
+    failed = 0
+    for manifest in manifests or (Path(DEFAULT_MANIFEST),):
+        try:
+            loaded = load_from_options(manifest, var, var_file)
+        except DsdbError as error:
+            failed += 1
+            out.echo(f"Error: {error.message}", err=True)
+            continue
+        connections = len(loaded.manifest.connections)
+        resources = len(loaded.manifest.resources())
+        out.echo(
+            out.style("✓", fg="green")
+            + f" {manifest} is valid ({connections} connections, {resources} resources)."
+        )
+    return 1 if failed else 0
 
 
 @cli.command()
