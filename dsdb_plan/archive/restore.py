@@ -13,14 +13,11 @@ import contextlib
 import dataclasses
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from psycopg import sql
 
-from dsdb_plan.values import row_converter
 from dsdb_plan.archive.info import BackupInfo
 from dsdb_plan.archive.reader import iter_rows, verify_backup
 from dsdb_plan.dbschema import (
@@ -32,9 +29,10 @@ from dsdb_plan.dbschema import (
     create_tables,
     deferred_foreign_keys,
     drop_tables,
-    target_type,
 )
 from dsdb_plan.errors import BackupError, DsdbError
+from dsdb_plan.migrate.load import load_rows
+from dsdb_plan.values import row_converter
 
 Progress = Callable[[str, int], None]
 #: Rows per executemany round trip (and per progress report).
@@ -180,81 +178,22 @@ def _restore_table(
     return count
 
 
-def _batches(rows: Iterator[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]:
-    while batch := list(islice(rows, BATCH_ROWS)):
-        yield batch
-
-
 def _load(
     conn: sa.Connection,
     table: TableSchema,
     rows: Iterator[tuple[Any, ...]],
     progress: Progress | None,
 ) -> int:
-    dialect = conn.dialect.name
-    if dialect == "postgresql" and conn.dialect.driver == "psycopg":
-        return _copy_into_postgresql(conn, table, rows, progress)
-    if dialect in ("mysql", "mariadb"):
+    def report(count: int) -> None:
+        if progress is not None:
+            progress(table.name, count)
+
+    if conn.dialect.name in ("mysql", "mariadb"):
         # Rows of a consistent snapshot: checking keys row by row only breaks
         # self-references that point forward (what mysqldump does, too).
         conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
         try:
-            return _insert_batches(conn, table, rows, progress, typed=False)
+            return load_rows(conn, table, rows, batch_rows=BATCH_ROWS, progress=report)
         finally:
             conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
-    return _insert_batches(conn, table, rows, progress, typed=dialect != "sqlite")
-
-
-def _insert_batches(
-    conn: sa.Connection,
-    table: TableSchema,
-    rows: Iterator[tuple[Any, ...]],
-    progress: Progress | None,
-    *,
-    typed: bool,
-) -> int:
-    """executemany in batches; positional bind names, so any column name is safe.
-
-    Values are already what the driver stores (untyped), except for dialects without a fast
-    path, which go through SQLAlchemy's typed columns.
-    """
-    keyed = table.keyed_columns()
-    columns = [
-        sa.column(c.name, target_type(c, conn.dialect.name, keyed=c.name in keyed))
-        if typed
-        else sa.column(c.name)
-        for c in table.columns
-    ]
-    target = sa.table(table.name, *columns)
-    statement = sa.insert(target).values(
-        {target.c[c.name]: sa.bindparam(f"p{i}") for i, c in enumerate(table.columns)}
-    )
-    count = 0
-    for batch in _batches(rows):
-        conn.execute(statement, [{f"p{i}": value for i, value in enumerate(row)} for row in batch])
-        count += len(batch)
-        if progress is not None:
-            progress(table.name, count)
-    return count
-
-
-def _copy_into_postgresql(
-    conn: sa.Connection,
-    table: TableSchema,
-    rows: Iterator[tuple[Any, ...]],
-    progress: Progress | None,
-) -> int:
-    """psycopg COPY FROM STDIN: PostgreSQL's fastest load path, inside the open transaction."""
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, table.column_names))
-    )
-    driver_connection: Any = conn.connection.driver_connection
-    count = 0
-    with driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
-        for batch in _batches(rows):
-            for row in batch:
-                copy.write_row(row)
-            count += len(batch)
-            if progress is not None:
-                progress(table.name, count)
-    return count
+    return load_rows(conn, table, rows, batch_rows=BATCH_ROWS, progress=report)

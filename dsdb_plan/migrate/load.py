@@ -1,0 +1,359 @@
+"""Batch writers: load rows into one table as fast as each database allows.
+
+Shared by restores and migrations. Rows arrive already converted for the target
+(`values.row_converter`) and are written in batches with three operations:
+
+- ``insert``: plain insert (the table is new or known to be empty);
+- ``insert_ignore``: rows whose key already exists are skipped (append mode, and every replay
+  of a batch that was committed but not checkpointed);
+- ``upsert``: insert, or update the non-key columns of the row with the same key.
+
+Fast paths per target: PostgreSQL (psycopg 3) COPY — straight into the table for ``insert``,
+otherwise into a temporary staging table followed by one ``INSERT … SELECT … ON CONFLICT``;
+MySQL/MariaDB multi-row ``INSERT … ON DUPLICATE KEY UPDATE`` (the driver's executemany
+rewrites a batch into multi-row statements capped below ``max_allowed_packet``: PyMySQL at
+1,000,000 bytes, mysqlclient at 64 KiB); SQLite prepared executemany with ``ON CONFLICT``.
+Any other dialect goes through SQLAlchemy's typed columns, with a key lookup for the keyed
+operations.
+
+Identifiers are quoted by SQLAlchemy's preparer (which also doubles ``%`` for drivers that
+interpolate), values are always bound.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice
+from typing import Any, Literal, Protocol
+
+import sqlalchemy as sa
+from psycopg import sql
+
+from dsdb_plan.dbschema import ColumnSchema, TableSchema, target_type
+from dsdb_plan.errors import DsdbError
+
+Operation = Literal["insert", "insert_ignore", "upsert"]
+Row = tuple[Any, ...]
+#: Rows per round trip when the caller does not choose.
+BATCH_ROWS = 10_000
+#: Keys per lookup statement on the generic path (bounded statement size).
+_LOOKUP_KEYS = 500
+
+
+class BatchWriter(Protocol):
+    """Writes batches of converted rows into one table through one connection.
+
+    `write` runs inside the connection's current transaction; committing is the caller's.
+    """
+
+    def write(self, rows: Sequence[Row]) -> None: ...
+
+
+def batch_writer(
+    conn: sa.Connection,
+    table: str,
+    columns: Sequence[ColumnSchema],
+    *,
+    operation: Operation = "insert",
+    key: Sequence[str] = (),
+) -> BatchWriter:
+    """The fastest writer `conn`'s database has for `operation` on `table`'s `columns`.
+
+    Keyed operations need `key` (a subset of `columns`) to be unique in the target: a primary
+    key or a unique index, which ``ON CONFLICT`` and ``ON DUPLICATE KEY`` rely on.
+    """
+    names = tuple(column.name for column in columns)
+    if operation != "insert":
+        if not key:
+            raise DsdbError(f"table {table!r}: {operation} needs key columns")
+        missing = [name for name in key if name not in names]
+        if missing:
+            raise DsdbError(f"table {table!r}: key columns {missing} are not copied")
+    dialect = conn.dialect
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+        if operation == "insert":
+            return _PostgresCopy(conn, table, names)
+        return _PostgresStaged(conn, table, names, tuple(key), operation)
+    if dialect.name in ("mysql", "mariadb"):
+        return _DriverExecutemany(conn, _mysql_statement(dialect, table, names, key, operation))
+    if dialect.name == "sqlite" or dialect.name == "postgresql":
+        return _DriverExecutemany(
+            conn, _on_conflict_statement(dialect, table, names, key, operation)
+        )
+    return _GenericWriter(conn, table, columns, tuple(key), operation)
+
+
+def load_rows(
+    conn: sa.Connection,
+    table: TableSchema,
+    rows: Iterable[Row],
+    *,
+    name: str | None = None,
+    batch_rows: int = BATCH_ROWS,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Insert every row of `rows` into `table` (or `name`) in batches; returns the count.
+
+    Runs in the caller's transaction; `progress(rows_so_far)` after each batch.
+    """
+    writer = batch_writer(conn, name or table.name, table.columns)
+    count = 0
+    for batch in batches(rows, batch_rows):
+        writer.write(batch)
+        count += len(batch)
+        if progress is not None:
+            progress(count)
+    return count
+
+
+def batches(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
+    """`rows` in lists of at most `size`, never holding more than one list."""
+    iterator = iter(rows)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def _quote(dialect: sa.Dialect, name: str) -> str:
+    """Quoted for a statement sent with parameters (so `%` is doubled where drivers need)."""
+    return dialect.identifier_preparer.quote_identifier(name)
+
+
+def _placeholders(dialect: sa.Dialect, count: int) -> str:
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    return ", ".join([mark] * count)
+
+
+def _on_conflict_statement(
+    dialect: sa.Dialect,
+    table: str,
+    names: Sequence[str],
+    key: Sequence[str],
+    operation: Operation,
+) -> str:
+    """INSERT for SQLite (3.24+) and PostgreSQL drivers without COPY."""
+    if dialect.paramstyle not in ("qmark", "format", "pyformat"):
+        raise DsdbError(f"unsupported parameter style {dialect.paramstyle!r}")
+    q = _quote
+    statement = (
+        f"INSERT INTO {q(dialect, table)} ({', '.join(q(dialect, n) for n in names)}) "
+        f"VALUES ({_placeholders(dialect, len(names))})"
+    )
+    return statement + _conflict_clause(dialect, names, key, operation, "excluded")
+
+
+def _conflict_clause(
+    dialect: sa.Dialect,
+    names: Sequence[str],
+    key: Sequence[str],
+    operation: Operation,
+    excluded: str,
+) -> str:
+    if operation == "insert":
+        return ""
+    target = ", ".join(_quote(dialect, name) for name in key)
+    updates = [name for name in names if name not in key]
+    if operation == "insert_ignore" or not updates:
+        return f" ON CONFLICT ({target}) DO NOTHING"
+    sets = ", ".join(f"{_quote(dialect, n)} = {excluded}.{_quote(dialect, n)}" for n in updates)
+    return f" ON CONFLICT ({target}) DO UPDATE SET {sets}"
+
+
+def _mysql_statement(
+    dialect: sa.Dialect,
+    table: str,
+    names: Sequence[str],
+    key: Sequence[str],
+    operation: Operation,
+) -> str:
+    """A single-row INSERT the MySQL drivers' executemany turn into multi-row statements.
+
+    Rows with an existing key are skipped with a no-op update rather than INSERT IGNORE,
+    which would also turn truncations and NULLs in NOT NULL columns into warnings.
+    """
+    q = _quote
+    statement = (
+        f"INSERT INTO {q(dialect, table)} ({', '.join(q(dialect, n) for n in names)}) "
+        f"VALUES ({_placeholders(dialect, len(names))})"
+    )
+    if operation == "insert":
+        return statement
+    updates = [name for name in names if name not in key]
+    if operation == "insert_ignore" or not updates:
+        first = q(dialect, key[0])
+        return statement + f" ON DUPLICATE KEY UPDATE {first} = {first}"
+    sets = ", ".join(f"{q(dialect, n)} = VALUES({q(dialect, n)})" for n in updates)
+    return statement + f" ON DUPLICATE KEY UPDATE {sets}"
+
+
+class _DriverExecutemany:
+    """One prepared statement, executed for a whole batch by the driver."""
+
+    def __init__(self, conn: sa.Connection, statement: str) -> None:
+        self._conn = conn
+        self._statement = statement
+
+    def write(self, rows: Sequence[Row]) -> None:
+        if rows:
+            self._conn.exec_driver_sql(self._statement, list(rows))
+
+
+def _copy_statement(table: str, names: Sequence[str]) -> sql.Composed:
+    return sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, names))
+    )
+
+
+def _driver_cursor(conn: sa.Connection) -> Any:
+    """A psycopg cursor on the connection SQLAlchemy holds, so it shares the transaction."""
+    return conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+
+class _PostgresCopy:
+    """COPY FROM STDIN: PostgreSQL's fastest load path, in the open transaction."""
+
+    def __init__(self, conn: sa.Connection, table: str, names: Sequence[str]) -> None:
+        self._conn = conn
+        self._statement = _copy_statement(table, names)
+
+    def write(self, rows: Sequence[Row]) -> None:
+        if not rows:
+            return
+        with _driver_cursor(self._conn) as cursor, cursor.copy(self._statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+
+
+class _PostgresStaged:
+    """COPY into a temporary table, then one INSERT … SELECT … ON CONFLICT per batch.
+
+    The staging table takes the target's column types (`CREATE … AS … WITH NO DATA`, which
+    copies no NOT NULL constraint) and lives as long as the session; it is emptied after each
+    batch. `IF NOT EXISTS` recreates it when a rolled-back transaction took it away.
+    """
+
+    def __init__(
+        self,
+        conn: sa.Connection,
+        table: str,
+        names: Sequence[str],
+        key: Sequence[str],
+        operation: Operation,
+    ) -> None:
+        self._conn = conn
+        digest = hashlib.sha1(table.encode()).hexdigest()[:16]
+        stage = f"dsdb_stage_{digest}"
+        columns = sql.SQL(", ").join(map(sql.Identifier, names))
+        self._create = sql.SQL(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS {} AS SELECT {} FROM {} WITH NO DATA"
+        ).format(sql.Identifier(stage), columns, sql.Identifier(table))
+        self._copy = _copy_statement(stage, names)
+        updates = [name for name in names if name not in key]
+        conflict = sql.SQL(", ").join(map(sql.Identifier, key))
+        action: sql.Composable
+        if operation == "insert_ignore" or not updates:
+            action = sql.SQL("DO NOTHING")
+        else:
+            action = sql.SQL("DO UPDATE SET {}").format(
+                sql.SQL(", ").join(
+                    sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(n), sql.Identifier(n))
+                    for n in updates
+                )
+            )
+        self._merge = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
+            sql.Identifier(table), columns, columns, sql.Identifier(stage), conflict, action
+        )
+        self._truncate = sql.SQL("TRUNCATE {}").format(sql.Identifier(stage))
+
+    def write(self, rows: Sequence[Row]) -> None:
+        if not rows:
+            return
+        with _driver_cursor(self._conn) as cursor:
+            cursor.execute(self._create)
+            with cursor.copy(self._copy) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cursor.execute(self._merge)
+            cursor.execute(self._truncate)
+
+
+class _GenericWriter:
+    """Any SQLAlchemy dialect: typed executemany; keyed operations look existing keys up."""
+
+    def __init__(
+        self,
+        conn: sa.Connection,
+        table: str,
+        columns: Sequence[ColumnSchema],
+        key: Sequence[str],
+        operation: Operation,
+    ) -> None:
+        self._conn = conn
+        self._operation = operation
+        self._names = [column.name for column in columns]
+        self._key_positions = [self._names.index(name) for name in key]
+        keyed = frozenset(key)
+        self._table = sa.table(
+            table,
+            *(
+                sa.column(c.name, target_type(c, conn.dialect.name, keyed=c.name in keyed))
+                for c in columns
+            ),
+        )
+        binds: dict[Any, Any] = {
+            self._table.c[n]: sa.bindparam(f"p{i}") for i, n in enumerate(self._names)
+        }
+        self._insert = sa.insert(self._table).values(binds)
+        updates = [i for i, name in enumerate(self._names) if name not in keyed]
+        self._update_positions = updates
+        self._update = (
+            sa.update(self._table)
+            .where(*(self._table.c[n] == sa.bindparam(f"k{i}") for i, n in enumerate(key)))
+            .values({self._table.c[self._names[i]]: sa.bindparam(f"p{i}") for i in updates})
+        )
+
+    def write(self, rows: Sequence[Row]) -> None:
+        if not rows:
+            return
+        if self._operation == "insert":
+            self._conn.execute(self._insert, [self._params(row) for row in rows])
+            return
+        existing = self._existing_keys(rows)
+        fresh = [row for row in rows if self._key(row) not in existing]
+        if fresh:
+            self._conn.execute(self._insert, [self._params(row) for row in fresh])
+        if self._operation == "upsert" and self._update_positions:
+            stale = [row for row in rows if self._key(row) in existing]
+            if stale:
+                self._conn.execute(self._update, [self._update_params(row) for row in stale])
+
+    def _key(self, row: Row) -> Row:
+        return tuple(row[i] for i in self._key_positions)
+
+    def _params(self, row: Row) -> dict[str, Any]:
+        return {f"p{i}": value for i, value in enumerate(row)}
+
+    def _update_params(self, row: Row) -> dict[str, Any]:
+        params = {f"p{i}": row[i] for i in self._update_positions}
+        params.update({f"k{i}": row[p] for i, p in enumerate(self._key_positions)})
+        return params
+
+    def _existing_keys(self, rows: Sequence[Row]) -> set[Row]:
+        columns = [self._table.c[self._names[i]] for i in self._key_positions]
+        found: set[Row] = set()
+        keys = list(dict.fromkeys(self._key(row) for row in rows))
+        for start in range(0, len(keys), _LOOKUP_KEYS):
+            chunk = keys[start : start + _LOOKUP_KEYS]
+            condition: sa.ColumnElement[bool]
+            if len(columns) == 1:
+                condition = columns[0].in_([key[0] for key in chunk])
+            else:
+                condition = sa.or_(
+                    *(
+                        sa.and_(*(c == v for c, v in zip(columns, key, strict=True)))
+                        for key in chunk
+                    )
+                )
+            query = sa.select(*columns).where(condition)
+            found.update(tuple(row) for row in self._conn.execute(query))
+        return found
