@@ -1,0 +1,183 @@
+"""Write the results: `results.md` for people, `results.json` with every raw measurement."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import sqlite3
+import subprocess
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from benchmarks.servers import server_versions
+from benchmarks.suite import TITLES, PathResult
+
+HERE = Path(__file__).resolve().parent
+RATIO_AIM = 0.8
+PLAN_AIM_SECONDS = 2.0
+
+
+def machine() -> dict[str, Any]:
+    meminfo = Path("/proc/meminfo").read_text().split()
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gb": round(int(meminfo[meminfo.index("MemTotal:") + 1]) / 1024**2, 1),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        **server_versions(),
+        "dsdb_commit": commit,
+    }
+
+
+def _seconds(result: PathResult, side: str) -> str:
+    best = result.best_dsdb if side == "dsdb" else result.best_baseline
+    return f"{best.seconds:.2f}" if best else "—"
+
+
+def _rate(result: PathResult) -> str:
+    best = result.best_dsdb
+    return f"{result.rows / best.seconds:,.0f}" if best else "—"
+
+
+def _baseline_rate(result: PathResult) -> str:
+    best = result.best_baseline
+    return f"{result.rows / best.seconds:,.0f}" if best else "—"
+
+
+def _ratio(result: PathResult) -> str:
+    if result.ratio is None:
+        return "—"
+    mark = "" if result.ratio >= RATIO_AIM else " ✗"
+    return f"{result.ratio:.2f}{mark}"
+
+
+def _mb(value: float | None) -> str:
+    return f"{value:.0f}" if value is not None else "—"
+
+
+def _notes(result: PathResult) -> str:
+    notes = [result.skipped] if result.skipped else []
+    if result.name == "plan" and result.best_dsdb:
+        aim = "under" if result.best_dsdb.seconds < PLAN_AIM_SECONDS else "over"
+        notes.append(f"{aim} the {PLAN_AIM_SECONDS:.0f} s aim")
+    notes.extend(result.problems)
+    return "; ".join(dict.fromkeys(notes))  # each problem once, even if every run had it
+
+
+def write(
+    info: dict[str, Any],
+    rows: int,
+    repeat: int,
+    results: dict[str, PathResult],
+    small_rows: int | None,
+    small: dict[str, PathResult] | None,
+    setup_seconds: float,
+) -> None:
+    date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    small_label = f"peak RSS MB at N={small_rows:,}" if small_rows else None
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Measured {date} with `python -m benchmarks.run --rows {rows}` "
+        f"(see [README.md](README.md)). Overwritten by every run; the raw numbers are in "
+        "`results.json`.",
+        "",
+        f"- N = {rows:,} parent rows + {rows // 5:,} child rows = {rows + rows // 5:,} rows per "
+        f"path (data generated and loaded in {setup_seconds:.0f} s, not timed).",
+        f"- Machine: {info['cpus']} CPUs ({info['cpu']}), {info['memory_gb']} GB RAM; "
+        f"Python {info['python']}, SQLite {info['sqlite']}, PostgreSQL {info['postgresql']}, "
+        f"MariaDB {info['mariadb']}; dsdb at commit {info['dsdb_commit']}.",
+        f"- Each time is the best of {repeat} runs: the machine is shared with other "
+        "engineers' test runs, so single runs are noisy. Times are wall clock of the whole "
+        "process (start-up, connecting, creating tables, copying, committing).",
+        "- Ratio = baseline seconds / dsdb seconds (dsdb's throughput as a share of the plain "
+        f"driver's); the aim is ≥ {RATIO_AIM} (✗ marks a miss). Peak RSS is the client "
+        "process's own (`ru_maxrss`), not the database servers'.",
+        "",
+        "| path | dsdb s | baseline s | dsdb rows/s | baseline rows/s | ratio "
+        f"| dsdb peak RSS MB | baseline peak RSS MB |{f' {small_label} |' if small else ''}"
+        " notes |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        + (" ---: |" if small else "")
+        + " --- |",
+    ]
+    for name, result in results.items():
+        baseline_rss = max((m.peak_rss_mb for m in result.baseline if m.ok), default=None)
+        small_rss = _mb(small[name].peak_rss_mb) if small and name in small else "—"
+        lines.append(
+            f"| {TITLES[name]} | {_seconds(result, 'dsdb')} | {_seconds(result, 'baseline')} "
+            f"| {_rate(result)} | {_baseline_rate(result)} | {_ratio(result)} "
+            f"| {_mb(result.peak_rss_mb)} | {_mb(baseline_rss)} |"
+            + (f" {small_rss} |" if small else "")
+            + f" {_notes(result)} |"
+        )
+    if small:
+        lines += [
+            "",
+            f"Memory check: dsdb's peak RSS at N={small_rows:,} and at N={rows:,}. A peak that "
+            "does not grow with N is bounded; the aim is under 200 MB at 10,000,000 rows.",
+        ]
+    profiled = [result for result in results.values() if result.hotspots]
+    if profiled:
+        lines += [
+            "",
+            "## Where the time goes",
+            "",
+            f"Paths under the aim, run once more under cProfile at N={rows:,}. Each line: "
+            "a function (file:line:function) and its share of the run. *Own time* counts "
+            "the time spent in the function itself; *cumulative* also counts what it calls, "
+            "so nested dsdb functions overlap.",
+        ]
+        for result in profiled:
+            lines += ["", f"### {TITLES[result.name]}"]
+            for title, hotspots in result.hotspots.items():
+                lines += ["", f"{title}:", ""]
+                lines += [f"- {share:.0%} `{where}`" for where, share in hotspots]
+    (HERE / "results.md").write_text("\n".join(lines) + "\n")
+    raw = {
+        "date": date,
+        "machine": info,
+        "rows": rows,
+        "repeat": repeat,
+        "setup_seconds": setup_seconds,
+        "results": {name: _raw(result) for name, result in results.items()},
+        "memory_check": {
+            "rows": small_rows,
+            "results": {name: _raw(result) for name, result in (small or {}).items()},
+        },
+    }
+    (HERE / "results.json").write_text(json.dumps(raw, indent=2, ensure_ascii=False) + "\n")
+
+
+def _raw(result: PathResult) -> dict[str, Any]:
+    def runs(measurements: list[Any]) -> list[dict[str, Any]]:
+        return [
+            {key: value for key, value in asdict(m).items() if key != "output"}
+            | ({"error": m.last_line()} if not m.ok else {})
+            for m in measurements
+        ]
+
+    return {
+        "rows": result.rows,
+        "dsdb": runs(result.dsdb),
+        "baseline": runs(result.baseline),
+        "ratio": result.ratio,
+        "problems": result.problems,
+        "skipped": result.skipped,
+        "hotspots": result.hotspots,
+    }
