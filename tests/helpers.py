@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from dsdb_plan.cli import main
@@ -47,6 +51,23 @@ def spawn_cli(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+
+
+def kill_when(
+    process: subprocess.Popen[str], condition: Callable[[], bool], timeout: float = 120
+) -> None:
+    """SIGKILL `process` as soon as `condition()` holds; fail if it ends first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            return
+        if process.poll() is not None:
+            pytest.fail(f"apply ended before it could be killed:\n{process.communicate()}")
+        time.sleep(0.01)
+    process.kill()
+    pytest.fail("condition never held")
 
 
 def make_flights_db(path: Path, flights: int = 200) -> None:

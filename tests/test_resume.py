@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from dsdb_plan.state import open_state
-from tests.helpers import run_cli, spawn_cli, sqlite_url, table_names, table_rows
+from tests.helpers import kill_when, run_cli, spawn_cli, sqlite_url, table_names, table_rows
 
 TABLES = ("t1", "t2", "t3", "t4")
 ROWS = 40_000
@@ -45,23 +42,6 @@ def make_big_db(path: Path) -> None:
 def project(tmp_path: Path, write_manifest) -> Path:  # type: ignore[no-untyped-def]
     make_big_db(tmp_path / "data/local.db")
     return write_manifest(MANIFEST)
-
-
-def kill_when(
-    process: subprocess.Popen[str], condition: Callable[[], bool], timeout: float = 120
-) -> None:
-    """SIGKILL `process` as soon as `condition()` holds; fail if it ends first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            return
-        if process.poll() is not None:
-            pytest.fail(f"apply ended before it could be killed:\n{process.communicate()}")
-        time.sleep(0.01)
-    process.kill()
-    pytest.fail("condition never held")
 
 
 def assert_scratch_equals_local(project: Path) -> None:
