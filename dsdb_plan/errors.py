@@ -109,3 +109,11 @@ class ApplyError(DsdbError):
 
 class BackupError(DsdbError):
     """A backup that is missing, corrupted or unreadable; names the file."""
+
+
+def driver_message(error: BaseException) -> str:
+    """The database driver's own words for a SQLAlchemy error, on one line, without the
+    SQL statement and parameters SQLAlchemy appends (they may hold data)."""
+    original = getattr(error, "orig", None) or error
+    text = " ".join(str(original).split())
+    return text or type(original).__name__

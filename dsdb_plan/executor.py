@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from dsdb_plan.errors import DsdbError
+import sqlalchemy as sa
+
+from dsdb_plan.errors import DsdbError, driver_message
 from dsdb_plan.kinds import ApplyContext, Outcome, kind_of
 from dsdb_plan.kinds.base import host_name, now_iso
 from dsdb_plan.plan import Action, Plan
@@ -63,31 +66,60 @@ def execute(
     ctx: ApplyContext,
     *,
     user: str,
+    parallelism: int = 1,
+    conflict: Callable[[Action, Action], bool] | None = None,
     on_start: Callable[[Action], None] | None = None,
     on_result: ResultCallback | None = None,
 ) -> ApplyReport:
-    """Run every change of `plan` in order and record each outcome."""
+    """Run every change of `plan` and record each outcome.
+
+    Up to `parallelism` actions run at once; an action starts when its dependencies have
+    succeeded and no running action `conflict`s with it (they touch the same database).
+    Actions are considered in plan order, so with parallelism 1 they run exactly in it.
+    """
     report = ApplyReport()
-    not_done: dict[str, str] = {}
-    for action in plan.changes:
-        blocked = [d for d in action.depends_on if d in not_done]
-        if blocked:
-            result = ActionResult(
-                action.key,
-                action.address,
-                "skipped",
-                f"skipped: {blocked[0]} {not_done[blocked[0]]}",
-            )
-            not_done[action.key] = "was skipped"
-        else:
-            if on_start:
-                on_start(action)
-            result = _run(action, ctx, user)
-            if result.status != "ok":
-                not_done[action.key] = "failed"
+    in_plan = {action.key for action in plan.changes}
+    ended: dict[str, str] = {}
+    pending = list(plan.changes)
+    running: dict[Future[ActionResult], Action] = {}
+
+    def finish(action: Action, result: ActionResult) -> None:
+        ended[action.key] = result.status
         report.results.append(result)
         if on_result:
             on_result(action, result)
+
+    with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+        while pending or running:
+            for action in list(pending):
+                blocker = next(
+                    (d for d in action.depends_on if ended.get(d) in ("failed", "skipped")), None
+                )
+                if blocker is not None:
+                    pending.remove(action)
+                    reason = "failed" if ended[blocker] == "failed" else "was skipped"
+                    finish(
+                        action,
+                        ActionResult(
+                            action.key, action.address, "skipped", f"skipped: {blocker} {reason}"
+                        ),
+                    )
+                    continue
+                waiting = any(d in in_plan and d not in ended for d in action.depends_on)
+                full = len(running) >= max(1, parallelism)
+                clash = conflict is not None and any(
+                    conflict(action, other) for other in running.values()
+                )
+                if waiting or full or clash:
+                    continue
+                pending.remove(action)
+                if on_start:
+                    on_start(action)
+                running[pool.submit(_run, action, ctx, user)] = action
+            if running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    finish(running.pop(future), future.result())
     return report
 
 
@@ -99,6 +131,9 @@ def _run(action: Action, ctx: ApplyContext, user: str) -> ActionResult:
         status, message = "ok", outcome.message
     except DsdbError as error:
         outcome, status, message = Outcome(None), "failed", redact(error.message)
+    except sa.exc.DBAPIError as error:
+        outcome, status = Outcome(None), "failed"
+        message = redact(f"database error: {driver_message(error)}")
     except Exception as error:  # one broken action must not stop independent ones
         outcome, status = Outcome(None), "failed"
         message = redact(f"{type(error).__name__}: {error}")

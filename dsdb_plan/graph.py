@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import graphlib
 from collections import defaultdict
+from collections.abc import Callable
 
 from dsdb_plan.models import Backup, Manifest, Migration, Restore, Teardown
+from dsdb_plan.plan import Action
 
 
 def reads_and_writes(manifest: Manifest) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
@@ -74,3 +76,22 @@ def topological_order(graph: dict[str, set[str]]) -> list[str]:
         order.extend(ready)
         sorter.done(*ready)
     return order
+
+
+def io_conflict(manifest: Manifest) -> Callable[[Action, Action], bool]:
+    """Whether two actions must not run at the same time: one writes a database the other
+    reads or writes, or both use one SQLite file (it allows a single writer)."""
+    reads, writes = reads_and_writes(manifest)
+    sqlite = {name for name, c in manifest.connections.items() if c.dialect == "sqlite"}
+
+    def touched(action: Action) -> set[str]:
+        return reads.get(action.address, set()) | writes.get(action.address, set())
+
+    def conflict(a: Action, b: Action) -> bool:
+        if a.address == b.address:
+            return True
+        a_writes, b_writes = writes.get(a.address, set()), writes.get(b.address, set())
+        shared = touched(a) & touched(b)
+        return bool(a_writes & touched(b) or b_writes & touched(a) or shared & sqlite)
+
+    return conflict

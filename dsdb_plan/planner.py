@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import replace
 
-from dsdb_plan.errors import DsdbError, PlanError
+import sqlalchemy as sa
+
+from dsdb_plan.errors import DsdbError, PlanError, driver_message
 from dsdb_plan.graph import dependencies, topological_order
 from dsdb_plan.kinds import PlanContext, kind_of
 from dsdb_plan.kinds.base import now_iso
@@ -47,6 +49,9 @@ def make_plan(
                 if error.message.startswith(address)
                 else f"{address}: {error.message}"
             )
+            continue
+        except sa.exc.DBAPIError as error:
+            errors.append(f"{address}: the database refused a read: {driver_message(error)}")
             continue
         planned = [_with_move_note(action, moves) for action in planned]
         ctx.planned[address] = planned[0]

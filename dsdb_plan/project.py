@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dsdb_plan.executor import ActionResult, ApplyReport, apply_moves, execute
 from dsdb_plan.freshness import ensure_fresh
+from dsdb_plan.graph import io_conflict
 from dsdb_plan.kinds import ApplyContext
 from dsdb_plan.kinds.base import ProgressCallback
 from dsdb_plan.manifest import LoadedManifest, load_manifest
@@ -65,6 +66,7 @@ class Project:
         plan: Plan,
         *,
         saved: bool = False,
+        parallelism: int = 1,
         progress: ProgressCallback | None = None,
         on_start: Callable[[Action], None] | None = None,
         on_result: Callable[[Action, ActionResult], None] | None = None,
@@ -79,7 +81,15 @@ class Project:
             store=self.store,
             progress=progress,
         )
-        return execute(plan, ctx, user=self.user, on_start=on_start, on_result=on_result)
+        return execute(
+            plan,
+            ctx,
+            user=self.user,
+            parallelism=parallelism,
+            conflict=io_conflict(self.loaded.manifest),
+            on_start=on_start,
+            on_result=on_result,
+        )
 
     def close(self) -> None:
         self.workspace.close()

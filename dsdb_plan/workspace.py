@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import getpass
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from dsdb_plan.connection import Connection
-from dsdb_plan.errors import ConnectionFailedError, UnknownConnectionError
+from dsdb_plan.errors import ConnectionFailedError, UnknownConnectionError, driver_message
 from dsdb_plan.fingerprint import Fingerprint, fingerprint_database
 from dsdb_plan.redact import redact
 
@@ -38,6 +39,7 @@ class Workspace:
     user: str
     _engines: dict[str, sa.Engine] = field(default_factory=dict, repr=False)
     _reached: set[str] = field(default_factory=set, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def connection(self, name: str) -> Connection:
         try:
@@ -47,9 +49,10 @@ class Workspace:
 
     def engine(self, name: str) -> sa.Engine:
         """The engine of connection `name`, created once per workspace."""
-        if name not in self._engines:
-            self._engines[name] = self.connection(name).create_engine()
-        return self._engines[name]
+        with self._lock:  # actions run in threads; one engine per connection all the same
+            if name not in self._engines:
+                self._engines[name] = self.connection(name).create_engine()
+            return self._engines[name]
 
     def backups_dir(self, resource: str) -> Path:
         """Folder holding the backups of backup resource `resource`."""
@@ -86,11 +89,10 @@ class Workspace:
                 with engine.connect():
                     pass
             except sa.exc.DBAPIError as error:
-                cause = " ".join(str(error.orig).split()) or type(error.orig).__name__
                 raise ConnectionFailedError(
                     redact(
                         f"cannot reach connection '{name}' "
-                        f"({self.connection(name).display()}): {cause}"
+                        f"({self.connection(name).display()}): {driver_message(error)}"
                     )
                 ) from None
             self._reached.add(name)

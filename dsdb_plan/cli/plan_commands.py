@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,7 @@ from dsdb_plan.render import render
 F = TypeVar("F", bound=Callable[..., Any])
 pass_output = click.make_pass_decorator(Output)
 CHANGES_EXIT_CODE = 2
+DEFAULT_PARALLELISM = min(4, os.cpu_count() or 1)
 
 
 def _selection_options(function: F) -> F:
@@ -127,6 +129,13 @@ def _read_plan_file(path: Path) -> Plan | None:
     "--allow-destroy", is_flag=True, help="Consent to destructive actions without a prompt."
 )
 @click.option(
+    "--parallelism",
+    type=click.IntRange(min=1),
+    default=DEFAULT_PARALLELISM,
+    show_default=True,
+    help="Run up to this many independent actions at once.",
+)
+@click.option(
     "--lock-timeout",
     type=float,
     default=None,
@@ -143,6 +152,7 @@ def apply(
     exclude: tuple[str, ...],
     auto_approve: bool,
     allow_destroy: bool,
+    parallelism: int,
     lock_timeout: float | None,
 ) -> int:
     """Make reality match the manifest (or apply a saved plan)."""
@@ -169,6 +179,7 @@ def apply(
                 report = project.apply(
                     the_plan,
                     saved=saved is not None,
+                    parallelism=parallelism,
                     progress=progress,
                     on_start=lambda action: out.echo(f"{action.key}: {action.type.value}..."),
                     on_result=lambda action, result: _show_result(out, action, result),

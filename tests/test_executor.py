@@ -1,0 +1,65 @@
+"""Scheduling: independent actions run in parallel, dependencies and shared databases are
+respected; an unreadable database is a clear error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dsdb_plan.graph import io_conflict
+from dsdb_plan.manifest import parse_manifest
+from dsdb_plan.plan import Action, ActionType
+from tests.helpers import make_flights_db, run_cli, sqlite_url, table_rows
+
+MANIFEST = """\
+version: 1
+connections:
+  a: {driver: sqlite, database: data/a.db}
+  b: {driver: sqlite, database: data/b.db}
+  a-copy: {driver: sqlite, database: data/a-copy.db}
+backups:
+  a-nightly: {connection: a}
+  b-nightly: {connection: b}
+restores:
+  a-into-copy: {backup: a-nightly, to: a-copy}
+"""
+
+
+def action(address: str) -> Action:
+    return Action.on(address, address.split(".")[0], ActionType.CREATE)
+
+
+def test_conflicts_follow_the_databases_actions_touch(tmp_path: Path) -> None:
+    conflict = io_conflict(parse_manifest(MANIFEST, base_dir=tmp_path))
+    a, b = action("backup.a-nightly"), action("backup.b-nightly")
+    restore = action("restore.a-into-copy")
+    assert not conflict(a, b)
+    assert not conflict(a, restore)
+    assert conflict(a, a)
+
+
+def test_parallel_apply_runs_everything_and_orders_dependents(
+    capsys, tmp_path: Path, write_manifest
+) -> None:
+    make_flights_db(tmp_path / "data/a.db", flights=300)
+    make_flights_db(tmp_path / "data/b.db", flights=100)
+    manifest = write_manifest(MANIFEST)
+    result = run_cli(capsys, "apply", manifest, "--auto-approve", "--parallelism", "3")
+    assert result.code == 0, result.text
+    assert "3 succeeded, 0 failed, 0 skipped" in result.out
+    assert result.out.index("backup.a-nightly: done") < result.out.index(
+        "restore.a-into-copy: create..."
+    )
+    assert table_rows(sqlite_url(tmp_path / "data/a-copy.db"), "flights") == table_rows(
+        sqlite_url(tmp_path / "data/a.db"), "flights"
+    )
+
+
+def test_unreadable_database_is_a_clear_plan_error(capsys, tmp_path: Path, write_manifest) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/a.db").write_bytes(b"SQLite format 3\x00" + b"\xff" * 200)
+    make_flights_db(tmp_path / "data/b.db", flights=10)
+    manifest = write_manifest(MANIFEST.split("restores:")[0])
+    plan = run_cli(capsys, "plan", manifest)
+    assert plan.code == 1
+    assert "backup.a-nightly: the database refused a read: file is not a database" in plan.err
+    assert "bug in dsdb" not in plan.err and "Traceback" not in plan.text
