@@ -2,7 +2,8 @@
 
 Each conformance test runs once per entry of `STORE_FACTORIES`. A store is reached through
 `open_state(location, base_dir)` only, so a child process can open the same store from its
-location; the shared PostgreSQL store (issue 5) joins by adding a factory.
+location. The shared PostgreSQL store (issue 5) runs the same tests on the test server;
+what only it has is in tests/test_state_postgres.py.
 """
 
 from __future__ import annotations
@@ -23,19 +24,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from dsdb_plan.errors import LockError, StateError
 from dsdb_plan.redact import register_secret
 from dsdb_plan.state import (
     HistoryEntry,
     LockInfo,
+    PostgresStateStore,
     ResourceRecord,
     SqliteStateStore,
     StateSnapshot,
     StateStore,
     open_state,
 )
+from dsdb_plan.state.postgres_store import SCHEMA as STATE_SCHEMA
 from dsdb_plan.state.sqlite_store import SCHEMA_VERSION
+from tests.servers import ServerDatabase
 
 PROCESS_WAIT_SECONDS = 60  # bound on waiting for a child process; never reached when healthy
 
@@ -53,6 +58,39 @@ class StoreCase:
         return open_state(self.location, self.base_dir)
 
 
+_SCHEMA_EXISTS = sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :schema")
+
+
+@contextmanager
+def _connect(database: ServerDatabase) -> Iterator[sa.Connection]:
+    engine = database.engine()
+    try:
+        with engine.begin() as conn:
+            yield conn
+    finally:
+        engine.dispose()
+
+
+def drop_state_schema(database: ServerDatabase) -> None:
+    with _connect(database) as conn:
+        conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {STATE_SCHEMA} CASCADE"))
+
+
+def state_rows(database: ServerDatabase) -> bytes:
+    """Every row of every table of the PostgreSQL state, as text."""
+    with _connect(database) as conn:
+        tables = conn.scalars(
+            sa.text("SELECT tablename FROM pg_tables WHERE schemaname = :schema ORDER BY 1"),
+            {"schema": STATE_SCHEMA},
+        ).all()
+        rows = [
+            text
+            for table in tables
+            for text in conn.scalars(sa.text(f"SELECT t::text FROM {STATE_SCHEMA}.{table} t"))
+        ]
+    return "\n".join(rows).encode()
+
+
 def _sqlite_case(request: pytest.FixtureRequest, tmp_path: Path) -> StoreCase:
     folder = tmp_path / ".dsdb"
 
@@ -62,12 +100,29 @@ def _sqlite_case(request: pytest.FixtureRequest, tmp_path: Path) -> StoreCase:
     return StoreCase(".dsdb/state.db", tmp_path, folder.exists, raw_bytes)
 
 
+def _postgres_case(request: pytest.FixtureRequest, tmp_path: Path) -> StoreCase:
+    # Skips without a server (fails under DSDB_REQUIRE_SERVERS=1); the fixture empties only
+    # the public schema, so the state's own schema is dropped here.
+    database: ServerDatabase = request.getfixturevalue("postgres_db")
+    drop_state_schema(database)
+
+    def exists() -> bool:
+        with _connect(database) as conn:
+            return bool(conn.scalar(_SCHEMA_EXISTS, {"schema": STATE_SCHEMA}))
+
+    return StoreCase(database.url_string, tmp_path, exists, lambda: state_rows(database))
+
+
 STORE_FACTORIES: dict[str, Callable[[pytest.FixtureRequest, Path], StoreCase]] = {
     "sqlite": _sqlite_case,
+    "postgresql": _postgres_case,
 }
+STORE_MARKS = {"postgresql": [pytest.mark.postgres]}
 
 
-@pytest.fixture(params=sorted(STORE_FACTORIES))
+@pytest.fixture(
+    params=[pytest.param(name, marks=STORE_MARKS.get(name, [])) for name in sorted(STORE_FACTORIES)]
+)
 def case(request: pytest.FixtureRequest, tmp_path: Path) -> StoreCase:
     return STORE_FACTORIES[request.param](request, tmp_path)
 
@@ -471,8 +526,15 @@ def test_open_state_dispatches_on_the_location(tmp_path: Path) -> None:
     assert path_of("sqlite:///team/state.db") == tmp_path / "team/state.db"
     assert path_of(f"sqlite:///{tmp_path}/abs.db") == tmp_path / "abs.db"
     assert path_of(str(tmp_path / "abs.db")) == tmp_path / "abs.db"
-    with pytest.raises(StateError, match="not available yet"):
-        open_state("postgresql+psycopg://user:hunter2@db/state", tmp_path)
+    for url in (
+        "postgresql://user:hunter2@db/state",
+        "postgres://user:hunter2@db/state",
+        "postgresql+psycopg://user:hunter2@db/state",
+    ):
+        opened = open_state(url, tmp_path)  # connects to nothing yet
+        assert isinstance(opened, PostgresStateStore)
+        assert opened.location == "postgresql+psycopg://user:***@db/state"
+        opened.close()
     with pytest.raises(StateError, match="needs a file"):
         open_state("sqlite://", tmp_path)
     with pytest.raises(StateError, match="unsupported") as error:

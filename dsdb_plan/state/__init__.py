@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from dsdb_plan.errors import StateError
+from dsdb_plan.state.postgres_store import PostgresStateStore
 from dsdb_plan.state.records import HistoryEntry, LockInfo, ResourceRecord, StateSnapshot
 from dsdb_plan.state.sqlite_store import SqliteStateStore
 from dsdb_plan.state.store import StateStore
@@ -17,6 +18,7 @@ from dsdb_plan.state.store import StateStore
 __all__ = [
     "HistoryEntry",
     "LockInfo",
+    "PostgresStateStore",
     "ResourceRecord",
     "SqliteStateStore",
     "StateSnapshot",
@@ -31,7 +33,8 @@ def open_state(location: str, base_dir: Path) -> StateStore:
     """The store at `location`: a file path (relative to `base_dir`) or a URL.
 
     `sqlite:///relative/state.db` and `sqlite:////absolute/state.db` follow SQLAlchemy's
-    spelling. Nothing is created until the first write.
+    spelling. `postgresql://`, `postgres://` and `postgresql+<driver>://` URLs open the shared
+    PostgreSQL store. Nothing is created (or connected to) until it is used.
     """
     match = _SCHEME.match(location)
     if match is None:
@@ -46,7 +49,8 @@ def open_state(location: str, base_dir: Path) -> StateStore:
             )
         return SqliteStateStore(_resolve(rest[1:], base_dir))
     if scheme in ("postgres", "postgresql") or scheme.startswith("postgresql+"):
-        raise StateError("shared PostgreSQL state is not available yet")
+        # Any driver spelling opens with psycopg 3: the URL's parts mean the same to libpq.
+        return PostgresStateStore(location)
     # Only the scheme is named: the rest of a URL may hold a password.
     raise StateError(
         f"unsupported state location '{scheme}://...': use a file path, sqlite:///path "
