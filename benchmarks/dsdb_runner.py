@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import pstats
+import shutil
 import sqlite3
 import subprocess
 import sys
 import sysconfig
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -78,26 +79,39 @@ def migrations_available() -> tuple[bool, str]:
 
 
 def profile(workdir: Path, arguments: list[str], top: int = 8) -> dict[str, list[Hotspot]]:
-    """Run dsdb under cProfile: the `top` functions by own time, and dsdb's own functions by
-    cumulative time, each with its share of the whole run."""
-    with tempfile.NamedTemporaryFile(suffix=".prof") as output:
-        command = [sys.executable, "-m", "cProfile", "-o", output.name, DSDB, *arguments]
-        subprocess.run(command, cwd=workdir, check=False, capture_output=True)
-        entries = pstats.Stats(output.name).stats  # type: ignore[attr-defined]
-    total = sum(entry[2] for entry in entries.values()) or 1.0
-    own = sorted(entries.items(), key=lambda item: item[1][2], reverse=True)[:top]
-    ours = sorted(
-        (
-            item
-            for item in entries.items()
-            if "dsdb_plan" in item[0][0] and item[0][2] != "<module>"
-        ),
-        key=lambda item: item[1][3],
-        reverse=True,
-    )
+    """Sample dsdb with py-spy (every thread, idle time left out): the `top` lines by own
+    time and dsdb's functions by inclusive time, each with its share of the busy samples.
+
+    py-spy rather than cProfile: dsdb runs actions in worker threads, which cProfile ignores.
+    """
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        raise RuntimeError("profiling needs py-spy: pip install py-spy (or pass --no-profile)")
+    with tempfile.NamedTemporaryFile(suffix=".txt") as output:
+        command = [spy, "record", "--format", "raw", "--rate", "100", "-o", output.name]
+        run = subprocess.run(
+            [*command, "--", DSDB, *arguments], cwd=workdir, capture_output=True, text=True
+        )
+        if run.returncode not in (0, 2):
+            raise RuntimeError(f"profiled dsdb failed: {(run.stdout + run.stderr).strip()}")
+        stacks = [line.rsplit(" ", 1) for line in Path(output.name).read_text().splitlines()]
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for stack, count in stacks:
+        frames = [_where(frame) for frame in stack.split(";") if " (" in frame]
+        total += int(count)
+        if not frames:
+            continue  # a sample taken while no Python code ran (start-up, exit)
+        own[frames[-1]] += int(count)
+        for function in {frame.rsplit(":", 1)[0] for frame in frames if "dsdb_plan/" in frame}:
+            inclusive[function] += int(count)
+    total = total or 1
     return {
-        "own time": [(_where(key), stat[2] / total) for key, stat in own],
-        "dsdb_plan, cumulative": [(_where(key), stat[3] / total) for key, stat in ours[:top]],
+        "own time (the line running)": [(k, n / total) for k, n in own.most_common(top)],
+        "dsdb_plan functions, inclusive": [
+            (k, n / total) for k, n in inclusive.most_common(top) if not k.endswith("<module>")
+        ],
     }
 
 
@@ -108,12 +122,12 @@ _PREFIXES = sorted(
 )
 
 
-def _where(key: tuple[str, int, str]) -> str:
-    file, line, function = key
-    if file == "~":
-        return function  # a built-in, e.g. {method 'execute' of 'sqlite3.Cursor' objects}
+def _where(frame: str) -> str:
+    """`function (path:line)` as `short/path.py:function:line`."""
+    function, _, location = frame.rpartition(" (")
+    file, _, line = location.rstrip(")").rpartition(":")
     for prefix in _PREFIXES:
         if file.startswith(prefix):
             file = file[len(prefix) :]
             break
-    return f"{file}:{line}:{function}"
+    return f"{file}:{function}:{line}"

@@ -138,10 +138,11 @@ def write(
             "",
             "## Where the time goes",
             "",
-            f"Paths under the aim, run once more under cProfile at N={rows:,}. Each line: "
-            "a function (file:line:function) and its share of the run. *Own time* counts "
-            "the time spent in the function itself; *cumulative* also counts what it calls, "
-            "so nested dsdb functions overlap.",
+            f"Paths under the aim, run once more under py-spy (100 samples/s, every thread, "
+            f"idle time left out) at N={rows:,}. Each line: where (file:function:line) and "
+            "its share of the busy samples. *Own time* is the Python line that was running "
+            "(time in C code, e.g. a driver call, counts for the line that called it); "
+            "*inclusive* also counts what a function called, so nested functions overlap.",
         ]
         for result in profiled:
             lines += ["", f"### {TITLES[result.name]}"]
