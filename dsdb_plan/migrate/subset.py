@@ -1,0 +1,465 @@
+"""Choose what a migration copies: which tables, which columns and which rows of each.
+
+A listed table gives its rows through its filter. `follow` keeps the subset consistent
+(issue 4, item 3):
+
+- `parents`: every row the copied rows point to (through a foreign key) is copied as well,
+  transitively, so the target has no dangling foreign key. A parent's filter is "its key is
+  among the values the copied child rows hold": `(key) IN (SELECT fk FROM child WHERE ...)`,
+  OR-combined over every child that points to it.
+- `children`: also every row that points to a listed row, transitively (the child's foreign
+  key is among the parent's selected keys), and then the parents those rows need.
+
+Every filter is a condition on the source table, with subqueries over the other tables, so
+the copier reads each table with one streamed SELECT and nothing is held in memory. Every
+table is built in one `sa.MetaData` from the portable schema, with `PortableType` columns so
+that selecting them yields raw driver values.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import sqlalchemy as sa
+
+from dsdb_plan.dbschema import (
+    ForeignKeySchema,
+    TableSchema,
+    quote_identifier,
+    reflect_tables,
+    sort_tables,
+)
+from dsdb_plan.errors import PlanError
+from dsdb_plan.migrate.filters import column_type, compile_where
+from dsdb_plan.models import MigrationTable
+
+Follow = Literal["none", "parents", "children"]
+
+#: How many subqueries deep a filter may nest. Each foreign key followed nests one level;
+#: a cycle of foreign keys between tables (A -> B -> A) would nest forever, and SQLite's
+#: parser overflows at about ten levels. Out of budget, a table stands for all its rows:
+#: the rows linked to it are then a superset of those needed (never fewer, so nothing
+#: dangles and no child is missed), and exact whenever the chains are shorter. A single
+#: self-reference (employee -> manager) is followed exactly by a recursive CTE instead.
+_MAX_NESTING = 7
+#: At most this many subqueries in one table's filter: cycles with several foreign keys
+#: grow as (keys ** depth); past it, tables stand for all their rows as above.
+_MAX_SUBQUERIES = 64
+
+
+@dataclass(frozen=True)
+class TableSelection:
+    """One source table a migration copies, and how.
+
+    `source` has `PortableType` columns: `select_subset` (or any select of them) reads raw
+    driver values, as `values.row_converter` expects. `schema` is the table as the target
+    should hold it: only the copied `columns`, and without the foreign keys and indexes
+    whose columns are not copied. `key` identifies a row (the explicit key, else the primary
+    key; empty when there is neither). `where` is None for every row. `reason` says why the
+    table is copied: "listed", "parent of flights via flights.carrier", ... joined by "; ".
+    """
+
+    name: str
+    target: str
+    source: sa.Table
+    schema: TableSchema
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+    where: sa.ColumnElement[bool] | None
+    reason: str
+
+
+def select_subset(selection: TableSelection) -> sa.Select[Any]:
+    """SELECT the copied columns of the selected rows (raw driver values)."""
+    query = sa.select(*(selection.source.c[name] for name in selection.columns))
+    return query if selection.where is None else query.where(selection.where)
+
+
+def count_rows(conn: sa.Connection, selection: TableSelection) -> int:
+    """The exact number of rows the selection copies."""
+    query = sa.select(sa.func.count()).select_from(selection.source)
+    if selection.where is not None:
+        query = query.where(selection.where)
+    return int(conn.execute(query).scalar_one())
+
+
+def estimate_rows(conn: sa.Connection, selection: TableSelection) -> int | None:
+    """The database's cheap row estimate for an unfiltered table; None when there is none.
+
+    From PostgreSQL's planner statistics (`pg_class.reltuples`, -1 before the first ANALYZE)
+    or MariaDB/MySQL's `information_schema.tables.table_rows` (InnoDB's estimate).
+    """
+    if selection.where is not None:
+        return None
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        estimate = conn.execute(
+            sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:name)"),
+            {"name": quote_identifier(conn.dialect, selection.name)},
+        ).scalar()
+    elif dialect in ("mysql", "mariadb"):
+        estimate = conn.execute(
+            sa.text(
+                "SELECT table_rows FROM information_schema.tables "
+                "WHERE table_schema = DATABASE() AND table_name = :name"
+            ),
+            {"name": selection.name},
+        ).scalar()
+    else:
+        return None
+    if estimate is None or estimate < 0:
+        return None
+    return int(estimate)
+
+
+def select_tables(
+    engine: sa.Engine | sa.Connection,
+    options: Mapping[str, MigrationTable] | None,
+    follow: Follow,
+    *,
+    rename: Mapping[str, str] | None = None,
+) -> list[TableSelection]:
+    """The tables to copy, parents first, with columns, key and row filter of each.
+
+    `options` maps each listed table to its options; None means every table, whole.
+    `rename` maps a source table to its target name (a table's `rename_to` also counts).
+    Raises PlanError for unknown tables, columns or keys.
+    """
+    schemas = {schema.name: schema for schema in reflect_tables(engine)}
+    if options is None:
+        options = {name: MigrationTable() for name in schemas}
+        follow = "none"  # every row of every table: nothing to add
+    _check_listed(options, schemas)
+    metadata = sa.MetaData()
+    tables = {
+        name: sa.Table(name, metadata, *(sa.Column(c.name, column_type(c)) for c in s.columns))
+        for name, s in schemas.items()
+    }
+    shapes = _parents_hold_keys(
+        {name: _shape(schemas[name], options.get(name)) for name in schemas}
+    )
+    own: dict[str, _Rows] = {
+        name: compile_where(tables[name], table.where, table.sql_where)
+        for name, table in options.items()
+    }
+    graph = _Graph(schemas, tables, shapes)
+    reasons: dict[str, list[str]] = {name: ["listed"] for name in options}
+    phases: list[tuple[str, set[str]]] = []
+    if follow == "children":
+        phases.append(("down", graph.descendants(set(options), reasons)))
+    if follow in ("parents", "children"):
+        selected = phases[-1][1] if phases else set(options)
+        phases.append(("up", graph.ancestors(selected, reasons)))
+    if phases:
+        own = graph.filters(own, phases)
+    targets = {**{n: o.rename_to for n, o in options.items() if o.rename_to}, **(rename or {})}
+    chosen = sort_tables(shapes[name].schema for name in own)
+    selections = [
+        TableSelection(
+            name=schema.name,
+            target=targets.get(schema.name, schema.name),
+            source=tables[schema.name],
+            schema=schema,
+            columns=schema.column_names,
+            key=shapes[schema.name].key,
+            where=own[schema.name],
+            reason="; ".join(reasons[schema.name] + shapes[schema.name].notes),
+        )
+        for schema in chosen
+    ]
+    _check_targets(selections)
+    return selections
+
+
+# -- listed tables, columns and keys --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """A table as copied: its target schema, key, and notes on what was left out."""
+
+    schema: TableSchema
+    key: tuple[str, ...]
+    notes: list[str]
+
+
+def _shape(schema: TableSchema, options: MigrationTable | None) -> _Shape:
+    names = schema.column_names
+    wanted = set(names)
+    if options is not None and options.columns is not None:
+        for column in options.columns:
+            _check_column(schema, column, "columns")
+        wanted = set(options.columns)
+    key = tuple(options.key) if options is not None and options.key else schema.primary_key
+    for column in key:
+        _check_column(schema, column, "key")
+    left_out = [column for column in key if column not in wanted]
+    if left_out:
+        raise PlanError(
+            f"table {schema.name!r}: key column {_names(left_out)} must be among the copied columns"
+        )
+    notes = []
+    foreign_keys = []
+    for fk in schema.foreign_keys:
+        if set(fk.columns) <= wanted:
+            foreign_keys.append(fk)
+        else:
+            notes.append(f"foreign key {_fk_label(schema.name, fk)} dropped: columns not copied")
+    shaped = replace(
+        schema,
+        columns=tuple(column for column in schema.columns if column.name in wanted),
+        primary_key=schema.primary_key if set(schema.primary_key) <= wanted else (),
+        foreign_keys=tuple(foreign_keys),
+        indexes=tuple(index for index in schema.indexes if set(index.columns) <= wanted),
+    )
+    return _Shape(shaped, key, notes)
+
+
+def _parents_hold_keys(shapes: dict[str, _Shape]) -> dict[str, _Shape]:
+    """Drop the foreign keys whose referenced columns the parent does not copy."""
+    result = {}
+    for name, shape in shapes.items():
+        kept, notes = [], list(shape.notes)
+        for fk in shape.schema.foreign_keys:
+            parent = shapes.get(fk.ref_table)
+            if parent is None or set(fk.ref_columns) <= set(parent.schema.column_names):
+                kept.append(fk)
+            else:
+                notes.append(
+                    f"foreign key {_fk_label(name, fk)} dropped: {fk.ref_table} does not copy "
+                    "the columns it references"
+                )
+        result[name] = _Shape(replace(shape.schema, foreign_keys=tuple(kept)), shape.key, notes)
+    return result
+
+
+def _check_column(schema: TableSchema, column: str, option: str) -> None:
+    if column not in schema.column_names:
+        raise PlanError(
+            f"{option}: table {schema.name!r} has no column {column!r}"
+            + _suggest(column, schema.column_names)
+        )
+
+
+def _check_listed(options: Mapping[str, MigrationTable], schemas: Mapping[str, Any]) -> None:
+    unknown = sorted(set(options) - set(schemas))
+    if not unknown:
+        return
+    hints = "".join(_suggest(name, list(schemas)) for name in unknown[:1])
+    noun = "table" if len(unknown) == 1 else "tables"
+    raise PlanError(f"no {noun} {_names(unknown)} in the source database{hints}")
+
+
+def _check_targets(selections: Sequence[TableSelection]) -> None:
+    seen: dict[str, str] = {}
+    for selection in selections:
+        other = seen.setdefault(selection.target, selection.name)
+        if other != selection.name:
+            raise PlanError(
+                f"tables {other!r} and {selection.name!r} would both be copied to "
+                f"{selection.target!r}"
+            )
+
+
+def _suggest(name: str, names: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+    if not close:
+        close = [n for n in names if n.lower() == name.lower()][:1]
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _names(names: Sequence[str]) -> str:
+    return ", ".join(repr(name) for name in names)
+
+
+def _fk_label(table: str, fk: ForeignKeySchema) -> str:
+    columns = fk.columns[0] if len(fk.columns) == 1 else f"({', '.join(fk.columns)})"
+    return f"{table}.{columns}"
+
+
+# -- following foreign keys -----------------------------------------------------------------
+
+
+_Rows = sa.ColumnElement[bool] | None  # None: every row (compile_where's convention)
+
+
+class _Graph:
+    """The foreign keys between tables: which tables to follow, and the filters that do it."""
+
+    def __init__(
+        self,
+        schemas: Mapping[str, TableSchema],
+        tables: Mapping[str, sa.Table],
+        shapes: Mapping[str, _Shape],
+    ) -> None:
+        self.tables = tables
+        # (child, fk) for every foreign key that is copied and points inside the database.
+        self.edges = [
+            (name, fk)
+            for name in sorted(schemas)
+            for fk in shapes[name].schema.foreign_keys
+            if fk.ref_table in schemas
+        ]
+
+    def descendants(self, start: set[str], reasons: dict[str, list[str]]) -> set[str]:
+        """`start` and every table pointing to one of them, transitively."""
+        found = set(start)
+        changed = True
+        while changed:
+            changed = False
+            for child, fk in self.edges:
+                if fk.ref_table in found and child != fk.ref_table:
+                    if child not in found:
+                        found.add(child)
+                        changed = True
+                    why = f"child of {fk.ref_table} via {_fk_label(child, fk)}"
+                    known = reasons.setdefault(child, [])
+                    if why not in known and "listed" not in known:
+                        known.append(why)
+        return found
+
+    def ancestors(self, start: set[str], reasons: dict[str, list[str]]) -> set[str]:
+        """`start` and every table one of them points to, transitively."""
+        found = set(start)
+        changed = True
+        while changed:
+            changed = False
+            for child, fk in self.edges:
+                if child in found and fk.ref_table != child:
+                    if fk.ref_table not in found:
+                        found.add(fk.ref_table)
+                        changed = True
+                    why = f"parent of {child} via {_fk_label(child, fk)}"
+                    known = reasons.setdefault(fk.ref_table, [])
+                    if why not in known:
+                        known.append(why)
+        return found
+
+    def filters(
+        self, own: Mapping[str, _Rows], phases: Sequence[tuple[str, set[str]]]
+    ) -> dict[str, _Rows]:
+        """The filter of every table of the last phase.
+
+        `phases` are ("down", tables) — rows pointing to selected rows of a parent — and
+        ("up", tables) — rows that selected rows of a child point to — applied in order,
+        each on top of the rows the previous one selected (`own` before the first).
+        """
+        follower = _Follower(self, own, phases)
+        return {name: follower.final(name) for name in sorted(phases[-1][1])}
+
+
+class _Nothing:
+    """No row of a table (it is not selected)."""
+
+
+_NOTHING = _Nothing()
+_Found = _Rows | _Nothing
+
+
+class _Follower:
+    """Builds the filters of `_Graph.filters`, within a nesting budget (see _MAX_NESTING)."""
+
+    def __init__(
+        self, graph: _Graph, own: Mapping[str, _Rows], phases: Sequence[tuple[str, set[str]]]
+    ) -> None:
+        self.graph = graph
+        self.own = own
+        self.phases = phases
+        self.subqueries = 0
+        self.names = 0
+
+    def final(self, table: str) -> _Rows:
+        self.subqueries = 0
+        found = self.rows(len(self.phases) - 1, table, _MAX_NESTING)
+        return sa.false() if isinstance(found, _Nothing) else found
+
+    def rows(self, phase: int, table: str, budget: int) -> _Found:
+        """Rows of `table` selected once phase `phase` is done, in `budget` nested levels."""
+        base = self.own.get(table, _NOTHING) if phase < 0 else self.rows(phase - 1, table, budget)
+        direction, tables = self.phases[phase] if phase >= 0 else ("", set())
+        if base is None or table not in tables:
+            return base
+        links = self._links(direction, table, tables)
+        loops = [fk for fk, other in links if other == table]
+        if len(loops) == 1:  # one self-reference: a recursive CTE follows it exactly
+            links = [(fk, other) for fk, other in links if other != table]
+        if not links and not loops:
+            return base
+        if budget <= 0 or self.subqueries >= _MAX_SUBQUERIES:
+            return None  # out of budget: every row, a superset (see _MAX_NESTING)
+        terms = [] if isinstance(base, _Nothing) else [base]
+        for fk, other in links:
+            linked = self.rows(phase, other, budget - 1)
+            if not isinstance(linked, _Nothing):
+                self.subqueries += 1
+                terms.append(self._link(direction, table, fk, other, linked))
+        if not terms:
+            return _NOTHING
+        found = terms[0] if len(terms) == 1 else sa.or_(*terms)
+        if len(loops) == 1:
+            found = sa.or_(found, self._closure(direction, table, loops[0], found))
+        return found
+
+    def _links(
+        self, direction: str, table: str, tables: set[str]
+    ) -> list[tuple[ForeignKeySchema, str]]:
+        """(fk, other) for every foreign key linking rows of `table` to rows of `other`."""
+        if direction == "up":  # table is the parent, other the child holding the fk
+            return [(fk, c) for c, fk in self.graph.edges if fk.ref_table == table and c in tables]
+        return [
+            (fk, fk.ref_table)
+            for c, fk in self.graph.edges
+            if c == table and fk.ref_table in tables
+        ]
+
+    def _link(
+        self, direction: str, table: str, fk: ForeignKeySchema, other: str, other_rows: _Rows
+    ) -> sa.ColumnElement[bool]:
+        """Rows of `table` linked by `fk` to the `other_rows` of `other`."""
+        mine, theirs = _ends(direction, fk)
+        inner = self.graph.tables[other]
+        # correlate(None): a subquery over a table of the enclosing query must keep its own
+        # FROM; SQLAlchemy would otherwise correlate it away.
+        query = sa.select(*(inner.c[column] for column in theirs)).correlate(None)
+        if other_rows is not None:
+            query = query.where(other_rows)
+        return _in(self.graph.tables[table], mine, query)
+
+    def _closure(
+        self, direction: str, table: str, fk: ForeignKeySchema, seed: sa.ColumnElement[bool]
+    ) -> sa.ColumnElement[bool]:
+        """Rows of `table` linked to the `seed` rows through its self-reference, transitively.
+
+        up (parents): the rows the seed rows point to, their own parents, and so on; down
+        (children): the rows pointing to a seed row, their children, and so on. UNION (not
+        UNION ALL) ends the recursion on cyclic data.
+        """
+        mine, theirs = _ends(direction, fk)
+        outer = self.graph.tables[table]
+        self.names += 1
+        start = sa.select(*(outer.c[c].label(f"k{i}") for i, c in enumerate(theirs)))
+        found = start.where(seed).cte(f"dsdb_follow_{self.names}", recursive=True, nesting=True)
+        step = outer.alias()
+        joined = sa.and_(*(step.c[c] == found.c[f"k{i}"] for i, c in enumerate(mine)))
+        found = found.union(
+            sa.select(*(step.c[c] for c in theirs)).select_from(step.join(found, joined))
+        )
+        keys = sa.select(*(found.c[f"k{i}"] for i in range(len(theirs)))).correlate(None)
+        return _in(outer, mine, keys)
+
+
+def _ends(direction: str, fk: ForeignKeySchema) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(columns of the table being filtered, columns of the table it is linked to)."""
+    if direction == "up":  # the parent's referenced key among the child's fk values
+        return fk.ref_columns, fk.columns
+    return fk.columns, fk.ref_columns  # the child's fk among the parent's keys
+
+
+def _in(table: sa.Table, columns: Sequence[str], query: sa.Select[Any]) -> sa.ColumnElement[bool]:
+    """`columns IN (query)`, as a row value for several columns (SQLite >= 3.15)."""
+    if len(columns) == 1:
+        return table.c[columns[0]].in_(query)
+    return sa.tuple_(*(table.c[column] for column in columns)).in_(query)
