@@ -123,8 +123,8 @@ def postgres_url(url: str) -> URL:
     """`url` parsed and set to dsdb's driver, psycopg 3; `StateError` (URL hidden) if bad."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
-        # SQLAlchemy's message quotes the whole URL, password included.
+    except (ArgumentError, ValueError):
+        # The parser's message may quote the whole URL, password included.
         raise StateError("the state URL is not a valid postgresql:// URL") from None
     if parsed.get_backend_name() not in ("postgresql", "postgres"):
         raise StateError(f"the state URL is not a PostgreSQL URL ({parsed.drivername}://...)")
@@ -568,17 +568,20 @@ def _reason(error: SQLAlchemyError) -> str:
 
 def _schema_version(conn: sa.Connection) -> int:
     """The state's schema version, 0 if never written; StateError for a schema not ours."""
-    if conn.scalar(sa.text(f"SELECT to_regclass('{SCHEMA}.meta')")) is None:
-        foreign = conn.scalar(
-            sa.text("SELECT count(*) FROM pg_tables WHERE schemaname = :schema"),
+    # One statement, so one snapshot: tables another session is creating appear all at once.
+    tables = set(
+        conn.scalars(
+            sa.text("SELECT tablename FROM pg_tables WHERE schemaname = :schema"),
             {"schema": SCHEMA},
         )
-        if foreign:
-            raise StateError(
-                f"schema {SCHEMA} holds tables that are not dsdb's state; dsdb keeps its "
-                "state there and will not write into it"
-            )
+    )
+    if not tables:
         return 0
+    if "meta" not in tables:
+        raise StateError(
+            f"schema {SCHEMA} holds tables that are not dsdb's state; dsdb keeps its state "
+            "there and will not write into it"
+        )
     query = f"SELECT key, value FROM {SCHEMA}.meta WHERE key IN ('format', 'schema_version')"
     meta: dict[str, str] = {key: value for key, value in conn.execute(sa.text(query))}
     if meta.get("format") != _FORMAT:
