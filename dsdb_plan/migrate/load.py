@@ -205,7 +205,13 @@ def _copy_statement(table: str, names: Sequence[str]) -> sql.Composed:
 
 
 def _driver_cursor(conn: sa.Connection) -> Any:
-    """A psycopg cursor on the connection SQLAlchemy holds, so it shares the transaction."""
+    """A psycopg cursor on the connection SQLAlchemy holds, so it shares the transaction.
+
+    SQLAlchemy's transaction is begun first: otherwise `conn.commit()` would not know about
+    the work and leave it uncommitted.
+    """
+    if not conn.in_transaction():
+        conn.begin()
     return conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
 
 

@@ -1,0 +1,683 @@
+"""Copy one selected table from a source database into a target, in committed batches.
+
+The source is read with one streamed SELECT ordered by the key (a server-side cursor where
+the driver has one), so memory holds one batch. Each batch is converted
+(`values.row_converter`), written (`load.batch_writer`) and committed, then reported to
+`on_checkpoint` with the last key written. Every batch is idempotent — append inserts
+ignoring existing keys, upsert and mirror upsert — so a batch committed but not yet
+checkpointed is harmless when a resumed copy writes it again. A resume reads from the
+checkpoint's last key on: no gap, no duplicate.
+
+Modes (issue 4, item 2):
+
+- ``append``: insert the rows whose key the target does not hold; never updates or deletes.
+- ``upsert``: insert, or update by key.
+- ``replace``: load a staging table ``<target>__dsdb_new`` (created like the target), then
+  swap it in within one transaction (one ``RENAME TABLE`` statement on MySQL/MariaDB), so
+  readers see the old table or the new one, never a half-loaded one. Works without a key;
+  then a resume starts the staging load again.
+- ``mirror``: upsert, then delete the target rows whose key is not in the source subset. The
+  source keys are streamed into a temporary table in the target and the deletion is one
+  ``DELETE … WHERE NOT EXISTS`` there: memory stays bounded, and keys are compared by the
+  target database with the same types and collation the upsert matched them with (comparing
+  values in Python or in the source would disagree about e.g. case-insensitive collations).
+
+With ``cursor_column``, only rows whose cursor is greater than ``since`` are read, and
+`CopyResult.high_water` is the largest cursor copied (a raw source value, for the caller to
+store and pass back as ``since``).
+
+SQLite to SQLite skips Python entirely: the source file is ATTACHed to the target connection
+and each batch is one ``INSERT … SELECT`` over a key range.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.sql import visitors
+
+from dsdb_plan.archive.format import decode_value, encode_value
+from dsdb_plan.dbschema import (
+    TableSchema,
+    advance_sequences,
+    create_indexes,
+    create_tables,
+    reflect_tables,
+)
+from dsdb_plan.errors import PlanError
+from dsdb_plan.migrate.load import Operation, batch_writer
+from dsdb_plan.migrate.subset import TableSelection
+from dsdb_plan.values import row_converter
+
+Mode = Literal["append", "upsert", "replace", "mirror"]
+Checkpoint = dict[str, Any]
+STAGING_SUFFIX = "__dsdb_new"
+OLD_SUFFIX = "__dsdb_old"
+_ATTACHED = "dsdb_source"
+_KEYED_MODES = ("append", "upsert", "mirror")
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    """What one `copy_table` call did (counting batches committed before a resume too)."""
+
+    rows_copied: int  # source rows written to the target (inserted, updated or skipped)
+    rows_deleted: int = 0  # target rows mirror deleted
+    high_water: Any = None  # largest cursor value copied (raw source value), else `since`
+
+
+def copy_table(
+    source_engine: sa.Engine,
+    target_engine: sa.Engine,
+    selection: TableSelection,
+    *,
+    mode: Mode,
+    batch_size: int,
+    cursor_column: str | None = None,
+    since: Any = None,
+    resume: Mapping[str, Any] | None = None,
+    on_checkpoint: Callable[[Checkpoint], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> CopyResult:
+    """Copy `selection` into its target table (which `target.ensure_target` made ready).
+
+    `resume` is the last checkpoint an interrupted call reported for the same table, mode
+    and cursor; any other checkpoint is ignored and the copy starts over (always safe).
+    Checkpoints are JSON-ready dicts: ``table``, ``target``, ``mode``, ``cursor``, ``phase``,
+    ``last_key`` (encoded source values), ``rows``, ``high_water`` and ``since``.
+    `progress(rows_so_far)` is called after each committed batch. Uses one source and one
+    target connection.
+    """
+    _check(selection, mode, cursor_column, batch_size)
+    job = _Job(
+        selection=selection,
+        mode=mode,
+        batch_size=batch_size,
+        cursor_column=cursor_column,
+        since=since,
+        on_checkpoint=on_checkpoint,
+        progress=progress,
+    )
+    job.resume_from(resume)
+    with source_engine.connect() as src, target_engine.connect() as dst, _session(dst):
+        if mode == "replace":
+            _replace(src, dst, job)
+            return job.result()
+        operation: Operation = "insert_ignore" if mode == "append" else "upsert"
+        if job.phase == "load":
+            _load(src, dst, job, selection.target, operation)
+        if mode == "mirror":
+            job.checkpoint("delete")
+            job.deleted = _delete_missing(src, dst, job)
+            dst.commit()
+    return job.result()
+
+
+def _check(selection: TableSelection, mode: str, cursor_column: str | None, batch: int) -> None:
+    label = f"table {selection.name!r}"
+    if mode not in ("append", "upsert", "replace", "mirror"):
+        raise PlanError(f"{label}: unknown mode {mode!r}")
+    if mode in _KEYED_MODES and not selection.key:
+        raise PlanError(
+            f"{label}: mode {mode} needs a key to match rows, and the table has no primary "
+            "key: declare `key:` for it, or use mode replace"
+        )
+    if cursor_column is not None:
+        if mode == "replace":
+            raise PlanError(f"{label}: an incremental cursor cannot be used with mode replace")
+        if cursor_column not in selection.source.c:
+            raise PlanError(f"{label}: no cursor column {cursor_column!r}")
+    if batch < 1:
+        raise PlanError(f"{label}: batch size must be at least 1, not {batch}")
+
+
+@dataclass
+class _Job:
+    """One copy in progress: its settings and how far it got."""
+
+    selection: TableSelection
+    mode: str
+    batch_size: int
+    cursor_column: str | None
+    since: Any
+    on_checkpoint: Callable[[Checkpoint], None] | None
+    progress: Callable[[int], None] | None
+    phase: str = "load"
+    last_key: tuple[Any, ...] | None = None
+    rows: int = 0
+    deleted: int = 0
+    high_water: Any = None
+    resumed: bool = False
+
+    def resume_from(self, checkpoint: Mapping[str, Any] | None) -> None:
+        if not checkpoint or any(
+            checkpoint.get(name) != value for name, value in self._identity().items()
+        ):
+            return
+        self.resumed = True
+        self.phase = str(checkpoint.get("phase", "load"))
+        last_key = checkpoint.get("last_key")
+        self.last_key = None if last_key is None else tuple(decode_value(v) for v in last_key)
+        self.rows = int(checkpoint.get("rows", 0))
+        self.high_water = decode_value(checkpoint.get("high_water"))
+        self.since = decode_value(checkpoint.get("since"))
+
+    def _identity(self) -> dict[str, Any]:
+        return {
+            "table": self.selection.name,
+            "target": self.selection.target,
+            "mode": self.mode,
+            "cursor": self.cursor_column,
+        }
+
+    def advance(self, rows: int, last_key: tuple[Any, ...] | None, high_water: Any) -> None:
+        """Record a committed batch, then report it."""
+        self.rows += rows
+        self.last_key = last_key
+        if high_water is not None and (self.high_water is None or high_water > self.high_water):
+            self.high_water = high_water
+        self.checkpoint(self.phase)
+        if self.progress is not None:
+            self.progress(self.rows)
+
+    def checkpoint(self, phase: str) -> None:
+        self.phase = phase
+        if self.on_checkpoint is None:
+            return
+        self.on_checkpoint(
+            {
+                **self._identity(),
+                "phase": phase,
+                "last_key": None
+                if self.last_key is None
+                else [encode_value(value) for value in self.last_key],
+                "rows": self.rows,
+                "high_water": encode_value(self.high_water),
+                "since": encode_value(self.since),
+            }
+        )
+
+    def result(self) -> CopyResult:
+        high_water = self.high_water if self.high_water is not None else self.since
+        return CopyResult(self.rows, self.deleted, high_water)
+
+
+@contextlib.contextmanager
+def _session(dst: sa.Connection) -> Iterator[None]:
+    """Session settings the copy needs, restored before the connection goes back to the pool."""
+    if dst.dialect.name not in ("mysql", "mariadb"):
+        yield
+        return
+    mode = dst.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar()
+    # Without it MySQL turns a copied key 0 of an AUTO_INCREMENT column into a new id.
+    dst.exec_driver_sql(
+        "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'NO_AUTO_VALUE_ON_ZERO')"
+    )
+    dst.commit()
+    try:
+        yield
+    finally:
+        dst.rollback()
+        dst.exec_driver_sql("SET SESSION sql_mode = %s", (mode,))
+        dst.commit()
+
+
+# -- loading -----------------------------------------------------------------------------
+
+
+def _load(
+    src: sa.Connection, dst: sa.Connection, job: _Job, table: str, operation: Operation
+) -> None:
+    """Copy the remaining rows into `table`, a batch per transaction."""
+    if _attachable(src, dst, job):
+        _load_attached(src, dst, job, table, operation)
+        return
+    selection = job.selection
+    shape = _copied_schema(selection)
+    convert = row_converter(shape, src.dialect.name, dst.dialect.name)
+    writer = batch_writer(dst, table, shape.columns, operation=operation, key=selection.key)
+    # After a resume the first batch may already be in the target; a plain insert can only
+    # take it if keys are ignored, so that one batch goes through insert_ignore.
+    first = (
+        batch_writer(dst, table, shape.columns, operation="insert_ignore", key=selection.key)
+        if operation == "insert" and job.resumed and selection.key
+        else writer
+    )
+    names = list(selection.columns)
+    key_at = [names.index(name) for name in selection.key]
+    cursor_at: int | None = None
+    if job.cursor_column is not None:
+        if job.cursor_column not in names:
+            names.append(job.cursor_column)
+        cursor_at = names.index(job.cursor_column)
+    width = len(selection.columns)
+    query = _read_query(src, job, names)
+    result = src.execution_options(stream_results=True, yield_per=job.batch_size).execute(query)
+    for rows in result.partitions(job.batch_size):
+        batch = [convert(row[:width] if cursor_at is not None else row) for row in rows]
+        first.write(batch)
+        first = writer
+        dst.commit()
+        last = rows[-1]
+        high = None
+        if cursor_at is not None:
+            high = _largest(row[cursor_at] for row in rows)
+        job.advance(len(rows), tuple(last[i] for i in key_at) if key_at else None, high)
+    src.rollback()
+
+
+def _copied_schema(selection: TableSelection) -> TableSchema:
+    schema = selection.schema
+    return dataclasses.replace(
+        schema, columns=tuple(schema.column(name) for name in selection.columns)
+    )
+
+
+def _source_filter(job: _Job, table: sa.Table) -> list[sa.ColumnElement[bool]]:
+    """The selection's filter, the cursor and the resume point, on `table`'s columns."""
+    selection = job.selection
+    conditions: list[sa.ColumnElement[bool]] = []
+    if selection.where is not None:
+        conditions.append(selection.where)
+    if job.cursor_column is not None and job.since is not None:
+        conditions.append(_raw(table.c[job.cursor_column]) > _value(job.since))
+    if job.last_key is not None:
+        conditions.append(_after(table, selection.key, job.last_key))
+    return conditions
+
+
+def _read_query(src: sa.Connection, job: _Job, names: Sequence[str]) -> sa.Select[Any]:
+    table = job.selection.source
+    columns: list[sa.ColumnElement[Any]] = []
+    for name in names:
+        column: sa.ColumnElement[Any] = table.c[name]
+        if src.dialect.name == "postgresql" and _portable(job.selection, name) == "json":
+            column = sa.cast(column, sa.Text()).label(name)  # its text, as backups read it
+        columns.append(column)
+    query = sa.select(*columns).where(*_source_filter(job, table))
+    return query.order_by(*(table.c[name] for name in job.selection.key))
+
+
+def _portable(selection: TableSelection, name: str) -> str | None:
+    return selection.schema.column(name).type if name in selection.schema.column_names else None
+
+
+def _raw(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """The column compared as the driver stores it, so raw resume values bind unchanged."""
+    return sa.type_coerce(column, sa.types.NullType())
+
+
+def _value(value: Any) -> sa.BindParameter[Any]:
+    return sa.bindparam(None, value, type_=sa.types.NullType())
+
+
+def _after(table: sa.Table, key: Sequence[str], last: Sequence[Any]) -> sa.ColumnElement[bool]:
+    """Keyset condition: the key sorts after `last` (row-value comparison, spelled out)."""
+    columns = [_raw(table.c[name]) for name in key]
+    values = [_value(value) for value in last]
+    if len(columns) == 1:
+        return columns[0] > values[0]
+    # (a, b) > (x, y) written as a > x OR (a = x AND b > y): every dialect understands it.
+    alternatives = []
+    for index in range(len(columns)):
+        equal = [columns[i] == values[i] for i in range(index)]
+        alternatives.append(sa.and_(*equal, columns[index] > values[index]))
+    return sa.or_(*alternatives)
+
+
+def _largest(values: Iterator[Any]) -> Any:
+    present = [value for value in values if value is not None]
+    return max(present) if present else None
+
+
+# -- SQLite to SQLite ----------------------------------------------------------------------
+
+
+def _attachable(src: sa.Connection, dst: sa.Connection, job: _Job) -> bool:
+    database = src.engine.url.database
+    return (
+        src.dialect.name == "sqlite"
+        and dst.dialect.name == "sqlite"
+        and bool(database)
+        and database != ":memory:"
+        and not str(database).startswith("file:")
+        and _attached_select(job, [], None) is not None
+    )
+
+
+def _attached_select(
+    job: _Job, names: Sequence[str], extra: Sequence[sa.ColumnElement[bool]] | None
+) -> sa.Select[Any] | None:
+    """SELECT `names` from the attached source (None when the filter cannot be moved)."""
+    tables: dict[int, sa.Table] = {}
+
+    def qualified(table: sa.Table) -> sa.Table:
+        if id(table) not in tables:
+            tables[id(table)] = sa.Table(
+                table.name,
+                sa.MetaData(),
+                *(sa.Column(c.name, c.type) for c in table.c),
+                schema=_ATTACHED,
+            )
+        return tables[id(table)]
+
+    def swap(element: Any, **kw: Any) -> Any:
+        if isinstance(element, sa.Table) and element.schema is None:
+            return qualified(element)
+        if (
+            isinstance(element, sa.Column)
+            and isinstance(element.table, sa.Table)
+            and element.table.schema is None
+        ):
+            return qualified(element.table).c[element.key]
+        return None
+
+    source = job.selection.source
+    query = sa.select(*(source.c[name] for name in names)) if names else sa.select(sa.literal(1))
+    query = query.select_from(source).where(*_source_filter(job, source), *(extra or ()))
+    try:
+        moved = cast(sa.Select[Any], visitors.replacement_traverse(cast(Any, query), {}, swap))
+        moved.compile(dialect=sqlite_dialect.dialect())
+    except (sa.exc.SQLAlchemyError, KeyError):
+        return None
+    return moved
+
+
+def _load_attached(
+    src: sa.Connection, dst: sa.Connection, job: _Job, table: str, operation: Operation
+) -> None:
+    """`INSERT … SELECT` from the ATTACHed source file, one key range per transaction.
+
+    The range ends at the key `batch_size` rows further on (found through the key's index),
+    so each batch is as large as elsewhere and its last key is known before it is written.
+    """
+    dst.commit()  # ATTACH is refused inside a transaction
+    dst.exec_driver_sql(f"ATTACH DATABASE ? AS {_ATTACHED}", (src.engine.url.database,))
+    try:
+        key = list(job.selection.key)
+        while True:
+            upper = _attached_row(dst, job, key, None, offset=job.batch_size - 1) if key else None
+            extra = [] if upper is None else [sa.not_(_after(job.selection.source, key, upper))]
+            count = job.batch_size if upper is not None else _attached_count(dst, job, extra)
+            if count == 0:
+                break
+            last = upper if upper is not None or not key else _attached_row(dst, job, key, extra)
+            high = None
+            if job.cursor_column is not None:
+                high = _attached_row(dst, job, [job.cursor_column], extra, largest=True)
+            replay = operation == "insert" and job.resumed and job.rows > 0 and key
+            # After a resume the first range may already be in the target (see `_load`).
+            dst.execute(
+                _attached_insert(job, table, "insert_ignore" if replay else operation, extra)
+            )
+            job.resumed = False
+            dst.commit()
+            job.advance(count, last, None if high is None else high[0])
+            if upper is None:
+                break
+    finally:
+        dst.rollback()
+        dst.exec_driver_sql(f"DETACH DATABASE {_ATTACHED}")
+
+
+def _attached_row(
+    dst: sa.Connection,
+    job: _Job,
+    names: Sequence[str],
+    extra: Sequence[sa.ColumnElement[bool]] | None,
+    *,
+    offset: int | None = None,
+    largest: bool = False,
+) -> tuple[Any, ...] | None:
+    """The key `offset` rows on (ascending), or the last key / largest value in range."""
+    query = _attached_select(job, names, extra)
+    assert query is not None  # _attachable checked that the filter moves
+    columns = [query.selected_columns[name] for name in names]
+    if offset is not None:
+        query = query.order_by(*columns).offset(offset)
+    else:
+        query = query.where(*(c.is_not(None) for c in columns) if largest else ())
+        query = query.order_by(*(c.desc() for c in columns))
+    row = dst.execute(query.limit(1)).first()
+    return None if row is None else tuple(row)
+
+
+def _attached_count(dst: sa.Connection, job: _Job, extra: Sequence[sa.ColumnElement[bool]]) -> int:
+    query = _attached_select(job, [], extra)
+    assert query is not None
+    return int(dst.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one())
+
+
+def _attached_insert(
+    job: _Job, table: str, operation: Operation, extra: Sequence[sa.ColumnElement[bool]]
+) -> Any:
+    selection = job.selection
+    names = list(selection.columns)
+    rows = _attached_select(job, names, [*extra, sa.true()])  # WHERE: see SQLite's upsert docs
+    assert rows is not None
+    target = sa.table(table, *(sa.column(name) for name in names))
+    statement = sqlite_dialect.insert(target).from_select(names, rows)
+    key = [target.c[name] for name in selection.key]
+    if operation == "insert_ignore":
+        return statement.on_conflict_do_nothing(index_elements=key)
+    updates = [name for name in names if name not in selection.key]
+    if operation == "upsert" and updates:
+        return statement.on_conflict_do_update(
+            index_elements=key, set_={name: statement.excluded[name] for name in updates}
+        )
+    if operation == "upsert":
+        return statement.on_conflict_do_nothing(index_elements=key)
+    return statement
+
+
+# -- replace -------------------------------------------------------------------------------
+
+
+def _replace(src: sa.Connection, dst: sa.Connection, job: _Job) -> None:
+    """Fill `<target>__dsdb_new`, then swap it in atomically."""
+    selection = job.selection
+    staging = selection.target + STAGING_SUFFIX
+    existing = set(sa.inspect(dst).get_table_names())
+    target_schema = (
+        reflect_tables(dst, [selection.target])[0]
+        if selection.target in existing
+        else dataclasses.replace(_copied_schema(selection), name=selection.target)
+    )
+    dst.commit()
+    staged = _staging_schema(target_schema, staging, dst.dialect.name)
+    resumable = (
+        job.resumed
+        and job.phase in ("load", "swap")
+        and staging in existing
+        and bool(selection.key)
+        and set(target_schema.primary_key) == set(selection.key)
+    )
+    if not resumable:
+        job.phase, job.last_key, job.rows, job.resumed = "load", None, 0, False
+        with dst.begin():
+            if staging in existing:
+                sa.Table(staging, sa.MetaData()).drop(dst)
+            create_tables(dst, [dataclasses.replace(staged, indexes=())], with_indexes=False)
+    _load(src, dst, job, staging, "insert")
+    job.checkpoint("swap")
+    _swap(dst, selection.target, staged, selection.target in existing)
+
+
+def _staging_schema(target: TableSchema, staging: str, dialect: str) -> TableSchema:
+    """The target's schema under the staging name.
+
+    A self-reference points at the staging table itself where keys follow a table through a
+    rename (PostgreSQL, MySQL), and at the target's name in SQLite, where keys name tables.
+    """
+    keys = tuple(
+        dataclasses.replace(fk, ref_table=staging, name=None)
+        if fk.ref_table == target.name and dialect != "sqlite"
+        else dataclasses.replace(fk, name=None if dialect in ("mysql", "mariadb") else fk.name)
+        for fk in target.foreign_keys
+    )
+    return dataclasses.replace(target, name=staging, foreign_keys=keys)
+
+
+def _swap(dst: sa.Connection, target: str, staged: TableSchema, exists: bool) -> None:
+    """Put the loaded staging table in the target's place in one atomic step."""
+    dialect = dst.dialect.name
+    staging = staged.name
+    old = target + OLD_SUFFIX
+    q = dst.dialect.identifier_preparer.quote_identifier
+    final = dataclasses.replace(staged, name=target)
+    if dialect in ("mysql", "mariadb"):
+        # DDL commits at once here: indexes go on the staging table first, then one RENAME
+        # TABLE swaps both names atomically.
+        create_indexes(dst, [staged])
+        advance_sequences(dst, staged)
+        dst.commit()
+        if exists:
+            dst.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
+            try:
+                dst.exec_driver_sql(
+                    f"RENAME TABLE {q(target)} TO {q(old)}, {q(staging)} TO {q(target)}"
+                )
+                dst.exec_driver_sql(f"DROP TABLE {q(old)}")
+            finally:
+                dst.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
+        else:
+            dst.exec_driver_sql(f"RENAME TABLE {q(staging)} TO {q(target)}")
+        dst.commit()
+        return
+    if dialect == "sqlite":
+        # Keys in other tables name the target: keep them pointing at the new one.
+        dst.exec_driver_sql("PRAGMA legacy_alter_table = ON")
+    dst.commit()
+    try:
+        with dst.begin():
+            _begin_ddl(dst)
+            incoming = _incoming_keys(dst, target) if exists and dialect == "postgresql" else []
+            for table, name, _ in incoming:
+                dst.exec_driver_sql(f"ALTER TABLE {q(table)} DROP CONSTRAINT {q(name)}")
+            if exists:
+                dst.exec_driver_sql(f"ALTER TABLE {q(target)} RENAME TO {q(old)}")
+            dst.exec_driver_sql(f"ALTER TABLE {q(staging)} RENAME TO {q(target)}")
+            if exists:
+                dst.exec_driver_sql(f"DROP TABLE {q(old)}")
+            if dialect == "postgresql":
+                _rename_indexes(dst, staging, target)
+            # Index names are unique per schema here, so they wait for the old table to go.
+            create_indexes(dst, [final])
+            advance_sequences(dst, final)
+            for table, name, definition in incoming:
+                dst.exec_driver_sql(
+                    f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(name)} "
+                    + definition.replace("%", "%%")
+                )
+    finally:
+        if dialect == "sqlite":
+            dst.exec_driver_sql("PRAGMA legacy_alter_table = OFF")
+            dst.commit()
+
+
+def _begin_ddl(dst: sa.Connection) -> None:
+    """Open a real transaction for DDL: Python's sqlite3 module begins one only before DML,
+    so its ALTER and DROP statements would otherwise each commit on their own."""
+    if dst.dialect.name == "sqlite":
+        driver: Any = dst.connection.driver_connection
+        if not driver.in_transaction:
+            dst.exec_driver_sql("BEGIN")
+
+
+def _incoming_keys(dst: sa.Connection, target: str) -> list[tuple[str, str, str]]:
+    """Foreign keys of other tables that point at `target`: (table, name, definition)."""
+    rows = dst.execute(
+        sa.text(
+            "SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid) "
+            "FROM pg_constraint c WHERE c.contype = 'f' AND c.confrelid = "
+            "to_regclass(quote_ident(:target)) AND c.conrelid <> c.confrelid"
+        ),
+        {"target": target},
+    ).all()
+    return [(_unquote(str(row[0])), str(row[1]), str(row[2])) for row in rows]
+
+
+def _unquote(name: str) -> str:
+    """regclass text quotes names that need it."""
+    if name.startswith('"') and name.endswith('"'):
+        return name[1:-1].replace('""', '"')
+    return name
+
+
+def _rename_indexes(dst: sa.Connection, staging: str, target: str) -> None:
+    """Give the primary key's and unique constraints' indexes names of the target's."""
+    names = dst.execute(
+        sa.text(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+            "AND tablename = :target"
+        ),
+        {"target": target},
+    ).scalars()
+    q = dst.dialect.identifier_preparer.quote_identifier
+    for name in list(names):
+        if staging in name:
+            wanted = name.replace(staging, target)
+            if len(wanted.encode()) > 63:
+                wanted = f"{wanted[:40]}_{hashlib.sha1(wanted.encode()).hexdigest()[:8]}"
+            dst.exec_driver_sql(f"ALTER INDEX {q(name)} RENAME TO {q(wanted)}")
+
+
+# -- mirror --------------------------------------------------------------------------------
+
+
+def _delete_missing(src: sa.Connection, dst: sa.Connection, job: _Job) -> int:
+    """Delete target rows whose key is not in the source subset; returns how many."""
+    selection = job.selection
+    key = list(selection.key)
+    digest = hashlib.sha1(selection.target.encode()).hexdigest()[:16]
+    reflected = sa.Table(selection.target, sa.MetaData(), autoload_with=dst)
+    keys = sa.Table(
+        f"dsdb_keys_{digest}",
+        sa.MetaData(),
+        *(sa.Column(name, reflected.c[name].type, primary_key=True) for name in key),
+        prefixes=["TEMPORARY"],
+    )
+    dst.commit()
+    _drop_temporary(dst, keys)
+    keys.create(dst)
+    shape = _copied_schema(selection)
+    key_schema = dataclasses.replace(
+        shape, columns=tuple(shape.column(name) for name in key), primary_key=tuple(key)
+    )
+    convert = row_converter(key_schema, src.dialect.name, dst.dialect.name)
+    writer = batch_writer(dst, keys.name, key_schema.columns)
+    unfiltered = dataclasses.replace(job, cursor_column=None, last_key=None)
+    query = _read_query(src, unfiltered, key)
+    result = src.execution_options(stream_results=True, yield_per=job.batch_size).execute(query)
+    for rows in result.partitions(job.batch_size):
+        writer.write([convert(row) for row in rows])
+    src.rollback()
+    if dst.dialect.name == "postgresql":
+        dst.exec_driver_sql(
+            f"ANALYZE {dst.dialect.identifier_preparer.quote_identifier(keys.name)}"
+        )
+    target = sa.table(selection.target, *(sa.column(name) for name in key))
+    matched = sa.and_(*(keys.c[name] == target.c[name] for name in key))
+    deleted = dst.execute(sa.delete(target).where(~sa.exists().where(matched))).rowcount
+    _drop_temporary(dst, keys)
+    return int(deleted or 0)
+
+
+def _drop_temporary(dst: sa.Connection, table: sa.Table) -> None:
+    """Drop a temporary table a failed earlier copy may have left on a pooled connection."""
+    quoted = dst.dialect.identifier_preparer.quote_identifier(table.name)
+    if dst.dialect.name in ("mysql", "mariadb"):
+        dst.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {quoted}")
+    elif dst.dialect.name == "sqlite":
+        dst.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{quoted}")
+    elif dst.dialect.name == "postgresql":
+        dst.exec_driver_sql(f"DROP TABLE IF EXISTS pg_temp.{quoted}")
+    else:
+        table.drop(dst, checkfirst=True)

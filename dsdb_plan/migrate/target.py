@@ -1,0 +1,315 @@
+"""The target table of a migration: check that it can hold the data, create or evolve it.
+
+`inspect_target` only reads (the planner calls it); `ensure_target` creates a missing table
+(without secondary indexes, which load faster afterwards) or adds the columns the source
+gained; `finish_target` runs after the load: indexes, foreign keys whose parent now exists,
+and identity/serial/AUTO_INCREMENT counters moved past the copied keys so the application's
+next insert does not collide (issue 4, item 4).
+
+Types come from `dbschema.target_type`: SQLite REAL becomes DOUBLE PRECISION (never `real`),
+timestamps keep microseconds and zones, decimals their precision.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import sqlalchemy as sa
+
+from dsdb_plan.dbschema import (
+    ColumnSchema,
+    ForeignKeySchema,
+    IndexSchema,
+    TableSchema,
+    add_foreign_keys,
+    advance_sequences,
+    create_indexes,
+    create_tables,
+    reflect_tables,
+    target_type,
+)
+from dsdb_plan.errors import PlanError
+from dsdb_plan.migrate.subset import TableSelection
+
+SchemaChanges = Literal["evolve", "strict"]
+Bind = sa.Engine | sa.Connection
+KnownTables = Collection[str] | Mapping[str, str]
+
+_INTEGER_RANK = {"smallint": 1, "boolean": 1, "integer": 2, "bigint": 3}
+_INTEGER_DIGITS = {"smallint": 5, "boolean": 1, "integer": 10, "bigint": 19}
+_TEXT = frozenset({"text", "varchar"})
+#: Target types any value of the source type fits in, beside the same type and text.
+_HOLDS: dict[str, frozenset[str]] = {
+    "float": frozenset({"float", "double"}),
+    "double": frozenset({"double"}),
+    "date": frozenset({"date", "datetime"}),
+    "time": frozenset({"time"}),
+    "datetime": frozenset({"datetime"}),
+    "json": frozenset({"json"}),
+    "uuid": frozenset({"uuid"}),
+    "binary": frozenset({"binary"}),
+}
+
+
+@dataclass(frozen=True)
+class TargetCheck:
+    """What the target database holds for one selected table.
+
+    `incompatible` and `problems` are messages naming the table and columns; `problems` is
+    every reason the copy cannot go ahead (incompatibilities, and under `strict` the columns
+    the target lacks), so a plan fails when it is not empty.
+    """
+
+    exists: bool
+    missing_columns: tuple[str, ...] = ()
+    incompatible: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
+
+
+def inspect_target(
+    target_engine: Bind,
+    selection: TableSelection,
+    *,
+    schema_changes: SchemaChanges,
+) -> TargetCheck:
+    """Compare the target table (if any) with what the selection will copy; read-only."""
+    with _connect(target_engine) as conn:
+        if selection.target not in sa.inspect(conn).get_table_names():
+            return TargetCheck(exists=False)
+        (existing,) = reflect_tables(conn, [selection.target])
+    label = f"table {selection.target!r}"
+    present = set(existing.column_names)
+    missing = tuple(name for name in selection.columns if name not in present)
+    incompatible: list[str] = []
+    missing_keys = [name for name in selection.key if name in missing]
+    if missing_keys:
+        incompatible.append(f"{label}: key column(s) {_names(missing_keys)} missing in the target")
+    if conn.dialect.name != "sqlite":  # SQLite stores any value in any column
+        for name in selection.columns:
+            if name in present:
+                reason = _cannot_hold(selection.schema.column(name), existing.column(name))
+                if reason:
+                    incompatible.append(f"{label}: column {name!r} {reason}")
+    required = [
+        column.name
+        for column in existing.columns
+        if column.name not in selection.columns
+        and not column.nullable
+        and column.default is None
+        and not column.autoincrement
+    ]
+    if required:
+        incompatible.append(
+            f"{label}: column(s) {_names(required)} are NOT NULL without a default in the "
+            "target but are not copied"
+        )
+    if selection.key and not missing_keys and not _is_unique(existing, selection.key):
+        incompatible.append(
+            f"{label}: no primary key or unique index on {_names(selection.key)} in the target "
+            "(rows are matched by that key)"
+        )
+    problems = list(incompatible)
+    if missing and schema_changes == "strict":
+        problems.append(
+            f"{label}: column(s) {_names(missing)} exist in the source but not in the target "
+            "(schema: strict; `evolve` would add them)"
+        )
+    return TargetCheck(True, missing, tuple(incompatible), tuple(problems))
+
+
+def ensure_target(
+    target_engine: Bind,
+    selection: TableSelection,
+    check: TargetCheck,
+    *,
+    known_tables: KnownTables = (),
+) -> None:
+    """Create the target table, or add its missing columns; refuse when `check` has problems.
+
+    A new table gets the copied columns, its primary key (or a unique index on the key when
+    the key is not the primary key: rows are matched by it) and the foreign keys whose parent
+    exists in the target or is the table itself; keys to parents in `known_tables` (target
+    names, or a source → target name map) that do not exist yet wait for `finish_target`.
+    Missing columns are added as nullable: the rows already there have no value for them.
+    """
+    if check.problems:
+        raise PlanError("; ".join(check.problems))
+    with _begin(target_engine) as conn:
+        if not check.exists:
+            _create(conn, selection, known_tables)
+            return
+        for name in check.missing_columns:
+            column = selection.schema.column(name)
+            sql_type = target_type(column, conn.dialect.name)
+            preparer = conn.dialect.identifier_preparer
+            conn.exec_driver_sql(
+                f"ALTER TABLE {preparer.quote_identifier(selection.target)} ADD COLUMN "
+                f"{preparer.quote_identifier(name)} {sql_type.compile(dialect=conn.dialect)}"
+            )
+
+
+def finish_target(
+    target_engine: Bind, selection: TableSelection, *, known_tables: KnownTables = ()
+) -> None:
+    """After loading: create missing indexes and foreign keys, advance sequences.
+
+    Idempotent: indexes already present, and keys whose columns already reference a table,
+    are skipped, so it may be called again once the parents of a foreign-key cycle exist.
+    """
+    with _begin(target_engine) as conn:
+        (existing,) = reflect_tables(conn, [selection.target])
+        have = {(index.columns, index.unique) for index in existing.indexes}
+        if existing.primary_key:
+            have.add((existing.primary_key, True))
+        todo = tuple(
+            index for index in selection.schema.indexes if (index.columns, index.unique) not in have
+        )
+        if todo:
+            shaped = dataclasses.replace(_shape(selection), indexes=todo)
+            create_indexes(conn, [shaped], rename={shaped.name: selection.target})
+        if conn.dialect.name != "sqlite":
+            names = _target_names(known_tables)
+            tables = set(sa.inspect(conn).get_table_names())
+            linked = {fk.columns for fk in existing.foreign_keys}
+            keys = [
+                fk
+                for fk in selection.schema.foreign_keys
+                if fk.columns not in linked and names.get(fk.ref_table, fk.ref_table) in tables
+            ]
+            if keys:
+                add_foreign_keys(
+                    conn,
+                    [(selection.schema, fk) for fk in keys],
+                    rename={selection.schema.name: selection.target, **_renamed(names, keys)},
+                )
+        advance_sequences(conn, existing)
+
+
+def _create(conn: sa.Connection, selection: TableSelection, known_tables: KnownTables) -> None:
+    names = _target_names(known_tables)
+    tables = set(sa.inspect(conn).get_table_names())
+    shaped = _shape(selection)
+    keys = tuple(
+        fk
+        for fk in shaped.foreign_keys
+        if fk.ref_table == shaped.name
+        or names.get(fk.ref_table, fk.ref_table) in tables
+        # SQLite cannot add a key later, and does not check its parent at creation.
+        or (conn.dialect.name == "sqlite" and fk.ref_table in names)
+    )
+    table = dataclasses.replace(shaped, foreign_keys=keys, indexes=())
+    rename = {shaped.name: selection.target, **_renamed(names, keys)}
+    create_tables(conn, [table], rename=rename, with_indexes=False)
+    if selection.key and tuple(selection.key) != shaped.primary_key:
+        unique = IndexSchema(None, tuple(selection.key), unique=True)
+        create_indexes(conn, [dataclasses.replace(table, indexes=(unique,))], rename=rename)
+
+
+def _shape(selection: TableSelection) -> TableSchema:
+    """The selection's schema with the columns in copy order."""
+    schema = selection.schema
+    return dataclasses.replace(
+        schema, columns=tuple(schema.column(name) for name in selection.columns)
+    )
+
+
+def _target_names(known_tables: KnownTables) -> dict[str, str]:
+    if isinstance(known_tables, Mapping):
+        return dict(known_tables)
+    return {name: name for name in known_tables}
+
+
+def _renamed(names: Mapping[str, str], keys: Collection[ForeignKeySchema]) -> dict[str, str]:
+    return {fk.ref_table: names[fk.ref_table] for fk in keys if fk.ref_table in names}
+
+
+def _cannot_hold(source: ColumnSchema, target: ColumnSchema) -> str | None:
+    """Why a `target` column cannot hold every value of `source`, or None when it can."""
+    what = f"is {_describe(target)} in the target but {_describe(source)} in the source"
+    kind, into = source.type, target.type
+    if into in _TEXT:
+        if kind == "binary":
+            return what
+        if into == "varchar" and target.length is not None:
+            longest = _longest_text(source)
+            if longest is not None and longest > target.length:
+                return what
+        return None
+    if kind in _INTEGER_RANK:
+        if into in _INTEGER_RANK and into != "boolean":
+            return None if _INTEGER_RANK[into] >= _INTEGER_RANK[kind] else what
+        if into == "boolean":
+            return None if kind == "boolean" else what
+        if into == "decimal":
+            digits = _INTEGER_DIGITS[kind]
+            fits = target.precision is None or target.precision - (target.scale or 0) >= digits
+            return None if fits else what
+        if into == "double" and kind != "bigint":
+            return None
+        return what
+    if kind == "decimal":
+        if into == "decimal":
+            if target.precision is None or source.precision is None:
+                return None
+            whole = source.precision - (source.scale or 0)
+            fits = target.precision - (target.scale or 0) >= whole and (target.scale or 0) >= (
+                source.scale or 0
+            )
+            return None if fits else what
+        return what
+    if kind in _TEXT:
+        return what  # text only fits text
+    return None if into == kind or into in _HOLDS.get(kind, frozenset()) else what
+
+
+def _longest_text(column: ColumnSchema) -> int | None:
+    if column.type == "varchar":
+        return column.length
+    if column.type == "uuid":
+        return 36
+    if column.type in _INTEGER_RANK:
+        return 20
+    return None  # unbounded: only a scan of the data would tell
+
+
+def _describe(column: ColumnSchema) -> str:
+    if column.type == "varchar" and column.length:
+        return f"varchar({column.length})"
+    if column.type == "decimal" and column.precision is not None:
+        return f"decimal({column.precision},{column.scale or 0})"
+    return column.type
+
+
+def _is_unique(table: TableSchema, key: Collection[str]) -> bool:
+    wanted = set(key)
+    if set(table.primary_key) == wanted:
+        return True
+    return any(index.unique and set(index.columns) == wanted for index in table.indexes)
+
+
+def _names(names: Collection[str]) -> str:
+    return ", ".join(repr(name) for name in names)
+
+
+@contextlib.contextmanager
+def _connect(bind: Bind) -> Iterator[sa.Connection]:
+    """The caller's connection (left open), or a new one (closed after)."""
+    if isinstance(bind, sa.Connection):
+        yield bind
+    else:
+        with bind.connect() as conn:
+            yield conn
+
+
+@contextlib.contextmanager
+def _begin(bind: Bind) -> Iterator[sa.Connection]:
+    """The caller's connection and transaction, or a new transaction committed at the end."""
+    if isinstance(bind, sa.Connection):
+        yield bind
+    else:
+        with bind.begin() as conn:
+            yield conn
