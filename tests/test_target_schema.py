@@ -1,0 +1,157 @@
+"""Target tables of migrations: the traps of issue 4 (item 4), each with its test, and the
+checks a plan makes against an existing target."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from dsdb_plan.errors import PlanError
+from dsdb_plan.migrate.copier import copy_table
+from dsdb_plan.migrate.target import ensure_target, finish_target, inspect_target
+from tests.servers import ServerDatabase
+from tests.test_copier import selection
+
+
+def _sqlite(path: Path, script: str) -> sa.Engine:
+    with sqlite3.connect(path) as db:
+        db.executescript(script)
+    db.close()
+    return sa.create_engine(f"sqlite:///{path}")
+
+
+def _server(kind: str, request: pytest.FixtureRequest) -> sa.Engine:
+    server: ServerDatabase = request.getfixturevalue(f"{kind}_db")
+    return server.engine()
+
+
+def _copy(source: sa.Engine, target: sa.Engine, table: str, **options: object) -> None:
+    chosen = selection(source, table, target=table)
+    check = inspect_target(target, chosen, schema_changes="evolve")
+    ensure_target(target, chosen, check)
+    copy_table(source, target, chosen, mode="upsert", batch_size=1000)
+    finish_target(target, chosen)
+
+
+@pytest.mark.postgres
+def test_sqlite_real_becomes_double_precision(tmp_path: Path, postgres_db: ServerDatabase) -> None:
+    source = _sqlite(
+        tmp_path / "s.db",
+        "CREATE TABLE m (id INTEGER PRIMARY KEY, x REAL, y FLOAT, z DOUBLE);"
+        "INSERT INTO m VALUES (1, 0.1 + 0.2, 1e-300, 123456789.123456789);",
+    )
+    target = postgres_db.engine()
+    _copy(source, target, "m")
+    with target.connect() as conn:
+        types = dict(
+            conn.execute(
+                sa.text(
+                    "SELECT column_name, data_type FROM information_schema.columns "
+                    "WHERE table_name = 'm'"
+                )
+            ).all()
+        )
+        row = conn.execute(sa.text("SELECT x, y, z FROM m")).one()
+    assert types["x"] == types["y"] == types["z"] == "double precision"
+    assert row == (0.1 + 0.2, 1e-300, 123456789.123456789)
+    assert repr(row[0]) == "0.30000000000000004"
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mariadb"])
+def test_identity_continues_after_the_copied_keys(
+    tmp_path: Path, request: pytest.FixtureRequest, kind: str
+) -> None:
+    source = _sqlite(
+        tmp_path / "s.db",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT);"
+        "INSERT INTO t VALUES (0, 'zero'), (5, 'five'), (41, 'forty-one');",
+    )
+    target = _server(kind, request)
+    _copy(source, target, "t")
+    table = sa.table("t", sa.column("id"), sa.column("name"))
+    with target.begin() as conn:
+        conn.execute(sa.insert(table).values(name="by the application"))
+    with target.connect() as conn:
+        rows = dict(conn.execute(sa.select(table.c.name, table.c.id)).all())
+    # Key 0 stays 0 (MySQL would make it a new AUTO_INCREMENT id) and the next id is 42.
+    assert rows == {"zero": 0, "five": 5, "forty-one": 41, "by the application": 42}
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mariadb"])
+def test_incompatible_existing_target_names_the_columns(
+    tmp_path: Path, request: pytest.FixtureRequest, kind: str
+) -> None:
+    source = _sqlite(
+        tmp_path / "s.db",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, code VARCHAR(50), "
+        "amount DECIMAL(12, 2), extra TEXT);",
+    )
+    target = _server(kind, request)
+    with target.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, name INTEGER, code VARCHAR(10), "
+            "amount DECIMAL(6, 2), must INTEGER NOT NULL)"
+        )
+        conn.exec_driver_sql("CREATE TABLE k (name TEXT)")
+    check = inspect_target(target, selection(source, "t", target="t"), schema_changes="evolve")
+    assert check.exists and check.missing_columns == ("extra",)
+    text = "\n".join(check.incompatible)
+    assert "'name' is integer in the target but text in the source" in text
+    assert "'code' is varchar(10) in the target but varchar(50) in the source" in text
+    assert "'amount' is decimal(6,2) in the target but decimal(12,2) in the source" in text
+    assert "'must' are NOT NULL without a default" in text
+    assert "'id'" not in text
+    assert check.problems == check.incompatible
+    with pytest.raises(PlanError, match="'name' is integer"):
+        ensure_target(target, selection(source, "t", target="t"), check)
+
+    keyless = inspect_target(target, selection(source, "t", target="k"), schema_changes="evolve")
+    assert any("key column(s) 'id' missing" in entry for entry in keyless.incompatible)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mariadb"])
+def test_a_new_source_column_is_added_when_evolving_and_refused_when_strict(
+    tmp_path: Path, request: pytest.FixtureRequest, kind: str
+) -> None:
+    source = _sqlite(
+        tmp_path / "s.db",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO t VALUES (1, 'a');",
+    )
+    target = (
+        sa.create_engine(f"sqlite:///{tmp_path / 't.db'}")
+        if kind == "sqlite"
+        else _server(kind, request)
+    )
+    _copy(source, target, "t")
+    with source.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE t ADD COLUMN born DATE")
+        conn.exec_driver_sql("UPDATE t SET born = '2001-02-03'")
+    chosen = selection(source, "t", target="t")
+
+    strict = inspect_target(target, chosen, schema_changes="strict")
+    assert strict.missing_columns == ("born",) and not strict.incompatible
+    assert (
+        strict.problems
+        and "'born' exist in the source but not in the target" in (strict.problems[0])
+    )
+    with pytest.raises(PlanError, match="schema: strict"):
+        ensure_target(target, chosen, strict)
+
+    evolve = inspect_target(target, chosen, schema_changes="evolve")
+    assert evolve.missing_columns == ("born",) and not evolve.problems
+    ensure_target(target, chosen, evolve)
+    copy_table(source, target, chosen, mode="upsert", batch_size=10)
+    with target.connect() as conn:
+        born = conn.execute(sa.text("SELECT born FROM t")).scalar_one()
+    assert str(born) == "2001-02-03"
+    assert inspect_target(target, chosen, schema_changes="strict").problems == ()
+
+
+def test_a_missing_table_reports_that_it_does_not_exist(tmp_path: Path) -> None:
+    source = _sqlite(tmp_path / "s.db", "CREATE TABLE t (id INTEGER PRIMARY KEY);")
+    target = sa.create_engine(f"sqlite:///{tmp_path / 't.db'}")
+    check = inspect_target(target, selection(source, "t"), schema_changes="strict")
+    assert check.exists is False and check.problems == ()
