@@ -40,6 +40,9 @@ from dsdb_plan.errors import (
     UnknownConnectionError,
 )
 from dsdb_plan.interpolate import interpolate
+from dsdb_plan.kinds.migration import selections, table_runs
+from dsdb_plan.migrate.run import TableOutcome, run_migration
+from dsdb_plan.models import Migration
 from dsdb_plan.workspace import Workspace, current_user
 from dsdb_plan.yamlsource import Source, load_yaml
 
@@ -191,9 +194,38 @@ class ConnectionManager:
         where: Mapping[str, Any] | None = None,
         mode: str = "upsert",
         follow: str = "none",
-    ) -> None:
-        """Copy all or a subset of `source` into `target`."""
-        raise NotImplementedError("migrations are not available in this version of dsdb")
+        batch_size: int = 10_000,
+    ) -> list[TableOutcome]:
+        """Copy all or a subset of `source` into `target`, as a `migrations:` entry would.
+
+        `tables` is a list of names or a map of name to options (`where`, `columns`,
+        `rename_to`, `key`, `mode`, ...); `where` applies to every listed table that has no
+        `where` of its own. Every copied table is verified against its source subset.
+        """
+        if where is not None and tables is None:
+            raise DsdbError("`where` needs `tables`: name the tables it filters")
+        listed: dict[str, Any] | None = None
+        if tables is not None:
+            given = (
+                {name: {} for name in tables}
+                if not isinstance(tables, Mapping)
+                else {name: dict(options or {}) for name, options in tables.items()}
+            )
+            listed = {
+                name: {"where": where, **options} if where is not None else options
+                for name, options in given.items()
+            }
+        spec = _migration_spec(source, target, listed, mode, follow, batch_size)
+        source_engine = self._workspace.reach(self._known(source))
+        target_engine = self._workspace.reach(self._known(target))
+        runs = table_runs(spec, selections(source_engine, spec), None)
+        return run_migration(
+            source_engine,
+            target_engine,
+            runs,
+            batch_size=spec.batch_size,
+            schema_changes=spec.schema_changes,
+        )
 
     def teardown(
         self,
@@ -324,3 +356,29 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise DsdbError(f"{path}: expected a mapping of connection names to settings")
     return data
+
+
+def _migration_spec(
+    source: str,
+    target: str,
+    tables: dict[str, Any] | None,
+    mode: str,
+    follow: str,
+    batch_size: int,
+) -> Migration:
+    """The arguments of `migrate`, checked by the same model as a manifest's migration."""
+    try:
+        return Migration.model_validate(
+            {
+                "from": source,
+                "to": target,
+                "tables": tables,
+                "mode": mode,
+                "follow": follow,
+                "batch_size": batch_size,
+            }
+        )
+    except ValidationError as error:
+        first = error.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise DsdbError(f"migrate: {where}: {first['msg']}") from None

@@ -1,6 +1,12 @@
 """The `dsdb` command line: thin commands over the library."""
 
-from dsdb_plan.cli import backup_commands, commands, plan_commands, state_commands
+from dsdb_plan.cli import (
+    backup_commands,
+    commands,
+    plan_commands,
+    state_commands,
+    verify_command,
+)
 from dsdb_plan.cli.app import cli, main
 
 __all__ = [
@@ -11,6 +17,7 @@ __all__ = [
     "plan_commands",
     "run",
     "state_commands",
+    "verify_command",
 ]
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from dsdb_plan.errors import DsdbError
 from dsdb_plan.kinds.backup import BackupKind
 from dsdb_plan.kinds.base import ApplyContext, Kind, Outcome, PlanContext
+from dsdb_plan.kinds.migration import MigrationKind
 from dsdb_plan.kinds.restore import RestoreKind
 from dsdb_plan.kinds.teardown import TeardownKind
 
 KINDS: dict[str, Kind] = {
     "backup": BackupKind(),
+    "migration": MigrationKind(),
     "restore": RestoreKind(),
     "teardown": TeardownKind(),
 }

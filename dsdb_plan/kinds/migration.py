@@ -1,0 +1,239 @@
+"""migration.<name>: the target holds this subset of the source, kept in step.
+
+Plan: per table, the rows that would be copied and what changed — in the source since the
+last apply, and in the target outside dsdb (drift). No record -> create; spec changed ->
+update; source or target changed -> resync; otherwise no-op. Replacing a target table that
+holds data, or mirroring into one (deletes rows), is destructive.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from dsdb_plan.archive import tables_with_data
+from dsdb_plan.archive.format import decode_value
+from dsdb_plan.errors import PlanError
+from dsdb_plan.fingerprint import Fingerprint, describe_changes, fingerprint_database
+from dsdb_plan.kinds.base import (
+    ApplyContext,
+    Outcome,
+    PlanContext,
+    digest,
+    make_record,
+    removed_action,
+    spec_document,
+)
+from dsdb_plan.migrate.run import TableRun, run_migration
+from dsdb_plan.migrate.subset import TableSelection, count_rows, select_tables
+from dsdb_plan.migrate.target import inspect_target
+from dsdb_plan.models import Migration
+from dsdb_plan.plan import Action, ActionType
+from dsdb_plan.specdiff import spec_changes
+from dsdb_plan.state import ResourceRecord
+
+KIND = "migration"
+DESTRUCTIVE_MODES = ("replace", "mirror")
+
+
+def selections(engine: sa.Engine, spec: Migration) -> list[TableSelection]:
+    """The source tables this migration copies, parents first, with their filters."""
+    options = spec.table_options()
+    rename = {name: table.rename_to for name, table in (options or {}).items() if table.rename_to}
+    return select_tables(engine, options, spec.follow, rename=rename)
+
+
+def table_runs(
+    spec: Migration, chosen: list[TableSelection], record: ResourceRecord | None
+) -> list[TableRun]:
+    """Mode, cursor and high-water mark for each table, from the spec and the last apply."""
+    options = spec.table_options() or {}
+    high_water = record.fingerprints.get("high_water", {}) if record else {}
+    runs = []
+    for selection in chosen:
+        table = options.get(selection.name)
+        cursor = table.incremental.cursor if table and table.incremental else None
+        since = (
+            decode_value(high_water[selection.name])
+            if cursor and selection.name in high_water
+            else None
+        )
+        mode = (table.mode if table and table.mode else None) or spec.mode
+        runs.append(TableRun(selection, mode, cursor, since))
+    return runs
+
+
+class MigrationKind:
+    def plan(
+        self, ctx: PlanContext, address: str, spec: Migration, record: ResourceRecord | None
+    ) -> list[Action]:
+        document = spec_document(ctx.manifest, spec, [spec.source, spec.target])
+        if ctx.is_missing(spec.source):
+            link = ctx.workspace.connection(spec.source).link
+            raise PlanError(f"source database {spec.source} ({link}) does not exist")
+        source = ctx.workspace.reach(spec.source)
+        chosen = selections(source, spec)
+        runs = table_runs(spec, chosen, record if record and record.spec == document else None)
+        previous = Fingerprint.from_dict(record.fingerprints["read"]) if record else None
+        live = ctx.fingerprint(spec.source, [s.name for s in chosen], previous=previous)
+        target = None if ctx.is_missing(spec.target) else ctx.workspace.reach(spec.target)
+        lines = [self._describe_table(spec, run, live, source, target) for run in runs]
+        destructive = self._destructive(ctx, address, spec, runs, target)
+        details = {"spec": document}
+
+        def action(type_: ActionType, reasons: list[str], destroys: bool = False) -> Action:
+            return Action.on(
+                address, KIND, type_, reasons=reasons, destructive=destroys, details=details
+            )
+
+        checkpoint = ctx.snapshot.checkpoints.get(address)
+        if checkpoint is not None and checkpoint.get("spec_digest") == digest(document):
+            lines.insert(
+                0,
+                "resuming an interrupted apply: "
+                f"{len(checkpoint.get('done', {}))} table(s) already copied",
+            )
+        if record is None:
+            return [action(ActionType.CREATE, lines, destructive)]
+        if record.spec != document:
+            return [
+                action(
+                    ActionType.UPDATE, [*spec_changes(record.spec, document), *lines], destructive
+                )
+            ]
+        changes = (
+            [f"source {line}" for line in describe_changes(previous, live)] if previous else []
+        )
+        drift = self._drift(ctx, spec, record, chosen)
+        if changes or drift:
+            return [action(ActionType.RESYNC, [*changes, *drift, *lines], destructive)]
+        return [action(ActionType.NOOP, ["source and target unchanged since the last apply"])]
+
+    def _describe_table(
+        self,
+        spec: Migration,
+        run: TableRun,
+        live: Fingerprint,
+        source: sa.Engine,
+        target: sa.Engine | None,
+    ) -> str:
+        """One plan line for a table; refuses a target table that cannot hold the data."""
+        selection = run.selection
+        if run.cursor:
+            rows = (
+                f"rows with {run.cursor} > {run.since!r}"
+                if run.since is not None
+                else "all rows (first incremental copy)"
+            )
+        elif selection.where is None:
+            rows = f"{live.tables[selection.name].rows:,} rows"
+        else:
+            with source.connect() as conn:
+                rows = f"{count_rows(conn, selection):,} rows"
+        notes: list[str] = [run.mode]
+        check = (
+            inspect_target(target, selection, schema_changes=spec.schema_changes)
+            if target is not None
+            else None
+        )
+        if check is None or not check.exists:
+            notes.append("new table")
+        elif check.missing_columns:
+            notes.append("adds columns " + ", ".join(check.missing_columns))
+        if check is not None and (check.incompatible or check.problems):
+            raise PlanError("; ".join([*check.incompatible, *check.problems]))
+        why = "" if selection.reason == "listed" else f"; {selection.reason}"
+        return (
+            f"{selection.name} → {spec.target}.{selection.target}: {rows} ({', '.join(notes)}{why})"
+        )
+
+    def _destructive(
+        self,
+        ctx: PlanContext,
+        address: str,
+        spec: Migration,
+        runs: list[TableRun],
+        target: sa.Engine | None,
+    ) -> bool:
+        """Replace or mirror into target tables that already hold data deletes some of it."""
+        if target is None:
+            return False
+        at_risk = [run.selection.target for run in runs if run.mode in DESTRUCTIVE_MODES]
+        occupied = tables_with_data(target, at_risk) if at_risk else []
+        if occupied and ctx.manifest.connections[spec.target].protect:
+            raise PlanError(
+                f"connection '{spec.target}' is protected; {spec.mode} into "
+                f"tables that hold data ({', '.join(occupied)}) is refused"
+            )
+        return bool(occupied)
+
+    def _drift(
+        self,
+        ctx: PlanContext,
+        spec: Migration,
+        record: ResourceRecord,
+        chosen: list[TableSelection],
+    ) -> list[str]:
+        written = Fingerprint.from_dict(record.fingerprints["written"])
+        live = (
+            ctx.fingerprint(spec.target, [s.target for s in chosen], previous=written)
+            if not ctx.is_missing(spec.target)
+            else Fingerprint(tables={})
+        )
+        return [f"target {line} outside dsdb" for line in describe_changes(written, live)]
+
+    def plan_removed(self, ctx: PlanContext, record: ResourceRecord) -> list[Action]:
+        return [removed_action(record, "the record is forgotten; copied data stays")]
+
+    # -- apply ----------------------------------------------------------------------------
+
+    def apply(self, ctx: ApplyContext, action: Action) -> Outcome:
+        if action.details.get("removed"):
+            return Outcome(None, message="forgotten")
+        spec: Migration = ctx.manifest.migrations[action.address.split(".", 1)[1]]
+        document = action.details["spec"]
+        source = ctx.workspace.reach(spec.source)
+        target = ctx.workspace.reach(spec.target)
+        record = ctx.record(action.address)
+        chosen = selections(source, spec)
+        runs = table_runs(spec, chosen, record if record and record.spec == document else None)
+        previous = Fingerprint.from_dict(record.fingerprints["read"]) if record else None
+        read = fingerprint_database(source, [s.name for s in chosen], previous=previous)
+        checkpoint = ctx.checkpoint(action.address)
+        resume = checkpoint if checkpoint.get("spec_digest") == digest(document) else None
+
+        def save(data: dict[str, Any]) -> None:
+            ctx.store.save_checkpoint(action.address, {**data, "spec_digest": digest(document)})
+
+        progress = ctx.progress
+        outcomes = run_migration(
+            source,
+            target,
+            runs,
+            batch_size=spec.batch_size,
+            schema_changes=spec.schema_changes,
+            resume=resume,
+            on_checkpoint=save,
+            progress=(lambda label, rows, total: progress(f"{action.address} {label}", rows, total))
+            if progress
+            else None,
+        )
+        written = fingerprint_database(target, [s.target for s in chosen])
+        high_water = {
+            o.table: o.to_dict()["high_water"] for o in outcomes if o.high_water is not None
+        }
+        fingerprints = {
+            "read": read.to_dict(),
+            "written": written.to_dict(),
+            "high_water": high_water,
+        }
+        copied = sum(o.rows_copied for o in outcomes)
+        deleted = sum(o.rows_deleted for o in outcomes)
+        return Outcome(
+            make_record(action.address, KIND, document, fingerprints=fingerprints),
+            rows=copied,
+            message=f"copied {copied:,} rows into {len(outcomes)} table(s)"
+            + (f", deleted {deleted:,}" if deleted else "")
+            + ", verified",
+        )
