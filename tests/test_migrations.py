@@ -56,7 +56,7 @@ def test_subset_with_parents_lands_exactly_and_rerun_is_a_no_op(capsys, project:
     plan = run_cli(capsys, "plan", project)
     assert "+ migration.ua-to-prod (create)" in plan.out
     assert "flights → prod.flights: 50 rows (upsert, new table)" in plan.out
-    assert "airlines → prod.airlines: 1 rows (upsert, new table; parent of flights" in plan.out
+    assert "airlines → prod.airlines: 1 row (upsert, new table; parent of flights" in plan.out
     applied = run_cli(capsys, "apply", project, "--auto-approve")
     assert applied.code == 0, applied.text
     prod = project.parent / "data/prod.db"

@@ -24,6 +24,8 @@ def test_quickstart_plans_applies_and_then_has_nothing_to_do(
     assert plan.code == 2, plan.text
     assert "+ backup.local-nightly (create)" in plan.out
     assert "+ restore.nightly-into-scratch (create)" in plan.out
+    assert "+ migration.ua-winter-to-staging (create)" in plan.out
+    assert "airports → staging.airports" in plan.out
 
     applied = run_cli(capsys, "apply", "--auto-approve")
     assert applied.code == 0, applied.text
@@ -31,6 +33,10 @@ def test_quickstart_plans_applies_and_then_has_nothing_to_do(
         assert table_rows(sqlite_url(work / "data/scratch.db"), table) == table_rows(
             sqlite_url(work / "data/flights.db"), table
         )
+
+    winter_ua = table_rows(sqlite_url(work / "data/flights.db"), "flights")
+    winter_ua = [row for row in winter_ua if row[3] == "UA" and row[1] in (1, 2)]
+    assert table_rows(sqlite_url(work / "data/staging.db"), "flights") == winter_ua
 
     subprocess.run([sys.executable, "seed.py"], cwd=work, check=True, capture_output=True)
     again = run_cli(capsys, "apply", "--auto-approve")

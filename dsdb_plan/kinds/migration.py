@@ -64,6 +64,10 @@ def table_runs(
     return runs
 
 
+def _rows(count: int) -> str:
+    return f"{count:,} row{'s' * (count != 1)}"
+
+
 class MigrationKind:
     def plan(
         self, ctx: PlanContext, address: str, spec: Migration, record: ResourceRecord | None
@@ -127,10 +131,10 @@ class MigrationKind:
                 else "all rows (first incremental copy)"
             )
         elif selection.where is None:
-            rows = f"{live.tables[selection.name].rows:,} rows"
+            rows = _rows(live.tables[selection.name].rows)
         else:
             with source.connect() as conn:
-                rows = f"{count_rows(conn, selection):,} rows"
+                rows = _rows(count_rows(conn, selection))
         notes: list[str] = [run.mode]
         check = (
             inspect_target(target, selection, schema_changes=spec.schema_changes)
