@@ -1,0 +1,236 @@
+"""Portable verification: a faithful copy verifies equal across dialects; any change does not."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from dsdb_plan.dbschema import build_tables, create_tables
+from dsdb_plan.migrate.subset import TableSelection, select_subset, select_tables
+from dsdb_plan.migrate.verify import PREFIX, subset_digest, verify_table
+from dsdb_plan.models import MigrationTable
+from dsdb_plan.values import row_converter
+from tests.test_filters import database
+
+AWKWARD = """
+CREATE TABLE awkward (
+    id INTEGER PRIMARY KEY,
+    big BIGINT,
+    f REAL,
+    d NUMERIC(20, 6),
+    t TEXT,
+    b BLOB,
+    day DATE,
+    at DATETIME,
+    atz TIMESTAMP WITH TIME ZONE,
+    tm TIME,
+    flag BOOLEAN,
+    j JSON
+)
+"""
+ROWS = [
+    (
+        1,
+        2**62,
+        -0.0,
+        "1.50",
+        "",
+        b"",
+        "2024-01-02",
+        "2024-01-02 03:04:05",
+        "2024-01-02 03:04:05+02:00",
+        "10:11:12",
+        1,
+        '{"b": 1, "a": [1, 2.5, "x"]}',
+    ),
+    (
+        2,
+        -(2**62),
+        0.1 + 0.2,
+        "12345678901234.123456",
+        "naïve 'quoted' \"text\"; ✈ 🎉",
+        b"\x00\xff",
+        "1999-12-31",
+        "2024-01-02 03:04:05.123456",
+        "2024-06-30 23:59:59.5+00:00",
+        "23:59:59.999999",
+        0,
+        "[]",
+    ),
+    (3, None, 1e300, "-0.000001", "None", b"bytes", None, None, None, None, None, None),
+    (
+        4,
+        0,
+        5e-324,
+        "0",
+        "  trailing  ",
+        None,
+        "2000-02-29",
+        "2000-02-29 00:00:00",
+        "2000-02-29 12:00:00-05:30",
+        "00:00:00",
+        1,
+        '{"z": null, "a": {"c": true}}',
+    ),
+]
+
+
+def source_db(path: Path) -> sa.Engine:
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(AWKWARD)
+        conn.exec_driver_sql("CREATE TABLE pairs (a INTEGER, b TEXT, v REAL, PRIMARY KEY (a, b))")
+        conn.exec_driver_sql("CREATE TABLE loose (x INTEGER, y TEXT)")
+        placeholders = ", ".join("?" * len(ROWS[0]))
+        conn.exec_driver_sql(f"INSERT INTO awkward VALUES ({placeholders})", ROWS)
+        conn.exec_driver_sql(
+            "INSERT INTO pairs VALUES (1, 'a', 0.5), (1, 'b', 1.5), (2, 'a', 2.5), (3, 'z', 3.5)"
+        )
+        conn.exec_driver_sql("INSERT INTO loose VALUES (1, 'x'), (1, 'x'), (2, NULL)")
+    return engine
+
+
+def copy(source: sa.Engine, selection: TableSelection, target: sa.Engine) -> None:
+    """A plain copy: create the table, convert each row with values.row_converter, insert."""
+    create_tables(target, [selection.schema], rename={selection.name: selection.target})
+    table: sa.TableClause = sa.table(selection.target, *(sa.column(c) for c in selection.columns))
+    if target.dialect.name != "sqlite":  # typed columns, so JSON goes in as JSON
+        rename = {selection.name: selection.target}
+        table = build_tables(target.dialect, [selection.schema], rename=rename)[1][selection.name]
+    convert = row_converter(selection.schema, source.dialect.name, target.dialect.name)
+    json_columns = {c.name for c in selection.schema.columns if c.type == "json"}
+    with source.connect() as src, target.begin() as dst:
+        for row in src.execute(select_subset(selection)):
+            values = dict(zip(selection.columns, convert(row), strict=True))
+            for name in json_columns & values.keys():  # typed JSON columns serialise objects
+                if target.dialect.name != "sqlite":
+                    raw = values[name]
+                    values[name] = sa.null() if raw is None else json.loads(raw)
+            dst.execute(sa.insert(table).values(values))
+
+
+def pick(engine: sa.Engine, name: str, **spec: Any) -> TableSelection:
+    (selection,) = select_tables(engine, {name: MigrationTable.model_validate(spec)}, "none")
+    return selection
+
+
+def check(
+    source: sa.Engine,
+    selection: TableSelection,
+    target: sa.Engine,
+    *,
+    exact: bool,
+    name: str | None = None,
+) -> Any:
+    with source.connect() as src, target.connect() as dst:
+        return verify_table(src, selection, dst, name or selection.target, exact=exact)
+
+
+def run(target: sa.Engine, sql: str, params: Sequence[Any] = ()) -> None:
+    with target.begin() as conn:
+        conn.exec_driver_sql(sql, tuple(params) if params else ())
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mariadb"])
+def test_faithful_copy_of_awkward_values_verifies_equal(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str
+) -> None:
+    source = source_db(tmp_path / "source.db")
+    (tmp_path / "target").mkdir()
+    target = database(request, tmp_path / "target", kind)
+    selection = pick(source, "awkward")
+    copy(source, selection, target)
+    for exact in (True, False):
+        result = check(source, selection, target, exact=exact)
+        assert result.ok, result.message
+        assert result.source == result.target
+        assert result.source.rows == 4 and result.source.checksum.startswith(PREFIX)
+    assert result.message == "target awkward matches the source subset (4 rows)"
+    target.dispose()
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
+def test_changes_are_detected_with_clear_messages(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str
+) -> None:
+    source = source_db(tmp_path / "source.db")
+    target = database(request, tmp_path, kind)
+    selection = pick(source, "awkward")
+    copy(source, selection, target)
+    q = target.dialect.identifier_preparer.quote
+    ph = "%s"
+
+    one_ulp_more = math.nextafter(0.1 + 0.2, 1.0)
+    run(target, f"UPDATE awkward SET {q('f')} = {ph} WHERE id = 2", [one_ulp_more])
+    for exact in (True, False):
+        result = check(source, selection, target, exact=exact)
+        assert not result.ok
+    assert check(source, selection, target, exact=True).message == (
+        "target awkward has all 4 rows but content differs"
+    )
+    assert check(source, selection, target, exact=False).message == (
+        "target awkward has all 4 rows (matched by id) but content differs"
+    )
+
+    run(target, f"UPDATE awkward SET {q('f')} = {ph} WHERE id = 2", [0.1 + 0.2])
+    assert check(source, selection, target, exact=True).ok
+    run(target, "DELETE FROM awkward WHERE id = 3")
+    assert check(source, selection, target, exact=True).message == (
+        "target awkward has 3 of 4 rows; content differs"
+    )
+    assert check(source, selection, target, exact=False).message == (
+        "target awkward has 3 of 4 rows (matched by id); content differs"
+    )
+    target.dispose()
+
+
+def test_extra_target_rows_ignored_unless_exact(tmp_path: Path) -> None:
+    source = source_db(tmp_path / "source.db")
+    target = sa.create_engine(f"sqlite:///{tmp_path / 'target.db'}")
+    selection = pick(source, "pairs", where={"a": {"lte": 2}}, rename_to="pairs copy")
+    copy(source, selection, target)
+    assert check(source, selection, target, exact=True).ok
+    run(target, "INSERT INTO \"pairs copy\" VALUES (9, 'q', 1.0), (3, 'z', 3.5)")
+    keyed = check(source, selection, target, exact=False)  # composite key: tuple IN
+    assert keyed.ok and keyed.target.rows == 3, keyed.message
+    exact = check(source, selection, target, exact=True)
+    assert not exact.ok
+    assert exact.message == (
+        "target pairs copy has 5 rows, 2 more than the 3 rows of the source subset"
+    )
+    run(target, 'UPDATE "pairs copy" SET v = 2.75 WHERE a = 2')
+    assert not check(source, selection, target, exact=False).ok
+
+
+def test_without_key_verification_is_exact(tmp_path: Path) -> None:
+    source = source_db(tmp_path / "source.db")
+    target = sa.create_engine(f"sqlite:///{tmp_path / 'target.db'}")
+    selection = pick(source, "loose")
+    assert selection.key == ()
+    copy(source, selection, target)
+    assert check(source, selection, target, exact=False).ok  # duplicate rows count twice
+    run(target, "DELETE FROM loose WHERE rowid = (SELECT min(rowid) FROM loose WHERE x = 1)")
+    result = check(source, selection, target, exact=False)
+    assert not result.ok and result.message == "target loose has 2 of 3 rows; content differs"
+
+
+def test_missing_target_and_order_independence(tmp_path: Path) -> None:
+    source = source_db(tmp_path / "source.db")
+    target = sa.create_engine(f"sqlite:///{tmp_path / 'target.db'}")
+    selection = pick(source, "pairs")
+    result = check(source, selection, target, exact=True)
+    assert not result.ok and result.message == "target table pairs does not exist"
+    run(target, "CREATE TABLE pairs (v REAL, b TEXT, a INTEGER)")  # other column order
+    run(
+        target,
+        "INSERT INTO pairs VALUES (3.5, 'z', 3), (2.5, 'a', 2), (1.5, 'b', 1), (0.5, 'a', 1)",
+    )
+    assert check(source, selection, target, exact=True).ok
+    with source.connect() as conn:
+        assert subset_digest(conn, selection) == check(source, selection, target, exact=True).target
