@@ -195,6 +195,7 @@ class ConnectionManager:
         mode: str = "upsert",
         follow: str = "none",
         batch_size: int = 10_000,
+        parallelism: int = 1,
     ) -> list[TableOutcome]:
         """Copy all or a subset of `source` into `target`, as a `migrations:` entry would.
 
@@ -225,6 +226,7 @@ class ConnectionManager:
             runs,
             batch_size=spec.batch_size,
             schema_changes=spec.schema_changes,
+            parallelism=parallelism,
         )
 
     def teardown(

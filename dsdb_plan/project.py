@@ -80,6 +80,7 @@ class Project:
             workspace=self.workspace,
             store=self.store,
             progress=progress,
+            parallelism=parallelism,
         )
         return execute(
             plan,

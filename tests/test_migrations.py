@@ -153,10 +153,10 @@ def test_killed_apply_resumes_without_duplicates_or_gaps(
 
     def mid_flights() -> bool:
         try:
-            current = state.read().checkpoints.get("migration.all", {}).get("current", {})
+            running = state.read().checkpoints.get("migration.all", {}).get("running", {})
         except Exception:  # the state file may be mid-creation; keep polling
             return False
-        return current.get("table") == "flights" and current.get("rows", 0) >= 20_000
+        return running.get("flights", {}).get("rows", 0) >= 20_000
 
     kill_when(spawn_cli("apply", project, "--auto-approve"), mid_flights)
     assert "resuming an interrupted apply" in run_cli(capsys, "plan", project).out
@@ -187,3 +187,28 @@ def test_library_migrate_into_postgresql(tmp_path: Path, postgres_db: ServerData
         row for row in table_rows(sqlite_url(tmp_path / "local.db"), "flights") if row[1] == "DL"
     ]
     assert table_rows(postgres_db.url, "flights") == expected
+
+
+@pytest.mark.postgres
+def test_independent_tables_copy_in_parallel_into_postgresql(
+    capsys, tmp_path: Path, write_manifest, postgres_db: ServerDatabase
+) -> None:
+    make_flights_db(tmp_path / "data/local.db", flights=3000)
+    with sqlite3.connect(tmp_path / "data/local.db") as db:
+        for name in ("alpha", "beta", "gamma"):
+            db.execute(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, label TEXT)")
+            db.executemany(
+                f"INSERT INTO {name} VALUES (?, ?)", [(i, f"{name} {i}") for i in range(2000)]
+            )
+    project = write_manifest(
+        "version: 1\nconnections:\n"
+        "  local: {driver: sqlite, database: data/local.db}\n"
+        f"  pg: {{url: '{postgres_db.url_string}'}}\n"
+        "migrations:\n  everything: {from: local, to: pg, batch_size: 500}\n"
+    )
+    result = run_cli(capsys, "apply", project, "--auto-approve", "--parallelism", "3")
+    assert result.code == 0, result.text
+    local = sqlite_url(tmp_path / "data/local.db")
+    for table in ("airlines", "flights", "alpha", "beta", "gamma"):
+        assert table_rows(postgres_db.url, table) == table_rows(local, table), table
+    assert "Nothing to do." in run_cli(capsys, "apply", project, "--auto-approve").out

@@ -74,6 +74,7 @@ class ApplyContext:
     workspace: Workspace
     store: StateStore
     progress: ProgressCallback | None = None
+    parallelism: int = 1
 
     def record(self, address: str) -> ResourceRecord | None:
         return self.store.read().resources.get(address)

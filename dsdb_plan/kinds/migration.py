@@ -217,6 +217,7 @@ class MigrationKind:
             runs,
             batch_size=spec.batch_size,
             schema_changes=spec.schema_changes,
+            parallelism=ctx.parallelism,
             resume=resume,
             on_checkpoint=save,
             progress=(lambda label, rows, total: progress(f"{action.address} {label}", rows, total))

@@ -3,13 +3,15 @@
 For each table: make sure the target table can hold the data (create it, or add columns
 when the schema may evolve), copy it in committed batches with a checkpoint after each,
 create its indexes and advance its sequences, then verify the target against the source
-subset. The checkpoint names the finished tables and the table in progress, so a killed run
-resumes after the last committed batch.
+subset. The checkpoint names the finished tables and the tables in progress, so a killed
+run resumes after the last committed batch of each.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,45 +88,100 @@ def run_migration(
     *,
     batch_size: int,
     schema_changes: SchemaChanges,
+    parallelism: int = 1,
     resume: Mapping[str, Any] | None = None,
     on_checkpoint: Callable[[Checkpoint], None] | None = None,
     progress: ProgressFn | None = None,
 ) -> list[TableOutcome]:
-    """Copy every table of `runs` (parents first) and verify each; return what was done.
+    """Copy every table of `runs` and verify each; return what was done, in `runs` order.
 
-    `resume` is the last checkpoint of an interrupted run of the same migration: tables it
-    lists as done are skipped, the table in progress continues after its last batch.
+    `runs` come parents first. Up to `parallelism` tables copy at once (one into a SQLite
+    target, which takes a single writer), each starting once the tables it references are
+    done. `resume` is the last checkpoint of an interrupted run of the same migration:
+    tables it lists as done are skipped, tables in progress continue after their last batch.
     """
     done = {
         name: TableOutcome.from_dict(outcome)
         for name, outcome in (resume or {}).get("done", {}).items()
     }
-    current = (resume or {}).get("current") or {}
+    running: dict[str, Checkpoint] = dict((resume or {}).get("running", {}))
     known = {run.selection.name: run.selection.target for run in runs}
+    lock = threading.Lock()
 
-    def report(state: Checkpoint) -> None:
+    def report() -> None:  # called with `lock` held
         if on_checkpoint is not None:
-            on_checkpoint({"done": {n: o.to_dict() for n, o in done.items()}, **state})
+            on_checkpoint(
+                {"done": {n: o.to_dict() for n, o in done.items()}, "running": dict(running)}
+            )
 
-    for run in runs:
+    def copy(run: TableRun) -> None:
         name = run.selection.name
-        if name in done:
-            continue
-        done[name] = _copy_one(
+
+        def save(state: Checkpoint) -> None:
+            with lock:
+                running[name] = state
+                report()
+
+        outcome = _copy_one(
             source,
             target,
             run,
             batch_size=batch_size,
             schema_changes=schema_changes,
             known=known,
-            resume=current if current.get("table") == name else None,
-            on_checkpoint=lambda copy_state: report({"current": copy_state}),
-            progress=(lambda rows, label=name: progress(label, rows, None))  # type: ignore[misc]
-            if progress
-            else None,
+            resume=running.get(name),
+            on_checkpoint=save,
+            progress=(lambda rows: progress(name, rows, None)) if progress else None,
         )
-        report({})
+        with lock:
+            done[name] = outcome
+            running.pop(name, None)
+            report()
+
+    workers = 1 if target.dialect.name == "sqlite" else max(1, parallelism)
+    _schedule([run for run in runs if run.selection.name not in done], copy, workers, done)
     return [done[run.selection.name] for run in runs]
+
+
+def _schedule(
+    runs: Sequence[TableRun],
+    copy: Callable[[TableRun], None],
+    workers: int,
+    done: Mapping[str, TableOutcome],
+) -> None:
+    """Run `copy` for each table once the earlier tables it references are done.
+
+    Only references to tables earlier in `runs` count, so a foreign-key cycle (ordered by
+    name) cannot deadlock. The first failure stops new starts and is raised once the
+    tables already running have finished.
+    """
+    order = {run.selection.name: i for i, run in enumerate(runs)}
+    needs = {
+        run.selection.name: {
+            fk.ref_table
+            for fk in run.selection.schema.foreign_keys
+            if order.get(fk.ref_table, len(runs)) < order[run.selection.name]
+        }
+        for run in runs
+    }
+    pending = list(runs)
+    failure: BaseException | None = None
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        running: dict[Future[None], str] = {}
+        while running or (pending and failure is None):
+            for run in list(pending) if failure is None else []:
+                if len(running) >= workers:
+                    break
+                if needs[run.selection.name] <= set(done):
+                    pending.remove(run)
+                    running[pool.submit(copy, run)] = run.selection.name
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                running.pop(future)
+                if future.exception() is not None and failure is None:
+                    failure = future.exception()
+    if failure is not None:
+        raise failure
 
 
 def _copy_one(
