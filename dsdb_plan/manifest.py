@@ -139,8 +139,24 @@ def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[Path, bool]:
 
 
 def _is_tag(part: str) -> bool:
-    return "[" in part or part in {"str", "int", "float", "bool", "none", "decimal", "date",
-                                   "datetime", "list", "dict", "literal"} or part[:1].isupper()
+    return (
+        "[" in part
+        or part
+        in {
+            "str",
+            "int",
+            "float",
+            "bool",
+            "none",
+            "decimal",
+            "date",
+            "datetime",
+            "list",
+            "dict",
+            "literal",
+        }
+        or part[:1].isupper()
+    )
 
 
 def _model_at(path: Path) -> type[BaseModel] | None:

@@ -212,9 +212,7 @@ class Teardown(_Resource):
         default=False,
         description="Drop the whole database (delete the SQLite file; DROP DATABASE on a server).",
     )
-    final_backup: bool = Field(
-        default=True, description="Take a backup before dropping anything."
-    )
+    final_backup: bool = Field(default=True, description="Take a backup before dropping anything.")
 
 
 class Moved(_Model):
