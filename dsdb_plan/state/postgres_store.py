@@ -42,8 +42,14 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from dsdb_plan.errors import LockError, StateError
 from dsdb_plan.redact import redact, register_secret
 from dsdb_plan.state.records import HistoryEntry, LockInfo, ResourceRecord, StateSnapshot
-from dsdb_plan.state.sqlite_store import _pid_alive
-from dsdb_plan.state.store import dump_json, lock_message, this_host, utc_now, wait_for_lock
+from dsdb_plan.state.store import (
+    dump_json,
+    lock_message,
+    pid_alive,
+    this_host,
+    utc_now,
+    wait_for_lock,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -450,7 +456,7 @@ class PostgresStateStore:
             conn.close()
             # A holder killed on this machine a moment ago: its session is about to end (the
             # server notices the closed socket), so wait for that rather than fail.
-            dying = holder.host == this_host() and not _pid_alive(holder.pid)
+            dying = holder.host == this_host() and not pid_alive(holder.pid)
             if not dying or time.monotonic() >= deadline:
                 return None, holder
             time.sleep(_POLL_SECONDS)

@@ -26,6 +26,7 @@ from dsdb_plan.state.records import HistoryEntry, LockInfo, ResourceRecord, Stat
 from dsdb_plan.state.store import (
     dump_json,
     lock_message,
+    pid_alive,
     this_host,
     utc_now,
     wait_for_lock,
@@ -488,22 +489,4 @@ def _lock_row(conn: sqlite3.Connection) -> LockInfo | None:
 
 def _is_stale(holder: LockInfo) -> bool:
     """A lock whose holder died on this machine. Another host's lock is never judged here."""
-    return holder.host == this_host() and not _pid_alive(holder.pid)
-
-
-def _pid_alive(pid: int) -> bool:
-    if os.name == "nt" or pid <= 0:
-        # os.kill on Windows terminates the process; and pids <= 0 name process groups.
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        return True
-    try:
-        # A zombie (dead, not yet reaped by its parent) still answers kill(0).
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
+    return holder.host == this_host() and not pid_alive(holder.pid)

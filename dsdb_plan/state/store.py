@@ -8,6 +8,7 @@ PostgreSQL store (issue 5) both implement it and pass the same conformance tests
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -113,6 +114,25 @@ def utc_now() -> str:
 
 def this_host() -> str:
     return socket.gethostname()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` on this host is alive (a lock holder that died can be replaced)."""
+    if os.name == "nt" or pid <= 0:
+        # os.kill on Windows terminates the process; and pids <= 0 name process groups.
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    try:
+        # A zombie (dead, not yet reaped by its parent) still answers kill(0).
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _redact_tree(value: Any) -> Any:
