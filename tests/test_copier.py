@@ -21,11 +21,13 @@ import sqlalchemy as sa
 from dsdb_plan.archive import new_backup_id, restore_backup, write_backup
 from dsdb_plan.dbschema import ColumnSchema, TableSchema, create_tables, reflect_tables
 from dsdb_plan.errors import PlanError
+from dsdb_plan.migrate.convert import fast_row_converter
 from dsdb_plan.migrate.copier import Mode, copy_table
 from dsdb_plan.migrate.filters import column_type
 from dsdb_plan.migrate.load import _GenericWriter, batch_writer
 from dsdb_plan.migrate.subset import TableSelection
 from dsdb_plan.migrate.target import ensure_target, finish_target, inspect_target
+from dsdb_plan.values import row_converter
 from tests.servers import ServerDatabase
 from tests.test_archive import (
     HOSTILE_COLUMNS,
@@ -423,3 +425,42 @@ def test_batch_writers_per_dialect(
             writer.write(rows)  # a replayed batch changes nothing more
         assert rows_of(engine, "people") == expected
     engine.dispose()
+
+
+@pytest.mark.parametrize("target", ["sqlite", "postgresql", "mariadb", "mssql"])
+def test_fast_converter_equals_values_row_converter(tmp_path: Path, target: str) -> None:
+    source = _make_awkward(tmp_path / "s.db")
+    (schema,) = reflect_tables(source, ["awkward"])
+    rows = _rows(source, "awkward", schema.column_names)
+    rows.append((4, 5, 6, "text in a blob", 7, 8, 9, "2024-01-01", "x", "y", "z", "t", "{}", 1.0))
+    for source_dialect in ("sqlite", "postgresql"):
+        slow = row_converter(schema, source_dialect, target)
+        fast = fast_row_converter(schema, source_dialect, target)
+        for row in rows:
+            assert repr(fast(row)) == repr(slow(row))
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mariadb"])
+def test_replacing_a_parent_keeps_the_childrens_foreign_keys(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    source = sa.create_engine(f"sqlite:///{tmp_path / 's.db'}")
+    with source.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE p (id INTEGER PRIMARY KEY, n TEXT)")
+        conn.exec_driver_sql("CREATE TABLE c (id INTEGER PRIMARY KEY, p_id INTEGER REFERENCES p)")
+        conn.exec_driver_sql("INSERT INTO p VALUES (1, 'a'), (2, 'b')")
+        conn.exec_driver_sql("INSERT INTO c VALUES (1, 1), (2, 2)")
+    ends = Ends(source, _engine(kind, "target", request, tmp_path), tmp_path)
+    known = {"p": "p_t", "c": "c_t"}
+    for table in ("p", "c"):
+        migrate(ends, selection(source, table), "upsert", known_tables=known)
+    with source.begin() as conn:
+        conn.exec_driver_sql("UPDATE p SET n = 'changed'")
+    migrate(ends, selection(source, "p"), "replace", known_tables=known)
+    (child,) = reflect_tables(ends.target, ["c_t"])
+    assert [(fk.columns, fk.ref_table) for fk in child.foreign_keys] == [(("p_id",), "p_t")]
+    with ends.target.connect() as conn:
+        assert conn.exec_driver_sql("SELECT n FROM p_t ORDER BY id").scalars().all() == [
+            "changed",
+            "changed",
+        ]

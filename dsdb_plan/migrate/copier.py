@@ -2,7 +2,8 @@
 
 The source is read with one streamed SELECT ordered by the key (a server-side cursor where
 the driver has one), so memory holds one batch. Each batch is converted
-(`values.row_converter`), written (`load.batch_writer`) and committed, then reported to
+(`values.row_converter`, through `convert.fast_row_converter`), written
+(`load.batch_writer`) and committed, then reported to
 `on_checkpoint` with the last key written. Every batch is idempotent — append inserts
 ignoring existing keys, upsert and mirror upsert — so a batch committed but not yet
 checkpointed is harmless when a resumed copy writes it again. A resume reads from the
@@ -52,9 +53,9 @@ from dsdb_plan.dbschema import (
     reflect_tables,
 )
 from dsdb_plan.errors import PlanError
+from dsdb_plan.migrate.convert import fast_row_converter
 from dsdb_plan.migrate.load import Operation, batch_writer
 from dsdb_plan.migrate.subset import TableSelection
-from dsdb_plan.values import row_converter
 
 Mode = Literal["append", "upsert", "replace", "mirror"]
 Checkpoint = dict[str, Any]
@@ -241,7 +242,7 @@ def _load(
         return
     selection = job.selection
     shape = _copied_schema(selection)
-    convert = row_converter(shape, src.dialect.name, dst.dialect.name)
+    convert = fast_row_converter(shape, src.dialect.name, dst.dialect.name)
     writer = batch_writer(dst, table, shape.columns, operation=operation, key=selection.key)
     # After a resume the first batch may already be in the target; a plain insert can only
     # take it if keys are ignored, so that one batch goes through insert_ignore.
@@ -539,12 +540,21 @@ def _swap(dst: sa.Connection, target: str, staged: TableSchema, exists: bool) ->
         advance_sequences(dst, staged)
         dst.commit()
         if exists:
+            children = _mysql_incoming_keys(dst, target)
             dst.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
             try:
                 dst.exec_driver_sql(
                     f"RENAME TABLE {q(target)} TO {q(old)}, {q(staging)} TO {q(target)}"
                 )
                 dst.exec_driver_sql(f"DROP TABLE {q(old)}")
+                # InnoDB made the children's keys follow the old table: point them back.
+                for table, name, columns, referenced in children:
+                    dst.exec_driver_sql(f"ALTER TABLE {q(table)} DROP FOREIGN KEY {q(name)}")
+                    dst.exec_driver_sql(
+                        f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(name)} FOREIGN KEY "
+                        f"({', '.join(map(q, columns))}) REFERENCES {q(target)} "
+                        f"({', '.join(map(q, referenced))})"
+                    )
             finally:
                 dst.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
         else:
@@ -589,6 +599,26 @@ def _begin_ddl(dst: sa.Connection) -> None:
         driver: Any = dst.connection.driver_connection
         if not driver.in_transaction:
             dst.exec_driver_sql("BEGIN")
+
+
+def _mysql_incoming_keys(
+    dst: sa.Connection, target: str
+) -> list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]:
+    """Other tables' foreign keys to `target`: (table, name, columns, referenced columns)."""
+    rows = dst.exec_driver_sql(
+        "SELECT table_name, constraint_name, column_name, referenced_column_name "
+        "FROM information_schema.key_column_usage WHERE table_schema = DATABASE() "
+        "AND referenced_table_schema = DATABASE() AND referenced_table_name = %s "
+        "AND table_name <> %s ORDER BY table_name, constraint_name, ordinal_position",
+        (target, target),
+    ).all()
+    grouped: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for table, name, column, referenced in rows:
+        grouped.setdefault((table, name), []).append((column, referenced))
+    return [
+        (table, name, tuple(c for c, _ in pairs), tuple(r for _, r in pairs))
+        for (table, name), pairs in grouped.items()
+    ]
 
 
 def _incoming_keys(dst: sa.Connection, target: str) -> list[tuple[str, str, str]]:
@@ -651,7 +681,7 @@ def _delete_missing(src: sa.Connection, dst: sa.Connection, job: _Job) -> int:
     key_schema = dataclasses.replace(
         shape, columns=tuple(shape.column(name) for name in key), primary_key=tuple(key)
     )
-    convert = row_converter(key_schema, src.dialect.name, dst.dialect.name)
+    convert = fast_row_converter(key_schema, src.dialect.name, dst.dialect.name)
     writer = batch_writer(dst, keys.name, key_schema.columns)
     unfiltered = dataclasses.replace(job, cursor_column=None, last_key=None)
     query = _read_query(src, unfiltered, key)
