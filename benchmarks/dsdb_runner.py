@@ -42,19 +42,13 @@ def build_manifest(
     return yaml.safe_dump(document, sort_keys=False)
 
 
-def apply(workdir: Path, address: str) -> Measurement:
-    return measure([DSDB, "apply", "--auto-approve", "--target", address, MANIFEST], cwd=workdir)
+def apply(workdir: Path) -> Measurement:
+    return measure([DSDB, "apply", "--auto-approve", MANIFEST], cwd=workdir)
 
 
 def plan(workdir: Path) -> Measurement:
     """`dsdb plan --detailed-exitcode`: exit 0 means nothing to change."""
     return measure([DSDB, "plan", "--detailed-exitcode", MANIFEST], cwd=workdir)
-
-
-def forget(workdir: Path, address: str) -> None:
-    subprocess.run(
-        [DSDB, "state", "rm", address, MANIFEST], cwd=workdir, check=True, capture_output=True
-    )
 
 
 def migrations_available() -> tuple[bool, str]:
@@ -79,8 +73,9 @@ def migrations_available() -> tuple[bool, str]:
 
 
 def profile(workdir: Path, arguments: list[str], top: int = 8) -> dict[str, list[Hotspot]]:
-    """Sample dsdb with py-spy (every thread, idle time left out): the `top` lines by own
-    time and dsdb's functions by inclusive time, each with its share of the busy samples.
+    """Sample dsdb with py-spy: the `top` lines by own time and dsdb's functions by inclusive
+    time, each with its share of the samples. Waits on a database count (they are where the
+    time goes); a thread waiting for another thread does not (the other thread is sampled).
 
     py-spy rather than cProfile: dsdb runs actions in worker threads, which cProfile ignores.
     """
@@ -88,7 +83,7 @@ def profile(workdir: Path, arguments: list[str], top: int = 8) -> dict[str, list
     if not Path(spy).exists():
         raise RuntimeError("profiling needs py-spy: pip install py-spy (or pass --no-profile)")
     with tempfile.NamedTemporaryFile(suffix=".txt") as output:
-        command = [spy, "record", "--format", "raw", "--rate", "100", "-o", output.name]
+        command = [spy, "record", "--idle", "--format", "raw", "--rate", "100", "-o", output.name]
         run = subprocess.run(
             [*command, "--", DSDB, *arguments], cwd=workdir, capture_output=True, text=True
         )
@@ -100,9 +95,9 @@ def profile(workdir: Path, arguments: list[str], top: int = 8) -> dict[str, list
     total = 0
     for stack, count in stacks:
         frames = [_where(frame) for frame in stack.split(";") if " (" in frame]
+        if not frames or frames[-1].startswith(_WAITING):
+            continue  # no Python code ran, or a thread waits for another (counted there)
         total += int(count)
-        if not frames:
-            continue  # a sample taken while no Python code ran (start-up, exit)
         own[frames[-1]] += int(count)
         for function in {frame.rsplit(":", 1)[0] for frame in frames if "dsdb_plan/" in frame}:
             inclusive[function] += int(count)
@@ -110,8 +105,8 @@ def profile(workdir: Path, arguments: list[str], top: int = 8) -> dict[str, list
     return {
         "own time (the line running)": [(k, n / total) for k, n in own.most_common(top)],
         "dsdb_plan functions, inclusive": [
-            (k, n / total) for k, n in inclusive.most_common(top) if not k.endswith("<module>")
-        ],
+            (k, n / total) for k, n in inclusive.most_common() if not k.endswith("<module>")
+        ][:top],
     }
 
 
@@ -120,6 +115,10 @@ _PREFIXES = sorted(
     key=len,
     reverse=True,
 )
+
+
+#: Where a thread waits for another thread's work, not for a database or a disk.
+_WAITING = ("threading.py:", "concurrent/futures/", "queue.py:")
 
 
 def _where(frame: str) -> str:

@@ -12,6 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from benchmarks.measure import Measurement
 from benchmarks.servers import server_versions
 from benchmarks.suite import TITLES, PathResult
 
@@ -87,6 +88,7 @@ def write(
     small_rows: int | None,
     small: dict[str, PathResult] | None,
     setup_seconds: float,
+    apply_all: Measurement | None,
 ) -> None:
     date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     small_label = f"peak RSS MB at N={small_rows:,}" if small_rows else None
@@ -126,6 +128,13 @@ def write(
             + (f" {small_rss} |" if small else "")
             + f" {_notes(result)} |"
         )
+    if apply_all is not None and apply_all.ok:
+        lines += [
+            "",
+            f"Before the plan, `dsdb apply` of the whole manifest (every path above at once) "
+            f"took {apply_all.seconds:.1f} s with a peak RSS of {apply_all.peak_rss_mb:.0f} MB "
+            "(one run).",
+        ]
     if small:
         lines += [
             "",
@@ -138,9 +147,10 @@ def write(
             "",
             "## Where the time goes",
             "",
-            f"Paths under the aim, run once more under py-spy (100 samples/s, every thread, "
-            f"idle time left out) at N={rows:,}. Each line: where (file:function:line) and "
-            "its share of the busy samples. *Own time* is the Python line that was running "
+            f"Paths under the aim, run once more under py-spy (100 samples/s, every thread) "
+            f"at N={rows:,}. Each line: where (file:function:line) and its share of the "
+            "samples; time waiting for a database counts, a thread waiting for another "
+            "thread does not. *Own time* is the Python line that was running "
             "(time in C code, e.g. a driver call, counts for the line that called it); "
             "*inclusive* also counts what a function called, so nested functions overlap.",
         ]
@@ -156,6 +166,7 @@ def write(
         "rows": rows,
         "repeat": repeat,
         "setup_seconds": setup_seconds,
+        "apply_all": _runs([apply_all] if apply_all else []),
         "results": {name: _raw(result) for name, result in results.items()},
         "memory_check": {
             "rows": small_rows,
@@ -165,18 +176,19 @@ def write(
     (HERE / "results.json").write_text(json.dumps(raw, indent=2, ensure_ascii=False) + "\n")
 
 
-def _raw(result: PathResult) -> dict[str, Any]:
-    def runs(measurements: list[Any]) -> list[dict[str, Any]]:
-        return [
-            {key: value for key, value in asdict(m).items() if key != "output"}
-            | ({"error": m.last_line()} if not m.ok else {})
-            for m in measurements
-        ]
+def _runs(measurements: list[Measurement]) -> list[dict[str, Any]]:
+    return [
+        {key: value for key, value in asdict(m).items() if key != "output"}
+        | ({"error": m.last_line()} if not m.ok else {})
+        for m in measurements
+    ]
 
+
+def _raw(result: PathResult) -> dict[str, Any]:
     return {
         "rows": result.rows,
-        "dsdb": runs(result.dsdb),
-        "baseline": runs(result.baseline),
+        "dsdb": _runs(result.dsdb),
+        "baseline": _runs(result.baseline),
         "ratio": result.ratio,
         "problems": result.problems,
         "skipped": result.skipped,

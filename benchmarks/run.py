@@ -41,7 +41,16 @@ def main(argv: list[str] | None = None) -> int:
         small_rows = max(args.rows // 10, 1)
         log(f"memory check at {small_rows:,} rows")
         small = Suite(small_rows, paths, 1, False, migrations, log).run()
-    report.write(info, args.rows, args.repeat, results, small_rows, small, suite.setup_seconds)
+    report.write(
+        info,
+        args.rows,
+        args.repeat,
+        results,
+        small_rows,
+        small,
+        suite.setup_seconds,
+        suite.apply_all,
+    )
     log("wrote benchmarks/results.md and benchmarks/results.json")
     failed = [r.name for r in results.values() if r.problems]
     if failed:

@@ -26,13 +26,6 @@ TITLES = {
     "restore": "restore of that backup into PostgreSQL",
     "plan": "plan with nothing changed",
 }
-ADDRESSES = {
-    "sqlite-sqlite": "migration.sqlite-to-sqlite",
-    "sqlite-postgres": "migration.sqlite-to-postgres",
-    "postgres-mariadb": "migration.postgres-to-mariadb",
-    "backup": "backup.source",
-    "restore": "restore.source-into-postgres",
-}
 
 
 @dataclass
@@ -73,19 +66,6 @@ class PathResult:
         return max((m.peak_rss_mb for m in self.dsdb if m.ok), default=None)
 
 
-@dataclass
-class _Target:
-    """Where one side of a path writes, how to empty it and how to count what it holds."""
-
-    kind: str  # sqlite, postgresql, mariadb or folder
-    reset: Callable[[], str]
-    location: str = ""
-
-    def fresh(self) -> str:
-        self.location = self.reset()
-        return self.location
-
-
 def select(only: list[str] | None) -> list[str]:
     """The paths to run: `--only` names, plus what they need (restore needs a backup)."""
     if not only:
@@ -99,7 +79,12 @@ def select(only: list[str] | None) -> list[str]:
 
 
 class Suite:
-    """Runs the chosen paths at `rows` parent rows, `repeat` times each."""
+    """Runs the chosen paths at `rows` parent rows, `repeat` times each.
+
+    Each dsdb path has its own folder and manifest holding only its resource, so its time is
+    its own work (dsdb plans every resource of a manifest, even with `--target`). The
+    no-change plan runs on a manifest of all of them, applied once beforehand.
+    """
 
     def __init__(
         self,
@@ -115,157 +100,167 @@ class Suite:
         self.paths = paths
         self.repeat = repeat
         self.with_baselines = baselines
-        self.migrations_ok, self.migrations_reason = migrations
+        self.migrations_ok = migrations[0]
         self.log = log
         self.results = {name: PathResult(name, self.total_rows) for name in paths}
         self.setup_seconds = 0.0
+        self.apply_all: Measurement | None = None
 
     def run(self, profile_below: float | None = None) -> dict[str, PathResult]:
         with tempfile.TemporaryDirectory(prefix="dsdb-bench-") as folder:
-            scratch = Scratch()
+            self.folder = Path(folder)
+            self.scratch = Scratch()
             try:
-                self._run(Path(folder), scratch, profile_below)
+                self._run(profile_below)
             finally:
-                scratch.drop_all()
+                self.scratch.drop_all()
         return self.results
 
-    # -- setup --------------------------------------------------------------------------
-
-    def _run(self, folder: Path, scratch: Scratch, profile_below: float | None) -> None:
+    def _run(self, profile_below: float | None) -> None:
         started = time.perf_counter()
-        self.source = folder / "source.db"
+        self.source = self.folder / "source.db"
         self.log(f"generating {self.rows:,} + {data.child_count(self.rows):,} rows")
         data.write_sqlite(self.source, self.rows)
         self.pg_source = ""
         if "postgres-mariadb" in self.paths:
-            self.pg_source = scratch.postgres("pg_source")
+            self.pg_source = self.scratch.postgres("pg_source")
             data.write_postgres(postgres_conninfo(self.pg_source), self.rows)
         self.setup_seconds = time.perf_counter() - started
-        self.workdir = folder / "dsdb"
-        self.baseline_folder = folder / "baseline"
-        self.targets = self._targets(folder, scratch)
-        self.workdir.mkdir()
-        (self.workdir / dsdb_runner.MANIFEST).write_text(self._manifest(folder, scratch))
         for name in self.paths:
             if name in MIGRATIONS and not self.migrations_ok:
                 self.results[name].skipped = "not measured: migrations unavailable"
+        copies = [name for name in self.paths if name != "plan"]
         for attempt in range(1, self.repeat + 1):
-            self._clear_dsdb_state()
-            for name in self.paths:
-                if name != "plan":
-                    self._measure_path(name, attempt)
+            for name in copies:
+                self._measure_path(name, attempt)
         if "plan" in self.paths:
-            for attempt in range(1, self.repeat + 1):
-                self._measure_plan(attempt)
+            self._measure_plan()
         if profile_below is not None:
             self._profile_slow(profile_below)
 
-    def _targets(self, folder: Path, scratch: Scratch) -> dict[tuple[str, str], _Target]:
-        def sqlite_file(path: Path) -> Callable[[], str]:
-            def reset() -> str:
-                path.unlink(missing_ok=True)
-                return str(path)
+    # -- where each side writes ---------------------------------------------------------
 
-            return reset
+    def _workdir(self, name: str) -> Path:
+        return self.folder / f"dsdb-{name}"
 
-        def baseline_backup() -> str:
-            shutil.rmtree(self.baseline_folder, ignore_errors=True)
-            return str(self.baseline_folder)
+    def _fresh(self, name: str, side: str) -> str:
+        """Empty the target of path `name` for `side` (baseline, dsdb or all); its location."""
+        if name == "sqlite-sqlite":
+            path = self.folder / f"{side}_target.db"
+            path.unlink(missing_ok=True)
+            return str(path)
+        if name == "sqlite-postgres":
+            return self.scratch.postgres(f"{side}_pg")
+        if name == "postgres-mariadb":
+            return self.scratch.mariadb(f"{side}_maria")
+        if name == "restore":
+            return self.scratch.postgres(f"{side}_restore")
+        if side != "baseline":
+            return str(self._workdir(name) / "backups")  # emptied with the folder
+        shutil.rmtree(self.folder / "baseline", ignore_errors=True)
+        return str(self.folder / "baseline")
 
-        return {
-            ("sqlite-sqlite", "baseline"): _Target("sqlite", sqlite_file(folder / "base.db")),
-            ("sqlite-sqlite", "dsdb"): _Target("sqlite", sqlite_file(folder / "dsdb_target.db")),
-            ("sqlite-postgres", "baseline"): _Target(
-                "postgresql", lambda: scratch.postgres("base_pg")
-            ),
-            ("sqlite-postgres", "dsdb"): _Target("postgresql", lambda: scratch.postgres("dsdb_pg")),
-            ("postgres-mariadb", "baseline"): _Target(
-                "mariadb", lambda: scratch.mariadb("base_maria")
-            ),
-            ("postgres-mariadb", "dsdb"): _Target("mariadb", lambda: scratch.mariadb("dsdb_maria")),
-            ("backup", "baseline"): _Target("folder", baseline_backup),
-            ("backup", "dsdb"): _Target("folder", lambda: str(self.workdir / "backups")),
-            ("restore", "baseline"): _Target(
-                "postgresql", lambda: scratch.postgres("base_restore")
-            ),
-            ("restore", "dsdb"): _Target("postgresql", lambda: scratch.postgres("dsdb_restore")),
-        }
+    def _connection(self, name: str, side: str) -> dict[str, str]:
+        if name == "sqlite-sqlite":
+            return {"driver": "sqlite", "database": str(self.folder / f"{side}_target.db")}
+        if name == "postgres-mariadb":
+            return {"url": mariadb_url(self.scratch.name(f"{side}_maria"))}
+        role = "pg" if name == "sqlite-postgres" else "restore"
+        return {"url": postgres_url(self.scratch.name(f"{side}_{role}"))}
 
-    def _manifest(self, folder: Path, scratch: Scratch) -> str:
-        """Every selected dsdb path as one manifest; `--target` picks the one being timed."""
+    def _manifest(self, names: list[str], side: str) -> str:
+        """A manifest of the dsdb resources of paths `names`, writing to `side`'s targets."""
         connections: dict[str, dict[str, str]] = {
-            "source": {"driver": "sqlite", "database": str(self.source)},
+            "source": {"driver": "sqlite", "database": str(self.source)}
         }
+        backups: dict[str, dict[str, object]] = {}
         migrations: dict[str, dict[str, object]] = {}
-        routes = {
-            "sqlite-sqlite": ("source", "sqlite_target"),
-            "sqlite-postgres": ("source", "postgres_target"),
-            "postgres-mariadb": ("postgres_source", "mariadb_target"),
-        }
-        links = {
-            "sqlite_target": {"driver": "sqlite", "database": str(folder / "dsdb_target.db")},
-            "postgres_target": {"url": postgres_url(scratch.name("dsdb_pg"))},
-            "postgres_source": {"url": postgres_url(self.pg_source)},
-            "mariadb_target": {"url": mariadb_url(scratch.name("dsdb_maria"))},
-            "postgres_restore": {"url": postgres_url(scratch.name("dsdb_restore"))},
-        }
-        for name, (source, target) in routes.items():
-            if name in self.paths and self.migrations_ok:
-                connections.update({source: links.get(source, connections["source"])})
-                connections[target] = links[target]
-                migrations[ADDRESSES[name].split(".", 1)[1]] = {
+        restores: dict[str, dict[str, object]] = {}
+        for name in names:
+            if name in MIGRATIONS:
+                source = "source"
+                if name == "postgres-mariadb":
+                    source = "postgres_source"
+                    connections[source] = {"url": postgres_url(self.pg_source)}
+                connections[f"{name}-target"] = self._connection(name, side)
+                migrations[name] = {
                     "from": source,
-                    "to": target,
+                    "to": f"{name}-target",
                     "mode": "upsert",
                     "tables": list(data.TABLES),
                 }
-        backups: dict[str, dict[str, object]] = {}
-        restores: dict[str, dict[str, object]] = {}
-        if "backup" in self.paths:
-            backups["source"] = {"connection": "source", "keep": 1}
-        if "restore" in self.paths:
-            connections["postgres_restore"] = links["postgres_restore"]
-            restores["source-into-postgres"] = {"backup": "source", "to": "postgres_restore"}
+            elif name == "backup":
+                backups["source"] = {"connection": "source", "keep": 1}
+            elif name == "restore":
+                connections["restore-target"] = self._connection(name, side)
+                origin: dict[str, object] = (
+                    {"backup": "source"} if "backup" in names else {"path": self._last_backup()}
+                )
+                restores["source-into-postgres"] = {**origin, "to": "restore-target"}
         return dsdb_runner.build_manifest(connections, backups, restores, migrations)
 
-    def _clear_dsdb_state(self) -> None:
-        shutil.rmtree(self.workdir / ".dsdb", ignore_errors=True)
-        shutil.rmtree(self.workdir / "backups", ignore_errors=True)
+    def _last_backup(self) -> str:
+        """The folder of the backup the backup path took last (the restore path loads it)."""
+        found = sorted((self._workdir("backup") / "backups").glob("*/*/backup.json"))
+        return str(found[-1].parent) if found else "missing-backup"
+
+    def _prepare_dsdb(self, name: str) -> Path:
+        """An empty target and a fresh folder (no state, no backups) for dsdb's path `name`."""
+        workdir = self._workdir(name)
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir()
+        location = self._fresh(name, "dsdb")
+        self._locations = {**getattr(self, "_locations", {}), (name, "dsdb"): location}
+        (workdir / dsdb_runner.MANIFEST).write_text(self._manifest([name], "dsdb"))
+        return workdir
 
     # -- measuring ----------------------------------------------------------------------
 
     def _measure_path(self, name: str, attempt: int) -> None:
         result = self.results[name]
         if self.with_baselines:
-            target = self.targets[(name, "baseline")].fresh()
+            target = self._fresh(name, "baseline")
             measurement = measure(self._baseline_command(name, target))
             result.baseline.append(measurement)
-            self._check(result, "baseline", measurement, (name, "baseline"))
+            self._check(result, "baseline", measurement, name, target)
             self.log(f"{name} baseline #{attempt}: {self._describe(measurement)}")
         if result.skipped:
             return  # the baseline is still measured, for when dsdb can do this path
-        if self.targets[(name, "dsdb")].kind != "folder":
-            self.targets[(name, "dsdb")].fresh()
-        else:
-            self.targets[(name, "dsdb")].location = str(self.workdir / "backups")
-        measurement = dsdb_runner.apply(self.workdir, ADDRESSES[name])
+        workdir = self._prepare_dsdb(name)
+        measurement = dsdb_runner.apply(workdir)
         result.dsdb.append(measurement)
-        self._check(result, "dsdb", measurement, (name, "dsdb"))
+        self._check(result, "dsdb", measurement, name, self._locations[(name, "dsdb")])
         self.log(f"{name} dsdb #{attempt}: {self._describe(measurement)}")
 
-    def _measure_plan(self, attempt: int) -> None:
-        measurement = dsdb_runner.plan(self.workdir)
+    def _measure_plan(self) -> None:
+        """Apply every selected path in one manifest, then time `dsdb plan` on it."""
         result = self.results["plan"]
-        result.dsdb.append(measurement)
-        if measurement.returncode == 2:
-            result.problems.append("the plan after an apply still shows changes")
-        elif not measurement.ok:
-            result.problems.append(f"dsdb plan failed: {measurement.last_line()}")
-        self.log(f"plan #{attempt}: {self._describe(measurement)}")
+        names = [n for n in self.paths if n != "plan" and not self.results[n].skipped]
+        workdir = self._workdir("all")
+        workdir.mkdir()
+        for name in names:
+            if name != "backup":
+                self._fresh(name, "all")
+        (workdir / dsdb_runner.MANIFEST).write_text(self._manifest(names, "all"))
+        self.apply_all = dsdb_runner.apply(workdir)
+        self.log(f"apply of the whole manifest: {self._describe(self.apply_all)}")
+        if not self.apply_all.ok:
+            result.problems.append(
+                f"applying the whole manifest failed: {self.apply_all.last_line()}"
+            )
+            return
+        for attempt in range(1, self.repeat + 1):
+            measurement = dsdb_runner.plan(workdir)
+            result.dsdb.append(measurement)
+            if measurement.returncode == 2:
+                result.problems.append("the plan after an apply still shows changes")
+            elif not measurement.ok:
+                result.problems.append(f"dsdb plan failed: {measurement.last_line()}")
+            self.log(f"plan #{attempt}: {self._describe(measurement)}")
 
     def _profile_slow(self, threshold: float) -> None:
         """Profile each dsdb path below `threshold` of its baseline (or a plan over 2 s)."""
-        slow = [
+        slow = {
             name
             for name, result in self.results.items()
             if not result.skipped
@@ -273,18 +268,19 @@ class Suite:
                 (result.ratio is not None and result.ratio < threshold)
                 or (name == "plan" and result.best_dsdb and result.best_dsdb.seconds > 2.0)
             )
-        ]
-        for name in sorted(slow, key=lambda name: name != "plan"):  # plan before it changes
-            if name == "plan":
-                arguments = ["plan", dsdb_runner.MANIFEST]
-            else:
-                if self.targets[(name, "dsdb")].kind != "folder":
-                    self.targets[(name, "dsdb")].fresh()
-                dsdb_runner.forget(self.workdir, ADDRESSES[name])
-                arguments = ["apply", "--auto-approve", "--target", ADDRESSES[name]]
-                arguments.append(dsdb_runner.MANIFEST)
+        }
+        # The plan first, while nothing moved; the restore before the backup it loads is redone.
+        for name in sorted(slow, key=lambda name: (name != "plan", name == "backup")):
             self.log(f"profiling {name}")
-            self.results[name].hotspots = dsdb_runner.profile(self.workdir, arguments)
+            if name == "plan":
+                workdir, arguments = self._workdir("all"), ["plan", dsdb_runner.MANIFEST]
+            else:
+                workdir = self._prepare_dsdb(name)
+                arguments = ["apply", "--auto-approve", dsdb_runner.MANIFEST]
+            try:
+                self.results[name].hotspots = dsdb_runner.profile(workdir, arguments)
+            except RuntimeError as error:
+                self.results[name].problems.append(str(error))
 
     def _baseline_command(self, name: str, target: str) -> list[str]:
         if name == "sqlite-sqlite":
@@ -296,22 +292,23 @@ class Suite:
         elif name == "backup":
             call, args = "backup_csv", {"source": str(self.source), "folder": target}
         else:
-            call, args = "restore_csv", {"folder": str(self.baseline_folder), "target": target}
+            folder = str(self.folder / "baseline")
+            call, args = "restore_csv", {"folder": folder, "target": target}
         return [sys.executable, "-m", "benchmarks.baselines", call, json.dumps(args)]
 
     def _check(
-        self, result: PathResult, side: str, measurement: Measurement, key: tuple[str, str]
+        self, result: PathResult, side: str, measurement: Measurement, name: str, target: str
     ) -> None:
         """A measurement counts only if the target holds every row."""
         if not measurement.ok:
             result.problems.append(f"{side} failed: {measurement.last_line()}")
             return
-        target = self.targets[key]
-        if target.kind == "folder":
+        if name == "backup":
             return
+        kind = {"sqlite-sqlite": "sqlite", "postgres-mariadb": "mariadb"}.get(name, "postgresql")
         for table in data.TABLES:
             expected = self.rows if table == "parent" else data.child_count(self.rows)
-            found = count_rows(target.kind, target.location, table)
+            found = count_rows(kind, target, table)
             if found != expected:
                 result.problems.append(f"{side}: {table} has {found:,} rows, not {expected:,}")
 
