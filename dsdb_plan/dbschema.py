@@ -432,7 +432,7 @@ def sqlite_portable_type(declared: str) -> ColumnSchema:
     if base in ("DECIMAL", "NUMERIC", "NUMBER", "MONEY"):
         return ColumnSchema("", "decimal", precision=first, scale=second)
     if "INT" in base:
-        return ColumnSchema("", "integer")
+        return ColumnSchema("", "bigint")  # every SQLite integer may use 8 bytes
     if "CHAR" in base or "CLOB" in base or "TEXT" in base:
         if first is not None and "CLOB" not in base and "TEXT" not in base:
             return ColumnSchema("", "varchar", length=first)

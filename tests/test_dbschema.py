@@ -45,8 +45,8 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> sa.Engine:
         ("DOUBLE", ColumnSchema("", "double")),
         ("double precision", ColumnSchema("", "double")),
         ("FLOAT", ColumnSchema("", "double")),
-        ("INTEGER", ColumnSchema("", "integer")),
-        ("INT", ColumnSchema("", "integer")),
+        ("INTEGER", ColumnSchema("", "bigint")),  # SQLite integers are 64-bit
+        ("INT", ColumnSchema("", "bigint")),
         ("BIGINT", ColumnSchema("", "bigint")),
         ("NUMERIC(10,2)", ColumnSchema("", "decimal", precision=10, scale=2)),
         ("DECIMAL", ColumnSchema("", "decimal")),
@@ -153,7 +153,7 @@ def test_sqlite_real_becomes_double_precision_in_postgresql(
                 )
             ).all()
         )
-    assert types == {"id": "integer", "r": "double precision", "f": "double precision"}
+    assert types == {"id": "bigint", "r": "double precision", "f": "double precision"}
 
 
 @pytest.mark.mariadb

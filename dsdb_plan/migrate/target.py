@@ -241,7 +241,9 @@ def _cannot_hold(source: ColumnSchema, target: ColumnSchema) -> str | None:
         return None
     if kind in _INTEGER_RANK:
         if into in _INTEGER_RANK and into != "boolean":
-            return None if _INTEGER_RANK[into] >= _INTEGER_RANK[kind] else what
+            # A narrower integer is accepted: SQLite declares no width (every INTEGER reads
+            # as bigint), and a value that does not fit is refused by the database, loudly.
+            return None
         if into == "boolean":
             return None if kind == "boolean" else what
         if into == "decimal":
