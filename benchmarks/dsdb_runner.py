@@ -92,6 +92,7 @@ def profile(workdir: Path, arguments: list[str], top: int = 8) -> dict[str, list
         stacks = [line.rsplit(" ", 1) for line in Path(output.name).read_text().splitlines()]
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    depth: dict[str, int] = {}
     total = 0
     for stack, count in stacks:
         frames = [_where(frame) for frame in stack.split(";") if " (" in frame]
@@ -99,14 +100,23 @@ def profile(workdir: Path, arguments: list[str], top: int = 8) -> dict[str, list
             continue  # no Python code ran, or a thread waits for another (counted there)
         total += int(count)
         own[frames[-1]] += int(count)
-        for function in {frame.rsplit(":", 1)[0] for frame in frames if "dsdb_plan/" in frame}:
+        ours = [frame.rsplit(":", 1)[0] for frame in frames if "dsdb_plan/" in frame]
+        for level, function in enumerate(ours):
+            depth[function] = max(depth.get(function, 0), level)
+        for function in set(ours):
             inclusive[function] += int(count)
+    # A chain of calls that all hold the same samples is shown by its deepest function.
+    deepest: dict[int, str] = {}
+    for function, samples in inclusive.items():
+        if function.endswith("<module>"):
+            continue  # import time
+        if samples not in deepest or depth[function] > depth[deepest[samples]]:
+            deepest[samples] = function
+    chains = sorted(deepest.items(), reverse=True)[:top]
     total = total or 1
     return {
         "own time (the line running)": [(k, n / total) for k, n in own.most_common(top)],
-        "dsdb_plan functions, inclusive": [
-            (k, n / total) for k, n in inclusive.most_common() if not k.endswith("<module>")
-        ][:top],
+        "dsdb_plan functions, inclusive": [(k, n / total) for n, k in chains],
     }
 
 

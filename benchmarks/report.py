@@ -31,9 +31,6 @@ def machine() -> dict[str, Any]:
         ),
         platform.processor(),
     )
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True
-    ).stdout.strip()
     return {
         "cpus": os.cpu_count(),
         "cpu": cpu,
@@ -41,8 +38,19 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
         **server_versions(),
-        "dsdb_commit": commit,
+        "dsdb_commit": dsdb_version(),
     }
+
+
+def dsdb_version() -> str:
+    """The commit dsdb runs from, marked when dsdb_plan/ has uncommitted changes."""
+
+    def git(*arguments: str) -> str:
+        run = subprocess.run(["git", *arguments], cwd=HERE, capture_output=True, text=True)
+        return run.stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "../dsdb_plan")
+    return git("rev-parse", "--short", "HEAD") + (" with uncommitted changes" if dirty else "")
 
 
 def _seconds(result: PathResult, side: str) -> str:
@@ -103,7 +111,13 @@ def write(
         f"path (data generated and loaded in {setup_seconds:.0f} s, not timed).",
         f"- Machine: {info['cpus']} CPUs ({info['cpu']}), {info['memory_gb']} GB RAM; "
         f"Python {info['python']}, SQLite {info['sqlite']}, PostgreSQL {info['postgresql']}, "
-        f"MariaDB {info['mariadb']}; dsdb at commit {info['dsdb_commit']}.",
+        f"MariaDB {info['mariadb']}; dsdb at commit {info['dsdb_commit']}"
+        + (
+            f" at the start, {info['dsdb_commit_at_end']} at the end (dsdb changed during the "
+            "run: later paths ran newer code)."
+            if info.get("dsdb_commit_at_end", info["dsdb_commit"]) != info["dsdb_commit"]
+            else "."
+        ),
         f"- Each time is the best of {repeat} runs: the machine is shared with other "
         "engineers' test runs, so single runs are noisy. Times are wall clock of the whole "
         "process (start-up, connecting, creating tables, copying, committing).",

@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         small_rows = max(args.rows // 10, 1)
         log(f"memory check at {small_rows:,} rows")
         small = Suite(small_rows, paths, 1, False, migrations, log).run()
+    info["dsdb_commit_at_end"] = report.dsdb_version()
     report.write(
         info,
         args.rows,
