@@ -95,3 +95,9 @@ class Project:
     def close(self) -> None:
         self.workspace.close()
         self.store.close()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

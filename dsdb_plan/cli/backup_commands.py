@@ -9,23 +9,19 @@ import click
 
 from dsdb_plan.archive import verify_backup
 from dsdb_plan.cli.app import cli
-from dsdb_plan.cli.options import manifest_argument, parse_variables, variable_options
+from dsdb_plan.cli.options import manifest_argument, open_project, variable_options
 from dsdb_plan.cli.output import Output
 from dsdb_plan.errors import DsdbError
-from dsdb_plan.project import Project
 
 pass_output = click.make_pass_decorator(Output)
 
 
 def _recorded_backups(
-    manifest: Path, variables: dict[str, str]
+    manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
 ) -> list[tuple[str, dict[str, Any]]]:
     """(address, artifact) for every backup in state, newest first per resource."""
-    project = Project.open(manifest, variables=variables)
-    try:
+    with open_project(manifest, var, var_file) as project:
         snapshot = project.store.read()
-    finally:
-        project.close()
     return [
         (address, artifact)
         for address, record in sorted(snapshot.resources.items())
@@ -47,7 +43,7 @@ def list_backups(
     out: Output, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
 ) -> None:
     """List recorded backups: id, time, rows, size, folder."""
-    found = _recorded_backups(manifest, parse_variables(var, var_file))
+    found = _recorded_backups(manifest, var, var_file)
     if not found:
         out.echo("No backups recorded.")
         return
@@ -75,7 +71,7 @@ def verify(
     """Check every recorded backup's files against their sizes and SHA-256."""
     found = [
         (address, artifact)
-        for address, artifact in _recorded_backups(manifest, parse_variables(var, var_file))
+        for address, artifact in _recorded_backups(manifest, var, var_file)
         if not backup_ids or artifact["id"] in backup_ids
     ]
     bad = 0

@@ -10,6 +10,7 @@ import click
 
 from dsdb_plan.errors import DsdbError
 from dsdb_plan.manifest import DEFAULT_MANIFEST, LoadedManifest, load_manifest
+from dsdb_plan.project import Project
 from dsdb_plan.yamlsource import load_yaml
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -55,6 +56,11 @@ def parse_variables(pairs: tuple[str, ...], files: tuple[Path, ...]) -> dict[str
             raise DsdbError(f"--var expects NAME=VALUE, got '{name}'")
         values[name.strip()] = value
     return values
+
+
+def open_project(manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]) -> Project:
+    """The manifest opened for work with the variables given; use it as a context manager."""
+    return Project.open(manifest, variables=parse_variables(var, var_file))
 
 
 def load_from_options(

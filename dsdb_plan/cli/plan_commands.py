@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import click
 
 from dsdb_plan.cli.app import cli
-from dsdb_plan.cli.options import manifest_argument, parse_variables, variable_options
+from dsdb_plan.cli.options import manifest_argument, open_project, variable_options
 from dsdb_plan.cli.output import Output
 from dsdb_plan.cli.progress import ProgressReporter
 from dsdb_plan.errors import DsdbError
@@ -20,7 +20,6 @@ from dsdb_plan.executor import ActionResult, ApplyReport
 from dsdb_plan.manifest import DEFAULT_MANIFEST
 from dsdb_plan.plan import Action, Plan
 from dsdb_plan.planner import drift_only
-from dsdb_plan.project import Project
 from dsdb_plan.redact import redact
 from dsdb_plan.render import render
 
@@ -82,11 +81,8 @@ def plan(
     detailed_exitcode: bool,
 ) -> int:
     """Show what apply would change, and why."""
-    project = Project.open(manifest, variables=parse_variables(var, var_file))
-    try:
+    with open_project(manifest, var, var_file) as project:
         result = project.plan(targets=target, excludes=exclude)
-    finally:
-        project.close()
     if refresh_only:
         result = drift_only(result)
     out.echo(render(result, output_format, color=out.use_color).rstrip("\n"))
@@ -160,32 +156,31 @@ def apply(
     if saved is not None and (target or exclude):
         raise DsdbError("--target/--exclude cannot change a saved plan; plan again instead")
     manifest = Path(saved.manifest_path) if saved else source
-    project = Project.open(manifest, variables=parse_variables(var, var_file))
-    try:
-        with project.locked("apply", timeout=lock_timeout):
-            the_plan = saved or project.plan(targets=target, excludes=exclude)
-            out.echo(render(the_plan, "text", color=out.use_color).rstrip("\n"))
-            if not the_plan.has_changes:
-                out.echo("Nothing to do.")
-                return 0
-            _get_consent(
-                out,
+    with (
+        open_project(manifest, var, var_file) as project,
+        project.locked("apply", timeout=lock_timeout),
+    ):
+        the_plan = saved or project.plan(targets=target, excludes=exclude)
+        out.echo(render(the_plan, "text", color=out.use_color).rstrip("\n"))
+        if not the_plan.has_changes:
+            out.echo("Nothing to do.")
+            return 0
+        _get_consent(
+            out,
+            the_plan,
+            saved=saved is not None,
+            auto_approve=auto_approve,
+            allow_destroy=allow_destroy,
+        )
+        with ProgressReporter(out) as progress:
+            report = project.apply(
                 the_plan,
                 saved=saved is not None,
-                auto_approve=auto_approve,
-                allow_destroy=allow_destroy,
+                parallelism=parallelism,
+                progress=progress,
+                on_start=lambda action: out.echo(f"{action.key}: {action.type.value}..."),
+                on_result=lambda action, result: _show_result(out, action, result),
             )
-            with ProgressReporter(out) as progress:
-                report = project.apply(
-                    the_plan,
-                    saved=saved is not None,
-                    parallelism=parallelism,
-                    progress=progress,
-                    on_start=lambda action: out.echo(f"{action.key}: {action.type.value}..."),
-                    on_result=lambda action, result: _show_result(out, action, result),
-                )
-    finally:
-        project.close()
     return _show_report(out, report)
 
 

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from dsdb_plan.cli.app import cli
-from dsdb_plan.cli.options import manifest_argument, parse_variables, variable_options
+from dsdb_plan.cli.options import manifest_argument, open_project, variable_options
 from dsdb_plan.cli.output import Output
 from dsdb_plan.errors import DsdbError, StateError
-from dsdb_plan.project import Project
 from dsdb_plan.state import StateSnapshot
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -25,15 +23,6 @@ _ADDRESS = re.compile(r"^(backup|migration|restore|teardown)\.[A-Za-z_][A-Za-z0-
 
 def _manifest_options(function: F) -> F:
     return manifest_argument(variable_options(function))
-
-
-@contextmanager
-def _project(manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]) -> Iterator[Project]:
-    project = Project.open(manifest, variables=parse_variables(var, var_file))
-    try:
-        yield project
-    finally:
-        project.close()
 
 
 def _checked_address(address: str) -> str:
@@ -54,7 +43,7 @@ def state_list(
     out: Output, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
 ) -> None:
     """Addresses recorded in state, with status and time."""
-    with _project(manifest, var, var_file) as project:
+    with open_project(manifest, var, var_file) as project:
         snapshot = project.store.read()
     for address, record in sorted(snapshot.resources.items()):
         out.echo(f"{address}  {record.status}  {record.updated_at}")
@@ -70,7 +59,7 @@ def state_show(
     out: Output, address: str, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
 ) -> None:
     """One recorded resource, as JSON."""
-    with _project(manifest, var, var_file) as project:
+    with open_project(manifest, var, var_file) as project:
         snapshot = project.store.read()
     record = snapshot.resources.get(address)
     if record is None and address not in snapshot.checkpoints:
@@ -90,7 +79,7 @@ def state_rm(
     out: Output, address: str, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
 ) -> None:
     """Forget a resource; its data and files are left untouched."""
-    with _project(manifest, var, var_file) as project, project.locked("state rm"):
+    with open_project(manifest, var, var_file) as project, project.locked("state rm"):
         serial = project.store.remove_resource(address)
     out.echo(f"Forgot {address} (state serial {serial}). No data was touched.")
 
@@ -111,7 +100,7 @@ def state_mv(
     """Move a resource's record to a new address (a rename; nothing is re-run)."""
     if old.split(".")[0] != _checked_address(new).split(".")[0]:
         raise DsdbError(f"cannot move {old} to {new}: a resource keeps its kind")
-    with _project(manifest, var, var_file) as project, project.locked("state mv"):
+    with open_project(manifest, var, var_file) as project, project.locked("state mv"):
         serial = project.store.rename_resource(old, new)
     out.echo(f"Moved {old} to {new} (state serial {serial}).")
 
@@ -123,7 +112,7 @@ def state_pull(
     out: Output, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
 ) -> None:
     """Print the whole state as JSON (secrets are never in it)."""
-    with _project(manifest, var, var_file) as project:
+    with open_project(manifest, var, var_file) as project:
         snapshot = project.store.read()
     out.echo(json.dumps(snapshot.to_dict(), indent=2, ensure_ascii=False))
 
@@ -146,7 +135,7 @@ def state_push(
         pushed = StateSnapshot.from_dict(json.loads(file.read_text()))
     except (ValueError, KeyError, TypeError) as error:
         raise StateError(f"{file} is not a dsdb state document: {error}") from None
-    with _project(manifest, var, var_file) as project, project.locked("state push"):
+    with open_project(manifest, var, var_file) as project, project.locked("state push"):
         current = project.store.read()
         if not force and current.serial > 0:
             if pushed.lineage != current.lineage:
@@ -193,7 +182,7 @@ def history(
     limit: int | None,
 ) -> None:
     """Who applied what, when, with which outcome (newest first)."""
-    with _project(manifest, var, var_file) as project:
+    with open_project(manifest, var, var_file) as project:
         entries = project.store.history(address, limit)
     if output_format == "json":
         out.echo(json.dumps([e.to_dict() for e in entries], indent=2, ensure_ascii=False))
@@ -217,6 +206,6 @@ def force_unlock(
     out: Output, lock_id: str, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
 ) -> None:
     """Release a stuck state lock, given the id the lock error showed."""
-    with _project(manifest, var, var_file) as project:
+    with open_project(manifest, var, var_file) as project:
         released = project.store.force_unlock(lock_id)
     out.echo(f"Released the lock: it was {released.describe()}.")

@@ -7,12 +7,11 @@ from pathlib import Path
 import click
 
 from dsdb_plan.cli.app import cli
-from dsdb_plan.cli.options import manifest_argument, parse_variables, variable_options
+from dsdb_plan.cli.options import manifest_argument, open_project, variable_options
 from dsdb_plan.cli.output import Output
 from dsdb_plan.errors import DsdbError
 from dsdb_plan.kinds.migration import selections, table_runs
 from dsdb_plan.migrate.verify import verify_table
-from dsdb_plan.project import Project
 
 pass_output = click.make_pass_decorator(Output)
 
@@ -30,9 +29,8 @@ def verify(
     target: tuple[str, ...],
 ) -> int:
     """Check that each migration's target holds exactly its source subset."""
-    project = Project.open(manifest, variables=parse_variables(var, var_file))
     mismatches = checked = 0
-    try:
+    with open_project(manifest, var, var_file) as project:
         snapshot = project.store.read()
         for name, spec in sorted(project.loaded.manifest.migrations.items()):
             address = f"migration.{name}"
@@ -56,8 +54,6 @@ def verify(
                 else:
                     mismatches += 1
                     out.echo(out.style("✗", fg="red") + f" {label}: {verdict.message}", err=True)
-    finally:
-        project.close()
     if not checked:
         raise DsdbError("no migration to verify")
     out.echo(f"{checked - mismatches} of {checked} tables verified.")
