@@ -27,6 +27,7 @@ from dsdb_plan.state.store import (
     dump_json,
     lock_message,
     pid_alive,
+    serialized_snapshot,
     this_host,
     utc_now,
     wait_for_lock,
@@ -219,17 +220,7 @@ class SqliteStateStore:
             )
 
     def replace_all(self, snapshot: StateSnapshot) -> int:
-        for address, record in snapshot.resources.items():
-            if record.address != address:
-                raise StateError(f"snapshot lists the record of {record.address} under {address}")
-        resources = sorted(
-            (address, record.kind, record.status, dump_json(record.to_dict(), address))
-            for address, record in snapshot.resources.items()
-        )
-        checkpoints = sorted(
-            (address, dump_json(data, f"the checkpoint of {address}"))
-            for address, data in snapshot.checkpoints.items()
-        )
+        resources, checkpoints = serialized_snapshot(snapshot)
         with self._writing() as conn:
             self._check_lock(conn)
             current_resources = conn.execute(

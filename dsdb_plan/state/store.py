@@ -165,6 +165,25 @@ def dump_json(value: Any, what: str) -> str:
     return masked
 
 
+def serialized_snapshot(
+    snapshot: StateSnapshot,
+) -> tuple[list[tuple[str, str, str, str]], list[tuple[str, str]]]:
+    """A snapshot as the rows `replace_all` stores: (address, kind, status, record JSON) and
+    (address, checkpoint JSON), sorted; refuses a record filed under another address."""
+    for address, record in snapshot.resources.items():
+        if record.address != address:
+            raise StateError(f"snapshot lists the record of {record.address} under {address}")
+    resources = sorted(
+        (address, record.kind, record.status, dump_json(record.to_dict(), address))
+        for address, record in snapshot.resources.items()
+    )
+    checkpoints = sorted(
+        (address, dump_json(data, f"the checkpoint of {address}"))
+        for address, data in snapshot.checkpoints.items()
+    )
+    return resources, checkpoints
+
+
 def lock_message(location: str, holder: LockInfo, waited: float = 0) -> str:
     """The `LockError` text: who holds the lock and how to break it if they are gone."""
     after = f" (waited {waited:g}s)" if waited > 0 else ""
