@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.helpers import run_cli, sqlite_url, table_rows
 
@@ -42,3 +45,27 @@ def test_quickstart_plans_applies_and_then_has_nothing_to_do(
     again = run_cli(capsys, "apply", "--auto-approve")
     assert again.code == 0, again.text
     assert "Nothing to do." in again.out
+
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "golden"), [("text", "quickstart-plan.txt"), ("markdown", "quickstart-plan.md")]
+)
+def test_quickstart_first_plan_matches_golden_file(
+    capsys, tmp_path: Path, monkeypatch, fmt: str, golden: str
+) -> None:
+    work = tmp_path / "quickstart"
+    shutil.copytree(QUICKSTART, work, ignore=shutil.ignore_patterns("data", "backups", ".dsdb"))
+    subprocess.run([sys.executable, "seed.py"], cwd=work, check=True, capture_output=True)
+    monkeypatch.chdir(work)
+    # The digest covers resolved paths, which differ per checkout.
+    rendered = re.sub(
+        r"digest `[0-9a-f]+`", "digest `<digest>`", run_cli(capsys, "plan", "--format", fmt).out
+    )
+    expected = GOLDEN / golden
+    if not expected.exists():
+        expected.write_text(rendered)
+        pytest.fail(f"wrote {expected}; review it and run again")
+    assert rendered == expected.read_text()
