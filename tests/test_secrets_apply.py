@@ -1,0 +1,52 @@
+"""A password in a connection URL never reaches plan output, saved plans, state, history,
+backups or errors — across a whole plan/apply cycle against a real PostgreSQL (trust
+authentication accepts any password, so a made-up one still connects)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import make_flights_db, run_cli
+from tests.servers import ServerDatabase
+
+PASSWORD = "Sup3r-Secret-pw-7731"
+
+
+@pytest.mark.postgres
+def test_password_appears_nowhere(
+    capsys, tmp_path: Path, write_manifest, postgres_db: ServerDatabase, monkeypatch
+) -> None:
+    make_flights_db(tmp_path / "data/local.db")
+    url = postgres_db.url.set(password=PASSWORD).render_as_string(hide_password=False)
+    monkeypatch.setenv("PROD_URL", url)
+    manifest = write_manifest(
+        "version: 1\nconnections:\n"
+        "  local: {driver: sqlite, database: data/local.db}\n"
+        "  prod: {url: '${env:PROD_URL}'}\n"
+        "  copy: {driver: sqlite, database: data/copy.db}\n"
+        "backups:\n  prod-nightly: {connection: prod}\n"
+        "migrations:\n  push: {from: local, to: prod}\n"
+        "restores:\n  back: {backup: prod-nightly, to: copy, depends_on: [migration.push]}\n"
+    )
+    outputs = [
+        run_cli(capsys, "plan", manifest, "--format", fmt, "-o", tmp_path / f"plan-{fmt}.json")
+        for fmt in ("text", "markdown", "json")
+    ]
+    outputs.append(run_cli(capsys, "apply", manifest, "--auto-approve", "--allow-destroy"))
+    outputs += [
+        run_cli(capsys, "state", "pull", manifest),
+        run_cli(capsys, "history", "-m", manifest, "--format", "json"),
+        run_cli(capsys, "verify", manifest),
+        run_cli(capsys, "connections", manifest),
+    ]
+    monkeypatch.setenv("PROD_URL", url.replace("127.0.0.1", "127.0.0.1:1"))
+    outputs.append(run_cli(capsys, "plan", manifest))  # unreachable: an error message
+    assert [result.code for result in outputs[:8]] == [0] * 8, [r.text for r in outputs]
+    assert outputs[-1].code == 1
+    for result in outputs:
+        assert PASSWORD not in result.text
+    for file in tmp_path.rglob("*"):
+        if file.is_file():
+            assert PASSWORD.encode() not in file.read_bytes(), file
