@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import dsdb_plan
+from dsdb_plan.schema import manifest_schema_text
 from tests.helpers import run_cli
 from tests.servers import ServerDatabase
 
@@ -156,3 +157,18 @@ def test_connections_names_mariadb_reached_through_a_mysql_url(
 
     assert result.code == 0, result.text
     assert re.search(r"^✓ maria +mysql +MariaDB \d+\.\d+\.\d+, ", result.out, re.M), result.out
+
+
+def test_init_writes_a_manifest_that_plans(capsys, tmp_path: Path) -> None:
+    result = run_cli(capsys, "init", tmp_path)
+    assert result.code == 0, result.text
+    manifest = tmp_path / "dsdb.yaml"
+    assert manifest.read_text().startswith(
+        "# yaml-language-server: $schema=.dsdb/manifest.schema.json"
+    )
+    assert (tmp_path / ".dsdb/manifest.schema.json").read_text() == manifest_schema_text()
+    assert run_cli(capsys, "validate", manifest).code == 0
+    plan = run_cli(capsys, "plan", manifest)
+    assert plan.code == 0 and "backup.local-nightly (create)" in plan.out
+    again = run_cli(capsys, "init", tmp_path)
+    assert again.code == 1 and "already exists" in again.err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import click
@@ -42,6 +43,25 @@ def validate(
             + f" {manifest} is valid ({connections} connections, {resources} resources)."
         )
     return 1 if failed else 0
+
+
+@cli.command()
+@click.argument(
+    "folder", required=False, default=".", type=click.Path(path_type=Path, file_okay=False)
+)
+@pass_output
+def init(out: Output, folder: Path) -> None:
+    """Start a manifest: FOLDER/dsdb.yaml and the schema editors check it against."""
+    manifest = folder / DEFAULT_MANIFEST
+    if manifest.exists():
+        raise DsdbError(f"{manifest} already exists; dsdb init leaves it as it is")
+    schema_file = folder / ".dsdb" / "manifest.schema.json"
+    schema_file.parent.mkdir(parents=True, exist_ok=True)
+    schema_file.write_text(manifest_schema_text())
+    template = resources.files("dsdb_plan").joinpath("templates", DEFAULT_MANIFEST)
+    manifest.write_text(template.read_text())
+    out.echo(f"Wrote {manifest} and {schema_file}.")
+    out.echo("Add `.dsdb/` and `backups/` to .gitignore, then run: dsdb plan")
 
 
 @cli.command()
