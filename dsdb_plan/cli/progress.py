@@ -72,7 +72,8 @@ class ProgressReporter:
             return
         now = time.monotonic()
         first = label not in self._last_logged
-        if first or now - self._last_logged[label] >= LOG_INTERVAL_SECONDS:
+        finished = total is not None and rows >= total
+        if first or finished or now - self._last_logged[label] >= LOG_INTERVAL_SECONDS:
             self._last_logged[label] = now
             of_total = f" of {total:,}" if total else ""
             self.out.echo(f"  {label}: {rows:,}{of_total} rows", err=True)

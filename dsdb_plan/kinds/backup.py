@@ -177,15 +177,14 @@ class BackupKind:
         engine = ctx.workspace.reach(spec.connection)
         fingerprint = fingerprint_database(engine, spec.tables)
         root = ctx.workspace.backups_dir(address.split(".", 1)[1])
-        progress = ctx.progress
         info = write_backup(
             engine,
             root,
             new_backup_id(dt.datetime.now(dt.UTC)),
             spec.tables,
-            progress=(lambda table, rows: progress(f"{address} {table}", rows, None))
-            if progress
-            else None,
+            progress=ctx.table_progress(
+                address, {name: table.rows for name, table in fingerprint.tables.items()}
+            ),
         )
         artifact = {**info.to_dict(), "path": str(info.path), "fingerprint": fingerprint.to_dict()}
         artifacts = [artifact, *(record.artifacts if record else [])]

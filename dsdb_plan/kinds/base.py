@@ -10,7 +10,7 @@ import datetime as dt
 import hashlib
 import json
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -75,6 +75,16 @@ class ApplyContext:
     store: StateStore
     progress: ProgressCallback | None = None
     parallelism: int = 1
+
+    def table_progress(
+        self, address: str, totals: Mapping[str, int]
+    ) -> Callable[[str, int], None] | None:
+        """A `(table, rows_so_far)` callback reporting under `address`, with each table's
+        expected total where known (so a terminal can show an ETA)."""
+        progress = self.progress
+        if progress is None:
+            return None
+        return lambda table, rows: progress(f"{address} {table}", rows, totals.get(table))
 
     def record(self, address: str) -> ResourceRecord | None:
         return self.store.read().resources.get(address)

@@ -78,79 +78,85 @@ class MigrationKind:
             raise PlanError(f"source database {spec.source} ({link}) does not exist")
         source = ctx.workspace.reach(spec.source)
         chosen = selections(source, spec)
-        runs = table_runs(spec, chosen, record if record and record.spec == document else None)
+        same_spec = record is not None and record.spec == document
         previous = Fingerprint.from_dict(record.fingerprints["read"]) if record else None
         live = ctx.fingerprint(spec.source, [s.name for s in chosen], previous=previous)
-        target = None if ctx.is_missing(spec.target) else ctx.workspace.reach(spec.target)
-        lines = [self._describe_table(spec, run, live, source, target) for run in runs]
-        destructive = self._destructive(ctx, address, spec, runs, target)
-        details = {"spec": document}
-
-        def action(type_: ActionType, reasons: list[str], destroys: bool = False) -> Action:
-            return Action.on(
-                address, KIND, type_, reasons=reasons, destructive=destroys, details=details
-            )
-
         checkpoint = ctx.snapshot.checkpoints.get(address)
-        if checkpoint is not None and checkpoint.get("spec_digest") == digest(document):
-            lines.insert(
-                0,
-                "resuming an interrupted apply: "
-                f"{len(checkpoint.get('done', {}))} table(s) already copied",
-            )
+        resuming = checkpoint is not None and checkpoint.get("spec_digest") == digest(document)
+        reasons: list[str] = []
+        if resuming and checkpoint is not None:
+            done = len(checkpoint.get("done", {}))
+            reasons.append(f"resuming an interrupted apply: {done} table(s) already copied")
         if record is None:
-            return [action(ActionType.CREATE, lines, destructive)]
-        if record.spec != document:
-            return [
-                action(
-                    ActionType.UPDATE, [*spec_changes(record.spec, document), *lines], destructive
-                )
-            ]
-        changes = (
-            [f"source {line}" for line in describe_changes(previous, live)] if previous else []
-        )
-        drift = self._drift(ctx, spec, record, chosen)
-        if changes or drift:
-            return [action(ActionType.RESYNC, [*changes, *drift, *lines], destructive)]
-        return [action(ActionType.NOOP, ["source and target unchanged since the last apply"])]
+            type_ = ActionType.CREATE
+        elif not same_spec:
+            type_ = ActionType.UPDATE
+            reasons += spec_changes(record.spec, document)
+        else:
+            assert previous is not None
+            reasons += [f"source {line}" for line in describe_changes(previous, live)]
+            reasons += self._drift(ctx, spec, record, chosen)
+            type_ = ActionType.RESYNC
+            if not reasons:
+                return [
+                    Action.on(
+                        address,
+                        KIND,
+                        ActionType.NOOP,
+                        reasons=["source and target unchanged since the last apply"],
+                        details={"spec": document},
+                    )
+                ]
+        runs = table_runs(spec, chosen, record if same_spec else None)
+        target = None if ctx.is_missing(spec.target) else ctx.workspace.reach(spec.target)
+        rows = {run.selection.name: self._rows_to_copy(run, live, source) for run in runs}
+        reasons += [
+            self._describe_table(spec, run, rows[run.selection.name], target) for run in runs
+        ]
+        return [
+            Action.on(
+                address,
+                KIND,
+                type_,
+                reasons=reasons,
+                destructive=self._destructive(ctx, address, spec, runs, target),
+                details={
+                    "spec": document,
+                    "rows": {name: n for name, n in rows.items() if n is not None},
+                },
+            )
+        ]
+
+    def _rows_to_copy(self, run: TableRun, live: Fingerprint, source: sa.Engine) -> int | None:
+        """How many rows the table would copy: exact, or None for an incremental copy."""
+        if run.cursor and run.since is not None:
+            return None
+        if run.selection.where is None:
+            return live.tables[run.selection.name].rows
+        with source.connect() as conn:
+            return count_rows(conn, run.selection)
 
     def _describe_table(
-        self,
-        spec: Migration,
-        run: TableRun,
-        live: Fingerprint,
-        source: sa.Engine,
-        target: sa.Engine | None,
+        self, spec: Migration, run: TableRun, rows: int | None, target: sa.Engine | None
     ) -> str:
         """One plan line for a table; refuses a target table that cannot hold the data."""
         selection = run.selection
-        if run.cursor:
-            rows = (
-                f"rows with {run.cursor} > {run.since!r}"
-                if run.since is not None
-                else "all rows (first incremental copy)"
-            )
-        elif selection.where is None:
-            rows = _rows(live.tables[selection.name].rows)
-        else:
-            with source.connect() as conn:
-                rows = _rows(count_rows(conn, selection))
+        amount = _rows(rows) if rows is not None else f"rows with {run.cursor} > {run.since!r}"
         notes: list[str] = [run.mode]
         check = (
             inspect_target(target, selection, schema_changes=spec.schema_changes)
             if target is not None
             else None
         )
+        if check is not None and check.problems:
+            raise PlanError("; ".join(check.problems))
         if check is None or not check.exists:
             notes.append("new table")
         elif check.missing_columns:
             notes.append("adds columns " + ", ".join(check.missing_columns))
-        if check is not None and (check.incompatible or check.problems):
-            raise PlanError("; ".join([*check.incompatible, *check.problems]))
         why = "" if selection.reason == "listed" else f"; {selection.reason}"
-        return (
-            f"{selection.name} → {spec.target}.{selection.target}: {rows} ({', '.join(notes)}{why})"
-        )
+        where = f"{selection.name} → {spec.target}.{selection.target}"
+        return f"{where}: {amount} ({', '.join(notes)}{why})"
 
     def _destructive(
         self,
@@ -210,7 +216,6 @@ class MigrationKind:
         def save(data: dict[str, Any]) -> None:
             ctx.store.save_checkpoint(action.address, {**data, "spec_digest": digest(document)})
 
-        progress = ctx.progress
         outcomes = run_migration(
             source,
             target,
@@ -220,9 +225,7 @@ class MigrationKind:
             parallelism=ctx.parallelism,
             resume=resume,
             on_checkpoint=save,
-            progress=(lambda label, rows, total: progress(f"{action.address} {label}", rows, total))
-            if progress
-            else None,
+            progress=ctx.table_progress(action.address, action.details.get("rows", {})),
         )
         written = fingerprint_database(target, [s.target for s in chosen])
         high_water = {

@@ -202,7 +202,6 @@ class RestoreKind:
                 action.address, {"backup_id": backup_id, "completed": sorted(done)}
             )
 
-        progress = ctx.progress
         result = restore_backup(
             path,
             engine,
@@ -213,9 +212,9 @@ class RestoreKind:
             or ctx.record(action.address) is not None,
             completed=completed,
             on_table_done=table_done,
-            progress=(lambda table, rows: progress(f"{action.address} {table}", rows, None))
-            if progress
-            else None,
+            progress=ctx.table_progress(
+                action.address, {f.table: f.rows for f in read_backup_info(path).files}
+            ),
         )
         written = fingerprint_database(engine, list(result.tables))
         record = make_record(

@@ -78,7 +78,8 @@ class TableOutcome:
 
 
 Checkpoint = dict[str, Any]
-ProgressFn = Callable[[str, int, int | None], None]
+ProgressFn = Callable[[str, int], None]
+"""progress(table, rows_so_far)"""
 
 
 def run_migration(
@@ -131,7 +132,7 @@ def run_migration(
             known=known,
             resume=running.get(name),
             on_checkpoint=save,
-            progress=(lambda rows: progress(name, rows, None)) if progress else None,
+            progress=(lambda rows: progress(name, rows)) if progress else None,
         )
         with lock:
             done[name] = outcome
