@@ -12,6 +12,7 @@ NaN/Infinity; PostgreSQL takes naive values in zone-aware columns as UTC.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import math
 import uuid
@@ -54,10 +55,10 @@ def _to_float(value: Any) -> Any:
 
 
 def _to_decimal(value: Any) -> Any:
-    if isinstance(value, bool):
-        return Decimal(int(value))
     if isinstance(value, float):
         return Decimal(repr(value))  # the shortest text that is this double, not its binary
+    if isinstance(value, bool):
+        return Decimal(int(value))
     if isinstance(value, int | str):
         try:
             return Decimal(value.strip() if isinstance(value, str) else value)
@@ -85,9 +86,11 @@ def _to_date(value: Any) -> Any:
         return value.date() if value.time() == dt.time() else value
     if isinstance(value, str):
         try:
-            return dt.date.fromisoformat(value.strip())
+            return _parse_iso(dt.date.fromisoformat, value)
         except ValueError:
-            return _to_date(_to_datetime(value))
+            made = _to_datetime(value)
+            # Text that is no datetime either stays as it is (recursing on it never ended).
+            return _to_date(made) if isinstance(made, dt.datetime) else value
     return value
 
 
@@ -96,7 +99,7 @@ def _to_time(value: Any) -> Any:
         return (dt.datetime.min + value).time()  # MySQL TIME comes back as a timedelta
     if isinstance(value, str):
         try:
-            return dt.time.fromisoformat(value.strip())
+            return _parse_iso(dt.time.fromisoformat, value)
         except ValueError:
             return value
     return value
@@ -105,14 +108,26 @@ def _to_time(value: Any) -> Any:
 def _to_datetime(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         return value
-    if isinstance(value, dt.date):
-        return dt.datetime.combine(value, dt.time())
     if isinstance(value, str):
         try:
-            return dt.datetime.fromisoformat(value.strip())
+            return _parse_iso(dt.datetime.fromisoformat, value)
         except ValueError:
             return value
+    if isinstance(value, dt.date):
+        return dt.datetime.combine(value, dt.time())
     return value
+
+
+def _parse_iso(parse: Callable[[str], Any], text: str) -> Any:
+    """`parse(text.strip())`, without copying the text when it has nothing to strip.
+
+    The `fromisoformat` parsers refuse surrounding whitespace, so a first try on the text
+    as it is gives the same value whenever it succeeds (SQLite's text dates: nearly always).
+    """
+    try:
+        return parse(text)
+    except ValueError:
+        return parse(text.strip())
 
 
 def _to_json_text(value: Any) -> Any:
@@ -206,22 +221,28 @@ def _zoned(value: Any, column: ColumnSchema) -> Any:
     return _utc_naive(value)
 
 
-def _column_converter(
+def column_converter(
     column: ColumnSchema, table: str, source: str, target: str
 ) -> Converter | None:
-    """The conversion for one column, or None when values pass unchanged."""
+    """The conversion of one column's non-null values, or None when they pass unchanged.
+
+    Built once per column, with the column's `canonical` step looked up here rather than per
+    value: copies call it for every value that is not already of its column's Python type.
+    """
+    if target == "sqlite" and source == "sqlite":
+        return None
+    # An unknown type fails on its first value, as `canonical` does.
+    canon: Converter = _CANONICAL.get(column.type) or functools.partial(canonical, column=column)
     if target == "sqlite":
-        if source == "sqlite":
-            return None
 
         def to_sqlite(value: Any) -> Any:
-            return _sqlite_storage(canonical(value, column))
+            return _sqlite_storage(canon(value))
 
         return to_sqlite
     if target in ("mysql", "mariadb"):
 
         def to_mysql(value: Any) -> Any:
-            value = _utc_naive(canonical(value, column))
+            value = _utc_naive(canon(value))
             if isinstance(value, float | Decimal) and not math.isfinite(value):
                 raise DsdbError(
                     f"table {table!r}, column {column.name!r}: MySQL/MariaDB cannot store {value}"
@@ -229,16 +250,22 @@ def _column_converter(
             return value
 
         return to_mysql
+    zoned = column.timezone
     if target == "postgresql":
 
         def to_postgresql(value: Any) -> Any:
-            return _zoned(canonical(value, column), column)
+            value = canon(value)
+            if not isinstance(value, dt.datetime):
+                return value
+            if zoned:  # `_zoned`, inlined: this runs for every timestamp copied
+                return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+            return _utc_naive(value)
 
         return to_postgresql
 
     def to_generic(value: Any) -> Any:
         # Other dialects insert through SQLAlchemy's typed columns, which serialise JSON.
-        value = _zoned(canonical(value, column), column)
+        value = _zoned(canon(value), column)
         if column.type == "json" and isinstance(value, str):
             return json.loads(value)
         return value
@@ -251,7 +278,7 @@ def row_converter(
 ) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
     """A function making one backed-up row ready for `target_dialect`."""
     converters = [
-        _column_converter(column, table.name, source_dialect, target_dialect)
+        column_converter(column, table.name, source_dialect, target_dialect)
         for column in table.columns
     ]
     if all(converter is None for converter in converters):

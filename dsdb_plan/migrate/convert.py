@@ -3,23 +3,23 @@
 Most values already have the Python type their column's portable type means (an int in an
 integer column, a str in a text column), and for those `values` returns them unchanged. A
 row function is generated once per table that tests each value's type inline and calls the
-`values` conversion only for the others (dates stored as text, booleans as 0/1, ...): the
-per-row cost is then close to building the tuple, which the benchmarks need (issue 4,
-item 6). The results are identical to `values.row_converter` by construction.
+column's `values.column_converter` only for the others (dates stored as text, booleans as
+0/1, ...): the per-row cost is then close to building the tuple, which the benchmarks need
+(issue 4, item 6). The results are identical to `values.row_converter` by construction.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import datetime as dt
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from typing import Any
 
 from dsdb_plan.dbschema import ColumnSchema, TableSchema
-from dsdb_plan.values import row_converter
+from dsdb_plan.values import column_converter, row_converter
 
 RowConverter = Callable[[Sequence[Any]], tuple[Any, ...]]
-#: Python types `values` passes through unchanged, per portable type. Floats are left out
-#: for MySQL/MariaDB, which cannot store NaN or infinities and must be told by `values`.
+#: Python classes `values` passes through unchanged, per portable type, into every target.
 _PASS: dict[str, tuple[str, ...]] = {
     "smallint": ("int",),
     "integer": ("int",),
@@ -30,6 +30,33 @@ _PASS: dict[str, tuple[str, ...]] = {
     "text": ("str",),
     "binary": ("bytes",),
 }
+#: More, per target family, where `values` keeps the value as it is: PostgreSQL and
+#: MySQL/MariaDB take booleans, dates and (JSON, UUID) text as they are; PostgreSQL also
+#: decimals. Floats and decimals are left out for MySQL/MariaDB, which cannot store NaN or
+#: infinities and must be told by `values`; SQLite stores booleans as 0/1 and dates as text.
+_PASS_INTO: dict[str, dict[str, tuple[str, ...]]] = {
+    "postgresql": {
+        "boolean": ("bool",),
+        "date": ("date",),
+        "decimal": ("Decimal",),
+        "json": ("str",),
+        "uuid": ("str",),
+    },
+    "mysql": {
+        "smallint": ("int",),
+        "integer": ("int",),
+        "bigint": ("int",),
+        "varchar": ("str",),
+        "text": ("str",),
+        "binary": ("bytes",),
+        "boolean": ("bool",),
+        "date": ("date",),
+        "json": ("str",),
+        "uuid": ("str",),
+    },
+    "sqlite": {"json": ("str",), "uuid": ("str",)},
+}
+_CLASSES = {"date": dt.date, "datetime": dt.datetime, "Decimal": Decimal}
 
 
 def fast_row_converter(table: TableSchema, source: str, target: str) -> RowConverter:
@@ -37,29 +64,36 @@ def fast_row_converter(table: TableSchema, source: str, target: str) -> RowConve
     full = row_converter(table, source, target)
     if full is tuple:
         return tuple
-    slow = [_one(column, table, source, target) for column in table.columns]
+    scope: dict[str, Any] = dict(_CLASSES)
     terms = []
     for index, column in enumerate(table.columns):
-        passing = _PASS.get(column.type, ())
-        if target in ("mysql", "mariadb") and column.type in ("float", "double"):
-            passing = ()
-        check = " or ".join(f"v{index}.__class__ is {name}" for name in passing)
-        keep = f"v{index} is None" + (f" or {check}" if check else "")
-        terms.append(f"(v{index} if {keep} else c{index}(v{index}))")
+        value = f"v{index}"
+        convert = column_converter(column, table.name, source, target)
+        if convert is None:
+            terms.append(value)
+            continue
+        scope[f"c{index}"] = convert
+        keep = " or ".join([f"{value} is None", *_passing(value, column, target)])
+        terms.append(f"({value} if {keep} else c{index}({value}))")
     names = ", ".join(f"v{index}" for index in range(len(table.columns)))
     source_code = f"def convert(row):\n    {names}, = row\n    return ({', '.join(terms)},)\n"
-    scope: dict[str, Any] = {f"c{index}": convert for index, convert in enumerate(slow)}
     exec(compile(source_code, f"<converter of {table.name!r}>", "exec"), scope)
     converter: RowConverter = scope["convert"]
     return converter
 
 
-def _one(
-    column: ColumnSchema, table: TableSchema, source: str, target: str
-) -> Callable[[Any], Any]:
-    alone = row_converter(dataclasses.replace(table, columns=(column,)), source, target)
-
-    def convert(value: Any) -> Any:
-        return alone((value,))[0]
-
-    return convert
+def _passing(value: str, column: ColumnSchema, target: str) -> list[str]:
+    """Inline tests (Python source) that `value` needs no conversion into `target`."""
+    family = "mysql" if target == "mariadb" else target
+    extra = _PASS_INTO.get(family, {})
+    names = extra.get(column.type, ()) if family == "mysql" else _PASS.get(column.type, ())
+    if family != "mysql":
+        names = names + extra.get(column.type, ())
+    tests = [f"{value}.__class__ is {name}" for name in names]
+    # Timestamps already zoned as the column wants them: PostgreSQL keeps aware values in
+    # zone-aware columns and naive ones elsewhere; MySQL/MariaDB keep naive ones.
+    if column.type == "datetime" and family in ("postgresql", "mysql"):
+        aware = column.timezone and family == "postgresql"
+        zone = "is not None" if aware else "is None"
+        tests.append(f"({value}.__class__ is datetime and {value}.tzinfo {zone})")
+    return tests
