@@ -143,7 +143,7 @@ def test_unknown_column_names_table_column_and_suggestion(items: sa.Engine) -> N
 
 
 def test_value_that_cannot_be_of_the_column_type(items: sa.Engine) -> None:
-    with pytest.raises(PlanError, match=r"'qty': 'many' is not a value of type bigint"):
+    with pytest.raises(PlanError, match=r"'qty': 'many' is not a value of type (big)?int(eger)?"):
         ids(items, "items", where={"qty": "many"})
     with pytest.raises(PlanError, match="gt needs a value"):
         ids(items, "items", where={"qty": {"gt": None}})
