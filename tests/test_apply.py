@@ -204,3 +204,48 @@ def test_keep_change_updates_the_record_without_a_new_backup(capsys, project: Pa
     assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
     assert len(list((project.parent / "backups/nightly").iterdir())) == 1
     assert "Nothing to do." in run_cli(capsys, "apply", project, "--auto-approve").out
+
+
+def test_restore_over_a_protected_target_holding_data_is_refused(capsys, project: Path) -> None:
+    make_flights_db(project.parent / "data/scratch.db", flights=5)
+    project.write_text(
+        MANIFEST.replace(
+            "scratch: {driver: sqlite, database: data/scratch.db}",
+            "scratch: {driver: sqlite, database: data/scratch.db, protect: true}",
+        ).replace(
+            "{backup: nightly, to: scratch}",
+            "{backup: nightly, to: scratch, replace_existing: true}",
+        )
+    )
+    result = run_cli(capsys, "plan", project)
+    assert result.code == 1
+    assert "restore.into-scratch: connection 'scratch' is protected" in result.err
+    assert len(table_rows(sqlite_url(project.parent / "data/scratch.db"), "flights")) == 5
+
+
+def test_restore_over_rows_changed_outside_dsdb_needs_consent(capsys, project: Path) -> None:
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    with sqlite3.connect(project.parent / "data/scratch.db") as db:
+        db.execute("INSERT INTO airlines VALUES ('ZZ', 'Made in scratch')")
+    with sqlite3.connect(project.parent / "data/local.db") as db:
+        db.execute("UPDATE flights SET month = 12 WHERE id = 2")
+    plan = run_cli(capsys, "plan", project)
+    assert "Destructive actions" in plan.out
+    assert "target changed outside dsdb: table airlines changed: 3 → 4 rows" in plan.out
+    refused = run_cli(capsys, "apply", project, "--auto-approve")
+    assert refused.code == 1 and "--allow-destroy" in refused.err
+    scratch = sqlite_url(project.parent / "data/scratch.db")
+    assert ("ZZ", "Made in scratch") in table_rows(scratch, "airlines")
+
+
+def test_saved_plan_is_refused_when_a_table_it_overwrites_changed(capsys, project: Path) -> None:
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    with sqlite3.connect(project.parent / "data/local.db") as db:
+        db.execute("UPDATE flights SET month = 12 WHERE id = 2")
+    plan_file = project.parent / "plan.json"
+    assert run_cli(capsys, "plan", project, "-o", plan_file).code == 0
+    with sqlite3.connect(project.parent / "data/scratch.db") as db:
+        db.execute("INSERT INTO airlines VALUES ('ZZ', 'Made in scratch')")
+    result = run_cli(capsys, "apply", plan_file)
+    assert result.code == 1
+    assert "data in scratch changed: table airlines changed: 3 → 4 rows" in result.err

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from dsdb_plan.errors import PlanError
 from dsdb_plan.fingerprint import Fingerprint
 from dsdb_plan.models import Manifest
 from dsdb_plan.plan import Action, ActionType
@@ -147,6 +148,14 @@ def make_record(
         status=status,
         updated_at=now_iso(),
     )
+
+
+def refuse_if_protected(ctx: PlanContext, connection: str, address: str, what: str) -> None:
+    """The one check every destructive plan path makes: `protect: true` refuses it."""
+    if ctx.manifest.connections[connection].protect:
+        raise PlanError(
+            f"{address}: connection '{connection}' is protected (protect: true); {what} is refused"
+        )
 
 
 def removed_action(

@@ -22,6 +22,7 @@ from dsdb_plan.kinds.base import (
     PlanContext,
     digest,
     make_record,
+    refuse_if_protected,
     removed_action,
     spec_document,
 )
@@ -171,11 +172,10 @@ class MigrationKind:
             return False
         at_risk = [run.selection.target for run in runs if run.mode in DESTRUCTIVE_MODES]
         occupied = tables_with_data(target, at_risk) if at_risk else []
-        if occupied and ctx.manifest.connections[spec.target].protect:
-            raise PlanError(
-                f"connection '{spec.target}' is protected; {spec.mode} into "
-                f"tables that hold data ({', '.join(occupied)}) is refused"
-            )
+        if occupied:
+            modes = "/".join(sorted({run.mode for run in runs if run.mode in DESTRUCTIVE_MODES}))
+            what = f"{modes} into tables that hold data ({', '.join(occupied)})"
+            refuse_if_protected(ctx, spec.target, address, what)
         return bool(occupied)
 
     def _drift(

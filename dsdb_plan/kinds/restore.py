@@ -11,7 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dsdb_plan.archive import read_backup_info, restore_backup, tables_with_data
+import sqlalchemy as sa
+
+from dsdb_plan.archive import read_backup_info, restore_backup
 from dsdb_plan.errors import BackupError, PlanError
 from dsdb_plan.fingerprint import Fingerprint, describe_changes, fingerprint_database
 from dsdb_plan.kinds.base import (
@@ -19,6 +21,7 @@ from dsdb_plan.kinds.base import (
     Outcome,
     PlanContext,
     make_record,
+    refuse_if_protected,
     removed_action,
     spec_document,
 )
@@ -43,78 +46,90 @@ class RestoreKind:
     ) -> list[Action]:
         document = spec_document(ctx.manifest, spec, [spec.to])
         source = self._planned_source(ctx, address, spec)
-        tables = spec.tables or source.get("tables")
         details: dict[str, Any] = {"spec": document, "source": source}
+        checkpoint = ctx.snapshot.checkpoints.get(address)
+        foreign = self._foreign_data(ctx, spec, source, record, checkpoint)
+        reasons: list[str] = []
         if record is None:
-            reasons = [f"restore {source['label']} into {spec.to}"]
-            checkpoint = ctx.snapshot.checkpoints.get(address)
+            type_ = ActionType.CREATE
+            reasons.append(f"restore {source['label']} into {spec.to}")
             if checkpoint is not None:
-                # An unfinished restore: the tables it holds are its own, not data to guard.
                 done = len(checkpoint.get("completed", []))
                 reasons.append(f"resuming an interrupted restore: {done} table(s) already done")
-                destructive = False
-            else:
-                destructive = self._occupied(ctx, address, spec, tables, reasons)
+            if foreign and not spec.replace_existing:
+                raise PlanError(
+                    f"{address}: {spec.to} already holds tables with data "
+                    f"({', '.join(sorted(foreign))}); set `replace_existing: true` to replace them"
+                )
+        elif record.spec != document:
+            type_ = ActionType.UPDATE
+            reasons += spec_changes(record.spec, document)
+        elif source["id"] != record.fingerprints.get("backup_id"):
+            type_ = ActionType.RESYNC
+            restored = record.fingerprints.get("backup_id")
+            reasons.append(f"{source['label']} replaces the restored backup {restored}")
+        elif foreign:
+            type_ = ActionType.RESYNC
+        else:
             return [
                 Action.on(
                     address,
                     KIND,
-                    ActionType.CREATE,
-                    reasons=tuple(reasons),
-                    destructive=destructive,
+                    ActionType.NOOP,
+                    reasons=[f"{spec.to} holds backup {source['id']}"],
                     details=details,
                 )
             ]
-        if record.spec != document:
-            reasons = spec_changes(record.spec, document)
-            return [
-                Action.on(
-                    address,
-                    KIND,
-                    ActionType.UPDATE,
-                    reasons=tuple(reasons),
-                    destructive=True,
-                    details=details,
-                )
-            ]
-        restored_id = record.fingerprints.get("backup_id")
-        if source["id"] != restored_id:
-            reason = f"{source['label']} replaces the restored backup {restored_id}"
-            return [
-                Action.on(
-                    address,
-                    KIND,
-                    ActionType.RESYNC,
-                    reasons=(reason,),
-                    destructive=False,
-                    details=details,
-                )
-            ]
-        written = Fingerprint.from_dict(record.fingerprints["written"])
-        live = ctx.fingerprint(spec.to, sorted(written.tables) or None, previous=written)
-        drift = describe_changes(written, live)
-        if drift:
-            self._refuse_if_protected(ctx, address, spec)
-            drift = [f"target changed outside dsdb: {line}" for line in drift]
-            return [
-                Action.on(
-                    address,
-                    KIND,
-                    ActionType.RESYNC,
-                    reasons=drift,
-                    destructive=True,
-                    details=details,
-                )
-            ]
+        reasons += foreign.values()
+        if foreign:
+            refuse_if_protected(ctx, spec.to, address, "restoring over its data")
         return [
             Action.on(
-                address,
-                KIND,
-                ActionType.NOOP,
-                reasons=(f"{spec.to} holds backup {restored_id}",),
-                details=details,
+                address, KIND, type_, reasons=reasons, destructive=bool(foreign), details=details
             )
         ]
+
+    def _foreign_data(
+        self,
+        ctx: PlanContext,
+        spec: Restore,
+        source: dict[str, Any],
+        record: ResourceRecord | None,
+        checkpoint: dict[str, Any] | None,
+    ) -> dict[str, str]:
+        """Target tables the restore would overwrite that hold data it did not write, with
+        what is in them. Their fingerprints go into the plan, so a saved plan notices edits."""
+        tables = spec.tables or source["tables"] or self._tables_backed_up(ctx, spec)
+        if ctx.is_missing(spec.to):
+            return {}
+        existing = set(sa.inspect(ctx.workspace.reach(spec.to)).get_table_names())
+        present = sorted(set(tables) & existing)
+        if not present:
+            return {}
+        live = ctx.fingerprint(spec.to, present)
+        written = Fingerprint.from_dict(record.fingerprints["written"]) if record else None
+        ours = set(checkpoint.get("completed", [])) if checkpoint else set()
+        foreign = {}
+        for table in present:
+            now = live.tables[table]
+            if table in ours or now.rows == 0:
+                continue
+            if written is None or table not in written.tables:
+                foreign[table] = f"replaces table {table} in {spec.to} ({now.rows:,} rows)"
+            elif written.tables[table] != now:
+                change = describe_changes(
+                    Fingerprint({table: written.tables[table]}), Fingerprint({table: now})
+                )
+                foreign[table] = f"target changed outside dsdb: {change[0]}"
+        return foreign
+
+    def _tables_backed_up(self, ctx: PlanContext, spec: Restore) -> list[str]:
+        """The tables a backup taken in this apply will hold (its connection's, or listed)."""
+        assert spec.backup is not None
+        backup = ctx.manifest.backups[spec.backup]
+        if ctx.is_missing(backup.connection):
+            return list(backup.tables or [])
+        return sorted(ctx.fingerprint(backup.connection, backup.tables).tables)
 
     def _planned_source(self, ctx: PlanContext, address: str, spec: Restore) -> dict[str, Any]:
         """Which backup this restore would read, as far as can be known before applying."""
@@ -144,38 +159,6 @@ class RestoreKind:
             "label": f"backup {artifact['id']} of {backup_address}",
             "tables": [f["table"] for f in artifact.get("files", [])],
         }
-
-    def _occupied(
-        self,
-        ctx: PlanContext,
-        address: str,
-        spec: Restore,
-        tables: list[str] | None,
-        reasons: list[str],
-    ) -> bool:
-        """Whether the restore would replace tables that hold data; refuse without consent."""
-        if tables is None or ctx.is_missing(spec.to):
-            return False
-        engine = ctx.workspace.reach(spec.to)
-        occupied = tables_with_data(engine, tables)
-        if not occupied:
-            return False
-        names = ", ".join(occupied)
-        if not spec.replace_existing:
-            raise PlanError(
-                f"{address}: {spec.to} already holds tables with data ({names}); "
-                "set `replace_existing: true` to replace them"
-            )
-        self._refuse_if_protected(ctx, address, spec)
-        reasons.append(f"replaces tables holding data in {spec.to}: {names}")
-        return True
-
-    def _refuse_if_protected(self, ctx: PlanContext, address: str, spec: Restore) -> None:
-        if ctx.manifest.connections[spec.to].protect:
-            raise PlanError(
-                f"{address}: connection '{spec.to}' is protected; restoring over its data "
-                "is refused"
-            )
 
     def plan_removed(self, ctx: PlanContext, record: ResourceRecord) -> list[Action]:
         return [removed_action(record, "the record is forgotten; restored data stays")]
@@ -216,7 +199,7 @@ class RestoreKind:
                 action.address, {f.table: f.rows for f in read_backup_info(path).files}
             ),
         )
-        written = fingerprint_database(engine, list(result.tables))
+        written = fingerprint_database(engine, [*result.tables, *result.skipped])
         record = make_record(
             action.address,
             KIND,

@@ -15,12 +15,12 @@ import sqlalchemy as sa
 from dsdb_plan.archive import new_backup_id, write_backup
 from dsdb_plan.databases import database_exists, drop_database, present_tables
 from dsdb_plan.dbschema import drop_tables
-from dsdb_plan.errors import PlanError
 from dsdb_plan.kinds.base import (
     ApplyContext,
     Outcome,
     PlanContext,
     make_record,
+    refuse_if_protected,
     removed_action,
     spec_document,
 )
@@ -62,11 +62,7 @@ class TeardownKind:
                     details={"spec": document},
                 )
             ]
-        if connection.protect:
-            raise PlanError(
-                f"{address}: connection '{spec.connection}' is protected (protect: true); "
-                "teardown refused"
-            )
+        refuse_if_protected(ctx, spec.connection, address, "teardown")
         fingerprint = ctx.fingerprint(spec.connection, tables or None)
         listed = (
             ", ".join(f"{name} ({fingerprint.tables[name].rows:,} rows)" for name in tables)
@@ -115,7 +111,7 @@ class TeardownKind:
             artifacts.append(self._final_backup(ctx, action.address, engine, tables))
         rows = action.details.get("rows", 0)
         if spec.drop_database:
-            ctx.workspace.close()  # no open connection may hold the database
+            ctx.workspace.forget(spec.connection)  # no open connection may hold the database
             drop_database(connection)
         else:
             drop_tables(engine, tables)
