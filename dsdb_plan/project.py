@@ -61,19 +61,20 @@ class Project:
         with self.store.lock(operation, self.user, timeout=wait) as info:
             yield info
 
+    def ensure_fresh(self, plan: Plan) -> None:
+        """Refuse a saved `plan` when the manifest, the state or the data it relied on moved."""
+        ensure_fresh(plan, self.loaded, self.store.read(), self.workspace)
+
     def apply(
         self,
         plan: Plan,
         *,
-        saved: bool = False,
         parallelism: int = 1,
         progress: ProgressCallback | None = None,
         on_start: Callable[[Action], None] | None = None,
         on_result: Callable[[Action, ActionResult], None] | None = None,
     ) -> ApplyReport:
-        """Run `plan`; hold the state lock around it. A saved plan must still be fresh."""
-        if saved:
-            ensure_fresh(plan, self.loaded, self.store.read(), self.workspace)
+        """Run `plan` (hold `locked("apply")` around planning and applying)."""
         apply_moves(plan, self.store)
         ctx = ApplyContext(
             manifest=self.loaded.manifest,

@@ -172,3 +172,17 @@ def test_init_writes_a_manifest_that_plans(capsys, tmp_path: Path) -> None:
     assert plan.code == 0 and "backup.local-nightly (create)" in plan.out
     again = run_cli(capsys, "init", tmp_path)
     assert again.code == 1 and "already exists" in again.err
+
+
+def test_usage_errors_exit_1_not_the_changes_code(capsys, tmp_path: Path) -> None:
+    result = run_cli(capsys, "plan", "--detailed-exitcode", "--targt", "x")
+    assert result.code == 1
+    assert "No such option" in result.err
+
+
+def test_no_color_accepts_any_value(capsys, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "yes please")
+    manifest = tmp_path / "dsdb.yaml"
+    manifest.write_text("version: 1\n")
+    result = run_cli(capsys, "validate", manifest)
+    assert result.code == 0 and "\x1b[" not in result.out

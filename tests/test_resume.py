@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -122,3 +124,25 @@ def test_second_apply_fails_fast_naming_the_holder(capsys, project: Path) -> Non
         holder.wait()
     result = run_cli(capsys, "apply", project, "--auto-approve")
     assert result.code == 0, result.text
+
+
+def test_ctrl_c_stops_at_once_and_the_next_apply_resumes(capsys, project: Path) -> None:
+    state = open_state(".dsdb/state.db", project.parent)
+
+    def restoring() -> bool:
+        try:
+            return "restore.into-scratch" in state.read().checkpoints
+        except Exception:  # the state file may be mid-creation; keep polling
+            return False
+
+    apply = spawn_cli("apply", project, "--auto-approve")
+    deadline = time.monotonic() + 120
+    while not restoring() and apply.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    apply.send_signal(signal.SIGINT)
+    _, err = apply.communicate(timeout=20)
+    assert apply.returncode == 130, err
+    assert "Interrupted" in err and "Traceback" not in err
+    result = run_cli(capsys, "apply", project, "--auto-approve")
+    assert result.code == 0, result.text
+    assert_scratch_equals_local(project)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -17,11 +18,12 @@ from dsdb_plan.redact import redact
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="dsdb", message="%(prog)s %(version)s")
 @click.option("--debug", is_flag=True, help="Show tracebacks for unexpected errors.")
-@click.option("--no-color", is_flag=True, envvar="NO_COLOR", help="Plain text output.")
+@click.option("--no-color", is_flag=True, help="Plain text output (also when NO_COLOR is set).")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, no_color: bool) -> None:
     """Declarative plan/apply for moving datasets between databases."""
-    ctx.obj = Output(color=False if no_color else None, debug=debug)
+    plain = no_color or bool(os.environ.get("NO_COLOR"))  # https://no-color.org
+    ctx.obj = Output(color=False if plain else None, debug=debug)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,6 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 1
+    except click.UsageError as error:
+        error.show()
+        return 1  # not click's 2: `--detailed-exitcode` keeps 2 for "changes"
     except click.ClickException as error:
         error.show()
         return error.exit_code

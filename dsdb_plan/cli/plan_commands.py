@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -102,12 +102,20 @@ def _read_plan_file(path: Path) -> Plan | None:
         text = path.read_text()
     except (OSError, UnicodeDecodeError):
         return None
-    if not text.lstrip().startswith("{"):
+    try:
+        data = json.loads(text)
+    except ValueError:
+        if path.suffix == ".json":
+            raise DsdbError(f"{path} is not a dsdb plan file: not JSON") from None
+        return None
+    if not isinstance(data, dict) or "actions" not in data:
+        if path.suffix == ".json":
+            raise DsdbError(f"{path} is not a dsdb plan file (from `dsdb plan -o`)")
         return None
     try:
-        return Plan.from_dict(json.loads(text))
+        return Plan.from_dict(data)
     except (ValueError, KeyError, TypeError) as error:
-        raise DsdbError(f"{path} is not a dsdb plan file: {error}") from None
+        raise DsdbError(f"{path} is not a dsdb plan file: {error!r} is missing or wrong") from None
 
 
 @cli.command()
@@ -160,6 +168,8 @@ def apply(
         open_project(manifest, var, var_file) as project,
         project.locked("apply", timeout=lock_timeout),
     ):
+        if saved is not None:
+            project.ensure_fresh(saved)
         the_plan = saved or project.plan(targets=target, excludes=exclude)
         out.echo(render(the_plan, "text", color=out.use_color).rstrip("\n"))
         if not the_plan.has_changes:
@@ -173,15 +183,28 @@ def apply(
             allow_destroy=allow_destroy,
         )
         with ProgressReporter(out) as progress:
-            report = project.apply(
-                the_plan,
-                saved=saved is not None,
-                parallelism=parallelism,
-                progress=progress,
-                on_start=lambda action: out.echo(f"{action.key}: {action.type.value}..."),
-                on_result=lambda action, result: _show_result(out, action, result),
-            )
+            try:
+                report = project.apply(
+                    the_plan,
+                    parallelism=parallelism,
+                    progress=progress,
+                    on_start=lambda action: out.echo(f"{action.key}: {action.type.value}..."),
+                    on_result=lambda action, result: _show_result(out, action, result),
+                )
+            except KeyboardInterrupt:
+                _interrupted(out)
     return _show_report(out, report)
+
+
+def _interrupted(out: Output) -> NoReturn:
+    """Stop now, without waiting for the actions running in other threads: every finished
+    batch and action is recorded, so the next apply resumes (as after a kill)."""
+    out.echo(
+        "\nInterrupted. Finished work is recorded; run `dsdb apply` again to resume.", err=True
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
 
 
 def _get_consent(
