@@ -168,8 +168,15 @@ def test_init_writes_a_manifest_that_plans(capsys, tmp_path: Path) -> None:
     )
     assert (tmp_path / ".dsdb/manifest.schema.json").read_text() == manifest_schema_text()
     assert run_cli(capsys, "validate", manifest).code == 0
-    plan = run_cli(capsys, "plan", manifest)
-    assert plan.code == 0 and "backup.local-nightly (create)" in plan.out
+    plan = run_cli(capsys, "plan", manifest, "--detailed-exitcode")
+    assert plan.code == 0 and "No changes." in plan.out
+    backup = manifest.read_text().replace(
+        "# backups:\n#   local-nightly", "backups:\n  local-nightly"
+    )
+    manifest.write_text(backup)
+    missing = run_cli(capsys, "plan", manifest)
+    assert missing.code == 1
+    assert "database local" in missing.err and "does not exist: nothing to back up" in missing.err
     again = run_cli(capsys, "init", tmp_path)
     assert again.code == 1 and "already exists" in again.err
 

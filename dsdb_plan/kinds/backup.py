@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dsdb_plan.archive import new_backup_id, write_backup
+from dsdb_plan.errors import PlanError
 from dsdb_plan.fingerprint import Fingerprint, describe_changes, fingerprint_database
 from dsdb_plan.kinds.base import (
     ApplyContext,
@@ -53,6 +54,11 @@ class BackupKind:
         self, ctx: PlanContext, address: str, spec: Backup, record: ResourceRecord | None
     ) -> list[Action]:
         document = spec_document(ctx.manifest, spec, [spec.connection])
+        if ctx.is_missing(spec.connection):
+            link = ctx.workspace.connection(spec.connection).link
+            raise PlanError(
+                f"database {spec.connection} ({link}) does not exist: nothing to back up"
+            )
         previous = Fingerprint.from_dict(record.fingerprints["read"]) if record else None
         live = ctx.fingerprint(spec.connection, spec.tables, previous=previous)
         details = {"spec": document, "new_backup": True, "rows": _rows(live)}
