@@ -80,7 +80,7 @@ def test_source_change_is_a_resync_that_copies_it(capsys, project: Path) -> None
         db.execute("INSERT INTO flights VALUES (9001, 'UA', 2, 3.25)")
     plan = run_cli(capsys, "plan", project)
     assert "↻ migration.ua-to-prod (resync)" in plan.out
-    assert "source table flights changed: 600 → 601 rows" in plan.out
+    assert "source subset of table flights changed: 50 → 51 rows" in plan.out
     assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
     assert query(project.parent / "data/prod.db", "SELECT * FROM flights") == expected_flights(
         project
@@ -211,4 +211,31 @@ def test_independent_tables_copy_in_parallel_into_postgresql(
     local = sqlite_url(tmp_path / "data/local.db")
     for table in ("airlines", "flights", "alpha", "beta", "gamma"):
         assert table_rows(postgres_db.url, table) == table_rows(local, table), table
+    assert "Nothing to do." in run_cli(capsys, "apply", project, "--auto-approve").out
+
+
+def test_changes_outside_the_subset_are_not_a_resync(capsys, project: Path) -> None:
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    with sqlite3.connect(project.parent / "data/local.db") as db:
+        db.execute("UPDATE flights SET dep_delay = 77 WHERE carrier = 'DL'")
+    assert run_cli(capsys, "plan", project, "--detailed-exitcode").code == 0
+    with sqlite3.connect(project.parent / "data/local.db") as db:
+        db.execute("UPDATE flights SET dep_delay = 77 WHERE id = 12")  # UA, month 1
+    plan = run_cli(capsys, "plan", project, "--detailed-exitcode")
+    assert plan.code == 2
+    assert "source subset of table flights: content changed (50 rows)" in plan.out
+
+
+def test_batch_size_change_records_settings_without_copying(capsys, project: Path) -> None:
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    project.write_text(
+        manifest_text().replace(
+            "    follow: parents\n", "    follow: parents\n    batch_size: 500\n"
+        )
+    )
+    plan = run_cli(capsys, "plan", project)
+    assert "~ migration.ua-to-prod (update)" in plan.out
+    assert "batch_size: 10000 → 500" in plan.out
+    applied = run_cli(capsys, "apply", project, "--auto-approve")
+    assert "no data copied" in applied.out
     assert "Nothing to do." in run_cli(capsys, "apply", project, "--auto-approve").out

@@ -15,7 +15,12 @@ import sqlalchemy as sa
 from dsdb_plan.archive import tables_with_data
 from dsdb_plan.archive.format import decode_value
 from dsdb_plan.errors import PlanError
-from dsdb_plan.fingerprint import Fingerprint, describe_changes, fingerprint_database
+from dsdb_plan.fingerprint import (
+    Fingerprint,
+    TableFingerprint,
+    describe_changes,
+    fingerprint_database,
+)
 from dsdb_plan.kinds.base import (
     ApplyContext,
     Outcome,
@@ -29,6 +34,7 @@ from dsdb_plan.kinds.base import (
 from dsdb_plan.migrate.run import TableRun, run_migration
 from dsdb_plan.migrate.subset import TableSelection, count_rows, select_tables
 from dsdb_plan.migrate.target import inspect_target
+from dsdb_plan.migrate.verify import subset_digest
 from dsdb_plan.models import Migration
 from dsdb_plan.plan import Action, ActionType
 from dsdb_plan.specdiff import spec_changes
@@ -65,6 +71,20 @@ def table_runs(
     return runs
 
 
+_DATA_FIELDS = ("from", "to", "mode", "follow", "tables", "schema", "links")
+
+
+def data_digest(document: dict[str, Any]) -> str:
+    """A digest of the spec fields that decide which data lands where (not batch size,
+    dependencies or descriptions): a change here means copying again from scratch."""
+    return digest({name: document.get(name) for name in _DATA_FIELDS})
+
+
+def _subset_fingerprint(source: sa.Engine, selection: TableSelection) -> TableFingerprint:
+    with source.connect() as conn:
+        return subset_digest(conn, selection)
+
+
 def _rows(count: int) -> str:
     return f"{count:,} row{'s' * (count != 1)}"
 
@@ -79,36 +99,48 @@ class MigrationKind:
             raise PlanError(f"source database {spec.source} ({link}) does not exist")
         source = ctx.workspace.reach(spec.source)
         chosen = selections(source, spec)
-        same_spec = record is not None and record.spec == document
+        same_data = record is not None and data_digest(record.spec) == data_digest(document)
         previous = Fingerprint.from_dict(record.fingerprints["read"]) if record else None
         live = ctx.fingerprint(spec.source, [s.name for s in chosen], previous=previous)
         checkpoint = ctx.snapshot.checkpoints.get(address)
-        resuming = checkpoint is not None and checkpoint.get("spec_digest") == digest(document)
+        resuming = checkpoint is not None and checkpoint.get("spec_digest") == data_digest(document)
         reasons: list[str] = []
         if resuming and checkpoint is not None:
             done = len(checkpoint.get("done", {}))
             reasons.append(f"resuming an interrupted apply: {done} table(s) already copied")
         if record is None:
             type_ = ActionType.CREATE
-        elif not same_spec:
+        elif not same_data:
             type_ = ActionType.UPDATE
             reasons += spec_changes(record.spec, document)
         else:
             assert previous is not None
-            reasons += [f"source {line}" for line in describe_changes(previous, live)]
+            reasons += self._source_changes(source, chosen, record, previous, live)
             reasons += self._drift(ctx, spec, record, chosen)
             type_ = ActionType.RESYNC
             if not reasons:
+                unchanged = ["source and target unchanged since the last apply"]
+                if record.spec == document:
+                    return [
+                        Action.on(
+                            address,
+                            KIND,
+                            ActionType.NOOP,
+                            reasons=unchanged,
+                            details={"spec": document},
+                        )
+                    ]
+                # Only settings that do not touch the data changed: record them, copy nothing.
                 return [
                     Action.on(
                         address,
                         KIND,
-                        ActionType.NOOP,
-                        reasons=["source and target unchanged since the last apply"],
-                        details={"spec": document},
+                        ActionType.UPDATE,
+                        reasons=[*spec_changes(record.spec, document), *unchanged],
+                        details={"spec": document, "copy": False},
                     )
                 ]
-        runs = table_runs(spec, chosen, record if same_spec else None)
+        runs = table_runs(spec, chosen, record if same_data else None)
         target = None if ctx.is_missing(spec.target) else ctx.workspace.reach(spec.target)
         rows = {run.selection.name: self._rows_to_copy(run, live, source) for run in runs}
         reasons += [
@@ -178,6 +210,36 @@ class MigrationKind:
             refuse_if_protected(ctx, spec.target, address, what)
         return bool(occupied)
 
+    def _source_changes(
+        self,
+        source: sa.Engine,
+        chosen: list[TableSelection],
+        record: ResourceRecord,
+        previous: Fingerprint,
+        live: Fingerprint,
+    ) -> list[str]:
+        """What changed in the source since the last apply, as far as the subset goes: a
+        filtered table whose rows changed only outside its filter is not a change."""
+        filtered = {s.name: s for s in chosen if s.where is not None}
+        subsets = record.fingerprints.get("subset", {})
+        lines = []
+        for name in sorted(set(previous.tables) | set(live.tables)):
+            old, new = previous.tables.get(name), live.tables.get(name)
+            if old == new:
+                continue
+            if name in filtered and name in subsets and new is not None:
+                old = TableFingerprint.from_dict(subsets[name])
+                new = _subset_fingerprint(source, filtered[name])
+                if old == new:
+                    continue
+                label = "source subset of"
+            else:
+                label = "source"
+            before = Fingerprint({name: old} if old else {})
+            after = Fingerprint({name: new} if new else {})
+            lines += [f"{label} {line}" for line in describe_changes(before, after)]
+        return lines
+
     def _drift(
         self,
         ctx: PlanContext,
@@ -207,14 +269,25 @@ class MigrationKind:
         target = ctx.workspace.reach(spec.target)
         record = ctx.record(action.address)
         chosen = selections(source, spec)
-        runs = table_runs(spec, chosen, record if record and record.spec == document else None)
+        same_data = record is not None and data_digest(record.spec) == data_digest(document)
+        if record is not None and same_data and not action.details.get("copy", True):
+            return Outcome(
+                make_record(action.address, KIND, document, fingerprints=record.fingerprints),
+                message="recorded the new settings; no data copied",
+            )
+        runs = table_runs(spec, chosen, record if same_data else None)
         previous = Fingerprint.from_dict(record.fingerprints["read"]) if record else None
         read = fingerprint_database(source, [s.name for s in chosen], previous=previous)
+        subset = {
+            s.name: _subset_fingerprint(source, s).to_dict() for s in chosen if s.where is not None
+        }
         checkpoint = ctx.checkpoint(action.address)
-        resume = checkpoint if checkpoint.get("spec_digest") == digest(document) else None
+        resume = checkpoint if checkpoint.get("spec_digest") == data_digest(document) else None
 
         def save(data: dict[str, Any]) -> None:
-            ctx.store.save_checkpoint(action.address, {**data, "spec_digest": digest(document)})
+            ctx.store.save_checkpoint(
+                action.address, {**data, "spec_digest": data_digest(document)}
+            )
 
         outcomes = run_migration(
             source,
@@ -233,6 +306,7 @@ class MigrationKind:
         }
         fingerprints = {
             "read": read.to_dict(),
+            "subset": subset,
             "written": written.to_dict(),
             "high_water": high_water,
         }
