@@ -36,10 +36,19 @@ def make_plan(
     _check_selection(set(resources) | set(snapshot.resources), targets, excludes)
     records, moves = _records_after_moves(manifest.moved, snapshot)
     graph = dependencies(manifest)
-    ctx = PlanContext(manifest=manifest, workspace=workspace, snapshot=snapshot)
+    chosen = {
+        address
+        for address in set(resources) | set(records)
+        if (not targets or address in targets) and address not in excludes
+    }
+    # Only what is chosen, and what it depends on (to warn about cut edges), is read.
+    wanted = chosen | {dependency for address in chosen for dependency in graph.get(address, ())}
+    ctx = PlanContext(manifest=manifest, workspace=workspace, snapshot=snapshot, chosen=chosen)
     actions: list[Action] = []
     errors: list[str] = []
     for address in topological_order(graph):
+        if address not in wanted:
+            continue
         kind = address.split(".", 1)[0]
         try:
             planned = kind_of(kind).plan(ctx, address, resources[address], records.get(address))
@@ -56,7 +65,7 @@ def make_plan(
         planned = [_with_move_note(action, moves) for action in planned]
         ctx.planned[address] = planned[0]
         actions.extend(planned)
-    for address in sorted(set(records) - set(resources)):
+    for address in sorted((set(records) - set(resources)) & chosen):
         record = records[address]
         try:
             actions.extend(kind_of(record.kind).plan_removed(ctx, record))

@@ -249,3 +249,23 @@ def test_saved_plan_is_refused_when_a_table_it_overwrites_changed(capsys, projec
     result = run_cli(capsys, "apply", plan_file)
     assert result.code == 1
     assert "data in scratch changed: table airlines changed: 3 → 4 rows" in result.err
+
+
+def test_target_and_exclude_read_only_what_they_select(capsys, project: Path) -> None:
+    project.write_text(
+        MANIFEST.replace(
+            "connections:\n", "connections:\n  down: {url: 'postgresql://u@127.0.0.1:1/x'}\n"
+        ).replace("backups:\n", "backups:\n  down-nightly: {connection: down}\n")
+    )
+    everything = run_cli(capsys, "plan", project)
+    assert everything.code == 1 and "cannot reach connection 'down'" in everything.err
+    targeted = run_cli(capsys, "plan", project, "--target", "backup.nightly")
+    assert targeted.code == 0, targeted.text
+    assert "backup.nightly (create)" in targeted.out and "restore" not in targeted.out
+    excluded = run_cli(capsys, "plan", project, "--exclude", "backup.down-nightly")
+    assert excluded.code == 0, excluded.text
+    assert "restore.into-scratch (create)" in excluded.out
+    applied = run_cli(
+        capsys, "apply", project, "--auto-approve", "--exclude", "backup.down-nightly"
+    )
+    assert applied.code == 0, applied.text

@@ -41,6 +41,8 @@ class PlanContext:
     manifest: Manifest
     workspace: Workspace
     snapshot: StateSnapshot
+    chosen: set[str] = field(default_factory=set)
+    """The addresses this plan will act on (all, unless --target/--exclude narrowed it)."""
     planned: dict[str, Action] = field(default_factory=dict)
     fingerprints: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -58,7 +60,9 @@ class PlanContext:
         return Fingerprint.from_dict(self.fingerprints[key])
 
     def takes_new_backup(self, address: str) -> bool:
-        """Whether the planned action of backup `address` writes a new backup."""
+        """Whether this plan's action for backup `address` writes a new backup."""
+        if address not in self.chosen:
+            return False
         action = self.planned.get(address)
         return action is not None and action.is_change and bool(action.details.get("new_backup"))
 
