@@ -16,10 +16,10 @@ import sqlalchemy as sa
 
 from dsdb_plan.errors import DsdbError, driver_message
 from dsdb_plan.kinds import ApplyContext, Outcome, kind_of
-from dsdb_plan.kinds.base import host_name, now_iso
 from dsdb_plan.plan import Action, Plan
 from dsdb_plan.redact import redact
 from dsdb_plan.state import HistoryEntry, StateStore
+from dsdb_plan.state.store import this_host, utc_now
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def execute(
 
 
 def _run(action: Action, ctx: ApplyContext, user: str) -> ActionResult:
-    started_at, started = now_iso(), time.monotonic()
+    started_at, started = utc_now(), time.monotonic()
     try:
         outcome = kind_of(action.kind).apply(ctx, action)
         _record(ctx.store, action, outcome)
@@ -143,9 +143,9 @@ def _run(action: Action, ctx: ApplyContext, user: str) -> ActionResult:
             address=action.key,
             action=action.type.value,
             user=user,
-            host=host_name(),
+            host=this_host(),
             started_at=started_at,
-            finished_at=now_iso(),
+            finished_at=utc_now(),
             outcome=status,
             rows=outcome.rows,
             bytes=outcome.bytes,

@@ -17,10 +17,8 @@ from dsdb_plan.connection import Connection
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=128)]
 RESOURCE_KINDS = ("backup", "migration", "restore", "teardown")
-Address = Annotated[
-    str,
-    StringConstraints(pattern=r"^(backup|migration|restore|teardown)\.[A-Za-z_][A-Za-z0-9_-]*$"),
-]
+ADDRESS_PATTERN = r"^(backup|migration|restore|teardown)\.[A-Za-z_][A-Za-z0-9_-]*$"
+Address = Annotated[str, StringConstraints(pattern=ADDRESS_PATTERN)]
 Scalar = str | int | float | bool | Decimal | dt.date | dt.datetime | None
 
 

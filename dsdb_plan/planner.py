@@ -15,10 +15,10 @@ import sqlalchemy as sa
 from dsdb_plan.errors import DsdbError, PlanError, driver_message
 from dsdb_plan.graph import dependencies, topological_order
 from dsdb_plan.kinds import PlanContext, kind_of
-from dsdb_plan.kinds.base import now_iso
 from dsdb_plan.manifest import LoadedManifest
 from dsdb_plan.plan import Action, ActionType, Plan
 from dsdb_plan.state import ResourceRecord, StateSnapshot
+from dsdb_plan.state.store import utc_now
 from dsdb_plan.workspace import Workspace
 
 
@@ -83,7 +83,7 @@ def make_plan(
         actions=tuple(selected),
         fingerprints=ctx.fingerprints,
         warnings=tuple(warnings),
-        created_at=now_iso(),
+        created_at=utc_now(),
         moves=tuple(sorted((old, new) for new, old in moves.items())),
     )
 

@@ -15,6 +15,7 @@ from dsdb_plan.freshness import ensure_fresh
 from dsdb_plan.graph import io_conflict
 from dsdb_plan.kinds import ApplyContext
 from dsdb_plan.kinds.base import ProgressCallback
+from dsdb_plan.kinds.migration import TableVerdict, verify_migration
 from dsdb_plan.manifest import LoadedManifest, load_manifest
 from dsdb_plan.plan import Action, Plan
 from dsdb_plan.planner import make_plan
@@ -29,7 +30,6 @@ class Project:
     loaded: LoadedManifest
     workspace: Workspace
     store: StateStore
-    user: str
 
     @classmethod
     def open(
@@ -47,7 +47,11 @@ class Project:
             user=user or current_user(),
         )
         store = open_state(settings.state, loaded.base_dir)
-        return cls(loaded=loaded, workspace=workspace, store=store, user=workspace.user)
+        return cls(loaded=loaded, workspace=workspace, store=store)
+
+    @property
+    def user(self) -> str:
+        return self.workspace.user
 
     def plan(self, *, targets: Collection[str] = (), excludes: Collection[str] = ()) -> Plan:
         """What apply would do now. Reads only."""
@@ -60,6 +64,17 @@ class Project:
         wait = self.loaded.manifest.settings.lock_timeout if timeout is None else timeout
         with self.store.lock(operation, self.user, timeout=wait) as info:
             yield info
+
+    def verify(self, addresses: Collection[str] = ()) -> Iterator[TableVerdict]:
+        """Compare each migration's target (or those in `addresses`) with its source subset,
+        table by table."""
+        snapshot = self.store.read()
+        for name, spec in sorted(self.loaded.manifest.migrations.items()):
+            address = f"migration.{name}"
+            if not addresses or address in addresses:
+                yield from verify_migration(
+                    self.workspace, address, spec, snapshot.resources.get(address)
+                )
 
     def ensure_fresh(self, plan: Plan) -> None:
         """Refuse a saved `plan` when the manifest, the state or the data it relied on moved."""

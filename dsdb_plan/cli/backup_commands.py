@@ -10,10 +10,8 @@ import click
 from dsdb_plan.archive import verify_backup
 from dsdb_plan.cli.app import cli
 from dsdb_plan.cli.options import manifest_argument, open_project, variable_options
-from dsdb_plan.cli.output import Output
+from dsdb_plan.cli.output import Output, pass_output
 from dsdb_plan.errors import DsdbError
-
-pass_output = click.make_pass_decorator(Output)
 
 
 def _recorded_backups(

@@ -9,13 +9,11 @@ import click
 
 from dsdb_plan.cli.app import cli
 from dsdb_plan.cli.options import load_from_options, manifest_argument, variable_options
-from dsdb_plan.cli.output import Output
+from dsdb_plan.cli.output import Output, pass_output
 from dsdb_plan.errors import DsdbError
 from dsdb_plan.manifest import DEFAULT_MANIFEST
 from dsdb_plan.probe import probe
 from dsdb_plan.schema import manifest_schema_text
-
-pass_output = click.make_pass_decorator(Output)
 
 
 @cli.command()

@@ -26,3 +26,7 @@ class Output:
 
     def style(self, text: str, **styles: object) -> str:
         return click.style(text, **styles) if self.use_color else text  # type: ignore[arg-type]
+
+
+pass_output = click.make_pass_decorator(Output)
+"""Hands a command the `Output` the `dsdb` group made."""

@@ -13,7 +13,7 @@ import click
 
 from dsdb_plan.cli.app import cli
 from dsdb_plan.cli.options import manifest_argument, open_project, variable_options
-from dsdb_plan.cli.output import Output
+from dsdb_plan.cli.output import Output, pass_output
 from dsdb_plan.cli.progress import ProgressReporter
 from dsdb_plan.errors import DsdbError
 from dsdb_plan.executor import ActionResult, ApplyReport
@@ -24,7 +24,6 @@ from dsdb_plan.redact import redact
 from dsdb_plan.render import render
 
 F = TypeVar("F", bound=Callable[..., Any])
-pass_output = click.make_pass_decorator(Output)
 CHANGES_EXIT_CODE = 2
 DEFAULT_PARALLELISM = min(4, os.cpu_count() or 1)
 

@@ -12,13 +12,13 @@ import click
 
 from dsdb_plan.cli.app import cli
 from dsdb_plan.cli.options import manifest_argument, open_project, variable_options
-from dsdb_plan.cli.output import Output
+from dsdb_plan.cli.output import Output, pass_output
 from dsdb_plan.errors import DsdbError, StateError
+from dsdb_plan.models import ADDRESS_PATTERN
 from dsdb_plan.state import StateSnapshot
 
 F = TypeVar("F", bound=Callable[..., Any])
-pass_output = click.make_pass_decorator(Output)
-_ADDRESS = re.compile(r"^(backup|migration|restore|teardown)\.[A-Za-z_][A-Za-z0-9_-]*$")
+_ADDRESS = re.compile(ADDRESS_PATTERN)
 
 
 def _manifest_options(function: F) -> F:

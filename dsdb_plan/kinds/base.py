@@ -6,10 +6,8 @@ folders) and applies one action at a time, returning the record to store for it.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
-import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -20,18 +18,11 @@ from dsdb_plan.models import Manifest
 from dsdb_plan.plan import Action, ActionType
 from dsdb_plan.redact import redact
 from dsdb_plan.state import ResourceRecord, StateSnapshot, StateStore
+from dsdb_plan.state.store import utc_now
 from dsdb_plan.workspace import Workspace
 
 ProgressCallback = Callable[[str, int, int | None], None]
 """progress(label, rows_done, rows_total_or_None)"""
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def host_name() -> str:
-    return socket.gethostname()
 
 
 @dataclass
@@ -150,7 +141,7 @@ def make_record(
         fingerprints=fingerprints or {},
         artifacts=artifacts or [],
         status=status,
-        updated_at=now_iso(),
+        updated_at=utc_now(),
     )
 
 

@@ -8,6 +8,8 @@ holds data, or mirroring into one (deletes rows), is destructive.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,11 +36,12 @@ from dsdb_plan.kinds.base import (
 from dsdb_plan.migrate.run import TableRun, run_migration
 from dsdb_plan.migrate.subset import TableSelection, count_rows, select_tables
 from dsdb_plan.migrate.target import inspect_target
-from dsdb_plan.migrate.verify import subset_digest
+from dsdb_plan.migrate.verify import VerifyResult, subset_digest, verify_table
 from dsdb_plan.models import Migration
 from dsdb_plan.plan import Action, ActionType
 from dsdb_plan.specdiff import spec_changes
 from dsdb_plan.state import ResourceRecord
+from dsdb_plan.workspace import Workspace
 
 KIND = "migration"
 DESTRUCTIVE_MODES = ("replace", "mirror")
@@ -87,6 +90,31 @@ def _subset_fingerprint(source: sa.Engine, selection: TableSelection) -> TableFi
 
 def _rows(count: int) -> str:
     return f"{count:,} row{'s' * (count != 1)}"
+
+
+@dataclass(frozen=True)
+class TableVerdict:
+    """How one migrated table compares with its source subset."""
+
+    address: str
+    table: str
+    target: str
+    result: VerifyResult
+
+
+def verify_migration(
+    workspace: Workspace, address: str, spec: Migration, record: ResourceRecord | None
+) -> Iterator[TableVerdict]:
+    """Compare every table of one migration's target with its source subset."""
+    source = workspace.reach(spec.source)
+    target = workspace.reach(spec.target)
+    for run in table_runs(spec, selections(source, spec), record):
+        selection = run.selection
+        with source.connect() as source_conn, target.connect() as target_conn:
+            result = verify_table(
+                source_conn, selection, target_conn, selection.target, exact=run.exact
+            )
+        yield TableVerdict(address, selection.name, f"{spec.target}.{selection.target}", result)
 
 
 class MigrationKind:
