@@ -28,7 +28,7 @@ from dsdb_plan.errors import DsdbError, PlanError
 from dsdb_plan.migrate.convert import fast_row_converter
 from dsdb_plan.migrate.copier import Mode, copy_table
 from dsdb_plan.migrate.filters import column_type
-from dsdb_plan.migrate.load import _GenericWriter, batch_writer
+from dsdb_plan.migrate.load import Operation, _GenericWriter, batch_writer
 from dsdb_plan.migrate.subset import TableSelection
 from dsdb_plan.migrate.target import ensure_target, finish_target, inspect_target
 from dsdb_plan.values import canonical, row_converter
@@ -428,6 +428,31 @@ def test_batch_writers_per_dialect(
             writer.write(rows)
             writer.write(rows)  # a replayed batch changes nothing more
         assert rows_of(engine, "people") == expected
+    engine.dispose()
+
+
+@pytest.mark.parametrize("operation", ["insert_ignore", "upsert"])
+def test_postgres_keyed_writer_copies_until_a_key_exists(
+    operation: Operation, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """New keys are COPYed straight in; a batch meeting an existing key is rolled back to its
+    savepoint and merged instead, and the transaction goes on: the result is the merge's."""
+    engine = _engine("postgres", "db", request, tmp_path)
+    make_people(engine, rows=2)
+    with engine.begin() as conn:
+        writer = batch_writer(conn, "people", PEOPLE.columns, operation=operation, key=("id",))
+        writer.write([(3, "three", 3.5, 9), (4, "four", None, 9)])  # all new: COPY
+        writer.write([(2, "two", 2.5, 9), (5, "five", 5.5, 9)])  # 2 exists: merged
+        writer.write([(6, "six", 6.5, 9)])  # merged from now on
+    kept = (2, "p2", 0.2, 1) if operation == "insert_ignore" else (2, "two", 2.5, 9)
+    assert rows_of(engine, "people") == [
+        (1, "p1", 0.1, 1),
+        kept,
+        (3, "three", 3.5, 9),
+        (4, "four", None, 9),
+        (5, "five", 5.5, 9),
+        (6, "six", 6.5, 9),
+    ]
     engine.dispose()
 
 

@@ -9,7 +9,8 @@ Shared by restores and migrations. Rows arrive already converted for the target
 - ``upsert``: insert, or update the non-key columns of the row with the same key.
 
 Fast paths per target: PostgreSQL (psycopg 3) COPY — straight into the table for ``insert``,
-otherwise into a temporary staging table followed by one ``INSERT … SELECT … ON CONFLICT``;
+and for the keyed operations as long as no batch meets a key the table holds; otherwise into
+a temporary staging table followed by one ``INSERT … SELECT … ON CONFLICT``;
 MySQL/MariaDB multi-row ``INSERT … ON DUPLICATE KEY UPDATE`` (the driver's executemany
 rewrites a batch into multi-row statements capped below ``max_allowed_packet``: PyMySQL at
 1,000,000 bytes, mysqlclient at 64 KiB); SQLite prepared executemany with ``ON CONFLICT``.
@@ -27,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any, Literal, Protocol
 
+import psycopg
 import sqlalchemy as sa
 from psycopg import sql
 
@@ -74,7 +76,8 @@ def batch_writer(
     if dialect.name == "postgresql" and dialect.driver == "psycopg":
         if operation == "insert":
             return _PostgresCopy(conn, table, names)
-        return _PostgresStaged(conn, table, names, tuple(key), operation)
+        staged = _PostgresStaged(conn, table, names, tuple(key), operation)
+        return _PostgresCopyFirst(conn, table, names, staged)
     if dialect.name in ("mysql", "mariadb"):
         return _DriverExecutemany(conn, _mysql_statement(dialect, table, names, key, operation))
     if dialect.name == "sqlite" or dialect.name == "postgresql":
@@ -228,6 +231,46 @@ class _PostgresCopy:
         with _driver_cursor(self._conn) as cursor, cursor.copy(self._statement) as copy:
             for row in rows:
                 copy.write_row(row)
+
+
+class _PostgresCopyFirst:
+    """A keyed operation that COPYs straight into the table while no key is already there.
+
+    Rows whose keys the table does not hold are inserted alike by ``insert``,
+    ``insert_ignore`` and ``upsert``, so each batch is first COPYed into the table itself
+    (no staging table, no ``ON CONFLICT``: several times faster into an empty table, the
+    usual first copy). A batch that meets an existing key fails with a unique violation as
+    a whole; it is rolled back to its savepoint and written by `staged`, as is every later
+    batch. The outcome is the staged one in every case.
+    """
+
+    _SAVEPOINT = sql.SQL("SAVEPOINT dsdb_copy_first")
+
+    def __init__(
+        self, conn: sa.Connection, table: str, names: Sequence[str], staged: _PostgresStaged
+    ) -> None:
+        self._conn = conn
+        self._copy = _copy_statement(table, names)
+        self._staged = staged
+        self._direct = True
+
+    def write(self, rows: Sequence[Row]) -> None:
+        if not rows:
+            return
+        if self._direct:
+            with _driver_cursor(self._conn) as cursor:
+                cursor.execute(self._SAVEPOINT)
+                try:
+                    with cursor.copy(self._copy) as copy:
+                        for row in rows:
+                            copy.write_row(row)
+                except psycopg.errors.UniqueViolation:
+                    cursor.execute(sql.SQL("ROLLBACK TO SAVEPOINT dsdb_copy_first"))
+                    self._direct = False
+                else:
+                    cursor.execute(sql.SQL("RELEASE SAVEPOINT dsdb_copy_first"))
+                    return
+        self._staged.write(rows)
 
 
 class _PostgresStaged:
