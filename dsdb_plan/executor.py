@@ -1,8 +1,11 @@
 """Apply a Plan: actions in order, each one's outcome recorded in state as it finishes.
 
 An action whose dependency failed or was skipped is skipped; independent actions still
-run. Every finished action writes its record (and clears its checkpoint) in one state
-transaction and appends a history entry, so a killed apply is resumed by the next plan.
+run. The data lives in other databases than the state, so the two cannot commit together:
+an action commits its data first (in checkpointed batches), then writes its record and
+clears its checkpoint in one state transaction, then appends a history entry. State never
+claims what did not happen; work committed but not yet recorded is found by the next plan
+and redone idempotently, so a killed apply is resumed by the next one.
 """
 
 from __future__ import annotations

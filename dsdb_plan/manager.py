@@ -16,17 +16,18 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import ValidationError
 
+from dsdb_plan import databases
 from dsdb_plan.archive import (
     BackupInfo,
     RestoreResult,
     list_backups,
     new_backup_id,
+    read_backup_info,
     restore_backup,
+    tables_with_data,
     write_backup,
 )
 from dsdb_plan.connection import Connection
-from dsdb_plan.databases import drop_database as drop_whole_database
-from dsdb_plan.databases import present_tables
 from dsdb_plan.dbschema import drop_tables
 from dsdb_plan.errors import (
     ConnectionConfigError,
@@ -184,6 +185,13 @@ class ConnectionManager:
         the connection named `backup`. Checksums are verified before anything is written."""
         folder = self._backup_folder(backup)
         engine = self._workspace.reach(self._known(target))
+        if replace_existing and self.connection(target).protect:
+            occupied = tables_with_data(engine, tables or read_backup_info(folder).table_names)
+            if occupied:
+                raise DsdbError(
+                    f"connection '{target}' is protected (protect: true); restoring over its "
+                    f"tables with data ({', '.join(occupied)}) is refused"
+                )
         return restore_backup(folder, engine, tables=tables, replace_existing=replace_existing)
 
     def migrate(
@@ -243,7 +251,7 @@ class ConnectionManager:
         if connection.protect:
             raise DsdbError(f"connection '{name}' is protected (protect: true); teardown refused")
         engine = self._workspace.reach(name)
-        present = present_tables(engine, tables if tables is not None else "all")
+        present = databases.present_tables(engine, tables if tables is not None else "all")
         info = None
         if final_backup and present:
             info = write_backup(
@@ -254,7 +262,7 @@ class ConnectionManager:
             )
         if drop_database:
             self._workspace.forget(name)
-            drop_whole_database(connection)
+            databases.drop_database(connection)
         else:
             drop_tables(engine, present)
         return info

@@ -17,6 +17,11 @@ from typing import Any
 FORMAT_VERSION = 1
 
 
+def counted(count: int, noun: str) -> str:
+    """`1 row`, `2,000 rows`: the numbers in plan reasons."""
+    return f"{count:,} {noun}{'s' * (count != 1)}"
+
+
 class ActionType(StrEnum):
     CREATE = "create"
     UPDATE = "update"

@@ -163,4 +163,4 @@ def drift_only(plan: Plan) -> Plan:
     note = (
         "refresh-only: shows data that changed since the last apply; manifest edits are not planned"
     )
-    return replace(plan, actions=drift, warnings=(*plan.warnings, note))
+    return replace(plan, actions=drift, moves=(), warnings=(*plan.warnings, note))

@@ -164,9 +164,9 @@ def test_init_writes_a_manifest_that_plans(capsys, tmp_path: Path) -> None:
     assert result.code == 0, result.text
     manifest = tmp_path / "dsdb.yaml"
     assert manifest.read_text().startswith(
-        "# yaml-language-server: $schema=.dsdb/manifest.schema.json"
+        "# yaml-language-server: $schema=dsdb.schema.json"
     )
-    assert (tmp_path / ".dsdb/manifest.schema.json").read_text() == manifest_schema_text()
+    assert (tmp_path / "dsdb.schema.json").read_text() == manifest_schema_text()
     assert run_cli(capsys, "validate", manifest).code == 0
     plan = run_cli(capsys, "plan", manifest, "--detailed-exitcode")
     assert plan.code == 0 and "No changes." in plan.out

@@ -83,3 +83,20 @@ def test_protected_connection_refuses_teardown(tmp_path: Path) -> None:
     with pytest.raises(dsdb.DsdbError, match="protected"):
         mngr.teardown("keep")
     assert table_names(sqlite_url(tmp_path / "keep.db")) == ["airlines", "flights"]
+
+
+def test_restore_over_protected_data_is_refused(tmp_path: Path) -> None:
+    make_flights_db(tmp_path / "source.db")
+    make_flights_db(tmp_path / "keep.db", flights=5)
+    mngr = dsdb.ConnectionManager(
+        {
+            "source": {"driver": "sqlite", "database": str(tmp_path / "source.db")},
+            "keep": {"driver": "sqlite", "database": str(tmp_path / "keep.db"), "protect": True},
+        }
+    )
+    mngr.backup_root = tmp_path / "backups"
+    info = mngr.backup("source")
+    with pytest.raises(dsdb.DsdbError, match="protected"):
+        mngr.restore(info.path, "keep", replace_existing=True)
+    assert len(table_rows(sqlite_url(tmp_path / "keep.db"), "flights")) == 5
+    mngr.close()

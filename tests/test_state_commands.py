@@ -138,3 +138,9 @@ def test_one_manifest_serves_two_environments(capsys, tmp_path: Path, write_mani
     assert "13 rows" in staging.out and "33 rows" in production.out
     missing = run_cli(capsys, "plan", manifest)
     assert missing.code == 1 and "variable 'env' is required" in missing.err
+
+
+def test_refresh_only_plans_cannot_be_saved(capsys, applied: Path, tmp_path: Path) -> None:
+    result = run_cli(capsys, "plan", applied, "--refresh-only", "-o", tmp_path / "p.json")
+    assert result.code == 1 and "cannot be saved" in result.err
+    assert not (tmp_path / "p.json").exists()

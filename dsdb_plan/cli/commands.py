@@ -53,13 +53,15 @@ def init(out: Output, folder: Path) -> None:
     manifest = folder / DEFAULT_MANIFEST
     if manifest.exists():
         raise DsdbError(f"{manifest} already exists; dsdb init leaves it as it is")
-    schema_file = folder / ".dsdb" / "manifest.schema.json"
-    schema_file.parent.mkdir(parents=True, exist_ok=True)
+    schema_file = (
+        folder / "dsdb.schema.json"
+    )  # committed beside it, so teammates' editors check too
+    folder.mkdir(parents=True, exist_ok=True)
     schema_file.write_text(manifest_schema_text())
     template = resources.files("dsdb_plan").joinpath("templates", DEFAULT_MANIFEST)
     manifest.write_text(template.read_text())
     out.echo(f"Wrote {manifest} and {schema_file}.")
-    out.echo("Add `.dsdb/` and `backups/` to .gitignore, then run: dsdb plan")
+    out.echo("Keep both in git, add `.dsdb/` and `backups/` to .gitignore, then: dsdb plan")
 
 
 @cli.command()

@@ -80,6 +80,8 @@ def plan(
     detailed_exitcode: bool,
 ) -> int:
     """Show what apply would change, and why."""
+    if refresh_only and plan_file is not None:
+        raise DsdbError("a --refresh-only plan reports drift; it cannot be saved for apply")
     with open_project(manifest, var, var_file) as project:
         result = project.plan(targets=target, excludes=exclude)
     if refresh_only:

@@ -24,7 +24,7 @@ from dsdb_plan.kinds.base import (
     spec_document,
 )
 from dsdb_plan.models import Backup
-from dsdb_plan.plan import Action, ActionType
+from dsdb_plan.plan import Action, ActionType, counted
 from dsdb_plan.specdiff import spec_changes
 from dsdb_plan.state import ResourceRecord
 
@@ -42,11 +42,8 @@ def _rows(fingerprint: Fingerprint) -> int:
 
 
 def _summary(connection: str, fingerprint: Fingerprint) -> str:
-    tables = len(fingerprint.tables)
-    return (
-        f"new backup of {connection}: {tables} table{'s' * (tables != 1)}, "
-        f"{_rows(fingerprint):,} rows"
-    )
+    tables = counted(len(fingerprint.tables), "table")
+    return f"new backup of {connection}: {tables}, {counted(_rows(fingerprint), 'row')}"
 
 
 class BackupKind:
@@ -133,8 +130,7 @@ class BackupKind:
                 kind=KIND,
                 type=ActionType.DESTROY,
                 reasons=(
-                    f"prune {len(ids)} backup{'s' * (len(ids) != 1)} past keep: "
-                    f"{spec.keep}: {', '.join(ids)}",
+                    f"prune {counted(len(ids), 'backup')} past keep: {spec.keep}: {', '.join(ids)}",
                 ),
                 destructive=True,
                 depends_on=(main.key,) if main.is_change else (),
@@ -145,7 +141,7 @@ class BackupKind:
     def plan_removed(self, ctx: PlanContext, record: ResourceRecord) -> list[Action]:
         ids = [artifact["id"] for artifact in record.artifacts]
         reason = (
-            f"delete its {len(ids)} backup{'s' * (len(ids) != 1)}: {', '.join(ids)}"
+            f"delete its {counted(len(ids), 'backup')}: {', '.join(ids)}"
             if ids
             else "no backups on disk"
         )

@@ -38,7 +38,7 @@ from dsdb_plan.migrate.subset import TableSelection, count_rows, select_tables
 from dsdb_plan.migrate.target import inspect_target
 from dsdb_plan.migrate.verify import VerifyResult, subset_digest, verify_table
 from dsdb_plan.models import Migration
-from dsdb_plan.plan import Action, ActionType
+from dsdb_plan.plan import Action, ActionType, counted
 from dsdb_plan.specdiff import spec_changes
 from dsdb_plan.state import ResourceRecord
 from dsdb_plan.workspace import Workspace
@@ -86,10 +86,6 @@ def data_digest(document: dict[str, Any]) -> str:
 def _subset_fingerprint(source: sa.Engine, selection: TableSelection) -> TableFingerprint:
     with source.connect() as conn:
         return subset_digest(conn, selection)
-
-
-def _rows(count: int) -> str:
-    return f"{count:,} row{'s' * (count != 1)}"
 
 
 @dataclass(frozen=True)
@@ -202,7 +198,9 @@ class MigrationKind:
     ) -> str:
         """One plan line for a table; refuses a target table that cannot hold the data."""
         selection = run.selection
-        amount = _rows(rows) if rows is not None else f"rows with {run.cursor} > {run.since!r}"
+        amount = (
+            counted(rows, "row") if rows is not None else f"rows with {run.cursor} > {run.since!r}"
+        )
         notes: list[str] = [run.mode]
         check = (
             inspect_target(target, selection, schema_changes=spec.schema_changes)

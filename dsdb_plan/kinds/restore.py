@@ -26,7 +26,7 @@ from dsdb_plan.kinds.base import (
     spec_document,
 )
 from dsdb_plan.models import Restore
-from dsdb_plan.plan import Action, ActionType
+from dsdb_plan.plan import Action, ActionType, counted
 from dsdb_plan.specdiff import spec_changes
 from dsdb_plan.state import ResourceRecord
 
@@ -115,7 +115,7 @@ class RestoreKind:
             if table in ours or now.rows == 0:
                 continue
             if written is None or table not in written.tables:
-                foreign[table] = f"replaces table {table} in {spec.to} ({now.rows:,} rows)"
+                foreign[table] = f"replaces table {table} in {spec.to} ({counted(now.rows, 'row')})"
             elif written.tables[table] != now:
                 change = describe_changes(
                     Fingerprint({table: written.tables[table]}), Fingerprint({table: now})

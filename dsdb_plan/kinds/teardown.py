@@ -25,7 +25,7 @@ from dsdb_plan.kinds.base import (
     spec_document,
 )
 from dsdb_plan.models import Teardown
-from dsdb_plan.plan import Action, ActionType
+from dsdb_plan.plan import Action, ActionType, counted
 from dsdb_plan.state import ResourceRecord
 
 KIND = "teardown"
@@ -65,13 +65,15 @@ class TeardownKind:
         refuse_if_protected(ctx, spec.connection, address, "teardown")
         fingerprint = ctx.fingerprint(spec.connection, tables or None)
         listed = (
-            ", ".join(f"{name} ({fingerprint.tables[name].rows:,} rows)" for name in tables)
+            ", ".join(
+                f"{name} ({counted(fingerprint.tables[name].rows, 'row')})" for name in tables
+            )
             or "no tables"
         )
         what = (
             f"drop database {spec.connection}"
             if spec.drop_database
-            else f"drop {len(tables)} table{'s' * (len(tables) != 1)} in {spec.connection}"
+            else f"drop {counted(len(tables), 'table')} in {spec.connection}"
         )
         reasons = [f"{what}: {listed}"]
         if spec.final_backup and tables:

@@ -3,13 +3,20 @@ details collapsible, and what the plan was computed against at the bottom."""
 
 from __future__ import annotations
 
+import html
+
 from dsdb_plan.plan import SUMMARY_ORDER, Action, ActionType, Plan
+
+
+def _text(text: str) -> str:
+    """Reasons as plain text in a comment: table names may hold markdown or HTML syntax."""
+    return html.escape(text).replace("|", "\\|").replace("`", "\\`").replace("*", "\\*")
 
 
 def _details(action: Action) -> list[str]:
     symbol = action.type.symbol.strip() or "·"
     summary = f"<code>{symbol}</code> <code>{action.key}</code> — {action.type.value}"
-    body = [f"- {reason}" for reason in action.reasons]
+    body = [f"- {_text(reason)}" for reason in action.reasons]
     if action.depends_on:
         body.append(f"- after: {', '.join(f'`{d}`' for d in action.depends_on)}")
     return ["<details>", f"<summary>{summary}</summary>", "", *body, "", "</details>"]
@@ -28,7 +35,8 @@ def render_markdown(plan: Plan) -> str:
     if destructive:
         lines += ["> [!WARNING]", "> **Destructive actions** — these delete or overwrite data:"]
         for action in destructive:
-            lines.append(f"> - `{action.key}` ({action.type.value}): " + "; ".join(action.reasons))
+            reasons = "; ".join(_text(reason) for reason in action.reasons)
+            lines.append(f"> - `{action.key}` ({action.type.value}): {reasons}")
         lines.append("")
     if plan.has_changes:
         lines += ["| action | count |", "| --- | ---: |"]
@@ -40,7 +48,7 @@ def render_markdown(plan: Plan) -> str:
     if plan.moves:
         lines.append("")
     for warning in plan.warnings:
-        lines.append(f"> **Warning:** {warning}")
+        lines.append(f"> **Warning:** {_text(warning)}")
     if plan.warnings:
         lines.append("")
     for action in [*destructive, *[a for a in plan.changes if not a.destructive]]:
