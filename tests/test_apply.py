@@ -73,14 +73,57 @@ def test_value_changed_in_place_is_a_resync(capsys, project: Path) -> None:
 
 def test_retention_prunes_oldest_backup_with_consent(capsys, project: Path) -> None:
     local = project.parent / "data/local.db"
-    for value in (1.0, 2.0, 3.0):
+    folder = project.parent / "backups/nightly"
+    taken = []
+    for value in (1.0, 2.0):
         with sqlite3.connect(local) as db:
             db.execute("UPDATE flights SET dep_delay = ? WHERE id = 1", (value,))
-        run_cli(capsys, "apply", project, "--auto-approve", "--allow-destroy")
-    backups = sorted(p.name for p in (project.parent / "backups/nightly").iterdir())
-    assert len(backups) == 2
+        assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+        taken.append(max(p.name for p in folder.iterdir()))
+    with sqlite3.connect(local) as db:
+        db.execute("UPDATE flights SET dep_delay = 3.0 WHERE id = 1")
+    plan = run_cli(capsys, "plan", project)
+    assert (
+        f"- backup.nightly#prune (destroy)\n      prune 1 backup past keep: 2: {taken[0]}"
+        in plan.out
+    )
+    refused = run_cli(capsys, "apply", project, "--auto-approve")
+    assert refused.code == 1 and "--allow-destroy" in refused.err
+    assert sorted(p.name for p in folder.iterdir()) == taken
+    assert run_cli(capsys, "apply", project, "--auto-approve", "--allow-destroy").code == 0
+    kept = sorted(p.name for p in folder.iterdir())
+    assert len(kept) == 2 and kept[0] == taken[1], "the oldest backup is the one pruned"
     listing = run_cli(capsys, "backups", "list", project)
-    assert all(name in listing.out for name in backups)
+    assert all(name in listing.out for name in kept) and taken[0] not in listing.out
+
+
+def test_teardown_without_final_backup_and_of_a_whole_database(capsys, project: Path) -> None:
+    project.write_text(
+        MANIFEST.split("backups:")[0]
+        + "teardowns:\n  gone: {connection: local, drop_database: true, final_backup: false}\n"
+    )
+    plan = run_cli(capsys, "plan", project)
+    assert "drop database local" in plan.out and "no final backup" in plan.out
+    assert run_cli(capsys, "apply", project, "--auto-approve", "--allow-destroy").code == 0
+    assert not (project.parent / "data/local.db").exists()
+    assert not (project.parent / "backups").exists()
+    assert "Nothing to do." in run_cli(capsys, "apply", project, "--auto-approve").out
+
+
+def test_restore_from_a_backup_folder_on_disk(capsys, project: Path) -> None:
+    project.write_text(MANIFEST.split("restores:")[0])
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    folder = next((project.parent / "backups/nightly").iterdir())
+    project.write_text(
+        MANIFEST.split("restores:")[0]
+        + f"restores:\n  from-disk: {{path: '{folder}', to: scratch}}\n"
+    )
+    plan = run_cli(capsys, "plan", project)
+    assert f"restore backup {folder.name} into scratch" in plan.out
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    assert table_rows(sqlite_url(project.parent / "data/scratch.db"), "flights") == table_rows(
+        sqlite_url(project.parent / "data/local.db"), "flights"
+    )
 
 
 def test_destroy_needs_consent(capsys, project: Path) -> None:

@@ -235,8 +235,8 @@ def test_every_value_type_round_trips_through_a_line() -> None:
 
 def test_backup_ids_sort_by_time() -> None:
     first = new_backup_id(NOW)
-    later = new_backup_id(NOW + dt.timedelta(seconds=1))
-    assert first.startswith("20261127T051000Z-") and first < later
+    later = new_backup_id(NOW + dt.timedelta(microseconds=1))
+    assert first.startswith("20261127T051000.000000Z-") and first < later
     assert new_backup_id(NOW) != first
 
 

@@ -17,13 +17,14 @@ FORMAT_NAME = "dsdb-backup"
 
 
 def new_backup_id(now: dt.datetime) -> str:
-    """A sortable, unique id: UTC time to the second plus 6 random hex digits.
+    """A sortable, unique id: UTC time to the microsecond plus 6 random hex digits (two
+    backups in one second still sort by time).
 
     A naive `now` is taken as UTC.
     """
     if now.tzinfo is None:
         now = now.replace(tzinfo=dt.UTC)
-    stamp = now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     return f"{stamp}-{secrets.token_hex(3)}"
 
 
