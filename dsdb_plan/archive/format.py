@@ -37,6 +37,11 @@ DATA_SUFFIX = ".jsonl.gz"
 COMPRESS_LEVEL = 6
 
 _PLAIN = (type(None), bool, int, str)
+#: Classes `encode_value` returns as they are (subclasses go through it).
+_PASS = frozenset(_PLAIN)
+#: One encoder for every row: `json.dumps` with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_DECODE = json.JSONDecoder().decode
 
 
 def encode_value(value: Any) -> Any:
@@ -98,19 +103,17 @@ def decode_value(value: Any) -> Any:
 
 def encode_row(row: Sequence[Any]) -> str:
     """One row as one line of JSON (newlines inside strings are escaped by JSON)."""
-    return (
-        json.dumps(
-            [encode_value(value) for value in row],
-            ensure_ascii=False,
-            allow_nan=False,
-            separators=(",", ":"),
-        )
-        + "\n"
-    )
+    values = [v if v.__class__ in _PASS else encode_value(v) for v in row]
+    return _ENCODER.encode(values) + "\n"
 
 
 def decode_row(line: str) -> list[Any]:
-    return [decode_value(value) for value in json.loads(line)]
+    values: list[Any] = _DECODE(line)
+    # A `{"` outside a string opens an object, and inside one JSON escapes the quote: a line
+    # without it holds no tagged value, and its plain values are the row as it is.
+    if '{"' not in line:
+        return values
+    return [decode_value(value) for value in values]
 
 
 class HashingWriter(io.RawIOBase):

@@ -31,8 +31,8 @@ from dsdb_plan.dbschema import (
     drop_tables,
 )
 from dsdb_plan.errors import BackupError, DsdbError
+from dsdb_plan.migrate.convert import fast_row_converter
 from dsdb_plan.migrate.load import load_rows
-from dsdb_plan.values import row_converter
 
 Progress = Callable[[str, int], None]
 #: Rows per executemany round trip (and per progress report).
@@ -162,7 +162,7 @@ def _restore_table(
     PostgreSQL and SQLite roll the whole table back on failure. MySQL commits DDL at once,
     so a failure there leaves an empty or partial table that the next run drops and reloads.
     """
-    convert = row_converter(table, info.source_dialect, engine.dialect.name)
+    convert = fast_row_converter(table, info.source_dialect, engine.dialect.name)
     rows = (convert(row) for row in iter_rows(info, table.name))
     try:
         with engine.begin() as conn:

@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import socket
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -170,8 +170,7 @@ def _write_table(
     name = _file_name(index, schema.name)
     writer = DataFileWriter(folder / name)
     try:
-        result = conn.execution_options(yield_per=BATCH_ROWS).execute(_select(conn, schema))
-        for rows in result.partitions():
+        for rows in _batches(conn, _select(conn, schema)):
             writer.write_rows(rows)
             if progress is not None:
                 progress(schema.name, writer.rows)
@@ -182,6 +181,20 @@ def _write_table(
     if progress is not None and writer.rows == 0:
         progress(schema.name, 0)
     return BackupFile(name, schema.name, writer.rows, size, sha256)
+
+
+def _batches(conn: sa.Connection, query: sa.Select[Any]) -> Iterator[Sequence[Sequence[Any]]]:
+    """The query's rows, `BATCH_ROWS` at a time, as the driver returns them."""
+    if conn.dialect.name == "sqlite":
+        # pysqlite steps the statement as rows are fetched, so its cursor is bounded already;
+        # reading it directly skips building a SQLAlchemy Row per row. The columns are
+        # untyped (`sa.column`), so a Row would hold the very same values.
+        cursor = conn.execute(query).cursor
+        while rows := cursor.fetchmany(BATCH_ROWS):
+            yield rows
+        return
+    # Elsewhere a server-side cursor keeps memory bounded (yield_per implies stream_results).
+    yield from conn.execution_options(yield_per=BATCH_ROWS).execute(query).partitions()
 
 
 def _write_manifest(path: Path, info: BackupInfo) -> None:
