@@ -233,6 +233,18 @@ def test_every_value_type_round_trips_through_a_line() -> None:
     assert math.isnan(decode_row(encode_row([math.nan]))[0])
 
 
+def test_rows_without_tagged_values_decode_as_parsed() -> None:
+    """Lines without an object are returned as parsed; text that looks like a tag stays text."""
+    for row in (
+        [1, 'a {"$bytes": "x"} b', None, True, 2.5, "é\u2028"],
+        ['{"', "x", 3],
+        [1, b"\x00", '{"$str": 1}'],
+    ):
+        line = encode_row(row)
+        assert [repr(v) for v in decode_row(line)] == [repr(v) for v in row]
+    assert json.loads(encode_row([1, 'x{"$y'])) == [1, 'x{"$y']
+
+
 def test_backup_ids_sort_by_time() -> None:
     first = new_backup_id(NOW)
     later = new_backup_id(NOW + dt.timedelta(microseconds=1))
