@@ -58,7 +58,12 @@ class BackupKind:
             )
         previous = Fingerprint.from_dict(record.fingerprints["read"]) if record else None
         live = ctx.fingerprint(spec.connection, spec.tables, previous=previous)
-        details = {"spec": document, "new_backup": True, "rows": _rows(live)}
+        details = {
+            "spec": document,
+            "new_backup": True,
+            "rows": _rows(live),
+            "fingerprint": live.to_dict(),  # lets apply skip re-reading data that did not move
+        }
         if record is None:
             main = Action.on(
                 address,
@@ -165,7 +170,15 @@ class BackupKind:
                     artifacts=record.artifacts,
                 )
             )
-        return self.take(ctx, action.address, spec, document, record)
+        planned = action.details.get("fingerprint")
+        return self.take(
+            ctx,
+            action.address,
+            spec,
+            document,
+            record,
+            planned=Fingerprint.from_dict(planned) if planned else None,
+        )
 
     def take(
         self,
@@ -174,10 +187,14 @@ class BackupKind:
         spec: Backup,
         document: dict[str, Any],
         record: ResourceRecord | None,
+        *,
+        planned: Fingerprint | None = None,
     ) -> Outcome:
-        """Take one backup now and record it as the newest."""
+        """Take one backup now and record it as the newest. The fingerprint is taken first
+        (from `planned` when the data provably did not move since), so a change made during
+        the backup shows as a change at the next plan."""
         engine = ctx.workspace.reach(spec.connection)
-        fingerprint = fingerprint_database(engine, spec.tables)
+        fingerprint = fingerprint_database(engine, spec.tables, previous=planned)
         root = ctx.workspace.backups_dir(address.split(".", 1)[1])
         info = write_backup(
             engine,

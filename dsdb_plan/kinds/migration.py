@@ -180,6 +180,8 @@ class MigrationKind:
                 details={
                     "spec": document,
                     "rows": {name: n for name, n in rows.items() if n is not None},
+                    # lets apply skip re-reading source data that did not move since
+                    "source_fingerprint": live.to_dict(),
                 },
             )
         ]
@@ -302,7 +304,14 @@ class MigrationKind:
                 message="recorded the new settings; no data copied",
             )
         runs = table_runs(spec, chosen, record if same_data else None)
-        previous = Fingerprint.from_dict(record.fingerprints["read"]) if record else None
+        planned = action.details.get("source_fingerprint")
+        previous = (
+            Fingerprint.from_dict(planned)
+            if planned
+            else Fingerprint.from_dict(record.fingerprints["read"])
+            if record
+            else None
+        )
         read = fingerprint_database(source, [s.name for s in chosen], previous=previous)
         subset = {
             s.name: _subset_fingerprint(source, s).to_dict() for s in chosen if s.where is not None
