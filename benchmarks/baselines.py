@@ -23,8 +23,6 @@ from benchmarks.servers import mariadb_connect, postgres_conninfo
 
 #: Rows per fetch and per executemany; the same order of batch as dsdb's default.
 BATCH = 10_000
-#: dsdb_plan.archive.format.COMPRESS_LEVEL, so the backup baseline compresses as hard.
-GZIP_LEVEL = 6
 
 
 def _select(table: str) -> str:
@@ -102,12 +100,13 @@ def _csv_value(value: Any) -> Any:
     return "\\x" + value.hex() if isinstance(value, bytes) else value
 
 
-def backup_csv(source: str, folder: str) -> None:
-    """Each table to a gzip'd CSV file with the csv module (binary as PostgreSQL hex)."""
+def backup_csv(source: str, folder: str, level: int) -> None:
+    """Each table to a gzip'd CSV file with the csv module (binary as PostgreSQL hex), at
+    dsdb's gzip level (given by the caller, so this process need not import dsdb)."""
     Path(folder).mkdir(parents=True, exist_ok=True)
     for table in TABLES:
         path = Path(folder) / f"{table}.csv.gz"
-        with gzip.open(path, "wt", compresslevel=GZIP_LEVEL, newline="") as handle:
+        with gzip.open(path, "wt", compresslevel=level, newline="") as handle:
             writer = csv.writer(handle)
             for row in _sqlite_rows(source, table):
                 writer.writerow([_csv_value(value) for value in row])

@@ -1,9 +1,17 @@
-"""Run one command in a child process: wall time end to end and the child's peak RSS."""
+"""Run one command in a child process: wall time end to end and the child's peak RSS.
+
+The command is started by a small helper process (this file run as a script), not by the
+harness itself: Linux counts the memory of the process a child was forked from in the
+child's peak RSS, so children of the harness (which holds the drivers and dsdb's modules)
+would never report less than the harness. The helper is a fresh interpreter of about 10 MB.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -29,20 +37,35 @@ class Measurement:
 def measure(
     command: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> Measurement:
-    """Run `command`; `os.wait4` gives the child's own peak RSS (ru_maxrss, KiB on Linux)."""
-    with tempfile.TemporaryFile(mode="w+") as output:
-        started = time.perf_counter()
-        child = subprocess.Popen(
-            command,
+    """Run `command` through the helper; its wall time and peak RSS (ru_maxrss)."""
+    with tempfile.NamedTemporaryFile(mode="w+") as output:
+        helper = subprocess.run(
+            [sys.executable, __file__, output.name, *command],
             cwd=cwd,
             env={**os.environ, "NO_COLOR": "1", **(env or {})},
             stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        output.seek(0)
+        text = output.read()
+    result = json.loads(helper.stdout)
+    return Measurement(result["seconds"], result["maxrss_kib"] / 1024, result["returncode"], text)
+
+
+def _helper(output: str, command: list[str]) -> None:
+    with open(output, "w") as sink:
+        started = time.perf_counter()
+        child = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT
         )
         _, status, usage = os.wait4(child.pid, 0)
         seconds = time.perf_counter() - started
         child.returncode = os.waitstatus_to_exitcode(status)
-        output.seek(0)
-        text = output.read()
-    return Measurement(seconds, usage.ru_maxrss / 1024, child.returncode, text)
+    result = {"seconds": seconds, "maxrss_kib": usage.ru_maxrss, "returncode": child.returncode}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    _helper(sys.argv[1], sys.argv[2:])

@@ -14,6 +14,7 @@ from pathlib import Path
 from benchmarks import data, dsdb_runner
 from benchmarks.measure import Measurement, measure
 from benchmarks.servers import Scratch, count_rows, mariadb_url, postgres_conninfo, postgres_url
+from dsdb_plan.archive.format import COMPRESS_LEVEL
 
 #: Paths in the order they run; `restore` reads what `backup` wrote.
 PATHS = ("sqlite-sqlite", "sqlite-postgres", "postgres-mariadb", "backup", "restore", "plan")
@@ -290,7 +291,8 @@ class Suite:
         elif name == "postgres-mariadb":
             call, args = "postgres_to_mariadb", {"source": self.pg_source, "target": target}
         elif name == "backup":
-            call, args = "backup_csv", {"source": str(self.source), "folder": target}
+            call = "backup_csv"
+            args = {"source": str(self.source), "folder": target, "level": COMPRESS_LEVEL}
         else:
             folder = str(self.folder / "baseline")
             call, args = "restore_csv", {"folder": folder, "target": target}
