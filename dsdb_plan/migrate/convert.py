@@ -32,8 +32,8 @@ _PASS: dict[str, tuple[str, ...]] = {
 }
 #: More, per target family, where `values` keeps the value as it is: PostgreSQL and
 #: MySQL/MariaDB take booleans, dates and (JSON, UUID) text as they are; PostgreSQL also
-#: decimals. Floats and decimals are left out for MySQL/MariaDB, which cannot store NaN or
-#: infinities and must be told by `values`; SQLite stores booleans as 0/1 and dates as text.
+#: decimals. MySQL/MariaDB cannot store NaN or infinities, so floats and decimals pass
+#: there only when finite (`_passing`); SQLite stores booleans as 0/1 and dates as text.
 _PASS_INTO: dict[str, dict[str, tuple[str, ...]]] = {
     "postgresql": {
         "boolean": ("bool",),
@@ -90,6 +90,11 @@ def _passing(value: str, column: ColumnSchema, target: str) -> list[str]:
     if family != "mysql":
         names = names + extra.get(column.type, ())
     tests = [f"{value}.__class__ is {name}" for name in names]
+    if family == "mysql" and column.type in ("float", "double"):
+        # Finite floats pass (x - x is nan for nan and the infinities), as `values` has them.
+        tests.append(f"({value}.__class__ is float and {value} - {value} == 0.0)")
+    if family == "mysql" and column.type == "decimal":
+        tests.append(f"({value}.__class__ is Decimal and {value}.is_finite())")
     # Timestamps already zoned as the column wants them: PostgreSQL keeps aware values in
     # zone-aware columns and naive ones elsewhere; MySQL/MariaDB keep naive ones.
     if column.type == "datetime" and family in ("postgresql", "mysql"):
