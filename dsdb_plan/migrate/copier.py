@@ -86,6 +86,7 @@ def copy_table(
     resume: Mapping[str, Any] | None = None,
     on_checkpoint: Callable[[Checkpoint], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    on_source_rows: Callable[[Sequence[Sequence[Any]]], None] | None = None,
 ) -> CopyResult:
     """Copy `selection` into its target table (which `target.ensure_target` made ready).
 
@@ -93,7 +94,9 @@ def copy_table(
     and cursor; any other checkpoint is ignored and the copy starts over (always safe).
     Checkpoints are JSON-ready dicts: ``table``, ``target``, ``mode``, ``cursor``, ``phase``,
     ``last_key`` (encoded source values), ``rows``, ``high_water`` and ``since``.
-    `progress(rows_so_far)` is called after each committed batch. Uses one source and one
+    `progress(rows_so_far)` is called after each committed batch, `on_source_rows(rows)` with
+    each batch of source rows as read (raw driver values, copied columns only; not on the
+    SQLite-to-SQLite path, which never brings rows into Python). Uses one source and one
     target connection.
     """
     _check(selection, mode, cursor_column, batch_size)
@@ -105,6 +108,7 @@ def copy_table(
         since=since,
         on_checkpoint=on_checkpoint,
         progress=progress,
+        on_source_rows=on_source_rows,
     )
     job.resume_from(resume)
     with source_engine.connect() as src, target_engine.connect() as dst, _session(dst):
@@ -150,6 +154,7 @@ class _Job:
     since: Any
     on_checkpoint: Callable[[Checkpoint], None] | None
     progress: Callable[[int], None] | None
+    on_source_rows: Callable[[Sequence[Sequence[Any]]], None] | None = None
     phase: str = "load"
     last_key: tuple[Any, ...] | None = None
     rows: int = 0
@@ -261,7 +266,10 @@ def _load(
     width = len(selection.columns)
     query = _read_query(src, job, names)
     for rows in _source_batches(src, query, job.batch_size):
-        batch = [convert(row[:width] if cursor_at is not None else row) for row in rows]
+        copied = [row[:width] for row in rows] if cursor_at is not None else rows
+        if job.on_source_rows is not None:
+            job.on_source_rows(copied)
+        batch = [convert(row) for row in copied]
         first.write(batch)
         first = writer
         dst.commit()

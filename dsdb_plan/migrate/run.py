@@ -27,7 +27,7 @@ from dsdb_plan.migrate.target import (
     finish_target,
     inspect_target,
 )
-from dsdb_plan.migrate.verify import verify_table
+from dsdb_plan.migrate.verify import SubsetDigest, verify_table
 
 EXACT_MODES = ("replace", "mirror")
 
@@ -200,6 +200,10 @@ def _copy_one(
     selection = run.selection
     check = inspect_target(target, selection, schema_changes=schema_changes)
     ensure_target(target, selection, check, known_tables=known)
+    # A full, fresh read of the subset digests the source rows as they stream by, so
+    # verification reads only the target back.
+    digest = SubsetDigest(selection.schema, selection.columns)
+    whole_read = resume is None and run.cursor is None
     result = copy_table(
         source,
         target,
@@ -211,15 +215,25 @@ def _copy_one(
         resume=resume,
         on_checkpoint=on_checkpoint,
         progress=progress,
+        on_source_rows=digest.add if whole_read else None,
     )
     finish_target(target, selection, known_tables=known)
+    # Rows copied without passing through Python (SQLite to SQLite) left the digest short.
+    seen = digest.result() if whole_read and digest.rows == result.rows_copied else None
     with source.connect() as source_conn, target.connect() as target_conn:
         # Comparing whole tables is cheaper than looking rows up by key, and usually holds:
         # a target with no rows besides the subset. Only when it does not, look up by key.
-        verdict = verify_table(source_conn, selection, target_conn, selection.target, exact=True)
+        verdict = verify_table(
+            source_conn, selection, target_conn, selection.target, exact=True, source=seen
+        )
         if not verdict.ok and not run.exact:
             verdict = verify_table(
-                source_conn, selection, target_conn, selection.target, exact=False
+                source_conn,
+                selection,
+                target_conn,
+                selection.target,
+                exact=False,
+                source=verdict.source,
             )
     if not verdict.ok:
         raise DsdbError(

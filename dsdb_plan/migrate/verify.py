@@ -60,7 +60,7 @@ class VerifyResult:
 
 def subset_digest(conn: sa.Connection, selection: TableSelection) -> TableFingerprint:
     """The portable fingerprint of the source rows `selection` copies (its columns, in order)."""
-    digest = _Digest(selection.schema, selection.columns)
+    digest = SubsetDigest(selection.schema, selection.columns)
     for chunk in _chunks(conn, select_subset(selection)):
         digest.add(chunk)
     return digest.result()
@@ -73,20 +73,23 @@ def verify_table(
     target_table: str,
     *,
     exact: bool,
+    source: TableFingerprint | None = None,
 ) -> VerifyResult:
     """Compare `target_table` with the source subset of `selection`, column by column name.
 
     exact=True (replace, mirror): the whole target table must equal the subset.
     exact=False (append, upsert): only the target rows whose key is in the subset are
     compared, so rows the target holds besides them are ignored. Without a key, exact.
+    `source` is the subset's digest when the caller already has it (taken while copying).
     """
-    source = subset_digest(source_conn, selection)
+    if source is None:
+        source = subset_digest(source_conn, selection)
     missing = _missing_target(target_conn, target_table, selection.columns)
     if missing:
         return VerifyResult(False, source, TableFingerprint(0, PREFIX), missing)
     target = sa.table(target_table, *(sa.column(name) for name in selection.columns))
     if exact or not selection.key:
-        digest = _Digest(selection.schema, selection.columns)
+        digest = SubsetDigest(selection.schema, selection.columns)
         for chunk in _chunks(target_conn, sa.select(*target.c)):
             digest.add(chunk)
         return _result(source, digest.result(), target_table, None)
@@ -159,7 +162,7 @@ def _keyed_digest(
     keys = sa.select(*(selection.source.c[name] for name in selection.key))
     if selection.where is not None:
         keys = keys.where(selection.where)
-    digest = _Digest(selection.schema, selection.columns)
+    digest = SubsetDigest(selection.schema, selection.columns)
     for chunk in _chunks(source_conn, keys, _KEY_BATCH):
         values = [convert(row) for row in chunk]
         if len(selection.key) == 1:
@@ -171,8 +174,8 @@ def _keyed_digest(
     return digest.result()
 
 
-class _Digest:
-    """The running count and sum of row hashes."""
+class SubsetDigest:
+    """The running count and sum of portable row hashes; feed it rows with `add`."""
 
     def __init__(self, schema: TableSchema, columns: Sequence[str]) -> None:
         self.tokens = [_tokenizer(schema.column(name)) for name in columns]
