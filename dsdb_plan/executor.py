@@ -129,7 +129,9 @@ def execute(
 def _run(action: Action, ctx: ApplyContext, user: str) -> ActionResult:
     started_at, started = utc_now(), time.monotonic()
     try:
-        outcome = kind_of(action.kind).apply(ctx, action)
+        kind = kind_of(action.kind)
+        removed = action.details.get("removed")
+        outcome = kind.apply_removed(ctx, action) if removed else kind.apply(ctx, action)
         _record(ctx.store, action, outcome)
         status, message = "ok", outcome.message
     except DsdbError as error:

@@ -312,3 +312,23 @@ def test_target_and_exclude_read_only_what_they_select(capsys, project: Path) ->
         capsys, "apply", project, "--auto-approve", "--exclude", "backup.down-nightly"
     )
     assert applied.code == 0, applied.text
+
+
+def test_removing_resources_forgets_restores_and_deletes_backups_with_consent(
+    capsys, project: Path
+) -> None:
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    backups = project.parent / "backups/nightly"
+    (backup_id,) = [p.name for p in backups.iterdir()]
+    project.write_text(MANIFEST.split("backups:")[0])
+    plan = run_cli(capsys, "plan", project)
+    assert (
+        f"- backup.nightly (destroy)\n      removed from the manifest\n      delete its 1 backup: {backup_id}"
+        in plan.out
+    )
+    assert "the record is forgotten; restored data stays" in plan.out
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 1
+    assert run_cli(capsys, "apply", project, "--auto-approve", "--allow-destroy").code == 0
+    assert list(backups.iterdir()) == []
+    assert run_cli(capsys, "state", "list", project).out == ""
+    assert table_names(sqlite_url(project.parent / "data/scratch.db")) == ["airlines", "flights"]

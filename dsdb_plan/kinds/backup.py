@@ -154,6 +154,12 @@ class BackupKind:
 
     # -- apply ----------------------------------------------------------------------------
 
+    def apply_removed(self, ctx: ApplyContext, action: Action) -> Outcome:
+        record = ctx.record(action.address)
+        doomed = set(action.details["prune"])
+        freed = _delete(record.artifacts if record else [], doomed)
+        return Outcome(None, bytes=freed, message=f"deleted {counted(len(doomed), 'backup')}")
+
     def apply(self, ctx: ApplyContext, action: Action) -> Outcome:
         record = ctx.record(action.address)
         if "prune" in action.details:
@@ -221,21 +227,24 @@ class BackupKind:
         )
 
     def _apply_prune(self, action: Action, record: ResourceRecord | None) -> Outcome:
-        doomed = set(action.details["prune"])
-        artifacts = record.artifacts if record else []
-        freed = 0
-        for artifact in artifacts:
-            if artifact["id"] in doomed and Path(artifact["path"]).is_dir():
-                freed += artifact.get("total_bytes", 0)
-                shutil.rmtree(artifact["path"])
-        if action.details.get("removed"):
-            return Outcome(None, bytes=freed, message=f"deleted {len(doomed)} backups")
         assert record is not None
-        kept = [a for a in artifacts if a["id"] not in doomed]
+        doomed = set(action.details["prune"])
+        freed = _delete(record.artifacts, doomed)
+        kept = [a for a in record.artifacts if a["id"] not in doomed]
         return Outcome(
             make_record(
                 record.address, KIND, record.spec, fingerprints=record.fingerprints, artifacts=kept
             ),
             bytes=freed,
-            message=f"pruned {len(doomed)} backups",
+            message=f"pruned {counted(len(doomed), 'backup')}",
         )
+
+
+def _delete(artifacts: list[dict[str, Any]], doomed: set[str]) -> int:
+    """Delete the backup folders of `doomed` ids; return the bytes freed."""
+    freed = 0
+    for artifact in artifacts:
+        if artifact["id"] in doomed and Path(artifact["path"]).is_dir():
+            freed += artifact.get("total_bytes", 0)
+            shutil.rmtree(artifact["path"])
+    return freed

@@ -106,9 +106,30 @@ class Kind(Protocol):
         self, ctx: PlanContext, address: str, spec: Any, record: ResourceRecord | None
     ) -> list[Action]: ...
 
-    def plan_removed(self, ctx: PlanContext, record: ResourceRecord) -> list[Action]: ...
+    def plan_removed(self, ctx: PlanContext, record: ResourceRecord) -> list[Action]:
+        """Actions for a recorded resource no longer in the manifest."""
+        ...
 
-    def apply(self, ctx: ApplyContext, action: Action) -> Outcome: ...
+    def apply(self, ctx: ApplyContext, action: Action) -> Outcome:
+        """Apply an action on a resource declared in the manifest."""
+        ...
+
+    def apply_removed(self, ctx: ApplyContext, action: Action) -> Outcome:
+        """Apply the action `plan_removed` planned."""
+        ...
+
+
+class ForgettingKind:
+    """A kind whose removal from the manifest only forgets its record: the data it moved
+    stays where it is (`left_behind` says what, in the plan)."""
+
+    left_behind = "its data stays"
+
+    def plan_removed(self, ctx: PlanContext, record: ResourceRecord) -> list[Action]:
+        return [removed_action(record, f"the record is forgotten; {self.left_behind}")]
+
+    def apply_removed(self, ctx: ApplyContext, action: Action) -> Outcome:
+        return Outcome(None, message="forgotten")
 
 
 def spec_document(manifest: Manifest, spec: Any, connections: list[str]) -> dict[str, Any]:

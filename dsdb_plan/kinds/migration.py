@@ -25,12 +25,12 @@ from dsdb_plan.fingerprint import (
 )
 from dsdb_plan.kinds.base import (
     ApplyContext,
+    ForgettingKind,
     Outcome,
     PlanContext,
     digest,
     make_record,
     refuse_if_protected,
-    removed_action,
     spec_document,
 )
 from dsdb_plan.migrate.run import TableRun, run_migration
@@ -113,7 +113,9 @@ def verify_migration(
         yield TableVerdict(address, selection.name, f"{spec.target}.{selection.target}", result)
 
 
-class MigrationKind:
+class MigrationKind(ForgettingKind):
+    left_behind = "copied data stays"
+
     def plan(
         self, ctx: PlanContext, address: str, spec: Migration, record: ResourceRecord | None
     ) -> list[Action]:
@@ -283,14 +285,9 @@ class MigrationKind:
         )
         return [f"target {line} outside dsdb" for line in describe_changes(written, live)]
 
-    def plan_removed(self, ctx: PlanContext, record: ResourceRecord) -> list[Action]:
-        return [removed_action(record, "the record is forgotten; copied data stays")]
-
     # -- apply ----------------------------------------------------------------------------
 
     def apply(self, ctx: ApplyContext, action: Action) -> Outcome:
-        if action.details.get("removed"):
-            return Outcome(None, message="forgotten")
         spec: Migration = ctx.manifest.migrations[action.address.split(".", 1)[1]]
         document = action.details["spec"]
         source = ctx.workspace.reach(spec.source)

@@ -18,11 +18,11 @@ from dsdb_plan.errors import BackupError, PlanError
 from dsdb_plan.fingerprint import Fingerprint, describe_changes, fingerprint_database
 from dsdb_plan.kinds.base import (
     ApplyContext,
+    ForgettingKind,
     Outcome,
     PlanContext,
     make_record,
     refuse_if_protected,
-    removed_action,
     spec_document,
 )
 from dsdb_plan.models import Restore
@@ -40,7 +40,9 @@ def _latest_artifact(record: ResourceRecord | None, backup_id: str | None) -> di
     return next((a for a in artifacts if a["id"] == backup_id), None)
 
 
-class RestoreKind:
+class RestoreKind(ForgettingKind):
+    left_behind = "restored data stays"
+
     def plan(
         self, ctx: PlanContext, address: str, spec: Restore, record: ResourceRecord | None
     ) -> list[Action]:
@@ -160,14 +162,9 @@ class RestoreKind:
             "tables": [f["table"] for f in artifact.get("files", [])],
         }
 
-    def plan_removed(self, ctx: PlanContext, record: ResourceRecord) -> list[Action]:
-        return [removed_action(record, "the record is forgotten; restored data stays")]
-
     # -- apply ----------------------------------------------------------------------------
 
     def apply(self, ctx: ApplyContext, action: Action) -> Outcome:
-        if action.details.get("removed"):
-            return Outcome(None, message="forgotten")
         spec: Restore = ctx.manifest.restores[action.address.split(".", 1)[1]]
         backup_id, path = self._resolve_source(ctx, spec)
         checkpoint = ctx.checkpoint(action.address)

@@ -17,11 +17,11 @@ from dsdb_plan.databases import database_exists, drop_database, present_tables
 from dsdb_plan.dbschema import drop_tables
 from dsdb_plan.kinds.base import (
     ApplyContext,
+    ForgettingKind,
     Outcome,
     PlanContext,
     make_record,
     refuse_if_protected,
-    removed_action,
     spec_document,
 )
 from dsdb_plan.models import Teardown
@@ -31,7 +31,9 @@ from dsdb_plan.state import ResourceRecord
 KIND = "teardown"
 
 
-class TeardownKind:
+class TeardownKind(ForgettingKind):
+    left_behind = "nothing is dropped"
+
     def plan(
         self, ctx: PlanContext, address: str, spec: Teardown, record: ResourceRecord | None
     ) -> list[Action]:
@@ -98,12 +100,7 @@ class TeardownKind:
             )
         ]
 
-    def plan_removed(self, ctx: PlanContext, record: ResourceRecord) -> list[Action]:
-        return [removed_action(record, "the record is forgotten; nothing is dropped")]
-
     def apply(self, ctx: ApplyContext, action: Action) -> Outcome:
-        if action.details.get("removed"):
-            return Outcome(None, message="forgotten")
         spec: Teardown = ctx.manifest.teardowns[action.address.split(".", 1)[1]]
         connection = ctx.manifest.connections[spec.connection]
         engine = ctx.workspace.reach(spec.connection)
