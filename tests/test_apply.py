@@ -322,10 +322,8 @@ def test_removing_resources_forgets_restores_and_deletes_backups_with_consent(
     (backup_id,) = [p.name for p in backups.iterdir()]
     project.write_text(MANIFEST.split("backups:")[0])
     plan = run_cli(capsys, "plan", project)
-    assert (
-        f"- backup.nightly (destroy)\n      removed from the manifest\n      delete its 1 backup: {backup_id}"
-        in plan.out
-    )
+    removed = "- backup.nightly (destroy)\n      removed from the manifest\n      delete its"
+    assert f"{removed} 1 backup: {backup_id}" in plan.out
     assert "the record is forgotten; restored data stays" in plan.out
     assert run_cli(capsys, "apply", project, "--auto-approve").code == 1
     assert run_cli(capsys, "apply", project, "--auto-approve", "--allow-destroy").code == 0
