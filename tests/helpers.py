@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from dsdb_plan.cli import main
+from dsdb_plan.dbschema import TableSchema, create_tables
+from dsdb_plan.values import row_converter
 
 
 @dataclass(frozen=True)
@@ -124,3 +126,22 @@ def _columns(engine: sa.Engine, table: str) -> list[sa.ColumnClause[Any]]:
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
+
+
+def database(request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> sa.Engine:
+    """An empty database of `kind`: a SQLite file, or the test server's scratch database."""
+    if kind == "sqlite":
+        return sa.create_engine(f"sqlite:///{tmp_path / 'source.db'}")
+    server = request.getfixturevalue("postgres_db" if kind == "postgresql" else "mariadb_db")
+    return server.engine()  # type: ignore[no-any-return]
+
+
+def fill(engine: sa.Engine, schema: TableSchema, rows: Sequence[Sequence[Any]]) -> None:
+    """Create `schema` and insert typed Python `rows` as each database stores them."""
+    create_tables(engine, [schema])
+    convert = row_converter(schema, "python", engine.dialect.name)
+    table = sa.table(schema.name, *(sa.column(name) for name in schema.column_names))
+    with engine.begin() as conn:
+        for row in rows:
+            values = dict(zip(schema.column_names, convert(row), strict=True))
+            conn.execute(sa.insert(table).values(values))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from dsdb_plan.dbschema import ColumnSchema, TableSchema, create_tables
+from dsdb_plan.dbschema import ColumnSchema, TableSchema
 from dsdb_plan.errors import PlanError
 from dsdb_plan.migrate.filters import compile_where
 from dsdb_plan.migrate.subset import select_subset, select_tables
 from dsdb_plan.models import MigrationTable
-from dsdb_plan.values import row_converter
+from tests.helpers import database, fill
 
 HOSTILE = "x'; DROP TABLE items; --"
 ITEMS = TableSchema(
@@ -39,25 +39,6 @@ ROWS = [
     (4, HOSTILE, 7, None, None, dt.datetime(2024, 1, 2, 9, 30, 0, 500), True),
     (5, None, 3, Decimal("10.00"), dt.date(2024, 3, 1), None, False),
 ]
-
-
-def database(request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> sa.Engine:
-    """An empty database of `kind`: a SQLite file, or the test server's scratch database."""
-    if kind == "sqlite":
-        return sa.create_engine(f"sqlite:///{tmp_path / 'source.db'}")
-    server = request.getfixturevalue("postgres_db" if kind == "postgresql" else "mariadb_db")
-    return server.engine()  # type: ignore[no-any-return]
-
-
-def fill(engine: sa.Engine, schema: TableSchema, rows: Sequence[Sequence[Any]]) -> None:
-    """Create `schema` and insert typed Python `rows` as each database stores them."""
-    create_tables(engine, [schema])
-    convert = row_converter(schema, "python", engine.dialect.name)
-    table = sa.table(schema.name, *(sa.column(name) for name in schema.column_names))
-    with engine.begin() as conn:
-        for row in rows:
-            values = dict(zip(schema.column_names, convert(row), strict=True))
-            conn.execute(sa.insert(table).values(values))
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])

@@ -30,7 +30,7 @@ from dsdb_plan.migrate.subset import (
 )
 from dsdb_plan.models import MigrationTable
 from dsdb_plan.values import row_converter
-from tests.test_filters import database, fill
+from tests.helpers import database, fill
 
 KINDS = ["sqlite", "postgresql", "mariadb"]
 

@@ -16,7 +16,7 @@ from dsdb_plan.migrate.subset import TableSelection, select_subset, select_table
 from dsdb_plan.migrate.verify import PREFIX, subset_digest, verify_table
 from dsdb_plan.models import MigrationTable
 from dsdb_plan.values import row_converter
-from tests.test_filters import database
+from tests.helpers import database
 
 AWKWARD = """
 CREATE TABLE awkward (
