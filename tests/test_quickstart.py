@@ -32,6 +32,9 @@ def test_quickstart_plans_applies_and_then_has_nothing_to_do(
 
     applied = run_cli(capsys, "apply", "--auto-approve")
     assert applied.code == 0, applied.text
+    # Without a terminal, progress is plain lines per table, ending with the table's total.
+    assert "migration.ua-winter-to-staging flights: 206 of 206 rows" in applied.err
+    assert "\x1b" not in applied.text and "\r" not in applied.text
     for table in ("airlines", "airports", "flights"):
         assert table_rows(sqlite_url(work / "data/scratch.db"), table) == table_rows(
             sqlite_url(work / "data/flights.db"), table

@@ -146,3 +146,17 @@ def test_ctrl_c_stops_at_once_and_the_next_apply_resumes(capsys, project: Path) 
     result = run_cli(capsys, "apply", project, "--auto-approve")
     assert result.code == 0, result.text
     assert_scratch_equals_local(project)
+
+
+def test_lock_timeout_waits_for_the_holder_then_gives_up(capsys, project: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(project.parent)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        result = run_cli(capsys, "apply", project, "--auto-approve", "--lock-timeout", "0.5")
+        assert result.code == 1
+        assert "waited 0.5s" in result.err and "alice" in result.err
+    finally:
+        holder.kill()
+        holder.wait()
