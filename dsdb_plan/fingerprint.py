@@ -33,11 +33,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
-from sqlalchemy.sql import visitors
 
 from dsdb_plan.errors import DsdbError
 
-Where = sa.ColumnElement[bool] | Callable[[sa.Table], sa.ColumnElement[bool]]
 """A row filter: a boolean clause, or a function building one from the reflected table."""
 
 _CHUNK_ROWS = 10_000
@@ -121,33 +119,6 @@ def fingerprint_database(
             table = sa.table(name, *(sa.column(col["name"]) for col in cols))
             result[name] = _fingerprint(conn, table, list(table.c), None)
     return Fingerprint(result, token)
-
-
-def fingerprint_table(
-    engine: sa.Engine,
-    table: str,
-    *,
-    columns: list[str] | None = None,
-    where: Where | None = None,
-) -> TableFingerprint:
-    """Fingerprint the rows of `table` that match `where`, over `columns` (None: all, in order).
-
-    `where` may be built against any Table with this table's column names (for example the
-    source's, when verifying a target): its columns are rebound to this table by name. The
-    checksum depends on the order of `columns`.
-    """
-    with _reading(engine) as conn:
-        _checked_names(sa.inspect(conn).get_table_names(), [table])
-        reflected = sa.Table(table, sa.MetaData(), autoload_with=conn, resolve_fks=False)
-        if columns is None:
-            selected = list(reflected.c)
-        else:
-            unknown = [name for name in columns if name not in reflected.c]
-            if unknown:
-                raise DsdbError(f"table {table} has no column {_names(unknown)}")
-            selected = [reflected.c[name] for name in columns]
-        clause = where(reflected) if callable(where) else where
-        return _fingerprint(conn, reflected, selected, _rebind(clause, reflected))
 
 
 def describe_changes(old: Fingerprint, new: Fingerprint) -> list[str]:
@@ -394,27 +365,6 @@ def _checked_names(existing: list[str], wanted: list[str] | None) -> list[str]:
         noun = "table" if len(unknown) == 1 else "tables"
         raise DsdbError(f"no {noun} {_names(unknown)} in the database")
     return sorted(set(wanted))
-
-
-def _rebind(where: sa.ColumnElement[bool] | None, table: sa.Table) -> sa.ColumnElement[bool] | None:
-    """`where` with every column reference pointing at `table`, matched by name.
-
-    A clause built against another Table object (another engine's reflection, or a renamed
-    source table) would otherwise add that table to FROM and multiply the rows.
-    """
-    if where is None:
-        return None
-
-    def replace(element: Any, **_: Any) -> Any:
-        if isinstance(element, sa.ColumnClause) and not element.is_literal:
-            if element.table is table:
-                return None
-            if element.name not in table.c:
-                raise DsdbError(f"where clause names column {element.name!r}, not in {table.name}")
-            return table.c[element.name]
-        return None
-
-    return visitors.replacement_traverse(where, {}, replace)
 
 
 def _required(data: Mapping[str, Any], key: str, kind: type) -> Any:

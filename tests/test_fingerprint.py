@@ -24,7 +24,6 @@ from dsdb_plan.fingerprint import (
     TableFingerprint,
     describe_changes,
     fingerprint_database,
-    fingerprint_table,
 )
 from tests.servers import ServerDatabase
 
@@ -179,13 +178,6 @@ def test_hostile_names(engine: sa.Engine) -> None:
 
     before = fingerprint_database(engine, [HOSTILE_TABLE])
     assert before.tables[HOSTILE_TABLE].rows == 2
-    subset = fingerprint_table(
-        engine,
-        HOSTILE_TABLE,
-        columns=["a b", "it's"],
-        where=table.c["select"] == "other",
-    )
-    assert subset.rows == 1
 
     run(engine, table.update().where(table.c["select"] == "other").values({"it's": "y"}))
 
@@ -194,50 +186,11 @@ def test_hostile_names(engine: sa.Engine) -> None:
     assert sa.inspect(engine).get_table_names() == [HOSTILE_TABLE]  # nothing got dropped
 
 
-def test_fingerprint_table_with_where_and_columns(engine: sa.Engine) -> None:
-    flights = make_table(engine, "flights", FLIGHTS)
-    ua_rows = [row for row in FLIGHTS if row["carrier"] == "UA"]
-    make_table(engine, "ua_only", ua_rows)
-    narrow_columns = (("id", sa.Integer()), ("carrier", sa.String(20)))
-    make_table(
-        engine,
-        "narrow",
-        [{"id": r["id"], "carrier": r["carrier"]} for r in FLIGHTS],
-        narrow_columns,
-    )
-
-    whole = fingerprint_table(engine, "flights")
-    assert whole == fingerprint_database(engine).tables["flights"]
-
-    # A subset equals a table holding exactly that subset, whichever way the filter is given.
-    ua = fingerprint_table(engine, "ua_only")
-    assert fingerprint_table(engine, "flights", where=flights.c.carrier == "UA") == ua
-    assert fingerprint_table(engine, "flights", where=lambda t: t.c.carrier == "UA") == ua
-    assert fingerprint_table(engine, "flights", where=sa.column("carrier") == "UA") == ua
-    # Built against another table of the same shape (as when verifying a renamed target).
-    assert fingerprint_table(engine, "ua_only", where=flights.c.id > 0) == ua
-
-    narrow = fingerprint_table(engine, "narrow")
-    assert fingerprint_table(engine, "flights", columns=["id", "carrier"]) == narrow
-
-    # Changing a column outside the subset leaves the subset's fingerprint alone.
-    run(engine, flights.update().where(flights.c.id == 1).values(delay=99.0))
-    assert fingerprint_table(engine, "flights", columns=["id", "carrier"]) == narrow
-    assert fingerprint_table(engine, "flights", where=flights.c.carrier == "UA") != ua
-    assert fingerprint_table(engine, "flights", where=flights.c.carrier == "DL").rows == 1
-
-
-def test_unknown_tables_and_columns_are_named(engine: sa.Engine) -> None:
+def test_unknown_tables_are_named(engine: sa.Engine) -> None:
     make_table(engine, "flights", FLIGHTS)
 
     with pytest.raises(DsdbError, match="no tables 'nope', 'zilch' in the database"):
         fingerprint_database(engine, ["flights", "zilch", "nope"])
-    with pytest.raises(DsdbError, match="no table 'nope'"):
-        fingerprint_table(engine, "nope")
-    with pytest.raises(DsdbError, match="table flights has no column 'wings'"):
-        fingerprint_table(engine, "flights", columns=["id", "wings"])
-    with pytest.raises(DsdbError, match="'wings', not in flights"):
-        fingerprint_table(engine, "flights", where=sa.column("wings") == 1)
 
 
 def test_selected_tables_only(engine: sa.Engine) -> None:

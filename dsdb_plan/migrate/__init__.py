@@ -10,7 +10,6 @@ from dsdb_plan.migrate.load import batch_writer as batch_writer
 from dsdb_plan.migrate.load import load_rows as load_rows
 from dsdb_plan.migrate.subset import TableSelection as TableSelection
 from dsdb_plan.migrate.subset import count_rows as count_rows
-from dsdb_plan.migrate.subset import estimate_rows as estimate_rows
 from dsdb_plan.migrate.subset import select_subset as select_subset
 from dsdb_plan.migrate.subset import select_tables as select_tables
 from dsdb_plan.migrate.target import TargetCheck as TargetCheck

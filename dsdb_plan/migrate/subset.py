@@ -28,7 +28,6 @@ import sqlalchemy as sa
 from dsdb_plan.dbschema import (
     ForeignKeySchema,
     TableSchema,
-    quote_identifier,
     reflect_tables,
     sort_tables,
 )
@@ -84,35 +83,6 @@ def count_rows(conn: sa.Connection, selection: TableSelection) -> int:
     if selection.where is not None:
         query = query.where(selection.where)
     return int(conn.execute(query).scalar_one())
-
-
-def estimate_rows(conn: sa.Connection, selection: TableSelection) -> int | None:
-    """The database's cheap row estimate for an unfiltered table; None when there is none.
-
-    From PostgreSQL's planner statistics (`pg_class.reltuples`, -1 before the first ANALYZE)
-    or MariaDB/MySQL's `information_schema.tables.table_rows` (InnoDB's estimate).
-    """
-    if selection.where is not None:
-        return None
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        estimate = conn.execute(
-            sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:name)"),
-            {"name": quote_identifier(conn.dialect, selection.name)},
-        ).scalar()
-    elif dialect in ("mysql", "mariadb"):
-        estimate = conn.execute(
-            sa.text(
-                "SELECT table_rows FROM information_schema.tables "
-                "WHERE table_schema = DATABASE() AND table_name = :name"
-            ),
-            {"name": selection.name},
-        ).scalar()
-    else:
-        return None
-    if estimate is None or estimate < 0:
-        return None
-    return int(estimate)
 
 
 def select_tables(
