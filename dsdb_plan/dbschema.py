@@ -449,7 +449,7 @@ def _portable_column(dialect: str, info: Mapping[str, Any], declared: str | None
     if dialect == "sqlite":
         shape = sqlite_portable_type(declared or "")
     else:
-        shape = _portable_from_sqlalchemy(info["type"])
+        shape = portable_type(info["type"])
     autoincrement = bool(info.get("autoincrement") is True or info.get("identity"))
     return ColumnSchema(
         name=name,
@@ -464,7 +464,7 @@ def _portable_column(dialect: str, info: Mapping[str, Any], declared: str | None
     )
 
 
-def _portable_from_sqlalchemy(type_: Any) -> ColumnSchema:
+def portable_type(type_: Any) -> ColumnSchema:
     """Map a reflected SQLAlchemy type (PostgreSQL, MySQL/MariaDB, others) to a portable one."""
     if isinstance(type_, mysql.TINYINT) and getattr(type_, "display_width", None) == 1:
         return ColumnSchema("", "boolean")  # MySQL's BOOL is TINYINT(1)

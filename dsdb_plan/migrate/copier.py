@@ -87,6 +87,7 @@ def copy_table(
     on_checkpoint: Callable[[Checkpoint], None] | None = None,
     progress: Callable[[int], None] | None = None,
     on_source_rows: Callable[[Sequence[Sequence[Any]]], None] | None = None,
+    on_source_snapshot: Callable[[sa.Connection], None] | None = None,
 ) -> CopyResult:
     """Copy `selection` into its target table (which `target.ensure_target` made ready).
 
@@ -96,8 +97,10 @@ def copy_table(
     ``last_key`` (encoded source values), ``rows``, ``high_water`` and ``since``.
     `progress(rows_so_far)` is called after each committed batch, `on_source_rows(rows)` with
     each batch of source rows as read (raw driver values, copied columns only; not on the
-    SQLite-to-SQLite path, which never brings rows into Python). Uses one source and one
-    target connection.
+    SQLite-to-SQLite path, which never brings rows into Python), and
+    `on_source_snapshot(connection)` on the source connection just before the rows are read,
+    in the same snapshot (REPEATABLE READ): what it reads there is what the copy reads. Uses
+    one source and one target connection.
     """
     _check(selection, mode, cursor_column, batch_size)
     job = _Job(
@@ -109,9 +112,12 @@ def copy_table(
         on_checkpoint=on_checkpoint,
         progress=progress,
         on_source_rows=on_source_rows,
+        on_source_snapshot=on_source_snapshot,
     )
     job.resume_from(resume)
     with source_engine.connect() as src, target_engine.connect() as dst, _session(dst):
+        if on_source_snapshot is not None and src.dialect.name != "sqlite":
+            src.execution_options(isolation_level="REPEATABLE READ")
         if mode == "replace":
             _replace(src, dst, job)
             return job.result()
@@ -155,6 +161,7 @@ class _Job:
     on_checkpoint: Callable[[Checkpoint], None] | None
     progress: Callable[[int], None] | None
     on_source_rows: Callable[[Sequence[Sequence[Any]]], None] | None = None
+    on_source_snapshot: Callable[[sa.Connection], None] | None = None
     phase: str = "load"
     last_key: tuple[Any, ...] | None = None
     rows: int = 0
@@ -265,6 +272,8 @@ def _load(
         cursor_at = names.index(job.cursor_column)
     width = len(selection.columns)
     query = _read_query(src, job, names)
+    if job.on_source_snapshot is not None:
+        job.on_source_snapshot(src)
     for rows in _source_batches(src, query, job.batch_size):
         copied = [row[:width] for row in rows] if cursor_at is not None else rows
         if job.on_source_rows is not None:

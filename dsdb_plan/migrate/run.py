@@ -19,7 +19,10 @@ import sqlalchemy as sa
 
 from dsdb_plan.archive.format import decode_value, encode_value
 from dsdb_plan.errors import DsdbError
+from dsdb_plan.fingerprint import TableFingerprint
 from dsdb_plan.migrate.copier import Mode, copy_table
+from dsdb_plan.migrate.digest import SubsetDigest
+from dsdb_plan.migrate.sql_digest import in_database
 from dsdb_plan.migrate.subset import TableSelection
 from dsdb_plan.migrate.target import (
     SchemaChanges,
@@ -27,7 +30,7 @@ from dsdb_plan.migrate.target import (
     finish_target,
     inspect_target,
 )
-from dsdb_plan.migrate.verify import SubsetDigest, verify_table
+from dsdb_plan.migrate.verify import verify_table
 
 EXACT_MODES = ("replace", "mirror")
 
@@ -200,10 +203,9 @@ def _copy_one(
     selection = run.selection
     check = inspect_target(target, selection, schema_changes=schema_changes)
     ensure_target(target, selection, check, known_tables=known)
-    # A full, fresh read of the subset digests the source rows as they stream by, so
-    # verification reads only the target back.
-    digest = SubsetDigest(selection.schema, selection.columns)
-    whole_read = resume is None and run.cursor is None
+    # A whole, fresh read of the subset digests what it copies, so verification reads only
+    # the target back.
+    copied = _CopiedDigest(selection) if resume is None and run.cursor is None else None
     result = copy_table(
         source,
         target,
@@ -215,11 +217,11 @@ def _copy_one(
         resume=resume,
         on_checkpoint=on_checkpoint,
         progress=progress,
-        on_source_rows=digest.add if whole_read else None,
+        on_source_rows=copied.add_rows if copied else None,
+        on_source_snapshot=copied.take_in_database if copied else None,
     )
     finish_target(target, selection, known_tables=known)
-    # Rows copied without passing through Python (SQLite to SQLite) left the digest short.
-    seen = digest.result() if whole_read and digest.rows == result.rows_copied else None
+    seen = copied.result(result.rows_copied) if copied else None
     with source.connect() as source_conn, target.connect() as target_conn:
         # Comparing whole tables is cheaper than looking rows up by key, and usually holds:
         # a target with no rows besides the subset. Only when it does not, look up by key.
@@ -242,3 +244,28 @@ def _copy_one(
     return TableOutcome(
         selection.name, selection.target, result.rows_copied, result.rows_deleted, result.high_water
     )
+
+
+class _CopiedDigest:
+    """The digest of the source rows a copy reads: taken by the source database, in the
+    snapshot the copy reads, where it can; else from the rows as they stream by."""
+
+    def __init__(self, selection: TableSelection) -> None:
+        self.selection = selection
+        self.digest = SubsetDigest(selection.schema, selection.columns)
+        self.in_database = False
+
+    def take_in_database(self, conn: sa.Connection) -> None:
+        selection = self.selection
+        summer = in_database(conn, selection.source, selection.columns, selection.schema)
+        if summer is not None:
+            self.digest.add_total(*summer(selection.where))
+            self.in_database = True
+
+    def add_rows(self, rows: Sequence[Sequence[Any]]) -> None:
+        if not self.in_database:
+            self.digest.add(rows)
+
+    def result(self, rows_copied: int) -> TableFingerprint | None:
+        # Rows copied without passing through Python (SQLite to SQLite) left it short.
+        return self.digest.result() if self.digest.rows == rows_copied else None

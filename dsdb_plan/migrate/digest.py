@@ -1,0 +1,242 @@
+"""The portable digest of a set of rows: equal for the same data in any database, any order.
+
+Every value is written as the canonical text of the Python value its portable type means
+(`values.canonical`, by the source column's type on both sides), in a form every target
+can hold faithfully and that PostgreSQL and MariaDB can also write themselves
+(`sql_digest.py`), so a digest is the same whichever side computed it:
+
+- integers in decimal; booleans as true/false;
+- numbers (floats and decimals) as `<digits>e<exponent>` with the digits stripped of leading
+  and trailing zeros: 1.50, 1.5 and 15e-1 are one value (a scale is not data); zero, -0.0
+  included, as 0; NaN and the infinities as nan, inf, -inf. A float is written with the
+  shortest digits that read back as the same double; a single-precision float is rounded
+  to single precision first, however the driver returned it;
+- datetimes in UTC, without zone: MariaDB stores an aware value as naive UTC and a naive
+  value in a zone-aware column means UTC (the convention `values.py` copies with); times
+  without a zone;
+- text as is, binary as lower-case hex, JSON parsed and written with sorted keys
+  (PostgreSQL's jsonb reorders keys), UUIDs in lower case.
+
+A value that does not parse as its type is written as `?` and its `repr`, so it only
+matches itself. A row is its values as `<length>:<text>` (NULL as `N`) one after another;
+its hash is the first 64 bits of the MD5 of that text in UTF-8, and the digest is the row
+count and the sum of the row hashes modulo 2**64: equal for equal multisets of rows.
+MD5 because both servers have it built in; it guards against accidents, not adversaries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import struct
+import uuid
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any
+
+from dsdb_plan.dbschema import ColumnSchema, TableSchema
+from dsdb_plan.fingerprint import TableFingerprint
+from dsdb_plan.values import canonical
+
+PREFIX = "portable2:"
+MODULUS = 2**64
+
+Token = Callable[[Any], str]
+
+
+class SubsetDigest:
+    """The running count and sum of portable row hashes; feed it rows with `add`."""
+
+    def __init__(self, schema: TableSchema, columns: Sequence[str]) -> None:
+        self.tokens = [tokenizer(schema.column(name)) for name in columns]
+        self.rows = 0
+        self.total = 0
+
+    def add(self, rows: Sequence[Sequence[Any]]) -> None:
+        tokens = self.tokens
+        md5 = hashlib.md5
+        total = self.total
+        for row in rows:
+            text = "".join(
+                "N" if value is None else _framed(token(value))
+                for token, value in zip(tokens, row, strict=True)
+            )
+            digest = md5(text.encode("utf-8", "surrogatepass")).digest()
+            total += int.from_bytes(digest[:8])
+        self.total = total % MODULUS
+        self.rows += len(rows)
+
+    def add_total(self, rows: int, total: int) -> None:
+        """Add rows digested elsewhere (in the database) as their count and hash sum."""
+        self.rows += rows
+        self.total = (self.total + total) % MODULUS
+
+    def result(self) -> TableFingerprint:
+        return TableFingerprint(self.rows, f"{PREFIX}{self.total:016x}")
+
+
+def _framed(text: str) -> str:
+    return f"{len(text)}:{text}"
+
+
+def tokenizer(column: ColumnSchema) -> Token:
+    """The canonical text of a non-null value of `column`.
+
+    Values already of the Python class the column's type means take a direct path; others
+    (SQLite's text dates, MySQL's 0/1 booleans, ...) are made that class first.
+    """
+    form = _FORMS[column.type]
+    fast = _FAST.get(column.type)
+
+    def slow(value: Any) -> str:
+        made = canonical(value, column)
+        text = form(made, column)
+        return text if text is not None else f"?{made!r}"
+
+    if column.type == "float":  # single precision: not the double the driver returned
+        return slow
+    if fast is None:
+        return slow
+    kind, write = fast
+
+    def token(value: Any) -> str:
+        return write(value) if type(value) is kind else slow(value)
+
+    return token
+
+
+def number_text(text: str) -> str:
+    """`<digits>e<exponent>` for the decimal number `text` (`-1.50`, `1.5e-07`, `1E+2`).
+
+    The same steps as the SQL in `sql_digest.py`, on the text each database writes.
+    """
+    negative = text.startswith("-")
+    mantissa, _, exponent = text.lstrip("-+").lower().partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    leading = (whole + fraction).lstrip("0")
+    digits = leading.rstrip("0")
+    if not digits:
+        return "0"
+    power = int(exponent or 0) - len(fraction) + len(leading) - len(digits)
+    return f"{'-' if negative else ''}{digits}e{power}"
+
+
+def _int(value: Any, column: ColumnSchema) -> str | None:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _bool(value: Any, column: ColumnSchema) -> str | None:
+    return ("true" if value else "false") if isinstance(value, bool) else None
+
+
+def _float_text(value: float) -> str:
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return number_text(repr(value))
+
+
+def _float(value: Any, column: ColumnSchema) -> str | None:
+    if not isinstance(value, float):
+        return None
+    if column.type == "float" and math.isfinite(value):
+        value = struct.unpack("f", struct.pack("f", value))[0]  # single precision, however read
+    return _float_text(value)
+
+
+def _decimal_text(value: Decimal) -> str:
+    if value.is_nan():
+        return "nan"
+    if value.is_infinite():
+        return "inf" if value > 0 else "-inf"
+    return number_text(str(value))
+
+
+def _decimal(value: Any, column: ColumnSchema) -> str | None:
+    return _decimal_text(value) if isinstance(value, Decimal) else None
+
+
+def _text(value: Any, column: ColumnSchema) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _binary(value: Any, column: ColumnSchema) -> str | None:
+    return bytes.hex(value) if isinstance(value, bytes) else None
+
+
+def _date(value: Any, column: ColumnSchema) -> str | None:
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value.isoformat()
+    return None
+
+
+def _time(value: Any, column: ColumnSchema) -> str | None:
+    if not isinstance(value, dt.time):
+        return None
+    # MySQL's TIME has no zone and values.py drops it on the way: compare without it.
+    return value.replace(tzinfo=None).isoformat(timespec="microseconds")
+
+
+def _datetime_text(value: dt.datetime) -> str:
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value.isoformat(timespec="microseconds")
+
+
+def _datetime(value: Any, column: ColumnSchema) -> str | None:
+    return _datetime_text(value) if isinstance(value, dt.datetime) else None
+
+
+def _json(value: Any, column: ColumnSchema) -> str | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return None
+    return json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def _uuid(value: Any, column: ColumnSchema) -> str | None:
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        return None
+
+
+_FORMS: dict[str, Callable[[Any, ColumnSchema], str | None]] = {
+    "smallint": _int,
+    "integer": _int,
+    "bigint": _int,
+    "boolean": _bool,
+    "float": _float,
+    "double": _float,
+    "decimal": _decimal,
+    "varchar": _text,
+    "text": _text,
+    "binary": _binary,
+    "date": _date,
+    "time": _time,
+    "datetime": _datetime,
+    "json": _json,
+    "uuid": _uuid,
+}
+
+# The Python class most values of a type arrive as, and their text without `canonical`:
+# the same text the slow path gives them, only sooner.
+_FAST: dict[str, tuple[type, Callable[[Any], str]]] = {
+    "smallint": (int, str),
+    "integer": (int, str),
+    "bigint": (int, str),
+    "boolean": (bool, lambda value: "true" if value else "false"),
+    "double": (float, _float_text),
+    "decimal": (Decimal, _decimal_text),
+    "varchar": (str, str),
+    "text": (str, str),
+    "binary": (bytes, bytes.hex),
+    "date": (dt.date, dt.date.isoformat),
+    "datetime": (dt.datetime, _datetime_text),
+}

@@ -1,0 +1,183 @@
+"""The portable digest: PostgreSQL and MariaDB compute exactly what Python computes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+import struct
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from dsdb_plan.dbschema import ColumnSchema, TableSchema
+from dsdb_plan.migrate.digest import PREFIX, SubsetDigest, number_text
+from dsdb_plan.migrate.sql_digest import in_database
+from tests.helpers import database, fill
+
+SERVERS = ["postgresql", "mariadb"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1.50", "15e-1"),
+        ("1.5", "15e-1"),
+        ("15e-1", "15e-1"),
+        ("100", "1e2"),
+        ("1E+2", "1e2"),
+        ("-0.000", "0"),
+        ("0", "0"),
+        ("-1.5e-07", "-15e-8"),
+        ("0.00000015", "15e-8"),
+        ("1e+300", "1e300"),
+        ("12345678901234.123456", "12345678901234123456e-6"),
+    ],
+)
+def test_number_text_is_one_form_per_number(text: str, expected: str) -> None:
+    assert number_text(text) == expected
+
+
+def _floats() -> list[float]:
+    """Doubles of every magnitude, with the ones PostgreSQL writes with more digits than
+    needed (a shorter decimal exactly halfway between two doubles) and the extremes."""
+    rng = random.Random(20261127)
+    values = [rng.random() * 10 ** rng.randint(-300, 300) * rng.choice((1, -1)) for _ in range(400)]
+    values += [struct.unpack("d", rng.randbytes(8))[0] for _ in range(400)]
+    values += [float(rng.randrange(2**53, 10**17)) for _ in range(400)]
+    values += [5.9996735811599744e16, 1.9282434929841e17, 2.0**54, -(2.0**60), 2.0**1000]
+    values += [0.0, -0.0, 5e-324, 1.7976931348623157e308, -2.2250738585072014e-308, 0.1 + 0.2]
+    return [value for value in values if math.isfinite(value)]
+
+
+def _single(value: float) -> float:
+    return struct.unpack("f", struct.pack("f", value))[0]  # type: ignore[no-any-return]
+
+
+MIXED = TableSchema(
+    "mixed",
+    (
+        ColumnSchema("id", "bigint", nullable=False),
+        ColumnSchema("small", "smallint"),
+        ColumnSchema("flag", "boolean"),
+        ColumnSchema("d", "double"),
+        ColumnSchema("r", "float"),
+        ColumnSchema("amount", "decimal", precision=30, scale=10),
+        ColumnSchema("name", "varchar", length=100),
+        ColumnSchema("body", "text"),
+        ColumnSchema("blob", "binary"),
+        ColumnSchema("day", "date"),
+        ColumnSchema("at", "datetime"),
+        ColumnSchema("atz", "datetime", timezone=True),
+        ColumnSchema("tm", "time"),
+    ),
+    primary_key=("id",),
+)
+
+
+def _mixed_rows() -> list[tuple[Any, ...]]:
+    rng = random.Random(7)
+    texts = ["", "None", "N", "1:x", "naïve 'quoted' \"text\"; ✈ 🎉", "  trailing  ", "x'; --"]
+    rows = []
+    for i, value in enumerate(_floats()):
+        rows.append(
+            (
+                i,
+                rng.choice([None, -32768, 0, 32767]),
+                rng.choice([None, True, False]),
+                value,
+                _single(value) if 1e-30 < abs(value) < 1e30 else rng.choice([None, 0.5]),
+                Decimal(rng.randrange(-(10**19), 10**19)).scaleb(-rng.randrange(0, 11)),
+                rng.choice(texts),
+                None if i % 7 == 0 else rng.choice(texts) * rng.randrange(1, 4),
+                rng.choice([None, b"", b"\x00\xff", rng.randbytes(20)]),
+                rng.choice([None, dt.date(1, 1, 1), dt.date(2000, 2, 29), dt.date(9999, 12, 31)]),
+                dt.datetime(2024, 1, 2, 3, 4, 5, rng.randrange(10**6)),
+                dt.datetime(2024, 6, 30, 23, 59, 59, 500000, dt.timezone(dt.timedelta(hours=-5))),
+                rng.choice([None, dt.time(0, 0), dt.time(23, 59, 59, 999999)]),
+            )
+        )
+    return rows
+
+
+def _python_digest(schema: TableSchema, rows: list[tuple[Any, ...]]) -> Any:
+    digest = SubsetDigest(schema, schema.column_names)
+    digest.add(rows)
+    return digest.result()
+
+
+def _database_digest(engine: sa.Engine, schema: TableSchema, where: Any = None) -> Any:
+    table = sa.table(schema.name, *(sa.column(name) for name in schema.column_names))
+    with engine.connect() as conn:
+        summer = in_database(conn, table, schema.column_names, schema)
+        assert summer is not None, "every column of this table has an SQL form"
+        digest = SubsetDigest(schema, schema.column_names)
+        digest.add_total(*summer(where(table) if where else None))
+    return digest.result()
+
+
+@pytest.mark.parametrize("kind", SERVERS)
+def test_database_digest_equals_the_python_digest_of_the_same_values(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str
+) -> None:
+    engine = database(request, tmp_path, kind)
+    rows = _mixed_rows()
+    fill(engine, MIXED, rows)
+    python = _python_digest(MIXED, rows)
+    assert python.rows == len(rows) and python.checksum.startswith(PREFIX)
+    assert _database_digest(engine, MIXED) == python
+    # A filter is applied in the database too.
+    expected = _python_digest(MIXED, [row for row in rows if row[0] % 3 == 0])
+    assert _database_digest(engine, MIXED, lambda t: t.c.id % 3 == 0) == expected
+
+
+@pytest.mark.parametrize("kind", SERVERS)
+def test_database_digest_sees_a_one_ulp_change(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str
+) -> None:
+    engine = database(request, tmp_path, kind)
+    rows = _mixed_rows()[:50]
+    fill(engine, MIXED, rows)
+    before = _database_digest(engine, MIXED)
+    table = sa.table("mixed", sa.column("id"), sa.column("d"))
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(table).where(table.c.id == 10).values(d=math.nextafter(rows[10][3], 1))
+        )
+    after = _database_digest(engine, MIXED)
+    assert after.rows == before.rows and after != before
+
+
+def test_postgresql_digests_uuids_and_leaves_json_to_python(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    engine = database(request, tmp_path, "postgresql")
+    schema = TableSchema(
+        "ids", (ColumnSchema("id", "uuid", nullable=False), ColumnSchema("doc", "json"))
+    )
+    rows = [
+        (uuid.UUID(int=n * 7919), None if n % 2 else '{"b": 1, "a": [1, 2.5]}') for n in range(20)
+    ]
+    fill(engine, schema, rows)
+    only_ids = TableSchema("ids", schema.columns[:1])
+    assert _database_digest(engine, only_ids) == _python_digest(only_ids, [r[:1] for r in rows])
+    table = sa.table("ids", sa.column("id"), sa.column("doc"))
+    with engine.connect() as conn:
+        assert in_database(conn, table, ["id", "doc"], schema) is None
+
+
+def test_sqlite_is_digested_in_python(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        summer = in_database(
+            conn,
+            sa.table("t", sa.column("id")),
+            ["id"],
+            TableSchema("t", (ColumnSchema("id", "integer"),)),
+        )
+    assert summer is None
