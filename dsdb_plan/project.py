@@ -53,10 +53,21 @@ class Project:
     def user(self) -> str:
         return self.workspace.user
 
-    def plan(self, *, targets: Collection[str] = (), excludes: Collection[str] = ()) -> Plan:
-        """What apply would do now. Reads only."""
+    def plan(
+        self,
+        *,
+        targets: Collection[str] = (),
+        excludes: Collection[str] = (),
+        parallelism: int = 1,
+    ) -> Plan:
+        """What apply would do now, planning up to `parallelism` resources at once. Reads only."""
         return make_plan(
-            self.loaded, self.workspace, self.store.read(), targets=targets, excludes=excludes
+            self.loaded,
+            self.workspace,
+            self.store.read(),
+            targets=targets,
+            excludes=excludes,
+            parallelism=parallelism,
         )
 
     @contextmanager

@@ -20,12 +20,23 @@ from dsdb_plan.executor import ActionResult, ApplyReport
 from dsdb_plan.manifest import DEFAULT_MANIFEST
 from dsdb_plan.plan import Action, Plan
 from dsdb_plan.planner import drift_only
+from dsdb_plan.project import Project
 from dsdb_plan.redact import redact
 from dsdb_plan.render import render
 
 F = TypeVar("F", bound=Callable[..., Any])
 CHANGES_EXIT_CODE = 2
 DEFAULT_PARALLELISM = min(4, os.cpu_count() or 1)
+
+
+def _parallelism_option(help: str) -> Callable[[F], F]:
+    return click.option(
+        "--parallelism",
+        type=click.IntRange(min=1),
+        default=DEFAULT_PARALLELISM,
+        show_default=True,
+        help=help,
+    )
 
 
 def _selection_options(function: F) -> F:
@@ -66,6 +77,7 @@ def _selection_options(function: F) -> F:
     is_flag=True,
     help="Exit 0 when there are no changes, 2 when there are, 1 on error.",
 )
+@_parallelism_option("Plan up to this many independent resources at once.")
 @pass_output
 def plan(
     out: Output,
@@ -78,12 +90,13 @@ def plan(
     output_format: str,
     refresh_only: bool,
     detailed_exitcode: bool,
+    parallelism: int,
 ) -> int:
     """Show what apply would change, and why."""
     if refresh_only and plan_file is not None:
         raise DsdbError("a --refresh-only plan reports drift; it cannot be saved for apply")
     with open_project(manifest, var, var_file) as project:
-        result = project.plan(targets=target, excludes=exclude)
+        result = _plan(out, project, target, exclude, parallelism)
     if refresh_only:
         result = drift_only(result)
     out.echo(render(result, output_format, color=out.use_color).rstrip("\n"))
@@ -133,13 +146,7 @@ def _read_plan_file(path: Path) -> Plan | None:
 @click.option(
     "--allow-destroy", is_flag=True, help="Consent to destructive actions without a prompt."
 )
-@click.option(
-    "--parallelism",
-    type=click.IntRange(min=1),
-    default=DEFAULT_PARALLELISM,
-    show_default=True,
-    help="Run up to this many independent actions at once.",
-)
+@_parallelism_option("Run (and plan) up to this many independent actions at once.")
 @click.option(
     "--lock-timeout",
     type=float,
@@ -171,7 +178,7 @@ def apply(
     ):
         if saved is not None:
             project.ensure_fresh(saved)
-        the_plan = saved or project.plan(targets=target, excludes=exclude)
+        the_plan = saved or _plan(out, project, target, exclude, parallelism)
         out.echo(render(the_plan, "text", color=out.use_color).rstrip("\n"))
         if not the_plan.has_changes:
             out.echo("Nothing to do.")
@@ -193,16 +200,28 @@ def apply(
                     on_result=lambda action, result: _show_result(out, action, result),
                 )
             except KeyboardInterrupt:
-                _interrupted(out)
+                _interrupted(out, "Finished work is recorded; run `dsdb apply` again to resume.")
     return _show_report(out, report)
 
 
-def _interrupted(out: Output) -> NoReturn:
-    """Stop now, without waiting for the actions running in other threads: every finished
-    batch and action is recorded, so the next apply resumes (as after a kill)."""
-    out.echo(
-        "\nInterrupted. Finished work is recorded; run `dsdb apply` again to resume.", err=True
-    )
+def _plan(
+    out: Output,
+    project: Project,
+    target: tuple[str, ...],
+    exclude: tuple[str, ...],
+    parallelism: int,
+) -> Plan:
+    """The project's plan. Ctrl-C stops only the main thread, so it ends the process rather
+    than wait for the reads that other threads are running."""
+    try:
+        return project.plan(targets=target, excludes=exclude, parallelism=parallelism)
+    except KeyboardInterrupt:
+        _interrupted(out, "Nothing was changed: planning only reads.")
+
+
+def _interrupted(out: Output, note: str) -> NoReturn:
+    """Stop now, without waiting for the work running in other threads (as after a kill)."""
+    out.echo(f"\nInterrupted. {note}", err=True)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(130)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -27,7 +28,10 @@ ProgressCallback = Callable[[str, int, int | None], None]
 
 @dataclass
 class PlanContext:
-    """Read-only view of the world for planning, caching live fingerprints."""
+    """Read-only view of the world for planning, caching live fingerprints.
+
+    Resources are planned in threads (see `planner`), so what they share is guarded.
+    """
 
     manifest: Manifest
     workspace: Workspace
@@ -35,7 +39,10 @@ class PlanContext:
     chosen: set[str] = field(default_factory=set)
     """The addresses this plan will act on (all, unless --target/--exclude narrowed it)."""
     planned: dict[str, Action] = field(default_factory=dict)
+    """The first action of each resource planned so far; a resource sees those it depends on."""
     fingerprints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _reads: dict[str, threading.Lock] = field(default_factory=dict, init=False, repr=False)
+    _reads_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def is_missing(self, connection: str) -> bool:
         return self.workspace.is_missing(connection)
@@ -43,12 +50,23 @@ class PlanContext:
     def fingerprint(
         self, connection: str, tables: list[str] | None, previous: Fingerprint | None = None
     ) -> Fingerprint:
-        """Live fingerprint of `tables` (None: all) in `connection`, once per plan."""
+        """Live fingerprint of `tables` (None: all) in `connection`, once per plan: a resource
+        asking while another one reads it waits for that read."""
+        # One request is one read on one connection: a single snapshot on PostgreSQL (and
+        # InnoDB), so its tables always show a state they were in together. Splitting its
+        # tables over several connections would give that up, and gain little: PostgreSQL
+        # already spreads a large scan over parallel workers. Plans get their concurrency
+        # from planning independent resources at once instead.
         key = fingerprint_key(connection, tables)
-        if key not in self.fingerprints:
-            live = self.workspace.fingerprint(connection, tables, previous=previous)
-            self.fingerprints[key] = live.to_dict()
+        with self._read_lock(key):
+            if key not in self.fingerprints:
+                live = self.workspace.fingerprint(connection, tables, previous=previous)
+                self.fingerprints[key] = live.to_dict()
         return Fingerprint.from_dict(self.fingerprints[key])
+
+    def _read_lock(self, key: str) -> threading.Lock:
+        with self._reads_lock:
+            return self._reads.setdefault(key, threading.Lock())
 
     def takes_new_backup(self, address: str) -> bool:
         """Whether this plan's action for backup `address` writes a new backup."""

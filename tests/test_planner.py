@@ -1,0 +1,268 @@
+"""Planning resources concurrently: the same plan as one at a time, every change still shown,
+each fingerprint read once, dependencies planned first, and errors reported as before."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from dsdb_plan.cli import plan_commands
+from dsdb_plan.errors import PlanError
+from dsdb_plan.fingerprint import Fingerprint
+from dsdb_plan.kinds.backup import BackupKind
+from dsdb_plan.plan import ActionType
+from dsdb_plan.project import Project
+from dsdb_plan.workspace import Workspace
+from tests.helpers import make_flights_db, run_cli
+from tests.servers import ServerDatabase
+
+SQLITE_MANIFEST = """\
+version: 1
+connections:
+  a: {driver: sqlite, database: data/a.db}
+  b: {driver: sqlite, database: data/b.db}
+  c: {driver: sqlite, database: data/c.db}
+  a-copy: {driver: sqlite, database: data/a-copy.db}
+  b-copy: {driver: sqlite, database: data/b-copy.db}
+  c-copy: {driver: sqlite, database: data/c-copy.db}
+  a-restored: {driver: sqlite, database: data/a-restored.db}
+backups:
+  a-nightly: {connection: a}
+migrations:
+  a-out: {from: a, to: a-copy, mode: upsert}
+  b-out: {from: b, to: b-copy, mode: upsert}
+  c-out: {from: c, to: c-copy, mode: upsert}
+restores:
+  a-back: {backup: a-nightly, to: a-restored}
+"""
+
+
+@pytest.fixture
+def sqlite_project(tmp_path: Path, write_manifest) -> Path:  # type: ignore[no-untyped-def]
+    for name, flights in (("a", 120), ("b", 90), ("c", 60)):
+        make_flights_db(tmp_path / f"data/{name}.db", flights=flights)
+    return write_manifest(SQLITE_MANIFEST)
+
+
+def planned(manifest: Path, parallelism: int) -> dict[str, Any]:
+    """The plan as saved to a file, without the time it was made."""
+    with Project.open(manifest) as project:
+        document = project.plan(parallelism=parallelism).to_dict()
+    del document["created_at"]
+    return document
+
+
+def changes(document: dict[str, Any]) -> dict[str, list[str]]:
+    """The reasons of every action that changes something, by address."""
+    return {
+        action["key"]: action["reasons"]
+        for action in document["actions"]
+        if action["type"] != ActionType.NOOP.value
+    }
+
+
+def apply(capsys: pytest.CaptureFixture[str], manifest: Path) -> None:
+    result = run_cli(capsys, "apply", manifest, "--auto-approve")
+    assert result.code == 0, result.text
+
+
+def test_a_row_changed_in_one_of_many_databases_is_exactly_the_change(
+    capsys, sqlite_project: Path
+) -> None:
+    apply(capsys, sqlite_project)
+    assert changes(planned(sqlite_project, parallelism=4)) == {}
+    with sqlite3.connect(sqlite_project.parent / "data/b.db") as db:
+        db.execute("UPDATE flights SET dep_delay = 99.5 WHERE id = 7")
+    parallel = planned(sqlite_project, parallelism=4)
+    assert changes(parallel) == {
+        "migration.b-out": [
+            "source table flights: content changed (90 rows)",
+            "airlines → b-copy.airlines: 3 rows (upsert)",
+            "flights → b-copy.flights: 90 rows (upsert)",
+        ]
+    }
+    assert parallel == planned(sqlite_project, parallelism=1)
+
+
+def test_fingerprints_read_in_parallel_equal_those_read_one_at_a_time(
+    sqlite_project: Path,
+) -> None:
+    parallel, sequential = planned(sqlite_project, 4), planned(sqlite_project, 1)
+    assert parallel["fingerprints"] == sequential["fingerprints"]
+    assert list(parallel["fingerprints"]) == sorted(sequential["fingerprints"])
+    assert parallel == sequential
+
+
+def test_independent_resources_read_their_databases_at_the_same_time(
+    capsys, sqlite_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    apply(capsys, sqlite_project)
+    # Each copy's read waits until the other two copies are being read as well.
+    copies_read = threading.Barrier(3, timeout=10)
+    read = Workspace.fingerprint
+
+    def meeting(self: Workspace, name: str, *args: Any, **kwargs: Any) -> Fingerprint:
+        if name in ("a-copy", "b-copy", "c-copy"):
+            copies_read.wait()
+        return read(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(Workspace, "fingerprint", meeting)
+    assert changes(planned(sqlite_project, parallelism=3)) == {}
+
+
+def test_a_fingerprint_two_resources_ask_for_at_once_is_read_once(
+    tmp_path: Path, write_manifest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_flights_db(tmp_path / "data/a.db")
+    manifest = write_manifest(
+        "version: 1\nconnections:\n"
+        "  a: {driver: sqlite, database: data/a.db}\n"
+        "  one: {driver: sqlite, database: data/one.db}\n"
+        "  two: {driver: sqlite, database: data/two.db}\n"
+        "migrations:\n"
+        "  to-one: {from: a, to: one, tables: [airlines, flights]}\n"
+        "  to-two: {from: a, to: two, tables: [airlines, flights]}\n"
+    )
+    reads: Counter[tuple[str, str]] = Counter()
+    read = Workspace.fingerprint
+
+    def slow(self: Workspace, name: str, tables: list[str] | None, **kwargs: Any) -> Fingerprint:
+        reads[name, ",".join(tables or ["*"])] += 1
+        time.sleep(0.2)  # long enough for the other resource to ask meanwhile
+        return read(self, name, tables, **kwargs)
+
+    monkeypatch.setattr(Workspace, "fingerprint", slow)
+    planned(manifest, parallelism=2)
+    assert reads == {("a", "airlines,flights"): 1}
+
+
+def test_a_resource_is_planned_after_those_it_depends_on(
+    sqlite_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan_backup = BackupKind.plan
+
+    def slow(self: BackupKind, *args: Any) -> Any:
+        time.sleep(0.3)
+        return plan_backup(self, *args)
+
+    monkeypatch.setattr(BackupKind, "plan", slow)
+    reasons = changes(planned(sqlite_project, parallelism=4))["restore.a-back"]
+    assert reasons == [
+        "restore the backup that backup.a-nightly takes in this apply into a-restored"
+    ]
+
+
+def test_unreachable_databases_give_one_clear_message_naming_each(
+    capsys, sqlite_project: Path
+) -> None:
+    refused = {
+        "a-copy": "mysql+pymysql://nobody@127.0.0.1:1/none",
+        "c-copy": "postgresql+psycopg://nobody@127.0.0.1:1/none",
+    }
+    text = sqlite_project.read_text()
+    for name, url in refused.items():
+        text = text.replace(
+            f"{name}: {{driver: sqlite, database: data/{name}.db}}", f"{name}: {{url: '{url}'}}"
+        )
+    sqlite_project.write_text(text)
+    sequential, parallel = (
+        run_cli(capsys, "plan", sqlite_project, "--parallelism", str(parallelism))
+        for parallelism in (1, 4)
+    )
+    assert parallel == sequential
+    assert parallel.code == 1
+    lines = parallel.err.splitlines()
+    assert lines[0] == "Error: cannot plan:"
+    assert lines[1].startswith("  migration.a-out: cannot reach connection 'a-copy'")
+    assert lines[2].startswith("  migration.c-out: cannot reach connection 'c-copy'")
+    assert len(lines) == 3
+    assert "Traceback" not in parallel.text and "bug in dsdb" not in parallel.text
+
+
+def test_the_error_of_a_resource_is_the_same_planned_alone_or_with_others(
+    sqlite_project: Path,
+) -> None:
+    (sqlite_project.parent / "data/c.db").write_bytes(b"SQLite format 3\x00" + b"\xff" * 200)
+    messages = []
+    for parallelism in (1, 4):
+        with Project.open(sqlite_project) as project, pytest.raises(PlanError) as error:
+            project.plan(parallelism=parallelism)
+        messages.append(error.value.message)
+    assert messages[0] == messages[1]
+    assert messages[0] == (
+        "cannot plan:\n  migration.c-out: the database refused a read: file is not a database"
+    )
+
+
+def test_ctrl_c_while_planning_ends_the_command_at_once(
+    capsys, sqlite_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    def exit_now(code: int) -> None:
+        raise SystemExit(code)
+
+    monkeypatch.setattr(Project, "plan", interrupted)
+    monkeypatch.setattr(plan_commands.os, "_exit", exit_now)
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(capsys, "plan", sqlite_project)
+    assert stopped.value.code == 130
+    assert "Interrupted. Nothing was changed: planning only reads." in capsys.readouterr().err
+
+
+SERVER_MANIFEST = """\
+version: 1
+connections:
+  local: {{driver: sqlite, database: data/local.db}}
+  other: {{driver: sqlite, database: data/other.db}}
+  pg: {{url: '{pg}'}}
+  maria: {{url: '{maria}'}}
+backups:
+  local-nightly: {{connection: local}}
+migrations:
+  to-pg: {{from: local, to: pg, mode: upsert}}
+  to-maria: {{from: other, to: maria, mode: upsert}}
+"""
+
+
+@pytest.mark.postgres
+@pytest.mark.mariadb
+def test_a_row_changed_in_one_server_database_is_exactly_the_change(
+    capsys,
+    tmp_path: Path,
+    write_manifest,
+    postgres_db: ServerDatabase,
+    mariadb_db: ServerDatabase,
+) -> None:
+    make_flights_db(tmp_path / "data/local.db", flights=300)
+    make_flights_db(tmp_path / "data/other.db", flights=200)
+    manifest = write_manifest(
+        SERVER_MANIFEST.format(pg=postgres_db.url_string, maria=mariadb_db.url_string)
+    )
+    apply(capsys, manifest)
+    assert changes(planned(manifest, parallelism=4)) == {}
+    for server, address, rows in (
+        (postgres_db, "migration.to-pg", 300),
+        (mariadb_db, "migration.to-maria", 200),
+    ):
+        engine = server.engine()
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE flights SET month = 12 WHERE id = 5"))
+        engine.dispose()
+        parallel = planned(manifest, parallelism=4)
+        reasons = changes(parallel)
+        assert list(reasons) == [address]
+        assert (
+            f"target table flights: content changed ({rows} rows) outside dsdb"
+            in (reasons[address])
+        )
+        assert parallel == planned(manifest, parallelism=1)
+        apply(capsys, manifest)
