@@ -6,11 +6,11 @@ can hold faithfully and that PostgreSQL and MariaDB can also write themselves
 (`sql_digest.py`), so a digest is the same whichever side computed it:
 
 - integers in decimal; booleans as true/false;
-- numbers (floats and decimals) as `<digits>e<exponent>` with the digits stripped of leading
-  and trailing zeros: 1.50, 1.5 and 15e-1 are one value (a scale is not data); zero, -0.0
-  included, as 0; NaN and the infinities as nan, inf, -inf. A float is written with the
-  shortest digits that read back as the same double; a single-precision float is rounded
-  to single precision first, however the driver returned it;
+- numbers (floats and decimals) as plain decimals without trailing zeros: 1.50, 1.5 and
+  15e-1 are all 1.5 (a scale is not data); zero, -0.0 included, as 0; NaN and the
+  infinities as nan, inf, -inf. A float is written with the shortest digits that read
+  back as the same double; a single-precision float is rounded to single precision first,
+  however the driver returned it;
 - datetimes in UTC, without zone: MariaDB stores an aware value as naive UTC and a naive
   value in a zone-aware column means UTC (the convention `values.py` copies with); times
   without a zone;
@@ -108,19 +108,13 @@ def tokenizer(column: ColumnSchema) -> Token:
 
 
 def number_text(text: str) -> str:
-    """`<digits>e<exponent>` for the decimal number `text` (`-1.50`, `1.5e-07`, `1E+2`).
-
-    The same steps as the SQL in `sql_digest.py`, on the text each database writes.
-    """
-    negative = text.startswith("-")
-    mantissa, _, exponent = text.lstrip("-+").lower().partition("e")
-    whole, _, fraction = mantissa.partition(".")
-    leading = (whole + fraction).lstrip("0")
-    digits = leading.rstrip("0")
-    if not digits:
-        return "0"
-    power = int(exponent or 0) - len(fraction) + len(leading) - len(digits)
-    return f"{'-' if negative else ''}{digits}e{power}"
+    """The plain decimal `text` means, without trailing zeros (`-1.50` -> `-1.5`, `1.5e-07`
+    -> `0.00000015`, `1E+2` -> `100`, `-0.0` -> `0`)."""
+    if "e" in text or "E" in text:
+        text = format(Decimal(text), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("0", "-0") else text
 
 
 def _int(value: Any, column: ColumnSchema) -> str | None:

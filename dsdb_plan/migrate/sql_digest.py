@@ -44,27 +44,25 @@ def in_database(
     actual = {info["name"]: info["type"] for info in sa.inspect(conn).get_columns(str(table.name))}
     if dialect == "mariadb":  # see dbschema: reflected names come back with `` doubled
         actual = {name.replace("``", "`"): type_ for name, type_ in actual.items()}
-    forms = []
+    tokens, quoted = [], []
     for name in columns:
-        form = _form(
-            dialect, quote_identifier(conn.dialect, name), source.column(name), actual.get(name)
-        )
-        if form is None:
+        q = quote_identifier(conn.dialect, name)
+        token = _token(dialect, q, source.column(name), actual.get(name))
+        if token is None:
             return None
-        forms.append(form)
+        tokens.append(token)
+        quoted.append(q)
     # PostgreSQL writes each value's text once, in a subquery that OFFSET 0 keeps from being
     # folded into the outer query (which would write it again for every use there). MariaDB
     # would cut the texts to its guess of their length there, and its texts are cheap.
     nested = dialect == "postgresql"
     texts: list[sa.Label[Any]] = [
-        sa.literal_column(text).label(f"v{i}") for i, (text, _) in enumerate(forms)
+        sa.literal_column(token).label(f"v{i}") for i, token in enumerate(tokens)
     ]
-    refs = [f"v{i}" if nested else f"({text})" for i, (text, _) in enumerate(forms)]
-    digits = _pg_digits if nested else _mariadb_digits
-    framed = [
-        _FRAME[dialect](ref, digits(ref) if number else ref)
-        for ref, (_, number) in zip(refs, forms, strict=True)
-    ]
+    if nested:
+        framed = [_pg_frame(f"v{i}") for i in range(len(tokens))]
+    else:
+        framed = [_mariadb_frame(q, f"({token})") for q, token in zip(quoted, tokens, strict=True)]
     row_hash: sa.ColumnElement[Any] = sa.literal_column(_ROW_HASH[dialect](framed))
     total = sa.func.coalesce(sa.func.sum(row_hash), 0)
 
@@ -89,8 +87,9 @@ def _dialect(conn: sa.Connection) -> str | None:
     if conn.dialect.name == "postgresql":
         version = conn.dialect.server_version_info or (0,)
         encoding = conn.exec_driver_sql("SHOW server_encoding").scalar()
-        # 12 writes floats with the shortest exact digits; md5() hashes the server's bytes.
-        return "postgresql" if version >= (12,) and encoding == "UTF8" else None
+        # 12 writes floats with their shortest exact digits, 14 has numeric infinities; md5()
+        # hashes the server's bytes.
+        return "postgresql" if version >= (14,) and encoding == "UTF8" else None
     if conn.dialect.name in ("mysql", "mariadb") and getattr(conn.dialect, "is_mariadb", False):
         return "mariadb"
     return None
@@ -100,8 +99,10 @@ def _dialect(conn: sa.Connection) -> str | None:
 def _session(conn: sa.Connection, dialect: str) -> Iterator[None]:
     """Settings the text forms depend on, which a role or server default may have changed."""
     if dialect == "postgresql":
-        # Local to the transaction: shortest exact float digits whatever the default.
+        # Local to the transaction: shortest exact float digits whatever the default; and no
+        # JIT, whose compiling of these long expressions costs more than it saves.
         conn.execute(sa.text("SELECT set_config('extra_float_digits', '1', true)"))
+        conn.execute(sa.text("SELECT set_config('jit', 'off', true)"))
         yield
         return
     # MariaDB shows TIMESTAMP values in the session time zone; give the session its own back.
@@ -113,55 +114,68 @@ def _session(conn: sa.Connection, dialect: str) -> Iterator[None]:
         conn.execute(sa.text("SET time_zone = :zone"), {"zone": zone})
 
 
-def _form(dialect: str, q: str, source: ColumnSchema, type_: Any) -> tuple[str, bool] | None:
-    """SQL writing the text of column `q`'s value (NULL for NULL), and whether that text is
-    a number still to be put in canonical form; None when this pairing has no SQL form."""
+def _token(dialect: str, q: str, source: ColumnSchema, type_: Any) -> str | None:
+    """SQL writing the canonical text of column `q`'s value (NULL for NULL), or None when
+    this pairing of source type and actual type has no SQL form."""
     if type_ is None:
         return None
     actual = portable_type(type_).type
     wanted = source.type
     pg = dialect == "postgresql"
     if wanted in _INTEGERS and actual in _INTEGERS:
-        return (f"{q}::text" if pg else f"CAST({q} AS CHAR)"), False
+        return f"{q}::text" if pg else f"CAST({q} AS CHAR)"
     if wanted == "boolean" and pg and actual == "boolean":
-        return f"CASE {q} WHEN true THEN 'true' WHEN false THEN 'false' END", False
+        return f"CASE {q} WHEN true THEN 'true' WHEN false THEN 'false' END"
     if wanted == "boolean" and (actual == "boolean" or actual in _INTEGERS):
         other = f"'?' || {q}::text" if pg else f"CONCAT('?', {q})"  # NULL for NULL
-        return f"CASE {q} WHEN 1 THEN 'true' WHEN 0 THEN 'false' ELSE {other} END", False
+        return f"CASE {q} WHEN 1 THEN 'true' WHEN 0 THEN 'false' ELSE {other} END"
     if wanted in _NUMBERS and actual in _NUMBERS:
-        floating = bool({wanted, actual} & _FLOATS)
-        return _number_text(dialect, q, single=wanted == "float", floating=floating), True
+        single = wanted == "float"
+        if {wanted, actual} & _FLOATS:
+            return _pg_float(q, single) if pg else _mariadb_float(q, single)
+        return _pg_decimal(q) if pg else _mariadb_decimal(q)
     if wanted in _TEXTS and actual in _TEXTS and isinstance(type_, sa.String):
-        return q, False
+        return q
     if wanted == "binary" and actual == "binary":
-        return (f"encode({q}, 'hex')" if pg else f"LOWER(HEX({q}))"), False
+        return f"encode({q}, 'hex')" if pg else f"LOWER(HEX({q}))"
     if wanted == "date" and actual == "date":
-        return (f"to_char({q}, 'YYYY-MM-DD')" if pg else f"DATE_FORMAT({q}, '%Y-%m-%d')"), False
+        return f"to_char({q}, 'YYYY-MM-DD')" if pg else f"DATE_FORMAT({q}, '%Y-%m-%d')"
     if wanted == "datetime" and actual == "datetime":
         if not pg:
-            return f"DATE_FORMAT({q}, '%Y-%m-%dT%H:%i:%s.%f')", False
+            return f"DATE_FORMAT({q}, '%Y-%m-%dT%H:%i:%s.%f')"
         utc = f"({q} AT TIME ZONE 'UTC')" if getattr(type_, "timezone", False) else q
-        return f"to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')", False
+        return f"to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"
     if wanted == "time" and actual == "time":
         if not pg:
-            return f"TIME_FORMAT({q}, '%H:%i:%s.%f')", False
+            return f"TIME_FORMAT({q}, '%H:%i:%s.%f')"
         # A time with a zone keeps its local time and drops the zone, as in Python.
-        return f"to_char(TIMESTAMP '2000-01-01' + {q}::time, 'HH24:MI:SS.US')", False
+        return f"to_char(TIMESTAMP '2000-01-01' + {q}::time, 'HH24:MI:SS.US')"
     if wanted == "uuid" and actual == "uuid" and pg:
-        return f"{q}::text", False
+        return f"{q}::text"
     return None  # JSON, and any other pairing: Python digests it
 
 
-def _number_text(dialect: str, q: str, *, single: bool, floating: bool) -> str:
-    """The decimal text of a number: a float's shortest exact digits, a decimal's own."""
-    if dialect == "mariadb":  # MariaDB has no NaN or infinities
-        if not floating:
-            return f"CAST({q} AS CHAR)"
-        value = f"CAST(CAST({q} AS FLOAT) AS DOUBLE)" if single else f"CAST({q} AS DOUBLE)"
-        return f"CAST({value} AS CHAR)"
-    if not floating:
-        return f"{q}::text"
-    return _pg_shortest(f"{q}::real::float8" if single else f"{q}::float8")
+# Numbers are written as plain decimals without trailing zeros (`digest.number_text`). Each
+# database writes a float's shortest exact digits, plainly for most values, which are then
+# kept as they are; only the rest (1e+20, 1.5e-07) is rewritten, so most values cost little.
+
+
+def _pg_float(q: str, single: bool) -> str:
+    value = f"{q}::real::float8" if single else f"{q}::float8"
+    text = _pg_shortest(value)
+    return (
+        f"CASE WHEN {value} = 0 THEN '0' WHEN {value} = 'NaN' THEN 'nan' "
+        f"WHEN {value} = 'Infinity' THEN 'inf' WHEN {value} = '-Infinity' THEN '-inf' "
+        f"WHEN strpos({text}, 'e') = 0 THEN {text} ELSE ({text})::numeric::text END"
+    )
+
+
+def _pg_decimal(q: str) -> str:
+    return (
+        f"CASE WHEN {q} = 0 THEN '0' WHEN {q} = 'NaN' THEN 'nan' "
+        f"WHEN {q} = 'Infinity' THEN 'inf' WHEN {q} = '-Infinity' THEN '-inf' "
+        f"ELSE trim_scale({q})::text END"
+    )
 
 
 def _pg_shortest(value: str) -> str:
@@ -192,41 +206,30 @@ def _pg_shortest(value: str) -> str:
 _LARGEST_DOUBLE = "179769313486231570" + "0" * 291
 
 
-def _pg_digits(text: str) -> str:
-    """SQL for `digest.number_text` of the decimal text `text`, in PostgreSQL; and NaN and
-    the infinities by name."""
-    unsigned = f"ltrim({text}, '-')"
-    mantissa = f"split_part({unsigned}, 'e', 1)"
-    exponent = f"coalesce(nullif(split_part({unsigned}, 'e', 2), ''), '0')::int"
-    fraction = f"split_part({mantissa}, '.', 2)"
-    leading = f"ltrim(split_part({mantissa}, '.', 1) || {fraction}, '0')"
-    digits = f"rtrim({leading}, '0')"
-    power = f"({exponent} - length({fraction}) + length({leading}) - length({digits}))"
-    sign = f"CASE WHEN left({text}, 1) = '-' THEN '-' ELSE '' END"
-    return (
-        f"CASE {text} WHEN 'NaN' THEN 'nan' WHEN 'Infinity' THEN 'inf' WHEN '-Infinity' "
-        f"THEN '-inf' ELSE CASE WHEN {digits} = '' THEN '0' "
-        f"ELSE {sign} || {digits} || 'e' || {power}::text END END"
+def _mariadb_float(q: str, single: bool) -> str:
+    """MariaDB has no NaN or infinities; its scientific form is `d.ddde[-]x`."""
+    value = f"CAST(CAST({q} AS FLOAT) AS DOUBLE)" if single else f"CAST({q} AS DOUBLE)"
+    text = f"CAST({value} AS CHAR)"
+    sign = f"IF({value} < 0, '-', '')"
+    power = f"CAST(SUBSTRING_INDEX({text}, 'e', -1) AS SIGNED)"
+    digits = f"REPLACE(TRIM(LEADING '-' FROM SUBSTRING_INDEX({text}, 'e', 1)), '.', '')"
+    width = f"CHAR_LENGTH({digits})"
+    plain = (
+        f"IF({power} < 0, CONCAT({sign}, '0.', REPEAT('0', -{power} - 1), {digits}), "
+        f"IF({width} - 1 <= {power}, CONCAT({sign}, {digits}, REPEAT('0', {power} - {width} + 1)), "
+        f"CONCAT({sign}, LEFT({digits}, {power} + 1), '.', SUBSTRING({digits}, {power} + 2))))"
     )
+    return f"IF({value} = 0, '0', IF(LOCATE('e', {text}) = 0, {text}, {plain}))"
 
 
-def _mariadb_digits(text: str) -> str:
-    """SQL for `digest.number_text` of the decimal text `text`, in MariaDB."""
-    unsigned = f"TRIM(LEADING '-' FROM {text})"
-    mantissa = f"SUBSTRING_INDEX({unsigned}, 'e', 1)"
-    exponent = (
-        f"IF(LOCATE('e', {unsigned}) > 0, CAST(SUBSTRING_INDEX({unsigned}, 'e', -1) AS SIGNED), 0)"
-    )
-    fraction = f"IF(LOCATE('.', {mantissa}) > 0, SUBSTRING_INDEX({mantissa}, '.', -1), '')"
-    leading = f"TRIM(LEADING '0' FROM CONCAT(SUBSTRING_INDEX({mantissa}, '.', 1), {fraction}))"
-    digits = f"TRIM(TRAILING '0' FROM {leading})"
-    power = f"{exponent} - CHAR_LENGTH({fraction}) + CHAR_LENGTH({leading}) - CHAR_LENGTH({digits})"
-    sign = f"IF(LEFT({text}, 1) = '-', '-', '')"
-    return f"IF({digits} = '', '0', CONCAT({sign}, {digits}, 'e', {power}))"
+def _mariadb_decimal(q: str) -> str:
+    text = f"CAST({q} AS CHAR)"
+    trimmed = f"TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM {text}))"
+    return f"IF({q} = 0, '0', IF(LOCATE('.', {text}) = 0, {text}, {trimmed}))"
 
 
-def _pg_frame(q: str, token: str) -> str:
-    return f"CASE WHEN {q} IS NULL THEN 'N' ELSE length({token})::text || ':' || {token} END"
+def _pg_frame(token: str) -> str:
+    return f"CASE WHEN {token} IS NULL THEN 'N' ELSE length({token})::text || ':' || {token} END"
 
 
 def _mariadb_frame(q: str, token: str) -> str:
@@ -245,10 +248,6 @@ def _mariadb_row_hash(parts: Sequence[str]) -> str:
     return f"CAST(CONV(SUBSTRING(MD5({row}), 1, 16), 16, 10) AS UNSIGNED)"
 
 
-_FRAME: dict[str, Callable[[str, str], str]] = {
-    "postgresql": _pg_frame,
-    "mariadb": _mariadb_frame,
-}
 _ROW_HASH: dict[str, Callable[[Sequence[str]], str]] = {
     "postgresql": _pg_row_hash,
     "mariadb": _mariadb_row_hash,
