@@ -50,21 +50,22 @@ class SubsetDigest:
     """The running count and sum of portable row hashes; feed it rows with `add`."""
 
     def __init__(self, schema: TableSchema, columns: Sequence[str]) -> None:
-        self.tokens = [tokenizer(schema.column(name)) for name in columns]
+        self.framers = [_framer(schema.column(name)) for name in columns]
         self.rows = 0
         self.total = 0
 
     def add(self, rows: Sequence[Sequence[Any]]) -> None:
-        tokens = self.tokens
+        if not rows:
+            return
+        # Column by column, then row by row: one call per value, none per row and value pair.
+        framed = [
+            list(map(frame, values))
+            for frame, values in zip(self.framers, zip(*rows, strict=True), strict=True)
+        ]
         md5 = hashlib.md5
         total = self.total
-        for row in rows:
-            text = "".join(
-                "N" if value is None else _framed(token(value))
-                for token, value in zip(tokens, row, strict=True)
-            )
-            digest = md5(text.encode("utf-8", "surrogatepass")).digest()
-            total += int.from_bytes(digest[:8])
+        for text in map("".join, zip(*framed, strict=True)):
+            total += int.from_bytes(md5(text.encode("utf-8", "surrogatepass")).digest()[:8])
         self.total = total % MODULUS
         self.rows += len(rows)
 
@@ -77,32 +78,42 @@ class SubsetDigest:
         return TableFingerprint(self.rows, f"{PREFIX}{self.total:016x}")
 
 
-def _framed(text: str) -> str:
-    return f"{len(text)}:{text}"
+def _framer(column: ColumnSchema) -> Token:
+    """A value of `column` as it goes into a row's text: `<length>:<text>`, NULL as `N`."""
+    token = tokenizer(column)
+
+    def frame(value: Any) -> str:
+        if value is None:
+            return "N"
+        text = token(value)
+        return f"{len(text)}:{text}"
+
+    return frame
 
 
 def tokenizer(column: ColumnSchema) -> Token:
     """The canonical text of a non-null value of `column`.
 
-    Values already of the Python class the column's type means take a direct path; others
-    (SQLite's text dates, MySQL's 0/1 booleans, ...) are made that class first.
+    Values of the Python classes a column's type usually arrives as take a direct path
+    (`_FAST`); others, or any the direct path refuses, are made their type's class first.
     """
     form = _FORMS[column.type]
-    fast = _FAST.get(column.type)
 
     def slow(value: Any) -> str:
         made = canonical(value, column)
         text = form(made, column)
         return text if text is not None else f"?{made!r}"
 
-    if column.type == "float":  # single precision: not the double the driver returned
-        return slow
-    if fast is None:
-        return slow
-    kind, write = fast
+    fast = _FAST.get(column.type, {})
 
     def token(value: Any) -> str:
-        return write(value) if type(value) is kind else slow(value)
+        write = fast.get(type(value))
+        if write is not None:
+            try:
+                return write(value)
+            except ValueError:
+                pass
+        return slow(value)
 
     return token
 
@@ -219,18 +230,34 @@ _FORMS: dict[str, Callable[[Any, ColumnSchema], str | None]] = {
     "uuid": _uuid,
 }
 
-# The Python class most values of a type arrive as, and their text without `canonical`:
-# the same text the slow path gives them, only sooner.
-_FAST: dict[str, tuple[type, Callable[[Any], str]]] = {
-    "smallint": (int, str),
-    "integer": (int, str),
-    "bigint": (int, str),
-    "boolean": (bool, lambda value: "true" if value else "false"),
-    "double": (float, _float_text),
-    "decimal": (Decimal, _decimal_text),
-    "varchar": (str, str),
-    "text": (str, str),
-    "binary": (bytes, bytes.hex),
-    "date": (dt.date, dt.date.isoformat),
-    "datetime": (dt.datetime, _datetime_text),
+
+def _bool_of_int(value: int) -> str:
+    if value in (0, 1):
+        return "true" if value else "false"
+    raise ValueError(value)
+
+
+def _date_of_text(value: str) -> str:
+    return dt.date.fromisoformat(value).isoformat()
+
+
+def _datetime_of_text(value: str) -> str:
+    return _datetime_text(dt.datetime.fromisoformat(value))
+
+
+# The Python classes values of a type usually arrive as (SQLite's text dates and 0/1
+# booleans included), each with its text: what the slow path gives them, only sooner.
+# Single-precision floats have none: they are rounded first.
+_FAST: dict[str, dict[type, Callable[[Any], str]]] = {
+    "smallint": {int: str},
+    "integer": {int: str},
+    "bigint": {int: str},
+    "boolean": {bool: lambda value: "true" if value else "false", int: _bool_of_int},
+    "double": {float: _float_text},
+    "decimal": {Decimal: _decimal_text, float: _float_text, int: str},
+    "varchar": {str: str},
+    "text": {str: str},
+    "binary": {bytes: bytes.hex},
+    "date": {dt.date: dt.date.isoformat, str: _date_of_text},
+    "datetime": {dt.datetime: _datetime_text, str: _datetime_of_text},
 }
