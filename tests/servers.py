@@ -83,8 +83,9 @@ def server_database(kind: str) -> Iterator[ServerDatabase]:
     try:
         database.create()
     except Exception as error:  # any driver error means "no usable server"
-        reason = f"{kind} server not reachable at {admin_url.host}:{admin_url.port}: " + (
-            str(getattr(error, "orig", error)).splitlines()[0]
+        reason = (
+            f"{kind} server not reachable at {admin_url.host}:{admin_url.port}: "
+            + (str(getattr(error, "orig", error)).splitlines()[0])
         )
         if servers_required():
             pytest.fail(f"DSDB_REQUIRE_SERVERS is set but {reason}")

@@ -163,9 +163,7 @@ def test_init_writes_a_manifest_that_plans(capsys, tmp_path: Path) -> None:
     result = run_cli(capsys, "init", tmp_path)
     assert result.code == 0, result.text
     manifest = tmp_path / "dsdb.yaml"
-    assert manifest.read_text().startswith(
-        "# yaml-language-server: $schema=dsdb.schema.json"
-    )
+    assert manifest.read_text().startswith("# yaml-language-server: $schema=dsdb.schema.json")
     assert (tmp_path / "dsdb.schema.json").read_text() == manifest_schema_text()
     assert run_cli(capsys, "validate", manifest).code == 0
     plan = run_cli(capsys, "plan", manifest, "--detailed-exitcode")

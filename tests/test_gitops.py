@@ -24,9 +24,16 @@ WORKFLOW = GITOPS / ".github" / "workflows" / "dsdb.yml"
 
 def test_workflow_matches_the_published_github_workflow_schema() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",
-         str(WORKFLOW)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.github-workflows",
+            str(WORKFLOW),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -50,8 +57,13 @@ def _run_steps(job: dict[str, Any], cwd: Path, env: dict[str, str]) -> None:
     for step in job["steps"]:
         if "run" not in step or step.get("id") == "install":
             continue
-        result = subprocess.run(["bash", "-eo", "pipefail", "-c", step["run"]], cwd=cwd,
-                                env=env, capture_output=True, text=True)
+        result = subprocess.run(
+            ["bash", "-eo", "pipefail", "-c", step["run"]],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         assert result.returncode == 0, f"{step.get('name')}: {result.stdout}{result.stderr}"
 
 

@@ -10,10 +10,20 @@ import sqlite3
 import sys
 from pathlib import Path
 
-AIRLINES = [("UA", "United Air Lines Inc."), ("AA", "American Airlines Inc."),
-            ("DL", "Delta Air Lines Inc."), ("B6", "JetBlue Airways")]
-AIRPORTS = [("JFK", "John F Kennedy Intl"), ("LGA", "La Guardia"), ("EWR", "Newark Liberty Intl"),
-            ("ORD", "Chicago Ohare Intl"), ("SFO", "San Francisco Intl"), ("ATL", "Atlanta Intl")]
+AIRLINES = [
+    ("UA", "United Air Lines Inc."),
+    ("AA", "American Airlines Inc."),
+    ("DL", "Delta Air Lines Inc."),
+    ("B6", "JetBlue Airways"),
+]
+AIRPORTS = [
+    ("JFK", "John F Kennedy Intl"),
+    ("LGA", "La Guardia"),
+    ("EWR", "Newark Liberty Intl"),
+    ("ORD", "Chicago Ohare Intl"),
+    ("SFO", "San Francisco Intl"),
+    ("ATL", "Atlanta Intl"),
+]
 
 
 def seed(path: Path, flights: int = 5_000) -> None:
