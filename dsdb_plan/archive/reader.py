@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dsdb_plan.archive.format import file_digest, read_rows
+from dsdb_plan.archive.format import file_digest, read_batches
 from dsdb_plan.archive.info import MANIFEST_NAME, BackupInfo
 from dsdb_plan.errors import BackupError
 
@@ -83,9 +83,9 @@ def iter_rows(info: BackupInfo, table: str) -> Iterator[list[Any]]:
     """The rows of `table`, decoded, streaming; a row count off from `backup.json` raises."""
     file = info.file_for(table)
     count = 0
-    for row in read_rows(info.path / file.name):
-        count += 1
-        yield row
+    for rows in read_batches(info.path / file.name):
+        count += len(rows)
+        yield from rows
     if count != file.rows:
         raise BackupError(
             f"backup {info.id}: data file {info.path / file.name} holds {count} rows, "

@@ -163,7 +163,7 @@ def _restore_table(
     so a failure there leaves an empty or partial table that the next run drops and reloads.
     """
     convert = fast_row_converter(table, info.source_dialect, engine.dialect.name)
-    rows = (convert(row) for row in iter_rows(info, table.name))
+    rows = map(convert, iter_rows(info, table.name))
     try:
         with engine.begin() as conn:
             create_tables(conn, [table], with_indexes=False)
