@@ -11,6 +11,7 @@ import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,11 @@ import pytest
 import sqlalchemy as sa
 
 from dsdb_plan import fingerprint as fp
+from dsdb_plan.archive import write_backup
 from dsdb_plan.errors import DsdbError
 from dsdb_plan.fingerprint import (
     Fingerprint,
+    FingerprintWhileReading,
     TableFingerprint,
     describe_changes,
     fingerprint_database,
@@ -417,3 +420,73 @@ def test_round_trip_through_json() -> None:
 def test_malformed_fingerprints_are_refused(data: dict[str, Any]) -> None:
     with pytest.raises(DsdbError, match="malformed fingerprint"):
         Fingerprint.from_dict(data)
+
+
+# --- fingerprinting what a backup reads --------------------------------------------------------
+
+
+def _backed_up(engine: sa.Engine, folder: Path, previous: Fingerprint | None = None) -> Fingerprint:
+    """The fingerprint a backup of every table records: taken while it reads the rows."""
+    reading = FingerprintWhileReading(engine, None, previous=previous)
+    info = write_backup(engine, folder, "backup", on_rows=reading.add)
+    return reading.result(info.table_names)
+
+
+def test_a_backup_fingerprints_its_rows_as_fingerprint_database_does(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    make_table(engine, "flights", FLIGHTS)
+    make_table(engine, "empty")
+    columns = [(name, sa.String(30)) for name in HOSTILE_COLUMNS]
+    make_table(engine, HOSTILE_TABLE, [dict.fromkeys(HOSTILE_COLUMNS, "x'\n\"y")], columns)
+    typed = (("n", sa.Numeric(20, 4)), ("b", sa.LargeBinary()), ("at", sa.DateTime()))
+    rows = [{"n": Decimal("-12.5000"), "b": b"\x00\xff", "at": datetime(2024, 2, 29, 1, 2, 3)}]
+    make_table(engine, "typed", [*rows, dict.fromkeys(("n", "b", "at"))], typed)
+
+    recorded = _backed_up(engine, tmp_path / "backups")
+    assert recorded.to_dict() == fingerprint_database(engine).to_dict()
+    assert set(recorded.tables) == {"flights", "empty", HOSTILE_TABLE, "typed"}
+
+
+def test_sqlite_backup_hashes_mixed_storage_classes_as_fingerprint_database_does(
+    tmp_path: Path,
+) -> None:
+    """One SQLite column may hold every storage class; the row hook sees the driver's values."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'data.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE anything (id INTEGER PRIMARY KEY, v, w TEXT)")
+        for key, value in enumerate([None, 1, 2**62, -0.0, 1e308, "", "é😀\n", b"", b"\x00"]):
+            conn.exec_driver_sql("INSERT INTO anything VALUES (?, ?, ?)", (key, value, value))
+    assert _backed_up(engine, tmp_path / "b").to_dict() == fingerprint_database(engine).to_dict()
+    engine.dispose()
+
+
+def test_sqlite_backup_hashes_rows_changed_since_the_plan_in_its_one_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'data.db'}")
+    flights = make_table(engine, "flights", FLIGHTS)
+    planned = fingerprint_database(engine)
+    run(engine, flights.insert().values(id=5, carrier="B6", delay=3.0))
+
+    _no_data_reads(monkeypatch)  # no read besides the backup's own
+    recorded = _backed_up(engine, tmp_path / "backups", previous=planned)
+    monkeypatch.undo()
+    assert recorded.to_dict() == fingerprint_database(engine).to_dict()
+    assert recorded.tables["flights"].rows == 5
+    engine.dispose()
+
+
+def test_sqlite_backup_of_unchanged_data_reuses_the_planned_fingerprint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'data.db'}")
+    make_table(engine, "flights", FLIGHTS)
+    planned = fingerprint_database(engine)
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("rows were hashed")
+
+    monkeypatch.setattr(fp.RowDigest, "add", refuse)
+    assert _backed_up(engine, tmp_path / "backups", previous=planned).to_dict() == planned.to_dict()
+    engine.dispose()

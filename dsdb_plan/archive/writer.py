@@ -25,6 +25,8 @@ from dsdb_plan.dbschema import TableSchema, reflect_tables
 from dsdb_plan.errors import BackupError
 
 Progress = Callable[[str, int], None]
+#: Called with each batch of a table's rows as read: every column, as the driver returns them.
+RowHook = Callable[[str, Sequence[tuple[Any, ...]]], None]
 #: Rows fetched per round trip and written per batch: bounded memory whatever the table size.
 BATCH_ROWS = 5000
 _OWNER_NAME = "owner.json"
@@ -36,11 +38,13 @@ def write_backup(
     backup_id: str,
     tables: Collection[str] | None = None,
     progress: Progress | None = None,
+    on_rows: RowHook | None = None,
 ) -> BackupInfo:
     """Back up `tables` (default: all) of `engine` to `<root>/<backup_id>/`.
 
-    `progress(table, rows_so_far)` is called after every batch. Stale temporary folders of
-    killed runs are removed first.
+    `progress(table, rows_so_far)` is called after every batch, `on_rows(table, rows)` with
+    every batch (to fingerprint the rows without reading them again). Stale temporary folders
+    of killed runs are removed first.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -57,7 +61,7 @@ def write_backup(
         with _snapshot(engine) as conn:
             schemas = reflect_tables(conn, tables)
             files = [
-                _write_table(conn, schema, temporary, index, progress)
+                _write_table(conn, schema, temporary, index, progress, on_rows)
                 for index, schema in enumerate(schemas, start=1)
             ]
         info = BackupInfo(
@@ -166,12 +170,15 @@ def _write_table(
     folder: Path,
     index: int,
     progress: Progress | None,
+    on_rows: RowHook | None,
 ) -> BackupFile:
     name = _file_name(index, schema.name)
     writer = DataFileWriter(folder / name)
     try:
         for rows in _batches(conn, _select(conn, schema)):
             writer.write_rows(rows)
+            if on_rows is not None:
+                on_rows(schema.name, rows)
             if progress is not None:
                 progress(schema.name, writer.rows)
     except BaseException:
@@ -183,8 +190,8 @@ def _write_table(
     return BackupFile(name, schema.name, writer.rows, size, sha256)
 
 
-def _batches(conn: sa.Connection, query: sa.Select[Any]) -> Iterator[Sequence[Sequence[Any]]]:
-    """The query's rows, `BATCH_ROWS` at a time, as the driver returns them."""
+def _batches(conn: sa.Connection, query: sa.Select[Any]) -> Iterator[Sequence[tuple[Any, ...]]]:
+    """The query's rows as tuples of the driver's values, `BATCH_ROWS` at a time."""
     if conn.dialect.name == "sqlite":
         # pysqlite steps the statement as rows are fetched, so its cursor is bounded already;
         # reading it directly skips building a SQLAlchemy Row per row. The columns are
@@ -194,7 +201,8 @@ def _batches(conn: sa.Connection, query: sa.Select[Any]) -> Iterator[Sequence[Se
             yield rows
         return
     # Elsewhere a server-side cursor keeps memory bounded (yield_per implies stream_results).
-    yield from conn.execution_options(yield_per=BATCH_ROWS).execute(query).partitions()
+    for rows in conn.execution_options(yield_per=BATCH_ROWS).execute(query).partitions():
+        yield list(map(tuple, rows))
 
 
 def _write_manifest(path: Path, info: BackupInfo) -> None:

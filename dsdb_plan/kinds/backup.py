@@ -14,7 +14,7 @@ from typing import Any
 
 from dsdb_plan.archive import new_backup_id, write_backup
 from dsdb_plan.errors import PlanError
-from dsdb_plan.fingerprint import Fingerprint, describe_changes, fingerprint_database
+from dsdb_plan.fingerprint import Fingerprint, FingerprintWhileReading, describe_changes
 from dsdb_plan.kinds.base import (
     ApplyContext,
     Outcome,
@@ -35,6 +35,11 @@ _DATA_FIELDS = ("connection", "tables", "links")
 
 def _data_part(document: dict[str, Any]) -> dict[str, Any]:
     return {name: document.get(name) for name in _DATA_FIELDS}
+
+
+def _expected_rows(planned: Fingerprint | None) -> dict[str, int]:
+    """Rows per table as planned, for progress; the backup may find a few more or less."""
+    return {name: table.rows for name, table in planned.tables.items()} if planned else {}
 
 
 def _rows(fingerprint: Fingerprint) -> int:
@@ -196,21 +201,22 @@ class BackupKind:
         *,
         planned: Fingerprint | None = None,
     ) -> Outcome:
-        """Take one backup now and record it as the newest. The fingerprint is taken first
-        (from `planned` when the data provably did not move since), so a change made during
-        the backup shows as a change at the next plan."""
+        """Take one backup now and record it as the newest, with the fingerprint of the data
+        it holds: `planned` when the data provably did not move since; else SQLite rows are
+        hashed as the backup reads them, and other databases fingerprinted before it reads,
+        so that a change made meanwhile shows as a change at the next plan."""
         engine = ctx.workspace.reach(spec.connection)
-        fingerprint = fingerprint_database(engine, spec.tables, previous=planned)
+        reading = FingerprintWhileReading(engine, spec.tables, previous=planned)
         root = ctx.workspace.backups_dir(address.split(".", 1)[1])
         info = write_backup(
             engine,
             root,
             new_backup_id(dt.datetime.now(dt.UTC)),
             spec.tables,
-            progress=ctx.table_progress(
-                address, {name: table.rows for name, table in fingerprint.tables.items()}
-            ),
+            progress=ctx.table_progress(address, _expected_rows(planned)),
+            on_rows=reading.add,
         )
+        fingerprint = reading.result(info.table_names)
         artifact = {**info.to_dict(), "path": str(info.path), "fingerprint": fingerprint.to_dict()}
         artifacts = [artifact, *(record.artifacts if record else [])]
         return Outcome(

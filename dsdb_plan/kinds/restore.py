@@ -8,6 +8,7 @@ changed since the restore -> resync, which overwrites it and so is destructive.
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -175,28 +176,31 @@ class RestoreKind(ForgettingKind):
         )
         engine = ctx.workspace.reach(spec.to)
         done = sorted(completed)
+        fingerprints = _RestoredFingerprints(engine)
 
         def table_done(table: str, rows: int) -> None:
             done.append(table)
             ctx.store.save_checkpoint(
                 action.address, {"backup_id": backup_id, "completed": sorted(done)}
             )
+            fingerprints.committed(table)
 
-        result = restore_backup(
-            path,
-            engine,
-            tables=spec.tables,
-            replace_existing=spec.replace_existing
-            or action.destructive
-            or bool(checkpoint)
-            or ctx.record(action.address) is not None,
-            completed=completed,
-            on_table_done=table_done,
-            progress=ctx.table_progress(
-                action.address, {f.table: f.rows for f in read_backup_info(path).files}
-            ),
-        )
-        written = fingerprint_database(engine, [*result.tables, *result.skipped])
+        with fingerprints:
+            result = restore_backup(
+                path,
+                engine,
+                tables=spec.tables,
+                replace_existing=spec.replace_existing
+                or action.destructive
+                or bool(checkpoint)
+                or ctx.record(action.address) is not None,
+                completed=completed,
+                on_table_done=table_done,
+                progress=ctx.table_progress(
+                    action.address, {f.table: f.rows for f in read_backup_info(path).files}
+                ),
+            )
+            written = fingerprints.result([*result.tables, *result.skipped])
         record = make_record(
             action.address,
             KIND,
@@ -215,3 +219,41 @@ class RestoreKind(ForgettingKind):
         if artifact is None:
             raise BackupError(f"no backup of backup.{spec.backup} to restore")
         return artifact["id"], Path(artifact["path"])
+
+
+class _RestoredFingerprints:
+    """The fingerprint of the restored tables, each taken once the table is committed.
+
+    On a server, a worker thread takes it while the next table loads (the database does the
+    hashing, so the two overlap). SQLite ones are taken at the end: a reader would hold up
+    the writer there.
+    """
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._worker = (
+            None
+            if engine.dialect.name == "sqlite"
+            else ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsdb-fingerprint")
+        )
+        self._taken: dict[str, Future[Fingerprint]] = {}
+
+    def committed(self, table: str) -> None:
+        if self._worker is not None:
+            self._taken[table] = self._worker.submit(fingerprint_database, self._engine, [table])
+
+    def result(self, tables: list[str]) -> Fingerprint:
+        """The fingerprint of `tables`: those committed by this run as they were then, the
+        others (done by an earlier, interrupted run) now."""
+        rest = fingerprint_database(self._engine, [t for t in tables if t not in self._taken])
+        found = dict(rest.tables)
+        for future in self._taken.values():
+            found.update(future.result().tables)
+        return Fingerprint(found, rest.token)
+
+    def __enter__(self) -> _RestoredFingerprints:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._worker is not None:
+            self._worker.shutdown(cancel_futures=True)

@@ -1,0 +1,124 @@
+"""Applying a backup or a restore records the fingerprint of exactly the data involved.
+
+The plan fingerprints a backup's source; the apply reuses that fingerprint while the SQLite
+file is untouched, and otherwise hashes the rows the backup reads (one read, not two). A
+restore fingerprints each table it loaded (on a server while the next one loads).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from dsdb_plan.archive import iter_rows, read_backup_info
+from dsdb_plan.fingerprint import fingerprint_database
+from dsdb_plan.kinds.backup import BackupKind
+from dsdb_plan.state import open_state
+from tests.helpers import make_flights_db, run_cli, sqlite_url
+
+MANIFEST = """\
+version: 1
+connections:
+  local: {driver: sqlite, database: data/local.db}
+backups:
+  nightly: {connection: local, keep: 2}
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path, write_manifest) -> Path:  # type: ignore[no-untyped-def]
+    make_flights_db(tmp_path / "data/local.db")
+    return write_manifest(MANIFEST)
+
+
+def _recorded(manifest: Path) -> dict[str, Any]:
+    record = open_state(".dsdb/state.db", manifest.parent).read().resources["backup.nightly"]
+    return {"read": record.fingerprints["read"], "latest": record.artifacts[0]}
+
+
+def _live(manifest: Path) -> dict[str, Any]:
+    engine = sa.create_engine(sqlite_url(manifest.parent / "data/local.db"))
+    try:
+        return fingerprint_database(engine).to_dict()
+    finally:
+        engine.dispose()
+
+
+def test_backup_records_the_planned_fingerprint_of_unchanged_data(
+    capsys: pytest.CaptureFixture[str], project: Path
+) -> None:
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    recorded = _recorded(project)
+    assert recorded["read"] == _live(project)
+    assert recorded["latest"]["fingerprint"] == recorded["read"]
+    assert run_cli(capsys, "plan", project, "--detailed-exitcode").code == 0
+
+
+def test_rows_written_between_plan_and_backup_are_in_the_backup_and_its_fingerprint(
+    capsys: pytest.CaptureFixture[str], project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    take = BackupKind.take
+
+    def take_after_a_write(self: BackupKind, *args: Any, **kwargs: Any) -> Any:
+        with sqlite3.connect(project.parent / "data/local.db") as db:
+            db.execute("INSERT INTO airlines VALUES ('B6', 'JetBlue')")
+        return take(self, *args, **kwargs)
+
+    monkeypatch.setattr(BackupKind, "take", take_after_a_write)
+    result = run_cli(capsys, "apply", project, "--auto-approve")
+    assert result.code == 0, result.text
+    monkeypatch.undo()
+
+    recorded = _recorded(project)
+    assert recorded["read"] == _live(project)
+    assert recorded["read"]["tables"]["airlines"]["rows"] == 4
+    info = read_backup_info(Path(recorded["latest"]["path"]))
+    assert ["B6", "JetBlue"] in list(iter_rows(info, "airlines"))
+    assert recorded["latest"]["fingerprint"] == recorded["read"]
+    plan = run_cli(capsys, "plan", project, "--detailed-exitcode")
+    assert plan.code == 0, plan.text
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ],
+)
+def test_restore_records_what_it_wrote_and_sees_later_edits(
+    capsys: pytest.CaptureFixture[str],
+    project: Path,
+    request: pytest.FixtureRequest,
+    kind: str,
+) -> None:
+    if kind == "sqlite":
+        url = sqlite_url(project.parent / "data/restored.db")
+    else:
+        url = request.getfixturevalue("postgres_db" if kind == "postgresql" else "mariadb_db").url
+    target = f"  target: {{url: '{sa.make_url(url).render_as_string(hide_password=False)}'}}\n"
+    project.write_text(
+        MANIFEST.replace("connections:\n", "connections:\n" + target)
+        + "restores:\n  back: {backup: nightly, to: target}\n"
+    )
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+
+    state = open_state(".dsdb/state.db", project.parent).read()
+    written = state.resources["restore.back"].fingerprints["written"]
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        assert written["tables"] == fingerprint_database(engine).to_dict()["tables"]
+        assert written["tables"]["flights"]["rows"] == 200
+        assert run_cli(capsys, "plan", project, "--detailed-exitcode").code == 0
+        with engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE flights SET month = 7 WHERE id = 3")
+    finally:
+        engine.dispose()
+    plan = run_cli(capsys, "plan", project, "--detailed-exitcode")
+    assert plan.code == 2, plan.text
+    assert "target changed outside dsdb: table flights: content changed (200 rows)" in plan.out
