@@ -48,7 +48,7 @@ from dsdb_plan.archive.format import (
     read_batches,
 )
 from dsdb_plan.dbschema import ColumnSchema, TableSchema, reflect_tables
-from dsdb_plan.errors import BackupError
+from dsdb_plan.errors import BackupError, DsdbError
 from tests.servers import ServerDatabase
 
 NOW = dt.datetime(2026, 11, 27, 5, 10, tzinfo=dt.UTC)
@@ -613,12 +613,39 @@ def test_resume_skips_completed_tables_and_reloads_the_rest(
     assert len(_rows(target, "note", ("id",))) == 3
 
 
-def test_subset_without_its_parent_warns_instead_of_failing(tmp_path: Path) -> None:
+def test_subset_without_its_parent_warns_instead_of_failing(
+    tmp_path: Path, target: sa.Engine
+) -> None:
     info = write_backup(_make_awkward(tmp_path / "s.db"), tmp_path / "b", new_backup_id(NOW))
-    target = _sqlite_engine(tmp_path / "t.db")
     result = restore_backup(info.path, target, tables=["note"])
     assert result.tables == ("note",) and result.rows == 3
     assert len(result.warnings) == 1 and "'awkward'" in result.warnings[0]
+    assert reflect_tables(target)[0].foreign_keys == ()
+
+
+@pytest.mark.postgres
+def test_rows_breaking_a_foreign_key_fail_the_restore_which_then_resumes(
+    tmp_path: Path, postgres_db: ServerDatabase
+) -> None:
+    """PostgreSQL gets its foreign keys once the tables are loaded; a key the rows break fails
+    the restore, naming it, and a resume adds it once the rows are fixed."""
+    source = _make_awkward(tmp_path / "s.db")
+    with source.begin() as conn:  # SQLite does not check foreign keys unless asked to
+        conn.exec_driver_sql("INSERT INTO note VALUES (4, 99, 'orphan')")
+    info = write_backup(source, tmp_path / "b", new_backup_id(NOW))
+    target = postgres_db.engine()
+    done: list[str] = []
+    with pytest.raises(DsdbError, match=r"adding foreign keys in postgresql failed: .*foreign key"):
+        restore_backup(info.path, target, on_table_done=lambda table, rows: done.append(table))
+    assert done == ["awkward", "note"]
+    with target.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM note WHERE awkward_id = 99")
+    result = restore_backup(info.path, target, completed=set(done), replace_existing=True)
+    assert result.tables == () and result.skipped == ("awkward", "note")
+    note = next(table for table in reflect_tables(target) if table.name == "note")
+    assert [(fk.columns, fk.ref_table) for fk in note.foreign_keys] == [
+        (("awkward_id",), "awkward")
+    ]
     with pytest.raises(BackupError, match="'nope'"):
         restore_backup(info.path, target, tables=["nope"])
 

@@ -3,8 +3,9 @@
 Order of work: verify every checksum (nothing is written before), refuse tables that hold
 data unless replacing is allowed, drop the tables to (re)load children first, then per table
 and parents first: create it, load its rows, create its indexes, advance its sequences, commit,
-report it done. A killed restore therefore leaves whole tables, and the caller resumes by
-passing the tables reported done as `completed`.
+report it done; last, add the foreign keys left for the end (on PostgreSQL, all of them). A
+killed restore therefore leaves whole tables, and the caller resumes by passing the tables
+reported done as `completed` (the keys are added by whichever run gets to the end).
 """
 
 from __future__ import annotations
@@ -104,16 +105,16 @@ def restore_backup(
             + ", ".join(repr(name) for name in occupied)
             + " (allow replacing them to overwrite)"
         )
-    dialect = engine.dialect.name
     existing = set(sa.inspect(engine).get_table_names()) - {t.name for t in todo}
-    later = [] if dialect == "sqlite" else deferred_foreign_keys(selected)
+    reachable = existing | {t.name for t in selected}
+    later = _keys_added_after_loading(engine.dialect.name, selected, reachable)
     warnings = []
     loaded_rows = 0
     drop_tables(engine, [table.name for table in todo])
     for table in todo:
         inline = []
         for fk in table.foreign_keys:
-            if fk.ref_table not in existing and fk.ref_table not in {t.name for t in selected}:
+            if fk.ref_table not in reachable:
                 warnings.append(
                     f"table {table.name!r}: foreign key {fk.columns} to {fk.ref_table!r} not "
                     f"created: the target has no table {fk.ref_table!r}"
@@ -146,12 +147,40 @@ def _selected(info: BackupInfo, tables: Collection[str] | None) -> list[TableSch
     return [table for table in info.tables if table.name in tables]
 
 
+def _keys_added_after_loading(
+    dialect: str, selected: Sequence[TableSchema], reachable: Collection[str]
+) -> list[tuple[TableSchema, ForeignKeySchema]]:
+    """The foreign keys created once every table is loaded, not with their table.
+
+    PostgreSQL checks an inline key row by row as COPY loads; one added afterwards is checked
+    in a single query (what pg_restore does too), several times faster. Elsewhere only keys
+    inside a cycle wait (MySQL loads without checking keys; SQLite keeps all keys inline).
+    """
+    if dialect == "sqlite":
+        return []
+    if dialect == "postgresql":
+        return [
+            (table, fk)
+            for table in selected
+            for fk in table.foreign_keys
+            if fk.ref_table in reachable
+        ]
+    return deferred_foreign_keys(selected)
+
+
 def _add_later_keys(
     engine: sa.Engine, later: Sequence[tuple[TableSchema, ForeignKeySchema]]
 ) -> None:
-    if later:
+    if not later:
+        return
+    try:
         with engine.begin() as conn:
             add_foreign_keys(conn, later)
+    except sa.exc.DBAPIError as error:
+        raise DsdbError(
+            f"adding foreign keys in {engine.dialect.name} failed: "
+            f"{str(error.orig).strip().splitlines()[0]}"
+        ) from error
 
 
 def _restore_table(
