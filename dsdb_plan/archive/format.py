@@ -15,7 +15,6 @@ any row, and the raw value is what must come back. JSON columns are stored as th
 
 from __future__ import annotations
 
-import base64
 import binascii
 import datetime as dt
 import functools
@@ -59,7 +58,7 @@ def encode_value(value: Any) -> Any:
             return value
         return {"$float": "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
     if isinstance(value, bytes | bytearray | memoryview):
-        return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
+        return {"$bytes": binascii.b2a_base64(bytes(value), newline=False).decode("ascii")}
     if isinstance(value, Decimal):
         return {"$decimal": str(value)}
     if isinstance(value, dt.datetime):  # before date: a datetime is a date
