@@ -15,7 +15,8 @@ How each database is read (issue 3, item 2):
   (plus the WAL and its index when the WAL holds frames). When a `previous` fingerprint carries
   the same token, its tables are returned without reading any data.
 - Everything else (and SQLite when the token changed) streams rows in bounded chunks and hashes
-  each row in Python.
+  each row in Python (`RowDigest`). A reader that goes through every row anyway, as a backup
+  does, hashes the rows it reads with `FingerprintWhileReading` instead of reading them twice.
 
 Checksums start with the method that made them (`pg1:`, `my1:`, `py1:`): two checksums are only
 comparable when their methods are equal, which is always so for the same database.

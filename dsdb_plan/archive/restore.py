@@ -36,8 +36,6 @@ from dsdb_plan.migrate.convert import fast_row_converter
 from dsdb_plan.migrate.load import load_rows
 
 Progress = Callable[[str, int], None]
-#: Rows per executemany round trip (and per progress report).
-BATCH_ROWS = 5000
 
 
 @contextlib.contextmanager
@@ -222,7 +220,7 @@ def _load(
         # self-references that point forward (what mysqldump does, too).
         conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
         try:
-            return load_rows(conn, table, rows, batch_rows=BATCH_ROWS, progress=report)
+            return load_rows(conn, table, rows, progress=report)
         finally:
             conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
-    return load_rows(conn, table, rows, batch_rows=BATCH_ROWS, progress=report)
+    return load_rows(conn, table, rows, progress=report)
