@@ -44,6 +44,7 @@ from dsdb_plan.archive.format import (
     decode_row,
     encode_row,
     encode_rows,
+    encode_value,
     file_digest,
     read_batches,
 )
@@ -296,7 +297,12 @@ _TYPED_ROW = (
     ids=["plain", "floats", "nan", "subclasses", "containers", "row-classes"],
 )
 def test_a_batch_encodes_as_its_rows_one_by_one(extra: list[Any]) -> None:
+    """Lines are what `json.dumps` makes of the tagged values, alone or in a batch."""
     rows = [_TYPED_ROW, *extra]
+    for row in rows:
+        tagged = [encode_value(value) for value in row]
+        line = json.dumps(tagged, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        assert encode_row(row) == line + "\n"
     assert encode_rows(rows) == "".join(map(encode_row, rows)).encode()
     assert encode_rows([]) == b""
 
