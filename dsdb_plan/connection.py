@@ -7,7 +7,6 @@ secret everywhere it appears.
 
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy.dialects import registry as dialect_registry
 from sqlalchemy.engine import URL, make_url
 
+from dsdb_plan.errors import did_you_mean
 from dsdb_plan.redact import register_secret
 
 # What users type -> the SQLAlchemy dialect+DBAPI dsdb installs for it.
@@ -39,11 +39,6 @@ _KNOWN_DRIVERS = {
 }
 _CANONICAL_DRIVERS = ["sqlite", "postgresql", "mysql", "mariadb"]
 _DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
-
-
-def _suggest(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f" — did you mean '{close[0]}'?" if close else ""
 
 
 def _sqlalchemy_drivername(driver: str) -> str:
@@ -61,7 +56,7 @@ def _sqlalchemy_drivername(driver: str) -> str:
         raise PydanticCustomError(
             "unknown_driver",
             "unknown driver '{driver}'{hint}",
-            {"driver": driver, "hint": _suggest(lowered, _CANONICAL_DRIVERS)},
+            {"driver": driver, "hint": did_you_mean(lowered, _CANONICAL_DRIVERS)},
         ) from None
     return candidate
 

@@ -6,6 +6,7 @@ bug and shows a traceback only with `--debug`.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -109,6 +110,12 @@ class ApplyError(DsdbError):
 
 class BackupError(DsdbError):
     """A backup that is missing, corrupted or unreadable; names the file."""
+
+
+def did_you_mean(word: object, choices: Sequence[str]) -> str:
+    """A " — did you mean '...'?" hint naming the closest of `choices` to `word`, or ""."""
+    close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
+    return f" — did you mean '{close[0]}'?" if close else ""
 
 
 def driver_message(error: BaseException) -> str:

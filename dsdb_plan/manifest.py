@@ -6,7 +6,6 @@ Problems from every stage are collected and raised together as one `ManifestErro
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import types
@@ -18,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from dsdb_plan.errors import DsdbError, ManifestError, Problem
+from dsdb_plan.errors import DsdbError, ManifestError, Problem, did_you_mean
 from dsdb_plan.graph import dependencies, find_cycle
 from dsdb_plan.interpolate import interpolate
 from dsdb_plan.models import NAME_PATTERN, RESOURCE_KINDS, Manifest
@@ -206,18 +205,13 @@ def _field_names(model: type[BaseModel]) -> list[str]:
     return [field.alias or name for name, field in model.model_fields.items()]
 
 
-def _suggest(word: Any, choices: list[str]) -> str:
-    close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
-    return f" — did you mean '{close[0]}'?" if close else ""
-
-
 def _describe(error: Any, path: Path, data: Any, reached: bool) -> tuple[str, bool]:
     """A message for one pydantic error, and whether it points at the key itself."""
     kind = error["type"]
     if kind == "extra_forbidden":
         model = _model_at(path[:-1])
         allowed = _field_names(model) if model else []
-        hint = _suggest(path[-1], allowed) or (
+        hint = did_you_mean(path[-1], allowed) or (
             f" (expected one of: {', '.join(allowed)})" if allowed else ""
         )
         return f"unknown field '{path[-1]}'{hint}", True
@@ -227,7 +221,7 @@ def _describe(error: Any, path: Path, data: Any, reached: bool) -> tuple[str, bo
         listed = error["ctx"]["expected"].replace(" or ", ", ").split(",")
         expected = [s.strip().strip("'") for s in listed]
         value = _value_at(data, path) if reached else None
-        hint = _suggest(value, expected) if isinstance(value, str) else ""
+        hint = did_you_mean(value, expected) if isinstance(value, str) else ""
         return f"unknown value {value!r}{hint} (expected one of: {', '.join(expected)})", False
     if kind == "string_pattern_mismatch":
         value = path[-1] if error["loc"][-1] == "[key]" else _value_at(data, path)
@@ -308,7 +302,7 @@ def _reference_problems(source: Source, data: Any) -> list[Problem]:
                     problems.append(
                         source.problem(
                             (section, name, field),
-                            f"unknown connection '{ref}'{_suggest(ref, connections)}",
+                            f"unknown connection '{ref}'{did_you_mean(ref, connections)}",
                         )
                     )
             backup = spec.get("backup") if section == "restores" else None
@@ -316,7 +310,7 @@ def _reference_problems(source: Source, data: Any) -> list[Problem]:
                 problems.append(
                     source.problem(
                         (section, name, "backup"),
-                        f"unknown backup '{backup}'{_suggest(backup, backups)}",
+                        f"unknown backup '{backup}'{did_you_mean(backup, backups)}",
                     )
                 )
             depends_on = spec.get("depends_on")
@@ -325,7 +319,7 @@ def _reference_problems(source: Source, data: Any) -> list[Problem]:
                     problems.append(
                         source.problem(
                             (section, name, "depends_on", i),
-                            f"unknown resource '{ref}'{_suggest(ref, addresses)}",
+                            f"unknown resource '{ref}'{did_you_mean(ref, addresses)}",
                         )
                     )
     return problems
