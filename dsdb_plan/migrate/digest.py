@@ -80,7 +80,7 @@ class SubsetDigest:
 
 def _framer(column: ColumnSchema) -> Token:
     """A value of `column` as it goes into a row's text: `<length>:<text>`, NULL as `N`."""
-    token = tokenizer(column)
+    token = _tokenizer(column)
 
     def frame(value: Any) -> str:
         if value is None:
@@ -91,7 +91,7 @@ def _framer(column: ColumnSchema) -> Token:
     return frame
 
 
-def tokenizer(column: ColumnSchema) -> Token:
+def _tokenizer(column: ColumnSchema) -> Token:
     """The canonical text of a non-null value of `column`.
 
     Values of the Python classes a column's type usually arrives as take a direct path

@@ -101,8 +101,11 @@ def _session(conn: sa.Connection, dialect: str) -> Iterator[None]:
     if dialect == "postgresql":
         # Local to the transaction: shortest exact float digits whatever the default; and no
         # JIT, whose compiling of these long expressions costs more than it saves.
-        conn.execute(sa.text("SELECT set_config('extra_float_digits', '1', true)"))
-        conn.execute(sa.text("SELECT set_config('jit', 'off', true)"))
+        conn.execute(
+            sa.text(
+                "SELECT set_config('extra_float_digits', '1', true), set_config('jit', 'off', true)"
+            )
+        )
         yield
         return
     # MariaDB shows TIMESTAMP values in the session time zone; give the session its own back.
