@@ -1,0 +1,79 @@
+"""A migration digests its source in the snapshot the copy reads, and in the database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from dsdb_plan.dbschema import ColumnSchema, TableSchema
+from dsdb_plan.migrate import run as run_module
+from dsdb_plan.migrate import verify as verify_module
+from dsdb_plan.migrate.run import TableRun, run_migration
+from dsdb_plan.migrate.subset import select_tables
+from tests.helpers import database, fill, table_rows
+
+SCHEMA = TableSchema(
+    "readings",
+    (
+        ColumnSchema("id", "bigint", nullable=False),
+        ColumnSchema("value", "double"),
+        ColumnSchema("note", "text"),
+    ),
+    primary_key=("id",),
+)
+ROWS = [(n, n / 7, f"reading {n}") for n in range(1, 501)]
+
+
+def _migrate(source: sa.Engine, target: sa.Engine) -> None:
+    runs = [TableRun(selection, "upsert") for selection in select_tables(source, None, "none")]
+    run_migration(source, target, runs, batch_size=100, schema_changes="evolve")
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
+def test_a_write_to_the_source_during_the_copy_neither_lands_nor_fails_verification(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    source = database(request, tmp_path, kind)
+    fill(source, SCHEMA, ROWS)
+    target = sa.create_engine(f"sqlite:///{tmp_path / 'target.db'}")
+    digested_in_database = []
+    real = run_module.in_database
+
+    def digest_then_write(conn: sa.Connection, *args: Any) -> Any:
+        summer = real(conn, *args)
+        digested_in_database.append(summer is not None)
+
+        def digest(where: Any) -> Any:
+            digested = summer(where)
+            # Another session commits a new row after the digest, before the copy reads.
+            with source.begin() as other:
+                other.execute(sa.text("INSERT INTO readings VALUES (9999, 1.5, 'late')"))
+            return digested
+
+        return digest
+
+    monkeypatch.setattr(run_module, "in_database", digest_then_write)
+    _migrate(source, target)  # raises if verification fails
+    assert digested_in_database == [True]
+    assert table_rows(target.url, "readings") == sorted(ROWS, key=repr)
+    source.dispose()
+
+
+def test_server_tables_are_verified_without_reading_rows_into_python(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = database(request, tmp_path, "postgresql")
+    fill(source, SCHEMA, ROWS)
+    target = request.getfixturevalue("mariadb_db").engine()
+
+    def no_python_reads(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a server-side table was read through Python to verify it")
+
+    monkeypatch.setattr(verify_module, "_chunks", no_python_reads)
+    _migrate(source, target)
+    assert table_rows(target.url, "readings") == sorted(ROWS, key=repr)
+    source.dispose()
+    target.dispose()
