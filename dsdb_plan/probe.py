@@ -10,6 +10,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from dsdb_plan.connection import Connection
+from dsdb_plan.errors import driver_message
 from dsdb_plan.redact import redact
 
 CONNECT_TIMEOUT_SECONDS = 5
@@ -42,12 +43,6 @@ def _target(connection: Connection) -> str:
     return f"{host}:{port}/{url.database or ''}"
 
 
-def _cause(error: Exception) -> str:
-    original = getattr(error, "orig", None) or error
-    text = " ".join(str(original).split())
-    return redact(text) or type(original).__name__
-
-
 def probe(name: str, connection: Connection) -> ProbeResult:
     """Connect once, read the server version, and time a trivial round trip."""
     target = _target(connection)
@@ -69,7 +64,7 @@ def probe(name: str, connection: Connection) -> ProbeResult:
             elapsed = (time.perf_counter() - started) * 1000
             version = ".".join(str(p) for p in engine.dialect.server_version_info or ())
     except Exception as error:  # any driver's failure is reported, not raised
-        return replace(base, error=_cause(error))
+        return replace(base, error=redact(driver_message(error)))
     finally:
         engine.dispose()
     label = {

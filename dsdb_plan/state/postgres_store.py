@@ -39,7 +39,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from dsdb_plan.errors import LockError, StateError
+from dsdb_plan.errors import LockError, StateError, driver_message
 from dsdb_plan.redact import redact, register_secret
 from dsdb_plan.state.records import HistoryEntry, LockInfo, ResourceRecord, StateSnapshot
 from dsdb_plan.state.store import (
@@ -491,7 +491,11 @@ class PostgresStateStore:
                     sa.text(f"DELETE FROM {SCHEMA}.lock WHERE lock_id = :id"), {"id": info.id}
                 )
         except SQLAlchemyError as error:
-            _log.warning("could not clear the lock row on %s: %s", self.location, _reason(error))
+            _log.warning(
+                "could not clear the lock row on %s: %s",
+                self.location,
+                redact(driver_message(error)),
+            )
 
     def _await_release(self, conn: sa.Connection, backend_pid: int) -> None:
         """Wait (bounded) until a terminated backend has let the advisory lock go."""
@@ -511,7 +515,7 @@ class PostgresStateStore:
         try:
             yield
         except SQLAlchemyError as error:
-            raise StateError(f"state {self.location}: {_reason(error)}") from None
+            raise StateError(f"state {self.location}: {redact(driver_message(error))}") from None
 
     @contextmanager
     def _writing(self, *, check_lock: bool = True) -> Iterator[tuple[sa.Connection, int]]:
@@ -555,12 +559,6 @@ class PostgresStateStore:
             return kind.from_dict(data) if kind is not dict else dict(data)
         except (ValueError, TypeError, KeyError) as error:
             raise StateError(f"state {self.location}: {what} is malformed ({error})") from None
-
-
-def _reason(error: SQLAlchemyError) -> str:
-    """The driver's own words on one line, without SQL, parameters or secrets."""
-    cause = getattr(error, "orig", None) or error
-    return redact(" ".join(str(cause).split())) or type(cause).__name__
 
 
 def _schema_version(conn: sa.Connection) -> int:
