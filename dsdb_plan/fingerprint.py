@@ -195,8 +195,7 @@ def _reading(engine: sa.Engine) -> Iterator[sa.Connection]:
             # settings, which a role or database default may have changed. Local to the
             # transaction, so they end with it.
             conn.execution_options(isolation_level="REPEATABLE READ")
-            for setting, value in _PG_SETTINGS:
-                conn.execute(sa.text("SELECT set_config(:s, :v, true)"), {"s": setting, "v": value})
+            conn.execute(_SET_PG_SETTINGS)
         elif conn.dialect.name in ("mysql", "mariadb"):
             conn.execution_options(isolation_level="REPEATABLE READ")
             # TIMESTAMP values are shown in the session time zone; a session setting outlives
@@ -218,6 +217,10 @@ _PG_SETTINGS = (
     ("IntervalStyle", "postgres"),
     ("extra_float_digits", "1"),  # shortest exact text for floats; 0 would round them
     ("bytea_output", "hex"),
+)
+#: All of them in one round trip.
+_SET_PG_SETTINGS = sa.select(
+    *(sa.func.set_config(name, value, True) for name, value in _PG_SETTINGS)
 )
 
 
