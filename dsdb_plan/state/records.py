@@ -9,20 +9,27 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, TypeVar
-
-_Record = TypeVar("_Record")
-
-
-def _build(cls: type[_Record], data: Mapping[str, Any]) -> _Record:
-    # Unknown keys are ignored so a record written by a newer dsdb with an extra field still
-    # loads; a missing required key raises TypeError, which stores report as a StateError.
-    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    return cls(**{key: copy.deepcopy(value) for key, value in data.items() if key in known})
+from typing import Any, Self
 
 
 @dataclass(frozen=True)
-class ResourceRecord:
+class _Record:
+    """A record that is its fields as a JSON-safe dict."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        # Unknown keys are ignored so a record written by a newer dsdb with an extra field
+        # still loads; a missing required key raises TypeError, which stores report as a
+        # StateError.
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: copy.deepcopy(value) for key, value in data.items() if key in known})
+
+
+@dataclass(frozen=True)
+class ResourceRecord(_Record):
     """One applied resource as recorded: what it was applied with and what it touched."""
 
     address: str  # "backup.local-nightly"
@@ -34,16 +41,9 @@ class ResourceRecord:
     status: str  # e.g. "applied", "failed"; the executor decides the vocabulary
     updated_at: str  # ISO 8601 UTC, "2026-11-27T05:10:00Z"
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ResourceRecord:
-        return _build(cls, data)
-
 
 @dataclass(frozen=True)
-class HistoryEntry:
+class HistoryEntry(_Record):
     """One action as it ran: who, when, what, how it ended. `id` is set by the store."""
 
     address: str
@@ -59,16 +59,9 @@ class HistoryEntry:
     message: str = ""
     id: int | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> HistoryEntry:
-        return _build(cls, data)
-
 
 @dataclass(frozen=True)
-class LockInfo:
+class LockInfo(_Record):
     """The holder of the state lock, as shown to whoever is kept waiting."""
 
     id: str
@@ -84,13 +77,6 @@ class LockInfo:
             f"locked by {self.user}@{self.host} (pid {self.pid}) since {self.since} "
             f"for {self.operation}; lock id {self.id}"
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> LockInfo:
-        return _build(cls, data)
 
 
 @dataclass(frozen=True)
