@@ -232,14 +232,20 @@ def deferred_foreign_keys(
 
 
 def quote_identifier(dialect: sa.Dialect, name: str) -> str:
-    """`name` always quoted, for SQL sent without parameters or as a value.
+    """`name` always quoted, for a bound value or SQL that SQLAlchemy escapes itself
+    (`literal_column`).
 
-    SQLAlchemy's own quoting doubles `%` for pyformat drivers, which is right only in
-    statements that go through parameter substitution.
+    SQL given to `exec_driver_sql` needs `_quote_for_driver` instead: the pyformat drivers
+    substitute parameters even when there are none, so a `%` there must be doubled.
     """
     preparer = dialect.identifier_preparer
     escaped = name.replace(preparer.escape_quote, preparer.escape_to_quote)
     return f"{preparer.initial_quote}{escaped}{preparer.final_quote}"
+
+
+def _quote_for_driver(dialect: sa.Dialect, name: str) -> str:
+    """`name` quoted for `exec_driver_sql`, with `%` doubled where the driver needs it."""
+    return dialect.identifier_preparer.quote_identifier(name)
 
 
 # -- reflection --------------------------------------------------------------------------
@@ -381,7 +387,7 @@ def _reflect_indexes(inspector: sa.Inspector, name: str, unescape: Any) -> tuple
 
 def _sqlite_declared_types(conn: sa.Connection, table: str) -> dict[str, str]:
     """Declared type text per column: SQLAlchemy's reflection loses names it does not know."""
-    quoted = quote_identifier(conn.dialect, table)
+    quoted = _quote_for_driver(conn.dialect, table)
     rows = conn.exec_driver_sql(f"PRAGMA main.table_info({quoted})").fetchall()
     return {row[1]: row[2] or "" for row in rows}
 
@@ -857,11 +863,11 @@ def drop_tables(bind: Bind, names: Collection[str]) -> list[str]:
                 drop = (
                     "DROP FOREIGN KEY"
                     if conn.dialect.name in ("mysql", "mariadb")
-                    else ("DROP CONSTRAINT")
+                    else "DROP CONSTRAINT"
                 )
                 conn.exec_driver_sql(
-                    f"ALTER TABLE {quote_identifier(conn.dialect, table.name)} {drop} "
-                    f"{quote_identifier(conn.dialect, fk.name)}"
+                    f"ALTER TABLE {_quote_for_driver(conn.dialect, table.name)} {drop} "
+                    f"{_quote_for_driver(conn.dialect, fk.name)}"
                 )
         for table in reversed(ordered):
             sa.Table(table.name, sa.MetaData()).drop(conn)
@@ -881,7 +887,7 @@ def advance_sequences(bind: Bind, table: TableSchema, *, name: str | None = None
         return
     with _connect(bind) as conn:
         dialect = conn.dialect.name
-        quoted = quote_identifier(conn.dialect, target)
+        quoted = quote_identifier(conn.dialect, target)  # a value pg_get_serial_sequence parses
         sa_table = sa.table(target, *(sa.column(c.name) for c in columns))
         for column in columns:
             largest = conn.execute(sa.select(sa.func.max(sa_table.c[column.name]))).scalar()
@@ -900,5 +906,6 @@ def advance_sequences(bind: Bind, table: TableSchema, *, name: str | None = None
                 )
             elif dialect in ("mysql", "mariadb"):
                 conn.exec_driver_sql(
-                    f"ALTER TABLE {quoted} AUTO_INCREMENT = {int(largest or 0) + 1}"
+                    f"ALTER TABLE {_quote_for_driver(conn.dialect, target)} "
+                    f"AUTO_INCREMENT = {int(largest or 0) + 1}"
                 )

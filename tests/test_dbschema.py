@@ -223,6 +223,35 @@ def test_hostile_identifiers_work(engine: sa.Engine) -> None:
     assert drop_tables(engine, [HOSTILE_TABLE, "select"]) == [HOSTILE_TABLE, "select"]
 
 
+def test_percent_in_names_survives_statements_sent_to_the_driver(engine: sa.Engine) -> None:
+    """psycopg and PyMySQL read a lone `%` as a placeholder even without parameters."""
+    x = TableSchema(
+        "x%s",
+        (
+            ColumnSchema("id", "integer", nullable=False, autoincrement=True),
+            ColumnSchema("y_id", "integer"),
+        ),
+        ("id",),
+        (ForeignKeySchema("fk%d", ("y_id",), "y%(y)s", ("id",)),),
+    )
+    y = TableSchema(
+        "y%(y)s",
+        (ColumnSchema("id", "integer", nullable=False), ColumnSchema("x_id", "integer")),
+        ("id",),
+        (ForeignKeySchema("fk%", ("x_id",), "x%s", ("id",)),),
+    )
+    create_tables(engine, [x, y])
+    rows = sa.table(x.name, sa.column("id"), sa.column("y_id"))
+    with engine.begin() as conn:
+        conn.execute(sa.insert(rows).values(id=41))
+    advance_sequences(engine, x)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(rows).values(y_id=None))
+        assert sorted(conn.execute(sa.select(rows.c.id)).scalars()) == [41, 42]
+    assert sorted(drop_tables(engine, [x.name, y.name])) == ["x%s", "y%(y)s"]
+    assert sa.inspect(engine).get_table_names() == []
+
+
 def test_advance_sequences_lets_the_next_insert_succeed(engine: sa.Engine) -> None:
     table = TableSchema(
         "seq",
