@@ -37,8 +37,6 @@ from sqlalchemy.dialects import mysql, postgresql
 
 from dsdb_plan.errors import DsdbError
 
-"""A row filter: a boolean clause, or a function building one from the reflected table."""
-
 _CHUNK_ROWS = 10_000
 _TOKEN_VERSION = b"dsdb-sqlite-token-1"
 # The bytes of each file that change with its content: the whole 100-byte database header
@@ -117,7 +115,7 @@ def fingerprint_database(
         result = {}
         for (_schema, name), cols in sorted(columns.items(), key=lambda item: item[0][1]):
             table = sa.table(name, *(sa.column(col["name"]) for col in cols))
-            result[name] = _fingerprint(conn, table, list(table.c), None)
+            result[name] = _fingerprint(conn, table)
     return Fingerprint(result, token)
 
 
@@ -224,41 +222,26 @@ _SET_PG_SETTINGS = sa.select(
 )
 
 
-def _fingerprint(
-    conn: sa.Connection,
-    table: sa.TableClause,
-    columns: Sequence[sa.ColumnElement[Any]],
-    where: sa.ColumnElement[bool] | None,
-) -> TableFingerprint:
+def _fingerprint(conn: sa.Connection, table: sa.TableClause) -> TableFingerprint:
     method = _IN_DATABASE.get(conn.dialect.name, _in_python)
     try:
-        return method(conn, table, columns, where)
+        return method(conn, table)
     except sa.exc.DBAPIError as error:
         cause = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
         raise DsdbError(f"cannot fingerprint table {table.name}: {cause}") from error
 
 
-def _in_postgresql(
-    conn: sa.Connection,
-    table: sa.TableClause,
-    columns: Sequence[sa.ColumnElement[Any]],
-    where: sa.ColumnElement[bool] | None,
-) -> TableFingerprint:
+def _in_postgresql(conn: sa.Connection, table: sa.TableClause) -> TableFingerprint:
     """md5 of each row's text form, its first 64 bits summed as numeric (no overflow)."""
     # ROW(...)::text writes NULL as nothing and '' as "", so the two stay distinct.
-    row_hash = sa.func.md5(sa.cast(sa.func.ROW(*columns), sa.Text))
+    row_hash = sa.func.md5(sa.cast(sa.func.ROW(*table.c), sa.Text))
     high = sa.literal_column("'x'", sa.Text) + sa.func.substr(row_hash, 1, 16)
     total = sa.func.sum(sa.cast(sa.cast(high, postgresql.BIT(64)), sa.BigInteger))
-    count, checksum = _aggregate(conn, table, total, where)
+    count, checksum = _aggregate(conn, table, total)
     return TableFingerprint(count, f"pg1:{checksum % 2**64:016x}")
 
 
-def _in_mysql(
-    conn: sa.Connection,
-    table: sa.TableClause,
-    columns: Sequence[sa.ColumnElement[Any]],
-    where: sa.ColumnElement[bool] | None,
-) -> TableFingerprint:
+def _in_mysql(conn: sa.Connection, table: sa.TableClause) -> TableFingerprint:
     """md5 of a length-prefixed encoding of each row, its first 64 bits summed as DECIMAL."""
     # CONCAT_WS skips NULLs and a separator can occur in a value, so each value is written as
     # "<length>:<bytes>" and NULL as "N": unambiguous. Bytes, so mixed collations cannot clash.
@@ -267,40 +250,28 @@ def _in_mysql(
             sa.func.concat(sa.func.length(value), ":", value),
             "N",
         )
-        for value in (sa.cast(column, mysql.BINARY()) for column in columns)
+        for value in (sa.cast(column, mysql.BINARY()) for column in table.c)
     ]
     row_hash = sa.func.md5(sa.func.concat(*parts))
     high = sa.func.conv(sa.func.substring(row_hash, 1, 16), 16, 10)
     total = sa.func.sum(sa.cast(high, mysql.INTEGER(unsigned=True)))
-    count, checksum = _aggregate(conn, table, total, where)
+    count, checksum = _aggregate(conn, table, total)
     return TableFingerprint(count, f"my1:{checksum % 2**64:016x}")
 
 
 def _aggregate(
-    conn: sa.Connection,
-    table: sa.TableClause,
-    total: sa.ColumnElement[Any],
-    where: sa.ColumnElement[bool] | None,
+    conn: sa.Connection, table: sa.TableClause, total: sa.ColumnElement[Any]
 ) -> tuple[int, int]:
     query = sa.select(sa.func.count(), sa.func.coalesce(total, 0)).select_from(table)
-    if where is not None:
-        query = query.where(where)
     count, checksum = conn.execute(query).one()
     return int(count), int(checksum)  # sums come back as Decimal: exact, however large
 
 
-def _in_python(
-    conn: sa.Connection,
-    table: sa.TableClause,
-    columns: Sequence[sa.ColumnElement[Any]],
-    where: sa.ColumnElement[bool] | None,
-) -> TableFingerprint:
+def _in_python(conn: sa.Connection, table: sa.TableClause) -> TableFingerprint:
     """Stream the rows and sum a 128-bit BLAKE2 digest of each row's canonical text."""
     # Raw driver values: SQLAlchemy's type processors would parse SQLite's text dates and
     # round decimals, so two different stored values could look equal.
-    query = sa.select(*(sa.type_coerce(c, sa.types.NullType()) for c in columns)).select_from(table)
-    if where is not None:
-        query = query.where(where)
+    query = sa.select(*(sa.type_coerce(c, sa.types.NullType()) for c in table.c)).select_from(table)
     digest = RowDigest()
     for chunk in _chunks(conn, query):
         digest.add(chunk)
@@ -349,10 +320,7 @@ def _plain(value: Any) -> Any:
     return bytes(value) if isinstance(value, memoryview | bytearray) else value
 
 
-_Method = Callable[
-    [sa.Connection, sa.TableClause, Sequence[sa.ColumnElement[Any]], sa.ColumnElement[bool] | None],
-    TableFingerprint,
-]
+_Method = Callable[[sa.Connection, sa.TableClause], TableFingerprint]
 _IN_DATABASE: dict[str, _Method] = {
     "postgresql": _in_postgresql,
     "mysql": _in_mysql,
