@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 
-from dsdb_plan.errors import DsdbError
+from dsdb_plan.errors import DsdbError, driver_message
 
 _CHUNK_ROWS = 10_000
 _TOKEN_VERSION = b"dsdb-sqlite-token-1"
@@ -227,8 +227,9 @@ def _fingerprint(conn: sa.Connection, table: sa.TableClause) -> TableFingerprint
     try:
         return method(conn, table)
     except sa.exc.DBAPIError as error:
-        cause = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-        raise DsdbError(f"cannot fingerprint table {table.name}: {cause}") from error
+        raise DsdbError(
+            f"cannot fingerprint table {table.name}: {driver_message(error)}"
+        ) from error
 
 
 def _in_postgresql(conn: sa.Connection, table: sa.TableClause) -> TableFingerprint:

@@ -31,7 +31,7 @@ from dsdb_plan.dbschema import (
     deferred_foreign_keys,
     drop_tables,
 )
-from dsdb_plan.errors import BackupError, DsdbError
+from dsdb_plan.errors import BackupError, DsdbError, driver_message
 from dsdb_plan.migrate.convert import fast_row_converter
 from dsdb_plan.migrate.load import load_rows
 
@@ -176,8 +176,7 @@ def _add_later_keys(
             add_foreign_keys(conn, later)
     except sa.exc.DBAPIError as error:
         raise DsdbError(
-            f"adding foreign keys in {engine.dialect.name} failed: "
-            f"{str(error.orig).strip().splitlines()[0]}"
+            f"adding foreign keys in {engine.dialect.name} failed: {driver_message(error)}"
         ) from error
 
 
@@ -200,7 +199,7 @@ def _restore_table(
     except sa.exc.DBAPIError as error:
         raise DsdbError(
             f"restoring table {table.name!r} into {engine.dialect.name} failed: "
-            f"{str(error.orig).strip().splitlines()[0]}"
+            f"{driver_message(error)}"
         ) from error
     return count
 
