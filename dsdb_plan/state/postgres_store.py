@@ -25,9 +25,7 @@ never changes the database.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -43,11 +41,13 @@ from dsdb_plan.errors import LockError, StateError, driver_message
 from dsdb_plan.redact import redact, register_secret
 from dsdb_plan.state.records import HistoryEntry, LockInfo, ResourceRecord, StateSnapshot
 from dsdb_plan.state.store import (
+    died_on_this_host,
     dump_json,
+    held_by_this_process,
+    load_stored,
     lock_message,
-    pid_alive,
+    new_lock,
     serialized_snapshot,
-    this_host,
     utc_now,
     wait_for_lock,
 )
@@ -175,13 +175,13 @@ class PostgresStateStore:
                 for key, value in conn.execute(sa.text(f"SELECT key, value FROM {SCHEMA}.meta"))
             }
             resources = {
-                address: self._load(ResourceRecord, text, address)
+                address: load_stored(self.location, address, text, ResourceRecord.from_dict)
                 for address, text in conn.execute(
                     sa.text(f"SELECT address, record FROM {SCHEMA}.resources ORDER BY address")
                 )
             }
             checkpoints = {
-                address: self._load(dict, text, f"the checkpoint of {address}")
+                address: load_stored(self.location, f"the checkpoint of {address}", text, dict)
                 for address, text in conn.execute(
                     sa.text(f"SELECT address, data FROM {SCHEMA}.checkpoints ORDER BY address")
                 )
@@ -265,7 +265,9 @@ class PostgresStateStore:
                 {"old": old},
             )
             if stored is not None:
-                moved = replace(self._load(ResourceRecord, stored, old), address=new)
+                moved = replace(
+                    load_stored(self.location, old, stored, ResourceRecord.from_dict), address=new
+                )
                 conn.execute(
                     sa.text(
                         f"UPDATE {SCHEMA}.resources SET address = :new, record = :record"
@@ -374,14 +376,7 @@ class PostgresStateStore:
 
     @contextmanager
     def lock(self, operation: str, user: str, timeout: float = 0) -> Iterator[LockInfo]:
-        info = LockInfo(
-            id=str(uuid.uuid4()),
-            user=redact(user),
-            host=this_host(),
-            pid=os.getpid(),
-            since="",
-            operation=operation,
-        )
+        info = new_lock(operation, user)
         held: sa.Connection | None = None
 
         def attempt() -> LockInfo | None:
@@ -447,8 +442,7 @@ class PostgresStateStore:
             conn.close()
             # A holder killed on this machine a moment ago: its session is about to end (the
             # server notices the closed socket), so wait for that rather than fail.
-            dying = holder.host == this_host() and not pid_alive(holder.pid)
-            if not dying or time.monotonic() >= deadline:
+            if not died_on_this_host(holder) or time.monotonic() >= deadline:
                 return None, holder
             time.sleep(_POLL_SECONDS)
 
@@ -528,7 +522,7 @@ class PostgresStateStore:
             if check_lock:
                 holder = _live_holder(conn)
                 # Any store of this process may write under its lock, as with SQLite.
-                if holder is not None and (holder.host, holder.pid) != (this_host(), os.getpid()):
+                if holder is not None and not held_by_this_process(holder):
                     raise LockError(lock_message(self.location, holder))
             yield conn, serial
 
@@ -552,13 +546,6 @@ class PostgresStateStore:
                 yield conn
             finally:
                 transaction.rollback()
-
-    def _load(self, kind: Any, text: str, what: str) -> Any:
-        try:
-            data = json.loads(text)
-            return kind.from_dict(data) if kind is not dict else dict(data)
-        except (ValueError, TypeError, KeyError) as error:
-            raise StateError(f"state {self.location}: {what} is malformed ({error})") from None
 
 
 def _schema_version(conn: sa.Connection) -> int:

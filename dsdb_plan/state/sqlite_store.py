@@ -8,9 +8,7 @@ file upgrade a copy in memory instead, so a plan never modifies the file.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import sqlite3
 import threading
 import uuid
@@ -24,11 +22,13 @@ from dsdb_plan.errors import LockError, StateError
 from dsdb_plan.redact import redact
 from dsdb_plan.state.records import HistoryEntry, LockInfo, ResourceRecord, StateSnapshot
 from dsdb_plan.state.store import (
+    died_on_this_host,
     dump_json,
+    held_by_this_process,
+    load_stored,
     lock_message,
-    pid_alive,
+    new_lock,
     serialized_snapshot,
-    this_host,
     utc_now,
     wait_for_lock,
 )
@@ -93,13 +93,13 @@ class SqliteStateStore:
                 return StateSnapshot.empty()
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
             resources = {
-                address: self._load(ResourceRecord, text, address)
+                address: load_stored(self.location, address, text, ResourceRecord.from_dict)
                 for address, text in conn.execute(
                     "SELECT address, record FROM resources ORDER BY address"
                 )
             }
             checkpoints = {
-                address: self._load(dict, text, f"the checkpoint of {address}")
+                address: load_stored(self.location, f"the checkpoint of {address}", text, dict)
                 for address, text in conn.execute(
                     "SELECT address, data FROM checkpoints ORDER BY address"
                 )
@@ -179,7 +179,9 @@ class SqliteStateStore:
                 raise StateError(f"{old} is not in state {self.location}")
             row = conn.execute("SELECT record FROM resources WHERE address = ?", (old,)).fetchone()
             if row is not None:
-                record = replace(self._load(ResourceRecord, row[0], old), address=new)
+                record = replace(
+                    load_stored(self.location, old, row[0], ResourceRecord.from_dict), address=new
+                )
                 conn.execute(
                     "UPDATE resources SET address = ?, record = ? WHERE address = ?",
                     (new, dump_json(record.to_dict(), new), old),
@@ -248,14 +250,7 @@ class SqliteStateStore:
 
     @contextmanager
     def lock(self, operation: str, user: str, timeout: float = 0) -> Iterator[LockInfo]:
-        info = LockInfo(
-            id=str(uuid.uuid4()),
-            user=redact(user),
-            host=this_host(),
-            pid=os.getpid(),
-            since="",
-            operation=operation,
-        )
+        info = new_lock(operation, user)
 
         def attempt() -> LockInfo | None:
             nonlocal info
@@ -298,7 +293,7 @@ class SqliteStateStore:
         with self._writing() as conn:
             holder = _lock_row(conn)
             if holder is not None:
-                if not _is_stale(holder):
+                if not died_on_this_host(holder):
                     return holder
                 # A killed apply must be resumable without a manual unlock.
                 _log.warning("taking over the stale state lock: %s", holder.describe())
@@ -312,9 +307,7 @@ class SqliteStateStore:
     def _check_lock(self, conn: sqlite3.Connection) -> None:
         """Refuse a state write while another live process holds the lock."""
         holder = _lock_row(conn)
-        if holder is None or _is_stale(holder):
-            return
-        if holder.host == this_host() and holder.pid == os.getpid():
+        if holder is None or died_on_this_host(holder) or held_by_this_process(holder):
             return
         raise LockError(lock_message(self.location, holder))
 
@@ -403,13 +396,6 @@ class SqliteStateStore:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
 
-    def _load(self, kind: Any, text: str, what: str) -> Any:
-        try:
-            data = json.loads(text)
-            return kind.from_dict(data) if kind is not dict else dict(data)
-        except (ValueError, TypeError, KeyError) as error:
-            raise StateError(f"state {self.location}: {what} is malformed ({error})") from None
-
 
 def _inspect(conn: sqlite3.Connection, path: Path) -> int:
     """The file's schema version, 0 for an empty file; StateError for anything not ours."""
@@ -476,8 +462,3 @@ def _lock_row(conn: sqlite3.Connection) -> LockInfo | None:
     if row is None:
         return None
     return LockInfo(id=row[0], user=row[1], host=row[2], pid=row[3], since=row[4], operation=row[5])
-
-
-def _is_stale(holder: LockInfo) -> bool:
-    """A lock whose holder died on this machine. Another host's lock is never judged here."""
-    return holder.host == this_host() and not pid_alive(holder.pid)

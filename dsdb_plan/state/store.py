@@ -11,16 +11,19 @@ import json
 import os
 import socket
 import time
+import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from dsdb_plan.errors import LockError, StateError
 from dsdb_plan.redact import redact
 from dsdb_plan.state.records import HistoryEntry, LockInfo, ResourceRecord, StateSnapshot
 
 _LOCK_POLL_SECONDS = 0.2
+
+_Loaded = TypeVar("_Loaded")
 
 
 class StateStore(Protocol):
@@ -133,6 +136,36 @@ def pid_alive(pid: int) -> bool:
             return stat.read().rpartition(")")[2].split()[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def new_lock(operation: str, user: str) -> LockInfo:
+    """The lock this process asks for; each attempt to take it sets `since`."""
+    return LockInfo(
+        id=str(uuid.uuid4()),
+        user=redact(user),
+        host=this_host(),
+        pid=os.getpid(),
+        since="",
+        operation=operation,
+    )
+
+
+def held_by_this_process(holder: LockInfo) -> bool:
+    """Whether `holder` is this process: any store of it may write under its lock."""
+    return holder.host == this_host() and holder.pid == os.getpid()
+
+
+def died_on_this_host(holder: LockInfo) -> bool:
+    """A holder that died on this machine. Another host's holder is never judged here."""
+    return holder.host == this_host() and not pid_alive(holder.pid)
+
+
+def load_stored(location: str, what: str, text: str, build: Callable[[Any], _Loaded]) -> _Loaded:
+    """`build` of stored JSON `text`; a `StateError` naming `what` when it is malformed."""
+    try:
+        return build(json.loads(text))
+    except (ValueError, TypeError, KeyError) as error:
+        raise StateError(f"state {location}: {what} is malformed ({error})") from None
 
 
 def _redact_tree(value: Any) -> Any:
