@@ -598,6 +598,30 @@ def test_sqlite_other_database_is_refused(tmp_path: Path) -> None:
     store.close()
 
 
+@pytest.mark.parametrize(
+    ("table", "stored", "what"),
+    [
+        ("resources", "not json", "backup.nightly is malformed"),
+        ("resources", '{"address": "backup.nightly"}', "backup.nightly is malformed"),
+        ("checkpoints", "[1, 2, 3]", "the checkpoint of backup.nightly is malformed"),
+    ],
+)
+def test_sqlite_unreadable_record_is_refused_naming_it(
+    tmp_path: Path, table: str, stored: str, what: str
+) -> None:
+    path = tmp_path / "state.db"
+    store = SqliteStateStore(path)
+    store.put_resource(record())
+    store.save_checkpoint("backup.nightly", {"done": ["flights"]})
+    column = "record" if table == "resources" else "data"
+    with sqlite3.connect(path) as raw:
+        raw.execute(f"UPDATE {table} SET {column} = ?", (stored,))
+    raw.close()
+    with pytest.raises(StateError, match=f"state {re.escape(str(path))}: {what}"):
+        store.read()
+    store.close()
+
+
 def test_sqlite_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     store = SqliteStateStore(path)
