@@ -629,6 +629,26 @@ def test_subset_without_its_parent_warns_instead_of_failing(
     assert reflect_tables(target)[0].foreign_keys == ()
 
 
+@pytest.mark.parametrize("kind", ["postgres", "mariadb"])
+def test_a_value_the_target_refuses_fails_the_restore_naming_the_table(
+    tmp_path: Path, request: pytest.FixtureRequest, kind: str
+) -> None:
+    """SQLite keeps text in an INTEGER column; a server refuses it while loading (PostgreSQL
+    in COPY, whose errors come from psycopg, not SQLAlchemy)."""
+    source = _sqlite_engine(tmp_path / "s.db")
+    with source.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE counts (id INTEGER PRIMARY KEY, n INTEGER)")
+        conn.exec_driver_sql("INSERT INTO counts VALUES (1, 'many')")
+    info = write_backup(source, tmp_path / "b", new_backup_id(NOW))
+    server: ServerDatabase = request.getfixturevalue(f"{kind}_db")
+    target = server.engine()
+    dialect = target.dialect.name
+    with pytest.raises(DsdbError, match=f"restoring table 'counts' into {dialect} failed: .*many"):
+        restore_backup(info.path, target)
+    if dialect == "postgresql":  # the table's transaction is rolled back whole
+        assert sa.inspect(target).get_table_names() == []
+
+
 @pytest.mark.postgres
 def test_rows_breaking_a_foreign_key_fail_the_restore_which_then_resumes(
     tmp_path: Path, postgres_db: ServerDatabase

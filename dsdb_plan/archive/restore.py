@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 
 from dsdb_plan.archive.info import BackupInfo
@@ -36,6 +37,9 @@ from dsdb_plan.migrate.convert import fast_row_converter
 from dsdb_plan.migrate.load import load_rows
 
 Progress = Callable[[str, int], None]
+#: Errors of a database refusing what a restore writes: PostgreSQL's COPY runs on psycopg's
+#: own cursor (see `load_rows`), so its errors are psycopg's, not wrapped by SQLAlchemy.
+_DRIVER_ERRORS = (sa.exc.DBAPIError, psycopg.Error)
 
 
 @contextlib.contextmanager
@@ -196,7 +200,7 @@ def _restore_table(
             count = _load(conn, table, rows, progress)
             create_indexes(conn, [table])
             advance_sequences(conn, table)
-    except sa.exc.DBAPIError as error:
+    except _DRIVER_ERRORS as error:
         raise DsdbError(
             f"restoring table {table.name!r} into {engine.dialect.name} failed: "
             f"{driver_message(error)}"
