@@ -106,7 +106,6 @@ def selection(
         target=target or f"{table}_t",
         source=source,
         schema=schema,
-        columns=schema.column_names,
         key=schema.primary_key if key is None else key,
         where=None if where is None else where(source),
         reason="listed",

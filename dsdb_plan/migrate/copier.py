@@ -253,13 +253,13 @@ def _load(
         _load_attached(src, dst, job, table, operation)
         return
     selection = job.selection
-    shape = _copied_schema(selection)
-    convert = fast_row_converter(shape, src.dialect.name, dst.dialect.name)
-    writer = batch_writer(dst, table, shape.columns, operation=operation, key=selection.key)
+    schema = selection.schema
+    convert = fast_row_converter(schema, src.dialect.name, dst.dialect.name)
+    writer = batch_writer(dst, table, schema.columns, operation=operation, key=selection.key)
     # After a resume the first batch may already be in the target; a plain insert can only
     # take it if keys are ignored, so that one batch goes through insert_ignore.
     first = (
-        batch_writer(dst, table, shape.columns, operation="insert_ignore", key=selection.key)
+        batch_writer(dst, table, schema.columns, operation="insert_ignore", key=selection.key)
         if operation == "insert" and job.resumed and selection.key
         else writer
     )
@@ -305,13 +305,6 @@ def _source_batches(
     # Elsewhere a server-side cursor keeps memory bounded.
     result = src.execution_options(stream_results=True, yield_per=size).execute(query)
     yield from result.partitions(size)
-
-
-def _copied_schema(selection: TableSelection) -> TableSchema:
-    schema = selection.schema
-    return dataclasses.replace(
-        schema, columns=tuple(schema.column(name) for name in selection.columns)
-    )
 
 
 def _source_filter(job: _Job, table: sa.Table) -> list[sa.ColumnElement[bool]]:
@@ -522,7 +515,7 @@ def _replace(src: sa.Connection, dst: sa.Connection, job: _Job) -> None:
     target_schema = (
         reflect_tables(dst, [selection.target])[0]
         if selection.target in existing
-        else dataclasses.replace(_copied_schema(selection), name=selection.target)
+        else dataclasses.replace(selection.schema, name=selection.target)
     )
     dst.commit()
     staged = _staging_schema(target_schema, staging, dst.dialect.name)
@@ -710,9 +703,9 @@ def _delete_missing(src: sa.Connection, dst: sa.Connection, job: _Job) -> int:
     dst.commit()
     _drop_temporary(dst, keys)
     keys.create(dst)
-    shape = _copied_schema(selection)
+    schema = selection.schema
     key_schema = dataclasses.replace(
-        shape, columns=tuple(shape.column(name) for name in key), primary_key=tuple(key)
+        schema, columns=tuple(schema.column(name) for name in key), primary_key=tuple(key)
     )
     convert = fast_row_converter(key_schema, src.dialect.name, dst.dialect.name)
     writer = batch_writer(dst, keys.name, key_schema.columns)

@@ -55,20 +55,25 @@ class TableSelection:
 
     `source` has `PortableType` columns: `select_subset` (or any select of them) reads raw
     driver values, as `values.row_converter` expects. `schema` is the table as the target
-    should hold it: only the copied `columns`, and without the foreign keys and indexes
-    whose columns are not copied. `key` identifies a row (the explicit key, else the primary
-    key; empty when there is neither). `where` is None for every row. `reason` says why the
-    table is copied: "listed", "parent of flights via flights.carrier", ... joined by "; ".
+    should hold it: only the copied columns (`columns`, in source order), and without the
+    foreign keys and indexes whose columns are not copied. `key` identifies a row (the
+    explicit key, else the primary key; empty when there is neither). `where` is None for
+    every row. `reason` says why the table is copied: "listed", "parent of flights via
+    flights.carrier", ... joined by "; ".
     """
 
     name: str
     target: str
     source: sa.Table
     schema: TableSchema
-    columns: tuple[str, ...]
     key: tuple[str, ...]
     where: sa.ColumnElement[bool] | None
     reason: str
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The copied columns, in the order rows are read and written."""
+        return self.schema.column_names
 
 
 def select_subset(selection: TableSelection) -> sa.Select[Any]:
@@ -133,7 +138,6 @@ def select_tables(
             target=targets.get(schema.name, schema.name),
             source=tables[schema.name],
             schema=schema,
-            columns=schema.column_names,
             key=shapes[schema.name].key,
             where=own[schema.name],
             reason="; ".join(reasons[schema.name] + shapes[schema.name].notes),

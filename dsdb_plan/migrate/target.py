@@ -169,7 +169,7 @@ def finish_target(
             index for index in selection.schema.indexes if (index.columns, index.unique) not in have
         )
         if todo:
-            shaped = dataclasses.replace(_shape(selection), indexes=todo)
+            shaped = dataclasses.replace(selection.schema, indexes=todo)
             create_indexes(conn, [shaped], rename={shaped.name: selection.target})
         if conn.dialect.name != "sqlite":
             names = _target_names(known_tables)
@@ -192,7 +192,7 @@ def finish_target(
 def _create(conn: sa.Connection, selection: TableSelection, known_tables: KnownTables) -> None:
     names = _target_names(known_tables)
     tables = set(sa.inspect(conn).get_table_names())
-    shaped = _shape(selection)
+    shaped = selection.schema
     keys = tuple(
         fk
         for fk in shaped.foreign_keys
@@ -207,14 +207,6 @@ def _create(conn: sa.Connection, selection: TableSelection, known_tables: KnownT
     if selection.key and tuple(selection.key) != shaped.primary_key:
         unique = IndexSchema(None, tuple(selection.key), unique=True)
         create_indexes(conn, [dataclasses.replace(table, indexes=(unique,))], rename=rename)
-
-
-def _shape(selection: TableSelection) -> TableSchema:
-    """The selection's schema with the columns in copy order."""
-    schema = selection.schema
-    return dataclasses.replace(
-        schema, columns=tuple(schema.column(name) for name in selection.columns)
-    )
 
 
 def _target_names(known_tables: KnownTables) -> dict[str, str]:
