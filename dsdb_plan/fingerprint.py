@@ -274,7 +274,7 @@ def _in_python(conn: sa.Connection, table: sa.TableClause) -> TableFingerprint:
     # round decimals, so two different stored values could look equal.
     query = sa.select(*(sa.type_coerce(c, sa.types.NullType()) for c in table.c)).select_from(table)
     digest = RowDigest()
-    for chunk in _chunks(conn, query):
+    for chunk in read_chunks(conn, query, _CHUNK_ROWS):
         digest.add(chunk)
     return digest.result()
 
@@ -301,17 +301,25 @@ class RowDigest:
         return TableFingerprint(self._rows, f"py1:{self._total % 2**128:032x}")
 
 
-def _chunks(conn: sa.Connection, query: sa.Executable) -> Iterator[Sequence[tuple[Any, ...]]]:
-    """The query's rows as plain tuples, a bounded chunk at a time."""
+def read_chunks(
+    conn: sa.Connection, query: sa.Executable, size: int
+) -> Iterator[Sequence[tuple[Any, ...]]]:
+    """The query's rows as plain tuples, `size` at a time: memory bounded by one chunk.
+
+    Its columns should be untyped (`sa.column`, `type_coerce` to NullType): raw driver values,
+    which SQLAlchemy's processors would otherwise parse (SQLite's text dates). Binary values
+    come as `bytes`, whatever the driver returns.
+    """
     if conn.dialect.name == "sqlite":
         # pysqlite steps the statement as rows are fetched, so its own cursor is bounded, and
         # reading it directly skips building a Row per row, which cost 3x the hashing here.
+        # Its binary values are bytes already.
         cursor = conn.execute(query).cursor
-        while chunk := cursor.fetchmany(_CHUNK_ROWS):
+        while chunk := cursor.fetchmany(size):
             yield chunk
         return
     # Elsewhere a server-side cursor keeps memory bounded (yield_per implies stream_results).
-    result = conn.execution_options(yield_per=_CHUNK_ROWS).execute(query)
+    result = conn.execution_options(yield_per=size).execute(query)
     for part in result.partitions():
         yield [tuple(map(_plain, row)) for row in part]
 

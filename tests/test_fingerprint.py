@@ -276,7 +276,7 @@ def _no_data_reads(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("table data was read")
 
     monkeypatch.setattr(fp, "_fingerprint", refuse)
-    monkeypatch.setattr(fp, "_chunks", refuse)
+    monkeypatch.setattr(fp, "read_chunks", refuse)
 
 
 def test_sqlite_unchanged_file_is_not_read_again(
