@@ -252,12 +252,22 @@ def _quote_for_driver(dialect: sa.Dialect, name: str) -> str:
 
 
 @contextlib.contextmanager
-def _connect(bind: Bind) -> Iterator[sa.Connection]:
-    """Use the caller's connection (and its transaction), or a new transaction."""
+def transaction(bind: Bind) -> Iterator[sa.Connection]:
+    """The caller's connection (and its transaction), or a new transaction committed at the end."""
     if isinstance(bind, sa.Connection):
         yield bind
     else:
         with bind.begin() as conn:
+            yield conn
+
+
+@contextlib.contextmanager
+def connection(bind: Bind) -> Iterator[sa.Connection]:
+    """The caller's connection (left open), or a new one from an engine (closed after)."""
+    if isinstance(bind, sa.Connection):
+        yield bind
+    else:
+        with bind.connect() as conn:
             yield conn
 
 
@@ -266,7 +276,7 @@ def reflect_tables(bind: Bind, tables: Collection[str] | None = None) -> list[Ta
 
     Unknown requested tables raise `DsdbError` naming them all.
     """
-    with _connect(bind) as conn:
+    with transaction(bind) as conn:
         inspector = sa.inspect(conn)
         existing = set(inspector.get_table_names())
         if tables is None:
@@ -747,7 +757,7 @@ def create_tables(
     it cannot add constraints later and does not check them at creation).
     """
     ordered = sort_tables(tables)
-    with _connect(bind) as conn:
+    with transaction(bind) as conn:
         later = (
             []
             if conn.dialect.name == "sqlite"
@@ -774,7 +784,7 @@ def create_indexes(
     Index names are unique per schema in PostgreSQL but per table elsewhere, so a name
     already used in this call is made unique by prefixing the table name.
     """
-    with _connect(bind) as conn:
+    with transaction(bind) as conn:
         _, built = build_tables(conn.dialect, tables, rename=rename)
         used = _schema_wide_names(conn)
         for table in tables:
@@ -815,7 +825,7 @@ def add_foreign_keys(
     SQLite cannot add constraints to a table; there the keys must be created inline.
     """
     rename = dict(rename or {})
-    with _connect(bind) as conn:
+    with transaction(bind) as conn:
         if conn.dialect.name == "sqlite" or not keys:
             return
         for table, fk in keys:
@@ -848,7 +858,7 @@ def drop_tables(bind: Bind, names: Collection[str]) -> list[str]:
 
     Foreign keys inside a cycle are dropped first so the tables can go in any order.
     """
-    with _connect(bind) as conn:
+    with transaction(bind) as conn:
         inspector = sa.inspect(conn)
         existing = sorted(set(names) & set(inspector.get_table_names()))
         schemas = [
@@ -885,7 +895,7 @@ def advance_sequences(bind: Bind, table: TableSchema, *, name: str | None = None
     columns = [c for c in table.columns if c.autoincrement and c.type in _INTEGER_TYPES]
     if not columns:
         return
-    with _connect(bind) as conn:
+    with transaction(bind) as conn:
         dialect = conn.dialect.name
         quoted = quote_identifier(conn.dialect, target)  # a value pg_get_serial_sequence parses
         sa_table = sa.table(target, *(sa.column(c.name) for c in columns))

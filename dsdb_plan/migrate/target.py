@@ -12,31 +12,32 @@ timestamps keep microseconds and zones, decimals their precision.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 import sqlalchemy as sa
 
 from dsdb_plan.dbschema import (
+    Bind,
     ColumnSchema,
     ForeignKeySchema,
     IndexSchema,
     TableSchema,
     add_foreign_keys,
     advance_sequences,
+    connection,
     create_indexes,
     create_tables,
     reflect_tables,
     target_type,
+    transaction,
 )
 from dsdb_plan.errors import PlanError
 from dsdb_plan.migrate.subset import TableSelection
 
 SchemaChanges = Literal["evolve", "strict"]
-Bind = sa.Engine | sa.Connection
 KnownTables = Collection[str] | Mapping[str, str]
 
 _INTEGER_RANK = {"smallint": 1, "boolean": 1, "integer": 2, "bigint": 3}
@@ -77,7 +78,7 @@ def inspect_target(
     schema_changes: SchemaChanges,
 ) -> TargetCheck:
     """Compare the target table (if any) with what the selection will copy; read-only."""
-    with _connect(target_engine) as conn:
+    with connection(target_engine) as conn:
         if selection.target not in sa.inspect(conn).get_table_names():
             return TargetCheck(exists=False)
         (existing,) = reflect_tables(conn, [selection.target])
@@ -138,7 +139,7 @@ def ensure_target(
     """
     if check.problems:
         raise PlanError("; ".join(check.problems))
-    with _begin(target_engine) as conn:
+    with transaction(target_engine) as conn:
         if not check.exists:
             _create(conn, selection, known_tables)
             return
@@ -160,7 +161,7 @@ def finish_target(
     Idempotent: indexes already present, and keys whose columns already reference a table,
     are skipped, so it may be called again once the parents of a foreign-key cycle exist.
     """
-    with _begin(target_engine) as conn:
+    with transaction(target_engine) as conn:
         (existing,) = reflect_tables(conn, [selection.target])
         have = {(index.columns, index.unique) for index in existing.indexes}
         if existing.primary_key:
@@ -287,23 +288,3 @@ def _is_unique(table: TableSchema, key: Collection[str]) -> bool:
 
 def _names(names: Collection[str]) -> str:
     return ", ".join(repr(name) for name in names)
-
-
-@contextlib.contextmanager
-def _connect(bind: Bind) -> Iterator[sa.Connection]:
-    """The caller's connection (left open), or a new one (closed after)."""
-    if isinstance(bind, sa.Connection):
-        yield bind
-    else:
-        with bind.connect() as conn:
-            yield conn
-
-
-@contextlib.contextmanager
-def _begin(bind: Bind) -> Iterator[sa.Connection]:
-    """The caller's connection and transaction, or a new transaction committed at the end."""
-    if isinstance(bind, sa.Connection):
-        yield bind
-    else:
-        with bind.begin() as conn:
-            yield conn
