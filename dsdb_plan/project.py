@@ -87,9 +87,10 @@ class Project:
                     self.workspace, address, spec, snapshot.resources.get(address)
                 )
 
-    def ensure_fresh(self, plan: Plan) -> None:
-        """Refuse a saved `plan` when the manifest, the state or the data it relied on moved."""
-        ensure_fresh(plan, self.loaded, self.store.read(), self.workspace)
+    def ensure_fresh(self, plan: Plan, *, parallelism: int = 1) -> None:
+        """Refuse a saved `plan` when the manifest, the state or the data it relied on moved,
+        reading the data again up to `parallelism` fingerprints at once."""
+        ensure_fresh(plan, self.loaded, self.store.read(), self.workspace, parallelism=parallelism)
 
     def apply(
         self,

@@ -3,6 +3,8 @@ each fingerprint read once, dependencies planned first, and errors reported as b
 
 from __future__ import annotations
 
+import itertools
+import json
 import sqlite3
 import threading
 import time
@@ -214,6 +216,69 @@ def test_ctrl_c_while_planning_ends_the_command_at_once(
     monkeypatch.setattr(plan_commands.os, "_exit", exit_now)
     with pytest.raises(SystemExit) as stopped:
         run_cli(capsys, "plan", sqlite_project)
+    assert stopped.value.code == 130
+    assert "Interrupted. Nothing was changed: planning only reads." in capsys.readouterr().err
+
+
+def test_a_saved_plan_reads_its_data_again_concurrently(
+    capsys, sqlite_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan_file = sqlite_project.parent / "plan.json"
+    assert run_cli(capsys, "plan", sqlite_project, "-o", plan_file).code == 0
+    keys = json.loads(plan_file.read_text())["fingerprints"]
+    assert len(keys) == 4
+    # The first reads (those checking the saved plan) each wait until all are being read.
+    reads_meet = threading.Barrier(len(keys), timeout=10)
+    calls = itertools.count()
+    read = Workspace.fingerprint
+
+    def meeting(self: Workspace, *args: Any, **kwargs: Any) -> Fingerprint:
+        if next(calls) < len(keys):
+            reads_meet.wait()
+        return read(self, *args, **kwargs)
+
+    monkeypatch.setattr(Workspace, "fingerprint", meeting)
+    result = run_cli(capsys, "apply", plan_file, "--parallelism", "4")
+    assert result.code == 0, result.text
+
+
+def test_a_stale_saved_plan_gives_the_same_reasons_read_concurrently(
+    capsys, sqlite_project: Path
+) -> None:
+    plan_file = sqlite_project.parent / "plan.json"
+    assert run_cli(capsys, "plan", sqlite_project, "-o", plan_file).code == 0
+    for name in ("c", "b"):
+        with sqlite3.connect(sqlite_project.parent / f"data/{name}.db") as db:
+            db.execute("DELETE FROM flights WHERE id = 7")
+    sequential, parallel = (
+        run_cli(capsys, "apply", plan_file, "--parallelism", str(parallelism))
+        for parallelism in (1, 4)
+    )
+    assert parallel == sequential
+    assert parallel.code == 1
+    assert parallel.err.splitlines()[1:3] == [
+        "  - data in b changed: table flights changed: 90 → 89 rows",
+        "  - data in c changed: table flights changed: 60 → 59 rows",
+    ]
+    assert not (sqlite_project.parent / "backups").exists()
+
+
+def test_ctrl_c_while_checking_a_saved_plan_ends_the_command_at_once(
+    capsys, sqlite_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan_file = sqlite_project.parent / "plan.json"
+    assert run_cli(capsys, "plan", sqlite_project, "-o", plan_file).code == 0
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    def exit_now(code: int) -> None:
+        raise SystemExit(code)
+
+    monkeypatch.setattr(Project, "ensure_fresh", interrupted)
+    monkeypatch.setattr(plan_commands.os, "_exit", exit_now)
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(capsys, "apply", plan_file)
     assert stopped.value.code == 130
     assert "Interrupted. Nothing was changed: planning only reads." in capsys.readouterr().err
 

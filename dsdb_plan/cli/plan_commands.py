@@ -175,9 +175,7 @@ def apply(
         open_project(manifest, var, var_file) as project,
         project.locked("apply", timeout=lock_timeout),
     ):
-        if saved is not None:
-            project.ensure_fresh(saved)
-        the_plan = saved or _plan(out, project, target, exclude, parallelism)
+        the_plan = _plan(out, project, target, exclude, parallelism, saved=saved)
         out.echo(render(the_plan, "text", color=out.use_color).rstrip("\n"))
         if not the_plan.has_changes:
             out.echo("Nothing to do.")
@@ -212,10 +210,16 @@ def _plan(
     target: tuple[str, ...],
     exclude: tuple[str, ...],
     parallelism: int,
+    *,
+    saved: Plan | None = None,
 ) -> Plan:
-    """The project's plan. Ctrl-C stops only the main thread, so it ends the process rather
-    than wait for the reads that other threads are running."""
+    """The project's plan, or the `saved` one once it is found still true. Ctrl-C stops only
+    the main thread, so it ends the process rather than wait for the reads that other
+    threads are running."""
     try:
+        if saved is not None:
+            project.ensure_fresh(saved, parallelism=parallelism)
+            return saved
         return project.plan(targets=target, excludes=exclude, parallelism=parallelism)
     except KeyboardInterrupt:
         _interrupted(out, "Nothing was changed: planning only reads.")

@@ -77,7 +77,14 @@ class PlanContext:
 
 
 def fingerprint_key(connection: str, tables: list[str] | None) -> str:
+    """How a plan files the fingerprint of `tables` (None: all) in `connection`."""
     return connection + ":" + (",".join(sorted(tables)) if tables else "*")
+
+
+def split_fingerprint_key(key: str) -> tuple[str, list[str] | None]:
+    """The connection and tables (None: all) of a `fingerprint_key`."""
+    connection, _, tables = key.partition(":")
+    return connection, None if tables == "*" else tables.split(",")
 
 
 @dataclass
