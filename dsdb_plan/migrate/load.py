@@ -78,8 +78,7 @@ def batch_writer(
     if dialect.name == "postgresql" and dialect.driver == "psycopg":
         if operation == "insert":
             return _PostgresCopy(conn, table, names)
-        staged = _PostgresStaged(conn, table, names, tuple(key), operation)
-        return _PostgresCopyFirst(conn, table, names, staged)
+        return _PostgresCopyFirst(conn, _PostgresStaged(conn, table, names, tuple(key), operation))
     if dialect.name in ("mysql", "mariadb"):
         return _DriverExecutemany(conn, _mysql_statement(dialect, table, names, key, operation))
     if dialect.name == "sqlite" or dialect.name == "postgresql":
@@ -124,9 +123,13 @@ def _quote(dialect: sa.Dialect, name: str) -> str:
     return dialect.identifier_preparer.quote_identifier(name)
 
 
-def _placeholders(dialect: sa.Dialect, count: int) -> str:
+def _insert_statement(dialect: sa.Dialect, table: str, names: Sequence[str]) -> str:
+    """A single-row INSERT with a positional placeholder per column."""
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    return ", ".join([mark] * count)
+    return (
+        f"INSERT INTO {_quote(dialect, table)} ({', '.join(_quote(dialect, n) for n in names)}) "
+        f"VALUES ({', '.join([mark] * len(names))})"
+    )
 
 
 def _on_conflict_statement(
@@ -139,11 +142,7 @@ def _on_conflict_statement(
     """INSERT for SQLite (3.24+) and PostgreSQL drivers without COPY."""
     if dialect.paramstyle not in ("qmark", "format", "pyformat"):
         raise DsdbError(f"unsupported parameter style {dialect.paramstyle!r}")
-    q = _quote
-    statement = (
-        f"INSERT INTO {q(dialect, table)} ({', '.join(q(dialect, n) for n in names)}) "
-        f"VALUES ({_placeholders(dialect, len(names))})"
-    )
+    statement = _insert_statement(dialect, table, names)
     return statement + _conflict_clause(dialect, names, key, operation, "excluded")
 
 
@@ -177,10 +176,7 @@ def _mysql_statement(
     which would also turn truncations and NULLs in NOT NULL columns into warnings.
     """
     q = _quote
-    statement = (
-        f"INSERT INTO {q(dialect, table)} ({', '.join(q(dialect, n) for n in names)}) "
-        f"VALUES ({_placeholders(dialect, len(names))})"
-    )
+    statement = _insert_statement(dialect, table, names)
     if operation == "insert":
         return statement
     updates = [name for name in names if name not in key]
@@ -328,9 +324,7 @@ class _PostgresCopyFirst:
 
     _SAVEPOINT = sql.SQL("SAVEPOINT dsdb_copy_first")
 
-    def __init__(
-        self, conn: sa.Connection, table: str, names: Sequence[str], staged: _PostgresStaged
-    ) -> None:
+    def __init__(self, conn: sa.Connection, staged: _PostgresStaged) -> None:
         self._conn = conn
         self._copier = staged.copier
         self._staged = staged
