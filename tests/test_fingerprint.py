@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from psycopg.adapt import Loader
+from psycopg.pq import Escaping
 
 from dsdb_plan import fingerprint as fp
 from dsdb_plan.archive import write_backup
@@ -229,6 +231,35 @@ def test_generic_streaming_path_on_a_server(
     assert describe_changes(before, fingerprint_database(engine)) == [
         "table flights: content changed (4 rows)"
     ]
+    engine.dispose()
+
+
+class _MemoryviewLoader(Loader):
+    """bytea as a memoryview, as some drivers return binary."""
+
+    def load(self, data: Any) -> memoryview:
+        return memoryview(Escaping().unescape_bytea(bytes(data)))
+
+
+@pytest.mark.postgres
+def test_generic_streaming_path_hashes_binary_as_bytes_whatever_the_driver_returns(
+    postgres_db: ServerDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = postgres_db.engine()
+    columns = (("id", sa.Integer()), ("b", sa.LargeBinary()))
+    make_table(engine, "blobs", [{"id": 1, "b": b"\x00\xff"}, {"id": 2, "b": None}], columns)
+    monkeypatch.setattr(fp, "_IN_DATABASE", {})
+    views = postgres_db.engine()
+
+    @sa.event.listens_for(views, "connect")
+    def binary_as_memoryview(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.adapters.register_loader("bytea", _MemoryviewLoader)
+
+    with views.connect() as conn:
+        assert type(conn.exec_driver_sql("SELECT b FROM blobs WHERE id = 1").scalar()) is memoryview
+
+    assert fingerprint_database(views) == fingerprint_database(engine)
+    views.dispose()
     engine.dispose()
 
 
