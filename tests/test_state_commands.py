@@ -105,6 +105,17 @@ def test_history_shows_who_did_what(capsys, applied: Path, monkeypatch) -> None:
     assert "backup.nightly  create  ok  203 rows" in text.out
 
 
+def test_history_takes_the_manifest_as_other_commands_do(capsys, applied: Path) -> None:
+    with_option = run_cli(capsys, "history", "-m", applied, "--format", "json")
+    assert json.loads(with_option.out)[0]["address"] == "backup.nightly"
+    assert run_cli(capsys, "history", applied, "--format", "json") == with_option
+    one = run_cli(capsys, "history", "backup.nightly", applied)
+    assert one == run_cli(capsys, "history", "backup.nightly", "-m", applied)
+    assert "backup.nightly  create  ok  203 rows" in one.out
+    both = run_cli(capsys, "history", "backup.nightly", applied, "-m", applied)
+    assert both.code == 1 and "give the manifest once" in both.err
+
+
 def test_refresh_only_reports_drift_and_not_manifest_edits(capsys, applied: Path) -> None:
     applied.write_text(MANIFEST + "  weekly: {connection: local}\n")
     quiet = run_cli(capsys, "plan", applied, "--refresh-only", "--detailed-exitcode")

@@ -14,6 +14,7 @@ from dsdb_plan.cli.app import cli
 from dsdb_plan.cli.options import manifest_argument, open_project, variable_options
 from dsdb_plan.cli.output import Output, pass_output
 from dsdb_plan.errors import DsdbError, StateError
+from dsdb_plan.manifest import DEFAULT_MANIFEST
 from dsdb_plan.models import ADDRESS_PATTERN
 from dsdb_plan.state import StateSnapshot
 
@@ -153,14 +154,14 @@ def state_push(
 
 
 @cli.command()
-@click.argument("address", required=False)
+@click.argument("address", required=False, metavar="[ADDR]")
+@click.argument("manifest", required=False, type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
     "--manifest",
     "-m",
-    "manifest",
-    default="dsdb.yaml",
+    "manifest_option",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="The manifest.",
+    help="The manifest (or give it after ADDR, as other commands take it).",
 )
 @variable_options
 @click.option(
@@ -175,13 +176,20 @@ def state_push(
 def history(
     out: Output,
     address: str | None,
-    manifest: Path,
+    manifest: Path | None,
+    manifest_option: Path | None,
     var: tuple[str, ...],
     var_file: tuple[Path, ...],
     output_format: str,
     limit: int | None,
 ) -> None:
     """Who applied what, when, with which outcome (newest first)."""
+    if manifest is None and address is not None and not _ADDRESS.match(address):
+        # `dsdb history MANIFEST`: a lone argument that is no address is the manifest.
+        manifest, address = Path(address), None
+    if manifest is not None and manifest_option is not None:
+        raise DsdbError("give the manifest once: after ADDR or with -m, not both")
+    manifest = manifest or manifest_option or Path(DEFAULT_MANIFEST)
     with open_project(manifest, var, var_file) as project:
         entries = project.store.history(address, limit)
     if output_format == "json":
