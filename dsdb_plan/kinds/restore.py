@@ -102,9 +102,9 @@ class RestoreKind(ForgettingKind):
     ) -> dict[str, str]:
         """Target tables the restore would overwrite that hold data it did not write, with
         what is in them. Their fingerprints go into the plan, so a saved plan notices edits."""
-        tables = spec.tables or source["tables"] or self._tables_backed_up(ctx, spec)
         if ctx.is_missing(spec.to):
             return {}
+        tables = spec.tables or source["tables"] or self._tables_backed_up(ctx, spec)
         existing = set(sa.inspect(ctx.workspace.reach(spec.to)).get_table_names())
         present = sorted(set(tables) & existing)
         if not present:
