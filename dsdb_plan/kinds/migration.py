@@ -49,9 +49,7 @@ DESTRUCTIVE_MODES = ("replace", "mirror")
 
 def selections(engine: sa.Engine, spec: Migration) -> list[TableSelection]:
     """The source tables this migration copies, parents first, with their filters."""
-    options = spec.table_options()
-    rename = {name: table.rename_to for name, table in (options or {}).items() if table.rename_to}
-    return select_tables(engine, options, spec.follow, rename=rename)
+    return select_tables(engine, spec.table_options(), spec.follow)
 
 
 def table_runs(
