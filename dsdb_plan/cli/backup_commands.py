@@ -9,7 +9,7 @@ import click
 
 from dsdb_plan.archive import verify_backup
 from dsdb_plan.cli.app import cli
-from dsdb_plan.cli.options import manifest_argument, open_project, variable_options
+from dsdb_plan.cli.options import manifest_argument, read_state, variable_options
 from dsdb_plan.cli.output import Output, pass_output
 from dsdb_plan.errors import DsdbError
 
@@ -18,8 +18,7 @@ def _recorded_backups(
     manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
 ) -> list[tuple[str, dict[str, Any]]]:
     """(address, artifact) for every backup in state, newest first per resource."""
-    with open_project(manifest, var, var_file) as project:
-        snapshot = project.store.read()
+    snapshot = read_state(manifest, var, var_file)
     return [
         (address, artifact)
         for address, record in sorted(snapshot.resources.items())

@@ -11,6 +11,7 @@ import click
 from dsdb_plan.errors import DsdbError
 from dsdb_plan.manifest import DEFAULT_MANIFEST, LoadedManifest, load_manifest
 from dsdb_plan.project import Project
+from dsdb_plan.state import StateSnapshot
 from dsdb_plan.yamlsource import load_yaml
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,6 +62,12 @@ def parse_variables(pairs: tuple[str, ...], files: tuple[Path, ...]) -> dict[str
 def open_project(manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]) -> Project:
     """The manifest opened for work with the variables given; use it as a context manager."""
     return Project.open(manifest, variables=parse_variables(var, var_file))
+
+
+def read_state(manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]) -> StateSnapshot:
+    """The state recorded for the manifest, as of now."""
+    with open_project(manifest, var, var_file) as project:
+        return project.store.read()
 
 
 def load_from_options(

@@ -11,7 +11,12 @@ from typing import Any, TypeVar
 import click
 
 from dsdb_plan.cli.app import cli
-from dsdb_plan.cli.options import manifest_argument, open_project, variable_options
+from dsdb_plan.cli.options import (
+    manifest_argument,
+    open_project,
+    read_state,
+    variable_options,
+)
 from dsdb_plan.cli.output import Output, pass_output
 from dsdb_plan.errors import DsdbError, StateError
 from dsdb_plan.manifest import DEFAULT_MANIFEST
@@ -44,8 +49,7 @@ def state_list(
     out: Output, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
 ) -> None:
     """Addresses recorded in state, with status and time."""
-    with open_project(manifest, var, var_file) as project:
-        snapshot = project.store.read()
+    snapshot = read_state(manifest, var, var_file)
     for address, record in sorted(snapshot.resources.items()):
         out.echo(f"{address}  {record.status}  {record.updated_at}")
     for address in sorted(set(snapshot.checkpoints) - set(snapshot.resources)):
@@ -60,8 +64,7 @@ def state_show(
     out: Output, address: str, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
 ) -> None:
     """One recorded resource, as JSON."""
-    with open_project(manifest, var, var_file) as project:
-        snapshot = project.store.read()
+    snapshot = read_state(manifest, var, var_file)
     record = snapshot.resources.get(address)
     if record is None and address not in snapshot.checkpoints:
         raise StateError(f"{address} is not in the state")
@@ -113,8 +116,7 @@ def state_pull(
     out: Output, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
 ) -> None:
     """Print the whole state as JSON (secrets are never in it)."""
-    with open_project(manifest, var, var_file) as project:
-        snapshot = project.store.read()
+    snapshot = read_state(manifest, var, var_file)
     out.echo(json.dumps(snapshot.to_dict(), indent=2, ensure_ascii=False))
 
 
