@@ -23,6 +23,7 @@ from dsdb_plan.errors import DsdbError, PlanError, driver_message
 from dsdb_plan.graph import dependencies, topological_order
 from dsdb_plan.kinds import PlanContext, kind_of
 from dsdb_plan.manifest import LoadedManifest
+from dsdb_plan.models import Moved
 from dsdb_plan.plan import Action, ActionType, Plan
 from dsdb_plan.state import ResourceRecord, StateSnapshot
 from dsdb_plan.state.store import utc_now
@@ -143,13 +144,13 @@ def _run_after_dependencies(
 
 
 def _records_after_moves(
-    moved: Collection[object], snapshot: StateSnapshot
+    moved: Collection[Moved], snapshot: StateSnapshot
 ) -> tuple[dict[str, ResourceRecord], dict[str, str]]:
     """Records keyed by their new address where a `moved:` entry renames them."""
     records = dict(snapshot.resources)
     moves: dict[str, str] = {}
     for move in moved:
-        old, new = move.from_, move.to  # type: ignore[attr-defined]
+        old, new = move.from_, move.to
         if old in records and new not in records:
             records[new] = records.pop(old)
             moves[new] = old
