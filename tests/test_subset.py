@@ -18,7 +18,6 @@ from dsdb_plan.dbschema import (
     ForeignKeySchema,
     TableSchema,
     create_tables,
-    quote_identifier,
 )
 from dsdb_plan.errors import PlanError
 from dsdb_plan.migrate.subset import (
@@ -111,7 +110,7 @@ def dangling(target: sa.Engine, selections: Sequence[TableSelection]) -> int:
     """Rows of the target whose foreign key points to no row (LEFT JOIN ... IS NULL)."""
     total = 0
     with target.connect() as conn:
-        q = lambda name: quote_identifier(conn.dialect, name)  # noqa: E731
+        q = conn.dialect.identifier_preparer.quote_identifier  # doubles % for exec_driver_sql
         for selection in selections:
             for fk in selection.schema.foreign_keys:
                 joined = " AND ".join(
