@@ -135,8 +135,15 @@ variables:
   password: {sensitive: true, default: "s3cret-value-42"}
 connections:
   local: {driver: sqlite, database: "data/${var:env}.db"}
+  copy: {driver: sqlite, database: "data/${var:env}-copy.db"}
 backups:
   nightly: {connection: local}
+migrations:
+  by-secret:
+    from: local
+    to: copy
+    tables:
+      airlines: {where: {carrier: "${var:password}"}}
 """
 
 
@@ -144,9 +151,15 @@ def test_one_manifest_serves_two_environments(capsys, tmp_path: Path, write_mani
     make_flights_db(tmp_path / "data/staging.db", flights=10)
     make_flights_db(tmp_path / "data/production.db", flights=30)
     manifest = write_manifest(VARIABLE_MANIFEST)
-    staging = run_cli(capsys, "plan", manifest, "--var", "env=staging")
+    saved = tmp_path / "plan.json"
+    staging = run_cli(capsys, "plan", manifest, "--var", "env=staging", "-o", saved)
     production = run_cli(capsys, "plan", manifest, "--var", "env=production")
     assert "13 rows" in staging.out and "33 rows" in production.out
+    applied = run_cli(capsys, "apply", manifest, "--var", "env=staging", "--auto-approve")
+    assert applied.code == 0, applied.text
+    pulled = run_cli(capsys, "state", "pull", manifest, "--var", "env=staging")
+    for output in (staging.text, production.text, saved.read_text(), applied.text, pulled.out):
+        assert "s3cret-value-42" not in output
     missing = run_cli(capsys, "plan", manifest)
     assert missing.code == 1 and "variable 'env' is required" in missing.err
 
