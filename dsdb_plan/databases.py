@@ -29,8 +29,9 @@ def _admin_engine(connection: Connection) -> sa.Engine:
     """An engine on the same server but outside the database (it cannot drop itself)."""
     url = connection.sqlalchemy_url()
     outside = "postgres" if url.get_backend_name() == "postgresql" else None
+    # `URL.set` ignores None (it means "unchanged"), and would leave MySQL in the database.
     return sa.create_engine(
-        url.set(database=outside), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool
+        url._replace(database=outside), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool
     )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import dsdb_plan as dsdb
+from dsdb_plan.databases import database_exists
 from tests.helpers import make_flights_db, sqlite_url, table_names, table_rows
 from tests.servers import ServerDatabase
 
@@ -73,6 +74,33 @@ def test_teardown_of_whole_database_deletes_the_file(
     mngr.connect("local")
     mngr.teardown("local", drop_database=True, final_backup=False)
     assert not (tmp_path / "local.db").exists()
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ],
+)
+def test_teardown_drops_a_whole_server_database_after_a_final_backup(
+    mngr: dsdb.ConnectionManager, request: pytest.FixtureRequest, kind: str
+) -> None:
+    server: ServerDatabase = request.getfixturevalue(f"{kind}_db")
+    doomed = ServerDatabase(server.kind, server.admin_url, f"{server.name}_doomed")
+    doomed.create()
+    try:
+        mngr.add_connections({"doomed": {"url": doomed.url_string}})
+        mngr.restore(mngr.backup("local").path, "doomed")
+        assert database_exists(mngr.connection("doomed"))
+
+        info = mngr.teardown("doomed", drop_database=True)
+
+        assert not database_exists(mngr.connection("doomed"))
+        assert info is not None and info.total_rows == 203
+        assert info.source_dialect == doomed.url.get_backend_name()
+    finally:
+        doomed.drop()
 
 
 def test_protected_connection_refuses_teardown(tmp_path: Path) -> None:
