@@ -20,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
+from sqlalchemy.engine.interfaces import ReflectedColumn
 from sqlalchemy.types import UserDefinedType
 
 from dsdb_plan.errors import DsdbError
@@ -297,8 +298,7 @@ def _reflect_table(conn: sa.Connection, inspector: sa.Inspector, name: str) -> T
     declared = _sqlite_declared_types(conn, name) if dialect == "sqlite" else {}
     json_columns = _mysql_json_columns(inspector, name) if dialect in ("mysql", "mariadb") else ()
     columns = []
-    for info in inspector.get_columns(name):
-        info = {**info, "name": unescape(info["name"])}
+    for info in reflected_columns(inspector, name):
         column = _portable_column(dialect, info, declared.get(info["name"]))
         if info["name"] in json_columns:
             column = ColumnSchema(column.name, "json", column.nullable, column.default)
@@ -319,6 +319,15 @@ def _reflect_table(conn: sa.Connection, inspector: sa.Inspector, name: str) -> T
 
 def _replace(column: ColumnSchema, **changes: Any) -> ColumnSchema:
     return ColumnSchema(**{**column.to_dict(), **changes})
+
+
+def reflected_columns(inspector: sa.Inspector, table: str) -> list[ReflectedColumn]:
+    """`inspector.get_columns(table)` with every column name as written in the database."""
+    columns = inspector.get_columns(table)
+    if inspector.dialect.name not in ("mysql", "mariadb"):
+        return columns
+    # Copies: the inspector caches what it returns.
+    return [{**column, "name": _mysql_unescape(column["name"])} for column in columns]
 
 
 def _same(name: str) -> str:

@@ -18,6 +18,7 @@ from dsdb_plan.dbschema import (
     deferred_foreign_keys,
     drop_tables,
     reflect_tables,
+    reflected_columns,
     sort_tables,
     sqlite_portable_type,
 )
@@ -218,6 +219,9 @@ def test_hostile_identifiers_work(engine: sa.Engine) -> None:
     create_indexes(engine, [hostile])
     reflected = {t.name: t for t in reflect_tables(engine)}
     assert reflected[HOSTILE_TABLE].column_names == hostile.column_names
+    with engine.connect() as conn:
+        names = [c["name"] for c in reflected_columns(sa.inspect(conn), HOSTILE_TABLE)]
+        assert tuple(names) == hostile.column_names  # MariaDB's doubled backticks undone
     assert reflected[HOSTILE_TABLE].foreign_keys[0].ref_table == "select"
     assert ("a b", "ünï") in [i.columns for i in reflected[HOSTILE_TABLE].indexes]
     assert drop_tables(engine, [HOSTILE_TABLE, "select"]) == [HOSTILE_TABLE, "select"]
