@@ -15,7 +15,7 @@ import contextlib
 import hashlib
 import re
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -308,17 +308,13 @@ def _reflect_table(conn: sa.Connection, inspector: sa.Inspector, name: str) -> T
                 primary_key == (column.name,)
                 and (declared.get(column.name) or "").strip().upper() == "INTEGER"
             )
-            column = _replace(column, autoincrement=rowid_alias)
+            column = replace(column, autoincrement=rowid_alias)
         if column.name in primary_key:
-            column = _replace(column, nullable=False)
+            column = replace(column, nullable=False)
         columns.append(column)
     foreign_keys = reflect_foreign_keys(conn, name)
     indexes = _reflect_indexes(inspector, name, unescape)
     return TableSchema(name, tuple(columns), primary_key, foreign_keys, indexes)
-
-
-def _replace(column: ColumnSchema, **changes: Any) -> ColumnSchema:
-    return ColumnSchema(**{**column.to_dict(), **changes})
 
 
 def reflected_columns(inspector: sa.Inspector, table: str) -> list[ReflectedColumn]:
@@ -417,7 +413,7 @@ def _mysql_json_columns(inspector: sa.Inspector, table: str) -> frozenset[str]:
     for check in inspector.get_check_constraints(table):
         match = re.fullmatch(r"\s*json_valid\(`((?:[^`]|``)+)`\)\s*", check.get("sqltext") or "")
         if match:
-            found.add(match.group(1).replace("``", "`"))
+            found.add(_mysql_unescape(match.group(1)))
     return frozenset(found)
 
 
