@@ -28,7 +28,7 @@ def _server(kind: str, request: pytest.FixtureRequest) -> sa.Engine:
     return server.engine()
 
 
-def _copy(source: sa.Engine, target: sa.Engine, table: str, **options: object) -> None:
+def _copy(source: sa.Engine, target: sa.Engine, table: str) -> None:
     chosen = selection(source, table, target=table)
     check = inspect_target(target, chosen, schema_changes="evolve")
     ensure_target(target, chosen, check)
