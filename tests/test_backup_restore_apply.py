@@ -19,6 +19,7 @@ from dsdb_plan.fingerprint import fingerprint_database
 from dsdb_plan.kinds.backup import BackupKind
 from dsdb_plan.state import open_state
 from tests.helpers import make_flights_db, run_cli, sqlite_url
+from tests.servers import ServerDatabase
 
 MANIFEST = """\
 version: 1
@@ -122,3 +123,35 @@ def test_restore_records_what_it_wrote_and_sees_later_edits(
     plan = run_cli(capsys, "plan", project, "--detailed-exitcode")
     assert plan.code == 2, plan.text
     assert "target changed outside dsdb: table flights: content changed (200 rows)" in plan.out
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ],
+)
+def test_teardown_of_a_whole_server_database_is_then_already_gone(
+    capsys: pytest.CaptureFixture[str],
+    project: Path,
+    request: pytest.FixtureRequest,
+    kind: str,
+) -> None:
+    server: ServerDatabase = request.getfixturevalue(f"{kind}_db")
+    doomed = ServerDatabase(server.kind, server.admin_url, f"{server.name}_doomed")
+    doomed.create()
+    try:
+        project.write_text(
+            "version: 1\nconnections:\n"
+            f"  doomed: {{url: '{doomed.url_string}'}}\n"
+            "teardowns:\n  gone: {connection: doomed, drop_database: true, final_backup: false}\n"
+        )
+        done = run_cli(capsys, "apply", project, "--auto-approve", "--allow-destroy")
+        assert done.code == 0, done.text
+        assert "drop database doomed" in done.out
+
+        again = run_cli(capsys, "plan", project, "--detailed-exitcode")
+        assert again.code == 0, again.text  # the teardown's database is gone: nothing to do
+    finally:
+        doomed.drop()
