@@ -18,6 +18,7 @@ import gzip
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -690,8 +691,6 @@ def test_stale_temporary_folders_are_cleaned_and_live_ones_kept(tmp_path: Path) 
     killed = root / ".20200101T000000Z-dead00.tmp"
     killed.mkdir(parents=True)
     (killed / "0001-awkward.jsonl.gz").write_bytes(b"partial")
-    import socket
-
     (killed / "owner.json").write_text(
         json.dumps({"pid": int(dead.stdout), "host": socket.gethostname()})
     )
