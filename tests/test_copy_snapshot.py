@@ -72,7 +72,7 @@ def test_server_tables_are_verified_without_reading_rows_into_python(
     def no_python_reads(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a server-side table was read through Python to verify it")
 
-    monkeypatch.setattr(verify_module, "_chunks", no_python_reads)
+    monkeypatch.setattr(verify_module, "read_chunks", no_python_reads)
     _migrate(source, target)
     assert table_rows(target.url, "readings") == sorted(ROWS, key=repr)
     source.dispose()

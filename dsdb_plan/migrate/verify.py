@@ -7,14 +7,13 @@ rows through Python in bounded chunks. The two ways agree, so each side picks it
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
 
 from dsdb_plan.dbschema import TableSchema
-from dsdb_plan.fingerprint import TableFingerprint
+from dsdb_plan.fingerprint import TableFingerprint, read_chunks
 from dsdb_plan.migrate.digest import PREFIX, SubsetDigest
 from dsdb_plan.migrate.sql_digest import in_database
 from dsdb_plan.migrate.subset import TableSelection, select_subset
@@ -43,7 +42,7 @@ def subset_digest(conn: sa.Connection, selection: TableSelection) -> TableFinger
     if summer is not None:
         digest.add_total(*summer(selection.where))
         return digest.result()
-    for chunk in _chunks(conn, select_subset(selection)):
+    for chunk in read_chunks(conn, select_subset(selection), _CHUNK_ROWS):
         digest.add(chunk)
     return digest.result()
 
@@ -76,7 +75,7 @@ def verify_table(
         if summer is not None:
             digest.add_total(*summer(None))
         else:
-            for chunk in _chunks(target_conn, sa.select(*target.c)):
+            for chunk in read_chunks(target_conn, sa.select(*target.c), _CHUNK_ROWS):
                 digest.add(chunk)
         return _result(source, digest.result(), target_table, None)
     found = _keyed_digest(source_conn, selection, target_conn, target)
@@ -150,7 +149,7 @@ def _keyed_digest(
         keys = keys.where(selection.where)
     digest = SubsetDigest(selection.schema, selection.columns)
     summer = in_database(target_conn, target, selection.columns, selection.schema)
-    for chunk in _chunks(source_conn, keys, _KEY_BATCH):
+    for chunk in read_chunks(source_conn, keys, _KEY_BATCH):
         values = [convert(row) for row in chunk]
         if len(selection.key) == 1:
             condition = target.c[selection.key[0]].in_([value[0] for value in values])
@@ -159,33 +158,9 @@ def _keyed_digest(
         if summer is not None:
             digest.add_total(*summer(condition))
             continue
-        for rows in _chunks(target_conn, sa.select(*target.c).where(condition)):
+        for rows in read_chunks(target_conn, sa.select(*target.c).where(condition), _CHUNK_ROWS):
             digest.add(rows)
     return digest.result()
-
-
-def _chunks(
-    conn: sa.Connection, query: sa.Select[Any], size: int = _CHUNK_ROWS
-) -> Iterator[Sequence[tuple[Any, ...]]]:
-    """The query's rows as plain tuples, `size` at a time.
-
-    Its columns must be untyped (`PortableType`, `sa.column`): raw driver values, which
-    SQLAlchemy's processors would otherwise parse (SQLite's text dates).
-    """
-    if conn.dialect.name == "sqlite":
-        # pysqlite steps the statement as rows are fetched: its cursor is bounded already.
-        cursor = conn.execute(query).cursor
-        while chunk := cursor.fetchmany(size):
-            yield [tuple(map(_plain, row)) for row in chunk]
-        return
-    # Elsewhere a server-side cursor keeps memory bounded (yield_per implies stream_results).
-    result = conn.execution_options(yield_per=size).execute(query)
-    for part in result.partitions():
-        yield [tuple(map(_plain, row)) for row in part]
-
-
-def _plain(value: Any) -> Any:
-    return bytes(value) if isinstance(value, memoryview | bytearray) else value
 
 
 def _rows(count: int) -> str:
