@@ -1,6 +1,7 @@
-"""A password in a connection URL never reaches plan output, saved plans, state, history,
-backups or errors — across a whole plan/apply cycle against a real PostgreSQL (trust
-authentication accepts any password, so a made-up one still connects)."""
+"""A password in a connection URL, or the value of a `sensitive: true` variable, never reaches
+plan output, saved plans, state, history, backups or errors across a whole plan/apply cycle
+(against a real PostgreSQL: trust authentication accepts any password, so a made-up one still
+connects)."""
 
 from __future__ import annotations
 
@@ -50,3 +51,40 @@ def test_password_appears_nowhere(
     for file in tmp_path.rglob("*"):
         if file.is_file():
             assert PASSWORD.encode() not in file.read_bytes(), file
+
+
+SENSITIVE = "ZZ-hidden-carrier-5190"
+
+
+def test_a_sensitive_variable_appears_nowhere(capsys, tmp_path: Path, write_manifest) -> None:
+    # Not a password field (those are secret anyway): a filter value only `sensitive` hides.
+    make_flights_db(tmp_path / "data/local.db")
+    manifest = write_manifest(
+        "version: 1\n"
+        "variables:\n  excluded: {sensitive: true}\n"
+        "connections:\n"
+        "  local: {driver: sqlite, database: data/local.db}\n"
+        "  prod: {driver: sqlite, database: data/prod.db}\n"
+        "migrations:\n  push:\n    from: local\n    to: prod\n"
+        "    tables: {flights: {where: {carrier: {ne: '${var:excluded}'}}}}\n"
+    )
+    given = ("--var", f"excluded={SENSITIVE}")
+    outputs = [
+        run_cli(capsys, "plan", manifest, *given, "--format", fmt, "-o", tmp_path / f"{fmt}.json")
+        for fmt in ("text", "markdown", "json")
+    ]
+    outputs += [
+        run_cli(capsys, "apply", manifest, *given, "--auto-approve"),
+        run_cli(capsys, "state", "show", "migration.push", manifest, *given),
+        run_cli(capsys, "state", "pull", manifest, *given),
+        run_cli(capsys, "history", "-m", manifest, *given, "--format", "json"),
+        run_cli(capsys, "verify", manifest, *given),
+        run_cli(capsys, "plan", manifest, *given, "--detailed-exitcode"),
+    ]
+    assert [result.code for result in outputs] == [0] * 9, [r.text for r in outputs]
+    assert "200 of 200 rows" in outputs[3].err, "the filter is applied: every flight passes"
+    for result in outputs:
+        assert SENSITIVE not in result.text
+    for file in tmp_path.rglob("*"):
+        if file.is_file():
+            assert SENSITIVE.encode() not in file.read_bytes(), file
