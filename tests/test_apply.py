@@ -148,6 +148,24 @@ def test_destroy_needs_consent(capsys, project: Path) -> None:
     assert again.code == 0, again.text
 
 
+def test_markdown_plan_shows_a_teardown_above_everything_else(capsys, project: Path) -> None:
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    with sqlite3.connect(project.parent / "data/local.db") as db:
+        db.execute("UPDATE flights SET month = 12 WHERE id = 2")  # a resync listed beside it
+    project.write_text(
+        MANIFEST.split("restores:")[0] + "teardowns:\n  wipe: {connection: scratch}\n"
+    )
+    markdown = run_cli(capsys, "plan", project, "--format", "markdown").out
+    first_line, _, rest = markdown.partition("\n\n")
+    assert first_line == "## dsdb plan"
+    verdict, _, rest = rest.partition("\n\n")
+    assert "1 destructive action(s) need consent" in verdict
+    callout = rest.split("\n\n", 1)[0]
+    assert "**Destructive actions**" in callout and "`teardown.wipe` (destroy)" in callout
+    assert "backup.nightly" not in callout
+    assert markdown.index("teardown.wipe") < markdown.index("backup.nightly")
+
+
 def test_protected_connection_refuses_teardown_at_plan_time(capsys, project: Path) -> None:
     project.write_text(
         "version: 1\nconnections:\n"
