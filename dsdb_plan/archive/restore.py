@@ -10,7 +10,6 @@ reported done as `completed` (the keys are added by whichever run gets to the en
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from dsdb_plan.dbschema import (
     TableSchema,
     add_foreign_keys,
     advance_sequences,
+    connection,
     create_indexes,
     create_tables,
     deferred_foreign_keys,
@@ -42,16 +42,6 @@ Progress = Callable[[str, int], None]
 _DRIVER_ERRORS = (sa.exc.DBAPIError, psycopg.Error)
 
 
-@contextlib.contextmanager
-def _connection(bind: sa.Engine | sa.Connection) -> Iterator[sa.Connection]:
-    """The caller's connection (left open), or a new one from an engine (closed after)."""
-    if isinstance(bind, sa.Connection):
-        yield bind
-    else:
-        with bind.connect() as conn:
-            yield conn
-
-
 @dataclass(frozen=True)
 class RestoreResult:
     """What one `restore_backup` call did."""
@@ -64,7 +54,7 @@ class RestoreResult:
 
 def tables_with_data(engine: sa.Engine | sa.Connection, tables: Iterable[str]) -> list[str]:
     """Those of `tables` that exist in the target and hold at least one row, in given order."""
-    with _connection(engine) as conn:
+    with connection(engine) as conn:
         existing = set(sa.inspect(conn).get_table_names())
         occupied = []
         for name in tables:

@@ -16,7 +16,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dsdb_plan.dbschema import ColumnSchema, TableSchema, portable_type, quote_identifier
+from dsdb_plan.dbschema import (
+    ColumnSchema,
+    TableSchema,
+    portable_type,
+    quote_identifier,
+    reflected_columns,
+)
 
 Summer = Callable[[sa.ColumnElement[bool] | None], tuple[int, int]]
 """sum(where) -> (rows, sum of row hashes) of the table's rows matching `where`"""
@@ -41,9 +47,8 @@ def in_database(
     dialect = _dialect(conn)
     if dialect is None:
         return None
-    actual = {info["name"]: info["type"] for info in sa.inspect(conn).get_columns(str(table.name))}
-    if dialect == "mariadb":  # see dbschema: reflected names come back with `` doubled
-        actual = {name.replace("``", "`"): type_ for name, type_ in actual.items()}
+    reflected = reflected_columns(sa.inspect(conn), str(table.name))
+    actual = {column["name"]: column["type"] for column in reflected}
     tokens, quoted = [], []
     for name in columns:
         q = quote_identifier(conn.dialect, name)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from dsdb_plan.dbschema import TableSchema
+from dsdb_plan.dbschema import TableSchema, reflected_columns
 from dsdb_plan.fingerprint import TableFingerprint, read_chunks
 from dsdb_plan.migrate.digest import PREFIX, SubsetDigest
 from dsdb_plan.migrate.sql_digest import in_database
@@ -123,9 +123,7 @@ def _missing_target(conn: sa.Connection, name: str, columns: Sequence[str]) -> s
     inspector = sa.inspect(conn)
     if not inspector.has_table(name):
         return f"target table {name} does not exist"
-    present = {column["name"] for column in inspector.get_columns(name)}
-    if conn.dialect.name in ("mysql", "mariadb"):
-        present = {column.replace("``", "`") for column in present}  # see dbschema
+    present = {column["name"] for column in reflected_columns(inspector, name)}
     lacking = [column for column in columns if column not in present]
     if lacking:
         return f"target {name} has no column {', '.join(repr(c) for c in lacking)}"
