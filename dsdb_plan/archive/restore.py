@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import sqlalchemy as sa
 
 from dsdb_plan.archive.info import BackupInfo
@@ -37,9 +36,6 @@ from dsdb_plan.migrate.convert import fast_row_converter
 from dsdb_plan.migrate.load import load_rows
 
 Progress = Callable[[str, int], None]
-#: Errors of a database refusing what a restore writes: PostgreSQL's COPY runs on psycopg's
-#: own cursor (see `load_rows`), so its errors are psycopg's, not wrapped by SQLAlchemy.
-_DRIVER_ERRORS = (sa.exc.DBAPIError, psycopg.Error)
 
 
 @dataclass(frozen=True)
@@ -190,7 +186,7 @@ def _restore_table(
             count = _load(conn, table, rows, progress)
             create_indexes(conn, [table])
             advance_sequences(conn, table)
-    except _DRIVER_ERRORS as error:
+    except sa.exc.DBAPIError as error:
         raise DsdbError(
             f"restoring table {table.name!r} into {engine.dialect.name} failed: "
             f"{driver_message(error)}"

@@ -23,6 +23,7 @@ interpolate), values are always bound.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -286,15 +287,23 @@ def _fits_function(types: Sequence[str]) -> Callable[[Sequence[Row]], bool]:
     return fits
 
 
-def _driver_cursor(conn: sa.Connection) -> Any:
+@contextlib.contextmanager
+def _driver_cursor(conn: sa.Connection) -> Iterator[Any]:
     """A psycopg cursor on the connection SQLAlchemy holds, so it shares the transaction.
 
     SQLAlchemy's transaction is begun first: otherwise `conn.commit()` would not know about
-    the work and leave it uncommitted.
+    the work and leave it uncommitted. The driver's errors leave wrapped as SQLAlchemy
+    wraps those of its own statements, so callers handle one kind.
     """
     if not conn.in_transaction():
         conn.begin()
-    return conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with conn.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
+            yield cursor
+    except psycopg.Error as error:
+        raise sa.exc.DBAPIError.instance(
+            None, None, error, psycopg.Error, dialect=conn.dialect
+        ) from error
 
 
 class _PostgresCopy:
