@@ -160,3 +160,34 @@ def test_lock_timeout_waits_for_the_holder_then_gives_up(capsys, project: Path) 
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_two_applies_at_once_one_runs_and_the_other_fails_fast(capsys, project: Path) -> None:
+    state = open_state(".dsdb/state.db", project.parent)
+
+    def lock_holder_pid() -> int | None:
+        try:
+            holder = state.lock_holder()
+        except Exception:  # the state file may be mid-creation; keep polling
+            return None
+        return None if holder is None else holder.pid
+
+    first = spawn_cli("apply", project, "--auto-approve", env={"DSDB_USER": "first-apply"})
+    deadline = time.monotonic() + 120
+    while lock_holder_pid() != first.pid:
+        assert first.poll() is None, first.communicate()
+        assert time.monotonic() < deadline, "the first apply never took the lock"
+        time.sleep(0.01)
+
+    second = run_cli(capsys, "apply", project, "--auto-approve")
+    assert first.poll() is None, "the second apply waited for the first to finish"
+    assert second.code == 1, second.text
+    assert "locked by first-apply@" in second.err and f"(pid {first.pid})" in second.err
+    assert "for apply" in second.err and "Traceback" not in second.text
+
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, out + err
+    assert_scratch_equals_local(project)
+    assert run_cli(capsys, "backups", "verify", project).code == 0
+    assert [e.address for e in state.history()] == ["restore.into-scratch", "backup.nightly"]
+    assert run_cli(capsys, "plan", project, "--detailed-exitcode").code == 0
