@@ -1,4 +1,5 @@
-"""A migration digests its source in the snapshot the copy reads, and in the database."""
+"""A migration digests its source once, in the snapshot the copy reads, in the database
+where it can."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import pytest
 import sqlalchemy as sa
 
 from dsdb_plan.dbschema import ColumnSchema, TableSchema
+from dsdb_plan.kinds import migration as migration_kind
 from dsdb_plan.migrate import run as run_module
 from dsdb_plan.migrate import verify as verify_module
 from dsdb_plan.migrate.run import TableRun, run_migration
 from dsdb_plan.migrate.subset import select_tables
-from tests.helpers import database, fill, table_rows
+from tests.helpers import database, fill, make_flights_db, run_cli, table_rows
 
 SCHEMA = TableSchema(
     "readings",
@@ -77,3 +79,29 @@ def test_server_tables_are_verified_without_reading_rows_into_python(
     assert table_rows(target.url, "readings") == sorted(ROWS, key=repr)
     source.dispose()
     target.dispose()
+
+
+def test_apply_records_the_subset_digest_verification_took_without_reading_it_again(
+    capsys: Any, tmp_path: Path, write_manifest: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_flights_db(tmp_path / "data/local.db", flights=200)
+    manifest = write_manifest(
+        "version: 1\n"
+        "connections:\n"
+        "  local: {driver: sqlite, database: data/local.db}\n"
+        "  prod: {driver: sqlite, database: data/prod.db}\n"
+        "migrations:\n"
+        "  ua:\n"
+        "    from: local\n"
+        "    to: prod\n"
+        "    tables: {flights: {where: {carrier: UA}}}\n"
+    )
+
+    def read_again(*args: Any) -> Any:
+        raise AssertionError("the subset was digested again after verification")
+
+    monkeypatch.setattr(migration_kind, "_subset_fingerprint", read_again)
+    assert run_cli(capsys, "apply", manifest, "--auto-approve").code == 0
+    monkeypatch.undo()
+    # The recorded digest is the subset's: an unchanged source plans nothing.
+    assert run_cli(capsys, "plan", manifest, "--detailed-exitcode").code == 0

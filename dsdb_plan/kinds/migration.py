@@ -308,9 +308,6 @@ class MigrationKind(ForgettingKind):
             else None
         )
         read = fingerprint_database(source, [s.name for s in chosen], previous=previous)
-        subset = {
-            s.name: _subset_fingerprint(source, s).to_dict() for s in chosen if s.where is not None
-        }
         checkpoint = ctx.checkpoint(action.address)
         resume = checkpoint if checkpoint.get("spec_digest") == data_digest(document) else None
 
@@ -331,6 +328,13 @@ class MigrationKind(ForgettingKind):
             progress=ctx.table_progress(action.address, action.details.get("rows", {})),
         )
         written = fingerprint_database(target, [s.target for s in chosen])
+        # Verification digested each subset already; only tables done by an older dsdb lack it.
+        verified = {o.table: o.subset for o in outcomes}
+        subset = {
+            s.name: (verified.get(s.name) or _subset_fingerprint(source, s)).to_dict()
+            for s in chosen
+            if s.where is not None
+        }
         high_water = {
             o.table: o.to_dict()["high_water"] for o in outcomes if o.high_water is not None
         }

@@ -52,13 +52,14 @@ class TableRun:
 
 @dataclass(frozen=True)
 class TableOutcome:
-    """What copying one table did."""
+    """What copying one table did, and the digest of the source subset it verified."""
 
     table: str
     target: str
     rows_copied: int
     rows_deleted: int
     high_water: Any
+    subset: TableFingerprint | None = None  # None in checkpoints written before it was kept
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,16 +68,19 @@ class TableOutcome:
             "rows_copied": self.rows_copied,
             "rows_deleted": self.rows_deleted,
             "high_water": encode_value(self.high_water),
+            "subset": self.subset.to_dict() if self.subset else None,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TableOutcome:
+        subset = data.get("subset")
         return cls(
             data["table"],
             data["target"],
             int(data["rows_copied"]),
             int(data["rows_deleted"]),
             decode_value(data["high_water"]),
+            TableFingerprint.from_dict(subset) if subset else None,
         )
 
 
@@ -242,7 +246,12 @@ def _copy_one(
             f"verification failed for {selection.name} → {selection.target}: {verdict.message}"
         )
     return TableOutcome(
-        selection.name, selection.target, result.rows_copied, result.rows_deleted, result.high_water
+        selection.name,
+        selection.target,
+        result.rows_copied,
+        result.rows_deleted,
+        result.high_water,
+        verdict.source,
     )
 
 
