@@ -162,6 +162,22 @@ def test_lock_timeout_waits_for_the_holder_then_gives_up(capsys, project: Path) 
         holder.wait()
 
 
+def pause_between_state_writes(process: subprocess.Popen[str], state: Path) -> None:
+    """SIGSTOP `process` at a moment it is not writing the state, which others then can."""
+    while True:
+        process.send_signal(signal.SIGSTOP)
+        probe = sqlite3.connect(state, timeout=0.05, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:  # stopped inside a write: let it finish and retry
+            process.send_signal(signal.SIGCONT)
+            time.sleep(0.01)
+        finally:
+            probe.close()
+
+
 def test_two_applies_at_once_one_runs_and_the_other_fails_fast(capsys, project: Path) -> None:
     state = open_state(".dsdb/state.db", project.parent)
 
@@ -179,7 +195,13 @@ def test_two_applies_at_once_one_runs_and_the_other_fails_fast(capsys, project: 
         assert time.monotonic() < deadline, "the first apply never took the lock"
         time.sleep(0.01)
 
-    second = run_cli(capsys, "apply", project, "--auto-approve")
+    # Paused while it holds the lock, the first apply cannot finish before the second starts,
+    # however fast its work is; it stays a live holder.
+    pause_between_state_writes(first, project.parent / ".dsdb/state.db")
+    try:
+        second = run_cli(capsys, "apply", project, "--auto-approve")
+    finally:
+        first.send_signal(signal.SIGCONT)
     assert first.poll() is None, "the second apply waited for the first to finish"
     assert second.code == 1, second.text
     assert "locked by first-apply@" in second.err and f"(pid {first.pid})" in second.err
