@@ -203,23 +203,6 @@ def test_the_error_of_a_resource_is_the_same_planned_alone_or_with_others(
     )
 
 
-def test_ctrl_c_while_planning_ends_the_command_at_once(
-    capsys, sqlite_project: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def interrupted(*args: Any, **kwargs: Any) -> Any:
-        raise KeyboardInterrupt
-
-    def exit_now(code: int) -> None:
-        raise SystemExit(code)
-
-    monkeypatch.setattr(Project, "plan", interrupted)
-    monkeypatch.setattr(plan_commands.os, "_exit", exit_now)
-    with pytest.raises(SystemExit) as stopped:
-        run_cli(capsys, "plan", sqlite_project)
-    assert stopped.value.code == 130
-    assert "Interrupted. Nothing was changed: planning only reads." in capsys.readouterr().err
-
-
 def test_a_saved_plan_reads_its_data_again_concurrently(
     capsys, sqlite_project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -263,11 +246,14 @@ def test_a_stale_saved_plan_gives_the_same_reasons_read_concurrently(
     assert not (sqlite_project.parent / "backups").exists()
 
 
-def test_ctrl_c_while_checking_a_saved_plan_ends_the_command_at_once(
-    capsys, sqlite_project: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("step", ["plan", "ensure_fresh"])
+def test_ctrl_c_while_planning_or_checking_a_saved_plan_ends_the_command_at_once(
+    capsys, sqlite_project: Path, monkeypatch: pytest.MonkeyPatch, step: str
 ) -> None:
     plan_file = sqlite_project.parent / "plan.json"
     assert run_cli(capsys, "plan", sqlite_project, "-o", plan_file).code == 0
+    # Planning a manifest, or checking that a saved plan still holds, before applying it.
+    command = ("plan", sqlite_project) if step == "plan" else ("apply", plan_file)
 
     def interrupted(*args: Any, **kwargs: Any) -> Any:
         raise KeyboardInterrupt
@@ -275,10 +261,10 @@ def test_ctrl_c_while_checking_a_saved_plan_ends_the_command_at_once(
     def exit_now(code: int) -> None:
         raise SystemExit(code)
 
-    monkeypatch.setattr(Project, "ensure_fresh", interrupted)
+    monkeypatch.setattr(Project, step, interrupted)
     monkeypatch.setattr(plan_commands.os, "_exit", exit_now)
     with pytest.raises(SystemExit) as stopped:
-        run_cli(capsys, "apply", plan_file)
+        run_cli(capsys, *command)
     assert stopped.value.code == 130
     assert "Interrupted. Nothing was changed: planning only reads." in capsys.readouterr().err
 
