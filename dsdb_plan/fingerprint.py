@@ -116,7 +116,7 @@ def fingerprint_database(
         result = {}
         for (_schema, name), cols in sorted(columns.items(), key=lambda item: item[0][1]):
             table = sa.table(name, *(sa.column(col["name"]) for col in cols))
-            result[name] = _fingerprint(conn, table)
+            result[name] = _fingerprint(conn, table, f"table {name}")
     return Fingerprint(result, token)
 
 
@@ -159,6 +159,17 @@ class FingerprintWhileReading:
         )
 
 
+def fingerprint_query(conn: sa.Connection, query: sa.Select[Any], label: str) -> TableFingerprint:
+    """The fingerprint of a query's rows, by the same method `fingerprint_database` uses on
+    this database, in the connection's current transaction (`label` names it in errors).
+
+    A query of a whole table's columns, in table order, fingerprints as the table does. Two
+    results compare only within one dialect: the same values typed differently differ.
+    """
+    with _formatting(conn):
+        return _fingerprint(conn, query.subquery("q"), label)
+
+
 def describe_changes(old: Fingerprint, new: Fingerprint) -> list[str]:
     """Human reasons why `new` differs from `old`, one per table, sorted by table name.
 
@@ -188,26 +199,34 @@ def describe_changes(old: Fingerprint, new: Fingerprint) -> list[str]:
 def _reading(engine: sa.Engine) -> Iterator[sa.Connection]:
     """A connection set up so that checksums are repeatable: one snapshot, fixed formatting."""
     with engine.connect() as conn:
-        restore_time_zone = None
-        if conn.dialect.name == "postgresql":
-            # One snapshot for every table; and the text form of a row depends on these
-            # settings, which a role or database default may have changed. Local to the
-            # transaction, so they end with it.
-            conn.execution_options(isolation_level="REPEATABLE READ")
-            conn.execute(_SET_PG_SETTINGS)
-        elif conn.dialect.name in ("mysql", "mariadb"):
-            conn.execution_options(isolation_level="REPEATABLE READ")
-            # TIMESTAMP values are shown in the session time zone; a session setting outlives
-            # the transaction, so the pooled connection gets its own back afterwards.
-            restore_time_zone = conn.execute(sa.text("SELECT @@session.time_zone")).scalar_one()
-            conn.execute(sa.text("SET time_zone = '+00:00'"))
+        if conn.dialect.name in ("postgresql", "mysql", "mariadb"):
+            conn.execution_options(isolation_level="REPEATABLE READ")  # one snapshot for all
         try:
-            yield conn
+            with _formatting(conn):
+                yield conn
         finally:
             conn.rollback()
-            if restore_time_zone is not None:
-                conn.execute(sa.text("SET time_zone = :tz"), {"tz": restore_time_zone})
-                conn.commit()
+
+
+@contextmanager
+def _formatting(conn: sa.Connection) -> Iterator[None]:
+    """Fix the settings the text form of a value depends on, which a role or database
+    default may have changed, for the length of the block. Leaves the transaction open."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(_SET_PG_SETTINGS)  # local to the transaction, so they end with it
+        yield
+        return
+    if conn.dialect.name not in ("mysql", "mariadb"):
+        yield
+        return
+    # TIMESTAMP values are shown in the session time zone; a session setting outlives the
+    # transaction, so the pooled connection gets its own back afterwards.
+    time_zone = conn.execute(sa.text("SELECT @@session.time_zone")).scalar_one()
+    conn.execute(sa.text("SET time_zone = '+00:00'"))
+    try:
+        yield
+    finally:
+        conn.execute(sa.text("SET time_zone = :tz"), {"tz": time_zone})
 
 
 _PG_SETTINGS = (
@@ -223,17 +242,15 @@ _SET_PG_SETTINGS = sa.select(
 )
 
 
-def _fingerprint(conn: sa.Connection, table: sa.TableClause) -> TableFingerprint:
+def _fingerprint(conn: sa.Connection, table: sa.FromClause, label: str) -> TableFingerprint:
     method = _IN_DATABASE.get(conn.dialect.name, _in_python)
     try:
         return method(conn, table)
     except sa.exc.DBAPIError as error:
-        raise DsdbError(
-            f"cannot fingerprint table {table.name}: {driver_message(error)}"
-        ) from error
+        raise DsdbError(f"cannot fingerprint {label}: {driver_message(error)}") from error
 
 
-def _in_postgresql(conn: sa.Connection, table: sa.TableClause) -> TableFingerprint:
+def _in_postgresql(conn: sa.Connection, table: sa.FromClause) -> TableFingerprint:
     """md5 of each row's text form, its first 64 bits summed as numeric (no overflow)."""
     # ROW(...)::text writes NULL as nothing and '' as "", so the two stay distinct.
     row_hash = sa.func.md5(sa.cast(sa.func.ROW(*table.c), sa.Text))
@@ -243,7 +260,7 @@ def _in_postgresql(conn: sa.Connection, table: sa.TableClause) -> TableFingerpri
     return TableFingerprint(count, f"pg1:{checksum % 2**64:016x}")
 
 
-def _in_mysql(conn: sa.Connection, table: sa.TableClause) -> TableFingerprint:
+def _in_mysql(conn: sa.Connection, table: sa.FromClause) -> TableFingerprint:
     """md5 of a length-prefixed encoding of each row, its first 64 bits summed as DECIMAL."""
     # CONCAT_WS skips NULLs and a separator can occur in a value, so each value is written as
     # "<length>:<bytes>" and NULL as "N": unambiguous. Bytes, so mixed collations cannot clash.
@@ -262,14 +279,14 @@ def _in_mysql(conn: sa.Connection, table: sa.TableClause) -> TableFingerprint:
 
 
 def _aggregate(
-    conn: sa.Connection, table: sa.TableClause, total: sa.ColumnElement[Any]
+    conn: sa.Connection, table: sa.FromClause, total: sa.ColumnElement[Any]
 ) -> tuple[int, int]:
     query = sa.select(sa.func.count(), sa.func.coalesce(total, 0)).select_from(table)
     count, checksum = conn.execute(query).one()
     return int(count), int(checksum)  # sums come back as Decimal: exact, however large
 
 
-def _in_python(conn: sa.Connection, table: sa.TableClause) -> TableFingerprint:
+def _in_python(conn: sa.Connection, table: sa.FromClause) -> TableFingerprint:
     """Stream the rows and sum a 128-bit BLAKE2 digest of each row's canonical text."""
     # Raw driver values: SQLAlchemy's type processors would parse SQLite's text dates and
     # round decimals, so two different stored values could look equal.
@@ -337,7 +354,7 @@ def _plain(value: Any) -> Any:
     return bytes(value) if value.__class__ in _BINARY_VIEWS else value
 
 
-_Method = Callable[[sa.Connection, sa.TableClause], TableFingerprint]
+_Method = Callable[[sa.Connection, sa.FromClause], TableFingerprint]
 _IN_DATABASE: dict[str, _Method] = {
     "postgresql": _in_postgresql,
     "mysql": _in_mysql,

@@ -12,8 +12,10 @@ import pytest
 import sqlalchemy as sa
 
 from dsdb_plan.dbschema import build_tables, create_tables
+from dsdb_plan.fingerprint import fingerprint_query
+from dsdb_plan.migrate.digest import SubsetDigest
 from dsdb_plan.migrate.subset import TableSelection, select_subset, select_tables
-from dsdb_plan.migrate.verify import PREFIX, subset_digest, verify_table
+from dsdb_plan.migrate.verify import PREFIX, native_digest, subset_digest, verify_table
 from dsdb_plan.models import MigrationTable
 from dsdb_plan.values import row_converter
 from tests.helpers import database
@@ -150,7 +152,11 @@ def test_faithful_copy_of_awkward_values_verifies_equal(
         result = check(source, selection, target, exact=exact)
         assert result.ok, result.message
         assert result.source == result.target
-        assert result.source.rows == 4 and result.source.checksum.startswith(PREFIX)
+        assert result.source.rows == 4
+        # Between two SQLite files the fingerprint SQLite tables get decides; across kinds
+        # of database, the portable digest.
+        method = "py1:" if kind == "sqlite" and exact else PREFIX
+        assert result.source.checksum.startswith(method)
     assert result.message == "target awkward matches the source subset (4 rows)"
     target.dispose()
 
@@ -233,4 +239,76 @@ def test_missing_target_and_order_independence(tmp_path: Path) -> None:
     )
     assert check(source, selection, target, exact=True).ok
     with source.connect() as conn:
-        assert subset_digest(conn, selection) == check(source, selection, target, exact=True).target
+        assert native_digest(conn, selection) == check(source, selection, target, exact=True).target
+
+
+def test_same_kind_compares_fingerprints_without_the_portable_digest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = source_db(tmp_path / "source.db")
+    target = sa.create_engine(f"sqlite:///{tmp_path / 'target.db'}")
+    selection = pick(source, "awkward", where={"id": {"gt": 1}})
+    copy(source, selection, target)
+
+    def portable_digest(*_: Any) -> None:
+        raise AssertionError("the portable digest was taken")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SubsetDigest, "add", portable_digest)
+        result = check(source, selection, target, exact=True)
+    assert result.ok, result.message
+    assert result.source.rows == 3 and result.source.checksum.startswith("py1:")
+    with source.connect() as conn:
+        assert result.source == native_digest(conn, selection)
+
+    run(target, "UPDATE awkward SET t = 'changed' WHERE id = 3")
+    result = check(source, selection, target, exact=True)
+    assert not result.ok and result.message == "target awkward has all 3 rows but content differs"
+
+
+def test_same_kind_typed_differently_falls_back_to_the_portable_digest(tmp_path: Path) -> None:
+    source = sa.create_engine(f"sqlite:///{tmp_path / 'source.db'}")
+    target = sa.create_engine(f"sqlite:///{tmp_path / 'target.db'}")
+    run(source, "CREATE TABLE nums (id INTEGER PRIMARY KEY, n NUMERIC)")
+    run(source, "INSERT INTO nums VALUES (1, 2), (2, 2.5)")
+    run(target, "CREATE TABLE nums (id INTEGER PRIMARY KEY, n REAL)")  # stores 2 as 2.0
+    run(target, "INSERT INTO nums VALUES (1, 2), (2, 2.5)")
+    selection = pick(source, "nums")
+    nums = sa.table("nums", sa.column("id"), sa.column("n"))
+    with source.connect() as src, target.connect() as dst:
+        stored_alike = native_digest(src, selection) == fingerprint_query(
+            dst, sa.select(*nums.c), "nums"
+        )
+    assert not stored_alike
+    result = check(source, selection, target, exact=True)
+    assert result.ok, result.message
+    assert result.source == result.target and result.source.checksum.startswith(PREFIX)
+
+
+def test_postgresql_to_postgresql_compares_fingerprints(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    server = database(request, tmp_path, "postgresql")
+    sqlite_source = source_db(tmp_path / "source.db")
+    copy(sqlite_source, pick(sqlite_source, "awkward"), server)
+    selection = pick(server, "awkward", rename_to="awkward_copy")
+    copy(server, selection, server)
+    result = check(server, selection, server, exact=True)
+    assert result.ok, result.message
+    assert result.source.rows == 4 and result.source.checksum.startswith("pg1:")
+
+    run(server, "UPDATE awkward_copy SET d = d + 0.000001 WHERE id = 2")
+    result = check(server, selection, server, exact=True)
+    assert not result.ok
+    assert result.message == "target awkward_copy has all 4 rows but content differs"
+    server.dispose()
+
+
+def test_a_recorded_subset_fingerprint_is_retaken_by_its_own_method(tmp_path: Path) -> None:
+    source = source_db(tmp_path / "source.db")
+    selection = pick(source, "pairs", where={"a": {"lte": 2}})
+    with source.connect() as conn:
+        portable, native = subset_digest(conn, selection), native_digest(conn, selection)
+        assert portable.checksum.startswith(PREFIX) and native.checksum.startswith("py1:")
+        assert subset_digest(conn, selection, like=portable) == portable
+        assert subset_digest(conn, selection, like=native) == native

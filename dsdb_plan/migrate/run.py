@@ -13,13 +13,13 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 
 from dsdb_plan.archive.format import decode_value, encode_value
 from dsdb_plan.errors import DsdbError
-from dsdb_plan.fingerprint import TableFingerprint
+from dsdb_plan.fingerprint import RowDigest, TableFingerprint
 from dsdb_plan.migrate.copier import Mode, copy_table
 from dsdb_plan.migrate.digest import SubsetDigest
 from dsdb_plan.migrate.sql_digest import in_database
@@ -30,7 +30,7 @@ from dsdb_plan.migrate.target import (
     finish_target,
     inspect_target,
 )
-from dsdb_plan.migrate.verify import verify_table
+from dsdb_plan.migrate.verify import native_digest, verify_table
 
 EXACT_MODES = ("replace", "mirror")
 
@@ -209,7 +209,10 @@ def _copy_one(
     ensure_target(target, selection, check, known_tables=known)
     # A whole, fresh read of the subset digests what it copies, so verification reads only
     # the target back.
-    copied = _CopiedDigest(selection) if resume is None and run.cursor is None else None
+    native = source.dialect.name == target.dialect.name
+    copied = (
+        _CopiedDigest(selection, native=native) if resume is None and run.cursor is None else None
+    )
     result = copy_table(
         source,
         target,
@@ -257,24 +260,43 @@ def _copy_one(
 
 class _CopiedDigest:
     """The digest of the source rows a copy reads: taken by the source database, in the
-    snapshot the copy reads, where it can; else from the rows as they stream by."""
+    snapshot the copy reads, where it can; else from the rows as they stream by.
 
-    def __init__(self, selection: TableSelection) -> None:
+    Into a database of the same kind it is the source's own fingerprint (`native_digest`),
+    which verification compares first; otherwise the portable digest.
+    """
+
+    def __init__(self, selection: TableSelection, *, native: bool) -> None:
         self.selection = selection
+        self.native = native
         self.digest = SubsetDigest(selection.schema, selection.columns)
-        self.in_database = False
+        self.rows = RowDigest()
+        self.taken: TableFingerprint | None = None
 
     def take_in_database(self, conn: sa.Connection) -> None:
         selection = self.selection
+        if self.native:
+            if conn.dialect.name != "sqlite":  # SQLite's rows are hashed as they stream by
+                self.taken = native_digest(conn, selection)
+            return
         summer = in_database(conn, selection.source, selection.columns, selection.schema)
         if summer is not None:
             self.digest.add_total(*summer(selection.where))
-            self.in_database = True
+            self.taken = self.digest.result()
 
     def add_rows(self, rows: Sequence[Sequence[Any]]) -> None:
-        if not self.in_database:
+        if self.taken is not None:
+            return
+        if self.native:
+            # Only SQLite sources get here: pysqlite's own tuples of raw values, as its
+            # fingerprint reads them.
+            self.rows.add(cast(Sequence[tuple[Any, ...]], rows))
+        else:
             self.digest.add(rows)
 
     def result(self, rows_copied: int) -> TableFingerprint | None:
+        if self.taken is not None:
+            return self.taken
+        digest = self.rows.result() if self.native else self.digest.result()
         # Rows copied without passing through Python (SQLite to SQLite) left it short.
-        return self.digest.result() if self.digest.rows == rows_copied else None
+        return digest if digest.rows == rows_copied else None
