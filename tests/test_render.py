@@ -79,6 +79,35 @@ def no_change_plan() -> Plan:
     )
 
 
+def estimated_rows_plan() -> Plan:
+    """A destructive migration whose large filtered tables the database estimated."""
+    return Plan(
+        "dsdb.yaml",
+        "cd" * 32,
+        "lineage",
+        4,
+        (
+            Action(
+                "migration.to-prod",
+                "migration.to-prod",
+                "migration",
+                ActionType.UPDATE,
+                (
+                    "tables.flights.where.month: [1] → [1, 2]",
+                    "flights → prod.flights: ~1,200,000 rows, estimated (replace)",
+                    "legs → prod.legs: ~3,400,000 rows, estimated (replace; child of flights)",
+                    "airlines → prod.airlines: 12 rows (replace)",
+                ),
+                destructive=True,
+                details={
+                    "rows": {"airlines": 12, "flights": 1_200_000, "legs": 3_400_000},
+                    "rows_estimated": ["flights", "legs"],
+                },
+            ),
+        ),
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "plan", "fmt"),
     [
@@ -86,6 +115,8 @@ def no_change_plan() -> Plan:
         ("plan.md", representative_plan(), "markdown"),
         ("no-changes.txt", no_change_plan(), "text"),
         ("no-changes.md", no_change_plan(), "markdown"),
+        ("estimated-rows.txt", estimated_rows_plan(), "text"),
+        ("estimated-rows.md", estimated_rows_plan(), "markdown"),
     ],
 )
 def test_rendered_plan_matches_golden_file(name: str, plan: Plan, fmt: str) -> None:

@@ -9,8 +9,10 @@ from dsdb_plan.plan import SUMMARY_ORDER, Action, ActionType, Plan
 
 
 def _text(text: str) -> str:
-    """Reasons as plain text in a comment: table names may hold markdown or HTML syntax."""
-    return html.escape(text).replace("|", "\\|").replace("`", "\\`").replace("*", "\\*")
+    """Reasons as plain text in a comment: table names may hold markdown or HTML syntax, and
+    two estimated counts (`~12 rows`) on one line would strike through the text between."""
+    escaped = html.escape(text).replace("|", "\\|").replace("`", "\\`").replace("*", "\\*")
+    return escaped.replace("~", "\\~")
 
 
 def _details(action: Action) -> list[str]:
