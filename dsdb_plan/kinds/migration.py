@@ -33,8 +33,9 @@ from dsdb_plan.kinds.base import (
     refuse_if_protected,
     spec_document,
 )
+from dsdb_plan.migrate.estimate import RowCount, rows_to_copy
 from dsdb_plan.migrate.run import TableRun, run_migration
-from dsdb_plan.migrate.subset import TableSelection, count_rows, select_tables
+from dsdb_plan.migrate.subset import TableSelection, select_tables
 from dsdb_plan.migrate.target import inspect_target
 from dsdb_plan.migrate.verify import VerifyResult, subset_digest, verify_table
 from dsdb_plan.models import Migration
@@ -81,9 +82,11 @@ def data_digest(document: dict[str, Any]) -> str:
     return digest({name: document.get(name) for name in _DATA_FIELDS})
 
 
-def _subset_fingerprint(source: sa.Engine, selection: TableSelection) -> TableFingerprint:
+def _subset_fingerprint(
+    source: sa.Engine, selection: TableSelection, like: TableFingerprint | None = None
+) -> TableFingerprint:
     with source.connect() as conn:
-        return subset_digest(conn, selection)
+        return subset_digest(conn, selection, like=like)
 
 
 @dataclass(frozen=True)
@@ -179,30 +182,33 @@ class MigrationKind(ForgettingKind):
                 destructive=self._destructive(ctx, address, spec, runs, target),
                 details={
                     "spec": document,
-                    "rows": {name: n for name, n in rows.items() if n is not None},
+                    "rows": {name: n.rows for name, n in rows.items() if n is not None},
+                    # the tables whose "rows" the database estimated rather than counted
+                    "rows_estimated": [name for name, n in rows.items() if n and n.estimated],
                     # lets apply skip re-reading source data that did not move since
                     "source_fingerprint": live.to_dict(),
                 },
             )
         ]
 
-    def _rows_to_copy(self, run: TableRun, live: Fingerprint, source: sa.Engine) -> int | None:
-        """How many rows the table would copy: exact, or None for an incremental copy."""
+    def _rows_to_copy(self, run: TableRun, live: Fingerprint, source: sa.Engine) -> RowCount | None:
+        """How many rows the table would copy (exact or estimated), or None for an
+        incremental copy."""
         if run.cursor and run.since is not None:
             return None
-        if run.selection.where is None:
-            return live.tables[run.selection.name].rows
-        with source.connect() as conn:
-            return count_rows(conn, run.selection)
+        return rows_to_copy(source, run.selection, live.tables[run.selection.name].rows)
 
     def _describe_table(
-        self, spec: Migration, run: TableRun, rows: int | None, target: sa.Engine | None
+        self, spec: Migration, run: TableRun, rows: RowCount | None, target: sa.Engine | None
     ) -> str:
         """One plan line for a table; refuses a target table that cannot hold the data."""
         selection = run.selection
-        amount = (
-            counted(rows, "row") if rows is not None else f"rows with {run.cursor} > {run.since!r}"
-        )
+        if rows is None:
+            amount = f"rows with {run.cursor} > {run.since!r}"
+        elif rows.estimated:
+            amount = f"~{counted(rows.rows, 'row')}, estimated"
+        else:
+            amount = counted(rows.rows, "row")
         notes: list[str] = [run.mode]
         check = (
             inspect_target(target, selection, schema_changes=spec.schema_changes)
@@ -257,7 +263,7 @@ class MigrationKind(ForgettingKind):
                 continue
             if name in filtered and name in subsets and new is not None:
                 old = TableFingerprint.from_dict(subsets[name])
-                new = _subset_fingerprint(source, filtered[name])
+                new = _subset_fingerprint(source, filtered[name], like=old)
                 if old == new:
                     continue
                 label = "source subset of"
