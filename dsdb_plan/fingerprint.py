@@ -105,7 +105,7 @@ def fingerprint_database(
     # The token is taken before any data is read: a write that lands after it but before the
     # read yields new data under an old token, and the next run, seeing a newer token, rereads.
     # Taken after, it could pair old data with the new token and hide that write for good.
-    token = _sqlite_token(engine)
+    token = change_token(engine)
     reused = _reused(engine, tables, previous, token)
     if reused is not None:
         return reused
@@ -133,7 +133,7 @@ class FingerprintWhileReading:
     def __init__(
         self, engine: sa.Engine, tables: list[str] | None, previous: Fingerprint | None = None
     ) -> None:
-        self._token = _sqlite_token(engine)
+        self._token = change_token(engine)
         self._known = _reused(engine, tables, previous, self._token)
         self._digests: dict[str, RowDigest] | None = None
         if self._known is None:
@@ -168,6 +168,14 @@ def fingerprint_query(conn: sa.Connection, query: sa.Select[Any], label: str) ->
     """
     with _formatting(conn):
         return _fingerprint(conn, query.subquery("q"), label)
+
+
+def unchanged_since(
+    engine: sa.Engine, previous: Fingerprint | None, tables: list[str]
+) -> Fingerprint | None:
+    """`previous`, narrowed to `tables`, when the database provably did not change since it
+    was taken (its token is the same); else None."""
+    return _reused(engine, tables, previous, change_token(engine))
 
 
 def describe_changes(old: Fingerprint, new: Fingerprint) -> list[str]:
@@ -365,8 +373,9 @@ _IN_DATABASE: dict[str, _Method] = {
 # --- SQLite token ----------------------------------------------------------------------------
 
 
-def _sqlite_token(engine: sa.Engine) -> str | None:
-    """A digest of everything about a SQLite file that a committed write changes, or None."""
+def change_token(engine: sa.Engine) -> str | None:
+    """A digest of everything about a SQLite file that a committed write changes, or None
+    for databases that have no such token. Take it before reading the data it vouches for."""
     path = _sqlite_path(engine.url)
     if path is None or not os.path.isfile(path):
         return None

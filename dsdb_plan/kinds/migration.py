@@ -34,7 +34,7 @@ from dsdb_plan.kinds.base import (
     spec_document,
 )
 from dsdb_plan.migrate.estimate import RowCount, rows_to_copy
-from dsdb_plan.migrate.run import TableRun, run_migration
+from dsdb_plan.migrate.run import TableOutcome, TableRun, run_migration
 from dsdb_plan.migrate.subset import TableSelection, select_tables
 from dsdb_plan.migrate.target import inspect_target
 from dsdb_plan.migrate.verify import VerifyResult, subset_digest, verify_table
@@ -87,6 +87,17 @@ def _subset_fingerprint(
 ) -> TableFingerprint:
     with source.connect() as conn:
         return subset_digest(conn, selection, like=like)
+
+
+def _verified_target(outcomes: list[TableOutcome]) -> Fingerprint | None:
+    """The target tables' fingerprints that verification took, under the change token taken
+    before the last of them was read: reused when the target did not change since. Tables
+    are copied into a target with such a token one at a time, in this order."""
+    written = [outcome.written for outcome in outcomes if outcome.written is not None]
+    if not written or len(written) < len(outcomes):
+        return None
+    tables = {name: table for each in written for name, table in each.tables.items()}
+    return Fingerprint(tables, written[-1].token)
 
 
 @dataclass(frozen=True)
@@ -332,8 +343,11 @@ class MigrationKind(ForgettingKind):
             resume=resume,
             on_checkpoint=save,
             progress=ctx.table_progress(action.address, action.details.get("rows", {})),
+            source_fingerprint=read,
         )
-        written = fingerprint_database(target, [s.target for s in chosen])
+        written = fingerprint_database(
+            target, [s.target for s in chosen], previous=_verified_target(outcomes)
+        )
         # Verification digested each subset already; only tables done by an older dsdb lack it.
         verified = {o.table: o.subset for o in outcomes}
         subset = {

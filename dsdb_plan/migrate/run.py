@@ -19,7 +19,13 @@ import sqlalchemy as sa
 
 from dsdb_plan.archive.format import decode_value, encode_value
 from dsdb_plan.errors import DsdbError
-from dsdb_plan.fingerprint import RowDigest, TableFingerprint
+from dsdb_plan.fingerprint import (
+    Fingerprint,
+    RowDigest,
+    TableFingerprint,
+    change_token,
+    unchanged_since,
+)
 from dsdb_plan.migrate.copier import Mode, copy_table
 from dsdb_plan.migrate.digest import SubsetDigest
 from dsdb_plan.migrate.sql_digest import in_database
@@ -52,7 +58,7 @@ class TableRun:
 
 @dataclass(frozen=True)
 class TableOutcome:
-    """What copying one table did, and the digest of the source subset it verified."""
+    """What copying one table did, and the fingerprints verification took of it."""
 
     table: str
     target: str
@@ -60,6 +66,9 @@ class TableOutcome:
     rows_deleted: int
     high_water: Any
     subset: TableFingerprint | None = None  # None in checkpoints written before it was kept
+    #: The whole target table's fingerprint with the change token taken just before it was
+    #: read, as `fingerprint_database` would give it; None when verification took another.
+    written: Fingerprint | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,11 +78,12 @@ class TableOutcome:
             "rows_deleted": self.rows_deleted,
             "high_water": encode_value(self.high_water),
             "subset": self.subset.to_dict() if self.subset else None,
+            "written": self.written.to_dict() if self.written else None,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TableOutcome:
-        subset = data.get("subset")
+        subset, written = data.get("subset"), data.get("written")
         return cls(
             data["table"],
             data["target"],
@@ -81,6 +91,7 @@ class TableOutcome:
             int(data["rows_deleted"]),
             decode_value(data["high_water"]),
             TableFingerprint.from_dict(subset) if subset else None,
+            Fingerprint.from_dict(written) if written else None,
         )
 
 
@@ -100,6 +111,7 @@ def run_migration(
     resume: Mapping[str, Any] | None = None,
     on_checkpoint: Callable[[Checkpoint], None] | None = None,
     progress: ProgressFn | None = None,
+    source_fingerprint: Fingerprint | None = None,
 ) -> list[TableOutcome]:
     """Copy every table of `runs` and verify each; return what was done, in `runs` order.
 
@@ -107,6 +119,8 @@ def run_migration(
     target, which takes a single writer), each starting once the tables it references are
     done. `resume` is the last checkpoint of an interrupted run of the same migration:
     tables it lists as done are skipped, tables in progress continue after their last batch.
+    `source_fingerprint` is the source's, taken before copying: verification reuses it for
+    a whole table the source provably did not change since.
     """
     done = {
         name: TableOutcome.from_dict(outcome)
@@ -138,6 +152,7 @@ def run_migration(
             schema_changes=schema_changes,
             known=known,
             resume=running.get(name),
+            read=source_fingerprint,
             on_checkpoint=save,
             progress=(lambda rows: progress(name, rows)) if progress else None,
         )
@@ -201,6 +216,7 @@ def _copy_one(
     schema_changes: SchemaChanges,
     known: Mapping[str, str],
     resume: Mapping[str, Any] | None,
+    read: Fingerprint | None,
     on_checkpoint: Callable[[Checkpoint], None],
     progress: Callable[[int], None] | None,
 ) -> TableOutcome:
@@ -229,6 +245,10 @@ def _copy_one(
     )
     finish_target(target, selection, known_tables=known)
     seen = copied.result(result.rows_copied) if copied else None
+    if seen is None and native and selection.whole_table:
+        unchanged = unchanged_since(source, read, [selection.name])
+        seen = unchanged.tables[selection.name] if unchanged else None
+    token = change_token(target)  # before verification reads the target
     with source.connect() as source_conn, target.connect() as target_conn:
         # Comparing whole tables is cheaper than looking rows up by key, and usually holds:
         # a target with no rows besides the subset. Only when it does not, look up by key.
@@ -255,6 +275,7 @@ def _copy_one(
         result.rows_deleted,
         result.high_water,
         verdict.source,
+        Fingerprint({selection.target: verdict.target}, token) if verdict.whole_target else None,
     )
 
 

@@ -75,6 +75,11 @@ class TableSelection:
         """The copied columns, in the order rows are read and written."""
         return self.schema.column_names
 
+    @property
+    def whole_table(self) -> bool:
+        """Whether every row and every column, in table order, is copied."""
+        return self.where is None and self.columns == tuple(self.source.c.keys())
+
 
 def select_subset(selection: TableSelection) -> sa.Select[Any]:
     """SELECT the copied columns of the selected rows (raw driver values)."""

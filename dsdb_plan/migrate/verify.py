@@ -39,6 +39,8 @@ class VerifyResult:
     source: TableFingerprint
     target: TableFingerprint
     message: str
+    #: `target` is the whole target table's fingerprint, as `fingerprint_database` takes it
+    whole_target: bool = False
 
 
 def subset_digest(
@@ -88,7 +90,8 @@ def verify_table(
     `source` is the subset's digest, portable or native, when the caller already has it
     (taken while copying).
     """
-    missing = _missing_target(target_conn, target_table, selection.columns)
+    present = _target_columns(target_conn, target_table)
+    missing = _missing(target_table, present, selection.columns)
     if missing:
         if source is None:
             source = subset_digest(source_conn, selection)
@@ -100,7 +103,8 @@ def verify_table(
         native = native or native_digest(source_conn, selection)
         found = fingerprint_query(target_conn, sa.select(*target.c), f"table {target_table}")
         if native == found:
-            return _result(native, found, target_table, None)
+            ok, message = _judge(native, found, target_table, None)
+            return VerifyResult(ok, native, found, message, present == list(selection.columns))
     if source is None or not is_portable(source):
         source = subset_digest(source_conn, selection)
     if whole:
@@ -153,11 +157,17 @@ def _judge(
     return False, f"target {name} has all {rows} (matched by {by}) but content differs"
 
 
-def _missing_target(conn: sa.Connection, name: str, columns: Sequence[str]) -> str | None:
+def _target_columns(conn: sa.Connection, name: str) -> list[str] | None:
+    """The target table's columns in table order, or None when there is no such table."""
     inspector = sa.inspect(conn)
     if not inspector.has_table(name):
+        return None
+    return [column["name"] for column in reflected_columns(inspector, name)]
+
+
+def _missing(name: str, present: list[str] | None, columns: Sequence[str]) -> str | None:
+    if present is None:
         return f"target table {name} does not exist"
-    present = {column["name"] for column in reflected_columns(inspector, name)}
     lacking = [column for column in columns if column not in present]
     if lacking:
         return f"target {name} has no column {', '.join(repr(c) for c in lacking)}"
