@@ -4,13 +4,16 @@ A table's fingerprint is its row count and an order-independent content checksum
 per-row hash modulo 2**64 (in-database) or 2**128 (in Python). A sum, not an XOR, so duplicate
 rows add up instead of cancelling, and deleting then re-inserting an identical row restores the
 original value. Any change to any value changes the row's hash, so an update in place with the
-same row count is noticed (with the probability of a hash collision, 2**-64 or less).
+same row count is noticed (with the probability of a hash collision: 2**-64 or less, except
+2**-32 for MariaDB/MySQL's CHECKSUM TABLE).
 
 How each database is read (issue 3, item 2):
 
 - PostgreSQL and MariaDB/MySQL compute count and checksum in the database; no row crosses the
-  wire. PostgreSQL's statistics counters are flushed lazily, so they could only ever say
-  "maybe changed" and cannot spare the scan; they are not used.
+  wire. Whole tables by the cheapest exact method each has (`hash_record_extended` on
+  PostgreSQL 14+, CHECKSUM TABLE on MariaDB/MySQL); subsets (`fingerprint_query`) by an MD5
+  of each row's text. PostgreSQL's statistics counters are flushed lazily, so they could only
+  ever say "maybe changed" and cannot spare the scan; they are not used.
 - SQLite file databases get a `token` from the file's identity, size, times and header bytes
   (plus the WAL and its index when the WAL holds frames). When a `previous` fingerprint carries
   the same token, its tables are returned without reading any data.
@@ -18,8 +21,10 @@ How each database is read (issue 3, item 2):
   each row in Python (`RowDigest`). A reader that goes through every row anyway, as a backup
   does, hashes the rows it reads with `FingerprintWhileReading` instead of reading them twice.
 
-Checksums start with the method that made them (`pg1:`, `my1:`, `py1:`): two checksums are only
-comparable when their methods are equal, which is always so for the same database.
+Checksums start with the method that made them (`pg2:`, `my2:`, `py1:`, ...): two checksums
+are only comparable when their methods are equal, which is so for the same database and the
+same kind of fingerprint (whole table or query). A recorded checksum by an older method reads
+as a change once (`describe_changes` says so).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
+from sqlalchemy.engine.interfaces import ReflectedColumn
 
 from dsdb_plan.errors import DsdbError, driver_message
 
@@ -54,6 +60,11 @@ class TableFingerprint:
 
     rows: int
     checksum: str
+
+    @property
+    def method(self) -> str:
+        """How the checksum was made (`pg2`, `py1`, ...)."""
+        return self.checksum.split(":", 1)[0]
 
     def to_dict(self) -> dict[str, Any]:
         return {"rows": self.rows, "checksum": self.checksum}
@@ -115,8 +126,7 @@ def fingerprint_database(
         columns = inspector.get_multi_columns(filter_names=names) if names else {}
         result = {}
         for (_schema, name), cols in sorted(columns.items(), key=lambda item: item[0][1]):
-            table = sa.table(name, *(sa.column(col["name"]) for col in cols))
-            result[name] = _fingerprint(conn, table, f"table {name}")
+            result[name] = _fingerprint_table(conn, name, cols)
     return Fingerprint(result, token)
 
 
@@ -195,6 +205,11 @@ def describe_changes(old: Fingerprint, new: Fingerprint) -> list[str]:
             reasons.append(f"table {name} removed")
         elif before.rows != after.rows:
             reasons.append(f"table {name} changed: {before.rows:,} → {after.rows:,} rows")
+        elif before.method != after.method:
+            reasons.append(
+                f"table {name}: recorded by an older dsdb ({before.method}, now {after.method}),"
+                f" so a change cannot be ruled out ({_rows(after.rows)})"
+            )
         else:
             reasons.append(f"table {name}: content changed ({_rows(after.rows)})")
     return reasons
@@ -256,6 +271,107 @@ def _fingerprint(conn: sa.Connection, table: sa.FromClause, label: str) -> Table
         return method(conn, table)
     except sa.exc.DBAPIError as error:
         raise DsdbError(f"cannot fingerprint {label}: {driver_message(error)}") from error
+
+
+def _fingerprint_table(
+    conn: sa.Connection, name: str, columns: Sequence[ReflectedColumn]
+) -> TableFingerprint:
+    """A whole table's fingerprint, by the cheapest exact method its database has."""
+    table = sa.table(name, *(sa.column(column["name"]) for column in columns))
+    method = _TABLES_IN_DATABASE.get(conn.dialect.name)
+    if method is None:
+        return _fingerprint(conn, table, f"table {name}")
+    try:
+        return method(conn, table, [column["type"] for column in columns])
+    except sa.exc.DBAPIError as error:
+        raise DsdbError(f"cannot fingerprint table {name}: {driver_message(error)}") from error
+
+
+def _table_in_postgresql(
+    conn: sa.Connection, table: sa.TableClause, types: Sequence[sa.types.TypeEngine[Any]]
+) -> TableFingerprint:
+    """PostgreSQL's own hash of each row (`hash_record_extended`, 14+), summed.
+
+    Five times cheaper than md5 of the row's text (`_in_postgresql`, used before 14). A
+    value that has no hash function (json, xml, arrays, geometric types, ...) is hashed by
+    its text. A numeric's hash ignores trailing zeros, so its scale is hashed with it.
+    """
+    if (conn.dialect.server_version_info or (0,)) < (14,):
+        return _in_postgresql(conn, table)
+    fields: list[sa.ColumnElement[Any]] = []
+    for column, type_ in zip(table.c, types, strict=True):
+        if not isinstance(type_, _PG_HASHED):
+            fields.append(sa.cast(column, sa.Text))
+            continue
+        fields.append(column)
+        if isinstance(type_, sa.Numeric) and not isinstance(type_, sa.Float):
+            fields.append(sa.func.scale(column))
+    row_hash = sa.func.hash_record_extended(sa.func.ROW(*fields), 0)
+    count, checksum = _aggregate(conn, table, sa.func.sum(row_hash))
+    return TableFingerprint(count, f"pg2:{checksum % 2**64:016x}")
+
+
+#: Column types whose values PostgreSQL hashes itself: they have an extended hash function,
+#: and equal hashes mean equal stored values (with a numeric's scale added).
+_PG_HASHED = (
+    sa.Integer,
+    sa.Numeric,  # floats too: hashed by their exact value
+    sa.String,  # text, varchar, char, enums
+    sa.Boolean,
+    sa.Date,
+    sa.DateTime,
+    sa.Time,
+    sa.Interval,
+    sa.LargeBinary,
+    sa.Uuid,
+    postgresql.JSONB,
+)
+
+
+def _table_in_mysql(
+    conn: sa.Connection, table: sa.TableClause, types: Sequence[sa.types.TypeEngine[Any]]
+) -> TableFingerprint:
+    """CHECKSUM TABLE, with the lengths of the variable-length values of each row.
+
+    The server sums a CRC32 of each row in C, in this transaction's snapshot: about six
+    times cheaper than hashing each row in SQL (`_in_mysql`). It hashes variable-length
+    values without their lengths, so ('ab', '') and ('a', 'b') would look alike; a CRC32 of
+    each row's lengths, summed, tells them apart. 32-bit hashes: a change goes unseen with
+    a chance of one in four billion; the row count is exact.
+    """
+    quoted = conn.dialect.identifier_preparer.quote(str(table.name))
+    checksum = conn.exec_driver_sql(f"CHECKSUM TABLE {quoted}").one()[1]
+    lengths = [
+        sa.func.length(column)
+        for column, type_ in zip(table.c, types, strict=True)
+        if not isinstance(type_, _MYSQL_FIXED_SIZE)
+    ]
+    layout = sa.func.crc32(sa.func.concat_ws(",", *lengths)) if lengths else sa.literal(0)
+    count, shapes = _aggregate(conn, table, sa.func.sum(layout))
+    return TableFingerprint(count, f"my2:{int(checksum or 0):08x}{shapes % 2**64:016x}")
+
+
+#: Column types MariaDB/MySQL store in a fixed number of bytes (a decimal too), which
+#: CHECKSUM TABLE hashes unambiguously.
+_MYSQL_FIXED_SIZE = (
+    sa.Integer,
+    sa.Numeric,
+    sa.Boolean,
+    sa.Date,
+    sa.DateTime,
+    sa.Time,
+    sa.Enum,
+    mysql.YEAR,
+)
+
+_TableMethod = Callable[
+    [sa.Connection, sa.TableClause, Sequence[sa.types.TypeEngine[Any]]], TableFingerprint
+]
+_TABLES_IN_DATABASE: dict[str, _TableMethod] = {
+    "postgresql": _table_in_postgresql,
+    "mysql": _table_in_mysql,
+    "mariadb": _table_in_mysql,
+}
 
 
 def _in_postgresql(conn: sa.Connection, table: sa.FromClause) -> TableFingerprint:

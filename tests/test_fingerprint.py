@@ -222,6 +222,7 @@ def test_generic_streaming_path_on_a_server(
     flights = make_table(engine, "flights", FLIGHTS)
     make_table(engine, "shuffled", FLIGHTS[::-1])
     monkeypatch.setattr(fp, "_IN_DATABASE", {})
+    monkeypatch.setattr(fp, "_TABLES_IN_DATABASE", {})
     monkeypatch.setattr(fp, "_CHUNK_ROWS", 3)  # several chunks per table
 
     before = fingerprint_database(engine)
@@ -294,6 +295,41 @@ def test_mariadb_session_time_zone_does_not_change_the_checksum(mariadb_db: Serv
     with odd.connect() as conn:
         assert conn.execute(sa.text("SELECT @@session.time_zone")).scalar_one() == "+09:00"
     odd.dispose()
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgresql_types_without_a_hash_function_and_numeric_scale(
+    postgres_db: ServerDatabase,
+) -> None:
+    """Rows are hashed by PostgreSQL; values it cannot hash by their text; 1.5 -> 1.50 counts."""
+    engine = postgres_db.engine()
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE odd (id int, j json, jb jsonb, n numeric, a int[], p point,"
+            " x xml, u uuid, i interval, t timetz)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO odd VALUES (1, '{\"a\": 1}', '{\"a\": 1}', 1.5, '{1,2}', '(1,2)',"
+            " '<a/>', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '1 day', '10:00+02')"
+        )
+    before = fingerprint_database(engine)
+    assert before.tables["odd"].checksum.startswith("pg2:")
+    changes = {
+        "j": "'{\"a\": 2}'",
+        "jb": "'{\"a\": 2}'",
+        "n": "1.50",  # equal as a number, written differently
+        "a": "'{2,1}'",
+        "p": "'(2,1)'",
+        "x": "'<b/>'",
+        "t": "'10:00+03'",
+    }
+    for column, value in changes.items():
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"UPDATE odd SET {column} = {value}")
+        after = fingerprint_database(engine)
+        assert describe_changes(before, after) == ["table odd: content changed (1 row)"], column
+        before = after
     engine.dispose()
 
 
@@ -402,6 +438,7 @@ def test_describe_changes() -> None:
             "old": TableFingerprint(3, "py1:b"),
             "same": TableFingerprint(5, "py1:c"),
             "edited": TableFingerprint(10, "py1:d"),
+            "upgraded": TableFingerprint(7, "pg1:0f"),
         },
         token="t1",
     )
@@ -412,6 +449,7 @@ def test_describe_changes() -> None:
             "one": TableFingerprint(1, "py1:z"),
             "same": TableFingerprint(5, "py1:c"),
             "edited": TableFingerprint(10, "py1:e"),
+            "upgraded": TableFingerprint(7, "pg2:0f"),
         },
         token="t2",
     )
@@ -421,6 +459,8 @@ def test_describe_changes() -> None:
         "table old removed",
         "table one added (1 row)",
         "table tmp added (5 rows)",
+        "table upgraded: recorded by an older dsdb (pg1, now pg2), so a change cannot be ruled"
+        " out (7 rows)",
     ]
     moved_token = Fingerprint(dict(old.tables), token="other")
     assert moved_token == old  # the token is a cache key, not data
