@@ -28,7 +28,7 @@ from dsdb_plan.errors import DsdbError, PlanError
 from dsdb_plan.migrate.convert import fast_row_converter
 from dsdb_plan.migrate.copier import Mode, copy_table
 from dsdb_plan.migrate.filters import column_type
-from dsdb_plan.migrate.load import Operation, _GenericWriter, batch_writer
+from dsdb_plan.migrate.load import Operation, _GenericWriter, batch_writer, read_ahead_of
 from dsdb_plan.migrate.subset import TableSelection
 from dsdb_plan.migrate.target import ensure_target, finish_target, inspect_target
 from dsdb_plan.values import canonical, row_converter
@@ -409,6 +409,28 @@ def test_generic_writer_inserts_ignores_and_upserts(tmp_path: Path) -> None:
     with engine.begin() as conn:
         _GenericWriter(conn, "people", columns, ("id",), "upsert").write(rows)
     assert rows_of(engine, "people")[1:] == [(2, "two", 2.5, 9), (3, "three", None, 9)]
+
+
+def test_read_ahead_keeps_order_raises_what_the_reader_raises_and_stops_early() -> None:
+    assert list(read_ahead_of(iter(range(5)))) == [0, 1, 2, 3, 4]
+
+    def failing() -> Iterator[int]:
+        yield 1
+        raise DsdbError("unreadable")
+
+    with pytest.raises(DsdbError, match="unreadable"):
+        list(read_ahead_of(failing()))
+    produced: list[int] = []
+
+    def counted() -> Iterator[int]:
+        for item in range(1000):
+            produced.append(item)
+            yield item
+
+    for item in read_ahead_of(counted()):
+        if item == 2:
+            break
+    assert len(produced) <= 5  # the one taken, the one waiting, the one being made
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres", "mariadb"])

@@ -209,7 +209,7 @@ def _load(
         # self-references that point forward (what mysqldump does, too).
         conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
         try:
-            return load_rows(conn, table, rows, progress=report)
+            return load_rows(conn, table, rows, progress=report, read_ahead=True)
         finally:
             conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
-    return load_rows(conn, table, rows, progress=report)
+    return load_rows(conn, table, rows, progress=report, read_ahead=True)

@@ -53,8 +53,8 @@ from dsdb_plan.dbschema import (
     reflect_tables,
 )
 from dsdb_plan.errors import PlanError
-from dsdb_plan.migrate.convert import fast_row_converter
-from dsdb_plan.migrate.load import Operation, batch_writer
+from dsdb_plan.migrate.convert import RowConverter, fast_row_converter
+from dsdb_plan.migrate.load import Operation, batch_writer, read_ahead_of
 from dsdb_plan.migrate.subset import TableSelection
 
 Mode = Literal["append", "upsert", "replace", "mirror"]
@@ -270,15 +270,11 @@ def _load(
         if job.cursor_column not in names:
             names.append(job.cursor_column)
         cursor_at = names.index(job.cursor_column)
-    width = len(selection.columns)
     query = _read_query(src, job, names)
     if job.on_source_snapshot is not None:
         job.on_source_snapshot(src)
-    for rows in _source_batches(src, query, job.batch_size):
-        copied = [row[:width] for row in rows] if cursor_at is not None else rows
-        if job.on_source_rows is not None:
-            job.on_source_rows(copied)
-        batch = [convert(row) for row in copied]
+    read = _converted_batches(src, query, job, convert, cut=cursor_at is not None)
+    for rows, batch in read_ahead_of(read):
         first.write(batch)
         first = writer
         dst.commit()
@@ -288,6 +284,21 @@ def _load(
             high = _largest(row[cursor_at] for row in rows)
         job.advance(len(rows), tuple(last[i] for i in key_at) if key_at else None, high)
     src.rollback()
+
+
+def _converted_batches(
+    src: sa.Connection, query: sa.Select[Any], job: _Job, convert: RowConverter, *, cut: bool
+) -> Iterator[tuple[Sequence[Sequence[Any]], list[tuple[Any, ...]]]]:
+    """Each batch of source rows with its copied columns converted for the target.
+
+    With `cut`, rows end with a cursor column that is read but not copied.
+    """
+    width = len(job.selection.columns)
+    for rows in _source_batches(src, query, job.batch_size):
+        copied = [row[:width] for row in rows] if cut else rows
+        if job.on_source_rows is not None:
+            job.on_source_rows(copied)
+        yield rows, list(map(convert, copied))
 
 
 def _source_batches(

@@ -26,10 +26,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
 from itertools import islice
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import psycopg
 import sqlalchemy as sa
@@ -40,6 +42,7 @@ from dsdb_plan.errors import DsdbError
 
 Operation = Literal["insert", "insert_ignore", "upsert"]
 Row = tuple[Any, ...]
+T = TypeVar("T")
 #: Rows per round trip when the caller does not choose.
 BATCH_ROWS = 10_000
 #: Keys per lookup statement on the generic path (bounded statement size).
@@ -97,14 +100,18 @@ def load_rows(
     name: str | None = None,
     batch_rows: int = BATCH_ROWS,
     progress: Callable[[int], None] | None = None,
+    read_ahead: bool = False,
 ) -> int:
     """Insert every row of `rows` into `table` (or `name`) in batches; returns the count.
 
-    Runs in the caller's transaction; `progress(rows_so_far)` after each batch.
+    Runs in the caller's transaction; `progress(rows_so_far)` after each batch. With
+    `read_ahead`, the next batch is taken from `rows` in a worker thread while one is
+    written (`rows` must then not read through `conn`).
     """
     writer = batch_writer(conn, name or table.name, table.columns)
     count = 0
-    for batch in batches(rows, batch_rows):
+    chunks = batches(rows, batch_rows)
+    for batch in read_ahead_of(chunks) if read_ahead else chunks:
         writer.write(batch)
         count += len(batch)
         if progress is not None:
@@ -117,6 +124,54 @@ def batches(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
     iterator = iter(rows)
     while batch := list(islice(iterator, size)):
         yield batch
+
+
+def read_ahead_of(items: Iterator[T]) -> Iterator[T]:
+    """`items`, each produced by a worker thread while the caller works on the one before.
+
+    Reading and converting a batch is Python work; writing one mostly waits for the database
+    (which lets go of the GIL), so the two overlap. At most one item waits, which bounds
+    the memory. What `items` raises is raised here; stopping early stops the worker.
+    """
+    handoff: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def offer(entry: tuple[bool, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(entry, timeout=0.05)
+            except queue.Full:
+                continue
+            return True
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not offer((True, item)):
+                    return
+        except BaseException as error:  # handed to the consumer, raised there
+            offer((False, error))
+        else:
+            offer((False, None))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=produce, name="dsdb-read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            more, item = handoff.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def _quote(dialect: sa.Dialect, name: str) -> str:
