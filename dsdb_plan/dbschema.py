@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import warnings
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -26,6 +27,12 @@ from sqlalchemy.types import UserDefinedType
 from dsdb_plan.errors import DsdbError
 
 Bind = sa.Engine | sa.Connection
+
+# Columns of types SQLAlchemy does not know (point, xml, ...) are carried by their text; its
+# warning about each, on every reflection dsdb makes, says nothing a user could act on.
+warnings.filterwarnings(
+    "ignore", "Did not recognize type", category=sa.exc.SAWarning, module=r"dsdb_plan\."
+)
 
 #: Every portable type name a `ColumnSchema.type` may hold.
 PORTABLE_TYPES = frozenset(

@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 import dsdb_plan as dsdb
 from dsdb_plan.state import open_state
@@ -239,3 +240,25 @@ def test_batch_size_change_records_settings_without_copying(capsys, project: Pat
     applied = run_cli(capsys, "apply", project, "--auto-approve")
     assert "no data copied" in applied.out
     assert "Nothing to do." in run_cli(capsys, "apply", project, "--auto-approve").out
+
+
+@pytest.mark.postgres
+def test_columns_of_types_sqlalchemy_does_not_know_copy_quietly(
+    tmp_path: Path,
+    write_manifest,
+    postgres_db: ServerDatabase,  # type: ignore[no-untyped-def]
+) -> None:
+    with sa.create_engine(postgres_db.url).begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE geo (id int PRIMARY KEY, p point, x xml)")
+        conn.exec_driver_sql("INSERT INTO geo VALUES (1, '(1,2)', '<a/>')")
+    project = write_manifest(
+        "version: 1\nconnections:\n"
+        f"  pg: {{url: '{postgres_db.url_string}'}}\n"
+        "  local: {driver: sqlite, database: local.db}\n"
+        "migrations:\n  geo: {from: pg, to: local}\n"
+    )
+    process = spawn_cli("apply", project, "--auto-approve", cwd=tmp_path)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, out + err
+    assert "Warning" not in err, err
+    assert query(tmp_path / "local.db", "SELECT * FROM geo") == [(1, "(1,2)", "<a/>")]
