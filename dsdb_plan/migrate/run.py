@@ -9,10 +9,12 @@ run resumes after the last committed batch of each.
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -117,8 +119,9 @@ def run_migration(
 
     `runs` come parents first. Up to `parallelism` tables copy at once (one into a SQLite
     target, which takes a single writer), each starting once the tables it references are
-    done. `resume` is the last checkpoint of an interrupted run of the same migration:
-    tables it lists as done are skipped, tables in progress continue after their last batch.
+    loaded (their verification may still be running). `resume` is the last checkpoint of
+    an interrupted run of the same migration: tables it lists as done are skipped, tables in
+    progress continue after their last batch.
     `source_fingerprint` is the source's, taken before copying: verification reuses it for
     a whole table the source provably did not change since.
     """
@@ -136,7 +139,7 @@ def run_migration(
                 {"done": {n: o.to_dict() for n, o in done.items()}, "running": dict(running)}
             )
 
-    def copy(run: TableRun) -> None:
+    def copy(run: TableRun, on_loaded: Callable[[], None]) -> None:
         name = run.selection.name
 
         def save(state: Checkpoint) -> None:
@@ -154,6 +157,7 @@ def run_migration(
             resume=running.get(name),
             read=source_fingerprint,
             on_checkpoint=save,
+            on_loaded=on_loaded,
             progress=(lambda rows: progress(name, rows)) if progress else None,
         )
         with lock:
@@ -162,18 +166,19 @@ def run_migration(
             report()
 
     workers = 1 if target.dialect.name == "sqlite" else max(1, parallelism)
-    _schedule([run for run in runs if run.selection.name not in done], copy, workers, done)
+    _schedule([run for run in runs if run.selection.name not in done], copy, workers, set(done))
     return [done[run.selection.name] for run in runs]
 
 
-def _schedule(
-    runs: Sequence[TableRun],
-    copy: Callable[[TableRun], None],
-    workers: int,
-    done: Mapping[str, TableOutcome],
-) -> None:
-    """Run `copy` for each table once the earlier tables it references are done.
+Copy = Callable[[TableRun, Callable[[], None]], None]
+"""copy(run, on_loaded): copies and verifies one table, calling on_loaded() in between"""
 
+
+def _schedule(runs: Sequence[TableRun], copy: Copy, workers: int, loaded: set[str]) -> None:
+    """Run `copy` for each table once the earlier tables it references are loaded.
+
+    Loaded means their rows are in, verified or not yet: one table's verification overlaps
+    the copy of the tables that reference it. `loaded` names the tables loaded before.
     Only references to tables earlier in `runs` count, so a foreign-key cycle (ordered by
     name) cannot deadlock. The first failure stops new starts and is raised once the
     tables already running have finished.
@@ -188,18 +193,31 @@ def _schedule(
         for run in runs
     }
     pending = list(runs)
+    ready = set(loaded)
     failure: BaseException | None = None
+    # Workers post the name of a table they loaded, and None when they finish.
+    signals: queue.SimpleQueue[str | None] = queue.SimpleQueue()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         running: dict[Future[None], str] = {}
         while running or (pending and failure is None):
             for run in list(pending) if failure is None else []:
                 if len(running) >= workers:
                     break
-                if needs[run.selection.name] <= set(done):
+                name = run.selection.name
+                if needs[name] <= ready:
                     pending.remove(run)
-                    running[pool.submit(copy, run)] = run.selection.name
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
+                    future = pool.submit(copy, run, partial(signals.put, name))
+                    future.add_done_callback(lambda _: signals.put(None))
+                    running[future] = name
+            signal = signals.get()
+            while True:
+                if signal is not None:
+                    ready.add(signal)
+                try:
+                    signal = signals.get_nowait()
+                except queue.Empty:
+                    break
+            for future in [future for future in running if future.done()]:
                 running.pop(future)
                 if future.exception() is not None and failure is None:
                     failure = future.exception()
@@ -218,6 +236,7 @@ def _copy_one(
     resume: Mapping[str, Any] | None,
     read: Fingerprint | None,
     on_checkpoint: Callable[[Checkpoint], None],
+    on_loaded: Callable[[], None],
     progress: Callable[[int], None] | None,
 ) -> TableOutcome:
     selection = run.selection
@@ -244,6 +263,7 @@ def _copy_one(
         on_source_snapshot=copied.take_in_database if copied else None,
     )
     finish_target(target, selection, known_tables=known)
+    on_loaded()
     seen = copied.result(result.rows_copied) if copied else None
     if seen is None and native and selection.whole_table:
         unchanged = unchanged_since(source, read, [selection.name])
