@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from dsdb_plan.archive import new_backup_id, restore_backup, write_backup
 from dsdb_plan.dbschema import ColumnSchema, TableSchema, create_tables, reflect_tables
 from dsdb_plan.errors import DsdbError, PlanError
-from dsdb_plan.migrate.convert import fast_row_converter
+from dsdb_plan.migrate.convert import batch_converter
 from dsdb_plan.migrate.copier import Mode, copy_table
 from dsdb_plan.migrate.filters import column_type
 from dsdb_plan.migrate.load import Operation, _GenericWriter, batch_writer, read_ahead_of
@@ -512,20 +512,21 @@ def test_postgres_keyed_writer_copies_until_a_key_exists(
 
 
 @pytest.mark.parametrize("target", ["sqlite", "postgresql", "mariadb", "mssql"])
-def test_fast_converter_equals_values_row_converter(tmp_path: Path, target: str) -> None:
+def test_batch_converter_equals_values_row_converter(tmp_path: Path, target: str) -> None:
     source = _make_awkward(tmp_path / "s.db")
     (schema,) = reflect_tables(source, ["awkward"])
     rows = _rows(source, "awkward", schema.column_names)
     rows.append((4, 5, 6, "text in a blob", 7, 8, 9, "2024-01-01", "x", "y", "z", "t", "{}", 1.0))
     for source_dialect in ("sqlite", "postgresql"):
         slow = row_converter(schema, source_dialect, target)
-        fast = fast_row_converter(schema, source_dialect, target)
+        fast = batch_converter(schema, source_dialect, target)
+        assert repr(fast(rows)) == repr([slow(row) for row in rows])
         for row in rows:
-            assert repr(fast(row)) == repr(slow(row))
+            assert repr(fast([row])) == repr([slow(row)])
 
 
 @pytest.mark.parametrize("target", ["sqlite", "postgresql", "mariadb", "mssql"])
-def test_fast_converter_equals_values_for_typed_values(target: str) -> None:
+def test_batch_converter_equals_values_for_typed_values(target: str) -> None:
     """Values of every Python type into every portable type: the inline type tests that let
     values pass unconverted agree with `values` (drivers of server sources give these)."""
     columns = tuple(
@@ -538,25 +539,31 @@ def test_fast_converter_equals_values_for_typed_values(target: str) -> None:
     )  # fmt: skip
     aware = dt.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=dt.timezone(dt.timedelta(hours=2)))
     values: list[Any] = [
-        None, 0, 7, True, 1.5, -0.0, math.inf, math.nan, Decimal("1.50"), Decimal("-Infinity"),
-        "1", " 2024-01-02 ",
-        "2024-01-02 03:04:05", "x", b"ab", dt.date(2024, 1, 2), dt.datetime(2024, 1, 2, 3),
-        aware, dt.time(1, 2), dt.timedelta(hours=3), uuid.UUID(int=5),
+        None, 0, 1, 7, True, 1.0, 1.5, -0.0, math.inf, math.nan, 10**400, Decimal("1.50"),
+        Decimal("-Infinity"), Decimal("1e400"), "1", " 12.50 ", "x1", " 2024-01-02 ",
+        "2024-01-02 03:04:05", "2024-01-02T03:04:05+02:00", "x", b"ab", dt.date(2024, 1, 2),
+        dt.datetime(2024, 1, 2, 3), aware, dt.time(1, 2), dt.timedelta(hours=3), uuid.UUID(int=5),
     ]  # fmt: skip
 
-    def outcome(convert: Callable[[Any], Any], value: Any) -> str:
+    def outcome(convert: Callable[[Any], Any], rows: list[tuple[Any, ...]]) -> str:
         try:
-            return repr(convert((value,)))
+            return repr(convert(rows))
         except (DsdbError, ArithmeticError, TypeError, ValueError) as error:  # e.g. infinities
             return f"{type(error).__name__}: {error}"
 
+    # A value alone, a column of it with NULLs (converted whole where C functions can), and
+    # the column of every value at once (value by value).
+    batches = [[(value,)] for value in values]
+    batches += [[(value,), (None,), (value,)] for value in values]
+    batches.append([(value,) for value in values if not isinstance(value, float | Decimal)])
     for source in ("postgresql", "mysql"):
         for column in columns:
             alone = TableSchema("typed", (column,))
             slow = row_converter(alone, source, target)
-            fast = fast_row_converter(alone, source, target)
-            for value in values:
-                assert outcome(fast, value) == outcome(slow, value), (column, value)
+            fast = batch_converter(alone, source, target)
+            for rows in batches:
+                expected = outcome(lambda rows, slow=slow: [slow(row) for row in rows], rows)
+                assert outcome(fast, rows) == expected, (column, rows)
 
 
 def test_text_that_is_no_date_stays_as_it_is() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -81,11 +82,16 @@ def list_backups(root: Path) -> list[BackupInfo]:
 
 def iter_rows(info: BackupInfo, table: str) -> Iterator[list[Any]]:
     """The rows of `table`, decoded, streaming; a row count off from `backup.json` raises."""
+    return chain.from_iterable(iter_batches(info, table))
+
+
+def iter_batches(info: BackupInfo, table: str) -> Iterator[list[list[Any]]]:
+    """The rows of `table` as `iter_rows` gives them, a block of the file at a time."""
     file = info.file_for(table)
     count = 0
     for rows in read_batches(info.path / file.name):
         count += len(rows)
-        yield from rows
+        yield rows
     if count != file.rows:
         raise BackupError(
             f"backup {info.id}: data file {info.path / file.name} holds {count} rows, "

@@ -13,13 +13,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from dsdb_plan.archive.info import BackupInfo
-from dsdb_plan.archive.reader import iter_rows, verify_backup
+from dsdb_plan.archive.reader import iter_batches, verify_backup
 from dsdb_plan.dbschema import (
     ForeignKeySchema,
     TableSchema,
@@ -32,7 +33,7 @@ from dsdb_plan.dbschema import (
     drop_tables,
 )
 from dsdb_plan.errors import BackupError, DsdbError, driver_message
-from dsdb_plan.migrate.convert import fast_row_converter
+from dsdb_plan.migrate.convert import batch_converter
 from dsdb_plan.migrate.load import load_rows
 
 Progress = Callable[[str, int], None]
@@ -178,8 +179,8 @@ def _restore_table(
     PostgreSQL and SQLite roll the whole table back on failure. MySQL commits DDL at once,
     so a failure there leaves an empty or partial table that the next run drops and reloads.
     """
-    convert = fast_row_converter(table, info.source_dialect, engine.dialect.name)
-    rows = map(convert, iter_rows(info, table.name))
+    convert = batch_converter(table, info.source_dialect, engine.dialect.name)
+    rows = chain.from_iterable(map(convert, iter_batches(info, table.name)))
     try:
         with engine.begin() as conn:
             create_tables(conn, [table], with_indexes=False)

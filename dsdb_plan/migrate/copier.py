@@ -2,7 +2,7 @@
 
 The source is read with one streamed SELECT ordered by the key (a server-side cursor where
 the driver has one), so memory holds one batch. Each batch is converted
-(`values.row_converter`, through `convert.fast_row_converter`), written
+(`values.row_converter`, through `convert.batch_converter`), written
 (`load.batch_writer`) and committed, then reported to
 `on_checkpoint` with the last key written. Every batch is idempotent — append inserts
 ignoring existing keys, upsert and mirror upsert — so a batch committed but not yet
@@ -53,7 +53,7 @@ from dsdb_plan.dbschema import (
     reflect_tables,
 )
 from dsdb_plan.errors import PlanError
-from dsdb_plan.migrate.convert import RowConverter, fast_row_converter
+from dsdb_plan.migrate.convert import BatchConverter, batch_converter
 from dsdb_plan.migrate.load import Operation, batch_writer, read_ahead_of
 from dsdb_plan.migrate.subset import TableSelection
 
@@ -254,7 +254,7 @@ def _load(
         return
     selection = job.selection
     schema = selection.schema
-    convert = fast_row_converter(schema, src.dialect.name, dst.dialect.name)
+    convert = batch_converter(schema, src.dialect.name, dst.dialect.name)
     writer = batch_writer(dst, table, schema.columns, operation=operation, key=selection.key)
     # After a resume the first batch may already be in the target; a plain insert can only
     # take it if keys are ignored, so that one batch goes through insert_ignore.
@@ -287,7 +287,7 @@ def _load(
 
 
 def _converted_batches(
-    src: sa.Connection, query: sa.Select[Any], job: _Job, convert: RowConverter, *, cut: bool
+    src: sa.Connection, query: sa.Select[Any], job: _Job, convert: BatchConverter, *, cut: bool
 ) -> Iterator[tuple[Sequence[Sequence[Any]], list[tuple[Any, ...]]]]:
     """Each batch of source rows with its copied columns converted for the target.
 
@@ -298,7 +298,7 @@ def _converted_batches(
         copied = [row[:width] for row in rows] if cut else rows
         if job.on_source_rows is not None:
             job.on_source_rows(copied)
-        yield rows, list(map(convert, copied))
+        yield rows, convert(copied)
 
 
 def _source_batches(
@@ -718,12 +718,12 @@ def _delete_missing(src: sa.Connection, dst: sa.Connection, job: _Job) -> int:
     key_schema = dataclasses.replace(
         schema, columns=tuple(schema.column(name) for name in key), primary_key=tuple(key)
     )
-    convert = fast_row_converter(key_schema, src.dialect.name, dst.dialect.name)
+    convert = batch_converter(key_schema, src.dialect.name, dst.dialect.name)
     writer = batch_writer(dst, keys.name, key_schema.columns)
     unfiltered = dataclasses.replace(job, cursor_column=None, last_key=None)
     query = _read_query(src, unfiltered, key)
     for rows in _source_batches(src, query, job.batch_size):
-        writer.write([convert(row) for row in rows])
+        writer.write(convert(rows))
     src.rollback()
     if dst.dialect.name == "postgresql":
         dst.exec_driver_sql(
