@@ -465,23 +465,25 @@ def test_postgres_copy_is_binary_where_exact_and_text_otherwise(
             ColumnSchema("amount", "decimal", precision=12, scale=2),
             ColumnSchema("day", "date"),
             ColumnSchema("at", "datetime", timezone=True),
+            ColumnSchema("blob", "binary"),
         ),
         primary_key=("id",),
     )
     create_tables(engine, [table])
     at = dt.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC)
-    binary = [(1, Decimal("1.505"), dt.date(2024, 1, 2), at), (2, None, None, None)]
-    text = [(3, 7, "epoch", at)]  # an int in a decimal column, a date PostgreSQL parses
+    blob = bytes(range(256))
+    binary = [(1, Decimal("1.505"), dt.date(2024, 1, 2), at, blob), (2, None, None, None, None)]
+    text = [(3, 7, "epoch", at, blob)]  # an int in a decimal column, a date PostgreSQL parses
     with engine.begin() as conn:
         writer = batch_writer(conn, "typed", table.columns)
         writer.write(binary)
         writer.write(text)
     with engine.connect() as conn:
-        found = conn.exec_driver_sql("SELECT id, amount, day, at FROM typed ORDER BY id").all()
+        found = conn.exec_driver_sql("SELECT * FROM typed ORDER BY id").all()
     assert [tuple(row) for row in found] == [
-        (1, Decimal("1.51"), dt.date(2024, 1, 2), at),
-        (2, None, None, None),
-        (3, Decimal("7.00"), dt.date(1970, 1, 1), at),
+        (1, Decimal("1.51"), dt.date(2024, 1, 2), at, blob),
+        (2, None, None, None, None),
+        (3, Decimal("7.00"), dt.date(1970, 1, 1), at, blob),
     ]
     engine.dispose()
 

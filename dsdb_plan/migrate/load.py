@@ -36,6 +36,7 @@ from typing import Any, Literal, Protocol, TypeVar
 import psycopg
 import sqlalchemy as sa
 from psycopg import sql
+from psycopg.types.string import BytesBinaryDumper
 
 from dsdb_plan.dbschema import ColumnSchema, TableSchema, target_type
 from dsdb_plan.errors import DsdbError
@@ -305,6 +306,10 @@ class _Copier:
         if self._types is None:
             self._prepare(cursor)
         binary = self._fits is not None and self._fits(rows)
+        if binary:
+            # bytea's binary dumper is by default the one psycopg's DB-API module registers
+            # for its `Binary` wrapper, written in Python: the C one for bytes is twice as fast.
+            cursor.adapters.register_dumper(bytes, BytesBinaryDumper)
         with cursor.copy(_copy_statement(into or self._table, self._names, binary)) as copy:
             if binary:
                 copy.set_types(self._types)
