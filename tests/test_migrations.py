@@ -262,3 +262,47 @@ def test_columns_of_types_sqlalchemy_does_not_know_copy_quietly(
     assert process.returncode == 0, out + err
     assert "Warning" not in err, err
     assert query(tmp_path / "local.db", "SELECT * FROM geo") == [(1, "(1,2)", "<a/>")]
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
+def test_rows_pointing_at_rows_of_later_batches_in_their_own_table(
+    capsys,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    write_manifest,
+    kind: str,  # type: ignore[no-untyped-def]
+) -> None:
+    """A self-reference (employee -> manager) may point forward, past the batch being
+    written: into a new table and into one that already holds the key."""
+    local = tmp_path / "local.db"
+    with sqlite3.connect(local) as db:
+        db.execute(
+            "CREATE TABLE emp (id INTEGER PRIMARY KEY, name TEXT, "
+            "manager_id INTEGER REFERENCES emp(id))"
+        )
+        db.executemany(
+            "INSERT INTO emp VALUES (?, ?, ?)",
+            [(1, "a", 9), (2, "b", 1), (3, "c", 1), (4, "d", 9), (9, "boss", None)],
+        )
+    server = request.getfixturevalue("postgres_db" if kind == "postgresql" else "mariadb_db")
+    project = write_manifest(
+        "version: 1\nconnections:\n"
+        "  local: {driver: sqlite, database: local.db}\n"
+        f"  server: {{url: '{server.url_string}'}}\n"
+        "migrations:\n  emp: {from: local, to: server, batch_size: 2}\n"
+    )
+    applied = run_cli(capsys, "apply", project, "--auto-approve")
+    assert applied.code == 0, applied.text
+    assert table_rows(server.url, "emp") == table_rows(sqlite_url(local), "emp")
+    with sa.create_engine(server.url, poolclass=sa.pool.NullPool).connect() as conn:
+        (key,) = sa.inspect(conn).get_foreign_keys("emp")
+    assert key["referred_table"] == "emp" and key["constrained_columns"] == ["manager_id"]
+
+    with sqlite3.connect(local) as db:
+        db.executemany(
+            "INSERT INTO emp VALUES (?, ?, ?)",
+            [(5, "e", 20), (6, "f", 20), (7, "g", 5), (20, "new boss", None)],
+        )
+    applied = run_cli(capsys, "apply", project, "--auto-approve")
+    assert applied.code == 0, applied.text
+    assert table_rows(server.url, "emp") == table_rows(sqlite_url(local), "emp")

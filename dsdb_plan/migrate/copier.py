@@ -1,10 +1,11 @@
 """Copy one selected table from a source database into a target, in committed batches.
 
 The source is read with one streamed SELECT ordered by the key (a server-side cursor where
-the driver has one), so memory holds one batch. Each batch is converted
+the driver has one), so memory holds one batch; a table that points at itself goes parents
+first (`order.py`). Each batch is converted
 (`values.row_converter`, through `convert.batch_converter`), written
 (`load.batch_writer`) and committed, then reported to
-`on_checkpoint` with the last key written. Every batch is idempotent — append inserts
+`on_checkpoint` with the last key (and depth) written. Every batch is idempotent — append inserts
 ignoring existing keys, upsert and mirror upsert — so a batch committed but not yet
 checkpointed is harmless when a resumed copy writes it again. A resume reads from the
 checkpoint's last key on: no gap, no duplicate.
@@ -55,6 +56,7 @@ from dsdb_plan.dbschema import (
 from dsdb_plan.errors import PlanError
 from dsdb_plan.migrate.convert import BatchConverter, batch_converter
 from dsdb_plan.migrate.load import Operation, batch_writer, read_ahead_of
+from dsdb_plan.migrate.order import CopyOrder, copy_order, raw
 from dsdb_plan.migrate.subset import TableSelection
 
 Mode = Literal["append", "upsert", "replace", "mirror"]
@@ -264,16 +266,21 @@ def _load(
         else writer
     )
     names = list(selection.columns)
-    key_at = [names.index(name) for name in selection.key]
     cursor_at: int | None = None
     if job.cursor_column is not None:
         if job.cursor_column not in names:
             names.append(job.cursor_column)
         cursor_at = names.index(job.cursor_column)
-    query = _read_query(src, job, names)
+    order = copy_order(selection, dst.dialect.name)
+    # The resume point: each row's depth (read after its columns) and key, or its key.
+    resume_at = [names.index(name) for name in selection.key]
+    if order.depth is not None:
+        resume_at.insert(0, len(names))
+    query = _read_query(src, job, names, order)
     if job.on_source_snapshot is not None:
         job.on_source_snapshot(src)
-    read = _converted_batches(src, query, job, convert, cut=cursor_at is not None)
+    cut = len(names) > len(selection.columns) or order.depth is not None
+    read = _converted_batches(src, query, job, convert, cut=cut)
     for rows, batch in read_ahead_of(read):
         first.write(batch)
         first = writer
@@ -282,7 +289,7 @@ def _load(
         high = None
         if cursor_at is not None:
             high = _largest(row[cursor_at] for row in rows)
-        job.advance(len(rows), tuple(last[i] for i in key_at) if key_at else None, high)
+        job.advance(len(rows), tuple(last[i] for i in resume_at) if resume_at else None, high)
     src.rollback()
 
 
@@ -318,47 +325,49 @@ def _source_batches(
     yield from result.partitions(size)
 
 
-def _source_filter(job: _Job, table: sa.Table) -> list[sa.ColumnElement[bool]]:
+def _source_filter(job: _Job, table: sa.Table, order: CopyOrder) -> list[sa.ColumnElement[bool]]:
     """The selection's filter, the cursor and the resume point, on `table`'s columns."""
     selection = job.selection
     conditions: list[sa.ColumnElement[bool]] = []
     if selection.where is not None:
         conditions.append(selection.where)
     if job.cursor_column is not None and job.since is not None:
-        conditions.append(_raw(table.c[job.cursor_column]) > _value(job.since))
-    if job.last_key is not None:
-        conditions.append(_after(table, selection.key, job.last_key))
+        conditions.append(raw(table.c[job.cursor_column]) > _value(job.since))
+    # A resume point of another order (one written by an older dsdb) starts over.
+    if job.last_key is not None and len(job.last_key) == len(order.sort):
+        conditions.append(_after(order.sort, job.last_key))
     return conditions
 
 
-def _read_query(src: sa.Connection, job: _Job, names: Sequence[str]) -> sa.Select[Any]:
+def _read_query(
+    src: sa.Connection, job: _Job, names: Sequence[str], order: CopyOrder | None = None
+) -> sa.Select[Any]:
+    """SELECT `names` of the rows still to copy, in `order` (key order by default), and
+    each row's depth after them when the order has one."""
     table = job.selection.source
+    order = order or _key_order(job)
     columns: list[sa.ColumnElement[Any]] = []
     for name in names:
         column: sa.ColumnElement[Any] = table.c[name]
         if src.dialect.name == "postgresql" and _portable(job.selection, name) == "json":
             column = sa.cast(column, sa.Text()).label(name)  # its text, as backups read it
         columns.append(column)
-    query = sa.select(*columns).where(*_source_filter(job, table))
-    return query.order_by(*(table.c[name] for name in job.selection.key))
+    if order.depth is not None:
+        columns.append(order.depth.label("dsdb_depth"))
+    query = sa.select(*columns).select_from(order.source)
+    return query.where(*_source_filter(job, table, order)).order_by(*order.sort)
 
 
 def _portable(selection: TableSelection, name: str) -> str | None:
     return selection.schema.column(name).type if name in selection.schema.column_names else None
 
 
-def _raw(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-    """The column compared as the driver stores it, so raw resume values bind unchanged."""
-    return sa.type_coerce(column, sa.types.NullType())
-
-
 def _value(value: Any) -> sa.BindParameter[Any]:
     return sa.bindparam(None, value, type_=sa.types.NullType())
 
 
-def _after(table: sa.Table, key: Sequence[str], last: Sequence[Any]) -> sa.ColumnElement[bool]:
-    """Keyset condition: the key sorts after `last` (row-value comparison, spelled out)."""
-    columns = [_raw(table.c[name]) for name in key]
+def _after(columns: Sequence[sa.ColumnElement[Any]], last: Sequence[Any]) -> sa.ColumnElement[bool]:
+    """Keyset condition: `columns` sort after `last` (row-value comparison, spelled out)."""
     values = [_value(value) for value in last]
     if len(columns) == 1:
         return columns[0] > values[0]
@@ -368,6 +377,11 @@ def _after(table: sa.Table, key: Sequence[str], last: Sequence[Any]) -> sa.Colum
         equal = [columns[i] == values[i] for i in range(index)]
         alternatives.append(sa.and_(*equal, columns[index] > values[index]))
     return sa.or_(*alternatives)
+
+
+def _key_order(job: _Job) -> CopyOrder:
+    source = job.selection.source
+    return CopyOrder(source, tuple(raw(source.c[name]) for name in job.selection.key))
 
 
 def _largest(values: Iterator[Any]) -> Any:
@@ -419,7 +433,8 @@ def _attached_select(
 
     source = job.selection.source
     query = sa.select(*(source.c[name] for name in names)) if names else sa.select(sa.literal(1))
-    query = query.select_from(source).where(*_source_filter(job, source), *(extra or ()))
+    filters = _source_filter(job, source, _key_order(job))
+    query = query.select_from(source).where(*filters, *(extra or ()))
     try:
         moved = cast(sa.Select[Any], visitors.replacement_traverse(cast(Any, query), {}, swap))
         moved.compile(dialect=sqlite_dialect.dialect())
@@ -442,7 +457,7 @@ def _load_attached(
         key = list(job.selection.key)
         while True:
             upper = _attached_row(dst, job, key, None, offset=job.batch_size - 1) if key else None
-            extra = [] if upper is None else [sa.not_(_after(job.selection.source, key, upper))]
+            extra = [] if upper is None else [sa.not_(_after(_key_order(job).sort, upper))]
             count = job.batch_size if upper is not None else _attached_count(dst, job, extra)
             if count == 0:
                 break

@@ -194,13 +194,15 @@ def _create(conn: sa.Connection, selection: TableSelection, known_tables: KnownT
     names = _target_names(known_tables)
     tables = set(sa.inspect(conn).get_table_names())
     shaped = selection.schema
+    # Keys to tables not there yet, and to this table itself (a row may point at one in a
+    # later batch), are added after the load (`finish_target`), which checks them all at
+    # once. SQLite cannot add a key later, and does not check keys while loading.
+    sqlite = conn.dialect.name == "sqlite"
     keys = tuple(
         fk
         for fk in shaped.foreign_keys
-        if fk.ref_table == shaped.name
-        or names.get(fk.ref_table, fk.ref_table) in tables
-        # SQLite cannot add a key later, and does not check its parent at creation.
-        or (conn.dialect.name == "sqlite" and fk.ref_table in names)
+        if (sqlite and (fk.ref_table == shaped.name or fk.ref_table in names))
+        or (fk.ref_table != shaped.name and names.get(fk.ref_table, fk.ref_table) in tables)
     )
     table = dataclasses.replace(shaped, foreign_keys=keys, indexes=())
     rename = {shaped.name: selection.target, **_renamed(names, keys)}
