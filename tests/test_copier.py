@@ -411,6 +411,18 @@ def test_generic_writer_inserts_ignores_and_upserts(tmp_path: Path) -> None:
     assert rows_of(engine, "people")[1:] == [(2, "two", 2.5, 9), (3, "three", None, 9)]
 
 
+def test_a_source_in_memory_copies_though_its_connection_serves_one_thread(
+    tmp_path: Path,
+) -> None:
+    """SQLite in memory keeps a connection per thread, which refuses to be read from another
+    one: its rows are read without a worker thread."""
+    source = sa.create_engine("sqlite://")
+    make_people(source, rows=5)
+    ends = Ends(source, sa.create_engine(f"sqlite:///{tmp_path / 'target.db'}"), tmp_path)
+    migrate(ends, selection(source, "people"), "upsert")
+    assert rows_of(ends.target, "people_t") == rows_of(source, "people")
+
+
 def test_read_ahead_keeps_order_raises_what_the_reader_raises_and_stops_early() -> None:
     assert list(read_ahead_of(iter(range(5)))) == [0, 1, 2, 3, 4]
 

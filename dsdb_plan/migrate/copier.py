@@ -281,7 +281,7 @@ def _load(
         job.on_source_snapshot(src)
     cut = len(names) > len(selection.columns) or order.depth is not None
     read = _converted_batches(src, query, job, convert, cut=cut)
-    for rows, batch in read_ahead_of(read):
+    for rows, batch in read_ahead_of(read) if _readable_elsewhere(src) else read:
         first.write(batch)
         first = writer
         dst.commit()
@@ -298,7 +298,7 @@ def _converted_batches(
 ) -> Iterator[tuple[Sequence[Sequence[Any]], list[tuple[Any, ...]]]]:
     """Each batch of source rows with its copied columns converted for the target.
 
-    With `cut`, rows end with a cursor column that is read but not copied.
+    With `cut`, rows end with columns (the cursor, a depth) that are read but not copied.
     """
     width = len(job.selection.columns)
     for rows in _source_batches(src, query, job.batch_size):
@@ -306,6 +306,12 @@ def _converted_batches(
         if job.on_source_rows is not None:
             job.on_source_rows(copied)
         yield rows, convert(copied)
+
+
+def _readable_elsewhere(src: sa.Connection) -> bool:
+    """Whether a worker thread may read through `src`: not where the pool keeps a connection
+    per thread (SQLite in memory), as its driver refuses every other thread."""
+    return not isinstance(src.engine.pool, sa.pool.SingletonThreadPool)
 
 
 def _source_batches(
