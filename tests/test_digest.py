@@ -182,3 +182,32 @@ def test_sqlite_is_digested_in_python(tmp_path: Path) -> None:
             TableSchema("t", (ColumnSchema("id", "integer"),)),
         )
     assert summer is None
+
+
+def test_a_column_of_mixed_or_refused_values_digests_as_its_values_one_by_one() -> None:
+    """Columns are framed a whole column at a time where they can be: a batch digests as
+    the same rows added one at a time, whatever classes and values a column mixes."""
+    schema = TableSchema(
+        "mixed",
+        (
+            ColumnSchema("flag", "boolean"),
+            ColumnSchema("note", "text"),
+            ColumnSchema("x", "double"),
+            ColumnSchema("at", "datetime", timezone=True),
+        ),
+    )
+    tz = dt.timezone(dt.timedelta(hours=5, minutes=30))
+    rows = [
+        (1, "a", 1.0, dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=tz)),
+        (0, None, -0.0, "2024-01-02 03:04:05+05:30"),
+        (2, 7, 1e-7, None),  # 2 is no boolean: the slow path writes it as a value apart
+        (None, "b", float("nan"), dt.datetime(2024, 1, 2, 3, 4, 5)),
+        (True, "", 1e22, dt.datetime(1, 1, 1, 5, 30, tzinfo=tz)),
+    ]
+    columns = schema.column_names
+    together, one_by_one = SubsetDigest(schema, columns), SubsetDigest(schema, columns)
+    together.add(rows)
+    for row in rows:
+        one_by_one.add([row])
+    assert together.result() == one_by_one.result()
+    assert together.rows == 5
