@@ -90,6 +90,7 @@ def copy_table(
     progress: Callable[[int], None] | None = None,
     on_source_rows: Callable[[Sequence[Sequence[Any]]], None] | None = None,
     on_source_snapshot: Callable[[sa.Connection], None] | None = None,
+    only: sa.ColumnElement[bool] | None = None,
 ) -> CopyResult:
     """Copy `selection` into its target table (which `target.ensure_target` made ready).
 
@@ -101,8 +102,9 @@ def copy_table(
     each batch of source rows as read (raw driver values, copied columns only; not on the
     SQLite-to-SQLite path, which never brings rows into Python), and
     `on_source_snapshot(connection)` on the source connection just before the rows are read,
-    in the same snapshot (REPEATABLE READ): what it reads there is what the copy reads. Uses
-    one source and one target connection.
+    in the same snapshot (REPEATABLE READ): what it reads there is what the copy reads.
+    `only` narrows the rows copied (not the subset mirror keeps). Uses one source and one
+    target connection.
     """
     _check(selection, mode, cursor_column, batch_size)
     job = _Job(
@@ -115,6 +117,7 @@ def copy_table(
         progress=progress,
         on_source_rows=on_source_rows,
         on_source_snapshot=on_source_snapshot,
+        only=only,
     )
     job.resume_from(resume)
     with source_engine.connect() as src, target_engine.connect() as dst, _session(dst):
@@ -164,6 +167,7 @@ class _Job:
     progress: Callable[[int], None] | None
     on_source_rows: Callable[[Sequence[Sequence[Any]]], None] | None = None
     on_source_snapshot: Callable[[sa.Connection], None] | None = None
+    only: sa.ColumnElement[bool] | None = None
     phase: str = "load"
     last_key: tuple[Any, ...] | None = None
     rows: int = 0
@@ -337,6 +341,8 @@ def _source_filter(job: _Job, table: sa.Table, order: CopyOrder) -> list[sa.Colu
     conditions: list[sa.ColumnElement[bool]] = []
     if selection.where is not None:
         conditions.append(selection.where)
+    if job.only is not None:
+        conditions.append(job.only)
     if job.cursor_column is not None and job.since is not None:
         conditions.append(raw(table.c[job.cursor_column]) > _value(job.since))
     # A resume point of another order (one written by an older dsdb) starts over.
@@ -741,7 +747,7 @@ def _delete_missing(src: sa.Connection, dst: sa.Connection, job: _Job) -> int:
     )
     convert = batch_converter(key_schema, src.dialect.name, dst.dialect.name)
     writer = batch_writer(dst, keys.name, key_schema.columns)
-    unfiltered = dataclasses.replace(job, cursor_column=None, last_key=None)
+    unfiltered = dataclasses.replace(job, cursor_column=None, last_key=None, only=None)
     query = _read_query(src, unfiltered, key)
     for rows in _source_batches(src, query, job.batch_size):
         writer.write(convert(rows))

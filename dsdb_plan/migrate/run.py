@@ -29,6 +29,7 @@ from dsdb_plan.fingerprint import (
     unchanged_since,
 )
 from dsdb_plan.migrate.copier import Mode, copy_table
+from dsdb_plan.migrate.diff import differing_rows
 from dsdb_plan.migrate.digest import SubsetDigest
 from dsdb_plan.migrate.sql_digest import in_database
 from dsdb_plan.migrate.subset import TableSelection
@@ -41,6 +42,8 @@ from dsdb_plan.migrate.target import (
 from dsdb_plan.migrate.verify import native_digest, verify_table
 
 EXACT_MODES = ("replace", "mirror")
+#: Modes that copy into the target table itself, by key: a resync copies what differs.
+DIFFABLE_MODES = ("append", "upsert", "mirror")
 
 
 @dataclass(frozen=True)
@@ -244,10 +247,10 @@ def _copy_one(
     ensure_target(target, selection, check, known_tables=known)
     # A whole, fresh read of the subset digests what it copies, so verification reads only
     # the target back.
+    only = _changed_rows(source, target, run, batch_size) if check.exists and not resume else None
     native = source.dialect.name == target.dialect.name
-    copied = (
-        _CopiedDigest(selection, native=native) if resume is None and run.cursor is None else None
-    )
+    whole = resume is None and run.cursor is None and only is None
+    copied = _CopiedDigest(selection, native=native) if whole else None
     result = copy_table(
         source,
         target,
@@ -261,6 +264,7 @@ def _copy_one(
         progress=progress,
         on_source_rows=copied.add_rows if copied else None,
         on_source_snapshot=copied.take_in_database if copied else None,
+        only=only,
     )
     finish_target(target, selection, known_tables=known)
     on_loaded()
@@ -297,6 +301,20 @@ def _copy_one(
         verdict.source,
         Fingerprint({selection.target: verdict.target}, token) if verdict.whole_target else None,
     )
+
+
+def _changed_rows(
+    source: sa.Engine, target: sa.Engine, run: TableRun, size: int
+) -> sa.ColumnElement[bool] | None:
+    """For a table the target holds already, the source rows of the key ranges that differ
+    there (`diff.py`); None to copy the whole subset."""
+    selection = run.selection
+    # A NULL in a key falls in no key range, so such a row would never be compared.
+    nullable = any(selection.schema.column(name).nullable for name in selection.key)
+    if run.mode not in DIFFABLE_MODES or run.cursor is not None or not selection.key or nullable:
+        return None
+    with source.connect() as source_conn, target.connect() as target_conn:
+        return differing_rows(source_conn, selection, target_conn, size)
 
 
 class _CopiedDigest:

@@ -1,0 +1,109 @@
+"""A resync copies only the key ranges where the target differs from the source subset,
+and still leaves the target exactly as a full copy would."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from dsdb_plan.migrate.run import TableOutcome, TableRun, run_migration
+from dsdb_plan.migrate.subset import select_tables
+from dsdb_plan.models import MigrationTable
+from tests.helpers import database, sqlite_url, table_rows
+
+ROWS = 1_000
+BATCH = 100  # ten key ranges
+
+
+def readings(path: Path) -> sa.Engine:
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE readings (site TEXT, n INTEGER, value REAL, PRIMARY KEY (site, n))"
+        )
+        db.executemany(
+            "INSERT INTO readings VALUES (?, ?, ?)",
+            [("north" if n % 2 else "south", n, n / 7) for n in range(ROWS)],
+        )
+    return sa.create_engine(sqlite_url(path))
+
+
+def migrate(
+    source: sa.Engine, target: sa.Engine, mode: str = "upsert", **table: object
+) -> TableOutcome:
+    options = {"readings": MigrationTable.model_validate(table)} if table else None
+    (selection,) = select_tables(source, options, "none")
+    (outcome,) = run_migration(
+        source,
+        target,
+        [TableRun(selection, mode)],
+        batch_size=BATCH,
+        schema_changes="evolve",  # type: ignore[arg-type]
+    )
+    return outcome
+
+
+def change(path: Path, *statements: str) -> None:
+    with sqlite3.connect(path) as db:
+        for statement in statements:
+            db.execute(statement)
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> sa.Engine:
+    (tmp_path / "target").mkdir()
+    return database(request, tmp_path / "target", request.param)
+
+
+def test_a_resync_copies_only_the_ranges_that_changed(tmp_path: Path, target: sa.Engine) -> None:
+    local = tmp_path / "local.db"
+    source = readings(local)
+    assert migrate(source, target).rows_copied == ROWS
+    change(
+        local,
+        "UPDATE readings SET value = -1 WHERE n = 150",  # one range
+        "INSERT INTO readings VALUES ('north', 5001, 1.5)",  # the last range
+    )
+    outcome = migrate(source, target)
+    assert 0 < outcome.rows_copied <= 2 * BATCH + 1
+    assert table_rows(target.url, "readings") == table_rows(source.url, "readings")
+    assert migrate(source, target).rows_copied == 0  # nothing differs any more
+
+
+def test_a_mirror_resync_deletes_and_repairs_drift(tmp_path: Path, target: sa.Engine) -> None:
+    local = tmp_path / "local.db"
+    source = readings(local)
+    migrate(source, target, "mirror")
+    change(local, "DELETE FROM readings WHERE n = 420")
+    with target.begin() as conn:  # drift: a target row changed outside dsdb
+        conn.execute(sa.text("UPDATE readings SET value = 99 WHERE n = 777"))
+    outcome = migrate(source, target, "mirror")
+    assert outcome.rows_copied <= 2 * BATCH and outcome.rows_deleted == 1
+    assert table_rows(target.url, "readings") == table_rows(source.url, "readings")
+
+
+def test_when_most_ranges_differ_everything_is_copied(tmp_path: Path, target: sa.Engine) -> None:
+    local = tmp_path / "local.db"
+    source = readings(local)
+    migrate(source, target)
+    change(local, "UPDATE readings SET value = value + 1 WHERE n % 3 = 0")
+    assert migrate(source, target).rows_copied == ROWS
+    assert table_rows(target.url, "readings") == table_rows(source.url, "readings")
+
+
+def test_only_ranges_of_the_filtered_subset_are_compared(tmp_path: Path, target: sa.Engine) -> None:
+    local = tmp_path / "local.db"
+    source = readings(local)
+    where = {"where": {"site": "north"}}
+    assert migrate(source, target, **where).rows_copied == ROWS // 2
+    change(
+        local,
+        "UPDATE readings SET value = 0 WHERE n = 3",  # north: in the subset
+        "UPDATE readings SET value = 0 WHERE n % 2 = 0",  # south: outside it
+    )
+    outcome = migrate(source, target, **where)
+    assert 0 < outcome.rows_copied <= BATCH
+    expected = [row for row in table_rows(source.url, "readings") if row[0] == "north"]
+    assert table_rows(target.url, "readings") == expected
