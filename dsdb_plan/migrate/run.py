@@ -72,7 +72,8 @@ class TableOutcome:
     high_water: Any
     subset: TableFingerprint | None = None  # None in checkpoints written before it was kept
     #: The whole target table's fingerprint with the change token taken just before it was
-    #: read, as `fingerprint_database` would give it; None when verification took another.
+    #: read, as `fingerprint_database` would give it: for a database with a change token
+    #: (SQLite), whose tables and queries are fingerprinted alike. None otherwise.
     written: Fingerprint | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -245,10 +246,10 @@ def _copy_one(
     selection = run.selection
     check = inspect_target(target, selection, schema_changes=schema_changes)
     ensure_target(target, selection, check, known_tables=known)
-    # A whole, fresh read of the subset digests what it copies, so verification reads only
-    # the target back.
     only = _changed_rows(source, target, run, batch_size) if check.exists and not resume else None
     native = source.dialect.name == target.dialect.name
+    # A whole, fresh read of the subset digests what it copies, so verification reads only
+    # the target back.
     whole = resume is None and run.cursor is None and only is None
     copied = _CopiedDigest(selection, native=native) if whole else None
     result = copy_table(
@@ -299,7 +300,9 @@ def _copy_one(
         result.rows_deleted,
         result.high_water,
         verdict.source,
-        Fingerprint({selection.target: verdict.target}, token) if verdict.whole_target else None,
+        Fingerprint({selection.target: verdict.target}, token)
+        if verdict.whole_target and token is not None
+        else None,
     )
 
 

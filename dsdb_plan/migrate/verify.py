@@ -39,7 +39,7 @@ class VerifyResult:
     source: TableFingerprint
     target: TableFingerprint
     message: str
-    #: `target` is the whole target table's fingerprint, as `fingerprint_database` takes it
+    #: `target` is the fingerprint of the whole target table (every column, in table order)
     whole_target: bool = False
 
 
