@@ -62,7 +62,7 @@ def test_a_child_table_copies_while_its_parent_is_verified(
 
 
 @pytest.mark.postgres
-def test_a_parent_that_fails_verification_fails_the_migration_after_its_children(
+def test_a_parent_that_fails_verification_still_fails_the_migration(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres_db: ServerDatabase
 ) -> None:
     make_flights_db(tmp_path / "local.db", flights=300)
