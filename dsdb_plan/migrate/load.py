@@ -13,9 +13,10 @@ and for the keyed operations as long as no batch meets a key the table holds; ot
 a temporary staging table followed by one ``INSERT … SELECT … ON CONFLICT``;
 MySQL/MariaDB multi-row ``INSERT … ON DUPLICATE KEY UPDATE`` (the driver's executemany
 rewrites a batch into multi-row statements capped below ``max_allowed_packet``: PyMySQL at
-1,000,000 bytes, mysqlclient at 64 KiB); SQLite prepared executemany with ``ON CONFLICT``.
-Any other dialect goes through SQLAlchemy's typed columns, with a key lookup for the keyed
-operations.
+1,000,000 bytes, mysqlclient at 64 KiB), or, where a second unique index would make that
+fire on another row, a temporary table merged by key; SQLite prepared executemany with
+``ON CONFLICT``. Any other dialect goes through SQLAlchemy's typed columns, with a key
+lookup for the keyed operations.
 
 Identifiers are quoted by SQLAlchemy's preparer (which also doubles ``%`` for drivers that
 interpolate), values are always bound.
@@ -85,6 +86,8 @@ def batch_writer(
             return _PostgresCopy(conn, table, names)
         return _PostgresCopyFirst(conn, _PostgresStaged(conn, table, names, tuple(key), operation))
     if dialect.name in ("mysql", "mariadb"):
+        if operation != "insert" and _other_unique_index(conn, table, key):
+            return _MysqlStaged(conn, table, names, tuple(key), operation)
         return _DriverExecutemany(conn, _mysql_statement(dialect, table, names, key, operation))
     if dialect.name == "sqlite" or dialect.name == "postgresql":
         return _DriverExecutemany(
@@ -242,6 +245,66 @@ def _mysql_statement(
         return statement + f" ON DUPLICATE KEY UPDATE {first} = {first}"
     sets = ", ".join(f"{q(dialect, n)} = VALUES({q(dialect, n)})" for n in updates)
     return statement + f" ON DUPLICATE KEY UPDATE {sets}"
+
+
+def _other_unique_index(conn: sa.Connection, table: str, key: Sequence[str]) -> bool:
+    """Whether `table` has a unique index besides the one on `key`: ON DUPLICATE KEY would
+    then also fire on it, and update a row with another key."""
+    inspector = sa.inspect(conn)
+    unique: list[Sequence[str | None]] = [inspector.get_pk_constraint(table)["constrained_columns"]]
+    unique += [index["column_names"] for index in inspector.get_indexes(table) if index["unique"]]
+    unique += [c["column_names"] for c in inspector.get_unique_constraints(table)]
+    return any(set(columns) != set(key) for columns in unique if columns)
+
+
+class _MysqlStaged:
+    """Keyed writes into a MySQL/MariaDB table with more than one unique index, matched by
+    the key alone: each batch goes into a temporary table, then one UPDATE … JOIN changes
+    the rows whose key the target holds (upsert) and one INSERT … SELECT adds the others.
+    A row that clashes on another unique index is then refused, as PostgreSQL refuses it.
+    """
+
+    def __init__(
+        self,
+        conn: sa.Connection,
+        table: str,
+        names: Sequence[str],
+        key: Sequence[str],
+        operation: Operation,
+    ) -> None:
+        self._conn = conn
+
+        def q(name: str) -> str:
+            return _quote(conn.dialect, name)
+
+        stage_name = f"dsdb_stage_{hashlib.sha1(table.encode()).hexdigest()[:16]}"
+        stage, target = q(stage_name), q(table)
+        columns = ", ".join(map(q, names))
+        matched = " AND ".join(f"t.{q(name)} = s.{q(name)}" for name in key)
+        # The target's column types and NOT NULLs, none of its indexes; kept for the session.
+        self._create = (
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} AS SELECT {columns} FROM {target}"
+            " WHERE FALSE"
+        )
+        self._fill = _insert_statement(conn.dialect, stage_name, names)
+        self._merge = []
+        updates = [name for name in names if name not in key]
+        if operation != "insert_ignore" and updates:
+            sets = ", ".join(f"t.{q(name)} = s.{q(name)}" for name in updates)
+            self._merge.append(f"UPDATE {target} t JOIN {stage} s ON {matched} SET {sets}")
+        self._merge += [
+            f"INSERT INTO {target} ({columns}) SELECT {', '.join(f's.{q(n)}' for n in names)}"
+            f" FROM {stage} s LEFT JOIN {target} t ON {matched} WHERE t.{q(key[0])} IS NULL",
+            f"DELETE FROM {stage}",
+        ]
+
+    def write(self, rows: Sequence[Row]) -> None:
+        if not rows:
+            return
+        self._conn.exec_driver_sql(self._create)
+        self._conn.exec_driver_sql(self._fill, list(rows))
+        for statement in self._merge:
+            self._conn.exec_driver_sql(statement)
 
 
 class _DriverExecutemany:
