@@ -86,8 +86,8 @@ def test_a_row_changed_in_one_of_many_databases_is_exactly_the_change(
     assert changes(parallel) == {
         "migration.b-out": [
             "source table flights: content changed (90 rows)",
-            "airlines → b-copy.airlines: 3 rows (upsert)",
-            "flights → b-copy.flights: 90 rows (upsert)",
+            "airlines → b-copy.airlines: 3 rows (upsert, only key ranges that differ)",
+            "flights → b-copy.flights: 90 rows (upsert, only key ranges that differ)",
         ]
     }
     assert parallel == planned(sqlite_project, parallelism=1)

@@ -230,8 +230,11 @@ class MigrationKind(ForgettingKind):
             raise PlanError("; ".join(check.problems))
         if check is None or not check.exists:
             notes.append("new table")
-        elif check.missing_columns:
-            notes.append("adds columns " + ", ".join(check.missing_columns))
+        else:
+            if check.missing_columns:
+                notes.append("adds columns " + ", ".join(check.missing_columns))
+            if run.copies_differences:
+                notes.append("only key ranges that differ")
         why = "" if selection.reason == "listed" else f"; {selection.reason}"
         where = f"{selection.name} → {spec.target}.{selection.target}"
         return f"{where}: {amount} ({', '.join(notes)}{why})"

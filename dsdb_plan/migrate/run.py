@@ -60,6 +60,20 @@ class TableRun:
         """Whether the target table must hold exactly the subset (nothing else) afterwards."""
         return self.mode in EXACT_MODES and self.cursor is None
 
+    @property
+    def copies_differences(self) -> bool:
+        """Whether, into a table the target holds already, only the key ranges that differ
+        are copied (`diff.py`)."""
+        selection = self.selection
+        # A NULL in a key falls in no key range, so such a row would never be compared.
+        nullable = any(selection.schema.column(name).nullable for name in selection.key)
+        return (
+            self.mode in DIFFABLE_MODES
+            and self.cursor is None
+            and bool(selection.key)
+            and not nullable
+        )
+
 
 @dataclass(frozen=True)
 class TableOutcome:
@@ -311,13 +325,10 @@ def _changed_rows(
 ) -> sa.ColumnElement[bool] | None:
     """For a table the target holds already, the source rows of the key ranges that differ
     there (`diff.py`); None to copy the whole subset."""
-    selection = run.selection
-    # A NULL in a key falls in no key range, so such a row would never be compared.
-    nullable = any(selection.schema.column(name).nullable for name in selection.key)
-    if run.mode not in DIFFABLE_MODES or run.cursor is not None or not selection.key or nullable:
+    if not run.copies_differences:
         return None
     with source.connect() as source_conn, target.connect() as target_conn:
-        return differing_rows(source_conn, selection, target_conn, size)
+        return differing_rows(source_conn, run.selection, target_conn, size)
 
 
 class _CopiedDigest:
