@@ -306,3 +306,34 @@ def test_rows_pointing_at_rows_of_later_batches_in_their_own_table(
     applied = run_cli(capsys, "apply", project, "--auto-approve")
     assert applied.code == 0, applied.text
     assert table_rows(server.url, "emp") == table_rows(sqlite_url(local), "emp")
+
+
+def test_append_leaves_rows_the_target_holds_and_adds_the_new_ones(
+    capsys,
+    tmp_path: Path,
+    write_manifest,  # type: ignore[no-untyped-def]
+) -> None:
+    local, copy = tmp_path / "local.db", tmp_path / "copy.db"
+    with sqlite3.connect(local) as db:
+        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        db.executemany("INSERT INTO t VALUES (?, ?)", [(1, "a"), (2, "b")])
+    project = write_manifest(
+        "version: 1\nconnections:\n"
+        "  local: {driver: sqlite, database: local.db}\n"
+        "  copy: {driver: sqlite, database: copy.db}\n"
+        "migrations:\n  m: {from: local, to: copy, mode: append}\n"
+    )
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    with sqlite3.connect(local) as db:
+        db.execute("UPDATE t SET v = 'changed' WHERE id = 1")
+        db.execute("INSERT INTO t VALUES (3, 'c')")
+    applied = run_cli(capsys, "apply", project, "--auto-approve")
+    assert applied.code == 0, applied.text
+    assert query(copy, "SELECT * FROM t") == [(1, "a"), (2, "b"), (3, "c")]
+    assert "Nothing to do." in run_cli(capsys, "apply", project, "--auto-approve").out
+
+    with sqlite3.connect(copy) as db:  # a row removed outside dsdb comes back
+        db.execute("DELETE FROM t WHERE id = 2")
+    applied = run_cli(capsys, "apply", project, "--auto-approve")
+    assert applied.code == 0, applied.text
+    assert query(copy, "SELECT * FROM t") == [(1, "a"), (2, "b"), (3, "c")]

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from dsdb_plan.errors import DsdbError
+from dsdb_plan.migrate import run as run_module
+from dsdb_plan.migrate.copier import Mode
 from dsdb_plan.migrate.run import TableOutcome, TableRun, run_migration
 from dsdb_plan.migrate.subset import select_tables
 from dsdb_plan.models import MigrationTable
@@ -31,7 +35,7 @@ def readings(path: Path) -> sa.Engine:
 
 
 def migrate(
-    source: sa.Engine, target: sa.Engine, mode: str = "upsert", **table: object
+    source: sa.Engine, target: sa.Engine, mode: Mode = "upsert", **table: object
 ) -> TableOutcome:
     options = {"readings": MigrationTable.model_validate(table)} if table else None
     (selection,) = select_tables(source, options, "none")
@@ -40,7 +44,7 @@ def migrate(
         target,
         [TableRun(selection, mode)],
         batch_size=BATCH,
-        schema_changes="evolve",  # type: ignore[arg-type]
+        schema_changes="evolve",
     )
     return outcome
 
@@ -107,3 +111,20 @@ def test_only_ranges_of_the_filtered_subset_are_compared(tmp_path: Path, target:
     assert 0 < outcome.rows_copied <= BATCH
     expected = [row for row in table_rows(source.url, "readings") if row[0] == "north"]
     assert table_rows(target.url, "readings") == expected
+
+
+def test_append_is_verified_to_hold_every_key(
+    tmp_path: Path, target: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = readings(tmp_path / "local.db")
+    copy_table = run_module.copy_table
+
+    def copy_then_lose_a_row(*args: Any, **kwargs: Any) -> Any:
+        copied = copy_table(*args, **kwargs)
+        with target.begin() as conn:
+            conn.execute(sa.text("DELETE FROM readings WHERE n = 500"))
+        return copied
+
+    monkeypatch.setattr(run_module, "copy_table", copy_then_lose_a_row)
+    with pytest.raises(DsdbError, match="verification failed for readings"):
+        migrate(source, target, "append")

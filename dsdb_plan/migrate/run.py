@@ -287,17 +287,22 @@ def _copy_one(
     if seen is None and native and selection.whole_table:
         unchanged = unchanged_since(source, read, [selection.name])
         seen = unchanged.tables[selection.name] if unchanged else None
+    # Append leaves the rows the target holds alone, changed in the source or not: it is
+    # verified to hold every key of the subset.
+    checked = selection if run.mode != "append" else selection.narrowed(selection.key)
+    if checked is not selection:
+        seen = None
     token = change_token(target)  # before verification reads the target
     with source.connect() as source_conn, target.connect() as target_conn:
         # Comparing whole tables is cheaper than looking rows up by key, and usually holds:
         # a target with no rows besides the subset. Only when it does not, look up by key.
         verdict = verify_table(
-            source_conn, selection, target_conn, selection.target, exact=True, source=seen
+            source_conn, checked, target_conn, selection.target, exact=True, source=seen
         )
         if not verdict.ok and not run.exact:
             verdict = verify_table(
                 source_conn,
-                selection,
+                checked,
                 target_conn,
                 selection.target,
                 exact=False,
@@ -313,7 +318,7 @@ def _copy_one(
         result.rows_copied,
         result.rows_deleted,
         result.high_water,
-        verdict.source,
+        verdict.source if checked is selection else None,
         Fingerprint({selection.target: verdict.target}, token)
         if verdict.whole_target and token is not None
         else None,

@@ -75,6 +75,12 @@ class TableSelection:
         """The copied columns, in the order rows are read and written."""
         return self.schema.column_names
 
+    def narrowed(self, columns: Sequence[str]) -> TableSelection:
+        """The same rows, with only `columns` (which must include the key)."""
+        schema = self.schema
+        kept = tuple(column for column in schema.columns if column.name in columns)
+        return replace(self, schema=replace(schema, columns=kept, foreign_keys=(), indexes=()))
+
     @property
     def whole_table(self) -> bool:
         """Whether every row and every column, in table order, is copied."""
