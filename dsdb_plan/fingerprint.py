@@ -170,11 +170,13 @@ class FingerprintWhileReading:
 
 
 def fingerprint_query(conn: sa.Connection, query: sa.Select[Any], label: str) -> TableFingerprint:
-    """The fingerprint of a query's rows, by the same method `fingerprint_database` uses on
-    this database, in the connection's current transaction (`label` names it in errors).
+    """The fingerprint of a query's rows by the database's own method for any rows (`pg1`,
+    `my1`, or `py1` in Python), in the connection's current transaction (`label` names it
+    in errors).
 
-    A query of a whole table's columns, in table order, fingerprints as the table does. Two
-    results compare only within one dialect: the same values typed differently differ.
+    Two results compare only within one dialect: the same values typed differently differ.
+    Where tables are hashed in Python too (SQLite), a query of a whole table's columns, in
+    table order, fingerprints as `fingerprint_database` fingerprints the table.
     """
     with _formatting(conn):
         return _fingerprint(conn, query.subquery("q"), label)
