@@ -56,7 +56,7 @@ from dsdb_plan.dbschema import (
 from dsdb_plan.errors import PlanError
 from dsdb_plan.migrate.convert import BatchConverter, batch_converter
 from dsdb_plan.migrate.load import Operation, batch_writer, read_ahead_of
-from dsdb_plan.migrate.order import CopyOrder, copy_order, raw
+from dsdb_plan.migrate.order import CopyOrder, after, copy_order, raw
 from dsdb_plan.migrate.subset import TableSelection
 
 Mode = Literal["append", "upsert", "replace", "mirror"]
@@ -347,7 +347,7 @@ def _source_filter(job: _Job, table: sa.Table, order: CopyOrder) -> list[sa.Colu
         conditions.append(raw(table.c[job.cursor_column]) > _value(job.since))
     # A resume point of another order (one written by an older dsdb) starts over.
     if job.last_key is not None and len(job.last_key) == len(order.sort):
-        conditions.append(_after(order.sort, job.last_key))
+        conditions.append(after(order.sort, job.last_key))
     return conditions
 
 
@@ -376,19 +376,6 @@ def _portable(selection: TableSelection, name: str) -> str | None:
 
 def _value(value: Any) -> sa.BindParameter[Any]:
     return sa.bindparam(None, value, type_=sa.types.NullType())
-
-
-def _after(columns: Sequence[sa.ColumnElement[Any]], last: Sequence[Any]) -> sa.ColumnElement[bool]:
-    """Keyset condition: `columns` sort after `last` (row-value comparison, spelled out)."""
-    values = [_value(value) for value in last]
-    if len(columns) == 1:
-        return columns[0] > values[0]
-    # (a, b) > (x, y) written as a > x OR (a = x AND b > y): every dialect understands it.
-    alternatives = []
-    for index in range(len(columns)):
-        equal = [columns[i] == values[i] for i in range(index)]
-        alternatives.append(sa.and_(*equal, columns[index] > values[index]))
-    return sa.or_(*alternatives)
 
 
 def _key_order(job: _Job) -> CopyOrder:
@@ -469,7 +456,7 @@ def _load_attached(
         key = list(job.selection.key)
         while True:
             upper = _attached_row(dst, job, key, None, offset=job.batch_size - 1) if key else None
-            extra = [] if upper is None else [sa.not_(_after(_key_order(job).sort, upper))]
+            extra = [] if upper is None else [sa.not_(after(_key_order(job).sort, upper))]
             count = job.batch_size if upper is not None else _attached_count(dst, job, extra)
             if count == 0:
                 break

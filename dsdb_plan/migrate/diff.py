@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from dsdb_plan.dbschema import TableSchema
 from dsdb_plan.fingerprint import TableFingerprint, read_chunks
 from dsdb_plan.migrate.digest import SubsetDigest
-from dsdb_plan.migrate.order import raw
+from dsdb_plan.migrate.order import before, raw
 from dsdb_plan.migrate.sql_digest import in_database
 from dsdb_plan.migrate.subset import TableSelection, select_subset
 from dsdb_plan.values import row_converter
@@ -83,18 +83,8 @@ def _in_range(
     key: Sequence[sa.ColumnElement[Any]], start: Sequence[Any], end: Sequence[Any] | None
 ) -> sa.ColumnElement[bool]:
     """start <= key < end (no end: key >= start), as row-value comparisons spelled out."""
-    condition = sa.not_(_less(key, start))
-    return condition if end is None else sa.and_(condition, _less(key, end))
-
-
-def _less(key: Sequence[sa.ColumnElement[Any]], values: Sequence[Any]) -> sa.ColumnElement[bool]:
-    """(a, b) < (x, y) written as a < x OR (a = x AND b < y): every dialect understands it."""
-    bound = [sa.bindparam(None, value, type_=sa.types.NullType()) for value in values]
-    alternatives = [
-        sa.and_(*(key[i] == bound[i] for i in range(index)), key[index] < bound[index])
-        for index in range(len(key))
-    ]
-    return sa.or_(*alternatives)
+    condition = sa.not_(before(key, start))
+    return condition if end is None else sa.and_(condition, before(key, end))
 
 
 class _Digester:

@@ -6,10 +6,15 @@ parents first instead, into a target that checks keys as each batch commits (Pos
 MariaDB), which would refuse a row whose parent comes in a later batch: by each row's depth
 below a row that points at no other row, then by key. Depths come from a recursive query
 over the source table; rows it cannot reach (a cycle of references) come last, by key.
+
+`after` and `before` compare sort columns with a point in that order, as a resumed copy
+and a range of keys (`diff.py`) need.
 """
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,3 +86,28 @@ def _depths(table: sa.Table, key: tuple[str, ...], fk: ForeignKeySchema) -> sa.C
 def raw(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
     """The column compared as the driver stores it, so raw resume values bind unchanged."""
     return sa.type_coerce(column, sa.types.NullType())
+
+
+def after(key: Sequence[sa.ColumnElement[Any]], values: Sequence[Any]) -> sa.ColumnElement[bool]:
+    """key > values, the two compared as rows (`key` raw, `values` as the driver has them)."""
+    return _compare(key, values, operator.gt)
+
+
+def before(key: Sequence[sa.ColumnElement[Any]], values: Sequence[Any]) -> sa.ColumnElement[bool]:
+    """key < values, the two compared as rows (`key` raw, `values` as the driver has them)."""
+    return _compare(key, values, operator.lt)
+
+
+def _compare(
+    key: Sequence[sa.ColumnElement[Any]],
+    values: Sequence[Any],
+    beyond: Callable[[Any, Any], sa.ColumnElement[bool]],
+) -> sa.ColumnElement[bool]:
+    # (a, b) > (x, y) written as a > x OR (a = x AND b > y): every dialect understands it.
+    bound = [sa.bindparam(None, value, type_=sa.types.NullType()) for value in values]
+    return sa.or_(
+        *(
+            sa.and_(*(key[i] == bound[i] for i in range(index)), beyond(key[index], bound[index]))
+            for index in range(len(key))
+        )
+    )
