@@ -9,6 +9,7 @@ holds data, or mirroring into one (deletes rows), is destructive.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,7 +140,15 @@ class MigrationKind(ForgettingKind):
         chosen = selections(source, spec)
         same_data = record is not None and data_digest(record.spec) == data_digest(document)
         previous = Fingerprint.from_dict(record.fingerprints["read"]) if record else None
-        live = ctx.fingerprint(spec.source, [s.name for s in chosen], previous=previous)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsdb-drift") as pool:
+            # The target is read for drift while the source is read for changes.
+            drift = (
+                pool.submit(self._drift, ctx, spec, record, chosen)
+                if record is not None and same_data
+                else None
+            )
+            live = ctx.fingerprint(spec.source, [s.name for s in chosen], previous=previous)
+            drifted = drift.result() if drift else []
         checkpoint = ctx.snapshot.checkpoints.get(address)
         resuming = checkpoint is not None and checkpoint.get("spec_digest") == data_digest(document)
         reasons: list[str] = []
@@ -154,7 +163,7 @@ class MigrationKind(ForgettingKind):
         else:
             assert previous is not None
             reasons += self._source_changes(source, chosen, record, previous, live)
-            reasons += self._drift(ctx, spec, record, chosen)
+            reasons += drifted
             type_ = ActionType.RESYNC
             if not reasons:
                 unchanged = ["source and target unchanged since the last apply"]
