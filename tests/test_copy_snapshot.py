@@ -3,6 +3,7 @@ where it can."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,48 @@ def test_a_write_to_the_source_during_the_copy_neither_lands_nor_fails_verificat
 
     monkeypatch.setattr(run_module, "in_database", digest_then_write)
     _migrate(source, target)  # raises if verification fails
-    assert digested_in_database == [True]
+    assert digested_in_database and all(digested_in_database)
+    assert table_rows(target.url, "readings") == sorted(ROWS, key=repr)
+    source.dispose()
+
+
+def test_postgresql_digests_the_source_while_the_copy_reads_it(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The digest runs on a second connection holding the copy's snapshot, beside it: what
+    commits meanwhile is in neither, and verification holds."""
+    source = database(request, tmp_path, "postgresql")
+    fill(source, SCHEMA, ROWS)
+    target = sa.create_engine(f"sqlite:///{tmp_path / 'target.db'}")
+    batch_written = threading.Event()
+    waited = []
+    real = run_module.in_database
+
+    def digest_after_a_batch(conn: sa.Connection, *args: Any) -> Any:
+        if threading.current_thread().name.startswith("dsdb-snapshot"):
+            # Committed after the copy's snapshot was taken, before the digest's connection
+            # read anything: in neither, since that connection holds the copy's snapshot.
+            with source.begin() as other:
+                other.execute(sa.text("INSERT INTO readings VALUES (9999, 1.5, 'late')"))
+        summer = real(conn, *args)
+
+        def digest(where: Any) -> Any:
+            waited.append(batch_written.wait(timeout=10))
+            return summer(where)
+
+        return digest
+
+    monkeypatch.setattr(run_module, "in_database", digest_after_a_batch)
+    runs = [TableRun(selection, "upsert") for selection in select_tables(source, None, "none")]
+    run_migration(
+        source,
+        target,
+        runs,
+        batch_size=100,
+        schema_changes="evolve",
+        progress=lambda table, rows: batch_written.set(),
+    )
+    assert waited == [True]
     assert table_rows(target.url, "readings") == sorted(ROWS, key=repr)
     source.dispose()
 

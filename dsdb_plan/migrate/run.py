@@ -20,6 +20,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 
 from dsdb_plan.archive.format import decode_value, encode_value
+from dsdb_plan.dbschema import TableSchema
 from dsdb_plan.errors import DsdbError
 from dsdb_plan.fingerprint import (
     Fingerprint,
@@ -31,6 +32,7 @@ from dsdb_plan.fingerprint import (
 from dsdb_plan.migrate.copier import Mode, copy_table
 from dsdb_plan.migrate.diff import differing_rows
 from dsdb_plan.migrate.digest import SubsetDigest
+from dsdb_plan.migrate.snapshot import beside
 from dsdb_plan.migrate.sql_digest import in_database
 from dsdb_plan.migrate.subset import TableSelection
 from dsdb_plan.migrate.target import (
@@ -350,20 +352,34 @@ class _CopiedDigest:
         self.digest = SubsetDigest(selection.schema, selection.columns)
         self.rows = RowDigest()
         self.taken: TableFingerprint | None = None
+        self.pending: Future[TableFingerprint] | None = None
 
     def take_in_database(self, conn: sa.Connection) -> None:
-        selection = self.selection
-        if self.native:
-            if conn.dialect.name != "sqlite":  # SQLite's rows are hashed as they stream by
-                self.taken = native_digest(conn, selection)
+        if conn.dialect.name == "sqlite":  # SQLite's rows are hashed as they stream by
             return
-        summer = in_database(conn, selection.source, selection.columns, selection.schema)
-        if summer is not None:
-            self.digest.add_total(*summer(selection.where))
-            self.taken = self.digest.result()
+        take = self._native if self.native else self._portable
+        if not self.native and in_database(conn, *self._columns()) is None:
+            return  # columns the database cannot digest: hashed as they stream by
+        # Beside the copy where the database can share its snapshot, else before it.
+        self.pending = beside(conn, take)
+        if self.pending is None:
+            self.taken = take(conn)
+
+    def _columns(self) -> tuple[sa.Table, Sequence[str], TableSchema]:
+        return self.selection.source, self.selection.columns, self.selection.schema
+
+    def _native(self, conn: sa.Connection) -> TableFingerprint:
+        return native_digest(conn, self.selection)
+
+    def _portable(self, conn: sa.Connection) -> TableFingerprint:
+        summer = in_database(conn, *self._columns())
+        assert summer is not None  # the same database said it could, in the same snapshot
+        digest = SubsetDigest(self.selection.schema, self.selection.columns)
+        digest.add_total(*summer(self.selection.where))
+        return digest.result()
 
     def add_rows(self, rows: Sequence[Sequence[Any]]) -> None:
-        if self.taken is not None:
+        if self.taken is not None or self.pending is not None:
             return
         if self.native:
             # Only SQLite sources get here: pysqlite's own tuples of raw values, as its
@@ -373,6 +389,8 @@ class _CopiedDigest:
             self.digest.add(rows)
 
     def result(self, rows_copied: int) -> TableFingerprint | None:
+        if self.pending is not None:
+            return self.pending.result()
         if self.taken is not None:
             return self.taken
         digest = self.rows.result() if self.native else self.digest.result()
