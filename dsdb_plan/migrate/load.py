@@ -257,6 +257,11 @@ def _other_unique_index(conn: sa.Connection, table: str, key: Sequence[str]) -> 
     return any(set(columns) != set(key) for columns in unique if columns)
 
 
+def _stage_name(table: str) -> str:
+    """The session's temporary staging table for `table`: one per table, whatever its name."""
+    return f"dsdb_stage_{hashlib.sha1(table.encode()).hexdigest()[:16]}"
+
+
 class _MysqlStaged:
     """Keyed writes into a MySQL/MariaDB table with more than one unique index, matched by
     the key alone: each batch goes into a temporary table, then one UPDATE … JOIN changes
@@ -277,7 +282,7 @@ class _MysqlStaged:
         def q(name: str) -> str:
             return _quote(conn.dialect, name)
 
-        stage_name = f"dsdb_stage_{hashlib.sha1(table.encode()).hexdigest()[:16]}"
+        stage_name = _stage_name(table)
         stage, target = q(stage_name), q(table)
         columns = ", ".join(map(q, names))
         matched = " AND ".join(f"t.{q(name)} = s.{q(name)}" for name in key)
@@ -496,8 +501,7 @@ class _PostgresStaged:
         operation: Operation,
     ) -> None:
         self._conn = conn
-        digest = hashlib.sha1(table.encode()).hexdigest()[:16]
-        stage = f"dsdb_stage_{digest}"
+        stage = _stage_name(table)
         columns = sql.SQL(", ").join(map(sql.Identifier, names))
         self._create = sql.SQL(
             "CREATE TEMPORARY TABLE IF NOT EXISTS {} AS SELECT {} FROM {} WITH NO DATA"
