@@ -315,7 +315,8 @@ def _table_in_postgresql(
 
 
 #: Column types whose values PostgreSQL hashes itself: they have an extended hash function,
-#: and equal hashes mean equal stored values (with a numeric's scale added).
+#: and equal hashes mean equal stored values (with a numeric's scale added). Not intervals:
+#: '1 day' and '24 hours' hash alike.
 _PG_HASHED = (
     sa.Integer,
     sa.Numeric,  # floats too: hashed by their exact value
@@ -324,7 +325,6 @@ _PG_HASHED = (
     sa.Date,
     sa.DateTime,
     sa.Time,
-    sa.Interval,
     sa.LargeBinary,
     sa.Uuid,
     postgresql.JSONB,

@@ -323,6 +323,7 @@ def test_postgresql_types_without_a_hash_function_and_numeric_scale(
         "p": "'(2,1)'",
         "x": "'<b/>'",
         "t": "'10:00+03'",
+        "i": "'24 hours'",  # equal to '1 day' as an interval, written differently
     }
     for column, value in changes.items():
         with engine.begin() as conn:
