@@ -245,8 +245,14 @@ def _formatting(conn: sa.Connection) -> Iterator[None]:
     if conn.dialect.name not in ("mysql", "mariadb"):
         yield
         return
-    # TIMESTAMP values are shown in the session time zone; a session setting outlives the
-    # transaction, so the pooled connection gets its own back afterwards.
+    with utc_time_zone(conn):
+        yield
+
+
+@contextmanager
+def utc_time_zone(conn: sa.Connection) -> Iterator[None]:
+    """MySQL/MariaDB show TIMESTAMP values in the session's time zone: UTC for the block. A
+    session setting outlives the transaction, so the pooled connection gets its own back."""
     time_zone = conn.execute(sa.text("SELECT @@session.time_zone")).scalar_one()
     conn.execute(sa.text("SET time_zone = '+00:00'"))
     try:

@@ -23,6 +23,7 @@ from dsdb_plan.dbschema import (
     quote_identifier,
     reflected_columns,
 )
+from dsdb_plan.fingerprint import utc_time_zone
 
 Summer = Callable[[sa.ColumnElement[bool] | None], tuple[int, int]]
 """sum(where) -> (rows, sum of row hashes) of the table's rows matching `where`"""
@@ -113,13 +114,8 @@ def _session(conn: sa.Connection, dialect: str) -> Iterator[None]:
         )
         yield
         return
-    # MariaDB shows TIMESTAMP values in the session time zone; give the session its own back.
-    zone = conn.execute(sa.text("SELECT @@session.time_zone")).scalar_one()
-    conn.execute(sa.text("SET time_zone = '+00:00'"))
-    try:
+    with utc_time_zone(conn):
         yield
-    finally:
-        conn.execute(sa.text("SET time_zone = :zone"), {"zone": zone})
 
 
 def _token(dialect: str, q: str, source: ColumnSchema, type_: Any) -> str | None:
