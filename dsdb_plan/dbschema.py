@@ -243,7 +243,7 @@ def quote_identifier(dialect: sa.Dialect, name: str) -> str:
     """`name` always quoted, for a bound value or SQL that SQLAlchemy escapes itself
     (`literal_column`).
 
-    SQL given to `exec_driver_sql` needs `_quote_for_driver` instead: the pyformat drivers
+    SQL given to `exec_driver_sql` needs `quote_for_driver` instead: the pyformat drivers
     substitute parameters even when there are none, so a `%` there must be doubled.
     """
     preparer = dialect.identifier_preparer
@@ -251,7 +251,7 @@ def quote_identifier(dialect: sa.Dialect, name: str) -> str:
     return f"{preparer.initial_quote}{escaped}{preparer.final_quote}"
 
 
-def _quote_for_driver(dialect: sa.Dialect, name: str) -> str:
+def quote_for_driver(dialect: sa.Dialect, name: str) -> str:
     """`name` quoted for `exec_driver_sql`, with `%` doubled where the driver needs it."""
     return dialect.identifier_preparer.quote_identifier(name)
 
@@ -409,7 +409,7 @@ def _reflect_indexes(inspector: sa.Inspector, name: str, unescape: Any) -> tuple
 
 def _sqlite_declared_types(conn: sa.Connection, table: str) -> dict[str, str]:
     """Declared type text per column: SQLAlchemy's reflection loses names it does not know."""
-    quoted = _quote_for_driver(conn.dialect, table)
+    quoted = quote_for_driver(conn.dialect, table)
     rows = conn.exec_driver_sql(f"PRAGMA main.table_info({quoted})").fetchall()
     return {row[1]: row[2] or "" for row in rows}
 
@@ -888,8 +888,8 @@ def drop_tables(bind: Bind, names: Collection[str]) -> list[str]:
                     else "DROP CONSTRAINT"
                 )
                 conn.exec_driver_sql(
-                    f"ALTER TABLE {_quote_for_driver(conn.dialect, table.name)} {drop} "
-                    f"{_quote_for_driver(conn.dialect, fk.name)}"
+                    f"ALTER TABLE {quote_for_driver(conn.dialect, table.name)} {drop} "
+                    f"{quote_for_driver(conn.dialect, fk.name)}"
                 )
         for table in reversed(ordered):
             sa.Table(table.name, sa.MetaData()).drop(conn)
@@ -928,6 +928,6 @@ def advance_sequences(bind: Bind, table: TableSchema, *, name: str | None = None
                 )
             elif dialect in ("mysql", "mariadb"):
                 conn.exec_driver_sql(
-                    f"ALTER TABLE {_quote_for_driver(conn.dialect, target)} "
+                    f"ALTER TABLE {quote_for_driver(conn.dialect, target)} "
                     f"AUTO_INCREMENT = {int(largest or 0) + 1}"
                 )

@@ -43,6 +43,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine.interfaces import ReflectedColumn
 
+from dsdb_plan.dbschema import quote_for_driver
 from dsdb_plan.errors import DsdbError, driver_message
 
 _CHUNK_ROWS = 10_000
@@ -364,7 +365,7 @@ def _table_in_mysql(
 
 
 def _checksum_table(engine: sa.Engine, name: str) -> int:
-    quoted = engine.dialect.identifier_preparer.quote(name)
+    quoted = quote_for_driver(engine.dialect, name)
     with engine.connect() as conn:
         return int(conn.exec_driver_sql(f"CHECKSUM TABLE {quoted}").one()[1] or 0)
 

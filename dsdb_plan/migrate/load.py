@@ -39,7 +39,7 @@ import sqlalchemy as sa
 from psycopg import sql
 from psycopg.types.string import BytesBinaryDumper
 
-from dsdb_plan.dbschema import ColumnSchema, TableSchema, target_type
+from dsdb_plan.dbschema import ColumnSchema, TableSchema, quote_for_driver, target_type
 from dsdb_plan.errors import DsdbError
 
 Operation = Literal["insert", "insert_ignore", "upsert"]
@@ -178,16 +178,12 @@ def read_ahead_of(items: Iterator[T]) -> Iterator[T]:
         worker.join()
 
 
-def _quote(dialect: sa.Dialect, name: str) -> str:
-    """Quoted for a statement sent with parameters (so `%` is doubled where drivers need)."""
-    return dialect.identifier_preparer.quote_identifier(name)
-
-
 def _insert_statement(dialect: sa.Dialect, table: str, names: Sequence[str]) -> str:
     """A single-row INSERT with a positional placeholder per column."""
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    columns = ", ".join(quote_for_driver(dialect, name) for name in names)
     return (
-        f"INSERT INTO {_quote(dialect, table)} ({', '.join(_quote(dialect, n) for n in names)}) "
+        f"INSERT INTO {quote_for_driver(dialect, table)} ({columns}) "
         f"VALUES ({', '.join([mark] * len(names))})"
     )
 
@@ -215,11 +211,14 @@ def _conflict_clause(
 ) -> str:
     if operation == "insert":
         return ""
-    target = ", ".join(_quote(dialect, name) for name in key)
+    target = ", ".join(quote_for_driver(dialect, name) for name in key)
     updates = [name for name in names if name not in key]
     if operation == "insert_ignore" or not updates:
         return f" ON CONFLICT ({target}) DO NOTHING"
-    sets = ", ".join(f"{_quote(dialect, n)} = {excluded}.{_quote(dialect, n)}" for n in updates)
+    sets = ", ".join(
+        f"{quote_for_driver(dialect, n)} = {excluded}.{quote_for_driver(dialect, n)}"
+        for n in updates
+    )
     return f" ON CONFLICT ({target}) DO UPDATE SET {sets}"
 
 
@@ -235,7 +234,7 @@ def _mysql_statement(
     Rows with an existing key are skipped with a no-op update rather than INSERT IGNORE,
     which would also turn truncations and NULLs in NOT NULL columns into warnings.
     """
-    q = _quote
+    q = quote_for_driver
     statement = _insert_statement(dialect, table, names)
     if operation == "insert":
         return statement
@@ -280,7 +279,7 @@ class _MysqlStaged:
         self._conn = conn
 
         def q(name: str) -> str:
-            return _quote(conn.dialect, name)
+            return quote_for_driver(conn.dialect, name)
 
         stage_name = _stage_name(table)
         stage, target = q(stage_name), q(table)
