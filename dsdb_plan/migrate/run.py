@@ -63,6 +63,13 @@ class TableRun:
         return self.mode in EXACT_MODES and self.cursor is None
 
     @property
+    def verified(self) -> TableSelection:
+        """What verification compares with the source: the whole subset, except for append,
+        which leaves the rows the target holds alone and so must only hold every key."""
+        selection = self.selection
+        return selection.narrowed(selection.key) if self.mode == "append" else selection
+
+    @property
     def copies_differences(self) -> bool:
         """Whether, into a table the target holds already, only the key ranges that differ
         are copied (`diff.py`)."""
@@ -289,10 +296,8 @@ def _copy_one(
     if seen is None and native and selection.whole_table:
         unchanged = unchanged_since(source, read, [selection.name])
         seen = unchanged.tables[selection.name] if unchanged else None
-    # Append leaves the rows the target holds alone, changed in the source or not: it is
-    # verified to hold every key of the subset.
-    checked = selection if run.mode != "append" else selection.narrowed(selection.key)
-    if checked is not selection:
+    checked = run.verified
+    if checked is not selection:  # the digest taken while copying covers other columns
         seen = None
     token = change_token(target)  # before verification reads the target
     with source.connect() as source_conn, target.connect() as target_conn:
