@@ -4,6 +4,7 @@ tables that reference it: they wait for its rows, not for its verdict."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,15 @@ from tests.helpers import make_flights_db, sqlite_url, table_rows
 from tests.servers import ServerDatabase
 
 
+@pytest.fixture
+def ends(tmp_path: Path, postgres_db: ServerDatabase) -> Iterator[tuple[sa.Engine, sa.Engine]]:
+    """A SQLite source of airlines and the flights that reference them, and PostgreSQL."""
+    make_flights_db(tmp_path / "local.db", flights=300)
+    target = postgres_db.engine()
+    yield sa.create_engine(sqlite_url(tmp_path / "local.db")), target
+    target.dispose()
+
+
 def migrate(source: sa.Engine, target: sa.Engine) -> None:
     runs = [TableRun(selection, "upsert") for selection in select_tables(source, None, "none")]
     run_migration(source, target, runs, batch_size=50, schema_changes="evolve", parallelism=2)
@@ -25,11 +35,9 @@ def migrate(source: sa.Engine, target: sa.Engine) -> None:
 
 @pytest.mark.postgres
 def test_a_child_table_copies_while_its_parent_is_verified(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres_db: ServerDatabase
+    ends: tuple[sa.Engine, sa.Engine], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    make_flights_db(tmp_path / "local.db", flights=300)
-    source = sa.create_engine(sqlite_url(tmp_path / "local.db"))
-    target = postgres_db.engine()
+    source, target = ends
     events: list[tuple[str, str]] = []
     child_copying = threading.Event()
     overlapped = []
@@ -55,19 +63,14 @@ def test_a_child_table_copies_while_its_parent_is_verified(
     assert overlapped and all(overlapped)
     assert events.index(("copy ends", "airlines")) < events.index(("copy starts", "flights"))
     for table in ("airlines", "flights"):
-        assert table_rows(postgres_db.url, table) == table_rows(
-            sqlite_url(tmp_path / "local.db"), table
-        )
-    target.dispose()
+        assert table_rows(target.url, table) == table_rows(source.url, table)
 
 
 @pytest.mark.postgres
 def test_a_parent_that_fails_verification_still_fails_the_migration(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres_db: ServerDatabase
+    ends: tuple[sa.Engine, sa.Engine], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    make_flights_db(tmp_path / "local.db", flights=300)
-    source = sa.create_engine(sqlite_url(tmp_path / "local.db"))
-    target = postgres_db.engine()
+    source, target = ends
     verify_table = run_module.verify_table
 
     def tamper_then_verify(
@@ -81,4 +84,3 @@ def test_a_parent_that_fails_verification_still_fails_the_migration(
     monkeypatch.setattr(run_module, "verify_table", tamper_then_verify)
     with pytest.raises(DsdbError, match="verification failed for airlines"):
         migrate(source, target)
-    target.dispose()
