@@ -3,7 +3,9 @@ tables that reference it: they wait for its rows, not for its verdict."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -84,3 +86,44 @@ def test_a_parent_that_fails_verification_still_fails_the_migration(
     monkeypatch.setattr(run_module, "verify_table", tamper_then_verify)
     with pytest.raises(DsdbError, match="verification failed for airlines"):
         migrate(source, target)
+
+
+@pytest.mark.postgres
+def test_tables_in_parallel_hold_a_bounded_number_of_connections(
+    tmp_path: Path, postgres_db: ServerDatabase
+) -> None:
+    """--parallelism tables copy at once, each with one connection to the target at a time
+    (and one more for the fingerprint that follows)."""
+    local = tmp_path / "many.db"
+    with sqlite3.connect(local) as db:
+        for n in range(8):
+            db.execute(f"CREATE TABLE t{n} (id INTEGER PRIMARY KEY, v TEXT)")
+            db.executemany(f"INSERT INTO t{n} VALUES (?, ?)", [(i, "x" * 50) for i in range(3000)])
+    source = sa.create_engine(sqlite_url(local))
+    target = postgres_db.engine()
+    seen: list[int] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        with target.connect() as conn:
+            while not done.is_set():
+                count = conn.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                ).scalar_one()
+                seen.append(int(count))
+                conn.rollback()
+                time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        runs = [TableRun(selection, "upsert") for selection in select_tables(source, None, "none")]
+        run_migration(source, target, runs, batch_size=200, schema_changes="evolve", parallelism=3)
+    finally:
+        done.set()
+        sampler.join()
+    assert seen and 2 <= max(seen) <= 3 + 1, max(seen)
+    target.dispose()
