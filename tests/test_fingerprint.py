@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -26,6 +28,7 @@ from dsdb_plan.errors import DsdbError
 from dsdb_plan.fingerprint import (
     Fingerprint,
     FingerprintWhileReading,
+    RowDigest,
     TableFingerprint,
     describe_changes,
     fingerprint_database,
@@ -226,7 +229,7 @@ def test_generic_streaming_path_on_a_server(
     monkeypatch.setattr(fp, "_CHUNK_ROWS", 3)  # several chunks per table
 
     before = fingerprint_database(engine)
-    assert before.tables["flights"].checksum.startswith("py1:")
+    assert before.tables["flights"].checksum.startswith("py2:")
     assert before.tables["flights"] == before.tables["shuffled"]
     run(engine, flights.update().where(flights.c.id == 4).values(delay=0.1000000000000001))
     assert describe_changes(before, fingerprint_database(engine)) == [
@@ -435,21 +438,21 @@ def test_sqlite_in_memory_has_no_token() -> None:
 def test_describe_changes() -> None:
     old = Fingerprint(
         {
-            "flights": TableFingerprint(336_776, "py1:a"),
-            "old": TableFingerprint(3, "py1:b"),
-            "same": TableFingerprint(5, "py1:c"),
-            "edited": TableFingerprint(10, "py1:d"),
+            "flights": TableFingerprint(336_776, "py2:a"),
+            "old": TableFingerprint(3, "py2:b"),
+            "same": TableFingerprint(5, "py2:c"),
+            "edited": TableFingerprint(10, "py2:d"),
             "upgraded": TableFingerprint(7, "pg1:0f"),
         },
         token="t1",
     )
     new = Fingerprint(
         {
-            "flights": TableFingerprint(337_001, "py1:x"),
-            "tmp": TableFingerprint(5, "py1:y"),
-            "one": TableFingerprint(1, "py1:z"),
-            "same": TableFingerprint(5, "py1:c"),
-            "edited": TableFingerprint(10, "py1:e"),
+            "flights": TableFingerprint(337_001, "py2:x"),
+            "tmp": TableFingerprint(5, "py2:y"),
+            "one": TableFingerprint(1, "py2:z"),
+            "same": TableFingerprint(5, "py2:c"),
+            "edited": TableFingerprint(10, "py2:e"),
             "upgraded": TableFingerprint(7, "pg2:0f"),
         },
         token="t2",
@@ -468,9 +471,50 @@ def test_describe_changes() -> None:
     assert describe_changes(old, moved_token) == []
 
 
+def _row_digest(*rows: tuple[Any, ...]) -> str:
+    digest = RowDigest()
+    digest.add(list(rows))
+    return digest.result().checksum
+
+
+def test_row_digest_tells_every_storage_class_apart() -> None:
+    values: list[Any] = [1, 1.0, "1", b"1", None, "None", "", b"", 0.0, -0.0, True, 2**70]
+    assert len({_row_digest((value,)) for value in values}) == len(values)
+    assert _row_digest(("a", "b")) != _row_digest(("ab", ""))
+    assert _row_digest((1,), (2,)) == _row_digest((2,), (1,))
+
+
+def test_row_digest_hashes_values_marshal_cannot_encode_by_their_text() -> None:
+    """Such a row is hashed by its ascii() text; it cannot collide with a row holding that text,
+    and a chunk that mixes both kinds hashes each row as it would alone."""
+    dated = (Decimal("1.50"), datetime(2024, 1, 2, tzinfo=UTC))
+    assert _row_digest(dated) != _row_digest((ascii(dated),))
+    assert _row_digest(dated) != _row_digest((Decimal("1.5"), datetime(2024, 1, 2, tzinfo=UTC)))
+    mixed = RowDigest()
+    mixed.add([(1, "x"), dated])
+    apart = RowDigest()
+    apart.add([(1, "x")])
+    apart.add([dated])
+    assert mixed.result() == apart.result()
+
+
+def test_row_digest_is_the_same_in_another_process() -> None:
+    """No per-process state (string hash seeds, interning, object identity) leaks into it."""
+    rows = [(1, "ünïcode", 2.5, b"\x00\xff", None, 2**64), (2, "a" * 300, -0.0, b"", "", -(2**70))]
+    script = (
+        "from dsdb_plan.fingerprint import RowDigest; d = RowDigest(); "
+        f"d.add({rows!r}); print(d.result().checksum)"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    other = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    assert other.stdout.strip() == _row_digest(*rows)
+
+
 def test_round_trip_through_json() -> None:
     value = Fingerprint(
-        {"b": TableFingerprint(2, "py1:ff"), "a": TableFingerprint(0, "pg1:00")}, "tok"
+        {"b": TableFingerprint(2, "py2:ff"), "a": TableFingerprint(0, "pg1:00")}, "tok"
     )
     text = json.dumps(value.to_dict())
     assert list(json.loads(text)["tables"]) == ["a", "b"]  # stable output for state and plans

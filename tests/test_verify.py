@@ -155,7 +155,7 @@ def test_faithful_copy_of_awkward_values_verifies_equal(
         assert result.source.rows == 4
         # Between two SQLite files the fingerprint SQLite tables get decides; across kinds
         # of database, the portable digest.
-        method = "py1:" if kind == "sqlite" and exact else PREFIX
+        method = "py2:" if kind == "sqlite" and exact else PREFIX
         assert result.source.checksum.startswith(method)
     assert result.message == "target awkward matches the source subset (4 rows)"
     target.dispose()
@@ -257,7 +257,7 @@ def test_same_kind_compares_fingerprints_without_the_portable_digest(
         patch.setattr(SubsetDigest, "add", portable_digest)
         result = check(source, selection, target, exact=True)
     assert result.ok, result.message
-    assert result.source.rows == 3 and result.source.checksum.startswith("py1:")
+    assert result.source.rows == 3 and result.source.checksum.startswith("py2:")
     with source.connect() as conn:
         assert result.source == native_digest(conn, selection)
 
@@ -309,6 +309,6 @@ def test_a_recorded_subset_fingerprint_is_retaken_by_its_own_method(tmp_path: Pa
     selection = pick(source, "pairs", where={"a": {"lte": 2}})
     with source.connect() as conn:
         portable, native = subset_digest(conn, selection), native_digest(conn, selection)
-        assert portable.checksum.startswith(PREFIX) and native.checksum.startswith("py1:")
+        assert portable.checksum.startswith(PREFIX) and native.checksum.startswith("py2:")
         assert subset_digest(conn, selection, like=portable) == portable
         assert subset_digest(conn, selection, like=native) == native
