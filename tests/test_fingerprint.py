@@ -337,6 +337,91 @@ def test_postgresql_types_without_a_hash_function_and_numeric_scale(
     engine.dispose()
 
 
+# --- PostgreSQL: row tokens ------------------------------------------------------------------
+
+
+def _content_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The tables whose content PostgreSQL hashes from now on (token checks not counted)."""
+    read: list[str] = []
+    content = fp._TABLES_IN_DATABASE["postgresql"]
+
+    def counting(conn: sa.Connection, table: sa.TableClause, columns: Any) -> TableFingerprint:
+        read.append(str(table.name))
+        return content(conn, table, columns)
+
+    monkeypatch.setitem(fp._TABLES_IN_DATABASE, "postgresql", counting)
+    return read
+
+
+@pytest.mark.postgres
+def test_postgresql_unchanged_tables_are_not_hashed_again(
+    postgres_db: ServerDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = postgres_db.engine()
+    flights = make_table(engine, "flights", FLIGHTS)
+    make_table(engine, "other", FLIGHTS[:2])
+    first = fingerprint_database(engine)
+    assert all(table.token for table in first.tables.values())
+    recorded = Fingerprint.from_dict(json.loads(json.dumps(first.to_dict())))
+    read = _content_reads(monkeypatch)
+
+    assert fingerprint_database(engine, previous=recorded) == first
+    assert read == []
+
+    run(engine, flights.update().where(flights.c.id == 2).values(delay=3.0))
+    second = fingerprint_database(engine, previous=recorded)
+    assert read == ["flights"]
+    assert describe_changes(first, second) == ["table flights: content changed (4 rows)"]
+    engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("statement", "changed"),
+    [
+        ("UPDATE flights SET carrier = carrier", False),  # rewritten as it was
+        ("DELETE FROM flights WHERE id = 1", True),
+        ("INSERT INTO flights VALUES (5, 'UA', 1)", True),
+        ("TRUNCATE flights", True),
+        ("ALTER TABLE flights ADD COLUMN extra int DEFAULT 7", True),  # no row is rewritten
+        ("ALTER TABLE flights DROP COLUMN delay", True),  # nor here
+        ("ALTER TABLE flights ALTER COLUMN carrier TYPE varchar(40)", False),  # nor here
+    ],
+)
+def test_postgresql_every_write_moves_the_token(
+    postgres_db: ServerDatabase, monkeypatch: pytest.MonkeyPatch, statement: str, changed: bool
+) -> None:
+    """The content is hashed again after any write, and only shows a change if there is one."""
+    engine = postgres_db.engine()
+    make_table(engine, "flights", FLIGHTS)
+    first = fingerprint_database(engine)
+    read = _content_reads(monkeypatch)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(statement)
+
+    again = fingerprint_database(engine, previous=first)
+    assert read == ["flights"]
+    assert (again != first) is changed
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgresql_vacuum_keeps_the_token(
+    postgres_db: ServerDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = postgres_db.engine()
+    make_table(engine, "flights", FLIGHTS)
+    first = fingerprint_database(engine)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM (FREEZE) flights")
+        conn.exec_driver_sql("VACUUM FULL flights")
+    read = _content_reads(monkeypatch)
+
+    assert fingerprint_database(engine, previous=first) == first
+    assert read == []
+    engine.dispose()
+
+
 # --- SQLite: the token -----------------------------------------------------------------------
 
 
@@ -514,11 +599,13 @@ def test_row_digest_is_the_same_in_another_process() -> None:
 
 def test_round_trip_through_json() -> None:
     value = Fingerprint(
-        {"b": TableFingerprint(2, "py2:ff"), "a": TableFingerprint(0, "pg1:00")}, "tok"
+        {"b": TableFingerprint(2, "py2:ff"), "a": TableFingerprint(0, "pg2:00", "pgx1:0")}, "tok"
     )
     text = json.dumps(value.to_dict())
     assert list(json.loads(text)["tables"]) == ["a", "b"]  # stable output for state and plans
     assert Fingerprint.from_dict(json.loads(text)) == value
+    assert Fingerprint.from_dict(json.loads(text)).tables["a"].token == "pgx1:0"
+    assert "token" not in value.tables["b"].to_dict()  # records without one keep their shape
     assert Fingerprint.from_dict(Fingerprint({}, None).to_dict()) == Fingerprint({}, None)
 
 
@@ -531,6 +618,7 @@ def test_round_trip_through_json() -> None:
         {"tables": {"a": {"rows": True, "checksum": "x"}}},
         {"tables": {"a": {"rows": 2}}},
         {"tables": {}, "token": 5},
+        {"tables": {"a": {"rows": 2, "checksum": "x", "token": 5}}},
     ],
 )
 def test_malformed_fingerprints_are_refused(data: dict[str, Any]) -> None:
