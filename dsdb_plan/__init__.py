@@ -4,16 +4,18 @@ The library side, for notebooks::
 
     import dsdb_plan as dsdb
     mngr = dsdb.ConnectionManager(dsdb.LOCAL, user="analyst")
+
+`ConnectionManager`, `Connection` and `load_manifest` are loaded on first use (PEP 562): the
+`dsdb` command, which imports other modules of the package, does not load the notebook API
+(and the backup and copy code it brings) with them.
 """
 
+from __future__ import annotations
+
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("dsdb-plan")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0"
-
-from dsdb_plan.connection import Connection
 from dsdb_plan.errors import (
     ConnectionConfigError,
     ConnectionExistsError,
@@ -25,8 +27,37 @@ from dsdb_plan.errors import (
     MissingLinkError,
     UnknownConnectionError,
 )
-from dsdb_plan.manager import LOCAL, ConnectionManager
-from dsdb_plan.manifest import load_manifest
+
+if TYPE_CHECKING:
+    from dsdb_plan.connection import Connection
+    from dsdb_plan.manager import LOCAL, ConnectionManager
+    from dsdb_plan.manifest import load_manifest
+
+try:
+    __version__ = version("dsdb-plan")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0"
+
+#: The module each name loaded on first use comes from.
+_LAZY = {
+    "LOCAL": "dsdb_plan.manager",
+    "Connection": "dsdb_plan.connection",
+    "ConnectionManager": "dsdb_plan.manager",
+    "load_manifest": "dsdb_plan.manifest",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # later lookups find it without coming here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "LOCAL",

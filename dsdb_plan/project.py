@@ -9,18 +9,21 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dsdb_plan.executor import ActionResult, ApplyReport, apply_moves, execute
 from dsdb_plan.freshness import ensure_fresh
 from dsdb_plan.graph import io_conflict
 from dsdb_plan.kinds import ApplyContext
 from dsdb_plan.kinds.base import ProgressCallback
-from dsdb_plan.kinds.migration import TableVerdict, verify_migration
 from dsdb_plan.manifest import LoadedManifest, load_manifest
 from dsdb_plan.plan import Action, Plan
 from dsdb_plan.planner import make_plan
 from dsdb_plan.state import LockInfo, StateStore, open_state
 from dsdb_plan.workspace import Workspace, current_user
+
+if TYPE_CHECKING:
+    from dsdb_plan.kinds.migration import TableVerdict
 
 
 @dataclass
@@ -79,6 +82,8 @@ class Project:
     def verify(self, addresses: Collection[str] = ()) -> Iterator[TableVerdict]:
         """Compare each migration's target (or those in `addresses`) with its source subset,
         table by table."""
+        from dsdb_plan.kinds.migration import verify_migration  # the copy code, for verify alone
+
         snapshot = self.store.read()
         for name, spec in sorted(self.loaded.manifest.migrations.items()):
             address = f"migration.{name}"

@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 
-from dsdb_plan.archive import verify_backup
 from dsdb_plan.cli.app import cli
 from dsdb_plan.cli.options import manifest_argument, read_state, variable_options
 from dsdb_plan.cli.output import Output, pass_output
@@ -66,6 +65,8 @@ def verify(
     backup_ids: tuple[str, ...],
 ) -> int:
     """Check every recorded backup's files against their sizes and SHA-256."""
+    from dsdb_plan.archive import verify_backup  # the backup code, for this command alone
+
     found = [
         (address, artifact)
         for address, artifact in _recorded_backups(manifest, var, var_file)

@@ -1,28 +1,36 @@
-"""Resource kinds by name: each plans and applies one kind of resource."""
+"""Resource kinds by name: each plans and applies one kind of resource.
+
+A kind's module is imported the first time a resource of that kind is planned or applied:
+commands that plan nothing (validate, state, history, --help) do not load the archive and
+copy code the kinds bring with them.
+"""
 
 from __future__ import annotations
 
-from dsdb_plan.errors import DsdbError
-from dsdb_plan.kinds.backup import BackupKind
-from dsdb_plan.kinds.base import ApplyContext, Kind, Outcome, PlanContext
-from dsdb_plan.kinds.migration import MigrationKind
-from dsdb_plan.kinds.restore import RestoreKind
-from dsdb_plan.kinds.teardown import TeardownKind
+import functools
+import importlib
 
-KINDS: dict[str, Kind] = {
-    "backup": BackupKind(),
-    "migration": MigrationKind(),
-    "restore": RestoreKind(),
-    "teardown": TeardownKind(),
+from dsdb_plan.errors import DsdbError
+from dsdb_plan.kinds.base import ApplyContext, Kind, Outcome, PlanContext
+
+#: Kind name -> (module, class) of its handler.
+_HANDLERS = {
+    "backup": ("dsdb_plan.kinds.backup", "BackupKind"),
+    "migration": ("dsdb_plan.kinds.migration", "MigrationKind"),
+    "restore": ("dsdb_plan.kinds.restore", "RestoreKind"),
+    "teardown": ("dsdb_plan.kinds.teardown", "TeardownKind"),
 }
 
 
+@functools.cache
 def kind_of(name: str) -> Kind:
     """The handler for resource kind `name`; an unknown kind is a loud error."""
     try:
-        return KINDS[name]
+        module, handler = _HANDLERS[name]
     except KeyError:
         raise DsdbError(f"resources of kind '{name}' are not supported by this dsdb") from None
+    kind: Kind = getattr(importlib.import_module(module), handler)()
+    return kind
 
 
-__all__ = ["KINDS", "ApplyContext", "Kind", "Outcome", "PlanContext", "kind_of"]
+__all__ = ["ApplyContext", "Kind", "Outcome", "PlanContext", "kind_of"]

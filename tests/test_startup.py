@@ -1,0 +1,58 @@
+"""What starting `dsdb` loads: the modules only some commands need are imported by those."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import dsdb_plan
+from dsdb_plan.errors import DsdbError
+from dsdb_plan.kinds import kind_of
+
+#: Loaded only by the commands that use them: the notebook API, the backup and copy code
+#: (by planning or applying a resource of the kind that needs it, or by `backups verify`),
+#: the spec diff, the progress display of `apply`.
+LOADED_ON_DEMAND = (
+    "dsdb_plan.manager",
+    "dsdb_plan.archive",
+    "dsdb_plan.migrate",
+    "dsdb_plan.kinds.backup",
+    "dsdb_plan.kinds.migration",
+    "dsdb_plan.kinds.restore",
+    "dsdb_plan.kinds.teardown",
+    "deepdiff",
+    "rich",
+)
+
+
+def _loaded_after(code: str) -> set[str]:
+    """The modules of LOADED_ON_DEMAND that a fresh interpreter holds after running `code`."""
+    probe = f"{code}\nimport sys\nprint(*sorted(sys.modules))"
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return set(run.stdout.split()) & set(LOADED_ON_DEMAND)
+
+
+def test_importing_the_cli_loads_no_module_a_command_loads_on_demand() -> None:
+    assert _loaded_after("import dsdb_plan.cli") == set()
+
+
+def test_the_notebook_api_loads_on_first_use() -> None:
+    assert _loaded_after("import dsdb_plan") == set()
+    assert _loaded_after("import dsdb_plan\ndsdb_plan.ConnectionManager") >= {"dsdb_plan.manager"}
+
+
+def test_the_package_still_exports_its_names() -> None:
+    for name in dsdb_plan.__all__:
+        assert getattr(dsdb_plan, name) is not None
+    assert set(dsdb_plan.__all__) <= set(dir(dsdb_plan))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        dsdb_plan.nope  # noqa: B018
+
+
+def test_a_kind_is_loaded_when_first_asked_for_and_an_unknown_kind_is_refused() -> None:
+    assert type(kind_of("teardown")).__name__ == "TeardownKind"
+    assert kind_of("teardown") is kind_of("teardown")
+    with pytest.raises(DsdbError, match="kind 'snapshot' are not supported"):
+        kind_of("snapshot")
