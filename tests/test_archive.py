@@ -47,7 +47,7 @@ from dsdb_plan.archive.format import (
     encode_rows,
     encode_value,
     file_digest,
-    read_batches,
+    read_blocks,
 )
 from dsdb_plan.dbschema import ColumnSchema, TableSchema, reflect_tables
 from dsdb_plan.errors import BackupError, DsdbError
@@ -322,10 +322,36 @@ def test_data_file_reads_back_across_blocks(tmp_path: Path) -> None:
     assert writer.close() == file_digest(path)
     assert gzip.decompress(path.read_bytes()) == encode_rows(rows)
 
-    blocks = list(read_batches(path))
+    blocks = [block.row_lists() for block in read_blocks(path)]
     assert len(blocks) > 1
     back = [row for block in blocks for row in block]
     assert [[repr(v) for v in row] for row in back] == [[repr(v) for v in row] for row in rows]
+
+
+def _v1_file(path: Path, rows: list[Any]) -> Path:
+    """A data file as format version 1 writes it: one JSON array of tagged values per line."""
+    lines = "".join(
+        json.dumps([encode_value(v) for v in row], ensure_ascii=False, separators=(",", ":")) + "\n"
+        for row in rows
+    )
+    path.write_bytes(gzip.compress(lines.encode(), mtime=0))
+    return path
+
+
+def test_version_1_blocks_decode_every_value_exactly(tmp_path: Path) -> None:
+    """Integers beyond 64 bits (which orjson would read as floats), huge floats, columns of
+    one tag with and without nulls, of mixed tags, and JSON values that look like tags."""
+    rows: list[Any] = [
+        [1, 2**80, 1e19, b"\x00", None, Decimal("1.5"), "a"],
+        [2, -(2**63) - 1, -1e300, b"\xff" * 20, b"", dt.date(2024, 2, 29), '{"$bytes": "x"}'],
+        [3, 2**64 - 1, 2.5, b"", b"\x01", 7, None],
+    ]
+    for values in (rows, [[4, 5, 0.5, b"", None, {"$bytes": 1, "n": 2**70}, "b"]]):
+        path = _v1_file(tmp_path / "t.jsonl.gz", values)
+        back = [row for block in read_blocks(path) for row in block.row_lists()]
+        assert [[repr(v) for v in row] for row in back] == [
+            [repr(v) for v in row] for row in values
+        ]
 
 
 def test_backup_ids_sort_by_time() -> None:

@@ -28,10 +28,14 @@ import uuid
 from _json import encode_basestring, make_encoder
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from decimal import Decimal
 from itertools import chain, repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
+
+import orjson
 
 from dsdb_plan.errors import BackupError
 
@@ -47,6 +51,11 @@ _READ_BYTES = 1 << 17
 
 _PLAIN = (type(None), bool, int, str)
 _DECODE = json.JSONDecoder().decode
+_NONE = type(None)
+_LISTS = frozenset((list,))
+_DICT_OR_NONE = frozenset((dict, _NONE))
+_ONE = frozenset((1,))
+_INT64_BOUND = float(2**63)
 
 
 def encode_value(value: Any) -> Any:
@@ -116,10 +125,6 @@ def decode_value(value: Any) -> Any:
 def _decode_tagged(value: dict[str, Any]) -> Any:
     ((tag, payload),) = value.items()
     return _DECODERS[tag](payload)
-
-
-#: Decodes a JSON array of rows whose every object is a tagged value.
-_DECODE_TAGGED_ROWS = json.JSONDecoder(object_hook=_decode_tagged).decode
 
 
 #: JSON's C encoder, made once: `json.JSONEncoder.encode` makes a new one on every call, which
@@ -234,7 +239,21 @@ class DataFileWriter:
             self._writing = None
 
 
-def read_batches(path: Path) -> Iterator[list[list[Any]]]:
+@dataclass(frozen=True, slots=True)
+class Block:
+    """Rows of a data file, column by column: `columns[i]` holds the i-th value of each of
+    the `rows` rows (a table without columns has rows but no columns)."""
+
+    rows: int
+    columns: list[Sequence[Any]]
+
+    def row_lists(self) -> list[list[Any]]:
+        if not self.columns:
+            return [[] for _ in range(self.rows)]
+        return list(map(list, zip(*self.columns, strict=True)))
+
+
+def read_blocks(path: Path) -> Iterator[Block]:
     """Decode the rows of a data file a block of lines at a time, streaming; a damaged file
     raises `BackupError`."""
     try:
@@ -250,15 +269,63 @@ def read_batches(path: Path) -> Iterator[list[list[Any]]]:
         raise BackupError(f"backup data file {path} is damaged: {error}") from error
 
 
-def _decode_lines(lines: bytes) -> list[list[Any]]:
+def _decode_lines(lines: bytes) -> Block:
     """The rows of complete lines, decoded as one JSON array (JSON escapes newlines in
-    strings, so each newline ends a row): one call into the C decoder per block."""
-    text = lines.decode()
-    if '"$json"' in text:
-        # A JSON value may hold objects that look like tags: only the top level is decoded.
-        return [decode_row(line) for line in text.split("\n")]
-    rows: list[list[Any]] = _DECODE_TAGGED_ROWS("[" + text.replace("\n", ",") + "]")
-    return rows
+    strings, so each newline ends a row), then their tagged values a column at a time."""
+    if b'"$json"' in lines:
+        # A JSON value may hold objects that look like tags (only the top level is decoded)
+        # and integers of any size (which orjson would read as floats).
+        return _block([decode_row(line) for line in lines.decode().split("\n")])
+    text = b"[" + lines.replace(b"\n", b",") + b"]"
+    try:
+        block = _block(orjson.loads(text))
+    except orjson.JSONDecodeError:
+        block = None  # e.g. 1e400, which json reads as infinity
+    classes = [] if block is None else [set(map(type, values)) for values in block.columns]
+    if block is None or any(map(_beyond_int64, block.columns, classes)):
+        block = _block(_DECODE(text.decode()))
+        classes = [set(map(type, values)) for values in block.columns]
+    for index, (values, found) in enumerate(zip(block.columns, classes, strict=True)):
+        if dict in found:
+            block.columns[index] = _decode_column(values, found)
+    return block
+
+
+def _block(rows: list[Any]) -> Block:
+    if not _LISTS.issuperset(map(type, rows)):
+        raise ValueError("a line is not a JSON array")
+    return Block(len(rows), list(zip(*rows, strict=True)))
+
+
+def _beyond_int64(values: Sequence[Any], classes: set[type]) -> bool:
+    """Whether a column holds a float where orjson may have read an integer outside 64 bits
+    (it reads those as floats, json as exact integers; 2**63 and more is rare as a float)."""
+    if float not in classes:
+        return False
+    floats = values if len(classes) == 1 else [v for v in values if v.__class__ is float]
+    return max(floats) >= _INT64_BOUND or min(floats) <= -_INT64_BOUND
+
+
+def _decode_column(values: Sequence[Any], classes: set[type]) -> Sequence[Any]:
+    """A column's values with every tagged value decoded (as `decode_value`). A column whose
+    values share one tag (nulls aside) maps the tag's decoder over it: the common case."""
+    present = [v for v in values if v is not None] if _NONE in classes else values
+    if (
+        classes <= _DICT_OR_NONE
+        and _ONE.issuperset(map(len, present))
+        and (tag := next(iter(present[0]))) in _DECODERS
+    ):
+        try:
+            payloads = list(map(itemgetter(tag), present))
+        except KeyError:
+            pass  # another tag in the column
+        else:
+            decoded = list(map(_DECODERS[tag], payloads))
+            if present is values:
+                return decoded
+            rest = iter(decoded)
+            return [None if value is None else next(rest) for value in values]
+    return [_decode_tagged(value) if value.__class__ is dict else value for value in values]
 
 
 def file_digest(path: Path) -> tuple[int, str]:

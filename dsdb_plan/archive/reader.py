@@ -8,7 +8,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from dsdb_plan.archive.format import file_digest, read_batches
+from dsdb_plan.archive.format import Block, file_digest, read_blocks
 from dsdb_plan.archive.info import MANIFEST_NAME, BackupInfo
 from dsdb_plan.errors import BackupError
 
@@ -82,16 +82,17 @@ def list_backups(root: Path) -> list[BackupInfo]:
 
 def iter_rows(info: BackupInfo, table: str) -> Iterator[list[Any]]:
     """The rows of `table`, decoded, streaming; a row count off from `backup.json` raises."""
-    return chain.from_iterable(iter_batches(info, table))
+    return chain.from_iterable(block.row_lists() for block in iter_blocks(info, table))
 
 
-def iter_batches(info: BackupInfo, table: str) -> Iterator[list[list[Any]]]:
-    """The rows of `table` as `iter_rows` gives them, a block of the file at a time."""
+def iter_blocks(info: BackupInfo, table: str) -> Iterator[Block]:
+    """The rows of `table` as `iter_rows` gives them, column by column, a block of the file
+    at a time."""
     file = info.file_for(table)
     count = 0
-    for rows in read_batches(info.path / file.name):
-        count += len(rows)
-        yield rows
+    for block in read_blocks(info.path / file.name):
+        count += block.rows
+        yield block
     if count != file.rows:
         raise BackupError(
             f"backup {info.id}: data file {info.path / file.name} holds {count} rows, "

@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from dsdb_plan.archive.info import BackupInfo
-from dsdb_plan.archive.reader import iter_batches, verify_backup
+from dsdb_plan.archive.reader import iter_blocks, verify_backup
 from dsdb_plan.dbschema import (
     ForeignKeySchema,
     TableSchema,
@@ -33,7 +33,7 @@ from dsdb_plan.dbschema import (
     drop_tables,
 )
 from dsdb_plan.errors import BackupError, DsdbError, driver_message
-from dsdb_plan.migrate.convert import batch_converter
+from dsdb_plan.migrate.convert import columns_converter
 from dsdb_plan.migrate.load import load_rows
 
 Progress = Callable[[str, int], None]
@@ -179,8 +179,9 @@ def _restore_table(
     PostgreSQL and SQLite roll the whole table back on failure. MySQL commits DDL at once,
     so a failure there leaves an empty or partial table that the next run drops and reloads.
     """
-    convert = batch_converter(table, info.source_dialect, engine.dialect.name)
-    rows = chain.from_iterable(map(convert, iter_batches(info, table.name)))
+    convert = columns_converter(table, info.source_dialect, engine.dialect.name)
+    blocks = iter_blocks(info, table.name)
+    rows = chain.from_iterable(convert(block.columns, block.rows) for block in blocks)
     try:
         with engine.begin() as conn:
             create_tables(conn, [table], with_indexes=False)

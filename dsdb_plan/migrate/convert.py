@@ -24,6 +24,7 @@ from dsdb_plan.dbschema import ColumnSchema, TableSchema
 from dsdb_plan.values import column_converter, row_converter
 
 BatchConverter = Callable[[Sequence[Sequence[Any]]], list[tuple[Any, ...]]]
+ColumnsConverter = Callable[[Sequence[Sequence[Any]], int], list[tuple[Any, ...]]]
 #: Converts the values of one column into a sequence of the same length.
 _ColumnStep = Callable[[Sequence[Any]], Sequence[Any]]
 #: Python classes `values` passes through unchanged, per portable type, into every target.
@@ -86,6 +87,21 @@ def batch_converter(table: TableSchema, source: str, target: str) -> BatchConver
     `values.row_converter` makes it, as tuples."""
     if row_converter(table, source, target) is tuple:
         return _tuples
+    convert_columns = columns_converter(table, source, target)
+
+    def convert(rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+        converted: list[tuple[Any, ...]] = []
+        for start in range(0, len(rows), _CHUNK_ROWS):
+            chunk = rows[start : start + _CHUNK_ROWS]
+            converted += convert_columns(list(zip(*chunk, strict=True)), len(chunk))
+        return converted
+
+    return convert
+
+
+def columns_converter(table: TableSchema, source: str, target: str) -> ColumnsConverter:
+    """`batch_converter` for a batch given column by column: `convert(columns, rows)` takes
+    the table's columns in order, each a sequence of `rows` values, and returns the rows."""
     width = len(table.columns)
     steps = [
         (index, step)
@@ -93,22 +109,15 @@ def batch_converter(table: TableSchema, source: str, target: str) -> BatchConver
         if (step := _column_step(column, table.name, source, target)) is not None
     ]
 
-    def convert_chunk(rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
-        columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+    def convert(columns: Sequence[Sequence[Any]], rows: int) -> list[tuple[Any, ...]]:
         if len(columns) != width:
             raise ValueError(f"table {table.name!r}: rows of {width} values expected")
-        changed = False
+        if not columns:
+            return [()] * rows
+        converted = list(columns)
         for index, step in steps:
-            values = columns[index]
-            columns[index] = step(values)
-            changed = changed or columns[index] is not values
-        return list(zip(*columns, strict=True)) if changed else list(map(tuple, rows))
-
-    def convert(rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
-        converted: list[tuple[Any, ...]] = []
-        for start in range(0, len(rows), _CHUNK_ROWS):
-            converted += convert_chunk(rows[start : start + _CHUNK_ROWS])
-        return converted
+            converted[index] = step(converted[index])
+        return list(zip(*converted, strict=True))
 
     return convert
 
