@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -53,7 +54,7 @@ from dsdb_plan.dbschema import (
     create_tables,
     reflect_tables,
 )
-from dsdb_plan.errors import PlanError
+from dsdb_plan.errors import DsdbError, PlanError, driver_message
 from dsdb_plan.migrate.convert import BatchConverter, batch_converter
 from dsdb_plan.migrate.load import Operation, batch_writer, read_ahead_of
 from dsdb_plan.migrate.order import CopyOrder, after, copy_order, raw
@@ -255,9 +256,43 @@ def _load(
     src: sa.Connection, dst: sa.Connection, job: _Job, table: str, operation: Operation
 ) -> None:
     """Copy the remaining rows into `table`, a batch per transaction."""
-    if _attachable(src, dst, job):
-        _load_attached(src, dst, job, table, operation)
-        return
+    with _unique_clash_explained(table, operation):
+        if _attachable(src, dst, job):
+            _load_attached(src, dst, job, table, operation)
+        else:
+            _load_batches(src, dst, job, table, operation)
+
+
+@contextlib.contextmanager
+def _unique_clash_explained(table: str, operation: Operation) -> Iterator[None]:
+    """A keyed write that another unique index of the target refused, with its cause and
+    a way out: databases check such an index row by row, so rows that swap or hand on
+    unique values (A takes B's email while B takes a new one) cannot be written in turn."""
+    try:
+        yield
+    except sa.exc.IntegrityError as error:
+        if operation == "insert" or not _unique_violation(error):
+            raise
+        raise DsdbError(
+            f"table {table!r}: {driver_message(error)}: a copied row takes a unique value that"
+            " another row of the target still holds, as when rows swap values, which cannot"
+            " be written one row at a time; copying the table once with `mode: replace`"
+            " rewrites it whole"
+        ) from error
+
+
+def _unique_violation(error: sa.exc.IntegrityError) -> bool:
+    orig = error.orig
+    return (
+        getattr(orig, "sqlstate", None) == "23505"  # PostgreSQL
+        or getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+        or getattr(orig, "args", ())[:1] == (1062,)  # MySQL/MariaDB's ER_DUP_ENTRY
+    )
+
+
+def _load_batches(
+    src: sa.Connection, dst: sa.Connection, job: _Job, table: str, operation: Operation
+) -> None:
     selection = job.selection
     schema = selection.schema
     convert = batch_converter(schema, src.dialect.name, dst.dialect.name)
