@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from dsdb_plan import fingerprint
 from dsdb_plan.archive import iter_rows, read_backup_info
 from dsdb_plan.fingerprint import fingerprint_database
 from dsdb_plan.kinds.backup import BackupKind
@@ -155,3 +156,26 @@ def test_teardown_of_a_whole_server_database_is_then_already_gone(
         assert again.code == 0, again.text  # the teardown's database is gone: nothing to do
     finally:
         doomed.drop()
+
+
+def test_a_plan_reads_no_row_of_a_restored_sqlite_file_that_did_not_change(
+    capsys: pytest.CaptureFixture[str], project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.write_text(
+        MANIFEST.replace(
+            "connections:\n", "connections:\n  target: {driver: sqlite, database: data/to.db}\n"
+        )
+        + "restores:\n  back: {backup: nightly, to: target}\n"
+    )
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+
+    def no_reads(*args: Any) -> Any:
+        raise AssertionError("the plan read rows although the file's change token held")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(fingerprint, "read_chunks", no_reads)
+        assert run_cli(capsys, "plan", project, "--detailed-exitcode").code == 0
+    with sqlite3.connect(project.parent / "data/to.db") as conn:
+        conn.execute("UPDATE flights SET month = 7 WHERE id = 3")
+    plan = run_cli(capsys, "plan", project, "--detailed-exitcode")
+    assert "target changed outside dsdb: table flights: content changed" in plan.out

@@ -109,8 +109,9 @@ class RestoreKind(ForgettingKind):
         present = sorted(set(tables) & existing)
         if not present:
             return {}
-        live = ctx.fingerprint(spec.to, present)
         written = Fingerprint.from_dict(record.fingerprints["written"]) if record else None
+        # What the restore wrote stands for the tables a change token shows unchanged since.
+        live = ctx.fingerprint(spec.to, present, previous=written)
         ours = set(checkpoint.get("completed", [])) if checkpoint else set()
         foreign = {}
         for table in present:
