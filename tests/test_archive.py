@@ -18,10 +18,12 @@ import gzip
 import json
 import math
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import uuid
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -41,10 +43,10 @@ from dsdb_plan.archive import (
     write_backup,
 )
 from dsdb_plan.archive.format import (
+    BLOCK_ROWS,
     DataFileWriter,
     decode_row,
-    encode_row,
-    encode_rows,
+    encode_block,
     encode_value,
     file_digest,
     read_blocks,
@@ -215,7 +217,27 @@ def _structure(table: TableSchema) -> tuple[Any, ...]:
 # -- the format ----------------------------------------------------------------------------
 
 
-def test_every_value_type_round_trips_through_a_line() -> None:
+def _v1_line(row: Sequence[Any]) -> str:
+    """A row as format version 1 wrote it: a JSON array of the tagged values."""
+    tagged = [encode_value(value) for value in row]
+    return json.dumps(tagged, ensure_ascii=False, allow_nan=False, separators=(",", ":")) + "\n"
+
+
+def _v1_file(path: Path, rows: Sequence[Sequence[Any]]) -> Path:
+    path.write_bytes(gzip.compress("".join(map(_v1_line, rows)).encode(), mtime=0))
+    return path
+
+
+def _round_trip(path: Path, rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """`rows` written to a data file at `path` and read back."""
+    path.unlink(missing_ok=True)
+    writer = DataFileWriter(path)
+    writer.write_rows(rows)
+    writer.close()
+    return [row for block in read_blocks(path) for row in block.row_lists()]
+
+
+def test_every_value_type_round_trips(tmp_path: Path) -> None:
     row = [
         None,
         True,
@@ -242,23 +264,23 @@ def test_every_value_type_round_trips_through_a_line() -> None:
         {"$bytes": "not a tag, a JSON object"},
         [1, "two", None],
     ]
-    line = encode_row(row)
-    assert line.endswith("\n") and line.count("\n") == 1
-    back = decode_row(line)
-    assert [repr(v) for v in back] == [repr(v) for v in row]
-    assert math.isnan(decode_row(encode_row([math.nan]))[0])
+    # One column holding every type (tagged value by value), and a column per type, each
+    # value above a null (one tag over the column where the type has one).
+    for rows in ([[value] for value in row], [row, [None] * len(row)]):
+        back = _round_trip(tmp_path / "t.jsonl.gz", rows)
+        assert [[repr(v) for v in r] for r in back] == [[repr(v) for v in r] for r in rows]
+    back_v1 = decode_row(_v1_line(row))
+    assert [repr(v) for v in back_v1] == [repr(v) for v in row]
 
 
-def test_rows_without_tagged_values_decode_as_parsed() -> None:
+def test_version_1_rows_without_tagged_values_decode_as_parsed() -> None:
     """Lines without an object are returned as parsed; text that looks like a tag stays text."""
     for row in (
         [1, 'a {"$bytes": "x"} b', None, True, 2.5, "é\u2028"],
         ['{"', "x", 3],
         [1, b"\x00", '{"$str": 1}'],
     ):
-        line = encode_row(row)
-        assert [repr(v) for v in decode_row(line)] == [repr(v) for v in row]
-    assert json.loads(encode_row([1, 'x{"$y'])) == [1, 'x{"$y']
+        assert [repr(v) for v in decode_row(_v1_line(row))] == [repr(v) for v in row]
 
 
 class _Code(int):
@@ -297,48 +319,46 @@ _TYPED_ROW = (
     ],
     ids=["plain", "floats", "nan", "subclasses", "containers", "row-classes"],
 )
-def test_a_batch_encodes_as_its_rows_one_by_one(extra: list[Any]) -> None:
-    """Lines are what `json.dumps` makes of the tagged values, alone or in a batch."""
-    rows = [_TYPED_ROW, *extra]
-    for row in rows:
-        tagged = [encode_value(value) for value in row]
-        line = json.dumps(tagged, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        assert encode_row(row) == line + "\n"
-    assert encode_rows(rows) == "".join(map(encode_row, rows)).encode()
-    assert encode_rows([]) == b""
+def test_a_block_holds_each_column_tagged_value_by_value_or_as_one_tag(extra: list[Any]) -> None:
+    """A block's columns are what `json.dumps` makes of their tagged values, a column of one
+    class with a tag written as that tag over the payloads; rows are counted."""
+    for row in [_TYPED_ROW, *extra]:
+        rows = [row, [None] * len(row), row]
+        block = json.loads(encode_block(rows))
+        assert block["rows"] == 3 and len(block["columns"]) == len(row)
+        for values, column in zip(zip(*rows, strict=True), block["columns"], strict=True):
+            if isinstance(column, dict):
+                ((tag, payloads),) = column.items()
+                column = [None if payload is None else {tag: payload} for payload in payloads]
+            tagged = [encode_value(value) for value in values]
+            assert json.dumps(column) == json.dumps(tagged)
+    assert json.loads(encode_block([])) == {"rows": 0, "columns": []}
 
 
 def test_data_file_reads_back_across_blocks(tmp_path: Path) -> None:
-    """Rows spanning the reader's blocks, tagged values, and a JSON value that looks like a tag
-    (whose block is decoded line by line) read back exactly; the file is the encoded lines."""
+    """Rows spanning several blocks, tagged values, and a JSON value that looks like a tag
+    (whose block json decodes) read back exactly; the file is the encoded blocks."""
     rows = [
-        (i, "x" * 3000, b"\x01" * (i % 7), math.nan if i % 97 == 0 else i / 3) for i in range(900)
+        (i, "x" * 30, b"\x01" * (i % 7), math.nan if i % 97 == 0 else i / 3) for i in range(2900)
     ]
     rows[450] = (450, {"$str": "JSON that looks like a tag"}, None, None)
     path = tmp_path / "table.jsonl.gz"
     writer = DataFileWriter(path)
-    for start in range(0, len(rows), 250):
-        writer.write_rows(rows[start : start + 250])
+    batches = [rows[:250], rows[250:450], rows[450:2900]]
+    for batch in batches:
+        writer.write_rows(batch)
     assert writer.close() == file_digest(path)
-    assert gzip.decompress(path.read_bytes()) == encode_rows(rows)
+    lines = [b[s : s + BLOCK_ROWS] for b in batches for s in range(0, len(b), BLOCK_ROWS)]
+    assert gzip.decompress(path.read_bytes()) == b"".join(map(encode_block, lines))
 
     blocks = [block.row_lists() for block in read_blocks(path)]
-    assert len(blocks) > 1
+    assert len(blocks) == len(lines) == 5
     back = [row for block in blocks for row in block]
     assert [[repr(v) for v in row] for row in back] == [[repr(v) for v in row] for row in rows]
 
 
-def _v1_file(path: Path, rows: list[Any]) -> Path:
-    """A data file as format version 1 writes it: one JSON array of tagged values per line."""
-    lines = "".join(
-        json.dumps([encode_value(v) for v in row], ensure_ascii=False, separators=(",", ":")) + "\n"
-        for row in rows
-    )
-    path.write_bytes(gzip.compress(lines.encode(), mtime=0))
-    return path
-
-
-def test_version_1_blocks_decode_every_value_exactly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [1, 2])
+def test_blocks_decode_every_value_exactly(tmp_path: Path, version: int) -> None:
     """Integers beyond 64 bits (which orjson would read as floats), huge floats, columns of
     one tag with and without nulls, of mixed tags, and JSON values that look like tags."""
     rows: list[Any] = [
@@ -347,8 +367,15 @@ def test_version_1_blocks_decode_every_value_exactly(tmp_path: Path) -> None:
         [3, 2**64 - 1, 2.5, b"", b"\x01", 7, None],
     ]
     for values in (rows, [[4, 5, 0.5, b"", None, {"$bytes": 1, "n": 2**70}, "b"]]):
-        path = _v1_file(tmp_path / "t.jsonl.gz", values)
-        back = [row for block in read_blocks(path) for row in block.row_lists()]
+        path = tmp_path / "t.jsonl.gz"
+        if version == 1:
+            back = [
+                row
+                for block in read_blocks(_v1_file(path, values), version=1)
+                for row in block.row_lists()
+            ]
+        else:
+            back = _round_trip(path, values)
         assert [[repr(v) for v in row] for row in back] == [
             [repr(v) for v in row] for row in values
         ]
@@ -396,6 +423,30 @@ def test_awkward_sqlite_backup_restores_exactly(tmp_path: Path, target: sa.Engin
     assert first[11] is True and third[11] is False and third[12] == "just a JSON string"
     assert first[13] == 2**62 and third[13] == -(2**63)
     assert first[4] == Decimal("12345678901234.568")  # what SQLite itself kept (see module doc)
+
+
+GOLDEN_V1 = Path(__file__).parent / "golden" / "backup-v1"
+
+
+def test_a_version_1_backup_still_restores_exactly(tmp_path: Path, target: sa.Engine) -> None:
+    """`golden/backup-v1` is `_make_awkward`'s data as dsdb wrote it in format version 1."""
+    backup = tmp_path / "backup"
+    shutil.copytree(GOLDEN_V1, backup)
+    info = verify_backup(backup)
+    assert info.format_version == 1
+    source = _make_awkward(tmp_path / "source.db")
+    restore_backup(backup, target)
+    for table in info.tables:
+        assert _normalised(target, table) == _normalised(source, table), table.name
+
+
+def test_a_backup_of_a_newer_format_is_refused_by_name(tmp_path: Path) -> None:
+    backup = tmp_path / "backup"
+    shutil.copytree(GOLDEN_V1, backup)
+    manifest = backup / "backup.json"
+    manifest.write_text(manifest.read_text().replace('"format_version": 1', '"format_version": 9'))
+    with pytest.raises(BackupError, match="format version 9; this dsdb reads versions 1 to 2"):
+        read_backup_info(backup)
 
 
 def test_sqlite_to_sqlite_keeps_stored_values_byte_for_byte(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from dsdb_plan.archive.format import Block, file_digest, read_blocks
+from dsdb_plan.archive.format import FORMAT_VERSION, Block, file_digest, read_blocks
 from dsdb_plan.archive.info import MANIFEST_NAME, BackupInfo
 from dsdb_plan.errors import BackupError
 
@@ -32,9 +32,15 @@ def read_backup_info(path: Path) -> BackupInfo:
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise BackupError(f"backup metadata {manifest} is unreadable: {error}") from None
     try:
-        return BackupInfo.from_dict(data, folder)
+        info = BackupInfo.from_dict(data, folder)
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise BackupError(f"backup metadata {manifest} is garbled: {error!r}") from None
+    if not 1 <= info.format_version <= FORMAT_VERSION:
+        raise BackupError(
+            f"backup {folder} has format version {info.format_version}; this dsdb reads "
+            f"versions 1 to {FORMAT_VERSION} (a newer dsdb wrote it?)"
+        )
+    return info
 
 
 def verify_backup(path: Path) -> BackupInfo:
@@ -90,7 +96,7 @@ def iter_blocks(info: BackupInfo, table: str) -> Iterator[Block]:
     at a time."""
     file = info.file_for(table)
     count = 0
-    for block in read_blocks(info.path / file.name):
+    for block in read_blocks(info.path / file.name, info.format_version):
         count += block.rows
         yield block
     if count != file.rows:
