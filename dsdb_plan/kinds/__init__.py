@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import threading
 
 from dsdb_plan.errors import DsdbError
 from dsdb_plan.kinds.base import ApplyContext, Kind, Outcome, PlanContext
@@ -20,6 +21,9 @@ _HANDLERS = {
     "restore": ("dsdb_plan.kinds.restore", "RestoreKind"),
     "teardown": ("dsdb_plan.kinds.teardown", "TeardownKind"),
 }
+# Resources are planned in threads: one imports at a time, so that two kinds importing the
+# same modules cannot meet halfway (a concurrent circular import yields a partial module).
+_importing = threading.Lock()
 
 
 @functools.cache
@@ -29,7 +33,8 @@ def kind_of(name: str) -> Kind:
         module, handler = _HANDLERS[name]
     except KeyError:
         raise DsdbError(f"resources of kind '{name}' are not supported by this dsdb") from None
-    kind: Kind = getattr(importlib.import_module(module), handler)()
+    with _importing:
+        kind: Kind = getattr(importlib.import_module(module), handler)()
     return kind
 
 
