@@ -24,7 +24,7 @@ How each database is read (issue 3, item 2):
   each row in Python (`RowDigest`). A reader that goes through every row anyway, as a backup
   does, hashes the rows it reads with `FingerprintWhileReading` instead of reading them twice.
 
-Checksums start with the method that made them (`pg2:`, `my2:`, `py2:`, ...): two checksums
+Checksums start with the method that made them (`pg3:`, `my3:`, `py2:`, ...): two checksums
 are only comparable when their methods are equal, which is so for the same database and the
 same kind of fingerprint (whole table or query). A recorded checksum by an older method reads
 as a change once (`describe_changes` says so).
@@ -73,7 +73,7 @@ class TableFingerprint:
 
     @property
     def method(self) -> str:
-        """How the checksum was made (`pg2`, `py2`, ...)."""
+        """How the checksum was made (`pg3`, `py2`, ...)."""
         return self.checksum.split(":", 1)[0]
 
     def to_dict(self) -> dict[str, Any]:
@@ -374,7 +374,7 @@ def _table_in_postgresql(
     ).select_from(table)
     count, checksum, written = conn.execute(query).one()
     token = _pg_token(count, int(written), columns)
-    return TableFingerprint(count, f"pg2:{int(checksum) % 2**64:016x}", token)
+    return TableFingerprint(count, f"pg3:{int(checksum) % 2**64:016x}", token)
 
 
 #: Column types whose values PostgreSQL hashes itself: they have an extended hash function,
@@ -382,7 +382,8 @@ def _table_in_postgresql(
 #: '1 day' and '24 hours' hash alike.
 _PG_HASHED = (
     sa.Integer,
-    sa.Numeric,  # floats too: hashed by their exact value
+    sa.Numeric,
+    sa.Float,  # by its exact value (named apart: not a Numeric since SQLAlchemy 2.1)
     sa.String,  # text, varchar, char, enums
     sa.Boolean,
     sa.Date,
@@ -417,7 +418,7 @@ def _table_in_mysql(
         checksum = pool.submit(_checksum_table, conn.engine, str(table.name))
         count, shapes = _aggregate(conn, table, sa.func.sum(layout))
         crc = checksum.result()
-    return TableFingerprint(count, f"my2:{crc:08x}{shapes % 2**64:016x}")
+    return TableFingerprint(count, f"my3:{crc:08x}{shapes % 2**64:016x}")
 
 
 def _checksum_table(engine: sa.Engine, name: str) -> int:
@@ -431,6 +432,7 @@ def _checksum_table(engine: sa.Engine, name: str) -> int:
 _MYSQL_FIXED_SIZE = (
     sa.Integer,
     sa.Numeric,
+    sa.Float,  # not a Numeric since SQLAlchemy 2.1
     sa.Boolean,
     sa.Date,
     sa.DateTime,

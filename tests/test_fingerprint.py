@@ -317,7 +317,7 @@ def test_postgresql_types_without_a_hash_function_and_numeric_scale(
             " '<a/>', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '1 day', '10:00+02')"
         )
     before = fingerprint_database(engine)
-    assert before.tables["odd"].checksum.startswith("pg2:")
+    assert before.tables["odd"].checksum.startswith("pg3:")
     changes = {
         "j": "'{\"a\": 2}'",
         "jb": "'{\"a\": 2}'",
@@ -334,6 +334,34 @@ def test_postgresql_types_without_a_hash_function_and_numeric_scale(
         after = fingerprint_database(engine)
         assert describe_changes(before, after) == ["table odd: content changed (1 row)"], column
         before = after
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ],
+)
+def test_floats_are_hashed_as_numbers_whatever_sqlalchemy_calls_them(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    """SQLAlchemy 2.1 made Float no longer a Numeric: a float column is still hashed as the
+    number it stores, not through its text (PostgreSQL) or its length (MariaDB), so the
+    checksum does not depend on the SQLAlchemy version, nor pay for a conversion per row."""
+    engine = request.getfixturevalue(f"{kind}_db").engine()
+    make_table(engine, "flights", FLIGHTS)
+    statements: list[str] = []
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    fingerprint_database(engine)
+    scans = [s for s in statements if "hash_record_extended" in s or "crc32" in s]
+    assert scans
+    assert not [s for s in scans if "CAST(flights.delay AS TEXT)" in s or "(flights.delay)" in s]
     engine.dispose()
 
 
