@@ -556,7 +556,8 @@ def read_chunks(
             yield chunk
         return
     # Elsewhere a server-side cursor keeps memory bounded (yield_per implies stream_results).
-    result = conn.execution_options(yield_per=size).execute(query)
+    # Set on the statement: set on the connection, they would outlast this read.
+    result = conn.execute(query.execution_options(yield_per=size))
     for part in result.partitions():
         rows = list(map(tuple, part))
         # Some drivers return binary as memoryview or bytearray, whose repr shows an address.

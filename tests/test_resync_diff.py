@@ -128,3 +128,26 @@ def test_append_is_verified_to_hold_every_key(
     monkeypatch.setattr(run_module, "copy_table", copy_then_lose_a_row)
     with pytest.raises(DsdbError, match="verification failed for readings"):
         migrate(source, target, "append")
+
+
+@pytest.mark.postgres
+def test_a_resync_from_postgresql_repairs_drift(tmp_path: Path, postgres_db: Any) -> None:
+    """The copy streams from PostgreSQL with a server-side cursor; the ranges' digests that
+    follow on the same connection must not be streamed too (PostgreSQL refuses `SHOW` then)."""
+    source = postgres_db.engine()
+    with source.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE readings (site text, n int, value float8, PRIMARY KEY (site, n))"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO readings SELECT CASE WHEN n %% 2 = 1 THEN 'north' ELSE 'south' END,"
+            f" n, n / 7.0 FROM generate_series(0, {ROWS - 1}) AS n"
+        )
+    target = sa.create_engine(sqlite_url(tmp_path / "target.db"))
+    assert migrate(source, target).rows_copied == ROWS
+    with target.begin() as conn:
+        conn.exec_driver_sql("UPDATE readings SET value = -1 WHERE n = 150")
+
+    assert 0 < migrate(source, target).rows_copied <= BATCH
+    assert table_rows(target.url, "readings") == table_rows(source.url, "readings")
+    source.dispose()

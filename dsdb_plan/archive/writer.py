@@ -201,7 +201,7 @@ def _batches(conn: sa.Connection, query: sa.Select[Any]) -> Iterator[Sequence[tu
             yield rows
         return
     # Elsewhere a server-side cursor keeps memory bounded (yield_per implies stream_results).
-    for rows in conn.execution_options(yield_per=BATCH_ROWS).execute(query).partitions():
+    for rows in conn.execute(query.execution_options(yield_per=BATCH_ROWS)).partitions():
         yield list(map(tuple, rows))
 
 

@@ -365,8 +365,10 @@ def _source_batches(
         while rows := cursor.fetchmany(size):
             yield rows
         return
-    # Elsewhere a server-side cursor keeps memory bounded.
-    result = src.execution_options(stream_results=True, yield_per=size).execute(query)
+    # Elsewhere a server-side cursor keeps memory bounded (yield_per implies stream_results).
+    # Set on the statement: set on the connection, they would stream its later statements
+    # too, which PostgreSQL refuses for some (`SHOW`).
+    result = src.execute(query.execution_options(yield_per=size))
     yield from result.partitions(size)
 
 
