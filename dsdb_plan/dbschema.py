@@ -279,6 +279,12 @@ def connection(bind: Bind) -> Iterator[sa.Connection]:
             yield conn
 
 
+def usable_from_another_thread(conn: sa.Connection) -> bool:
+    """Whether a worker thread may use `conn` (one thread at a time): not where the pool keeps
+    a connection per thread (SQLite in memory), as its driver refuses every other thread."""
+    return not isinstance(conn.engine.pool, sa.pool.SingletonThreadPool)
+
+
 def reflect_tables(bind: Bind, tables: Collection[str] | None = None) -> list[TableSchema]:
     """The schema of every table (or the listed ones), parents first.
 

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from dsdb_plan.errors import DsdbError
 from dsdb_plan.migrate import run as run_module
 from dsdb_plan.migrate.copier import Mode
+from dsdb_plan.migrate.diff import differing_rows
 from dsdb_plan.migrate.run import TableOutcome, TableRun, run_migration
 from dsdb_plan.migrate.subset import select_tables
 from dsdb_plan.models import MigrationTable
@@ -151,3 +152,26 @@ def test_a_resync_from_postgresql_repairs_drift(tmp_path: Path, postgres_db: Any
     assert 0 < migrate(source, target).rows_copied <= BATCH
     assert table_rows(target.url, "readings") == table_rows(source.url, "readings")
     source.dispose()
+
+
+def test_a_target_only_its_own_thread_may_use_is_digested_in_that_thread(
+    tmp_path: Path,
+) -> None:
+    """An in-memory SQLite target serves only the thread that opened it: its ranges are
+    digested there, after the source's, instead of beside them."""
+    source = readings(tmp_path / "local.db")
+    (selection,) = select_tables(source, None, "none")
+    target = sa.create_engine("sqlite://")
+    with source.connect() as source_conn, target.connect() as target_conn:
+        target_conn.exec_driver_sql(
+            "CREATE TABLE readings (site TEXT, n INTEGER, value REAL, PRIMARY KEY (site, n))"
+        )
+        rows = source_conn.exec_driver_sql("SELECT * FROM readings WHERE n <> 150").all()
+        target_conn.execute(
+            sa.text("INSERT INTO readings VALUES (:site, :n, :value)"),
+            [row._asdict() for row in rows],
+        )
+        only = differing_rows(source_conn, selection, target_conn, BATCH)
+        assert only is not None
+        missing = source_conn.execute(sa.select(sa.func.count()).where(only)).scalar_one()
+    assert 0 < missing <= BATCH

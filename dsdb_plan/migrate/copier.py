@@ -53,6 +53,7 @@ from dsdb_plan.dbschema import (
     create_indexes,
     create_tables,
     reflect_tables,
+    usable_from_another_thread,
 )
 from dsdb_plan.errors import DsdbError, PlanError, driver_message
 from dsdb_plan.migrate.convert import BatchConverter, batch_converter
@@ -320,7 +321,7 @@ def _load_batches(
         job.on_source_snapshot(src)
     cut = len(names) > len(selection.columns) or order.depth is not None
     read = _converted_batches(src, query, job, convert, cut=cut)
-    for rows, batch in read_ahead_of(read) if _readable_elsewhere(src) else read:
+    for rows, batch in read_ahead_of(read) if usable_from_another_thread(src) else read:
         first.write(batch)
         first = writer
         dst.commit()
@@ -345,12 +346,6 @@ def _converted_batches(
         if job.on_source_rows is not None:
             job.on_source_rows(copied)
         yield rows, convert(copied)
-
-
-def _readable_elsewhere(src: sa.Connection) -> bool:
-    """Whether a worker thread may read through `src`: not where the pool keeps a connection
-    per thread (SQLite in memory), as its driver refuses every other thread."""
-    return not isinstance(src.engine.pool, sa.pool.SingletonThreadPool)
 
 
 def _source_batches(

@@ -6,17 +6,19 @@ keys; each range is digested on both sides (`verify.py`'s portable digest, in th
 where it can be) and only the ranges whose digests differ are copied. A digest covers whole
 rows, keys included, so a range is skipped only when the target holds exactly the source's
 rows in it. Once more than half the ranges differ, comparing the rest would cost more than
-it saves: everything is copied.
+it saves: everything is copied. The database numbers the keys to find where ranges start,
+and the two sides digest each range at the same time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import sqlalchemy as sa
 
-from dsdb_plan.dbschema import TableSchema
+from dsdb_plan.dbschema import TableSchema, usable_from_another_thread
 from dsdb_plan.fingerprint import TableFingerprint, read_chunks
 from dsdb_plan.migrate.digest import SubsetDigest
 from dsdb_plan.migrate.order import before, raw
@@ -49,14 +51,19 @@ def differing_rows(
     source_digest = _Digester(source_conn, selection, selection.source)
     target_digest = _Digester(target_conn, selection, target)
     differing: list[sa.ColumnElement[bool]] = []
-    for index, start in enumerate(bounds):
-        end = bounds[index + 1] if index + 1 < len(bounds) else None
-        in_source = _in_range(source_key, start, end)
-        in_target = _in_range(target_key, convert(start), None if end is None else convert(end))
-        if source_digest(in_source) != target_digest(in_target):
-            differing.append(in_source)
-            if len(differing) * 2 > len(bounds):
-                return None
+    beside = usable_from_another_thread(target_conn)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsdb-diff") as pool:
+        for index, start in enumerate(bounds):
+            end = bounds[index + 1] if index + 1 < len(bounds) else None
+            in_source = _in_range(source_key, start, end)
+            in_target = _in_range(target_key, convert(start), None if end is None else convert(end))
+            # The target digests its range while the source digests its own.
+            theirs = pool.submit(target_digest, in_target) if beside else None
+            mine = source_digest(in_source)
+            if mine != (theirs.result() if theirs else target_digest(in_target)):
+                differing.append(in_source)
+                if len(differing) * 2 > len(bounds):
+                    return None
     return sa.or_(*differing) if differing else sa.false()
 
 
@@ -66,17 +73,20 @@ def _range_starts(
     """The first key of every `size` keys of the subset, in key order. Target rows below
     the first are in no range: copying could not remove them anyway (mirror's deletion
     does)."""
-    keys = sa.select(*(raw(selection.source.c[name]) for name in selection.key))
+    key = [selection.source.c[name] for name in selection.key]
+    numbered = sa.select(
+        *(raw(column).label(f"k{index}") for index, column in enumerate(key)),
+        sa.func.row_number().over(order_by=key).label("n"),
+    )
     if selection.where is not None:
-        keys = keys.where(selection.where)
-    keys = keys.order_by(*(selection.source.c[name] for name in selection.key))
-    starts: list[tuple[Any, ...]] = []
-    seen = 0
-    for chunk in read_chunks(conn, keys, _CHUNK_ROWS):
-        for offset in range((-seen) % size, len(chunk), size):
-            starts.append(tuple(chunk[offset]))
-        seen += len(chunk)
-    return starts
+        numbered = numbered.where(selection.where)
+    keys = numbered.subquery("numbered")
+    starts = (
+        sa.select(*(keys.c[f"k{index}"] for index in range(len(key))))
+        .where((keys.c.n - 1) % size == 0)
+        .order_by(keys.c.n)
+    )
+    return [tuple(row) for chunk in read_chunks(conn, starts, _CHUNK_ROWS) for row in chunk]
 
 
 def _in_range(
