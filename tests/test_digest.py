@@ -83,6 +83,8 @@ MIXED = TableSchema(
 def _mixed_rows() -> list[tuple[Any, ...]]:
     rng = random.Random(7)
     texts = ["", "None", "N", "1:x", "naïve 'quoted' \"text\"; ✈ 🎉", "  trailing  ", "x'; --"]
+    # What the row text escapes: a backslash, the separator, and text that reads as NULL.
+    texts += ["\\", "\\N", "a\x1fb", "\x1f", "x\\\x1fy"]
     rows = []
     for i, value in enumerate(_floats()):
         rows.append(
@@ -211,3 +213,27 @@ def test_a_column_of_mixed_or_refused_values_digests_as_its_values_one_by_one() 
         one_by_one.add([row])
     assert together.result() == one_by_one.result()
     assert together.rows == 5
+
+
+def test_row_text_keeps_boundaries_and_nulls_apart() -> None:
+    """Values are joined by a separator, not length-prefixed: text holding the separator or
+    a backslash, or reading as the NULL mark, is escaped so that no two rows write alike."""
+    schema = TableSchema("notes", (ColumnSchema("a", "text"), ColumnSchema("b", "text")))
+    rows = [
+        ("a\x1f", "b"),
+        ("a", "\x1fb"),
+        ("a\\", "\x1fb"),
+        ("a\\\x1f", "b"),
+        (None, "b"),
+        ("\\N", "b"),
+        ("N", "b"),
+        ("", "b"),
+        ("\\", "b"),
+        ("\\\\", "b"),
+    ]
+    digests = set()
+    for row in rows:
+        digest = SubsetDigest(schema, schema.column_names)
+        digest.add([row])
+        digests.add(digest.result().checksum)
+    assert len(digests) == len(rows)

@@ -18,10 +18,14 @@ can hold faithfully and that PostgreSQL and MariaDB can also write themselves
   (PostgreSQL's jsonb reorders keys), UUIDs in lower case.
 
 A value that does not parse as its type is written as `?` and its `repr`, so it only
-matches itself. A row is its values as `<length>:<text>` (NULL as `N`) one after another;
-its hash is the first 64 bits of the MD5 of that text in UTF-8, and the digest is the row
-count and the sum of the row hashes modulo 2**64: equal for equal multisets of rows.
-MD5 because both servers have it built in; it guards against accidents, not adversaries.
+matches itself. A row is its values joined by the unit separator (U+001F), NULL written
+as a backslash and `N`. In text a backslash is doubled and the separator follows a
+backslash, so no text can pass for a boundary or a NULL (no other form holds either
+character); each value is written once, which a length prefix would not let the databases
+do. The row's hash is the first 64 bits of the MD5 of its text in UTF-8, and the digest is
+the row count and the sum of the row hashes modulo 2**64: equal for equal multisets of
+rows. MD5 because both servers have it built in; it guards against accidents, not
+adversaries.
 """
 
 from __future__ import annotations
@@ -34,14 +38,19 @@ import struct
 import uuid
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from itertools import repeat
 from typing import Any
 
 from dsdb_plan.dbschema import ColumnSchema, TableSchema
 from dsdb_plan.fingerprint import TableFingerprint
 from dsdb_plan.values import canonical
 
-PREFIX = "portable2:"
+PREFIX = "portable3:"
 MODULUS = 2**64
+SEPARATOR = "\x1f"
+NULL = "\\N"
+#: Types whose text may hold a backslash or the separator: escaped in a row.
+ESCAPED_TYPES = frozenset({"varchar", "text"})
 
 Token = Callable[[Any], str]
 
@@ -64,7 +73,7 @@ class SubsetDigest:
         ]
         md5 = hashlib.md5
         total = self.total
-        for text in map("".join, zip(*framed, strict=True)):
+        for text in map(SEPARATOR.join, zip(*framed, strict=True)):
             total += int.from_bytes(md5(text.encode("utf-8", "surrogatepass")).digest()[:8])
         self.total = total % MODULUS
         self.rows += len(rows)
@@ -79,7 +88,7 @@ class SubsetDigest:
 
 
 def _column_framer(column: ColumnSchema) -> Callable[[Sequence[Any]], list[str]]:
-    """The values of one column, framed as `_framer` frames each.
+    """The values of one column as they go into rows, as `_framer` writes each.
 
     Where every value but NULLs is of one class with a direct path (`_FAST`), that path is
     mapped over them with no call per value of its own; else, or when it refuses a value,
@@ -87,6 +96,7 @@ def _column_framer(column: ColumnSchema) -> Callable[[Sequence[Any]], list[str]]
     """
     frame = _framer(column)
     fast = _FAST.get(column.type, {})
+    escaped = column.type in ESCAPED_TYPES
 
     def frame_column(values: Sequence[Any]) -> list[str]:
         classes = set(map(type, values))
@@ -95,23 +105,35 @@ def _column_framer(column: ColumnSchema) -> Callable[[Sequence[Any]], list[str]]
         if write is None:
             return list(map(frame, values))
         try:
-            texts = iter(list(map(write, [value for value in values if value is not None])))
+            texts = list(map(write, [value for value in values if value is not None]))
         except ValueError:
             return list(map(frame, values))
-        return ["N" if value is None else f"{len(text := next(texts))}:{text}" for value in values]
+        if escaped:
+            texts = _escape_all(texts)
+        if len(texts) == len(values):
+            return texts
+        present = iter(texts)
+        return [NULL if value is None else next(present) for value in values]
 
     return frame_column
 
 
+def _escape_all(texts: list[str]) -> list[str]:
+    # str.replace in C, over the whole column: most texts hold neither character.
+    texts = list(map(str.replace, texts, repeat("\\"), repeat("\\\\")))
+    return list(map(str.replace, texts, repeat(SEPARATOR), repeat("\\" + SEPARATOR)))
+
+
 def _framer(column: ColumnSchema) -> Token:
-    """A value of `column` as it goes into a row's text: `<length>:<text>`, NULL as `N`."""
+    """A value of `column` as it goes into a row: its text, escaped if text; NULL as `\\N`."""
     token = _tokenizer(column)
+    escaped = column.type in ESCAPED_TYPES
 
     def frame(value: Any) -> str:
         if value is None:
-            return "N"
+            return NULL
         text = token(value)
-        return f"{len(text)}:{text}"
+        return _escape_all([text])[0] if escaped else text
 
     return frame
 

@@ -24,6 +24,7 @@ from dsdb_plan.dbschema import (
     reflected_columns,
 )
 from dsdb_plan.fingerprint import utc_time_zone
+from dsdb_plan.migrate.digest import ESCAPED_TYPES
 
 Summer = Callable[[sa.ColumnElement[bool] | None], tuple[int, int]]
 """sum(where) -> (rows, sum of row hashes) of the table's rows matching `where`"""
@@ -50,37 +51,20 @@ def in_database(
         return None
     reflected = reflected_columns(sa.inspect(conn), str(table.name))
     actual = {column["name"]: column["type"] for column in reflected}
-    tokens, quoted = [], []
+    framed = []
     for name in columns:
         q = quote_identifier(conn.dialect, name)
-        token = _token(dialect, q, source.column(name), actual.get(name))
+        column = source.column(name)
+        token = _token(dialect, q, column, actual.get(name))
         if token is None:
             return None
-        tokens.append(token)
-        quoted.append(q)
-    # PostgreSQL writes each value's text once, in a subquery that OFFSET 0 keeps from being
-    # folded into the outer query (which would write it again for every use there). MariaDB
-    # would cut the texts to its guess of their length there, and its texts are cheap.
-    nested = dialect == "postgresql"
-    texts: list[sa.Label[Any]] = [
-        sa.literal_column(token).label(f"v{i}") for i, token in enumerate(tokens)
-    ]
-    if nested:
-        framed = [_pg_frame(f"v{i}") for i in range(len(tokens))]
-    else:
-        framed = [_mariadb_frame(q, f"({token})") for q, token in zip(quoted, tokens, strict=True)]
+        framed.append(_FRAME[dialect](q, token, column.type in ESCAPED_TYPES))
     row_hash: sa.ColumnElement[Any] = sa.literal_column(_ROW_HASH[dialect](framed))
     total = sa.func.coalesce(sa.func.sum(row_hash), 0)
 
     def summer(where: sa.ColumnElement[bool] | None) -> tuple[int, int]:
-        query = sa.select(sa.func.count(), total)
-        if nested:
-            inner = sa.select(*texts).select_from(table)
-            inner = inner.where(where) if where is not None else inner
-            query = query.select_from(inner.offset(0).subquery("d"))
-        else:
-            query = query.select_from(table)
-            query = query.where(where) if where is not None else query
+        query = sa.select(sa.func.count(), total).select_from(table)
+        query = query.where(where) if where is not None else query
         with _session(conn, dialect):
             rows, hashes = conn.execute(query).one()
         return int(rows), int(hashes)  # sums come back as Decimal: exact, however large
@@ -232,26 +216,47 @@ def _mariadb_decimal(q: str) -> str:
     return f"IF({q} = 0, '0', IF(LOCATE('.', {text}) = 0, {text}, {trimmed}))"
 
 
-def _pg_frame(token: str) -> str:
-    return f"CASE WHEN {token} IS NULL THEN 'N' ELSE length({token})::text || ':' || {token} END"
+# A row's values, each written once: NULL as a backslash and N, text with its backslashes
+# doubled and a backslash before each separator (U+001F), which joins them. CHR and CHAR
+# spell the two characters whatever the server's string escaping mode.
 
 
-def _mariadb_frame(q: str, token: str) -> str:
-    text = f"CONVERT({token} USING utf8mb4)"
-    return f"IF({q} IS NULL, 'N', CONCAT(CHAR_LENGTH({text}), ':', {text}))"
+def _pg_frame(q: str, token: str, escaped: bool) -> str:
+    text = f"({token})"
+    if escaped:
+        text = f"replace(replace({text}, chr(92), chr(92) || chr(92)), chr(31), chr(92) || chr(31))"
+    return f"CASE WHEN {q} IS NULL THEN chr(92) || 'N' ELSE {text} END"
+
+
+def _mariadb_frame(q: str, token: str, escaped: bool) -> str:
+    text = f"CONVERT(({token}) USING utf8mb4)"
+    if escaped:
+        text = (
+            f"REPLACE(REPLACE({text}, {_BACKSLASH}, CONCAT({_BACKSLASH}, {_BACKSLASH})),"
+            f" {_SEPARATOR}, CONCAT({_BACKSLASH}, {_SEPARATOR}))"
+        )
+    return f"IF({q} IS NULL, CONCAT({_BACKSLASH}, 'N'), {text})"
+
+
+_BACKSLASH = "CHAR(92 USING utf8mb4)"
+_SEPARATOR = "CHAR(31 USING utf8mb4)"
 
 
 def _pg_row_hash(parts: Sequence[str]) -> str:
-    row = " || ".join(f"({part})" for part in parts)
+    row = " || chr(31) || ".join(f"({part})" for part in parts)
     # The first 16 hex digits as a signed 64-bit integer: sums agree modulo 2**64.
     return f"('x' || substr(md5({row}), 1, 16))::bit(64)::bigint"
 
 
 def _mariadb_row_hash(parts: Sequence[str]) -> str:
-    row = f"CONCAT({', '.join(parts)})"
+    row = f"CONCAT_WS({_SEPARATOR}, {', '.join(parts)})"
     return f"CAST(CONV(SUBSTRING(MD5({row}), 1, 16), 16, 10) AS UNSIGNED)"
 
 
+_FRAME: dict[str, Callable[[str, str, bool], str]] = {
+    "postgresql": _pg_frame,
+    "mariadb": _mariadb_frame,
+}
 _ROW_HASH: dict[str, Callable[[Sequence[str]], str]] = {
     "postgresql": _pg_row_hash,
     "mariadb": _mariadb_row_hash,
