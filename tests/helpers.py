@@ -128,6 +128,14 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
+#: Each kind of database `database` makes, the servers marked so that they skip without one.
+EVERY_DATABASE = [
+    "sqlite",
+    pytest.param("postgresql", marks=pytest.mark.postgres),
+    pytest.param("mariadb", marks=pytest.mark.mariadb),
+]
+
+
 def database(request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> sa.Engine:
     """An empty database of `kind`: a SQLite file, or the test server's scratch database."""
     if kind == "sqlite":

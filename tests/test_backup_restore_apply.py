@@ -19,7 +19,7 @@ from dsdb_plan.archive import iter_rows, read_backup_info
 from dsdb_plan.fingerprint import fingerprint_database
 from dsdb_plan.kinds.backup import BackupKind
 from dsdb_plan.state import open_state
-from tests.helpers import make_flights_db, run_cli, sqlite_url
+from tests.helpers import EVERY_DATABASE, make_flights_db, run_cli, sqlite_url
 from tests.servers import ServerDatabase
 
 MANIFEST = """\
@@ -85,14 +85,7 @@ def test_rows_written_between_plan_and_backup_are_in_the_backup_and_its_fingerpr
     assert plan.code == 0, plan.text
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "sqlite",
-        pytest.param("postgresql", marks=pytest.mark.postgres),
-        pytest.param("mariadb", marks=pytest.mark.mariadb),
-    ],
-)
+@pytest.mark.parametrize("kind", EVERY_DATABASE)
 def test_restore_records_what_it_wrote_and_sees_later_edits(
     capsys: pytest.CaptureFixture[str],
     project: Path,

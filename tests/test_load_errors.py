@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.helpers import run_cli
+from tests.helpers import EVERY_DATABASE, database, run_cli
 from tests.servers import ServerDatabase
 
 
@@ -38,14 +38,7 @@ def test_a_row_the_postgresql_target_refuses_is_a_clear_database_error(
     assert "Traceback" not in output and "psycopg.errors" not in output
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "sqlite",
-        pytest.param("postgres", marks=pytest.mark.postgres),
-        pytest.param("mariadb", marks=pytest.mark.mariadb),
-    ],
-)
+@pytest.mark.parametrize("kind", EVERY_DATABASE)
 def test_rows_that_swap_unique_values_are_explained_and_replace_copies_them(
     capsys, tmp_path: Path, write_manifest, request: pytest.FixtureRequest, kind: str
 ) -> None:  # type: ignore[no-untyped-def]
@@ -56,12 +49,8 @@ def test_rows_that_swap_unique_values_are_explained_and_replace_copies_them(
     with sqlite3.connect(source) as db:
         db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE)")
         db.executemany("INSERT INTO users VALUES (?, ?)", [(1, "a@x"), (2, "b@x"), (3, "c@x")])
-    if kind == "sqlite":
-        target_url = f"sqlite:///{tmp_path / 'data/target.db'}"
-        target = sa.create_engine(target_url)
-    else:
-        server: ServerDatabase = request.getfixturevalue(f"{kind}_db")
-        target_url, target = server.url_string, server.engine()
+    target = database(request, tmp_path / "data", kind)
+    target_url = target.url.render_as_string(hide_password=False)
 
     def manifest(mode: str) -> Path:
         return write_manifest(
