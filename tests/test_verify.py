@@ -312,3 +312,18 @@ def test_a_recorded_subset_fingerprint_is_retaken_by_its_own_method(tmp_path: Pa
         assert portable.checksum.startswith(PREFIX) and native.checksum.startswith("py2:")
         assert subset_digest(conn, selection, like=portable) == portable
         assert subset_digest(conn, selection, like=native) == native
+
+
+def test_an_in_memory_source_is_digested_in_its_own_thread(tmp_path: Path) -> None:
+    """The two sides are digested at once where they can be; an in-memory SQLite source
+    serves only the thread that opened it, so its side is digested there, before the other."""
+    source = sa.create_engine("sqlite://")
+    run(source, "CREATE TABLE pairs (a INTEGER, b TEXT, v REAL, PRIMARY KEY (a, b))")
+    run(source, "INSERT INTO pairs VALUES (1, 'a', 0.5), (2, 'b', 1.5)")
+    target = sa.create_engine(f"sqlite:///{tmp_path / 'target.db'}")
+    selection = pick(source, "pairs")
+    copy(source, selection, target)
+    assert check(source, selection, target, exact=True).ok
+    assert check(source, selection, target, exact=False).ok
+    run(target, "UPDATE pairs SET v = 2.5 WHERE a = 2")
+    assert not check(source, selection, target, exact=True).ok

@@ -13,12 +13,14 @@ the portable digest decide.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import sqlalchemy as sa
 
-from dsdb_plan.dbschema import TableSchema, reflected_columns
+from dsdb_plan.dbschema import TableSchema, reflected_columns, usable_from_another_thread
 from dsdb_plan.fingerprint import TableFingerprint, fingerprint_query, read_chunks
 from dsdb_plan.migrate.digest import PREFIX, SubsetDigest
 from dsdb_plan.migrate.sql_digest import in_database
@@ -26,6 +28,8 @@ from dsdb_plan.migrate.subset import TableSelection, select_subset
 from dsdb_plan.values import row_converter
 
 _CHUNK_ROWS = 5_000
+A = TypeVar("A")
+B = TypeVar("B")
 #: Source keys looked up in the target per query: bounded memory, and well under every
 #: database's limit on bound parameters.
 _KEY_BATCH = 1_000
@@ -99,25 +103,53 @@ def verify_table(
     target = sa.table(target_table, *(sa.column(name) for name in selection.columns))
     whole = exact or not selection.key
     if whole and source_conn.dialect.name == target_conn.dialect.name:
-        native = source if source is not None and not is_portable(source) else None
-        native = native or native_digest(source_conn, selection)
-        found = fingerprint_query(target_conn, sa.select(*target.c), f"table {target_table}")
+        known = source if source is not None and not is_portable(source) else None
+        native, found = _both(
+            source_conn,
+            lambda: known or native_digest(source_conn, selection),
+            lambda: fingerprint_query(target_conn, sa.select(*target.c), f"table {target_table}"),
+        )
         if native == found:
             ok, message = _judge(native, found, target_table, None)
             return VerifyResult(ok, native, found, message, present == list(selection.columns))
-    if source is None or not is_portable(source):
-        source = subset_digest(source_conn, selection)
+    portable = source if source is not None and is_portable(source) else None
     if whole:
-        digest = SubsetDigest(selection.schema, selection.columns)
-        summer = in_database(target_conn, target, selection.columns, selection.schema)
-        if summer is not None:
-            digest.add_total(*summer(None))
-        else:
-            for chunk in read_chunks(target_conn, sa.select(*target.c), _CHUNK_ROWS):
-                digest.add(chunk)
-        return _result(source, digest.result(), target_table, None)
+        subset, found = _both(
+            source_conn,
+            lambda: portable or subset_digest(source_conn, selection),
+            lambda: _whole_digest(target_conn, target, selection),
+        )
+        return _result(subset, found, target_table, None)
+    subset = portable or subset_digest(source_conn, selection)
     found = _keyed_digest(source_conn, selection, target_conn, target)
-    return _result(source, found, target_table, selection.key)
+    return _result(subset, found, target_table, selection.key)
+
+
+def _both(
+    source_conn: sa.Connection, of_source: Callable[[], A], of_target: Callable[[], B]
+) -> tuple[A, B]:
+    """The two sides' digests, taken at once where the source connection may serve another
+    thread: each side mostly waits for its own database."""
+    if not usable_from_another_thread(source_conn):
+        return of_source(), of_target()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsdb-verify") as pool:
+        theirs = pool.submit(of_source)
+        ours = of_target()
+        return theirs.result(), ours
+
+
+def _whole_digest(
+    conn: sa.Connection, target: sa.TableClause, selection: TableSelection
+) -> TableFingerprint:
+    """The portable digest of the whole target table."""
+    digest = SubsetDigest(selection.schema, selection.columns)
+    summer = in_database(conn, target, selection.columns, selection.schema)
+    if summer is not None:
+        digest.add_total(*summer(None))
+        return digest.result()
+    for chunk in read_chunks(conn, sa.select(*target.c), _CHUNK_ROWS):
+        digest.add(chunk)
+    return digest.result()
 
 
 def _result(
