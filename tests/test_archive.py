@@ -635,6 +635,25 @@ def test_damaged_backup_is_refused_before_anything_is_written(
     assert sa.inspect(target).get_table_names() == []
 
 
+@pytest.mark.parametrize("how", ["flip", "bad stream", "truncate", "not gzip"])
+def test_a_damaged_data_file_reads_as_damaged(tmp_path: Path, how: str) -> None:
+    """Past the checksums (a file changed after they were taken), the reader itself names the
+    file, whatever the decompressor found: a CRC mismatch, a bad deflate stream, an early end,
+    no gzip at all."""
+    info = write_backup(_make_awkward(tmp_path / "s.db"), tmp_path / "b", new_backup_id(NOW))
+    path = info.path / info.file_for("awkward").name
+    if how in ("flip", "truncate"):
+        _damage(info, how)
+    elif how == "bad stream":
+        data = bytearray(path.read_bytes())
+        data[30] ^= 0xFF  # early in the deflate stream: its blocks no longer decode
+        path.write_bytes(bytes(data))
+    else:
+        path.write_bytes(b"plain text, not gzip\n" * 100)
+    with pytest.raises(BackupError, match=f"backup data file {path} is damaged"):
+        list(read_blocks(path))
+
+
 def test_missing_or_garbled_metadata_is_named(tmp_path: Path) -> None:
     info = write_backup(_make_awkward(tmp_path / "s.db"), tmp_path / "b", new_backup_id(NOW))
     manifest = info.path / "backup.json"

@@ -37,9 +37,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from operator import itemgetter
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import orjson
+from isal import igzip_threaded, isal_zlib
 
 from dsdb_plan.errors import BackupError
 
@@ -299,17 +300,28 @@ def read_blocks(path: Path, version: int = FORMAT_VERSION) -> Iterator[Block]:
     """Decode the rows of a data file of format `version` a block at a time, streaming; a
     damaged file raises `BackupError`."""
     try:
-        with gzip.open(path, "rb") as data:
+        with _inflating(path) as data:
             if version == 1:
                 yield from _read_version_1(data)
             else:
                 for line in data:
                     yield _decode_block(line)
-    except (OSError, EOFError, ValueError, KeyError, TypeError) as error:
+    except (OSError, EOFError, ValueError, KeyError, TypeError, _INFLATE_ERROR) as error:
         raise BackupError(f"backup data file {path} is damaged: {error}") from error
 
 
-def _read_version_1(data: gzip.GzipFile) -> Iterator[Block]:
+def _inflating(path: Path) -> IO[bytes]:
+    """The data file's bytes, inflated by ISA-L: twice as fast as zlib, in a thread of its own
+    that does not hold the interpreter, so decoding and loading keep the rest of it."""
+    data: IO[bytes] = igzip_threaded.open(path, "rb", threads=1)  # type: ignore[no-untyped-call]
+    return data
+
+
+#: What ISA-L raises for a corrupt deflate stream (its stubs declare it as an instance).
+_INFLATE_ERROR = cast(type[Exception], isal_zlib.IsalError)
+
+
+def _read_version_1(data: IO[bytes]) -> Iterator[Block]:
     rest = b""
     while block := data.read(_READ_BYTES):
         lines, _, rest = (rest + block).rpartition(b"\n")
