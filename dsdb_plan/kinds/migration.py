@@ -136,17 +136,17 @@ class MigrationKind(ForgettingKind):
         if ctx.is_missing(spec.source):
             link = ctx.workspace.connection(spec.source).link
             raise PlanError(f"source database {spec.source} ({link}) does not exist")
-        source = ctx.workspace.reach(spec.source)
-        chosen = selections(source, spec)
         same_data = record is not None and data_digest(record.spec) == data_digest(document)
         previous = Fingerprint.from_dict(record.fingerprints["read"]) if record else None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsdb-drift") as pool:
-            # The target is read for drift while the source is read for changes.
+            # The target is read for drift while the source is reflected and read for changes.
             drift = (
-                pool.submit(self._drift, ctx, spec, record, chosen)
+                pool.submit(self._drift, ctx, spec, record)
                 if record is not None and same_data
                 else None
             )
+            source = ctx.workspace.reach(spec.source)
+            chosen = selections(source, spec)
             live = ctx.fingerprint(spec.source, [s.name for s in chosen], previous=previous)
             drifted = drift.result() if drift else []
         checkpoint = ctx.snapshot.checkpoints.get(address)
@@ -297,16 +297,12 @@ class MigrationKind(ForgettingKind):
             lines += [f"{label} {line}" for line in describe_changes(before, after)]
         return lines
 
-    def _drift(
-        self,
-        ctx: PlanContext,
-        spec: Migration,
-        record: ResourceRecord,
-        chosen: list[TableSelection],
-    ) -> list[str]:
+    def _drift(self, ctx: PlanContext, spec: Migration, record: ResourceRecord) -> list[str]:
+        """Changes to the target tables the last apply wrote (the same spec writes the same
+        ones), made outside dsdb since."""
         written = Fingerprint.from_dict(record.fingerprints["written"])
         live = (
-            ctx.fingerprint(spec.target, [s.target for s in chosen], previous=written)
+            ctx.fingerprint(spec.target, sorted(written.tables), previous=written)
             if not ctx.is_missing(spec.target)
             else Fingerprint(tables={})
         )
