@@ -20,10 +20,9 @@ import sqlalchemy as sa
 
 from dsdb_plan.dbschema import TableSchema, usable_from_another_thread
 from dsdb_plan.fingerprint import TableFingerprint, read_chunks
-from dsdb_plan.migrate.digest import SubsetDigest
 from dsdb_plan.migrate.order import before, raw
-from dsdb_plan.migrate.sql_digest import in_database
-from dsdb_plan.migrate.subset import TableSelection, select_subset
+from dsdb_plan.migrate.subset import TableSelection
+from dsdb_plan.migrate.verify import PortableDigest
 from dsdb_plan.values import row_converter
 
 _CHUNK_ROWS = 5_000
@@ -103,24 +102,10 @@ class _Digester:
     def __init__(
         self, conn: sa.Connection, selection: TableSelection, table: sa.TableClause | sa.Table
     ) -> None:
-        self.conn, self.selection, self.table = conn, selection, table
-        self.summer = in_database(conn, table, selection.columns, selection.schema)
+        self.selection = selection
+        self.on_source = table is selection.source
+        self.digest = PortableDigest(conn, selection, table)
 
     def __call__(self, in_range: sa.ColumnElement[bool]) -> TableFingerprint:
-        selection = self.selection
-        on_source = self.table is selection.source
-        where = in_range
-        if on_source and selection.where is not None:
-            where = sa.and_(selection.where, in_range)
-        digest = SubsetDigest(selection.schema, selection.columns)
-        if self.summer is not None:
-            digest.add_total(*self.summer(where))
-            return digest.result()
-        query = (
-            select_subset(selection).where(in_range)
-            if on_source
-            else sa.select(*(self.table.c[name] for name in selection.columns)).where(in_range)
-        )
-        for chunk in read_chunks(self.conn, query, _CHUNK_ROWS):
-            digest.add(chunk)
-        return digest.result()
+        where = self.selection.where if self.on_source else None
+        return self.digest(in_range if where is None else sa.and_(where, in_range))

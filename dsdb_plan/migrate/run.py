@@ -41,7 +41,7 @@ from dsdb_plan.migrate.target import (
     finish_target,
     inspect_target,
 )
-from dsdb_plan.migrate.verify import native_digest, verify_table
+from dsdb_plan.migrate.verify import native_digest, subset_digest, verify_table
 
 EXACT_MODES = ("replace", "mirror")
 #: Modes that copy into the target table itself, by key: a resync copies what differs.
@@ -377,11 +377,7 @@ class _CopiedDigest:
         return native_digest(conn, self.selection)
 
     def _portable(self, conn: sa.Connection) -> TableFingerprint:
-        summer = in_database(conn, *self._columns())
-        assert summer is not None  # the same database said it could, in the same snapshot
-        digest = SubsetDigest(self.selection.schema, self.selection.columns)
-        digest.add_total(*summer(self.selection.where))
-        return digest.result()
+        return subset_digest(conn, self.selection)
 
     def add_rows(self, rows: Sequence[Sequence[Any]]) -> None:
         if self.taken is not None or self.pending is not None:

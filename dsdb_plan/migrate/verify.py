@@ -57,14 +57,35 @@ def subset_digest(
     """
     if like is not None and not is_portable(like):
         return native_digest(conn, selection)
-    digest = SubsetDigest(selection.schema, selection.columns)
-    summer = in_database(conn, selection.source, selection.columns, selection.schema)
-    if summer is not None:
-        digest.add_total(*summer(selection.where))
+    return PortableDigest(conn, selection, selection.source)(selection.where)
+
+
+class PortableDigest:
+    """The portable digest of the rows of `table` (the source's or a target's) that match a
+    condition, in `selection`'s columns as the source types mean them: taken by the database
+    where it can, else streamed through Python. The database is asked once what it can
+    digest, however many conditions follow."""
+
+    def __init__(
+        self, conn: sa.Connection, selection: TableSelection, table: sa.TableClause | sa.Table
+    ) -> None:
+        self.conn, self.selection, self.table = conn, selection, table
+        self.summer = in_database(conn, table, selection.columns, selection.schema)
+
+    def __call__(self, where: sa.ColumnElement[bool] | None = None) -> TableFingerprint:
+        digest = SubsetDigest(self.selection.schema, self.selection.columns)
+        self.add_to(digest, where)
         return digest.result()
-    for chunk in read_chunks(conn, select_subset(selection), _CHUNK_ROWS):
-        digest.add(chunk)
-    return digest.result()
+
+    def add_to(self, digest: SubsetDigest, where: sa.ColumnElement[bool] | None) -> None:
+        """Add the matching rows to `digest`."""
+        if self.summer is not None:
+            digest.add_total(*self.summer(where))
+            return
+        query = sa.select(*(self.table.c[name] for name in self.selection.columns))
+        query = query.where(where) if where is not None else query
+        for chunk in read_chunks(self.conn, query, _CHUNK_ROWS):
+            digest.add(chunk)
 
 
 def native_digest(conn: sa.Connection, selection: TableSelection) -> TableFingerprint:
@@ -117,7 +138,7 @@ def verify_table(
         subset, found = _both(
             source_conn,
             lambda: portable or subset_digest(source_conn, selection),
-            lambda: _whole_digest(target_conn, target, selection),
+            lambda: PortableDigest(target_conn, selection, target)(),
         )
         return _result(subset, found, target_table, None)
     subset = portable or subset_digest(source_conn, selection)
@@ -136,20 +157,6 @@ def _both(
         theirs = pool.submit(of_source)
         ours = of_target()
         return theirs.result(), ours
-
-
-def _whole_digest(
-    conn: sa.Connection, target: sa.TableClause, selection: TableSelection
-) -> TableFingerprint:
-    """The portable digest of the whole target table."""
-    digest = SubsetDigest(selection.schema, selection.columns)
-    summer = in_database(conn, target, selection.columns, selection.schema)
-    if summer is not None:
-        digest.add_total(*summer(None))
-        return digest.result()
-    for chunk in read_chunks(conn, sa.select(*target.c), _CHUNK_ROWS):
-        digest.add(chunk)
-    return digest.result()
 
 
 def _result(
@@ -222,18 +229,14 @@ def _keyed_digest(
     if selection.where is not None:
         keys = keys.where(selection.where)
     digest = SubsetDigest(selection.schema, selection.columns)
-    summer = in_database(target_conn, target, selection.columns, selection.schema)
+    found = PortableDigest(target_conn, selection, target)
     for chunk in read_chunks(source_conn, keys, _KEY_BATCH):
         values = [convert(row) for row in chunk]
         if len(selection.key) == 1:
             condition = target.c[selection.key[0]].in_([value[0] for value in values])
         else:
             condition = sa.tuple_(*(target.c[name] for name in selection.key)).in_(values)
-        if summer is not None:
-            digest.add_total(*summer(condition))
-            continue
-        for rows in read_chunks(target_conn, sa.select(*target.c).where(condition), _CHUNK_ROWS):
-            digest.add(rows)
+        found.add_to(digest, condition)
     return digest.result()
 
 
