@@ -198,8 +198,13 @@ def _map_present(
     """`function` of the values that are not None, in their places among the Nones."""
     if not nulls:
         return function(values if values.__class__ is list else list(values))
-    done = iter(function([value for value in values if value is not None]))
-    return [None if value is None else next(done) for value in values]
+    return _among_nones(values, function([value for value in values if value is not None]))
+
+
+def _among_nones(values: Sequence[Any], done: list[Any]) -> list[Any]:
+    """`done`, one item per value of `values` that is not None, in those values' places."""
+    items = iter(done)
+    return [None if value is None else next(items) for value in values]
 
 
 def decode_row(line: str) -> list[Any]:
@@ -422,10 +427,7 @@ def _decode_column(values: Sequence[Any], classes: set[type]) -> Sequence[Any]:
             pass  # another tag in the column
         else:
             decoded = list(map(_DECODERS[tag], payloads))
-            if present is values:
-                return decoded
-            rest = iter(decoded)
-            return [None if value is None else next(rest) for value in values]
+            return decoded if present is values else _among_nones(values, decoded)
     return [_decode_tagged(value) if value.__class__ is dict else value for value in values]
 
 
