@@ -215,6 +215,53 @@ def test_a_column_of_mixed_or_refused_values_digests_as_its_values_one_by_one() 
     assert together.rows == 5
 
 
+def test_values_as_sqlite_stores_them_digest_as_the_values_they_mean() -> None:
+    """Text dates and times, 0/1 booleans and whole numbers in a decimal column, as SQLite
+    returns them, digest as the typed values they stand for (which PostgreSQL and MariaDB
+    digest alike, above), whichever layout the text has."""
+    schema = TableSchema(
+        "stored",
+        (
+            ColumnSchema("at", "datetime", timezone=True),
+            ColumnSchema("day", "date"),
+            ColumnSchema("flag", "boolean"),
+            ColumnSchema("amount", "decimal", precision=12, scale=2),
+            ColumnSchema("x", "double"),
+        ),
+    )
+    times = [
+        "2021-04-02 04:33:13.000001+00:00",
+        "2021-04-02T04:33:13.500000",
+        "2021-04-02 04:33:13",
+        "2021-04-02 04:33:13+05:30",
+        "20210402T04:33:13.00000123+00:00",  # as long as the UTC layout, but laid out apart
+        "2021-04-02 04:33:13.25+00:00",
+        "2021-04-02 04:33:13.25",
+    ]
+    days = ["2024-02-29", "20240229", "2024-W09-4"]
+    stored = [
+        (at, days[i % 3], i % 2, [12, 0.5, 1e22, -0.0][i % 4], [1.0, 2.5e-7][i % 2])
+        for i, at in enumerate(times)
+    ]
+    typed = [
+        (
+            dt.datetime.fromisoformat(at),
+            dt.date.fromisoformat(day),
+            bool(flag),
+            Decimal(repr(amount)) if isinstance(amount, float) else Decimal(amount),
+            x,
+        )
+        for at, day, flag, amount, x in stored
+    ]
+    columns = schema.column_names
+    for rows in (stored, stored[:1], stored[4:5], [row for row in stored if len(row[0]) in (22, 26, 32)]):
+        expected = SubsetDigest(schema, columns)
+        expected.add([typed[stored.index(row)] for row in rows])
+        digest = SubsetDigest(schema, columns)
+        digest.add(rows)
+        assert digest.result() == expected.result(), rows
+
+
 def test_row_text_keeps_boundaries_and_nulls_apart() -> None:
     """Values are joined by a separator, not length-prefixed: text holding the separator or
     a backslash, or reading as the NULL mark, is escaped so that no two rows write alike."""

@@ -38,7 +38,10 @@ import struct
 import uuid
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from itertools import repeat
+from functools import partial
+from itertools import compress, count, repeat
+from operator import is_, itemgetter, methodcaller
+from types import NoneType
 from typing import Any
 
 from dsdb_plan.dbschema import ColumnSchema, TableSchema
@@ -53,6 +56,8 @@ NULL = "\\N"
 ESCAPED_TYPES = frozenset({"varchar", "text"})
 
 Token = Callable[[Any], str]
+#: The texts of a list of values of one class, or ValueError if one has none.
+ColumnTexts = Callable[[list[Any]], list[str]]
 
 
 class SubsetDigest:
@@ -66,16 +71,14 @@ class SubsetDigest:
     def add(self, rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
             return
-        # Column by column, then row by row.
+        # Column by column, then row by row; each step maps a C function over a whole list.
         framed = [
             frame(values)
             for frame, values in zip(self.framers, zip(*rows, strict=True), strict=True)
         ]
-        md5 = hashlib.md5
-        total = self.total
-        for text in map(SEPARATOR.join, zip(*framed, strict=True)):
-            total += int.from_bytes(md5(text.encode("utf-8", "surrogatepass")).digest()[:8])
-        self.total = total % MODULUS
+        texts = map(SEPARATOR.join, zip(*framed, strict=True))
+        digests = map(_DIGEST, map(hashlib.md5, map(_UTF8, texts)))
+        self.total = (self.total + sum(map(int.from_bytes, map(_FIRST_64_BITS, digests)))) % MODULUS
         self.rows += len(rows)
 
     def add_total(self, rows: int, total: int) -> None:
@@ -87,33 +90,44 @@ class SubsetDigest:
         return TableFingerprint(self.rows, f"{PREFIX}{self.total:016x}")
 
 
+_UTF8 = methodcaller("encode", "utf-8", "surrogatepass")
+_DIGEST = methodcaller("digest")
+_FIRST_64_BITS = itemgetter(slice(0, 8))
+
+
 def _column_framer(column: ColumnSchema) -> Callable[[Sequence[Any]], list[str]]:
     """The values of one column as they go into rows, as `_framer` writes each.
 
-    Where every value but NULLs is of one class with a direct path (`_FAST`), that path is
-    mapped over them with no call per value of its own; else, or when it refuses a value,
-    each value is framed on its own.
+    The values of each Python class with a direct path (`_FAST`) are written together by
+    it; values of other classes, or of a class whose path refuses one of them, are framed
+    one by one.
     """
     frame = _framer(column)
     fast = _FAST.get(column.type, {})
     escaped = column.type in ESCAPED_TYPES
 
-    def frame_column(values: Sequence[Any]) -> list[str]:
-        classes = set(map(type, values))
-        classes.discard(type(None))
-        write = fast.get(classes.pop()) if len(classes) == 1 else None
-        if write is None:
+    def write(values: list[Any]) -> list[str]:
+        write_all = fast.get(type(values[0]))
+        if write_all is None:
             return list(map(frame, values))
         try:
-            texts = list(map(write, [value for value in values if value is not None]))
+            texts = write_all(values)
         except ValueError:
             return list(map(frame, values))
-        if escaped:
-            texts = _escape_all(texts)
-        if len(texts) == len(values):
-            return texts
-        present = iter(texts)
-        return [NULL if value is None else next(present) for value in values]
+        return _escape_all(texts) if escaped else texts
+
+    def frame_column(values: Sequence[Any]) -> list[str]:
+        classes = list(map(type, values))
+        present = set(classes)
+        if len(present) == 1 and classes[0] is not NoneType:
+            return write(list(values))
+        framed = [NULL] * len(values)
+        present.discard(NoneType)
+        for cls in present:
+            where = list(compress(count(), map(is_, classes, repeat(cls))))
+            for index, text in zip(where, write([values[i] for i in where]), strict=True):
+                framed[index] = text
+        return framed
 
     return frame_column
 
@@ -126,43 +140,19 @@ def _escape_all(texts: list[str]) -> list[str]:
 
 def _framer(column: ColumnSchema) -> Token:
     """A value of `column` as it goes into a row: its text, escaped if text; NULL as `\\N`."""
-    token = _tokenizer(column)
+    form = _FORMS[column.type]
     escaped = column.type in ESCAPED_TYPES
 
     def frame(value: Any) -> str:
         if value is None:
             return NULL
-        text = token(value)
+        made = canonical(value, column)
+        text = form(made, column)
+        if text is None:
+            text = f"?{made!r}"  # matches only itself
         return _escape_all([text])[0] if escaped else text
 
     return frame
-
-
-def _tokenizer(column: ColumnSchema) -> Token:
-    """The canonical text of a non-null value of `column`.
-
-    Values of the Python classes a column's type usually arrives as take a direct path
-    (`_FAST`); others, or any the direct path refuses, are made their type's class first.
-    """
-    form = _FORMS[column.type]
-
-    def slow(value: Any) -> str:
-        made = canonical(value, column)
-        text = form(made, column)
-        return text if text is not None else f"?{made!r}"
-
-    fast = _FAST.get(column.type, {})
-
-    def token(value: Any) -> str:
-        write = fast.get(type(value))
-        if write is not None:
-            try:
-                return write(value)
-            except ValueError:
-                pass
-        return slow(value)
-
-    return token
 
 
 def number_text(text: str) -> str:
@@ -282,33 +272,65 @@ _FORMS: dict[str, Callable[[Any, ColumnSchema], str | None]] = {
 }
 
 
-def _bool_of_int(value: int) -> str:
-    if value in (0, 1):
-        return "true" if value else "false"
-    raise ValueError(value)
+def _each(write: Callable[[Any], str]) -> ColumnTexts:
+    return partial(_mapped, write)
 
 
-def _date_of_text(value: str) -> str:
-    return dt.date.fromisoformat(value).isoformat()
+def _mapped(write: Callable[[Any], str], values: list[Any]) -> list[str]:
+    return list(map(write, values))
 
 
-def _datetime_of_text(value: str) -> str:
-    return _datetime_text(dt.datetime.fromisoformat(value))
+def _bools_of_ints(values: list[int]) -> list[str]:
+    if not set(values) <= {0, 1}:
+        raise ValueError("not a boolean")
+    return list(map(_BOOL_TEXT.__getitem__, values))
 
+
+_BOOL_TEXT = ("false", "true")
+
+
+def _floats_text(values: list[float]) -> list[str]:
+    texts = list(map(float.__repr__, values))
+    # repr is final unless it has an exponent or a trailing ".0" (`_float_text`): one look
+    # at the column's joined text, in C, finds whether any does.
+    joined = "\x00".join(texts) + "\x00"
+    if "e" in joined or ".0\x00" in joined:
+        return list(map(_float_text, values))
+    return texts
+
+
+def _dates_of_text(values: list[str]) -> list[str]:
+    return list(map(dt.date.isoformat, map(dt.date.fromisoformat, values)))
+
+
+def _datetimes_of_text(values: list[str]) -> list[str]:
+    parsed = list(map(dt.datetime.fromisoformat, values))  # refuses any that is no datetime
+    # SQLite's usual layouts, YYYY-MM-DD HH:MM:SS.ffffff and the same in UTC (+00:00), are
+    # canonical but for the "T" and the zone: cut, not rebuilt (most of the time here).
+    if set(map(len, values)) <= {26, 32} and set(map(_LAYOUT, values)) <= _CANONICAL_LAYOUTS:
+        dates, times = map(_DATE_PART, values), map(_TIME_PART, values)
+        return list(map("T".join, zip(dates, times, strict=True)))
+    return list(map(_datetime_text, parsed))
+
+
+_LAYOUT = itemgetter(4, 7, 13, 16, 19, slice(26, None))
+_CANONICAL_LAYOUTS = {("-", "-", ":", ":", ".", ""), ("-", "-", ":", ":", ".", "+00:00")}
+_DATE_PART = itemgetter(slice(0, 10))
+_TIME_PART = itemgetter(slice(11, 26))
 
 # The Python classes values of a type usually arrive as (SQLite's text dates and 0/1
-# booleans included), each with its text: what the slow path gives them, only sooner.
-# Single-precision floats have none: they are rounded first.
-_FAST: dict[str, dict[type, Callable[[Any], str]]] = {
-    "smallint": {int: str},
-    "integer": {int: str},
-    "bigint": {int: str},
-    "boolean": {bool: lambda value: "true" if value else "false", int: _bool_of_int},
-    "double": {float: _float_text},
-    "decimal": {Decimal: _decimal_text, float: _float_text, int: str},
-    "varchar": {str: str},
-    "text": {str: str},
-    "binary": {bytes: bytes.hex},
-    "date": {dt.date: dt.date.isoformat, str: _date_of_text},
-    "datetime": {dt.datetime: _datetime_text, str: _datetime_of_text},
+# booleans included), each with how a list of them is written: what `_framer` writes each
+# value, only sooner. Single-precision floats have none: they are rounded first.
+_FAST: dict[str, dict[type, ColumnTexts]] = {
+    "smallint": {int: _each(str)},
+    "integer": {int: _each(str)},
+    "bigint": {int: _each(str)},
+    "boolean": {bool: _bools_of_ints, int: _bools_of_ints},
+    "double": {float: _floats_text},
+    "decimal": {Decimal: _each(_decimal_text), float: _floats_text, int: _each(str)},
+    "varchar": {str: list},
+    "text": {str: list},
+    "binary": {bytes: _each(bytes.hex)},
+    "date": {dt.date: _each(dt.date.isoformat), str: _dates_of_text},
+    "datetime": {dt.datetime: _each(_datetime_text), str: _datetimes_of_text},
 }
