@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         small,
         suite.setup_seconds,
         suite.apply_all,
+        suite.ceilings,
     )
     log("wrote benchmarks/results.md and benchmarks/results.json")
     failed = [r.name for r in results.values() if r.problems]

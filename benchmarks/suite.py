@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks import data, dsdb_runner
+from benchmarks import data, dsdb_runner, floors
 from benchmarks.measure import Measurement, measure
 from benchmarks.servers import Scratch, count_rows, mariadb_url, postgres_conninfo, postgres_url
 from dsdb_plan.archive.format import COMPRESS_LEVEL
@@ -106,6 +106,7 @@ class Suite:
         self.results = {name: PathResult(name, self.total_rows) for name in paths}
         self.setup_seconds = 0.0
         self.apply_all: Measurement | None = None
+        self.ceilings: list[floors.Ceiling] = []
 
     def run(self, profile_below: float | None = None) -> dict[str, PathResult]:
         with tempfile.TemporaryDirectory(prefix="dsdb-bench-") as folder:
@@ -136,6 +137,7 @@ class Suite:
                 self._measure_path(name, attempt)
         if "plan" in self.paths:
             self._measure_plan()
+        self._measure_ceilings()
         if profile_below is not None:
             self._profile_slow(profile_below)
 
@@ -258,6 +260,19 @@ class Suite:
             elif not measurement.ok:
                 result.problems.append(f"dsdb plan failed: {measurement.last_line()}")
             self.log(f"plan #{attempt}: {self._describe(measurement)}")
+
+    def _measure_ceilings(self) -> None:
+        """How close the SQLite-source paths can come to their baselines at best."""
+        baselines: dict[str, float] = {
+            name: best.seconds
+            for name in ("sqlite-sqlite", "sqlite-postgres")
+            if name in self.results and (best := self.results[name].best_baseline)
+        }
+        if not baselines:
+            return
+        self.log("measuring the floors under the SQLite-source paths")
+        found = floors.measure_floors(str(self.source), self.repeat)
+        self.ceilings = floors.ceilings(found, baselines)
 
     def _profile_slow(self, threshold: float) -> None:
         """Profile each dsdb path below `threshold` of its baseline (or a plan over 2 s)."""
