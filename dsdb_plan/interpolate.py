@@ -1,5 +1,9 @@
 """`${env:NAME}`, `${env:NAME:-default}` and `${var:NAME}` in any string of a manifest.
 
+As in the shell, `${env:NAME:-default}` takes `default` when NAME is unset or empty (CI
+passes a secret that is not configured as an empty string); `${env:NAME}` of an empty
+variable is the empty string.
+
 Interpolation runs on the loaded YAML data, before validation, so every field accepts it.
 A string that is exactly one `${var:NAME}` takes the variable's typed value (a port can be
 an integer variable); `$${` writes a literal `${`.
@@ -81,10 +85,10 @@ class _Interpolator:
             return f"${{{body}}}"
         kind, name, default = parsed.group("kind", "name", "default")
         if kind == "env":
+            if default is not None:
+                return self.env.get(name) or default
             if name in self.env:
                 return self.env[name]
-            if default is not None:
-                return default
             self.problems.append(
                 self.source.problem(path, f"environment variable {name} is not set")
             )

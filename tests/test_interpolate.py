@@ -46,13 +46,38 @@ def test_env_reference_inside_a_longer_string() -> None:
 
 @pytest.mark.parametrize(
     ("env", "expected"),
-    [({}, "fallback"), ({"PGHOST": "db1"}, "db1"), ({"PGHOST": ""}, "")],
+    [({}, "fallback"), ({"PGHOST": "db1"}, "db1"), ({"PGHOST": ""}, "fallback")],
     ids=["unset", "set", "set-empty"],
 )
 def test_env_default(env: dict[str, str], expected: str) -> None:
     manifest = _parse(_server(host="${env:PGHOST:-fallback}", database="x"), env=env)
 
     assert (manifest.connections["db"].host or "") == expected
+
+
+def test_set_but_empty_env_without_a_default_is_the_empty_string() -> None:
+    manifest = _parse(_server(host="h${env:SUFFIX}", database="x"), env={"SUFFIX": ""})
+
+    assert manifest.connections["db"].host == "h"
+
+
+def test_empty_state_url_falls_back_to_the_default_state_file(
+    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GitHub Actions passes a secret that is not configured as an empty string.
+    monkeypatch.setenv("DSDB_STATE_URL", "")
+    manifest = tmp_path / "dsdb.yaml"
+    manifest.write_text("version: 1\nsettings: {state: '${env:DSDB_STATE_URL:-.dsdb/state.db}'}\n")
+
+    assert run_cli(capsys, "state", "list", manifest).code == 0
+    assert run_cli(capsys, "state", "push", _empty_state(tmp_path), manifest).code == 0
+    assert (tmp_path / ".dsdb/state.db").is_file()
+
+
+def _empty_state(folder: Path) -> Path:
+    document = folder / "state.json"
+    document.write_text('{"lineage": "", "serial": 0, "resources": {}, "checkpoints": {}}')
+    return document
 
 
 def test_empty_default() -> None:
