@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -191,3 +192,32 @@ def test_no_color_accepts_any_value(capsys, tmp_path: Path, monkeypatch) -> None
     manifest.write_text("version: 1\n")
     result = run_cli(capsys, "validate", manifest)
     assert result.code == 0 and "\x1b[" not in result.out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--no-color", "validate", "{manifest}"),
+        ("validate", "--no-color", "{manifest}"),
+        ("validate", "{manifest}", "--no-color", "--debug"),
+        ("--debug", "state", "list", "--no-color", "{manifest}"),
+        ("state", "--no-color", "list", "{manifest}"),
+    ],
+    ids=["before", "after", "after-with-debug", "after-nested", "between"],
+)
+def test_global_options_go_before_or_after_the_command(
+    capsys, tmp_path: Path, monkeypatch, args: tuple[str, ...]
+) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    manifest = tmp_path / "dsdb.yaml"
+    manifest.write_text(
+        "version: 1\nconnections:\n  local: {driver: sqlite, database: local.db}\n"
+        "backups:\n  nightly: {connection: local}\n"
+    )
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert "\x1b[" in run_cli(capsys, "validate", manifest).out, "a terminal gets colour"
+
+    result = run_cli(capsys, *(a.format(manifest=manifest) for a in args))
+
+    assert result.code == 0, result.text
+    assert "\x1b[" not in result.out

@@ -6,6 +6,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -15,15 +16,61 @@ from dsdb_plan.errors import DsdbError
 from dsdb_plan.redact import redact
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.ensure_object(Output).debug = True
+
+
+def _set_no_color(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.ensure_object(Output).color = False
+
+
+def _global_options() -> list[click.Parameter]:
+    """`--debug` and `--no-color`, accepted before the command and after it alike."""
+    return [
+        click.Option(
+            ["--debug"],
+            is_flag=True,
+            expose_value=False,
+            callback=_set_debug,
+            help="Show tracebacks for unexpected errors.",
+        ),
+        click.Option(
+            ["--no-color"],
+            is_flag=True,
+            expose_value=False,
+            callback=_set_no_color,
+            help="Plain text output (also when NO_COLOR is set).",
+        ),
+    ]
+
+
+class _Command(click.Command):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(_global_options())
+
+
+class _Group(click.Group):
+    """A group whose commands and subgroups all take the global options."""
+
+    command_class = _Command
+    group_class = type  # subgroups are _Group too
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(_global_options())
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="dsdb", message="%(prog)s %(version)s")
-@click.option("--debug", is_flag=True, help="Show tracebacks for unexpected errors.")
-@click.option("--no-color", is_flag=True, help="Plain text output (also when NO_COLOR is set).")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool, no_color: bool) -> None:
+def cli(ctx: click.Context) -> None:
     """Declarative plan/apply for moving datasets between databases."""
-    plain = no_color or bool(os.environ.get("NO_COLOR"))  # https://no-color.org
-    ctx.obj = Output(color=False if plain else None, debug=debug)
+    out = ctx.ensure_object(Output)
+    if os.environ.get("NO_COLOR"):  # https://no-color.org
+        out.color = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
