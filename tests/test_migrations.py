@@ -331,9 +331,47 @@ def test_append_leaves_rows_the_target_holds_and_adds_the_new_ones(
     assert applied.code == 0, applied.text
     assert query(copy, "SELECT * FROM t") == [(1, "a"), (2, "b"), (3, "c")]
     assert "Nothing to do." in run_cli(capsys, "apply", project, "--auto-approve").out
+    verified = run_cli(capsys, "verify", project)  # by append's promise: every key is there
+    assert verified.code == 0, verified.text
 
     with sqlite3.connect(copy) as db:  # a row removed outside dsdb comes back
         db.execute("DELETE FROM t WHERE id = 2")
     applied = run_cli(capsys, "apply", project, "--auto-approve")
     assert applied.code == 0, applied.text
     assert query(copy, "SELECT * FROM t") == [(1, "a"), (2, "b"), (3, "c")]
+
+
+def test_incremental_copy_leaves_rows_whose_cursor_did_not_move_and_stays_verified(
+    capsys,
+    tmp_path: Path,
+    write_manifest,  # type: ignore[no-untyped-def]
+) -> None:
+    local, copy = tmp_path / "local.db", tmp_path / "copy.db"
+    with sqlite3.connect(local) as db:
+        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, updated_at TEXT)")
+        db.executemany(
+            "INSERT INTO t VALUES (?, ?, ?)",
+            [(1, "a", "2024-01-01"), (2, "b", "2024-01-02"), (3, "c", "2024-01-03")],
+        )
+    project = write_manifest(
+        "version: 1\nconnections:\n"
+        "  local: {driver: sqlite, database: local.db}\n"
+        "  copy: {driver: sqlite, database: copy.db}\n"
+        "migrations:\n  m:\n    from: local\n    to: copy\n    mode: upsert\n"
+        "    tables: {t: {incremental: {cursor: updated_at}}}\n"
+    )
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    with sqlite3.connect(local) as db:
+        db.execute("UPDATE t SET v = 'unnoticed' WHERE id = 1")  # the cursor stays
+        db.execute("UPDATE t SET v = 'moved', updated_at = '2024-02-01' WHERE id = 2")
+        db.execute("INSERT INTO t VALUES (4, 'd', '2024-02-02')")
+    applied = run_cli(capsys, "apply", project, "--auto-approve")
+    assert applied.code == 0, applied.text
+    assert query(copy, "SELECT id, v FROM t") == [(1, "a"), (2, "moved"), (3, "c"), (4, "d")]
+    assert "Nothing to do." in run_cli(capsys, "apply", project, "--auto-approve").out
+    verified = run_cli(capsys, "verify", project)
+    assert verified.code == 0, verified.text
+
+    with sqlite3.connect(copy) as db:  # a copied row lost from the target is still caught
+        db.execute("DELETE FROM t WHERE id = 3")
+    assert run_cli(capsys, "verify", project).code != 0

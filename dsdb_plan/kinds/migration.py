@@ -121,7 +121,7 @@ def verify_migration(
         selection = run.selection
         with source.connect() as source_conn, target.connect() as target_conn:
             result = verify_table(
-                source_conn, selection, target_conn, selection.target, exact=run.exact
+                source_conn, run.recorded(), target_conn, selection.target, exact=run.exact
             )
         yield TableVerdict(address, selection.name, f"{spec.target}.{selection.target}", result)
 

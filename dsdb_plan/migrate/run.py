@@ -32,6 +32,7 @@ from dsdb_plan.fingerprint import (
 from dsdb_plan.migrate.copier import Mode, copy_table
 from dsdb_plan.migrate.diff import differing_rows
 from dsdb_plan.migrate.digest import SubsetDigest
+from dsdb_plan.migrate.order import raw
 from dsdb_plan.migrate.snapshot import beside
 from dsdb_plan.migrate.sql_digest import in_database
 from dsdb_plan.migrate.subset import TableSelection
@@ -62,10 +63,34 @@ class TableRun:
         """Whether the target table must hold exactly the subset (nothing else) afterwards."""
         return self.mode in EXACT_MODES and self.cursor is None
 
-    @property
-    def verified(self) -> TableSelection:
-        """What verification compares with the source: the whole subset, except for append,
-        which leaves the rows the target holds alone and so must only hold every key."""
+    def copied(self, high_water: Any) -> TableSelection:
+        """What verification compares with the source after a copy, by the mode's promise:
+        the whole subset; for append, which leaves the rows the target holds alone, only
+        that every key is there; for an incremental copy, only the rows it copied (cursor
+        past `since`, up to `high_water`), as rows changed without moving their cursor are
+        left behind by design."""
+        checked = self._promised()
+        if self.cursor is None:
+            return checked
+        cursor = raw(checked.source.c[self.cursor])
+        window = cursor <= _bound(high_water)
+        if self.since is not None:
+            window = sa.and_(cursor > _bound(self.since), window)
+        return checked.restricted(window)
+
+    def recorded(self) -> TableSelection:
+        """What `dsdb verify` compares with the source: as after a copy, but for an
+        incremental copy, that every row up to the cursor recorded last (`since`) is there,
+        whatever its content since."""
+        checked = self._promised()
+        if self.cursor is None:
+            return checked
+        checked = checked.narrowed(checked.key)
+        if self.since is None:
+            return checked.restricted(sa.false())  # nothing copied yet
+        return checked.restricted(raw(checked.source.c[self.cursor]) <= _bound(self.since))
+
+    def _promised(self) -> TableSelection:
         selection = self.selection
         return selection.narrowed(selection.key) if self.mode == "append" else selection
 
@@ -122,6 +147,11 @@ class TableOutcome:
             TableFingerprint.from_dict(subset) if subset else None,
             Fingerprint.from_dict(written) if written else None,
         )
+
+
+def _bound(value: Any) -> sa.BindParameter[Any]:
+    """A cursor value as the source driver returned it, bound unchanged."""
+    return sa.bindparam(None, value, type_=sa.types.NullType())
 
 
 Checkpoint = dict[str, Any]
@@ -296,17 +326,19 @@ def _copy_one(
     if seen is None and native and selection.whole_table:
         unchanged = unchanged_since(source, read, [selection.name])
         seen = unchanged.tables[selection.name] if unchanged else None
-    checked = run.verified
-    if checked is not selection:  # the digest taken while copying covers other columns
+    checked = run.copied(result.high_water)
+    if checked is not selection:  # the digest taken while copying covers other rows or columns
         seen = None
     token = change_token(target)  # before verification reads the target
     with source.connect() as source_conn, target.connect() as target_conn:
         # Comparing whole tables is cheaper than looking rows up by key, and usually holds:
-        # a target with no rows besides the subset. Only when it does not, look up by key.
+        # a target with no rows besides the subset. Only when it does not, look up by key;
+        # at once for an incremental copy, whose rows are a few of the target's.
+        whole_first = run.cursor is None
         verdict = verify_table(
-            source_conn, checked, target_conn, selection.target, exact=True, source=seen
+            source_conn, checked, target_conn, selection.target, exact=whole_first, source=seen
         )
-        if not verdict.ok and not run.exact:
+        if not verdict.ok and whole_first and not run.exact:
             verdict = verify_table(
                 source_conn,
                 checked,

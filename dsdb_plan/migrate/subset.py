@@ -81,6 +81,11 @@ class TableSelection:
         kept = tuple(column for column in schema.columns if column.name in columns)
         return replace(self, schema=replace(schema, columns=kept, foreign_keys=(), indexes=()))
 
+    def restricted(self, condition: sa.ColumnElement[bool]) -> TableSelection:
+        """The same columns, of only the selected rows that also meet `condition`."""
+        where = condition if self.where is None else sa.and_(self.where, condition)
+        return replace(self, where=where)
+
     @property
     def whole_table(self) -> bool:
         """Whether every row and every column, in table order, is copied."""
