@@ -221,3 +221,15 @@ def test_global_options_go_before_or_after_the_command(
 
     assert result.code == 0, result.text
     assert "\x1b[" not in result.out
+
+
+def test_help_of_each_command_speaks_of_that_command(capsys) -> None:
+    apply = run_cli(capsys, "apply", "--help")
+    assert apply.code == 0
+    assert "Apply only this resource" in apply.out and "Plan only" not in apply.out
+    assert "Plan only this resource" in run_cli(capsys, "plan", "--help").out
+    assert "Verify only this migration" in run_cli(capsys, "verify", "--help").out
+    assert (
+        "--id BACKUP_ID    Verify only this backup"
+        in run_cli(capsys, "backups", "verify", "-h").out
+    )

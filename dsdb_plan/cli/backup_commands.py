@@ -55,7 +55,13 @@ def list_backups(
 @backups.command("verify")
 @manifest_argument
 @variable_options
-@click.option("--id", "backup_ids", multiple=True, help="Only this backup id (repeatable).")
+@click.option(
+    "--id",
+    "backup_ids",
+    multiple=True,
+    metavar="BACKUP_ID",
+    help="Verify only this backup (repeatable).",
+)
 @pass_output
 def verify(
     out: Output,

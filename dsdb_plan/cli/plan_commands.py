@@ -38,19 +38,25 @@ def _parallelism_option(help: str) -> Callable[[F], F]:
     )
 
 
-def _selection_options(function: F) -> F:
-    function = click.option(
-        "--exclude", multiple=True, metavar="ADDR", help="Leave this resource out (repeatable)."
-    )(function)
-    return click.option(
-        "--target", multiple=True, metavar="ADDR", help="Plan only this resource (repeatable)."
-    )(function)
+def _selection_options(verb: str) -> Callable[[F], F]:
+    def decorate(function: F) -> F:
+        function = click.option(
+            "--exclude", multiple=True, metavar="ADDR", help="Leave this resource out (repeatable)."
+        )(function)
+        return click.option(
+            "--target",
+            multiple=True,
+            metavar="ADDR",
+            help=f"{verb} only this resource (repeatable).",
+        )(function)
+
+    return decorate
 
 
 @cli.command()
 @manifest_argument
 @variable_options
-@_selection_options
+@_selection_options("Plan")
 @click.option(
     "-o",
     "--out",
@@ -140,7 +146,7 @@ def _read_plan_file(path: Path) -> Plan | None:
     metavar="[MANIFEST|PLANFILE]",
 )
 @variable_options
-@_selection_options
+@_selection_options("Apply")
 @click.option("--auto-approve", is_flag=True, help="Apply without asking (for CI).")
 @click.option(
     "--allow-destroy", is_flag=True, help="Consent to destructive actions without a prompt."

@@ -15,7 +15,9 @@ from dsdb_plan.errors import DsdbError
 @cli.command()
 @manifest_argument
 @variable_options
-@click.option("--target", multiple=True, metavar="ADDR", help="Only this migration (repeatable).")
+@click.option(
+    "--target", multiple=True, metavar="ADDR", help="Verify only this migration (repeatable)."
+)
 @pass_output
 def verify(
     out: Output,
