@@ -37,6 +37,7 @@ from dsdb_plan.state import (
     StateSnapshot,
     StateStore,
     open_state,
+    resource_history,
 )
 from dsdb_plan.state.postgres_store import SCHEMA as STATE_SCHEMA
 from dsdb_plan.state.sqlite_store import SCHEMA_VERSION
@@ -356,6 +357,36 @@ def test_history_is_newest_first_and_filtered(store: StateStore) -> None:
     assert [e.action for e in store.history("backup.a")] == ["resync", "create"]
     assert [e.address for e in store.history(limit=2)] == ["backup.a", "restore.b"]
     assert store.history("backup.none") == []
+
+
+def test_a_rename_is_logged_with_the_lock_holder_and_history_follows_it(
+    store: StateStore,
+) -> None:
+    store.put_resource(record("backup.old"))
+    store.append_history(entry("backup.old", "create"))
+    store.append_history(entry("backup.old#prune", "destroy"))
+    with store.lock("state mv", user="alice"):
+        serial = store.rename_resource("backup.old", "backup.new")
+    assert store.read().serial == serial, "the log entry is not a state change"
+    moved = store.history()[0]
+    assert (moved.address, moved.action, moved.user, moved.outcome) == (
+        "backup.new",
+        "move",
+        "alice",
+        "ok",
+    )
+    assert moved.moved_from == "backup.old" and moved.host == socket.gethostname()
+    store.append_history(entry("backup.old", "create"))  # a new resource takes the old name
+
+    followed = resource_history(store.history(), "backup.new")
+    assert [(e.address, e.action) for e in followed] == [
+        ("backup.new", "move"),
+        ("backup.old#prune", "destroy"),
+        ("backup.old", "create"),
+    ]
+    assert [e.id for e in resource_history(store.history(), "backup.old")] == [
+        store.history()[0].id
+    ]
 
 
 def test_replace_all_writes_the_snapshot_in_one_write(store: StateStore) -> None:

@@ -116,6 +116,74 @@ def test_history_takes_the_manifest_as_other_commands_do(capsys, applied: Path) 
     assert both.code == 1 and "give the manifest once" in both.err
 
 
+def test_history_help_takes_addr_and_manifest_as_other_commands_do(capsys) -> None:
+    history = run_cli(capsys, "history", "--help").out
+    assert "Usage: dsdb history [OPTIONS] [ADDR] [MANIFEST]" in history
+    assert "--manifest" not in history, "-m still works, but MANIFEST is the argument"
+    for command in ("state", "show"), ("state", "rm"):
+        assert "ADDR [MANIFEST]" in run_cli(capsys, *command, "--help").out
+
+
+def test_history_of_an_address_nobody_knows_is_an_error(capsys, applied: Path) -> None:
+    unknown = run_cli(capsys, "history", "migration.nope", applied)
+    assert unknown.code == 1
+    assert unknown.err == "Error: no resource migration.nope in the manifest or the state\n"
+
+    applied.write_text(MANIFEST + "  weekly: {connection: local}\n")
+    declared = run_cli(capsys, "history", "backup.weekly", applied)
+    assert declared.code == 0 and declared.out == "No history recorded for backup.weekly.\n"
+
+
+def test_history_of_a_lone_argument_that_is_no_address_nor_file(
+    capsys, applied: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(applied.parent)
+    result = run_cli(capsys, "history", "nope.x")
+    assert result.code == 1
+    assert "'nope.x' is neither an address (kind.name, e.g. backup.nightly)" in result.err
+    assert "nor a manifest file" in result.err
+    missing = run_cli(capsys, "history", "other.yaml")
+    assert missing.code == 1 and "manifest not found: other.yaml" in missing.err
+
+
+def test_history_follows_moved_and_state_mv_renames(capsys, applied: Path) -> None:
+    applied.write_text(
+        MANIFEST.replace("nightly:", "daily:")
+        + "moved:\n  - {from: backup.nightly, to: backup.daily}\n"
+    )
+    assert run_cli(capsys, "apply", applied, "--auto-approve").code == 0
+    assert run_cli(capsys, "state", "mv", "backup.daily", "backup.weekly", applied).code == 0
+
+    entries = json.loads(
+        run_cli(capsys, "history", "backup.weekly", applied, "--format", "json").out
+    )
+    assert [(e["address"], e["action"]) for e in entries] == [
+        ("backup.weekly", "move"),
+        ("backup.daily", "move"),
+        ("backup.nightly", "create"),
+    ]
+    assert [e["message"] for e in entries[:2]] == [
+        "moved from backup.daily",
+        "moved from backup.nightly",
+    ]
+    text = run_cli(capsys, "history", "backup.weekly", applied).out
+    assert "backup.nightly  create  ok  203 rows" in text
+
+
+def test_history_of_a_renamed_address_taken_again_starts_at_the_rename(
+    capsys, applied: Path
+) -> None:
+    assert run_cli(capsys, "state", "mv", "backup.nightly", "backup.daily", applied).code == 0
+    applied.write_text(MANIFEST + "  daily: {connection: local}\n")
+    assert run_cli(capsys, "apply", applied, "--auto-approve").code == 0
+
+    entries = json.loads(
+        run_cli(capsys, "history", "backup.nightly", applied, "--format", "json").out
+    )
+    assert [(e["address"], e["action"]) for e in entries] == [("backup.nightly", "create")]
+    assert len(json.loads(run_cli(capsys, "history", applied, "--format", "json").out)) == 3
+
+
 def test_refresh_only_reports_drift_and_not_manifest_edits(capsys, applied: Path) -> None:
     applied.write_text(MANIFEST + "  weekly: {connection: local}\n")
     quiet = run_cli(capsys, "plan", applied, "--refresh-only", "--detailed-exitcode")

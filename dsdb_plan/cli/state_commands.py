@@ -21,7 +21,9 @@ from dsdb_plan.cli.output import Output, pass_output
 from dsdb_plan.errors import DsdbError, StateError
 from dsdb_plan.manifest import DEFAULT_MANIFEST
 from dsdb_plan.models import ADDRESS_PATTERN
-from dsdb_plan.state import StateSnapshot
+from dsdb_plan.plan import counted
+from dsdb_plan.project import Project
+from dsdb_plan.state import StateSnapshot, resource_history
 
 F = TypeVar("F", bound=Callable[..., Any])
 _ADDRESS = re.compile(ADDRESS_PATTERN)
@@ -57,7 +59,7 @@ def state_list(
 
 
 @state.command("show")
-@click.argument("address")
+@click.argument("address", metavar="ADDR")
 @_manifest_options
 @pass_output
 def state_show(
@@ -76,7 +78,7 @@ def state_show(
 
 
 @state.command("rm")
-@click.argument("address")
+@click.argument("address", metavar="ADDR")
 @_manifest_options
 @pass_output
 def state_rm(
@@ -157,13 +159,18 @@ def state_push(
 
 @cli.command()
 @click.argument("address", required=False, metavar="[ADDR]")
-@click.argument("manifest", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.argument(
+    "manifest",
+    required=False,
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="[MANIFEST]",
+)
 @click.option(
     "--manifest",
     "-m",
     "manifest_option",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="The manifest (or give it after ADDR, as other commands take it).",
+    hidden=True,  # the older spelling; MANIFEST goes after ADDR, as other commands take it
 )
 @variable_options
 @click.option(
@@ -172,8 +179,11 @@ def state_push(
     type=click.Choice(["text", "json"]),
     default="text",
     show_default=True,
+    help="How to print the history.",
 )
-@click.option("--limit", type=int, default=None, help="At most this many entries.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=None, help="At most this many entries."
+)
 @pass_output
 def history(
     out: Output,
@@ -185,27 +195,47 @@ def history(
     output_format: str,
     limit: int | None,
 ) -> None:
-    """Who applied what, when, with which outcome (newest first)."""
+    """Who applied what, when, with which outcome (newest first); ADDR's history includes
+    its history under the addresses it was renamed from."""
     if manifest is None and address is not None and not _ADDRESS.match(address):
         # `dsdb history MANIFEST`: a lone argument that is no address is the manifest.
         manifest, address = Path(address), None
+        if not manifest.exists() and manifest.suffix not in (".yaml", ".yml"):
+            raise DsdbError(
+                f"'{manifest}' is neither an address (kind.name, e.g. backup.nightly) "
+                "nor a manifest file"
+            )
     if manifest is not None and manifest_option is not None:
         raise DsdbError("give the manifest once: after ADDR or with -m, not both")
     manifest = manifest or manifest_option or Path(DEFAULT_MANIFEST)
     with open_project(manifest, var, var_file) as project:
-        entries = project.store.history(address, limit)
+        if address is None:
+            entries = project.store.history(limit=limit)
+        else:
+            entries = resource_history(project.store.history(), address)[:limit]
+            if not entries and not _is_known(project, address):
+                raise DsdbError(f"no resource {address} in the manifest or the state")
     if output_format == "json":
         out.echo(json.dumps([e.to_dict() for e in entries], indent=2, ensure_ascii=False))
         return
     if not entries:
-        out.echo("No history recorded.")
+        out.echo("No history recorded" + (f" for {address}." if address else "."))
         return
     for e in entries:
-        size = f"{e.rows:,} rows" + (f", {e.bytes:,} bytes" if e.bytes else "")
+        size = counted(e.rows, "row") + (f", {counted(e.bytes, 'byte')}" if e.bytes else "")
         out.echo(
             f"{e.started_at}  {e.user}@{e.host}  {e.address}  {e.action}  {e.outcome}  "
             f"{size}  {e.duration_s:.1f}s" + (f"  {e.message}" if e.message else "")
         )
+
+
+def _is_known(project: Project, address: str) -> bool:
+    snapshot = project.store.read()
+    return (
+        address in project.loaded.manifest.resources()
+        or address in snapshot.resources
+        or address in snapshot.checkpoints
+    )
 
 
 @cli.command("force-unlock")

@@ -11,7 +11,13 @@ from pathlib import Path
 
 from dsdb_plan.errors import StateError
 from dsdb_plan.state.postgres_store import PostgresStateStore
-from dsdb_plan.state.records import HistoryEntry, LockInfo, ResourceRecord, StateSnapshot
+from dsdb_plan.state.records import (
+    HistoryEntry,
+    LockInfo,
+    ResourceRecord,
+    StateSnapshot,
+    resource_history,
+)
 from dsdb_plan.state.sqlite_store import SqliteStateStore
 from dsdb_plan.state.store import StateStore
 
@@ -24,6 +30,7 @@ __all__ = [
     "StateSnapshot",
     "StateStore",
     "open_state",
+    "resource_history",
 ]
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")

@@ -39,8 +39,15 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from dsdb_plan.errors import LockError, StateError, driver_message
 from dsdb_plan.redact import redact, register_secret
-from dsdb_plan.state.records import HistoryEntry, LockInfo, ResourceRecord, StateSnapshot
+from dsdb_plan.state.records import (
+    HistoryEntry,
+    LockInfo,
+    ResourceRecord,
+    StateSnapshot,
+    move_entry,
+)
 from dsdb_plan.state.store import (
+    acting,
     died_on_this_host,
     dump_json,
     held_by_this_process,
@@ -279,6 +286,8 @@ class PostgresStateStore:
                 sa.text(f"UPDATE {SCHEMA}.checkpoints SET address = :new WHERE address = :old"),
                 {"new": new, "old": old},
             )
+            # In the same write, so `dsdb history NEW` can follow the rename.
+            _insert_history(conn, move_entry(old, new, **acting(_live_holder(conn))))
             return _bump_serial(conn, serial)
 
     def save_checkpoint(self, address: str, data: dict[str, Any]) -> int:
@@ -305,20 +314,10 @@ class PostgresStateStore:
             return _bump_serial(conn, serial) if cleared else serial
 
     def append_history(self, entry: HistoryEntry) -> None:
-        values = {
-            _HISTORY_COLUMNS[name]: redact(value) if isinstance(value, str) else value
-            for name, value in entry.to_dict().items()
-            if name != "id"  # the store numbers entries
-        }
-        columns = ", ".join(values)
-        placeholders = ", ".join(f":{column}" for column in values)
         # No lock check and no serial: history is a log, and a failed run's entry is worth
         # keeping.
         with self._writing(check_lock=False) as (conn, _):
-            conn.execute(
-                sa.text(f"INSERT INTO {SCHEMA}.history ({columns}) VALUES ({placeholders})"),
-                values,
-            )
+            _insert_history(conn, entry)
 
     def replace_all(self, snapshot: StateSnapshot) -> int:
         resources, checkpoints = serialized_snapshot(snapshot)
@@ -657,6 +656,19 @@ def _lock_row(conn: sa.Connection) -> tuple[LockInfo, bool, int] | None:
     lock_id, user, host, pid, since, operation, backend_pid, alive = row
     holder = LockInfo(id=lock_id, user=user, host=host, pid=pid, since=since, operation=operation)
     return holder, bool(alive), int(backend_pid)
+
+
+def _insert_history(conn: sa.Connection, entry: HistoryEntry) -> None:
+    values = {
+        _HISTORY_COLUMNS[name]: redact(value) if isinstance(value, str) else value
+        for name, value in entry.to_dict().items()
+        if name != "id"  # the store numbers entries
+    }
+    columns = ", ".join(values)
+    placeholders = ", ".join(f":{column}" for column in values)
+    conn.execute(
+        sa.text(f"INSERT INTO {SCHEMA}.history ({columns}) VALUES ({placeholders})"), values
+    )
 
 
 def _live_holder(conn: sa.Connection) -> LockInfo | None:

@@ -59,6 +59,47 @@ class HistoryEntry(_Record):
     message: str = ""
     id: int | None = None
 
+    @property
+    def moved_from(self) -> str | None:
+        """The address a move entry renamed to this one; None for other entries."""
+        if self.action != MOVE_ACTION or not self.message.startswith(_MOVED_FROM):
+            return None
+        return self.message.removeprefix(_MOVED_FROM)
+
+
+MOVE_ACTION = "move"
+_MOVED_FROM = "moved from "
+
+
+def move_entry(old: str, new: str, *, user: str, host: str, at: str) -> HistoryEntry:
+    """The history entry of a rename from `old` to `new` (`moved:` or `dsdb state mv`)."""
+    return HistoryEntry(
+        address=new,
+        action=MOVE_ACTION,
+        user=user,
+        host=host,
+        started_at=at,
+        finished_at=at,
+        outcome="ok",
+        message=_MOVED_FROM + old,
+    )
+
+
+def resource_history(entries: list[HistoryEntry], address: str) -> list[HistoryEntry]:
+    """The entries (newest first) of the resource now at `address`, with its actions
+    (`backup.x#prune`): back past each rename to it under the old address, and not past a
+    rename away from an address it holds, where an earlier resource's history begins."""
+    names = {address}
+    found = []
+    for entry in entries:
+        if entry.address.partition("#")[0] in names:
+            found.append(entry)
+            if entry.moved_from is not None:
+                names.add(entry.moved_from)
+        elif entry.moved_from in names:
+            names.discard(entry.moved_from)
+    return found
+
 
 @dataclass(frozen=True)
 class LockInfo(_Record):

@@ -20,8 +20,15 @@ from typing import Any
 
 from dsdb_plan.errors import LockError, StateError
 from dsdb_plan.redact import redact
-from dsdb_plan.state.records import HistoryEntry, LockInfo, ResourceRecord, StateSnapshot
+from dsdb_plan.state.records import (
+    HistoryEntry,
+    LockInfo,
+    ResourceRecord,
+    StateSnapshot,
+    move_entry,
+)
 from dsdb_plan.state.store import (
+    acting,
     died_on_this_host,
     dump_json,
     held_by_this_process,
@@ -187,6 +194,8 @@ class SqliteStateStore:
                     (new, dump_json(record.to_dict(), new), old),
                 )
             conn.execute("UPDATE checkpoints SET address = ? WHERE address = ?", (new, old))
+            # In the same write, so `dsdb history NEW` can follow the rename.
+            _insert_history(conn, move_entry(old, new, **acting(_lock_row(conn))))
             return _bump_serial(conn)
 
     def save_checkpoint(self, address: str, data: dict[str, Any]) -> int:
@@ -210,16 +219,9 @@ class SqliteStateStore:
             return _bump_serial(conn) if cleared else _serial(conn)
 
     def append_history(self, entry: HistoryEntry) -> None:
-        values = entry.to_dict()
-        values.pop("id")  # the store numbers entries
-        values = {k: redact(v) if isinstance(v, str) else v for k, v in values.items()}
-        columns = ", ".join(values)
-        placeholders = ", ".join("?" for _ in values)
         with self._writing() as conn:
             # No lock check: history is a log, and a failed run's entry is worth keeping.
-            conn.execute(
-                f"INSERT INTO history ({columns}) VALUES ({placeholders})", list(values.values())
-            )
+            _insert_history(conn, entry)
 
     def replace_all(self, snapshot: StateSnapshot) -> int:
         resources, checkpoints = serialized_snapshot(snapshot)
@@ -455,6 +457,15 @@ def _holds(conn: sqlite3.Connection, address: str) -> bool:
         conn.execute(f"SELECT 1 FROM {table} WHERE address = ?", (address,)).fetchone()
         for table in ("resources", "checkpoints")
     )
+
+
+def _insert_history(conn: sqlite3.Connection, entry: HistoryEntry) -> None:
+    values = entry.to_dict()
+    values.pop("id")  # the store numbers entries
+    values = {k: redact(v) if isinstance(v, str) else v for k, v in values.items()}
+    columns = ", ".join(values)
+    placeholders = ", ".join("?" for _ in values)
+    conn.execute(f"INSERT INTO history ({columns}) VALUES ({placeholders})", list(values.values()))
 
 
 def _lock_row(conn: sqlite3.Connection) -> LockInfo | None:

@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 from dsdb_plan.errors import LockError, StateError
 from dsdb_plan.redact import redact
 from dsdb_plan.state.records import HistoryEntry, LockInfo, ResourceRecord, StateSnapshot
+from dsdb_plan.workspace import current_user
 
 _LOCK_POLL_SECONDS = 0.2
 
@@ -59,7 +60,8 @@ class StateStore(Protocol):
         ...
 
     def rename_resource(self, old: str, new: str) -> int:
-        """Move a resource and its checkpoint to a new address (history keeps the old one)."""
+        """Move a resource and its checkpoint to a new address, and log the move in history
+        (entries keep the address they were made under; `resource_history` follows moves)."""
         ...
 
     def save_checkpoint(self, address: str, data: dict[str, Any]) -> int:
@@ -117,6 +119,14 @@ def utc_now() -> str:
 
 def this_host() -> str:
     return socket.gethostname()
+
+
+def acting(holder: LockInfo | None) -> dict[str, str]:
+    """Who makes a state change, for its history entry: the lock holder when there is one
+    (`user`, `host` and `at`, the time now)."""
+    if holder is not None:
+        return {"user": holder.user, "host": holder.host, "at": utc_now()}
+    return {"user": redact(current_user()), "host": this_host(), "at": utc_now()}
 
 
 def pid_alive(pid: int) -> bool:
