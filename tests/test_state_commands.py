@@ -68,6 +68,37 @@ def test_push_of_another_lineage_is_refused(capsys, applied: Path, tmp_path: Pat
     assert result.code == 1 and "belongs to another state" in result.err
 
 
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        ('{"serial": 3, "resources": {}}', 'the field "lineage" is missing'),
+        ("{}", 'the fields "lineage" and "serial" are missing'),
+        ("[]", 'expected an object with the fields "lineage" and "serial"'),
+        ('{"lineage": "x", "serial": "three"}', 'the field "serial" is not a whole number'),
+        (
+            '{"lineage": "x", "serial": 3, "resources": []}',
+            'the field "resources" is not an object',
+        ),
+        (
+            '{"lineage": "x", "serial": 3, "resources": {"backup.a": {"address": "backup.a",'
+            ' "kind": "backup", "spec": {}, "spec_digest": "", "fingerprints": {},'
+            ' "artifacts": [], "status": "applied"}}}',
+            'resource backup.a: the field "updated_at" is missing',
+        ),
+        ('{"lineage": ', "not JSON (line 1, column 13: Expecting value)"),
+    ],
+    ids=["lineage", "both", "list", "serial", "resources", "record", "not-json"],
+)
+def test_push_of_a_malformed_document_says_what_is_wrong(
+    capsys, applied: Path, tmp_path: Path, document: str, expected: str
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(document)
+    result = run_cli(capsys, "state", "push", bad, applied)
+    assert result.code == 1
+    assert result.err == f"Error: {bad} is not a dsdb state document: {expected}\n"
+
+
 def test_rm_forgets_without_touching_backups(capsys, applied: Path) -> None:
     backups = list((applied.parent / "backups/nightly").iterdir())
     assert run_cli(capsys, "state", "rm", "backup.nightly", applied).code == 0

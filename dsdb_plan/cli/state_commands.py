@@ -138,7 +138,12 @@ def state_push(
     """Replace the state with FILE (from `dsdb state pull`)."""
     try:
         pushed = StateSnapshot.from_dict(json.loads(file.read_text()))
-    except (ValueError, KeyError, TypeError) as error:
+    except json.JSONDecodeError as error:
+        raise StateError(
+            f"{file} is not a dsdb state document: not JSON "
+            f"(line {error.lineno}, column {error.colno}: {error.msg})"
+        ) from None
+    except (ValueError, TypeError) as error:
         raise StateError(f"{file} is not a dsdb state document: {error}") from None
     with open_project(manifest, var, var_file) as project, project.locked("state push"):
         current = project.store.read()

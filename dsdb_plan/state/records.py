@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, Self
 
 
@@ -22,10 +22,27 @@ class _Record:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
         # Unknown keys are ignored so a record written by a newer dsdb with an extra field
-        # still loads; a missing required key raises TypeError, which stores report as a
+        # still loads; a missing required key raises ValueError, which stores report as a
         # StateError.
+        _require_fields(data, [f.name for f in fields(cls) if f.default is MISSING])
         known = {f.name for f in fields(cls)}
         return cls(**{key: copy.deepcopy(value) for key, value in data.items() if key in known})
+
+
+def _require_fields(data: Any, names: list[str]) -> None:
+    """A ValueError naming, in words, the fields `data` lacks (or that it is no object)."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"expected an object with the fields {_listed(names)}")
+    missing = [name for name in names if name not in data]
+    if len(missing) == 1:
+        raise ValueError(f"the field {_listed(missing)} is missing")
+    if missing:
+        raise ValueError(f"the fields {_listed(missing)} are missing")
+
+
+def _listed(names: list[str]) -> str:
+    quoted = [f'"{name}"' for name in names]
+    return " and ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
 
 
 @dataclass(frozen=True)
@@ -146,12 +163,22 @@ class StateSnapshot:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StateSnapshot:
+        _require_fields(data, ["lineage", "serial"])
+        if not isinstance(data["serial"], int | str) or not str(data["serial"]).isdigit():
+            raise ValueError('the field "serial" is not a whole number')
+        sections = {name: data.get(name, {}) for name in ("resources", "checkpoints")}
+        for name, section in sections.items():
+            if not isinstance(section, Mapping):
+                raise ValueError(f'the field "{name}" is not an object')
+        resources = {}
+        for address, record in sections["resources"].items():
+            try:
+                resources[address] = ResourceRecord.from_dict(record)
+            except ValueError as error:
+                raise ValueError(f"resource {address}: {error}") from None
         return cls(
             lineage=str(data["lineage"]),
             serial=int(data["serial"]),
-            resources={
-                address: ResourceRecord.from_dict(record)
-                for address, record in data.get("resources", {}).items()
-            },
-            checkpoints=copy.deepcopy(dict(data.get("checkpoints", {}))),
+            resources=resources,
+            checkpoints=copy.deepcopy(dict(sections["checkpoints"])),
         )
