@@ -254,7 +254,12 @@ def test_values_as_sqlite_stores_them_digest_as_the_values_they_mean() -> None:
         for at, day, flag, amount, x in stored
     ]
     columns = schema.column_names
-    for rows in (stored, stored[:1], stored[4:5], [row for row in stored if len(row[0]) in (22, 26, 32)]):
+    for rows in (
+        stored,
+        stored[:1],
+        stored[4:5],
+        [row for row in stored if len(row[0]) in (22, 26, 32)],
+    ):
         expected = SubsetDigest(schema, columns)
         expected.add([typed[stored.index(row)] for row in rows])
         digest = SubsetDigest(schema, columns)

@@ -375,3 +375,66 @@ def test_incremental_copy_leaves_rows_whose_cursor_did_not_move_and_stays_verifi
     with sqlite3.connect(copy) as db:  # a copied row lost from the target is still caught
         db.execute("DELETE FROM t WHERE id = 3")
     assert run_cli(capsys, "verify", project).code != 0
+
+
+@pytest.mark.postgres
+def test_a_target_table_dsdb_did_not_create_keeps_its_own_keys_and_indexes(
+    capsys, tmp_path: Path, write_manifest, postgres_db: ServerDatabase
+) -> None:
+    """The user's table takes the rows and nothing else: no foreign key dsdb would have
+    given a table of its own (which the row it holds already would break), no index."""
+    make_flights_db(tmp_path / "local.db")
+    with postgres_db.engine().begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE flights (id bigint PRIMARY KEY, carrier text NOT NULL, "
+            "month bigint NOT NULL, dep_delay double precision)"
+        )
+        conn.exec_driver_sql("INSERT INTO flights VALUES (999999, 'ZZ', 1, NULL)")
+    project = write_manifest(
+        "version: 1\nconnections:\n"
+        "  local: {driver: sqlite, database: local.db}\n"
+        f"  pg: {{url: '{postgres_db.url_string}'}}\n"
+        "migrations:\n  m: {from: local, to: pg, follow: parents, "
+        "tables: {flights: {where: {carrier: UA}}}}\n"
+    )
+    for _ in range(2):
+        applied = run_cli(capsys, "apply", project, "--auto-approve")
+        assert applied.code == 0, applied.text
+    inspector = sa.inspect(postgres_db.engine())
+    assert inspector.get_foreign_keys("flights") == []
+    assert inspector.get_indexes("flights") == []
+    assert inspector.get_foreign_keys("airlines") == []  # the table dsdb created has none
+    expected = [
+        row for row in table_rows(sqlite_url(tmp_path / "local.db"), "flights") if row[1] == "UA"
+    ]
+    assert table_rows(postgres_db.url, "flights") == sorted(
+        [*expected, (999999, "ZZ", 1, None)], key=repr
+    )
+
+
+@pytest.mark.postgres
+def test_a_foreign_key_to_a_table_not_copied_is_dropped_and_the_plan_says_so(
+    capsys, tmp_path: Path, write_manifest, postgres_db: ServerDatabase
+) -> None:
+    """Whether or not the target holds a table of that name: it may lack the rows."""
+    make_flights_db(tmp_path / "local.db")
+    with postgres_db.engine().begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE airlines (carrier text PRIMARY KEY, name text)")
+        conn.exec_driver_sql("INSERT INTO airlines VALUES ('UA', 'United')")
+    project = write_manifest(
+        "version: 1\nconnections:\n"
+        "  local: {driver: sqlite, database: local.db}\n"
+        f"  pg: {{url: '{postgres_db.url_string}'}}\n"
+        "migrations:\n  m: {from: local, to: pg, tables: {flights: {where: {carrier: DL}}}}\n"
+    )
+    planned = run_cli(capsys, "plan", project)
+    assert "foreign key flights.carrier dropped: airlines is not copied" in planned.out
+    assert "listed" not in planned.out
+    applied = run_cli(capsys, "apply", project, "--auto-approve")
+    assert applied.code == 0, applied.text
+    assert sa.inspect(postgres_db.engine()).get_foreign_keys("flights") == []
+    assert sa.inspect(postgres_db.engine()).get_indexes("flights") != []  # its own, dsdb made
+    expected = [
+        row for row in table_rows(sqlite_url(tmp_path / "local.db"), "flights") if row[1] == "DL"
+    ]
+    assert table_rows(postgres_db.url, "flights") == expected

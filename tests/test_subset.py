@@ -18,6 +18,7 @@ from dsdb_plan.dbschema import (
     ForeignKeySchema,
     TableSchema,
     create_tables,
+    reflect_tables,
 )
 from dsdb_plan.errors import PlanError
 from dsdb_plan.migrate.subset import (
@@ -106,13 +107,15 @@ def copy_selection(
     return target
 
 
-def dangling(target: sa.Engine, selections: Sequence[TableSelection]) -> int:
-    """Rows of the target whose foreign key points to no row (LEFT JOIN ... IS NULL)."""
+def dangling(target: sa.Engine, selections: Sequence[TableSelection], source: sa.Engine) -> int:
+    """Rows of the target whose foreign key in the source points to no row of the target
+    (LEFT JOIN ... IS NULL)."""
+    schemas = {s.name: s for s in reflect_tables(source, [s.name for s in selections])}
     total = 0
     with target.connect() as conn:
         q = conn.dialect.identifier_preparer.quote_identifier  # doubles % for exec_driver_sql
         for selection in selections:
-            for fk in selection.schema.foreign_keys:
+            for fk in schemas[selection.name].foreign_keys:
                 joined = " AND ".join(
                     f"p.{q(r)} = c.{q(c)}" for c, r in zip(fk.columns, fk.ref_columns, strict=True)
                 )
@@ -156,7 +159,7 @@ def test_follow_parents_brings_exactly_the_referenced_rows(
         "flights": [(1, "UA", "N1", 1), (2, "UA", "N4", 2), (5, "UA", None, 1)],
     }
     target = copy_selection(fleet, chosen, tmp_path / "target.db")
-    assert dangling(target, chosen) == 0
+    assert dangling(target, chosen, fleet) == 0
 
 
 def test_follow_none_can_leave_dangling_keys(fleet: sa.Engine, tmp_path: Path) -> None:
@@ -164,7 +167,7 @@ def test_follow_none_can_leave_dangling_keys(fleet: sa.Engine, tmp_path: Path) -
     chosen = select_tables(fleet, options(flights={"where": {"carrier": "UA"}}), "none")
     assert [s.name for s in chosen] == ["flights"]
     target = copy_selection(fleet, chosen, tmp_path / "target.db", [AIRLINES, MAKERS, PLANES])
-    assert dangling(target, chosen) == 5
+    assert dangling(target, chosen, fleet) == 5
 
 
 def test_parents_of_several_children_are_or_combined(fleet: sa.Engine, tmp_path: Path) -> None:
@@ -177,7 +180,7 @@ def test_parents_of_several_children_are_or_combined(fleet: sa.Engine, tmp_path:
     assert {s.name: s.reason for s in chosen}[
         "planes"
     ] == "listed; parent of flights via flights.tail"
-    assert dangling(copy_selection(fleet, chosen, tmp_path / "t.db"), chosen) == 0
+    assert dangling(copy_selection(fleet, chosen, tmp_path / "t.db"), chosen, fleet) == 0
 
 
 def test_follow_children_brings_every_child_and_their_parents(
@@ -192,7 +195,7 @@ def test_follow_children_brings_every_child_and_their_parents(
     reasons = {s.name: s.reason for s in chosen}
     assert reasons["flights"] == "child of planes via flights.tail"
     assert reasons["airlines"] == "parent of flights via flights.carrier"
-    assert dangling(copy_selection(fleet, chosen, tmp_path / "t.db"), chosen) == 0
+    assert dangling(copy_selection(fleet, chosen, tmp_path / "t.db"), chosen, fleet) == 0
 
 
 EMPLOYEES = TableSchema(
@@ -215,7 +218,10 @@ def test_self_reference(request: pytest.FixtureRequest, tmp_path: Path, kind: st
     def staff(where: dict[str, Any], follow: str) -> list[int]:
         chosen = select_tables(engine, options(employees={"where": where}), follow)
         assert (
-            dangling(copy_selection(engine, chosen, tmp_path / f"{follow}{where}.db"), chosen) == 0
+            dangling(
+                copy_selection(engine, chosen, tmp_path / f"{follow}{where}.db"), chosen, engine
+            )
+            == 0
         )
         return [row[0] for row in rows_of(engine, chosen)["employees"]]
 
@@ -246,7 +252,7 @@ def test_composite_foreign_key(request: pytest.FixtureRequest, tmp_path: Path, k
     fill(engine, SHOPS, [(1, "FR", "75"), (2, "US", "75"), (3, "FR", "13"), (4, None, None)])
     chosen = select_tables(engine, options(shops={"where": {"id": [1, 4]}}), "parents")
     assert rows_of(engine, chosen)["regions"] == [("FR", "75", "Paris")]
-    assert dangling(copy_selection(engine, chosen, tmp_path / "p.db"), chosen) == 0
+    assert dangling(copy_selection(engine, chosen, tmp_path / "p.db"), chosen, engine) == 0
     chosen = select_tables(engine, options(regions={"where": {"code": "75"}}), "children")
     assert [row[0] for row in rows_of(engine, chosen)["shops"]] == [1, 2]
     engine.dispose()
@@ -279,7 +285,9 @@ def test_foreign_key_cycle_terminates(
         assert [r[0] for r in found["a"]][:12] == list(
             range(1, 13)
         )  # the whole ring, a superset at most
-        assert dangling(copy_selection(engine, chosen, tmp_path / f"{follow}.db"), chosen) == 0
+        assert (
+            dangling(copy_selection(engine, chosen, tmp_path / f"{follow}.db"), chosen, engine) == 0
+        )
     engine.dispose()
 
 

@@ -244,7 +244,8 @@ class MigrationKind(ForgettingKind):
                 notes.append("adds columns " + ", ".join(check.missing_columns))
             if run.copies_differences:
                 notes.append("only key ranges that differ")
-        why = "" if selection.reason == "listed" else f"; {selection.reason}"
+        # Why the table is copied, except that the manifest lists it, which goes without saying.
+        why = "".join(f"; {part}" for part in selection.reason.split("; ") if part != "listed")
         where = f"{selection.name} → {spec.target}.{selection.target}"
         return f"{where}: {amount} ({', '.join(notes)}{why})"
 

@@ -187,13 +187,19 @@ def run_migration(
         for name, outcome in (resume or {}).get("done", {}).items()
     }
     running: dict[str, Checkpoint] = dict((resume or {}).get("running", {}))
+    #: Target tables this run (or the run it resumes) created: only they get indexes and keys.
+    created: set[str] = set((resume or {}).get("created", []))
     known = {run.selection.name: run.selection.target for run in runs}
     lock = threading.Lock()
 
     def report() -> None:  # called with `lock` held
         if on_checkpoint is not None:
             on_checkpoint(
-                {"done": {n: o.to_dict() for n, o in done.items()}, "running": dict(running)}
+                {
+                    "done": {n: o.to_dict() for n, o in done.items()},
+                    "running": dict(running),
+                    "created": sorted(created),
+                }
             )
 
     def copy(run: TableRun, on_loaded: Callable[[], None]) -> None:
@@ -202,6 +208,11 @@ def run_migration(
         def save(state: Checkpoint) -> None:
             with lock:
                 running[name] = state
+                report()
+
+        def mark_created() -> None:
+            with lock:
+                created.add(name)
                 report()
 
         outcome = _copy_one(
@@ -214,6 +225,8 @@ def run_migration(
             resume=running.get(name),
             read=source_fingerprint,
             on_checkpoint=save,
+            created=name in created,
+            on_create=mark_created,
             on_loaded=on_loaded,
             progress=(lambda rows: progress(name, rows)) if progress else None,
         )
@@ -293,11 +306,17 @@ def _copy_one(
     resume: Mapping[str, Any] | None,
     read: Fingerprint | None,
     on_checkpoint: Callable[[Checkpoint], None],
+    created: bool,
+    on_create: Callable[[], None],
     on_loaded: Callable[[], None],
     progress: Callable[[int], None] | None,
 ) -> TableOutcome:
+    """Copy and verify one table. `created`: whether the run this one resumes created the
+    target table; `on_create` is called (and saved) before this one creates it."""
     selection = run.selection
     check = inspect_target(target, selection, schema_changes=schema_changes)
+    if not check.exists:
+        on_create()
     ensure_target(target, selection, check, known_tables=known)
     only = _changed_rows(source, target, run, batch_size) if check.exists and not resume else None
     native = source.dialect.name == target.dialect.name
@@ -320,7 +339,7 @@ def _copy_one(
         on_source_snapshot=copied.take_in_database if copied else None,
         only=only,
     )
-    finish_target(target, selection, known_tables=known)
+    finish_target(target, selection, known_tables=known, created=created or not check.exists)
     on_loaded()
     seen = copied.result(result.rows_copied) if copied else None
     if seen is None and native and selection.whole_table:

@@ -147,6 +147,7 @@ def select_tables(
     if phases:
         own = graph.filters(own, phases)
     targets = {**{n: o.rename_to for n, o in options.items() if o.rename_to}, **(rename or {})}
+    shapes = _parents_copied(shapes, set(own))
     chosen = sort_tables(shapes[name].schema for name in own)
     selections = [
         TableSelection(
@@ -206,6 +207,26 @@ def _shape(schema: TableSchema, options: MigrationTable | None) -> _Shape:
         indexes=tuple(index for index in schema.indexes if set(index.columns) <= wanted),
     )
     return _Shape(shaped, key, notes)
+
+
+def _parents_copied(shapes: dict[str, _Shape], copied: set[str]) -> dict[str, _Shape]:
+    """Drop the foreign keys of copied tables to tables the migration does not copy: the
+    target may lack the rows they point at, whatever tables it holds."""
+    result = dict(shapes)
+    for name in copied:
+        shape = shapes[name]
+        foreign_keys = shape.schema.foreign_keys
+        kept = tuple(fk for fk in foreign_keys if fk.ref_table in copied)
+        if len(kept) == len(foreign_keys):
+            continue
+        notes = [
+            f"foreign key {_fk_label(name, fk)} dropped: {fk.ref_table} is not copied"
+            for fk in foreign_keys
+            if fk not in kept
+        ]
+        schema = replace(shape.schema, foreign_keys=kept)
+        result[name] = _Shape(schema, shape.key, [*shape.notes, *notes])
+    return result
 
 
 def _parents_hold_keys(shapes: dict[str, _Shape]) -> dict[str, _Shape]:

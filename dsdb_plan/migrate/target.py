@@ -154,15 +154,23 @@ def ensure_target(
 
 
 def finish_target(
-    target_engine: Bind, selection: TableSelection, *, known_tables: KnownTables = ()
+    target_engine: Bind,
+    selection: TableSelection,
+    *,
+    known_tables: KnownTables = (),
+    created: bool = True,
 ) -> None:
-    """After loading: create missing indexes and foreign keys, advance sequences.
+    """After loading: advance sequences and, in a table dsdb `created`, create the indexes
+    and foreign keys it lacks. A table dsdb did not create keeps its own as they are.
 
     Idempotent: indexes already present, and keys whose columns already reference a table,
     are skipped, so it may be called again once the parents of a foreign-key cycle exist.
     """
     with transaction(target_engine) as conn:
         (existing,) = reflect_tables(conn, [selection.target])
+        if not created:
+            advance_sequences(conn, existing)
+            return
         have = {(index.columns, index.unique) for index in existing.indexes}
         if existing.primary_key:
             have.add((existing.primary_key, True))
