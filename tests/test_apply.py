@@ -84,7 +84,7 @@ def test_retention_prunes_oldest_backup_with_consent(capsys, project: Path) -> N
         db.execute("UPDATE flights SET dep_delay = 3.0 WHERE id = 1")
     plan = run_cli(capsys, "plan", project)
     assert (
-        f"- backup.nightly#prune (destroy)\n      prune 1 backup past keep: 2: {taken[0]}"
+        f"- backup.nightly#prune (destroy)\n      prune 1 old backup (keep: 2): {taken[0]}"
         in plan.out
     )
     refused = run_cli(capsys, "apply", project, "--auto-approve")
@@ -159,7 +159,7 @@ def test_markdown_plan_shows_a_teardown_above_everything_else(capsys, project: P
     first_line, _, rest = markdown.partition("\n\n")
     assert first_line == "## dsdb plan"
     verdict, _, rest = rest.partition("\n\n")
-    assert "1 destructive action(s) need consent" in verdict
+    assert "1 destructive action needs consent" in verdict
     callout = rest.split("\n\n", 1)[0]
     assert "**Destructive actions**" in callout and "`teardown.wipe` (destroy)" in callout
     assert "backup.nightly" not in callout

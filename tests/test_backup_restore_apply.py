@@ -172,3 +172,23 @@ def test_a_plan_reads_no_row_of_a_restored_sqlite_file_that_did_not_change(
         conn.execute("UPDATE flights SET month = 7 WHERE id = 3")
     plan = run_cli(capsys, "plan", project, "--detailed-exitcode")
     assert "target changed outside dsdb: table flights: content changed" in plan.out
+
+
+def test_a_restore_of_a_backup_not_taken_says_so_plainly(
+    capsys: pytest.CaptureFixture[str], project: Path
+) -> None:
+    project.write_text(
+        MANIFEST.replace(
+            "connections:\n", "connections:\n  target: {driver: sqlite, database: t.db}\n"
+        )
+        + "restores:\n  back: {backup: nightly, to: target}\n"
+    )
+    untaken = run_cli(capsys, "plan", project, "--exclude", "backup.nightly")
+    assert untaken.code == 1
+    assert "  restore.back: backup.nightly has no backup yet to restore\n" in untaken.err
+
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    project.write_text(project.read_text().replace("to: target}", "to: target, backup_id: nope}"))
+    unknown = run_cli(capsys, "plan", project)
+    assert unknown.code == 1
+    assert "  restore.back: backup.nightly has no backup nope to restore\n" in unknown.err

@@ -40,7 +40,7 @@ def test_validate_reads_dsdb_yaml_in_the_current_folder(
     result = run_cli(capsys, "validate")
 
     assert result.code == 0
-    assert result.out == "✓ dsdb.yaml is valid (1 connections, 1 resources).\n"
+    assert result.out == "✓ dsdb.yaml is valid (1 connection, 1 resource).\n"
 
 
 def test_validate_without_a_manifest_says_which_file_it_looked_for(

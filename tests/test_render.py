@@ -33,7 +33,7 @@ def representative_plan() -> Plan:
                 "backup.nightly",
                 "backup",
                 ActionType.DESTROY,
-                ("prune 1 backup past keep: 7: 20261101T000000Z-aaaaaa",),
+                ("prune 1 old backup (keep: 7): 20261101T000000Z-aaaaaa",),
                 destructive=True,
                 depends_on=("backup.nightly",),
             ),

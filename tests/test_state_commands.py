@@ -47,7 +47,8 @@ def test_pull_then_push_round_trips_and_older_serial_is_refused(
     pulled = tmp_path / "state.json"
     pulled.write_text(run_cli(capsys, "state", "pull", applied).out)
     before = json.loads(pulled.read_text())
-    assert run_cli(capsys, "state", "push", pulled, applied).code == 0
+    pushed = run_cli(capsys, "state", "push", pulled, applied)
+    assert pushed.code == 0 and f"Pushed {pulled}: 1 resource (state serial" in pushed.out
     assert json.loads(run_cli(capsys, "state", "pull", applied).out) == before
 
     with sqlite3.connect(applied.parent / "data/local.db") as db:
@@ -115,7 +116,9 @@ def test_renaming_with_moved_plans_no_create_and_no_destroy(capsys, applied: Pat
     assert "(create)" not in plan.out and "(destroy)" not in plan.out
     assert "→ backup.nightly is now backup.daily" in plan.out
     assert "Plan: 1 to move." in plan.out
-    assert run_cli(capsys, "apply", applied, "--auto-approve").code == 0
+    moved = run_cli(capsys, "apply", applied, "--auto-approve")
+    assert moved.code == 0
+    assert "Apply complete: 0 succeeded, 0 failed, 0 skipped; 1 rename recorded." in moved.out
     assert "backup.daily" in run_cli(capsys, "state", "list", applied).out
     assert "Nothing to do." in run_cli(capsys, "apply", applied, "--auto-approve").out
 

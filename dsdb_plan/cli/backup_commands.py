@@ -11,6 +11,7 @@ from dsdb_plan.cli.app import cli
 from dsdb_plan.cli.options import manifest_argument, read_state, variable_options
 from dsdb_plan.cli.output import Output, pass_output
 from dsdb_plan.errors import DsdbError
+from dsdb_plan.plan import counted
 
 
 def _recorded_backups(
@@ -47,8 +48,8 @@ def list_backups(
         present = "" if Path(artifact["path"]).is_dir() else "  (missing on disk)"
         out.echo(
             f"{address}  {artifact['id']}  {artifact.get('created_at', '')}  "
-            f"{artifact.get('total_rows', 0):,} rows  "
-            f"{artifact.get('total_bytes', 0):,} bytes  {artifact['path']}{present}"
+            f"{counted(artifact.get('total_rows', 0), 'row')}  "
+            f"{counted(artifact.get('total_bytes', 0), 'byte')}  {artifact['path']}{present}"
         )
 
 
@@ -89,5 +90,5 @@ def verify(
             )
         else:
             out.echo(out.style("✓", fg="green") + f" {address} {artifact['id']}")
-    out.echo(f"{len(found) - bad} of {len(found)} backups verified.")
+    out.echo(f"{len(found) - bad} of {counted(len(found), 'backup')} verified.")
     return 1 if bad else 0

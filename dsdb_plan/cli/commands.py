@@ -12,6 +12,7 @@ from dsdb_plan.cli.options import load_from_options, manifest_argument, variable
 from dsdb_plan.cli.output import Output, pass_output
 from dsdb_plan.errors import DsdbError
 from dsdb_plan.manifest import DEFAULT_MANIFEST
+from dsdb_plan.plan import counted
 from dsdb_plan.probe import probe
 from dsdb_plan.schema import manifest_schema_text
 
@@ -34,12 +35,9 @@ def validate(
             failed += 1
             out.echo(f"Error: {error.message}", err=True)
             continue
-        connections = len(loaded.manifest.connections)
-        resources = len(loaded.manifest.resources())
-        out.echo(
-            out.style("✓", fg="green")
-            + f" {manifest} is valid ({connections} connections, {resources} resources)."
-        )
+        connections = counted(len(loaded.manifest.connections), "connection")
+        resources = counted(len(loaded.manifest.resources()), "resource")
+        out.echo(out.style("✓", fg="green") + f" {manifest} is valid ({connections}, {resources}).")
     return 1 if failed else 0
 
 
@@ -100,7 +98,8 @@ def connections(
     failed = [r.name for r in results if not r.ok]
     if failed:
         out.echo(
-            f"{len(failed)} of {len(results)} connections unreachable: " + ", ".join(failed),
+            f"{len(failed)} of {counted(len(results), 'connection')} unreachable: "
+            + ", ".join(failed),
             err=True,
         )
         return 1

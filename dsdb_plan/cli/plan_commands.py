@@ -17,7 +17,7 @@ from dsdb_plan.cli.output import Output, pass_output
 from dsdb_plan.errors import DsdbError
 from dsdb_plan.executor import ActionResult, ApplyReport
 from dsdb_plan.manifest import DEFAULT_MANIFEST
-from dsdb_plan.plan import Action, Plan
+from dsdb_plan.plan import Action, Plan, counted
 from dsdb_plan.planner import drift_only
 from dsdb_plan.project import Project
 from dsdb_plan.redact import redact
@@ -207,7 +207,7 @@ def apply(
                 )
             except KeyboardInterrupt:
                 _interrupted(out, "Finished work is recorded; run `dsdb apply` again to resume.")
-    return _show_report(out, report)
+    return _show_report(out, report, moves=len(the_plan.moves))
 
 
 def _plan(
@@ -261,7 +261,7 @@ def _get_consent(
 
 def _show_result(out: Output, action: Action, result: ActionResult) -> None:
     if result.status == "ok":
-        detail = f" ({result.rows:,} rows)" if result.rows else ""
+        detail = f" ({counted(result.rows, 'row')})" if result.rows else ""
         out.echo(
             out.style(f"{action.key}: done", fg="green") + f"{detail} "
             f"in {result.duration_s:.1f}s" + (f" — {result.message}" if result.message else "")
@@ -272,11 +272,12 @@ def _show_result(out: Output, action: Action, result: ActionResult) -> None:
         out.echo(out.style(f"{action.key}: failed: {result.message}", fg="red"), err=True)
 
 
-def _show_report(out: Output, report: ApplyReport) -> int:
+def _show_report(out: Output, report: ApplyReport, *, moves: int = 0) -> int:
     succeeded = sum(1 for r in report.results if r.status == "ok")
     line = (
         f"Apply {'complete' if report.ok else 'incomplete'}: {succeeded} succeeded, "
-        f"{len(report.failed)} failed, {len(report.skipped)} skipped."
+        f"{len(report.failed)} failed, {len(report.skipped)} skipped"
+        + (f"; {counted(moves, 'rename')} recorded." if moves else ".")
     )
     out.echo("")
     out.echo(out.style(line, bold=True, fg=None if report.ok else "red"))

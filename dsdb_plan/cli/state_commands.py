@@ -159,7 +159,8 @@ def state_push(
                     f"{current.serial}); use --force to push it anyway"
                 )
         serial = project.store.replace_all(pushed)
-    out.echo(f"Pushed {file}: {len(pushed.resources)} resources (state serial {serial}).")
+    resources = counted(len(pushed.resources), "resource")
+    out.echo(f"Pushed {file}: {resources} (state serial {serial}).")
 
 
 @cli.command()

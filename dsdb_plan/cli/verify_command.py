@@ -10,6 +10,7 @@ from dsdb_plan.cli.app import cli
 from dsdb_plan.cli.options import manifest_argument, open_project, variable_options
 from dsdb_plan.cli.output import Output, pass_output
 from dsdb_plan.errors import DsdbError
+from dsdb_plan.plan import counted
 
 
 @cli.command()
@@ -34,11 +35,12 @@ def verify(
             label = f"{verdict.address} {verdict.table} → {verdict.target}"
             if verdict.result.ok:
                 rows = verdict.result.source.rows
-                out.echo(out.style("✓", fg="green") + f" {label}: {rows:,} rows match")
+                verb = "matches" if rows == 1 else "match"
+                out.echo(out.style("✓", fg="green") + f" {label}: {counted(rows, 'row')} {verb}")
             else:
                 mismatches += 1
                 out.echo(out.style("✗", fg="red") + f" {label}: {verdict.result.message}", err=True)
     if not checked:
         raise DsdbError("no migration to verify")
-    out.echo(f"{checked - mismatches} of {checked} tables verified.")
+    out.echo(f"{checked - mismatches} of {counted(checked, 'table')} verified.")
     return 1 if mismatches else 0

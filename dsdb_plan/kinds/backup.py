@@ -140,7 +140,8 @@ class BackupKind:
                 kind=KIND,
                 type=ActionType.DESTROY,
                 reasons=(
-                    f"prune {counted(len(ids), 'backup')} past keep: {spec.keep}: {', '.join(ids)}",
+                    f"prune {counted(len(ids), 'old backup')} (keep: {spec.keep}): "
+                    + ", ".join(ids),
                 ),
                 destructive=True,
                 depends_on=(main.key,) if main.is_change else (),

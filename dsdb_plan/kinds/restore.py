@@ -58,7 +58,9 @@ class RestoreKind(ForgettingKind):
             reasons.append(f"restore {source['label']} into {spec.to}")
             if checkpoint is not None:
                 done = len(checkpoint.get("completed", []))
-                reasons.append(f"resuming an interrupted restore: {done} table(s) already done")
+                reasons.append(
+                    f"resuming an interrupted restore: {counted(done, 'table')} already done"
+                )
             if foreign and not spec.replace_existing:
                 raise PlanError(
                     f"{address}: {spec.to} already holds tables with data "
@@ -155,8 +157,8 @@ class RestoreKind(ForgettingKind):
             }
         artifact = _latest_artifact(ctx.snapshot.resources.get(backup_address), spec.backup_id)
         if artifact is None:
-            wanted = f"backup {spec.backup_id} of " if spec.backup_id else "any backup of "
-            raise PlanError(f"{address}: there is no {wanted}{backup_address} to restore")
+            wanted = f"backup {spec.backup_id}" if spec.backup_id else "backup yet"
+            raise PlanError(f"{address}: {backup_address} has no {wanted} to restore")
         return {
             "id": artifact["id"],
             "path": artifact["path"],

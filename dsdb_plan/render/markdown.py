@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 
-from dsdb_plan.plan import SUMMARY_ORDER, Action, ActionType, Plan
+from dsdb_plan.plan import SUMMARY_ORDER, Action, ActionType, Plan, counted
 
 
 def _text(text: str) -> str:
@@ -30,7 +30,11 @@ def render_markdown(plan: Plan) -> str:
     if not plan.has_changes:
         verdict = "✅ **No changes.** Reality matches the manifest."
     elif destructive:
-        verdict = f"⚠️ **{plan.summary()}** {len(destructive)} destructive action(s) need consent."
+        consent = "needs" if len(destructive) == 1 else "need"
+        verdict = (
+            f"⚠️ **{plan.summary()}** {counted(len(destructive), 'destructive action')} "
+            f"{consent} consent."
+        )
     else:
         verdict = f"📝 **{plan.summary()}**"
     lines = ["## dsdb plan", "", verdict, ""]
