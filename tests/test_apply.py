@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import sqlite3
 from pathlib import Path
 
 import pytest
+from rich.console import Console
+from rich.progress import Progress
 
+from dsdb_plan.cli.progress import progress_columns
 from dsdb_plan.state import open_state
 from tests.helpers import make_flights_db, run_cli, sqlite_url, table_names, table_rows
 
@@ -348,3 +353,19 @@ def test_removing_resources_forgets_restores_and_deletes_backups_with_consent(
     assert list(backups.iterdir()) == []
     assert run_cli(capsys, "state", "list", project).out == ""
     assert table_names(sqlite_url(project.parent / "data/scratch.db")) == ["airlines", "flights"]
+
+
+def test_the_terminal_progress_shows_rows_with_separators_and_rows_per_second() -> None:
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+    display = Progress(*progress_columns(), console=console)
+    task = display.add_task("migration.m flights", total=5000)
+    display.update(task, completed=5000)  # one update: too few for rich's own estimate
+    unknown_total = display.add_task("backup.b flights", total=None)
+    display.update(unknown_total, completed=1234567)
+
+    console.print(display.make_tasks_table(display.tasks))
+
+    first, second = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert "migration.m flights" in first and " 5,000/5,000 " in first
+    assert re.search(r" [\d,]+ rows/s ", first), first
+    assert " 1,234,567 " in second and re.search(r" [\d,]+ rows/s ", second), second

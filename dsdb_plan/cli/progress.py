@@ -9,7 +9,6 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     ProgressColumn,
     Task,
@@ -25,9 +24,35 @@ from dsdb_plan.cli.output import Output
 LOG_INTERVAL_SECONDS = 5.0
 
 
-class _RateColumn(ProgressColumn):
+class _RowsColumn(ProgressColumn):
+    """`2,500/5,000`: rows done of the total, with thousands separators."""
+
     def render(self, task: Task) -> Text:
-        return Text(f"{task.speed:,.0f} rows/s" if task.speed else "")
+        done = f"{int(task.completed):,}"
+        return Text(done if task.total is None else f"{done}/{int(task.total):,}")
+
+
+class _RateColumn(ProgressColumn):
+    """Rows per second: rich's recent estimate, else the average so far (rich needs two
+    updates within its window, and a slow table reports one batch at a time)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        if speed is None and task.elapsed and task.completed:
+            speed = task.completed / task.elapsed
+        return Text(f"{speed:,.0f} rows/s" if speed else "")
+
+
+def progress_columns() -> tuple[ProgressColumn, ...]:
+    """What the live display shows of each table: label, bar, rows, rows/s, elapsed, ETA."""
+    return (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        _RowsColumn(),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
 
 
 class ProgressReporter:
@@ -43,14 +68,7 @@ class ProgressReporter:
     def __enter__(self) -> ProgressReporter:
         if self.interactive:
             self._display = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                _RateColumn(),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-                transient=True,
+                *progress_columns(), console=Console(stderr=True), transient=True
             )
             self._display.start()
         return self
