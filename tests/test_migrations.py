@@ -102,6 +102,22 @@ def test_target_drift_shows_in_the_plan_and_verify_catches_it(capsys, project: P
     assert run_cli(capsys, "verify", project).code == 0
 
 
+def test_a_target_table_dropped_outside_dsdb_is_drift_and_comes_back(capsys, project: Path) -> None:
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    with sqlite3.connect(project.parent / "data/prod.db") as db:
+        db.execute("DROP TABLE airlines")
+    plan = run_cli(capsys, "plan", project)
+    assert plan.code == 0, plan.text
+    assert "target table airlines removed outside dsdb" in plan.out
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    local, prod = project.parent / "data/local.db", project.parent / "data/prod.db"
+    assert query(prod, "SELECT * FROM airlines") == query(
+        local, "SELECT * FROM airlines WHERE carrier = 'UA'"
+    )
+    assert query(prod, "SELECT * FROM flights") == expected_flights(project)
+    assert "Nothing to do." in run_cli(capsys, "apply", project, "--auto-approve").out
+
+
 def test_mirror_deletes_rows_gone_from_the_subset_with_consent(capsys, project: Path) -> None:
     project.write_text(manifest_text("mirror"))
     assert run_cli(capsys, "apply", project, "--auto-approve").code == 0

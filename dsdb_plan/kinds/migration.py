@@ -302,11 +302,13 @@ class MigrationKind(ForgettingKind):
         """Changes to the target tables the last apply wrote (the same spec writes the same
         ones), made outside dsdb since."""
         written = Fingerprint.from_dict(record.fingerprints["written"])
-        live = (
-            ctx.fingerprint(spec.target, sorted(written.tables), previous=written)
-            if not ctx.is_missing(spec.target)
-            else Fingerprint(tables={})
-        )
+        live = Fingerprint(tables={})
+        if not ctx.is_missing(spec.target):
+            # A table dropped since is left out, and so shows as removed.
+            existing = sa.inspect(ctx.workspace.reach(spec.target)).get_table_names()
+            present = sorted(set(written.tables) & set(existing))
+            if present:
+                live = ctx.fingerprint(spec.target, present, previous=written)
         return [f"target {line} outside dsdb" for line in describe_changes(written, live)]
 
     # -- apply ----------------------------------------------------------------------------
