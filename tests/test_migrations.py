@@ -454,3 +454,27 @@ def test_a_foreign_key_to_a_table_not_copied_is_dropped_and_the_plan_says_so(
         row for row in table_rows(sqlite_url(tmp_path / "local.db"), "flights") if row[1] == "DL"
     ]
     assert table_rows(postgres_db.url, "flights") == expected
+
+
+def test_options_the_copy_would_refuse_fail_the_plan_not_the_apply(
+    capsys,
+    tmp_path: Path,
+    write_manifest,  # type: ignore[no-untyped-def]
+) -> None:
+    with sqlite3.connect(tmp_path / "local.db") as db:
+        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        db.execute("CREATE TABLE keyless (v TEXT)")
+    project = write_manifest(
+        "version: 1\nconnections:\n"
+        "  local: {driver: sqlite, database: local.db}\n"
+        "  copy: {driver: sqlite, database: copy.db}\n"
+        "migrations:\n"
+        "  cursor: {from: local, to: copy, tables: {t: {incremental: {cursor: nope}}}}\n"
+        "  keyless: {from: local, to: copy, mode: upsert, tables: [keyless]}\n"
+    )
+    planned = run_cli(capsys, "plan", project)
+    assert planned.code == 1
+    assert "no cursor column 'nope'" in planned.err
+    assert "mode upsert needs a key" in planned.err
+    assert "Traceback" not in planned.text
+    assert not (tmp_path / "copy.db").exists()

@@ -34,6 +34,7 @@ from dsdb_plan.kinds.base import (
     refuse_if_protected,
     spec_document,
 )
+from dsdb_plan.migrate.copier import check_table
 from dsdb_plan.migrate.estimate import RowCount, rows_to_copy
 from dsdb_plan.migrate.run import TableOutcome, TableRun, run_migration
 from dsdb_plan.migrate.subset import TableSelection, select_tables
@@ -188,6 +189,8 @@ class MigrationKind(ForgettingKind):
                     )
                 ]
         runs = table_runs(spec, chosen, record if same_data else None)
+        for run in runs:
+            check_table(run.selection, run.mode, run.cursor, spec.batch_size)
         target = None if ctx.is_missing(spec.target) else ctx.workspace.reach(spec.target)
         rows = {run.selection.name: self._rows_to_copy(run, live, source) for run in runs}
         reasons += [

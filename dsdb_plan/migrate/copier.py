@@ -108,7 +108,7 @@ def copy_table(
     `only` narrows the rows copied (not the subset mirror keeps). Uses one source and one
     target connection.
     """
-    _check(selection, mode, cursor_column, batch_size)
+    check_table(selection, mode, cursor_column, batch_size)
     job = _Job(
         selection=selection,
         mode=mode,
@@ -138,7 +138,11 @@ def copy_table(
     return job.result()
 
 
-def _check(selection: TableSelection, mode: str, cursor_column: str | None, batch: int) -> None:
+def check_table(
+    selection: TableSelection, mode: str, cursor_column: str | None, batch: int
+) -> None:
+    """Refuse a table the options cannot copy (a keyed mode without a key, a cursor that is
+    no column, ...): the planner calls it too, so the plan fails rather than the apply."""
     label = f"table {selection.name!r}"
     if mode not in ("append", "upsert", "replace", "mirror"):
         raise PlanError(f"{label}: unknown mode {mode!r}")
