@@ -1,11 +1,14 @@
 """The order a table's rows are copied in: by key, or parents first when it points at itself.
 
 Rows go in key order, so each committed batch ends at a known point and a resumed copy
-carries on after it. A table with one foreign key to itself (employee -> manager) goes
-parents first instead, into a target that checks keys as each batch commits (PostgreSQL,
-MariaDB), which would refuse a row whose parent comes in a later batch: by each row's depth
-below a row that points at no other row, then by key. Depths come from a recursive query
-over the source table; rows it cannot reach (a cycle of references) come last, by key.
+carries on after it. A table with foreign keys to itself (employee -> manager, and -> mentor)
+goes parents first instead, into a target that checks keys as each batch commits
+(PostgreSQL, MariaDB), which would refuse a row whose parent comes in a later batch: by each
+row's depth, then by key. A row's depth is the longest path down to it from a root, a row
+that points at no other row (every self-reference NULL, at itself, or at a row not in the
+table), so it is greater than the depth of every row it points at through any of its keys.
+Depths come from one recursive query over the source table; rows in or below a cycle of
+references have none and come last, by key.
 
 `after` and `before` compare sort columns with a point in that order, as a resumed copy
 and a range of keys (`diff.py`) need.
@@ -19,11 +22,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from dsdb_plan.dbschema import ForeignKeySchema
 from dsdb_plan.migrate.subset import TableSelection
 
-#: The depth of rows the recursive query does not reach: after every row it does.
+#: The depth of rows in or below a cycle: after every other row.
 _UNREACHED = 2**62
 
 
@@ -42,45 +48,181 @@ def copy_order(selection: TableSelection, target_dialect: str) -> CopyOrder:
     """The order to copy `selection` in, into a database of `target_dialect`."""
     table = selection.source
     key = tuple(raw(table.c[name]) for name in selection.key)
-    reference = _self_reference(selection)
+    references = _self_references(selection)
     # SQLite checks no keys while loading; without a key there is no resume point to keep.
-    if reference is None or target_dialect == "sqlite" or not key:
+    if not references or target_dialect == "sqlite" or not key:
         return CopyOrder(table, key)
-    depths = _depths(table, selection.key, reference)
+    depths = _depths(table, selection.key, references)
     matched = sa.and_(*(table.c[name] == depths.c[name] for name in selection.key))
-    depth = raw(sa.func.coalesce(depths.c.depth, _UNREACHED))
+    depth = raw(sa.func.coalesce(depths.c.dsdb_depth, _unreached()))
     return CopyOrder(table.outerjoin(depths, matched), (depth, *key), depth)
 
 
-def _self_reference(selection: TableSelection) -> ForeignKeySchema | None:
-    """The table's one foreign key to itself, if it has exactly one (two could disagree)."""
-    keys = [fk for fk in selection.schema.foreign_keys if fk.ref_table == selection.name]
-    return keys[0] if len(keys) == 1 else None
+def _unreached() -> sa.ColumnElement[int]:
+    return sa.cast(sa.literal(_UNREACHED), sa.BigInteger)
 
 
-def _depths(table: sa.Table, key: tuple[str, ...], fk: ForeignKeySchema) -> sa.CTE:
-    """(key..., depth) of every row reachable from a row that points at no other row."""
-    pairs = list(zip(fk.columns, fk.ref_columns, strict=True))
-    carried = list(dict.fromkeys([*key, *fk.ref_columns]))
-    parent, child = table.alias("dsdb_parent"), table.alias("dsdb_child")
-    roots = sa.select(
-        *(table.c[name] for name in carried), sa.cast(sa.literal(0), sa.BigInteger).label("depth")
-    ).where(
-        sa.or_(
-            *(table.c[column].is_(None) for column, _ in pairs),  # a NULL points nowhere
-            sa.and_(*(table.c[column] == table.c[ref] for column, ref in pairs)),
-            ~sa.exists().where(
-                sa.and_(*(parent.c[ref] == table.c[column] for column, ref in pairs))
-            ),
+def _self_references(selection: TableSelection) -> list[ForeignKeySchema]:
+    """The table's foreign keys to itself."""
+    return [fk for fk in selection.schema.foreign_keys if fk.ref_table == selection.name]
+
+
+def _depths(
+    table: sa.Table, key: tuple[str, ...], references: Sequence[ForeignKeySchema]
+) -> sa.CTE:
+    """(key..., dsdb_depth) of every row: the longest path to it from a root, or `_UNREACHED`
+    for a row in or below a cycle of references.
+
+    Depths spread down from the roots one step per level; each row keeps the deepest. UNION
+    keeps one (key, depth) per row and level, so rows reached along many paths (a diamond)
+    cost no more than rows times levels. A path longer than the table has rows goes around
+    a cycle, so the walk stops at that many steps (fewer where the server caps recursion):
+    the rows it stops at, the rows no root reaches and every row below them are unreached.
+    A cycle a root reaches is the costly case: each row below it is walked to that limit.
+    """
+    edges = _edges(table, key, references)
+    limit = sa.select(_WalkLimit(sa.func.count()).label("n")).select_from(table).cte("dsdb_limit")
+    bound = sa.select(limit.c.n).scalar_subquery()
+    walked = _walk(table, key, edges, bound)
+    deepest = (
+        sa.select(
+            *(walked.c[name] for name in key), sa.func.max(walked.c.dsdb_depth).label("dsdb_depth")
         )
+        .group_by(*(walked.c[name] for name in key))
+        .cte("dsdb_deepest")
     )
-    tree = roots.cte("dsdb_depth", recursive=True)
+    cyclic = _cyclic(table, key, edges, deepest, bound)
+    # A row in `cyclic` has the depth that sorts it last. Taking the largest per key rather
+    # than joining the two keeps PostgreSQL from planning for its estimate of `cyclic`, huge.
+    marked = sa.union_all(
+        sa.select(deepest),
+        sa.select(*(cyclic.c[name] for name in key), _unreached().label("dsdb_depth")),
+    ).subquery("dsdb_marked")
+    columns = [marked.c[name] for name in key]
+    return (
+        sa.select(*columns, sa.func.max(marked.c.dsdb_depth).label("dsdb_depth"))
+        .group_by(*columns)
+        .cte("dsdb_depths")
+    )
+
+
+def _edges(table: sa.Table, key: tuple[str, ...], references: Sequence[ForeignKeySchema]) -> sa.CTE:
+    """(child_0..., parent_0...): the key of each row and the key it points at through each
+    reference to another row, a row the table may not hold."""
+    child = table.alias("dsdb_child")
+    edges = [
+        _edge(child, table.alias(f"dsdb_parent_{n}"), key, fk) for n, fk in enumerate(references)
+    ]
+    union = edges[0] if len(edges) == 1 else sa.union_all(*edges)
+    return union.cte("dsdb_edge")
+
+
+def _edge(
+    child: sa.FromClause, parent: sa.FromClause, key: tuple[str, ...], fk: ForeignKeySchema
+) -> sa.Select[Any]:
+    """(child_0..., parent_0...) of the rows pointing at another row through `fk`."""
+    source: sa.FromClause = child
+    if sorted(fk.ref_columns) == sorted(key):
+        # The row holds the key it points at: no join, as a self-reference usually goes.
+        holding = dict(zip(fk.ref_columns, fk.columns, strict=True))
+        parent_key = [child.c[holding[name]] for name in key]
+    else:
+        source = child.join(parent, _points_at(child, parent, fk))
+        parent_key = [parent.c[name] for name in key]
+    itself = sa.and_(*(child.c[name] == end for name, end in zip(key, parent_key, strict=True)))
+    return (
+        sa.select(
+            *(child.c[name].label(f"child_{i}") for i, name in enumerate(key)),
+            *(end.label(f"parent_{i}") for i, end in enumerate(parent_key)),
+        )
+        .select_from(source)
+        # A NULL in a reference's columns points nowhere, as a foreign key sees it.
+        .where(*(end.is_not(None) for end in parent_key), sa.not_(itself))
+    )
+
+
+def _points_at(
+    child: sa.FromClause, parent: sa.FromClause, fk: ForeignKeySchema
+) -> sa.ColumnElement[bool]:
+    pairs = zip(fk.columns, fk.ref_columns, strict=True)
+    return sa.and_(*(child.c[column] == parent.c[ref] for column, ref in pairs))
+
+
+def _edge_end(
+    edges: sa.CTE, end: str, rows: sa.FromClause, key: tuple[str, ...]
+) -> sa.ColumnElement[bool]:
+    """The `end` ("child" or "parent") of an edge is a row of `rows`."""
+    return sa.and_(*(edges.c[f"{end}_{i}"] == rows.c[name] for i, name in enumerate(key)))
+
+
+def _walk(
+    table: sa.Table, key: tuple[str, ...], edges: sa.CTE, bound: sa.ScalarSelect[Any]
+) -> sa.CTE:
+    """(key..., dsdb_depth) for every path from a root, up to `bound` steps long."""
+    pointed = table.alias("dsdb_pointed")
+    points_at_a_row = (
+        sa.exists()
+        .select_from(edges.join(pointed, _edge_end(edges, "parent", pointed, key)))
+        .where(_edge_end(edges, "child", table, key))
+    )
+    roots = sa.select(
+        *(table.c[name] for name in key), sa.cast(sa.literal(0), sa.BigInteger).label("dsdb_depth")
+    ).where(~points_at_a_row)
+    walked = roots.cte("dsdb_walk", recursive=True)
+    below = edges.join(walked, _edge_end(edges, "parent", walked, key))
     step = (
-        sa.select(*(child.c[name] for name in carried), tree.c.depth + 1)
-        .select_from(child.join(tree, sa.and_(*(child.c[c] == tree.c[r] for c, r in pairs))))
-        .where(sa.not_(sa.and_(*(child.c[column] == child.c[ref] for column, ref in pairs))))
+        sa.select(*(edges.c[f"child_{i}"] for i in range(len(key))), walked.c.dsdb_depth + 1)
+        .select_from(below)
+        .where(walked.c.dsdb_depth < bound)
     )
-    return tree.union_all(step)
+    return walked.union(step)
+
+
+def _cyclic(
+    table: sa.Table,
+    key: tuple[str, ...],
+    edges: sa.CTE,
+    deepest: sa.CTE,
+    bound: sa.ScalarSelect[Any],
+) -> sa.CTE:
+    """(key...) of the rows in or below a cycle: no root reaches them, or the walk from one
+    went on to `bound` steps, or they are below such a row."""
+    matched = sa.and_(*(deepest.c[name] == table.c[name] for name in key))
+    seeds = (
+        sa.select(*(table.c[name] for name in key))
+        .select_from(table.outerjoin(deepest, matched))
+        .where(sa.or_(deepest.c.dsdb_depth.is_(None), deepest.c.dsdb_depth >= bound))
+    )
+    cyclic = seeds.cte("dsdb_cyclic", recursive=True)
+    below = edges.join(cyclic, _edge_end(edges, "parent", cyclic, key))
+    step = sa.select(*(edges.c[f"child_{i}"] for i in range(len(key)))).select_from(below)
+    return cyclic.union(step)
+
+
+class _WalkLimit(FunctionElement[int]):
+    """The most steps a walk takes: the row count, or less where the server caps recursion."""
+
+    type = sa.BigInteger()
+    inherit_cache = True
+    name = "dsdb_walk_limit"
+
+
+@compiles(_WalkLimit)
+def _rows(element: _WalkLimit, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(_WalkLimit, "mysql")
+@compiles(_WalkLimit, "mariadb")
+def _rows_or_recursion_cap(element: _WalkLimit, compiler: SQLCompiler, **kw: Any) -> str:
+    # MariaDB quietly stops a recursive query after max_recursive_iterations steps, MySQL
+    # fails past cte_max_recursion_depth: stopping one short, the rows beyond come last.
+    setting = (
+        "@@max_recursive_iterations"
+        if getattr(compiler.dialect, "is_mariadb", False)
+        else "@@cte_max_recursion_depth"
+    )
+    return f"LEAST({compiler.process(element.clauses, **kw)}, {setting} - 1)"
 
 
 def raw(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
