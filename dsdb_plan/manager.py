@@ -42,6 +42,7 @@ from dsdb_plan.errors import (
 )
 from dsdb_plan.interpolate import interpolate
 from dsdb_plan.kinds.migration import selections, table_runs
+from dsdb_plan.manifest import data_path
 from dsdb_plan.migrate.run import TableOutcome, run_migration
 from dsdb_plan.models import Migration
 from dsdb_plan.workspace import Workspace, current_user
@@ -377,18 +378,20 @@ def _migration_spec(
     batch_size: int,
 ) -> Migration:
     """The arguments of `migrate`, checked by the same model as a manifest's migration."""
+    data = {
+        "from": source,
+        "to": target,
+        "tables": tables,
+        "mode": mode,
+        "follow": follow,
+        "batch_size": batch_size,
+    }
     try:
-        return Migration.model_validate(
-            {
-                "from": source,
-                "to": target,
-                "tables": tables,
-                "mode": mode,
-                "follow": follow,
-                "batch_size": batch_size,
-            }
-        )
+        return Migration.model_validate(data)
     except ValidationError as error:
-        first = error.errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise DsdbError(f"migrate: {where}: {first['msg']}") from None
+        errors = error.errors(include_url=False, include_input=False)
+        # Of a union's branches, the one that got deepest into the arguments names the mistake.
+        paths = [data_path(item["loc"], data)[0] for item in errors]
+        deepest = max(range(len(errors)), key=lambda i: len(paths[i]))
+        where = ".".join(str(part) for part in paths[deepest])
+        raise DsdbError(f"migrate: {where}: {errors[deepest]['msg']}") from None

@@ -121,7 +121,7 @@ def _sorted(problems: list[Problem]) -> list[Problem]:
 # -- pydantic errors -> located problems ---------------------------------------------------
 
 
-def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[Path, bool]:
+def data_path(loc: tuple[Any, ...], data: Any) -> tuple[Path, bool]:
     """Drop pydantic's union/validator tags from `loc`; report whether it reached the data."""
     path: list[str | int] = []
     node = data
@@ -251,7 +251,7 @@ def _value_at(data: Any, path: Path) -> Any:
 def _validation_problems(error: ValidationError, source: Source, data: Any) -> list[Problem]:
     by_path: dict[Path, list[tuple[str, bool]]] = {}
     for item in error.errors(include_url=False, include_input=False):
-        path, reached = _data_path(item["loc"], data)
+        path, reached = data_path(item["loc"], data)
         by_path.setdefault(path, []).append(_describe(item, path, data, reached))
     problems = []
     for path, messages in by_path.items():

@@ -128,3 +128,18 @@ def test_restore_over_protected_data_is_refused(tmp_path: Path) -> None:
         mngr.restore(info.path, "keep", replace_existing=True)
     assert len(table_rows(sqlite_url(tmp_path / "keep.db"), "flights")) == 5
     mngr.close()
+
+
+def test_a_bad_filter_is_named_where_it_is(tmp_path: Path) -> None:
+    make_flights_db(tmp_path / "local.db")
+    mngr = dsdb.ConnectionManager(
+        {
+            "local": {"driver": "sqlite", "database": str(tmp_path / "local.db")},
+            "copy": {"driver": "sqlite", "database": str(tmp_path / "copy.db")},
+        }
+    )
+    with pytest.raises(dsdb.DsdbError) as raised:
+        mngr.migrate("local", "copy", tables=["flights"], where={"carrier": {"in": "UA"}})
+    assert str(raised.value) == (
+        "migrate: tables.flights.where.carrier.in: Input should be a valid list"
+    )
