@@ -112,6 +112,13 @@ class BackupError(DsdbError):
     """A backup that is missing, corrupted or unreadable; names the file."""
 
 
+class Interrupted(DsdbError):
+    """Work stopped at a batch boundary because a stop was asked for (a first Ctrl-C): what
+    it committed is checkpointed, and the next apply resumes from there."""
+
+    exit_code = 130  # 128 + SIGINT, as a shell reports a process Ctrl-C stopped
+
+
 def did_you_mean(word: object, choices: Sequence[str]) -> str:
     """A " — did you mean '...'?" hint naming the closest of `choices` to `word`, or ""."""
     close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)

@@ -6,6 +6,10 @@ an action commits its data first (in checkpointed batches), then writes its reco
 clears its checkpoint in one state transaction, then appends a history entry. State never
 claims what did not happen; work committed but not yet recorded is found by the next plan
 and redone idempotently, so a killed apply is resumed by the next one.
+
+An apply asked to stop (`ApplyContext.cancel`, which the CLI sets on a first Ctrl-C) starts
+no more actions, and each running one stops at its next batch boundary, once that batch is
+committed and checkpointed: it is reported as interrupted, and the next apply resumes it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from dsdb_plan.errors import DsdbError, driver_message
+from dsdb_plan.errors import DsdbError, Interrupted, driver_message
 from dsdb_plan.kinds import ApplyContext, Outcome, kind_of
 from dsdb_plan.plan import Action, Plan
 from dsdb_plan.redact import redact
@@ -27,7 +31,8 @@ from dsdb_plan.state.store import this_host, utc_now
 
 @dataclass(frozen=True)
 class ActionResult:
-    """How one action ended: ok, failed or skipped."""
+    """How one action ended: ok, failed, skipped, or interrupted (stopped on request, or
+    not started because of it)."""
 
     key: str
     address: str
@@ -51,8 +56,12 @@ class ApplyReport:
         return [r for r in self.results if r.status == "skipped"]
 
     @property
+    def interrupted(self) -> list[ActionResult]:
+        return [r for r in self.results if r.status == "interrupted"]
+
+    @property
     def ok(self) -> bool:
-        return not self.failed and not self.skipped
+        return not self.failed and not self.skipped and not self.interrupted
 
 
 ResultCallback = Callable[[Action, ActionResult], None]
@@ -79,6 +88,12 @@ def execute(
     Up to `parallelism` actions run at once; an action starts when its dependencies have
     succeeded and no running action `conflict`s with it (they touch the same database).
     Actions are considered in plan order, so with parallelism 1 they run exactly in it.
+
+    Once `ctx.cancel` is set, the actions not started yet end as interrupted, and this
+    returns when the running ones have stopped at their next batch boundary. An exception
+    raised in this thread (KeyboardInterrupt, where no handler sets `ctx.cancel`) sets it
+    and waits the same way before it goes on, unless a stop had been asked for already:
+    then it goes on at once, and the running actions stop in the background.
     """
     report = ApplyReport()
     in_plan = {action.key for action in plan.changes}
@@ -92,15 +107,18 @@ def execute(
         if on_result:
             on_result(action, result)
 
-    with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, parallelism))
+    try:
         while pending or running:
+            if ctx.cancel.is_set():
+                for action in pending:
+                    finish(action, _not_started(action))
+                pending.clear()
             for action in list(pending):
-                blocker = next(
-                    (d for d in action.depends_on if ended.get(d) in ("failed", "skipped")), None
-                )
+                blocker = next((d for d in action.depends_on if ended.get(d) in _UNFINISHED), None)
                 if blocker is not None:
                     pending.remove(action)
-                    reason = "failed" if ended[blocker] == "failed" else "was skipped"
+                    reason = _BLOCKED_BY[ended[blocker]]
                     finish(
                         action,
                         ActionResult(
@@ -123,10 +141,27 @@ def execute(
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     finish(running.pop(future), future.result())
+    except BaseException:
+        # A second stop (the first one set `ctx.cancel`) means now: do not wait for the pool.
+        again = ctx.cancel.is_set()
+        ctx.cancel.set()
+        pool.shutdown(wait=not again, cancel_futures=True)
+        raise
+    pool.shutdown()
     return report
 
 
+_BLOCKED_BY = {"failed": "failed", "skipped": "was skipped", "interrupted": "was interrupted"}
+_UNFINISHED = tuple(_BLOCKED_BY)
+
+
+def _not_started(action: Action) -> ActionResult:
+    return ActionResult(action.key, action.address, "interrupted", "not started")
+
+
 def _run(action: Action, ctx: ApplyContext, user: str) -> ActionResult:
+    if ctx.cancel.is_set():  # asked to stop between being scheduled and starting
+        return _not_started(action)
     started_at, started = utc_now(), time.monotonic()
     try:
         kind = kind_of(action.kind)
@@ -134,6 +169,8 @@ def _run(action: Action, ctx: ApplyContext, user: str) -> ActionResult:
         outcome = kind.apply_removed(ctx, action) if removed else kind.apply(ctx, action)
         _record(ctx.store, action, outcome)
         status, message = "ok", outcome.message
+    except Interrupted as error:
+        outcome, status, message = Outcome(None), "interrupted", redact(error.message)
     except DsdbError as error:
         outcome, status, message = Outcome(None), "failed", redact(error.message)
     except sa.exc.DBAPIError as error:

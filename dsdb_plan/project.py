@@ -5,6 +5,7 @@ The CLI and the notebook API both go through here, so a plan shown is the plan a
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -105,8 +106,10 @@ class Project:
         progress: ProgressCallback | None = None,
         on_start: Callable[[Action], None] | None = None,
         on_result: Callable[[Action, ActionResult], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> ApplyReport:
-        """Run `plan` (hold `locked("apply")` around planning and applying)."""
+        """Run `plan` (hold `locked("apply")` around planning and applying). Setting `cancel`
+        stops it at the running actions' next batch boundaries (see `executor.execute`)."""
         apply_moves(plan, self.store)
         ctx = ApplyContext(
             manifest=self.loaded.manifest,
@@ -114,6 +117,7 @@ class Project:
             store=self.store,
             progress=progress,
             parallelism=parallelism,
+            cancel=cancel if cancel is not None else threading.Event(),
         )
         return execute(
             plan,

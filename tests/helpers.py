@@ -7,11 +7,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 import sqlalchemy as sa
@@ -70,6 +71,50 @@ def kill_when(
         time.sleep(0.01)
     process.kill()
     pytest.fail("condition never held")
+
+
+class OutputLines:
+    """The lines a spawned process writes to one of its pipes, read as they come, so a test
+    can wait for one (e.g. a progress line) before acting on the process."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._closed = False
+        self._reader = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 60) -> str:
+        """The first line containing `text`, once written; fails if the pipe closes first."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = next((line for line in self.lines if text in line), None)
+                if found is not None:
+                    return found
+                left = deadline - time.monotonic()
+                if self._closed or left <= 0:
+                    pytest.fail(f"never printed {text!r}:\n{self.text}")
+                self._changed.wait(left)
+
+    @property
+    def text(self) -> str:
+        """Everything read so far (all of it, after `close`)."""
+        return "".join(self.lines)
+
+    def close(self) -> str:
+        """Everything the process wrote, once it has closed the pipe."""
+        self._reader.join(timeout=30)
+        return self.text
 
 
 def make_flights_db(path: Path, flights: int = 200) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ import sqlalchemy as sa
 
 from dsdb_plan.archive import new_backup_id, restore_backup, write_backup
 from dsdb_plan.dbschema import ColumnSchema, TableSchema, create_tables, reflect_tables
-from dsdb_plan.errors import DsdbError, PlanError
+from dsdb_plan.errors import DsdbError, Interrupted, PlanError
 from dsdb_plan.migrate.convert import batch_converter
 from dsdb_plan.migrate.copier import Mode, copy_table
 from dsdb_plan.migrate.filters import column_type
@@ -359,6 +360,38 @@ def test_a_killed_copy_resumes_without_duplicates_or_gaps(ends: Ends, mode: Mode
     else:
         assert target == sorted(old + [r for r in source if r[0] in NEW])
     assert result.rows_copied == len(source)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_cancelled_copy_stops_after_a_committed_batch_and_resumes(ends: Ends, mode: Mode) -> None:
+    make_people(ends.source, rows=11)
+    chosen = selection(ends.source, "people")
+    ensure_target(ends.target, chosen, inspect_target(ends.target, chosen, schema_changes="evolve"))
+    cancel = threading.Event()
+    saved: list[dict[str, Any]] = []
+
+    def stop_during_second(checkpoint: dict[str, Any]) -> None:
+        saved.append(checkpoint)
+        if len(saved) == 2:
+            cancel.set()
+
+    with pytest.raises(Interrupted):
+        copy_table(
+            ends.source,
+            ends.target,
+            chosen,
+            mode=mode,
+            batch_size=2,
+            on_checkpoint=stop_during_second,
+            cancel=cancel,
+        )
+    # It stopped right after the batch it was asked during, with that batch checkpointed.
+    assert len(saved) == 2 and saved[-1]["rows"] == 4
+    if mode != "replace":  # (which fills a staging table)
+        assert len(rows_of(ends.target, "people_t")) == 4
+    copy_table(ends.source, ends.target, chosen, mode=mode, batch_size=2, resume=saved[-1])
+    finish_target(ends.target, chosen)
+    assert rows_of(ends.target, "people_t") == rows_of(ends.source, "people")
 
 
 # -- hostile names ---------------------------------------------------------------------------

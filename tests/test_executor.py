@@ -3,11 +3,13 @@ respected; an unreadable database is a clear error."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from dsdb_plan.graph import io_conflict
 from dsdb_plan.manifest import parse_manifest
 from dsdb_plan.plan import Action, ActionType
+from dsdb_plan.project import Project
 from tests.helpers import make_flights_db, run_cli, sqlite_url, table_rows
 
 MANIFEST = """\
@@ -63,3 +65,25 @@ def test_unreadable_database_is_a_clear_plan_error(capsys, tmp_path: Path, write
     assert plan.code == 1
     assert "backup.a-nightly: the database refused a read: file is not a database" in plan.err
     assert "bug in dsdb" not in plan.err and "Traceback" not in plan.text
+
+
+def test_a_cancelled_apply_stops_the_running_action_and_starts_no_other(
+    tmp_path: Path, write_manifest
+) -> None:
+    make_flights_db(tmp_path / "data/a.db", flights=300)
+    make_flights_db(tmp_path / "data/b.db", flights=100)
+    cancel = threading.Event()
+    with Project.open(write_manifest(MANIFEST)) as project, project.locked("apply"):
+        # Asked to stop as the first batch of the first action is reported.
+        report = project.apply(project.plan(), progress=lambda *_: cancel.set(), cancel=cancel)
+        results = {r.key: r for r in report.results}
+        stopped = [r for r in report.results if r.message != "not started"]
+        assert len(results) == 3 and len(stopped) == 1
+        assert stopped[0].status == "interrupted" and "stopped" in stopped[0].message
+        assert {r.status for r in results.values()} == {"interrupted"} and not report.ok
+        assert project.store.read().resources == {}
+        assert [(e.address, e.outcome) for e in project.store.history()] == [
+            (stopped[0].key, "interrupted")
+        ]
+    # The backup it stopped left nothing behind, not even its temporary folder.
+    assert list((tmp_path / "backups").glob("*/*")) == []

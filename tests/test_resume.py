@@ -11,8 +11,18 @@ from pathlib import Path
 
 import pytest
 
+from dsdb_plan.cli.interrupt import ACKNOWLEDGEMENT
 from dsdb_plan.state import open_state
-from tests.helpers import kill_when, run_cli, spawn_cli, sqlite_url, table_names, table_rows
+from tests.helpers import (
+    OutputLines,
+    kill_when,
+    make_flights_db,
+    run_cli,
+    spawn_cli,
+    sqlite_url,
+    table_names,
+    table_rows,
+)
 
 TABLES = ("t1", "t2", "t3", "t4")
 ROWS = 40_000
@@ -213,3 +223,76 @@ def test_two_applies_at_once_one_runs_and_the_other_fails_fast(capsys, project: 
     assert run_cli(capsys, "backups", "verify", project).code == 0
     assert [e.address for e in state.history()] == ["restore.into-scratch", "backup.nightly"]
     assert run_cli(capsys, "plan", project, "--detailed-exitcode").code == 0
+
+
+FLIGHTS = 60_000
+
+
+@pytest.mark.parametrize(
+    ("target", "signum"),
+    [
+        ("sqlite", signal.SIGINT),
+        ("sqlite", signal.SIGTERM),  # as a CI runner stops a job
+        pytest.param("postgresql", signal.SIGINT, marks=pytest.mark.postgres),
+    ],
+)
+def test_first_signal_stops_a_migration_at_a_batch_and_the_next_apply_resumes(
+    request: pytest.FixtureRequest, tmp_path: Path, write_manifest, target: str, signum: int
+) -> None:
+    make_flights_db(tmp_path / "data/local.db", flights=FLIGHTS)
+    if target == "sqlite":
+        target_url, link = (
+            sqlite_url(tmp_path / "data/prod.db"),
+            "{driver: sqlite, database: data/prod.db}",
+        )
+    else:
+        server = request.getfixturevalue("postgres_db")
+        target_url, link = server.url_string, f"{{url: '{server.url_string}'}}"
+    project = write_manifest(
+        "version: 1\nconnections:\n"
+        "  local: {driver: sqlite, database: data/local.db}\n"
+        f"  prod: {link}\n"
+        "migrations:\n  all:\n    from: local\n    to: prod\n    batch_size: 2000\n"
+    )
+
+    apply = spawn_cli("apply", project, "--auto-approve")
+    assert apply.stdout is not None and apply.stderr is not None
+    out, err = OutputLines(apply.stdout), OutputLines(apply.stderr)
+    # Progress is reported once a batch is committed and checkpointed; the first line of a
+    # table comes with its first batch.
+    err.wait_for("migration.all flights: ")
+    apply.send_signal(signum)
+    err.wait_for(ACKNOWLEDGEMENT, timeout=5)  # at once, not when the work is done
+    assert apply.wait(timeout=20) == 128 + signum, out.close() + err.close()
+    output = out.close() + err.close()
+    assert "Interrupted. Finished work is recorded" in output and "Traceback" not in output
+    assert "migration.all: interrupted: table 'flights': stopped after" in output
+    copied = len(table_rows(target_url, "flights"))
+    assert 0 < copied < FLIGHTS
+    assert open_state(".dsdb/state.db", project.parent).lock_holder() is None
+
+    again = spawn_cli("apply", project, "--auto-approve")
+    again_out, again_err = again.communicate(timeout=120)
+    assert again.returncode == 0, again_out + again_err
+    assert "stale state lock" not in again_err
+    assert "resuming an interrupted apply" in again_out
+    local = sqlite_url(tmp_path / "data/local.db")
+    for table in ("airlines", "flights"):
+        assert table_rows(target_url, table) == table_rows(local, table), table
+
+
+def test_second_ctrl_c_stops_at_once_and_frees_the_lock(capsys, project: Path) -> None:
+    state = open_state(".dsdb/state.db", project.parent)
+    apply = spawn_cli("apply", project, "--auto-approve")
+    assert apply.stderr is not None
+    err = OutputLines(apply.stderr)
+    err.wait_for("backup.nightly ")
+    apply.send_signal(signal.SIGINT)
+    err.wait_for(ACKNOWLEDGEMENT, timeout=5)
+    apply.send_signal(signal.SIGINT)
+    assert apply.wait(timeout=20) == 130
+    assert "Traceback" not in err.close()
+    assert state.lock_holder() is None
+    result = run_cli(capsys, "apply", project, "--auto-approve")
+    assert result.code == 0, result.text
+    assert_scratch_equals_local(project)

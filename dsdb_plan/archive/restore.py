@@ -5,12 +5,14 @@ data unless replacing is allowed, drop the tables to (re)load children first, th
 and parents first: create it, load its rows, create its indexes, advance its sequences, commit,
 report it done; last, add the foreign keys left for the end (on PostgreSQL, all of them). A
 killed restore therefore leaves whole tables, and the caller resumes by passing the tables
-reported done as `completed` (the keys are added by whichever run gets to the end).
+reported done as `completed` (the keys are added by whichever run gets to the end). One
+asked to stop does so after its next batch, rolling back the table it was loading.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -32,7 +34,7 @@ from dsdb_plan.dbschema import (
     deferred_foreign_keys,
     drop_tables,
 )
-from dsdb_plan.errors import BackupError, DsdbError, driver_message
+from dsdb_plan.errors import BackupError, DsdbError, Interrupted, driver_message
 from dsdb_plan.migrate.convert import columns_converter
 from dsdb_plan.migrate.load import load_rows
 
@@ -72,6 +74,7 @@ def restore_backup(
     completed: Collection[str] = (),
     on_table_done: Callable[[str, int], None] | None = None,
     progress: Progress | None = None,
+    cancel: threading.Event | None = None,
 ) -> RestoreResult:
     """Restore the backup in folder `path` into `engine` (any dialect).
 
@@ -82,6 +85,8 @@ def restore_backup(
     Tables an interrupted run left behind may hold its rows, so a resume passes
     `replace_existing=True` (the first run made the check). Foreign keys to tables neither
     restored nor present in the target are left out and reported in `warnings`.
+    Once `cancel` is set, `Interrupted` is raised after the next batch, and the table being
+    loaded is rolled back (on MySQL, whose DDL commits at once, left for a resume to drop).
     """
     info = verify_backup(path)  # before anything is written
     selected = _selected(info, tables)
@@ -101,6 +106,7 @@ def restore_backup(
     loaded_rows = 0
     drop_tables(engine, [table.name for table in todo])
     for table in todo:
+        _stop_if_asked(cancel, table.name)
         inline = []
         for fk in table.foreign_keys:
             if fk.ref_table not in reachable:
@@ -111,7 +117,7 @@ def restore_backup(
             elif (table, fk) not in later:
                 inline.append(fk)
         rows = _restore_table(
-            engine, info, dataclasses.replace(table, foreign_keys=tuple(inline)), progress
+            engine, info, dataclasses.replace(table, foreign_keys=tuple(inline)), progress, cancel
         )
         loaded_rows += rows
         if on_table_done is not None:
@@ -171,8 +177,20 @@ def _add_later_keys(
         ) from error
 
 
+def _stop_if_asked(cancel: threading.Event | None, table: str) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Interrupted(
+            f"table {table!r}: stopped before it was restored; the tables restored before "
+            "are recorded, the next apply restores the rest"
+        )
+
+
 def _restore_table(
-    engine: sa.Engine, info: BackupInfo, table: TableSchema, progress: Progress | None
+    engine: sa.Engine,
+    info: BackupInfo,
+    table: TableSchema,
+    progress: Progress | None,
+    cancel: threading.Event | None,
 ) -> int:
     """Create, load and index one table in one transaction; returns the rows loaded.
 
@@ -185,7 +203,7 @@ def _restore_table(
     try:
         with engine.begin() as conn:
             create_tables(conn, [table], with_indexes=False)
-            count = _load(conn, table, rows, progress)
+            count = _load(conn, table, rows, progress, cancel)
             create_indexes(conn, [table])
             advance_sequences(conn, table)
     except sa.exc.DBAPIError as error:
@@ -201,10 +219,12 @@ def _load(
     table: TableSchema,
     rows: Iterator[tuple[Any, ...]],
     progress: Progress | None,
+    cancel: threading.Event | None,
 ) -> int:
     def report(count: int) -> None:
         if progress is not None:
             progress(table.name, count)
+        _stop_if_asked(cancel, table.name)  # the table's transaction is rolled back
 
     if conn.dialect.name in ("mysql", "mariadb"):
         # Rows of a consistent snapshot: checking keys row by row only breaks

@@ -2,6 +2,7 @@
 
 The backup is built in `<root>/.<id>.tmp/` and renamed to `<root>/<id>/` only once every data
 file and `backup.json` are fsynced, so a backup folder without the dot is always complete.
+A backup asked to stop does so after its next batch, and its temporary folder is removed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import re
 import shutil
 import socket
+import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ import sqlalchemy as sa
 from dsdb_plan.archive.format import DATA_SUFFIX, FORMAT_VERSION, DataFileWriter, fsync_dir
 from dsdb_plan.archive.info import MANIFEST_NAME, BackupFile, BackupInfo
 from dsdb_plan.dbschema import TableSchema, reflect_tables
-from dsdb_plan.errors import BackupError
+from dsdb_plan.errors import BackupError, Interrupted
 
 Progress = Callable[[str, int], None]
 #: Called with each batch of a table's rows as read: every column, as the driver returns them.
@@ -39,12 +41,14 @@ def write_backup(
     tables: Collection[str] | None = None,
     progress: Progress | None = None,
     on_rows: RowHook | None = None,
+    cancel: threading.Event | None = None,
 ) -> BackupInfo:
     """Back up `tables` (default: all) of `engine` to `<root>/<backup_id>/`.
 
     `progress(table, rows_so_far)` is called after every batch, `on_rows(table, rows)` with
     every batch (to fingerprint the rows without reading them again). Stale temporary folders
-    of killed runs are removed first.
+    of killed runs are removed first. Once `cancel` is set, the next batch written raises
+    `Interrupted` and nothing of the backup is left.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -61,7 +65,7 @@ def write_backup(
         with _snapshot(engine) as conn:
             schemas = reflect_tables(conn, tables)
             files = [
-                _write_table(conn, schema, temporary, index, progress, on_rows)
+                _write_table(conn, schema, temporary, index, progress, on_rows, cancel)
                 for index, schema in enumerate(schemas, start=1)
             ]
         info = BackupInfo(
@@ -171,6 +175,7 @@ def _write_table(
     index: int,
     progress: Progress | None,
     on_rows: RowHook | None,
+    cancel: threading.Event | None,
 ) -> BackupFile:
     name = _file_name(index, schema.name)
     writer = DataFileWriter(folder / name)
@@ -181,6 +186,11 @@ def _write_table(
                 on_rows(schema.name, rows)
             if progress is not None:
                 progress(schema.name, writer.rows)
+            if cancel is not None and cancel.is_set():
+                raise Interrupted(
+                    f"table {schema.name!r}: stopped; the unfinished backup was discarded, "
+                    "the next apply takes it again"
+                )
     except BaseException:
         writer.abort()
         raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -12,6 +13,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from dsdb_plan.cli.app import cli
+from dsdb_plan.cli.interrupt import Interrupts
 from dsdb_plan.cli.options import manifest_argument, open_project, variable_options
 from dsdb_plan.cli.output import Output, pass_output
 from dsdb_plan.errors import DsdbError
@@ -179,9 +181,14 @@ def apply(
     manifest = Path(saved.manifest_path) if saved else source
     with (
         open_project(manifest, var, var_file) as project,
-        project.locked("apply", timeout=lock_timeout),
+        Interrupts(out) as interrupts,
+        contextlib.ExitStack() as locked,
     ):
-        the_plan = _plan(out, project, target, exclude, parallelism, saved=saved)
+        # A stop at once leaves through `locked.close`, so the next run finds the lock free.
+        locked.enter_context(project.locked("apply", timeout=lock_timeout))
+        the_plan = _plan(
+            out, project, target, exclude, parallelism, saved=saved, release=locked.close
+        )
         out.echo(render(the_plan, "text", color=out.use_color).rstrip("\n"))
         if not the_plan.has_changes:
             out.echo("Nothing to do.")
@@ -196,18 +203,26 @@ def apply(
         # Loaded only to apply: rich would add ~50 ms to starting every other command.
         from dsdb_plan.cli.progress import ProgressReporter
 
-        with ProgressReporter(out) as progress:
-            try:
+        try:
+            with ProgressReporter(out) as progress, interrupts.graceful() as stop:
                 report = project.apply(
                     the_plan,
                     parallelism=parallelism,
                     progress=progress,
                     on_start=lambda action: out.echo(f"{action.key}: {action.type.value}..."),
                     on_result=lambda action, result: _show_result(out, action, result),
+                    cancel=stop,
                 )
-            except KeyboardInterrupt:
-                _interrupted(out, "Finished work is recorded; run `dsdb apply` again to resume.")
-    return _show_report(out, report, moves=len(the_plan.moves))
+        except KeyboardInterrupt:
+            _interrupted(out, _RESUME_NOTE, code=interrupts.exit_code, release=locked.close)
+        code = _show_report(out, report, moves=len(the_plan.moves))
+        if report.interrupted:
+            out.echo(f"\nInterrupted. {_RESUME_NOTE}", err=True)
+            return interrupts.exit_code
+    return code
+
+
+_RESUME_NOTE = "Finished work is recorded; run `dsdb apply` again to resume."
 
 
 def _plan(
@@ -218,25 +233,33 @@ def _plan(
     parallelism: int,
     *,
     saved: Plan | None = None,
+    release: Callable[[], object] | None = None,
 ) -> Plan:
     """The project's plan, or the `saved` one once it is found still true. Ctrl-C stops only
     the main thread, so it ends the process rather than wait for the reads that other
-    threads are running."""
+    threads are running (after calling `release`, which frees the state lock)."""
     try:
         if saved is not None:
             project.ensure_fresh(saved, parallelism=parallelism)
             return saved
         return project.plan(targets=target, excludes=exclude, parallelism=parallelism)
     except KeyboardInterrupt:
-        _interrupted(out, "Nothing was changed: planning only reads.")
+        _interrupted(out, "Nothing was changed: planning only reads.", release=release)
 
 
-def _interrupted(out: Output, note: str) -> NoReturn:
-    """Stop now, without waiting for the work running in other threads (as after a kill)."""
+def _interrupted(
+    out: Output, note: str, *, code: int = 130, release: Callable[[], object] | None = None
+) -> NoReturn:
+    """Stop now, without waiting for the work running in other threads (as after a kill),
+    but first `release` the state lock, which a kill would leave behind."""
+    if release is not None:
+        # Stopping comes first: a lock left behind is taken over as stale by the next run.
+        with contextlib.suppress(BaseException):
+            release()
     out.echo(f"\nInterrupted. {note}", err=True)
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(130)
+    os._exit(code)
 
 
 def _get_consent(
@@ -269,7 +292,8 @@ def _show_result(out: Output, action: Action, result: ActionResult) -> None:
     elif result.status == "skipped":
         out.echo(out.style(f"{action.key}: {result.message}", fg="yellow"))
     else:
-        out.echo(out.style(f"{action.key}: failed: {result.message}", fg="red"), err=True)
+        color = "yellow" if result.status == "interrupted" else "red"
+        out.echo(out.style(f"{action.key}: {result.status}: {result.message}", fg=color), err=True)
 
 
 def _show_report(out: Output, report: ApplyReport, *, moves: int = 0) -> int:
@@ -277,6 +301,7 @@ def _show_report(out: Output, report: ApplyReport, *, moves: int = 0) -> int:
     line = (
         f"Apply {'complete' if report.ok else 'incomplete'}: {succeeded} succeeded, "
         f"{len(report.failed)} failed, {len(report.skipped)} skipped"
+        + (f", {len(report.interrupted)} interrupted" if report.interrupted else "")
         + (f"; {counted(moves, 'rename')} recorded." if moves else ".")
     )
     out.echo("")

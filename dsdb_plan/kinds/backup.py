@@ -216,6 +216,7 @@ class BackupKind:
             spec.tables,
             progress=ctx.table_progress(address, _expected_rows(planned)),
             on_rows=reading.add,
+            cancel=ctx.cancel,
         )
         fingerprint = reading.result(info.table_names)
         artifact = {**info.to_dict(), "path": str(info.path), "fingerprint": fingerprint.to_dict()}

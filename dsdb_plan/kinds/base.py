@@ -96,6 +96,9 @@ class ApplyContext:
     store: StateStore
     progress: ProgressCallback | None = None
     parallelism: int = 1
+    cancel: threading.Event = field(default_factory=threading.Event)
+    """Set to ask running work to stop at its next batch boundary (which raises
+    `Interrupted` there) and to start no more."""
 
     def table_progress(
         self, address: str, totals: Mapping[str, int]

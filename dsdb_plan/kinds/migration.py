@@ -358,6 +358,7 @@ class MigrationKind(ForgettingKind):
             on_checkpoint=save,
             progress=ctx.table_progress(action.address, action.details.get("rows", {})),
             source_fingerprint=read,
+            cancel=ctx.cancel,
         )
         written = fingerprint_database(
             target, [s.target for s in chosen], previous=_verified_target(outcomes)

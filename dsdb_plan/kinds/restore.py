@@ -202,6 +202,7 @@ class RestoreKind(ForgettingKind):
                 progress=ctx.table_progress(
                     action.address, {f.table: f.rows for f in read_backup_info(path).files}
                 ),
+                cancel=ctx.cancel,
             )
             written = fingerprints.result([*result.tables, *result.skipped])
         record = make_record(

@@ -125,7 +125,8 @@ class TeardownKind(ForgettingKind):
         if "final_backup" in checkpoint:
             return dict(checkpoint["final_backup"])
         root = ctx.workspace.backups_dir(_final_backup_folder(address))
-        info = write_backup(engine, root, new_backup_id(dt.datetime.now(dt.UTC)), tables)
+        backup_id = new_backup_id(dt.datetime.now(dt.UTC))
+        info = write_backup(engine, root, backup_id, tables, cancel=ctx.cancel)
         artifact = {**info.to_dict(), "path": str(info.path)}
         ctx.store.save_checkpoint(address, {"final_backup": artifact})
         return artifact

@@ -8,7 +8,9 @@ first (`order.py`). Each batch is converted
 `on_checkpoint` with the last key (and depth) written. Every batch is idempotent — append inserts
 ignoring existing keys, upsert and mirror upsert — so a batch committed but not yet
 checkpointed is harmless when a resumed copy writes it again. A resume reads from the
-checkpoint's last key on: no gap, no duplicate.
+checkpoint's last key on: no gap, no duplicate. A copy asked to stop (`cancel`) raises
+`Interrupted` right after a batch is committed and checkpointed, which is where a resume
+carries on from.
 
 Modes (issue 4, item 2):
 
@@ -38,6 +40,7 @@ import contextlib
 import dataclasses
 import hashlib
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -55,7 +58,7 @@ from dsdb_plan.dbschema import (
     reflect_tables,
     usable_from_another_thread,
 )
-from dsdb_plan.errors import DsdbError, PlanError, driver_message
+from dsdb_plan.errors import DsdbError, Interrupted, PlanError, driver_message
 from dsdb_plan.migrate.convert import BatchConverter, batch_converter
 from dsdb_plan.migrate.load import Operation, batch_writer, read_ahead_of
 from dsdb_plan.migrate.order import CopyOrder, after, copy_order, raw
@@ -93,6 +96,7 @@ def copy_table(
     on_source_rows: Callable[[Sequence[Sequence[Any]]], None] | None = None,
     on_source_snapshot: Callable[[sa.Connection], None] | None = None,
     only: sa.ColumnElement[bool] | None = None,
+    cancel: threading.Event | None = None,
 ) -> CopyResult:
     """Copy `selection` into its target table (which `target.ensure_target` made ready).
 
@@ -105,7 +109,8 @@ def copy_table(
     SQLite-to-SQLite path, which never brings rows into Python), and
     `on_source_snapshot(connection)` on the source connection just before the rows are read,
     in the same snapshot (REPEATABLE READ): what it reads there is what the copy reads.
-    `only` narrows the rows copied (not the subset mirror keeps). Uses one source and one
+    `only` narrows the rows copied (not the subset mirror keeps). Once `cancel` is set, the
+    copy raises `Interrupted` after its next committed batch. Uses one source and one
     target connection.
     """
     check_table(selection, mode, cursor_column, batch_size)
@@ -120,6 +125,7 @@ def copy_table(
         on_source_rows=on_source_rows,
         on_source_snapshot=on_source_snapshot,
         only=only,
+        cancel=cancel,
     )
     job.resume_from(resume)
     with source_engine.connect() as src, target_engine.connect() as dst, _session(dst):
@@ -174,6 +180,7 @@ class _Job:
     on_source_rows: Callable[[Sequence[Sequence[Any]]], None] | None = None
     on_source_snapshot: Callable[[sa.Connection], None] | None = None
     only: sa.ColumnElement[bool] | None = None
+    cancel: threading.Event | None = None
     phase: str = "load"
     last_key: tuple[Any, ...] | None = None
     rows: int = 0
@@ -203,7 +210,7 @@ class _Job:
         }
 
     def advance(self, rows: int, last_key: tuple[Any, ...] | None, high_water: Any) -> None:
-        """Record a committed batch, then report it."""
+        """Record a committed batch, then report it; stop here if asked to."""
         self.rows += rows
         self.last_key = last_key
         if high_water is not None and (self.high_water is None or high_water > self.high_water):
@@ -211,6 +218,11 @@ class _Job:
         self.checkpoint(self.phase)
         if self.progress is not None:
             self.progress(self.rows)
+        if self.cancel is not None and self.cancel.is_set():
+            raise Interrupted(
+                f"table {self.selection.name!r}: stopped after {self.rows:,} rows, at a "
+                "committed batch; the next apply resumes there"
+            )
 
     def checkpoint(self, phase: str) -> None:
         self.phase = phase

@@ -4,7 +4,9 @@ For each table: make sure the target table can hold the data (create it, or add 
 when the schema may evolve), copy it in committed batches with a checkpoint after each,
 create its indexes and advance its sequences, then verify the target against the source
 subset. The checkpoint names the finished tables and the tables in progress, so a killed
-run resumes after the last committed batch of each.
+run resumes after the last committed batch of each. A run asked to stop (`cancel`) starts
+no more tables and raises `Interrupted` once each running one has stopped after a
+committed batch; that checkpoint is where the next run carries on.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import sqlalchemy as sa
 
 from dsdb_plan.archive.format import decode_value, encode_value
 from dsdb_plan.dbschema import TableSchema
-from dsdb_plan.errors import DsdbError
+from dsdb_plan.errors import DsdbError, Interrupted
 from dsdb_plan.fingerprint import (
     Fingerprint,
     RowDigest,
@@ -171,6 +173,7 @@ def run_migration(
     on_checkpoint: Callable[[Checkpoint], None] | None = None,
     progress: ProgressFn | None = None,
     source_fingerprint: Fingerprint | None = None,
+    cancel: threading.Event | None = None,
 ) -> list[TableOutcome]:
     """Copy every table of `runs` and verify each; return what was done, in `runs` order.
 
@@ -181,6 +184,8 @@ def run_migration(
     progress continue after their last batch.
     `source_fingerprint` is the source's, taken before copying: verification reuses it for
     a whole table the source provably did not change since.
+    Setting `cancel` stops the run at the running tables' next committed batches; so does a
+    KeyboardInterrupt in the calling thread (a notebook's interrupt), which is raised then.
     """
     done = {
         name: TableOutcome.from_dict(outcome)
@@ -191,6 +196,7 @@ def run_migration(
     created: set[str] = set((resume or {}).get("created", []))
     known = {run.selection.name: run.selection.target for run in runs}
     lock = threading.Lock()
+    stop = cancel if cancel is not None else threading.Event()
 
     def report() -> None:  # called with `lock` held
         if on_checkpoint is not None:
@@ -204,6 +210,8 @@ def run_migration(
 
     def copy(run: TableRun, on_loaded: Callable[[], None]) -> None:
         name = run.selection.name
+        if stop.is_set():
+            raise Interrupted(f"table {name!r}: not started, as the run was asked to stop")
 
         def save(state: Checkpoint) -> None:
             with lock:
@@ -229,6 +237,7 @@ def run_migration(
             on_create=mark_created,
             on_loaded=on_loaded,
             progress=(lambda rows: progress(name, rows)) if progress else None,
+            cancel=stop,
         )
         with lock:
             done[name] = outcome
@@ -236,7 +245,8 @@ def run_migration(
             report()
 
     workers = 1 if target.dialect.name == "sqlite" else max(1, parallelism)
-    _schedule([run for run in runs if run.selection.name not in done], copy, workers, set(done))
+    todo = [run for run in runs if run.selection.name not in done]
+    _schedule(todo, copy, workers, set(done), stop)
     return [done[run.selection.name] for run in runs]
 
 
@@ -244,14 +254,17 @@ Copy = Callable[[TableRun, Callable[[], None]], None]
 """copy(run, on_loaded): copies and verifies one table, calling on_loaded() in between"""
 
 
-def _schedule(runs: Sequence[TableRun], copy: Copy, workers: int, loaded: set[str]) -> None:
+def _schedule(
+    runs: Sequence[TableRun], copy: Copy, workers: int, loaded: set[str], stop: threading.Event
+) -> None:
     """Run `copy` for each table once the earlier tables it references are loaded.
 
     Loaded means their rows are in, verified or not yet: one table's verification overlaps
     the copy of the tables that reference it. `loaded` names the tables loaded before.
     Only references to tables earlier in `runs` count, so a foreign-key cycle (ordered by
     name) cannot deadlock. The first failure stops new starts and is raised once the
-    tables already running have finished.
+    tables already running have finished. An exception in this thread (KeyboardInterrupt)
+    sets `stop`, so they finish at their next committed batch, and is raised then.
     """
     order = {run.selection.name: i for i, run in enumerate(runs)}
     needs = {
@@ -269,28 +282,32 @@ def _schedule(runs: Sequence[TableRun], copy: Copy, workers: int, loaded: set[st
     signals: queue.SimpleQueue[str | None] = queue.SimpleQueue()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         running: dict[Future[None], str] = {}
-        while running or (pending and failure is None):
-            for run in list(pending) if failure is None else []:
-                if len(running) >= workers:
-                    break
-                name = run.selection.name
-                if needs[name] <= ready:
-                    pending.remove(run)
-                    future = pool.submit(copy, run, partial(signals.put, name))
-                    future.add_done_callback(lambda _: signals.put(None))
-                    running[future] = name
-            signal = signals.get()
-            while True:
-                if signal is not None:
-                    ready.add(signal)
-                try:
-                    signal = signals.get_nowait()
-                except queue.Empty:
-                    break
-            for future in [future for future in running if future.done()]:
-                running.pop(future)
-                if future.exception() is not None and failure is None:
-                    failure = future.exception()
+        try:
+            while running or (pending and failure is None):
+                for run in list(pending) if failure is None else []:
+                    if len(running) >= workers:
+                        break
+                    name = run.selection.name
+                    if needs[name] <= ready:
+                        pending.remove(run)
+                        future = pool.submit(copy, run, partial(signals.put, name))
+                        future.add_done_callback(lambda _: signals.put(None))
+                        running[future] = name
+                signal = signals.get()
+                while True:
+                    if signal is not None:
+                        ready.add(signal)
+                    try:
+                        signal = signals.get_nowait()
+                    except queue.Empty:
+                        break
+                for future in [future for future in running if future.done()]:
+                    running.pop(future)
+                    if future.exception() is not None and failure is None:
+                        failure = future.exception()
+        except BaseException:
+            stop.set()  # leaving the pool waits for the running tables, now briefly
+            raise
     if failure is not None:
         raise failure
 
@@ -310,6 +327,7 @@ def _copy_one(
     on_create: Callable[[], None],
     on_loaded: Callable[[], None],
     progress: Callable[[int], None] | None,
+    cancel: threading.Event,
 ) -> TableOutcome:
     """Copy and verify one table. `created`: whether the run this one resumes created the
     target table; `on_create` is called (and saved) before this one creates it."""
@@ -338,6 +356,7 @@ def _copy_one(
         on_source_rows=copied.add_rows if copied else None,
         on_source_snapshot=copied.take_in_database if copied else None,
         only=only,
+        cancel=cancel,
     )
     finish_target(target, selection, known_tables=known, created=created or not check.exists)
     on_loaded()
