@@ -119,6 +119,30 @@ def test_restore_records_what_it_wrote_and_sees_later_edits(
     assert "target changed outside dsdb: table flights: content changed (200 rows)" in plan.out
 
 
+def test_a_restored_table_dropped_outside_dsdb_is_restored_again(
+    capsys: pytest.CaptureFixture[str], project: Path
+) -> None:
+    restored = project.parent / "data/restored.db"
+    project.write_text(
+        MANIFEST.replace(
+            "connections:\n",
+            "connections:\n  target: {driver: sqlite, database: data/restored.db}\n",
+        )
+        + "restores:\n  back: {backup: nightly, to: target}\n"
+    )
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    with sqlite3.connect(restored) as db:
+        db.execute("DROP TABLE flights")
+    plan = run_cli(capsys, "plan", project, "--detailed-exitcode")
+    assert plan.code == 2, plan.text
+    assert "target table flights removed outside dsdb" in plan.out
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    with sqlite3.connect(restored) as db, sqlite3.connect(project.parent / "data/local.db") as src:
+        query = "SELECT * FROM flights ORDER BY id"
+        assert db.execute(query).fetchall() == src.execute(query).fetchall()
+    assert run_cli(capsys, "plan", project, "--detailed-exitcode").code == 0
+
+
 @pytest.mark.parametrize(
     "kind",
     [

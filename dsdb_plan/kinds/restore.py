@@ -52,6 +52,7 @@ class RestoreKind(ForgettingKind):
         details: dict[str, Any] = {"spec": document, "source": source}
         checkpoint = ctx.snapshot.checkpoints.get(address)
         foreign = self._foreign_data(ctx, spec, source, record, checkpoint)
+        dropped = self._dropped(ctx, spec, record)
         reasons: list[str] = []
         if record is None:
             type_ = ActionType.CREATE
@@ -73,7 +74,7 @@ class RestoreKind(ForgettingKind):
             type_ = ActionType.RESYNC
             restored = record.fingerprints.get("backup_id")
             reasons.append(f"{source['label']} replaces the restored backup {restored}")
-        elif foreign:
+        elif foreign or dropped:
             type_ = ActionType.RESYNC
         else:
             return [
@@ -85,7 +86,7 @@ class RestoreKind(ForgettingKind):
                     details=details,
                 )
             ]
-        reasons += foreign.values()
+        reasons += [*foreign.values(), *dropped]
         if foreign:
             refuse_if_protected(ctx, spec.to, address, "restoring over its data")
         return [
@@ -128,6 +129,21 @@ class RestoreKind(ForgettingKind):
                 )
                 foreign[table] = f"target changed outside dsdb: {change[0]}"
         return foreign
+
+    def _dropped(self, ctx: PlanContext, spec: Restore, record: ResourceRecord | None) -> list[str]:
+        """The tables the restore wrote that are gone from the target since."""
+        if record is None:
+            return []
+        written = Fingerprint.from_dict(record.fingerprints["written"]).tables
+        existing = (
+            set()
+            if ctx.is_missing(spec.to)
+            else set(sa.inspect(ctx.workspace.reach(spec.to)).get_table_names())
+        )
+        return [
+            f"target table {table} removed outside dsdb"
+            for table in sorted(set(written) - existing)
+        ]
 
     def _tables_backed_up(self, ctx: PlanContext, spec: Restore) -> list[str]:
         """The tables a backup taken in this apply will hold (its connection's, or listed)."""
