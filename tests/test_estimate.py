@@ -152,7 +152,7 @@ def test_sqlite_has_no_estimator_and_is_always_counted_exactly(
     source = sqlite_url(tmp_path / "data/source.db")
     manifest = write_manifest(MANIFEST.format(source=source, table=UA_WINTER))
     text, details = _plan(capsys, manifest)
-    assert "flights → local.flights: 50 rows (upsert, new table)" in text
+    assert "flights → local.flights: 50 rows (upsert, new table;" in text
     assert details["rows"] == {"flights": 50}
     assert details["rows_estimated"] == []
 

@@ -118,6 +118,24 @@ def test_a_target_table_dropped_outside_dsdb_is_drift_and_comes_back(capsys, pro
     assert "Nothing to do." in run_cli(capsys, "apply", project, "--auto-approve").out
 
 
+def test_target_changes_after_an_unfinished_apply_are_not_blamed_on_others(
+    capsys, project: Path
+) -> None:
+    """An apply that stopped part way wrote to the target too: its changes show as made
+    since the last finished apply, not outside dsdb."""
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    with sqlite3.connect(project.parent / "data/prod.db") as db:
+        db.execute("DELETE FROM flights WHERE id = (SELECT min(id) FROM flights)")
+    assert "outside dsdb" in run_cli(capsys, "plan", project).out
+    open_state(".dsdb/state.db", project.parent).save_checkpoint(
+        "migration.ua-to-prod", {"done": {}, "running": {}}
+    )
+    plan = run_cli(capsys, "plan", project)
+    assert "target table flights changed" in plan.out, plan.text
+    assert "since the last finished apply" in plan.out
+    assert "outside dsdb" not in plan.out
+
+
 def test_mirror_deletes_rows_gone_from_the_subset_with_consent(capsys, project: Path) -> None:
     project.write_text(manifest_text("mirror"))
     assert run_cli(capsys, "apply", project, "--auto-approve").code == 0

@@ -152,10 +152,15 @@ class MigrationKind(ForgettingKind):
             drifted = drift.result() if drift else []
         checkpoint = ctx.snapshot.checkpoints.get(address)
         resuming = checkpoint is not None and checkpoint.get("spec_digest") == data_digest(document)
+        # An apply that did not finish wrote to the target too: the change is not known to
+        # have come from outside.
+        by = "since the last finished apply" if checkpoint is not None else "outside dsdb"
+        drifted = [f"target {line} {by}" for line in drifted]
         reasons: list[str] = []
         if resuming and checkpoint is not None:
             done = len(checkpoint.get("done", {}))
-            reasons.append(f"resuming an interrupted apply: {done} table(s) already copied")
+            copied = counted(done, "table")
+            reasons.append(f"resuming an interrupted apply: {copied} already copied")
         if record is None:
             type_ = ActionType.CREATE
         elif not same_data:
@@ -303,7 +308,7 @@ class MigrationKind(ForgettingKind):
 
     def _drift(self, ctx: PlanContext, spec: Migration, record: ResourceRecord) -> list[str]:
         """Changes to the target tables the last apply wrote (the same spec writes the same
-        ones), made outside dsdb since."""
+        ones), made since."""
         written = Fingerprint.from_dict(record.fingerprints["written"])
         live = Fingerprint(tables={})
         if not ctx.is_missing(spec.target):
@@ -312,7 +317,7 @@ class MigrationKind(ForgettingKind):
             present = sorted(set(written.tables) & set(existing))
             if present:
                 live = ctx.fingerprint(spec.target, present, previous=written)
-        return [f"target {line} outside dsdb" for line in describe_changes(written, live)]
+        return describe_changes(written, live)
 
     # -- apply ----------------------------------------------------------------------------
 
@@ -384,7 +389,7 @@ class MigrationKind(ForgettingKind):
         return Outcome(
             make_record(action.address, KIND, document, fingerprints=fingerprints),
             rows=copied,
-            message=f"copied {copied:,} rows into {len(outcomes)} table(s)"
+            message=f"copied {counted(copied, 'row')} into {counted(len(outcomes), 'table')}"
             + (f", deleted {deleted:,}" if deleted else "")
             + ", verified",
         )
