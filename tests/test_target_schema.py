@@ -102,14 +102,14 @@ def test_incompatible_existing_target_names_the_columns(
     assert "'name' is integer in the target but text in the source" in text
     assert "'code' is varchar(10) in the target but varchar(50) in the source" in text
     assert "'amount' is decimal(6,2) in the target but decimal(12,2) in the source" in text
-    assert "'must' are NOT NULL without a default" in text
+    assert "column 'must' NOT NULL without a default" in text
     assert "'id'" not in text
     assert check.problems == check.incompatible
     with pytest.raises(PlanError, match="'name' is integer"):
         ensure_target(target, selection(source, "t", target="t"), check)
 
     keyless = inspect_target(target, selection(source, "t", target="k"), schema_changes="evolve")
-    assert any("key column(s) 'id' missing" in entry for entry in keyless.incompatible)
+    assert any("key column 'id' missing" in entry for entry in keyless.incompatible)
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres", "mariadb"])
@@ -135,7 +135,7 @@ def test_a_new_source_column_is_added_when_evolving_and_refused_when_strict(
     assert strict.missing_columns == ("born",) and not strict.incompatible
     assert (
         strict.problems
-        and "'born' exist in the source but not in the target" in (strict.problems[0])
+        and "column 'born' in the source but not in the target" in (strict.problems[0])
     )
     with pytest.raises(PlanError, match="schema: strict"):
         ensure_target(target, chosen, strict)

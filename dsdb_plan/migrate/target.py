@@ -88,7 +88,8 @@ def inspect_target(
     incompatible: list[str] = []
     missing_keys = [name for name in selection.key if name in missing]
     if missing_keys:
-        incompatible.append(f"{label}: key column(s) {_names(missing_keys)} missing in the target")
+        what = _columns("key column", missing_keys)
+        incompatible.append(f"{label}: {what} missing in the target")
     if conn.dialect.name != "sqlite":  # SQLite stores any value in any column
         for name in selection.columns:
             if name in present:
@@ -105,8 +106,8 @@ def inspect_target(
     ]
     if required:
         incompatible.append(
-            f"{label}: column(s) {_names(required)} are NOT NULL without a default in the "
-            "target but are not copied"
+            f"{label}: {_columns('column', required)} NOT NULL without a default in the "
+            "target but not copied"
         )
     if selection.key and not missing_keys and not _is_unique(existing, selection.key):
         incompatible.append(
@@ -116,7 +117,7 @@ def inspect_target(
     problems = list(incompatible)
     if missing and schema_changes == "strict":
         problems.append(
-            f"{label}: column(s) {_names(missing)} exist in the source but not in the target "
+            f"{label}: {_columns('column', missing)} in the source but not in the target "
             "(schema: strict; `evolve` would add them)"
         )
     return TargetCheck(True, missing, tuple(incompatible), tuple(problems))
@@ -294,6 +295,11 @@ def _is_unique(table: TableSchema, key: Collection[str]) -> bool:
     if set(table.primary_key) == wanted:
         return True
     return any(index.unique and set(index.columns) == wanted for index in table.indexes)
+
+
+def _columns(noun: str, names: Collection[str]) -> str:
+    """`column 'a'`, `columns 'a', 'b'`."""
+    return f"{noun}{'s' * (len(names) != 1)} {_names(names)}"
 
 
 def _names(names: Collection[str]) -> str:
