@@ -355,6 +355,7 @@ def _semantic_problems(manifest: Manifest, source: Source) -> list[Problem]:
             )
         if move.to not in addresses:
             problems.append(source.problem(("moved", i, "to"), f"'{move.to}' is not declared"))
+    problems += _teardown_clashes(manifest, source)
     cycle = find_cycle(dependencies(manifest))
     if cycle:
         kind, name = cycle[0].split(".", 1)
@@ -364,4 +365,35 @@ def _semantic_problems(manifest: Manifest, source: Source) -> list[Problem]:
                 "dependency cycle: " + " -> ".join(cycle),
             )
         )
+    return problems
+
+
+def _teardown_clashes(manifest: Manifest, source: Source) -> list[Problem]:
+    """A teardown of tables that a restore or a migration of the same manifest writes: each
+    apply would undo the other's work, so the manifest could never hold."""
+    writers = [
+        (f"restore.{name}", restore.to, restore.tables)
+        for name, restore in manifest.restores.items()
+    ]
+    for name, migration in manifest.migrations.items():
+        options = migration.table_options()
+        written = None if options is None else [o.rename_to or t for t, o in options.items()]
+        writers.append((f"migration.{name}", migration.target, written))
+    problems = []
+    for name, teardown in manifest.teardowns.items():
+        whole = teardown.drop_database or teardown.tables == "all"
+        for address, connection, written in writers:
+            if connection != teardown.connection:
+                continue
+            # None: every table of the source or backup, which only the plan will know.
+            both = [] if whole or written is None else sorted(set(teardown.tables) & set(written))
+            if whole or written is None or both:
+                what = f"table{'s' * (len(both) > 1)} {', '.join(both)}" if both else "tables"
+                problems.append(
+                    source.problem(
+                        ("teardowns", name, "connection"),
+                        f"drops {what} of '{connection}' that {address} writes: each apply "
+                        "would undo the other",
+                    )
+                )
     return problems

@@ -60,6 +60,14 @@ CASES: dict[str, tuple[int, str]] = {
     "same-database-migration": (7, "'local' is the same database as the source 'local'"),
     "same-database-two-names": (4, "connections.prod-again: same database as connection 'prod'"),
     "restore-two-sources": (9, "give exactly one of `backup` or `path`"),
+    "teardown-of-restored-tables": (
+        10,
+        "teardowns.td.connection: drops tables of 'other' that restore.r1 writes",
+    ),
+    "teardown-of-migrated-tables": (
+        14,
+        "drops table winter_flights of 'prod' that migration.to-prod writes",
+    ),
     "url-and-fields": (4, "give either url or the link fields, not both"),
     "sqlite-with-host": (4, "sqlite takes only a database path"),
     "binary-garbage": (1, "file is not UTF-8 text"),
