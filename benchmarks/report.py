@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import platform
 import sqlite3
@@ -73,7 +74,8 @@ def _ratio(result: PathResult) -> str:
     if result.ratio is None:
         return "—"
     mark = "" if result.ratio >= RATIO_AIM else " ✗"
-    return f"{result.ratio:.2f}{mark}"
+    # Rounded down: 0.797 is not written as 0.80, which would read as meeting the aim.
+    return f"{math.floor(result.ratio * 100) / 100:.2f}{mark}"
 
 
 def _mb(value: float | None) -> str:
