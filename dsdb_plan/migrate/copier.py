@@ -61,7 +61,7 @@ from dsdb_plan.dbschema import (
 from dsdb_plan.errors import DsdbError, Interrupted, PlanError, driver_message
 from dsdb_plan.migrate.convert import BatchConverter, batch_converter
 from dsdb_plan.migrate.load import Operation, batch_writer, read_ahead_of
-from dsdb_plan.migrate.order import CopyOrder, after, copy_order, raw
+from dsdb_plan.migrate.order import CopyOrder, after, bound, copy_order, raw
 from dsdb_plan.migrate.subset import TableSelection
 
 Mode = Literal["append", "upsert", "replace", "mirror"]
@@ -392,7 +392,7 @@ def _source_filter(job: _Job, table: sa.Table, order: CopyOrder) -> list[sa.Colu
     if job.only is not None:
         conditions.append(job.only)
     if job.cursor_column is not None and job.since is not None:
-        conditions.append(raw(table.c[job.cursor_column]) > _value(job.since))
+        conditions.append(raw(table.c[job.cursor_column]) > bound(job.since))
     # A resume point of another order (one written by an older dsdb) starts over.
     if job.last_key is not None and len(job.last_key) == len(order.sort):
         conditions.append(after(order.sort, job.last_key))
@@ -420,10 +420,6 @@ def _read_query(
 
 def _portable(selection: TableSelection, name: str) -> str | None:
     return selection.schema.column(name).type if name in selection.schema.column_names else None
-
-
-def _value(value: Any) -> sa.BindParameter[Any]:
-    return sa.bindparam(None, value, type_=sa.types.NullType())
 
 
 def _key_order(job: _Job) -> CopyOrder:

@@ -225,6 +225,11 @@ def _rows_or_recursion_cap(element: _WalkLimit, compiler: SQLCompiler, **kw: Any
     return f"LEAST({compiler.process(element.clauses, **kw)}, {setting} - 1)"
 
 
+def bound(value: Any) -> sa.BindParameter[Any]:
+    """A value as the driver returned it, bound unchanged (to compare with a `raw` column)."""
+    return sa.bindparam(None, value, type_=sa.types.NullType())
+
+
 def raw(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
     """The column compared as the driver stores it, so raw resume values bind unchanged."""
     return sa.type_coerce(column, sa.types.NullType())
@@ -246,10 +251,10 @@ def _compare(
     beyond: Callable[[Any, Any], sa.ColumnElement[bool]],
 ) -> sa.ColumnElement[bool]:
     # (a, b) > (x, y) written as a > x OR (a = x AND b > y): every dialect understands it.
-    bound = [sa.bindparam(None, value, type_=sa.types.NullType()) for value in values]
+    bounds = [bound(value) for value in values]
     return sa.or_(
         *(
-            sa.and_(*(key[i] == bound[i] for i in range(index)), beyond(key[index], bound[index]))
+            sa.and_(*(key[i] == bounds[i] for i in range(index)), beyond(key[index], bounds[index]))
             for index in range(len(key))
         )
     )

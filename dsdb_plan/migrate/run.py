@@ -34,7 +34,7 @@ from dsdb_plan.fingerprint import (
 from dsdb_plan.migrate.copier import Mode, copy_table
 from dsdb_plan.migrate.diff import differing_rows
 from dsdb_plan.migrate.digest import SubsetDigest
-from dsdb_plan.migrate.order import raw
+from dsdb_plan.migrate.order import bound, raw
 from dsdb_plan.migrate.snapshot import beside
 from dsdb_plan.migrate.sql_digest import in_database
 from dsdb_plan.migrate.subset import TableSelection
@@ -75,9 +75,9 @@ class TableRun:
         if self.cursor is None:
             return checked
         cursor = raw(checked.source.c[self.cursor])
-        window = cursor <= _bound(high_water)
+        window = cursor <= bound(high_water)
         if self.since is not None:
-            window = sa.and_(cursor > _bound(self.since), window)
+            window = sa.and_(cursor > bound(self.since), window)
         return checked.restricted(window)
 
     def recorded(self) -> TableSelection:
@@ -90,7 +90,7 @@ class TableRun:
         checked = checked.narrowed(checked.key)
         if self.since is None:
             return checked.restricted(sa.false())  # nothing copied yet
-        return checked.restricted(raw(checked.source.c[self.cursor]) <= _bound(self.since))
+        return checked.restricted(raw(checked.source.c[self.cursor]) <= bound(self.since))
 
     def _promised(self) -> TableSelection:
         selection = self.selection
@@ -149,11 +149,6 @@ class TableOutcome:
             TableFingerprint.from_dict(subset) if subset else None,
             Fingerprint.from_dict(written) if written else None,
         )
-
-
-def _bound(value: Any) -> sa.BindParameter[Any]:
-    """A cursor value as the source driver returned it, bound unchanged."""
-    return sa.bindparam(None, value, type_=sa.types.NullType())
 
 
 Checkpoint = dict[str, Any]
