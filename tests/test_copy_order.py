@@ -60,6 +60,41 @@ def test_parents_come_first_and_rows_no_root_reaches_come_last(tmp_path: Path) -
     assert copy_order(selection, "sqlite").depth is None  # SQLite checks nothing meanwhile
 
 
+def kill_then_resume(
+    source: sa.Engine, target: sa.Engine, selection: TableSelection, *, batch_size: int
+) -> None:
+    """Copy `emp` into the target's table of it, kill the copy at its fourth checkpoint,
+    resume it, and check the target then equals the source."""
+    ensure_target(target, selection, inspect_target(target, selection, schema_changes="evolve"))
+    saved: list[dict[str, Any]] = []
+
+    class Killed(Exception):
+        pass
+
+    def die_on_fourth(checkpoint: dict[str, Any]) -> None:
+        if len(saved) == 3:
+            raise Killed
+        saved.append(checkpoint)
+
+    with pytest.raises(Killed):
+        copy_table(
+            source,
+            target,
+            selection,
+            mode="upsert",
+            batch_size=batch_size,
+            on_checkpoint=die_on_fourth,
+        )
+    assert len(saved[-1]["last_key"]) == 2  # depth and id
+    result = copy_table(
+        source, target, selection, mode="upsert", batch_size=batch_size, resume=saved[-1]
+    )
+    finish_target(target, selection)
+    assert result.rows_copied == 40
+    assert table_rows(target.url, "emp") == table_rows(source.url, "emp")
+    target.dispose()
+
+
 @pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
 def test_a_killed_copy_into_a_table_that_checks_its_keys_resumes_parents_first(
     request: pytest.FixtureRequest, tmp_path: Path, kind: str
@@ -74,27 +109,7 @@ def test_a_killed_copy_into_a_table_that_checks_its_keys_resumes_parents_first(
             "CREATE TABLE emp (id BIGINT PRIMARY KEY, name TEXT, "
             "manager_id BIGINT REFERENCES emp(id))"
         )
-    ensure_target(target, selection, inspect_target(target, selection, schema_changes="evolve"))
-    saved: list[dict[str, Any]] = []
-
-    class Killed(Exception):
-        pass
-
-    def die_on_fourth(checkpoint: dict[str, Any]) -> None:
-        if len(saved) == 3:
-            raise Killed
-        saved.append(checkpoint)
-
-    with pytest.raises(Killed):
-        copy_table(
-            source, target, selection, mode="upsert", batch_size=4, on_checkpoint=die_on_fourth
-        )
-    assert len(saved[-1]["last_key"]) == 2  # depth and id
-    result = copy_table(source, target, selection, mode="upsert", batch_size=4, resume=saved[-1])
-    finish_target(target, selection)
-    assert result.rows_copied == 40
-    assert table_rows(target.url, "emp") == table_rows(source.url, "emp")
-    target.dispose()
+    kill_then_resume(source, target, selection, batch_size=4)
 
 
 #: (id, name, manager_id, mentor_id): every row's depth is above both the rows it points at.
@@ -205,27 +220,7 @@ def test_a_killed_copy_into_a_table_with_two_references_resumes_parents_first(
             "mentor_id BIGINT, FOREIGN KEY (manager_id) REFERENCES emp(id), "
             "FOREIGN KEY (mentor_id) REFERENCES emp(id))"
         )
-    ensure_target(target, selection, inspect_target(target, selection, schema_changes="evolve"))
-    saved: list[dict[str, Any]] = []
-
-    class Killed(Exception):
-        pass
-
-    def die_on_fourth(checkpoint: dict[str, Any]) -> None:
-        if len(saved) == 3:
-            raise Killed
-        saved.append(checkpoint)
-
-    with pytest.raises(Killed):
-        copy_table(
-            source, target, selection, mode="upsert", batch_size=3, on_checkpoint=die_on_fourth
-        )
-    assert len(saved[-1]["last_key"]) == 2  # depth and id
-    result = copy_table(source, target, selection, mode="upsert", batch_size=3, resume=saved[-1])
-    finish_target(target, selection)
-    assert result.rows_copied == 40
-    assert table_rows(target.url, "emp") == table_rows(source.url, "emp")
-    target.dispose()
+    kill_then_resume(source, target, selection, batch_size=3)
 
 
 @pytest.mark.parametrize("kind", ["postgresql", "mariadb"])

@@ -31,6 +31,14 @@ migrations:
 """
 
 
+#: Two SQLite files side by side, `local` and `copy`: the migrations follow it.
+LOCAL_TO_COPY = (
+    "version: 1\nconnections:\n"
+    "  local: {driver: sqlite, database: local.db}\n"
+    "  copy: {driver: sqlite, database: copy.db}\n"
+)
+
+
 def manifest_text(mode: str = "upsert") -> str:
     return MANIFEST.replace("MODE", mode)
 
@@ -352,10 +360,7 @@ def test_append_leaves_rows_the_target_holds_and_adds_the_new_ones(
         db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
         db.executemany("INSERT INTO t VALUES (?, ?)", [(1, "a"), (2, "b")])
     project = write_manifest(
-        "version: 1\nconnections:\n"
-        "  local: {driver: sqlite, database: local.db}\n"
-        "  copy: {driver: sqlite, database: copy.db}\n"
-        "migrations:\n  m: {from: local, to: copy, mode: append}\n"
+        LOCAL_TO_COPY + "migrations:\n  m: {from: local, to: copy, mode: append}\n"
     )
     assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
     with sqlite3.connect(local) as db:
@@ -388,10 +393,7 @@ def test_incremental_copy_leaves_rows_whose_cursor_did_not_move_and_stays_verifi
             [(1, "a", "2024-01-01"), (2, "b", "2024-01-02"), (3, "c", "2024-01-03")],
         )
     project = write_manifest(
-        "version: 1\nconnections:\n"
-        "  local: {driver: sqlite, database: local.db}\n"
-        "  copy: {driver: sqlite, database: copy.db}\n"
-        "migrations:\n  m:\n    from: local\n    to: copy\n    mode: upsert\n"
+        LOCAL_TO_COPY + "migrations:\n  m:\n    from: local\n    to: copy\n    mode: upsert\n"
         "    tables: {t: {incremental: {cursor: updated_at}}}\n"
     )
     assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
@@ -483,10 +485,7 @@ def test_options_the_copy_would_refuse_fail_the_plan_not_the_apply(
         db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
         db.execute("CREATE TABLE keyless (v TEXT)")
     project = write_manifest(
-        "version: 1\nconnections:\n"
-        "  local: {driver: sqlite, database: local.db}\n"
-        "  copy: {driver: sqlite, database: copy.db}\n"
-        "migrations:\n"
+        LOCAL_TO_COPY + "migrations:\n"
         "  cursor: {from: local, to: copy, tables: {t: {incremental: {cursor: nope}}}}\n"
         "  keyless: {from: local, to: copy, mode: upsert, tables: [keyless]}\n"
     )
