@@ -45,14 +45,19 @@ def only(engine: sa.Engine) -> TableSelection:
     return selection
 
 
-def test_parents_come_first_and_rows_no_root_reaches_come_last(tmp_path: Path) -> None:
-    source = employees(tmp_path / "local.db", EMPLOYEES)
-    selection = only(source)
+def ranked_ids(source: sa.Engine, selection: TableSelection) -> list[Any]:
+    """(id, depth) of every row, in the order they are copied into PostgreSQL."""
     order = copy_order(selection, "postgresql")
     assert order.depth is not None
     query = sa.select(selection.source.c.id, order.depth).select_from(order.source)
     with source.connect() as conn:
-        ranked = conn.execute(query.order_by(*order.sort)).all()
+        return list(conn.execute(query.order_by(*order.sort)).all())
+
+
+def test_parents_come_first_and_rows_no_root_reaches_come_last(tmp_path: Path) -> None:
+    source = employees(tmp_path / "local.db", EMPLOYEES)
+    selection = only(source)
+    ranked = ranked_ids(source, selection)
     depth = dict(ranked)
     assert depth[9] == depth[5] == depth[8] == 0  # no manager, itself, one not in the table
     assert depth[1] == depth[4] == 1 and depth[2] == depth[3] == 2
@@ -160,11 +165,7 @@ def test_with_two_references_each_row_comes_after_both_and_cycles_come_last(
 ) -> None:
     source = mentored(database(request, tmp_path, kind), MENTORED)
     selection = only(source)
-    order = copy_order(selection, "postgresql")
-    assert order.depth is not None
-    query = sa.select(selection.source.c.id, order.depth).select_from(order.source)
-    with source.connect() as conn:
-        ranked = conn.execute(query.order_by(*order.sort)).all()
+    ranked = ranked_ids(source, selection)
     depth = {key: int(value) for key, value in ranked}
     assert depth[1] == depth[5] == 0  # no references; itself and one not in the table
     assert depth[2] == depth[8] == 1 and depth[4] == depth[7] == 2  # 7: 1 -> 2 and 1 -> 8
