@@ -84,7 +84,10 @@ def test_pull_request_then_merge_against_shared_postgres_state(
         "GITHUB_OUTPUT": str(outputs),
         "NO_COLOR": "1",
     }
-    jobs = yaml.safe_load(WORKFLOW.read_text())["jobs"]
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    # The workflow's own settings; the ones it takes from secrets and GitHub are set above.
+    env.update({k: v for k, v in workflow["env"].items() if "${{" not in str(v)})
+    jobs = workflow["jobs"]
 
     _run_steps(jobs["plan"], work, env)
     comment = (work / "plan.md").read_text()
@@ -93,7 +96,7 @@ def test_pull_request_then_merge_against_shared_postgres_state(
     assert outputs.read_text().strip() == "changes=true"
 
     _run_steps(jobs["apply"], work, env)
-    assert (work / "scratch/staging.db").exists()
+    assert (work / f"scratch/{env['DSDB_ENV']}.db").exists()  # the environment it names
 
     outputs.unlink()
     _run_steps(jobs["plan"], work, env)
