@@ -198,3 +198,17 @@ def test_cli_var_needs_a_name_and_a_value(
 
     assert result.code == 1
     assert result.err == "Error: --var expects NAME=VALUE, got 'database'\n"
+
+
+def test_a_var_file_value_that_is_no_scalar_is_refused(
+    write_manifest,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+) -> None:
+    var_file = tmp_path / "vars.yaml"
+    var_file.write_text("database: [1, 2]\nport: 1\n")
+
+    result = run_cli(capsys, "validate", write_manifest(TYPED), "--var-file", var_file)
+
+    assert result.code == 1
+    assert result.err == f"Error: {var_file}: variable 'database' is a list; a value is a scalar\n"

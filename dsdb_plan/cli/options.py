@@ -50,7 +50,11 @@ def parse_variables(pairs: tuple[str, ...], files: tuple[Path, ...]) -> dict[str
             raise DsdbError(str(source.problems[0]))
         if not isinstance(source.data, dict):
             raise DsdbError(f"{file}: expected a mapping of NAME: VALUE")
-        values.update({str(k): "" if v is None else str(v) for k, v in source.data.items()})
+        for name, value in source.data.items():
+            if isinstance(value, (list, dict)):
+                kind = "list" if isinstance(value, list) else "mapping"
+                raise DsdbError(f"{file}: variable {name!r} is a {kind}; a value is a scalar")
+            values[str(name)] = "" if value is None else str(value)
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
