@@ -230,7 +230,7 @@ def describe_changes(old: Fingerprint, new: Fingerprint) -> list[str]:
                 f" so a change cannot be ruled out ({_rows(after.rows)})"
             )
         else:
-            reasons.append(f"table {name}: content changed ({_rows(after.rows)})")
+            reasons.append(f"table {name}: content changed, still {_rows(after.rows)}")
     return reasons
 
 

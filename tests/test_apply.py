@@ -72,7 +72,7 @@ def test_value_changed_in_place_is_a_resync(capsys, project: Path) -> None:
     result = run_cli(capsys, "plan", project, "--detailed-exitcode")
     assert result.code == 2
     assert "↻ backup.nightly (resync)" in result.out
-    assert "table flights: content changed (200 rows)" in result.out
+    assert "table flights: content changed, still 200 rows" in result.out
     assert "↻ restore.into-scratch (resync)" in result.out
 
 
