@@ -144,6 +144,24 @@ def test_target_changes_after_an_unfinished_apply_are_not_blamed_on_others(
     assert "outside dsdb" not in plan.out
 
 
+def test_a_renamed_target_table_leaves_the_old_one_and_the_plan_says_so(
+    capsys, project: Path
+) -> None:
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    project.write_text(
+        manifest_text().replace(
+            "where: {carrier: UA, month: {in: [1, 2]}}",
+            "where: {carrier: UA, month: {in: [1, 2]}}\n        rename_to: ua_flights",
+        )
+    )
+    plan = run_cli(capsys, "plan", project)
+    assert "target table flights is no longer written; it stays as it is" in plan.out, plan.text
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    prod = project.parent / "data/prod.db"
+    assert query(prod, "SELECT * FROM ua_flights") == expected_flights(project)
+    assert query(prod, "SELECT * FROM flights") == expected_flights(project)
+
+
 def test_mirror_deletes_rows_gone_from_the_subset_with_consent(capsys, project: Path) -> None:
     project.write_text(manifest_text("mirror"))
     assert run_cli(capsys, "apply", project, "--auto-approve").code == 0

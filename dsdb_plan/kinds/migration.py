@@ -166,6 +166,7 @@ class MigrationKind(ForgettingKind):
         elif not same_data:
             type_ = ActionType.UPDATE
             reasons += spec_changes(record.spec, document)
+            reasons += self._left_behind(record, chosen)
         else:
             assert previous is not None
             reasons += self._source_changes(source, chosen, record, previous, live)
@@ -305,6 +306,16 @@ class MigrationKind(ForgettingKind):
             after = Fingerprint({name: new} if new else {})
             lines += [f"{label} {line}" for line in describe_changes(before, after)]
         return lines
+
+    def _left_behind(self, record: ResourceRecord, chosen: list[TableSelection]) -> list[str]:
+        """Target tables the last apply wrote that the changed spec no longer writes (a table
+        renamed or left out): they stay as they are, which the plan says."""
+        written = Fingerprint.from_dict(record.fingerprints["written"]).tables
+        kept = {selection.target for selection in chosen}
+        return [
+            f"target table {table} is no longer written; it stays as it is"
+            for table in sorted(set(written) - kept)
+        ]
 
     def _drift(self, ctx: PlanContext, spec: Migration, record: ResourceRecord) -> list[str]:
         """Changes to the target tables the last apply wrote (the same spec writes the same
