@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 import dsdb_plan as dsdb
+from dsdb_plan.migrate.run import TableRun, run_migration
+from dsdb_plan.migrate.subset import select_tables
+from dsdb_plan.models import MigrationTable
 from dsdb_plan.state import open_state
 from tests.helpers import kill_when, make_flights_db, run_cli, spawn_cli, sqlite_url, table_rows
 from tests.servers import ServerDatabase
@@ -513,3 +517,28 @@ def test_options_the_copy_would_refuse_fail_the_plan_not_the_apply(
     assert "mode upsert needs a key" in planned.err
     assert "Traceback" not in planned.text
     assert not (tmp_path / "copy.db").exists()
+
+
+@pytest.mark.parametrize(("listed", "indexed"), [(False, True), (True, False)])
+def test_a_resumed_run_finishes_only_the_tables_dsdb_created(
+    tmp_path: Path, listed: bool, indexed: bool
+) -> None:
+    """A table already there when a resumed run starts gets indexes only if the checkpoint
+    lists it as created by dsdb; a checkpoint from before that list was kept, as then."""
+    make_flights_db(tmp_path / "local.db")
+    source = sa.create_engine(sqlite_url(tmp_path / "local.db"))
+    target = sa.create_engine(sqlite_url(tmp_path / "copy.db"))
+    chosen = select_tables(source, {"flights": MigrationTable()}, "none")
+    runs = [TableRun(selection, "upsert") for selection in chosen]
+    with target.begin() as conn:  # there before the run: as an interrupted run left it
+        conn.exec_driver_sql(
+            "CREATE TABLE flights (id INTEGER PRIMARY KEY, carrier TEXT NOT NULL, "
+            "month INTEGER NOT NULL, dep_delay REAL)"
+        )
+    resume: dict[str, Any] = {"done": {}, "running": {}}
+    if listed:
+        resume["created"] = []
+    run_migration(source, target, runs, batch_size=50, schema_changes="strict", resume=resume)
+    indexes = sa.inspect(target).get_indexes("flights")
+    assert bool(indexes) is indexed
+    assert table_rows(target.url, "flights") == table_rows(source.url, "flights")

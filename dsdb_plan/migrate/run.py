@@ -189,6 +189,8 @@ def run_migration(
     running: dict[str, Checkpoint] = dict((resume or {}).get("running", {}))
     #: Target tables this run (or the run it resumes) created: only they get indexes and keys.
     created: set[str] = set((resume or {}).get("created", []))
+    # A checkpoint from before dsdb kept that list: as then, every table gets them.
+    unlisted = resume is not None and "created" not in resume
     known = {run.selection.name: run.selection.target for run in runs}
     lock = threading.Lock()
     stop = cancel if cancel is not None else threading.Event()
@@ -228,7 +230,7 @@ def run_migration(
             resume=running.get(name),
             read=source_fingerprint,
             on_checkpoint=save,
-            created=name in created,
+            created=unlisted or name in created,
             on_create=mark_created,
             on_loaded=on_loaded,
             progress=(lambda rows: progress(name, rows)) if progress else None,
