@@ -356,6 +356,7 @@ def _semantic_problems(manifest: Manifest, source: Source) -> list[Problem]:
         if move.to not in addresses:
             problems.append(source.problem(("moved", i, "to"), f"'{move.to}' is not declared"))
     problems += _teardown_clashes(manifest, source)
+    problems += _migration_clashes(manifest, source)
     cycle = find_cycle(dependencies(manifest))
     if cycle:
         kind, name = cycle[0].split(".", 1)
@@ -394,6 +395,29 @@ def _teardown_clashes(manifest: Manifest, source: Source) -> list[Problem]:
                         ("teardowns", name, "connection"),
                         f"drops {what} of '{connection}' that {address} writes: each apply "
                         "would undo the other",
+                    )
+                )
+    return problems
+
+
+def _migration_clashes(manifest: Manifest, source: Source) -> list[Problem]:
+    """Two migrations that write the same target table where one of them replaces or
+    mirrors it: each apply would delete what the other wrote. (Appending or upserting into
+    one table from several sources is fine.)"""
+    writers: dict[tuple[str, str], tuple[str, str]] = {}
+    problems = []
+    for name, migration in manifest.migrations.items():
+        for table, options in (migration.table_options() or {}).items():
+            key = (migration.target, options.rename_to or table)
+            mode = options.mode or migration.mode
+            first, first_mode = writers.setdefault(key, (name, mode))
+            if first != name and {mode, first_mode} & {"replace", "mirror"}:
+                problems.append(
+                    source.problem(
+                        ("migrations", name, "tables", table),
+                        f"table {key[1]} of '{key[0]}' is also written by migration.{first} "
+                        f"({first_mode}; here {mode}): each apply would delete what the other "
+                        "wrote",
                     )
                 )
     return problems

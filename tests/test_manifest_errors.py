@@ -64,6 +64,10 @@ CASES: dict[str, tuple[int, str]] = {
         10,
         "teardowns.td.connection: drops tables of 'other' that restore.r1 writes",
     ),
+    "two-migrations-one-mirrored-table": (
+        13,
+        "table events of 'prod' is also written by migration.from-east (upsert; here mirror)",
+    ),
     "teardown-of-migrated-tables": (
         14,
         "drops table winter_flights of 'prod' that migration.to-prod writes",
@@ -173,3 +177,15 @@ def test_a_missing_manifest(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
     assert result.code == 1
     assert f"manifest not found: {tmp_path / 'absent.yaml'}" in result.err
     assert "Traceback" not in result.err
+
+
+def test_two_migrations_may_append_or_upsert_into_one_table(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "dsdb.yaml"
+    text = (BROKEN / "two-migrations-one-mirrored-table.yaml").read_text()
+    path.write_text(text.replace("mode: mirror", "mode: append"))
+
+    result = run_cli(capsys, "validate", path)
+
+    assert result.code == 0, result.err
