@@ -169,16 +169,33 @@ def test_a_renamed_target_table_leaves_the_old_one_and_the_plan_says_so(
 def test_mirror_deletes_rows_gone_from_the_subset_with_consent(capsys, project: Path) -> None:
     project.write_text(manifest_text("mirror"))
     assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    prod = project.parent / "data/prod.db"
+    (held,) = query(prod, "SELECT count(*) FROM flights")[0]
     with sqlite3.connect(project.parent / "data/local.db") as db:
         db.execute("DELETE FROM flights WHERE carrier = 'UA' AND month = 1")
+    gone = held - len(expected_flights(project))
     plan = run_cli(capsys, "plan", project)
     assert "Destructive actions" in plan.out
+    assert (
+        f"mirror deletes the rows of prod.flights that are not in the subset ({held:,} held; "
+        f"at least {gone:,} of them)"
+    ) in plan.out, plan.text
     refused = run_cli(capsys, "apply", project, "--auto-approve")
     assert refused.code == 1 and "--allow-destroy" in refused.err
     assert run_cli(capsys, "apply", project, "--auto-approve", "--allow-destroy").code == 0
     assert query(project.parent / "data/prod.db", "SELECT * FROM flights") == expected_flights(
         project
     )
+
+
+def test_replace_says_how_many_rows_it_deletes(capsys, project: Path) -> None:
+    project.write_text(manifest_text("replace"))
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    (held,) = query(project.parent / "data/prod.db", "SELECT count(*) FROM flights")[0]
+    with sqlite3.connect(project.parent / "data/local.db") as db:
+        db.execute("UPDATE flights SET dep_delay = 1 WHERE carrier = 'UA' AND month = 1")
+    plan = run_cli(capsys, "plan", project)
+    assert f"replace deletes the {held:,} rows of prod.flights and loads the subset" in plan.out
 
 
 def test_new_source_column_is_refused_when_strict_and_added_when_evolving(

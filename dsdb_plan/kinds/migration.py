@@ -8,7 +8,7 @@ holds data, or mirroring into one (deletes rows), is destructive.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -76,6 +76,24 @@ def table_runs(
 
 
 _DATA_FIELDS = ("from", "to", "mode", "follow", "tables", "schema", "links")
+
+
+def _rows_held(target: sa.Engine, tables: list[str]) -> dict[str, int]:
+    with target.connect() as conn:
+        return {
+            table: int(
+                conn.execute(sa.select(sa.func.count()).select_from(sa.table(table))).scalar_one()
+            )
+            for table in tables
+        }
+
+
+def _loss(run: TableRun, table: str, held: int, copied: RowCount | None) -> str:
+    """What replace or mirror deletes of the `held` rows of target `table`."""
+    if run.mode == "replace":
+        return f"replace deletes the {counted(held, 'row')} of {table} and loads the subset"
+    gone = f"; at least {held - copied.rows:,} of them" if copied and held > copied.rows else ""
+    return f"mirror deletes the rows of {table} that are not in the subset ({held:,} held{gone})"
 
 
 def data_digest(document: dict[str, Any]) -> str:
@@ -202,13 +220,14 @@ class MigrationKind(ForgettingKind):
         reasons += [
             self._describe_table(spec, run, rows[run.selection.name], target) for run in runs
         ]
+        losses = self._losses(ctx, address, spec, runs, rows, target)
         return [
             Action.on(
                 address,
                 KIND,
                 type_,
-                reasons=reasons,
-                destructive=self._destructive(ctx, address, spec, runs, target),
+                reasons=reasons + losses,
+                destructive=bool(losses),
                 details={
                     "spec": document,
                     "rows": {name: n.rows for name, n in rows.items() if n is not None},
@@ -258,24 +277,36 @@ class MigrationKind(ForgettingKind):
         where = f"{selection.name} → {spec.target}.{selection.target}"
         return f"{where}: {amount} ({', '.join(notes)}{why})"
 
-    def _destructive(
+    def _losses(
         self,
         ctx: PlanContext,
         address: str,
         spec: Migration,
         runs: list[TableRun],
+        rows: Mapping[str, RowCount | None],
         target: sa.Engine | None,
-    ) -> bool:
-        """Replace or mirror into target tables that already hold data deletes some of it."""
+    ) -> list[str]:
+        """What replace or mirror would delete from target tables that hold data, a line
+        each (none: nothing destructive)."""
         if target is None:
-            return False
-        at_risk = [run.selection.target for run in runs if run.mode in DESTRUCTIVE_MODES]
+            return []
+        at_risk = {run.selection.target: run for run in runs if run.mode in DESTRUCTIVE_MODES}
         occupied = tables_with_data(target, at_risk) if at_risk else []
-        if occupied:
-            modes = "/".join(sorted({run.mode for run in runs if run.mode in DESTRUCTIVE_MODES}))
-            what = f"{modes} into tables that hold data ({', '.join(occupied)})"
-            refuse_if_protected(ctx, spec.target, address, what)
-        return bool(occupied)
+        if not occupied:
+            return []
+        modes = "/".join(sorted({at_risk[table].mode for table in occupied}))
+        what = f"{modes} into tables that hold data ({', '.join(occupied)})"
+        refuse_if_protected(ctx, spec.target, address, what)
+        held = _rows_held(target, occupied)
+        return [
+            _loss(
+                at_risk[table],
+                f"{spec.target}.{table}",
+                held[table],
+                rows[at_risk[table].selection.name],
+            )
+            for table in occupied
+        ]
 
     def _source_changes(
         self,
