@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from dsdb_plan.migrate import order
 from dsdb_plan.migrate.copier import copy_table
 from dsdb_plan.migrate.order import copy_order
 from dsdb_plan.migrate.subset import TableSelection, select_tables
@@ -239,3 +240,20 @@ def test_a_new_table_gets_both_its_references_to_itself_after_the_load(
     assert sorted(fk["constrained_columns"] for fk in references) == [["manager_id"], ["mentor_id"]]
     assert table_rows(target.url, "emp") == table_rows(source.url, "emp")
     target.dispose()
+
+
+def test_with_two_references_rows_past_the_deepest_walk_come_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The walk over several references stops at DEEPEST_SHARED levels (below a cycle it
+    would go on to the row count): rows deeper than that come last, by key."""
+    chain = [(n, f"e{n}", n - 1 if n > 1 else None, None) for n in range(1, 7)]
+    source = mentored(sa.create_engine(sqlite_url(tmp_path / "local.db")), chain)
+    selection = only(source)
+    assert dict(ranked_ids(source, selection)) == {n: n - 1 for n in range(1, 7)}
+    monkeypatch.setattr(order, "DEEPEST_SHARED", 3)
+    ranked = ranked_ids(source, selection)
+    assert [row[0] for row in ranked] == [1, 2, 3, 4, 5, 6]
+    assert [int(row[1]) for row in ranked[:3]] == [0, 1, 2]
+    (last,) = {int(row[1]) for row in ranked[3:]}  # one depth for them, after every other
+    assert last > 2

@@ -31,6 +31,10 @@ from dsdb_plan.migrate.subset import TableSelection
 
 #: The depth of rows in or below a cycle: after every other row.
 _UNREACHED = 2**62
+#: The most levels a walk over several references goes down. Below a cycle a root reaches,
+#: each row would otherwise be walked to the row count (quadratic); one reference cannot
+#: lead into a cycle. Rows deeper than this come last, by key, as rows in a cycle do.
+DEEPEST_SHARED = 1_000
 
 
 @dataclass(frozen=True)
@@ -78,10 +82,14 @@ def _depths(
     cost no more than rows times levels. A path longer than the table has rows goes around
     a cycle, so the walk stops at that many steps (fewer where the server caps recursion):
     the rows it stops at, the rows no root reaches and every row below them are unreached.
-    A cycle a root reaches is the costly case: each row below it is walked to that limit.
+    A cycle a root reaches is the costly case: each row below it is walked to that limit,
+    which with several references is at most `DEEPEST_SHARED` steps.
     """
     edges = _edges(table, key, references)
-    limit = sa.select(_WalkLimit(sa.func.count()).label("n")).select_from(table).cte("dsdb_limit")
+    steps: sa.ColumnElement[int] = sa.func.count()
+    if len(references) > 1:
+        steps = sa.case((steps > DEEPEST_SHARED, DEEPEST_SHARED), else_=steps)
+    limit = sa.select(_WalkLimit(steps).label("n")).select_from(table).cte("dsdb_limit")
     bound = sa.select(limit.c.n).scalar_subquery()
     walked = _walk(table, key, edges, bound)
     deepest = (
