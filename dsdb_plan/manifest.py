@@ -386,9 +386,10 @@ def _teardown_clashes(manifest: Manifest, source: Source) -> list[Problem]:
         for address, connection, written in writers:
             if connection != teardown.connection:
                 continue
-            # None: every table of the source or backup, which only the plan will know.
+            # A writer of every table of its source or backup (None) may or may not meet the
+            # listed tables: only the plan knows those tables, so only a clear clash counts.
             both = [] if whole or written is None else sorted(set(teardown.tables) & set(written))
-            if whole or written is None or both:
+            if whole or both:
                 what = f"table{'s' * (len(both) > 1)} {', '.join(both)}" if both else "tables"
                 problems.append(
                     source.problem(

@@ -62,7 +62,7 @@ CASES: dict[str, tuple[int, str]] = {
     "restore-two-sources": (9, "give exactly one of `backup` or `path`"),
     "teardown-of-restored-tables": (
         10,
-        "teardowns.td.connection: drops tables of 'other' that restore.r1 writes",
+        "teardowns.td.connection: drops table weird of 'other' that restore.r1 writes",
     ),
     "two-migrations-one-mirrored-table": (
         13,
@@ -183,8 +183,35 @@ def test_two_migrations_may_append_or_upsert_into_one_table(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     path = tmp_path / "dsdb.yaml"
-    text = (BROKEN / "two-migrations-one-mirrored-table.yaml").read_text()
-    path.write_text(text.replace("mode: mirror", "mode: append"))
+    path.write_text(
+        "version: 1\nconnections:\n"
+        "  east: {driver: sqlite, database: east.db}\n"
+        "  west: {driver: sqlite, database: west.db}\n"
+        "  prod: {driver: sqlite, database: prod.db}\n"
+        "migrations:\n"
+        "  from-east: {from: east, to: prod, mode: upsert, tables: [events]}\n"
+        "  from-west: {from: west, to: prod, mode: append, tables: [events]}\n"
+    )
+
+    result = run_cli(capsys, "validate", path)
+
+    assert result.code == 0, result.err
+
+
+def test_a_teardown_beside_a_restore_of_every_table_is_left_to_the_plan(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Which tables a restore of a whole backup writes only the plan knows: a teardown of
+    another table of the same database is no clash."""
+    path = tmp_path / "dsdb.yaml"
+    path.write_text(
+        "version: 1\nconnections:\n"
+        "  local: {driver: sqlite, database: local.db}\n"
+        "  scratch: {driver: sqlite, database: scratch.db}\n"
+        "backups:\n  nightly: {connection: local}\n"
+        "restores:\n  into-scratch: {backup: nightly, to: scratch, replace_existing: true}\n"
+        "teardowns:\n  old-scratch: {connection: scratch, tables: [tmp_import]}\n"
+    )
 
     result = run_cli(capsys, "validate", path)
 
