@@ -248,6 +248,48 @@ def test_killed_apply_resumes_without_duplicates_or_gaps(
         assert table_rows(prod, table) == table_rows(local, table)
 
 
+def test_a_table_dsdb_created_gets_its_indexes_after_a_kill_and_a_spec_change(
+    capsys, tmp_path: Path, write_manifest
+) -> None:
+    """The interrupted run's checkpoint is set aside when the spec changes, but the table it
+    created is still dsdb's: the next apply finishes it with its indexes."""
+    make_flights_db(tmp_path / "data/local.db", flights=200_000)
+    manifest = (
+        "version: 1\nconnections:\n"
+        "  local: {driver: sqlite, database: data/local.db}\n"
+        "  prod: {driver: sqlite, database: data/prod.db}\n"
+        "migrations:\n  all:\n    from: local\n    to: prod\n    batch_size: 2000\n"
+    )
+    project = write_manifest(manifest)
+    state = open_state(".dsdb/state.db", project.parent)
+
+    def mid_flights() -> bool:
+        try:
+            running = state.read().checkpoints.get("migration.all", {}).get("running", {})
+        except Exception:  # the state file may be mid-creation; keep polling
+            return False
+        return running.get("flights", {}).get("rows", 0) >= 20_000
+
+    kill_when(spawn_cli("apply", project, "--auto-approve"), mid_flights)
+    project.write_text(
+        manifest + "    tables: {airlines: {}, flights: {where: {month: {gte: 2}}}}\n"
+    )
+    applied = run_cli(capsys, "apply", project, "--auto-approve")
+    assert applied.code == 0, applied.text
+    prod = project.parent / "data/prod.db"
+    assert query(prod, "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL") == [
+        ("flights_month",)
+    ]
+    # And once more, from the record rather than a checkpoint.
+    with sqlite3.connect(prod) as db:
+        db.execute("DROP INDEX flights_month")
+    project.write_text(manifest)
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    assert query(prod, "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL") == [
+        ("flights_month",)
+    ]
+
+
 @pytest.mark.postgres
 def test_library_migrate_into_postgresql(tmp_path: Path, postgres_db: ServerDatabase) -> None:
     make_flights_db(tmp_path / "local.db")

@@ -388,6 +388,13 @@ class MigrationKind(ForgettingKind):
         read = fingerprint_database(source, [s.name for s in chosen], previous=previous)
         checkpoint = ctx.checkpoint(action.address)
         resume = checkpoint if checkpoint.get("spec_digest") == data_digest(document) else None
+        # Tables dsdb created stay its own (to finish with indexes and keys) across applies,
+        # and across a checkpoint set aside because the spec changed.
+        ours = {
+            *(record.fingerprints.get("created", []) if record else []),
+            *checkpoint.get("created", []),
+        }
+        before = set(sa.inspect(target).get_table_names())
 
         def save(data: dict[str, Any]) -> None:
             ctx.store.save_checkpoint(
@@ -406,6 +413,7 @@ class MigrationKind(ForgettingKind):
             progress=ctx.table_progress(action.address, action.details.get("rows", {})),
             source_fingerprint=read,
             cancel=ctx.cancel,
+            created=ours,
         )
         written = fingerprint_database(
             target, [s.target for s in chosen], previous=_verified_target(outcomes)
@@ -425,6 +433,7 @@ class MigrationKind(ForgettingKind):
             "subset": subset,
             "written": written.to_dict(),
             "high_water": high_water,
+            "created": sorted(ours | ({s.target for s in chosen} - before)),
         }
         copied = sum(o.rows_copied for o in outcomes)
         deleted = sum(o.rows_deleted for o in outcomes)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -169,6 +169,7 @@ def run_migration(
     progress: ProgressFn | None = None,
     source_fingerprint: Fingerprint | None = None,
     cancel: threading.Event | None = None,
+    created: Collection[str] = (),
 ) -> list[TableOutcome]:
     """Copy every table of `runs` and verify each; return what was done, in `runs` order.
 
@@ -181,14 +182,16 @@ def run_migration(
     a whole table the source provably did not change since.
     Setting `cancel` stops the run at the running tables' next committed batches; so does a
     KeyboardInterrupt in the calling thread (a notebook's interrupt), which is raised then.
+    `created` names the target tables dsdb created before (the record keeps them): as those
+    this run creates, they get their indexes and keys; a table of the user's keeps its own.
     """
     done = {
         name: TableOutcome.from_dict(outcome)
         for name, outcome in (resume or {}).get("done", {}).items()
     }
     running: dict[str, Checkpoint] = dict((resume or {}).get("running", {}))
-    #: Target tables this run (or the run it resumes) created: only they get indexes and keys.
-    created: set[str] = set((resume or {}).get("created", []))
+    #: Target tables dsdb created, before or in this run (or the run it resumes).
+    ours = {*created, *(resume or {}).get("created", [])}
     # A checkpoint from before dsdb kept that list: as then, every table gets them.
     unlisted = resume is not None and "created" not in resume
     known = {run.selection.name: run.selection.target for run in runs}
@@ -201,7 +204,7 @@ def run_migration(
                 {
                     "done": {n: o.to_dict() for n, o in done.items()},
                     "running": dict(running),
-                    "created": sorted(created),
+                    "created": sorted(ours),
                 }
             )
 
@@ -217,7 +220,7 @@ def run_migration(
 
         def mark_created() -> None:
             with lock:
-                created.add(name)
+                ours.add(run.selection.target)
                 report()
 
         outcome = _copy_one(
@@ -230,7 +233,7 @@ def run_migration(
             resume=running.get(name),
             read=source_fingerprint,
             on_checkpoint=save,
-            created=unlisted or name in created,
+            created=unlisted or run.selection.target in ours,
             on_create=mark_created,
             on_loaded=on_loaded,
             progress=(lambda rows: progress(name, rows)) if progress else None,
