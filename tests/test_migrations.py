@@ -11,6 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 import dsdb_plan as dsdb
+from dsdb_plan.kinds.migration import deletion_note
+from dsdb_plan.migrate.estimate import RowCount
 from dsdb_plan.migrate.run import TableRun, run_migration
 from dsdb_plan.migrate.subset import select_tables
 from dsdb_plan.models import MigrationTable
@@ -248,6 +250,10 @@ def test_killed_apply_resumes_without_duplicates_or_gaps(
         assert table_rows(prod, table) == table_rows(local, table)
 
 
+#: The indexes of a SQLite database, less those SQLite makes for its own constraints.
+OWN_INDEXES = "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+
+
 def test_a_table_dsdb_created_gets_its_indexes_after_a_kill_and_a_spec_change(
     capsys, tmp_path: Path, write_manifest
 ) -> None:
@@ -277,17 +283,13 @@ def test_a_table_dsdb_created_gets_its_indexes_after_a_kill_and_a_spec_change(
     applied = run_cli(capsys, "apply", project, "--auto-approve")
     assert applied.code == 0, applied.text
     prod = project.parent / "data/prod.db"
-    assert query(prod, "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL") == [
-        ("flights_month",)
-    ]
+    assert query(prod, OWN_INDEXES) == [("flights_month",)]
     # And once more, from the record rather than a checkpoint.
     with sqlite3.connect(prod) as db:
         db.execute("DROP INDEX flights_month")
     project.write_text(manifest)
     assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
-    assert query(prod, "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL") == [
-        ("flights_month",)
-    ]
+    assert query(prod, OWN_INDEXES) == [("flights_month",)]
 
 
 @pytest.mark.postgres
@@ -601,3 +603,15 @@ def test_a_resumed_run_finishes_only_the_tables_dsdb_created(
     indexes = sa.inspect(target).get_indexes("flights")
     assert bool(indexes) is indexed
     assert table_rows(target.url, "flights") == table_rows(source.url, "flights")
+
+
+def test_mirror_bounds_what_it_deletes_only_by_a_counted_subset(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "local.db") as db:
+        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    source = sa.create_engine(sqlite_url(tmp_path / "local.db"))
+    (selection,) = select_tables(source, {"t": MigrationTable()}, "none")
+    run = TableRun(selection, "mirror")
+    counted_line = deletion_note(run, "prod.t", 1_000, RowCount(600, estimated=False))
+    estimated_line = deletion_note(run, "prod.t", 1_000, RowCount(600, estimated=True))
+    assert counted_line.endswith("(1,000 held; at least 400 of them)")
+    assert estimated_line.endswith("(1,000 held)")  # an estimate bounds nothing

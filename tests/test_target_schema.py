@@ -102,7 +102,7 @@ def test_incompatible_existing_target_names_the_columns(
     assert "'name' is integer in the target but text in the source" in text
     assert "'code' is varchar(10) in the target but varchar(50) in the source" in text
     assert "'amount' is decimal(6,2) in the target but decimal(12,2) in the source" in text
-    assert "column 'must' NOT NULL without a default" in text
+    assert "column 'must' is NOT NULL without a default" in text
     assert "'id'" not in text
     assert check.problems == check.incompatible
     with pytest.raises(PlanError, match="'name' is integer"):

@@ -187,7 +187,14 @@ def apply(
         # A stop at once leaves through `locked.close`, so the next run finds the lock free.
         locked.enter_context(project.locked("apply", timeout=lock_timeout))
         the_plan = _plan(
-            out, project, target, exclude, parallelism, saved=saved, release=locked.close
+            out,
+            project,
+            target,
+            exclude,
+            parallelism,
+            saved=saved,
+            release=locked.close,
+            exit_code=lambda: interrupts.exit_code,
         )
         out.echo(render(the_plan, "text", color=out.use_color).rstrip("\n"))
         if not the_plan.has_changes:
@@ -234,17 +241,20 @@ def _plan(
     *,
     saved: Plan | None = None,
     release: Callable[[], object] | None = None,
+    exit_code: Callable[[], int] = lambda: 130,
 ) -> Plan:
     """The project's plan, or the `saved` one once it is found still true. Ctrl-C stops only
     the main thread, so it ends the process rather than wait for the reads that other
-    threads are running (after calling `release`, which frees the state lock)."""
+    threads are running (after calling `release`, which frees the state lock), with
+    `exit_code()`: what the signal that stopped it calls for."""
     try:
         if saved is not None:
             project.ensure_fresh(saved, parallelism=parallelism)
             return saved
         return project.plan(targets=target, excludes=exclude, parallelism=parallelism)
     except KeyboardInterrupt:
-        _interrupted(out, "Nothing was changed: planning only reads.", release=release)
+        note = "Nothing was changed: planning only reads."
+        _interrupted(out, note, code=exit_code(), release=release)
 
 
 def _interrupted(

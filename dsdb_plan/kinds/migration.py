@@ -88,11 +88,13 @@ def _rows_held(target: sa.Engine, tables: list[str]) -> dict[str, int]:
         }
 
 
-def _loss(run: TableRun, table: str, held: int, copied: RowCount | None) -> str:
+def deletion_note(run: TableRun, table: str, held: int, copied: RowCount | None) -> str:
     """What replace or mirror deletes of the `held` rows of target `table`."""
     if run.mode == "replace":
         return f"replace deletes the {counted(held, 'row')} of {table} and loads the subset"
-    gone = f"; at least {held - copied.rows:,} of them" if copied and held > copied.rows else ""
+    # A bound from the subset's count only when it was counted, not estimated.
+    exact = copied is not None and not copied.estimated and held > copied.rows
+    gone = f"; at least {held - copied.rows:,} of them" if exact and copied else ""
     return f"mirror deletes the rows of {table} that are not in the subset ({held:,} held{gone})"
 
 
@@ -299,7 +301,7 @@ class MigrationKind(ForgettingKind):
         refuse_if_protected(ctx, spec.target, address, what)
         held = _rows_held(target, occupied)
         return [
-            _loss(
+            deletion_note(
                 at_risk[table],
                 f"{spec.target}.{table}",
                 held[table],

@@ -90,8 +90,8 @@ def _depths(
     if len(references) > 1:
         steps = sa.case((steps > DEEPEST_SHARED, DEEPEST_SHARED), else_=steps)
     limit = sa.select(_WalkLimit(steps).label("n")).select_from(table).cte("dsdb_limit")
-    bound = sa.select(limit.c.n).scalar_subquery()
-    walked = _walk(table, key, edges, bound)
+    most = sa.select(limit.c.n).scalar_subquery()
+    walked = _walk(table, key, edges, most)
     deepest = (
         sa.select(
             *(walked.c[name] for name in key), sa.func.max(walked.c.dsdb_depth).label("dsdb_depth")
@@ -99,7 +99,7 @@ def _depths(
         .group_by(*(walked.c[name] for name in key))
         .cte("dsdb_deepest")
     )
-    cyclic = _cyclic(table, key, edges, deepest, bound)
+    cyclic = _cyclic(table, key, edges, deepest, most)
     # A row in `cyclic` has the depth that sorts it last. Taking the largest per key rather
     # than joining the two keeps PostgreSQL from planning for its estimate of `cyclic`, huge.
     marked = sa.union_all(

@@ -106,7 +106,8 @@ def inspect_target(
     ]
     if required:
         incompatible.append(
-            f"{label}: {_columns('column', required)} NOT NULL without a default in the "
+            f"{label}: {_columns('column', required)} "
+            f"{'is' if len(required) == 1 else 'are'} NOT NULL without a default in the "
             "target but not copied"
         )
     if selection.key and not missing_keys and not _is_unique(existing, selection.key):
