@@ -56,7 +56,11 @@ def copy_order(selection: TableSelection, target_dialect: str) -> CopyOrder:
     # SQLite checks no keys while loading; without a key there is no resume point to keep.
     if not references or target_dialect == "sqlite" or not key:
         return CopyOrder(table, key)
-    depths = _depths(table, selection.key, references)
+    depths = (
+        _tree_depths(table, selection.key, references[0])
+        if len(references) == 1
+        else _depths(table, selection.key, references)
+    )
     matched = sa.and_(*(table.c[name] == depths.c[name] for name in selection.key))
     depth = raw(sa.func.coalesce(depths.c.dsdb_depth, _unreached()))
     return CopyOrder(table.outerjoin(depths, matched), (depth, *key), depth)
@@ -71,11 +75,39 @@ def _self_references(selection: TableSelection) -> list[ForeignKeySchema]:
     return [fk for fk in selection.schema.foreign_keys if fk.ref_table == selection.name]
 
 
+def _tree_depths(table: sa.Table, key: tuple[str, ...], fk: ForeignKeySchema) -> sa.CTE:
+    """(key..., dsdb_depth) of every row a root reaches through the table's one reference to
+    itself. Each row points at one other at most, so the rows form trees, each row reached
+    once, and no walk from a root can enter a cycle: rows in one are simply not reached."""
+    pairs = list(zip(fk.columns, fk.ref_columns, strict=True))
+    carried = list(dict.fromkeys([*key, *fk.ref_columns]))
+    parent, child = table.alias("dsdb_parent"), table.alias("dsdb_child")
+    roots = sa.select(
+        *(table.c[name] for name in carried),
+        sa.cast(sa.literal(0), sa.BigInteger).label("dsdb_depth"),
+    ).where(
+        sa.or_(
+            *(table.c[column].is_(None) for column, _ in pairs),  # a NULL points nowhere
+            sa.and_(*(table.c[column] == table.c[ref] for column, ref in pairs)),
+            ~sa.exists().where(
+                sa.and_(*(parent.c[ref] == table.c[column] for column, ref in pairs))
+            ),
+        )
+    )
+    tree = roots.cte("dsdb_tree", recursive=True)
+    step = (
+        sa.select(*(child.c[name] for name in carried), tree.c.dsdb_depth + 1)
+        .select_from(child.join(tree, sa.and_(*(child.c[c] == tree.c[r] for c, r in pairs))))
+        .where(sa.not_(sa.and_(*(child.c[column] == child.c[ref] for column, ref in pairs))))
+    )
+    return tree.union_all(step)
+
+
 def _depths(
     table: sa.Table, key: tuple[str, ...], references: Sequence[ForeignKeySchema]
 ) -> sa.CTE:
-    """(key..., dsdb_depth) of every row: the longest path to it from a root, or `_UNREACHED`
-    for a row in or below a cycle of references.
+    """(key..., dsdb_depth) of every row, over several references: the longest path to it
+    from a root, or `_UNREACHED` for a row in or below a cycle of references.
 
     Depths spread down from the roots one step per level; each row keeps the deepest. UNION
     keeps one (key, depth) per row and level, so rows reached along many paths (a diamond)
@@ -83,7 +115,7 @@ def _depths(
     a cycle, so the walk stops at that many steps (fewer where the server caps recursion):
     the rows it stops at, the rows no root reaches and every row below them are unreached.
     A cycle a root reaches is the costly case: each row below it is walked to that limit,
-    which with several references is at most `DEEPEST_SHARED` steps.
+    at most `DEEPEST_SHARED` steps.
     """
     edges = _edges(table, key, references)
     steps: sa.ColumnElement[int] = sa.func.count()
