@@ -179,39 +179,36 @@ def test_a_missing_manifest(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
     assert "Traceback" not in result.err
 
 
-def test_two_migrations_may_append_or_upsert_into_one_table(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    path = tmp_path / "dsdb.yaml"
-    path.write_text(
+# Manifests close to the clashes above that are fine: file stem -> (why, text).
+VALID = {
+    "several-sources-upsert-one-table": (
+        "appending or upserting into one table from several sources",
         "version: 1\nconnections:\n"
         "  east: {driver: sqlite, database: east.db}\n"
         "  west: {driver: sqlite, database: west.db}\n"
         "  prod: {driver: sqlite, database: prod.db}\n"
         "migrations:\n"
         "  from-east: {from: east, to: prod, mode: upsert, tables: [events]}\n"
-        "  from-west: {from: west, to: prod, mode: append, tables: [events]}\n"
-    )
-
-    result = run_cli(capsys, "validate", path)
-
-    assert result.code == 0, result.err
-
-
-def test_a_teardown_beside_a_restore_of_every_table_is_left_to_the_plan(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    """Which tables a restore of a whole backup writes only the plan knows: a teardown of
-    another table of the same database is no clash."""
-    path = tmp_path / "dsdb.yaml"
-    path.write_text(
+        "  from-west: {from: west, to: prod, mode: append, tables: [events]}\n",
+    ),
+    "teardown-beside-a-whole-restore": (
+        "which tables a restore of a whole backup writes only the plan knows",
         "version: 1\nconnections:\n"
         "  local: {driver: sqlite, database: local.db}\n"
         "  scratch: {driver: sqlite, database: scratch.db}\n"
         "backups:\n  nightly: {connection: local}\n"
         "restores:\n  into-scratch: {backup: nightly, to: scratch, replace_existing: true}\n"
-        "teardowns:\n  old-scratch: {connection: scratch, tables: [tmp_import]}\n"
-    )
+        "teardowns:\n  old-scratch: {connection: scratch, tables: [tmp_import]}\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("stem", sorted(VALID))
+def test_no_clash_where_none_can_be_seen(
+    stem: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / f"{stem}.yaml"
+    path.write_text(VALID[stem][1])
 
     result = run_cli(capsys, "validate", path)
 

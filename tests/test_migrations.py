@@ -223,16 +223,18 @@ def test_new_source_column_is_refused_when_strict_and_added_when_evolving(
     )
 
 
-def test_killed_apply_resumes_without_duplicates_or_gaps(
-    capsys, tmp_path: Path, write_manifest
-) -> None:
-    make_flights_db(tmp_path / "data/local.db", flights=200_000)
-    project = write_manifest(
-        "version: 1\nconnections:\n"
-        "  local: {driver: sqlite, database: data/local.db}\n"
-        "  prod: {driver: sqlite, database: data/prod.db}\n"
-        "migrations:\n  all:\n    from: local\n    to: prod\n    batch_size: 2000\n"
-    )
+#: Every table of data/local.db into data/prod.db, 2,000 rows a batch.
+ALL_OF_LOCAL = (
+    "version: 1\nconnections:\n"
+    "  local: {driver: sqlite, database: data/local.db}\n"
+    "  prod: {driver: sqlite, database: data/prod.db}\n"
+    "migrations:\n  all:\n    from: local\n    to: prod\n    batch_size: 2000\n"
+)
+
+
+def killed_mid_flights(project: Path) -> None:
+    """Seed 200,000 flights beside `project` and SIGKILL its apply once 20,000 are in."""
+    make_flights_db(project.parent / "data/local.db", flights=200_000)
     state = open_state(".dsdb/state.db", project.parent)
 
     def mid_flights() -> bool:
@@ -243,6 +245,13 @@ def test_killed_apply_resumes_without_duplicates_or_gaps(
         return running.get("flights", {}).get("rows", 0) >= 20_000
 
     kill_when(spawn_cli("apply", project, "--auto-approve"), mid_flights)
+
+
+def test_killed_apply_resumes_without_duplicates_or_gaps(
+    capsys, tmp_path: Path, write_manifest
+) -> None:
+    project = write_manifest(ALL_OF_LOCAL)
+    killed_mid_flights(project)
     assert "resuming an interrupted apply" in run_cli(capsys, "plan", project).out
     assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
     local, prod = sqlite_url(tmp_path / "data/local.db"), sqlite_url(tmp_path / "data/prod.db")
@@ -259,24 +268,9 @@ def test_a_table_dsdb_created_gets_its_indexes_after_a_kill_and_a_spec_change(
 ) -> None:
     """The interrupted run's checkpoint is set aside when the spec changes, but the table it
     created is still dsdb's: the next apply finishes it with its indexes."""
-    make_flights_db(tmp_path / "data/local.db", flights=200_000)
-    manifest = (
-        "version: 1\nconnections:\n"
-        "  local: {driver: sqlite, database: data/local.db}\n"
-        "  prod: {driver: sqlite, database: data/prod.db}\n"
-        "migrations:\n  all:\n    from: local\n    to: prod\n    batch_size: 2000\n"
-    )
+    manifest = ALL_OF_LOCAL
     project = write_manifest(manifest)
-    state = open_state(".dsdb/state.db", project.parent)
-
-    def mid_flights() -> bool:
-        try:
-            running = state.read().checkpoints.get("migration.all", {}).get("running", {})
-        except Exception:  # the state file may be mid-creation; keep polling
-            return False
-        return running.get("flights", {}).get("rows", 0) >= 20_000
-
-    kill_when(spawn_cli("apply", project, "--auto-approve"), mid_flights)
+    killed_mid_flights(project)
     project.write_text(
         manifest + "    tables: {airlines: {}, flights: {where: {month: {gte: 2}}}}\n"
     )
