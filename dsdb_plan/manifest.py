@@ -105,12 +105,19 @@ def manifest_digest(manifest: Manifest) -> str:
 
 
 def _without_followups(found: list[Problem], earlier: list[Problem]) -> list[Problem]:
-    """Drop validation problems at or under a value that already failed to load or interpolate."""
-    return [
-        problem
-        for problem in found
-        if not any(problem.path[: len(e.path)] == e.path for e in earlier if e.path)
-    ]
+    """Drop validation problems at or under a value that already failed to load or
+    interpolate, and those of the mapping holding it that name it (`url is not a valid
+    URL` beside the variable the url needed)."""
+    return [problem for problem in found if not any(_follows(problem, e) for e in earlier)]
+
+
+def _follows(problem: Problem, cause: Problem) -> bool:
+    if not cause.path:
+        return False
+    if problem.path[: len(cause.path)] == cause.path:
+        return True
+    parent, field = cause.path[:-1], cause.path[-1]
+    return problem.path == parent and problem.message.startswith(f"{field} ")
 
 
 def _sorted(problems: list[Problem]) -> list[Problem]:

@@ -212,3 +212,11 @@ def test_a_var_file_value_that_is_no_scalar_is_refused(
 
     assert result.code == 1
     assert result.err == f"Error: {var_file}: variable 'database' is a list; a value is a scalar\n"
+
+
+def test_an_unset_variable_is_the_one_problem_not_the_url_it_leaves_empty() -> None:
+    text = "version: 1\nconnections:\n  db: {url: '${env:DB_URL}'}\n"
+
+    assert _problems(text, env={}) == [
+        "m.yaml:3:13: connections.db.url: environment variable DB_URL is not set"
+    ]
