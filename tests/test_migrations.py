@@ -609,3 +609,12 @@ def test_mirror_bounds_what_it_deletes_only_by_a_counted_subset(tmp_path: Path) 
     estimated_line = deletion_note(run, "prod.t", 1_000, RowCount(600, estimated=True))
     assert counted_line.endswith("(1,000 held; at least 400 of them)")
     assert estimated_line.endswith("(1,000 held)")  # an estimate bounds nothing
+
+
+def test_a_table_the_source_lacks_is_named_with_the_source(capsys, project: Path) -> None:
+    project.write_text(manifest_text().replace("      flights:\n", "      flihgts:\n"))
+    planned = run_cli(capsys, "plan", project)
+    assert planned.code == 1
+    assert "no table 'flihgts' in the source database 'local'; did you mean 'flights'?" in (
+        planned.err
+    )

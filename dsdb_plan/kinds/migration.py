@@ -52,7 +52,8 @@ DESTRUCTIVE_MODES = ("replace", "mirror")
 
 def selections(engine: sa.Engine, spec: Migration) -> list[TableSelection]:
     """The source tables this migration copies, parents first, with their filters."""
-    return select_tables(engine, spec.table_options(), spec.follow)
+    source = f"the source database '{spec.source}'"
+    return select_tables(engine, spec.table_options(), spec.follow, source_name=source)
 
 
 def table_runs(

@@ -112,18 +112,20 @@ def select_tables(
     follow: Follow,
     *,
     rename: Mapping[str, str] | None = None,
+    source_name: str = "the source database",
 ) -> list[TableSelection]:
     """The tables to copy, parents first, with columns, key and row filter of each.
 
     `options` maps each listed table to its options; None means every table, whole.
     `rename` maps a source table to its target name (a table's `rename_to` also counts).
-    Raises PlanError for unknown tables, columns or keys.
+    Raises PlanError for unknown tables, columns or keys (a table missing from
+    `source_name`, as the message calls the source).
     """
     schemas = {schema.name: schema for schema in reflect_tables(engine)}
     if options is None:
         options = {name: MigrationTable() for name in schemas}
         follow = "none"  # every row of every table: nothing to add
-    _check_listed(options, schemas)
+    _check_listed(options, schemas, source_name)
     metadata = sa.MetaData()
     tables = {
         name: sa.Table(name, metadata, *(sa.Column(c.name, column_type(c)) for c in s.columns))
@@ -255,13 +257,15 @@ def _check_column(schema: TableSchema, column: str, option: str) -> None:
         )
 
 
-def _check_listed(options: Mapping[str, MigrationTable], schemas: Mapping[str, Any]) -> None:
+def _check_listed(
+    options: Mapping[str, MigrationTable], schemas: Mapping[str, Any], source_name: str
+) -> None:
     unknown = sorted(set(options) - set(schemas))
     if not unknown:
         return
     hints = "".join(_suggest(name, list(schemas)) for name in unknown[:1])
     noun = "table" if len(unknown) == 1 else "tables"
-    raise PlanError(f"no {noun} {_names(unknown)} in the source database{hints}")
+    raise PlanError(f"no {noun} {_names(unknown)} in {source_name}{hints}")
 
 
 def _check_targets(selections: Sequence[TableSelection]) -> None:
