@@ -684,7 +684,9 @@ def test_target_with_data_is_refused_unless_replacing(tmp_path: Path, target: sa
     info = write_backup(_make_awkward(tmp_path / "s.db"), tmp_path / "b", new_backup_id(NOW))
     restore_backup(info.path, target)
     assert tables_with_data(target, ["awkward", "note", "absent"]) == ["awkward", "note"]
-    with pytest.raises(BackupError, match="'awkward', 'note'"):
+    with pytest.raises(
+        BackupError, match=r"'awkward', 'note' \(replace_existing=True replaces them\)"
+    ):
         restore_backup(info.path, target)
     result = restore_backup(info.path, target, replace_existing=True)
     assert result.rows == 6

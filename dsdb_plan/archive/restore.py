@@ -97,7 +97,7 @@ def restore_backup(
         raise BackupError(
             "restore refused: target tables already hold data: "
             + ", ".join(repr(name) for name in occupied)
-            + " (allow replacing them to overwrite)"
+            + " (replace_existing=True replaces them)"
         )
     existing = set(sa.inspect(engine).get_table_names()) - {t.name for t in todo}
     reachable = existing | {t.name for t in selected}
