@@ -8,14 +8,13 @@ holds data, or mirroring into one (deletes rows), is destructive.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
-from dsdb_plan.archive import tables_with_data
 from dsdb_plan.archive.format import decode_value
 from dsdb_plan.errors import PlanError
 from dsdb_plan.fingerprint import (
@@ -79,13 +78,15 @@ def table_runs(
 _DATA_FIELDS = ("from", "to", "mode", "follow", "tables", "schema", "links")
 
 
-def _rows_held(target: sa.Engine, tables: list[str]) -> dict[str, int]:
+def _rows_held(target: sa.Engine, tables: Iterable[str]) -> dict[str, int]:
+    """The row count of each of `tables` the target has."""
     with target.connect() as conn:
+        existing = set(sa.inspect(conn).get_table_names())
+        count = sa.select(sa.func.count())
         return {
-            table: int(
-                conn.execute(sa.select(sa.func.count()).select_from(sa.table(table))).scalar_one()
-            )
+            table: int(conn.execute(count.select_from(sa.table(table))).scalar_one())
             for table in tables
+            if table in existing
         }
 
 
@@ -294,13 +295,13 @@ class MigrationKind(ForgettingKind):
         if target is None:
             return []
         at_risk = {run.selection.target: run for run in runs if run.mode in DESTRUCTIVE_MODES}
-        occupied = tables_with_data(target, at_risk) if at_risk else []
+        held = _rows_held(target, at_risk) if at_risk else {}
+        occupied = [table for table, rows in held.items() if rows]
         if not occupied:
             return []
         modes = "/".join(sorted({at_risk[table].mode for table in occupied}))
         what = f"{modes} into tables that hold data ({', '.join(occupied)})"
         refuse_if_protected(ctx, spec.target, address, what)
-        held = _rows_held(target, occupied)
         return [
             deletion_note(
                 at_risk[table],
