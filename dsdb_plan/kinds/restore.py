@@ -41,6 +41,15 @@ def _latest_artifact(record: ResourceRecord | None, backup_id: str | None) -> di
     return next((a for a in artifacts if a["id"] == backup_id), None)
 
 
+def _dropped(record: ResourceRecord | None, existing: set[str]) -> list[str]:
+    """The tables the restore wrote that are gone from the target (`existing`) since."""
+    if record is None:
+        return []
+    written = Fingerprint.from_dict(record.fingerprints["written"]).tables
+    gone = sorted(set(written) - existing)
+    return [f"target table {table} removed outside dsdb" for table in gone]
+
+
 class RestoreKind(ForgettingKind):
     left_behind = "restored data stays"
 
@@ -51,8 +60,13 @@ class RestoreKind(ForgettingKind):
         source = self._planned_source(ctx, address, spec)
         details: dict[str, Any] = {"spec": document, "source": source}
         checkpoint = ctx.snapshot.checkpoints.get(address)
-        foreign = self._foreign_data(ctx, spec, source, record, checkpoint)
-        dropped = self._dropped(ctx, spec, record)
+        existing = (
+            set()
+            if ctx.is_missing(spec.to)
+            else set(sa.inspect(ctx.workspace.reach(spec.to)).get_table_names())
+        )
+        foreign = self._foreign_data(ctx, spec, source, record, checkpoint, existing)
+        dropped = _dropped(record, existing)
         reasons: list[str] = []
         if record is None:
             type_ = ActionType.CREATE
@@ -102,13 +116,14 @@ class RestoreKind(ForgettingKind):
         source: dict[str, Any],
         record: ResourceRecord | None,
         checkpoint: dict[str, Any] | None,
+        existing: set[str],
     ) -> dict[str, str]:
         """Target tables the restore would overwrite that hold data it did not write, with
-        what is in them. Their fingerprints go into the plan, so a saved plan notices edits."""
-        if ctx.is_missing(spec.to):
+        what is in them (`existing`: the target's tables). Their fingerprints go into the
+        plan, so a saved plan notices edits."""
+        if not existing:
             return {}
         tables = spec.tables or source["tables"] or self._tables_backed_up(ctx, spec)
-        existing = set(sa.inspect(ctx.workspace.reach(spec.to)).get_table_names())
         present = sorted(set(tables) & existing)
         if not present:
             return {}
@@ -129,21 +144,6 @@ class RestoreKind(ForgettingKind):
                 )
                 foreign[table] = f"target changed outside dsdb: {change[0]}"
         return foreign
-
-    def _dropped(self, ctx: PlanContext, spec: Restore, record: ResourceRecord | None) -> list[str]:
-        """The tables the restore wrote that are gone from the target since."""
-        if record is None:
-            return []
-        written = Fingerprint.from_dict(record.fingerprints["written"]).tables
-        existing = (
-            set()
-            if ctx.is_missing(spec.to)
-            else set(sa.inspect(ctx.workspace.reach(spec.to)).get_table_names())
-        )
-        return [
-            f"target table {table} removed outside dsdb"
-            for table in sorted(set(written) - existing)
-        ]
 
     def _tables_backed_up(self, ctx: PlanContext, spec: Restore) -> list[str]:
         """The tables a backup taken in this apply will hold (its connection's, or listed)."""
