@@ -257,6 +257,7 @@ def test_values_as_sqlite_stores_them_digest_as_the_values_they_mean() -> None:
     for rows in (
         stored,
         stored[:1],
+        stored[:2],  # both layouts that are cut rather than parsed, in one batch
         stored[4:5],
         [row for row in stored if len(row[0]) in (22, 26, 32)],
     ):
