@@ -66,11 +66,13 @@ def test_parents_come_first_and_rows_no_root_reaches_come_last(tmp_path: Path) -
     assert copy_order(selection, "sqlite").depth is None  # SQLite checks nothing meanwhile
 
 
-def kill_then_resume(
-    source: sa.Engine, target: sa.Engine, selection: TableSelection, *, batch_size: int
-) -> None:
-    """Copy `emp` into the target's table of it, kill the copy at its fourth checkpoint,
-    resume it, and check the target then equals the source."""
+def kill_then_resume(source: sa.Engine, target: sa.Engine, table: str, *, batch_size: int) -> None:
+    """Copy `emp` into the target's table of it (created by the `table` statement first, as
+    a table the target already holds, keys included), kill the copy at its fourth
+    checkpoint, resume it, and check the target then equals the source."""
+    with target.begin() as conn:
+        conn.exec_driver_sql(table)
+    selection = only(source)
     ensure_target(target, selection, inspect_target(target, selection, schema_changes="evolve"))
     saved: list[dict[str, Any]] = []
 
@@ -108,14 +110,10 @@ def test_a_killed_copy_into_a_table_that_checks_its_keys_resumes_parents_first(
     # Every manager has a larger id than the people under them: key order would fail.
     rows = [(n, f"e{n}", None if n == 40 else min(40, n * 2)) for n in range(1, 41)]
     source = employees(tmp_path / "local.db", rows)
-    target = database(request, tmp_path, kind)
-    selection = only(source)
-    with target.begin() as conn:  # the target already holds the table, with its key
-        conn.exec_driver_sql(
-            "CREATE TABLE emp (id BIGINT PRIMARY KEY, name TEXT, "
-            "manager_id BIGINT REFERENCES emp(id))"
-        )
-    kill_then_resume(source, target, selection, batch_size=4)
+    table = (
+        "CREATE TABLE emp (id BIGINT PRIMARY KEY, name TEXT, manager_id BIGINT REFERENCES emp(id))"
+    )
+    kill_then_resume(source, database(request, tmp_path, kind), table, batch_size=4)
 
 
 #: (id, name, manager_id, mentor_id): every row's depth is above both the rows it points at.
@@ -214,15 +212,12 @@ def test_a_killed_copy_into_a_table_with_two_references_resumes_parents_first(
         for n in range(1, 41)
     ]
     source = mentored(sa.create_engine(sqlite_url(tmp_path / "local.db")), rows)
-    target = database(request, tmp_path, kind)
-    selection = only(source)
-    with target.begin() as conn:  # the target already holds the table, with both keys
-        conn.exec_driver_sql(
-            "CREATE TABLE emp (id BIGINT PRIMARY KEY, name TEXT, manager_id BIGINT, "
-            "mentor_id BIGINT, FOREIGN KEY (manager_id) REFERENCES emp(id), "
-            "FOREIGN KEY (mentor_id) REFERENCES emp(id))"
-        )
-    kill_then_resume(source, target, selection, batch_size=3)
+    table = (
+        "CREATE TABLE emp (id BIGINT PRIMARY KEY, name TEXT, manager_id BIGINT, "
+        "mentor_id BIGINT, FOREIGN KEY (manager_id) REFERENCES emp(id), "
+        "FOREIGN KEY (mentor_id) REFERENCES emp(id))"
+    )
+    kill_then_resume(source, database(request, tmp_path, kind), table, batch_size=3)
 
 
 @pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
