@@ -116,7 +116,7 @@ def _variable_values(
         spec = spec if isinstance(spec, dict) else {}
         path: Path = ("variables", name)
         type_name = spec.get("type", "string")
-        if type_name not in _TYPES:
+        if not isinstance(type_name, str) or type_name not in _TYPES:
             continue  # the model validation reports the bad type
         if name in overrides:
             raw: Any = overrides[name]

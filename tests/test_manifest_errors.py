@@ -87,6 +87,19 @@ CASES: dict[str, tuple[int, str]] = {
     "python-scalar-tag": (5, "unsupported YAML tag '!!python/name:os.system'"),
     "custom-tag": (3, "unsupported YAML tag '!include'"),
     "billion-laughs": (2, "document expands to too many values (nested aliases?)"),
+    "variable-type-mapping": (
+        4,
+        "variables.env.type: unknown value {'name': 'string'} (expected one of: string, "
+        "integer, number, boolean)",
+    ),
+    "variable-type-list": (4, "variables.env.type: unknown value ['string', 'integer']"),
+    "tag-float": (3, "settings.lock_timeout: 'x' is not a valid !!float value"),
+    "tag-int": (5, "backups.nightly.keep: 'abc' is not a valid !!int value"),
+    "tag-bool": (3, "connections.local.protect: 'maybe' is not a valid !!bool value"),
+    "tag-timestamp": (3, "variables.since.default: 'nope' is not a valid !!timestamp value"),
+    "tag-timestamp-date": (3, "'2020-13-45' is not a valid !!timestamp value"),
+    "deep-nesting": (2, "values nested more than 64 levels deep; refusing to load"),
+    "self-alias": (3, "connections.local: an alias inside the value it names"),
 }
 
 
