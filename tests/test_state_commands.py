@@ -41,6 +41,26 @@ def test_state_list_and_show(capsys, applied: Path) -> None:
     assert missing.code == 1 and "backup.nope is not in the state" in missing.err
 
 
+def test_a_truncated_state_stops_the_plan_and_a_pulled_copy_mends_it(
+    capsys, applied: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "state.json"
+    copy.write_text(run_cli(capsys, "state", "pull", applied).out)
+    state = applied.parent / ".dsdb/state.db"
+    for leftover in state.parent.glob("state.db-*"):  # the WAL, which a truncation outlives
+        leftover.unlink()
+    state.write_bytes(b"")
+
+    planned = run_cli(capsys, "plan", applied)
+    assert planned.code == 1
+    assert f"state file {state} is empty (0 bytes)" in planned.err
+    assert "create" not in planned.out
+
+    state.rename(tmp_path / "damaged.db")
+    assert run_cli(capsys, "state", "push", copy, applied).code == 0
+    assert "No changes" in run_cli(capsys, "plan", applied).out
+
+
 def test_pull_then_push_round_trips_and_older_serial_is_refused(
     capsys, applied: Path, tmp_path: Path
 ) -> None:
