@@ -6,6 +6,7 @@ import io
 import json
 import re
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -151,6 +152,28 @@ def test_destroy_needs_consent(capsys, project: Path) -> None:
     assert len(final) == 1, "a final backup is taken before dropping"
     again = run_cli(capsys, "plan", project, "--detailed-exitcode")
     assert again.code == 0, again.text
+
+
+def test_consent_is_read_from_standard_input_as_terraform_reads_it(
+    capsys, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    unanswered = run_cli(capsys, "apply", project)
+    assert unanswered.code == 1
+    assert (
+        "Error: not applied: no answer to ask for consent; type or pipe 'yes', or pass "
+        "--auto-approve" in unanswered.err
+    )
+    monkeypatch.setattr(sys, "stdin", io.StringIO("y\n"))
+    refused = run_cli(capsys, "apply", project)
+    assert refused.code == 1 and "Error: not applied: consent was not given" in refused.err
+    assert run_cli(capsys, "plan", project, "--detailed-exitcode").code == 2
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("yes\n"))
+    applied = run_cli(capsys, "apply", project)
+    assert applied.code == 0, applied.text
+    assert "Apply it? Only 'yes' is accepted: yes\n" in applied.out
+    assert run_cli(capsys, "plan", project, "--detailed-exitcode").code == 0
 
 
 def test_markdown_plan_shows_a_teardown_above_everything_else(capsys, project: Path) -> None:

@@ -13,6 +13,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from dsdb_plan.cli.app import cli
+from dsdb_plan.cli.consent import ask_yes
 from dsdb_plan.cli.interrupt import Interrupts
 from dsdb_plan.cli.options import manifest_argument, open_project, variable_options
 from dsdb_plan.cli.output import Output, pass_output
@@ -278,17 +279,20 @@ def _get_consent(
     destructive = bool(the_plan.destructive)
     if (auto_approve or saved) and (not destructive or allow_destroy):
         return
-    if not sys.stdin.isatty():
+    question = (
+        "The plan deletes or overwrites data (see above). " if destructive else ""
+    ) + "Apply it? Only 'yes' is accepted"
+    answer = ask_yes(question)
+    if answer is None:
         missing = (
             "--allow-destroy"
             if destructive and (auto_approve or saved)
             else "--auto-approve" + (" --allow-destroy" if destructive else "")
         )
-        raise DsdbError(f"not applied: no terminal to ask for consent; pass {missing}")
-    question = (
-        "The plan deletes or overwrites data (see above). " if destructive else ""
-    ) + "Apply it? Only 'yes' is accepted"
-    if click.prompt(question, default="", show_default=False) != "yes":
+        raise DsdbError(
+            f"not applied: no answer to ask for consent; type or pipe 'yes', or pass {missing}"
+        )
+    if not answer:
         raise DsdbError("not applied: consent was not given")
 
 

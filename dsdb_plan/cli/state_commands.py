@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from dsdb_plan.cli.app import cli
+from dsdb_plan.cli.consent import ask_yes
 from dsdb_plan.cli.options import (
     manifest_argument,
     open_project,
@@ -23,7 +24,7 @@ from dsdb_plan.manifest import DEFAULT_MANIFEST
 from dsdb_plan.models import ADDRESS_PATTERN
 from dsdb_plan.plan import counted
 from dsdb_plan.project import Project
-from dsdb_plan.state import StateSnapshot, resource_history
+from dsdb_plan.state import StateSnapshot, holder_liveness, resource_history
 
 F = TypeVar("F", bound=Callable[..., Any])
 _ADDRESS = re.compile(ADDRESS_PATTERN)
@@ -247,11 +248,26 @@ def _is_known(project: Project, address: str) -> bool:
 @cli.command("force-unlock")
 @click.argument("lock_id")
 @_manifest_options
+@click.option("--force", is_flag=True, help="Release without asking.")
 @pass_output
 def force_unlock(
-    out: Output, lock_id: str, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
+    out: Output,
+    lock_id: str,
+    manifest: Path,
+    var: tuple[str, ...],
+    var_file: tuple[Path, ...],
+    force: bool,
 ) -> None:
     """Release a stuck state lock, given the id the lock error showed."""
     with open_project(manifest, var, var_file) as project:
+        holder = project.store.lock_holder()
+        if holder is not None and holder.id == lock_id and not force:
+            out.echo(f"The state is {holder.describe()}.")
+            out.echo(holder_liveness(holder))
+            answer = ask_yes("Release it? Only 'yes' is accepted")
+            if answer is None:
+                raise DsdbError("not released: no answer to ask; type or pipe 'yes', or --force")
+            if not answer:
+                raise DsdbError("not released: consent was not given")
         released = project.store.force_unlock(lock_id)
     out.echo(f"Released the lock: it was {released.describe()}.")
