@@ -260,8 +260,21 @@ def test_targeting_warns_about_cut_dependency(capsys, project: Path) -> None:
     result = run_cli(capsys, "plan", project, "--target", "restore.into-scratch")
     assert "backup.nightly (resync)" not in result.out
     assert "depends on backup.nightly, which is not selected" in result.out
-    unknown = run_cli(capsys, "plan", project, "--target", "backup.nope")
-    assert unknown.code == 1 and "backup.nope" in unknown.err
+    unknown = run_cli(capsys, "plan", project, "--target", "migration.x")
+    assert unknown.code == 1
+    assert unknown.err == (
+        "Error: --target migration.x: unknown resource 'migration.x' (known: backup.nightly, "
+        "restore.into-scratch)\n"
+    )
+    misspelt = run_cli(
+        capsys, "apply", project, "--exclude", "restore.into-scrach", "--target", "backup.nighty"
+    )
+    assert misspelt.code == 1
+    assert misspelt.err == (
+        "Error: --target backup.nighty: unknown resource 'backup.nighty' — did you mean "
+        "'backup.nightly'?\n--exclude restore.into-scrach: unknown resource "
+        "'restore.into-scrach' — did you mean 'restore.into-scratch'?\n"
+    )
 
 
 def test_corrupted_backup_is_refused_naming_the_file(capsys, project: Path) -> None:
