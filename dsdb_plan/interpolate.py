@@ -16,13 +16,27 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from dsdb_plan.errors import Problem
+from dsdb_plan.errors import Problem, did_you_mean
 from dsdb_plan.redact import register_secret
 from dsdb_plan.yamlsource import Path, Source
 
 _REFERENCE = re.compile(r"\$\$\{|\$\{(?P<body>[^}]*)\}")
 _BODY = re.compile(r"^(?P<kind>env|var):(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?$")
 _TYPES: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
+
+
+class FileValue(str):
+    """A variable's value read from a --var-file, remembering where it was written, so a
+    problem with it points at that file's line rather than at the manifest."""
+
+    file: str
+    line: int
+    column: int
+
+    def __new__(cls, value: str, file: str, line: int, column: int) -> FileValue:
+        made = super().__new__(cls, value)
+        made.file, made.line, made.column = file, line, column
+        return made
 
 
 def _convert(value: Any, type_name: str) -> Any:
@@ -50,6 +64,7 @@ class _Interpolator:
         self.env = env
         self.variables = variables
         self.declared: set[str] = set()
+        self.bad_values: dict[str, str] = {}  # variable -> the var file line its value is on
         self.problems: list[Problem] = []
 
     def walk(self, value: Any, path: Path) -> Any:
@@ -95,8 +110,9 @@ class _Interpolator:
             return f"${{{body}}}"
         if name in self.variables:
             return self.variables[name]
-        if name in self.declared:  # its missing or bad value is reported at its declaration
-            message = f"variable '{name}' has no value (see variables.{name})"
+        if name in self.declared:  # its missing or bad value is reported where it was given
+            where = self.bad_values.get(name, f"variables.{name}")
+            message = f"variable '{name}' has no value (see {where})"
         else:
             message = f"variable '{name}' is not declared"
         self.problems.append(self.source.problem(path, message))
@@ -109,6 +125,19 @@ def _variable_values(
     values: dict[str, Any] = {}
     declared = declared if isinstance(declared, dict) else {}
     for name in sorted(set(overrides) - set(declared)):
+        given = overrides[name]
+        if isinstance(given, FileValue):
+            hint = did_you_mean(name, [str(n) for n in declared])
+            interpolator.problems.append(
+                Problem(
+                    f"'{name}' is not a declared variable{hint}",
+                    (),
+                    given.file,
+                    given.line,
+                    given.column,
+                )
+            )
+            continue
         interpolator.problems.append(
             interpolator.source.problem(("variables",), f"--var {name} is not a declared variable")
         )
@@ -132,7 +161,12 @@ def _variable_values(
         try:
             values[name] = _convert(raw, type_name)
         except ValueError as error:
-            interpolator.problems.append(interpolator.source.problem(path, str(error)))
+            if isinstance(raw, FileValue):
+                where = (raw.file, raw.line, raw.column)
+                interpolator.problems.append(Problem(str(error), (name,), *where))
+                interpolator.bad_values[name] = f"{raw.file}:{raw.line}"
+            else:
+                interpolator.problems.append(interpolator.source.problem(path, str(error)))
             continue
         if spec.get("sensitive") is True:
             register_secret(str(values[name]))

@@ -89,12 +89,12 @@ def parse_manifest(
     except ValidationError as error:
         problems += _without_followups(_validation_problems(error, source, data), problems)
         problems += _reference_problems(source, data)
-        raise ManifestError(_sorted(problems)) from None
+        raise ManifestError(_sorted(problems, file)) from None
     problems += _reference_problems(source, data)
     if not problems:
         problems += _semantic_problems(manifest, source)
     if problems:
-        raise ManifestError(_sorted(problems))
+        raise ManifestError(_sorted(problems, file))
     return manifest
 
 
@@ -120,9 +120,20 @@ def _follows(problem: Problem, cause: Problem) -> bool:
     return problem.path == parent and problem.message.startswith(f"{field} ")
 
 
-def _sorted(problems: list[Problem]) -> list[Problem]:
+def _sorted(problems: list[Problem], file: str) -> list[Problem]:
+    """In the order of the manifest's lines; then those of its variable files."""
     unique = list(dict.fromkeys(problems))
-    return sorted(unique, key=lambda p: (p.line or 0, p.column or 0, p.field, p.message))
+    return sorted(
+        unique,
+        key=lambda p: (
+            p.file != file,
+            p.file or "",
+            p.line or 0,
+            p.column or 0,
+            p.field,
+            p.message,
+        ),
+    )
 
 
 # -- pydantic errors -> located problems ---------------------------------------------------

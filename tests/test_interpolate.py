@@ -211,7 +211,47 @@ def test_a_var_file_value_that_is_no_scalar_is_refused(
     result = run_cli(capsys, "validate", write_manifest(TYPED), "--var-file", var_file)
 
     assert result.code == 1
-    assert result.err == f"Error: {var_file}: variable 'database' is a list; a value is a scalar\n"
+    assert result.err == (
+        f"Error: 1 problem in variable file:\n  {var_file}:1:11: database: a list; a variable's "
+        "value is a scalar\n"
+    )
+
+
+def test_var_file_problems_point_at_the_var_files_lines(
+    write_manifest,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+) -> None:
+    var_file = tmp_path / "vars.yaml"
+    var_file.write_text("# staging\ndatabase: flights\nport: fifty\nprotec: true\n")
+    path = write_manifest(TYPED)
+
+    result = run_cli(capsys, "validate", path, "--var-file", var_file)
+
+    assert result.code == 1
+    assert result.err == (
+        "Error: 4 problems in manifest:\n"
+        f"  {path}:9:11: connections.db.host: variable 'port' has no value (see {var_file}:3)\n"
+        f"  {path}:10:11: connections.db.port: variable 'port' has no value (see {var_file}:3)\n"
+        f"  {var_file}:3:7: port: expected integer, got 'fifty'\n"
+        f"  {var_file}:4:9: 'protec' is not a declared variable — did you mean 'protect'?\n"
+    )
+
+
+def test_a_var_file_with_a_yaml_mistake_is_located(
+    write_manifest,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+) -> None:
+    var_file = tmp_path / "vars.yaml"
+    var_file.write_text("database: flights\ndatabase: other\n")
+
+    result = run_cli(capsys, "validate", write_manifest(TYPED), "--var-file", var_file)
+
+    assert result.err == (
+        "Error: 1 problem in variable file:\n  "
+        f"{var_file}:2:1: database: duplicate key 'database' (first defined on line 1)\n"
+    )
 
 
 def test_an_unset_variable_is_the_one_problem_not_the_url_it_leaves_empty() -> None:
