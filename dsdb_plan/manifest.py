@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -233,6 +234,8 @@ def _describe(error: Any, path: Path, data: Any, reached: bool) -> tuple[str, bo
             f" (expected one of: {', '.join(allowed)})" if allowed else ""
         )
         return f"unknown field '{path[-1]}'{hint}", True
+    if kind == "model_type":
+        return _not_a_mapping(path, data, reached)
     if kind == "missing":
         return f"missing required field '{path[-1]}'", False
     if kind == "literal_error":
@@ -258,6 +261,30 @@ def _describe(error: Any, path: Path, data: Any, reached: bool) -> tuple[str, bo
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
     return message[:1].lower() + message[1:], False
+
+
+def _noun(model: type[BaseModel]) -> str:
+    """`Connection` -> "connection", `MigrationTable` -> "migration table"."""
+    return re.sub(r"(?<!^)(?=[A-Z])", " ", model.__name__).lower()
+
+
+def _not_a_mapping(path: Path, data: Any, reached: bool) -> tuple[str, bool]:
+    """Where a mapping of fields was wanted: most often a key at the wrong level."""
+    model = _model_at(path)
+    noun = _noun(model) if model else "mapping"
+    value = _value_at(data, path) if reached else None
+    parent = _model_at(path[:-1]) if path else None
+    key = path[-1] if path else None
+    if model is not None and parent is None and key in _field_names(model):
+        # `driver:` beside the connections instead of under one of them.
+        return (
+            f"'{key}' is a field of a {noun}, not the name of one: indent it under the {noun} "
+            "it belongs to",
+            True,
+        )
+    if value is None:
+        return f"'{key}' is empty: give its fields indented under it", False
+    return f"expected {noun} fields (a mapping), not {type(value).__name__} {value!r}", False
 
 
 def _value_at(data: Any, path: Path) -> Any:

@@ -208,6 +208,25 @@ class _Builder:
         return merged
 
 
+def _in_users_terms(reason: str, mark: yaml.Mark | None, context: yaml.Mark | None) -> str | None:
+    """The parser's words for the usual indentation mistakes, said as the user made them."""
+    if reason.startswith("expected <block end>") and mark is not None and context is not None:
+        return (
+            f"bad indentation: this line starts at column {mark.column + 1}, but the keys it "
+            f"sits among (from line {context.line + 1}) start at column {context.column + 1}; "
+            "keys of one mapping line up, and a key's own fields go further in than the key"
+        )
+    if reason == "mapping values are not allowed here":
+        return (
+            "a key cannot start here: it is indented under a line that already has a value, or "
+            "the line above lacks its ':'; line the key up with the keys beside it (and quote "
+            "a value that contains ': ')"
+        )
+    if "'\\t'" in reason:
+        return f"{reason} (indent with spaces: YAML does not allow tabs)"
+    return None
+
+
 def _yaml_problem(file: str, error: yaml.YAMLError, text: str) -> Problem:
     if isinstance(error, yaml.reader.ReaderError):  # a forbidden character: no mark, a position
         before = text[: error.position]
@@ -219,7 +238,10 @@ def _yaml_problem(file: str, error: yaml.YAMLError, text: str) -> Problem:
     mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
     reason = getattr(error, "problem", None) or str(error)
     context = getattr(error, "context", None)
-    message = f"invalid YAML: {reason}" + (f" ({context})" if context else "")
+    message = "invalid YAML: " + (
+        _in_users_terms(reason, mark, getattr(error, "context_mark", None))
+        or reason + (f" ({context})" if context else "")
+    )
     if mark is None:
         return Problem(message, (), file, 1, 1)
     return Problem(message, (), file, mark.line + 1, mark.column + 1)

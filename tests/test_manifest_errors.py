@@ -81,12 +81,31 @@ CASES: dict[str, tuple[int, str]] = {
     "comments-only": (1, "manifest is empty"),
     "top-level-list": (1, "a manifest is a mapping with `version: 1` and sections"),
     "top-level-scalar": (1, "a manifest is a mapping with `version: 1` and sections"),
-    "tabs": (3, "invalid YAML: found character '\\t' that cannot start any token"),
+    "tabs": (
+        3,
+        "invalid YAML: found character '\\t' that cannot start any token (indent with spaces: "
+        "YAML does not allow tabs)",
+    ),
     "invalid-syntax": (4, "invalid YAML: expected ',' or '}'"),
     "python-tag": (2, "unsupported YAML tag '!!python/object/apply:os.system'"),
     "python-scalar-tag": (5, "unsupported YAML tag '!!python/name:os.system'"),
     "custom-tag": (3, "unsupported YAML tag '!include'"),
     "billion-laughs": (2, "document expands to too many values (nested aliases?)"),
+    "bad-indentation": (
+        5,
+        "invalid YAML: bad indentation: this line starts at column 4, but the keys it sits "
+        "among (from line 3) start at column 3",
+    ),
+    "key-indented-too-far": (5, "invalid YAML: a key cannot start here: it is indented under"),
+    "key-at-wrong-level": (
+        4,
+        "connections.driver: 'driver' is a field of a connection, not the name of one: indent "
+        "it under the connection it belongs to",
+    ),
+    "section-not-a-mapping": (
+        2,
+        "settings: expected settings fields (a mapping), not str '.dsdb/state.db'",
+    ),
     "variable-type-mapping": (
         4,
         "variables.env.type: unknown value {'name': 'string'} (expected one of: string, "
