@@ -59,9 +59,16 @@ def _convert(value: Any, type_name: str) -> Any:
 
 
 class _Interpolator:
-    def __init__(self, source: Source, env: Mapping[str, str], variables: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        source: Source,
+        env: Mapping[str, str],
+        variables: dict[str, Any],
+        unset_env: list[Problem] | None = None,
+    ) -> None:
         self.source = source
         self.env = env
+        self.unset_env = unset_env
         self.variables = variables
         self.declared: set[str] = set()
         self.bad_values: dict[str, str] = {}  # variable -> the var file line its value is on
@@ -104,9 +111,8 @@ class _Interpolator:
                 return self.env.get(name) or default
             if name in self.env:
                 return self.env[name]
-            self.problems.append(
-                self.source.problem(path, f"environment variable {name} is not set")
-            )
+            unset = self.source.problem(path, f"environment variable {name} is not set")
+            (self.problems if self.unset_env is None else self.unset_env).append(unset)
             return f"${{{body}}}"
         if name in self.variables:
             return self.variables[name]
@@ -177,10 +183,13 @@ def interpolate(
     source: Source,
     env: Mapping[str, str] | None = None,
     variables: Mapping[str, str] | None = None,
+    unset_env: list[Problem] | None = None,
 ) -> tuple[Any, list[Problem]]:
-    """Return `source.data` with references replaced, and the problems found."""
+    """Return `source.data` with references replaced, and the problems found. Given
+    `unset_env`, an unset `${env:NAME}` is noted there instead of being a problem (and
+    left as written)."""
     data = source.data
-    interpolator = _Interpolator(source, os.environ if env is None else env, {})
+    interpolator = _Interpolator(source, os.environ if env is None else env, {}, unset_env)
     declared = data.get("variables") if isinstance(data, dict) else None
     interpolator.declared = set(declared) if isinstance(declared, dict) else set()
     interpolator.variables = _variable_values(interpolator, declared, variables or {})

@@ -54,18 +54,24 @@ def load_manifest(
 ) -> LoadedManifest:
     """Read, interpolate, validate and check the manifest at `path`."""
     file = FilePath(path)
-    try:
-        raw = file.read_bytes()
-    except FileNotFoundError:
-        raise DsdbError(f"manifest not found: {file}") from None
-    except IsADirectoryError:
-        raise DsdbError(f"manifest path is a folder, not a file: {file}") from None
-    except OSError as error:
-        raise DsdbError(f"cannot read manifest {file}: {error.strerror}") from None
     manifest = parse_manifest(
-        raw, str(file), base_dir=file.resolve().parent, variables=variables, env=env
+        _read(file), str(file), base_dir=file.resolve().parent, variables=variables, env=env
     )
     return LoadedManifest(manifest=manifest, path=file.resolve(), digest=manifest_digest(manifest))
+
+
+def check_structure(
+    path: FilePath, *, variables: Mapping[str, str] | None = None
+) -> tuple[LoadedManifest, list[Problem]]:
+    """`load_manifest` without the environment's secrets, as `dsdb validate` checks a pull
+    request: the manifest, and each `${env:NAME}` left unset, where it is used."""
+    unset: list[Problem] = []
+    file = FilePath(path)
+    manifest = parse_manifest(
+        _read(file), str(file), base_dir=file.resolve().parent, variables=variables, unset=unset
+    )
+    loaded = LoadedManifest(manifest=manifest, path=file.resolve(), digest="")
+    return loaded, unset
 
 
 def parse_manifest(
@@ -75,28 +81,63 @@ def parse_manifest(
     base_dir: FilePath | None = None,
     variables: Mapping[str, str] | None = None,
     env: Mapping[str, str] | None = None,
+    unset: list[Problem] | None = None,
 ) -> Manifest:
-    """Validate manifest text; raise `ManifestError` listing every problem."""
+    """Validate manifest text; raise `ManifestError` listing every problem. Given `unset`,
+    an unset `${env:NAME}` is noted there and the structure around it checked all the same."""
     source = load_yaml(text, file)
     if not isinstance(source.data, dict):
         raise ManifestError(
             [source.problem((), "a manifest is a mapping with `version: 1` and sections")]
         )
-    data, problems = interpolate(source, env=env, variables=variables)
+    data, problems = interpolate(source, env=env, variables=variables, unset_env=unset)
     problems = source.problems + problems
     context = {"base_dir": base_dir or FilePath.cwd()}
     try:
         manifest = Manifest.model_validate(data, context=context)
     except ValidationError as error:
-        problems += _without_followups(_validation_problems(error, source, data), problems)
-        problems += _reference_problems(source, data)
-        raise ManifestError(_sorted(problems, file)) from None
+        found = _without_followups(
+            _validation_problems(error, source, data), problems + (unset or [])
+        )
+        stood_in = None if found or not unset else _with_stand_ins(data, unset, context)
+        if stood_in is None:
+            problems += found or (unset or [])
+            problems += _reference_problems(source, data)
+            raise ManifestError(_sorted(problems, file)) from None
+        manifest = stood_in
     problems += _reference_problems(source, data)
     if not problems:
         problems += _semantic_problems(manifest, source)
     if problems:
         raise ManifestError(_sorted(problems, file))
     return manifest
+
+
+def _read(file: FilePath) -> bytes:
+    try:
+        return file.read_bytes()
+    except FileNotFoundError:
+        raise DsdbError(f"manifest not found: {file}") from None
+    except IsADirectoryError:
+        raise DsdbError(f"manifest path is a folder, not a file: {file}") from None
+    except OSError as error:
+        raise DsdbError(f"cannot read manifest {file}: {error.strerror}") from None
+
+
+def _with_stand_ins(data: Any, unset: list[Problem], context: dict[str, Any]) -> Manifest | None:
+    """The manifest with each connection that waits on an unset secret (a url, a port) in
+    place of a distinct SQLite file, so what refers to it can still be checked; None when
+    a value outside the connections needs one too."""
+    names = {p.path[1] for p in unset if len(p.path) > 1 and p.path[0] == "connections"}
+    connections = dict(data.get("connections") or {})
+    for name in names:
+        protect = connections[name].get("protect") if isinstance(connections[name], dict) else None
+        stand_in: dict[str, Any] = {"driver": "sqlite", "database": f"unset-secrets-of-{name}.db"}
+        connections[name] = stand_in | ({"protect": protect} if isinstance(protect, bool) else {})
+    try:
+        return Manifest.model_validate({**data, "connections": connections}, context=context)
+    except ValidationError:
+        return None
 
 
 def manifest_digest(manifest: Manifest) -> str:

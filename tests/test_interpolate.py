@@ -260,3 +260,66 @@ def test_an_unset_variable_is_the_one_problem_not_the_url_it_leaves_empty() -> N
     assert _problems(text, env={}) == [
         "m.yaml:3:13: connections.db.url: environment variable DB_URL is not set"
     ]
+
+
+def test_validate_checks_structure_without_secrets_and_names_the_unset(
+    write_manifest,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    for name in ("DSDB_TEST_PROD_URL", "DSDB_TEST_STAGE_PW"):
+        monkeypatch.delenv(name, raising=False)
+    path = write_manifest(
+        "version: 1\n"
+        "connections:\n"
+        "  local: {driver: sqlite, database: local.db}\n"
+        "  prod: {url: '${env:DSDB_TEST_PROD_URL}', protect: true}\n"
+        "  stage: {driver: postgresql, host: db, database: x,"
+        " password: '${env:DSDB_TEST_STAGE_PW}'}\n"
+        "migrations:\n"
+        "  up: {from: local, to: prod}\n"
+        "  down: {from: prod, to: stage}\n"
+    )
+
+    validated = run_cli(capsys, "validate", path)
+    planned = run_cli(capsys, "plan", path)
+
+    assert validated.code == 0, validated.err
+    assert validated.out == (
+        f"✓ {path} is valid (3 connections, 2 resources).\n"
+        "  2 environment variables unset, which plan and apply will need:\n"
+        f"    {path}:4:15: connections.prod.url: environment variable DSDB_TEST_PROD_URL "
+        "is not set\n"
+        f"    {path}:5:64: connections.stage.password: environment variable DSDB_TEST_STAGE_PW "
+        "is not set\n"
+    )
+    assert planned.code == 1
+    assert "environment variable DSDB_TEST_PROD_URL is not set" in planned.err
+
+
+def test_validate_without_secrets_still_finds_the_structures_mistakes(
+    write_manifest,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    monkeypatch.delenv("DSDB_TEST_PROD_URL", raising=False)
+    path = write_manifest(
+        "version: 1\n"
+        "connections:\n"
+        "  local: {driver: sqlite, database: local.db}\n"
+        "  prod: {url: '${env:DSDB_TEST_PROD_URL}', hots: x}\n"
+        "migrations:\n"
+        "  up: {from: local, to: prod, depends_on: [migration.down]}\n"
+        "  down: {from: prod, to: local, depends_on: [migration.up]}\n"
+    )
+    mistaken = run_cli(capsys, "validate", path)
+    assert mistaken.code == 1
+    assert mistaken.err == (
+        f"Error: 1 problem in manifest:\n  {path}:4:44: connections.prod.hots: unknown field "
+        "'hots' — did you mean 'host'?\n"
+    )
+
+    path.write_text(path.read_text().replace(", hots: x", ""))
+    cyclic = run_cli(capsys, "validate", path)
+    assert cyclic.code == 1
+    assert "dependency cycle: migration.down -> migration.up -> migration.down" in cyclic.err

@@ -8,10 +8,15 @@ from pathlib import Path
 import click
 
 from dsdb_plan.cli.app import cli
-from dsdb_plan.cli.options import load_from_options, manifest_argument, variable_options
+from dsdb_plan.cli.options import (
+    load_from_options,
+    manifest_argument,
+    parse_variables,
+    variable_options,
+)
 from dsdb_plan.cli.output import Output, pass_output
 from dsdb_plan.errors import DsdbError
-from dsdb_plan.manifest import DEFAULT_MANIFEST
+from dsdb_plan.manifest import DEFAULT_MANIFEST, check_structure
 from dsdb_plan.plan import counted
 from dsdb_plan.probe import probe
 from dsdb_plan.schema import manifest_schema_text
@@ -30,7 +35,7 @@ def validate(
     failed = 0
     for manifest in manifests or (Path(DEFAULT_MANIFEST),):
         try:
-            loaded = load_from_options(manifest, var, var_file)
+            loaded, unset = check_structure(manifest, variables=parse_variables(var, var_file))
         except DsdbError as error:
             failed += 1
             out.echo(f"Error: {error.message}", err=True)
@@ -38,6 +43,11 @@ def validate(
         connections = counted(len(loaded.manifest.connections), "connection")
         resources = counted(len(loaded.manifest.resources()), "resource")
         out.echo(out.style("✓", fg="green") + f" {manifest} is valid ({connections}, {resources}).")
+        if unset:
+            variables = counted(len({p.message for p in unset}), "environment variable")
+            out.echo(f"  {variables} unset, which plan and apply will need:")
+            for problem in unset:
+                out.echo(f"    {problem}")
     return 1 if failed else 0
 
 
