@@ -6,9 +6,11 @@ import re
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
 import dsdb_plan
+from dsdb_plan.cli import cli
 from dsdb_plan.schema import manifest_schema_text
 from tests.helpers import run_cli
 from tests.servers import ServerDatabase
@@ -233,3 +235,41 @@ def test_help_of_each_command_speaks_of_that_command(capsys) -> None:
         "--id BACKUP_ID    Verify only this backup"
         in run_cli(capsys, "backups", "verify", "-h").out
     )
+
+
+def _every_command(
+    group: click.Group = cli, path: tuple[str, ...] = ()
+) -> list[tuple[tuple[str, ...], click.Command]]:
+    found: list[tuple[tuple[str, ...], click.Command]] = [(path, group)]
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            found += _every_command(command, (*path, name))
+        else:
+            found.append(((*path, name), command))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("path", "command"), _every_command(), ids=lambda v: " ".join(v) if isinstance(v, tuple) else ""
+)
+def test_every_commands_help_has_a_summary_and_examples(
+    capsys, path: tuple[str, ...], command: click.Command
+) -> None:
+    result = run_cli(capsys, *path, "--help")
+    assert result.code == 0
+    summary = result.out.split("\n\n")[1].strip()
+    assert summary and summary.endswith((".", ")")), result.out
+    examples = result.out.split("Examples:\n", 1)[1].split("\n\n")[0].splitlines()
+    assert examples, result.out
+    assert all(line.strip().startswith(" ".join(("dsdb", *path))) for line in examples), examples
+
+
+def test_the_listing_shows_whole_summaries(capsys) -> None:
+    for path, command in _every_command():
+        if not isinstance(command, click.Group):
+            continue
+        listing = " ".join(run_cli(capsys, *path, "--help").out.split("Commands:")[1].split())
+        assert "..." not in listing
+        for name, sub in command.commands.items():
+            first = " ".join((sub.help or "").split("\n\n")[0].split())
+            assert f"{name} {first}" in listing

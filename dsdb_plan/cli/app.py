@@ -46,10 +46,17 @@ def _global_options() -> list[click.Parameter]:
     ]
 
 
+def _whole_summary(command: click.Command) -> None:
+    """Listings show the help's whole first paragraph: click cuts it at 45 characters."""
+    if command.short_help is None and command.help:
+        command.short_help = " ".join(command.help.split("\n\n")[0].split())
+
+
 class _Command(click.Command):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.params.extend(_global_options())
+        _whole_summary(self)
 
 
 class _Group(click.Group):
@@ -61,13 +68,21 @@ class _Group(click.Group):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.params.extend(_global_options())
+        _whole_summary(self)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="dsdb", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
-    """Declarative plan/apply for moving datasets between databases."""
+    """Declarative plan/apply for moving datasets between databases.
+
+    \b
+    Examples:
+      dsdb init && dsdb validate
+      dsdb plan
+      dsdb apply
+    """
     out = ctx.ensure_object(Output)
     if os.environ.get("NO_COLOR"):  # https://no-color.org
         out.color = False

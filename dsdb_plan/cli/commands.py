@@ -31,7 +31,15 @@ from dsdb_plan.schema import manifest_schema_text
 def validate(
     out: Output, manifests: tuple[Path, ...], var: tuple[str, ...], var_file: tuple[Path, ...]
 ) -> int:
-    """Check manifests: syntax, fields, references, cycles (default: dsdb.yaml)."""
+    """Check manifests: syntax, fields, references, cycles (default: dsdb.yaml).
+
+    Secrets need not be set: each unset ${env:NAME} is listed, and plan needs it.
+
+    \b
+    Examples:
+      dsdb validate
+      dsdb validate prod.yaml staging.yaml --var env=staging
+    """
     failed = 0
     for manifest in manifests or (Path(DEFAULT_MANIFEST),):
         try:
@@ -57,7 +65,13 @@ def validate(
 )
 @pass_output
 def init(out: Output, folder: Path) -> None:
-    """Start a manifest: FOLDER/dsdb.yaml and the schema editors check it against."""
+    """Start a manifest: FOLDER/dsdb.yaml and the schema editors check it against.
+
+    \b
+    Examples:
+      dsdb init
+      dsdb init warehouse/
+    """
     manifest = folder / DEFAULT_MANIFEST
     if manifest.exists():
         raise DsdbError(f"{manifest} already exists; dsdb init leaves it as it is")
@@ -75,7 +89,12 @@ def init(out: Output, folder: Path) -> None:
 @cli.command()
 @pass_output
 def schema(out: Output) -> None:
-    """Print the manifest's JSON Schema."""
+    """Print the manifest's JSON Schema.
+
+    \b
+    Examples:
+      dsdb schema > dsdb.schema.json
+    """
     out.echo(manifest_schema_text().rstrip("\n"))
 
 
@@ -86,7 +105,13 @@ def schema(out: Output) -> None:
 def connections(
     out: Output, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
 ) -> int:
-    """Reach every connection: driver, server version, round-trip time."""
+    """Reach every connection: driver, server version, round-trip time.
+
+    \b
+    Examples:
+      dsdb connections
+      dsdb connections prod.yaml --var env=production
+    """
     loaded = load_from_options(manifest, var, var_file)
     results = [probe(name, c) for name, c in loaded.manifest.connections.items()]
     if not results:

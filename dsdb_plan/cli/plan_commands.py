@@ -100,7 +100,14 @@ def plan(
     detailed_exitcode: bool,
     parallelism: int,
 ) -> int:
-    """Show what apply would change, and why."""
+    """Show what apply would change, and why.
+
+    \b
+    Examples:
+      dsdb plan
+      dsdb plan --format markdown --detailed-exitcode
+      dsdb plan -o plan.json --target migration.ua-winter
+    """
     if refresh_only and plan_file is not None:
         raise DsdbError("a --refresh-only plan reports drift; it cannot be saved for apply")
     with open_project(manifest, var, var_file) as project:
@@ -175,7 +182,14 @@ def apply(
     parallelism: int,
     lock_timeout: float | None,
 ) -> int:
-    """Make reality match the manifest (or apply a saved plan)."""
+    """Make reality match the manifest (or apply a saved plan).
+
+    \b
+    Examples:
+      dsdb apply
+      dsdb apply plan.json
+      dsdb apply --auto-approve --lock-timeout 300
+    """
     saved = _read_plan_file(source)
     if saved is not None and (target or exclude):
         raise DsdbError("--target/--exclude cannot change a saved plan; plan again instead")
