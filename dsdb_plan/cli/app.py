@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from dsdb_plan import __version__
-from dsdb_plan.cli.output import Output
+from dsdb_plan.cli.output import Output, plain_text
 from dsdb_plan.errors import DsdbError
 from dsdb_plan.redact import redact
 
@@ -90,7 +90,14 @@ def cli(ctx: click.Context) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code instead of exiting (so tests can call it)."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    args = argv if argv is not None else sys.argv[1:]
+    debug = "--debug" in args
+    plain = "--no-color" in args or bool(os.environ.get("NO_COLOR"))
+
+    def error_text(text: str) -> str:
+        text = redact(text)
+        return plain_text(text) if plain else text
+
     try:
         result = cli.main(
             args=list(argv) if argv is not None else None, prog_name="dsdb", standalone_mode=False
@@ -105,16 +112,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         error.show()
         return error.exit_code
     except DsdbError as error:
-        click.echo(redact(f"Error: {error.message}"), err=True)
+        click.echo(error_text(f"Error: {error.message}"), err=True)
         return error.exit_code
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         return 130
     except Exception as error:
         if debug:
-            click.echo(redact(traceback.format_exc()), err=True)
+            click.echo(error_text(traceback.format_exc()), err=True)
         click.echo(
-            redact(f"Error: unexpected {type(error).__name__}: {error}")
+            error_text(f"Error: unexpected {type(error).__name__}: {error}")
             + ("" if debug else "\n(run with --debug for the traceback; this is a bug in dsdb)"),
             err=True,
         )

@@ -114,7 +114,8 @@ def plan(
         result = _plan(out, project, target, exclude, parallelism)
     if refresh_only:
         result = drift_only(result)
-    out.echo(render(result, output_format, color=out.use_color).rstrip("\n"))
+    rendered = render(result, output_format, color=out.use_color).rstrip("\n")
+    out.echo(rendered, verbatim=output_format != "text")
     if plan_file is not None:
         plan_file.parent.mkdir(parents=True, exist_ok=True)
         plan_file.write_text(redact(result.to_json()))
