@@ -20,6 +20,7 @@ from dsdb_plan.manifest import DEFAULT_MANIFEST, check_structure
 from dsdb_plan.plan import counted
 from dsdb_plan.probe import probe
 from dsdb_plan.schema import manifest_schema_text
+from dsdb_plan.schema_docs import manifest_reference
 
 
 @cli.command()
@@ -87,15 +88,25 @@ def init(out: Output, folder: Path) -> None:
 
 
 @cli.command()
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["json", "markdown"]),
+    default="json",
+    show_default=True,
+    help="The JSON Schema, or the reference page written from it (docs/manifest.md).",
+)
 @pass_output
-def schema(out: Output) -> None:
+def schema(out: Output, output_format: str) -> None:
     """Print the manifest's JSON Schema.
 
     \b
     Examples:
       dsdb schema > dsdb.schema.json
+      dsdb schema --format markdown > docs/manifest.md
     """
-    out.echo(manifest_schema_text().rstrip("\n"))
+    text = manifest_schema_text() if output_format == "json" else manifest_reference()
+    out.echo(text.rstrip("\n"), verbatim=True)
 
 
 @cli.command()
