@@ -55,6 +55,33 @@ def database_exists(connection: Connection) -> bool:
         engine.dispose()
 
 
+def create_database(connection: Connection) -> None:
+    """CREATE DATABASE on the server, unless it exists (another run may have made it)."""
+    if connection.dialect not in _SERVERS:
+        raise DsdbError(f"creating a {connection.dialect} database is not supported")
+    if database_exists(connection):  # PostgreSQL has no CREATE DATABASE IF NOT EXISTS
+        return
+    engine = _admin_engine(connection)
+    try:
+        with engine.connect() as conn:
+            quoted = engine.dialect.identifier_preparer.quote(connection.link)
+            conn.exec_driver_sql(f"CREATE DATABASE {quoted}")
+    finally:
+        engine.dispose()
+
+
+def missing_database_hint(connection: Connection, name: str, message: str) -> str:
+    """How to get past a server saying the database does not exist, or ""."""
+    if connection.dialect not in _SERVERS or not (
+        "does not exist" in message or "Unknown database" in message
+    ):
+        return ""
+    return (
+        f"; create it (CREATE DATABASE {connection.link}), or set `create_database: true` on "
+        f"connection '{name}' and apply creates it"
+    )
+
+
 def drop_database(connection: Connection) -> None:
     """Delete the SQLite file, or DROP DATABASE on the server. Close engines on it first."""
     if connection.dialect == "sqlite":

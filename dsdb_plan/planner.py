@@ -84,6 +84,12 @@ def make_plan(
         raise PlanError("cannot plan:\n" + "\n".join(f"  {line}" for line in errors))
     actions = _link_dependencies(actions, graph)
     selected, warnings = _select(actions, targets, excludes)
+    created = [
+        f"database {connection.link} of connection '{name}' does not exist: apply creates it "
+        "(create_database: true)"
+        for name, connection in sorted(loaded.manifest.connections.items())
+        if connection.create_database and not connection.is_sqlite_file and ctx.is_missing(name)
+    ]
     return Plan(
         manifest_path=str(loaded.path),
         manifest_digest=loaded.digest,
@@ -91,7 +97,7 @@ def make_plan(
         state_serial=snapshot.serial,
         actions=tuple(selected),
         fingerprints=dict(sorted(ctx.fingerprints.items())),
-        warnings=tuple(warnings),
+        warnings=(*created, *warnings),
         created_at=utc_now(),
         moves=tuple(sorted((old, new) for new, old in moves.items())),
     )
