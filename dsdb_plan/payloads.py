@@ -112,6 +112,8 @@ class RestoreBackup(Payload):
     backup_address: str | None
     tables: tuple[str, ...] | None
     overwrites: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+    """The target tables the restore writes, as far as the plan can know them."""
 
 
 @dataclass(frozen=True)

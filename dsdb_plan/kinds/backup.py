@@ -137,6 +137,7 @@ class BackupKind(PayloadKind):
             rows=info.total_rows,
             bytes=info.total_bytes,
             message=f"backup {info.id} written to {info.path}",
+            result=info,
         )
 
     def _prune_planned(self, ctx: ApplyContext, action: Action) -> Outcome:

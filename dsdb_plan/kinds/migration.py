@@ -37,9 +37,10 @@ from dsdb_plan.kinds.base import (
 )
 from dsdb_plan.migrate.copier import check_table
 from dsdb_plan.migrate.estimate import RowCount, rows_to_copy
+from dsdb_plan.migrate.filters import compile_where
 from dsdb_plan.migrate.run import TableOutcome, TableRun, run_migration
 from dsdb_plan.migrate.subset import TableSelection, select_tables
-from dsdb_plan.migrate.target import inspect_target
+from dsdb_plan.migrate.target import TargetCheck, inspect_target
 from dsdb_plan.migrate.verify import VerifyResult, subset_digest, verify_table
 from dsdb_plan.models import Migration
 from dsdb_plan.payloads import CopyTables, Payload, RecordSettings, TableCopy, Unchanged
@@ -216,12 +217,31 @@ class MigrationKind(ForgettingKind):
                     )
                 ]
         runs = table_runs(spec, chosen, record if same_data else None)
-        for run in runs:
-            check_table(run.selection, run.mode, run.cursor, spec.batch_size)
         target = None if ctx.is_missing(spec.target) else ctx.workspace.reach(spec.target)
+        problems: list[str] = []
+        for run in runs:
+            try:
+                check_table(run.selection, run.mode, run.cursor, spec.batch_size)
+            except PlanError as error:
+                problems.append(error.message)
+        checks = {
+            run.selection.name: inspect_target(
+                target, run.selection, schema_changes=spec.schema_changes
+            )
+            for run in runs
+            if target is not None
+        }
+        problems += [problem for check in checks.values() for problem in check.problems]
+        if problems:
+            # Every problem of the migration at once, as validate reports the manifest's.
+            raise PlanError("\n".join(problems))
         rows = {run.selection.name: self._rows_to_copy(run, live, source) for run in runs}
         reasons += [
-            self._describe_table(spec, run, rows[run.selection.name], target) for run in runs
+            self._describe_table(
+                spec, run, rows[run.selection.name], checks.get(run.selection.name)
+            )
+            + _widened(source, spec, run.selection, rows[run.selection.name])
+            for run in runs
         ]
         losses = self._losses(ctx, address, spec, runs, rows, target)
         payload = CopyTables(
@@ -251,9 +271,10 @@ class MigrationKind(ForgettingKind):
         return rows_to_copy(source, run.selection, live.tables[run.selection.name].rows)
 
     def _describe_table(
-        self, spec: Migration, run: TableRun, rows: RowCount | None, target: sa.Engine | None
+        self, spec: Migration, run: TableRun, rows: RowCount | None, check: TargetCheck | None
     ) -> str:
-        """One plan line for a table; refuses a target table that cannot hold the data."""
+        """One plan line for a table, with what the target holds of it (`check`; None when
+        the target database does not exist yet)."""
         selection = run.selection
         if rows is None:
             amount = f"rows with {run.cursor} > {run.since!r}"
@@ -262,13 +283,6 @@ class MigrationKind(ForgettingKind):
         else:
             amount = counted(rows.rows, "row")
         notes: list[str] = [run.mode]
-        check = (
-            inspect_target(target, selection, schema_changes=spec.schema_changes)
-            if target is not None
-            else None
-        )
-        if check is not None and check.problems:
-            raise PlanError("; ".join(check.problems))
         if check is None or not check.exists:
             notes.append("new table")
         else:
@@ -438,9 +452,30 @@ class MigrationKind(ForgettingKind):
             message=f"copied {counted(copied, 'row')} into {counted(len(outcomes), 'table')}"
             + (f", deleted {deleted:,}" if deleted else "")
             + ", verified",
+            result=outcomes,
         )
 
     handlers: ClassVar[dict[type[Payload], Handler]] = {CopyTables: _copy}
+
+
+def _widened(
+    source: sa.Engine, spec: Migration, selection: TableSelection, rows: RowCount | None
+) -> str:
+    """A note when `follow` adds rows to a table the user filtered: the filter alone would
+    select fewer rows than are copied."""
+    options = (spec.table_options() or {}).get(selection.name)
+    if rows is None or rows.estimated or options is None or selection.reason == "listed":
+        return ""
+    own = compile_where(selection.source, options.where, options.sql_where)
+    if own is None:
+        return ""
+    with source.connect() as conn:
+        count = sa.select(sa.func.count()).select_from(selection.source).where(own)
+        filtered = int(conn.execute(count).scalar_one())
+    if filtered >= rows.rows:
+        return ""
+    added = rows.rows - filtered
+    return f"; its filter selects {counted(filtered, 'row')}, follow: {spec.follow} adds {added:,}"
 
 
 def _table_copy(run: TableRun, rows: RowCount | None, losses: Mapping[str, str]) -> TableCopy:

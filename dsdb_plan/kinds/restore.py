@@ -113,6 +113,9 @@ class RestoreKind(ForgettingKind):
             backup_address=None if spec.path is not None else f"backup.{spec.backup}",
             tables=tuple(spec.tables) if spec.tables else None,
             overwrites=tuple(sorted(foreign)),
+            writes=tuple(
+                sorted(spec.tables or source["tables"] or self._tables_backed_up(ctx, spec))
+            ),
         )
         return [
             Action.on(address, KIND, type_, payload, reasons=reasons, destructive=bool(foreign))
@@ -246,6 +249,7 @@ class RestoreKind(ForgettingKind):
             record,
             rows=result.rows,
             message=f"restored backup {backup_id} into {planned.connection}",
+            result=result,
         )
 
     handlers: ClassVar[dict[type[Payload], Handler]] = {RestoreBackup: _restore}
