@@ -35,6 +35,13 @@ from dsdb_plan.kinds.base import (
 )
 from dsdb_plan.migrate.copier import check_table
 from dsdb_plan.migrate.estimate import RowCount, rows_to_copy
+from dsdb_plan.migrate.integrity import (
+    Dangling,
+    count_dangling,
+    refusal,
+    resolved_only,
+    without_keys,
+)
 from dsdb_plan.migrate.run import TableOutcome, TableRun, run_migration
 from dsdb_plan.migrate.subset import TableSelection, select_tables
 from dsdb_plan.migrate.target import inspect_target
@@ -50,9 +57,44 @@ DESTRUCTIVE_MODES = ("replace", "mirror")
 
 
 def selections(engine: sa.Engine, spec: Migration) -> list[TableSelection]:
-    """The source tables this migration copies, parents first, with their filters."""
+    """The source tables this migration copies, parents first, with their filters (under
+    `on_dangling: skip`, only the rows whose references resolve)."""
+    return _with_policy(_source_tables(engine, spec), spec)
+
+
+def _source_tables(engine: sa.Engine, spec: Migration) -> list[TableSelection]:
     source = f"the source database '{spec.source}'"
     return select_tables(engine, spec.table_options(), spec.follow, source_name=source)
+
+
+def _with_policy(chosen: list[TableSelection], spec: Migration) -> list[TableSelection]:
+    return resolved_only(chosen) if spec.on_dangling == "skip" else chosen
+
+
+def dangling_references(
+    source: sa.Engine, spec: Migration, address: str, raw: list[TableSelection]
+) -> list[Dangling]:
+    """The dangling references of the subset `raw` (`_source_tables`), refused unless the
+    migration's policy takes them: `skip` must leave none behind."""
+    with source.connect() as conn:
+        dangling = count_dangling(conn, raw)
+        if dangling and spec.on_dangling == "refuse":
+            raise PlanError(refusal(dangling, address))
+        left = count_dangling(conn, resolved_only(raw)) if spec.on_dangling == "skip" else []
+    if left:
+        raise PlanError(
+            f"{address}: on_dangling: skip cannot leave out every dangling row: after it, "
+            + "; ".join(d.describe() for d in left)
+            + " (rows pointing at skipped rows of their own table or of a reference cycle)"
+        )
+    return dangling
+
+
+def dangling_note(policy: str, dangling: Dangling) -> str:
+    """One plan line for a foreign key that has dangling rows, under `skip` or `keep`."""
+    if policy == "skip":
+        return f"skips {dangling.describe()}, and any rows pointing at those"
+    return f"keeps {dangling.describe()}; that foreign key is left out of the target"
 
 
 def table_runs(
@@ -103,7 +145,11 @@ def deletion_note(run: TableRun, table: str, held: int, copied: RowCount | None)
 def data_digest(document: dict[str, Any]) -> str:
     """A digest of the spec fields that decide which data lands where (not batch size,
     dependencies or descriptions): a change here means copying again from scratch."""
-    return digest({name: document.get(name) for name in _DATA_FIELDS})
+    fields = {name: document.get(name) for name in _DATA_FIELDS}
+    # The default policy copies what specs recorded before it existed did: same digest.
+    if document.get("on_dangling", "refuse") != "refuse":
+        fields["on_dangling"] = document["on_dangling"]
+    return digest(fields)
 
 
 def _subset_fingerprint(
@@ -169,7 +215,8 @@ class MigrationKind(ForgettingKind):
                 else None
             )
             source = ctx.workspace.reach(spec.source)
-            chosen = selections(source, spec)
+            raw = _source_tables(source, spec)
+            chosen = _with_policy(raw, spec)
             live = ctx.fingerprint(spec.source, [s.name for s in chosen], previous=previous)
             drifted = drift.result() if drift else []
         checkpoint = ctx.snapshot.checkpoints.get(address)
@@ -216,6 +263,10 @@ class MigrationKind(ForgettingKind):
                         details={"spec": document, "copy": False},
                     )
                 ]
+        dangling = dangling_references(source, spec, address, raw)
+        if spec.on_dangling == "keep":
+            chosen = without_keys(chosen, dangling)
+        reasons += [dangling_note(spec.on_dangling, d) for d in dangling]
         runs = table_runs(spec, chosen, record if same_data else None)
         for run in runs:
             check_table(run.selection, run.mode, run.cursor, spec.batch_size)
@@ -239,6 +290,8 @@ class MigrationKind(ForgettingKind):
                     "rows_estimated": [name for name, n in rows.items() if n and n.estimated],
                     # lets apply skip re-reading source data that did not move since
                     "source_fingerprint": live.to_dict(),
+                    # the references that do not resolve, which `on_dangling` takes
+                    "dangling": [d.to_dict() for d in dangling],
                 },
             )
         ]
@@ -373,13 +426,18 @@ class MigrationKind(ForgettingKind):
         source = ctx.workspace.reach(spec.source)
         target = ctx.workspace.reach(spec.target)
         record = ctx.record(action.address)
-        chosen = selections(source, spec)
+        raw = _source_tables(source, spec)
+        chosen = _with_policy(raw, spec)
         same_data = record is not None and data_digest(record.spec) == data_digest(document)
         if record is not None and same_data and not action.details.get("copy", True):
             return Outcome(
                 make_record(action.address, KIND, document, fingerprints=record.fingerprints),
                 message="recorded the new settings; no data copied",
             )
+        # Checked again before anything is written: the source may have changed since.
+        dangling = dangling_references(source, spec, action.address, raw)
+        if spec.on_dangling == "keep":
+            chosen = without_keys(chosen, dangling)
         runs = table_runs(spec, chosen, record if same_data else None)
         planned = action.details.get("source_fingerprint")
         previous = (
