@@ -8,7 +8,7 @@ holds data, or mirroring into one (deletes rows), is destructive.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +42,7 @@ from dsdb_plan.migrate.integrity import (
     resolved_only,
     without_keys,
 )
-from dsdb_plan.migrate.run import TableOutcome, TableRun, run_migration
+from dsdb_plan.migrate.run import TableOutcome, TableRun, Written, run_migration
 from dsdb_plan.migrate.subset import TableSelection, select_tables
 from dsdb_plan.migrate.target import inspect_target
 from dsdb_plan.migrate.verify import VerifyResult, subset_digest, verify_table
@@ -130,6 +130,18 @@ def _rows_held(target: sa.Engine, tables: Iterable[str]) -> dict[str, int]:
             for table in tables
             if table in existing
         }
+
+
+def resume_note(checkpoint: Mapping[str, Any]) -> str:
+    """The plan line for an interrupted apply it resumes: the tables it finished, and the
+    rows of each table it was copying that are in already."""
+    done = counted(len(checkpoint.get("done", {})), "table")
+    running = sorted(checkpoint.get("running", {}).items())
+    rows = "".join(
+        f", {counted(int(state.get('rows', 0)), 'row')} of {name} already in"
+        for name, state in running
+    )
+    return f"resuming an interrupted apply: {done} already copied{rows}"
 
 
 def deletion_note(run: TableRun, table: str, held: int, copied: RowCount | None) -> str:
@@ -227,9 +239,7 @@ class MigrationKind(ForgettingKind):
         drifted = [f"target {line} {by}" for line in drifted]
         reasons: list[str] = []
         if resuming and checkpoint is not None:
-            done = len(checkpoint.get("done", {}))
-            copied = counted(done, "table")
-            reasons.append(f"resuming an interrupted apply: {copied} already copied")
+            reasons.append(resume_note(checkpoint))
         if record is None:
             type_ = ActionType.CREATE
         elif not same_data:
@@ -497,12 +507,25 @@ class MigrationKind(ForgettingKind):
             "high_water": high_water,
             "created": sorted(ours | ({s.target for s in chosen} - before)),
         }
-        copied = sum(o.rows_copied for o in outcomes)
-        deleted = sum(o.rows_deleted for o in outcomes)
         return Outcome(
             make_record(action.address, KIND, document, fingerprints=fingerprints),
-            rows=copied,
-            message=f"copied {counted(copied, 'row')} into {counted(len(outcomes), 'table')}"
-            + (f", deleted {deleted:,}" if deleted else "")
-            + ", verified",
+            rows=sum(o.now.rows for o in outcomes),
+            message=copy_summary([o.now for o in outcomes], resumed=resume is not None),
         )
+
+
+def copy_summary(written: Sequence[Written], *, resumed: bool) -> str:
+    """What an apply wrote, counting only this apply: not what the interrupted apply it
+    `resumed` committed, nor the tables it wrote nothing to."""
+    copied = sum(w.rows for w in written)
+    tables = sum(1 for w in written if w.rows or w.deleted)
+    deleted = sum(w.deleted for w in written)
+    ranges = any(w.differences_only for w in written)
+    return (
+        f"copied {counted(copied, 'row')}"
+        + (" (only the key ranges that differed)" if ranges else "")
+        + f" into {counted(tables, 'table')}"
+        + (f", deleted {deleted:,}" if deleted else "")
+        + (", resuming an interrupted apply" if resumed else "")
+        + ", verified"
+    )
