@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from dsdb_plan.archive.format import decode_value
-from dsdb_plan.errors import PlanError
+from dsdb_plan.errors import PlanError, note_rows_committed
 from dsdb_plan.fingerprint import (
     Fingerprint,
     TableFingerprint,
@@ -130,6 +130,14 @@ def _rows_held(target: sa.Engine, tables: Iterable[str]) -> dict[str, int]:
             for table in tables
             if table in existing
         }
+
+
+def _rows_in(checkpoint: Mapping[str, Any] | None) -> int:
+    """The rows a migration's checkpoint counts as committed: of finished and running tables."""
+    if not checkpoint:
+        return 0
+    done = sum(int(outcome["rows_copied"]) for outcome in checkpoint.get("done", {}).values())
+    return done + sum(int(state.get("rows", 0)) for state in checkpoint.get("running", {}).values())
 
 
 def resume_note(checkpoint: Mapping[str, Any]) -> str:
@@ -468,25 +476,32 @@ class MigrationKind(ForgettingKind):
         }
         before = set(sa.inspect(target).get_table_names())
 
+        committed = [_rows_in(resume)] * 2  # at the start, and at the last checkpoint
+
         def save(data: dict[str, Any]) -> None:
             ctx.store.save_checkpoint(
                 action.address, {**data, "spec_digest": data_digest(document)}
             )
+            committed[1] = _rows_in(data)
 
-        outcomes = run_migration(
-            source,
-            target,
-            runs,
-            batch_size=spec.batch_size,
-            schema_changes=spec.schema_changes,
-            parallelism=ctx.parallelism,
-            resume=resume,
-            on_checkpoint=save,
-            progress=ctx.table_progress(action.address, action.details.get("rows", {})),
-            source_fingerprint=read,
-            cancel=ctx.cancel,
-            created=ours,
-        )
+        try:
+            outcomes = run_migration(
+                source,
+                target,
+                runs,
+                batch_size=spec.batch_size,
+                schema_changes=spec.schema_changes,
+                parallelism=ctx.parallelism,
+                resume=resume,
+                on_checkpoint=save,
+                progress=ctx.table_progress(action.address, action.details.get("rows", {})),
+                source_fingerprint=read,
+                cancel=ctx.cancel,
+                created=ours,
+            )
+        except BaseException as error:
+            note_rows_committed(error, max(0, committed[1] - committed[0]))
+            raise
         written = fingerprint_database(
             target, [s.target for s in chosen], previous=_verified_target(outcomes)
         )
