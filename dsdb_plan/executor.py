@@ -164,9 +164,7 @@ def _run(action: Action, ctx: ApplyContext, user: str) -> ActionResult:
         return _not_started(action)
     started_at, started = utc_now(), time.monotonic()
     try:
-        kind = kind_of(action.kind)
-        removed = action.details.get("removed")
-        outcome = kind.apply_removed(ctx, action) if removed else kind.apply(ctx, action)
+        outcome = kind_of(action.kind).execute(ctx, action)
         _record(ctx.store, action, outcome)
         status, message = "ok", outcome.message
     except Interrupted as error:

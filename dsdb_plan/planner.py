@@ -160,9 +160,8 @@ def _records_after_moves(
 def _with_move_note(action: Action, moves: dict[str, str]) -> Action:
     if action.address not in moves or action.key != action.address:
         return action
-    note = f"moved from {moves[action.address]}"
-    details = {**action.details, "moved_from": moves[action.address]}
-    return replace(action, reasons=(note, *action.reasons), details=details)
+    old = moves[action.address]
+    return replace(action, reasons=(f"moved from {old}", *action.reasons), moved_from=old)
 
 
 def _link_dependencies(actions: list[Action], graph: dict[str, set[str]]) -> list[Action]:

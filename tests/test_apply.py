@@ -187,7 +187,7 @@ def test_saved_plan_is_refused_when_data_changed(capsys, project: Path) -> None:
     plan_file = project.parent / "plan.json"
     assert run_cli(capsys, "plan", project, "-o", plan_file).code == 0
     saved = json.loads(plan_file.read_text())
-    assert saved["format_version"] == 1 and saved["state_serial"] == 0
+    assert saved["format_version"] == 2 and saved["state_serial"] == 0
     with sqlite3.connect(project.parent / "data/local.db") as db:
         db.execute("INSERT INTO airlines VALUES ('B6', 'JetBlue')")
     result = run_cli(capsys, "apply", plan_file)

@@ -3,6 +3,7 @@ or kept as the migration's `on_dangling` says, without a target left half-writte
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -68,7 +69,7 @@ def test_dangling_rows_are_counted_per_key_with_a_few_values_and_nulls_left_alon
         dangling = count_dangling(conn, ua_flights(engine), examples=1)
     # Flight 7 (AA) is outside the subset and flight 3's NULL tailnum points nowhere.
     assert dangling == [
-        Dangling("flights", ("tailnum",), "planes", ("tailnum",), 3, (("N404",),), more=True)
+        Dangling("flights", ("tailnum",), "planes", ("tailnum",), 3, ("'N404'",), more=True)
     ]
     assert dangling[0].describe() == (
         "flights.tailnum → planes.tailnum: 3 rows point at no copied planes row (e.g. 'N404', …)"
@@ -84,7 +85,7 @@ def test_a_parent_row_the_subset_leaves_out_is_dangling_too(tmp_path: Path) -> N
     }
     with engine.connect() as conn:
         (dangling,) = count_dangling(conn, select_tables(engine, options, "none"))
-    assert (dangling.rows, dangling.examples) == (4, (("N1",), ("N404",), ("N500",)))
+    assert (dangling.rows, dangling.examples) == (4, ("'N1'", "'N404'", "'N500'"))
 
 
 def test_composite_keys_dangle_only_when_no_column_is_null(tmp_path: Path) -> None:
@@ -105,7 +106,7 @@ def test_composite_keys_dangle_only_when_no_column_is_null(tmp_path: Path) -> No
     with engine.connect() as conn:
         (dangling,) = count_dangling(conn, chosen)
     assert dangling.key == "tickets.(plane, seat) → seats.(plane, seat)"
-    assert (dangling.rows, dangling.examples) == (2, (("N2", "1B"), ("N9", "1A")))
+    assert (dangling.rows, dangling.examples) == (2, ("('N2', '1B')", "('N9', '1A')"))
     (_, tickets) = resolved_only(chosen)
     assert [row[0] for row in selected(engine, tickets)] == [1, 3, 4]
 
@@ -153,7 +154,7 @@ def test_skipping_through_a_self_reference_can_leave_rows_pointing_at_skipped_on
     assert selected(engine, kept[0]) == [(1, None), (2, 1), (4, 3)]
     with engine.connect() as conn:
         (left,) = count_dangling(conn, kept)
-    assert (left.rows, left.examples) == (1, ((3,),))
+    assert (left.rows, left.examples) == (1, ("3",))
 
 
 def test_keeping_drops_only_the_broken_key_and_says_so(tmp_path: Path) -> None:
@@ -228,15 +229,30 @@ def test_skip_copies_every_resolvable_row_and_no_dangling_one(
     source = dirty_source(tmp_path / "source.db")
     url = target_url(request, tmp_path, kind)
     manifest = manifest_for(tmp_path, url, "skip")
-    plan = run_cli(capsys, "plan", manifest, "--format", "json")
-    assert plan.code == 0, plan.text
+    planned = run_cli(capsys, "plan", manifest, "--format", "json")
+    (action,) = json.loads(planned.out)["actions"]
+    assert action["payload"]["dangling"] == [
+        {
+            "table": "flights",
+            "columns": ["tailnum"],
+            "ref_table": "planes",
+            "ref_columns": ["tailnum"],
+            "rows": 3,
+            "examples": ["'N404'", "'N500'"],
+            "more": False,
+        }
+    ]
     plan = run_cli(capsys, "plan", manifest)
     assert (
         "skips flights.tailnum → planes.tailnum: 3 rows point at no copied planes row "
         "(e.g. 'N404', 'N500'), and any rows pointing at those"
     ) in plan.out, plan.text
     assert "flights → target.flights: 3 rows" in plan.out
-    assert run_cli(capsys, "apply", manifest, "--auto-approve").code == 0
+    # A saved plan carries what it found, and applies as shown.
+    saved = tmp_path / "plan.json"
+    assert run_cli(capsys, "plan", manifest, "-o", saved).code == 0
+    applied = run_cli(capsys, "apply", saved, "--auto-approve")
+    assert applied.code == 0, applied.text
     with source.connect() as conn:
         resolvable = conn.exec_driver_sql(
             "SELECT * FROM flights WHERE carrier = 'UA' AND "

@@ -357,7 +357,7 @@ def test_batch_size_change_records_settings_without_copying(capsys, project: Pat
     assert "~ migration.ua-to-prod (update)" in plan.out
     assert "batch_size: 10000 → 500" in plan.out
     applied = run_cli(capsys, "apply", project, "--auto-approve")
-    assert "no data copied" in applied.out
+    assert "no data moved" in applied.out
     assert "Nothing to do." in run_cli(capsys, "apply", project, "--auto-approve").out
 
 

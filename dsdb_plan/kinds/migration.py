@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
@@ -26,11 +26,13 @@ from dsdb_plan.fingerprint import (
 from dsdb_plan.kinds.base import (
     ApplyContext,
     ForgettingKind,
+    Handler,
     Outcome,
     PlanContext,
     digest,
     make_record,
     refuse_if_protected,
+    refuse_moved,
     spec_document,
 )
 from dsdb_plan.migrate.copier import check_table
@@ -47,6 +49,7 @@ from dsdb_plan.migrate.subset import TableSelection, select_tables
 from dsdb_plan.migrate.target import inspect_target
 from dsdb_plan.migrate.verify import VerifyResult, subset_digest, verify_table
 from dsdb_plan.models import Migration
+from dsdb_plan.payloads import CopyTables, Payload, RecordSettings, TableCopy, Unchanged
 from dsdb_plan.plan import Action, ActionType, counted
 from dsdb_plan.specdiff import spec_changes
 from dsdb_plan.state import ResourceRecord
@@ -264,11 +267,7 @@ class MigrationKind(ForgettingKind):
                 if record.spec == document:
                     return [
                         Action.on(
-                            address,
-                            KIND,
-                            ActionType.NOOP,
-                            reasons=unchanged,
-                            details={"spec": document},
+                            address, KIND, ActionType.NOOP, Unchanged(document), reasons=unchanged
                         )
                     ]
                 # Only settings that do not touch the data changed: record them, copy nothing.
@@ -277,8 +276,8 @@ class MigrationKind(ForgettingKind):
                         address,
                         KIND,
                         ActionType.UPDATE,
+                        RecordSettings(document),
                         reasons=[*spec_changes(record.spec, document), *unchanged],
-                        details={"spec": document, "copy": False},
                     )
                 ]
         dangling = dangling_references(source, spec, address, raw)
@@ -294,23 +293,23 @@ class MigrationKind(ForgettingKind):
             self._describe_table(spec, run, rows[run.selection.name], target) for run in runs
         ]
         losses = self._losses(ctx, address, spec, runs, rows, target)
+        payload = CopyTables(
+            document,
+            source=spec.source,
+            target=spec.target,
+            tables=tuple(_table_copy(run, rows[run.selection.name], losses) for run in runs),
+            # lets apply skip re-reading source data that did not move since
+            source_fingerprint=live.to_dict(),
+            dangling=tuple(dangling),
+        )
         return [
             Action.on(
                 address,
                 KIND,
                 type_,
-                reasons=reasons + losses,
+                payload,
+                reasons=reasons + list(losses.values()),
                 destructive=bool(losses),
-                details={
-                    "spec": document,
-                    "rows": {name: n.rows for name, n in rows.items() if n is not None},
-                    # the tables whose "rows" the database estimated rather than counted
-                    "rows_estimated": [name for name, n in rows.items() if n and n.estimated],
-                    # lets apply skip re-reading source data that did not move since
-                    "source_fingerprint": live.to_dict(),
-                    # the references that do not resolve, which `on_dangling` takes
-                    "dangling": [d.to_dict() for d in dangling],
-                },
             )
         ]
 
@@ -360,28 +359,28 @@ class MigrationKind(ForgettingKind):
         runs: list[TableRun],
         rows: Mapping[str, RowCount | None],
         target: sa.Engine | None,
-    ) -> list[str]:
+    ) -> dict[str, str]:
         """What replace or mirror would delete from target tables that hold data, a line
-        each (none: nothing destructive)."""
+        per target table (none: nothing destructive)."""
         if target is None:
-            return []
+            return {}
         at_risk = {run.selection.target: run for run in runs if run.mode in DESTRUCTIVE_MODES}
         held = _rows_held(target, at_risk) if at_risk else {}
         occupied = [table for table, rows in held.items() if rows]
         if not occupied:
-            return []
+            return {}
         modes = "/".join(sorted({at_risk[table].mode for table in occupied}))
         what = f"{modes} into tables that hold data ({', '.join(occupied)})"
         refuse_if_protected(ctx, spec.target, address, what)
-        return [
-            deletion_note(
+        return {
+            table: deletion_note(
                 at_risk[table],
                 f"{spec.target}.{table}",
                 held[table],
                 rows[at_risk[table].selection.name],
             )
             for table in occupied
-        ]
+        }
 
     def _source_changes(
         self,
@@ -438,33 +437,24 @@ class MigrationKind(ForgettingKind):
 
     # -- apply ----------------------------------------------------------------------------
 
-    def apply(self, ctx: ApplyContext, action: Action) -> Outcome:
+    def _copy(self, ctx: ApplyContext, action: Action) -> Outcome:
+        planned = action.payload
+        assert isinstance(planned, CopyTables)
         spec: Migration = ctx.manifest.migrations[action.address.split(".", 1)[1]]
-        document = action.details["spec"]
-        source = ctx.workspace.reach(spec.source)
-        target = ctx.workspace.reach(spec.target)
+        document = planned.spec
+        source = ctx.workspace.reach(planned.source)
+        target = ctx.workspace.reach(planned.target)
         record = ctx.record(action.address)
         raw = _source_tables(source, spec)
         chosen = _with_policy(raw, spec)
         same_data = record is not None and data_digest(record.spec) == data_digest(document)
-        if record is not None and same_data and not action.details.get("copy", True):
-            return Outcome(
-                make_record(action.address, KIND, document, fingerprints=record.fingerprints),
-                message="recorded the new settings; no data copied",
-            )
         # Checked again before anything is written: the source may have changed since.
         dangling = dangling_references(source, spec, action.address, raw)
         if spec.on_dangling == "keep":
             chosen = without_keys(chosen, dangling)
         runs = table_runs(spec, chosen, record if same_data else None)
-        planned = action.details.get("source_fingerprint")
-        previous = (
-            Fingerprint.from_dict(planned)
-            if planned
-            else Fingerprint.from_dict(record.fingerprints["read"])
-            if record
-            else None
-        )
+        refuse_moved(action.key, copies_moved(planned, runs))
+        previous = Fingerprint.from_dict(planned.source_fingerprint)
         read = fingerprint_database(source, [s.name for s in chosen], previous=previous)
         checkpoint = ctx.checkpoint(action.address)
         resume = checkpoint if checkpoint.get("spec_digest") == data_digest(document) else None
@@ -494,7 +484,7 @@ class MigrationKind(ForgettingKind):
                 parallelism=ctx.parallelism,
                 resume=resume,
                 on_checkpoint=save,
-                progress=ctx.table_progress(action.address, action.details.get("rows", {})),
+                progress=ctx.table_progress(action.address, planned.rows()),
                 source_fingerprint=read,
                 cancel=ctx.cancel,
                 created=ours,
@@ -527,6 +517,34 @@ class MigrationKind(ForgettingKind):
             rows=sum(o.now.rows for o in outcomes),
             message=copy_summary([o.now for o in outcomes], resumed=resume is not None),
         )
+
+    handlers: ClassVar[dict[type[Payload], Handler]] = {CopyTables: _copy}
+
+
+def _table_copy(run: TableRun, rows: RowCount | None, losses: Mapping[str, str]) -> TableCopy:
+    selection = run.selection
+    return TableCopy(
+        table=selection.name,
+        target=selection.target,
+        mode=run.mode,
+        rows=rows.rows if rows is not None else None,
+        estimated=bool(rows and rows.estimated),
+        deletes=selection.target in losses,
+    )
+
+
+def copies_moved(planned: CopyTables, runs: list[TableRun]) -> list[str]:
+    """How the tables a migration would copy now differ from those its plan showed (pure):
+    the subset's closure follows the source's foreign keys, which can change."""
+    shown = {(c.table, c.target, c.mode) for c in planned.tables}
+    now = {(r.selection.name, r.selection.target, r.mode) for r in runs}
+    return [
+        f"{table} → {planned.target}.{target} ({mode}) would be copied; the plan did not show it"
+        for table, target, mode in sorted(now - shown)
+    ] + [
+        f"{table} → {planned.target}.{target} ({mode}) is no longer selected"
+        for table, target, mode in sorted(shown - now)
+    ]
 
 
 def copy_summary(written: Sequence[Written], *, resumed: bool) -> str:

@@ -25,11 +25,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import sqlalchemy as sa
 
-from dsdb_plan.archive.format import encode_value
 from dsdb_plan.dbschema import ForeignKeySchema
 from dsdb_plan.migrate.subset import TableSelection
 
@@ -47,7 +46,9 @@ class Dangling:
     ref_table: str
     ref_columns: tuple[str, ...]
     rows: int
-    examples: tuple[tuple[Any, ...], ...]
+    #: A few of the values that dangle, as the plan shows them (`repr`, a tuple for several
+    #: columns): plan files hold them as they are.
+    examples: tuple[str, ...]
     #: Whether other values than `examples` dangle.
     more: bool = False
 
@@ -58,26 +59,13 @@ class Dangling:
         return f"{self.table}.{_columns(self.columns)} → {parent}"
 
     def describe(self) -> str:
-        values = ", ".join(
-            repr(value[0]) if len(value) == 1 else repr(value) for value in self.examples
-        )
+        values = ", ".join(self.examples)
         more = ", …" if self.more else ""
         noun = "row points" if self.rows == 1 else "rows point"
         return (
             f"{self.key}: {self.rows:,} {noun} at no copied {self.ref_table} row "
             f"(e.g. {values}{more})"
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "table": self.table,
-            "columns": list(self.columns),
-            "ref_table": self.ref_table,
-            "ref_columns": list(self.ref_columns),
-            "rows": self.rows,
-            "examples": [[encode_value(value) for value in row] for row in self.examples],
-            "more": self.more,
-        }
 
 
 def references(
@@ -124,7 +112,9 @@ def count_dangling(
             continue
         held = [child.source.c[column] for column in fk.columns]
         sample = sa.select(*held).where(rows).distinct().order_by(*held).limit(examples + 1)
-        values = [tuple(row) for row in conn.execute(sample)]
+        values = [
+            repr(row[0]) if len(row) == 1 else repr(tuple(row)) for row in conn.execute(sample)
+        ]
         found.append(
             Dangling(
                 child.name,
