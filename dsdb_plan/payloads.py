@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from dsdb_plan.errors import DsdbError
+from dsdb_plan.migrate.integrity import Dangling
 
 Spec = dict[str, Any]
 """A resource's spec as recorded in state (secrets masked)."""
@@ -140,6 +141,9 @@ class CopyTables(Payload):
     target: str
     tables: tuple[TableCopy, ...]
     source_fingerprint: dict[str, Any] = field(default_factory=dict)
+    dangling: tuple[Dangling, ...] = ()
+    """The references that point at no copied row, which the migration's `on_dangling`
+    skips or keeps (it refuses them at plan time)."""
 
     def rows(self) -> dict[str, int]:
         return {copy.table: copy.rows for copy in self.tables if copy.rows is not None}
