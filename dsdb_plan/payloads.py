@@ -116,6 +116,9 @@ class RestoreBackup(Payload):
     """The target tables the restore writes, as far as the plan can know them."""
 
 
+DELETING_MODES = ("replace", "mirror")
+
+
 @dataclass(frozen=True)
 class TableCopy:
     """One source table a migration copies: where to, how, and how many rows the plan said."""
@@ -126,8 +129,9 @@ class TableCopy:
     rows: int | None
     """The rows the plan counted (None: an incremental copy, counted as it goes)."""
     estimated: bool = False
-    deletes: bool = False
-    """Whether the copy deletes target rows (replace or mirror into a table holding data)."""
+    held: int = 0
+    """The rows the target table held when planned, of which replace and mirror delete
+    (all, or those not in the subset): apply refuses to delete from more."""
 
 
 @dataclass(frozen=True)
