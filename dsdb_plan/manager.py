@@ -74,6 +74,9 @@ class ConnectionManager:
     ) -> None:
         self.user = user or current_user()
         self._workspace = Workspace(connections={}, backup_root=Path("backups"), user=self.user)
+        # What each backup this manager took held when it was taken, by folder: a restore
+        # checks that backup.json still says so, as `dsdb apply` checks it against state.
+        self._taken: dict[Path, dict[str, Any]] = {}
         if config is not None:
             self.add_connections(config, **kwargs)
         elif kwargs:
@@ -173,7 +176,8 @@ class ConnectionManager:
         """Back up connection `name` (all tables or `tables`) into `<backup_root>/<name>/`."""
         root = Path(backup_root) if backup_root is not None else self.backup_root
         engine = self._workspace.reach(self._known(name))
-        return write_backup(engine, root / name, new_backup_id(dt.datetime.now(dt.UTC)), tables)
+        info = write_backup(engine, root / name, new_backup_id(dt.datetime.now(dt.UTC)), tables)
+        return self._remember(info)
 
     def restore(
         self,
@@ -183,7 +187,9 @@ class ConnectionManager:
         replace_existing: bool = False,
     ) -> RestoreResult:
         """Restore into connection `target` a backup folder, or the latest backup taken of
-        the connection named `backup`. Checksums are verified before anything is written."""
+        the connection named `backup`. The backup is verified before anything is written:
+        its files' sizes, checksums and row counts, and, for a backup this manager took,
+        that `backup.json` still says what it said then."""
         folder = self._backup_folder(backup)
         engine = self._workspace.reach(self._known(target))
         if replace_existing and self.connection(target).protect:
@@ -193,7 +199,13 @@ class ConnectionManager:
                     f"connection '{target}' is protected (protect: true); restoring over its "
                     f"tables with data ({', '.join(occupied)}) is refused"
                 )
-        return restore_backup(folder, engine, tables=tables, replace_existing=replace_existing)
+        return restore_backup(
+            folder,
+            engine,
+            recorded=self._taken.get(folder.resolve()),
+            tables=tables,
+            replace_existing=replace_existing,
+        )
 
     def migrate(
         self,
@@ -255,17 +267,23 @@ class ConnectionManager:
         present = databases.present_tables(engine, tables if tables is not None else "all")
         info = None
         if final_backup and present:
-            info = write_backup(
-                engine,
-                self.backup_root / f"_teardown-{name}",
-                new_backup_id(dt.datetime.now(dt.UTC)),
-                present,
+            info = self._remember(
+                write_backup(
+                    engine,
+                    self.backup_root / f"_teardown-{name}",
+                    new_backup_id(dt.datetime.now(dt.UTC)),
+                    present,
+                )
             )
         if drop_database:
             self._workspace.forget(name)
             databases.drop_database(connection)
         else:
             drop_tables(engine, present)
+        return info
+
+    def _remember(self, info: BackupInfo) -> BackupInfo:
+        self._taken[info.path.resolve()] = info.to_dict()
         return info
 
     def _known(self, name: str) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import hashlib
 import json
 import math
 import os
@@ -44,12 +45,13 @@ from dsdb_plan.archive import (
 )
 from dsdb_plan.archive.format import (
     BLOCK_ROWS,
+    DataFileScan,
     DataFileWriter,
     decode_row,
     encode_block,
     encode_value,
-    file_digest,
     read_blocks,
+    scan_data_file,
 )
 from dsdb_plan.dbschema import ColumnSchema, TableSchema, reflect_tables
 from dsdb_plan.errors import BackupError, DsdbError
@@ -347,7 +349,10 @@ def test_data_file_reads_back_across_blocks(tmp_path: Path) -> None:
     batches = [rows[:250], rows[250:450], rows[450:2900]]
     for batch in batches:
         writer.write_rows(batch)
-    assert writer.close() == file_digest(path)
+    size, sha256 = writer.close()
+    data = path.read_bytes()
+    assert (size, sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    assert scan_data_file(path) == DataFileScan(size, sha256, rows=2900, damage=None)
     lines = [b[s : s + BLOCK_ROWS] for b in batches for s in range(0, len(b), BLOCK_ROWS)]
     assert gzip.decompress(path.read_bytes()) == b"".join(map(encode_block, lines))
 

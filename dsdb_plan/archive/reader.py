@@ -1,4 +1,4 @@
-"""Read, verify and list backups. Nothing here writes."""
+"""Read and list backups. Nothing here writes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from dsdb_plan.archive.format import FORMAT_VERSION, Block, file_digest, read_blocks
+from dsdb_plan.archive.format import FORMAT_VERSION, Block, read_blocks
 from dsdb_plan.archive.info import MANIFEST_NAME, BackupInfo
 from dsdb_plan.errors import BackupError
 
@@ -21,51 +21,27 @@ def _folder(path: Path) -> Path:
 def read_backup_info(path: Path) -> BackupInfo:
     """The metadata of the backup in folder `path` (or its `backup.json`); files unread.
 
-    A missing or garbled `backup.json` raises `BackupError` naming it.
+    A missing or garbled `backup.json` raises `BackupError` naming it and what is wrong.
     """
     folder = _folder(path)
     manifest = folder / MANIFEST_NAME
     try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
+        data = json.loads(manifest.read_bytes())
     except FileNotFoundError:
         raise BackupError(f"not a backup: {manifest} is missing") from None
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise BackupError(f"backup metadata {manifest} is unreadable: {error}") from None
+    except OSError as error:
+        raise BackupError(f"backup metadata {manifest} is unreadable: {error.strerror}") from None
+    except ValueError as error:  # UnicodeDecodeError is one, too
+        raise BackupError(f"backup metadata {manifest} is not JSON: {error}") from None
     try:
         info = BackupInfo.from_dict(data, folder)
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise BackupError(f"backup metadata {manifest} is garbled: {error!r}") from None
+    except ValueError as error:
+        raise BackupError(f"backup metadata {manifest} is garbled: {error}") from None
     if not 1 <= info.format_version <= FORMAT_VERSION:
         raise BackupError(
             f"backup {folder} has format version {info.format_version}; this dsdb reads "
             f"versions 1 to {FORMAT_VERSION} (a newer dsdb wrote it?)"
         )
-    return info
-
-
-def verify_backup(path: Path) -> BackupInfo:
-    """Check every data file's size and SHA-256 against `backup.json`.
-
-    Raises `BackupError` naming the first missing, truncated or altered file.
-    """
-    info = read_backup_info(path)
-    for file in info.files:
-        location = info.path / file.name
-        try:
-            size, sha256 = file_digest(location)
-        except FileNotFoundError:
-            raise BackupError(f"backup {info.id}: data file {location} is missing") from None
-        except OSError as error:
-            raise BackupError(f"backup {info.id}: data file {location}: {error}") from None
-        if size != file.size:
-            raise BackupError(
-                f"backup {info.id}: data file {location} has {size} bytes, "
-                f"expected {file.size} (truncated or altered)"
-            )
-        if sha256 != file.sha256:
-            raise BackupError(
-                f"backup {info.id}: data file {location} is corrupted (SHA-256 mismatch)"
-            )
     return info
 
 

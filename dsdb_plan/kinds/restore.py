@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dsdb_plan.archive import read_backup_info, restore_backup
+from dsdb_plan.archive import check_backup, read_backup_info, restore_backup
 from dsdb_plan.errors import BackupError, PlanError
 from dsdb_plan.fingerprint import Fingerprint, describe_changes, fingerprint_database
 from dsdb_plan.kinds.base import (
@@ -156,7 +156,7 @@ class RestoreKind(ForgettingKind):
     def _planned_source(self, ctx: PlanContext, address: str, spec: Restore) -> dict[str, Any]:
         """Which backup this restore would read, as far as can be known before applying."""
         if spec.path is not None:
-            info = read_backup_info(Path(spec.path))
+            info = check_backup(Path(spec.path))
             return {
                 "id": info.id,
                 "path": str(info.path),
@@ -175,6 +175,7 @@ class RestoreKind(ForgettingKind):
         if artifact is None:
             wanted = f"backup {spec.backup_id}" if spec.backup_id else "backup yet"
             raise PlanError(f"{address}: {backup_address} has no {wanted} to restore")
+        check_backup(Path(artifact["path"]), recorded=artifact)
         return {
             "id": artifact["id"],
             "path": artifact["path"],
@@ -186,7 +187,7 @@ class RestoreKind(ForgettingKind):
 
     def apply(self, ctx: ApplyContext, action: Action) -> Outcome:
         spec: Restore = ctx.manifest.restores[action.address.split(".", 1)[1]]
-        backup_id, path = self._resolve_source(ctx, spec)
+        backup_id, path, recorded = self._resolve_source(ctx, spec)
         checkpoint = ctx.checkpoint(action.address)
         completed = (
             set(checkpoint.get("completed", []))
@@ -208,6 +209,7 @@ class RestoreKind(ForgettingKind):
             result = restore_backup(
                 path,
                 engine,
+                recorded=recorded,
                 tables=spec.tables,
                 replace_existing=spec.replace_existing
                 or action.destructive
@@ -231,14 +233,17 @@ class RestoreKind(ForgettingKind):
             record, rows=result.rows, message=f"restored backup {backup_id} into {spec.to}"
         )
 
-    def _resolve_source(self, ctx: ApplyContext, spec: Restore) -> tuple[str, Path]:
+    def _resolve_source(
+        self, ctx: ApplyContext, spec: Restore
+    ) -> tuple[str, Path, dict[str, Any] | None]:
+        """The backup's id and folder, and the state's record of it (None for a folder)."""
         if spec.path is not None:
             info = read_backup_info(Path(spec.path))
-            return info.id, info.path
+            return info.id, info.path, None
         artifact = _latest_artifact(ctx.record(f"backup.{spec.backup}"), spec.backup_id)
         if artifact is None:
             raise BackupError(f"no backup of backup.{spec.backup} to restore")
-        return artifact["id"], Path(artifact["path"])
+        return artifact["id"], Path(artifact["path"]), artifact
 
 
 class _RestoredFingerprints:
