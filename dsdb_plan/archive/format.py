@@ -448,7 +448,7 @@ def scan_data_file(path: Path, version: int = FORMAT_VERSION) -> DataFileScan:
     The blocks are parsed and their shape checked (a row count, columns of that many values)
     but their values are not decoded: that is the restore's work. A damaged stream stops the
     count, and the rest of the file is still hashed, so its SHA-256 tells whether the file
-    changed or was written so. A file that cannot be opened raises `OSError`.
+    changed or was written so. A file that cannot be read raises `OSError`.
     """
     with open(path, "rb") as raw:
         hashing = _HashingReader(raw)
@@ -457,8 +457,8 @@ def scan_data_file(path: Path, version: int = FORMAT_VERSION) -> DataFileScan:
         try:
             with _inflating(hashing) as data:
                 rows = _count_rows_v1(data) if version == 1 else _count_rows(data)
-        except (EOFError, ValueError, KeyError, TypeError, _INFLATE_ERROR) as error:
-            damage = str(error) or type(error).__name__
+        except (OSError, EOFError, ValueError, KeyError, TypeError, _INFLATE_ERROR) as error:
+            damage = str(error) or type(error).__name__  # a bad CRC is an OSError
         while hashing.read(1 << 20):
             pass  # what the inflater did not need is part of the file all the same
     return DataFileScan(hashing.size, hashing.sha256.hexdigest(), rows, damage)

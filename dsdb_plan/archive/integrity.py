@@ -19,7 +19,7 @@ from dsdb_plan.archive.info import MANIFEST_NAME, BackupFile, BackupInfo
 from dsdb_plan.archive.reader import read_backup_info
 from dsdb_plan.errors import BackupError
 
-_FILE_FIELDS = ("table", "rows", "size", "sha256")
+_FILE_FIELDS = ("sha256", "size", "rows", "table")
 _BACKUP_FIELDS = ("source_dialect", "created_at", "format_version")
 
 
@@ -85,7 +85,12 @@ def _compare_with_record(info: BackupInfo, recorded: Mapping[str, Any]) -> None:
         )
     schemas = {table.name: table for table in expected.tables}
     for table in info.tables:
-        if schemas.pop(table.name, None) != table:
+        if table.name not in schemas:
+            raise BackupError(
+                f"backup {info.id}: {manifest} lists table {table.name!r}, which the state "
+                "did not record when the backup was taken"
+            )
+        if schemas.pop(table.name) != table:
             raise BackupError(
                 f"backup {info.id}: {manifest}: the schema of table {table.name!r} is not the "
                 "one recorded in state when the backup was taken"
