@@ -158,6 +158,10 @@ def _corrupt_stream(info: BackupInfo) -> None:
     _describe_flights_file(info)
 
 
+def _delete_metadata(info: BackupInfo) -> None:
+    _metadata(info).unlink()
+
+
 def _break_json(info: BackupInfo) -> None:
     _metadata(info).write_text('{"format": "dsdb-backup", "id": ')
 
@@ -236,6 +240,10 @@ def _extra(info: BackupInfo) -> str:
     )
 
 
+def _no_metadata(info: BackupInfo) -> str:
+    return f"not a backup: {_metadata(info)} is missing"
+
+
 def _not_json(info: BackupInfo) -> str:
     return (
         f"backup metadata {_metadata(info)} is not JSON: "
@@ -311,6 +319,13 @@ CASES = {
         ),
         recorded=_sha_unlike_record,
         seen_by_plan_alone=False,
+        seen_by_plan_recorded=True,
+    ),
+    "backup.json missing": Case(
+        _delete_metadata,
+        alone=_no_metadata,
+        recorded=_no_metadata,
+        seen_by_plan_alone=True,
         seen_by_plan_recorded=True,
     ),
     "backup.json not JSON": Case(

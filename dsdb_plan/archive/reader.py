@@ -8,7 +8,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from dsdb_plan.archive.format import FORMAT_VERSION, Block, read_blocks
+from dsdb_plan.archive.format import DATA_SUFFIX, FORMAT_VERSION, Block, read_blocks
 from dsdb_plan.archive.info import MANIFEST_NAME, BackupInfo
 from dsdb_plan.errors import BackupError
 
@@ -48,8 +48,9 @@ def read_backup_info(path: Path) -> BackupInfo:
 def list_backups(root: Path) -> list[BackupInfo]:
     """Every backup under `root`, newest first; temporary (`.`-prefixed) folders ignored.
 
-    Folders without `backup.json` are not backups and are skipped; a garbled `backup.json`
-    raises, so a damaged backup is never silently passed over.
+    Folders with neither `backup.json` nor data files are not backups and are skipped; a
+    missing or garbled `backup.json` beside data files raises, so a damaged backup is never
+    silently passed over (for an older one).
     """
     root = Path(root)
     if not root.is_dir():
@@ -57,9 +58,13 @@ def list_backups(root: Path) -> list[BackupInfo]:
     found = [
         read_backup_info(folder)
         for folder in root.iterdir()
-        if folder.is_dir() and not folder.name.startswith(".") and (folder / MANIFEST_NAME).exists()
+        if folder.is_dir() and not folder.name.startswith(".") and _looks_like_a_backup(folder)
     ]
     return sorted(found, key=lambda info: (info.created_at, info.id), reverse=True)
+
+
+def _looks_like_a_backup(folder: Path) -> bool:
+    return (folder / MANIFEST_NAME).exists() or any(folder.glob(f"*{DATA_SUFFIX}"))
 
 
 def iter_rows(info: BackupInfo, table: str) -> Iterator[list[Any]]:
