@@ -524,6 +524,7 @@ def _refused(
     assert "restore.back" not in state.resources
 
 
+@pytest.mark.parametrize("named_by", ["backup", "path"])
 @pytest.mark.parametrize("name", CASES)
 def test_apply_refuses_a_backup_unlike_its_record_before_writing(
     capsys: pytest.CaptureFixture[str],
@@ -531,9 +532,13 @@ def test_apply_refuses_a_backup_unlike_its_record_before_writing(
     origin: sa.Engine,
     target: sa.Engine,
     name: str,
+    named_by: str,
 ) -> None:
+    """Restored as its resource's latest backup, or as a folder that the state recorded."""
     manifest = write_manifest(MANIFEST.replace("SOURCE", "backup: nightly"))
     info = _backed_up(capsys, manifest)
+    if named_by == "path":
+        manifest.write_text(MANIFEST.replace("SOURCE", f"path: '{info.path}'"))
     case = CASES[name]
     case.damage(info)
     _refused(capsys, manifest, case.recorded(info), case.seen_by_plan_recorded)
@@ -556,3 +561,23 @@ def test_apply_refuses_a_damaged_backup_folder_before_writing(
     case.damage(info)
     _refused(capsys, manifest, case.alone(info), case.seen_by_plan_alone)
     _untouched(target)
+
+
+def test_a_restore_with_nothing_to_do_plans_without_reading_its_backup(
+    capsys: pytest.CaptureFixture[str],
+    write_manifest: Callable[[str], Path],
+    origin: sa.Engine,
+    target: sa.Engine,
+) -> None:
+    """The target holds the backup already: damage to the backup since is for
+    `dsdb backups verify` to report, not a reason the plan cannot be made."""
+    manifest = write_manifest(MANIFEST.replace("SOURCE", "backup: nightly"))
+    info = _backed_up(capsys, manifest)
+    restored = run_cli(capsys, "apply", manifest, "--auto-approve", "--allow-destroy")
+    assert restored.code == 0, restored.text
+    _truncate(info)
+    plan = run_cli(capsys, "plan", manifest, "--detailed-exitcode")
+    assert plan.code == 0, plan.text
+    verified = run_cli(capsys, "backups", "verify", manifest)
+    assert verified.code == 1
+    assert verified.err.endswith(f" backup.nightly {info.id}: {_truncated(info)}\n")

@@ -8,6 +8,7 @@ changed since the restore -> resync, which overwrites it and so is destructive.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,22 @@ def _latest_artifact(record: ResourceRecord | None, backup_id: str | None) -> di
     if backup_id is None:
         return artifacts[0] if artifacts else None
     return next((a for a in artifacts if a["id"] == backup_id), None)
+
+
+def _backup_record(
+    resources: Mapping[str, ResourceRecord], backup_id: str
+) -> dict[str, Any] | None:
+    """What the state recorded of backup `backup_id` when it was taken (by a backup or a
+    teardown's final backup), which its `backup.json` must still say; None if nothing did."""
+    return next(
+        (
+            artifact
+            for record in resources.values()
+            for artifact in record.artifacts
+            if "files" in artifact and artifact["id"] == backup_id
+        ),
+        None,
+    )
 
 
 def _dropped(record: ResourceRecord | None, existing: set[str]) -> list[str]:
@@ -101,6 +118,10 @@ class RestoreKind(ForgettingKind):
                 )
             ]
         reasons += [*foreign.values(), *dropped]
+        if source["path"] is not None:  # a backup taken in this apply is checked as it is read
+            check_backup(
+                Path(source["path"]), recorded=_backup_record(ctx.snapshot.resources, source["id"])
+            )
         if foreign:
             refuse_if_protected(ctx, spec.to, address, "restoring over its data")
         return [
@@ -156,7 +177,7 @@ class RestoreKind(ForgettingKind):
     def _planned_source(self, ctx: PlanContext, address: str, spec: Restore) -> dict[str, Any]:
         """Which backup this restore would read, as far as can be known before applying."""
         if spec.path is not None:
-            info = check_backup(Path(spec.path))
+            info = read_backup_info(Path(spec.path))
             return {
                 "id": info.id,
                 "path": str(info.path),
@@ -175,7 +196,6 @@ class RestoreKind(ForgettingKind):
         if artifact is None:
             wanted = f"backup {spec.backup_id}" if spec.backup_id else "backup yet"
             raise PlanError(f"{address}: {backup_address} has no {wanted} to restore")
-        check_backup(Path(artifact["path"]), recorded=artifact)
         return {
             "id": artifact["id"],
             "path": artifact["path"],
@@ -187,7 +207,7 @@ class RestoreKind(ForgettingKind):
 
     def apply(self, ctx: ApplyContext, action: Action) -> Outcome:
         spec: Restore = ctx.manifest.restores[action.address.split(".", 1)[1]]
-        backup_id, path, recorded = self._resolve_source(ctx, spec)
+        backup_id, path = self._resolve_source(ctx, spec)
         checkpoint = ctx.checkpoint(action.address)
         completed = (
             set(checkpoint.get("completed", []))
@@ -209,7 +229,7 @@ class RestoreKind(ForgettingKind):
             result = restore_backup(
                 path,
                 engine,
-                recorded=recorded,
+                recorded=_backup_record(ctx.store.read().resources, backup_id),
                 tables=spec.tables,
                 replace_existing=spec.replace_existing
                 or action.destructive
@@ -233,17 +253,14 @@ class RestoreKind(ForgettingKind):
             record, rows=result.rows, message=f"restored backup {backup_id} into {spec.to}"
         )
 
-    def _resolve_source(
-        self, ctx: ApplyContext, spec: Restore
-    ) -> tuple[str, Path, dict[str, Any] | None]:
-        """The backup's id and folder, and the state's record of it (None for a folder)."""
+    def _resolve_source(self, ctx: ApplyContext, spec: Restore) -> tuple[str, Path]:
         if spec.path is not None:
             info = read_backup_info(Path(spec.path))
-            return info.id, info.path, None
+            return info.id, info.path
         artifact = _latest_artifact(ctx.record(f"backup.{spec.backup}"), spec.backup_id)
         if artifact is None:
             raise BackupError(f"no backup of backup.{spec.backup} to restore")
-        return artifact["id"], Path(artifact["path"]), artifact
+        return artifact["id"], Path(artifact["path"])
 
 
 class _RestoredFingerprints:
