@@ -25,6 +25,7 @@ import sqlalchemy as sa
 import dsdb_plan as dsdb
 from dsdb_plan.archive import (
     BackupInfo,
+    check_backup,
     new_backup_id,
     read_backup_info,
     restore_backup,
@@ -581,3 +582,136 @@ def test_a_restore_with_nothing_to_do_plans_without_reading_its_backup(
     verified = run_cli(capsys, "backups", "verify", manifest)
     assert verified.code == 1
     assert verified.err.endswith(f" backup.nightly {info.id}: {_truncated(info)}\n")
+
+
+# -- every other inconsistency, named -----------------------------------------------------
+
+
+def _entry(data: dict[str, Any], table: str) -> dict[str, Any]:
+    return next(entry for entry in data["files"] if entry["table"] == table)
+
+
+METADATA_EDITS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
+    "a file listed twice": (
+        lambda data: data["files"].append(dict(_entry(data, "planes"))),
+        "lists data file 0002-planes.jsonl.gz twice",
+    ),
+    "two files for one table": (
+        lambda data: data["files"].append({**_entry(data, "planes"), "name": "0009-b.jsonl.gz"}),
+        "lists 2 data files for table 'planes'",
+    ),
+    "a file for a table the schema lacks": (
+        lambda data: _entry(data, "planes").update(table="jets"),
+        "lists data file {folder}/0002-planes.jsonl.gz for table 'jets', which its schema "
+        "does not have",
+    ),
+    "a table listed twice": (
+        lambda data: data["tables"].append(data["tables"][0]),
+        "lists table 'carriers' twice",
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", METADATA_EDITS)
+def test_backup_json_that_does_not_hold_together_is_named(
+    tmp_path: Path, origin: sa.Engine, edit: str
+) -> None:
+    info = write_backup(origin, tmp_path / "backups", new_backup_id(NOW))
+    change, problem = METADATA_EDITS[edit]
+    _edit_metadata(info, change)
+    with pytest.raises(BackupError) as raised:
+        check_backup(info.path)
+    expected = f"backup {info.id}: {_metadata(info)} " + problem.format(folder=info.path)
+    assert raised.value.message == expected
+
+
+GARBLED_FIELDS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
+    "a file name leaving the folder": (
+        lambda data: _entry(data, "planes").update(name="../../elsewhere.jsonl.gz"),
+        "files.1.name: unsafe data file name '../../elsewhere.jsonl.gz'",
+    ),
+    "rows below zero": (
+        lambda data: _entry(data, "planes").update(rows=-1),
+        "files.1.rows: Input should be greater than or equal to 0",
+    ),
+    "rows as text": (
+        lambda data: _entry(data, "planes").update(rows="40"),
+        "files.1.rows: Input should be a valid integer",
+    ),
+    "a SHA-256 that is not one": (
+        lambda data: _entry(data, "planes").update(sha256="beef"),
+        "files.1.sha256: String should match pattern '^[0-9a-f]{64}$'",
+    ),
+    "no tables": (lambda data: data.pop("tables"), "lacks field 'tables'"),
+    "a column without its type": (
+        lambda data: data["tables"][1]["columns"][0].pop("type"),
+        "tables.1: lacks field 'type'",
+    ),
+    "a time that is not one": (
+        lambda data: data.update(created_at="yesterday"),
+        "created_at: not a time: 'yesterday'",
+    ),
+    "another format": (
+        lambda data: data.update(format="tarball"),
+        "not a dsdb backup (format 'tarball')",
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", GARBLED_FIELDS)
+def test_a_garbled_field_of_backup_json_is_located(
+    tmp_path: Path, origin: sa.Engine, edit: str
+) -> None:
+    info = write_backup(origin, tmp_path / "backups", new_backup_id(NOW))
+    change, problem = GARBLED_FIELDS[edit]
+    _edit_metadata(info, change)
+    with pytest.raises(BackupError) as raised:
+        check_backup(info.path)
+    assert raised.value.message == f"backup metadata {_metadata(info)} is garbled: {problem}"
+
+
+RECORD_EDITS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
+    "another backup": (
+        lambda record: record.update(id="20200101T000000.000000Z-000000"),
+        "backup 20200101T000000.000000Z-000000: {json} names backup {id} instead: the folder "
+        "holds another backup than the state recorded",
+    ),
+    "a file backup.json added": (
+        lambda record: record["files"].remove(_entry(record, "planes")),
+        "backup {id}: {json} lists data file {folder}/0002-planes.jsonl.gz, which the state "
+        "did not record when the backup was taken",
+    ),
+    "a table backup.json lost": (
+        lambda record: record["tables"].append({**record["tables"][0], "name": "ghosts"}),
+        "backup {id}: table 'ghosts' was recorded in state when the backup was taken, but "
+        "{json} no longer has it",
+    ),
+    "a schema changed since": (
+        lambda record: record["tables"][1]["columns"][1].update(type="text"),
+        "backup {id}: {json}: the schema of table 'planes' is not the one recorded in state "
+        "when the backup was taken",
+    ),
+    "another source": (
+        lambda record: record.update(source_dialect="postgresql"),
+        "backup {id}: {json} gives source_dialect sqlite, the state recorded postgresql when "
+        "the backup was taken",
+    ),
+    "a garbled record": (
+        lambda record: record.pop("files"),
+        "the state's record of backup {id} is garbled: lacks field 'files'",
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", RECORD_EDITS)
+def test_backup_json_unlike_the_state_s_record_is_named(
+    tmp_path: Path, origin: sa.Engine, edit: str
+) -> None:
+    info = write_backup(origin, tmp_path / "backups", new_backup_id(NOW))
+    record = json.loads(json.dumps(info.to_dict()))
+    change, problem = RECORD_EDITS[edit]
+    change(record)
+    with pytest.raises(BackupError) as raised:
+        check_backup(info.path, recorded=record)
+    expected = problem.format(id=info.id, json=_metadata(info), folder=info.path)
+    assert raised.value.message == expected

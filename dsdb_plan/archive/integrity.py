@@ -56,12 +56,24 @@ def _compare_with_record(info: BackupInfo, recorded: Mapping[str, Any]) -> None:
         expected = BackupInfo.from_dict(recorded, info.path)
     except ValueError as error:
         raise BackupError(f"the state's record of backup {info.id} is garbled: {error}") from None
-    manifest = info.path / MANIFEST_NAME
     if expected.id != info.id:
         raise BackupError(
-            f"backup {expected.id}: {manifest} names backup {info.id} instead: the folder "
-            "holds another backup than the state recorded"
+            f"backup {expected.id}: {info.path / MANIFEST_NAME} names backup {info.id} "
+            "instead: the folder holds another backup than the state recorded"
         )
+    _compare_files(info, expected)
+    _compare_tables(info, expected)
+    for field in _BACKUP_FIELDS:
+        if getattr(info, field) != getattr(expected, field):
+            raise BackupError(
+                f"backup {info.id}: {info.path / MANIFEST_NAME} gives {field} "
+                f"{getattr(info, field)}, the state recorded {getattr(expected, field)} when "
+                "the backup was taken"
+            )
+
+
+def _compare_files(info: BackupInfo, expected: BackupInfo) -> None:
+    manifest = info.path / MANIFEST_NAME
     found = {file.name: file for file in info.files}
     for file in expected.files:
         location = info.path / file.name
@@ -83,6 +95,10 @@ def _compare_with_record(info: BackupInfo, recorded: Mapping[str, Any]) -> None:
             f"backup {info.id}: {manifest} lists data file {info.path / min(found)}, which "
             "the state did not record when the backup was taken"
         )
+
+
+def _compare_tables(info: BackupInfo, expected: BackupInfo) -> None:
+    manifest = info.path / MANIFEST_NAME
     schemas = {table.name: table for table in expected.tables}
     for table in info.tables:
         if table.name not in schemas:
@@ -100,12 +116,6 @@ def _compare_with_record(info: BackupInfo, recorded: Mapping[str, Any]) -> None:
             f"backup {info.id}: table {min(schemas)!r} was recorded in state when the backup "
             f"was taken, but {manifest} no longer has it"
         )
-    for field in _BACKUP_FIELDS:
-        if getattr(info, field) != getattr(expected, field):
-            raise BackupError(
-                f"backup {info.id}: {manifest} gives {field} {getattr(info, field)}, the "
-                f"state recorded {getattr(expected, field)} when the backup was taken"
-            )
 
 
 def _check_listing(info: BackupInfo) -> None:
@@ -114,6 +124,9 @@ def _check_listing(info: BackupInfo) -> None:
     for name, count in Counter(file.name for file in info.files).items():
         if count > 1:
             raise BackupError(f"backup {info.id}: {manifest} lists data file {name} twice")
+    for table, count in Counter(info.table_names).items():
+        if count > 1:
+            raise BackupError(f"backup {info.id}: {manifest} lists table {table!r} twice")
     schema = set(info.table_names)
     for table, count in Counter(file.table for file in info.files).items():
         if table not in schema:
