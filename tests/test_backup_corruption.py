@@ -511,14 +511,17 @@ def _refused(
     capsys: pytest.CaptureFixture[str], manifest: Path, expected: str, at_plan: bool
 ) -> None:
     """`dsdb plan` fails on `expected` when its checks can see it, and `dsdb apply` fails on
-    it in any case, before writing (the caller checks the target)."""
-    plan = run_cli(capsys, "plan", manifest, "--detailed-exitcode")
+    it in any case, before writing (the caller checks the target). The restore alone is
+    planned: a plan of the backup too would take a new one in place of a damaged one."""
+    plan = run_cli(capsys, "plan", manifest, "--detailed-exitcode", "--target", "restore.back")
     if at_plan:
         assert plan.code == 1
         assert f"  restore.back: {expected}\n" in plan.err
     else:
         assert plan.code == 2, plan.text
-    applied = run_cli(capsys, "apply", manifest, "--auto-approve", "--allow-destroy")
+    applied = run_cli(
+        capsys, "apply", manifest, "--auto-approve", "--allow-destroy", "--target", "restore.back"
+    )
     assert applied.code == 1
     assert expected in applied.err
     state = open_state(".dsdb/state.db", manifest.parent).read()
@@ -577,11 +580,33 @@ def test_a_restore_with_nothing_to_do_plans_without_reading_its_backup(
     restored = run_cli(capsys, "apply", manifest, "--auto-approve", "--allow-destroy")
     assert restored.code == 0, restored.text
     _truncate(info)
-    plan = run_cli(capsys, "plan", manifest, "--detailed-exitcode")
+    plan = run_cli(capsys, "plan", manifest, "--detailed-exitcode", "--target", "restore.back")
     assert plan.code == 0, plan.text
     verified = run_cli(capsys, "backups", "verify", manifest)
     assert verified.code == 1
     assert verified.err.endswith(f" backup.nightly {info.id}: {_truncated(info)}\n")
+
+
+def test_a_backup_resource_whose_latest_backup_is_damaged_takes_a_new_one(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    write_manifest: Callable[[str], Path],
+    origin: sa.Engine,
+    target: sa.Engine,
+) -> None:
+    """A backup resource means a verified backup of the data exists: one whose metadata no
+    longer holds is replaced, and the restore that follows reads the new one."""
+    manifest = write_manifest(MANIFEST.replace("SOURCE", "backup: nightly"))
+    info = _backed_up(capsys, manifest)
+    _truncate(info)
+    plan = run_cli(capsys, "plan", manifest, "--detailed-exitcode")
+    assert plan.code == 2, plan.text
+    assert f"the latest backup is damaged: {_truncated(info)}\n" in plan.out
+    assert "restore the backup that backup.nightly takes in this apply into target" in plan.out
+    applied = run_cli(capsys, "apply", manifest, "--auto-approve", "--allow-destroy")
+    assert applied.code == 0, applied.text
+    assert _contents(target) == _contents(origin)
+    assert run_cli(capsys, "plan", manifest, "--detailed-exitcode").code == 0
 
 
 # -- every other inconsistency, named -----------------------------------------------------

@@ -1,8 +1,9 @@
 """backup.<name>: a verified backup reflecting the connection's current data; keep the newest N.
 
 Plan: no record -> create; tables or connection changed -> update with a new backup; other
-spec fields changed (keep) -> update of the record only; data changed since the last backup
-or the latest backup missing on disk -> resync; backups past `keep` -> a destructive prune.
+spec fields changed (keep) -> update of the record only; data changed since the last backup,
+or the latest backup missing on disk or unlike its record (`archive.check_backup`) -> resync;
+backups past `keep` -> a destructive prune.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from dsdb_plan.archive import new_backup_id, write_backup
-from dsdb_plan.errors import PlanError
+from dsdb_plan.archive import check_backup, new_backup_id, write_backup
+from dsdb_plan.errors import BackupError, PlanError
 from dsdb_plan.fingerprint import Fingerprint, FingerprintWhileReading, describe_changes
 from dsdb_plan.kinds.base import (
     ApplyContext,
@@ -109,6 +110,11 @@ class BackupKind:
                 else "no backup recorded"
             )
             return Action.on(address, KIND, ActionType.RESYNC, reasons=(missing,), details=details)
+        try:
+            check_backup(Path(latest["path"]), recorded=latest)
+        except BackupError as error:
+            damaged = f"the latest backup is damaged: {error.message}"
+            return Action.on(address, KIND, ActionType.RESYNC, reasons=(damaged,), details=details)
         changes = describe_changes(previous, live) if previous else ["no fingerprint recorded"]
         if changes:
             return Action.on(
