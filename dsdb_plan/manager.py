@@ -228,7 +228,8 @@ class ConnectionManager:
         spec = _migration_spec(source, target, listed, mode, follow, batch_size)
         source_engine = self._workspace.reach(self._known(source))
         target_engine = self._workspace.reach(self._known(target))
-        runs = table_runs(spec, selections(source_engine, spec), None)
+        chosen = selections(source_engine, spec, self._workspace.connection(self._known(source)))
+        runs = table_runs(spec, chosen, None)
         return run_migration(
             source_engine,
             target_engine,

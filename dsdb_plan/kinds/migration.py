@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from dsdb_plan.archive.format import decode_value
+from dsdb_plan.connection import Connection
 from dsdb_plan.errors import PlanError
 from dsdb_plan.fingerprint import (
     Fingerprint,
@@ -39,8 +40,9 @@ from dsdb_plan.migrate.run import TableOutcome, TableRun, run_migration
 from dsdb_plan.migrate.subset import TableSelection, select_tables
 from dsdb_plan.migrate.target import inspect_target
 from dsdb_plan.migrate.verify import VerifyResult, subset_digest, verify_table
-from dsdb_plan.models import Migration
+from dsdb_plan.models import Manifest, Migration
 from dsdb_plan.plan import Action, ActionType, counted
+from dsdb_plan.references import parse_references
 from dsdb_plan.specdiff import spec_changes
 from dsdb_plan.state import ResourceRecord
 from dsdb_plan.workspace import Workspace
@@ -49,10 +51,32 @@ KIND = "migration"
 DESTRUCTIVE_MODES = ("replace", "mirror")
 
 
-def selections(engine: sa.Engine, spec: Migration) -> list[TableSelection]:
+def declared_references(spec: Migration, source: Connection) -> dict[str, str]:
+    """The references the manifest declares for this migration's source: the source
+    connection's, and the migration's own (which win for the same columns)."""
+    return {**(source.references or {}), **(spec.references or {})}
+
+
+def selections(engine: sa.Engine, spec: Migration, source: Connection) -> list[TableSelection]:
     """The source tables this migration copies, parents first, with their filters."""
-    source = f"the source database '{spec.source}'"
-    return select_tables(engine, spec.table_options(), spec.follow, source_name=source)
+    name = f"the source database '{spec.source}'"
+    return select_tables(
+        engine,
+        spec.table_options(),
+        spec.follow,
+        source_name=name,
+        references=parse_references(declared_references(spec, source)),
+    )
+
+
+def migration_document(manifest: Manifest, spec: Migration) -> dict[str, Any]:
+    """The spec as recorded: with every reference it follows, the source connection's too,
+    since changing them changes the subset."""
+    document = spec_document(manifest, spec, [spec.source, spec.target])
+    references = declared_references(spec, manifest.connections[spec.source])
+    if references:
+        document["references"] = references
+    return document
 
 
 def table_runs(
@@ -75,7 +99,7 @@ def table_runs(
     return runs
 
 
-_DATA_FIELDS = ("from", "to", "mode", "follow", "tables", "schema", "links")
+_DATA_FIELDS = ("from", "to", "mode", "follow", "tables", "schema", "links", "references")
 
 
 def _rows_held(target: sa.Engine, tables: Iterable[str]) -> dict[str, int]:
@@ -140,7 +164,8 @@ def verify_migration(
     """Compare every table of one migration's target with its source subset."""
     source = workspace.reach(spec.source)
     target = workspace.reach(spec.target)
-    for run in table_runs(spec, selections(source, spec), record):
+    chosen = selections(source, spec, workspace.connection(spec.source))
+    for run in table_runs(spec, chosen, record):
         selection = run.selection
         with source.connect() as source_conn, target.connect() as target_conn:
             result = verify_table(
@@ -155,7 +180,7 @@ class MigrationKind(ForgettingKind):
     def plan(
         self, ctx: PlanContext, address: str, spec: Migration, record: ResourceRecord | None
     ) -> list[Action]:
-        document = spec_document(ctx.manifest, spec, [spec.source, spec.target])
+        document = migration_document(ctx.manifest, spec)
         if ctx.is_missing(spec.source):
             link = ctx.workspace.connection(spec.source).link
             raise PlanError(f"source database {spec.source} ({link}) does not exist")
@@ -169,7 +194,7 @@ class MigrationKind(ForgettingKind):
                 else None
             )
             source = ctx.workspace.reach(spec.source)
-            chosen = selections(source, spec)
+            chosen = selections(source, spec, ctx.workspace.connection(spec.source))
             live = ctx.fingerprint(spec.source, [s.name for s in chosen], previous=previous)
             drifted = drift.result() if drift else []
         checkpoint = ctx.snapshot.checkpoints.get(address)
@@ -373,7 +398,7 @@ class MigrationKind(ForgettingKind):
         source = ctx.workspace.reach(spec.source)
         target = ctx.workspace.reach(spec.target)
         record = ctx.record(action.address)
-        chosen = selections(source, spec)
+        chosen = selections(source, spec, ctx.workspace.connection(spec.source))
         same_data = record is not None and data_digest(record.spec) == data_digest(document)
         if record is not None and same_data and not action.details.get("copy", True):
             return Outcome(
