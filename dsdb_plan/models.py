@@ -222,6 +222,12 @@ class Migration(_Resource):
         "{child_table.column: parent_table.column}, or table.(a, b) for composite keys "
         "(added to the source connection's `references`).",
     )
+    mask: dict[str, MaskName] | None = Field(
+        default=None,
+        description="Columns to mask in every table copied, followed ones included: "
+        "{customers.email: fake_email, phone: fake_phone}; a bare column name (or a `*` "
+        "pattern) applies to every table that has it. A table's own `mask` comes first.",
+    )
     mask_seed: SecretStr | None = Field(
         default=None,
         description="The secret that masked values derive from, e.g. '${env:DSDB_MASK_SEED}': "
@@ -239,7 +245,9 @@ class Migration(_Resource):
 
     @model_validator(mode="after")
     def _masks_have_a_seed(self) -> Migration:
-        masked = any(table.mask for table in (self.table_options() or {}).values())
+        masked = bool(self.mask) or any(
+            table.mask for table in (self.table_options() or {}).values()
+        )
         if masked and self.mask_seed is None:
             raise ValueError("`mask` needs `mask_seed` (a secret, e.g. '${env:DSDB_MASK_SEED}')")
         return self

@@ -8,6 +8,7 @@ holds data, or mirroring into one (deletes rows), is destructive.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from dsdb_plan.kinds.base import (
 )
 from dsdb_plan.migrate.copier import check_table
 from dsdb_plan.migrate.estimate import RowCount, rows_to_copy
+from dsdb_plan.migrate.mask import Masker, unmasked_sensitive
 from dsdb_plan.migrate.run import TableOutcome, TableRun, run_migration
 from dsdb_plan.migrate.subset import TableSelection, select_tables
 from dsdb_plan.migrate.target import inspect_target
@@ -60,23 +62,69 @@ def declared_references(spec: Migration, source: Connection) -> dict[str, str]:
 def selections(engine: sa.Engine, spec: Migration, source: Connection) -> list[TableSelection]:
     """The source tables this migration copies, parents first, with their filters."""
     name = f"the source database '{spec.source}'"
+    seed = spec.mask_seed.get_secret_value() if spec.mask_seed else None
     return select_tables(
         engine,
         spec.table_options(),
         spec.follow,
         source_name=name,
         references=parse_references(declared_references(spec, source)),
+        mask=spec.mask,
+        masker=Masker(seed) if seed is not None else None,
     )
 
 
 def migration_document(manifest: Manifest, spec: Migration) -> dict[str, Any]:
     """The spec as recorded: with every reference it follows, the source connection's too,
     since changing them changes the subset."""
-    document = spec_document(manifest, spec, [spec.source, spec.target])
+    document = _without_unset(spec_document(manifest, spec, [spec.source, spec.target]))
     references = declared_references(spec, manifest.connections[spec.source])
     if references:
         document["references"] = references
+    if spec.mask_seed is not None:
+        # Another seed masks every value otherwise: a change to record, never the seed.
+        secret = spec.mask_seed.get_secret_value()
+        document["mask_seed"] = hashlib.sha256(f"dsdb-mask-seed\0{secret}".encode()).hexdigest()[
+            :12
+        ]
     return document
+
+
+#: Fields recorded only when set, so that the records of migrations that use none of them
+#: read the same as before these fields existed.
+_UNSET_FIELDS = ("references", "mask", "mask_seed")
+_UNSET_TABLE_FIELDS = ("sample", "mask")
+
+
+def _without_unset(document: dict[str, Any]) -> dict[str, Any]:
+    for name in _UNSET_FIELDS:
+        if document.get(name) is None:
+            document.pop(name, None)
+    tables = document.get("tables")
+    for options in tables.values() if isinstance(tables, dict) else ():
+        for name in _UNSET_TABLE_FIELDS if isinstance(options, dict) else ():
+            if options.get(name) is None:
+                options.pop(name, None)
+    return document
+
+
+def refuse_unmasked(
+    manifest: Manifest, address: str, spec: Migration, chosen: list[TableSelection]
+) -> None:
+    """A target with `requires_masking` takes no column its source names `sensitive`
+    unmasked."""
+    if not manifest.connections[spec.target].requires_masking:
+        return
+    sensitive = manifest.connections[spec.source].sensitive or []
+    copied = {selection.name: selection.columns for selection in chosen}
+    masks = {selection.name: selection.mask for selection in chosen}
+    bare = unmasked_sensitive(sensitive, copied, masks)
+    if bare:
+        raise PlanError(
+            f"{address}: connection '{spec.target}' requires masking, and this migration "
+            f"copies {', '.join(bare)} unmasked ('{spec.source}' names them sensitive): "
+            "mask them under mask:"
+        )
 
 
 def table_runs(
@@ -99,7 +147,18 @@ def table_runs(
     return runs
 
 
-_DATA_FIELDS = ("from", "to", "mode", "follow", "tables", "schema", "links", "references")
+_DATA_FIELDS = (
+    "from",
+    "to",
+    "mode",
+    "follow",
+    "tables",
+    "schema",
+    "links",
+    "references",
+    "mask",
+    "mask_seed",
+)
 
 
 def _rows_held(target: sa.Engine, tables: Iterable[str]) -> dict[str, int]:
@@ -241,6 +300,7 @@ class MigrationKind(ForgettingKind):
                         details={"spec": document, "copy": False},
                     )
                 ]
+        refuse_unmasked(ctx.manifest, address, spec, chosen)
         runs = table_runs(spec, chosen, record if same_data else None)
         for run in runs:
             check_table(run.selection, run.mode, run.cursor, spec.batch_size)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -35,6 +35,7 @@ from dsdb_plan.dbschema import (
 )
 from dsdb_plan.errors import PlanError
 from dsdb_plan.migrate.filters import column_type, compile_where
+from dsdb_plan.migrate.mask import Masker, MaskRule, resolve_masks
 from dsdb_plan.migrate.sample import sample_condition
 from dsdb_plan.models import MigrationTable
 from dsdb_plan.references import end_label, reference_label
@@ -74,6 +75,7 @@ class TableSelection:
     where: sa.ColumnElement[bool] | None
     reason: str
     mask: Mapping[str, str] = field(default_factory=dict)
+    masker: Masker | None = None
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -119,13 +121,17 @@ def select_tables(
     rename: Mapping[str, str] | None = None,
     source_name: str = "the source database",
     references: Sequence[tuple[str, ForeignKeySchema]] = (),
+    mask: Mapping[str, str] | None = None,
+    masker: Masker | None = None,
 ) -> list[TableSelection]:
     """The tables to copy, parents first, with columns, key and row filter of each.
 
     `options` maps each listed table to its options; None means every table, whole.
     `rename` maps a source table to its target name (a table's `rename_to` also counts).
     `references` are foreign keys the manifest declares, as (child table, key) pairs:
-    followed, and created in the target, like declared ones (`with_references`). Raises
+    followed, and created in the target, like declared ones (`with_references`). `mask`
+    maps `table.column` or `column` patterns to transforms for every table (after a
+    listed table's own `mask`); `masker` applies them (`mask.py`). Raises
     PlanError for unknown tables, columns or keys (a table missing from `source_name`, as
     the message calls the source).
     """
@@ -168,6 +174,9 @@ def select_tables(
     for name, notes in declared.items():
         if name in own:
             shapes[name] = _without_unmade(shapes[name], notes)
+    masks = _masks(shapes, own, options, mask or {}, graph)
+    if masks and masker is None:
+        raise PlanError("mask needs mask_seed: the secret masked values derive from")
     chosen = sort_tables(shapes[name].schema for name in own)
     selections = [
         TableSelection(
@@ -178,11 +187,56 @@ def select_tables(
             key=shapes[schema.name].key,
             where=own[schema.name],
             reason="; ".join(reasons[schema.name] + shapes[schema.name].notes),
+            mask=masks.get(schema.name, {}),
+            masker=masker if schema.name in masks else None,
         )
         for schema in chosen
     ]
     _check_targets(selections)
     return selections
+
+
+def _masks(
+    shapes: dict[str, _Shape],
+    copied: Iterable[str],
+    options: Mapping[str, MigrationTable],
+    everywhere: Mapping[str, str],
+    graph: _Graph,
+) -> dict[str, dict[str, str]]:
+    """Every copied table's masked columns; the plan line of each says which, and how
+    (updating `shapes`)."""
+    names = sorted(copied)
+    rules = {
+        name: [
+            *(MaskRule(c, t, strict=True) for c, t in _table_mask(options, name).items()),
+            *(MaskRule(pattern, t) for pattern, t in everywhere.items()),
+        ]
+        for name in names
+    }
+    schemas = {name: shapes[name].schema for name in names}
+    masks, linked = resolve_masks(schemas, rules, graph.edges)
+    for name in names:
+        table = options.get(name)
+        cursor = table.incremental.cursor if table and table.incremental else None
+        if cursor is not None and cursor in masks.get(name, {}):
+            raise PlanError(
+                f"mask: {name}.{cursor} is the incremental cursor: its values are recorded "
+                "in state, so it cannot be masked"
+            )
+    for name, columns in masks.items():
+        said = ", ".join(
+            f"{column} ({how}, like the key it joins)"
+            if (name, column) in linked
+            else f"{column} ({how})"
+            for column, how in columns.items()
+        )
+        shapes[name] = replace(shapes[name], notes=[*shapes[name].notes, f"masks {said}"])
+    return masks
+
+
+def _table_mask(options: Mapping[str, MigrationTable], name: str) -> Mapping[str, str]:
+    table = options.get(name)
+    return table.mask if table is not None and table.mask else {}
 
 
 def _own_rows(table: sa.Table, key: tuple[str, ...], options: MigrationTable) -> _Rows:
