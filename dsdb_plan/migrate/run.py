@@ -108,6 +108,7 @@ class TableRun:
             and self.cursor is None
             and bool(selection.key)
             and not nullable
+            and not selection.mask  # masked rows differ from the source in every range
         )
 
 
