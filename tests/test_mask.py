@@ -8,11 +8,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from dsdb_plan.dbschema import ColumnSchema, ForeignKeySchema, IndexSchema, TableSchema
 from dsdb_plan.errors import PlanError
 from dsdb_plan.migrate.mask import Masker, MaskRule, resolve_masks, unmasked_sensitive
 from tests.helpers import run_cli
+from tests.servers import ServerDatabase
 
 INT = ColumnSchema("n", "integer")
 TEXT = ColumnSchema("t", "text")
@@ -314,3 +316,51 @@ def test_plan_json_lists_no_seed(shop: Path, capsys: pytest.CaptureFixture[str])
     result = run_cli(capsys, "plan", write(shop), "--format", "json")
     document = json.loads(result.out)
     assert SECRET_SEED not in json.dumps(document)
+
+
+def test_mirror_deletes_by_masked_key(shop: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = write(shop)
+    manifest.write_text(
+        manifest.read_text().replace(
+            "    follow: parents\n", "    follow: parents\n    mode: mirror\n"
+        )
+    )
+    assert run_cli(capsys, "apply", manifest, "--auto-approve").code == 0
+    with sqlite3.connect(shop / "prod.db") as db:
+        db.execute("DELETE FROM orders WHERE id = 150")
+    applied = run_cli(capsys, "apply", manifest, "--auto-approve", "--allow-destroy")
+    assert applied.code == 0, applied.text
+    assert rows(shop / "dev.db", "SELECT id FROM orders") == [
+        (100 + i,) for i in range(21, 101) if i != 50
+    ]
+    assert run_cli(capsys, "plan", manifest, "--detailed-exitcode").code == 0
+
+
+@pytest.mark.parametrize("server", ["postgres_db", "mariadb_db"])
+def test_masked_values_land_in_the_servers_with_their_types(
+    shop: Path,
+    capsys: pytest.CaptureFixture[str],
+    request: pytest.FixtureRequest,
+    server: str,
+) -> None:
+    target: ServerDatabase = request.getfixturevalue(server)
+    manifest = write(shop)
+    text = manifest.read_text().replace(
+        "{driver: sqlite, database: dev.db, requires_masking: true}",
+        f'{{url: "{target.url_string}", requires_masking: true}}',
+    )
+    manifest.write_text(text)
+    applied = run_cli(capsys, "apply", manifest, "--auto-approve", "--no-color")
+    assert applied.code == 0, applied.text
+    engine = target.engine()
+    try:
+        with engine.connect() as conn:
+            joined = conn.execute(
+                sa.text("SELECT count(*) FROM orders o JOIN customers c ON c.id = o.customer_id")
+            ).scalar_one()
+            born = conn.execute(sa.text("SELECT born FROM customers")).scalars().all()
+    finally:
+        engine.dispose()
+    assert joined == 80
+    assert all(isinstance(value, dt.date) for value in born)
+    assert run_cli(capsys, "verify", manifest).code == 0
