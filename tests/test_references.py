@@ -145,7 +145,7 @@ def test_a_reference_to_a_table_or_column_the_source_lacks_fails_the_plan_naming
     result = run_cli(capsys, "plan", manifest, "--no-color")
     assert result.code == 1
     assert (
-        "references: flights.tailnum → plane.tailnum: no table 'plane' in the source; "
+        "references: flights.tailnum → plane.tailnum: no table 'plane' in the source — "
         "did you mean 'planes'?" in result.text
     )
     manifest.write_text(MANIFEST.replace("airports.faa", "airports.code"))
