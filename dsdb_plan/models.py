@@ -216,6 +216,13 @@ class Migration(_Resource):
     batch_size: int = Field(
         default=10_000, ge=1, description="Rows per committed batch (and checkpoint)."
     )
+    on_dangling: Literal["refuse", "skip", "keep"] = Field(
+        default="refuse",
+        description="Source rows whose foreign key points at no copied row (the source does "
+        "not enforce it, or the subset leaves the row out): refuse to plan, naming table, "
+        "key and count; skip those rows (and the rows pointing at them); or keep them and "
+        "leave that foreign key out of the tables dsdb creates.",
+    )
     references: dict[str, str] | None = Field(
         default=None,
         description="Foreign keys the source does not declare, for `follow` and the target: "

@@ -224,3 +224,24 @@ def test_the_servers_hold_references_as_real_foreign_keys(
         assert [tuple(row) for row in planes] == [("N1",), ("N2",)]
     finally:
         engine.dispose()
+
+
+def test_the_plan_counts_references_that_would_dangle_and_skip_leaves_them_out(
+    undeclared: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with sqlite3.connect(undeclared / "local.db") as db:
+        db.execute("INSERT INTO flights VALUES (6, 'UA', 'N404', 'ORD')")
+    manifest = undeclared / "dsdb.yaml"
+    manifest.write_text(MANIFEST)
+    refused = run_cli(capsys, "plan", manifest, "--no-color")
+    assert refused.code == 1
+    assert (
+        "flights.tailnum → planes.tailnum: 1 row points at no copied planes row (e.g. 'N404')"
+        in refused.text
+    )
+    manifest.write_text(
+        MANIFEST.replace("follow: parents", "follow: parents\n    on_dangling: skip")
+    )
+    applied = run_cli(capsys, "apply", manifest, "--auto-approve", "--no-color")
+    assert applied.code == 0, applied.text
+    assert rows(undeclared / "stage.db", "SELECT id FROM flights") == [(1,), (2,), (4,)]
