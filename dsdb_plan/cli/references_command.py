@@ -10,7 +10,6 @@ from dsdb_plan.cli.app import cli
 from dsdb_plan.cli.options import manifest_argument, open_project, variable_options
 from dsdb_plan.cli.output import Output, pass_output
 from dsdb_plan.errors import DsdbError
-from dsdb_plan.migrate.suggest import render_yaml, suggest
 
 
 @cli.group()
@@ -28,6 +27,8 @@ def suggest_references(
 ) -> None:
     """List likely references of CONNECTION, with the rows each would leave dangling, as YAML
     to paste under the connection's `references:`."""
+    from dsdb_plan.migrate.suggest import render_yaml, suggest  # for this command alone
+
     with open_project(manifest, var, var_file) as project:
         if project.workspace.is_missing(connection):
             link = project.workspace.connection(connection).link
