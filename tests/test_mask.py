@@ -61,6 +61,15 @@ def test_masked_text_keeps_its_type_and_fits_its_column() -> None:
     assert isinstance(number, int) and len(str(number)) == 6
 
 
+def test_hashed_binary_and_uuids_keep_their_shape() -> None:
+    masker = Masker("k")
+    data = masker.transform("hash", ColumnSchema("b", "binary"), unique=True)(b"\x00\x01secret")
+    assert isinstance(data, bytes) and len(data) == 8 and data != b"\x00\x01secret"
+    uid = "123e4567-e89b-12d3-a456-426614174000"
+    masked = masker.transform("hash", ColumnSchema("u", "uuid"), unique=True)(uid)
+    assert len(masked) == 36 and masked.count("-") == 4 and masked != uid
+
+
 def test_fake_values_on_a_unique_column_stay_unique() -> None:
     email = Masker("k").transform("fake_email", TEXT, unique=True)
     masked = {email(f"user{i}@corp.example") for i in range(3000)}

@@ -101,16 +101,13 @@ class Masker:
         return hmac.new(self._key, "\0".join(parts).encode(), hashlib.sha256).digest()
 
     def _hash(self, value: Any, length: int | None) -> Any:
-        if isinstance(value, bool):
-            return value
         if isinstance(value, int):
             return self._permute(value)
         if isinstance(value, uuid.UUID):
             return uuid.UUID(bytes=self._digest("uuid", str(value))[:16], version=4)
         if isinstance(value, bytes | bytearray | memoryview):
             data = bytes(value)
-            stream = self._stream("binary", data.hex(), len(data))
-            return stream
+            return self._stream("binary", data.hex(), len(data))
         text = str(value)
         if _looks_like_uuid(text):
             return str(uuid.UUID(bytes=self._digest("uuid", text.lower())[:16], version=4))
