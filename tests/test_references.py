@@ -245,3 +245,36 @@ def test_the_plan_counts_references_that_would_dangle_and_skip_leaves_them_out(
     applied = run_cli(capsys, "apply", manifest, "--auto-approve", "--no-color")
     assert applied.code == 0, applied.text
     assert rows(undeclared / "stage.db", "SELECT id FROM flights") == [(1,), (2,), (4,)]
+
+
+def test_a_composite_reference_is_followed_and_created(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with sqlite3.connect(tmp_path / "local.db") as db:
+        db.executescript(
+            """
+            CREATE TABLE seats (plane TEXT, seat TEXT, kind TEXT);
+            CREATE TABLE tickets (id INTEGER PRIMARY KEY, plane TEXT, seat TEXT);
+            INSERT INTO seats VALUES ('N1', '1A', 'window'), ('N1', '1B', 'aisle'),
+                                     ('N2', '1A', 'window');
+            INSERT INTO tickets VALUES (1, 'N1', '1B'), (2, 'N2', '1A'), (3, 'N1', '1A');
+            """
+        )
+    manifest = tmp_path / "dsdb.yaml"
+    manifest.write_text(
+        "version: 1\nconnections:\n"
+        "  local: {driver: sqlite, database: local.db}\n"
+        "  stage: {driver: sqlite, database: stage.db}\n"
+        "migrations:\n  t:\n    from: local\n    to: stage\n    follow: parents\n"
+        "    references:\n      tickets.(plane, seat): seats.(plane, seat)\n"
+        "    tables: {tickets: {where: {id: [1, 2]}}}\n"
+    )
+    applied = run_cli(capsys, "apply", manifest, "--auto-approve", "--no-color")
+    assert applied.code == 0, applied.text
+    assert "foreign key tickets.(plane, seat) → seats.(plane, seat) from references" in (
+        applied.text
+    )
+    stage = tmp_path / "stage.db"
+    assert rows(stage, "SELECT * FROM seats") == [("N1", "1B", "aisle"), ("N2", "1A", "window")]
+    keys = rows(stage, 'SELECT "table", "from", "to" FROM pragma_foreign_key_list(\'tickets\')')
+    assert keys == [("seats", "plane", "plane"), ("seats", "seat", "seat")]
