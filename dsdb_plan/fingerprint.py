@@ -49,6 +49,7 @@ from sqlalchemy.engine.interfaces import ReflectedColumn
 from xxhash import xxh3_128_intdigest
 
 from dsdb_plan.dbschema import quote_for_driver
+from dsdb_plan.engines import known_engine
 from dsdb_plan.errors import DsdbError, driver_message
 
 _CHUNK_ROWS = 10_000
@@ -140,9 +141,12 @@ def fingerprint_database(
         inspector = sa.inspect(conn)
         names = _checked_names(inspector.get_table_names(), tables)
         columns = inspector.get_multi_columns(filter_names=names) if names else {}
+        engine_rules = known_engine(conn.dialect)
         result = {}
         earlier = previous.tables if previous is not None else {}
         for (_schema, name), cols in sorted(columns.items(), key=lambda item: item[0][1]):
+            if engine_rules is not None:  # names as written (MySQL's come back escaped)
+                cols = [{**c, "name": engine_rules.reflected_name(c["name"])} for c in cols]
             result[name] = _fingerprint_table(conn, name, cols, earlier.get(name))
     return Fingerprint(result, token)
 
