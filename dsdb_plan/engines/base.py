@@ -10,7 +10,7 @@ differs (alembic's `ddl/impl.py` is the model).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -102,6 +102,18 @@ class Engine:
 
     def table_options(self, dialect: sa.Dialect) -> dict[str, Any]:
         """Keyword arguments for every `sa.Table` dsdb creates here."""
+        return {}
+
+    def exact_collation(self, dialect: sa.Dialect) -> str | None:
+        """The collation under which text compares byte for byte, trailing spaces included,
+        when the engine has to be told (tables dsdb creates use it)."""
+        return None
+
+    def inexact_collations(
+        self, conn: sa.Connection, table: str, columns: Collection[str]
+    ) -> dict[str, str]:
+        """The `columns` of `table` whose collation holds distinct text as equal (by case,
+        accent or trailing space), with that collation."""
         return {}
 
     def autoincrement_needs_key(self) -> bool:

@@ -70,8 +70,15 @@ class MySQLEngine(Engine):
         return {
             f"{prefix}_engine": "InnoDB",
             f"{prefix}_charset": "utf8mb4",
-            f"{prefix}_collate": exact_collation(dialect),
+            f"{prefix}_collate": self.exact_collation(dialect),
         }
+
+    def exact_collation(self, dialect: sa.Dialect) -> str:
+        if getattr(dialect, "is_mariadb", False):
+            return "utf8mb4_nopad_bin"  # MariaDB 10.2+
+        if (dialect.server_version_info or (0,)) >= (8,):
+            return "utf8mb4_0900_bin"
+        return "utf8mb4_bin"  # MySQL 5.7 has no NO PAD collation: trailing spaces still pad
 
     def autoincrement_needs_key(self) -> bool:
         return True
@@ -136,8 +143,6 @@ class MySQLEngine(Engine):
     def inexact_collations(
         self, conn: sa.Connection, table: str, columns: Collection[str]
     ) -> dict[str, str]:
-        """The `columns` of `table` whose collation treats distinct text as equal (by case,
-        accent or trailing space), with that collation."""
         rows = conn.execute(
             sa.text(
                 "SELECT column_name, collation_name FROM information_schema.columns "
@@ -151,15 +156,6 @@ class MySQLEngine(Engine):
             for name, collation in rows
             if name in columns and not is_exact_collation(collation)
         }
-
-
-def exact_collation(dialect: sa.Dialect) -> str:
-    """The server's binary NO PAD collation for utf8mb4."""
-    if getattr(dialect, "is_mariadb", False):
-        return "utf8mb4_nopad_bin"  # MariaDB 10.2+
-    if (dialect.server_version_info or (0,)) >= (8,):
-        return "utf8mb4_0900_bin"
-    return "utf8mb4_bin"  # MySQL 5.7 has no NO PAD collation: trailing spaces still pad
 
 
 def is_exact_collation(collation: str) -> bool:

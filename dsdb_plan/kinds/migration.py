@@ -222,7 +222,8 @@ class MigrationKind(ForgettingKind):
         target = None if ctx.is_missing(spec.target) else ctx.workspace.reach(spec.target)
         rows = {run.selection.name: self._rows_to_copy(run, live, source) for run in runs}
         reasons += [
-            self._describe_table(spec, run, rows[run.selection.name], target) for run in runs
+            self._describe_table(spec, run, rows[run.selection.name], source, target)
+            for run in runs
         ]
         losses = self._losses(ctx, address, spec, runs, rows, target)
         return [
@@ -251,7 +252,12 @@ class MigrationKind(ForgettingKind):
         return rows_to_copy(source, run.selection, live.tables[run.selection.name].rows)
 
     def _describe_table(
-        self, spec: Migration, run: TableRun, rows: RowCount | None, target: sa.Engine | None
+        self,
+        spec: Migration,
+        run: TableRun,
+        rows: RowCount | None,
+        source: sa.Engine,
+        target: sa.Engine | None,
     ) -> str:
         """One plan line for a table; refuses a target table that cannot hold the data."""
         selection = run.selection
@@ -263,7 +269,7 @@ class MigrationKind(ForgettingKind):
             amount = counted(rows.rows, "row")
         notes: list[str] = [run.mode]
         check = (
-            inspect_target(target, selection, schema_changes=spec.schema_changes)
+            inspect_target(target, selection, schema_changes=spec.schema_changes, source=source)
             if target is not None
             else None
         )
@@ -271,6 +277,7 @@ class MigrationKind(ForgettingKind):
             raise PlanError("; ".join(check.problems))
         if check is None or not check.exists:
             notes.append("new table")
+            notes += check.notes if check is not None else ()
         else:
             if check.missing_columns:
                 notes.append("adds columns " + ", ".join(check.missing_columns))

@@ -332,7 +332,7 @@ def _copy_one(
     """Copy and verify one table. `created`: whether the run this one resumes created the
     target table; `on_create` is called (and saved) before this one creates it."""
     selection = run.selection
-    check = inspect_target(target, selection, schema_changes=schema_changes)
+    check = inspect_target(target, selection, schema_changes=schema_changes, source=source)
     if not check.exists:
         on_create()
     ensure_target(target, selection, check, known_tables=known)
