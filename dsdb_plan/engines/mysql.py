@@ -106,12 +106,22 @@ class MySQLEngine(Engine):
     def reflect_columns(
         self, conn: sa.Connection, inspector: sa.Inspector, table: str, primary_key: Sequence[str]
     ) -> list[ColumnSchema]:
-        # MariaDB's JSON is LONGTEXT plus a json_valid() check: recognise it by the check.
+        # MariaDB's JSON is LONGTEXT plus a json_valid() check: recognise it by the check,
+        # read from information_schema (SQLAlchemy's parser misses the checks of a table
+        # whose name holds a backtick). MySQL's JSON is a type of its own.
         json_columns = set()
-        for check in inspector.get_check_constraints(table):
-            match = _JSON_CHECK.fullmatch(check.get("sqltext") or "")
-            if match:
-                json_columns.add(self.reflected_name(match.group(1)))
+        if getattr(conn.dialect, "is_mariadb", False):
+            checks = conn.execute(
+                sa.text(
+                    "SELECT check_clause FROM information_schema.check_constraints "
+                    "WHERE constraint_schema = DATABASE() AND table_name = :table"
+                ),
+                {"table": table},
+            ).scalars()
+            for clause in checks:
+                match = _JSON_CHECK.fullmatch(clause or "")
+                if match:
+                    json_columns.add(self.reflected_name(match.group(1)))
         return [
             replace(column, type="json", length=None) if column.name in json_columns else column
             for column in super().reflect_columns(conn, inspector, table, primary_key)

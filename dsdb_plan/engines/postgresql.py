@@ -2,6 +2,7 @@
 
 Arrays and enums have no portable counterpart: an array is read as its JSON array
 (`to_json`), so it lands as JSON everywhere, and an enum as its label, so it lands as text.
+(The type mapping of every engine is the README's table, "Types across engines".)
 """
 
 from __future__ import annotations
@@ -80,11 +81,14 @@ class PostgreSQLEngine(Engine):
     def read_expression(
         self, element: sa.ColumnElement[Any], column: ColumnSchema
     ) -> sa.ColumnElement[Any]:
-        if column.type == "json":
-            # Its text, so a JSON string cannot be taken for text; `to_json` writes an array
-            # (of any element type, enums included) as a JSON array, and json as it is.
-            return sa.cast(sa.func.to_json(element), sa.Text()).label(column.name)
-        return element
+        if column.type != "json":
+            return element
+        # Its text, so a JSON string (or null) cannot be taken for text (or NULL); an array, of
+        # any element type (enums included), as its JSON array. Decided per column type in
+        # SQL: the column read may be a target's, of a type other than the source's.
+        array = sa.func.pg_typeof(element).cast(sa.Text()).like("%[]")
+        as_json = sa.cast(sa.func.to_json(element), sa.Text())
+        return sa.case((array, as_json), else_=sa.cast(element, sa.Text())).label(column.name)
 
 
 _SIMPLE: dict[str, Any] = {
