@@ -37,6 +37,16 @@ def engine_for(dialect: sa.Dialect | str) -> Engine:
     return engine
 
 
+#: Every `driver:` name users may write, and the SQLAlchemy dialect+DBAPI it means.
+DRIVERS: dict[str, str] = {
+    name: drivername
+    for engine in (SQLITE, POSTGRESQL, MYSQL)
+    for name, drivername in engine.drivers.items()
+}
+#: The driver names suggested for a misspelt one (aliases such as `postgres` left out).
+CANONICAL_DRIVERS: list[str] = [name for name in DRIVERS if name in _ENGINES]
+
+
 def known_engine(dialect: sa.Dialect | str) -> Engine | None:
     """The engine of a dialect, or None for one dsdb does not know (callers that have a
     generic path, through SQLAlchemy's typed columns, for any other dialect)."""

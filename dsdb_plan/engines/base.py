@@ -49,6 +49,8 @@ class Capabilities:
     index_names_per_schema: bool
     #: Unbounded text and binary can sit in a key or an index.
     indexes_unbounded_text: bool
+    #: The database is a file opened in-process, not a database on a server.
+    embedded: bool = False
 
 
 class Engine:
@@ -59,6 +61,18 @@ class Engine:
     #: The SQLAlchemy dialect names this engine serves (MySQL and MariaDB are one engine).
     dialects: ClassVar[tuple[str, ...]]
     capabilities: ClassVar[Capabilities]
+    #: The `driver:` names users write for it, and the SQLAlchemy dialect+DBAPI each means.
+    drivers: ClassVar[dict[str, str]]
+    #: The server's port when a connection names none.
+    default_port: ClassVar[int | None] = None
+    #: The database to connect to on the server while creating or dropping another one.
+    admin_database: ClassVar[str | None] = None
+    #: SQL telling whether database `:name` exists on the server.
+    database_exists_sql: ClassVar[str] = (
+        "SELECT 1 FROM information_schema.schemata WHERE schema_name = :name"
+    )
+    #: What follows DROP DATABASE name (PostgreSQL's WITH (FORCE)).
+    drop_database_options: ClassVar[str] = ""
 
     # -- DDL --------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
@@ -41,6 +41,8 @@ class MySQLEngine(Engine):
         index_names_per_schema=False,
         indexes_unbounded_text=False,
     )
+    drivers: ClassVar[dict[str, str]] = {"mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
+    default_port = 3306
 
     def column_type(self, column: ColumnSchema, *, keyed: bool = False) -> Any:
         kind = column.type

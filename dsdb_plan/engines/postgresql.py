@@ -7,7 +7,7 @@ Arrays and enums have no portable counterpart: an array is read as its JSON arra
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -31,6 +31,14 @@ class PostgreSQLEngine(Engine):
         index_names_per_schema=True,
         indexes_unbounded_text=True,
     )
+    drivers: ClassVar[dict[str, str]] = {
+        "postgresql": "postgresql+psycopg",
+        "postgres": "postgresql+psycopg",
+    }
+    default_port = 5432
+    admin_database = "postgres"
+    database_exists_sql = "SELECT 1 FROM pg_database WHERE datname = :name"
+    drop_database_options = " WITH (FORCE)"  # ends the sessions still on it
 
     def column_type(self, column: ColumnSchema, *, keyed: bool = False) -> Any:
         kind = column.type

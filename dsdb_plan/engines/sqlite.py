@@ -11,7 +11,7 @@ import functools
 import re
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.types import UserDefinedType
@@ -61,7 +61,9 @@ class SQLiteEngine(Engine):
         zone_aware_timestamps=False,
         index_names_per_schema=True,
         indexes_unbounded_text=True,
+        embedded=True,
     )
+    drivers: ClassVar[dict[str, str]] = {"sqlite": "sqlite"}
 
     def column_type(self, column: ColumnSchema, *, keyed: bool = False) -> Any:
         kind = column.type

@@ -31,7 +31,6 @@ from dsdb_plan.dbschema import (
     create_indexes,
     create_tables,
     reflect_tables,
-    target_type,
     transaction,
 )
 from dsdb_plan.engines import Engine, engine_for
@@ -171,7 +170,7 @@ def ensure_target(
             return
         for name in check.missing_columns:
             column = selection.schema.column(name)
-            sql_type = target_type(column, conn.dialect.name)
+            sql_type = engine_for(conn.dialect).column_type(column)
             preparer = conn.dialect.identifier_preparer
             conn.exec_driver_sql(
                 f"ALTER TABLE {preparer.quote_identifier(selection.target)} ADD COLUMN "
@@ -206,7 +205,7 @@ def finish_target(
         if todo:
             shaped = dataclasses.replace(selection.schema, indexes=todo)
             create_indexes(conn, [shaped], rename={shaped.name: selection.target})
-        if conn.dialect.name != "sqlite":
+        if engine_for(conn.dialect).capabilities.adds_constraints_later:
             names = _target_names(known_tables)
             tables = set(sa.inspect(conn).get_table_names())
             linked = {fk.columns for fk in existing.foreign_keys}
@@ -231,11 +230,11 @@ def _create(conn: sa.Connection, selection: TableSelection, known_tables: KnownT
     # Keys to tables not there yet, and to this table itself (a row may point at one in a
     # later batch), are added after the load (`finish_target`), which checks them all at
     # once. SQLite cannot add a key later, and does not check keys while loading.
-    sqlite = conn.dialect.name == "sqlite"
+    inline = not engine_for(conn.dialect).capabilities.adds_constraints_later
     keys = tuple(
         fk
         for fk in shaped.foreign_keys
-        if (sqlite and (fk.ref_table == shaped.name or fk.ref_table in names))
+        if (inline and (fk.ref_table == shaped.name or fk.ref_table in names))
         or (fk.ref_table != shaped.name and names.get(fk.ref_table, fk.ref_table) in tables)
     )
     table = dataclasses.replace(shaped, foreign_keys=keys, indexes=())
