@@ -73,6 +73,9 @@ class Engine:
     )
     #: What follows DROP DATABASE name (PostgreSQL's WITH (FORCE)).
     drop_database_options: ClassVar[str] = ""
+    #: Per portable type, the Python classes (by name) its driver stores as they are, beside
+    #: the ints, floats, text and bytes every driver takes (`migrate/convert.py`).
+    passes_as_is: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
     # -- DDL --------------------------------------------------------------------------------
 

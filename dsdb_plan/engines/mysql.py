@@ -9,7 +9,7 @@ Unbounded text cannot be indexed, no timestamp keeps its zone, no float holds Na
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -42,6 +42,12 @@ class MySQLEngine(Engine):
         indexes_unbounded_text=False,
     )
     drivers: ClassVar[dict[str, str]] = {"mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
+    passes_as_is: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "boolean": ("bool",),
+        "date": ("date",),
+        "json": ("str",),
+        "uuid": ("str",),
+    }
     default_port = 3306
 
     def column_type(self, column: ColumnSchema, *, keyed: bool = False) -> Any:

@@ -7,6 +7,7 @@ Arrays and enums have no portable counterpart: an array is read as its JSON arra
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
@@ -34,6 +35,13 @@ class PostgreSQLEngine(Engine):
     drivers: ClassVar[dict[str, str]] = {
         "postgresql": "postgresql+psycopg",
         "postgres": "postgresql+psycopg",
+    }
+    passes_as_is: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "boolean": ("bool",),
+        "date": ("date",),
+        "decimal": ("Decimal",),
+        "json": ("str",),
+        "uuid": ("str",),
     }
     default_port = 5432
     admin_database = "postgres"

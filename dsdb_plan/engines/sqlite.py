@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -64,6 +64,8 @@ class SQLiteEngine(Engine):
         embedded=True,
     )
     drivers: ClassVar[dict[str, str]] = {"sqlite": "sqlite"}
+    # Booleans are stored as 0/1 and dates as text: only JSON and UUID text pass.
+    passes_as_is: ClassVar[Mapping[str, tuple[str, ...]]] = {"json": ("str",), "uuid": ("str",)}
 
     def column_type(self, column: ColumnSchema, *, keyed: bool = False) -> Any:
         kind = column.type
