@@ -48,6 +48,14 @@ def _sqlalchemy_drivername(driver: str) -> str:
             "unknown driver '{driver}'{hint}",
             {"driver": driver, "hint": did_you_mean(lowered, CANONICAL_DRIVERS)},
         ) from None
+    if known_engine(name) is None:
+        # An installed dialect dsdb has no engine for: refused here rather than moved with
+        # another engine's rules.
+        raise PydanticCustomError(
+            "unknown_engine",
+            "dsdb has no rules for the '{name}' database engine (it knows {known})",
+            {"name": name, "known": ", ".join(CANONICAL_DRIVERS)},
+        )
     return candidate
 
 
@@ -73,8 +81,9 @@ class Connection(BaseModel):
 
     driver: str | None = Field(
         default=None,
-        description="Database kind: sqlite, postgresql (or postgres), mysql, mariadb, or any "
-        "installed SQLAlchemy dialect such as 'mssql+pyodbc'. Not needed with `url`.",
+        description="Database kind: sqlite, postgresql (or postgres), mysql or mariadb, "
+        "optionally with another installed DBAPI such as 'postgresql+psycopg2'. Not needed "
+        "with `url`.",
     )
     url: str | None = Field(
         default=None,

@@ -415,3 +415,17 @@ def test_a_new_mysql_key_longer_than_its_indexable_length_is_a_plan_error(
         "table 'l': column 'name' holds text of up to 300 characters in the source, longer "
         "than the 255 the target's varchar(255) holds"
     )
+
+
+def test_a_connection_to_an_engine_dsdb_does_not_know_is_refused_when_validated(
+    capsys: pytest.CaptureFixture[str], write_manifest: Any
+) -> None:
+    manifest = write_manifest(
+        "version: 1\nconnections:\n  x: {driver: mssql, host: h, database: d}\n"
+    )
+    validated = run_cli(capsys, "validate", manifest)
+    assert validated.code == 1
+    assert validated.err.splitlines()[-1].endswith(
+        "connections.x.driver: dsdb has no rules for the 'mssql' database engine "
+        "(it knows sqlite, postgresql, mysql, mariadb)"
+    )
