@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -49,8 +50,12 @@ class Capabilities:
     index_names_per_schema: bool
     #: Unbounded text and binary can sit in a key or an index.
     indexes_unbounded_text: bool
-    #: The database is a file opened in-process, not a database on a server.
+    #: The database is a file opened in-process, not a database on a server; its driver's
+    #: own cursor steps through rows as they are fetched.
     embedded: bool = False
+    #: Each row carries the id of the transaction that last wrote it (PostgreSQL's xmin):
+    #: a cheap token of whether a table changed.
+    row_versions: bool = False
 
 
 class Engine:
@@ -73,6 +78,8 @@ class Engine:
     )
     #: What follows DROP DATABASE name (PostgreSQL's WITH (FORCE)).
     drop_database_options: ClassVar[str] = ""
+    #: The isolation level under which one transaction sees every table at one instant.
+    snapshot_isolation: ClassVar[str | None] = None
     #: Per portable type, the Python classes (by name) its driver stores as they are, beside
     #: the ints, floats, text and bytes every driver takes (`migrate/convert.py`).
     passes_as_is: ClassVar[Mapping[str, tuple[str, ...]]] = {}
@@ -225,6 +232,11 @@ class Engine:
         ]
 
     # -- reading ----------------------------------------------------------------------------
+
+    def fixed_formatting(self, conn: sa.Connection) -> AbstractContextManager[None]:
+        """Fix, for the block, the settings the text form of a value depends on (which a role
+        or database default may have changed); leaves the transaction open."""
+        return nullcontext()
 
     def read_expression(
         self, element: sa.ColumnElement[Any], column: ColumnSchema

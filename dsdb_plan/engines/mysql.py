@@ -9,7 +9,8 @@ Unbounded text cannot be indexed, no timestamp keeps its zone, no float holds Na
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -41,6 +42,7 @@ class MySQLEngine(Engine):
         index_names_per_schema=False,
         indexes_unbounded_text=False,
     )
+    snapshot_isolation = "REPEATABLE READ"
     drivers: ClassVar[dict[str, str]] = {"mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
     passes_as_is: ClassVar[Mapping[str, tuple[str, ...]]] = {
         "boolean": ("bool",),
@@ -96,6 +98,9 @@ class MySQLEngine(Engine):
     def continue_after(self, conn: sa.Connection, table: str, column: str, largest: int) -> None:
         quoted = quote_for_driver(conn.dialect, table)
         conn.exec_driver_sql(f"ALTER TABLE {quoted} AUTO_INCREMENT = {largest + 1}")
+
+    def fixed_formatting(self, conn: sa.Connection) -> AbstractContextManager[None]:
+        return utc_time_zone(conn)
 
     def text_length(self, element: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         return sa.func.char_length(element)  # LENGTH counts bytes here
@@ -174,6 +179,18 @@ class MySQLEngine(Engine):
             for name, collation in rows
             if name in columns and not is_exact_collation(collation)
         }
+
+
+@contextmanager
+def utc_time_zone(conn: sa.Connection) -> Iterator[None]:
+    """MySQL/MariaDB show TIMESTAMP values in the session's time zone: UTC for the block. A
+    session setting outlives the transaction, so the pooled connection gets its own back."""
+    time_zone = conn.execute(sa.text("SELECT @@session.time_zone")).scalar_one()
+    conn.execute(sa.text("SET time_zone = '+00:00'"))
+    try:
+        yield
+    finally:
+        conn.execute(sa.text("SET time_zone = :tz"), {"tz": time_zone})
 
 
 def is_exact_collation(collation: str) -> bool:

@@ -7,7 +7,8 @@ Arrays and enums have no portable counterpart: an array is read as its JSON arra
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
@@ -31,7 +32,9 @@ class PostgreSQLEngine(Engine):
         zone_aware_timestamps=True,
         index_names_per_schema=True,
         indexes_unbounded_text=True,
+        row_versions=True,
     )
+    snapshot_isolation = "REPEATABLE READ"
     drivers: ClassVar[dict[str, str]] = {
         "postgresql": "postgresql+psycopg",
         "postgres": "postgresql+psycopg",
@@ -94,6 +97,11 @@ class PostgreSQLEngine(Engine):
     def boolean_literal(self, value: bool) -> str:
         return "true" if value else "false"
 
+    @contextmanager
+    def fixed_formatting(self, conn: sa.Connection) -> Iterator[None]:
+        conn.execute(_SET_SETTINGS)  # local to the transaction, so they end with it
+        yield
+
     def read_expression(
         self, element: sa.ColumnElement[Any], column: ColumnSchema
     ) -> sa.ColumnElement[Any]:
@@ -106,6 +114,16 @@ class PostgreSQLEngine(Engine):
         as_json = sa.cast(sa.func.to_json(element), sa.Text())
         return sa.case((array, as_json), else_=sa.cast(element, sa.Text())).label(column.name)
 
+
+_SETTINGS = (
+    ("TimeZone", "UTC"),
+    ("DateStyle", "ISO, YMD"),
+    ("IntervalStyle", "postgres"),
+    ("extra_float_digits", "1"),  # shortest exact text for floats; 0 would round them
+    ("bytea_output", "hex"),
+)
+#: All of them in one round trip.
+_SET_SETTINGS = sa.select(*(sa.func.set_config(name, value, True) for name, value in _SETTINGS))
 
 _SIMPLE: dict[str, Any] = {
     "smallint": sa.SmallInteger,

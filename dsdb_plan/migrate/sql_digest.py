@@ -23,7 +23,7 @@ from dsdb_plan.dbschema import (
     quote_identifier,
     reflected_columns,
 )
-from dsdb_plan.fingerprint import utc_time_zone
+from dsdb_plan.engines.mysql import utc_time_zone
 from dsdb_plan.migrate.digest import ESCAPED_TYPES
 
 Summer = Callable[[sa.ColumnElement[bool] | None], tuple[int, int]]
