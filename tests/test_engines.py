@@ -429,3 +429,30 @@ def test_a_connection_to_an_engine_dsdb_does_not_know_is_refused_when_validated(
         "connections.x.driver: dsdb has no rules for the 'mssql' database engine "
         "(it knows sqlite, postgresql, mysql, mariadb)"
     )
+
+
+@pytest.mark.mariadb
+def test_the_plan_says_which_default_a_new_table_leaves_out(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    write_manifest: Any,
+    mariadb_db: ServerDatabase,
+) -> None:
+    _sqlite(
+        tmp_path / "d.db",
+        "CREATE TABLE p (id INTEGER PRIMARY KEY, born DATE DEFAULT CURRENT_TIMESTAMP);"
+        "INSERT INTO p VALUES (1, '2024-01-02');",
+    )
+    manifest = write_manifest(
+        "version: 1\nconnections:\n"
+        "  local: {driver: sqlite, database: d.db}\n"
+        f"  my: {{url: '{through(mariadb_db, 'mariadb')}'}}\n"
+        "migrations:\n  in: {from: local, to: my}\n"
+    )
+    plan = run_cli(capsys, "plan", manifest)
+    assert plan.code == 0, plan.text
+    assert (
+        "p → my.p: 1 row (upsert, new table, default CURRENT_TIMESTAMP of column 'born' left "
+        "out: MySQL/MariaDB cannot give it to a date column)"
+    ) in plan.out
+    assert run_cli(capsys, "apply", manifest, "--auto-approve").code == 0

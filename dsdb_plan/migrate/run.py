@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from dsdb_plan.archive.format import decode_value, encode_value
 from dsdb_plan.dbschema import TableSchema
+from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import DsdbError, Interrupted
 from dsdb_plan.fingerprint import (
     Fingerprint,
@@ -244,7 +245,8 @@ def run_migration(
             running.pop(name, None)
             report()
 
-    workers = 1 if target.dialect.name == "sqlite" else max(1, parallelism)
+    single_writer = engine_for(target.dialect).capabilities.single_writer
+    workers = 1 if single_writer else max(1, parallelism)
     todo = [run for run in runs if run.selection.name not in done]
     _schedule(todo, copy, workers, set(done), stop)
     return [done[run.selection.name] for run in runs]
