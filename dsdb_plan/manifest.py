@@ -124,6 +124,10 @@ def _read(file: FilePath) -> bytes:
         raise DsdbError(f"cannot read manifest {file}: {error.strerror}") from None
 
 
+# What a stand-in replaces; the rest (protect, references, ...) is kept and checked.
+_LINK_FIELDS = {"driver", "url", "database", "host", "port", "user", "password", "query"}
+
+
 def _with_stand_ins(data: Any, unset: list[Problem], context: dict[str, Any]) -> Manifest | None:
     """The manifest with each connection that waits on an unset secret (a url, a port) in
     place of a distinct SQLite file, so what refers to it can still be checked; None when
@@ -131,9 +135,9 @@ def _with_stand_ins(data: Any, unset: list[Problem], context: dict[str, Any]) ->
     names = {p.path[1] for p in unset if len(p.path) > 1 and p.path[0] == "connections"}
     connections = dict(data.get("connections") or {})
     for name in names:
-        protect = connections[name].get("protect") if isinstance(connections[name], dict) else None
-        stand_in: dict[str, Any] = {"driver": "sqlite", "database": f"unset-secrets-of-{name}.db"}
-        connections[name] = stand_in | ({"protect": protect} if isinstance(protect, bool) else {})
+        given = connections[name] if isinstance(connections[name], dict) else {}
+        kept = {key: value for key, value in given.items() if key not in _LINK_FIELDS}
+        connections[name] = kept | {"driver": "sqlite", "database": f"unset-secrets-of-{name}.db"}
     try:
         return Manifest.model_validate({**data, "connections": connections}, context=context)
     except ValidationError:
