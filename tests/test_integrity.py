@@ -286,3 +286,30 @@ def test_keep_copies_the_dangling_rows_without_their_key(
     assert [key["referred_table"] for key in keys] == ["airlines"]
     again = run_cli(capsys, "plan", manifest, "--detailed-exitcode")
     assert again.code == 0, again.text
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ],
+)
+def test_keep_is_refused_by_the_plan_where_the_target_table_enforces_the_key(
+    capsys, request, tmp_path: Path, kind: str
+) -> None:
+    dirty_source(tmp_path / "source.db")
+    url = target_url(request, tmp_path, kind)
+    skipping = manifest_for(tmp_path, url, "skip")
+    assert run_cli(capsys, "apply", skipping, "--auto-approve").code == 0
+    before = table_rows(url, "flights")
+    keeping = manifest_for(tmp_path, url, "keep")
+    plan = run_cli(capsys, "plan", keeping)
+    assert plan.code == 1, plan.text
+    assert (
+        "migration.ua: on_dangling: keep cannot copy flights.tailnum → planes.tailnum: 3 rows "
+        "point at no copied planes row (e.g. 'N404', 'N500'), into flights, whose foreign key "
+        "refuses them: drop that key in the target, or use on_dangling: skip"
+    ) in plan.err
+    assert run_cli(capsys, "apply", keeping, "--auto-approve").code == 1
+    assert table_rows(url, "flights") == before

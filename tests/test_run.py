@@ -61,3 +61,64 @@ def test_a_parent_deleted_in_the_source_is_followed_by_replace_and_mirror(
         assert table_rows(url, table) == table_rows(sqlite_url(source), table)
     again = run_cli(capsys, "plan", manifest, "--detailed-exitcode")
     assert again.code == 0, again.text
+
+
+@pytest.mark.parametrize("kind", EVERY_DATABASE)
+@pytest.mark.parametrize("mode", ["replace", "mirror"])
+def test_rows_of_a_chain_within_one_table_go_together(
+    capsys, request, tmp_path: Path, write_manifest, kind: str, mode: str
+) -> None:
+    source = tmp_path / "source.db"
+    with sqlite3.connect(source) as db:
+        db.executescript(
+            "CREATE TABLE staff (id INTEGER PRIMARY KEY, boss INTEGER REFERENCES staff(id));"
+            "INSERT INTO staff VALUES (1, NULL), (2, 1), (3, 2), (4, 3), (5, 1);"
+        )
+    url = target_url(request, tmp_path, kind)
+    manifest = write_manifest(
+        "version: 1\nconnections:\n"
+        f"  local: {{driver: sqlite, database: {source}}}\n"
+        f"  target: {{url: '{url}'}}\n"
+        f"migrations:\n  staff: {{from: local, to: target, mode: {mode}}}\n"
+    )
+    assert run_cli(capsys, "apply", manifest, "--auto-approve").code == 0
+    with sqlite3.connect(source) as db:  # a chain of bosses leaves, lowest key first
+        db.execute("DELETE FROM staff WHERE id IN (2, 3, 4)")
+    applied = run_cli(capsys, "apply", manifest, "--auto-approve", "--allow-destroy")
+    assert applied.code == 0, applied.text
+    assert table_rows(url, "staff") == [(1, None), (5, 1)]
+
+
+@pytest.mark.mariadb
+def test_a_mirror_leaves_no_row_of_another_table_pointing_at_a_deleted_one(
+    capsys, mariadb_db, tmp_path: Path, write_manifest
+) -> None:
+    source = tmp_path / "source.db"
+    with sqlite3.connect(source) as db:
+        db.executescript(
+            "CREATE TABLE staff (id INTEGER PRIMARY KEY, boss INTEGER REFERENCES staff(id));"
+            "INSERT INTO staff VALUES (1, NULL), (2, 1), (3, 2);"
+        )
+    url = mariadb_db.url_string
+    manifest = write_manifest(
+        "version: 1\nconnections:\n"
+        f"  local: {{driver: sqlite, database: {source}}}\n"
+        f"  target: {{url: '{url}'}}\n"
+        "migrations:\n  staff: {from: local, to: target, mode: mirror}\n"
+    )
+    assert run_cli(capsys, "apply", manifest, "--auto-approve").code == 0
+    engine = mariadb_db.engine()
+    with engine.begin() as conn:  # a table of the target's own points at staff 3
+        conn.exec_driver_sql("CREATE TABLE badge (id INT PRIMARY KEY, holder BIGINT)")
+        conn.exec_driver_sql("ALTER TABLE badge ADD FOREIGN KEY (holder) REFERENCES staff(id)")
+        conn.exec_driver_sql("INSERT INTO badge VALUES (1, 3)")
+    engine.dispose()
+    with sqlite3.connect(source) as db:
+        db.execute("DELETE FROM staff WHERE id IN (2, 3)")
+    applied = run_cli(capsys, "apply", manifest, "--auto-approve", "--allow-destroy")
+    assert applied.code == 1
+    assert (
+        "table 'staff': deleting the rows gone from the source would leave rows of 'badge' "
+        "pointing at them (holder); nothing was deleted"
+    ) in applied.err
+    assert table_rows(url, "staff") == [(1, None), (2, 1), (3, 2)]

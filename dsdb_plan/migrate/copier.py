@@ -57,6 +57,7 @@ from dsdb_plan.dbschema import (
     advance_sequences,
     create_indexes,
     create_tables,
+    reflect_foreign_keys,
     reflect_tables,
     usable_from_another_thread,
 )
@@ -824,9 +825,56 @@ def _delete_missing(src: sa.Connection, dst: sa.Connection, job: _Job) -> int:
         )
     target = sa.table(selection.target, *(sa.column(name) for name in key))
     matched = sa.and_(*(keys.c[name] == target.c[name] for name in key))
-    deleted = dst.execute(sa.delete(target).where(~sa.exists().where(matched))).rowcount
+    statement = sa.delete(target).where(~sa.exists().where(matched))
+    if dst.dialect.name in ("mysql", "mariadb") and any(
+        fk.ref_table == selection.name for fk in schema.foreign_keys
+    ):
+        deleted = _delete_within_itself(dst, statement, selection.target)
+    else:
+        deleted = dst.execute(statement).rowcount
     _drop_temporary(dst, keys)
     return int(deleted or 0)
+
+
+def _delete_within_itself(dst: sa.Connection, statement: sa.Delete, table: str) -> int:
+    """Delete rows of a MySQL/MariaDB table that references itself.
+
+    InnoDB checks a foreign key row by row, not at the end of the statement: deleting a
+    chain of rows (a boss and the staff under them) fails on the first row whose child the
+    statement deletes later. So the rows go with the checks off, then every key pointing
+    at the table is checked, in the same transaction, which is rolled back if a row was
+    left pointing at a deleted one.
+    """
+    dst.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
+    try:
+        deleted = int(dst.execute(statement).rowcount or 0)
+    finally:
+        dst.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
+    own = [
+        (table, fk.columns, fk.ref_columns)
+        for fk in reflect_foreign_keys(dst, table)
+        if fk.ref_table == table
+    ]
+    incoming = [(t, columns, ref) for t, _, columns, ref in _mysql_incoming_keys(dst, table)]
+    for child, columns, referenced in own + incoming:
+        rows = sa.table(child, *(sa.column(c) for c in columns)).alias("child")
+        parent = sa.table(table, *(sa.column(c) for c in referenced)).alias("parent")
+        found = sa.and_(
+            *(parent.c[r] == rows.c[c] for c, r in zip(columns, referenced, strict=True))
+        )
+        orphan = (
+            sa.select(sa.literal(1))
+            .select_from(rows)
+            .where(*(rows.c[c].is_not(None) for c in columns), ~sa.exists().where(found))
+            .limit(1)
+        )
+        if dst.execute(orphan).first() is not None:
+            dst.rollback()
+            raise DsdbError(
+                f"table {table!r}: deleting the rows gone from the source would leave rows "
+                f"of {child!r} pointing at them ({', '.join(columns)}); nothing was deleted"
+            )
+    return deleted
 
 
 def _drop_temporary(dst: sa.Connection, table: sa.Table) -> None:

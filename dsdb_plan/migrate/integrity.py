@@ -29,7 +29,7 @@ from typing import Literal
 
 import sqlalchemy as sa
 
-from dsdb_plan.dbschema import ForeignKeySchema
+from dsdb_plan.dbschema import ForeignKeySchema, reflect_foreign_keys
 from dsdb_plan.migrate.subset import TableSelection
 
 Policy = Literal["refuse", "skip", "keep"]
@@ -174,6 +174,26 @@ def without_keys(
         reason = "; ".join([selection.reason, *notes])
         result.append(dataclasses.replace(selection, schema=schema, reason=reason))
     return result
+
+
+def enforced_in_target(
+    target: sa.Connection, selections: Sequence[TableSelection], dangling: Sequence[Dangling]
+) -> list[str]:
+    """The dangling references `keep` cannot copy, a line each: the target table exists
+    already and enforces that foreign key, so the copy would fail on the first such row.
+    (SQLite checks no foreign key on dsdb's connections.)"""
+    if target.dialect.name == "sqlite":
+        return []
+    tables = {selection.name: selection.target for selection in selections}
+    existing = set(sa.inspect(target).get_table_names())
+    lines = []
+    for d in dangling:
+        name = tables[d.table]
+        if name in existing and any(
+            fk.columns == d.columns for fk in reflect_foreign_keys(target, name)
+        ):
+            lines.append(f"{d.describe()}, into {name}, whose foreign key refuses them")
+    return lines
 
 
 def refusal(dangling: Sequence[Dangling], address: str) -> str:
