@@ -12,12 +12,11 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from dsdb_plan.errors import DsdbError
-from dsdb_plan.migrate.integrity import Dangling
 
 Spec = dict[str, Any]
 """A resource's spec as recorded in state (secrets masked)."""
@@ -127,6 +126,42 @@ class TableCopy:
     estimated: bool = False
     deletes: bool = False
     """Whether the copy deletes target rows (replace or mirror into a table holding data)."""
+
+
+def columns_label(columns: Sequence[str]) -> str:
+    """A key's columns as the plan names them: `tailnum`, or `(plane, seat)`."""
+    return columns[0] if len(columns) == 1 else f"({', '.join(columns)})"
+
+
+@dataclass(frozen=True)
+class Dangling:
+    """The rows of `table` whose `columns` match no copied row of `ref_table`."""
+
+    table: str
+    columns: tuple[str, ...]
+    ref_table: str
+    ref_columns: tuple[str, ...]
+    rows: int
+    #: A few of the values that dangle, as the plan shows them (`repr`, a tuple for several
+    #: columns): plan files hold them as they are.
+    examples: tuple[str, ...]
+    #: Whether other values than `examples` dangle.
+    more: bool = False
+
+    @property
+    def key(self) -> str:
+        """The foreign key as the plan names it: `flights.tailnum → planes.tailnum`."""
+        parent = f"{self.ref_table}.{columns_label(self.ref_columns)}"
+        return f"{self.table}.{columns_label(self.columns)} → {parent}"
+
+    def describe(self) -> str:
+        values = ", ".join(self.examples)
+        more = ", …" if self.more else ""
+        noun = "row points" if self.rows == 1 else "rows point"
+        return (
+            f"{self.key}: {self.rows:,} {noun} at no copied {self.ref_table} row "
+            f"(e.g. {values}{more})"
+        )
 
 
 @_tagged("copy")

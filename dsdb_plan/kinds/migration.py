@@ -38,7 +38,6 @@ from dsdb_plan.kinds.base import (
 from dsdb_plan.migrate.copier import check_table
 from dsdb_plan.migrate.estimate import RowCount, rows_to_copy
 from dsdb_plan.migrate.integrity import (
-    Dangling,
     count_dangling,
     enforced_in_target,
     refusal,
@@ -50,7 +49,7 @@ from dsdb_plan.migrate.subset import TableSelection, select_tables
 from dsdb_plan.migrate.target import inspect_target
 from dsdb_plan.migrate.verify import VerifyResult, subset_digest, verify_table
 from dsdb_plan.models import Migration
-from dsdb_plan.payloads import CopyTables, Payload, RecordSettings, TableCopy, Unchanged
+from dsdb_plan.payloads import CopyTables, Dangling, Payload, RecordSettings, TableCopy, Unchanged
 from dsdb_plan.plan import Action, ActionType, counted
 from dsdb_plan.specdiff import spec_changes
 from dsdb_plan.state import ResourceRecord
