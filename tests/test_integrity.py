@@ -263,6 +263,8 @@ def test_skip_copies_every_resolvable_row_and_no_dangling_one(
     assert all(row[2] is None or row[2] in planes for row in table_rows(url, "flights"))
     again = run_cli(capsys, "plan", manifest, "--detailed-exitcode")
     assert again.code == 0, again.text
+    verified = run_cli(capsys, "verify", manifest)  # against the subset without those rows
+    assert verified.code == 0, verified.text
 
 
 @pytest.mark.parametrize("kind", EVERY_DATABASE)

@@ -122,3 +122,11 @@ def test_a_mirror_leaves_no_row_of_another_table_pointing_at_a_deleted_one(
         "pointing at them (holder); nothing was deleted"
     ) in applied.err
     assert table_rows(url, "staff") == [(1, None), (2, 1), (3, 2)]
+    engine = mariadb_db.engine()
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM badge")
+    engine.dispose()
+    # The next apply carries on with the deletion.
+    resumed = run_cli(capsys, "apply", manifest, "--auto-approve", "--allow-destroy")
+    assert resumed.code == 0, resumed.text
+    assert table_rows(url, "staff") == [(1, None)]
