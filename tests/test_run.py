@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from tests.helpers import EVERY_DATABASE, run_cli, sqlite_url, table_rows
 
@@ -30,9 +31,12 @@ def target_url(request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> str
 
 
 @pytest.mark.parametrize("kind", EVERY_DATABASE)
-@pytest.mark.parametrize("mode", ["replace", "mirror"])
+@pytest.mark.parametrize(
+    ("parent", "child"),
+    [("replace", "replace"), ("mirror", "mirror"), ("replace", "mirror"), ("mirror", "replace")],
+)
 def test_a_parent_deleted_in_the_source_is_followed_by_replace_and_mirror(
-    capsys, request, tmp_path: Path, write_manifest, kind: str, mode: str
+    capsys, request, tmp_path: Path, write_manifest, kind: str, parent: str, child: str
 ) -> None:
     source = tmp_path / "source.db"
     with sqlite3.connect(source) as db:
@@ -43,8 +47,8 @@ def test_a_parent_deleted_in_the_source_is_followed_by_replace_and_mirror(
         f"  local: {{driver: sqlite, database: {source}}}\n"
         f"  target: {{url: '{url}'}}\n"
         "migrations:\n"
-        f"  both:\n    from: local\n    to: target\n    mode: {mode}\n"
-        "    tables: [parent, child]\n"
+        "  both:\n    from: local\n    to: target\n"
+        f"    tables: {{parent: {{mode: {parent}}}, child: {{mode: {child}}}}}\n"
     )
     assert run_cli(capsys, "apply", manifest, "--auto-approve").code == 0
     with sqlite3.connect(source) as db:
@@ -61,6 +65,10 @@ def test_a_parent_deleted_in_the_source_is_followed_by_replace_and_mirror(
         assert table_rows(url, table) == table_rows(sqlite_url(source), table)
     again = run_cli(capsys, "plan", manifest, "--detailed-exitcode")
     assert again.code == 0, again.text
+    if kind == "postgresql":  # no key was left unchecked
+        with sa.create_engine(url, poolclass=sa.pool.NullPool).connect() as conn:
+            checked = "SELECT bool_and(convalidated) FROM pg_constraint WHERE contype = 'f'"
+            assert conn.exec_driver_sql(checked).scalar() is True
 
 
 @pytest.mark.parametrize("kind", EVERY_DATABASE)

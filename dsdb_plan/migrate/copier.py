@@ -107,7 +107,7 @@ def copy_table(
     only: sa.ColumnElement[bool] | None = None,
     cancel: threading.Event | None = None,
     delete: bool = True,
-    replaced_later: Collection[str] = (),
+    cleared_later: Collection[str] = (),
 ) -> CopyResult:
     """Copy `selection` into its target table (which `target.ensure_target` made ready).
 
@@ -123,10 +123,11 @@ def copy_table(
     `only` narrows the rows copied (not the subset mirror keeps). Once `cancel` is set, the
     copy raises `Interrupted` after its next committed batch. A mirror with `delete=False`
     stops after loading, checkpointed at its "delete" phase: called again with that
-    checkpoint, it only deletes. `replaced_later` names target tables the same migration
-    replaces after this one: their keys to this table are put back unchecked on PostgreSQL
-    (`_swap`), as their rows may point at rows this replace removes until they are replaced
-    too. Uses one source and one target connection.
+    checkpoint, it only deletes. `cleared_later` names target tables the same migration
+    replaces or mirrors after this one: their keys to this table are put back unchecked on
+    PostgreSQL (`_swap`), as their rows may point at rows this replace removes until they
+    are replaced or cleared too (`validate_keys`). Uses one source and one target
+    connection.
     """
     check_table(selection, mode, cursor_column, batch_size)
     job = _Job(
@@ -147,7 +148,7 @@ def copy_table(
         if on_source_snapshot is not None and src.dialect.name != "sqlite":
             src.execution_options(isolation_level="REPEATABLE READ")
         if mode == "replace":
-            _replace(src, dst, job, replaced_later)
+            _replace(src, dst, job, cleared_later)
             return job.result()
         operation: Operation = "insert_ignore" if mode == "append" else "upsert"
         if job.phase == "load":
@@ -595,7 +596,7 @@ def _attached_insert(
 
 
 def _replace(
-    src: sa.Connection, dst: sa.Connection, job: _Job, replaced_later: Collection[str]
+    src: sa.Connection, dst: sa.Connection, job: _Job, cleared_later: Collection[str]
 ) -> None:
     """Fill `<target>__dsdb_new`, then swap it in atomically."""
     selection = job.selection
@@ -624,7 +625,7 @@ def _replace(
             create_tables(dst, [dataclasses.replace(staged, indexes=())], with_indexes=False)
     _load(src, dst, job, staging, "insert")
     job.checkpoint("swap")
-    _swap(dst, selection.target, staged, selection.target in existing, replaced_later)
+    _swap(dst, selection.target, staged, selection.target in existing, cleared_later)
 
 
 def _staging_schema(target: TableSchema, staging: str, dialect: str) -> TableSchema:
@@ -647,13 +648,14 @@ def _swap(
     target: str,
     staged: TableSchema,
     exists: bool,
-    replaced_later: Collection[str] = (),
+    cleared_later: Collection[str] = (),
 ) -> None:
     """Put the loaded staging table in the target's place in one atomic step.
 
     Other tables' foreign keys to the target are put back on the new table; those of
-    `replaced_later` tables NOT VALID (PostgreSQL), unchecked for the rows they hold now,
-    which may point at rows the new table lacks until their own replace drops them.
+    `cleared_later` tables NOT VALID (PostgreSQL), unchecked for the rows they hold now,
+    which may point at rows the new table lacks until their own replace drops them or
+    their mirror deletes them (and `validate_keys` checks them).
     (MySQL/MariaDB puts keys back unchecked anyway, under FOREIGN_KEY_CHECKS = 0.)
     """
     dialect = dst.dialect.name
@@ -710,7 +712,7 @@ def _swap(
             create_indexes(dst, [final])
             advance_sequences(dst, final)
             for table, name, definition in incoming:
-                later = table in replaced_later and not definition.endswith("NOT VALID")
+                later = table in cleared_later and not definition.endswith("NOT VALID")
                 unchecked = " NOT VALID" if later else ""
                 dst.exec_driver_sql(
                     f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(name)} "
@@ -721,6 +723,26 @@ def _swap(
         if dialect == "sqlite":
             dst.exec_driver_sql("PRAGMA legacy_alter_table = OFF")
             dst.commit()
+
+
+def validate_keys(engine: sa.Engine, table: str, parents: Collection[str]) -> None:
+    """Check the foreign keys of `table` to `parents` that a replace of those put back
+    NOT VALID (`_swap`), now that a mirror deleted the rows that pointed at removed ones
+    (PostgreSQL; elsewhere keys are never left unchecked)."""
+    if engine.dialect.name != "postgresql" or not parents:
+        return
+    with engine.begin() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT conname, confrelid::regclass::text FROM pg_constraint WHERE "
+                "contype = 'f' AND NOT convalidated AND conrelid = to_regclass(quote_ident(:t))"
+            ),
+            {"t": table},
+        ).all()
+        q = conn.dialect.identifier_preparer.quote_identifier
+        for name, parent in rows:
+            if _unquote(str(parent)) in parents:
+                conn.exec_driver_sql(f"ALTER TABLE {q(table)} VALIDATE CONSTRAINT {q(name)}")
 
 
 def _begin_ddl(dst: sa.Connection) -> None:
