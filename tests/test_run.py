@@ -138,3 +138,30 @@ def test_a_mirror_leaves_no_row_of_another_table_pointing_at_a_deleted_one(
     resumed = run_cli(capsys, "apply", manifest, "--auto-approve", "--allow-destroy")
     assert resumed.code == 0, resumed.text
     assert table_rows(url, "staff") == [(1, None)]
+
+
+@pytest.mark.parametrize("kind", EVERY_DATABASE[1:])
+def test_a_mirror_refused_by_rows_it_keeps_says_why_and_deletes_nothing(
+    capsys, request, tmp_path: Path, write_manifest, kind: str
+) -> None:
+    source = tmp_path / "source.db"
+    with sqlite3.connect(source) as db:
+        db.executescript(SOURCE)
+    url = target_url(request, tmp_path, kind)
+    manifest = write_manifest(
+        "version: 1\nconnections:\n"
+        f"  local: {{driver: sqlite, database: {source}}}\n"
+        f"  target: {{url: '{url}'}}\n"
+        "migrations:\n  both:\n    from: local\n    to: target\n"
+        "    tables: {parent: {mode: mirror}, child: {mode: upsert}}\n"
+    )
+    assert run_cli(capsys, "apply", manifest, "--auto-approve").code == 0
+    with sqlite3.connect(source) as db:  # upsert keeps child 10, which points at parent 2
+        db.executescript("DELETE FROM child WHERE id = 10; DELETE FROM parent WHERE id = 2;")
+    applied = run_cli(capsys, "apply", manifest, "--auto-approve", "--allow-destroy")
+    assert applied.code == 1
+    assert (
+        "table 'parent': rows gone from the source are still referenced in the target by rows "
+        "this migration keeps (append, upsert) or does not copy, so nothing was deleted: "
+    ) in applied.err
+    assert [row[0] for row in table_rows(url, "parent")] == [1, 2, 3], applied.err

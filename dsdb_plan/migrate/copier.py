@@ -853,7 +853,15 @@ def _delete_missing(src: sa.Connection, dst: sa.Connection, job: _Job) -> int:
     ):
         deleted = _delete_within_itself(dst, statement, selection.target)
     else:
-        deleted = dst.execute(statement).rowcount
+        try:
+            deleted = dst.execute(statement).rowcount
+        except sa.exc.IntegrityError as error:
+            dst.rollback()
+            raise DsdbError(
+                f"table {selection.target!r}: rows gone from the source are still referenced "
+                "in the target by rows this migration keeps (append, upsert) or does not "
+                f"copy, so nothing was deleted: {driver_message(error)}"
+            ) from error
     _drop_temporary(dst, keys)
     return int(deleted or 0)
 
