@@ -112,6 +112,11 @@ class RestoreBackup(Payload):
     backup_address: str | None
     tables: tuple[str, ...] | None
     overwrites: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+    """The target tables the restore writes, as far as the plan can know them."""
+
+
+DELETING_MODES = ("replace", "mirror")
 
 
 @dataclass(frozen=True)
@@ -124,13 +129,9 @@ class TableCopy:
     rows: int | None
     """The rows the plan counted (None: an incremental copy, counted as it goes)."""
     estimated: bool = False
-    deletes: bool = False
-    """Whether the copy deletes target rows (replace or mirror into a table holding data)."""
-
-
-def columns_label(columns: Sequence[str]) -> str:
-    """A key's columns as the plan names them: `tailnum`, or `(plane, seat)`."""
-    return columns[0] if len(columns) == 1 else f"({', '.join(columns)})"
+    held: int = 0
+    """The rows the target table held when planned, of which replace and mirror delete
+    (all, or those not in the subset): apply refuses to delete from more."""
 
 
 @dataclass(frozen=True)
@@ -151,8 +152,8 @@ class Dangling:
     @property
     def key(self) -> str:
         """The foreign key as the plan names it: `flights.tailnum → planes.tailnum`."""
-        parent = f"{self.ref_table}.{columns_label(self.ref_columns)}"
-        return f"{self.table}.{columns_label(self.columns)} → {parent}"
+        parent = f"{self.ref_table}.{key_columns(self.ref_columns)}"
+        return f"{self.table}.{key_columns(self.columns)} → {parent}"
 
     def describe(self) -> str:
         values = ", ".join(self.examples)
@@ -225,3 +226,8 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _plain(each) for key, each in value.items()}
     return value
+
+
+def key_columns(columns: Sequence[str]) -> str:
+    """`tailnum`, or `(a, b)` for a key of several columns."""
+    return columns[0] if len(columns) == 1 else f"({', '.join(columns)})"

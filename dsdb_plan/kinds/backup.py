@@ -69,7 +69,7 @@ class BackupKind(PayloadKind):
         previous = Fingerprint.from_dict(record.fingerprints["read"]) if record else None
         live = ctx.fingerprint(spec.connection, spec.tables, previous=previous)
         main = decide(address, spec, document, record, previous, live)
-        return [main, *_prune(spec, record, main)]
+        return [main, *prune_action(spec, record, main)]
 
     def plan_removed(self, ctx: PlanContext, record: ResourceRecord) -> list[Action]:
         ids = tuple(artifact["id"] for artifact in record.artifacts)
@@ -137,6 +137,7 @@ class BackupKind(PayloadKind):
             rows=info.total_rows,
             bytes=info.total_bytes,
             message=f"backup {info.id} written to {info.path}",
+            result=info,
         )
 
     def _prune_planned(self, ctx: ApplyContext, action: Action) -> Outcome:
@@ -213,7 +214,7 @@ def decide(
     )
 
 
-def _prune(spec: Backup, record: ResourceRecord | None, main: Action) -> list[Action]:
+def prune_action(spec: Backup, record: ResourceRecord | None, main: Action) -> list[Action]:
     """The prune of backups past `keep`, counting the one `main` adds (pure)."""
     if record is None:
         return []

@@ -121,12 +121,15 @@ class ApplyContext:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What applying an action did: the record to store (None forgets it) and its size."""
+    """What applying an action did: the record to store (None forgets it), its size, and
+    what it made (`result`: the BackupInfo, RestoreResult or table outcomes the notebook
+    API returns)."""
 
     record: ResourceRecord | None
     rows: int = 0
     bytes: int = 0
     message: str = ""
+    result: Any = None
 
 
 class Kind(Protocol):
@@ -183,6 +186,8 @@ def _record_settings(kind: Any, ctx: ApplyContext, action: Action) -> Outcome:
 
 
 def _forget(kind: Any, ctx: ApplyContext, action: Action) -> Outcome:
+    """The record goes (the executor removes it) and with it any unfinished checkpoint."""
+    ctx.store.clear_checkpoint(action.address)
     return Outcome(None, message="forgotten")
 
 

@@ -37,6 +37,7 @@ from dsdb_plan.kinds.base import (
 )
 from dsdb_plan.migrate.copier import check_table
 from dsdb_plan.migrate.estimate import RowCount, rows_to_copy
+from dsdb_plan.migrate.filters import compile_where
 from dsdb_plan.migrate.integrity import (
     count_dangling,
     enforced_in_target,
@@ -46,17 +47,24 @@ from dsdb_plan.migrate.integrity import (
 )
 from dsdb_plan.migrate.run import TableOutcome, TableRun, Written, run_migration
 from dsdb_plan.migrate.subset import TableSelection, select_tables
-from dsdb_plan.migrate.target import inspect_target
+from dsdb_plan.migrate.target import TargetCheck, inspect_target
 from dsdb_plan.migrate.verify import VerifyResult, subset_digest, verify_table
 from dsdb_plan.models import Migration
-from dsdb_plan.payloads import CopyTables, Dangling, Payload, RecordSettings, TableCopy, Unchanged
+from dsdb_plan.payloads import (
+    DELETING_MODES,
+    CopyTables,
+    Dangling,
+    Payload,
+    RecordSettings,
+    TableCopy,
+    Unchanged,
+)
 from dsdb_plan.plan import Action, ActionType, counted
 from dsdb_plan.specdiff import spec_changes
 from dsdb_plan.state import ResourceRecord
 from dsdb_plan.workspace import Workspace
 
 KIND = "migration"
-DESTRUCTIVE_MODES = ("replace", "mirror")
 
 
 def selections(engine: sa.Engine, spec: Migration) -> list[TableSelection]:
@@ -294,19 +302,38 @@ class MigrationKind(ForgettingKind):
             chosen = without_keys(chosen, dangling)
         reasons += [dangling_note(spec.on_dangling, d) for d in dangling]
         runs = table_runs(spec, chosen, record if same_data else None)
-        for run in runs:
-            check_table(run.selection, run.mode, run.cursor, spec.batch_size)
         target = None if ctx.is_missing(spec.target) else ctx.workspace.reach(spec.target)
+        problems: list[str] = []
+        for run in runs:
+            try:
+                check_table(run.selection, run.mode, run.cursor, spec.batch_size)
+            except PlanError as error:
+                problems.append(error.message)
+        checks = {
+            run.selection.name: inspect_target(
+                target, run.selection, schema_changes=spec.schema_changes
+            )
+            for run in runs
+            if target is not None
+        }
+        problems += [problem for check in checks.values() for problem in check.problems]
+        if problems:
+            # Every problem of the migration at once, as validate reports the manifest's.
+            raise PlanError("\n".join(problems))
         rows = {run.selection.name: self._rows_to_copy(run, live, source) for run in runs}
         reasons += [
-            self._describe_table(spec, run, rows[run.selection.name], target) for run in runs
+            self._describe_table(
+                spec, run, rows[run.selection.name], checks.get(run.selection.name)
+            )
+            + _widened(source, spec, run.selection, rows[run.selection.name])
+            for run in runs
         ]
-        losses = self._losses(ctx, address, spec, runs, rows, target)
+        losses, held = self._losses(ctx, address, spec, runs, rows, target)
         payload = CopyTables(
             document,
             source=spec.source,
             target=spec.target,
-            tables=tuple(_table_copy(run, rows[run.selection.name], losses) for run in runs),
+            tables=tuple(_table_copy(run, rows[run.selection.name], held) for run in runs),
             # lets apply skip re-reading source data that did not move since
             source_fingerprint=live.to_dict(),
             dangling=tuple(dangling),
@@ -330,9 +357,10 @@ class MigrationKind(ForgettingKind):
         return rows_to_copy(source, run.selection, live.tables[run.selection.name].rows)
 
     def _describe_table(
-        self, spec: Migration, run: TableRun, rows: RowCount | None, target: sa.Engine | None
+        self, spec: Migration, run: TableRun, rows: RowCount | None, check: TargetCheck | None
     ) -> str:
-        """One plan line for a table; refuses a target table that cannot hold the data."""
+        """One plan line for a table, with what the target holds of it (`check`; None when
+        the target database does not exist yet)."""
         selection = run.selection
         if rows is None:
             amount = f"rows with {run.cursor} > {run.since!r}"
@@ -341,13 +369,6 @@ class MigrationKind(ForgettingKind):
         else:
             amount = counted(rows.rows, "row")
         notes: list[str] = [run.mode]
-        check = (
-            inspect_target(target, selection, schema_changes=spec.schema_changes)
-            if target is not None
-            else None
-        )
-        if check is not None and check.problems:
-            raise PlanError("; ".join(check.problems))
         if check is None or not check.exists:
             notes.append("new table")
         else:
@@ -368,20 +389,20 @@ class MigrationKind(ForgettingKind):
         runs: list[TableRun],
         rows: Mapping[str, RowCount | None],
         target: sa.Engine | None,
-    ) -> dict[str, str]:
+    ) -> tuple[dict[str, str], dict[str, int]]:
         """What replace or mirror would delete from target tables that hold data, a line
-        per target table (none: nothing destructive)."""
+        per target table (none: nothing destructive), and the rows each of them holds."""
         if target is None:
-            return {}
-        at_risk = {run.selection.target: run for run in runs if run.mode in DESTRUCTIVE_MODES}
+            return {}, {}
+        at_risk = {run.selection.target: run for run in runs if run.mode in DELETING_MODES}
         held = _rows_held(target, at_risk) if at_risk else {}
         occupied = [table for table, rows in held.items() if rows]
         if not occupied:
-            return {}
+            return {}, held
         modes = "/".join(sorted({at_risk[table].mode for table in occupied}))
         what = f"{modes} into tables that hold data ({', '.join(occupied)})"
         refuse_if_protected(ctx, spec.target, address, what)
-        return {
+        notes = {
             table: deletion_note(
                 at_risk[table],
                 f"{spec.target}.{table}",
@@ -390,6 +411,7 @@ class MigrationKind(ForgettingKind):
             )
             for table in occupied
         }
+        return notes, held
 
     def _source_changes(
         self,
@@ -463,6 +485,8 @@ class MigrationKind(ForgettingKind):
             chosen = without_keys(chosen, dangling)
         runs = table_runs(spec, chosen, record if same_data else None)
         refuse_moved(action.key, copies_moved(planned, runs))
+        at_risk = [copy.target for copy in planned.tables if copy.mode in DELETING_MODES]
+        refuse_moved(action.key, grown_since(planned, _rows_held(target, at_risk)))
         previous = Fingerprint.from_dict(planned.source_fingerprint)
         read = fingerprint_database(source, [s.name for s in chosen], previous=previous)
         checkpoint = ctx.checkpoint(action.address)
@@ -525,12 +549,33 @@ class MigrationKind(ForgettingKind):
             make_record(action.address, KIND, document, fingerprints=fingerprints),
             rows=sum(o.now.rows for o in outcomes),
             message=copy_summary([o.now for o in outcomes], resumed=resume is not None),
+            result=outcomes,
         )
 
     handlers: ClassVar[dict[type[Payload], Handler]] = {CopyTables: _copy}
 
 
-def _table_copy(run: TableRun, rows: RowCount | None, losses: Mapping[str, str]) -> TableCopy:
+def _widened(
+    source: sa.Engine, spec: Migration, selection: TableSelection, rows: RowCount | None
+) -> str:
+    """A note when `follow` adds rows to a table the user filtered: the filter alone would
+    select fewer rows than are copied."""
+    options = (spec.table_options() or {}).get(selection.name)
+    if rows is None or rows.estimated or options is None or selection.reason == "listed":
+        return ""
+    own = compile_where(selection.source, options.where, options.sql_where)
+    if own is None:
+        return ""
+    with source.connect() as conn:
+        count = sa.select(sa.func.count()).select_from(selection.source).where(own)
+        filtered = int(conn.execute(count).scalar_one())
+    if filtered >= rows.rows:
+        return ""
+    added = rows.rows - filtered
+    return f"; its filter selects {counted(filtered, 'row')}, follow: {spec.follow} adds {added:,}"
+
+
+def _table_copy(run: TableRun, rows: RowCount | None, held: Mapping[str, int]) -> TableCopy:
     selection = run.selection
     return TableCopy(
         table=selection.name,
@@ -538,8 +583,19 @@ def _table_copy(run: TableRun, rows: RowCount | None, losses: Mapping[str, str])
         mode=run.mode,
         rows=rows.rows if rows is not None else None,
         estimated=bool(rows and rows.estimated),
-        deletes=selection.target in losses,
+        held=held.get(selection.target, 0),
     )
+
+
+def grown_since(planned: CopyTables, held: Mapping[str, int]) -> list[str]:
+    """Target tables that replace or mirror would delete from and that hold more rows now
+    (`held`) than the plan showed (pure): the reviewer never saw those rows go."""
+    return [
+        f"{planned.target}.{copy.target} holds {counted(held[copy.target], 'row')}, "
+        f"the plan showed {copy.held:,} ({copy.mode} deletes from them)"
+        for copy in planned.tables
+        if copy.mode in DELETING_MODES and held.get(copy.target, 0) > copy.held
+    ]
 
 
 def copies_moved(planned: CopyTables, runs: list[TableRun]) -> list[str]:

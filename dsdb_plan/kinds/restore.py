@@ -9,6 +9,7 @@ changed since the restore -> resync, which overwrites it and so is destructive.
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,12 +25,11 @@ from dsdb_plan.kinds.base import (
     Outcome,
     PlanContext,
     make_record,
-    refuse_if_protected,
     refuse_moved,
     spec_document,
 )
 from dsdb_plan.models import Restore
-from dsdb_plan.payloads import Payload, RestoreBackup, Unchanged
+from dsdb_plan.payloads import Payload, RestoreBackup, Spec, Unchanged
 from dsdb_plan.plan import Action, ActionType, counted
 from dsdb_plan.specdiff import spec_changes
 from dsdb_plan.state import ResourceRecord
@@ -53,6 +53,74 @@ def _dropped(record: ResourceRecord | None, existing: set[str]) -> list[str]:
     return [f"target table {table} removed outside dsdb" for table in gone]
 
 
+@dataclass(frozen=True)
+class RestoreObservation:
+    """What a restore's plan read: the backup it would restore (`source`: id, path, label,
+    tables), the target tables it writes, those holding data it did not write (`foreign`,
+    with what is in them), those it wrote that are gone (`dropped`), and how many tables an
+    interrupted restore finished (`resumed`, None when none was interrupted)."""
+
+    source: dict[str, Any]
+    writes: tuple[str, ...]
+    foreign: dict[str, str]
+    dropped: tuple[str, ...]
+    resumed: int | None = None
+
+
+def decide(
+    address: str,
+    spec: Restore,
+    document: Spec,
+    record: ResourceRecord | None,
+    seen: RestoreObservation,
+    *,
+    protected: bool,
+) -> Action:
+    """The restore's action, from its spec, its record and what was observed (pure)."""
+    source, foreign = seen.source, seen.foreign
+    reasons: list[str] = []
+    if record is None:
+        type_ = ActionType.CREATE
+        reasons.append(f"restore {source['label']} into {spec.to}")
+        if seen.resumed is not None:
+            done = counted(seen.resumed, "table")
+            reasons.append(f"resuming an interrupted restore: {done} already done")
+        if foreign and not spec.replace_existing:
+            raise PlanError(
+                f"{address}: {spec.to} already holds tables with data "
+                f"({', '.join(sorted(foreign))}); set `replace_existing: true` to replace them"
+            )
+    elif record.spec != document:
+        type_ = ActionType.UPDATE
+        reasons += spec_changes(record.spec, document)
+    elif source["id"] != record.fingerprints.get("backup_id"):
+        type_ = ActionType.RESYNC
+        restored = record.fingerprints.get("backup_id")
+        reasons.append(f"{source['label']} replaces the restored backup {restored}")
+    elif foreign or seen.dropped:
+        type_ = ActionType.RESYNC
+    else:
+        why = f"{spec.to} holds backup {source['id']}"
+        return Action.on(address, KIND, ActionType.NOOP, Unchanged(document), reasons=[why])
+    reasons += [*foreign.values(), *seen.dropped]
+    if foreign and protected:
+        raise PlanError(
+            f"{address}: connection '{spec.to}' is protected (protect: true); "
+            "restoring over its data is refused"
+        )
+    payload = RestoreBackup(
+        document,
+        connection=spec.to,
+        backup_id=source["id"],
+        path=source["path"],
+        backup_address=None if spec.path is not None else f"backup.{spec.backup}",
+        tables=tuple(spec.tables) if spec.tables else None,
+        overwrites=tuple(sorted(foreign)),
+        writes=seen.writes,
+    )
+    return Action.on(address, KIND, type_, payload, reasons=reasons, destructive=bool(foreign))
+
+
 class RestoreKind(ForgettingKind):
     left_behind = "restored data stays"
 
@@ -67,73 +135,30 @@ class RestoreKind(ForgettingKind):
             if ctx.is_missing(spec.to)
             else set(sa.inspect(ctx.workspace.reach(spec.to)).get_table_names())
         )
-        foreign = self._foreign_data(ctx, spec, source, record, checkpoint, existing)
-        dropped = _dropped(record, existing)
-        reasons: list[str] = []
-        if record is None:
-            type_ = ActionType.CREATE
-            reasons.append(f"restore {source['label']} into {spec.to}")
-            if checkpoint is not None:
-                done = len(checkpoint.get("completed", []))
-                reasons.append(
-                    f"resuming an interrupted restore: {counted(done, 'table')} already done"
-                )
-            if foreign and not spec.replace_existing:
-                raise PlanError(
-                    f"{address}: {spec.to} already holds tables with data "
-                    f"({', '.join(sorted(foreign))}); set `replace_existing: true` to replace them"
-                )
-        elif record.spec != document:
-            type_ = ActionType.UPDATE
-            reasons += spec_changes(record.spec, document)
-        elif source["id"] != record.fingerprints.get("backup_id"):
-            type_ = ActionType.RESYNC
-            restored = record.fingerprints.get("backup_id")
-            reasons.append(f"{source['label']} replaces the restored backup {restored}")
-        elif foreign or dropped:
-            type_ = ActionType.RESYNC
-        else:
-            return [
-                Action.on(
-                    address,
-                    KIND,
-                    ActionType.NOOP,
-                    Unchanged(document),
-                    reasons=[f"{spec.to} holds backup {source['id']}"],
-                )
-            ]
-        reasons += [*foreign.values(), *dropped]
-        if foreign:
-            refuse_if_protected(ctx, spec.to, address, "restoring over its data")
-        payload = RestoreBackup(
-            document,
-            connection=spec.to,
-            backup_id=source["id"],
-            path=source["path"],
-            backup_address=None if spec.path is not None else f"backup.{spec.backup}",
-            tables=tuple(spec.tables) if spec.tables else None,
-            overwrites=tuple(sorted(foreign)),
+        writes = sorted(spec.tables or source["tables"] or self._tables_backed_up(ctx, spec))
+        seen = RestoreObservation(
+            source=source,
+            writes=tuple(writes),
+            foreign=self._foreign_data(ctx, spec, writes, record, checkpoint, existing),
+            dropped=tuple(_dropped(record, existing)),
+            resumed=None if checkpoint is None else len(checkpoint.get("completed", [])),
         )
-        return [
-            Action.on(address, KIND, type_, payload, reasons=reasons, destructive=bool(foreign))
-        ]
+        protected = ctx.manifest.connections[spec.to].protect
+        return [decide(address, spec, document, record, seen, protected=protected)]
 
     def _foreign_data(
         self,
         ctx: PlanContext,
         spec: Restore,
-        source: dict[str, Any],
+        writes: list[str],
         record: ResourceRecord | None,
         checkpoint: dict[str, Any] | None,
         existing: set[str],
     ) -> dict[str, str]:
-        """Target tables the restore would overwrite that hold data it did not write, with
-        what is in them (`existing`: the target's tables). Their fingerprints go into the
-        plan, so a saved plan notices edits."""
-        if not existing:
-            return {}
-        tables = spec.tables or source["tables"] or self._tables_backed_up(ctx, spec)
-        present = sorted(set(tables) & existing)
+        """Of the tables the restore `writes`, those the target has (`existing`) holding
+        data it did not write, with what is in them. Their fingerprints go into the plan,
+        so a saved plan notices edits."""
+        present = sorted(set(writes) & existing)
         if not present:
             return {}
         written = Fingerprint.from_dict(record.fingerprints["written"]) if record else None
@@ -246,6 +271,7 @@ class RestoreKind(ForgettingKind):
             record,
             rows=result.rows,
             message=f"restored backup {backup_id} into {planned.connection}",
+            result=result,
         )
 
     handlers: ClassVar[dict[type[Payload], Handler]] = {RestoreBackup: _restore}

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
-from dsdb_plan.archive import new_backup_id, write_backup
+from dsdb_plan.archive import new_backup_id, read_backup_info, write_backup
 from dsdb_plan.databases import database_exists, drop_database, present_tables
 from dsdb_plan.dbschema import drop_tables
 from dsdb_plan.errors import PlanError
@@ -167,6 +167,7 @@ class TeardownKind(ForgettingKind):
         artifacts: list[dict[str, Any]] = []
         if planned.final_backup is not None and tables:
             artifacts.append(self._final_backup(ctx, action.key, engine, tables, planned))
+        final = read_backup_info(Path(artifacts[0]["path"])) if artifacts else None
         if planned.drop_database:
             ctx.workspace.forget(planned.connection)  # no open connection may hold the database
             drop_database(ctx.manifest.connections[planned.connection])
@@ -174,7 +175,8 @@ class TeardownKind(ForgettingKind):
             drop_tables(engine, tables)
         record = make_record(action.address, KIND, planned.spec, artifacts=artifacts)
         rows = sum(planned.rows.get(table, 0) for table in tables)
-        return Outcome(record, rows=rows, message=f"dropped {', '.join(tables) or 'database'}")
+        message = f"dropped {', '.join(tables) or 'database'}"
+        return Outcome(record, rows=rows, message=message, result=final)
 
     handlers: ClassVar[dict[type[Payload], Handler]] = {DropTables: _drop}
 

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 from dsdb_plan.dbschema import ForeignKeySchema, reflect_foreign_keys
 from dsdb_plan.migrate.subset import TableSelection
-from dsdb_plan.payloads import Dangling, columns_label
+from dsdb_plan.payloads import Dangling, key_columns
 
 #: How many dangling values the plan names per foreign key.
 EXAMPLES = 3
@@ -169,7 +169,7 @@ def without_keys(
             result.append(selection)
             continue
         notes = [
-            f"foreign key {selection.name}.{columns_label(fk.columns)} left out: rows point at no "
+            f"foreign key {selection.name}.{key_columns(fk.columns)} left out: rows point at no "
             f"copied {fk.ref_table} row (on_dangling: keep)"
             for fk in keys
             if fk not in kept
