@@ -3,12 +3,13 @@
 For each table: make sure the target table can hold the data (create it, or add columns
 when the schema may evolve), copy it in committed batches with a checkpoint after each,
 create its indexes and advance its sequences, then verify the target against the source
-subset. Tables load parents first; a mirror deletes the rows gone from the source only once
-every table is loaded, children first, so a parent the source deleted goes after the rows
-that pointed at it (issue 12, item 4), and is verified then. The checkpoint names the finished tables and the tables in progress, so a killed
-run resumes after the last committed batch of each. A run asked to stop (`cancel`) starts
-no more tables and raises `Interrupted` once each running one has stopped after a
-committed batch; that checkpoint is where the next run carries on.
+subset. Tables load parents first; a mirror deletes the rows gone from the source only
+once every table is loaded, children first, so a parent the source deleted goes after the
+rows that pointed at it (issue 12, item 4), and is verified then. The checkpoint names the
+finished tables and the tables in progress, so a killed run resumes after the last
+committed batch of each. A run asked to stop (`cancel`) starts no more tables and raises
+`Interrupted` once each running one has stopped after a committed batch; that checkpoint
+is where the next run carries on.
 """
 
 from __future__ import annotations
