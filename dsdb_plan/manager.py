@@ -203,12 +203,15 @@ class ConnectionManager:
         follow: str = "none",
         batch_size: int = 10_000,
         parallelism: int = 1,
+        on_dangling: str = "refuse",
     ) -> list[TableOutcome]:
         """Copy all or a subset of `source` into `target`, as a `migrations:` entry would.
 
         `tables` is a list of names or a map of name to options (`where`, `columns`,
         `rename_to`, `key`, `mode`, ...); `where` applies to every listed table that has no
         `where` of its own. Every copied table is verified against its source subset.
+        `on_dangling` takes rows whose foreign key points at no copied row: "refuse" (an
+        error naming them, before anything is written), "skip" or "keep".
         """
         if where is not None and tables is None:
             raise DsdbError("`where` needs `tables`: name the tables it filters")
@@ -223,7 +226,7 @@ class ConnectionManager:
                 name: {"where": where, **options} if where is not None else options
                 for name, options in given.items()
             }
-        spec = _migration_spec(source, target, listed, mode, follow, batch_size)
+        spec = _migration_spec(source, target, listed, mode, follow, batch_size, on_dangling)
         for name in (source, target):
             self._known(name)
         address = f"migration.{source}-to-{target}"
@@ -364,6 +367,7 @@ def _migration_spec(
     mode: str,
     follow: str,
     batch_size: int,
+    on_dangling: str,
 ) -> Migration:
     """The arguments of `migrate`, checked by the same model as a manifest's migration."""
     data = {
@@ -373,6 +377,7 @@ def _migration_spec(
         "mode": mode,
         "follow": follow,
         "batch_size": batch_size,
+        "on_dangling": on_dangling,
     }
     try:
         return Migration.model_validate(data)

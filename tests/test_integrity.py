@@ -11,11 +11,22 @@ import pytest
 import sqlalchemy as sa
 
 from dsdb_plan.kinds.migration import data_digest
-from dsdb_plan.migrate.integrity import count_dangling, resolved_only, without_keys
+from dsdb_plan.migrate.integrity import (
+    count_dangling,
+    resolved_only,
+    without_keys,
+)
 from dsdb_plan.migrate.subset import TableSelection, select_subset, select_tables
 from dsdb_plan.models import MigrationTable
 from dsdb_plan.payloads import Dangling
-from tests.helpers import EVERY_DATABASE, run_cli, sqlite_url, table_names, table_rows
+from tests.helpers import (
+    EVERY_DATABASE,
+    database,
+    run_cli,
+    sqlite_url,
+    table_names,
+    table_rows,
+)
 
 #: Flights whose plane is unknown (N404, N500 twice), one without a plane, and one whose
 #: plane exists but is not in the subset... of nothing: planes are copied whole.
@@ -135,22 +146,44 @@ def test_skipping_leaves_out_the_rows_pointing_at_skipped_rows_as_well(tmp_path:
     ]
 
 
-def test_skipping_through_a_self_reference_can_leave_rows_pointing_at_skipped_ones(
+def test_skipping_through_a_self_reference_leaves_out_every_row_below_a_skipped_one(
     tmp_path: Path,
 ) -> None:
     engine = dirty_source(
         tmp_path / "source.db",
         """
         CREATE TABLE staff (id INTEGER PRIMARY KEY, boss INTEGER REFERENCES staff(id));
-        INSERT INTO staff VALUES (1, NULL), (2, 1), (3, 99), (4, 3);
+        INSERT INTO staff VALUES (1, NULL), (2, 1), (3, 99), (4, 3), (5, 4), (6, 7), (7, 6);
         """,
     )
     chosen = select_tables(engine, None, "none")
-    kept = resolved_only(chosen)
-    assert selected(engine, kept[0]) == [(1, None), (2, 1), (4, 3)]
+    with engine.connect() as conn:
+        (dangling,) = count_dangling(conn, chosen)
+        assert (dangling.rows, dangling.examples) == (1, ("99",))
+        kept = resolved_only(chosen)
+        assert count_dangling(conn, kept) == []
+    # 3 points nowhere, 4 and 5 below it; 6 and 7 point at each other, which resolves.
+    assert selected(engine, kept[0]) == [(1, None), (2, 1), (6, 7), (7, 6)]
+
+
+def test_skipping_with_two_references_to_itself_can_leave_rows_pointing_at_skipped_ones(
+    tmp_path: Path,
+) -> None:
+    engine = dirty_source(
+        tmp_path / "source.db",
+        """
+        CREATE TABLE staff (
+            id INTEGER PRIMARY KEY,
+            boss INTEGER REFERENCES staff(id),
+            mentor INTEGER REFERENCES staff(id)
+        );
+        INSERT INTO staff VALUES (1, NULL, NULL), (2, 99, NULL), (3, 2, 1);
+        """,
+    )
+    kept = resolved_only(select_tables(engine, None, "none"))
     with engine.connect() as conn:
         (left,) = count_dangling(conn, kept)
-    assert (left.rows, left.examples) == (1, ("3",))
+    assert (left.table, left.columns, left.rows) == ("staff", ("boss",), 1)
 
 
 def test_keeping_drops_only_the_broken_key_and_says_so(tmp_path: Path) -> None:
@@ -259,6 +292,8 @@ def test_skip_copies_every_resolvable_row_and_no_dangling_one(
     assert all(row[2] is None or row[2] in planes for row in table_rows(url, "flights"))
     again = run_cli(capsys, "plan", manifest, "--detailed-exitcode")
     assert again.code == 0, again.text
+    verified = run_cli(capsys, "verify", manifest)  # against the subset without those rows
+    assert verified.code == 0, verified.text
 
 
 @pytest.mark.parametrize("kind", EVERY_DATABASE)
@@ -282,3 +317,63 @@ def test_keep_copies_the_dangling_rows_without_their_key(
     assert [key["referred_table"] for key in keys] == ["airlines"]
     again = run_cli(capsys, "plan", manifest, "--detailed-exitcode")
     assert again.code == 0, again.text
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ],
+)
+def test_keep_is_refused_by_the_plan_where_the_target_table_enforces_the_key(
+    capsys, request, tmp_path: Path, kind: str
+) -> None:
+    dirty_source(tmp_path / "source.db")
+    url = target_url(request, tmp_path, kind)
+    skipping = manifest_for(tmp_path, url, "skip")
+    assert run_cli(capsys, "apply", skipping, "--auto-approve").code == 0
+    before = table_rows(url, "flights")
+    keeping = manifest_for(tmp_path, url, "keep")
+    plan = run_cli(capsys, "plan", keeping)
+    assert plan.code == 1, plan.text
+    assert (
+        "migration.ua: on_dangling: keep cannot copy flights.tailnum → planes.tailnum: 3 rows "
+        "point at no copied planes row (e.g. 'N404', 'N500'), into flights, whose foreign key "
+        "refuses them: drop that key in the target, or use on_dangling: skip"
+    ) in plan.err
+    assert run_cli(capsys, "apply", keeping, "--auto-approve").code == 1
+    assert table_rows(url, "flights") == before
+
+
+@pytest.mark.parametrize("kind", EVERY_DATABASE)
+def test_skip_follows_a_reference_to_itself_in_the_source_database(
+    capsys, request, tmp_path: Path, kind: str
+) -> None:
+    """A filter leaves out a boss: under skip, their staff and the staff below those are
+    left out too, by a recursive query each source database runs."""
+    source = database(request, tmp_path, kind)
+    with source.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE staff (id INTEGER PRIMARY KEY, boss INTEGER, dept VARCHAR(10), "
+            "FOREIGN KEY (boss) REFERENCES staff (id))"
+        )
+        for row in ("1, NULL, 'a'", "4, NULL, 'b'", "3, 4, 'a'", "2, 1, 'a'", "5, 3, 'a'"):
+            conn.exec_driver_sql(f"INSERT INTO staff VALUES ({row})")
+    url = source.url.render_as_string(hide_password=False)
+    source.dispose()
+    target = sqlite_url(tmp_path / "target.db")
+    manifest = tmp_path / "dsdb.yaml"
+    manifest.write_text(
+        "version: 1\nconnections:\n"
+        f"  source: {{url: '{url}'}}\n  target: {{url: '{target}'}}\n"
+        "migrations:\n  a:\n    from: source\n    to: target\n    on_dangling: skip\n"
+        "    tables: {staff: {where: {dept: a}}}\n"
+    )
+    plan = run_cli(capsys, "plan", manifest)
+    assert "skips staff.boss → staff.id: 1 row points at no copied staff row (e.g. 4)" in (
+        plan.out
+    ), plan.text
+    assert "staff → target.staff: 2 rows" in plan.out
+    assert run_cli(capsys, "apply", manifest, "--auto-approve").code == 0
+    assert table_rows(target, "staff") == [(1, None, "a"), (2, 1, "a")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,22 @@ def test_migrate_refuses_what_a_plan_refuses_before_writing(tmp_path: Path) -> N
         mngr.migrate("local", "keep", tables=["flights"], mode="replace")
     assert len(table_rows(sqlite_url(tmp_path / "keep.db"), "flights")) == 5
     mngr.close()
+
+
+def test_migrate_refuses_dangling_references_unless_told_to_skip_them(
+    mngr: dsdb.ConnectionManager, tmp_path: Path
+) -> None:
+    local = tmp_path / "local.db"
+    with sqlite3.connect(local) as db:  # SQLite does not enforce the key: flight 1 dangles
+        db.execute("UPDATE flights SET carrier = 'XX' WHERE id = 1")
+    with pytest.raises(dsdb.DsdbError, match=r"flights\.carrier → airlines\.carrier: 1 row"):
+        mngr.migrate("local", "copy", tables=["flights"], follow="parents")
+    assert (
+        not (tmp_path / "copy.db").exists() or table_names(sqlite_url(tmp_path / "copy.db")) == []
+    )
+    outcomes = mngr.migrate(
+        "local", "copy", tables=["flights"], follow="parents", on_dangling="skip"
+    )
+    assert [(o.table, o.rows_copied) for o in outcomes] == [("airlines", 3), ("flights", 199)]
+    copied = table_rows(sqlite_url(tmp_path / "copy.db"), "flights")
+    assert sorted(row[0] for row in copied) == list(range(2, 201))

@@ -42,6 +42,7 @@ from dsdb_plan.migrate.estimate import RowCount, rows_to_copy
 from dsdb_plan.migrate.filters import compile_where
 from dsdb_plan.migrate.integrity import (
     count_dangling,
+    enforced_in_target,
     refusal,
     resolved_only,
     without_keys,
@@ -386,6 +387,15 @@ class MigrationKind(ForgettingKind):
         type_, reasons = decided
         refuse_unmasked(ctx.manifest, address, spec, chosen)
         dangling = dangling_references(source, spec, address, raw)
+        if spec.on_dangling == "keep" and dangling and not ctx.is_missing(spec.target):
+            with ctx.workspace.reach(spec.target).connect() as conn:
+                refused = enforced_in_target(conn, chosen, dangling)
+            if refused:
+                raise PlanError(
+                    f"{address}: on_dangling: keep cannot copy "
+                    + "; ".join(refused)
+                    + ": drop that key in the target, or use on_dangling: skip"
+                )
         if spec.on_dangling == "keep":
             chosen = without_keys(chosen, dangling)
         reasons += [dangling_note(spec.on_dangling, d) for d in dangling]

@@ -57,6 +57,7 @@ from dsdb_plan.dbschema import (
     advance_sequences,
     create_indexes,
     create_tables,
+    reflect_foreign_keys,
     reflect_tables,
     usable_from_another_thread,
 )
@@ -108,7 +109,7 @@ def copy_table(
     only: sa.ColumnElement[bool] | None = None,
     cancel: threading.Event | None = None,
     delete: bool = True,
-    replaced_later: Collection[str] = (),
+    cleared_later: Collection[str] = (),
 ) -> CopyResult:
     """Copy `selection` into its target table (which `target.ensure_target` made ready).
 
@@ -124,10 +125,11 @@ def copy_table(
     `only` narrows the rows copied (not the subset mirror keeps). Once `cancel` is set, the
     copy raises `Interrupted` after its next committed batch. A mirror with `delete=False`
     stops after loading, checkpointed at its "delete" phase: called again with that
-    checkpoint, it only deletes. `replaced_later` names target tables the same migration
-    replaces after this one: their keys to this table are put back unchecked on PostgreSQL
-    (`_swap`), as their rows may point at rows this replace removes until they are replaced
-    too. Uses one source and one target connection.
+    checkpoint, it only deletes. `cleared_later` names target tables the same migration
+    replaces or mirrors after this one: their keys to this table are put back unchecked on
+    PostgreSQL (`_swap`), as their rows may point at rows this replace removes until they
+    are replaced or cleared too (`validate_keys`). Uses one source and one target
+    connection.
     """
     check_table(selection, mode, cursor_column, batch_size)
     job = _Job(
@@ -148,7 +150,7 @@ def copy_table(
         if on_source_snapshot is not None and src.dialect.name != "sqlite":
             src.execution_options(isolation_level="REPEATABLE READ")
         if mode == "replace":
-            _replace(src, dst, job, replaced_later)
+            _replace(src, dst, job, cleared_later)
             return job.result()
         operation: Operation = "insert_ignore" if mode == "append" else "upsert"
         if job.phase == "load":
@@ -602,7 +604,7 @@ def _attached_insert(
 
 
 def _replace(
-    src: sa.Connection, dst: sa.Connection, job: _Job, replaced_later: Collection[str]
+    src: sa.Connection, dst: sa.Connection, job: _Job, cleared_later: Collection[str]
 ) -> None:
     """Fill `<target>__dsdb_new`, then swap it in atomically."""
     selection = job.selection
@@ -631,7 +633,7 @@ def _replace(
             create_tables(dst, [dataclasses.replace(staged, indexes=())], with_indexes=False)
     _load(src, dst, job, staging, "insert")
     job.checkpoint("swap")
-    _swap(dst, selection.target, staged, selection.target in existing, replaced_later)
+    _swap(dst, selection.target, staged, selection.target in existing, cleared_later)
 
 
 def _staging_schema(target: TableSchema, staging: str, dialect: str) -> TableSchema:
@@ -654,13 +656,14 @@ def _swap(
     target: str,
     staged: TableSchema,
     exists: bool,
-    replaced_later: Collection[str] = (),
+    cleared_later: Collection[str] = (),
 ) -> None:
     """Put the loaded staging table in the target's place in one atomic step.
 
     Other tables' foreign keys to the target are put back on the new table; those of
-    `replaced_later` tables NOT VALID (PostgreSQL), unchecked for the rows they hold now,
-    which may point at rows the new table lacks until their own replace drops them.
+    `cleared_later` tables NOT VALID (PostgreSQL), unchecked for the rows they hold now,
+    which may point at rows the new table lacks until their own replace drops them or
+    their mirror deletes them (and `validate_keys` checks them).
     (MySQL/MariaDB puts keys back unchecked anyway, under FOREIGN_KEY_CHECKS = 0.)
     """
     dialect = dst.dialect.name
@@ -717,7 +720,7 @@ def _swap(
             create_indexes(dst, [final])
             advance_sequences(dst, final)
             for table, name, definition in incoming:
-                later = table in replaced_later and not definition.endswith("NOT VALID")
+                later = table in cleared_later and not definition.endswith("NOT VALID")
                 unchecked = " NOT VALID" if later else ""
                 dst.exec_driver_sql(
                     f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(name)} "
@@ -728,6 +731,26 @@ def _swap(
         if dialect == "sqlite":
             dst.exec_driver_sql("PRAGMA legacy_alter_table = OFF")
             dst.commit()
+
+
+def validate_keys(engine: sa.Engine, table: str, parents: Collection[str]) -> None:
+    """Check the foreign keys of `table` to `parents` that a replace of those put back
+    NOT VALID (`_swap`), now that a mirror deleted the rows that pointed at removed ones
+    (PostgreSQL; elsewhere keys are never left unchecked)."""
+    if engine.dialect.name != "postgresql" or not parents:
+        return
+    with engine.begin() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT conname, confrelid::regclass::text FROM pg_constraint WHERE "
+                "contype = 'f' AND NOT convalidated AND conrelid = to_regclass(quote_ident(:t))"
+            ),
+            {"t": table},
+        ).all()
+        q = conn.dialect.identifier_preparer.quote_identifier
+        for name, parent in rows:
+            if _unquote(str(parent)) in parents:
+                conn.exec_driver_sql(f"ALTER TABLE {q(table)} VALIDATE CONSTRAINT {q(name)}")
 
 
 def _begin_ddl(dst: sa.Connection) -> None:
@@ -837,9 +860,64 @@ def _delete_missing(src: sa.Connection, dst: sa.Connection, job: _Job) -> int:
         )
     target = sa.table(selection.target, *(sa.column(name) for name in key))
     matched = sa.and_(*(keys.c[name] == target.c[name] for name in key))
-    deleted = dst.execute(sa.delete(target).where(~sa.exists().where(matched))).rowcount
+    statement = sa.delete(target).where(~sa.exists().where(matched))
+    if dst.dialect.name in ("mysql", "mariadb") and any(
+        fk.ref_table == selection.name for fk in schema.foreign_keys
+    ):
+        deleted = _delete_within_itself(dst, statement, selection.target)
+    else:
+        try:
+            deleted = dst.execute(statement).rowcount
+        except sa.exc.IntegrityError as error:
+            dst.rollback()
+            raise DsdbError(
+                f"table {selection.target!r}: rows gone from the source are still referenced "
+                "in the target by rows this migration keeps (append, upsert) or does not "
+                f"copy, so nothing was deleted: {driver_message(error)}"
+            ) from error
     _drop_temporary(dst, keys)
     return int(deleted or 0)
+
+
+def _delete_within_itself(dst: sa.Connection, statement: sa.Delete, table: str) -> int:
+    """Delete rows of a MySQL/MariaDB table that references itself.
+
+    InnoDB checks a foreign key row by row, not at the end of the statement: deleting a
+    chain of rows (a boss and the staff under them) fails on the first row whose child the
+    statement deletes later. So the rows go with the checks off, then every key pointing
+    at the table is checked, in the same transaction, which is rolled back if a row was
+    left pointing at a deleted one.
+    """
+    dst.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
+    try:
+        deleted = int(dst.execute(statement).rowcount or 0)
+    finally:
+        dst.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
+    own = [
+        (table, fk.columns, fk.ref_columns)
+        for fk in reflect_foreign_keys(dst, table)
+        if fk.ref_table == table
+    ]
+    incoming = [(t, columns, ref) for t, _, columns, ref in _mysql_incoming_keys(dst, table)]
+    for child, columns, referenced in own + incoming:
+        rows = sa.table(child, *(sa.column(c) for c in columns)).alias("child")
+        parent = sa.table(table, *(sa.column(c) for c in referenced)).alias("parent")
+        found = sa.and_(
+            *(parent.c[r] == rows.c[c] for c, r in zip(columns, referenced, strict=True))
+        )
+        orphan = (
+            sa.select(sa.literal(1))
+            .select_from(rows)
+            .where(*(rows.c[c].is_not(None) for c in columns), ~sa.exists().where(found))
+            .limit(1)
+        )
+        if dst.execute(orphan).first() is not None:
+            dst.rollback()
+            raise DsdbError(
+                f"table {table!r}: deleting the rows gone from the source would leave rows "
+                f"of {child!r} pointing at them ({', '.join(columns)}); nothing was deleted"
+            )
+    return deleted
 
 
 def _drop_temporary(dst: sa.Connection, table: sa.Table) -> None:

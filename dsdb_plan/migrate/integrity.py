@@ -24,15 +24,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Sequence
-from typing import Literal
 
 import sqlalchemy as sa
 
-from dsdb_plan.dbschema import ForeignKeySchema
+from dsdb_plan.dbschema import ForeignKeySchema, reflect_foreign_keys
 from dsdb_plan.migrate.subset import TableSelection
 from dsdb_plan.payloads import Dangling, key_columns
 
-Policy = Literal["refuse", "skip", "keep"]
 #: How many dangling values the plan names per foreign key.
 EXAMPLES = 3
 
@@ -102,22 +100,59 @@ def resolved_only(selections: Sequence[TableSelection]) -> list[TableSelection]:
     """`selections` without the rows whose references do not resolve (`skip`).
 
     Parents come first, so each child is restricted to the rows its already restricted
-    parents hold. A reference to itself or to a later table (a cycle) is checked against
-    that table's unrestricted rows: `count_dangling` on the result tells whether that left
-    any row pointing at a skipped one.
+    parents hold. A single reference of a table to itself (staff → boss) is followed
+    through a recursive query: a row is skipped when any row above it is. Several such
+    references, or a reference to a later table (a cycle), are checked against that
+    table's unrestricted rows: `count_dangling` on the result tells whether that left any
+    row pointing at a skipped one.
     """
     done: dict[str, TableSelection] = {}
     for selection in selections:
         by_name = {**{s.name: s for s in selections}, **done}
+        keys = [fk for fk in selection.schema.foreign_keys if fk.ref_table in by_name]
+        loops = [fk for fk in keys if fk.ref_table == selection.name]
+        followed = loops if len(loops) == 1 else []
         conditions = [
-            resolves(selection, fk, by_name[fk.ref_table])
-            for fk in selection.schema.foreign_keys
-            if fk.ref_table in by_name
+            resolves(selection, fk, by_name[fk.ref_table]) for fk in keys if fk not in followed
         ]
+        if followed:
+            fk = followed[0]
+            above = _above_resolves(selection, fk, conditions)
+            conditions += [resolves(selection, fk, selection), above]
         done[selection.name] = (
             selection.restricted(sa.and_(*conditions)) if conditions else selection
         )
     return [done[selection.name] for selection in selections]
+
+
+def _above_resolves(
+    selection: TableSelection, fk: ForeignKeySchema, others: Sequence[sa.ColumnElement[bool]]
+) -> sa.ColumnElement[bool]:
+    """A condition on `selection`'s rows, besides `others` and `fk` resolving: the chain
+    of rows above through its reference to itself `fk` holds no skipped row. Skipped are
+    the selected rows that fail `others` or whose `fk` does not resolve within the
+    selection, and, recursively, the rows pointing at a skipped one (UNION ends the
+    recursion on cyclic data)."""
+    table = selection.source
+    ok = sa.and_(resolves(selection, fk, selection), *others)
+    seed = sa.not_(ok) if selection.where is None else sa.and_(selection.where, sa.not_(ok))
+    ref = [table.c[column] for column in fk.ref_columns]
+    start = sa.select(*(c.label(f"k{i}") for i, c in enumerate(ref))).where(
+        seed, *(c.is_not(None) for c in ref)
+    )
+    name = f"dsdb_skipped_{selection.name}"
+    skipped = start.cte(name, recursive=True, nesting=True)
+    step = table.alias()
+    joined = sa.and_(*(step.c[column] == skipped.c[f"k{i}"] for i, column in enumerate(fk.columns)))
+    skipped = skipped.union(
+        sa.select(*(step.c[column] for column in fk.ref_columns))
+        .select_from(step.join(skipped, joined))
+        .where(*(step.c[column].is_not(None) for column in fk.ref_columns))
+    )
+    below = sa.select(*(skipped.c[f"k{i}"] for i in range(len(ref)))).correlate(None)
+    held = [table.c[column] for column in fk.columns]
+    inside = held[0].in_(below) if len(held) == 1 else sa.tuple_(*held).in_(below)
+    return sa.or_(*(column.is_(None) for column in held), sa.not_(inside))
 
 
 def without_keys(
@@ -143,6 +178,26 @@ def without_keys(
         reason = "; ".join([selection.reason, *notes])
         result.append(dataclasses.replace(selection, schema=schema, reason=reason))
     return result
+
+
+def enforced_in_target(
+    target: sa.Connection, selections: Sequence[TableSelection], dangling: Sequence[Dangling]
+) -> list[str]:
+    """The dangling references `keep` cannot copy, a line each: the target table exists
+    already and enforces that foreign key, so the copy would fail on the first such row.
+    (SQLite checks no foreign key on dsdb's connections.)"""
+    if target.dialect.name == "sqlite":
+        return []
+    tables = {selection.name: selection.target for selection in selections}
+    existing = set(sa.inspect(target).get_table_names())
+    lines = []
+    for d in dangling:
+        name = tables[d.table]
+        if name in existing and any(
+            fk.columns == d.columns for fk in reflect_foreign_keys(target, name)
+        ):
+            lines.append(f"{d.describe()}, into {name}, whose foreign key refuses them")
+    return lines
 
 
 def refusal(dangling: Sequence[Dangling], address: str) -> str:

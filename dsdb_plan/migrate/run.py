@@ -3,10 +3,13 @@
 For each table: make sure the target table can hold the data (create it, or add columns
 when the schema may evolve), copy it in committed batches with a checkpoint after each,
 create its indexes and advance its sequences, then verify the target against the source
-subset. The checkpoint names the finished tables and the tables in progress, so a killed
-run resumes after the last committed batch of each. A run asked to stop (`cancel`) starts
-no more tables and raises `Interrupted` once each running one has stopped after a
-committed batch; that checkpoint is where the next run carries on.
+subset. Tables load parents first; a mirror deletes the rows gone from the source only
+once every table is loaded, children first, so a parent the source deleted goes after the
+rows that pointed at it (issue 12, item 4), and is verified then. The checkpoint names the
+finished tables and the tables in progress, so a killed run resumes after the last
+committed batch of each. A run asked to stop (`cancel`) starts no more tables and raises
+`Interrupted` once each running one has stopped after a committed batch; that checkpoint
+is where the next run carries on.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from dsdb_plan.fingerprint import (
     change_token,
     unchanged_since,
 )
-from dsdb_plan.migrate.copier import CopyResult, Mode, copy_table
+from dsdb_plan.migrate.copier import CopyResult, Mode, copy_table, validate_keys
 from dsdb_plan.migrate.diff import differing_rows
 from dsdb_plan.migrate.digest import SubsetDigest
 from dsdb_plan.migrate.order import bound, raw
@@ -252,7 +255,7 @@ def run_migration(
             on_loaded=on_loaded,
             progress=(lambda rows: progress(name, rows)) if progress else None,
             cancel=stop,
-            replaced_later=replaced_after[name],
+            cleared_later=cleared_after[name],
         )
         if isinstance(outcome, _Loaded):
             loaded[name] = outcome
@@ -276,13 +279,15 @@ def run_migration(
     single_writer = engine_for(target.dialect).capabilities.single_writer
     workers = 1 if single_writer else max(1, parallelism)
     todo = [run for run in runs if run.selection.name not in done]
-    # Target tables replaced after each table: their keys to it may be put back unchecked.
-    replaced_after = {
+    # Target tables replaced or mirrored after each table: their keys to it may be put
+    # back unchecked (and are checked once mirrored).
+    cleared_after = {
         run.selection.name: {
-            later.selection.target for later in runs[i + 1 :] if later.mode == "replace"
+            later.selection.target for later in runs[i + 1 :] if later.mode in EXACT_MODES
         }
         for i, run in enumerate(runs)
     }
+    replaced = {run.selection.target for run in runs if run.mode == "replace"}
     loaded: dict[str, _Loaded] = {}
     _schedule(todo, copy, workers, set(done), stop)
     # Mirrors delete once every table is loaded, children first: a parent row the source
@@ -306,6 +311,7 @@ def run_migration(
             read=source_fingerprint,
             on_checkpoint=saver(name),
         )
+        validate_keys(target, run.selection.target, replaced)
         finish(name, outcome)
     return [done[run.selection.name] for run in runs]
 
@@ -388,7 +394,7 @@ def _copy_one(
     on_loaded: Callable[[], None],
     progress: Callable[[int], None] | None,
     cancel: threading.Event,
-    replaced_later: Collection[str],
+    cleared_later: Collection[str],
 ) -> TableOutcome | _Loaded:
     """Copy and verify one table. `created`: whether the run this one resumes created the
     target table; `on_create` is called (and saved) before this one creates it. A mirror
@@ -424,7 +430,7 @@ def _copy_one(
         only=only,
         cancel=cancel,
         delete=False,
-        replaced_later=replaced_later,
+        cleared_later=cleared_later,
     )
     finish_target(target, selection, known_tables=known, created=created or not check.exists)
     on_loaded()
