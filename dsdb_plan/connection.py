@@ -26,9 +26,11 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy.dialects import registry as dialect_registry
 from sqlalchemy.engine import URL, make_url
 
+from dsdb_plan import sqlfunctions
 from dsdb_plan.engines import CANONICAL_DRIVERS, DRIVERS, known_engine
 from dsdb_plan.errors import did_you_mean
 from dsdb_plan.redact import register_secret
+from dsdb_plan.references import check_declared
 
 
 def _sqlalchemy_drivername(driver: str) -> str:
@@ -112,7 +114,24 @@ class Connection(BaseModel):
         default=False,
         description="Refuse any destructive action (teardown, replace, prune) on this database.",
     )
+    references: dict[str, str] | None = Field(
+        default=None,
+        description="Foreign keys the database does not declare, for `follow` and the target: "
+        "{child_table.column: parent_table.column}, or table.(a, b) for composite keys.",
+    )
+    sensitive: list[str] | None = Field(
+        default=None,
+        description="Columns holding personal or secret data, as table.column (`*` for any "
+        "table): a copy into a connection with `requires_masking` must mask them.",
+    )
+    requires_masking: bool = Field(
+        default=False,
+        description="Refuse any migration into this database that copies a column its source "
+        "names `sensitive` without masking it.",
+    )
     description: str | None = Field(default=None, description="Free text for humans.")
+
+    _references = field_validator("references")(check_declared)
 
     @field_validator("driver", "database", "url", "host", "user", mode="before")
     @classmethod
@@ -246,4 +265,8 @@ class Connection(BaseModel):
         """A new SQLAlchemy engine for this connection."""
         if self.is_sqlite_file:
             Path(self.link).parent.mkdir(parents=True, exist_ok=True)
-        return sa.create_engine(self.sqlalchemy_url(), **kwargs)
+        url = self.sqlalchemy_url()
+        engine = sa.create_engine(url, **kwargs)
+        if url.get_backend_name() == "sqlite":
+            sa.event.listen(engine, "connect", sqlfunctions.install)
+        return engine

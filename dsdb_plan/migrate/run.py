@@ -110,6 +110,7 @@ class TableRun:
             and self.cursor is None
             and bool(selection.key)
             and not nullable
+            and not selection.mask  # masked rows differ from the source in every range
         )
 
 
@@ -404,7 +405,8 @@ def _copy_one(
     native = source.dialect.name == target.dialect.name
     # A whole, fresh read of the subset digests what it copies, so verification reads only
     # the target back.
-    whole = resume is None and run.cursor is None and only is None
+    # Masked rows are digested by verification, through the masks.
+    whole = resume is None and run.cursor is None and only is None and not selection.mask
     copied = _CopiedDigest(selection, native=native) if whole else None
     result = copy_table(
         source,
