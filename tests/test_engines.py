@@ -34,7 +34,7 @@ def test_every_known_dialect_has_its_engine_and_an_unknown_one_is_an_error() -> 
         engine_for("mssql")
     assert str(raised.value) == (
         "dsdb has no rules for the 'mssql' database engine "
-        "(it knows mariadb, mysql, postgresql, sqlite)"
+        "(it knows sqlite, postgresql, mysql, mariadb)"
     )
 
 

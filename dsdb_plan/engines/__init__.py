@@ -30,7 +30,7 @@ def engine_for(dialect: sa.Dialect | str) -> Engine:
     name = dialect if isinstance(dialect, str) else dialect.name
     engine = _ENGINES.get(name)
     if engine is None:
-        known = ", ".join(sorted(_ENGINES))
+        known = ", ".join(_ENGINES)
         raise UnknownEngineError(
             f"dsdb has no rules for the {name!r} database engine (it knows {known})"
         )
