@@ -27,17 +27,22 @@ def postgres_conninfo(database: str) -> str:
     return f"{POSTGRES_ADMIN} dbname={database}"
 
 
-def postgres_url(database: str) -> str:
+def postgres_url(database: str, scheme: str = "postgresql+psycopg") -> str:
+    """A URL for `database`: SQLAlchemy's by default, `scheme="postgresql"` for other tools."""
     params = dict(part.split("=", 1) for part in POSTGRES_ADMIN.split())
     return (
-        f"postgresql+psycopg://{params.get('user', 'postgres')}@{params.get('host', '127.0.0.1')}"
+        f"{scheme}://{params.get('user', 'postgres')}@{params.get('host', '127.0.0.1')}"
         f":{params.get('port', '5432')}/{database}"
     )
 
 
-def mariadb_connect(database: str | None = None) -> pymysql.Connection:
+def mariadb_connect(database: str | None = None, local_infile: bool = False) -> pymysql.Connection:
     return pymysql.connect(
-        host=MARIADB_HOST, port=MARIADB_PORT, user=MARIADB_USER, database=database
+        host=MARIADB_HOST,
+        port=MARIADB_PORT,
+        user=MARIADB_USER,
+        database=database,
+        local_infile=local_infile,
     )
 
 
@@ -119,7 +124,7 @@ def scratch() -> Iterator[Scratch]:
 
 
 def count_rows(kind: str, target: str, table: str) -> int:
-    """Rows in `table` of a SQLite file, PostgreSQL or MariaDB database (a sanity check)."""
+    """Rows in `table` of a SQLite or DuckDB file, a PostgreSQL or MariaDB database."""
     if kind == "sqlite":
         import sqlite3
 
@@ -131,6 +136,12 @@ def count_rows(kind: str, target: str, table: str) -> int:
     if kind == "postgresql":
         with psycopg.connect(postgres_conninfo(target)) as pg:
             return int(pg.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    if kind == "duckdb":
+        import duckdb  # installed with the peers (benchmarks/setup.sh)
+
+        with duckdb.connect(target, read_only=True) as conn:
+            found = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+            return int(found[0]) if found else 0
     maria = mariadb_connect(target)
     try:
         with maria.cursor() as cur:
