@@ -68,7 +68,10 @@ CONTENDERS: dict[str, tuple[Contender, ...]] = {
         Contender("csv", "gzip'd CSV script (csv module)", "files"),
     ),
     "backup-postgres": (Contender("baseline", "pg_dump -Fc", "files"),),
-    "restore": (Contender("baseline", "gzip'd CSV → COPY FROM STDIN script", "postgresql"),),
+    "restore": (
+        Contender("baseline", "gzip'd CSV → COPY FROM STDIN script", "postgresql"),
+        Contender("pg_restore", "pg_restore of the pg_dump -Fc file", "postgresql"),
+    ),
 }
 AIMS = {
     "sqlite-sqlite": 0.8,
@@ -80,6 +83,8 @@ AIMS = {
 }
 #: The folder the backup path's CSV contender writes and the restore baseline loads.
 CSV_BACKUP = "csv_backup"
+#: The file pg_dump writes on the backup-postgres path and pg_restore loads on restore.
+PG_DUMP = "postgres.dump"
 
 
 def installed(peer: str) -> str | None:
@@ -111,8 +116,11 @@ def command(
         return _sling(contender, path, sources, target)
     if contender.peer == "dlt":
         return _dlt(contender, sources, target)
+    dump = str(sources.folder / PG_DUMP)
     if path == "backup-postgres":
-        return ["pg_dump", "-Fc", "-f", f"{target}.dump", postgres_conninfo(sources.postgres)], {}
+        return ["pg_dump", "-Fc", "-f", dump, postgres_conninfo(sources.postgres)], {}
+    if contender.key == "pg_restore":
+        return ["pg_restore", "--no-owner", "-d", postgres_conninfo(target), dump], {}
     call, args = _baseline(contender.key, path, sources, target)
     return [sys.executable, "-m", "benchmarks.baselines", call, json.dumps(args)], {}
 

@@ -99,19 +99,31 @@ class Scratch:
         if (server, name) not in self.created:
             self.created.append((server, name))
 
+    def drop(self, role: str) -> None:
+        """Drop the databases of `role` now (a measured target, once it has been checked)."""
+        name = self.name(role)
+        for server in ("postgresql", "mariadb"):
+            if (server, name) in self.created:
+                self._drop(server, name)
+                self.created.remove((server, name))
+
     def drop_all(self) -> None:
         for server, name in self.created:
-            if server == "postgresql":
-                with psycopg.connect(postgres_conninfo("postgres"), autocommit=True) as conn:
-                    conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            else:
-                conn2 = mariadb_connect()
-                try:
-                    with conn2.cursor() as cur:
-                        cur.execute(f"DROP DATABASE IF EXISTS {name}")
-                finally:
-                    conn2.close()
+            self._drop(server, name)
         self.created.clear()
+
+    @staticmethod
+    def _drop(server: str, name: str) -> None:
+        if server == "postgresql":
+            with psycopg.connect(postgres_conninfo("postgres"), autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            return
+        conn = mariadb_connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"DROP DATABASE IF EXISTS {name}")
+        finally:
+            conn.close()
 
 
 @contextmanager

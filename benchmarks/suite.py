@@ -105,14 +105,14 @@ class PathResult:
 
 
 def select(only: list[str] | None) -> list[str]:
-    """The paths to run: `--only` names, plus what they need (restore needs a backup)."""
+    """The paths to run: `--only` names, plus what they need (restore loads the backups)."""
     if not only:
         return list(PATHS)
     chosen = set(only)
     if chosen == {"plan"}:
         chosen = set(PATHS)
     if "restore" in chosen:
-        chosen.add("backup")
+        chosen.update(("backup", "backup-postgres"))
     return [name for name in PATHS if name in chosen]
 
 
@@ -195,10 +195,8 @@ class Suite:
         engine = engine or TARGET_ENGINE[name]
         role = self._role(name, side)
         if engine in ("sqlite", "duckdb"):
-            path = self.folder / f"{role}.{'db' if engine == 'sqlite' else 'duckdb'}"
-            for stale in (path, path.with_name(path.name + ".wal")):
-                stale.unlink(missing_ok=True)
-            return str(path)
+            self._release(name, side, engine)
+            return str(self._file(role, engine))
         if engine == "postgresql":
             return self.scratch.postgres(role)
         if engine == "mariadb":
@@ -209,10 +207,24 @@ class Suite:
         shutil.rmtree(folder, ignore_errors=True)
         return str(folder)
 
+    def _release(self, name: str, side: str, engine: str) -> None:
+        """Free a measured target's space (at 10,000,000 rows each copy takes gigabytes);
+        backups stay, the restore path loads them."""
+        role = self._role(name, side)
+        if engine in ("postgresql", "mariadb"):
+            self.scratch.drop(role)
+        elif engine in ("sqlite", "duckdb"):
+            path = self._file(role, engine)
+            for stale in (path, path.with_name(path.name + ".wal")):
+                stale.unlink(missing_ok=True)
+
+    def _file(self, role: str, engine: str) -> Path:
+        return self.folder / f"{role}.{'db' if engine == 'sqlite' else 'duckdb'}"
+
     def _connection(self, name: str, side: str) -> dict[str, str]:
         role = self._role(name, side)
         if name == "sqlite-sqlite":
-            return {"driver": "sqlite", "database": str(self.folder / f"{role}.db")}
+            return {"driver": "sqlite", "database": str(self._file(role, "sqlite"))}
         if name == "postgres-mariadb":
             return {"url": mariadb_url(self.scratch.name(role))}
         return {"url": postgres_url(self.scratch.name(role))}
@@ -281,6 +293,7 @@ class Suite:
             verified = ", verified" in measurement.output
             self._landed(result, "dsdb", TARGET_ENGINE[name], location, verified)
         self.log(f"{name} dsdb #{attempt}: {self._describe(measurement)}")
+        self._release(name, "dsdb", TARGET_ENGINE[name])
 
     def _measure_contender(self, result: PathResult, contender: Contender, attempt: int) -> None:
         """Time one run of a baseline or peer; on its first, measure what it landed."""
@@ -305,6 +318,7 @@ class Suite:
         elif not complete and contender.peer:
             result.notes.setdefault(key, "; ".join(problems))
         self.log(f"{name} {key} #{attempt}: {self._describe(measurement)}")
+        self._release(name, key, contender.engine)
 
     def _landed(
         self, result: PathResult, key: str, engine: str, target: str, verified: bool = False
