@@ -347,7 +347,7 @@ class Suite:
         workdir = self._workdir("all")
         workdir.mkdir()
         for name in names:
-            if name != "backup":
+            if TARGET_ENGINE[name] != "files":
                 self._fresh(name, "all")
         (workdir / dsdb_runner.MANIFEST).write_text(self._manifest(names, "all"))
         self.apply_all = dsdb_runner.apply(workdir)
