@@ -165,8 +165,6 @@ def _sling(
     contender: Contender, path: str, sources: Sources, target: str
 ) -> tuple[list[str], dict[str, str]]:
     """A Sling replication of both tables, connections given as environment variables."""
-    import sling_linux_amd64  # type: ignore[import-not-found]
-
     if path == "postgres-mariadb":
         source_url = postgres_url(sources.postgres, scheme="postgresql") + "?sslmode=disable"
         streams, schema = [f"public.{name}" for name in TABLES], target
@@ -197,7 +195,14 @@ def _sling(
         "SLING_HOME_DIR": str(sources.folder / "sling-home"),
         "SLING_DISABLE_TELEMETRY": "true",
     }
-    return [sling_linux_amd64.SLING_BIN, "run", "-r", str(config)], env
+    return [sling_binary(), "run", "-r", str(config)], env
+
+
+def sling_binary() -> str:
+    """The Sling executable the `sling-linux-amd64` wheel carries."""
+    import sling_linux_amd64  # type: ignore[import-not-found]
+
+    return str(sling_linux_amd64.SLING_BIN)
 
 
 def _dlt(contender: Contender, sources: Sources, target: str) -> tuple[list[str], dict[str, str]]:

@@ -152,11 +152,14 @@ def _indexed(columns: tuple[str, ...], table: Table) -> bool:
 
 
 def _differences(engine: str, src: Table, tgt: Table) -> list[str]:
-    """Per column, the sampled rows whose value the target does not hold exactly."""
+    """Per column, the sampled rows whose value the target does not hold exactly (both
+    samples are the first rows by key, so row i of one is row i of the other)."""
+    if len(tgt.rows) < len(src.rows):
+        return [f"{src.name}: {len(src.rows) - len(tgt.rows):,} sampled rows missing"]
     positions = {c.name: i for i, c in enumerate(tgt.columns)}
     found = []
     for index, column in enumerate(src.columns):
-        if column.name not in positions or not src.rows:
+        if column.name not in positions:
             continue
         kind = family(engine, column.type)
         at = positions[column.name]
@@ -165,9 +168,6 @@ def _differences(engine: str, src: Table, tgt: Table) -> list[str]:
             for s, t in zip(src.rows, tgt.rows, strict=False)
             if canonical(kind, s[index]) != canonical(kind, t[at])
         ]
-        if len(tgt.rows) < len(src.rows):
-            found.append(f"{src.name}: {len(src.rows) - len(tgt.rows):,} sampled rows missing")
-            break
         if differ:
             before, after = differ[0]
             share = f"{len(differ):,} of {len(src.rows):,}"

@@ -292,7 +292,9 @@ class Suite:
         if self._check(result.problems, "dsdb", measurement, name, location) and attempt == 1:
             verified = ", verified" in measurement.output
             self._landed(result, "dsdb", TARGET_ENGINE[name], location, verified)
-        self.log(f"{name} dsdb #{attempt}: {self._describe(measurement)}")
+        self.log(
+            f"{name} dsdb #{attempt}: {self._describe(measurement, result.landed.get('dsdb'))}"
+        )
         self._release(name, "dsdb", TARGET_ENGINE[name])
 
     def _measure_contender(self, result: PathResult, contender: Contender, attempt: int) -> None:
@@ -317,7 +319,7 @@ class Suite:
             self._landed(result, key, contender.engine, target)
         elif not complete and contender.peer:
             result.notes.setdefault(key, "; ".join(problems))
-        self.log(f"{name} {key} #{attempt}: {self._describe(measurement)}")
+        self.log(f"{name} {key} #{attempt}: {self._describe(measurement, result.landed.get(key))}")
         self._release(name, key, contender.engine)
 
     def _landed(
@@ -434,7 +436,8 @@ class Suite:
                 complete = False
         return complete
 
-    def _describe(self, measurement: Measurement) -> str:
+    def _describe(self, measurement: Measurement, landed: str | None = None) -> str:
         if not measurement.ok:
             return f"FAILED ({measurement.last_line()})"
-        return f"{measurement.seconds:.2f} s, {measurement.peak_rss_mb:.0f} MB"
+        described = f"{measurement.seconds:.2f} s, {measurement.peak_rss_mb:.0f} MB"
+        return described + (f"; lands: {landed}" if landed else "")

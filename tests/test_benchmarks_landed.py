@@ -179,3 +179,17 @@ def test_type_names_map_to_the_kind_of_value_they_hold(
     engine: str, type_name: str, kind: str
 ) -> None:
     assert family(engine, type_name) == kind
+
+
+def test_sampled_rows_the_target_lacks_are_counted() -> None:
+    target = _postgres()
+    parent = target.tables["parent"]
+    target.tables["parent"] = Table(
+        "parent",
+        parent.columns,
+        parent.primary_key,
+        parent.foreign_keys,
+        parent.indexes,
+        parent.rows[:1],
+    )
+    assert compare(_source(), target).findings == ["parent: 1 sampled rows missing"]
