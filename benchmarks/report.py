@@ -239,12 +239,9 @@ def _side_by_side(results: dict[str, PathResult]) -> list[str]:
         for key, label in entries:
             best = result.best(key)
             if best is None:
-                failed = next(
-                    (m for m in (result.dsdb if key == "dsdb" else result.runs.get(key, []))),
-                    None,
-                )
+                runs = result.dsdb if key == "dsdb" else result.runs.get(key, [])
                 note = result.notes.get(key) or (
-                    f"failed: {failed.last_line()}" if failed else result.skipped or "not run"
+                    f"failed: {runs[0].last_line()}" if runs else result.skipped or "not run"
                 )
                 rows.append((math.inf, f"| {label} | — | — | — | — | {_cell(note)} |"))
                 continue
