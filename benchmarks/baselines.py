@@ -13,6 +13,7 @@ import json
 import sqlite3
 import sys
 from collections.abc import Callable, Iterable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,61 @@ def postgres_to_mariadb(source: str, target: str) -> None:
         maria.close()
 
 
+#: PostgreSQL's text COPY of the parent and child rows in the layout LOAD DATA reads by
+#: default (tab-separated, `\\N` for NULL, backslash escapes): timestamps as UTC wall
+#: time for DATETIME(6), booleans as 0/1, binary as hex that LOAD DATA unhexes.
+_LOAD_DATA_SELECT = {
+    "parent": "SELECT id, name, score, amount, active::int, born, "
+    "to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), note, "
+    "encode(payload, 'hex') FROM parent",
+    "child": "SELECT id, parent_id, label, quantity, price FROM child",
+}
+_LOAD_DATA_COLUMNS = {
+    "parent": "(id, name, score, amount, active, born, updated_at, note, @payload) "
+    "SET payload = UNHEX(@payload)",
+    "child": "(id, parent_id, label, quantity, price)",
+}
+
+
+def postgres_to_mariadb_load_data(source: str, target: str, folder: str) -> None:
+    """Each table out with PostgreSQL's COPY TO STDOUT into a file, in with MariaDB's
+    `LOAD DATA LOCAL INFILE`: the engines' own bulk paths, with one file between them."""
+    maria = mariadb_connect(target, local_infile=True)
+    try:
+        with maria.cursor() as out:
+            for statement in MARIADB_DDL:
+                out.execute(statement)
+        with psycopg.connect(postgres_conninfo(source)) as pg, pg.cursor() as cur:
+            for table in TABLES:
+                path = Path(folder) / f"{table}.tsv"
+                with (
+                    path.open("wb") as sink,
+                    cur.copy(f"COPY ({_LOAD_DATA_SELECT[table]}) TO STDOUT") as copy,
+                ):
+                    for chunk in copy:
+                        sink.write(chunk)
+                with maria.cursor() as out:
+                    out.execute(
+                        f"LOAD DATA LOCAL INFILE %s INTO TABLE {table} "
+                        f"CHARACTER SET utf8mb4 {_LOAD_DATA_COLUMNS[table]}",
+                        (str(path),),
+                    )
+                maria.commit()
+                path.unlink()
+    finally:
+        maria.close()
+
+
+def backup_sqlite_api(source: str, folder: str) -> None:
+    """SQLite's online backup API: the whole database file, page by page."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    with (
+        closing(sqlite3.connect(source)) as conn,
+        closing(sqlite3.connect(Path(folder) / "backup.db")) as copy,
+    ):
+        conn.backup(copy)
+
+
 def _csv_value(value: Any) -> Any:
     return "\\x" + value.hex() if isinstance(value, bytes) else value
 
@@ -133,6 +189,8 @@ BASELINES: dict[str, Callable[..., None]] = {
     "sqlite_to_sqlite": sqlite_to_sqlite,
     "sqlite_to_postgres": sqlite_to_postgres,
     "postgres_to_mariadb": postgres_to_mariadb,
+    "postgres_to_mariadb_load_data": postgres_to_mariadb_load_data,
+    "backup_sqlite_api": backup_sqlite_api,
     "backup_csv": backup_csv,
     "restore_csv": restore_csv,
 }

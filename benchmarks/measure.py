@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -30,7 +31,9 @@ class Measurement:
         return self.returncode == 0
 
     def last_line(self) -> str:
-        lines = [line for line in self.output.splitlines() if line.strip()]
+        """The last line printed, without terminal colours (Sling colours its errors)."""
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", self.output)
+        lines = [line for line in plain.splitlines() if line.strip()]
         return lines[-1].strip() if lines else f"exit {self.returncode}"
 
 

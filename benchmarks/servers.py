@@ -27,17 +27,22 @@ def postgres_conninfo(database: str) -> str:
     return f"{POSTGRES_ADMIN} dbname={database}"
 
 
-def postgres_url(database: str) -> str:
+def postgres_url(database: str, scheme: str = "postgresql+psycopg") -> str:
+    """A URL for `database`: SQLAlchemy's by default, `scheme="postgresql"` for other tools."""
     params = dict(part.split("=", 1) for part in POSTGRES_ADMIN.split())
     return (
-        f"postgresql+psycopg://{params.get('user', 'postgres')}@{params.get('host', '127.0.0.1')}"
+        f"{scheme}://{params.get('user', 'postgres')}@{params.get('host', '127.0.0.1')}"
         f":{params.get('port', '5432')}/{database}"
     )
 
 
-def mariadb_connect(database: str | None = None) -> pymysql.Connection:
+def mariadb_connect(database: str | None = None, local_infile: bool = False) -> pymysql.Connection:
     return pymysql.connect(
-        host=MARIADB_HOST, port=MARIADB_PORT, user=MARIADB_USER, database=database
+        host=MARIADB_HOST,
+        port=MARIADB_PORT,
+        user=MARIADB_USER,
+        database=database,
+        local_infile=local_infile,
     )
 
 
@@ -94,19 +99,31 @@ class Scratch:
         if (server, name) not in self.created:
             self.created.append((server, name))
 
+    def drop(self, role: str) -> None:
+        """Drop the databases of `role` now (a measured target, once it has been checked)."""
+        name = self.name(role)
+        for server in ("postgresql", "mariadb"):
+            if (server, name) in self.created:
+                self._drop(server, name)
+                self.created.remove((server, name))
+
     def drop_all(self) -> None:
         for server, name in self.created:
-            if server == "postgresql":
-                with psycopg.connect(postgres_conninfo("postgres"), autocommit=True) as conn:
-                    conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            else:
-                conn2 = mariadb_connect()
-                try:
-                    with conn2.cursor() as cur:
-                        cur.execute(f"DROP DATABASE IF EXISTS {name}")
-                finally:
-                    conn2.close()
+            self._drop(server, name)
         self.created.clear()
+
+    @staticmethod
+    def _drop(server: str, name: str) -> None:
+        if server == "postgresql":
+            with psycopg.connect(postgres_conninfo("postgres"), autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            return
+        conn = mariadb_connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"DROP DATABASE IF EXISTS {name}")
+        finally:
+            conn.close()
 
 
 @contextmanager
@@ -119,7 +136,7 @@ def scratch() -> Iterator[Scratch]:
 
 
 def count_rows(kind: str, target: str, table: str) -> int:
-    """Rows in `table` of a SQLite file, PostgreSQL or MariaDB database (a sanity check)."""
+    """Rows in `table` of a SQLite or DuckDB file, a PostgreSQL or MariaDB database."""
     if kind == "sqlite":
         import sqlite3
 
@@ -131,6 +148,12 @@ def count_rows(kind: str, target: str, table: str) -> int:
     if kind == "postgresql":
         with psycopg.connect(postgres_conninfo(target)) as pg:
             return int(pg.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    if kind == "duckdb":
+        import duckdb  # installed with the peers (benchmarks/setup.sh)
+
+        with duckdb.connect(target, read_only=True) as conn:
+            found = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+            return int(found[0]) if found else 0
     maria = mariadb_connect(target)
     try:
         with maria.cursor() as cur:

@@ -2,30 +2,50 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks import data, dsdb_runner, floors
+from benchmarks import contenders, data, dsdb_runner, floors
+from benchmarks.contenders import Contender, Sources
+from benchmarks.landed import Database, compare, source_has_identity
 from benchmarks.measure import Measurement, measure
+from benchmarks.observe import observe
 from benchmarks.servers import Scratch, count_rows, mariadb_url, postgres_conninfo, postgres_url
-from dsdb_plan.archive.format import COMPRESS_LEVEL
 
 #: Paths in the order they run; `restore` reads what `backup` wrote.
-PATHS = ("sqlite-sqlite", "sqlite-postgres", "postgres-mariadb", "backup", "restore", "plan")
+PATHS = (
+    "sqlite-sqlite",
+    "sqlite-postgres",
+    "postgres-mariadb",
+    "backup",
+    "backup-postgres",
+    "restore",
+    "plan",
+)
 MIGRATIONS = {"sqlite-sqlite", "sqlite-postgres", "postgres-mariadb"}
+#: Paths that read the data generated into PostgreSQL.
+POSTGRES_SOURCE = {"postgres-mariadb", "backup-postgres"}
 TITLES = {
     "sqlite-sqlite": "SQLite → SQLite (migration)",
     "sqlite-postgres": "SQLite → PostgreSQL (migration)",
     "postgres-mariadb": "PostgreSQL → MariaDB (migration)",
     "backup": "backup of the SQLite data",
-    "restore": "restore of that backup into PostgreSQL",
+    "backup-postgres": "backup of the PostgreSQL data",
+    "restore": "restore of the SQLite backup into PostgreSQL",
     "plan": "plan with nothing changed",
+}
+#: The engine each path writes to ("files" for a backup).
+TARGET_ENGINE = {
+    "sqlite-sqlite": "sqlite",
+    "sqlite-postgres": "postgresql",
+    "postgres-mariadb": "mariadb",
+    "backup": "files",
+    "backup-postgres": "files",
+    "restore": "postgresql",
 }
 
 
@@ -36,10 +56,24 @@ class PathResult:
     name: str
     rows: int
     dsdb: list[Measurement] = field(default_factory=list)
-    baseline: list[Measurement] = field(default_factory=list)
+    #: Every other contender's runs by its key; "baseline" is the one the aim is measured on.
+    runs: dict[str, list[Measurement]] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    #: What each contender (and "dsdb") landed, measured on its target after its first run.
+    landed: dict[str, str] = field(default_factory=dict)
+    #: Why a contender has no time: not installed, or it failed.
+    notes: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     skipped: str | None = None
     hotspots: dict[str, list[dsdb_runner.Hotspot]] = field(default_factory=dict)
+
+    @property
+    def baseline(self) -> list[Measurement]:
+        return self.runs.get("baseline", [])
+
+    @property
+    def aim(self) -> float | None:
+        return contenders.AIMS.get(self.name)
 
     @staticmethod
     def _best(measurements: list[Measurement]) -> Measurement | None:
@@ -53,6 +87,9 @@ class PathResult:
     @property
     def best_baseline(self) -> Measurement | None:
         return self._best(self.baseline)
+
+    def best(self, key: str) -> Measurement | None:
+        return self._best(self.dsdb if key == "dsdb" else self.runs.get(key, []))
 
     @property
     def ratio(self) -> float | None:
@@ -68,14 +105,14 @@ class PathResult:
 
 
 def select(only: list[str] | None) -> list[str]:
-    """The paths to run: `--only` names, plus what they need (restore needs a backup)."""
+    """The paths to run: `--only` names, plus what they need (restore loads the backups)."""
     if not only:
         return list(PATHS)
     chosen = set(only)
     if chosen == {"plan"}:
         chosen = set(PATHS)
     if "restore" in chosen:
-        chosen.add("backup")
+        chosen.update(("backup", "backup-postgres"))
     return [name for name in PATHS if name in chosen]
 
 
@@ -95,12 +132,15 @@ class Suite:
         baselines: bool,
         migrations: tuple[bool, str],
         log: Callable[[str], None],
+        peers: bool = True,
     ) -> None:
         self.rows = rows
         self.total_rows = rows + data.child_count(rows)
         self.paths = paths
         self.repeat = repeat
         self.with_baselines = baselines
+        self.with_peers = peers
+        self.sources: dict[str, Database] = {}
         self.migrations_ok = migrations[0]
         self.log = log
         self.results = {name: PathResult(name, self.total_rows) for name in paths}
@@ -108,23 +148,23 @@ class Suite:
         self.apply_all: Measurement | None = None
         self.ceilings: list[floors.Ceiling] = []
 
-    def run(self, profile_below: float | None = None) -> dict[str, PathResult]:
+    def run(self, profile: bool = False) -> dict[str, PathResult]:
         with tempfile.TemporaryDirectory(prefix="dsdb-bench-") as folder:
             self.folder = Path(folder)
             self.scratch = Scratch()
             try:
-                self._run(profile_below)
+                self._run(profile)
             finally:
                 self.scratch.drop_all()
         return self.results
 
-    def _run(self, profile_below: float | None) -> None:
+    def _run(self, profile: bool) -> None:
         started = time.perf_counter()
         self.source = self.folder / "source.db"
         self.log(f"generating {self.rows:,} + {data.child_count(self.rows):,} rows")
         data.write_sqlite(self.source, self.rows)
         self.pg_source = ""
-        if "postgres-mariadb" in self.paths:
+        if POSTGRES_SOURCE & set(self.paths):
             self.pg_source = self.scratch.postgres("pg_source")
             data.write_postgres(postgres_conninfo(self.pg_source), self.rows)
         self.setup_seconds = time.perf_counter() - started
@@ -138,38 +178,56 @@ class Suite:
         if "plan" in self.paths:
             self._measure_plan()
         self._measure_ceilings()
-        if profile_below is not None:
-            self._profile_slow(profile_below)
+        if profile:
+            self._profile_slow()
 
     # -- where each side writes ---------------------------------------------------------
 
     def _workdir(self, name: str) -> Path:
         return self.folder / f"dsdb-{name}"
 
-    def _fresh(self, name: str, side: str) -> str:
-        """Empty the target of path `name` for `side` (baseline, dsdb or all); its location."""
-        if name == "sqlite-sqlite":
-            path = self.folder / f"{side}_target.db"
-            path.unlink(missing_ok=True)
-            return str(path)
-        if name == "sqlite-postgres":
-            return self.scratch.postgres(f"{side}_pg")
-        if name == "postgres-mariadb":
-            return self.scratch.mariadb(f"{side}_maria")
-        if name == "restore":
-            return self.scratch.postgres(f"{side}_restore")
-        if side != "baseline":
+    def _role(self, name: str, side: str) -> str:
+        return f"{side}_{name.replace('-', '_')}"
+
+    def _fresh(self, name: str, side: str, engine: str | None = None) -> str:
+        """Empty the target of `side` (a contender's key, dsdb or all) on path `name`, on
+        the path's engine or `engine`; its location (a file, folder or database name)."""
+        engine = engine or TARGET_ENGINE[name]
+        role = self._role(name, side)
+        if engine in ("sqlite", "duckdb"):
+            self._release(name, side, engine)
+            return str(self._file(role, engine))
+        if engine == "postgresql":
+            return self.scratch.postgres(role)
+        if engine == "mariadb":
+            return self.scratch.mariadb(role)
+        if side in ("dsdb", "all"):
             return str(self._workdir(name) / "backups")  # emptied with the folder
-        shutil.rmtree(self.folder / "baseline", ignore_errors=True)
-        return str(self.folder / "baseline")
+        folder = self.folder / (contenders.CSV_BACKUP if side == "csv" else role)
+        shutil.rmtree(folder, ignore_errors=True)
+        return str(folder)
+
+    def _release(self, name: str, side: str, engine: str) -> None:
+        """Free a measured target's space (at 10,000,000 rows each copy takes gigabytes);
+        backups stay, the restore path loads them."""
+        role = self._role(name, side)
+        if engine in ("postgresql", "mariadb"):
+            self.scratch.drop(role)
+        elif engine in ("sqlite", "duckdb"):
+            path = self._file(role, engine)
+            for stale in (path, path.with_name(path.name + ".wal")):
+                stale.unlink(missing_ok=True)
+
+    def _file(self, role: str, engine: str) -> Path:
+        return self.folder / f"{role}.{'db' if engine == 'sqlite' else 'duckdb'}"
 
     def _connection(self, name: str, side: str) -> dict[str, str]:
+        role = self._role(name, side)
         if name == "sqlite-sqlite":
-            return {"driver": "sqlite", "database": str(self.folder / f"{side}_target.db")}
+            return {"driver": "sqlite", "database": str(self._file(role, "sqlite"))}
         if name == "postgres-mariadb":
-            return {"url": mariadb_url(self.scratch.name(f"{side}_maria"))}
-        role = "pg" if name == "sqlite-postgres" else "restore"
-        return {"url": postgres_url(self.scratch.name(f"{side}_{role}"))}
+            return {"url": mariadb_url(self.scratch.name(role))}
+        return {"url": postgres_url(self.scratch.name(role))}
 
     def _manifest(self, names: list[str], side: str) -> str:
         """A manifest of the dsdb resources of paths `names`, writing to `side`'s targets."""
@@ -180,11 +238,10 @@ class Suite:
         migrations: dict[str, dict[str, object]] = {}
         restores: dict[str, dict[str, object]] = {}
         for name in names:
+            if name in POSTGRES_SOURCE:
+                connections["postgres_source"] = {"url": postgres_url(self.pg_source)}
             if name in MIGRATIONS:
-                source = "source"
-                if name == "postgres-mariadb":
-                    source = "postgres_source"
-                    connections[source] = {"url": postgres_url(self.pg_source)}
+                source = "postgres_source" if name in POSTGRES_SOURCE else "source"
                 connections[f"{name}-target"] = self._connection(name, side)
                 migrations[name] = {
                     "from": source,
@@ -194,6 +251,8 @@ class Suite:
                 }
             elif name == "backup":
                 backups["source"] = {"connection": "source", "keep": 1}
+            elif name == "backup-postgres":
+                backups["postgres"] = {"connection": "postgres_source", "keep": 1}
             elif name == "restore":
                 connections["restore-target"] = self._connection(name, side)
                 origin: dict[str, object] = (
@@ -222,18 +281,66 @@ class Suite:
     def _measure_path(self, name: str, attempt: int) -> None:
         result = self.results[name]
         if self.with_baselines:
-            target = self._fresh(name, "baseline")
-            measurement = measure(self._baseline_command(name, target))
-            result.baseline.append(measurement)
-            self._check(result, "baseline", measurement, name, target)
-            self.log(f"{name} baseline #{attempt}: {self._describe(measurement)}")
+            for contender in contenders.CONTENDERS[name]:
+                self._measure_contender(result, contender, attempt)
         if result.skipped:
-            return  # the baseline is still measured, for when dsdb can do this path
+            return  # the baselines are still measured, for when dsdb can do this path
         workdir = self._prepare_dsdb(name)
         measurement = dsdb_runner.apply(workdir)
         result.dsdb.append(measurement)
-        self._check(result, "dsdb", measurement, name, self._locations[(name, "dsdb")])
-        self.log(f"{name} dsdb #{attempt}: {self._describe(measurement)}")
+        location = self._locations[(name, "dsdb")]
+        if self._check(result.problems, "dsdb", measurement, name, location) and attempt == 1:
+            verified = ", verified" in measurement.output
+            self._landed(result, "dsdb", TARGET_ENGINE[name], location, verified)
+        self.log(
+            f"{name} dsdb #{attempt}: {self._describe(measurement, result.landed.get('dsdb'))}"
+        )
+        self._release(name, "dsdb", TARGET_ENGINE[name])
+
+    def _measure_contender(self, result: PathResult, contender: Contender, attempt: int) -> None:
+        """Time one run of a baseline or peer; on its first, measure what it landed."""
+        key, name = contender.key, result.name
+        if contender.peer and not self.with_peers:
+            return
+        version = contenders.installed(contender.peer) if contender.peer else None
+        result.labels[key] = contender.label.format(version=version or "(not installed)")
+        if contender.peer and version is None:
+            result.notes[key] = "skipped, not installed: run benchmarks/setup.sh"
+            return
+        target = self._fresh(name, key, contender.engine)
+        sources = Sources(str(self.source), self.pg_source, self.folder)
+        command, env = contenders.command(contender, name, sources, target)
+        measurement = measure(command, env=env)
+        result.runs.setdefault(key, []).append(measurement)
+        # A peer that fails or loses rows is a finding about the peer, not a harness problem.
+        problems: list[str] = [] if contender.peer else result.problems
+        complete = self._check(problems, key, measurement, name, target, contender.engine)
+        if complete and attempt == 1:
+            self._landed(result, key, contender.engine, target)
+        elif not complete and contender.peer:
+            result.notes.setdefault(key, "; ".join(problems))
+        self.log(f"{name} {key} #{attempt}: {self._describe(measurement, result.landed.get(key))}")
+        self._release(name, key, contender.engine)
+
+    def _landed(
+        self, result: PathResult, key: str, engine: str, target: str, verified: bool = False
+    ) -> None:
+        """Compare the target with the source: types, NOT NULL, keys, identity, values."""
+        if engine == "files":
+            return  # a backup is files: what it holds shows when it is restored
+        name = result.name
+        source_engine = "postgresql" if name in POSTGRES_SOURCE else "sqlite"
+        if source_engine not in self.sources:
+            location = self.pg_source if source_engine == "postgresql" else str(self.source)
+            self.sources[source_engine] = observe(source_engine, location, data.TABLES)
+        source = self.sources[source_engine]
+        try:
+            landed = observe(engine, target, data.TABLES)
+            found = compare(source, landed, source_has_identity(source))
+        except Exception as error:  # a target a tool left unreadable is reported, not fatal
+            result.landed[key] = f"could not be read: {error}"
+            return
+        result.landed[key] = found.summary + (", verified" if verified else "")
 
     def _measure_plan(self) -> None:
         """Apply every selected path in one manifest, then time `dsdb plan` on it."""
@@ -242,7 +349,7 @@ class Suite:
         workdir = self._workdir("all")
         workdir.mkdir()
         for name in names:
-            if name != "backup":
+            if TARGET_ENGINE[name] != "files":
                 self._fresh(name, "all")
         (workdir / dsdb_runner.MANIFEST).write_text(self._manifest(names, "all"))
         self.apply_all = dsdb_runner.apply(workdir)
@@ -274,14 +381,14 @@ class Suite:
         found = floors.measure_floors(str(self.source), self.repeat)
         self.ceilings = floors.ceilings(found, baselines)
 
-    def _profile_slow(self, threshold: float) -> None:
-        """Profile each dsdb path below `threshold` of its baseline (or a plan over 2 s)."""
+    def _profile_slow(self) -> None:
+        """Profile each dsdb path that misses its aim (or a plan over 2 s)."""
         slow = {
             name
             for name, result in self.results.items()
             if not result.skipped
             and (
-                (result.ratio is not None and result.ratio < threshold)
+                (result.ratio is not None and result.aim and result.ratio < result.aim)
                 or (name == "plan" and result.best_dsdb and result.best_dsdb.seconds > 2.0)
             )
         }
@@ -298,38 +405,39 @@ class Suite:
             except RuntimeError as error:
                 self.results[name].problems.append(str(error))
 
-    def _baseline_command(self, name: str, target: str) -> list[str]:
-        if name == "sqlite-sqlite":
-            call, args = "sqlite_to_sqlite", {"source": str(self.source), "target": target}
-        elif name == "sqlite-postgres":
-            call, args = "sqlite_to_postgres", {"source": str(self.source), "target": target}
-        elif name == "postgres-mariadb":
-            call, args = "postgres_to_mariadb", {"source": self.pg_source, "target": target}
-        elif name == "backup":
-            call = "backup_csv"
-            args = {"source": str(self.source), "folder": target, "level": COMPRESS_LEVEL}
-        else:
-            folder = str(self.folder / "baseline")
-            call, args = "restore_csv", {"folder": folder, "target": target}
-        return [sys.executable, "-m", "benchmarks.baselines", call, json.dumps(args)]
-
     def _check(
-        self, result: PathResult, side: str, measurement: Measurement, name: str, target: str
-    ) -> None:
-        """A measurement counts only if the target holds every row."""
+        self,
+        problems: list[str],
+        side: str,
+        measurement: Measurement,
+        name: str,
+        target: str,
+        engine: str | None = None,
+    ) -> bool:
+        """Whether the run succeeded and its target holds every row; failures go to
+        `problems`."""
         if not measurement.ok:
-            result.problems.append(f"{side} failed: {measurement.last_line()}")
-            return
-        if name == "backup":
-            return
-        kind = {"sqlite-sqlite": "sqlite", "postgres-mariadb": "mariadb"}.get(name, "postgresql")
+            problems.append(f"{side} failed: {measurement.last_line()}")
+            return False
+        engine = engine or TARGET_ENGINE[name]
+        if engine == "files":
+            return True
+        complete = True
         for table in data.TABLES:
             expected = self.rows if table == "parent" else data.child_count(self.rows)
-            found = count_rows(kind, target, table)
+            try:
+                found = count_rows(engine, target, table)
+            except Exception as error:  # a table a tool did not create
+                problems.append(f"{side}: {table} cannot be counted ({error})")
+                complete = False
+                continue
             if found != expected:
-                result.problems.append(f"{side}: {table} has {found:,} rows, not {expected:,}")
+                problems.append(f"{side}: {table} has {found:,} rows, not {expected:,}")
+                complete = False
+        return complete
 
-    def _describe(self, measurement: Measurement) -> str:
+    def _describe(self, measurement: Measurement, landed: str | None = None) -> str:
         if not measurement.ok:
             return f"FAILED ({measurement.last_line()})"
-        return f"{measurement.seconds:.2f} s, {measurement.peak_rss_mb:.0f} MB"
+        described = f"{measurement.seconds:.2f} s, {measurement.peak_rss_mb:.0f} MB"
+        return described + (f"; lands: {landed}" if landed else "")

@@ -1,0 +1,29 @@
+"""The benchmark report's side-by-side tables (benchmarks/report.py), from made-up runs."""
+
+from __future__ import annotations
+
+from benchmarks import report
+from benchmarks.measure import Measurement
+from benchmarks.suite import PathResult
+
+
+def test_side_by_side_orders_by_time_and_says_why_a_contender_has_none() -> None:
+    result = PathResult("sqlite-postgres", 1200)
+    result.dsdb.append(Measurement(2.0, 90, 0, ""))
+    result.runs["baseline"] = [Measurement(1.0, 40, 0, "")]
+    result.runs["sling"] = [Measurement(0.5, 40, 1, "\x1b[31mpq: invalid byte\x1b[0m\n")]
+    result.labels = {"baseline": "COPY", "sling": "Sling 1.4", "dlt": "dlt (not installed)"}
+    result.notes = {"dlt": "skipped, not installed: run benchmarks/setup.sh"}
+    result.landed = {"dsdb": "exact, keys, identity, verified", "baseline": "no identity (a|b)"}
+    lines = report._side_by_side({"sqlite-postgres": result})
+    assert lines[lines.index("### SQLite → PostgreSQL (migration)") + 4 :] == [
+        "| COPY | 1.00 | 1,200 | 40 | 2.00 | no identity (a\\|b) |",
+        "| **dsdb** | 2.00 | 600 | 90 | 1.00 | exact, keys, identity, verified |",
+        "| Sling 1.4 | — | — | — | — | failed: pq: invalid byte |",
+        "| dlt (not installed) | — | — | — | — | skipped, not installed: run benchmarks/setup.sh |",
+    ]
+
+
+def test_backup_aims_read_as_within_three_times() -> None:
+    assert report._aim(PathResult("backup", 1)) == "≥ 1/3"
+    assert report._aim(PathResult("sqlite-sqlite", 1)) == "≥ 0.80"
