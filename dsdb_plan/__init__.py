@@ -13,9 +13,9 @@ The library side, for notebooks::
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from dsdb_plan._version import __version__
 from dsdb_plan.errors import (
     ConnectionConfigError,
     ConnectionExistsError,
@@ -32,11 +32,6 @@ if TYPE_CHECKING:
     from dsdb_plan.connection import Connection
     from dsdb_plan.manager import LOCAL, ConnectionManager
     from dsdb_plan.manifest import load_manifest
-
-try:
-    __version__ = version("dsdb-plan")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0"
 
 #: The module each name loaded on first use comes from.
 _LAZY = {

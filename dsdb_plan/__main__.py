@@ -1,5 +1,5 @@
 """`python -m dsdb_plan` runs the `dsdb` command line."""
 
-from dsdb_plan.cli import run
+from dsdb_plan.console import run
 
 run()

@@ -131,3 +131,13 @@ def driver_message(error: BaseException) -> str:
     original = getattr(error, "orig", None) or error
     text = " ".join(str(original).split())
     return text or type(original).__name__
+
+
+def note_rows_committed(error: BaseException, rows: int) -> None:
+    """Note on `error` how many rows the work it stopped had committed (history keeps it)."""
+    error.__dict__["dsdb_rows_committed"] = rows
+
+
+def rows_committed(error: BaseException) -> int:
+    """The rows `note_rows_committed` noted on `error`; 0 when nothing was noted."""
+    return int(error.__dict__.get("dsdb_rows_committed", 0))

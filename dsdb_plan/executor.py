@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from dsdb_plan.errors import DsdbError, Interrupted, driver_message
+from dsdb_plan.errors import DsdbError, Interrupted, driver_message, rows_committed
 from dsdb_plan.kinds import ApplyContext, Outcome, kind_of
 from dsdb_plan.plan import Action, Plan
 from dsdb_plan.redact import redact
@@ -164,20 +164,20 @@ def _run(action: Action, ctx: ApplyContext, user: str) -> ActionResult:
         return _not_started(action)
     started_at, started = utc_now(), time.monotonic()
     try:
-        kind = kind_of(action.kind)
-        removed = action.details.get("removed")
-        outcome = kind.apply_removed(ctx, action) if removed else kind.apply(ctx, action)
+        outcome = kind_of(action.kind).execute(ctx, action)
         _record(ctx.store, action, outcome)
         status, message = "ok", outcome.message
     except Interrupted as error:
-        outcome, status, message = Outcome(None), "interrupted", redact(error.message)
+        outcome, status = Outcome(None, rows_committed(error)), "interrupted"
+        message = redact(error.message)
     except DsdbError as error:
-        outcome, status, message = Outcome(None), "failed", redact(error.message)
+        outcome, status = Outcome(None, rows_committed(error)), "failed"
+        message = redact(error.message)
     except sa.exc.DBAPIError as error:
-        outcome, status = Outcome(None), "failed"
+        outcome, status = Outcome(None, rows_committed(error)), "failed"
         message = redact(f"database error: {driver_message(error)}")
     except Exception as error:  # one broken action must not stop independent ones
-        outcome, status = Outcome(None), "failed"
+        outcome, status = Outcome(None, rows_committed(error)), "failed"
         message = redact(f"{type(error).__name__}: {error}")
     duration = round(time.monotonic() - started, 3)
     ctx.store.append_history(

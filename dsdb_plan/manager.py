@@ -1,13 +1,13 @@
 """`ConnectionManager`: the notebook API, descended from the original dataset-database package.
 
 It holds a map of named connections, checks each one as the manifest does (one model, one
-validation path), and runs backups, restores, migrations and teardowns with the same
-handlers as `dsdb apply`.
+validation path), and runs backups, restores, migrations and teardowns as one-resource plans
+applied by the same payload handlers as `dsdb apply` (`oneoff`).
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import dataclasses
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -16,19 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from dsdb_plan import databases
-from dsdb_plan.archive import (
-    BackupInfo,
-    RestoreResult,
-    list_backups,
-    new_backup_id,
-    read_backup_info,
-    restore_backup,
-    tables_with_data,
-    write_backup,
-)
+from dsdb_plan.archive import BackupInfo, RestoreResult, check_backup, list_backups
 from dsdb_plan.connection import Connection
-from dsdb_plan.dbschema import drop_tables
 from dsdb_plan.errors import (
     ConnectionConfigError,
     ConnectionExistsError,
@@ -41,10 +30,10 @@ from dsdb_plan.errors import (
     UnknownConnectionError,
 )
 from dsdb_plan.interpolate import interpolate
-from dsdb_plan.kinds.migration import selections, table_runs
 from dsdb_plan.manifest import data_path
-from dsdb_plan.migrate.run import TableOutcome, run_migration
-from dsdb_plan.models import Migration
+from dsdb_plan.migrate.run import TableOutcome
+from dsdb_plan.models import Backup, Migration, Restore, Teardown
+from dsdb_plan.oneoff import run_once
 from dsdb_plan.workspace import Workspace, current_user
 from dsdb_plan.yamlsource import Source, load_yaml
 
@@ -174,9 +163,11 @@ class ConnectionManager:
         self, name: str, tables: list[str] | None = None, backup_root: str | Path | None = None
     ) -> BackupInfo:
         """Back up connection `name` (all tables or `tables`) into `<backup_root>/<name>/`."""
-        root = Path(backup_root) if backup_root is not None else self.backup_root
-        engine = self._workspace.reach(self._known(name))
-        info = write_backup(engine, root / name, new_backup_id(dt.datetime.now(dt.UTC)), tables)
+        workspace = self._workspace
+        if backup_root is not None:
+            workspace = dataclasses.replace(workspace, backup_root=Path(backup_root))
+        spec = Backup(connection=self._known(name), tables=tables)
+        info: BackupInfo = run_once(workspace, f"backup.{name}", spec).result
         return self._remember(info)
 
     def restore(
@@ -191,21 +182,17 @@ class ConnectionManager:
         its files' sizes, checksums and row counts, and, for a backup this manager took,
         that `backup.json` still says what it said then."""
         folder = self._backup_folder(backup)
-        engine = self._workspace.reach(self._known(target))
-        if replace_existing and self.connection(target).protect:
-            occupied = tables_with_data(engine, tables or read_backup_info(folder).table_names)
-            if occupied:
-                raise DsdbError(
-                    f"connection '{target}' is protected (protect: true); restoring over its "
-                    f"tables with data ({', '.join(occupied)}) is refused"
-                )
-        return restore_backup(
-            folder,
-            engine,
-            recorded=self._taken.get(folder.resolve()),
+        recorded = self._taken.get(folder.resolve())
+        if recorded is not None:
+            check_backup(folder, recorded=recorded)  # the restore checks the rest
+        spec = Restore(
+            path=str(folder),
+            to=self._known(target),
             tables=tables,
             replace_existing=replace_existing,
         )
+        result: RestoreResult = run_once(self._workspace, f"restore.{target}", spec).result
+        return result
 
     def migrate(
         self,
@@ -238,17 +225,12 @@ class ConnectionManager:
                 for name, options in given.items()
             }
         spec = _migration_spec(source, target, listed, mode, follow, batch_size)
-        source_engine = self._workspace.reach(self._known(source))
-        target_engine = self._workspace.reach(self._known(target))
-        runs = table_runs(spec, selections(source_engine, spec), None)
-        return run_migration(
-            source_engine,
-            target_engine,
-            runs,
-            batch_size=spec.batch_size,
-            schema_changes=spec.schema_changes,
-            parallelism=parallelism,
-        )
+        for name in (source, target):
+            self._known(name)
+        address = f"migration.{source}-to-{target}"
+        outcome = run_once(self._workspace, address, spec, parallelism=parallelism)
+        copied: list[TableOutcome] = outcome.result or []
+        return copied
 
     def teardown(
         self,
@@ -260,27 +242,14 @@ class ConnectionManager:
         """Drop `tables` (default: all) of connection `name`, or the whole database, after a
         final backup into `<backup_root>/_teardown-<name>/` (returned). Refused when the
         connection is protected."""
-        connection = self.connection(name)
-        if connection.protect:
-            raise DsdbError(f"connection '{name}' is protected (protect: true); teardown refused")
-        engine = self._workspace.reach(name)
-        present = databases.present_tables(engine, tables if tables is not None else "all")
-        info = None
-        if final_backup and present:
-            info = self._remember(
-                write_backup(
-                    engine,
-                    self.backup_root / f"_teardown-{name}",
-                    new_backup_id(dt.datetime.now(dt.UTC)),
-                    present,
-                )
-            )
-        if drop_database:
-            self._workspace.forget(name)
-            databases.drop_database(connection)
-        else:
-            drop_tables(engine, present)
-        return info
+        spec = Teardown(
+            connection=self._known(name),
+            tables=tables if tables is not None else "all",
+            drop_database=drop_database,
+            final_backup=final_backup,
+        )
+        info: BackupInfo | None = run_once(self._workspace, f"teardown.{name}", spec).result
+        return info if info is None else self._remember(info)
 
     def _remember(self, info: BackupInfo) -> BackupInfo:
         self._taken[info.path.resolve()] = info.to_dict()

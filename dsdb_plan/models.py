@@ -161,6 +161,13 @@ class Migration(_Resource):
     batch_size: int = Field(
         default=10_000, ge=1, description="Rows per committed batch (and checkpoint)."
     )
+    on_dangling: Literal["refuse", "skip", "keep"] = Field(
+        default="refuse",
+        description="Source rows whose foreign key points at no copied row (the source does "
+        "not enforce it, or the subset leaves the row out): refuse to plan, naming table, "
+        "key and count; skip those rows (and the rows pointing at them); or keep them and "
+        "leave that foreign key out of the tables dsdb creates.",
+    )
 
     def table_options(self) -> dict[str, MigrationTable] | None:
         """The tables as a name -> options map, or None for all tables."""

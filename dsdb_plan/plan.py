@@ -1,8 +1,9 @@
 """The Plan: ordered actions, each with its reasons, and what the plan was computed against.
 
-Actions are small frozen values. Their reasons are for people; decisions are made on the
-type and the details. A plan saved to a file carries the manifest digest, the state lineage
-and serial, and the fingerprints it relied on, so `apply` can refuse it once stale.
+Actions are small frozen values. Their reasons are for people; what apply does is the
+action's typed payload (`payloads`), and nothing else. A plan saved to a file carries the
+manifest digest, the state lineage and serial, and the fingerprints it relied on, so `apply`
+can refuse it once stale.
 """
 
 from __future__ import annotations
@@ -10,11 +11,15 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-FORMAT_VERSION = 1
+from dsdb_plan.errors import DsdbError
+from dsdb_plan.payloads import Payload, Unchanged, payload_from_dict
+
+FORMAT_VERSION = 2
+"""2: actions carry typed payloads (1 carried untyped details, which apply re-derived)."""
 
 
 def counted(count: int, noun: str) -> str:
@@ -71,7 +76,7 @@ class Action:
 
     `key` identifies the action within the plan (a resource can have a second action, such
     as pruning old backups: `backup.nightly#prune`). `destructive` marks actions that delete
-    data and need consent. `details` holds what the executor needs (JSON-safe).
+    data and need consent. `payload` is exactly what apply will do.
     """
 
     key: str
@@ -81,7 +86,9 @@ class Action:
     reasons: tuple[str, ...] = ()
     destructive: bool = False
     depends_on: tuple[str, ...] = ()
-    details: dict[str, Any] = field(default_factory=dict)
+    payload: Payload = field(default_factory=lambda: Unchanged({}))
+    moved_from: str | None = None
+    """The address a `moved:` entry renamed this resource from, in this plan."""
 
     @classmethod
     def on(
@@ -89,10 +96,10 @@ class Action:
         address: str,
         kind: str,
         type: ActionType,
+        payload: Payload,
         *,
         reasons: Iterable[str] = (),
         destructive: bool = False,
-        details: dict[str, Any] | None = None,
     ) -> Action:
         """The main action of resource `address` (its key is the address itself)."""
         return cls(
@@ -100,9 +107,9 @@ class Action:
             address=address,
             kind=kind,
             type=type,
+            payload=payload,
             reasons=tuple(reasons),
             destructive=destructive,
-            details=details or {},
         )
 
     @property
@@ -110,10 +117,18 @@ class Action:
         return self.type is not ActionType.NOOP
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["type"] = self.type.value
-        data["reasons"] = list(self.reasons)
-        data["depends_on"] = list(self.depends_on)
+        data: dict[str, Any] = {
+            "key": self.key,
+            "address": self.address,
+            "kind": self.kind,
+            "type": self.type.value,
+            "reasons": list(self.reasons),
+            "destructive": self.destructive,
+            "depends_on": list(self.depends_on),
+            "payload": self.payload.to_dict(),
+        }
+        if self.moved_from is not None:
+            data["moved_from"] = self.moved_from
         return data
 
     @classmethod
@@ -126,7 +141,8 @@ class Action:
             reasons=tuple(data.get("reasons", ())),
             destructive=bool(data.get("destructive", False)),
             depends_on=tuple(data.get("depends_on", ())),
-            details=dict(data.get("details", {})),
+            payload=payload_from_dict(data["payload"]),
+            moved_from=data.get("moved_from"),
         )
 
 
@@ -190,6 +206,12 @@ class Plan:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise DsdbError(
+                f"the plan file has format {version}, this dsdb reads format {FORMAT_VERSION}: "
+                "run `dsdb plan -o` again with this dsdb"
+            )
         return cls(
             manifest_path=data["manifest_path"],
             manifest_digest=data["manifest_digest"],

@@ -24,6 +24,7 @@ from dsdb_plan.graph import dependencies, topological_order
 from dsdb_plan.kinds import PlanContext, kind_of
 from dsdb_plan.manifest import LoadedManifest
 from dsdb_plan.models import Moved
+from dsdb_plan.payloads import CopyTables, Forget, RestoreBackup
 from dsdb_plan.plan import Action, ActionType, Plan
 from dsdb_plan.state import ResourceRecord, StateSnapshot
 from dsdb_plan.state.store import utc_now
@@ -80,6 +81,8 @@ def make_plan(
             actions.extend(kind_of(record.kind).plan_removed(ctx, record))
         except DsdbError as error:
             errors.append(f"{address}: {error.message}")
+    errors += _undone_by_teardowns(actions)
+    actions += _abandoned_checkpoints(snapshot, set(resources) | set(records), targets, excludes)
     if errors:
         raise PlanError("cannot plan:\n" + "\n".join(f"  {line}" for line in errors))
     actions = _link_dependencies(actions, graph)
@@ -97,6 +100,58 @@ def make_plan(
     )
 
 
+def _undone_by_teardowns(actions: list[Action]) -> list[str]:
+    """Teardowns that drop tables another action of the plan writes: each apply would undo
+    the other, so the plan could never hold. (The manifest check catches what the manifest
+    alone shows; this catches what only the databases and backups tell.)"""
+    writes: list[tuple[str, str, set[str]]] = []
+    for action in actions:
+        payload = action.payload
+        if isinstance(payload, RestoreBackup):
+            writes.append((action.key, payload.connection, set(payload.writes)))
+        elif isinstance(payload, CopyTables):
+            writes.append((action.key, payload.target, {c.target for c in payload.tables}))
+    problems = []
+    for action in actions:
+        # Whether or not the tables are there now: a teardown keeps them gone.
+        spec = action.payload.spec
+        if action.kind != "teardown" or not isinstance(spec.get("tables"), list):
+            continue
+        for writer, connection, tables in writes:
+            both = sorted(tables & set(spec["tables"])) if connection == spec["connection"] else []
+            if both:
+                problems.append(
+                    f"{action.key}: drops {', '.join(both)} of '{connection}' that {writer} "
+                    "writes: each apply would undo the other"
+                )
+    return problems
+
+
+def _abandoned_checkpoints(
+    snapshot: StateSnapshot, known: set[str], targets: Collection[str], excludes: Collection[str]
+) -> list[Action]:
+    """Checkpoints of unfinished applies of resources gone from the manifest and never
+    recorded: apply drops them, so they cannot resume into a later resource of that name.
+    A plan narrowed by --target leaves them be."""
+    if targets:
+        return []
+    gone = sorted(set(snapshot.checkpoints) - known - set(excludes))
+    return [
+        Action(
+            key=address,
+            address=address,
+            kind=address.split(".", 1)[0],
+            type=ActionType.DESTROY,
+            reasons=(
+                "removed from the manifest before its first apply finished",
+                "the unfinished apply's checkpoint is dropped; what it wrote stays",
+            ),
+            payload=Forget({}),
+        )
+        for address in gone
+    ]
+
+
 def _plan_resource(
     ctx: PlanContext,
     address: str,
@@ -107,8 +162,11 @@ def _plan_resource(
     try:
         planned = kind_of(address.split(".", 1)[0]).plan(ctx, address, spec, record)
     except DsdbError as error:
-        message = error.message
-        return message if message.startswith(address) else f"{address}: {message}"
+        # A resource's problems, a line each, each naming the resource.
+        return "\n  ".join(
+            line if line.startswith(address) else f"{address}: {line}"
+            for line in error.message.splitlines()
+        )
     except sa.exc.DBAPIError as error:
         return f"{address}: the database refused a read: {driver_message(error)}"
     planned = [_with_move_note(action, moves) for action in planned]
@@ -160,9 +218,8 @@ def _records_after_moves(
 def _with_move_note(action: Action, moves: dict[str, str]) -> Action:
     if action.address not in moves or action.key != action.address:
         return action
-    note = f"moved from {moves[action.address]}"
-    details = {**action.details, "moved_from": moves[action.address]}
-    return replace(action, reasons=(note, *action.reasons), details=details)
+    old = moves[action.address]
+    return replace(action, reasons=(f"moved from {old}", *action.reasons), moved_from=old)
 
 
 def _link_dependencies(actions: list[Action], graph: dict[str, set[str]]) -> list[Action]:

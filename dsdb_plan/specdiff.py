@@ -1,9 +1,15 @@
-"""Human-readable differences between two recorded specs, via deepdiff."""
+"""Human-readable differences between two recorded specs, via deepdiff.
+
+Values read as the user wrote them in the manifest (YAML flow style: `FR → {in: [FR, GB]}`):
+recorded specs hold every model field, unset ones as null, which are left out first so a
+change never shows as a dump of the model's defaults.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import yaml
 from deepdiff import DeepDiff
 
 
@@ -12,12 +18,26 @@ def _path(node: Any) -> str:
 
 
 def _show(value: Any) -> str:
-    return "(unset)" if value is None else repr(value) if isinstance(value, str) else str(value)
+    if value is None:
+        return "(unset)"
+    text: str = yaml.safe_dump(
+        value, default_flow_style=True, sort_keys=False, width=1 << 30, allow_unicode=True
+    )
+    return text.removesuffix("\n").removesuffix("\n...").strip()
+
+
+def _set_only(value: Any) -> Any:
+    """`value` without the fields left unset (null) in any mapping it holds."""
+    if isinstance(value, dict):
+        return {key: _set_only(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_set_only(item) for item in value]
+    return value
 
 
 def spec_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Lines like `keep: 7 → 3`, `tables: added 'flights'`, sorted; empty when equal."""
-    diff = DeepDiff(old, new, ignore_order=False, view="tree", verbose_level=2)
+    """Lines like `keep: 7 → 3`, `tables: added flights`, sorted; empty when equal."""
+    diff = DeepDiff(_set_only(old), _set_only(new), ignore_order=False, view="tree")
     lines: list[str] = []
     for node in [*diff.get("values_changed", []), *diff.get("type_changes", [])]:
         lines.append(f"{_path(node)}: {_show(node.t1)} → {_show(node.t2)}")

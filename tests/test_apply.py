@@ -187,7 +187,7 @@ def test_saved_plan_is_refused_when_data_changed(capsys, project: Path) -> None:
     plan_file = project.parent / "plan.json"
     assert run_cli(capsys, "plan", project, "-o", plan_file).code == 0
     saved = json.loads(plan_file.read_text())
-    assert saved["format_version"] == 1 and saved["state_serial"] == 0
+    assert saved["format_version"] == 2 and saved["state_serial"] == 0
     with sqlite3.connect(project.parent / "data/local.db") as db:
         db.execute("INSERT INTO airlines VALUES ('B6', 'JetBlue')")
     result = run_cli(capsys, "apply", plan_file)
@@ -369,3 +369,32 @@ def test_the_terminal_progress_shows_rows_with_separators_and_rows_per_second() 
     assert "migration.m flights" in first and " 5,000/5,000 " in first
     assert re.search(r" [\d,]+ rows/s ", first), first
     assert " 1,234,567 " in second and re.search(r" [\d,]+ rows/s ", second), second
+
+
+def test_a_checkpoint_left_by_a_resource_removed_from_the_manifest_is_shown_and_dropped(
+    capsys, project: Path
+) -> None:
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    store = open_state(".dsdb/state.db", project.parent)
+    store.save_checkpoint("migration.gone", {"done": {"flights": 120}})
+    plan = run_cli(capsys, "plan", project, "--detailed-exitcode")
+    assert plan.code == 2, plan.text
+    assert "- migration.gone (destroy)" in plan.out
+    assert "the unfinished apply's checkpoint is dropped; what it wrote stays" in plan.out
+    applied = run_cli(capsys, "apply", project, "--auto-approve")
+    assert applied.code == 0, applied.text
+    assert "migration.gone" not in open_state(".dsdb/state.db", project.parent).read().checkpoints
+    assert run_cli(capsys, "plan", project, "--detailed-exitcode").code == 0
+
+
+def test_a_teardown_of_tables_a_restore_of_every_table_writes_is_a_plan_error(
+    capsys, project: Path
+) -> None:
+    project.write_text(MANIFEST + "teardowns:\n  tidy: {connection: scratch, tables: [flights]}\n")
+    assert run_cli(capsys, "validate", project).code == 0  # only the backup's tables tell
+    plan = run_cli(capsys, "plan", project)
+    assert plan.code == 1
+    assert (
+        "teardown.tidy: drops flights of 'scratch' that restore.into-scratch writes: "
+        "each apply would undo the other"
+    ) in plan.err

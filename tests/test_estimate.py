@@ -77,13 +77,18 @@ def server(request: pytest.FixtureRequest) -> str:
 
 
 def _plan(capsys: pytest.CaptureFixture[str], manifest: Path) -> tuple[str, dict[str, Any]]:
-    """The plan as text, and the migration action's details from the JSON plan."""
+    """The plan as text, and the migration's rows per table and the tables whose rows the
+    database estimated, from the JSON plan's payload."""
     text = run_cli(capsys, "plan", manifest)
     assert text.code == 0, text.text
     document = run_cli(capsys, "plan", manifest, "--format", "json")
     assert document.code == 0, document.text
     (action,) = json.loads(document.out)["actions"]
-    return text.out, action["details"]
+    tables = action["payload"]["tables"]
+    return text.out, {
+        "rows": {table["table"]: table["rows"] for table in tables},
+        "rows_estimated": [table["table"] for table in tables if table["estimated"]],
+    }
 
 
 def _table_rows(url: str) -> int:

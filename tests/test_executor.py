@@ -27,7 +27,7 @@ restores:
 
 
 def action(address: str) -> Action:
-    return Action.on(address, address.split(".")[0], ActionType.CREATE)
+    return Action(address, address, address.split(".")[0], ActionType.CREATE)
 
 
 def test_conflicts_follow_the_databases_actions_touch(tmp_path: Path) -> None:

@@ -143,3 +143,29 @@ def test_a_bad_filter_is_named_where_it_is(tmp_path: Path) -> None:
     assert str(raised.value) == (
         "migrate: tables.flights.where.carrier.in: Input should be a valid list"
     )
+
+
+def test_migrate_is_the_plan_and_apply_of_one_migration(
+    mngr: dsdb.ConnectionManager, tmp_path: Path
+) -> None:
+    outcomes = mngr.migrate("local", "copy", tables=["flights"], follow="parents")
+    assert [(o.table, o.rows_copied) for o in outcomes] == [("airlines", 3), ("flights", 200)]
+    for table in ("airlines", "flights"):
+        assert table_rows(sqlite_url(tmp_path / "copy.db"), table) == table_rows(
+            sqlite_url(tmp_path / "local.db"), table
+        )
+
+
+def test_migrate_refuses_what_a_plan_refuses_before_writing(tmp_path: Path) -> None:
+    make_flights_db(tmp_path / "local.db")
+    make_flights_db(tmp_path / "keep.db", flights=5)
+    mngr = dsdb.ConnectionManager(
+        {
+            "local": {"driver": "sqlite", "database": str(tmp_path / "local.db")},
+            "keep": {"driver": "sqlite", "database": str(tmp_path / "keep.db"), "protect": True},
+        }
+    )
+    with pytest.raises(dsdb.DsdbError, match="protected"):
+        mngr.migrate("local", "keep", tables=["flights"], mode="replace")
+    assert len(table_rows(sqlite_url(tmp_path / "keep.db"), "flights")) == 5
+    mngr.close()

@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 import dsdb_plan as dsdb
-from dsdb_plan.kinds.migration import deletion_note
+from dsdb_plan.kinds.migration import copy_summary, deletion_note, resume_note
 from dsdb_plan.migrate.estimate import RowCount
-from dsdb_plan.migrate.run import TableRun, run_migration
+from dsdb_plan.migrate.run import TableRun, Written, run_migration
 from dsdb_plan.migrate.subset import select_tables
 from dsdb_plan.models import MigrationTable
 from dsdb_plan.state import open_state
@@ -357,7 +357,7 @@ def test_batch_size_change_records_settings_without_copying(capsys, project: Pat
     assert "~ migration.ua-to-prod (update)" in plan.out
     assert "batch_size: 10000 → 500" in plan.out
     applied = run_cli(capsys, "apply", project, "--auto-approve")
-    assert "no data copied" in applied.out
+    assert "no data moved" in applied.out
     assert "Nothing to do." in run_cli(capsys, "apply", project, "--auto-approve").out
 
 
@@ -445,6 +445,8 @@ def test_append_leaves_rows_the_target_holds_and_adds_the_new_ones(
         db.execute("INSERT INTO t VALUES (3, 'c')")
     applied = run_cli(capsys, "apply", project, "--auto-approve")
     assert applied.code == 0, applied.text
+    # All three rows were sent again; append inserted one of them.
+    assert "copied 1 row into 1 table, verified" in applied.out
     assert query(copy, "SELECT * FROM t") == [(1, "a"), (2, "b"), (3, "c")]
     assert "Nothing to do." in run_cli(capsys, "apply", project, "--auto-approve").out
     verified = run_cli(capsys, "verify", project)  # by append's promise: every key is there
@@ -609,6 +611,29 @@ def test_mirror_bounds_what_it_deletes_only_by_a_counted_subset(tmp_path: Path) 
     estimated_line = deletion_note(run, "prod.t", 1_000, RowCount(600, estimated=True))
     assert counted_line.endswith("(1,000 held; at least 400 of them)")
     assert estimated_line.endswith("(1,000 held)")  # an estimate bounds nothing
+
+
+def test_an_apply_says_what_it_wrote_itself() -> None:
+    nothing, resumed = Written(), Written(rows=7)
+    assert copy_summary([nothing, resumed], resumed=True) == (
+        "copied 7 rows into 1 table, resuming an interrupted apply, verified"
+    )
+    ranges = Written(rows=1, differences_only=True)
+    assert copy_summary([ranges, Written(deleted=2)], resumed=False) == (
+        "copied 1 row (only the key ranges that differed) into 2 tables, deleted 2, verified"
+    )
+    assert copy_summary([nothing], resumed=False) == "copied 0 rows into 0 tables, verified"
+
+
+def test_the_resume_line_says_how_many_rows_of_each_unfinished_table_are_in() -> None:
+    checkpoint = {
+        "done": {"airlines": {}},
+        "running": {"flights": {"rows": 20_000}, "airports": {"rows": 1}},
+    }
+    assert resume_note(checkpoint) == (
+        "resuming an interrupted apply: 1 table already copied, 1 row of airports already "
+        "in, 20,000 rows of flights already in"
+    )
 
 
 def test_a_table_the_source_lacks_is_named_with_the_source(capsys, project: Path) -> None:

@@ -317,3 +317,35 @@ def test_a_row_changed_in_one_server_database_is_exactly_the_change(
         )
         assert parallel == planned(manifest, parallelism=1)
         apply(capsys, manifest)
+
+
+EVERY_PROBLEM = """\
+version: 1
+connections:
+  local: {driver: sqlite, database: data/local.db}
+  copy: {driver: sqlite, database: data/copy.db}
+migrations:
+  out:
+    from: local
+    to: copy
+    tables:
+      notes: {mode: upsert}
+      flights: {incremental: {cursor: no_such_column}}
+"""
+
+
+def test_every_problem_of_a_resource_is_reported_at_once(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    write_manifest,  # type: ignore[no-untyped-def]
+) -> None:
+    make_flights_db(tmp_path / "data/local.db")
+    with sqlite3.connect(tmp_path / "data/local.db") as db:
+        db.execute("CREATE TABLE notes (body TEXT)")
+    result = run_cli(capsys, "plan", write_manifest(EVERY_PROBLEM))
+    assert result.code == 1
+    lines = result.err.splitlines()
+    assert "  migration.out: table 'notes': mode upsert needs a key to match rows" in "\n".join(
+        lines
+    )
+    assert "  migration.out: table 'flights': no cursor column 'no_such_column'" in lines

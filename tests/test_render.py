@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from dsdb_plan.errors import DsdbError
+from dsdb_plan.payloads import CopyTables, TableCopy
 from dsdb_plan.plan import Action, ActionType, Plan
 from dsdb_plan.render import render
 
@@ -99,10 +101,16 @@ def estimated_rows_plan() -> Plan:
                     "airlines → prod.airlines: 12 rows (replace)",
                 ),
                 destructive=True,
-                details={
-                    "rows": {"airlines": 12, "flights": 1_200_000, "legs": 3_400_000},
-                    "rows_estimated": ["flights", "legs"],
-                },
+                payload=CopyTables(
+                    {},
+                    source="local",
+                    target="prod",
+                    tables=(
+                        TableCopy("airlines", "airlines", "replace", 12),
+                        TableCopy("flights", "flights", "replace", 1_200_000, estimated=True),
+                        TableCopy("legs", "legs", "replace", 3_400_000, estimated=True),
+                    ),
+                ),
             ),
         ),
     )
@@ -142,6 +150,15 @@ def test_destructive_actions_come_first_in_markdown() -> None:
 def test_json_round_trips_with_format_version() -> None:
     plan = representative_plan()
     data = json.loads(render(plan, "json"))
-    assert data["format_version"] == 1
+    assert data["format_version"] == 2
     assert data["summary"] == {"create": 1, "destroy": 2, "no-op": 1, "resync": 1}
     assert Plan.from_dict(data) == plan
+    estimated = estimated_rows_plan()
+    assert Plan.from_dict(json.loads(render(estimated, "json"))) == estimated
+
+
+def test_a_plan_file_of_another_format_is_refused_by_name() -> None:
+    data = json.loads(render(representative_plan(), "json"))
+    data["format_version"] = 1
+    with pytest.raises(DsdbError, match="format 1, this dsdb reads format 2"):
+        Plan.from_dict(data)

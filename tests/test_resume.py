@@ -269,13 +269,23 @@ def test_first_signal_stops_a_migration_at_a_batch_and_the_next_apply_resumes(
     assert "migration.all: interrupted: table 'flights': stopped after" in output
     copied = len(table_rows(target_url, "flights"))
     assert 0 < copied < FLIGHTS
-    assert open_state(".dsdb/state.db", project.parent).lock_holder() is None
+    state = open_state(".dsdb/state.db", project.parent)
+    assert state.lock_holder() is None
+    # History keeps the rows the interrupted apply committed: the airlines, and flights so far.
+    (entry,) = state.history()
+    assert (entry.outcome, entry.rows) == (
+        "interrupted",
+        copied + len(table_rows(target_url, "airlines")),
+    )
 
     again = spawn_cli("apply", project, "--auto-approve")
     again_out, again_err = again.communicate(timeout=120)
     assert again.returncode == 0, again_out + again_err
     assert "stale state lock" not in again_err
-    assert "resuming an interrupted apply" in again_out
+    # Only what this apply wrote counts: the rows of flights the first one had not.
+    assert (
+        f"copied {FLIGHTS - copied:,} rows into 1 table, resuming an interrupted apply, verified"
+    ) in again_out
     local = sqlite_url(tmp_path / "data/local.db")
     for table in ("airlines", "flights"):
         assert table_rows(target_url, table) == table_rows(local, table), table

@@ -14,7 +14,7 @@ from dsdb_plan.errors import DsdbError
 from dsdb_plan.migrate import run as run_module
 from dsdb_plan.migrate.copier import Mode
 from dsdb_plan.migrate.diff import differing_rows
-from dsdb_plan.migrate.run import TableOutcome, TableRun, run_migration
+from dsdb_plan.migrate.run import TableOutcome, TableRun, Written, run_migration
 from dsdb_plan.migrate.subset import select_tables
 from dsdb_plan.models import MigrationTable
 from tests.helpers import database, sqlite_url, table_rows
@@ -73,6 +73,7 @@ def test_a_resync_copies_only_the_ranges_that_changed(tmp_path: Path, target: sa
     )
     outcome = migrate(source, target)
     assert 0 < outcome.rows_copied <= 2 * BATCH + 1
+    assert outcome.now == Written(outcome.rows_copied, differences_only=True)
     assert table_rows(target.url, "readings") == table_rows(source.url, "readings")
     assert migrate(source, target).rows_copied == 0  # nothing differs any more
 
@@ -86,6 +87,7 @@ def test_a_mirror_resync_deletes_and_repairs_drift(tmp_path: Path, target: sa.En
         conn.execute(sa.text("UPDATE readings SET value = 99 WHERE n = 777"))
     outcome = migrate(source, target, "mirror")
     assert outcome.rows_copied <= 2 * BATCH and outcome.rows_deleted == 1
+    assert outcome.now == Written(outcome.rows_copied, deleted=1, differences_only=True)
     assert table_rows(target.url, "readings") == table_rows(source.url, "readings")
 
 
@@ -94,7 +96,7 @@ def test_when_most_ranges_differ_everything_is_copied(tmp_path: Path, target: sa
     source = readings(local)
     migrate(source, target)
     change(local, "UPDATE readings SET value = value + 1 WHERE n % 3 = 0")
-    assert migrate(source, target).rows_copied == ROWS
+    assert migrate(source, target).now == Written(ROWS)
     assert table_rows(target.url, "readings") == table_rows(source.url, "readings")
 
 

@@ -56,3 +56,14 @@ def test_a_kind_is_loaded_when_first_asked_for_and_an_unknown_kind_is_refused() 
     assert kind_of("teardown") is kind_of("teardown")
     with pytest.raises(DsdbError, match="kind 'snapshot' are not supported"):
         kind_of("snapshot")
+
+
+def test_dsdb_version_answers_without_loading_the_command_line() -> None:
+    probe = (
+        "import sys\nsys.argv = ['dsdb', '--version']\nfrom dsdb_plan.console import run\n"
+        "try:\n    run()\nexcept SystemExit as stop:\n    assert stop.code == 0\n"
+        "print(*sorted(sys.modules), file=sys.stderr)"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert run.stdout == f"dsdb {dsdb_plan.__version__}\n"
+    assert not {"click", "pydantic", "sqlalchemy", "dsdb_plan.cli"} & set(run.stderr.split())

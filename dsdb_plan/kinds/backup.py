@@ -11,20 +11,25 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from dsdb_plan.archive import check_backup, new_backup_id, write_backup
+from dsdb_plan.databases import present_tables
 from dsdb_plan.errors import BackupError, PlanError
 from dsdb_plan.fingerprint import Fingerprint, FingerprintWhileReading, describe_changes
 from dsdb_plan.kinds.base import (
     ApplyContext,
+    Handler,
     Outcome,
+    PayloadKind,
     PlanContext,
     make_record,
+    refuse_moved,
     removed_action,
     spec_document,
 )
 from dsdb_plan.models import Backup
+from dsdb_plan.payloads import Payload, PruneBackups, RecordSettings, Spec, TakeBackup, Unchanged
 from dsdb_plan.plan import Action, ActionType, counted
 from dsdb_plan.specdiff import spec_changes
 from dsdb_plan.state import ResourceRecord
@@ -38,9 +43,9 @@ def _data_part(document: dict[str, Any]) -> dict[str, Any]:
     return {name: document.get(name) for name in _DATA_FIELDS}
 
 
-def _expected_rows(planned: Fingerprint | None) -> dict[str, int]:
+def _expected_rows(planned: Fingerprint) -> dict[str, int]:
     """Rows per table as planned, for progress; the backup may find a few more or less."""
-    return {name: table.rows for name, table in planned.tables.items()} if planned else {}
+    return {name: table.rows for name, table in planned.tables.items()}
 
 
 def _rows(fingerprint: Fingerprint) -> int:
@@ -52,7 +57,7 @@ def _summary(connection: str, fingerprint: Fingerprint) -> str:
     return f"new backup of {connection}: {tables}, {counted(_rows(fingerprint), 'row')}"
 
 
-class BackupKind:
+class BackupKind(PayloadKind):
     def plan(
         self, ctx: PlanContext, address: str, spec: Backup, record: ResourceRecord | None
     ) -> list[Action]:
@@ -64,163 +69,60 @@ class BackupKind:
             )
         previous = Fingerprint.from_dict(record.fingerprints["read"]) if record else None
         live = ctx.fingerprint(spec.connection, spec.tables, previous=previous)
-        details = {
-            "spec": document,
-            "new_backup": True,
-            "rows": _rows(live),
-            "fingerprint": live.to_dict(),  # lets apply skip re-reading data that did not move
-        }
-        if record is None:
-            main = Action.on(
-                address,
-                KIND,
-                ActionType.CREATE,
-                reasons=(_summary(spec.connection, live),),
-                details=details,
-            )
-        elif record.spec != document:
-            data_changed = _data_part(record.spec) != _data_part(document)
-            reasons = tuple(spec_changes(record.spec, document))
-            if data_changed:
-                reasons += (_summary(spec.connection, live),)
-            main = Action.on(
-                address,
-                KIND,
-                ActionType.UPDATE,
-                reasons=reasons,
-                details={**details, "new_backup": data_changed},
-            )
-        else:
-            main = self._content_action(address, details, record, previous, live)
-        return [main, *self._prune(ctx, spec, record, main)]
-
-    def _content_action(
-        self,
-        address: str,
-        details: dict[str, Any],
-        record: ResourceRecord,
-        previous: Fingerprint | None,
-        live: Fingerprint,
-    ) -> Action:
-        latest = record.artifacts[0] if record.artifacts else None
-        if latest is None or not Path(latest["path"]).is_dir():
-            missing = (
-                f"latest backup {latest['id']} is missing from {latest['path']}"
-                if latest
-                else "no backup recorded"
-            )
-            return Action.on(address, KIND, ActionType.RESYNC, reasons=(missing,), details=details)
-        try:
-            check_backup(Path(latest["path"]), recorded=latest)
-        except BackupError as error:
-            damaged = f"the latest backup is damaged: {error.message}"
-            return Action.on(address, KIND, ActionType.RESYNC, reasons=(damaged,), details=details)
-        changes = describe_changes(previous, live) if previous else ["no fingerprint recorded"]
-        if changes:
-            return Action.on(
-                address, KIND, ActionType.RESYNC, reasons=tuple(changes), details=details
-            )
-        return Action.on(
-            address,
-            KIND,
-            ActionType.NOOP,
-            reasons=(f"latest backup {latest['id']} reflects the current data",),
-            details={**details, "new_backup": False},
+        main = decide(
+            address, spec, document, record, previous, live, latest_damage=_latest_damage(record)
         )
-
-    def _prune(
-        self, ctx: PlanContext, spec: Backup, record: ResourceRecord | None, main: Action
-    ) -> list[Action]:
-        if record is None:
-            return []
-        adds_one = main.details.get("new_backup", False) and main.is_change
-        keep_old = spec.keep - 1 if adds_one else spec.keep
-        doomed = record.artifacts[keep_old:]
-        if not doomed:
-            return []
-        ids = [artifact["id"] for artifact in doomed]
-        return [
-            Action(
-                key=main.address + PRUNE,
-                address=main.address,
-                kind=KIND,
-                type=ActionType.DESTROY,
-                reasons=(
-                    f"prune {counted(len(ids), 'old backup')} (keep: {spec.keep}): "
-                    + ", ".join(ids),
-                ),
-                destructive=True,
-                depends_on=(main.key,) if main.is_change else (),
-                details={"prune": ids},
-            )
-        ]
+        return [main, *prune_action(spec, record, main)]
 
     def plan_removed(self, ctx: PlanContext, record: ResourceRecord) -> list[Action]:
-        ids = [artifact["id"] for artifact in record.artifacts]
+        ids = tuple(artifact["id"] for artifact in record.artifacts)
         reason = (
             f"delete its {counted(len(ids), 'backup')}: {', '.join(ids)}"
             if ids
             else "no backups on disk"
         )
-        return [removed_action(record, reason, destructive=bool(ids), details={"prune": ids})]
+        payload = PruneBackups(record.spec, ids=ids, forget=True)
+        return [removed_action(record, reason, payload, destructive=bool(ids))]
 
     # -- apply ----------------------------------------------------------------------------
 
-    def apply_removed(self, ctx: ApplyContext, action: Action) -> Outcome:
-        record = ctx.record(action.address)
-        doomed = set(action.details["prune"])
-        freed = _delete(record.artifacts if record else [], doomed)
-        return Outcome(None, bytes=freed, message=f"deleted {counted(len(doomed), 'backup')}")
-
-    def apply(self, ctx: ApplyContext, action: Action) -> Outcome:
-        record = ctx.record(action.address)
-        if "prune" in action.details:
-            return self._apply_prune(action, record)
-        spec: Backup = ctx.manifest.backups[action.address.split(".", 1)[1]]
-        document = action.details["spec"]
-        if not action.details.get("new_backup") and record is not None:
-            return Outcome(
-                make_record(
-                    action.address,
-                    KIND,
-                    document,
-                    fingerprints=record.fingerprints,
-                    artifacts=record.artifacts,
-                )
-            )
-        planned = action.details.get("fingerprint")
-        return self.take(
-            ctx,
-            action.address,
-            spec,
-            document,
-            record,
-            planned=Fingerprint.from_dict(planned) if planned else None,
+    def _take_planned(self, ctx: ApplyContext, action: Action) -> Outcome:
+        planned = action.payload
+        assert isinstance(planned, TakeBackup)
+        engine = ctx.workspace.reach(planned.connection)
+        existing = set(present_tables(engine, "all"))
+        refuse_moved(
+            action.key,
+            (
+                f"table {table} is gone from {planned.connection} since the plan"
+                for table in planned.tables
+                if table not in existing
+            ),
         )
+        return self.take(ctx, action.address, planned, ctx.record(action.address))
 
     def take(
         self,
         ctx: ApplyContext,
         address: str,
-        spec: Backup,
-        document: dict[str, Any],
+        planned: TakeBackup,
         record: ResourceRecord | None,
-        *,
-        planned: Fingerprint | None = None,
     ) -> Outcome:
-        """Take one backup now and record it as the newest, with the fingerprint of the data
-        it holds: `planned` when the data provably did not move since; else SQLite rows are
-        hashed as the backup reads them, and other databases fingerprinted before it reads,
-        so that a change made meanwhile shows as a change at the next plan."""
-        engine = ctx.workspace.reach(spec.connection)
-        reading = FingerprintWhileReading(engine, spec.tables, previous=planned)
+        """Take the planned backup now and record it as the newest, with the fingerprint of
+        the data it holds: the planned one when the data provably did not move since; else
+        SQLite rows are hashed as the backup reads them, and other databases fingerprinted
+        before it reads, so that a change made meanwhile shows as a change at the next plan."""
+        engine = ctx.workspace.reach(planned.connection)
+        previous = Fingerprint.from_dict(planned.fingerprint)
+        tables = list(planned.tables)
+        reading = FingerprintWhileReading(engine, tables, previous=previous)
         root = ctx.workspace.backups_dir(address.split(".", 1)[1])
         info = write_backup(
             engine,
             root,
             new_backup_id(dt.datetime.now(dt.UTC)),
-            spec.tables,
-            progress=ctx.table_progress(address, _expected_rows(planned)),
+            tables,
+            progress=ctx.table_progress(address, planned.rows),
             on_rows=reading.add,
             cancel=ctx.cancel,
         )
@@ -231,20 +133,26 @@ class BackupKind:
             make_record(
                 address,
                 KIND,
-                document,
+                planned.spec,
                 fingerprints={"read": fingerprint.to_dict()},
                 artifacts=artifacts,
             ),
             rows=info.total_rows,
             bytes=info.total_bytes,
             message=f"backup {info.id} written to {info.path}",
+            result=info,
         )
 
-    def _apply_prune(self, action: Action, record: ResourceRecord | None) -> Outcome:
-        assert record is not None
-        doomed = set(action.details["prune"])
-        freed = _delete(record.artifacts, doomed)
-        kept = [a for a in record.artifacts if a["id"] not in doomed]
+    def _prune_planned(self, ctx: ApplyContext, action: Action) -> Outcome:
+        planned = action.payload
+        assert isinstance(planned, PruneBackups)
+        record = ctx.record(action.address)
+        artifacts = record.artifacts if record else []
+        doomed = set(planned.ids)
+        freed = _delete(artifacts, doomed)
+        if planned.forget or record is None:
+            return Outcome(None, bytes=freed, message=f"deleted {counted(len(doomed), 'backup')}")
+        kept = [a for a in artifacts if a["id"] not in doomed]
         return Outcome(
             make_record(
                 record.address, KIND, record.spec, fingerprints=record.fingerprints, artifacts=kept
@@ -252,6 +160,105 @@ class BackupKind:
             bytes=freed,
             message=f"pruned {counted(len(doomed), 'backup')}",
         )
+
+    handlers: ClassVar[dict[type[Payload], Handler]] = {
+        TakeBackup: _take_planned,
+        PruneBackups: _prune_planned,
+    }
+
+
+def decide(
+    address: str,
+    spec: Backup,
+    document: Spec,
+    record: ResourceRecord | None,
+    previous: Fingerprint | None,
+    live: Fingerprint,
+    *,
+    latest_damage: str | None = None,
+) -> Action:
+    """The backup's main action, from the spec, its record and the live data (pure, but
+    for whether the latest backup's folder is still on disk); `latest_damage` says what is
+    wrong with the latest backup, if anything (`_latest_damage`)."""
+    take = TakeBackup(
+        document,
+        connection=spec.connection,
+        tables=tuple(sorted(live.tables)),
+        rows=_expected_rows(live),
+        fingerprint=live.to_dict(),
+    )
+    if record is None:
+        return Action.on(
+            address, KIND, ActionType.CREATE, take, reasons=(_summary(spec.connection, live),)
+        )
+    if record.spec != document:
+        data_changed = _data_part(record.spec) != _data_part(document)
+        reasons = tuple(spec_changes(record.spec, document))
+        if not data_changed:
+            return Action.on(
+                address, KIND, ActionType.UPDATE, RecordSettings(document), reasons=reasons
+            )
+        reasons += (_summary(spec.connection, live),)
+        return Action.on(address, KIND, ActionType.UPDATE, take, reasons=reasons)
+    latest = record.artifacts[0] if record.artifacts else None
+    if latest is None or not Path(latest["path"]).is_dir():
+        missing = (
+            f"latest backup {latest['id']} is missing from {latest['path']}"
+            if latest
+            else "no backup recorded"
+        )
+        return Action.on(address, KIND, ActionType.RESYNC, take, reasons=(missing,))
+    if latest_damage is not None:
+        damaged = f"the latest backup is damaged: {latest_damage}"
+        return Action.on(address, KIND, ActionType.RESYNC, take, reasons=(damaged,))
+    changes = describe_changes(previous, live) if previous else ["no fingerprint recorded"]
+    if changes:
+        return Action.on(address, KIND, ActionType.RESYNC, take, reasons=tuple(changes))
+    return Action.on(
+        address,
+        KIND,
+        ActionType.NOOP,
+        Unchanged(document),
+        reasons=(f"latest backup {latest['id']} reflects the current data",),
+    )
+
+
+def _latest_damage(record: ResourceRecord | None) -> str | None:
+    """What no longer holds in the latest backup's metadata, files and sizes against its
+    record (`archive.check_backup`); None when it holds, or is not on disk to check."""
+    latest = record.artifacts[0] if record and record.artifacts else None
+    if latest is None or not Path(latest["path"]).is_dir():
+        return None
+    try:
+        check_backup(Path(latest["path"]), recorded=latest)
+    except BackupError as error:
+        return error.message
+    return None
+
+
+def prune_action(spec: Backup, record: ResourceRecord | None, main: Action) -> list[Action]:
+    """The prune of backups past `keep`, counting the one `main` adds (pure)."""
+    if record is None:
+        return []
+    adds_one = isinstance(main.payload, TakeBackup)
+    keep_old = spec.keep - 1 if adds_one else spec.keep
+    ids = tuple(artifact["id"] for artifact in record.artifacts[keep_old:])
+    if not ids:
+        return []
+    return [
+        Action(
+            key=main.address + PRUNE,
+            address=main.address,
+            kind=KIND,
+            type=ActionType.DESTROY,
+            payload=PruneBackups(record.spec, ids=ids),
+            reasons=(
+                f"prune {counted(len(ids), 'old backup')} (keep: {spec.keep}): " + ", ".join(ids),
+            ),
+            destructive=True,
+            depends_on=(main.key,) if main.is_change else (),
+        )
+    ]
 
 
 def _delete(artifacts: list[dict[str, Any]], doomed: set[str]) -> int:

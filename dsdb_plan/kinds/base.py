@@ -1,7 +1,8 @@
 """What every resource kind provides, and the contexts planning and applying hand it.
 
 A kind plans without side effects (it may read the databases, the state and the backup
-folders) and applies one action at a time, returning the record to store for it.
+folders) into actions with typed payloads, and executes one payload at a time: exactly what
+it says, after checking that what it relied on still holds, returning the record to store.
 """
 
 from __future__ import annotations
@@ -9,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
-from dsdb_plan.errors import PlanError
+from dsdb_plan.errors import DsdbError, PlanError, StalePlanError
 from dsdb_plan.fingerprint import Fingerprint
 from dsdb_plan.models import Manifest
+from dsdb_plan.payloads import Forget, Payload, RecordSettings, TakeBackup
 from dsdb_plan.plan import Action, ActionType
 from dsdb_plan.redact import redact
 from dsdb_plan.state import ResourceRecord, StateSnapshot, StateStore
@@ -73,7 +75,7 @@ class PlanContext:
         if address not in self.chosen:
             return False
         action = self.planned.get(address)
-        return action is not None and action.is_change and bool(action.details.get("new_backup"))
+        return action is not None and isinstance(action.payload, TakeBackup)
 
 
 def fingerprint_key(connection: str, tables: list[str] | None) -> str:
@@ -119,12 +121,15 @@ class ApplyContext:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What applying an action did: the record to store (None forgets it) and its size."""
+    """What applying an action did: the record to store (None forgets it), its size, and
+    what it made (`result`: the BackupInfo, RestoreResult or table outcomes the notebook
+    API returns)."""
 
     record: ResourceRecord | None
     rows: int = 0
     bytes: int = 0
     message: str = ""
+    result: Any = None
 
 
 class Kind(Protocol):
@@ -138,26 +143,79 @@ class Kind(Protocol):
         """Actions for a recorded resource no longer in the manifest."""
         ...
 
-    def apply(self, ctx: ApplyContext, action: Action) -> Outcome:
-        """Apply an action on a resource declared in the manifest."""
-        ...
-
-    def apply_removed(self, ctx: ApplyContext, action: Action) -> Outcome:
-        """Apply the action `plan_removed` planned."""
+    def execute(self, ctx: ApplyContext, action: Action) -> Outcome:
+        """Do exactly what `action.payload` says."""
         ...
 
 
-class ForgettingKind:
+Handler = Callable[[Any, ApplyContext, Action], Outcome]
+
+
+class PayloadKind:
+    """A kind that executes payloads by their type, from `handlers`; every kind can record
+    new settings and forget a resource removed from the manifest. A payload type the kind
+    has no handler for is a loud error, never a guess."""
+
+    handlers: ClassVar[dict[type[Payload], Handler]] = {}
+
+    def execute(self, ctx: ApplyContext, action: Action) -> Outcome:
+        handler = {**_COMMON_HANDLERS, **self.handlers}.get(type(action.payload))
+        if handler is None:
+            raise DsdbError(
+                f"{action.key}: a {action.kind} cannot execute a "
+                f"'{action.payload.TAG}' payload (the plan file was edited?)"
+            )
+        return handler(self, ctx, action)
+
+
+def _record_settings(kind: Any, ctx: ApplyContext, action: Action) -> Outcome:
+    """The new spec replaces the recorded one; fingerprints and artifacts stay."""
+    record = ctx.record(action.address)
+    if record is None:
+        raise StalePlanError(f"{action.key}: its record is gone since the plan was made")
+    return Outcome(
+        make_record(
+            action.address,
+            record.kind,
+            action.payload.spec,
+            fingerprints=record.fingerprints,
+            artifacts=record.artifacts,
+        ),
+        message="recorded the new settings; no data moved",
+    )
+
+
+def _forget(kind: Any, ctx: ApplyContext, action: Action) -> Outcome:
+    """The record goes (the executor removes it) and with it any unfinished checkpoint."""
+    ctx.store.clear_checkpoint(action.address)
+    return Outcome(None, message="forgotten")
+
+
+_COMMON_HANDLERS: dict[type[Payload], Handler] = {
+    RecordSettings: _record_settings,
+    Forget: _forget,
+}
+
+
+class ForgettingKind(PayloadKind):
     """A kind whose removal from the manifest only forgets its record: the data it moved
     stays where it is (`left_behind` says what, in the plan)."""
 
     left_behind = "its data stays"
 
     def plan_removed(self, ctx: PlanContext, record: ResourceRecord) -> list[Action]:
-        return [removed_action(record, f"the record is forgotten; {self.left_behind}")]
+        return [removed_action(record, f"the record is forgotten; {self.left_behind}", Forget({}))]
 
-    def apply_removed(self, ctx: ApplyContext, action: Action) -> Outcome:
-        return Outcome(None, message="forgotten")
+
+def refuse_moved(address: str, moved: Iterable[str]) -> None:
+    """Refuse to execute an action whose plan no longer holds, naming what moved."""
+    lines = list(moved)
+    if lines:
+        raise StalePlanError(
+            f"{address}: not applied, the plan no longer holds:\n"
+            + "\n".join(f"  - {line}" for line in lines)
+            + "\nRun `dsdb plan` again."
+        )
 
 
 def spec_document(manifest: Manifest, spec: Any, connections: list[str]) -> dict[str, Any]:
@@ -203,11 +261,7 @@ def refuse_if_protected(ctx: PlanContext, connection: str, address: str, what: s
 
 
 def removed_action(
-    record: ResourceRecord,
-    reason: str,
-    *,
-    destructive: bool = False,
-    details: dict[str, Any] | None = None,
+    record: ResourceRecord, reason: str, payload: Payload, *, destructive: bool = False
 ) -> Action:
     """The destroy action for a resource that is in state but no longer in the manifest."""
     return Action(
@@ -215,7 +269,7 @@ def removed_action(
         address=record.address,
         kind=record.kind,
         type=ActionType.DESTROY,
+        payload=payload,
         reasons=("removed from the manifest", reason),
         destructive=destructive,
-        details={**(details or {}), "removed": True},
     )

@@ -8,15 +8,15 @@ holds data, or mirroring into one (deletes rows), is destructive.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
 from dsdb_plan.archive.format import decode_value
-from dsdb_plan.errors import PlanError
+from dsdb_plan.errors import PlanError, note_rows_committed
 from dsdb_plan.fingerprint import (
     Fingerprint,
     TableFingerprint,
@@ -26,20 +26,31 @@ from dsdb_plan.fingerprint import (
 from dsdb_plan.kinds.base import (
     ApplyContext,
     ForgettingKind,
+    Handler,
     Outcome,
     PlanContext,
     digest,
     make_record,
     refuse_if_protected,
+    refuse_moved,
     spec_document,
 )
 from dsdb_plan.migrate.copier import check_table
 from dsdb_plan.migrate.estimate import RowCount, rows_to_copy
-from dsdb_plan.migrate.run import TableOutcome, TableRun, run_migration
+from dsdb_plan.migrate.filters import compile_where
+from dsdb_plan.migrate.integrity import (
+    Dangling,
+    count_dangling,
+    refusal,
+    resolved_only,
+    without_keys,
+)
+from dsdb_plan.migrate.run import TableOutcome, TableRun, Written, run_migration
 from dsdb_plan.migrate.subset import TableSelection, select_tables
-from dsdb_plan.migrate.target import inspect_target
+from dsdb_plan.migrate.target import TargetCheck, inspect_target
 from dsdb_plan.migrate.verify import VerifyResult, subset_digest, verify_table
 from dsdb_plan.models import Migration
+from dsdb_plan.payloads import CopyTables, Payload, RecordSettings, TableCopy, Unchanged
 from dsdb_plan.plan import Action, ActionType, counted
 from dsdb_plan.specdiff import spec_changes
 from dsdb_plan.state import ResourceRecord
@@ -50,9 +61,44 @@ DESTRUCTIVE_MODES = ("replace", "mirror")
 
 
 def selections(engine: sa.Engine, spec: Migration) -> list[TableSelection]:
-    """The source tables this migration copies, parents first, with their filters."""
+    """The source tables this migration copies, parents first, with their filters (under
+    `on_dangling: skip`, only the rows whose references resolve)."""
+    return _with_policy(_source_tables(engine, spec), spec)
+
+
+def _source_tables(engine: sa.Engine, spec: Migration) -> list[TableSelection]:
     source = f"the source database '{spec.source}'"
     return select_tables(engine, spec.table_options(), spec.follow, source_name=source)
+
+
+def _with_policy(chosen: list[TableSelection], spec: Migration) -> list[TableSelection]:
+    return resolved_only(chosen) if spec.on_dangling == "skip" else chosen
+
+
+def dangling_references(
+    source: sa.Engine, spec: Migration, address: str, raw: list[TableSelection]
+) -> list[Dangling]:
+    """The dangling references of the subset `raw` (`_source_tables`), refused unless the
+    migration's policy takes them: `skip` must leave none behind."""
+    with source.connect() as conn:
+        dangling = count_dangling(conn, raw)
+        if dangling and spec.on_dangling == "refuse":
+            raise PlanError(refusal(dangling, address))
+        left = count_dangling(conn, resolved_only(raw)) if spec.on_dangling == "skip" else []
+    if left:
+        raise PlanError(
+            f"{address}: on_dangling: skip cannot leave out every dangling row: after it, "
+            + "; ".join(d.describe() for d in left)
+            + " (rows pointing at skipped rows of their own table or of a reference cycle)"
+        )
+    return dangling
+
+
+def dangling_note(policy: str, dangling: Dangling) -> str:
+    """One plan line for a foreign key that has dangling rows, under `skip` or `keep`."""
+    if policy == "skip":
+        return f"skips {dangling.describe()}, and any rows pointing at those"
+    return f"keeps {dangling.describe()}; that foreign key is left out of the target"
 
 
 def table_runs(
@@ -90,6 +136,26 @@ def _rows_held(target: sa.Engine, tables: Iterable[str]) -> dict[str, int]:
         }
 
 
+def _rows_in(checkpoint: Mapping[str, Any] | None) -> int:
+    """The rows a migration's checkpoint counts as committed: of finished and running tables."""
+    if not checkpoint:
+        return 0
+    done = sum(int(outcome["rows_copied"]) for outcome in checkpoint.get("done", {}).values())
+    return done + sum(int(state.get("rows", 0)) for state in checkpoint.get("running", {}).values())
+
+
+def resume_note(checkpoint: Mapping[str, Any]) -> str:
+    """The plan line for an interrupted apply it resumes: the tables it finished, and the
+    rows of each table it was copying that are in already."""
+    done = counted(len(checkpoint.get("done", {})), "table")
+    running = sorted(checkpoint.get("running", {}).items())
+    rows = "".join(
+        f", {counted(int(state.get('rows', 0)), 'row')} of {name} already in"
+        for name, state in running
+    )
+    return f"resuming an interrupted apply: {done} already copied{rows}"
+
+
 def deletion_note(run: TableRun, table: str, held: int, copied: RowCount | None) -> str:
     """What replace or mirror deletes of the `held` rows of target `table`."""
     if run.mode == "replace":
@@ -103,7 +169,11 @@ def deletion_note(run: TableRun, table: str, held: int, copied: RowCount | None)
 def data_digest(document: dict[str, Any]) -> str:
     """A digest of the spec fields that decide which data lands where (not batch size,
     dependencies or descriptions): a change here means copying again from scratch."""
-    return digest({name: document.get(name) for name in _DATA_FIELDS})
+    fields = {name: document.get(name) for name in _DATA_FIELDS}
+    # The default policy copies what specs recorded before it existed did: same digest.
+    if document.get("on_dangling", "refuse") != "refuse":
+        fields["on_dangling"] = document["on_dangling"]
+    return digest(fields)
 
 
 def _subset_fingerprint(
@@ -169,7 +239,8 @@ class MigrationKind(ForgettingKind):
                 else None
             )
             source = ctx.workspace.reach(spec.source)
-            chosen = selections(source, spec)
+            raw = _source_tables(source, spec)
+            chosen = _with_policy(raw, spec)
             live = ctx.fingerprint(spec.source, [s.name for s in chosen], previous=previous)
             drifted = drift.result() if drift else []
         checkpoint = ctx.snapshot.checkpoints.get(address)
@@ -180,9 +251,7 @@ class MigrationKind(ForgettingKind):
         drifted = [f"target {line} {by}" for line in drifted]
         reasons: list[str] = []
         if resuming and checkpoint is not None:
-            done = len(checkpoint.get("done", {}))
-            copied = counted(done, "table")
-            reasons.append(f"resuming an interrupted apply: {copied} already copied")
+            reasons.append(resume_note(checkpoint))
         if record is None:
             type_ = ActionType.CREATE
         elif not same_data:
@@ -199,11 +268,7 @@ class MigrationKind(ForgettingKind):
                 if record.spec == document:
                     return [
                         Action.on(
-                            address,
-                            KIND,
-                            ActionType.NOOP,
-                            reasons=unchanged,
-                            details={"spec": document},
+                            address, KIND, ActionType.NOOP, Unchanged(document), reasons=unchanged
                         )
                     ]
                 # Only settings that do not touch the data changed: record them, copy nothing.
@@ -212,34 +277,59 @@ class MigrationKind(ForgettingKind):
                         address,
                         KIND,
                         ActionType.UPDATE,
+                        RecordSettings(document),
                         reasons=[*spec_changes(record.spec, document), *unchanged],
-                        details={"spec": document, "copy": False},
                     )
                 ]
+        dangling = dangling_references(source, spec, address, raw)
+        if spec.on_dangling == "keep":
+            chosen = without_keys(chosen, dangling)
+        reasons += [dangling_note(spec.on_dangling, d) for d in dangling]
         runs = table_runs(spec, chosen, record if same_data else None)
-        for run in runs:
-            check_table(run.selection, run.mode, run.cursor, spec.batch_size)
         target = None if ctx.is_missing(spec.target) else ctx.workspace.reach(spec.target)
+        problems: list[str] = []
+        for run in runs:
+            try:
+                check_table(run.selection, run.mode, run.cursor, spec.batch_size)
+            except PlanError as error:
+                problems.append(error.message)
+        checks = {
+            run.selection.name: inspect_target(
+                target, run.selection, schema_changes=spec.schema_changes
+            )
+            for run in runs
+            if target is not None
+        }
+        problems += [problem for check in checks.values() for problem in check.problems]
+        if problems:
+            # Every problem of the migration at once, as validate reports the manifest's.
+            raise PlanError("\n".join(problems))
         rows = {run.selection.name: self._rows_to_copy(run, live, source) for run in runs}
         reasons += [
-            self._describe_table(spec, run, rows[run.selection.name], target) for run in runs
+            self._describe_table(
+                spec, run, rows[run.selection.name], checks.get(run.selection.name)
+            )
+            + _widened(source, spec, run.selection, rows[run.selection.name])
+            for run in runs
         ]
         losses = self._losses(ctx, address, spec, runs, rows, target)
+        payload = CopyTables(
+            document,
+            source=spec.source,
+            target=spec.target,
+            tables=tuple(_table_copy(run, rows[run.selection.name], losses) for run in runs),
+            # lets apply skip re-reading source data that did not move since
+            source_fingerprint=live.to_dict(),
+            dangling=tuple(dangling),
+        )
         return [
             Action.on(
                 address,
                 KIND,
                 type_,
-                reasons=reasons + losses,
+                payload,
+                reasons=reasons + list(losses.values()),
                 destructive=bool(losses),
-                details={
-                    "spec": document,
-                    "rows": {name: n.rows for name, n in rows.items() if n is not None},
-                    # the tables whose "rows" the database estimated rather than counted
-                    "rows_estimated": [name for name, n in rows.items() if n and n.estimated],
-                    # lets apply skip re-reading source data that did not move since
-                    "source_fingerprint": live.to_dict(),
-                },
             )
         ]
 
@@ -251,9 +341,10 @@ class MigrationKind(ForgettingKind):
         return rows_to_copy(source, run.selection, live.tables[run.selection.name].rows)
 
     def _describe_table(
-        self, spec: Migration, run: TableRun, rows: RowCount | None, target: sa.Engine | None
+        self, spec: Migration, run: TableRun, rows: RowCount | None, check: TargetCheck | None
     ) -> str:
-        """One plan line for a table; refuses a target table that cannot hold the data."""
+        """One plan line for a table, with what the target holds of it (`check`; None when
+        the target database does not exist yet)."""
         selection = run.selection
         if rows is None:
             amount = f"rows with {run.cursor} > {run.since!r}"
@@ -262,13 +353,6 @@ class MigrationKind(ForgettingKind):
         else:
             amount = counted(rows.rows, "row")
         notes: list[str] = [run.mode]
-        check = (
-            inspect_target(target, selection, schema_changes=spec.schema_changes)
-            if target is not None
-            else None
-        )
-        if check is not None and check.problems:
-            raise PlanError("; ".join(check.problems))
         if check is None or not check.exists:
             notes.append("new table")
         else:
@@ -289,28 +373,28 @@ class MigrationKind(ForgettingKind):
         runs: list[TableRun],
         rows: Mapping[str, RowCount | None],
         target: sa.Engine | None,
-    ) -> list[str]:
+    ) -> dict[str, str]:
         """What replace or mirror would delete from target tables that hold data, a line
-        each (none: nothing destructive)."""
+        per target table (none: nothing destructive)."""
         if target is None:
-            return []
+            return {}
         at_risk = {run.selection.target: run for run in runs if run.mode in DESTRUCTIVE_MODES}
         held = _rows_held(target, at_risk) if at_risk else {}
         occupied = [table for table, rows in held.items() if rows]
         if not occupied:
-            return []
+            return {}
         modes = "/".join(sorted({at_risk[table].mode for table in occupied}))
         what = f"{modes} into tables that hold data ({', '.join(occupied)})"
         refuse_if_protected(ctx, spec.target, address, what)
-        return [
-            deletion_note(
+        return {
+            table: deletion_note(
                 at_risk[table],
                 f"{spec.target}.{table}",
                 held[table],
                 rows[at_risk[table].selection.name],
             )
             for table in occupied
-        ]
+        }
 
     def _source_changes(
         self,
@@ -367,28 +451,24 @@ class MigrationKind(ForgettingKind):
 
     # -- apply ----------------------------------------------------------------------------
 
-    def apply(self, ctx: ApplyContext, action: Action) -> Outcome:
+    def _copy(self, ctx: ApplyContext, action: Action) -> Outcome:
+        planned = action.payload
+        assert isinstance(planned, CopyTables)
         spec: Migration = ctx.manifest.migrations[action.address.split(".", 1)[1]]
-        document = action.details["spec"]
-        source = ctx.workspace.reach(spec.source)
-        target = ctx.workspace.reach(spec.target)
+        document = planned.spec
+        source = ctx.workspace.reach(planned.source)
+        target = ctx.workspace.reach(planned.target)
         record = ctx.record(action.address)
-        chosen = selections(source, spec)
+        raw = _source_tables(source, spec)
+        chosen = _with_policy(raw, spec)
         same_data = record is not None and data_digest(record.spec) == data_digest(document)
-        if record is not None and same_data and not action.details.get("copy", True):
-            return Outcome(
-                make_record(action.address, KIND, document, fingerprints=record.fingerprints),
-                message="recorded the new settings; no data copied",
-            )
+        # Checked again before anything is written: the source may have changed since.
+        dangling = dangling_references(source, spec, action.address, raw)
+        if spec.on_dangling == "keep":
+            chosen = without_keys(chosen, dangling)
         runs = table_runs(spec, chosen, record if same_data else None)
-        planned = action.details.get("source_fingerprint")
-        previous = (
-            Fingerprint.from_dict(planned)
-            if planned
-            else Fingerprint.from_dict(record.fingerprints["read"])
-            if record
-            else None
-        )
+        refuse_moved(action.key, copies_moved(planned, runs))
+        previous = Fingerprint.from_dict(planned.source_fingerprint)
         read = fingerprint_database(source, [s.name for s in chosen], previous=previous)
         checkpoint = ctx.checkpoint(action.address)
         resume = checkpoint if checkpoint.get("spec_digest") == data_digest(document) else None
@@ -400,25 +480,32 @@ class MigrationKind(ForgettingKind):
         }
         before = set(sa.inspect(target).get_table_names())
 
+        committed = [_rows_in(resume)] * 2  # at the start, and at the last checkpoint
+
         def save(data: dict[str, Any]) -> None:
             ctx.store.save_checkpoint(
                 action.address, {**data, "spec_digest": data_digest(document)}
             )
+            committed[1] = _rows_in(data)
 
-        outcomes = run_migration(
-            source,
-            target,
-            runs,
-            batch_size=spec.batch_size,
-            schema_changes=spec.schema_changes,
-            parallelism=ctx.parallelism,
-            resume=resume,
-            on_checkpoint=save,
-            progress=ctx.table_progress(action.address, action.details.get("rows", {})),
-            source_fingerprint=read,
-            cancel=ctx.cancel,
-            created=ours,
-        )
+        try:
+            outcomes = run_migration(
+                source,
+                target,
+                runs,
+                batch_size=spec.batch_size,
+                schema_changes=spec.schema_changes,
+                parallelism=ctx.parallelism,
+                resume=resume,
+                on_checkpoint=save,
+                progress=ctx.table_progress(action.address, planned.rows()),
+                source_fingerprint=read,
+                cancel=ctx.cancel,
+                created=ours,
+            )
+        except BaseException as error:
+            note_rows_committed(error, max(0, committed[1] - committed[0]))
+            raise
         written = fingerprint_database(
             target, [s.target for s in chosen], previous=_verified_target(outcomes)
         )
@@ -439,12 +526,74 @@ class MigrationKind(ForgettingKind):
             "high_water": high_water,
             "created": sorted(ours | ({s.target for s in chosen} - before)),
         }
-        copied = sum(o.rows_copied for o in outcomes)
-        deleted = sum(o.rows_deleted for o in outcomes)
         return Outcome(
             make_record(action.address, KIND, document, fingerprints=fingerprints),
-            rows=copied,
-            message=f"copied {counted(copied, 'row')} into {counted(len(outcomes), 'table')}"
-            + (f", deleted {deleted:,}" if deleted else "")
-            + ", verified",
+            rows=sum(o.now.rows for o in outcomes),
+            message=copy_summary([o.now for o in outcomes], resumed=resume is not None),
+            result=outcomes,
         )
+
+    handlers: ClassVar[dict[type[Payload], Handler]] = {CopyTables: _copy}
+
+
+def _widened(
+    source: sa.Engine, spec: Migration, selection: TableSelection, rows: RowCount | None
+) -> str:
+    """A note when `follow` adds rows to a table the user filtered: the filter alone would
+    select fewer rows than are copied."""
+    options = (spec.table_options() or {}).get(selection.name)
+    if rows is None or rows.estimated or options is None or selection.reason == "listed":
+        return ""
+    own = compile_where(selection.source, options.where, options.sql_where)
+    if own is None:
+        return ""
+    with source.connect() as conn:
+        count = sa.select(sa.func.count()).select_from(selection.source).where(own)
+        filtered = int(conn.execute(count).scalar_one())
+    if filtered >= rows.rows:
+        return ""
+    added = rows.rows - filtered
+    return f"; its filter selects {counted(filtered, 'row')}, follow: {spec.follow} adds {added:,}"
+
+
+def _table_copy(run: TableRun, rows: RowCount | None, losses: Mapping[str, str]) -> TableCopy:
+    selection = run.selection
+    return TableCopy(
+        table=selection.name,
+        target=selection.target,
+        mode=run.mode,
+        rows=rows.rows if rows is not None else None,
+        estimated=bool(rows and rows.estimated),
+        deletes=selection.target in losses,
+    )
+
+
+def copies_moved(planned: CopyTables, runs: list[TableRun]) -> list[str]:
+    """How the tables a migration would copy now differ from those its plan showed (pure):
+    the subset's closure follows the source's foreign keys, which can change."""
+    shown = {(c.table, c.target, c.mode) for c in planned.tables}
+    now = {(r.selection.name, r.selection.target, r.mode) for r in runs}
+    return [
+        f"{table} → {planned.target}.{target} ({mode}) would be copied; the plan did not show it"
+        for table, target, mode in sorted(now - shown)
+    ] + [
+        f"{table} → {planned.target}.{target} ({mode}) is no longer selected"
+        for table, target, mode in sorted(shown - now)
+    ]
+
+
+def copy_summary(written: Sequence[Written], *, resumed: bool) -> str:
+    """What an apply wrote, counting only this apply: not what the interrupted apply it
+    `resumed` committed, nor the tables it wrote nothing to."""
+    copied = sum(w.rows for w in written)
+    tables = sum(1 for w in written if w.rows or w.deleted)
+    deleted = sum(w.deleted for w in written)
+    ranges = any(w.differences_only for w in written)
+    return (
+        f"copied {counted(copied, 'row')}"
+        + (" (only the key ranges that differed)" if ranges else "")
+        + f" into {counted(tables, 'table')}"
+        + (f", deleted {deleted:,}" if deleted else "")
+        + (", resuming an interrupted apply" if resumed else "")
+        + ", verified"
+    )

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
@@ -21,13 +22,15 @@ from dsdb_plan.fingerprint import Fingerprint, describe_changes, fingerprint_dat
 from dsdb_plan.kinds.base import (
     ApplyContext,
     ForgettingKind,
+    Handler,
     Outcome,
     PlanContext,
     make_record,
-    refuse_if_protected,
+    refuse_moved,
     spec_document,
 )
 from dsdb_plan.models import Restore
+from dsdb_plan.payloads import Payload, RestoreBackup, Spec, Unchanged
 from dsdb_plan.plan import Action, ActionType, counted
 from dsdb_plan.specdiff import spec_changes
 from dsdb_plan.state import ResourceRecord
@@ -67,6 +70,74 @@ def _dropped(record: ResourceRecord | None, existing: set[str]) -> list[str]:
     return [f"target table {table} removed outside dsdb" for table in gone]
 
 
+@dataclass(frozen=True)
+class RestoreObservation:
+    """What a restore's plan read: the backup it would restore (`source`: id, path, label,
+    tables), the target tables it writes, those holding data it did not write (`foreign`,
+    with what is in them), those it wrote that are gone (`dropped`), and how many tables an
+    interrupted restore finished (`resumed`, None when none was interrupted)."""
+
+    source: dict[str, Any]
+    writes: tuple[str, ...]
+    foreign: dict[str, str]
+    dropped: tuple[str, ...]
+    resumed: int | None = None
+
+
+def decide(
+    address: str,
+    spec: Restore,
+    document: Spec,
+    record: ResourceRecord | None,
+    seen: RestoreObservation,
+    *,
+    protected: bool,
+) -> Action:
+    """The restore's action, from its spec, its record and what was observed (pure)."""
+    source, foreign = seen.source, seen.foreign
+    reasons: list[str] = []
+    if record is None:
+        type_ = ActionType.CREATE
+        reasons.append(f"restore {source['label']} into {spec.to}")
+        if seen.resumed is not None:
+            done = counted(seen.resumed, "table")
+            reasons.append(f"resuming an interrupted restore: {done} already done")
+        if foreign and not spec.replace_existing:
+            raise PlanError(
+                f"{address}: {spec.to} already holds tables with data "
+                f"({', '.join(sorted(foreign))}); set `replace_existing: true` to replace them"
+            )
+    elif record.spec != document:
+        type_ = ActionType.UPDATE
+        reasons += spec_changes(record.spec, document)
+    elif source["id"] != record.fingerprints.get("backup_id"):
+        type_ = ActionType.RESYNC
+        restored = record.fingerprints.get("backup_id")
+        reasons.append(f"{source['label']} replaces the restored backup {restored}")
+    elif foreign or seen.dropped:
+        type_ = ActionType.RESYNC
+    else:
+        why = f"{spec.to} holds backup {source['id']}"
+        return Action.on(address, KIND, ActionType.NOOP, Unchanged(document), reasons=[why])
+    reasons += [*foreign.values(), *seen.dropped]
+    if foreign and protected:
+        raise PlanError(
+            f"{address}: connection '{spec.to}' is protected (protect: true); "
+            "restoring over its data is refused"
+        )
+    payload = RestoreBackup(
+        document,
+        connection=spec.to,
+        backup_id=source["id"],
+        path=source["path"],
+        backup_address=None if spec.path is not None else f"backup.{spec.backup}",
+        tables=tuple(spec.tables) if spec.tables else None,
+        overwrites=tuple(sorted(foreign)),
+        writes=seen.writes,
+    )
+    return Action.on(address, KIND, type_, payload, reasons=reasons, destructive=bool(foreign))
+
+
 class RestoreKind(ForgettingKind):
     left_behind = "restored data stays"
 
@@ -75,77 +146,41 @@ class RestoreKind(ForgettingKind):
     ) -> list[Action]:
         document = spec_document(ctx.manifest, spec, [spec.to])
         source = self._planned_source(ctx, address, spec)
-        details: dict[str, Any] = {"spec": document, "source": source}
         checkpoint = ctx.snapshot.checkpoints.get(address)
         existing = (
             set()
             if ctx.is_missing(spec.to)
             else set(sa.inspect(ctx.workspace.reach(spec.to)).get_table_names())
         )
-        foreign = self._foreign_data(ctx, spec, source, record, checkpoint, existing)
-        dropped = _dropped(record, existing)
-        reasons: list[str] = []
-        if record is None:
-            type_ = ActionType.CREATE
-            reasons.append(f"restore {source['label']} into {spec.to}")
-            if checkpoint is not None:
-                done = len(checkpoint.get("completed", []))
-                reasons.append(
-                    f"resuming an interrupted restore: {counted(done, 'table')} already done"
-                )
-            if foreign and not spec.replace_existing:
-                raise PlanError(
-                    f"{address}: {spec.to} already holds tables with data "
-                    f"({', '.join(sorted(foreign))}); set `replace_existing: true` to replace them"
-                )
-        elif record.spec != document:
-            type_ = ActionType.UPDATE
-            reasons += spec_changes(record.spec, document)
-        elif source["id"] != record.fingerprints.get("backup_id"):
-            type_ = ActionType.RESYNC
-            restored = record.fingerprints.get("backup_id")
-            reasons.append(f"{source['label']} replaces the restored backup {restored}")
-        elif foreign or dropped:
-            type_ = ActionType.RESYNC
-        else:
-            return [
-                Action.on(
-                    address,
-                    KIND,
-                    ActionType.NOOP,
-                    reasons=[f"{spec.to} holds backup {source['id']}"],
-                    details=details,
-                )
-            ]
-        reasons += [*foreign.values(), *dropped]
-        if source["path"] is not None:  # a backup taken in this apply is checked as it is read
-            check_backup(
-                Path(source["path"]), recorded=_backup_record(ctx.snapshot.resources, source["id"])
-            )
-        if foreign:
-            refuse_if_protected(ctx, spec.to, address, "restoring over its data")
-        return [
-            Action.on(
-                address, KIND, type_, reasons=reasons, destructive=bool(foreign), details=details
-            )
-        ]
+        writes = sorted(spec.tables or source["tables"] or self._tables_backed_up(ctx, spec))
+        seen = RestoreObservation(
+            source=source,
+            writes=tuple(writes),
+            foreign=self._foreign_data(ctx, spec, writes, record, checkpoint, existing),
+            dropped=tuple(_dropped(record, existing)),
+            resumed=None if checkpoint is None else len(checkpoint.get("completed", [])),
+        )
+        protected = ctx.manifest.connections[spec.to].protect
+        action = decide(address, spec, document, record, seen, protected=protected)
+        if action.is_change and source["path"] is not None:
+            # One it would read (a backup taken in this apply is checked as it is read).
+            recorded = _backup_record(ctx.snapshot.resources, source["id"])
+            check_backup(Path(source["path"]), recorded=recorded)
+        return [action]
 
     def _foreign_data(
         self,
         ctx: PlanContext,
         spec: Restore,
-        source: dict[str, Any],
+        writes: list[str],
         record: ResourceRecord | None,
         checkpoint: dict[str, Any] | None,
         existing: set[str],
     ) -> dict[str, str]:
-        """Target tables the restore would overwrite that hold data it did not write, with
-        what is in them (`existing`: the target's tables). Their fingerprints go into the
-        plan, so a saved plan notices edits."""
-        if not existing:
-            return {}
-        tables = spec.tables or source["tables"] or self._tables_backed_up(ctx, spec)
-        present = sorted(set(tables) & existing)
+        """Of the tables the restore `writes`, those the target has (`existing`) holding
+        data it did not write, with what is in them. Their fingerprints go into the plan,
+        so a saved plan notices edits."""
+        present = sorted(set(writes) & existing)
         if not present:
             return {}
         written = Fingerprint.from_dict(record.fingerprints["written"]) if record else None
@@ -205,16 +240,26 @@ class RestoreKind(ForgettingKind):
 
     # -- apply ----------------------------------------------------------------------------
 
-    def apply(self, ctx: ApplyContext, action: Action) -> Outcome:
-        spec: Restore = ctx.manifest.restores[action.address.split(".", 1)[1]]
-        backup_id, path = self._resolve_source(ctx, spec)
+    def _restore(self, ctx: ApplyContext, action: Action) -> Outcome:
+        planned = action.payload
+        assert isinstance(planned, RestoreBackup)
+        backup_id, path = _resolve_source(ctx, action.key, planned)
         checkpoint = ctx.checkpoint(action.address)
         completed = (
             set(checkpoint.get("completed", []))
             if checkpoint.get("backup_id") == backup_id
             else set()
         )
-        engine = ctx.workspace.reach(spec.to)
+        engine = ctx.workspace.reach(planned.connection)
+        info = read_backup_info(path)
+        writes = [
+            f.table for f in info.files if planned.tables is None or f.table in planned.tables
+        ]
+        record = ctx.record(action.address)
+        ours = completed | (
+            set(Fingerprint.from_dict(record.fingerprints["written"]).tables) if record else set()
+        )
+        refuse_moved(action.key, _unshown_data(engine, planned, writes, ours))
         done = sorted(completed)
         fingerprints = _RestoredFingerprints(engine)
 
@@ -230,37 +275,70 @@ class RestoreKind(ForgettingKind):
                 path,
                 engine,
                 recorded=_backup_record(ctx.store.read().resources, backup_id),
-                tables=spec.tables,
-                replace_existing=spec.replace_existing
-                or action.destructive
-                or bool(checkpoint)
-                or ctx.record(action.address) is not None,
+                tables=list(planned.tables) if planned.tables is not None else None,
+                # What holds data was checked above: the plan showed it, or dsdb wrote it.
+                replace_existing=True,
                 completed=completed,
                 on_table_done=table_done,
-                progress=ctx.table_progress(
-                    action.address, {f.table: f.rows for f in read_backup_info(path).files}
-                ),
+                progress=ctx.table_progress(action.address, {f.table: f.rows for f in info.files}),
                 cancel=ctx.cancel,
             )
             written = fingerprints.result([*result.tables, *result.skipped])
         record = make_record(
             action.address,
             KIND,
-            action.details["spec"],
+            planned.spec,
             fingerprints={"backup_id": backup_id, "written": written.to_dict()},
         )
         return Outcome(
-            record, rows=result.rows, message=f"restored backup {backup_id} into {spec.to}"
+            record,
+            rows=result.rows,
+            message=f"restored backup {backup_id} into {planned.connection}",
+            result=result,
         )
 
-    def _resolve_source(self, ctx: ApplyContext, spec: Restore) -> tuple[str, Path]:
-        if spec.path is not None:
-            info = read_backup_info(Path(spec.path))
-            return info.id, info.path
-        artifact = _latest_artifact(ctx.record(f"backup.{spec.backup}"), spec.backup_id)
+    handlers: ClassVar[dict[type[Payload], Handler]] = {RestoreBackup: _restore}
+
+
+def _resolve_source(ctx: ApplyContext, key: str, planned: RestoreBackup) -> tuple[str, Path]:
+    """The backup the plan named; a backup taken in this apply is known only now."""
+    if planned.backup_id is None:
+        assert planned.backup_address is not None
+        artifact = _latest_artifact(ctx.record(planned.backup_address), None)
         if artifact is None:
-            raise BackupError(f"no backup of backup.{spec.backup} to restore")
+            raise BackupError(f"no backup of {planned.backup_address} to restore")
         return artifact["id"], Path(artifact["path"])
+    assert planned.path is not None
+    path = Path(planned.path)
+    if planned.backup_address is None:
+        found = read_backup_info(path).id
+        refuse_moved(
+            key,
+            [f"{path} holds backup {found} now, the plan showed {planned.backup_id}"]
+            if found != planned.backup_id
+            else [],
+        )
+    return planned.backup_id, path
+
+
+def _unshown_data(
+    engine: sa.Engine, planned: RestoreBackup, writes: list[str], ours: set[str]
+) -> list[str]:
+    """Target tables the restore would overwrite that hold data the plan did not show it
+    replaces (dsdb's own earlier writes aside)."""
+    existing = set(sa.inspect(engine).get_table_names())
+    suspect = [t for t in writes if t in existing and t not in ours and t not in planned.overwrites]
+    lines = []
+    with engine.connect() as conn:
+        for table in suspect:
+            rows = conn.execute(sa.select(sa.func.count()).select_from(sa.table(table)))
+            held = int(rows.scalar_one())
+            if held:
+                lines.append(
+                    f"table {table} in {planned.connection} holds {counted(held, 'row')} "
+                    "that the plan did not show it replaces"
+                )
+    return lines
 
 
 class _RestoredFingerprints:

@@ -20,7 +20,9 @@ Modes (issue 4, item 2):
   swap it in within one transaction (one ``RENAME TABLE`` statement on MySQL/MariaDB), so
   readers see the old table or the new one, never a half-loaded one. Works without a key;
   then a resume starts the staging load again.
-- ``mirror``: upsert, then delete the target rows whose key is not in the source subset. The
+- ``mirror``: upsert, then delete the target rows whose key is not in the source subset
+  (or, with ``delete=False``, leave that to a later call resuming from the checkpoint, so a
+  migration deletes from its children before their parents). The
   source keys are streamed into a temporary table in the target and the deletion is one
   ``DELETE … WHERE NOT EXISTS`` there: memory stays bounded, and keys are compared by the
   target database with the same types and collation the upsert matched them with (comparing
@@ -41,7 +43,7 @@ import dataclasses
 import hashlib
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -79,6 +81,12 @@ class CopyResult:
     rows_copied: int  # source rows written to the target (inserted, updated or skipped)
     rows_deleted: int = 0  # target rows mirror deleted
     high_water: Any = None  # largest cursor value copied (raw source value), else `since`
+    rows_resumed: int = 0  # of `rows_copied`, those the checkpoint it resumed from counted
+
+    @property
+    def rows_now(self) -> int:
+        """The rows this call wrote (not those before the checkpoint it resumed from)."""
+        return self.rows_copied - self.rows_resumed
 
 
 def copy_table(
@@ -97,6 +105,8 @@ def copy_table(
     on_source_snapshot: Callable[[sa.Connection], None] | None = None,
     only: sa.ColumnElement[bool] | None = None,
     cancel: threading.Event | None = None,
+    delete: bool = True,
+    replaced_later: Collection[str] = (),
 ) -> CopyResult:
     """Copy `selection` into its target table (which `target.ensure_target` made ready).
 
@@ -110,8 +120,12 @@ def copy_table(
     `on_source_snapshot(connection)` on the source connection just before the rows are read,
     in the same snapshot (REPEATABLE READ): what it reads there is what the copy reads.
     `only` narrows the rows copied (not the subset mirror keeps). Once `cancel` is set, the
-    copy raises `Interrupted` after its next committed batch. Uses one source and one
-    target connection.
+    copy raises `Interrupted` after its next committed batch. A mirror with `delete=False`
+    stops after loading, checkpointed at its "delete" phase: called again with that
+    checkpoint, it only deletes. `replaced_later` names target tables the same migration
+    replaces after this one: their keys to this table are put back unchecked on PostgreSQL
+    (`_swap`), as their rows may point at rows this replace removes until they are replaced
+    too. Uses one source and one target connection.
     """
     check_table(selection, mode, cursor_column, batch_size)
     job = _Job(
@@ -132,13 +146,15 @@ def copy_table(
         if on_source_snapshot is not None and src.dialect.name != "sqlite":
             src.execution_options(isolation_level="REPEATABLE READ")
         if mode == "replace":
-            _replace(src, dst, job)
+            _replace(src, dst, job, replaced_later)
             return job.result()
         operation: Operation = "insert_ignore" if mode == "append" else "upsert"
         if job.phase == "load":
             _load(src, dst, job, selection.target, operation)
         if mode == "mirror":
             job.checkpoint("delete")
+            if not delete:
+                return job.result()
             job.deleted = _delete_missing(src, dst, job)
             dst.commit()
     return job.result()
@@ -187,6 +203,7 @@ class _Job:
     deleted: int = 0
     high_water: Any = None
     resumed: bool = False
+    rows_resumed: int = 0
 
     def resume_from(self, checkpoint: Mapping[str, Any] | None) -> None:
         if not checkpoint or any(
@@ -197,7 +214,7 @@ class _Job:
         self.phase = str(checkpoint.get("phase", "load"))
         last_key = checkpoint.get("last_key")
         self.last_key = None if last_key is None else tuple(decode_value(v) for v in last_key)
-        self.rows = int(checkpoint.get("rows", 0))
+        self.rows = self.rows_resumed = int(checkpoint.get("rows", 0))
         self.high_water = decode_value(checkpoint.get("high_water"))
         self.since = decode_value(checkpoint.get("since"))
 
@@ -243,7 +260,7 @@ class _Job:
 
     def result(self) -> CopyResult:
         high_water = self.high_water if self.high_water is not None else self.since
-        return CopyResult(self.rows, self.deleted, high_water)
+        return CopyResult(self.rows, self.deleted, high_water, self.rows_resumed)
 
 
 @contextlib.contextmanager
@@ -576,7 +593,9 @@ def _attached_insert(
 # -- replace -------------------------------------------------------------------------------
 
 
-def _replace(src: sa.Connection, dst: sa.Connection, job: _Job) -> None:
+def _replace(
+    src: sa.Connection, dst: sa.Connection, job: _Job, replaced_later: Collection[str]
+) -> None:
     """Fill `<target>__dsdb_new`, then swap it in atomically."""
     selection = job.selection
     staging = selection.target + STAGING_SUFFIX
@@ -597,13 +616,14 @@ def _replace(src: sa.Connection, dst: sa.Connection, job: _Job) -> None:
     )
     if not resumable:
         job.phase, job.last_key, job.rows, job.resumed = "load", None, 0, False
+        job.rows_resumed = 0
         with dst.begin():
             if staging in existing:
                 sa.Table(staging, sa.MetaData()).drop(dst)
             create_tables(dst, [dataclasses.replace(staged, indexes=())], with_indexes=False)
     _load(src, dst, job, staging, "insert")
     job.checkpoint("swap")
-    _swap(dst, selection.target, staged, selection.target in existing)
+    _swap(dst, selection.target, staged, selection.target in existing, replaced_later)
 
 
 def _staging_schema(target: TableSchema, staging: str, dialect: str) -> TableSchema:
@@ -621,8 +641,20 @@ def _staging_schema(target: TableSchema, staging: str, dialect: str) -> TableSch
     return dataclasses.replace(target, name=staging, foreign_keys=keys)
 
 
-def _swap(dst: sa.Connection, target: str, staged: TableSchema, exists: bool) -> None:
-    """Put the loaded staging table in the target's place in one atomic step."""
+def _swap(
+    dst: sa.Connection,
+    target: str,
+    staged: TableSchema,
+    exists: bool,
+    replaced_later: Collection[str] = (),
+) -> None:
+    """Put the loaded staging table in the target's place in one atomic step.
+
+    Other tables' foreign keys to the target are put back on the new table; those of
+    `replaced_later` tables NOT VALID (PostgreSQL), unchecked for the rows they hold now,
+    which may point at rows the new table lacks until their own replace drops them.
+    (MySQL/MariaDB puts keys back unchecked anyway, under FOREIGN_KEY_CHECKS = 0.)
+    """
     dialect = dst.dialect.name
     staging = staged.name
     old = target + OLD_SUFFIX
@@ -677,9 +709,12 @@ def _swap(dst: sa.Connection, target: str, staged: TableSchema, exists: bool) ->
             create_indexes(dst, [final])
             advance_sequences(dst, final)
             for table, name, definition in incoming:
+                later = table in replaced_later and not definition.endswith("NOT VALID")
+                unchecked = " NOT VALID" if later else ""
                 dst.exec_driver_sql(
                     f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(name)} "
                     + definition.replace("%", "%%")
+                    + unchecked
                 )
     finally:
         if dialect == "sqlite":

@@ -11,6 +11,7 @@ committed batch; that checkpoint is where the next run carries on.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -31,7 +32,7 @@ from dsdb_plan.fingerprint import (
     change_token,
     unchanged_since,
 )
-from dsdb_plan.migrate.copier import Mode, copy_table
+from dsdb_plan.migrate.copier import CopyResult, Mode, copy_table
 from dsdb_plan.migrate.diff import differing_rows
 from dsdb_plan.migrate.digest import SubsetDigest
 from dsdb_plan.migrate.order import bound, raw
@@ -112,8 +113,23 @@ class TableRun:
 
 
 @dataclass(frozen=True)
+class Written:
+    """What one run wrote to a table: the rows it copied (append: inserted), the rows it
+    deleted, and whether it copied only the key ranges that differed (`diff.py`)."""
+
+    rows: int = 0
+    deleted: int = 0
+    differences_only: bool = False
+
+
+@dataclass(frozen=True)
 class TableOutcome:
-    """What copying one table did, and the fingerprints verification took of it."""
+    """What copying one table did, and the fingerprints verification took of it.
+
+    `rows_copied` and `rows_deleted` count the table's whole copy, across the runs that
+    resumed it; `now` only what this run wrote (nothing, for a table an earlier run
+    finished, which a checkpoint gives back).
+    """
 
     table: str
     target: str
@@ -125,6 +141,7 @@ class TableOutcome:
     #: read, as `fingerprint_database` would give it: for a database with a change token
     #: (SQLite), whose tables and queries are fingerprinted alike. None otherwise.
     written: Fingerprint | None = None
+    now: Written = Written()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -213,11 +230,6 @@ def run_migration(
         if stop.is_set():
             raise Interrupted(f"table {name!r}: not started, as the run was asked to stop")
 
-        def save(state: Checkpoint) -> None:
-            with lock:
-                running[name] = state
-                report()
-
         def mark_created() -> None:
             with lock:
                 ours.add(run.selection.target)
@@ -232,21 +244,66 @@ def run_migration(
             known=known,
             resume=running.get(name),
             read=source_fingerprint,
-            on_checkpoint=save,
+            on_checkpoint=saver(name),
             created=unlisted or run.selection.target in ours,
             on_create=mark_created,
             on_loaded=on_loaded,
             progress=(lambda rows: progress(name, rows)) if progress else None,
             cancel=stop,
+            replaced_later=replaced_after[name],
         )
+        if isinstance(outcome, _Loaded):
+            loaded[name] = outcome
+        else:
+            finish(name, outcome)
+
+    def finish(name: str, outcome: TableOutcome) -> None:
         with lock:
             done[name] = outcome
             running.pop(name, None)
             report()
 
+    def saver(name: str) -> Callable[[Checkpoint], None]:
+        def save(state: Checkpoint) -> None:
+            with lock:
+                running[name] = state
+                report()
+
+        return save
+
     workers = 1 if target.dialect.name == "sqlite" else max(1, parallelism)
     todo = [run for run in runs if run.selection.name not in done]
+    # Target tables replaced after each table: their keys to it may be put back unchecked.
+    replaced_after = {
+        run.selection.name: {
+            later.selection.target for later in runs[i + 1 :] if later.mode == "replace"
+        }
+        for i, run in enumerate(runs)
+    }
+    loaded: dict[str, _Loaded] = {}
     _schedule(todo, copy, workers, set(done), stop)
+    # Mirrors delete once every table is loaded, children first: a parent row the source
+    # deleted goes after the target rows pointing at it went or moved to another parent.
+    for run in reversed(todo):
+        name = run.selection.name
+        if name not in loaded:
+            continue
+        if stop.is_set():
+            raise Interrupted(
+                f"table {name!r}: loaded, not yet cleared of rows gone from the source, as "
+                "the run was asked to stop; the next apply does it"
+            )
+        outcome = _delete_and_verify(
+            source,
+            target,
+            run,
+            loaded[name],
+            batch_size=batch_size,
+            resume=running.get(name),
+            read=source_fingerprint,
+            on_checkpoint=saver(name),
+        )
+        finish(name, outcome)
     return [done[run.selection.name] for run in runs]
 
 
@@ -328,15 +385,20 @@ def _copy_one(
     on_loaded: Callable[[], None],
     progress: Callable[[int], None] | None,
     cancel: threading.Event,
-) -> TableOutcome:
+    replaced_later: Collection[str],
+) -> TableOutcome | _Loaded:
     """Copy and verify one table. `created`: whether the run this one resumes created the
-    target table; `on_create` is called (and saved) before this one creates it."""
+    target table; `on_create` is called (and saved) before this one creates it. A mirror
+    stops once loaded (`_Loaded`): its deletion and verification come after every table's
+    load (`run_migration`)."""
     selection = run.selection
     check = inspect_target(target, selection, schema_changes=schema_changes)
     if not check.exists:
         on_create()
     ensure_target(target, selection, check, known_tables=known)
     only = _changed_rows(source, target, run, batch_size) if check.exists and not resume else None
+    # Append skips the keys the target holds: what it inserted is what the table gained.
+    held = _count(target, selection.target) if run.mode == "append" else None
     native = source.dialect.name == target.dialect.name
     # A whole, fresh read of the subset digests what it copies, so verification reads only
     # the target back.
@@ -357,10 +419,76 @@ def _copy_one(
         on_source_snapshot=copied.take_in_database if copied else None,
         only=only,
         cancel=cancel,
+        delete=False,
+        replaced_later=replaced_later,
     )
     finish_target(target, selection, known_tables=known, created=created or not check.exists)
     on_loaded()
     seen = copied.result(result.rows_copied) if copied else None
+    rows = result.rows_now if held is None else _count(target, selection.target) - held
+    now = Written(rows, differences_only=only is not None)
+    if run.mode == "mirror":
+        return _Loaded(result, seen, now)
+    return _verified(source, target, run, result, seen, read, now)
+
+
+def _count(engine: sa.Engine, table: str) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(sa.select(sa.func.count()).select_from(sa.table(table))).scalar_one()
+        )
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """A mirrored table whose rows are in, and the digest of the source rows it read."""
+
+    result: CopyResult
+    seen: TableFingerprint | None
+    now: Written
+
+
+def _delete_and_verify(
+    source: sa.Engine,
+    target: sa.Engine,
+    run: TableRun,
+    loaded: _Loaded,
+    *,
+    batch_size: int,
+    resume: Mapping[str, Any] | None,
+    read: Fingerprint | None,
+    on_checkpoint: Callable[[Checkpoint], None],
+) -> TableOutcome:
+    """Finish a mirrored table `_copy_one` loaded: delete the target rows gone from the
+    subset (resuming from its "delete" checkpoint), then verify."""
+    result = copy_table(
+        source,
+        target,
+        run.selection,
+        mode=run.mode,
+        batch_size=batch_size,
+        cursor_column=run.cursor,
+        since=run.since,
+        resume=resume,
+        on_checkpoint=on_checkpoint,
+    )
+    now = dataclasses.replace(loaded.now, deleted=result.rows_deleted)
+    return _verified(source, target, run, result, loaded.seen, read, now)
+
+
+def _verified(
+    source: sa.Engine,
+    target: sa.Engine,
+    run: TableRun,
+    result: CopyResult,
+    seen: TableFingerprint | None,
+    read: Fingerprint | None,
+    now: Written,
+) -> TableOutcome:
+    """Verify a copied table against its source subset; `seen` is the digest of the source
+    rows the copy read, when it took one; `now` what this run wrote."""
+    selection = run.selection
+    native = source.dialect.name == target.dialect.name
     if seen is None and native and selection.whole_table:
         unchanged = unchanged_since(source, read, [selection.name])
         seen = unchanged.tables[selection.name] if unchanged else None
@@ -399,6 +527,7 @@ def _copy_one(
         Fingerprint({selection.target: verdict.target}, token)
         if verdict.whole_target and token is not None
         else None,
+        now,
     )
 
 

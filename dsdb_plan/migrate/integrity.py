@@ -1,0 +1,189 @@
+"""Referential integrity of a migration's subset: rows whose reference points at no copied row.
+
+A source that does not enforce its foreign keys (SQLite by default) holds rows that point
+nowhere; a subset can also leave out the row a copied one points at. Copied as they are,
+such rows fail the target's foreign key half-way through an apply. So the plan counts them,
+per foreign key among the copied tables (the keys `subset.select_tables` kept, which are the
+ones `follow` follows), in SQL run by the source: the child's selected rows whose reference
+is in none of the parent's selected rows. A NULL in any column of the reference is not
+dangling, as for the databases' own (MATCH SIMPLE) foreign keys.
+
+The migration's `on_dangling` policy decides what happens to them (issue 12, item 3):
+
+- ``refuse`` (the default): the plan fails, naming table, key, count and a few values.
+- ``skip``: each table's rows are restricted to those whose references resolve within the
+  parents' (restricted) rows, parents first, so the rows pointing at a skipped row are
+  skipped too. The restriction is a filter on every foreign key, whatever the data holds,
+  so plan, apply and verify select the same rows without counting first.
+- ``keep``: the rows are copied and the foreign keys they break are left out of the tables
+  dsdb creates; the plan says so. (PostgreSQL's ``NOT VALID`` would still check every row a
+  later resync inserts, so it would fail the next apply instead of this one.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import sqlalchemy as sa
+
+from dsdb_plan.dbschema import ForeignKeySchema
+from dsdb_plan.migrate.subset import TableSelection
+
+Policy = Literal["refuse", "skip", "keep"]
+#: How many dangling values the plan names per foreign key.
+EXAMPLES = 3
+
+
+@dataclass(frozen=True)
+class Dangling:
+    """The rows of `table` whose `columns` match no copied row of `ref_table`."""
+
+    table: str
+    columns: tuple[str, ...]
+    ref_table: str
+    ref_columns: tuple[str, ...]
+    rows: int
+    #: A few of the values that dangle, as the plan shows them (`repr`, a tuple for several
+    #: columns): plan files hold them as they are.
+    examples: tuple[str, ...]
+    #: Whether other values than `examples` dangle.
+    more: bool = False
+
+    @property
+    def key(self) -> str:
+        """The foreign key as the plan names it: `flights.tailnum → planes.tailnum`."""
+        parent = f"{self.ref_table}.{_columns(self.ref_columns)}"
+        return f"{self.table}.{_columns(self.columns)} → {parent}"
+
+    def describe(self) -> str:
+        values = ", ".join(self.examples)
+        more = ", …" if self.more else ""
+        noun = "row points" if self.rows == 1 else "rows point"
+        return (
+            f"{self.key}: {self.rows:,} {noun} at no copied {self.ref_table} row "
+            f"(e.g. {values}{more})"
+        )
+
+
+def references(
+    selections: Sequence[TableSelection],
+) -> Iterator[tuple[TableSelection, ForeignKeySchema, TableSelection]]:
+    """(child, foreign key, parent) for every foreign key between copied tables."""
+    by_name = {selection.name: selection for selection in selections}
+    for child in selections:
+        for fk in child.schema.foreign_keys:
+            parent = by_name.get(fk.ref_table)
+            if parent is not None:
+                yield child, fk, parent
+
+
+def resolves(
+    child: TableSelection, fk: ForeignKeySchema, parent: TableSelection
+) -> sa.ColumnElement[bool]:
+    """A condition on `child` rows: the reference through `fk` is NULL or names a selected
+    row of `parent`. The parent's keys come from an uncorrelated subquery (not EXISTS), so a
+    table referencing itself needs no alias."""
+    held = [child.source.c[column] for column in fk.columns]
+    referenced = [parent.source.c[column] for column in fk.ref_columns]
+    # NULL keys are left out of the subquery: `x NOT IN (…, NULL)` would be unknown.
+    keys = sa.select(*referenced).where(*(column.is_not(None) for column in referenced))
+    if parent.where is not None:
+        keys = keys.where(parent.where)
+    keys = keys.correlate(None)
+    found = held[0].in_(keys) if len(held) == 1 else sa.tuple_(*held).in_(keys)
+    return sa.or_(*(column.is_(None) for column in held), found)
+
+
+def count_dangling(
+    conn: sa.Connection, selections: Sequence[TableSelection], examples: int = EXAMPLES
+) -> list[Dangling]:
+    """The dangling references of `selections`, one entry per foreign key that has any."""
+    found = []
+    for child, fk, parent in references(selections):
+        rows = sa.not_(resolves(child, fk, parent))
+        if child.where is not None:
+            rows = sa.and_(child.where, rows)
+        count = sa.select(sa.func.count()).select_from(child.source).where(rows)
+        total = int(conn.execute(count).scalar_one())
+        if not total:
+            continue
+        held = [child.source.c[column] for column in fk.columns]
+        sample = sa.select(*held).where(rows).distinct().order_by(*held).limit(examples + 1)
+        values = [
+            repr(row[0]) if len(row) == 1 else repr(tuple(row)) for row in conn.execute(sample)
+        ]
+        found.append(
+            Dangling(
+                child.name,
+                fk.columns,
+                fk.ref_table,
+                fk.ref_columns,
+                total,
+                tuple(values[:examples]),
+                more=len(values) > examples,
+            )
+        )
+    return found
+
+
+def resolved_only(selections: Sequence[TableSelection]) -> list[TableSelection]:
+    """`selections` without the rows whose references do not resolve (`skip`).
+
+    Parents come first, so each child is restricted to the rows its already restricted
+    parents hold. A reference to itself or to a later table (a cycle) is checked against
+    that table's unrestricted rows: `count_dangling` on the result tells whether that left
+    any row pointing at a skipped one.
+    """
+    done: dict[str, TableSelection] = {}
+    for selection in selections:
+        by_name = {**{s.name: s for s in selections}, **done}
+        conditions = [
+            resolves(selection, fk, by_name[fk.ref_table])
+            for fk in selection.schema.foreign_keys
+            if fk.ref_table in by_name
+        ]
+        done[selection.name] = (
+            selection.restricted(sa.and_(*conditions)) if conditions else selection
+        )
+    return [done[selection.name] for selection in selections]
+
+
+def without_keys(
+    selections: Sequence[TableSelection], dangling: Sequence[Dangling]
+) -> list[TableSelection]:
+    """`selections` without the foreign keys that `dangling` rows break (`keep`): tables
+    dsdb creates get no such key, and the table's plan line says why."""
+    broken = {(d.table, d.columns, d.ref_table) for d in dangling}
+    result = []
+    for selection in selections:
+        keys = selection.schema.foreign_keys
+        kept = tuple(fk for fk in keys if (selection.name, fk.columns, fk.ref_table) not in broken)
+        if len(kept) == len(keys):
+            result.append(selection)
+            continue
+        notes = [
+            f"foreign key {selection.name}.{_columns(fk.columns)} left out: rows point at no "
+            f"copied {fk.ref_table} row (on_dangling: keep)"
+            for fk in keys
+            if fk not in kept
+        ]
+        schema = dataclasses.replace(selection.schema, foreign_keys=kept)
+        reason = "; ".join([selection.reason, *notes])
+        result.append(dataclasses.replace(selection, schema=schema, reason=reason))
+    return result
+
+
+def refusal(dangling: Sequence[Dangling], address: str) -> str:
+    """The plan error for dangling references under `refuse`."""
+    lines = "; ".join(d.describe() for d in dangling)
+    return (
+        f"{address}: references that would dangle in the target: {lines}; set `on_dangling: "
+        "skip` to leave those rows out, or `on_dangling: keep` to copy them without that key"
+    )
+
+
+def _columns(columns: Sequence[str]) -> str:
+    return columns[0] if len(columns) == 1 else f"({', '.join(columns)})"

@@ -1,0 +1,194 @@
+"""What an action will do, exactly: typed, frozen payloads the plan carries and apply executes.
+
+A payload holds everything apply needs and everything the plan promised (the tables to
+drop, the backup ids to prune, the tables to copy with their modes and row counts), so a
+saved plan does what it showed and nothing else. Apply checks, before it writes, that what
+the payload relied on still holds, and refuses naming what moved. Payloads are plain JSON
+in plan files: `to_dict` writes the type's tag, `payload_from_dict` reads it back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from dsdb_plan.errors import DsdbError
+from dsdb_plan.migrate.integrity import Dangling
+
+Spec = dict[str, Any]
+"""A resource's spec as recorded in state (secrets masked)."""
+
+_REGISTRY: dict[str, type[Payload]] = {}
+P = TypeVar("P", bound="type[Payload]")
+
+
+def _tagged(tag: str) -> Callable[[P], P]:
+    def register(cls: P) -> P:
+        cls.TAG = tag
+        _REGISTRY[tag] = cls
+        return cls
+
+    return register
+
+
+@dataclass(frozen=True)
+class Payload:
+    """The base of every payload: a tag for plan files, and the spec apply records."""
+
+    TAG: ClassVar[str] = ""
+    spec: Spec
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.TAG, **_plain(dataclasses.asdict(self))}
+
+
+@_tagged("unchanged")
+@dataclass(frozen=True)
+class Unchanged(Payload):
+    """Nothing to do: reality matches the spec."""
+
+
+@_tagged("record_settings")
+@dataclass(frozen=True)
+class RecordSettings(Payload):
+    """Only settings that touch no data changed (keep, batch size, a description): the
+    record takes the new spec; no data is read or written."""
+
+
+@_tagged("forget")
+@dataclass(frozen=True)
+class Forget(Payload):
+    """A resource gone from the manifest: its record is forgotten, its data stays."""
+
+
+@_tagged("take_backup")
+@dataclass(frozen=True)
+class TakeBackup(Payload):
+    """Write a new backup of exactly `tables` of `connection` into `folder`."""
+
+    connection: str
+    tables: tuple[str, ...]
+    rows: dict[str, int]
+    fingerprint: dict[str, Any]
+    """The data as planned: lets apply skip re-reading what provably did not move."""
+
+
+@_tagged("prune_backups")
+@dataclass(frozen=True)
+class PruneBackups(Payload):
+    """Delete exactly the backups `ids`; `forget` the record too (the resource is gone)."""
+
+    ids: tuple[str, ...]
+    forget: bool = False
+
+
+@_tagged("teardown")
+@dataclass(frozen=True)
+class DropTables(Payload):
+    """Drop exactly `tables` of `connection` (the whole database when `drop_database`),
+    after a final backup into `final_backup` unless that is None."""
+
+    connection: str
+    tables: tuple[str, ...]
+    rows: dict[str, int]
+    drop_database: bool = False
+    final_backup: str | None = None
+
+
+@_tagged("restore")
+@dataclass(frozen=True)
+class RestoreBackup(Payload):
+    """Restore backup `backup_id` (None: the one `backup_address` takes in this apply) from
+    `path` into `connection`: `tables` of it (None: all). `overwrites` are the target tables
+    holding data the plan showed it replaces; any other table of the backup that holds data
+    at apply time is refused."""
+
+    connection: str
+    backup_id: str | None
+    path: str | None
+    backup_address: str | None
+    tables: tuple[str, ...] | None
+    overwrites: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+    """The target tables the restore writes, as far as the plan can know them."""
+
+
+@dataclass(frozen=True)
+class TableCopy:
+    """One source table a migration copies: where to, how, and how many rows the plan said."""
+
+    table: str
+    target: str
+    mode: str
+    rows: int | None
+    """The rows the plan counted (None: an incremental copy, counted as it goes)."""
+    estimated: bool = False
+    deletes: bool = False
+    """Whether the copy deletes target rows (replace or mirror into a table holding data)."""
+
+
+@_tagged("copy")
+@dataclass(frozen=True)
+class CopyTables(Payload):
+    """Copy `tables` (parents first) from `source` into `target`. `source_fingerprint` is
+    the source data as planned."""
+
+    source: str
+    target: str
+    tables: tuple[TableCopy, ...]
+    source_fingerprint: dict[str, Any] = field(default_factory=dict)
+    dangling: tuple[Dangling, ...] = ()
+    """The references that point at no copied row, which the migration's `on_dangling`
+    skips or keeps (it refuses them at plan time)."""
+
+    def rows(self) -> dict[str, int]:
+        return {copy.table: copy.rows for copy in self.tables if copy.rows is not None}
+
+
+def payload_from_dict(data: dict[str, Any]) -> Payload:
+    """The payload a plan file holds; an unknown type is a clear error."""
+    tag = data.get("type")
+    cls = _REGISTRY.get(str(tag))
+    if cls is None:
+        raise DsdbError(f"unknown action payload type {tag!r} (made by a newer dsdb?)")
+    return _build(cls, data)
+
+
+T = TypeVar("T")
+
+
+def _build(cls: type[T], data: dict[str, Any]) -> T:
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for item in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if item.name in data:
+            values[item.name] = _typed(hints[item.name], data[item.name])
+    return cls(**values)
+
+
+def _typed(hint: Any, value: Any) -> Any:
+    """`value` read from JSON, as the field type `hint` wants it (tuples, nested records)."""
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        if value is None:
+            return None
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+        origin = typing.get_origin(hint)
+    if origin is tuple and isinstance(value, list):
+        (item,) = typing.get_args(hint)[:1]
+        return tuple(_typed(item, each) for each in value)
+    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+        return _build(hint, value)  # type: ignore[arg-type]
+    return value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_plain(each) for each in value]
+    if isinstance(value, dict):
+        return {key: _plain(each) for key, each in value.items()}
+    return value

@@ -1,0 +1,288 @@
+"""Dangling references in a migration's subset: counted by the source, and refused, skipped
+or kept as the migration's `on_dangling` says, without a target left half-written."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from dsdb_plan.kinds.migration import data_digest
+from dsdb_plan.migrate.integrity import (
+    Dangling,
+    count_dangling,
+    resolved_only,
+    without_keys,
+)
+from dsdb_plan.migrate.subset import TableSelection, select_subset, select_tables
+from dsdb_plan.models import MigrationTable
+from tests.helpers import EVERY_DATABASE, run_cli, sqlite_url, table_names, table_rows
+
+#: Flights whose plane is unknown (N404, N500 twice), one without a plane, and one whose
+#: plane exists but is not in the subset... of nothing: planes are copied whole.
+DIRTY_FLIGHTS = """
+CREATE TABLE airlines (carrier TEXT PRIMARY KEY, name TEXT NOT NULL);
+CREATE TABLE planes (tailnum TEXT PRIMARY KEY, seats INTEGER);
+CREATE TABLE flights (
+    id INTEGER PRIMARY KEY,
+    carrier TEXT NOT NULL REFERENCES airlines(carrier),
+    tailnum TEXT REFERENCES planes(tailnum),
+    month INTEGER NOT NULL
+);
+INSERT INTO airlines VALUES ('UA', 'United'), ('AA', 'American');
+INSERT INTO planes VALUES ('N1', 100), ('N2', 150), ('N3', 200);
+INSERT INTO flights VALUES
+    (1, 'UA', 'N1', 1), (2, 'UA', 'N404', 1), (3, 'UA', NULL, 2), (4, 'UA', 'N500', 2),
+    (5, 'UA', 'N500', 3), (6, 'UA', 'N2', 3), (7, 'AA', 'N999', 1), (8, 'AA', 'N3', 1);
+"""
+
+UA_FLIGHTS = "flights:\n        where: {carrier: UA}\n"
+
+
+def dirty_source(path: Path, script: str = DIRTY_FLIGHTS) -> sa.Engine:
+    with sqlite3.connect(path) as db:
+        db.executescript(script)
+    return sa.create_engine(sqlite_url(path))
+
+
+def ua_flights(engine: sa.Engine) -> list[TableSelection]:
+    options = {"flights": MigrationTable(where={"carrier": "UA"})}
+    return select_tables(engine, options, "parents")
+
+
+def selected(engine: sa.Engine, selection: TableSelection) -> list[tuple[object, ...]]:
+    with engine.connect() as conn:
+        return sorted(tuple(row) for row in conn.execute(select_subset(selection)))
+
+
+# -- decisions, on a SQLite source --------------------------------------------------------
+
+
+def test_dangling_rows_are_counted_per_key_with_a_few_values_and_nulls_left_alone(
+    tmp_path: Path,
+) -> None:
+    engine = dirty_source(tmp_path / "source.db")
+    with engine.connect() as conn:
+        dangling = count_dangling(conn, ua_flights(engine), examples=1)
+    # Flight 7 (AA) is outside the subset and flight 3's NULL tailnum points nowhere.
+    assert dangling == [
+        Dangling("flights", ("tailnum",), "planes", ("tailnum",), 3, ("'N404'",), more=True)
+    ]
+    assert dangling[0].describe() == (
+        "flights.tailnum → planes.tailnum: 3 rows point at no copied planes row (e.g. 'N404', …)"
+    )
+
+
+def test_a_parent_row_the_subset_leaves_out_is_dangling_too(tmp_path: Path) -> None:
+    engine = dirty_source(tmp_path / "source.db")
+    options = {
+        "flights": MigrationTable(where={"carrier": "UA"}),
+        "planes": MigrationTable(where={"seats": {"gt": 120}}),
+        "airlines": MigrationTable(),
+    }
+    with engine.connect() as conn:
+        (dangling,) = count_dangling(conn, select_tables(engine, options, "none"))
+    assert (dangling.rows, dangling.examples) == (4, ("'N1'", "'N404'", "'N500'"))
+
+
+def test_composite_keys_dangle_only_when_no_column_is_null(tmp_path: Path) -> None:
+    engine = dirty_source(
+        tmp_path / "source.db",
+        """
+        CREATE TABLE seats (plane TEXT, seat TEXT, PRIMARY KEY (plane, seat));
+        CREATE TABLE tickets (
+            id INTEGER PRIMARY KEY, plane TEXT, seat TEXT,
+            FOREIGN KEY (plane, seat) REFERENCES seats (plane, seat)
+        );
+        INSERT INTO seats VALUES ('N1', '1A'), ('N1', '1B'), ('N2', '1A');
+        INSERT INTO tickets VALUES
+            (1, 'N1', '1A'), (2, 'N2', '1B'), (3, 'N1', NULL), (4, NULL, '9Z'), (5, 'N9', '1A');
+        """,
+    )
+    chosen = select_tables(engine, None, "none")
+    with engine.connect() as conn:
+        (dangling,) = count_dangling(conn, chosen)
+    assert dangling.key == "tickets.(plane, seat) → seats.(plane, seat)"
+    assert (dangling.rows, dangling.examples) == (2, ("('N2', '1B')", "('N9', '1A')"))
+    (_, tickets) = resolved_only(chosen)
+    assert [row[0] for row in selected(engine, tickets)] == [1, 3, 4]
+
+
+def test_skipping_leaves_out_the_rows_pointing_at_skipped_rows_as_well(tmp_path: Path) -> None:
+    engine = dirty_source(
+        tmp_path / "source.db",
+        """
+        CREATE TABLE parent (id INTEGER PRIMARY KEY);
+        CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent(id));
+        CREATE TABLE grandchild (id INTEGER PRIMARY KEY, child_id INTEGER REFERENCES child(id));
+        INSERT INTO parent VALUES (1);
+        INSERT INTO child VALUES (10, 1), (11, 2), (12, NULL);
+        INSERT INTO grandchild VALUES (100, 10), (101, 11), (102, 12), (103, 13);
+        """,
+    )
+    chosen = select_tables(engine, None, "none")
+    with engine.connect() as conn:
+        # Only direct danglers are counted: child 11 (parent 2) and grandchild 103 (child 13).
+        assert [(d.table, d.rows) for d in count_dangling(conn, chosen)] == [
+            ("child", 1),
+            ("grandchild", 1),
+        ]
+        kept = resolved_only(chosen)
+        assert count_dangling(conn, kept) == []
+    assert [selected(engine, s) for s in kept] == [
+        [(1,)],
+        [(10, 1), (12, None)],
+        [(100, 10), (102, 12)],  # 101 points at the skipped child 11
+    ]
+
+
+def test_skipping_through_a_self_reference_can_leave_rows_pointing_at_skipped_ones(
+    tmp_path: Path,
+) -> None:
+    engine = dirty_source(
+        tmp_path / "source.db",
+        """
+        CREATE TABLE staff (id INTEGER PRIMARY KEY, boss INTEGER REFERENCES staff(id));
+        INSERT INTO staff VALUES (1, NULL), (2, 1), (3, 99), (4, 3);
+        """,
+    )
+    chosen = select_tables(engine, None, "none")
+    kept = resolved_only(chosen)
+    assert selected(engine, kept[0]) == [(1, None), (2, 1), (4, 3)]
+    with engine.connect() as conn:
+        (left,) = count_dangling(conn, kept)
+    assert (left.rows, left.examples) == (1, ("3",))
+
+
+def test_keeping_drops_only_the_broken_key_and_says_so(tmp_path: Path) -> None:
+    engine = dirty_source(tmp_path / "source.db")
+    chosen = ua_flights(engine)
+    with engine.connect() as conn:
+        kept = without_keys(chosen, count_dangling(conn, chosen))
+    flights = next(s for s in kept if s.name == "flights")
+    assert [fk.ref_table for fk in flights.schema.foreign_keys] == ["airlines"]
+    assert flights.reason == (
+        "listed; foreign key flights.tailnum left out: rows point at no copied planes row "
+        "(on_dangling: keep)"
+    )
+    assert [s for s in kept if s.name != "flights"] == [s for s in chosen if s.name != "flights"]
+
+
+def test_the_default_policy_keeps_the_data_digest_of_specs_recorded_before_it() -> None:
+    before = {"from": "local", "to": "prod", "mode": "upsert", "tables": ["flights"]}
+    assert data_digest({**before, "on_dangling": "refuse"}) == data_digest(before)
+    assert data_digest({**before, "on_dangling": "skip"}) != data_digest(before)
+
+
+# -- plan and apply -------------------------------------------------------------------------
+
+
+def manifest_for(tmp_path: Path, url: str, policy: str | None, mode: str = "upsert") -> Path:
+    line = f"    on_dangling: {policy}\n" if policy else ""
+    path = tmp_path / "dsdb.yaml"
+    path.write_text(
+        "version: 1\nconnections:\n"
+        f"  local: {{driver: sqlite, database: {tmp_path / 'source.db'}}}\n"
+        f"  target: {{url: '{url}'}}\n"
+        "migrations:\n"
+        f"  ua:\n    from: local\n    to: target\n    mode: {mode}\n    follow: parents\n"
+        f"{line}    tables:\n      {UA_FLIGHTS}"
+    )
+    return path
+
+
+def target_url(request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> str:
+    if kind == "sqlite":
+        return sqlite_url(tmp_path / "target.db")
+    server = request.getfixturevalue("postgres_db" if kind == "postgresql" else "mariadb_db")
+    return str(server.url_string)
+
+
+@pytest.mark.parametrize("kind", EVERY_DATABASE)
+def test_dangling_references_fail_the_plan_and_the_apply_writes_nothing(
+    capsys, request, tmp_path: Path, kind: str
+) -> None:
+    dirty_source(tmp_path / "source.db")
+    url = target_url(request, tmp_path, kind)
+    manifest = manifest_for(tmp_path, url, None)
+    message = (
+        "migration.ua: references that would dangle in the target: flights.tailnum → "
+        "planes.tailnum: 3 rows point at no copied planes row (e.g. 'N404', 'N500'); set "
+        "`on_dangling: skip` to leave those rows out, or `on_dangling: keep` to copy them "
+        "without that key"
+    )
+    plan = run_cli(capsys, "plan", manifest)
+    assert plan.code == 1 and message in plan.err, plan.text
+    assert "Traceback" not in plan.text
+    applied = run_cli(capsys, "apply", manifest, "--auto-approve")
+    assert applied.code == 1 and message in applied.err, applied.text
+    assert table_names(url) == []
+
+
+@pytest.mark.parametrize("kind", EVERY_DATABASE)
+def test_skip_copies_every_resolvable_row_and_no_dangling_one(
+    capsys, request, tmp_path: Path, kind: str
+) -> None:
+    source = dirty_source(tmp_path / "source.db")
+    url = target_url(request, tmp_path, kind)
+    manifest = manifest_for(tmp_path, url, "skip")
+    planned = run_cli(capsys, "plan", manifest, "--format", "json")
+    (action,) = json.loads(planned.out)["actions"]
+    assert action["payload"]["dangling"] == [
+        {
+            "table": "flights",
+            "columns": ["tailnum"],
+            "ref_table": "planes",
+            "ref_columns": ["tailnum"],
+            "rows": 3,
+            "examples": ["'N404'", "'N500'"],
+            "more": False,
+        }
+    ]
+    plan = run_cli(capsys, "plan", manifest)
+    assert (
+        "skips flights.tailnum → planes.tailnum: 3 rows point at no copied planes row "
+        "(e.g. 'N404', 'N500'), and any rows pointing at those"
+    ) in plan.out, plan.text
+    assert "flights → target.flights: 3 rows" in plan.out
+    # A saved plan carries what it found, and applies as shown.
+    saved = tmp_path / "plan.json"
+    assert run_cli(capsys, "plan", manifest, "-o", saved).code == 0
+    applied = run_cli(capsys, "apply", saved, "--auto-approve")
+    assert applied.code == 0, applied.text
+    with source.connect() as conn:
+        resolvable = conn.exec_driver_sql(
+            "SELECT * FROM flights WHERE carrier = 'UA' AND "
+            "(tailnum IS NULL OR tailnum IN (SELECT tailnum FROM planes))"
+        ).all()
+    assert table_rows(url, "flights") == sorted((tuple(r) for r in resolvable), key=repr)
+    planes = {row[0] for row in table_rows(url, "planes")}
+    assert all(row[2] is None or row[2] in planes for row in table_rows(url, "flights"))
+    again = run_cli(capsys, "plan", manifest, "--detailed-exitcode")
+    assert again.code == 0, again.text
+
+
+@pytest.mark.parametrize("kind", EVERY_DATABASE)
+def test_keep_copies_the_dangling_rows_without_their_key(
+    capsys, request, tmp_path: Path, kind: str
+) -> None:
+    dirty_source(tmp_path / "source.db")
+    url = target_url(request, tmp_path, kind)
+    manifest = manifest_for(tmp_path, url, "keep")
+    plan = run_cli(capsys, "plan", manifest)
+    assert (
+        "keeps flights.tailnum → planes.tailnum: 3 rows point at no copied planes row "
+        "(e.g. 'N404', 'N500'); that foreign key is left out of the target"
+    ) in plan.out, plan.text
+    assert run_cli(capsys, "apply", manifest, "--auto-approve").code == 0
+    expected = [row for row in table_rows(sqlite_url(tmp_path / "source.db"), "flights")]
+    assert table_rows(url, "flights") == [row for row in expected if row[1] == "UA"]
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    keys = sa.inspect(engine).get_foreign_keys("flights")
+    engine.dispose()
+    assert [key["referred_table"] for key in keys] == ["airlines"]
+    again = run_cli(capsys, "plan", manifest, "--detailed-exitcode")
+    assert again.code == 0, again.text
