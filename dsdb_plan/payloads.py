@@ -12,12 +12,11 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from dsdb_plan.errors import DsdbError
-from dsdb_plan.migrate.integrity import Dangling
 
 Spec = dict[str, Any]
 """A resource's spec as recorded in state (secrets masked)."""
@@ -117,6 +116,9 @@ class RestoreBackup(Payload):
     """The target tables the restore writes, as far as the plan can know them."""
 
 
+DELETING_MODES = ("replace", "mirror")
+
+
 @dataclass(frozen=True)
 class TableCopy:
     """One source table a migration copies: where to, how, and how many rows the plan said."""
@@ -127,8 +129,40 @@ class TableCopy:
     rows: int | None
     """The rows the plan counted (None: an incremental copy, counted as it goes)."""
     estimated: bool = False
-    deletes: bool = False
-    """Whether the copy deletes target rows (replace or mirror into a table holding data)."""
+    held: int = 0
+    """The rows the target table held when planned, of which replace and mirror delete
+    (all, or those not in the subset): apply refuses to delete from more."""
+
+
+@dataclass(frozen=True)
+class Dangling:
+    """The rows of `table` whose `columns` match no copied row of `ref_table`."""
+
+    table: str
+    columns: tuple[str, ...]
+    ref_table: str
+    ref_columns: tuple[str, ...]
+    rows: int
+    #: A few of the values that dangle, as the plan shows them (`repr`, a tuple for several
+    #: columns): plan files hold them as they are.
+    examples: tuple[str, ...]
+    #: Whether other values than `examples` dangle.
+    more: bool = False
+
+    @property
+    def key(self) -> str:
+        """The foreign key as the plan names it: `flights.tailnum → planes.tailnum`."""
+        parent = f"{self.ref_table}.{key_columns(self.ref_columns)}"
+        return f"{self.table}.{key_columns(self.columns)} → {parent}"
+
+    def describe(self) -> str:
+        values = ", ".join(self.examples)
+        more = ", …" if self.more else ""
+        noun = "row points" if self.rows == 1 else "rows point"
+        return (
+            f"{self.key}: {self.rows:,} {noun} at no copied {self.ref_table} row "
+            f"(e.g. {values}{more})"
+        )
 
 
 @_tagged("copy")
@@ -192,3 +226,8 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _plain(each) for key, each in value.items()}
     return value
+
+
+def key_columns(columns: Sequence[str]) -> str:
+    """`tailnum`, or `(a, b)` for a key of several columns."""
+    return columns[0] if len(columns) == 1 else f"({', '.join(columns)})"

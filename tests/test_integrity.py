@@ -11,14 +11,10 @@ import pytest
 import sqlalchemy as sa
 
 from dsdb_plan.kinds.migration import data_digest
-from dsdb_plan.migrate.integrity import (
-    Dangling,
-    count_dangling,
-    resolved_only,
-    without_keys,
-)
+from dsdb_plan.migrate.integrity import count_dangling, resolved_only, without_keys
 from dsdb_plan.migrate.subset import TableSelection, select_subset, select_tables
 from dsdb_plan.models import MigrationTable
+from dsdb_plan.payloads import Dangling
 from tests.helpers import EVERY_DATABASE, run_cli, sqlite_url, table_names, table_rows
 
 #: Flights whose plane is unknown (N404, N500 twice), one without a plane, and one whose

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import make_flights_db, run_cli
+from dsdb_plan.kinds.migration import grown_since
+from dsdb_plan.payloads import CopyTables, TableCopy
+from tests.helpers import make_flights_db, run_cli, sqlite_url, table_rows
 
 WIDENED = """\
 version: 1
@@ -50,3 +53,61 @@ def test_a_filter_that_follow_does_not_widen_gets_no_note(
     assert plan.code == 0, plan.text
     assert "airlines → copy.airlines: 1 row (upsert, new table)\n" in plan.out
     assert "follow" not in plan.out.split("Plan:")[0].split("airlines →")[1]
+
+
+REPLACE = """\
+version: 1
+connections:
+  local: {driver: sqlite, database: data/local.db}
+  copy: {driver: sqlite, database: data/copy.db}
+migrations:
+  out:
+    from: local
+    to: copy
+    mode: replace
+    tables:
+      airlines: {}
+"""
+
+
+def test_a_saved_replace_refuses_a_target_that_gained_rows_since_the_plan(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    write_manifest,  # type: ignore[no-untyped-def]
+) -> None:
+    make_flights_db(tmp_path / "data/local.db")
+    with sqlite3.connect(tmp_path / "data/copy.db") as db:
+        db.executescript(
+            "CREATE TABLE airlines (carrier TEXT PRIMARY KEY, name TEXT NOT NULL);"
+            "INSERT INTO airlines VALUES ('ZZ', 'Old'), ('YY', 'Older');"
+        )
+    manifest = write_manifest(REPLACE)
+    plan_file = tmp_path / "plan.json"
+    planned = run_cli(capsys, "plan", manifest, "-o", plan_file)
+    assert "replace deletes the 2 rows of copy.airlines" in planned.out
+    with sqlite3.connect(tmp_path / "data/copy.db") as db:
+        db.execute("INSERT INTO airlines VALUES ('XX', 'Newest')")
+
+    refused = run_cli(capsys, "apply", plan_file, "--allow-destroy")
+    assert refused.code == 1
+    assert "copy.airlines holds 3 rows, the plan showed 2 (replace deletes from them)" in (
+        refused.err
+    )
+    assert len(table_rows(sqlite_url(tmp_path / "data/copy.db"), "airlines")) == 3
+
+
+def test_grown_since_names_only_deleting_tables_that_hold_more_than_planned() -> None:
+    planned = CopyTables(
+        {},
+        source="local",
+        target="copy",
+        tables=(
+            TableCopy("a", "a", "replace", 5, held=2),
+            TableCopy("b", "b", "mirror", 5, held=0),
+            TableCopy("c", "c", "upsert", 5),
+        ),
+    )
+    assert grown_since(planned, {"a": 2, "b": 0, "c": 99}) == []
+    assert grown_since(planned, {"a": 1, "b": 1}) == [
+        "copy.b holds 1 row, the plan showed 0 (mirror deletes from them)"
+    ]

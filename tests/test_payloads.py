@@ -57,7 +57,7 @@ EVERY_PAYLOAD: list[Payload] = [
         target="prod",
         tables=(
             TableCopy("airlines", "airlines", "upsert", 3),
-            TableCopy("flights", "winter", "mirror", 1_200, estimated=True, deletes=True),
+            TableCopy("flights", "winter", "mirror", 1_200, estimated=True, held=40),
             TableCopy("events", "events", "append", None),
         ),
         source_fingerprint={"tables": {}},

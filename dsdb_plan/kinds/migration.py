@@ -39,7 +39,6 @@ from dsdb_plan.migrate.copier import check_table
 from dsdb_plan.migrate.estimate import RowCount, rows_to_copy
 from dsdb_plan.migrate.filters import compile_where
 from dsdb_plan.migrate.integrity import (
-    Dangling,
     count_dangling,
     refusal,
     resolved_only,
@@ -50,14 +49,21 @@ from dsdb_plan.migrate.subset import TableSelection, select_tables
 from dsdb_plan.migrate.target import TargetCheck, inspect_target
 from dsdb_plan.migrate.verify import VerifyResult, subset_digest, verify_table
 from dsdb_plan.models import Migration
-from dsdb_plan.payloads import CopyTables, Payload, RecordSettings, TableCopy, Unchanged
+from dsdb_plan.payloads import (
+    DELETING_MODES,
+    CopyTables,
+    Dangling,
+    Payload,
+    RecordSettings,
+    TableCopy,
+    Unchanged,
+)
 from dsdb_plan.plan import Action, ActionType, counted
 from dsdb_plan.specdiff import spec_changes
 from dsdb_plan.state import ResourceRecord
 from dsdb_plan.workspace import Workspace
 
 KIND = "migration"
-DESTRUCTIVE_MODES = ("replace", "mirror")
 
 
 def selections(engine: sa.Engine, spec: Migration) -> list[TableSelection]:
@@ -312,12 +318,12 @@ class MigrationKind(ForgettingKind):
             + _widened(source, spec, run.selection, rows[run.selection.name])
             for run in runs
         ]
-        losses = self._losses(ctx, address, spec, runs, rows, target)
+        losses, held = self._losses(ctx, address, spec, runs, rows, target)
         payload = CopyTables(
             document,
             source=spec.source,
             target=spec.target,
-            tables=tuple(_table_copy(run, rows[run.selection.name], losses) for run in runs),
+            tables=tuple(_table_copy(run, rows[run.selection.name], held) for run in runs),
             # lets apply skip re-reading source data that did not move since
             source_fingerprint=live.to_dict(),
             dangling=tuple(dangling),
@@ -373,20 +379,20 @@ class MigrationKind(ForgettingKind):
         runs: list[TableRun],
         rows: Mapping[str, RowCount | None],
         target: sa.Engine | None,
-    ) -> dict[str, str]:
+    ) -> tuple[dict[str, str], dict[str, int]]:
         """What replace or mirror would delete from target tables that hold data, a line
-        per target table (none: nothing destructive)."""
+        per target table (none: nothing destructive), and the rows each of them holds."""
         if target is None:
-            return {}
-        at_risk = {run.selection.target: run for run in runs if run.mode in DESTRUCTIVE_MODES}
+            return {}, {}
+        at_risk = {run.selection.target: run for run in runs if run.mode in DELETING_MODES}
         held = _rows_held(target, at_risk) if at_risk else {}
         occupied = [table for table, rows in held.items() if rows]
         if not occupied:
-            return {}
+            return {}, held
         modes = "/".join(sorted({at_risk[table].mode for table in occupied}))
         what = f"{modes} into tables that hold data ({', '.join(occupied)})"
         refuse_if_protected(ctx, spec.target, address, what)
-        return {
+        notes = {
             table: deletion_note(
                 at_risk[table],
                 f"{spec.target}.{table}",
@@ -395,6 +401,7 @@ class MigrationKind(ForgettingKind):
             )
             for table in occupied
         }
+        return notes, held
 
     def _source_changes(
         self,
@@ -468,6 +475,8 @@ class MigrationKind(ForgettingKind):
             chosen = without_keys(chosen, dangling)
         runs = table_runs(spec, chosen, record if same_data else None)
         refuse_moved(action.key, copies_moved(planned, runs))
+        at_risk = [copy.target for copy in planned.tables if copy.mode in DELETING_MODES]
+        refuse_moved(action.key, grown_since(planned, _rows_held(target, at_risk)))
         previous = Fingerprint.from_dict(planned.source_fingerprint)
         read = fingerprint_database(source, [s.name for s in chosen], previous=previous)
         checkpoint = ctx.checkpoint(action.address)
@@ -556,7 +565,7 @@ def _widened(
     return f"; its filter selects {counted(filtered, 'row')}, follow: {spec.follow} adds {added:,}"
 
 
-def _table_copy(run: TableRun, rows: RowCount | None, losses: Mapping[str, str]) -> TableCopy:
+def _table_copy(run: TableRun, rows: RowCount | None, held: Mapping[str, int]) -> TableCopy:
     selection = run.selection
     return TableCopy(
         table=selection.name,
@@ -564,8 +573,19 @@ def _table_copy(run: TableRun, rows: RowCount | None, losses: Mapping[str, str])
         mode=run.mode,
         rows=rows.rows if rows is not None else None,
         estimated=bool(rows and rows.estimated),
-        deletes=selection.target in losses,
+        held=held.get(selection.target, 0),
     )
+
+
+def grown_since(planned: CopyTables, held: Mapping[str, int]) -> list[str]:
+    """Target tables that replace or mirror would delete from and that hold more rows now
+    (`held`) than the plan showed (pure): the reviewer never saw those rows go."""
+    return [
+        f"{planned.target}.{copy.target} holds {counted(held[copy.target], 'row')}, "
+        f"the plan showed {copy.held:,} ({copy.mode} deletes from them)"
+        for copy in planned.tables
+        if copy.mode in DELETING_MODES and held.get(copy.target, 0) > copy.held
+    ]
 
 
 def copies_moved(planned: CopyTables, runs: list[TableRun]) -> list[str]:

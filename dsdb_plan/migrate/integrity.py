@@ -24,48 +24,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 import sqlalchemy as sa
 
 from dsdb_plan.dbschema import ForeignKeySchema
 from dsdb_plan.migrate.subset import TableSelection
+from dsdb_plan.payloads import Dangling, key_columns
 
 Policy = Literal["refuse", "skip", "keep"]
 #: How many dangling values the plan names per foreign key.
 EXAMPLES = 3
-
-
-@dataclass(frozen=True)
-class Dangling:
-    """The rows of `table` whose `columns` match no copied row of `ref_table`."""
-
-    table: str
-    columns: tuple[str, ...]
-    ref_table: str
-    ref_columns: tuple[str, ...]
-    rows: int
-    #: A few of the values that dangle, as the plan shows them (`repr`, a tuple for several
-    #: columns): plan files hold them as they are.
-    examples: tuple[str, ...]
-    #: Whether other values than `examples` dangle.
-    more: bool = False
-
-    @property
-    def key(self) -> str:
-        """The foreign key as the plan names it: `flights.tailnum → planes.tailnum`."""
-        parent = f"{self.ref_table}.{_columns(self.ref_columns)}"
-        return f"{self.table}.{_columns(self.columns)} → {parent}"
-
-    def describe(self) -> str:
-        values = ", ".join(self.examples)
-        more = ", …" if self.more else ""
-        noun = "row points" if self.rows == 1 else "rows point"
-        return (
-            f"{self.key}: {self.rows:,} {noun} at no copied {self.ref_table} row "
-            f"(e.g. {values}{more})"
-        )
 
 
 def references(
@@ -165,7 +134,7 @@ def without_keys(
             result.append(selection)
             continue
         notes = [
-            f"foreign key {selection.name}.{_columns(fk.columns)} left out: rows point at no "
+            f"foreign key {selection.name}.{key_columns(fk.columns)} left out: rows point at no "
             f"copied {fk.ref_table} row (on_dangling: keep)"
             for fk in keys
             if fk not in kept
@@ -183,7 +152,3 @@ def refusal(dangling: Sequence[Dangling], address: str) -> str:
         f"{address}: references that would dangle in the target: {lines}; set `on_dangling: "
         "skip` to leave those rows out, or `on_dangling: keep` to copy them without that key"
     )
-
-
-def _columns(columns: Sequence[str]) -> str:
-    return columns[0] if len(columns) == 1 else f"({', '.join(columns)})"
