@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from dsdb_plan.archive import BackupInfo, RestoreResult, check_backup, list_backups
+from dsdb_plan.archive import BackupInfo, RestoreResult, list_backups
 from dsdb_plan.connection import Connection
 from dsdb_plan.errors import (
     ConnectionConfigError,
@@ -182,16 +182,15 @@ class ConnectionManager:
         its files' sizes, checksums and row counts, and, for a backup this manager took,
         that `backup.json` still says what it said then."""
         folder = self._backup_folder(backup)
-        recorded = self._taken.get(folder.resolve())
-        if recorded is not None:
-            check_backup(folder, recorded=recorded)  # the restore checks the rest
         spec = Restore(
             path=str(folder),
             to=self._known(target),
             tables=tables,
             replace_existing=replace_existing,
         )
-        result: RestoreResult = run_once(self._workspace, f"restore.{target}", spec).result
+        taken = list(self._taken.values())
+        outcome = run_once(self._workspace, f"restore.{target}", spec, taken=taken)
+        result: RestoreResult = outcome.result
         return result
 
     def migrate(
@@ -249,7 +248,9 @@ class ConnectionManager:
             final_backup=final_backup,
         )
         info: BackupInfo | None = run_once(self._workspace, f"teardown.{name}", spec).result
-        return info if info is None else self._remember(info)
+        if info is not None:
+            self._remember(info)
+        return info
 
     def _remember(self, info: BackupInfo) -> BackupInfo:
         self._taken[info.path.resolve()] = info.to_dict()

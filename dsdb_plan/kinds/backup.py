@@ -69,9 +69,7 @@ class BackupKind(PayloadKind):
             )
         previous = Fingerprint.from_dict(record.fingerprints["read"]) if record else None
         live = ctx.fingerprint(spec.connection, spec.tables, previous=previous)
-        main = decide(
-            address, spec, document, record, previous, live, latest_damage=_latest_damage(record)
-        )
+        main = decide(address, spec, document, record, previous, live, latest_damage(record))
         return [main, *prune_action(spec, record, main)]
 
     def plan_removed(self, ctx: PlanContext, record: ResourceRecord) -> list[Action]:
@@ -167,6 +165,20 @@ class BackupKind(PayloadKind):
     }
 
 
+def latest_damage(record: ResourceRecord | None) -> str | None:
+    """Why the latest recorded backup cannot serve (missing, or unlike its record), if so."""
+    latest = record.artifacts[0] if record and record.artifacts else None
+    if latest is None:
+        return "no backup recorded"
+    if not Path(latest["path"]).is_dir():
+        return f"latest backup {latest['id']} is missing from {latest['path']}"
+    try:
+        check_backup(Path(latest["path"]), recorded=latest)
+    except BackupError as error:
+        return f"the latest backup is damaged: {error.message}"
+    return None
+
+
 def decide(
     address: str,
     spec: Backup,
@@ -174,12 +186,10 @@ def decide(
     record: ResourceRecord | None,
     previous: Fingerprint | None,
     live: Fingerprint,
-    *,
-    latest_damage: str | None = None,
+    damage: str | None = None,
 ) -> Action:
-    """The backup's main action, from the spec, its record and the live data (pure, but
-    for whether the latest backup's folder is still on disk); `latest_damage` says what is
-    wrong with the latest backup, if anything (`_latest_damage`)."""
+    """The backup's main action, from the spec, its record, the live data and what is wrong
+    with the latest backup on disk (`damage`, from `latest_damage`), if anything (pure)."""
     take = TakeBackup(
         document,
         connection=spec.connection,
@@ -200,40 +210,19 @@ def decide(
             )
         reasons += (_summary(spec.connection, live),)
         return Action.on(address, KIND, ActionType.UPDATE, take, reasons=reasons)
-    latest = record.artifacts[0] if record.artifacts else None
-    if latest is None or not Path(latest["path"]).is_dir():
-        missing = (
-            f"latest backup {latest['id']} is missing from {latest['path']}"
-            if latest
-            else "no backup recorded"
-        )
-        return Action.on(address, KIND, ActionType.RESYNC, take, reasons=(missing,))
-    if latest_damage is not None:
-        damaged = f"the latest backup is damaged: {latest_damage}"
-        return Action.on(address, KIND, ActionType.RESYNC, take, reasons=(damaged,))
+    if damage is not None:
+        return Action.on(address, KIND, ActionType.RESYNC, take, reasons=(damage,))
     changes = describe_changes(previous, live) if previous else ["no fingerprint recorded"]
     if changes:
         return Action.on(address, KIND, ActionType.RESYNC, take, reasons=tuple(changes))
+    latest = record.artifacts[0]["id"]
     return Action.on(
         address,
         KIND,
         ActionType.NOOP,
         Unchanged(document),
-        reasons=(f"latest backup {latest['id']} reflects the current data",),
+        reasons=(f"latest backup {latest} reflects the current data",),
     )
-
-
-def _latest_damage(record: ResourceRecord | None) -> str | None:
-    """What no longer holds in the latest backup's metadata, files and sizes against its
-    record (`archive.check_backup`); None when it holds, or is not on disk to check."""
-    latest = record.artifacts[0] if record and record.artifacts else None
-    if latest is None or not Path(latest["path"]).is_dir():
-        return None
-    try:
-        check_backup(Path(latest["path"]), recorded=latest)
-    except BackupError as error:
-        return error.message
-    return None
 
 
 def prune_action(spec: Backup, record: ResourceRecord | None, main: Action) -> list[Action]:

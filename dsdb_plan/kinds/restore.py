@@ -163,7 +163,8 @@ class RestoreKind(ForgettingKind):
         protected = ctx.manifest.connections[spec.to].protect
         action = decide(address, spec, document, record, seen, protected=protected)
         if action.is_change and source["path"] is not None:
-            # One it would read (a backup taken in this apply is checked as it is read).
+            # The backup is checked when the plan would read it (one taken in this apply is
+            # checked as it is read).
             recorded = _backup_record(ctx.snapshot.resources, source["id"])
             check_backup(Path(source["path"]), recorded=recorded)
         return [action]
