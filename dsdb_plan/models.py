@@ -10,9 +10,19 @@ import datetime as dt
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from dsdb_plan.connection import Connection
+from dsdb_plan.redact import register_secret
+from dsdb_plan.references import check_declared
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=128)]
@@ -88,6 +98,41 @@ class Incremental(_Model):
     cursor: str = Field(description="A column that grows with every insert or update.")
 
 
+class Sample(_Model):
+    """A deterministic share of a table's rows, chosen by a hash of the key and the seed."""
+
+    percent: float | None = Field(
+        default=None, gt=0, le=100, description="Keep about this percentage of the rows."
+    )
+    rows: int | None = Field(default=None, ge=1, description="Keep this many rows.")
+    seed: int | str = Field(
+        default=0, description="Another seed draws another sample; the same seed, the same rows."
+    )
+
+    @model_validator(mode="after")
+    def _one_size(self) -> Sample:
+        if (self.percent is None) == (self.rows is None):
+            raise ValueError("give exactly one of `percent` or `rows`")
+        return self
+
+
+#: The transforms a column can be masked with (see `dsdb_plan/migrate/mask.py`).
+MaskName = Literal[
+    "hash",
+    "null",
+    "keep_format",
+    "shift_days",
+    "fake_email",
+    "fake_name",
+    "fake_first_name",
+    "fake_last_name",
+    "fake_phone",
+    "fake_address",
+    "fake_company",
+    "fake_text",
+]
+
+
 class MigrationTable(_Model):
     """Per-table options of a migration."""
 
@@ -111,6 +156,16 @@ class MigrationTable(_Model):
     )
     incremental: Incremental | None = Field(
         default=None, description="Copy only rows whose cursor advanced."
+    )
+    sample: Sample | None = Field(
+        default=None,
+        description="Copy a deterministic sample of the rows `where` selects: {percent: 10} or "
+        "{rows: 5000}, with an optional seed. The same rows on every apply.",
+    )
+    mask: dict[str, MaskName] | None = Field(
+        default=None,
+        description="Columns to mask and how: {email: fake_email, ssn: hash, notes: null}. "
+        "The same value masks the same way in every table, so masked keys still join.",
     )
 
 
@@ -168,6 +223,41 @@ class Migration(_Resource):
         "key and count; skip those rows (and the rows pointing at them); or keep them and "
         "leave that foreign key out of the tables dsdb creates.",
     )
+    references: dict[str, str] | None = Field(
+        default=None,
+        description="Foreign keys the source does not declare, for `follow` and the target: "
+        "{child_table.column: parent_table.column}, or table.(a, b) for composite keys "
+        "(added to the source connection's `references`).",
+    )
+    mask: dict[str, MaskName] | None = Field(
+        default=None,
+        description="Columns to mask in every table copied, followed ones included: "
+        "{customers.email: fake_email, phone: fake_phone}; a bare column name (or a `*` "
+        "pattern) applies to every table that has it. A table's own `mask` comes first.",
+    )
+    mask_seed: SecretStr | None = Field(
+        default=None,
+        description="The secret that masked values derive from, e.g. '${env:DSDB_MASK_SEED}': "
+        "the same seed masks a value the same way on every run. Needed by `mask`.",
+    )
+
+    _references = field_validator("references")(check_declared)
+
+    @field_validator("mask_seed")
+    @classmethod
+    def _seed_is_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            register_secret(value.get_secret_value())
+        return value
+
+    @model_validator(mode="after")
+    def _masks_have_a_seed(self) -> Migration:
+        masked = bool(self.mask) or any(
+            table.mask for table in (self.table_options() or {}).values()
+        )
+        if masked and self.mask_seed is None:
+            raise ValueError("`mask` needs `mask_seed` (a secret, e.g. '${env:DSDB_MASK_SEED}')")
+        return self
 
     def table_options(self) -> dict[str, MigrationTable] | None:
         """The tables as a name -> options map, or None for all tables."""

@@ -6,6 +6,7 @@ from dsdb_plan.cli import (
     backup_commands,
     commands,
     plan_commands,
+    references_command,
     state_commands,
     verify_command,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "commands",
     "main",
     "plan_commands",
+    "references_command",
     "run",
     "state_commands",
     "verify_command",

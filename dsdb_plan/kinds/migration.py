@@ -8,6 +8,7 @@ holds data, or mirroring into one (deletes rows), is destructive.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 
 from dsdb_plan.archive.format import decode_value
+from dsdb_plan.connection import Connection
 from dsdb_plan.errors import PlanError, note_rows_committed
 from dsdb_plan.fingerprint import (
     Fingerprint,
@@ -44,11 +46,12 @@ from dsdb_plan.migrate.integrity import (
     resolved_only,
     without_keys,
 )
+from dsdb_plan.migrate.mask import Masker, unmasked_sensitive
 from dsdb_plan.migrate.run import TableOutcome, TableRun, Written, run_migration
 from dsdb_plan.migrate.subset import TableSelection, select_tables
 from dsdb_plan.migrate.target import TargetCheck, inspect_target
 from dsdb_plan.migrate.verify import VerifyResult, subset_digest, verify_table
-from dsdb_plan.models import Migration
+from dsdb_plan.models import Manifest, Migration
 from dsdb_plan.payloads import (
     DELETING_MODES,
     CopyTables,
@@ -60,6 +63,7 @@ from dsdb_plan.payloads import (
     Unchanged,
 )
 from dsdb_plan.plan import Action, ActionType, counted
+from dsdb_plan.references import parse_references
 from dsdb_plan.specdiff import spec_changes
 from dsdb_plan.state import ResourceRecord
 from dsdb_plan.workspace import Workspace
@@ -67,15 +71,84 @@ from dsdb_plan.workspace import Workspace
 KIND = "migration"
 
 
-def selections(engine: sa.Engine, spec: Migration) -> list[TableSelection]:
+def declared_references(spec: Migration, source: Connection) -> dict[str, str]:
+    """The references the manifest declares for this migration's source: the source
+    connection's, and the migration's own (which win for the same columns)."""
+    return {**(source.references or {}), **(spec.references or {})}
+
+
+def selections(engine: sa.Engine, spec: Migration, source: Connection) -> list[TableSelection]:
     """The source tables this migration copies, parents first, with their filters (under
-    `on_dangling: skip`, only the rows whose references resolve)."""
-    return _with_policy(_source_tables(engine, spec), spec)
+    `on_dangling: skip`, only the rows whose references resolve). `source` is the source
+    connection, whose references count too."""
+    return _with_policy(_source_tables(engine, spec, source), spec)
 
 
-def _source_tables(engine: sa.Engine, spec: Migration) -> list[TableSelection]:
-    source = f"the source database '{spec.source}'"
-    return select_tables(engine, spec.table_options(), spec.follow, source_name=source)
+def _source_tables(engine: sa.Engine, spec: Migration, source: Connection) -> list[TableSelection]:
+    name = f"the source database '{spec.source}'"
+    seed = spec.mask_seed.get_secret_value() if spec.mask_seed else None
+    return select_tables(
+        engine,
+        spec.table_options(),
+        spec.follow,
+        source_name=name,
+        references=parse_references(declared_references(spec, source)),
+        mask=spec.mask,
+        masker=Masker(seed) if seed is not None else None,
+    )
+
+
+def migration_document(manifest: Manifest, spec: Migration) -> dict[str, Any]:
+    """The spec as recorded: with every reference it follows, the source connection's too,
+    since changing them changes the subset."""
+    document = _without_unset(spec_document(manifest, spec, [spec.source, spec.target]))
+    references = declared_references(spec, manifest.connections[spec.source])
+    if references:
+        document["references"] = references
+    if spec.mask_seed is not None:
+        # Another seed masks every value otherwise: a change to record, never the seed.
+        secret = spec.mask_seed.get_secret_value()
+        document["mask_seed"] = hashlib.sha256(f"dsdb-mask-seed\0{secret}".encode()).hexdigest()[
+            :12
+        ]
+    return document
+
+
+#: Fields recorded only when set, so that the records of migrations that use none of them
+#: read the same as before these fields existed.
+_UNSET_FIELDS = ("references", "mask", "mask_seed")
+_UNSET_TABLE_FIELDS = ("sample", "mask")
+
+
+def _without_unset(document: dict[str, Any]) -> dict[str, Any]:
+    for name in _UNSET_FIELDS:
+        if document.get(name) is None:
+            document.pop(name, None)
+    tables = document.get("tables")
+    for options in tables.values() if isinstance(tables, dict) else ():
+        for name in _UNSET_TABLE_FIELDS if isinstance(options, dict) else ():
+            if options.get(name) is None:
+                options.pop(name, None)
+    return document
+
+
+def refuse_unmasked(
+    manifest: Manifest, address: str, spec: Migration, chosen: list[TableSelection]
+) -> None:
+    """A target with `requires_masking` takes no column its source names `sensitive`
+    unmasked."""
+    if not manifest.connections[spec.target].requires_masking:
+        return
+    sensitive = manifest.connections[spec.source].sensitive or []
+    copied = {selection.name: selection.columns for selection in chosen}
+    masks = {selection.name: selection.mask for selection in chosen}
+    bare = unmasked_sensitive(sensitive, copied, masks)
+    if bare:
+        raise PlanError(
+            f"{address}: connection '{spec.target}' requires masking, and this migration "
+            f"copies {', '.join(bare)} unmasked ('{spec.source}' names them sensitive): "
+            "mask them under mask:"
+        )
 
 
 def _with_policy(chosen: list[TableSelection], spec: Migration) -> list[TableSelection]:
@@ -128,7 +201,18 @@ def table_runs(
     return runs
 
 
-_DATA_FIELDS = ("from", "to", "mode", "follow", "tables", "schema", "links")
+_DATA_FIELDS = (
+    "from",
+    "to",
+    "mode",
+    "follow",
+    "tables",
+    "schema",
+    "links",
+    "references",
+    "mask",
+    "mask_seed",
+)
 
 
 def _rows_held(target: sa.Engine, tables: Iterable[str]) -> dict[str, int]:
@@ -217,7 +301,8 @@ def verify_migration(
     """Compare every table of one migration's target with its source subset."""
     source = workspace.reach(spec.source)
     target = workspace.reach(spec.target)
-    for run in table_runs(spec, selections(source, spec), record):
+    chosen = selections(source, spec, workspace.connection(spec.source))
+    for run in table_runs(spec, chosen, record):
         selection = run.selection
         with source.connect() as source_conn, target.connect() as target_conn:
             result = verify_table(
@@ -265,7 +350,7 @@ class MigrationKind(ForgettingKind):
     def plan(
         self, ctx: PlanContext, address: str, spec: Migration, record: ResourceRecord | None
     ) -> list[Action]:
-        document = spec_document(ctx.manifest, spec, [spec.source, spec.target])
+        document = migration_document(ctx.manifest, spec)
         if ctx.is_missing(spec.source):
             link = ctx.workspace.connection(spec.source).link
             raise PlanError(f"source database {spec.source} ({link}) does not exist")
@@ -279,7 +364,7 @@ class MigrationKind(ForgettingKind):
                 else None
             )
             source = ctx.workspace.reach(spec.source)
-            raw = _source_tables(source, spec)
+            raw = _source_tables(source, spec, ctx.workspace.connection(spec.source))
             chosen = _with_policy(raw, spec)
             live = ctx.fingerprint(spec.source, [s.name for s in chosen], previous=previous)
             drifted = drift.result() if drift else []
@@ -299,6 +384,7 @@ class MigrationKind(ForgettingKind):
         if isinstance(decided, Action):
             return [decided]
         type_, reasons = decided
+        refuse_unmasked(ctx.manifest, address, spec, chosen)
         dangling = dangling_references(source, spec, address, raw)
         if spec.on_dangling == "keep":
             chosen = without_keys(chosen, dangling)
@@ -313,7 +399,7 @@ class MigrationKind(ForgettingKind):
                 problems.append(error.message)
         checks = {
             run.selection.name: inspect_target(
-                target, run.selection, schema_changes=spec.schema_changes
+                target, run.selection, schema_changes=spec.schema_changes, source=source
             )
             for run in runs
             if target is not None
@@ -373,6 +459,7 @@ class MigrationKind(ForgettingKind):
         notes: list[str] = [run.mode]
         if check is None or not check.exists:
             notes.append("new table")
+            notes += check.notes if check is not None else ()
         else:
             if check.missing_columns:
                 notes.append("adds columns " + ", ".join(check.missing_columns))
@@ -478,7 +565,7 @@ class MigrationKind(ForgettingKind):
         source = ctx.workspace.reach(planned.source)
         target = ctx.workspace.reach(planned.target)
         record = ctx.record(action.address)
-        raw = _source_tables(source, spec)
+        raw = _source_tables(source, spec, ctx.workspace.connection(spec.source))
         chosen = _with_policy(raw, spec)
         same_data = record is not None and data_digest(record.spec) == data_digest(document)
         # Checked again before anything is written: the source may have changed since.

@@ -60,9 +60,11 @@ from dsdb_plan.dbschema import (
     reflect_tables,
     usable_from_another_thread,
 )
+from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import DsdbError, Interrupted, PlanError, driver_message
 from dsdb_plan.migrate.convert import BatchConverter, batch_converter
 from dsdb_plan.migrate.load import Operation, batch_writer, read_ahead_of
+from dsdb_plan.migrate.mask import with_masks
 from dsdb_plan.migrate.order import CopyOrder, after, bound, copy_order, raw
 from dsdb_plan.migrate.subset import TableSelection
 
@@ -329,7 +331,12 @@ def _load_batches(
 ) -> None:
     selection = job.selection
     schema = selection.schema
-    convert = batch_converter(schema, src.dialect.name, dst.dialect.name)
+    convert = with_masks(
+        batch_converter(schema, src.dialect.name, dst.dialect.name),
+        schema,
+        selection.masker,
+        selection.mask,
+    )
     writer = batch_writer(dst, table, schema.columns, operation=operation, key=selection.key)
     # After a resume the first batch may already be in the target; a plain insert can only
     # take it if keys are ignored, so that one batch goes through insert_ignore.
@@ -349,6 +356,8 @@ def _load_batches(
     resume_at = [names.index(name) for name in selection.key]
     if order.depth is not None:
         resume_at.insert(0, len(names))
+    if set(selection.key) & set(selection.mask):
+        resume_at = []  # a masked key's original values never go into a checkpoint
     query = _read_query(src, job, names, order)
     if job.on_source_snapshot is not None:
         job.on_source_snapshot(src)
@@ -424,19 +433,17 @@ def _read_query(
     table = job.selection.source
     order = order or _key_order(job)
     columns: list[sa.ColumnElement[Any]] = []
+    engine = engine_for(src.dialect)
+    schema = job.selection.schema
     for name in names:
         column: sa.ColumnElement[Any] = table.c[name]
-        if src.dialect.name == "postgresql" and _portable(job.selection, name) == "json":
-            column = sa.cast(column, sa.Text()).label(name)  # its text, as backups read it
+        if name in schema.column_names:  # read as backups read it (PostgreSQL's JSON as text)
+            column = engine.read_expression(column, schema.column(name))
         columns.append(column)
     if order.depth is not None:
         columns.append(order.depth.label("dsdb_depth"))
     query = sa.select(*columns).select_from(order.source)
     return query.where(*_source_filter(job, table, order)).order_by(*order.sort)
-
-
-def _portable(selection: TableSelection, name: str) -> str | None:
-    return selection.schema.column(name).type if name in selection.schema.column_names else None
 
 
 def _key_order(job: _Job) -> CopyOrder:
@@ -461,6 +468,7 @@ def _attachable(src: sa.Connection, dst: sa.Connection, job: _Job) -> bool:
         and database != ":memory:"
         and not str(database).startswith("file:")
         and _attached_select(job, [], None) is not None
+        and not job.selection.mask  # masking needs the rows in Python
     )
 
 
@@ -811,7 +819,12 @@ def _delete_missing(src: sa.Connection, dst: sa.Connection, job: _Job) -> int:
     key_schema = dataclasses.replace(
         schema, columns=tuple(schema.column(name) for name in key), primary_key=tuple(key)
     )
-    convert = batch_converter(key_schema, src.dialect.name, dst.dialect.name)
+    convert = with_masks(
+        batch_converter(key_schema, src.dialect.name, dst.dialect.name),
+        key_schema,
+        selection.masker,
+        selection.mask,
+    )
     writer = batch_writer(dst, keys.name, key_schema.columns)
     unfiltered = dataclasses.replace(job, cursor_column=None, last_key=None, only=None)
     query = _read_query(src, unfiltered, key)

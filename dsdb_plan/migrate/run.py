@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from dsdb_plan.archive.format import decode_value, encode_value
 from dsdb_plan.dbschema import TableSchema
+from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import DsdbError, Interrupted
 from dsdb_plan.fingerprint import (
     Fingerprint,
@@ -109,6 +110,7 @@ class TableRun:
             and self.cursor is None
             and bool(selection.key)
             and not nullable
+            and not selection.mask  # masked rows differ from the source in every range
         )
 
 
@@ -271,7 +273,8 @@ def run_migration(
 
         return save
 
-    workers = 1 if target.dialect.name == "sqlite" else max(1, parallelism)
+    single_writer = engine_for(target.dialect).capabilities.single_writer
+    workers = 1 if single_writer else max(1, parallelism)
     todo = [run for run in runs if run.selection.name not in done]
     # Target tables replaced after each table: their keys to it may be put back unchecked.
     replaced_after = {
@@ -392,7 +395,7 @@ def _copy_one(
     stops once loaded (`_Loaded`): its deletion and verification come after every table's
     load (`run_migration`)."""
     selection = run.selection
-    check = inspect_target(target, selection, schema_changes=schema_changes)
+    check = inspect_target(target, selection, schema_changes=schema_changes, source=source)
     if not check.exists:
         on_create()
     ensure_target(target, selection, check, known_tables=known)
@@ -402,7 +405,8 @@ def _copy_one(
     native = source.dialect.name == target.dialect.name
     # A whole, fresh read of the subset digests what it copies, so verification reads only
     # the target back.
-    whole = resume is None and run.cursor is None and only is None
+    # Masked rows are digested by verification, through the masks.
+    whole = resume is None and run.cursor is None and only is None and not selection.mask
     copied = _CopiedDigest(selection, native=native) if whole else None
     result = copy_table(
         source,

@@ -10,6 +10,11 @@ A listed table gives its rows through its filter. `follow` keeps the subset cons
 - `children`: also every row that points to a listed row, transitively (the child's foreign
   key is among the parent's selected keys), and then the parents those rows need.
 
+The foreign keys followed are the source's and the references the manifest declares
+(`virtual_keys.py`). A listed table's own rows are its filter and then its sample
+(`sample.py`); the columns to mask are resolved here too (`mask.py`), so that a masked key's
+partners across foreign keys are masked alike.
+
 Every filter is a condition on the source table, with subqueries over the other tables, so
 the copier reads each table with one streamed SELECT and nothing is held in memory. Every
 table is built in one `sa.MetaData` from the portable schema, with `PortableType` columns so
@@ -19,8 +24,8 @@ that selecting them yields raw driver values.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -33,7 +38,11 @@ from dsdb_plan.dbschema import (
 )
 from dsdb_plan.errors import PlanError
 from dsdb_plan.migrate.filters import column_type, compile_where
+from dsdb_plan.migrate.mask import Masker, MaskRule, resolve_masks
+from dsdb_plan.migrate.sample import sample_condition
+from dsdb_plan.migrate.virtual_keys import Unmade, with_references
 from dsdb_plan.models import MigrationTable
+from dsdb_plan.references import reference_label
 
 Follow = Literal["none", "parents", "children"]
 
@@ -69,6 +78,8 @@ class TableSelection:
     key: tuple[str, ...]
     where: sa.ColumnElement[bool] | None
     reason: str
+    mask: Mapping[str, str] = field(default_factory=dict)
+    masker: Masker | None = None
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -113,15 +124,24 @@ def select_tables(
     *,
     rename: Mapping[str, str] | None = None,
     source_name: str = "the source database",
+    references: Sequence[tuple[str, ForeignKeySchema]] = (),
+    mask: Mapping[str, str] | None = None,
+    masker: Masker | None = None,
 ) -> list[TableSelection]:
     """The tables to copy, parents first, with columns, key and row filter of each.
 
     `options` maps each listed table to its options; None means every table, whole.
     `rename` maps a source table to its target name (a table's `rename_to` also counts).
-    Raises PlanError for unknown tables, columns or keys (a table missing from
-    `source_name`, as the message calls the source).
+    `references` are foreign keys the manifest declares, as (child table, key) pairs:
+    followed, and created in the target, like declared ones (`with_references`). `mask`
+    maps `table.column` or `column` patterns to transforms for every table (after a
+    listed table's own `mask`); `masker` applies them (`mask.py`). Raises
+    PlanError for unknown tables, columns or keys (a table missing from `source_name`, as
+    the message calls the source).
     """
-    schemas = {schema.name: schema for schema in reflect_tables(engine)}
+    schemas, declared = with_references(
+        engine, {schema.name: schema for schema in reflect_tables(engine)}, references
+    )
     if options is None:
         options = {name: MigrationTable() for name in schemas}
         follow = "none"  # every row of every table: nothing to add
@@ -135,11 +155,16 @@ def select_tables(
         {name: _shape(schemas[name], options.get(name)) for name in schemas}
     )
     own: dict[str, _Rows] = {
-        name: compile_where(tables[name], table.where, table.sql_where)
-        for name, table in options.items()
+        name: _own_rows(tables[name], shapes[name].key, table) for name, table in options.items()
     }
     graph = _Graph(schemas, tables, shapes)
     reasons: dict[str, list[str]] = {name: ["listed"] for name in options}
+    if follow != "none" and not graph.edges:
+        for name in options:
+            reasons[name].append(
+                f"follow: {follow} found no foreign key between the tables; declare them "
+                "under references: (`dsdb references suggest` lists likely ones)"
+            )
     phases: list[tuple[str, set[str]]] = []
     if follow == "children":
         phases.append(("down", graph.descendants(set(options), reasons)))
@@ -150,6 +175,12 @@ def select_tables(
         own = graph.filters(own, phases)
     targets = {**{n: o.rename_to for n, o in options.items() if o.rename_to}, **(rename or {})}
     shapes = _parents_copied(shapes, set(own))
+    for name, notes in declared.items():
+        if name in own:
+            shapes[name] = _without_unmade(shapes[name], notes)
+    masks = _masks(shapes, own, options, mask or {}, graph)
+    if masks and masker is None:
+        raise PlanError("mask needs mask_seed: the secret masked values derive from")
     chosen = sort_tables(shapes[name].schema for name in own)
     selections = [
         TableSelection(
@@ -160,11 +191,78 @@ def select_tables(
             key=shapes[schema.name].key,
             where=own[schema.name],
             reason="; ".join(reasons[schema.name] + shapes[schema.name].notes),
+            mask=masks.get(schema.name, {}),
+            masker=masker if schema.name in masks else None,
         )
         for schema in chosen
     ]
     _check_targets(selections)
     return selections
+
+
+def _masks(
+    shapes: dict[str, _Shape],
+    copied: Iterable[str],
+    options: Mapping[str, MigrationTable],
+    everywhere: Mapping[str, str],
+    graph: _Graph,
+) -> dict[str, dict[str, str]]:
+    """Every copied table's masked columns; the plan line of each says which, and how
+    (updating `shapes`)."""
+    names = sorted(copied)
+    rules = {
+        name: [
+            *(MaskRule(c, t, strict=True) for c, t in _table_mask(options, name).items()),
+            *(MaskRule(pattern, t) for pattern, t in everywhere.items()),
+        ]
+        for name in names
+    }
+    schemas = {name: shapes[name].schema for name in names}
+    masks, linked = resolve_masks(schemas, rules, graph.edges)
+    for name in names:
+        table = options.get(name)
+        cursor = table.incremental.cursor if table and table.incremental else None
+        if cursor is not None and cursor in masks.get(name, {}):
+            raise PlanError(
+                f"mask: {name}.{cursor} is the incremental cursor: its values are recorded "
+                "in state, so it cannot be masked"
+            )
+    for name, columns in masks.items():
+        said = ", ".join(
+            f"{column} ({how}, like the key it joins)"
+            if (name, column) in linked
+            else f"{column} ({how})"
+            for column, how in columns.items()
+        )
+        shapes[name] = replace(shapes[name], notes=[*shapes[name].notes, f"masks {said}"])
+    return masks
+
+
+def _table_mask(options: Mapping[str, MigrationTable], name: str) -> Mapping[str, str]:
+    table = options.get(name)
+    return table.mask if table is not None and table.mask else {}
+
+
+def _own_rows(table: sa.Table, key: tuple[str, ...], options: MigrationTable) -> _Rows:
+    """The rows a listed table selects by itself: its filter, then its sample."""
+    rows = compile_where(table, options.where, options.sql_where)
+    if options.sample is None:
+        return rows
+    return sample_condition(table, key, options.sample, rows)
+
+
+def _without_unmade(shape: _Shape, notes: Sequence[str | Unmade]) -> _Shape:
+    """The shape with its reference notes, less the keys the target cannot hold."""
+    unmade = {note.fk: note.why for note in notes if isinstance(note, Unmade)}
+    kept = tuple(fk for fk in shape.schema.foreign_keys if fk not in unmade)
+    said = [note for note in notes if isinstance(note, str)]
+    said += [
+        f"foreign key {reference_label(shape.schema.name, fk)} followed, not created in the "
+        f"target: {why}"
+        for fk, why in unmade.items()
+        if fk in shape.schema.foreign_keys
+    ]
+    return _Shape(replace(shape.schema, foreign_keys=kept), shape.key, [*shape.notes, *said])
 
 
 # -- listed tables, columns and keys --------------------------------------------------------

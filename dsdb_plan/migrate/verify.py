@@ -21,8 +21,10 @@ from typing import TypeVar
 import sqlalchemy as sa
 
 from dsdb_plan.dbschema import TableSchema, reflected_columns, usable_from_another_thread
+from dsdb_plan.engines import engine_for
 from dsdb_plan.fingerprint import TableFingerprint, fingerprint_query, read_chunks
 from dsdb_plan.migrate.digest import PREFIX, SubsetDigest
+from dsdb_plan.migrate.mask import with_masks
 from dsdb_plan.migrate.sql_digest import in_database
 from dsdb_plan.migrate.subset import TableSelection, select_subset
 from dsdb_plan.values import row_converter
@@ -57,7 +59,18 @@ def subset_digest(
     """
     if like is not None and not is_portable(like):
         return native_digest(conn, selection)
+    if selection.mask:
+        return _masked_digest(conn, selection)
     return PortableDigest(conn, selection, selection.source)(selection.where)
+
+
+def _masked_digest(conn: sa.Connection, selection: TableSelection) -> TableFingerprint:
+    """The portable digest of the subset as the target holds it: masked, in Python."""
+    digest = SubsetDigest(selection.schema, selection.columns)
+    add = with_masks(digest.add, selection.schema, selection.masker, selection.mask)
+    for chunk in read_chunks(conn, select_subset(selection), _CHUNK_ROWS):
+        add(chunk)
+    return digest.result()
 
 
 class PortableDigest:
@@ -82,7 +95,12 @@ class PortableDigest:
         if self.summer is not None:
             digest.add_total(*self.summer(where))
             return
-        query = sa.select(*(self.table.c[name] for name in self.selection.columns))
+        # Each value read as the engine reads it for a copy (PostgreSQL's JSON as its text).
+        read = engine_for(self.conn.dialect).read_expression
+        schema = self.selection.schema
+        query = sa.select(
+            *(read(self.table.c[name], schema.column(name)) for name in self.selection.columns)
+        )
         query = query.where(where) if where is not None else query
         for chunk in read_chunks(self.conn, query, _CHUNK_ROWS):
             digest.add(chunk)
@@ -123,7 +141,7 @@ def verify_table(
         return VerifyResult(False, source, TableFingerprint(0, PREFIX), missing)
     target = sa.table(target_table, *(sa.column(name) for name in selection.columns))
     whole = exact or not selection.key
-    if whole and source_conn.dialect.name == target_conn.dialect.name:
+    if whole and source_conn.dialect.name == target_conn.dialect.name and not selection.mask:
         known = source if source is not None and not is_portable(source) else None
         native, found = _both(
             source_conn,
@@ -225,13 +243,16 @@ def _keyed_digest(
     )
     # Keys are looked up as the target stores them (SQLite keeps dates as text, ...).
     convert = row_converter(key_schema, source_conn.dialect.name, target_conn.dialect.name)
+    convert_rows = with_masks(
+        lambda rows: [convert(row) for row in rows], key_schema, selection.masker, selection.mask
+    )
     keys = sa.select(*(selection.source.c[name] for name in selection.key))
     if selection.where is not None:
         keys = keys.where(selection.where)
     digest = SubsetDigest(selection.schema, selection.columns)
     found = PortableDigest(target_conn, selection, target)
     for chunk in read_chunks(source_conn, keys, _KEY_BATCH):
-        values = [convert(row) for row in chunk]
+        values = convert_rows(chunk)
         if len(selection.key) == 1:
             condition = target.c[selection.key[0]].in_([value[0] for value in values])
         else:
