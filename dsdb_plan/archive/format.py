@@ -467,7 +467,7 @@ def scan_data_file(path: Path, version: int = FORMAT_VERSION) -> DataFileScan:
 class _HashingReader(io.RawIOBase):
     """A binary file that hashes and counts every byte read from it."""
 
-    def __init__(self, source: IO[bytes]) -> None:
+    def __init__(self, source: io.BufferedReader) -> None:
         self._source = source
         self.sha256 = hashlib.sha256()
         self.size = 0
@@ -477,11 +477,10 @@ class _HashingReader(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
-        count = self._source.readinto(view)  # type: ignore[attr-defined]
-        if count:
-            self.sha256.update(view[:count])
-            self.size += count
-        return int(count or 0)
+        count = self._source.readinto(view)
+        self.sha256.update(view[:count])
+        self.size += count
+        return count
 
 
 def _count_rows(data: IO[bytes]) -> int:

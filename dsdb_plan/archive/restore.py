@@ -96,7 +96,6 @@ def restore_backup(
     info = check_backup(path, recorded)
     selected = _selected(info, tables)
     todo = [table for table in selected if table.name not in completed]
-    verify_data(info, [table.name for table in todo])  # before anything is written
     skipped = tuple(table.name for table in selected if table.name in completed)
     occupied = tables_with_data(engine, [table.name for table in todo])
     if occupied and not replace_existing:
@@ -110,6 +109,7 @@ def restore_backup(
     later = _keys_added_after_loading(engine.dialect.name, selected, reachable)
     warnings = []
     loaded_rows = 0
+    verify_data(info, [table.name for table in todo])  # before anything is written
     drop_tables(engine, [table.name for table in todo])
     for table in todo:
         _stop_if_asked(cancel, table.name)
