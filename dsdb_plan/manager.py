@@ -63,6 +63,9 @@ class ConnectionManager:
     ) -> None:
         self.user = user or current_user()
         self._workspace = Workspace(connections={}, backup_root=Path("backups"), user=self.user)
+        # What each backup this manager took held when it was taken, by folder: a restore
+        # checks that backup.json still says so, as `dsdb apply` checks it against state.
+        self._taken: dict[Path, dict[str, Any]] = {}
         if config is not None:
             self.add_connections(config, **kwargs)
         elif kwargs:
@@ -165,7 +168,7 @@ class ConnectionManager:
             workspace = dataclasses.replace(workspace, backup_root=Path(backup_root))
         spec = Backup(connection=self._known(name), tables=tables)
         info: BackupInfo = run_once(workspace, f"backup.{name}", spec).result
-        return info
+        return self._remember(info)
 
     def restore(
         self,
@@ -175,7 +178,9 @@ class ConnectionManager:
         replace_existing: bool = False,
     ) -> RestoreResult:
         """Restore into connection `target` a backup folder, or the latest backup taken of
-        the connection named `backup`. Checksums are verified before anything is written."""
+        the connection named `backup`. The backup is verified before anything is written:
+        its files' sizes, checksums and row counts, and, for a backup this manager took,
+        that `backup.json` still says what it said then."""
         folder = self._backup_folder(backup)
         spec = Restore(
             path=str(folder),
@@ -183,7 +188,9 @@ class ConnectionManager:
             tables=tables,
             replace_existing=replace_existing,
         )
-        result: RestoreResult = run_once(self._workspace, f"restore.{target}", spec).result
+        taken = list(self._taken.values())
+        outcome = run_once(self._workspace, f"restore.{target}", spec, taken=taken)
+        result: RestoreResult = outcome.result
         return result
 
     def migrate(
@@ -241,6 +248,12 @@ class ConnectionManager:
             final_backup=final_backup,
         )
         info: BackupInfo | None = run_once(self._workspace, f"teardown.{name}", spec).result
+        if info is not None:
+            self._remember(info)
+        return info
+
+    def _remember(self, info: BackupInfo) -> BackupInfo:
+        self._taken[info.path.resolve()] = info.to_dict()
         return info
 
     def _known(self, name: str) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dsdb_plan.fingerprint import Fingerprint, TableFingerprint
-from dsdb_plan.kinds.backup import decide, prune_action
+from dsdb_plan.kinds.backup import decide, latest_damage, prune_action
 from dsdb_plan.kinds.base import make_record
 from dsdb_plan.models import Backup
 from dsdb_plan.payloads import PruneBackups, RecordSettings, TakeBackup, Unchanged
@@ -57,9 +57,11 @@ def test_unchanged_data_is_a_no_op_and_changed_data_a_resync(tmp_path: Path) -> 
 def test_a_missing_latest_backup_is_taken_again(tmp_path: Path) -> None:
     record = _record(tmp_path)
     Path(record.artifacts[0]["path"]).rmdir()
-    action = decide(ADDRESS, SPEC, DOCUMENT, record, BEFORE, BEFORE)
+    damage = latest_damage(record)
+    assert damage is not None and damage.startswith("latest backup 20261100 is missing from ")
+    action = decide(ADDRESS, SPEC, DOCUMENT, record, BEFORE, BEFORE, damage)
     assert action.type is ActionType.RESYNC and isinstance(action.payload, TakeBackup)
-    assert "latest backup 20261100 is missing" in action.reasons[0]
+    assert action.reasons == (damage,)
 
 
 @pytest.mark.parametrize(

@@ -2,11 +2,13 @@
 
 A backup is a folder `<root>/<backup_id>/` with `backup.json` (format version, id, time,
 source dialect, every table's portable schema, and per data file its table, rows, size and
-SHA-256) and one gzip'd JSON-lines data file per table (see `format`).
+SHA-256) and one gzip'd JSON-lines data file per table (see `format`); `integrity` checks
+that they agree with each other and with the state's record before a restore writes.
 """
 
 from dsdb_plan.archive.info import BackupFile, BackupInfo, new_backup_id
-from dsdb_plan.archive.reader import iter_rows, list_backups, read_backup_info, verify_backup
+from dsdb_plan.archive.integrity import check_backup, verify_backup, verify_data
+from dsdb_plan.archive.reader import iter_rows, list_backups, read_backup_info
 from dsdb_plan.archive.restore import RestoreResult, restore_backup, tables_with_data
 from dsdb_plan.archive.writer import remove_stale_temporaries, write_backup
 
@@ -14,6 +16,7 @@ __all__ = [
     "BackupFile",
     "BackupInfo",
     "RestoreResult",
+    "check_backup",
     "iter_rows",
     "list_backups",
     "new_backup_id",
@@ -22,5 +25,6 @@ __all__ = [
     "restore_backup",
     "tables_with_data",
     "verify_backup",
+    "verify_data",
     "write_backup",
 ]

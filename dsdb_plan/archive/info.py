@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
 from dsdb_plan.dbschema import TableSchema
-from dsdb_plan.errors import BackupError
+from dsdb_plan.errors import BackupError, DsdbError
 
 MANIFEST_NAME = "backup.json"
 FORMAT_NAME = "dsdb-backup"
@@ -46,15 +48,6 @@ class BackupFile:
             "size": self.size,
             "sha256": self.sha256,
         }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> BackupFile:
-        name = str(data["name"])
-        if "/" in name or "\\" in name or name.startswith("."):
-            raise ValueError(f"unsafe data file name {name!r}")  # never read outside the folder
-        return cls(
-            name, str(data["table"]), int(data["rows"]), int(data["size"]), str(data["sha256"])
-        )
 
 
 @dataclass(frozen=True)
@@ -108,15 +101,81 @@ class BackupInfo:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], path: Path) -> BackupInfo:
-        if data.get("format") != FORMAT_NAME:
-            raise ValueError(f"not a dsdb backup (format {data.get('format')!r})")
+    def from_dict(cls, data: Any, path: Path) -> BackupInfo:
+        """The backup that `data` (the content of `backup.json`, or the state's record of it)
+        describes; what is missing or of the wrong type raises `ValueError` saying where."""
+        if not isinstance(data, Mapping) or data.get("format") != FORMAT_NAME:
+            found = data.get("format") if isinstance(data, Mapping) else type(data).__name__
+            raise ValueError(f"not a dsdb backup (format {found!r})")
+        try:
+            metadata = _Metadata.model_validate(data)
+        except ValidationError as error:
+            raise ValueError(_first_problem(error)) from None
+        try:
+            created_at = dt.datetime.fromisoformat(metadata.created_at)
+        except ValueError:
+            raise ValueError(f"created_at: not a time: {metadata.created_at!r}") from None
         return cls(
-            id=str(data["id"]),
+            id=metadata.id,
             path=path,
-            created_at=dt.datetime.fromisoformat(data["created_at"]),
-            source_dialect=str(data["source_dialect"]),
-            tables=tuple(TableSchema.from_dict(table) for table in data["tables"]),
-            files=tuple(BackupFile.from_dict(file) for file in data["files"]),
-            format_version=int(data["format_version"]),
+            created_at=created_at,
+            source_dialect=metadata.source_dialect,
+            tables=tuple(_table(index, table) for index, table in enumerate(metadata.tables)),
+            files=tuple(
+                BackupFile(file.name, file.table, file.rows, file.size, file.sha256)
+                for file in metadata.files
+            ),
+            format_version=metadata.format_version,
         )
+
+
+class _FileEntry(BaseModel):
+    """One entry of `backup.json`'s files, as it must be written."""
+
+    model_config = ConfigDict(strict=True, frozen=True)
+
+    name: str
+    table: str
+    rows: int = Field(ge=0)
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern="^[0-9a-f]{64}$")
+
+    @field_validator("name")
+    @classmethod
+    def _inside_the_folder(cls, name: str) -> str:
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            raise ValueError(f"unsafe data file name {name!r}")  # never read outside the folder
+        return name
+
+
+class _Metadata(BaseModel):
+    """`backup.json`'s fields that a restore relies on (totals and the like are derived)."""
+
+    model_config = ConfigDict(strict=True, frozen=True)
+
+    format_version: int
+    id: str
+    created_at: str
+    source_dialect: str
+    tables: list[dict[str, Any]]
+    files: list[_FileEntry]
+
+
+def _first_problem(error: ValidationError) -> str:
+    """The first thing wrong, located: `files.2: lacks field 'sha256'`."""
+    first = error.errors(include_url=False, include_input=False)[0]
+    *parents, last = first["loc"] or ("",)
+    where = ".".join(str(part) for part in parents)
+    if first["type"] == "missing":
+        return (f"{where}: " if where else "") + f"lacks field {last!r}"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return ".".join(str(part) for part in first["loc"]) + f": {message}"
+
+
+def _table(index: int, data: dict[str, Any]) -> TableSchema:
+    try:
+        return TableSchema.from_dict(data)
+    except KeyError as error:
+        raise ValueError(f"tables.{index}: lacks field {error.args[0]!r}") from None
+    except (DsdbError, TypeError, ValueError, AttributeError) as error:
+        raise ValueError(f"tables.{index}: {error}") from None

@@ -1,4 +1,4 @@
-"""Read, verify and list backups. Nothing here writes."""
+"""Read and list backups. Nothing here writes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from dsdb_plan.archive.format import FORMAT_VERSION, Block, file_digest, read_blocks
+from dsdb_plan.archive.format import DATA_SUFFIX, FORMAT_VERSION, Block, read_blocks
 from dsdb_plan.archive.info import MANIFEST_NAME, BackupInfo
 from dsdb_plan.errors import BackupError
 
@@ -21,20 +21,22 @@ def _folder(path: Path) -> Path:
 def read_backup_info(path: Path) -> BackupInfo:
     """The metadata of the backup in folder `path` (or its `backup.json`); files unread.
 
-    A missing or garbled `backup.json` raises `BackupError` naming it.
+    A missing or garbled `backup.json` raises `BackupError` naming it and what is wrong.
     """
     folder = _folder(path)
     manifest = folder / MANIFEST_NAME
     try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
+        data = json.loads(manifest.read_bytes())
     except FileNotFoundError:
         raise BackupError(f"not a backup: {manifest} is missing") from None
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise BackupError(f"backup metadata {manifest} is unreadable: {error}") from None
+    except OSError as error:
+        raise BackupError(f"backup metadata {manifest} is unreadable: {error.strerror}") from None
+    except ValueError as error:  # UnicodeDecodeError is one, too
+        raise BackupError(f"backup metadata {manifest} is not JSON: {error}") from None
     try:
         info = BackupInfo.from_dict(data, folder)
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise BackupError(f"backup metadata {manifest} is garbled: {error!r}") from None
+    except ValueError as error:
+        raise BackupError(f"backup metadata {manifest} is garbled: {error}") from None
     if not 1 <= info.format_version <= FORMAT_VERSION:
         raise BackupError(
             f"backup {folder} has format version {info.format_version}; this dsdb reads "
@@ -43,37 +45,12 @@ def read_backup_info(path: Path) -> BackupInfo:
     return info
 
 
-def verify_backup(path: Path) -> BackupInfo:
-    """Check every data file's size and SHA-256 against `backup.json`.
-
-    Raises `BackupError` naming the first missing, truncated or altered file.
-    """
-    info = read_backup_info(path)
-    for file in info.files:
-        location = info.path / file.name
-        try:
-            size, sha256 = file_digest(location)
-        except FileNotFoundError:
-            raise BackupError(f"backup {info.id}: data file {location} is missing") from None
-        except OSError as error:
-            raise BackupError(f"backup {info.id}: data file {location}: {error}") from None
-        if size != file.size:
-            raise BackupError(
-                f"backup {info.id}: data file {location} has {size} bytes, "
-                f"expected {file.size} (truncated or altered)"
-            )
-        if sha256 != file.sha256:
-            raise BackupError(
-                f"backup {info.id}: data file {location} is corrupted (SHA-256 mismatch)"
-            )
-    return info
-
-
 def list_backups(root: Path) -> list[BackupInfo]:
     """Every backup under `root`, newest first; temporary (`.`-prefixed) folders ignored.
 
-    Folders without `backup.json` are not backups and are skipped; a garbled `backup.json`
-    raises, so a damaged backup is never silently passed over.
+    Folders with neither `backup.json` nor data files are not backups and are skipped; a
+    missing or garbled `backup.json` beside data files raises, so a damaged backup is never
+    silently passed over (for an older one).
     """
     root = Path(root)
     if not root.is_dir():
@@ -81,9 +58,13 @@ def list_backups(root: Path) -> list[BackupInfo]:
     found = [
         read_backup_info(folder)
         for folder in root.iterdir()
-        if folder.is_dir() and not folder.name.startswith(".") and (folder / MANIFEST_NAME).exists()
+        if folder.is_dir() and not folder.name.startswith(".") and _looks_like_a_backup(folder)
     ]
     return sorted(found, key=lambda info: (info.created_at, info.id), reverse=True)
+
+
+def _looks_like_a_backup(folder: Path) -> bool:
+    return (folder / MANIFEST_NAME).exists() or any(folder.glob(f"*{DATA_SUFFIX}"))
 
 
 def iter_rows(info: BackupInfo, table: str) -> Iterator[list[Any]]:

@@ -1,6 +1,7 @@
 """Restore a backup into any database, verified first, one whole table at a time.
 
-Order of work: verify every checksum (nothing is written before), refuse tables that hold
+Order of work: verify the backup (`integrity`: its metadata, and the checksums and row
+counts of the files to load; nothing is written before), refuse tables that hold
 data unless replacing is allowed, drop the tables to (re)load children first, then per table
 and parents first: create it, load its rows, create its indexes, advance its sequences, commit,
 report it done; last, add the foreign keys left for the end (on PostgreSQL, all of them). A
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -22,7 +23,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from dsdb_plan.archive.info import BackupInfo
-from dsdb_plan.archive.reader import iter_blocks, verify_backup
+from dsdb_plan.archive.integrity import check_backup, verify_data
+from dsdb_plan.archive.reader import iter_blocks
 from dsdb_plan.dbschema import (
     ForeignKeySchema,
     TableSchema,
@@ -69,6 +71,7 @@ def restore_backup(
     path: Path,
     engine: sa.Engine,
     *,
+    recorded: Mapping[str, Any] | None = None,
     tables: Collection[str] | None = None,
     replace_existing: bool = False,
     completed: Collection[str] = (),
@@ -78,9 +81,11 @@ def restore_backup(
 ) -> RestoreResult:
     """Restore the backup in folder `path` into `engine` (any dialect).
 
-    `tables` restores a subset. Tables in `completed` are skipped (resume); every other
-    selected table is dropped if present and loaded again. `on_table_done(table, rows)` is
-    called after each table's transaction commits; `progress(table, rows_so_far)` per batch.
+    `recorded` is the state's record of the backup (`BackupInfo.to_dict()` when it was
+    taken), which `backup.json` must still match. `tables` restores a subset. Tables in
+    `completed` are skipped (resume); every other selected table is dropped if present and
+    loaded again. `on_table_done(table, rows)` is called after each table's transaction
+    commits; `progress(table, rows_so_far)` per batch.
 
     Tables an interrupted run left behind may hold its rows, so a resume passes
     `replace_existing=True` (the first run made the check). Foreign keys to tables neither
@@ -88,9 +93,10 @@ def restore_backup(
     Once `cancel` is set, `Interrupted` is raised after the next batch, and the table being
     loaded is rolled back (on MySQL, whose DDL commits at once, left for a resume to drop).
     """
-    info = verify_backup(path)  # before anything is written
+    info = check_backup(path, recorded)
     selected = _selected(info, tables)
     todo = [table for table in selected if table.name not in completed]
+    verify_data(info, [table.name for table in todo])  # before anything is written
     skipped = tuple(table.name for table in selected if table.name in completed)
     occupied = tables_with_data(engine, [table.name for table in todo])
     if occupied and not replace_existing:

@@ -71,7 +71,8 @@ def verify(
     var_file: tuple[Path, ...],
     backup_ids: tuple[str, ...],
 ) -> int:
-    """Check every recorded backup's files against their sizes and SHA-256."""
+    """Check every recorded backup: backup.json against the state's record, and each data
+    file's size, SHA-256 and row count."""
     from dsdb_plan.archive import verify_backup  # the backup code, for this command alone
 
     found = [
@@ -82,7 +83,7 @@ def verify(
     bad = 0
     for address, artifact in found:
         try:
-            verify_backup(Path(artifact["path"]))
+            verify_backup(Path(artifact["path"]), recorded=artifact)
         except DsdbError as error:
             bad += 1
             out.echo(

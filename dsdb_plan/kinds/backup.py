@@ -1,8 +1,9 @@
 """backup.<name>: a verified backup reflecting the connection's current data; keep the newest N.
 
 Plan: no record -> create; tables or connection changed -> update with a new backup; other
-spec fields changed (keep) -> update of the record only; data changed since the last backup
-or the latest backup missing on disk -> resync; backups past `keep` -> a destructive prune.
+spec fields changed (keep) -> update of the record only; data changed since the last backup,
+or the latest backup missing on disk or unlike its record (`archive.check_backup`) -> resync;
+backups past `keep` -> a destructive prune.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import shutil
 from pathlib import Path
 from typing import Any, ClassVar
 
-from dsdb_plan.archive import new_backup_id, write_backup
+from dsdb_plan.archive import check_backup, new_backup_id, write_backup
 from dsdb_plan.databases import present_tables
-from dsdb_plan.errors import PlanError
+from dsdb_plan.errors import BackupError, PlanError
 from dsdb_plan.fingerprint import Fingerprint, FingerprintWhileReading, describe_changes
 from dsdb_plan.kinds.base import (
     ApplyContext,
@@ -68,7 +69,7 @@ class BackupKind(PayloadKind):
             )
         previous = Fingerprint.from_dict(record.fingerprints["read"]) if record else None
         live = ctx.fingerprint(spec.connection, spec.tables, previous=previous)
-        main = decide(address, spec, document, record, previous, live)
+        main = decide(address, spec, document, record, previous, live, latest_damage(record))
         return [main, *prune_action(spec, record, main)]
 
     def plan_removed(self, ctx: PlanContext, record: ResourceRecord) -> list[Action]:
@@ -164,6 +165,20 @@ class BackupKind(PayloadKind):
     }
 
 
+def latest_damage(record: ResourceRecord | None) -> str | None:
+    """Why the latest recorded backup cannot serve (missing, or unlike its record), if so."""
+    latest = record.artifacts[0] if record and record.artifacts else None
+    if latest is None:
+        return "no backup recorded"
+    if not Path(latest["path"]).is_dir():
+        return f"latest backup {latest['id']} is missing from {latest['path']}"
+    try:
+        check_backup(Path(latest["path"]), recorded=latest)
+    except BackupError as error:
+        return f"the latest backup is damaged: {error.message}"
+    return None
+
+
 def decide(
     address: str,
     spec: Backup,
@@ -171,9 +186,10 @@ def decide(
     record: ResourceRecord | None,
     previous: Fingerprint | None,
     live: Fingerprint,
+    damage: str | None = None,
 ) -> Action:
-    """The backup's main action, from the spec, its record and the live data (pure, but
-    for whether the latest backup's folder is still on disk)."""
+    """The backup's main action, from the spec, its record, the live data and what is wrong
+    with the latest backup on disk (`damage`, from `latest_damage`), if anything (pure)."""
     take = TakeBackup(
         document,
         connection=spec.connection,
@@ -194,23 +210,18 @@ def decide(
             )
         reasons += (_summary(spec.connection, live),)
         return Action.on(address, KIND, ActionType.UPDATE, take, reasons=reasons)
-    latest = record.artifacts[0] if record.artifacts else None
-    if latest is None or not Path(latest["path"]).is_dir():
-        missing = (
-            f"latest backup {latest['id']} is missing from {latest['path']}"
-            if latest
-            else "no backup recorded"
-        )
-        return Action.on(address, KIND, ActionType.RESYNC, take, reasons=(missing,))
+    if damage is not None:
+        return Action.on(address, KIND, ActionType.RESYNC, take, reasons=(damage,))
     changes = describe_changes(previous, live) if previous else ["no fingerprint recorded"]
     if changes:
         return Action.on(address, KIND, ActionType.RESYNC, take, reasons=tuple(changes))
+    latest = record.artifacts[0]["id"]
     return Action.on(
         address,
         KIND,
         ActionType.NOOP,
         Unchanged(document),
-        reasons=(f"latest backup {latest['id']} reflects the current data",),
+        reasons=(f"latest backup {latest} reflects the current data",),
     )
 
 

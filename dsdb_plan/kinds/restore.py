@@ -8,6 +8,7 @@ changed since the restore -> resync, which overwrites it and so is destructive.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
-from dsdb_plan.archive import read_backup_info, restore_backup
+from dsdb_plan.archive import check_backup, read_backup_info, restore_backup
 from dsdb_plan.errors import BackupError, PlanError
 from dsdb_plan.fingerprint import Fingerprint, describe_changes, fingerprint_database
 from dsdb_plan.kinds.base import (
@@ -42,6 +43,22 @@ def _latest_artifact(record: ResourceRecord | None, backup_id: str | None) -> di
     if backup_id is None:
         return artifacts[0] if artifacts else None
     return next((a for a in artifacts if a["id"] == backup_id), None)
+
+
+def _backup_record(
+    resources: Mapping[str, ResourceRecord], backup_id: str
+) -> dict[str, Any] | None:
+    """What the state recorded of backup `backup_id` when it was taken (by a backup or a
+    teardown's final backup), which its `backup.json` must still say; None if nothing did."""
+    return next(
+        (
+            artifact
+            for record in resources.values()
+            for artifact in record.artifacts
+            if "files" in artifact and artifact["id"] == backup_id
+        ),
+        None,
+    )
 
 
 def _dropped(record: ResourceRecord | None, existing: set[str]) -> list[str]:
@@ -144,7 +161,13 @@ class RestoreKind(ForgettingKind):
             resumed=None if checkpoint is None else len(checkpoint.get("completed", [])),
         )
         protected = ctx.manifest.connections[spec.to].protect
-        return [decide(address, spec, document, record, seen, protected=protected)]
+        action = decide(address, spec, document, record, seen, protected=protected)
+        if action.is_change and source["path"] is not None:
+            # The backup is checked when the plan would read it (one taken in this apply is
+            # checked as it is read).
+            recorded = _backup_record(ctx.snapshot.resources, source["id"])
+            check_backup(Path(source["path"]), recorded=recorded)
+        return [action]
 
     def _foreign_data(
         self,
@@ -252,6 +275,7 @@ class RestoreKind(ForgettingKind):
             result = restore_backup(
                 path,
                 engine,
+                recorded=_backup_record(ctx.store.read().resources, backup_id),
                 tables=list(planned.tables) if planned.tables is not None else None,
                 # What holds data was checked above: the plan showed it, or dsdb wrote it.
                 replace_existing=True,
