@@ -58,6 +58,7 @@ from dsdb_plan.payloads import (
     Dangling,
     Payload,
     RecordSettings,
+    Spec,
     TableCopy,
     Unchanged,
 )
@@ -310,6 +311,39 @@ def verify_migration(
         yield TableVerdict(address, selection.name, f"{spec.target}.{selection.target}", result)
 
 
+def decide(
+    address: str,
+    record: ResourceRecord | None,
+    document: Spec,
+    changes: list[str],
+    left_behind: list[str],
+    resume: str | None = None,
+) -> Action | tuple[ActionType, list[str]]:
+    """What kind of change a migration's plan is, with its first reasons, from its record,
+    its spec and what changed in the data since the last apply (`changes`: source and
+    target lines); or the whole action when nothing is to be copied (pure). `left_behind`:
+    the target tables a changed spec no longer writes; `resume`: the line of an interrupted
+    apply this one resumes (so never a no-op)."""
+    first = [resume] if resume else []
+    if record is None:
+        return ActionType.CREATE, first
+    if data_digest(record.spec) != data_digest(document):
+        return ActionType.UPDATE, [*first, *spec_changes(record.spec, document), *left_behind]
+    if changes or resume:
+        return ActionType.RESYNC, [*first, *changes]
+    unchanged = ["source and target unchanged since the last apply"]
+    if record.spec == document:
+        return Action.on(address, KIND, ActionType.NOOP, Unchanged(document), reasons=unchanged)
+    # Only settings that do not touch the data changed: record them, copy nothing.
+    return Action.on(
+        address,
+        KIND,
+        ActionType.UPDATE,
+        RecordSettings(document),
+        reasons=[*spec_changes(record.spec, document), *unchanged],
+    )
+
+
 class MigrationKind(ForgettingKind):
     left_behind = "copied data stays"
 
@@ -340,38 +374,16 @@ class MigrationKind(ForgettingKind):
         # have come from outside.
         by = "since the last finished apply" if checkpoint is not None else "outside dsdb"
         drifted = [f"target {line} {by}" for line in drifted]
-        reasons: list[str] = []
-        if resuming and checkpoint is not None:
-            reasons.append(resume_note(checkpoint))
-        if record is None:
-            type_ = ActionType.CREATE
-        elif not same_data:
-            type_ = ActionType.UPDATE
-            reasons += spec_changes(record.spec, document)
-            reasons += self._left_behind(record, chosen)
-        else:
+        changes: list[str] = []
+        if record is not None and same_data:
             assert previous is not None
-            reasons += self._source_changes(source, chosen, record, previous, live)
-            reasons += drifted
-            type_ = ActionType.RESYNC
-            if not reasons:
-                unchanged = ["source and target unchanged since the last apply"]
-                if record.spec == document:
-                    return [
-                        Action.on(
-                            address, KIND, ActionType.NOOP, Unchanged(document), reasons=unchanged
-                        )
-                    ]
-                # Only settings that do not touch the data changed: record them, copy nothing.
-                return [
-                    Action.on(
-                        address,
-                        KIND,
-                        ActionType.UPDATE,
-                        RecordSettings(document),
-                        reasons=[*spec_changes(record.spec, document), *unchanged],
-                    )
-                ]
+            changes = self._source_changes(source, chosen, record, previous, live) + drifted
+        left = self._left_behind(record, chosen) if record is not None and not same_data else []
+        resume = resume_note(checkpoint) if resuming and checkpoint is not None else None
+        decided = decide(address, record, document, changes, left, resume)
+        if isinstance(decided, Action):
+            return [decided]
+        type_, reasons = decided
         refuse_unmasked(ctx.manifest, address, spec, chosen)
         dangling = dangling_references(source, spec, address, raw)
         if spec.on_dangling == "keep":
