@@ -27,30 +27,20 @@ from sqlalchemy.dialects import registry as dialect_registry
 from sqlalchemy.engine import URL, make_url
 
 from dsdb_plan import sqlfunctions
+from dsdb_plan.engines import CANONICAL_DRIVERS, DRIVERS, known_engine
 from dsdb_plan.errors import did_you_mean
 from dsdb_plan.redact import register_secret
 from dsdb_plan.references import check_declared
-
-# What users type -> the SQLAlchemy dialect+DBAPI dsdb installs for it.
-_KNOWN_DRIVERS = {
-    "sqlite": "sqlite",
-    "postgresql": "postgresql+psycopg",
-    "postgres": "postgresql+psycopg",
-    "mysql": "mysql+pymysql",
-    "mariadb": "mariadb+pymysql",
-}
-_CANONICAL_DRIVERS = ["sqlite", "postgresql", "mysql", "mariadb"]
-_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
 
 
 def _sqlalchemy_drivername(driver: str) -> str:
     """Map a user's driver name to an installed SQLAlchemy dialect, or fail with a hint."""
     lowered = driver.lower()
-    if lowered in _KNOWN_DRIVERS:
-        return _KNOWN_DRIVERS[lowered]
+    if lowered in DRIVERS:
+        return DRIVERS[lowered]
     name, _, dbapi = lowered.partition("+")
-    if name in _KNOWN_DRIVERS and dbapi:
-        name = _KNOWN_DRIVERS[name].split("+")[0]
+    if name in DRIVERS and dbapi:
+        name = DRIVERS[name].split("+")[0]
     candidate = f"{name}+{dbapi}" if dbapi else name
     try:
         dialect_registry.load(candidate.replace("+", "."))
@@ -58,9 +48,23 @@ def _sqlalchemy_drivername(driver: str) -> str:
         raise PydanticCustomError(
             "unknown_driver",
             "unknown driver '{driver}'{hint}",
-            {"driver": driver, "hint": did_you_mean(lowered, _CANONICAL_DRIVERS)},
+            {"driver": driver, "hint": did_you_mean(lowered, CANONICAL_DRIVERS)},
         ) from None
+    if known_engine(name) is None:
+        # An installed dialect dsdb has no engine for: refused here rather than moved with
+        # another engine's rules.
+        raise PydanticCustomError(
+            "unknown_engine",
+            "dsdb has no rules for the '{name}' database engine (it knows {known})",
+            {"name": name, "known": ", ".join(CANONICAL_DRIVERS)},
+        )
     return candidate
+
+
+def _embedded(backend: str) -> bool:
+    """Whether a dialect's databases are files (SQLite), not databases on a server."""
+    engine = known_engine(backend)
+    return engine is not None and engine.capabilities.embedded
 
 
 def _resolve_sqlite_path(path: str, base_dir: Path) -> str:
@@ -79,8 +83,9 @@ class Connection(BaseModel):
 
     driver: str | None = Field(
         default=None,
-        description="Database kind: sqlite, postgresql (or postgres), mysql, mariadb, or any "
-        "installed SQLAlchemy dialect such as 'mssql+pyodbc'. Not needed with `url`.",
+        description="Database kind: sqlite, postgresql (or postgres), mysql or mariadb, "
+        "optionally with another installed DBAPI such as 'postgresql+psycopg2'. Not needed "
+        "with `url`.",
     )
     url: str | None = Field(
         default=None,
@@ -181,7 +186,7 @@ class Connection(BaseModel):
                     "url_and_link", "give either url or the link fields, not both"
                 )
             url = url.set(drivername=_sqlalchemy_drivername(url.drivername))
-            if url.get_backend_name() == "sqlite" and url.database:
+            if _embedded(url.get_backend_name()) and url.database:
                 url = url.set(database=_resolve_sqlite_path(url.database, base_dir))
             object.__setattr__(self, "url", url.render_as_string(hide_password=False))
             return self
@@ -189,7 +194,7 @@ class Connection(BaseModel):
         drivername = _sqlalchemy_drivername(self.driver)
         if self.password is not None:
             register_secret(self.password.get_secret_value())
-        if drivername == "sqlite":
+        if _embedded(drivername.partition("+")[0]):
             if self.host or self.port or self.user or self.password:
                 raise PydanticCustomError(
                     "sqlite_server_fields", "sqlite takes only a database path, not host/port/user"
@@ -226,12 +231,13 @@ class Connection(BaseModel):
 
     @property
     def dialect(self) -> str:
-        """The database family: 'sqlite', 'postgresql', 'mysql', 'mariadb', or another."""
+        """The SQLAlchemy dialect's name: 'sqlite', 'postgresql', 'mysql', 'mariadb', or another."""
         return self.sqlalchemy_url().get_backend_name()
 
     @property
     def is_sqlite_file(self) -> bool:
-        return self.dialect == "sqlite" and self.link not in ("", ":memory:")
+        """Whether the database is a file (SQLite's, not in memory)."""
+        return _embedded(self.dialect) and self.link not in ("", ":memory:")
 
     @property
     def link(self) -> str:
@@ -241,13 +247,14 @@ class Connection(BaseModel):
     def link_key(self) -> tuple[str, ...]:
         """What makes two connections the same database, whatever way they are written."""
         url = self.sqlalchemy_url()
-        family = "mysql" if url.get_backend_name() == "mariadb" else url.get_backend_name()
-        if family == "sqlite":
+        engine = known_engine(url.get_backend_name())
+        family = engine.name if engine is not None else url.get_backend_name()
+        if engine is not None and engine.capabilities.embedded:
             return (family, url.database or ":memory:")
         host = (url.host or "localhost").lower()
         if host in ("localhost", "127.0.0.1", "::1"):
             host = "localhost"
-        port = url.port or _DEFAULT_PORTS.get(family, 0)
+        port = url.port or (engine.default_port if engine is not None else None) or 0
         return (family, host, str(port), url.database or "")
 
     def display(self) -> str:
@@ -256,9 +263,9 @@ class Connection(BaseModel):
 
     def create_engine(self, **kwargs: Any) -> sa.Engine:
         """A new SQLAlchemy engine for this connection."""
-        url = self.sqlalchemy_url()
-        if url.get_backend_name() == "sqlite" and self.is_sqlite_file:
+        if self.is_sqlite_file:
             Path(self.link).parent.mkdir(parents=True, exist_ok=True)
+        url = self.sqlalchemy_url()
         engine = sa.create_engine(url, **kwargs)
         if url.get_backend_name() == "sqlite":
             sa.event.listen(engine, "connect", sqlfunctions.install)

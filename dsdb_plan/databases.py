@@ -12,9 +12,8 @@ from typing import Literal
 import sqlalchemy as sa
 
 from dsdb_plan.connection import Connection
+from dsdb_plan.engines import Engine, known_engine
 from dsdb_plan.errors import DsdbError
-
-_SERVERS = ("postgresql", "mysql", "mariadb")
 
 
 def present_tables(engine: sa.Engine, tables: Collection[str] | Literal["all"]) -> list[str]:
@@ -25,49 +24,46 @@ def present_tables(engine: sa.Engine, tables: Collection[str] | Literal["all"]) 
     return [table for table in tables if table in existing]
 
 
-def _admin_engine(connection: Connection) -> sa.Engine:
+def _admin_engine(connection: Connection, engine: Engine) -> sa.Engine:
     """An engine on the same server but outside the database (it cannot drop itself)."""
     url = connection.sqlalchemy_url()
-    outside = "postgres" if url.get_backend_name() == "postgresql" else None
     # `URL.set` ignores None (it means "unchanged"), and would leave MySQL in the database.
     return sa.create_engine(
-        url._replace(database=outside), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool
+        url._replace(database=engine.admin_database),
+        isolation_level="AUTOCOMMIT",
+        poolclass=sa.pool.NullPool,
     )
 
 
 def database_exists(connection: Connection) -> bool:
     """Whether the database itself exists (a SQLite file; a database on a server)."""
-    if connection.dialect == "sqlite":
-        return not connection.is_sqlite_file or Path(connection.link).exists()
-    if connection.dialect not in _SERVERS:
+    engine = known_engine(connection.dialect)
+    if engine is None:
         return True
-    engine = _admin_engine(connection)
+    if engine.capabilities.embedded:
+        return not connection.is_sqlite_file or Path(connection.link).exists()
+    admin = _admin_engine(connection, engine)
     try:
-        with engine.connect() as conn:
-            if connection.dialect == "postgresql":
-                query = sa.text("SELECT 1 FROM pg_database WHERE datname = :name")
-            else:
-                query = sa.text(
-                    "SELECT 1 FROM information_schema.schemata WHERE schema_name = :name"
-                )
+        with admin.connect() as conn:
+            query = sa.text(engine.database_exists_sql)
             return conn.execute(query, {"name": connection.link}).first() is not None
     finally:
-        engine.dispose()
+        admin.dispose()
 
 
 def drop_database(connection: Connection) -> None:
     """Delete the SQLite file, or DROP DATABASE on the server. Close engines on it first."""
-    if connection.dialect == "sqlite":
+    engine = known_engine(connection.dialect)
+    if engine is None:
+        raise DsdbError(f"dropping a whole {connection.dialect} database is not supported")
+    if engine.capabilities.embedded:
         for suffix in ("", "-wal", "-shm", "-journal"):
             Path(connection.link + suffix).unlink(missing_ok=True)
         return
-    if connection.dialect not in _SERVERS:
-        raise DsdbError(f"dropping a whole {connection.dialect} database is not supported")
-    engine = _admin_engine(connection)
+    admin = _admin_engine(connection, engine)
     try:
-        with engine.connect() as conn:
-            quoted = engine.dialect.identifier_preparer.quote(connection.link)
-            force = " WITH (FORCE)" if connection.dialect == "postgresql" else ""
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}{force}")
+        with admin.connect() as conn:
+            quoted = admin.dialect.identifier_preparer.quote(connection.link)
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}{engine.drop_database_options}")
     finally:
-        engine.dispose()
+        admin.dispose()

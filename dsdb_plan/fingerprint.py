@@ -37,10 +37,10 @@ import marshal
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from itertools import chain, repeat
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import sqlalchemy as sa
@@ -49,6 +49,9 @@ from sqlalchemy.engine.interfaces import ReflectedColumn
 from xxhash import xxh3_128_intdigest
 
 from dsdb_plan.dbschema import quote_for_driver
+from dsdb_plan.engines import Engine, known_engine
+from dsdb_plan.engines.mysql import MYSQL
+from dsdb_plan.engines.postgresql import POSTGRESQL
 from dsdb_plan.errors import DsdbError, driver_message
 
 _CHUNK_ROWS = 10_000
@@ -140,9 +143,12 @@ def fingerprint_database(
         inspector = sa.inspect(conn)
         names = _checked_names(inspector.get_table_names(), tables)
         columns = inspector.get_multi_columns(filter_names=names) if names else {}
+        engine_rules = known_engine(conn.dialect)
         result = {}
         earlier = previous.tables if previous is not None else {}
         for (_schema, name), cols in sorted(columns.items(), key=lambda item: item[0][1]):
+            if engine_rules is not None:  # names as written (MySQL's come back escaped)
+                cols = [{**c, "name": engine_rules.reflected_name(c["name"])} for c in cols]
             result[name] = _fingerprint_table(conn, name, cols, earlier.get(name))
     return Fingerprint(result, token)
 
@@ -164,7 +170,7 @@ class FingerprintWhileReading:
         self._known = _reused(engine, tables, previous, self._token)
         self._digests: dict[str, RowDigest] | None = None
         if self._known is None:
-            if engine.dialect.name == "sqlite":
+            if _by_engine(engine.dialect, _TABLES_IN_DATABASE) is None:  # SQLite
                 self._digests = {}
             else:
                 self._known = fingerprint_database(engine, tables)
@@ -234,6 +240,8 @@ def describe_changes(old: Fingerprint, new: Fingerprint) -> list[str]:
     return reasons
 
 
+M = TypeVar("M")
+
 # --- reading ---------------------------------------------------------------------------------
 
 
@@ -241,8 +249,9 @@ def describe_changes(old: Fingerprint, new: Fingerprint) -> list[str]:
 def _reading(engine: sa.Engine) -> Iterator[sa.Connection]:
     """A connection set up so that checksums are repeatable: one snapshot, fixed formatting."""
     with engine.connect() as conn:
-        if conn.dialect.name in ("postgresql", "mysql", "mariadb"):
-            conn.execution_options(isolation_level="REPEATABLE READ")  # one snapshot for all
+        rules = known_engine(conn.dialect)
+        if rules is not None and rules.snapshot_isolation is not None:  # one snapshot for all
+            conn.execution_options(isolation_level=rules.snapshot_isolation)
         try:
             with _formatting(conn):
                 yield conn
@@ -250,48 +259,19 @@ def _reading(engine: sa.Engine) -> Iterator[sa.Connection]:
             conn.rollback()
 
 
-@contextmanager
-def _formatting(conn: sa.Connection) -> Iterator[None]:
-    """Fix the settings the text form of a value depends on, which a role or database
-    default may have changed, for the length of the block. Leaves the transaction open."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(_SET_PG_SETTINGS)  # local to the transaction, so they end with it
-        yield
-        return
-    if conn.dialect.name not in ("mysql", "mariadb"):
-        yield
-        return
-    with utc_time_zone(conn):
-        yield
+def _formatting(conn: sa.Connection) -> AbstractContextManager[None]:
+    """The engine's fixed text forms of values (time zone, float digits, ...) for the block."""
+    rules = known_engine(conn.dialect)
+    return rules.fixed_formatting(conn) if rules is not None else nullcontext()
 
 
-@contextmanager
-def utc_time_zone(conn: sa.Connection) -> Iterator[None]:
-    """MySQL/MariaDB show TIMESTAMP values in the session's time zone: UTC for the block. A
-    session setting outlives the transaction, so the pooled connection gets its own back."""
-    time_zone = conn.execute(sa.text("SELECT @@session.time_zone")).scalar_one()
-    conn.execute(sa.text("SET time_zone = '+00:00'"))
-    try:
-        yield
-    finally:
-        conn.execute(sa.text("SET time_zone = :tz"), {"tz": time_zone})
-
-
-_PG_SETTINGS = (
-    ("TimeZone", "UTC"),
-    ("DateStyle", "ISO, YMD"),
-    ("IntervalStyle", "postgres"),
-    ("extra_float_digits", "1"),  # shortest exact text for floats; 0 would round them
-    ("bytea_output", "hex"),
-)
-#: All of them in one round trip.
-_SET_PG_SETTINGS = sa.select(
-    *(sa.func.set_config(name, value, True) for name, value in _PG_SETTINGS)
-)
+def _by_engine(dialect: sa.Dialect, methods: Mapping[Engine, M]) -> M | None:
+    rules = known_engine(dialect)
+    return methods.get(rules) if rules is not None else None
 
 
 def _fingerprint(conn: sa.Connection, table: sa.FromClause, label: str) -> TableFingerprint:
-    method = _IN_DATABASE.get(conn.dialect.name, _in_python)
+    method = _by_engine(conn.dialect, _IN_DATABASE) or _in_python
     try:
         return method(conn, table)
     except sa.exc.DBAPIError as error:
@@ -307,7 +287,7 @@ def _fingerprint_table(
     """A whole table's fingerprint, by the cheapest exact method its database has: `previous`
     when the table's token proves it unchanged since."""
     table = sa.table(name, *(sa.column(column["name"]) for column in columns))
-    method = _TABLES_IN_DATABASE.get(conn.dialect.name)
+    method = _by_engine(conn.dialect, _TABLES_IN_DATABASE)
     if method is None:
         return _fingerprint(conn, table, f"table {name}")
     try:
@@ -325,7 +305,8 @@ def _token_is(
     columns: Sequence[ReflectedColumn],
 ) -> bool:
     """Whether the table's token is still `token`: a cheaper scan than its content."""
-    if token is None or conn.dialect.name != "postgresql":
+    rules = known_engine(conn.dialect)
+    if token is None or rules is None or not rules.capabilities.row_versions:
         return False
     count, written = _aggregate(conn, table, _PG_WRITTEN)
     return _pg_token(count, written, columns) == token
@@ -444,10 +425,9 @@ _MYSQL_FIXED_SIZE = (
 _TableMethod = Callable[
     [sa.Connection, sa.TableClause, Sequence[ReflectedColumn]], TableFingerprint
 ]
-_TABLES_IN_DATABASE: dict[str, _TableMethod] = {
-    "postgresql": _table_in_postgresql,
-    "mysql": _table_in_mysql,
-    "mariadb": _table_in_mysql,
+_TABLES_IN_DATABASE: dict[Engine, _TableMethod] = {
+    POSTGRESQL: _table_in_postgresql,
+    MYSQL: _table_in_mysql,
 }
 
 
@@ -547,7 +527,8 @@ def read_chunks(
     which SQLAlchemy's processors would otherwise parse (SQLite's text dates). Binary values
     come as `bytes`, whatever the driver returns.
     """
-    if conn.dialect.name == "sqlite":
+    rules = known_engine(conn.dialect)
+    if rules is not None and rules.capabilities.embedded:
         # pysqlite steps the statement as rows are fetched, so its own cursor is bounded, and
         # reading it directly skips building a Row per row, which cost 3x the hashing here.
         # Its binary values are bytes already.
@@ -575,11 +556,7 @@ def _plain(value: Any) -> Any:
 
 
 _Method = Callable[[sa.Connection, sa.FromClause], TableFingerprint]
-_IN_DATABASE: dict[str, _Method] = {
-    "postgresql": _in_postgresql,
-    "mysql": _in_mysql,
-    "mariadb": _in_mysql,
-}
+_IN_DATABASE: dict[Engine, _Method] = {POSTGRESQL: _in_postgresql, MYSQL: _in_mysql}
 
 
 # --- SQLite token ----------------------------------------------------------------------------
@@ -617,7 +594,8 @@ def change_token(engine: sa.Engine) -> str | None:
 
 def _sqlite_path(url: sa.URL) -> str | None:
     """The database file behind a SQLite URL; None for other dialects and in-memory databases."""
-    if url.get_backend_name() != "sqlite":
+    rules = known_engine(url.get_backend_name())
+    if rules is None or not rules.capabilities.embedded:
         return None
     database = url.database or ""
     if database in ("", ":memory:"):

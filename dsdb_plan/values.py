@@ -21,6 +21,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from dsdb_plan.dbschema import ColumnSchema, TableSchema
+from dsdb_plan.engines import known_engine
 from dsdb_plan.errors import DsdbError
 
 Converter = Callable[[Any], Any]
@@ -229,48 +230,50 @@ def column_converter(
     Built once per column, with the column's `canonical` step looked up here rather than per
     value: copies call it for every value that is not already of its column's Python type.
     """
-    if target == "sqlite" and source == "sqlite":
-        return None
+    engine = known_engine(target)
+    untyped = engine is not None and not engine.capabilities.typed_columns
+    if untyped and source == target:
+        return None  # SQLite into SQLite: values go back untouched
     # An unknown type fails on its first value, as `canonical` does.
     canon: Converter = _CANONICAL.get(column.type) or functools.partial(canonical, column=column)
-    if target == "sqlite":
+    if engine is None:
+
+        def to_generic(value: Any) -> Any:
+            # Other dialects insert through SQLAlchemy's typed columns, which serialise JSON.
+            value = _zoned(canon(value), column)
+            if column.type == "json" and isinstance(value, str):
+                return json.loads(value)
+            return value
+
+        return to_generic
+    if untyped:
 
         def to_sqlite(value: Any) -> Any:
             return _sqlite_storage(canon(value))
 
         return to_sqlite
-    if target in ("mysql", "mariadb"):
+    if not engine.capabilities.zone_aware_timestamps:  # MySQL/MariaDB: nor NaN, nor infinity
 
         def to_mysql(value: Any) -> Any:
             value = _utc_naive(canon(value))
             if isinstance(value, float | Decimal) and not math.isfinite(value):
                 raise DsdbError(
-                    f"table {table!r}, column {column.name!r}: MySQL/MariaDB cannot store {value}"
+                    f"table {table!r}, column {column.name!r}: {engine.name} cannot store {value}"
                 )
             return value
 
         return to_mysql
     zoned = column.timezone
-    if target == "postgresql":
 
-        def to_postgresql(value: Any) -> Any:
-            value = canon(value)
-            if not isinstance(value, dt.datetime):
-                return value
-            if zoned:  # `_zoned`, inlined: this runs for every timestamp copied
-                return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
-            return _utc_naive(value)
+    def to_postgresql(value: Any) -> Any:
+        value = canon(value)
+        if not isinstance(value, dt.datetime):
+            return value
+        if zoned:  # `_zoned`, inlined: this runs for every timestamp copied
+            return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+        return _utc_naive(value)
 
-        return to_postgresql
-
-    def to_generic(value: Any) -> Any:
-        # Other dialects insert through SQLAlchemy's typed columns, which serialise JSON.
-        value = _zoned(canon(value), column)
-        if column.type == "json" and isinstance(value, str):
-            return json.loads(value)
-        return value
-
-    return to_generic
+    return to_postgresql
 
 
 def row_converter(

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from dsdb_plan.cli import main
 from dsdb_plan.dbschema import TableSchema, create_tables
 from dsdb_plan.values import row_converter
+from tests.servers import ServerDatabase
 
 
 @dataclass(frozen=True)
@@ -198,3 +199,16 @@ def fill(engine: sa.Engine, schema: TableSchema, rows: Sequence[Sequence[Any]]) 
         for row in rows:
             values = dict(zip(schema.column_names, convert(row), strict=True))
             conn.execute(sa.insert(table).values(values))
+
+
+def through(server: ServerDatabase, driver: str) -> str:
+    """The URL of the MariaDB scratch database through `driver: mysql` or `driver: mariadb`
+    (SQLAlchemy's two dialects for the one server)."""
+    return server.url.set(drivername=f"{driver}+pymysql").render_as_string(hide_password=False)
+
+
+#: Both names users give the MySQL/MariaDB server, as marked parameters.
+MYSQL_DRIVERS = [
+    pytest.param("mysql", marks=pytest.mark.mariadb),
+    pytest.param("mariadb", marks=pytest.mark.mariadb),
+]

@@ -24,6 +24,7 @@ from psycopg.pq import Escaping
 
 from dsdb_plan import fingerprint as fp
 from dsdb_plan.archive import write_backup
+from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import DsdbError
 from dsdb_plan.fingerprint import (
     Fingerprint,
@@ -375,13 +376,13 @@ def test_floats_are_hashed_as_numbers_whatever_sqlalchemy_calls_them(
 def _content_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The tables whose content PostgreSQL hashes from now on (token checks not counted)."""
     read: list[str] = []
-    content = fp._TABLES_IN_DATABASE["postgresql"]
+    content = fp._TABLES_IN_DATABASE[engine_for("postgresql")]
 
     def counting(conn: sa.Connection, table: sa.TableClause, columns: Any) -> TableFingerprint:
         read.append(str(table.name))
         return content(conn, table, columns)
 
-    monkeypatch.setitem(fp._TABLES_IN_DATABASE, "postgresql", counting)
+    monkeypatch.setitem(fp._TABLES_IN_DATABASE, engine_for("postgresql"), counting)
     return read
 
 

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from dsdb_plan.archive.format import DATA_SUFFIX, FORMAT_VERSION, DataFileWriter, fsync_dir
 from dsdb_plan.archive.info import MANIFEST_NAME, BackupFile, BackupInfo
 from dsdb_plan.dbschema import TableSchema, reflect_tables
+from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import BackupError, Interrupted
 
 Progress = Callable[[str, int], None]
@@ -152,16 +153,13 @@ def _file_name(index: int, table: str) -> str:
 def _select(conn: sa.Connection, schema: TableSchema) -> sa.Select[Any]:
     """All rows, raw driver values (no SQLAlchemy type processing), in primary-key order.
 
-    The key order makes a backup of unchanged data byte-identical. PostgreSQL JSON is read as
-    its text, so a JSON string scalar cannot be confused with text.
+    The key order makes a backup of unchanged data byte-identical. Each engine says how a
+    column is read (PostgreSQL's JSON and arrays as JSON text, so a JSON string scalar cannot
+    be confused with text).
     """
     table = sa.table(schema.name, *(sa.column(name) for name in schema.column_names))
-    columns: list[sa.ColumnElement[Any]] = []
-    for column in schema.columns:
-        element: sa.ColumnElement[Any] = table.c[column.name]
-        if column.type == "json" and conn.dialect.name == "postgresql":
-            element = sa.cast(element, sa.Text()).label(column.name)
-        columns.append(element)
+    engine = engine_for(conn.dialect)
+    columns = [engine.read_expression(table.c[column.name], column) for column in schema.columns]
     statement = sa.select(*columns)
     if schema.primary_key:
         statement = statement.order_by(*(table.c[name] for name in schema.primary_key))

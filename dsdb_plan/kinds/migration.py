@@ -399,7 +399,7 @@ class MigrationKind(ForgettingKind):
                 problems.append(error.message)
         checks = {
             run.selection.name: inspect_target(
-                target, run.selection, schema_changes=spec.schema_changes
+                target, run.selection, schema_changes=spec.schema_changes, source=source
             )
             for run in runs
             if target is not None
@@ -459,6 +459,7 @@ class MigrationKind(ForgettingKind):
         notes: list[str] = [run.mode]
         if check is None or not check.exists:
             notes.append("new table")
+            notes += check.notes if check is not None else ()
         else:
             if check.missing_columns:
                 notes.append("adds columns " + ", ".join(check.missing_columns))

@@ -21,6 +21,7 @@ from operator import attrgetter
 from typing import Any
 
 from dsdb_plan.dbschema import ColumnSchema, TableSchema
+from dsdb_plan.engines import Engine, known_engine
 from dsdb_plan.values import column_converter, row_converter
 
 BatchConverter = Callable[[Sequence[Sequence[Any]]], list[tuple[Any, ...]]]
@@ -38,32 +39,6 @@ _PASS: dict[str, tuple[str, ...]] = {
     "text": ("str",),
     "binary": ("bytes",),
 }
-#: More, per target family, where `values` keeps the value as it is: PostgreSQL and
-#: MySQL/MariaDB take booleans, dates and (JSON, UUID) text as they are; PostgreSQL also
-#: decimals. MySQL/MariaDB cannot store NaN or infinities, so floats and decimals pass
-#: there only when finite (`_passing`); SQLite stores booleans as 0/1 and dates as text.
-_PASS_INTO: dict[str, dict[str, tuple[str, ...]]] = {
-    "postgresql": {
-        "boolean": ("bool",),
-        "date": ("date",),
-        "decimal": ("Decimal",),
-        "json": ("str",),
-        "uuid": ("str",),
-    },
-    "mysql": {
-        "smallint": ("int",),
-        "integer": ("int",),
-        "bigint": ("int",),
-        "varchar": ("str",),
-        "text": ("str",),
-        "binary": ("bytes",),
-        "boolean": ("bool",),
-        "date": ("date",),
-        "json": ("str",),
-        "uuid": ("str",),
-    },
-    "sqlite": {"json": ("str",), "uuid": ("str",)},
-}
 _CLASSES: dict[str, type] = {
     "int": int,
     "float": float,
@@ -78,6 +53,7 @@ _CLASSES: dict[str, type] = {
 #: of 10,000 rows converted whole took twice as long).
 _CHUNK_ROWS = 1000
 _NONE = type(None)
+_FLOAT_TYPES = ("float", "double")
 _ZERO_ONE = frozenset((0, 1))
 _TZINFO = attrgetter("tzinfo")
 
@@ -131,10 +107,10 @@ def _column_step(column: ColumnSchema, table: str, source: str, target: str) -> 
     convert = column_converter(column, table, source, target)
     if convert is None:
         return None
-    family = "mysql" if target == "mariadb" else target
-    unchanged = frozenset((_NONE, *(_CLASSES[name] for name in _pass_names(column, family))))
-    each = _value_by_value(column, target, convert)
-    bulk = _bulk(column, family)
+    engine = known_engine(target)
+    unchanged = frozenset((_NONE, *(_CLASSES[name] for name in _pass_names(column, engine))))
+    each = _value_by_value(column, engine, convert)
+    bulk = _bulk(column, engine)
 
     def step(values: Sequence[Any]) -> Sequence[Any]:
         classes = set(map(type, values))
@@ -157,10 +133,10 @@ def _column_step(column: ColumnSchema, table: str, source: str, target: str) -> 
 
 
 def _value_by_value(
-    column: ColumnSchema, target: str, convert: Callable[[Any], Any]
+    column: ColumnSchema, engine: Engine | None, convert: Callable[[Any], Any]
 ) -> _ColumnStep:
     """A generated function converting each value that fails its inline type tests."""
-    keep = " or ".join(["v is None", *_passing("v", column, target)])
+    keep = " or ".join(["v is None", *_passing("v", column, engine)])
     source = f"def each(values):\n    return [v if {keep} else convert(v) for v in values]\n"
     scope: dict[str, Any] = {**_CLASSES, "convert": convert, "isfinite": math.isfinite}
     exec(compile(source, f"<converter of column {column.name!r}>", "exec"), scope)
@@ -168,26 +144,33 @@ def _value_by_value(
     return each
 
 
-def _pass_names(column: ColumnSchema, family: str) -> tuple[str, ...]:
-    """The Python classes (by name) whose values need no conversion into `family`."""
-    extra = _PASS_INTO.get(family, {}).get(column.type, ())
-    return extra if family == "mysql" else _PASS.get(column.type, ()) + extra
+def _pass_names(column: ColumnSchema, engine: Engine | None) -> tuple[str, ...]:
+    """The Python classes (by name) whose values need no conversion into `engine` (none
+    known: only those every database takes)."""
+    if engine is None:
+        return _PASS.get(column.type, ())
+    common = _PASS.get(column.type, ())
+    if not engine.capabilities.stores_non_finite_floats and column.type in _FLOAT_TYPES:
+        common = ()  # only finite ones, which `_passing` tests
+    return common + engine.passes_as_is.get(column.type, ())
 
 
-def _passing(value: str, column: ColumnSchema, target: str) -> list[str]:
-    """Inline tests (Python source) that `value` needs no conversion into `target`."""
-    family = "mysql" if target == "mariadb" else target
-    tests = [f"{value}.__class__ is {name}" for name in _pass_names(column, family)]
-    if family == "mysql" and column.type in ("float", "double"):
+def _passing(value: str, column: ColumnSchema, engine: Engine | None) -> list[str]:
+    """Inline tests (Python source) that `value` needs no conversion into `engine`."""
+    tests = [f"{value}.__class__ is {name}" for name in _pass_names(column, engine)]
+    if engine is None or not engine.capabilities.typed_columns:
+        return tests
+    finite_only = not engine.capabilities.stores_non_finite_floats
+    if finite_only and column.type in _FLOAT_TYPES:
         # Finite floats pass (x - x is nan for nan and the infinities), as `values` has them.
         tests.append(f"({value}.__class__ is float and {value} - {value} == 0.0)")
-    if family == "mysql" and column.type == "decimal":
+    if finite_only and column.type == "decimal":
         # As `values` tests them: through a double, so 1E+400 counts as infinite too.
         tests.append(f"({value}.__class__ is Decimal and isfinite({value}))")
-    # Timestamps already zoned as the column wants them: PostgreSQL keeps aware values in
-    # zone-aware columns and naive ones elsewhere; MySQL/MariaDB keep naive ones.
-    if column.type == "datetime" and family in ("postgresql", "mysql"):
-        aware = column.timezone and family == "postgresql"
+    # Timestamps already zoned as the column wants them: aware values in zone-aware columns
+    # where the engine keeps zones, naive ones elsewhere.
+    if column.type == "datetime":
+        aware = column.timezone and engine.capabilities.zone_aware_timestamps
         zone = "is not None" if aware else "is None"
         tests.append(f"({value}.__class__ is datetime and {value}.tzinfo {zone})")
     return tests
@@ -269,19 +252,23 @@ _BULK: dict[str, _Bulk] = {
 }
 
 
-def _bulk(column: ColumnSchema, family: str) -> _Bulk:
-    """The whole-column functions of `column` into `family`."""
-    if family not in ("postgresql", "mysql"):
+def _bulk(column: ColumnSchema, engine: Engine | None) -> _Bulk:
+    """The whole-column functions of `column` into `engine` (typed engines only: SQLite's
+    values go through `values` one by one)."""
+    if engine is None or not engine.capabilities.typed_columns:
         return []
     if column.type == "datetime":
-        zone = _aware if column.timezone and family == "postgresql" else _naive
+        aware = column.timezone and engine.capabilities.zone_aware_timestamps
+        zone = _aware if aware else _naive
         return [
             (frozenset((str,)), lambda values: zone(_datetimes(values))),
             (frozenset((dt.datetime,)), zone),
         ]
     bulk = _BULK.get(column.type, [])
-    if family == "mysql" and column.type == "decimal":
+    if engine.capabilities.stores_non_finite_floats:
+        return bulk
+    if column.type == "decimal":
         bulk = [*bulk, (frozenset((Decimal,)), _same)]
-    if family == "mysql" and column.type in ("float", "double", "decimal"):
+    if column.type in (*_FLOAT_TYPES, "decimal"):
         return [(classes, _finite(convert)) for classes, convert in bulk]
     return bulk

@@ -60,6 +60,7 @@ from dsdb_plan.dbschema import (
     reflect_tables,
     usable_from_another_thread,
 )
+from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import DsdbError, Interrupted, PlanError, driver_message
 from dsdb_plan.migrate.convert import BatchConverter, batch_converter
 from dsdb_plan.migrate.load import Operation, batch_writer, read_ahead_of
@@ -432,19 +433,17 @@ def _read_query(
     table = job.selection.source
     order = order or _key_order(job)
     columns: list[sa.ColumnElement[Any]] = []
+    engine = engine_for(src.dialect)
+    schema = job.selection.schema
     for name in names:
         column: sa.ColumnElement[Any] = table.c[name]
-        if src.dialect.name == "postgresql" and _portable(job.selection, name) == "json":
-            column = sa.cast(column, sa.Text()).label(name)  # its text, as backups read it
+        if name in schema.column_names:  # read as backups read it (PostgreSQL's JSON as text)
+            column = engine.read_expression(column, schema.column(name))
         columns.append(column)
     if order.depth is not None:
         columns.append(order.depth.label("dsdb_depth"))
     query = sa.select(*columns).select_from(order.source)
     return query.where(*_source_filter(job, table, order)).order_by(*order.sort)
-
-
-def _portable(selection: TableSelection, name: str) -> str | None:
-    return selection.schema.column(name).type if name in selection.schema.column_names else None
 
 
 def _key_order(job: _Job) -> CopyOrder:

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from dsdb_plan.archive.format import decode_value, encode_value
 from dsdb_plan.dbschema import TableSchema
+from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import DsdbError, Interrupted
 from dsdb_plan.fingerprint import (
     Fingerprint,
@@ -272,7 +273,8 @@ def run_migration(
 
         return save
 
-    workers = 1 if target.dialect.name == "sqlite" else max(1, parallelism)
+    single_writer = engine_for(target.dialect).capabilities.single_writer
+    workers = 1 if single_writer else max(1, parallelism)
     todo = [run for run in runs if run.selection.name not in done]
     # Target tables replaced after each table: their keys to it may be put back unchecked.
     replaced_after = {
@@ -393,7 +395,7 @@ def _copy_one(
     stops once loaded (`_Loaded`): its deletion and verification come after every table's
     load (`run_migration`)."""
     selection = run.selection
-    check = inspect_target(target, selection, schema_changes=schema_changes)
+    check = inspect_target(target, selection, schema_changes=schema_changes, source=source)
     if not check.exists:
         on_create()
     ensure_target(target, selection, check, known_tables=known)

@@ -23,7 +23,9 @@ from dsdb_plan.dbschema import (
     quote_identifier,
     reflected_columns,
 )
-from dsdb_plan.fingerprint import utc_time_zone
+from dsdb_plan.engines import Engine, known_engine
+from dsdb_plan.engines.mysql import MYSQL, utc_time_zone
+from dsdb_plan.engines.postgresql import POSTGRESQL
 from dsdb_plan.migrate.digest import ESCAPED_TYPES
 
 Summer = Callable[[sa.ColumnElement[bool] | None], tuple[int, int]]
@@ -46,8 +48,8 @@ def in_database(
     `source` gives each column's portable type in the source (what its values mean);
     `table` must be the object any `where` passed to the summer refers to.
     """
-    dialect = _dialect(conn)
-    if dialect is None:
+    engine = _engine(conn)
+    if engine is None:
         return None
     reflected = reflected_columns(sa.inspect(conn), str(table.name))
     actual = {column["name"]: column["type"] for column in reflected}
@@ -55,40 +57,41 @@ def in_database(
     for name in columns:
         q = quote_identifier(conn.dialect, name)
         column = source.column(name)
-        token = _token(dialect, q, column, actual.get(name))
+        token = _token(engine, q, column, actual.get(name))
         if token is None:
             return None
-        framed.append(_FRAME[dialect](q, token, column.type in ESCAPED_TYPES))
-    row_hash: sa.ColumnElement[Any] = sa.literal_column(_ROW_HASH[dialect](framed))
+        framed.append(_FRAME[engine](q, token, column.type in ESCAPED_TYPES))
+    row_hash: sa.ColumnElement[Any] = sa.literal_column(_ROW_HASH[engine](framed))
     total = sa.func.coalesce(sa.func.sum(row_hash), 0)
 
     def summer(where: sa.ColumnElement[bool] | None) -> tuple[int, int]:
         query = sa.select(sa.func.count(), total).select_from(table)
         query = query.where(where) if where is not None else query
-        with _session(conn, dialect):
+        with _session(conn, engine):
             rows, hashes = conn.execute(query).one()
         return int(rows), int(hashes)  # sums come back as Decimal: exact, however large
 
     return summer
 
 
-def _dialect(conn: sa.Connection) -> str | None:
-    """'postgresql' or 'mariadb' when this server writes every form the digest needs."""
-    if conn.dialect.name == "postgresql":
+def _engine(conn: sa.Connection) -> Engine | None:
+    """PostgreSQL's or MariaDB's engine when this server writes every form the digest needs."""
+    engine = known_engine(conn.dialect)
+    if engine is POSTGRESQL:
         version = conn.dialect.server_version_info or (0,)
         encoding = conn.exec_driver_sql("SHOW server_encoding").scalar()
         # 12 writes floats with their shortest exact digits, 14 has numeric infinities; md5()
         # hashes the server's bytes.
-        return "postgresql" if version >= (14,) and encoding == "UTF8" else None
-    if conn.dialect.name in ("mysql", "mariadb") and getattr(conn.dialect, "is_mariadb", False):
-        return "mariadb"
+        return engine if version >= (14,) and encoding == "UTF8" else None
+    if engine is MYSQL and getattr(conn.dialect, "is_mariadb", False):
+        return engine  # MySQL's text forms differ: digested in Python
     return None
 
 
 @contextmanager
-def _session(conn: sa.Connection, dialect: str) -> Iterator[None]:
+def _session(conn: sa.Connection, engine: Engine) -> Iterator[None]:
     """Settings the text forms depend on, which a role or server default may have changed."""
-    if dialect == "postgresql":
+    if engine is POSTGRESQL:
         # Local to the transaction: shortest exact float digits whatever the default; and no
         # JIT, whose compiling of these long expressions costs more than it saves.
         conn.execute(
@@ -102,14 +105,14 @@ def _session(conn: sa.Connection, dialect: str) -> Iterator[None]:
         yield
 
 
-def _token(dialect: str, q: str, source: ColumnSchema, type_: Any) -> str | None:
+def _token(engine: Engine, q: str, source: ColumnSchema, type_: Any) -> str | None:
     """SQL writing the canonical text of column `q`'s value (NULL for NULL), or None when
     this pairing of source type and actual type has no SQL form."""
     if type_ is None:
         return None
     actual = portable_type(type_).type
     wanted = source.type
-    pg = dialect == "postgresql"
+    pg = engine is POSTGRESQL
     if wanted in _INTEGERS and actual in _INTEGERS:
         return f"{q}::text" if pg else f"CAST({q} AS CHAR)"
     if wanted == "boolean" and pg and actual == "boolean":
@@ -253,11 +256,11 @@ def _mariadb_row_hash(parts: Sequence[str]) -> str:
     return f"CAST(CONV(SUBSTRING(MD5({row}), 1, 16), 16, 10) AS UNSIGNED)"
 
 
-_FRAME: dict[str, Callable[[str, str, bool], str]] = {
-    "postgresql": _pg_frame,
-    "mariadb": _mariadb_frame,
+_FRAME: dict[Engine, Callable[[str, str, bool], str]] = {
+    POSTGRESQL: _pg_frame,
+    MYSQL: _mariadb_frame,
 }
-_ROW_HASH: dict[str, Callable[[Sequence[str]], str]] = {
-    "postgresql": _pg_row_hash,
-    "mariadb": _mariadb_row_hash,
+_ROW_HASH: dict[Engine, Callable[[Sequence[str]], str]] = {
+    POSTGRESQL: _pg_row_hash,
+    MYSQL: _mariadb_row_hash,
 }

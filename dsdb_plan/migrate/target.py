@@ -31,9 +31,9 @@ from dsdb_plan.dbschema import (
     create_indexes,
     create_tables,
     reflect_tables,
-    target_type,
     transaction,
 )
+from dsdb_plan.engines import Engine, engine_for
 from dsdb_plan.errors import PlanError
 from dsdb_plan.migrate.subset import TableSelection
 
@@ -69,6 +69,8 @@ class TargetCheck:
     missing_columns: tuple[str, ...] = ()
     incompatible: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
+    #: What a new table leaves out that the source has (defaults this engine cannot write).
+    notes: tuple[str, ...] = ()
 
 
 def inspect_target(
@@ -76,13 +78,24 @@ def inspect_target(
     selection: TableSelection,
     *,
     schema_changes: SchemaChanges,
+    source: Bind | None = None,
 ) -> TargetCheck:
-    """Compare the target table (if any) with what the selection will copy; read-only."""
-    with connection(target_engine) as conn:
-        if selection.target not in sa.inspect(conn).get_table_names():
-            return TargetCheck(exists=False)
-        (existing,) = reflect_tables(conn, [selection.target])
+    """Compare the target table (if any) with what the selection will copy; read-only.
+
+    With the `source` database, text for the target's bounded columns (an existing table's
+    `varchar(n)`, or what a new table would get) is measured there, over the subset: text
+    too long to fit is a problem naming its length and the column's limit.
+    """
     label = f"table {selection.target!r}"
+    with connection(target_engine) as conn:
+        engine = engine_for(conn.dialect)
+        if selection.target not in sa.inspect(conn).get_table_names():
+            bounds = _new_table_bounds(engine, selection)
+            too_long = _too_long(source, selection, bounds, label) if source is not None else []
+            notes = _defaults_left_out(engine, selection.schema)
+            return TargetCheck(False, problems=tuple(too_long), notes=notes)
+        (existing,) = reflect_tables(conn, [selection.target])
+        merged = _merging_collations(conn, engine, existing, selection, label)
     present = set(existing.column_names)
     missing = tuple(name for name in selection.columns if name not in present)
     incompatible: list[str] = []
@@ -90,7 +103,7 @@ def inspect_target(
     if missing_keys:
         what = _columns("key column", missing_keys)
         incompatible.append(f"{label}: {what} missing in the target")
-    if conn.dialect.name != "sqlite":  # SQLite stores any value in any column
+    if engine.capabilities.typed_columns:  # SQLite stores any value in any column
         for name in selection.columns:
             if name in present:
                 reason = _cannot_hold(selection.schema.column(name), existing.column(name))
@@ -115,6 +128,16 @@ def inspect_target(
             f"{label}: no primary key or unique index on {_names(selection.key)} in the target "
             "(rows are matched by that key)"
         )
+    incompatible += merged
+    if source is not None and engine.capabilities.typed_columns:
+        bounds = {
+            name: column.length
+            for name in selection.columns
+            if name in present
+            and (column := existing.column(name)).type == "varchar"
+            and column.length is not None
+        }
+        incompatible += _too_long(source, selection, bounds, label)
     problems = list(incompatible)
     if missing and schema_changes == "strict":
         problems.append(
@@ -147,7 +170,7 @@ def ensure_target(
             return
         for name in check.missing_columns:
             column = selection.schema.column(name)
-            sql_type = target_type(column, conn.dialect.name)
+            sql_type = engine_for(conn.dialect).column_type(column)
             preparer = conn.dialect.identifier_preparer
             conn.exec_driver_sql(
                 f"ALTER TABLE {preparer.quote_identifier(selection.target)} ADD COLUMN "
@@ -182,7 +205,7 @@ def finish_target(
         if todo:
             shaped = dataclasses.replace(selection.schema, indexes=todo)
             create_indexes(conn, [shaped], rename={shaped.name: selection.target})
-        if conn.dialect.name != "sqlite":
+        if engine_for(conn.dialect).capabilities.adds_constraints_later:
             names = _target_names(known_tables)
             tables = set(sa.inspect(conn).get_table_names())
             linked = {fk.columns for fk in existing.foreign_keys}
@@ -207,11 +230,11 @@ def _create(conn: sa.Connection, selection: TableSelection, known_tables: KnownT
     # Keys to tables not there yet, and to this table itself (a row may point at one in a
     # later batch), are added after the load (`finish_target`), which checks them all at
     # once. SQLite cannot add a key later, and does not check keys while loading.
-    sqlite = conn.dialect.name == "sqlite"
+    inline = not engine_for(conn.dialect).capabilities.adds_constraints_later
     keys = tuple(
         fk
         for fk in shaped.foreign_keys
-        if (sqlite and (fk.ref_table == shaped.name or fk.ref_table in names))
+        if (inline and (fk.ref_table == shaped.name or fk.ref_table in names))
         or (fk.ref_table != shaped.name and names.get(fk.ref_table, fk.ref_table) in tables)
     )
     table = dataclasses.replace(shaped, foreign_keys=keys, indexes=())
@@ -271,6 +294,71 @@ def _cannot_hold(source: ColumnSchema, target: ColumnSchema) -> str | None:
     if kind in _TEXT:
         return what  # text only fits text
     return None if into == kind or into in _HOLDS.get(kind, frozenset()) else what
+
+
+def _new_table_bounds(engine: Engine, selection: TableSelection) -> dict[str, int]:
+    """The length limit of each text column a new table would get in `engine` (MariaDB bounds
+    the unbounded text it must index)."""
+    keyed = selection.schema.keyed_columns() | set(selection.key)
+    bounds = {}
+    for column in selection.schema.columns:
+        if column.type in _TEXT:
+            length = getattr(engine.column_type(column, keyed=column.name in keyed), "length", None)
+            if isinstance(length, int):
+                bounds[column.name] = length
+    return bounds
+
+
+def _too_long(
+    source: Bind, selection: TableSelection, bounds: Mapping[str, int], label: str
+) -> list[str]:
+    """A message for each column in `bounds` whose longest text in the source subset is
+    longer than its bound. Only columns a source type does not already bound are measured."""
+    measured = [
+        name
+        for name, bound in bounds.items()
+        if (column := selection.schema.column(name)).type in _TEXT
+        and (column.length is None or column.length > bound)
+    ]
+    if not measured:
+        return []
+    with connection(source) as conn:
+        length = engine_for(conn.dialect).text_length
+        query = sa.select(*(sa.func.max(length(selection.source.c[name])) for name in measured))
+        if selection.where is not None:
+            query = query.where(selection.where)
+        longest = conn.execute(query).one()
+    return [
+        f"{label}: column {name!r} holds text of up to {found:,} characters in the source, "
+        f"longer than the {bounds[name]:,} the target's varchar({bounds[name]}) holds"
+        for name, found in zip(measured, longest, strict=True)
+        if found is not None and found > bounds[name]
+    ]
+
+
+def _merging_collations(
+    conn: sa.Connection,
+    engine: Engine,
+    existing: TableSchema,
+    selection: TableSelection,
+    label: str,
+) -> list[str]:
+    """Key and unique columns of an existing table whose collation holds text that differs
+    only by case, accent or trailing space as equal: distinct source keys would merge."""
+    unique = {name for index in existing.indexes if index.unique for name in index.columns}
+    keyed = set(selection.key) | set(existing.primary_key) | unique
+    merging = engine.inexact_collations(conn, existing.name, keyed & set(selection.columns))
+    return [
+        f"{label}: column {name!r} has collation {collation} in the target, which holds text "
+        "that differs only by case, accent or trailing space as equal, so distinct keys from "
+        f"the source would merge (a binary NO PAD collation such as "
+        f"{engine.exact_collation(conn.dialect)} keeps them apart)"
+        for name, collation in sorted(merging.items())
+    ]
+
+
+def _defaults_left_out(engine: Engine, schema: TableSchema) -> tuple[str, ...]:
+    return tuple(reason for column in schema.columns if (reason := engine.default_left_out(column)))
 
 
 def _longest_text(column: ColumnSchema) -> int | None:

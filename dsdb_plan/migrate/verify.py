@@ -21,6 +21,7 @@ from typing import TypeVar
 import sqlalchemy as sa
 
 from dsdb_plan.dbschema import TableSchema, reflected_columns, usable_from_another_thread
+from dsdb_plan.engines import engine_for
 from dsdb_plan.fingerprint import TableFingerprint, fingerprint_query, read_chunks
 from dsdb_plan.migrate.digest import PREFIX, SubsetDigest
 from dsdb_plan.migrate.mask import with_masks
@@ -94,7 +95,12 @@ class PortableDigest:
         if self.summer is not None:
             digest.add_total(*self.summer(where))
             return
-        query = sa.select(*(self.table.c[name] for name in self.selection.columns))
+        # Each value read as the engine reads it for a copy (PostgreSQL's JSON as its text).
+        read = engine_for(self.conn.dialect).read_expression
+        schema = self.selection.schema
+        query = sa.select(
+            *(read(self.table.c[name], schema.column(name)) for name in self.selection.columns)
+        )
         query = query.where(where) if where is not None else query
         for chunk in read_chunks(self.conn, query, _CHUNK_ROWS):
             digest.add(chunk)

@@ -1,0 +1,365 @@
+"""What every engine declares (`Capabilities`) and the rules each one implements (`Engine`).
+
+An engine is one database family as dsdb knows it: how portable types and defaults are
+written in its DDL, how names come back from its reflection, how values are read so that
+every engine sees the same portable value. Callers ask the engine instead of branching on a
+dialect's name; the methods here are the shared behaviour an engine overrides where it
+differs (alembic's `ddl/impl.py` is the model).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql
+from sqlalchemy.engine.interfaces import ReflectedColumn
+
+from dsdb_plan.portable import INTEGER_TYPES, ColumnSchema, ForeignKeySchema, IndexSchema
+
+_NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?")
+_NUMERIC_TYPES = frozenset({"smallint", "integer", "bigint", "float", "double", "decimal"})
+_TEXT_TYPES = frozenset({"varchar", "text"})
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """Facts about an engine that callers decide on, as data."""
+
+    #: CREATE and ALTER roll back with the transaction they ran in.
+    transactional_ddl: bool
+    #: One writer at a time for the whole database (a file lock): no parallel writes.
+    single_writer: bool
+    #: Foreign keys can be checked at commit rather than per statement.
+    deferrable_constraints: bool
+    #: The longest table, column or index name the engine keeps.
+    max_identifier_length: int
+    #: Foreign keys can be added to an existing table (ALTER TABLE ... ADD CONSTRAINT).
+    adds_constraints_later: bool
+    #: A column refuses values of other types (SQLite stores any value in any column).
+    typed_columns: bool
+    #: Float columns hold NaN and the infinities.
+    stores_non_finite_floats: bool
+    #: Timestamps can keep their time zone (elsewhere they are stored as UTC).
+    zone_aware_timestamps: bool
+    #: Index names are unique in the schema, not only in their table.
+    index_names_per_schema: bool
+    #: Unbounded text and binary can sit in a key or an index.
+    indexes_unbounded_text: bool
+    #: The database is a file opened in-process, not a database on a server; its driver's
+    #: own cursor steps through rows as they are fetched.
+    embedded: bool = False
+    #: Each row carries the id of the transaction that last wrote it (PostgreSQL's xmin):
+    #: a cheap token of whether a table changed.
+    row_versions: bool = False
+
+
+class Engine:
+    """The shared rules; each engine module subclasses it and overrides what differs."""
+
+    #: The engine's name, as the README and messages use it.
+    name: ClassVar[str]
+    #: The SQLAlchemy dialect names this engine serves (MySQL and MariaDB are one engine).
+    dialects: ClassVar[tuple[str, ...]]
+    capabilities: ClassVar[Capabilities]
+    #: The `driver:` names users write for it, and the SQLAlchemy dialect+DBAPI each means.
+    drivers: ClassVar[dict[str, str]]
+    #: The server's port when a connection names none.
+    default_port: ClassVar[int | None] = None
+    #: The database to connect to on the server while creating or dropping another one.
+    admin_database: ClassVar[str | None] = None
+    #: SQL telling whether database `:name` exists on the server.
+    database_exists_sql: ClassVar[str] = (
+        "SELECT 1 FROM information_schema.schemata WHERE schema_name = :name"
+    )
+    #: What follows DROP DATABASE name (PostgreSQL's WITH (FORCE)).
+    drop_database_options: ClassVar[str] = ""
+    #: The isolation level under which one transaction sees every table at one instant.
+    snapshot_isolation: ClassVar[str | None] = None
+    #: Per portable type, the Python classes (by name) its driver stores as they are, beside
+    #: the ints, floats, text and bytes every driver takes (`migrate/convert.py`).
+    passes_as_is: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+
+    # -- DDL --------------------------------------------------------------------------------
+
+    def column_type(self, column: ColumnSchema, *, keyed: bool = False) -> Any:
+        """The SQLAlchemy type to create `column` with; `keyed` columns sit in a key or an
+        index."""
+        raise NotImplementedError
+
+    def column_default(self, column: ColumnSchema) -> str | None:
+        """The column's portable default as this engine's SQL, or None when there is none or
+        it cannot be written for this column here (see `default_left_out`)."""
+        default = column.default
+        if default is None:
+            return None
+        if column.type == "boolean":
+            return self.boolean_literal(default == "true") if default in _BOOLEANS else None
+        if default == "CURRENT_TIMESTAMP":
+            return self.current_timestamp(column)
+        if column.type in _NUMERIC_TYPES:
+            bare = _unquoted(default)
+            return bare if _NUMBER.fullmatch(bare) else None
+        if column.type in _TEXT_TYPES and _NUMBER.fullmatch(default):
+            return f"'{default}'"  # a number given to text is its text
+        return default if default.startswith("'") else None
+
+    def default_left_out(self, column: ColumnSchema) -> str | None:
+        """Why the column's default is not created here, or None when it is (or has none)."""
+        if column.default is None or self.column_default(column) is not None:
+            return None
+        return (
+            f"default {column.default} of column {column.name!r} left out: "
+            f"{self.name} cannot give it to a {column.type} column"
+        )
+
+    def boolean_literal(self, value: bool) -> str:
+        return "1" if value else "0"
+
+    def current_timestamp(self, column: ColumnSchema) -> str | None:
+        """The engine's current time as the default of `column`, or None where it has none."""
+        return "CURRENT_TIMESTAMP" if column.type in ("datetime", "date") else None
+
+    def table_options(self, dialect: sa.Dialect) -> dict[str, Any]:
+        """Keyword arguments for every `sa.Table` dsdb creates here."""
+        return {}
+
+    def exact_collation(self, dialect: sa.Dialect) -> str | None:
+        """The collation under which text compares byte for byte, trailing spaces included,
+        when the engine has to be told (tables dsdb creates use it)."""
+        return None
+
+    def inexact_collations(
+        self, conn: sa.Connection, table: str, columns: Collection[str]
+    ) -> dict[str, str]:
+        """The `columns` of `table` whose collation holds distinct text as equal (by case,
+        accent or trailing space), with that collation."""
+        return {}
+
+    def autoincrement_needs_key(self) -> bool:
+        """Whether an autoincrementing column must be the primary key (MySQL's rule)."""
+        return False
+
+    def column_identity(self, column: ColumnSchema) -> list[Any]:
+        """Extra column arguments that make `column` autoincrement (PostgreSQL's identity)."""
+        return []
+
+    #: The ALTER TABLE clause that drops a named foreign key.
+    drop_foreign_key: ClassVar[str] = "DROP CONSTRAINT"
+
+    def schema_wide_names(self, conn: sa.Connection) -> set[str]:
+        """Names an index may not take because something else in the schema has them."""
+        return set()
+
+    def continue_after(self, conn: sa.Connection, table: str, column: str, largest: int) -> None:
+        """Make the autoincrementing `column` continue after `largest` (SQLite's rowid
+        follows the largest key by itself)."""
+
+    # -- reflection -------------------------------------------------------------------------
+
+    def reflected_name(self, name: str) -> str:
+        """A table, column or index name as SQLAlchemy's reflection gives it, as written in the
+        database."""
+        return name
+
+    def reflected_columns(self, inspector: sa.Inspector, table: str) -> list[ReflectedColumn]:
+        """`inspector.get_columns(table)` with every column name as written in the database."""
+        return inspector.get_columns(table)
+
+    def reflect_columns(
+        self, conn: sa.Connection, inspector: sa.Inspector, table: str, primary_key: Sequence[str]
+    ) -> list[ColumnSchema]:
+        """The table's columns with portable types and defaults, in table order."""
+        return [
+            portable_column(info, portable_type(info["type"]))
+            for info in self.reflected_columns(inspector, table)
+        ]
+
+    def reflect_foreign_keys(self, conn: sa.Connection, table: str) -> tuple[ForeignKeySchema, ...]:
+        """The foreign keys of `table` that point into the same schema."""
+        inspector = sa.inspect(conn)
+        return tuple(
+            ForeignKeySchema(
+                fk.get("name") or None,
+                tuple(fk["constrained_columns"]),
+                fk["referred_table"],
+                tuple(fk["referred_columns"]),
+            )
+            for fk in inspector.get_foreign_keys(table)
+            if fk.get("referred_schema") in (None, inspector.default_schema_name)
+        )
+
+    def reflect_indexes(
+        self, conn: sa.Connection, inspector: sa.Inspector, table: str
+    ) -> tuple[IndexSchema, ...]:
+        """Secondary indexes and unique constraints (as unique indexes) on plain columns."""
+        name = self.reflected_name
+        indexes: list[IndexSchema] = []
+        for index in inspector.get_indexes(table):
+            columns = index.get("column_names") or []
+            if not columns or any(column is None for column in columns):
+                continue  # expression indexes are not portable
+            index_name = index.get("name")
+            indexes.append(
+                IndexSchema(
+                    name(index_name) if index_name else None,
+                    tuple(name(column) for column in columns if column is not None),
+                    bool(index.get("unique")),
+                )
+            )
+        covered = {(index.columns, index.unique) for index in indexes}
+        for constraint in self.unique_constraints(conn, inspector, table):
+            if (constraint.columns, True) not in covered:
+                indexes.append(constraint)
+                covered.add((constraint.columns, True))
+        return tuple(indexes)
+
+    def unique_constraints(
+        self, conn: sa.Connection, inspector: sa.Inspector, table: str
+    ) -> list[IndexSchema]:
+        """The table's unique constraints, as unique indexes."""
+        return [
+            IndexSchema(
+                constraint.get("name"),
+                tuple(self.reflected_name(column) for column in constraint["column_names"]),
+                unique=True,
+            )
+            for constraint in inspector.get_unique_constraints(table)
+        ]
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def fixed_formatting(self, conn: sa.Connection) -> AbstractContextManager[None]:
+        """Fix, for the block, the settings the text form of a value depends on (which a role
+        or database default may have changed); leaves the transaction open."""
+        return nullcontext()
+
+    def read_expression(
+        self, element: sa.ColumnElement[Any], column: ColumnSchema
+    ) -> sa.ColumnElement[Any]:
+        """What to select for `column` so the driver returns its portable value."""
+        return element
+
+    def text_length(self, element: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """The length in characters of a text value."""
+        return sa.func.char_length(element)
+
+
+_BOOLEANS = frozenset({"true", "false"})
+
+
+def quote_identifier(dialect: sa.Dialect, name: str) -> str:
+    """`name` always quoted, for a bound value or SQL that SQLAlchemy escapes itself
+    (`literal_column`).
+
+    SQL given to `exec_driver_sql` needs `quote_for_driver` instead: the pyformat drivers
+    substitute parameters even when there are none, so a `%` there must be doubled.
+    """
+    preparer = dialect.identifier_preparer
+    escaped = name.replace(preparer.escape_quote, preparer.escape_to_quote)
+    return f"{preparer.initial_quote}{escaped}{preparer.final_quote}"
+
+
+def quote_for_driver(dialect: sa.Dialect, name: str) -> str:
+    """`name` quoted for `exec_driver_sql`, with `%` doubled where the driver needs it."""
+    return dialect.identifier_preparer.quote_identifier(name)
+
+
+def portable_column(info: Mapping[str, Any], shape: ColumnSchema) -> ColumnSchema:
+    """A reflected column (`inspector.get_columns`) with the portable type `shape`."""
+    autoincrement = bool(info.get("autoincrement") is True or info.get("identity"))
+    return ColumnSchema(
+        name=info["name"],
+        type=shape.type,
+        nullable=bool(info.get("nullable", True)),
+        default=portable_default(info.get("default"), shape.type),
+        autoincrement=autoincrement and shape.type in INTEGER_TYPES,
+        length=shape.length,
+        precision=shape.precision,
+        scale=shape.scale,
+        timezone=shape.timezone,
+    )
+
+
+def portable_type(type_: Any) -> ColumnSchema:
+    """Map a reflected SQLAlchemy type (PostgreSQL, MySQL/MariaDB, others) to a portable one.
+
+    PostgreSQL arrays become JSON (their values are read as JSON arrays, `read_expression`);
+    enums become text (their labels).
+    """
+    if isinstance(type_, mysql.TINYINT) and getattr(type_, "display_width", None) == 1:
+        return ColumnSchema("", "boolean")  # MySQL's BOOL is TINYINT(1)
+    if isinstance(type_, sa.ARRAY):
+        return ColumnSchema("", "json")
+    if isinstance(type_, sa.Boolean):
+        return ColumnSchema("", "boolean")
+    if isinstance(type_, sa.BigInteger):
+        return ColumnSchema("", "bigint")
+    if isinstance(type_, sa.SmallInteger | mysql.TINYINT):
+        return ColumnSchema("", "smallint")
+    if isinstance(type_, sa.Integer):
+        return ColumnSchema("", "integer")
+    if isinstance(type_, sa.REAL | mysql.FLOAT) or (
+        isinstance(type_, sa.Float)
+        and not isinstance(type_, sa.Double | postgresql.DOUBLE_PRECISION)
+        and (type_.precision or 53) <= 24
+    ):
+        return ColumnSchema("", "float")
+    if isinstance(type_, sa.Float):
+        return ColumnSchema("", "double")
+    if isinstance(type_, sa.Numeric):
+        return ColumnSchema("", "decimal", precision=type_.precision, scale=type_.scale)
+    if isinstance(type_, sa.JSON):
+        return ColumnSchema("", "json")
+    if isinstance(type_, sa.Uuid):
+        return ColumnSchema("", "uuid")
+    if isinstance(type_, sa.DateTime):
+        return ColumnSchema("", "datetime", timezone=bool(type_.timezone))
+    if isinstance(type_, sa.Date):
+        return ColumnSchema("", "date")
+    if isinstance(type_, sa.Time):
+        return ColumnSchema("", "time", timezone=bool(type_.timezone))
+    if isinstance(type_, sa.LargeBinary | sa.types._Binary):
+        return ColumnSchema("", "binary")
+    if isinstance(type_, sa.String) and not isinstance(type_, sa.Text | sa.Enum) and type_.length:
+        return ColumnSchema("", "varchar", length=type_.length)
+    return ColumnSchema("", "text")  # TEXT, ENUM and anything unknown: values kept as text
+
+
+_QUOTED = re.compile(r"'(?:[^']|'')*'")
+_TRUE_DEFAULTS = frozenset({"1", "true", "'1'", "'t'", "'true'", "b'1'"})
+_FALSE_DEFAULTS = frozenset({"0", "false", "'0'", "'f'", "'false'", "b'0'"})
+
+
+def portable_default(raw: Any, portable: str) -> str | None:
+    """A reflected default in its portable form (`ColumnSchema.default`), or None for none and
+    for what only its own engine understands (sequences, functions), which is not carried."""
+    if raw is None:
+        return None
+    text = str(raw).strip()
+    text = re.sub(r"::[\w \"]+(\[\])?$", "", text)  # PostgreSQL casts: 'x'::text
+    while text.startswith("(") and text.endswith(")"):
+        text = text[1:-1].strip()
+    if portable == "boolean":
+        lowered = text.lower()
+        if lowered in _TRUE_DEFAULTS:
+            return "true"
+        return "false" if lowered in _FALSE_DEFAULTS else None
+    if _NUMBER.fullmatch(text) or _QUOTED.fullmatch(text):
+        return text
+    lowered = text.lower()
+    if lowered in ("current_timestamp", "current_timestamp()", "now()") or re.fullmatch(
+        r"current_timestamp\(\d\)", lowered
+    ):
+        return "CURRENT_TIMESTAMP"
+    return None
+
+
+def _unquoted(text: str) -> str:
+    if len(text) >= 2 and text.startswith("'") and text.endswith("'"):
+        return text[1:-1]
+    return text

@@ -1,0 +1,218 @@
+"""MySQL and MariaDB: one engine, two variants (SQLAlchemy's `mysql` and `mariadb` dialects).
+
+Text in tables dsdb creates compares exactly, as in SQLite and PostgreSQL: a binary NO PAD
+collation, so keys that differ only by case, accent or trailing space stay distinct (the
+servers' defaults, `utf8mb4_general_ci` and even `utf8mb4_bin`, which pads, merge them).
+Unbounded text cannot be indexed, no timestamp keeps its zone, no float holds NaN.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine.interfaces import ReflectedColumn
+
+from dsdb_plan.engines.base import Capabilities, Engine, quote_for_driver
+from dsdb_plan.portable import ColumnSchema, ForeignKeySchema
+
+#: Length given to unbounded text that MariaDB must index: 255 characters of utf8mb4 are
+#: 1,020 bytes, so three such columns still fit InnoDB's 3,072-byte index key limit.
+KEY_TEXT_LENGTH = 255
+_JSON_CHECK = re.compile(r"\s*json_valid\(`((?:[^`]|``)+)`\)\s*")
+
+
+class MySQLEngine(Engine):
+    name = "MySQL/MariaDB"
+    dialects = ("mysql", "mariadb")
+    capabilities = Capabilities(
+        transactional_ddl=False,
+        single_writer=False,
+        deferrable_constraints=False,
+        max_identifier_length=64,
+        adds_constraints_later=True,
+        typed_columns=True,
+        stores_non_finite_floats=False,
+        zone_aware_timestamps=False,
+        index_names_per_schema=False,
+        indexes_unbounded_text=False,
+    )
+    snapshot_isolation = "REPEATABLE READ"
+    drivers: ClassVar[dict[str, str]] = {"mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
+    passes_as_is: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "boolean": ("bool",),
+        "date": ("date",),
+        "json": ("str",),
+        "uuid": ("str",),
+    }
+    default_port = 3306
+
+    def column_type(self, column: ColumnSchema, *, keyed: bool = False) -> Any:
+        kind = column.type
+        if kind in _SIMPLE:
+            return _SIMPLE[kind]()
+        if kind == "decimal":
+            if column.precision is None:
+                return sa.Numeric(65, 30)  # a bare DECIMAL would be DECIMAL(10,0)
+            return sa.Numeric(column.precision, column.scale)
+        if kind in ("text", "varchar"):
+            length = column.length if kind == "varchar" else None
+            if length is None and keyed:
+                length = KEY_TEXT_LENGTH
+            return sa.String(length) if length else mysql.LONGTEXT()
+        if kind == "binary":
+            return mysql.VARBINARY(KEY_TEXT_LENGTH) if keyed else mysql.LONGBLOB()
+        raise KeyError(kind)
+
+    def current_timestamp(self, column: ColumnSchema) -> str | None:
+        # Must match DATETIME(6); a DATE column takes no CURRENT_TIMESTAMP default.
+        return "CURRENT_TIMESTAMP(6)" if column.type == "datetime" else None
+
+    def table_options(self, dialect: sa.Dialect) -> dict[str, Any]:
+        # SQLAlchemy reads table options under the dialect's own name: `mysql_collate` is
+        # ignored by the `mariadb` dialect (issue 13: `driver: mariadb` lost rows).
+        prefix = dialect.name
+        return {
+            f"{prefix}_engine": "InnoDB",
+            f"{prefix}_charset": "utf8mb4",
+            f"{prefix}_collate": self.exact_collation(dialect),
+        }
+
+    def exact_collation(self, dialect: sa.Dialect) -> str:
+        if getattr(dialect, "is_mariadb", False):
+            return "utf8mb4_nopad_bin"  # MariaDB 10.2+
+        if (dialect.server_version_info or (0,)) >= (8,):
+            return "utf8mb4_0900_bin"
+        return "utf8mb4_bin"  # MySQL 5.7 has no NO PAD collation: trailing spaces still pad
+
+    def autoincrement_needs_key(self) -> bool:
+        return True
+
+    drop_foreign_key = "DROP FOREIGN KEY"
+
+    def continue_after(self, conn: sa.Connection, table: str, column: str, largest: int) -> None:
+        quoted = quote_for_driver(conn.dialect, table)
+        conn.exec_driver_sql(f"ALTER TABLE {quoted} AUTO_INCREMENT = {largest + 1}")
+
+    def fixed_formatting(self, conn: sa.Connection) -> AbstractContextManager[None]:
+        return utc_time_zone(conn)
+
+    def text_length(self, element: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        return sa.func.char_length(element)  # LENGTH counts bytes here
+
+    def reflected_name(self, name: str) -> str:
+        # SQLAlchemy parses SHOW CREATE TABLE without undoubling backticks in names.
+        return name.replace("``", "`")
+
+    def reflected_columns(self, inspector: sa.Inspector, table: str) -> list[ReflectedColumn]:
+        # Copies: the inspector caches what it returns.
+        return [
+            {**column, "name": self.reflected_name(column["name"])}
+            for column in inspector.get_columns(table)
+        ]
+
+    def reflect_columns(
+        self, conn: sa.Connection, inspector: sa.Inspector, table: str, primary_key: Sequence[str]
+    ) -> list[ColumnSchema]:
+        # MariaDB's JSON is LONGTEXT plus a json_valid() check: recognise it by the check,
+        # read from information_schema (SQLAlchemy's parser misses the checks of a table
+        # whose name holds a backtick). MySQL's JSON is a type of its own.
+        json_columns = set()
+        if getattr(conn.dialect, "is_mariadb", False):
+            checks = conn.execute(
+                sa.text(
+                    "SELECT check_clause FROM information_schema.check_constraints "
+                    "WHERE constraint_schema = DATABASE() AND table_name = :table"
+                ),
+                {"table": table},
+            ).scalars()
+            for clause in checks:
+                match = _JSON_CHECK.fullmatch(clause or "")
+                if match:
+                    json_columns.add(self.reflected_name(match.group(1)))
+        return [
+            replace(column, type="json", length=None) if column.name in json_columns else column
+            for column in super().reflect_columns(conn, inspector, table, primary_key)
+        ]
+
+    def reflect_foreign_keys(self, conn: sa.Connection, table: str) -> tuple[ForeignKeySchema, ...]:
+        # From information_schema: SQLAlchemy's parser skips keys whose names hold a backtick.
+        rows = conn.execute(
+            sa.text(
+                "SELECT constraint_name, column_name, referenced_table_name, "
+                "referenced_column_name FROM information_schema.key_column_usage "
+                "WHERE table_schema = DATABASE() AND table_name = :table "
+                "AND referenced_table_name IS NOT NULL "
+                "AND referenced_table_schema = DATABASE() "
+                "ORDER BY constraint_name, ordinal_position"
+            ),
+            {"table": table},
+        ).all()
+        grouped: dict[str, list[Any]] = {}
+        for row in rows:
+            grouped.setdefault(row[0], []).append(row)
+        return tuple(
+            ForeignKeySchema(
+                name, tuple(row[1] for row in parts), parts[0][2], tuple(row[3] for row in parts)
+            )
+            for name, parts in grouped.items()
+        )
+
+    def inexact_collations(
+        self, conn: sa.Connection, table: str, columns: Collection[str]
+    ) -> dict[str, str]:
+        rows = conn.execute(
+            sa.text(
+                "SELECT column_name, collation_name FROM information_schema.columns "
+                "WHERE table_schema = DATABASE() AND table_name = :table "
+                "AND collation_name IS NOT NULL"
+            ),
+            {"table": table},
+        ).all()
+        return {
+            name: collation
+            for name, collation in rows
+            if name in columns and not is_exact_collation(collation)
+        }
+
+
+@contextmanager
+def utc_time_zone(conn: sa.Connection) -> Iterator[None]:
+    """MySQL/MariaDB show TIMESTAMP values in the session's time zone: UTC for the block. A
+    session setting outlives the transaction, so the pooled connection gets its own back."""
+    time_zone = conn.execute(sa.text("SELECT @@session.time_zone")).scalar_one()
+    conn.execute(sa.text("SET time_zone = '+00:00'"))
+    try:
+        yield
+    finally:
+        conn.execute(sa.text("SET time_zone = :tz"), {"tz": time_zone})
+
+
+def is_exact_collation(collation: str) -> bool:
+    """Whether text compares byte for byte, trailing spaces included, under `collation`."""
+    name = collation.lower()
+    return name == "binary" or name.endswith(("_nopad_bin", "_0900_bin"))
+
+
+_SIMPLE: dict[str, Any] = {
+    "smallint": sa.SmallInteger,
+    "integer": sa.Integer,
+    "bigint": sa.BigInteger,
+    "boolean": lambda: sa.Boolean(create_constraint=False),
+    "float": mysql.FLOAT,
+    "double": mysql.DOUBLE,
+    "date": sa.Date,
+    "time": lambda: mysql.TIME(fsp=6),
+    # No zone-aware type: aware values are stored as UTC. fsp=6 keeps microseconds, which a
+    # bare DATETIME silently drops.
+    "datetime": lambda: mysql.DATETIME(fsp=6),
+    "json": sa.JSON,
+    "uuid": lambda: sa.CHAR(36),
+}
+
+MYSQL = MySQLEngine()

@@ -1,0 +1,177 @@
+"""SQLite: the embedded default. Any value in any column, one writer, names kept as declared.
+
+SQLite keeps a column's declared type name as written and stores values by affinity
+(https://sqlite.org/datatype3.html), so types are mapped from the declared text, and created
+with the names other tools (SQLAlchemy, pandas) read back.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.types import UserDefinedType
+
+from dsdb_plan.engines.base import Capabilities, Engine, portable_column, quote_for_driver
+from dsdb_plan.portable import ColumnSchema, IndexSchema
+
+_DECIMAL_ARGS = re.compile(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
+_NAMES = {
+    "smallint": "SMALLINT",
+    "integer": "INTEGER",
+    "bigint": "BIGINT",
+    "boolean": "BOOLEAN",
+    "float": "FLOAT",
+    "double": "REAL",
+    "text": "TEXT",
+    "binary": "BLOB",
+    "date": "DATE",
+    "json": "JSON",
+    "uuid": "UUID",
+}
+
+
+class Declared(UserDefinedType[Any]):
+    """A SQLite column type written exactly as given (SQLite keeps declared names)."""
+
+    cache_ok = True
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return self.spec
+
+
+class SQLiteEngine(Engine):
+    name = "SQLite"
+    dialects = ("sqlite",)
+    capabilities = Capabilities(
+        transactional_ddl=True,
+        single_writer=True,
+        deferrable_constraints=True,
+        max_identifier_length=1_000_000,  # no limit but memory
+        adds_constraints_later=False,
+        typed_columns=False,
+        stores_non_finite_floats=True,
+        zone_aware_timestamps=False,
+        index_names_per_schema=True,
+        indexes_unbounded_text=True,
+        embedded=True,
+    )
+    drivers: ClassVar[dict[str, str]] = {"sqlite": "sqlite"}
+    # Booleans are stored as 0/1 and dates as text: only JSON and UUID text pass.
+    passes_as_is: ClassVar[Mapping[str, tuple[str, ...]]] = {"json": ("str",), "uuid": ("str",)}
+
+    def column_type(self, column: ColumnSchema, *, keyed: bool = False) -> Any:
+        kind = column.type
+        if kind == "bigint" and column.autoincrement:
+            return Declared("INTEGER")  # only INTEGER PRIMARY KEY is the autoincrementing rowid
+        if kind == "decimal":
+            if column.precision is None:
+                return Declared("NUMERIC")
+            return Declared(f"NUMERIC({column.precision}, {column.scale or 0})")
+        if kind == "varchar":
+            return Declared(f"VARCHAR({column.length})" if column.length else "TEXT")
+        if kind == "datetime":
+            return Declared("TIMESTAMP WITH TIME ZONE" if column.timezone else "DATETIME")
+        if kind == "time":
+            return Declared("TIME WITH TIME ZONE" if column.timezone else "TIME")
+        return Declared(_NAMES[kind])
+
+    def current_timestamp(self, column: ColumnSchema) -> str | None:
+        # SQLite's CURRENT_TIMESTAMP is UTC text 'YYYY-MM-DD HH:MM:SS': a datetime only.
+        return "CURRENT_TIMESTAMP" if column.type == "datetime" else None
+
+    def schema_wide_names(self, conn: sa.Connection) -> set[str]:
+        return set(conn.exec_driver_sql("SELECT name FROM sqlite_master").scalars())
+
+    def text_length(self, element: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        return sa.func.length(element)  # characters, for text
+
+    def reflect_columns(
+        self, conn: sa.Connection, inspector: sa.Inspector, table: str, primary_key: Sequence[str]
+    ) -> list[ColumnSchema]:
+        # SQLAlchemy's reflection loses declared names it does not know: read them.
+        quoted = quote_for_driver(conn.dialect, table)
+        rows = conn.exec_driver_sql(f"PRAGMA main.table_info({quoted})").fetchall()
+        declared = {row[1]: row[2] or "" for row in rows}
+        columns = []
+        for info in self.reflected_columns(inspector, table):
+            text = declared.get(info["name"], "")
+            column = portable_column(info, sqlite_portable_type(text))
+            # A single-column INTEGER primary key is SQLite's rowid alias: it autoincrements.
+            rowid_alias = tuple(primary_key) == (column.name,) and text.strip().upper() == "INTEGER"
+            columns.append(replace(column, autoincrement=rowid_alias))
+        return columns
+
+    def unique_constraints(
+        self, conn: sa.Connection, inspector: sa.Inspector, table: str
+    ) -> list[IndexSchema]:
+        # SQLAlchemy finds a column's inline UNIQUE by parsing the CREATE TABLE text, and
+        # misses it after a type with arguments (`code VARCHAR(20) UNIQUE`, issue 13); the
+        # index SQLite made for each constraint lists them all.
+        quote = functools.partial(quote_for_driver, conn.dialect)
+        found = []
+        indexes = conn.exec_driver_sql(f"PRAGMA main.index_list({quote(table)})")
+        for _seq, name, unique, origin, *_ in indexes.fetchall():
+            if not unique or origin != "u":
+                continue
+            info = conn.exec_driver_sql(f"PRAGMA main.index_info({quote(name)})")
+            columns = tuple(row[2] for row in info.fetchall())
+            if columns and None not in columns:
+                automatic = name.startswith("sqlite_autoindex_")
+                found.append(IndexSchema(None if automatic else name, columns, unique=True))
+        return found
+
+
+def sqlite_portable_type(declared: str) -> ColumnSchema:
+    """Map a SQLite declared type (any text, any case) to a portable type.
+
+    SQLite accepts any type name and stores by affinity; names are matched the way users
+    write them, then by SQLite's own affinity rules (https://sqlite.org/datatype3.html).
+    """
+    text = declared.strip().upper()
+    base = re.sub(r"\(.*", "", text).strip()
+    args = _DECIMAL_ARGS.search(text)
+    first = int(args.group(1)) if args else None
+    second = int(args.group(2)) if args and args.group(2) else None
+    tz = "WITH TIME ZONE" in text or base.endswith("TZ")
+    if not text:
+        return ColumnSchema("", "text")
+    if base in ("BOOLEAN", "BOOL"):
+        return ColumnSchema("", "boolean")
+    if base in ("BIGINT", "INT8", "UNSIGNED BIG INT"):
+        return ColumnSchema("", "bigint")
+    if base in ("SMALLINT", "INT2", "TINYINT"):
+        return ColumnSchema("", "smallint")
+    if base in ("DATE",):
+        return ColumnSchema("", "date")
+    if base.startswith("TIMESTAMP") or base.startswith("DATETIME"):
+        return ColumnSchema("", "datetime", timezone=tz)
+    if base.startswith("TIME"):
+        return ColumnSchema("", "time", timezone=tz)
+    if base in ("JSON", "JSONB"):
+        return ColumnSchema("", "json")
+    if base == "UUID":
+        return ColumnSchema("", "uuid")
+    if base in ("DECIMAL", "NUMERIC", "NUMBER", "MONEY"):
+        return ColumnSchema("", "decimal", precision=first, scale=second)
+    if "INT" in base:
+        return ColumnSchema("", "bigint")  # every SQLite integer may use 8 bytes
+    if "CHAR" in base or "CLOB" in base or "TEXT" in base:
+        if first is not None and "CLOB" not in base and "TEXT" not in base:
+            return ColumnSchema("", "varchar", length=first)
+        return ColumnSchema("", "text")
+    if "BLOB" in base or "BINARY" in base or base == "BYTEA":
+        return ColumnSchema("", "binary")
+    if "REAL" in base or "FLOA" in base or "DOUB" in base:
+        return ColumnSchema("", "double")  # every SQLite float is an 8-byte IEEE double
+    return ColumnSchema("", "decimal", precision=first, scale=second)  # NUMERIC affinity
+
+
+SQLITE = SQLiteEngine()
