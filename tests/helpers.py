@@ -212,3 +212,12 @@ MYSQL_DRIVERS = [
     pytest.param("mysql", marks=pytest.mark.mariadb),
     pytest.param("mariadb", marks=pytest.mark.mariadb),
 ]
+
+
+#: The head of a manifest that migrates between two SQLite files under data/.
+LOCAL_AND_COPY = """\
+version: 1
+connections:
+  local: {driver: sqlite, database: data/local.db}
+  copy: {driver: sqlite, database: data/copy.db}
+"""

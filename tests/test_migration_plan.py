@@ -9,13 +9,11 @@ import pytest
 
 from dsdb_plan.kinds.migration import grown_since
 from dsdb_plan.payloads import CopyTables, TableCopy
-from tests.helpers import make_flights_db, run_cli, sqlite_url, table_rows
+from tests.helpers import LOCAL_AND_COPY, make_flights_db, run_cli, sqlite_url, table_rows
 
-WIDENED = """\
-version: 1
-connections:
-  local: {driver: sqlite, database: data/local.db}
-  copy: {driver: sqlite, database: data/copy.db}
+WIDENED = (
+    LOCAL_AND_COPY
+    + """\
 migrations:
   out:
     from: local
@@ -25,6 +23,7 @@ migrations:
       airlines: {where: {carrier: UA}}
       flights: {}
 """
+)
 
 
 def test_the_plan_says_when_follow_widens_a_filtered_table(
@@ -55,11 +54,9 @@ def test_a_filter_that_follow_does_not_widen_gets_no_note(
     assert "follow" not in plan.out.split("Plan:")[0].split("airlines →")[1]
 
 
-REPLACE = """\
-version: 1
-connections:
-  local: {driver: sqlite, database: data/local.db}
-  copy: {driver: sqlite, database: data/copy.db}
+REPLACE = (
+    LOCAL_AND_COPY
+    + """\
 migrations:
   out:
     from: local
@@ -68,6 +65,7 @@ migrations:
     tables:
       airlines: {}
 """
+)
 
 
 def test_a_saved_replace_refuses_a_target_that_gained_rows_since_the_plan(

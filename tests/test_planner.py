@@ -22,7 +22,7 @@ from dsdb_plan.kinds.backup import BackupKind
 from dsdb_plan.plan import ActionType
 from dsdb_plan.project import Project
 from dsdb_plan.workspace import Workspace
-from tests.helpers import make_flights_db, run_cli
+from tests.helpers import LOCAL_AND_COPY, make_flights_db, run_cli
 from tests.servers import ServerDatabase
 
 SQLITE_MANIFEST = """\
@@ -319,11 +319,9 @@ def test_a_row_changed_in_one_server_database_is_exactly_the_change(
         apply(capsys, manifest)
 
 
-EVERY_PROBLEM = """\
-version: 1
-connections:
-  local: {driver: sqlite, database: data/local.db}
-  copy: {driver: sqlite, database: data/copy.db}
+EVERY_PROBLEM = (
+    LOCAL_AND_COPY
+    + """\
 migrations:
   out:
     from: local
@@ -332,6 +330,7 @@ migrations:
       notes: {mode: upsert}
       flights: {incremental: {cursor: no_such_column}}
 """
+)
 
 
 def test_every_problem_of_a_resource_is_reported_at_once(
