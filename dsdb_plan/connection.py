@@ -114,6 +114,11 @@ class Connection(BaseModel):
         default=False,
         description="Refuse any destructive action (teardown, replace, prune) on this database.",
     )
+    create_database: bool = Field(
+        default=False,
+        description="Create the database when it does not exist: the plan says so and apply "
+        "runs CREATE DATABASE (PostgreSQL, MariaDB/MySQL; a SQLite file is always created).",
+    )
     references: dict[str, str] | None = Field(
         default=None,
         description="Foreign keys the database does not declare, for `follow` and the target: "

@@ -51,6 +51,40 @@ def database_exists(connection: Connection) -> bool:
         admin.dispose()
 
 
+def _server_engine(connection: Connection) -> Engine | None:
+    """The engine module of a database on a server (PostgreSQL, MariaDB/MySQL), else None."""
+    engine = known_engine(connection.dialect)
+    return None if engine is None or engine.capabilities.embedded else engine
+
+
+def create_database(connection: Connection) -> None:
+    """CREATE DATABASE on the server, unless it exists (another run may have made it)."""
+    engine = _server_engine(connection)
+    if engine is None:
+        raise DsdbError(f"creating a {connection.dialect} database is not supported")
+    if database_exists(connection):  # PostgreSQL has no CREATE DATABASE IF NOT EXISTS
+        return
+    admin = _admin_engine(connection, engine)
+    try:
+        with admin.connect() as conn:
+            quoted = admin.dialect.identifier_preparer.quote(connection.link)
+            conn.exec_driver_sql(f"CREATE DATABASE {quoted}")
+    finally:
+        admin.dispose()
+
+
+def missing_database_hint(connection: Connection, name: str, message: str) -> str:
+    """How to get past a server saying the database does not exist, or ""."""
+    if _server_engine(connection) is None or not (
+        "does not exist" in message or "Unknown database" in message
+    ):
+        return ""
+    return (
+        f"; create it (CREATE DATABASE {connection.link}), or set `create_database: true` on "
+        f"connection '{name}' and apply creates it"
+    )
+
+
 def drop_database(connection: Connection) -> None:
     """Delete the SQLite file, or DROP DATABASE on the server. Close engines on it first."""
     engine = known_engine(connection.dialect)

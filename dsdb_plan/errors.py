@@ -49,11 +49,12 @@ class Problem:
 class ManifestError(DsdbError):
     """A manifest that cannot be used; lists every problem found, not only the first."""
 
-    def __init__(self, problems: Sequence[Problem]) -> None:
+    def __init__(self, problems: Sequence[Problem], subject: str = "manifest") -> None:
         self.problems = tuple(problems)
         count = len(self.problems)
         header = "1 problem" if count == 1 else f"{count} problems"
-        super().__init__(f"{header} in manifest:\n" + "\n".join(f"  {p}" for p in self.problems))
+        lines = "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(f"{header} in {subject}:\n{lines}")
 
 
 class ConnectionConfigError(DsdbError, ValueError):

@@ -16,13 +16,27 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from dsdb_plan.errors import Problem
+from dsdb_plan.errors import Problem, did_you_mean
 from dsdb_plan.redact import register_secret
 from dsdb_plan.yamlsource import Path, Source
 
 _REFERENCE = re.compile(r"\$\$\{|\$\{(?P<body>[^}]*)\}")
 _BODY = re.compile(r"^(?P<kind>env|var):(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?$")
 _TYPES: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
+
+
+class FileValue(str):
+    """A variable's value read from a --var-file, remembering where it was written, so a
+    problem with it points at that file's line rather than at the manifest."""
+
+    file: str
+    line: int
+    column: int
+
+    def __new__(cls, value: str, file: str, line: int, column: int) -> FileValue:
+        made = super().__new__(cls, value)
+        made.file, made.line, made.column = file, line, column
+        return made
 
 
 def _convert(value: Any, type_name: str) -> Any:
@@ -45,11 +59,19 @@ def _convert(value: Any, type_name: str) -> Any:
 
 
 class _Interpolator:
-    def __init__(self, source: Source, env: Mapping[str, str], variables: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        source: Source,
+        env: Mapping[str, str],
+        variables: dict[str, Any],
+        unset_env: list[Problem] | None = None,
+    ) -> None:
         self.source = source
         self.env = env
+        self.unset_env = unset_env
         self.variables = variables
         self.declared: set[str] = set()
+        self.bad_values: dict[str, str] = {}  # variable -> the var file line its value is on
         self.problems: list[Problem] = []
 
     def walk(self, value: Any, path: Path) -> Any:
@@ -89,14 +111,14 @@ class _Interpolator:
                 return self.env.get(name) or default
             if name in self.env:
                 return self.env[name]
-            self.problems.append(
-                self.source.problem(path, f"environment variable {name} is not set")
-            )
+            unset = self.source.problem(path, f"environment variable {name} is not set")
+            (self.problems if self.unset_env is None else self.unset_env).append(unset)
             return f"${{{body}}}"
         if name in self.variables:
             return self.variables[name]
-        if name in self.declared:  # its missing or bad value is reported at its declaration
-            message = f"variable '{name}' has no value (see variables.{name})"
+        if name in self.declared:  # its missing or bad value is reported where it was given
+            where = self.bad_values.get(name, f"variables.{name}")
+            message = f"variable '{name}' has no value (see {where})"
         else:
             message = f"variable '{name}' is not declared"
         self.problems.append(self.source.problem(path, message))
@@ -109,6 +131,19 @@ def _variable_values(
     values: dict[str, Any] = {}
     declared = declared if isinstance(declared, dict) else {}
     for name in sorted(set(overrides) - set(declared)):
+        given = overrides[name]
+        if isinstance(given, FileValue):
+            hint = did_you_mean(name, [str(n) for n in declared])
+            interpolator.problems.append(
+                Problem(
+                    f"'{name}' is not a declared variable{hint}",
+                    (),
+                    given.file,
+                    given.line,
+                    given.column,
+                )
+            )
+            continue
         interpolator.problems.append(
             interpolator.source.problem(("variables",), f"--var {name} is not a declared variable")
         )
@@ -116,7 +151,7 @@ def _variable_values(
         spec = spec if isinstance(spec, dict) else {}
         path: Path = ("variables", name)
         type_name = spec.get("type", "string")
-        if type_name not in _TYPES:
+        if not isinstance(type_name, str) or type_name not in _TYPES:
             continue  # the model validation reports the bad type
         if name in overrides:
             raw: Any = overrides[name]
@@ -132,7 +167,12 @@ def _variable_values(
         try:
             values[name] = _convert(raw, type_name)
         except ValueError as error:
-            interpolator.problems.append(interpolator.source.problem(path, str(error)))
+            if isinstance(raw, FileValue):
+                where = (raw.file, raw.line, raw.column)
+                interpolator.problems.append(Problem(str(error), (name,), *where))
+                interpolator.bad_values[name] = f"{raw.file}:{raw.line}"
+            else:
+                interpolator.problems.append(interpolator.source.problem(path, str(error)))
             continue
         if spec.get("sensitive") is True:
             register_secret(str(values[name]))
@@ -143,10 +183,13 @@ def interpolate(
     source: Source,
     env: Mapping[str, str] | None = None,
     variables: Mapping[str, str] | None = None,
+    unset_env: list[Problem] | None = None,
 ) -> tuple[Any, list[Problem]]:
-    """Return `source.data` with references replaced, and the problems found."""
+    """Return `source.data` with references replaced, and the problems found. Given
+    `unset_env`, an unset `${env:NAME}` is noted there instead of being a problem (and
+    left as written)."""
     data = source.data
-    interpolator = _Interpolator(source, os.environ if env is None else env, {})
+    interpolator = _Interpolator(source, os.environ if env is None else env, {}, unset_env)
     declared = data.get("variables") if isinstance(data, dict) else None
     interpolator.declared = set(declared) if isinstance(declared, dict) else set()
     interpolator.variables = _variable_values(interpolator, declared, variables or {})

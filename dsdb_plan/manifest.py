@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -53,18 +54,24 @@ def load_manifest(
 ) -> LoadedManifest:
     """Read, interpolate, validate and check the manifest at `path`."""
     file = FilePath(path)
-    try:
-        raw = file.read_bytes()
-    except FileNotFoundError:
-        raise DsdbError(f"manifest not found: {file}") from None
-    except IsADirectoryError:
-        raise DsdbError(f"manifest path is a folder, not a file: {file}") from None
-    except OSError as error:
-        raise DsdbError(f"cannot read manifest {file}: {error.strerror}") from None
     manifest = parse_manifest(
-        raw, str(file), base_dir=file.resolve().parent, variables=variables, env=env
+        _read(file), str(file), base_dir=file.resolve().parent, variables=variables, env=env
     )
     return LoadedManifest(manifest=manifest, path=file.resolve(), digest=manifest_digest(manifest))
+
+
+def check_structure(
+    path: FilePath, *, variables: Mapping[str, str] | None = None
+) -> tuple[LoadedManifest, list[Problem]]:
+    """`load_manifest` without the environment's secrets, as `dsdb validate` checks a pull
+    request: the manifest, and each `${env:NAME}` left unset, where it is used."""
+    unset: list[Problem] = []
+    file = FilePath(path)
+    manifest = parse_manifest(
+        _read(file), str(file), base_dir=file.resolve().parent, variables=variables, unset=unset
+    )
+    loaded = LoadedManifest(manifest=manifest, path=file.resolve(), digest="")
+    return loaded, unset
 
 
 def parse_manifest(
@@ -74,28 +81,67 @@ def parse_manifest(
     base_dir: FilePath | None = None,
     variables: Mapping[str, str] | None = None,
     env: Mapping[str, str] | None = None,
+    unset: list[Problem] | None = None,
 ) -> Manifest:
-    """Validate manifest text; raise `ManifestError` listing every problem."""
+    """Validate manifest text; raise `ManifestError` listing every problem. Given `unset`,
+    an unset `${env:NAME}` is noted there and the structure around it checked all the same."""
     source = load_yaml(text, file)
     if not isinstance(source.data, dict):
         raise ManifestError(
             [source.problem((), "a manifest is a mapping with `version: 1` and sections")]
         )
-    data, problems = interpolate(source, env=env, variables=variables)
+    data, problems = interpolate(source, env=env, variables=variables, unset_env=unset)
     problems = source.problems + problems
     context = {"base_dir": base_dir or FilePath.cwd()}
     try:
         manifest = Manifest.model_validate(data, context=context)
     except ValidationError as error:
-        problems += _without_followups(_validation_problems(error, source, data), problems)
-        problems += _reference_problems(source, data)
-        raise ManifestError(_sorted(problems)) from None
+        found = _without_followups(
+            _validation_problems(error, source, data), problems + (unset or [])
+        )
+        stood_in = None if found or not unset else _with_stand_ins(data, unset, context)
+        if stood_in is None:
+            problems += found or (unset or [])
+            problems += _reference_problems(source, data)
+            raise ManifestError(_sorted(problems, file)) from None
+        manifest = stood_in
     problems += _reference_problems(source, data)
     if not problems:
         problems += _semantic_problems(manifest, source)
     if problems:
-        raise ManifestError(_sorted(problems))
+        raise ManifestError(_sorted(problems, file))
     return manifest
+
+
+def _read(file: FilePath) -> bytes:
+    try:
+        return file.read_bytes()
+    except FileNotFoundError:
+        raise DsdbError(f"manifest not found: {file}") from None
+    except IsADirectoryError:
+        raise DsdbError(f"manifest path is a folder, not a file: {file}") from None
+    except OSError as error:
+        raise DsdbError(f"cannot read manifest {file}: {error.strerror}") from None
+
+
+# What a stand-in replaces; the rest (protect, references, ...) is kept and checked.
+_LINK_FIELDS = {"driver", "url", "database", "host", "port", "user", "password", "query"}
+
+
+def _with_stand_ins(data: Any, unset: list[Problem], context: dict[str, Any]) -> Manifest | None:
+    """The manifest with each connection that waits on an unset secret (a url, a port) in
+    place of a distinct SQLite file, so what refers to it can still be checked; None when
+    a value outside the connections needs one too."""
+    names = {p.path[1] for p in unset if len(p.path) > 1 and p.path[0] == "connections"}
+    connections = dict(data.get("connections") or {})
+    for name in names:
+        given = connections[name] if isinstance(connections[name], dict) else {}
+        kept = {key: value for key, value in given.items() if key not in _LINK_FIELDS}
+        connections[name] = kept | {"driver": "sqlite", "database": f"unset-secrets-of-{name}.db"}
+    try:
+        return Manifest.model_validate({**data, "connections": connections}, context=context)
+    except ValidationError:
+        return None
 
 
 def manifest_digest(manifest: Manifest) -> str:
@@ -120,9 +166,20 @@ def _follows(problem: Problem, cause: Problem) -> bool:
     return problem.path == parent and problem.message.startswith(f"{field} ")
 
 
-def _sorted(problems: list[Problem]) -> list[Problem]:
+def _sorted(problems: list[Problem], file: str) -> list[Problem]:
+    """In the order of the manifest's lines; then those of its variable files."""
     unique = list(dict.fromkeys(problems))
-    return sorted(unique, key=lambda p: (p.line or 0, p.column or 0, p.field, p.message))
+    return sorted(
+        unique,
+        key=lambda p: (
+            p.file != file,
+            p.file or "",
+            p.line or 0,
+            p.column or 0,
+            p.field,
+            p.message,
+        ),
+    )
 
 
 # -- pydantic errors -> located problems ---------------------------------------------------
@@ -222,6 +279,8 @@ def _describe(error: Any, path: Path, data: Any, reached: bool) -> tuple[str, bo
             f" (expected one of: {', '.join(allowed)})" if allowed else ""
         )
         return f"unknown field '{path[-1]}'{hint}", True
+    if kind == "model_type":
+        return _not_a_mapping(path, data, reached)
     if kind == "missing":
         return f"missing required field '{path[-1]}'", False
     if kind == "literal_error":
@@ -247,6 +306,30 @@ def _describe(error: Any, path: Path, data: Any, reached: bool) -> tuple[str, bo
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
     return message[:1].lower() + message[1:], False
+
+
+def _noun(model: type[BaseModel]) -> str:
+    """`Connection` -> "connection", `MigrationTable` -> "migration table"."""
+    return re.sub(r"(?<!^)(?=[A-Z])", " ", model.__name__).lower()
+
+
+def _not_a_mapping(path: Path, data: Any, reached: bool) -> tuple[str, bool]:
+    """Where a mapping of fields was wanted: most often a key at the wrong level."""
+    model = _model_at(path)
+    noun = _noun(model) if model else "mapping"
+    value = _value_at(data, path) if reached else None
+    parent = _model_at(path[:-1]) if path else None
+    key = path[-1] if path else None
+    if model is not None and parent is None and key in _field_names(model):
+        # `driver:` beside the connections instead of under one of them.
+        return (
+            f"'{key}' is a field of a {noun}, not the name of one: indent it under the {noun} "
+            "it belongs to",
+            True,
+        )
+    if value is None:
+        return f"'{key}' is empty: give its fields indented under it", False
+    return f"expected {noun} fields (a mapping), not {type(value).__name__} {value!r}", False
 
 
 def _value_at(data: Any, path: Path) -> Any:

@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dsdb_plan.errors import DsdbError, PlanError, driver_message
+from dsdb_plan.errors import DsdbError, PlanError, did_you_mean, driver_message
 from dsdb_plan.graph import dependencies, topological_order
 from dsdb_plan.kinds import PlanContext, kind_of
 from dsdb_plan.manifest import LoadedManifest
@@ -87,6 +87,12 @@ def make_plan(
         raise PlanError("cannot plan:\n" + "\n".join(f"  {line}" for line in errors))
     actions = _link_dependencies(actions, graph)
     selected, warnings = _select(actions, targets, excludes)
+    created = [
+        f"database {connection.link} of connection '{name}' does not exist: apply creates it "
+        "(create_database: true)"
+        for name, connection in sorted(loaded.manifest.connections.items())
+        if connection.create_database and not connection.is_sqlite_file and ctx.is_missing(name)
+    ]
     return Plan(
         manifest_path=str(loaded.path),
         manifest_digest=loaded.digest,
@@ -94,7 +100,7 @@ def make_plan(
         state_serial=snapshot.serial,
         actions=tuple(selected),
         fingerprints=dict(sorted(ctx.fingerprints.items())),
-        warnings=tuple(warnings),
+        warnings=(*created, *warnings),
         created_at=utc_now(),
         moves=tuple(sorted((old, new) for new, old in moves.items())),
     )
@@ -233,9 +239,17 @@ def _link_dependencies(actions: list[Action], graph: dict[str, set[str]]) -> lis
 
 
 def _check_selection(known: set[str], targets: Collection[str], excludes: Collection[str]) -> None:
-    unknown = sorted((set(targets) | set(excludes)) - known)
-    if unknown:
-        raise PlanError(f"unknown address(es) in --target/--exclude: {', '.join(unknown)}")
+    """Each address given that is neither declared nor recorded, with validate's did-you-mean
+    (or, when nothing is close, the addresses there are)."""
+    choices = sorted(known)
+    problems = [
+        f"--{option} {address}: unknown resource '{address}'"
+        + (did_you_mean(address, choices) or f" (known: {', '.join(choices) or 'none'})")
+        for option, given in (("target", targets), ("exclude", excludes))
+        for address in sorted(set(given) - known)
+    ]
+    if problems:
+        raise PlanError("\n".join(problems))
 
 
 def _select(

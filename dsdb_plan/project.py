@@ -111,6 +111,7 @@ class Project:
         """Run `plan` (hold `locked("apply")` around planning and applying). Setting `cancel`
         stops it at the running actions' next batch boundaries (see `executor.execute`)."""
         apply_moves(plan, self.store)
+        self.workspace.create_missing = True  # the plan said which databases it creates
         ctx = ApplyContext(
             manifest=self.loaded.manifest,
             workspace=self.workspace,

@@ -15,6 +15,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from dsdb_plan.connection import Connection
+from dsdb_plan.databases import create_database, database_exists, missing_database_hint
 from dsdb_plan.errors import ConnectionFailedError, UnknownConnectionError, driver_message
 from dsdb_plan.fingerprint import Fingerprint, fingerprint_database
 from dsdb_plan.redact import redact
@@ -39,6 +40,9 @@ class Workspace:
     user: str
     _engines: dict[str, sa.Engine] = field(default_factory=dict, repr=False)
     _reached: set[str] = field(default_factory=set, repr=False)
+    # Set by apply: a missing database with `create_database: true` is created when reached.
+    create_missing: bool = field(default=False, repr=False)
+    _absent: dict[str, bool] = field(default_factory=dict, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def connection(self, name: str) -> Connection:
@@ -85,23 +89,42 @@ class Workspace:
         """The engine, after one successful connect; otherwise a clear error naming the host."""
         engine = self.engine(name)
         if name not in self._reached:
+            if self.create_missing and self.is_missing(name) and not self.is_sqlite(name):
+                create_database(self.connection(name))
+                self._absent[name] = False
             try:
                 with engine.connect():
                     pass
             except sa.exc.DBAPIError as error:
+                connection = self.connection(name)
+                message = driver_message(error)
                 raise ConnectionFailedError(
                     redact(
-                        f"cannot reach connection '{name}' "
-                        f"({self.connection(name).display()}): {driver_message(error)}"
+                        f"cannot reach connection '{name}' ({connection.display()}): {message}"
+                        + missing_database_hint(connection, name, message)
                     )
                 ) from None
             self._reached.add(name)
         return engine
 
+    def is_sqlite(self, name: str) -> bool:
+        return self.connection(name).is_sqlite_file
+
     def is_missing(self, name: str) -> bool:
-        """A SQLite file that does not exist yet (reading it must not create it)."""
+        """A database that does not exist yet and that apply creates: a SQLite file (reading
+        it must not create it), or a server's database with `create_database: true`."""
         connection = self.connection(name)
-        return connection.is_sqlite_file and not Path(connection.link).exists()
+        if connection.is_sqlite_file:
+            return not Path(connection.link).exists()
+        if not connection.create_database or name in self._reached:
+            return False
+        with self._lock:
+            if name not in self._absent:
+                try:
+                    self._absent[name] = not database_exists(connection)
+                except sa.exc.DBAPIError:
+                    return False  # the server itself is out of reach: `reach` says why
+            return self._absent[name]
 
     def fingerprint(
         self, name: str, tables: list[str] | None, previous: Fingerprint | None = None

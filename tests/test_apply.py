@@ -6,6 +6,7 @@ import io
 import json
 import re
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -153,6 +154,28 @@ def test_destroy_needs_consent(capsys, project: Path) -> None:
     assert again.code == 0, again.text
 
 
+def test_consent_is_read_from_standard_input_as_terraform_reads_it(
+    capsys, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    unanswered = run_cli(capsys, "apply", project)
+    assert unanswered.code == 1
+    assert (
+        "Error: not applied: no answer to ask for consent; type or pipe 'yes', or pass "
+        "--auto-approve" in unanswered.err
+    )
+    monkeypatch.setattr(sys, "stdin", io.StringIO("y\n"))
+    refused = run_cli(capsys, "apply", project)
+    assert refused.code == 1 and "Error: not applied: consent was not given" in refused.err
+    assert run_cli(capsys, "plan", project, "--detailed-exitcode").code == 2
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("yes\n"))
+    applied = run_cli(capsys, "apply", project)
+    assert applied.code == 0, applied.text
+    assert "Apply it? Only 'yes' is accepted: yes\n" in applied.out
+    assert run_cli(capsys, "plan", project, "--detailed-exitcode").code == 0
+
+
 def test_markdown_plan_shows_a_teardown_above_everything_else(capsys, project: Path) -> None:
     assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
     with sqlite3.connect(project.parent / "data/local.db") as db:
@@ -237,8 +260,21 @@ def test_targeting_warns_about_cut_dependency(capsys, project: Path) -> None:
     result = run_cli(capsys, "plan", project, "--target", "restore.into-scratch")
     assert "backup.nightly (resync)" not in result.out
     assert "depends on backup.nightly, which is not selected" in result.out
-    unknown = run_cli(capsys, "plan", project, "--target", "backup.nope")
-    assert unknown.code == 1 and "backup.nope" in unknown.err
+    unknown = run_cli(capsys, "plan", project, "--target", "migration.x")
+    assert unknown.code == 1
+    assert unknown.err == (
+        "Error: --target migration.x: unknown resource 'migration.x' (known: backup.nightly, "
+        "restore.into-scratch)\n"
+    )
+    misspelt = run_cli(
+        capsys, "apply", project, "--exclude", "restore.into-scrach", "--target", "backup.nighty"
+    )
+    assert misspelt.code == 1
+    assert misspelt.err == (
+        "Error: --target backup.nighty: unknown resource 'backup.nighty' — did you mean "
+        "'backup.nightly'?\n--exclude restore.into-scrach: unknown resource "
+        "'restore.into-scrach' — did you mean 'restore.into-scratch'?\n"
+    )
 
 
 def test_corrupted_backup_is_refused_naming_the_file(capsys, project: Path) -> None:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
 import dsdb_plan
+from dsdb_plan.cli import cli
 from dsdb_plan.schema import manifest_schema_text
-from tests.helpers import run_cli
+from tests.helpers import make_flights_db, run_cli
 from tests.servers import ServerDatabase
 
 REPO = Path(__file__).resolve().parent.parent
@@ -233,3 +236,73 @@ def test_help_of_each_command_speaks_of_that_command(capsys) -> None:
         "--id BACKUP_ID    Verify only this backup"
         in run_cli(capsys, "backups", "verify", "-h").out
     )
+
+
+def _every_command(
+    group: click.Group = cli, path: tuple[str, ...] = ()
+) -> list[tuple[tuple[str, ...], click.Command]]:
+    found: list[tuple[tuple[str, ...], click.Command]] = [(path, group)]
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            found += _every_command(command, (*path, name))
+        else:
+            found.append(((*path, name), command))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("path", "command"), _every_command(), ids=lambda v: " ".join(v) if isinstance(v, tuple) else ""
+)
+def test_every_commands_help_has_a_summary_and_examples(
+    capsys, path: tuple[str, ...], command: click.Command
+) -> None:
+    result = run_cli(capsys, *path, "--help")
+    assert result.code == 0
+    summary = result.out.split("\n\n")[1].strip()
+    assert summary and summary.endswith((".", ")")), result.out
+    examples = result.out.split("Examples:\n", 1)[1].split("\n\n")[0].splitlines()
+    assert examples, result.out
+    assert all(line.strip().startswith(" ".join(("dsdb", *path))) for line in examples), examples
+
+
+def test_the_listing_shows_whole_summaries(capsys) -> None:
+    for path, command in _every_command():
+        if not isinstance(command, click.Group):
+            continue
+        listing = " ".join(run_cli(capsys, *path, "--help").out.split("Commands:")[1].split())
+        assert "..." not in listing
+        for name, sub in command.commands.items():
+            first = " ".join((sub.help or "").split("\n\n")[0].split())
+            assert f"{name} {first}" in listing
+
+
+def test_plain_output_is_ascii(capsys, tmp_path: Path, write_manifest, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    make_flights_db(tmp_path / "data/local.db")
+    manifest = write_manifest(
+        "version: 1\n"
+        "connections:\n"
+        "  local: {driver: sqlite, database: data/local.db}\n"
+        "  staging: {driver: sqlite, database: data/staging.db}\n"
+        "backups:\n  nightly: {connection: local}\n"
+        "migrations:\n  winter: {from: local, to: staging, tables: [flights], follow: parents}\n"
+    )
+    assert run_cli(capsys, "apply", manifest, "--auto-approve").code == 0
+    with sqlite3.connect(tmp_path / "data/local.db") as db:
+        db.execute("UPDATE flights SET month = 12 WHERE id = 2")
+    fancy = run_cli(capsys, "plan", manifest)
+    assert "↻" in fancy.out and "→" in fancy.out, "the glyphs this test checks are in use"
+
+    plain = run_cli(capsys, "plan", manifest, "--no-color")
+    monkeypatch.setenv("NO_COLOR", "1")
+    from_env = run_cli(capsys, "plan", manifest)
+
+    for result in (plain, from_env):
+        assert result.text.isascii(), [c for c in result.text if not c.isascii()]
+        assert "<~> backup.nightly (resync)" in result.out
+        assert "flights -> staging.flights" in result.out
+    manifest.write_text(manifest.read_text().replace("to: staging", "to: stagin"))
+    mistaken = run_cli(capsys, "validate", manifest)
+    assert "unknown connection 'stagin' - did you mean 'staging'?" in mistaken.err
+    assert mistaken.text.isascii()
+    assert run_cli(capsys, "apply", manifest, "--auto-approve").text.isascii()

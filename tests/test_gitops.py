@@ -4,6 +4,7 @@ PostgreSQL state."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -50,6 +51,39 @@ def test_pre_commit_hook_runs_dsdb_validate(capsys) -> None:
     assert hooks[0]["entry"] == "dsdb validate"
     manifests = [str(GITOPS / "dsdb.yaml"), str(ROOT / "examples/quickstart/dsdb.yaml")]
     assert run_cli(capsys, "validate", *manifests).code == 0
+
+
+def test_dsdb_is_installed_from_its_repository_not_an_index(tmp_path: Path) -> None:
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    package = workflow["env"]["DSDB_PACKAGE"]
+    assert package.startswith("dsdb-plan @ git+"), "no index serves a bare dsdb-plan"
+    steps = [
+        s for job in workflow["jobs"].values() for s in job["steps"] if s.get("id") == "install"
+    ]
+    assert [s["run"] for s in steps] == ['pip install "$DSDB_PACKAGE"'] * 2
+    # The step as a job runs it, with DSDB_PACKAGE naming a folder: this repository.
+    report = tmp_path / "report.json"
+    result = subprocess.run(
+        [
+            "bash",
+            "-c",
+            steps[0]["run"].replace(
+                "pip install", "$PIP install --dry-run --no-deps --report $REPORT"
+            ),
+        ],
+        env={
+            **os.environ,
+            "DSDB_PACKAGE": str(ROOT),
+            "PIP": f"{sys.executable} -m pip",
+            "REPORT": str(report),
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    installed = json.loads(report.read_text())["install"]
+    assert [item["metadata"]["name"] for item in installed] == ["dsdb-plan"]
 
 
 def _run_steps(job: dict[str, Any], cwd: Path, env: dict[str, str]) -> None:

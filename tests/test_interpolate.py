@@ -211,7 +211,47 @@ def test_a_var_file_value_that_is_no_scalar_is_refused(
     result = run_cli(capsys, "validate", write_manifest(TYPED), "--var-file", var_file)
 
     assert result.code == 1
-    assert result.err == f"Error: {var_file}: variable 'database' is a list; a value is a scalar\n"
+    assert result.err == (
+        f"Error: 1 problem in variable file:\n  {var_file}:1:11: database: a list; a variable's "
+        "value is a scalar\n"
+    )
+
+
+def test_var_file_problems_point_at_the_var_files_lines(
+    write_manifest,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+) -> None:
+    var_file = tmp_path / "vars.yaml"
+    var_file.write_text("# staging\ndatabase: flights\nport: fifty\nprotec: true\n")
+    path = write_manifest(TYPED)
+
+    result = run_cli(capsys, "validate", path, "--var-file", var_file)
+
+    assert result.code == 1
+    assert result.err == (
+        "Error: 4 problems in manifest:\n"
+        f"  {path}:9:11: connections.db.host: variable 'port' has no value (see {var_file}:3)\n"
+        f"  {path}:10:11: connections.db.port: variable 'port' has no value (see {var_file}:3)\n"
+        f"  {var_file}:3:7: port: expected integer, got 'fifty'\n"
+        f"  {var_file}:4:9: 'protec' is not a declared variable — did you mean 'protect'?\n"
+    )
+
+
+def test_a_var_file_with_a_yaml_mistake_is_located(
+    write_manifest,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+) -> None:
+    var_file = tmp_path / "vars.yaml"
+    var_file.write_text("database: flights\ndatabase: other\n")
+
+    result = run_cli(capsys, "validate", write_manifest(TYPED), "--var-file", var_file)
+
+    assert result.err == (
+        "Error: 1 problem in variable file:\n  "
+        f"{var_file}:2:1: database: duplicate key 'database' (first defined on line 1)\n"
+    )
 
 
 def test_an_unset_variable_is_the_one_problem_not_the_url_it_leaves_empty() -> None:
@@ -220,3 +260,66 @@ def test_an_unset_variable_is_the_one_problem_not_the_url_it_leaves_empty() -> N
     assert _problems(text, env={}) == [
         "m.yaml:3:13: connections.db.url: environment variable DB_URL is not set"
     ]
+
+
+def test_validate_checks_structure_without_secrets_and_names_the_unset(
+    write_manifest,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    for name in ("DSDB_TEST_PROD_URL", "DSDB_TEST_STAGE_PW"):
+        monkeypatch.delenv(name, raising=False)
+    path = write_manifest(
+        "version: 1\n"
+        "connections:\n"
+        "  local: {driver: sqlite, database: local.db}\n"
+        "  prod: {url: '${env:DSDB_TEST_PROD_URL}', protect: true}\n"
+        "  stage: {driver: postgresql, host: db, database: x,"
+        " password: '${env:DSDB_TEST_STAGE_PW}'}\n"
+        "migrations:\n"
+        "  up: {from: local, to: prod}\n"
+        "  down: {from: prod, to: stage}\n"
+    )
+
+    validated = run_cli(capsys, "validate", path)
+    planned = run_cli(capsys, "plan", path)
+
+    assert validated.code == 0, validated.err
+    assert validated.out == (
+        f"✓ {path} is valid (3 connections, 2 resources).\n"
+        "  2 environment variables unset, which plan and apply will need:\n"
+        f"    {path}:4:15: connections.prod.url: environment variable DSDB_TEST_PROD_URL "
+        "is not set\n"
+        f"    {path}:5:64: connections.stage.password: environment variable DSDB_TEST_STAGE_PW "
+        "is not set\n"
+    )
+    assert planned.code == 1
+    assert "environment variable DSDB_TEST_PROD_URL is not set" in planned.err
+
+
+def test_validate_without_secrets_still_finds_the_structures_mistakes(
+    write_manifest,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    monkeypatch.delenv("DSDB_TEST_PROD_URL", raising=False)
+    path = write_manifest(
+        "version: 1\n"
+        "connections:\n"
+        "  local: {driver: sqlite, database: local.db}\n"
+        "  prod: {url: '${env:DSDB_TEST_PROD_URL}', hots: x}\n"
+        "migrations:\n"
+        "  up: {from: local, to: prod, depends_on: [migration.down]}\n"
+        "  down: {from: prod, to: local, depends_on: [migration.up]}\n"
+    )
+    mistaken = run_cli(capsys, "validate", path)
+    assert mistaken.code == 1
+    assert mistaken.err == (
+        f"Error: 1 problem in manifest:\n  {path}:4:44: connections.prod.hots: unknown field "
+        "'hots' — did you mean 'host'?\n"
+    )
+
+    path.write_text(path.read_text().replace(", hots: x", ""))
+    cyclic = run_cli(capsys, "validate", path)
+    assert cyclic.code == 1
+    assert "dependency cycle: migration.down -> migration.up -> migration.down" in cyclic.err

@@ -232,7 +232,7 @@ def test_a_masked_subset_joins_hides_every_original_and_repeats_with_the_seed(
     plan = run_cli(capsys, "plan", manifest, "--no-color")
     assert plan.code == 0, plan.text
     assert (
-        "customers → dev.customers: 50 rows (upsert, new table; parent of orders via "
+        "customers -> dev.customers: 50 rows (upsert, new table; parent of orders via "
         "orders.customer_id; masks id (hash), email (fake_email), name (fake_name), phone "
         "(keep_format), ssn (hash), born (shift_days), notes (null))" in plan.text
     )

@@ -102,7 +102,7 @@ def test_follow_parents_brings_exactly_the_referenced_rows_and_real_foreign_keys
     manifest.write_text(MANIFEST)
     plan = run_cli(capsys, "plan", manifest, "--no-color")
     assert plan.code == 0, plan.text
-    assert "foreign key flights.tailnum → planes.tailnum from references" in plan.text
+    assert "foreign key flights.tailnum -> planes.tailnum from references" in plan.text
     assert "parent of flights via flights.tailnum" in plan.text
     applied = run_cli(capsys, "apply", manifest, "--auto-approve", "--no-color")
     assert applied.code == 0, applied.text
@@ -145,13 +145,13 @@ def test_a_reference_to_a_table_or_column_the_source_lacks_fails_the_plan_naming
     result = run_cli(capsys, "plan", manifest, "--no-color")
     assert result.code == 1
     assert (
-        "references: flights.tailnum → plane.tailnum: no table 'plane' in the source — "
+        "references: flights.tailnum -> plane.tailnum: no table 'plane' in the source - "
         "did you mean 'planes'?" in result.text
     )
     manifest.write_text(MANIFEST.replace("airports.faa", "airports.code"))
     result = run_cli(capsys, "plan", manifest, "--no-color")
     assert result.code == 1
-    assert "references: flights.dest → airports.code: table 'airports' has no column 'code'" in (
+    assert "references: flights.dest -> airports.code: table 'airports' has no column 'code'" in (
         result.text
     )
 
@@ -166,7 +166,7 @@ def test_a_reference_to_repeated_values_is_followed_but_not_created_and_the_plan
     manifest.write_text(MANIFEST.replace("follow: parents", "follow: parents\n    mode: replace"))
     plan = run_cli(capsys, "plan", manifest, "--no-color")
     assert (
-        "foreign key flights.dest → airports.faa followed, not created in the target: "
+        "foreign key flights.dest -> airports.faa followed, not created in the target: "
         "airports.faa holds repeated values" in plan.text
     )
     assert run_cli(capsys, "apply", manifest, "--auto-approve").code == 0
@@ -236,7 +236,7 @@ def test_the_plan_counts_references_that_would_dangle_and_skip_leaves_them_out(
     refused = run_cli(capsys, "plan", manifest, "--no-color")
     assert refused.code == 1
     assert (
-        "flights.tailnum → planes.tailnum: 1 row points at no copied planes row (e.g. 'N404')"
+        "flights.tailnum -> planes.tailnum: 1 row points at no copied planes row (e.g. 'N404')"
         in refused.text
     )
     manifest.write_text(
@@ -271,7 +271,7 @@ def test_a_composite_reference_is_followed_and_created(
     )
     applied = run_cli(capsys, "apply", manifest, "--auto-approve", "--no-color")
     assert applied.code == 0, applied.text
-    assert "foreign key tickets.(plane, seat) → seats.(plane, seat) from references" in (
+    assert "foreign key tickets.(plane, seat) -> seats.(plane, seat) from references" in (
         applied.text
     )
     stage = tmp_path / "stage.db"

@@ -19,6 +19,7 @@ import textwrap
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -588,13 +589,63 @@ def test_sqlite_creates_folders_on_first_write_and_uses_wal(tmp_path: Path) -> N
     store.close()
 
 
-def test_sqlite_empty_file_reads_as_a_new_state(tmp_path: Path) -> None:
+def test_sqlite_empty_file_is_damage_not_a_fresh_start(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     path.touch()
     store = SqliteStateStore(path)
-    assert store.read() == StateSnapshot.empty()
-    assert store.put_resource(record()) == 1
+    for operation in (store.read, store.lock_holder, lambda: store.put_resource(record())):
+        with pytest.raises(StateError) as error:
+            operation()
+        assert error.value.message == (
+            f"state file {path} is empty (0 bytes): dsdb never leaves one so, so it was "
+            "truncated or damaged. Move it aside, then put back a copy saved by "
+            "`dsdb state pull` with `dsdb state push COPY`, or start afresh (the next plan "
+            "creates every resource again)"
+        )
     store.close()
+    assert path.read_bytes() == b""
+
+
+def test_sqlite_file_without_tables_is_damage(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    with sqlite3.connect(path) as raw:
+        raw.execute("PRAGMA user_version = 1")  # a valid database that holds nothing
+    raw.close()
+    store = SqliteStateStore(path)
+    with pytest.raises(StateError, match=r"holds no state \(an SQLite file without tables\)"):
+        store.read()
+    store.close()
+
+
+def test_sqlite_first_write_creates_the_whole_file_once(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    stores = [SqliteStateStore(path) for _ in range(4)]
+    with ThreadPoolExecutor(len(stores)) as pool:
+        serials = list(pool.map(lambda s: s.put_resource(record(f"backup.b{id(s)}")), stores))
+    assert sorted(serials) == [1, 2, 3, 4]
+    assert len(stores[0].read().resources) == 4
+    for store in stores:
+        store.close()
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("state.db-")) == [
+        "state.db"
+    ]
+
+
+def test_sqlite_full_disk_says_the_disk_is_full(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = SqliteStateStore(path)
+    store.put_resource(record())
+    assert store._conn is not None
+    pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
+    # SQLite's own limit on the file's size fails a write as a full disk does: SQLITE_FULL.
+    store._conn.execute(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(StateError) as error:
+        store.put_resource(record("backup.big", spec={"blob": "x" * 100_000}))
+    assert error.value.message.startswith(
+        f"state {path}: the disk is full; free some space and run again (SQLite: "
+    )
+    store.close()
+    assert set(SqliteStateStore(path).read().resources) == {"backup.nightly"}
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import socket
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,6 +44,26 @@ def test_state_list_and_show(capsys, applied: Path) -> None:
     assert shown["record"]["kind"] == "backup"
     missing = run_cli(capsys, "state", "show", "backup.nope", applied)
     assert missing.code == 1 and "backup.nope is not in the state" in missing.err
+
+
+def test_a_truncated_state_stops_the_plan_and_a_pulled_copy_mends_it(
+    capsys, applied: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "state.json"
+    copy.write_text(run_cli(capsys, "state", "pull", applied).out)
+    state = applied.parent / ".dsdb/state.db"
+    for leftover in state.parent.glob("state.db-*"):  # the WAL, which a truncation outlives
+        leftover.unlink()
+    state.write_bytes(b"")
+
+    planned = run_cli(capsys, "plan", applied)
+    assert planned.code == 1
+    assert f"state file {state} is empty (0 bytes)" in planned.err
+    assert "create" not in planned.out
+
+    state.rename(tmp_path / "damaged.db")
+    assert run_cli(capsys, "state", "push", copy, applied).code == 0
+    assert "No changes" in run_cli(capsys, "plan", applied).out
 
 
 def test_pull_then_push_round_trips_and_older_serial_is_refused(
@@ -270,3 +295,57 @@ def test_refresh_only_plans_cannot_be_saved(capsys, applied: Path, tmp_path: Pat
     result = run_cli(capsys, "plan", applied, "--refresh-only", "-o", tmp_path / "p.json")
     assert result.code == 1 and "cannot be saved" in result.err
     assert not (tmp_path / "p.json").exists()
+
+
+def hold_lock(manifest: Path, host: str, pid: int) -> None:
+    """Write the lock row a run on `host` with process `pid` would hold."""
+    with sqlite3.connect(manifest.parent / ".dsdb/state.db") as db:
+        db.execute(
+            "INSERT INTO lock (slot, id, user, host, pid, since, operation)"
+            " VALUES (1, 'lock-1', 'alice', ?, ?, '2026-12-07T12:00:00Z', 'apply')",
+            (host, pid),
+        )
+    db.close()
+
+
+def test_force_unlock_asks_and_says_the_holder_is_alive(
+    capsys, applied: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hold_lock(applied, socket.gethostname(), os.getpid())
+    monkeypatch.setattr(sys, "stdin", io.StringIO("no\n"))
+    refused = run_cli(capsys, "force-unlock", "lock-1", applied)
+    assert refused.code == 1
+    assert f"Its process {os.getpid()} is alive on this host" in refused.out
+    assert "Error: not released: consent was not given" in refused.err
+    assert open_state(".dsdb/state.db", applied.parent).lock_holder() is not None
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("yes\n"))
+    released = run_cli(capsys, "force-unlock", "lock-1", applied)
+    assert released.code == 0, released.text
+    assert "Released the lock: it was locked by alice@" in released.out
+    assert open_state(".dsdb/state.db", applied.parent).lock_holder() is None
+
+
+def test_force_unlock_without_an_answer_needs_force(capsys, applied: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    hold_lock(applied, socket.gethostname(), dead.pid)
+    refused = run_cli(capsys, "force-unlock", "lock-1", applied)
+    assert refused.code == 1
+    assert f"Its process {dead.pid} no longer runs on this host." in refused.out
+    assert "not released: no answer to ask; type or pipe 'yes', or --force" in refused.err
+    forced = run_cli(capsys, "force-unlock", "lock-1", applied, "--force")
+    assert forced.code == 0 and "Its process" not in forced.out
+
+
+def test_force_unlock_of_another_hosts_lock_says_it_cannot_tell(
+    capsys, applied: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hold_lock(applied, "build-agent-7", 4242)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("yes\n"))
+    released = run_cli(capsys, "force-unlock", "lock-1", applied)
+    assert released.code == 0, released.text
+    assert (
+        "It was taken on another host (build-agent-7): whether process 4242 still runs there "
+        "cannot be told from here." in released.out
+    )

@@ -152,7 +152,7 @@ def test_force_unlock_ends_the_holders_session(
         refused = run_cli(capsys, "apply", project, "--auto-approve")
         assert refused.code == 1, refused.text
 
-        unlocked = run_cli(capsys, "force-unlock", lock_id_from(refused.err), project)
+        unlocked = run_cli(capsys, "force-unlock", lock_id_from(refused.err), project, "--force")
         assert unlocked.code == 0, unlocked.text
         assert f"it was locked by analyst@{socket.gethostname()}" in unlocked.out
         gone = "SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"

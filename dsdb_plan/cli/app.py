@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from dsdb_plan import __version__
-from dsdb_plan.cli.output import Output
+from dsdb_plan.cli.output import Output, plain_text
 from dsdb_plan.errors import DsdbError
 from dsdb_plan.redact import redact
 
@@ -46,10 +46,17 @@ def _global_options() -> list[click.Parameter]:
     ]
 
 
+def _whole_summary(command: click.Command) -> None:
+    """Listings show the help's whole first paragraph: click cuts it at 45 characters."""
+    if command.short_help is None and command.help:
+        command.short_help = " ".join(command.help.split("\n\n")[0].split())
+
+
 class _Command(click.Command):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.params.extend(_global_options())
+        _whole_summary(self)
 
 
 class _Group(click.Group):
@@ -61,13 +68,21 @@ class _Group(click.Group):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.params.extend(_global_options())
+        _whole_summary(self)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="dsdb", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
-    """Declarative plan/apply for moving datasets between databases."""
+    """Declarative plan/apply for moving datasets between databases.
+
+    \b
+    Examples:
+      dsdb init && dsdb validate
+      dsdb plan
+      dsdb apply
+    """
     out = ctx.ensure_object(Output)
     if os.environ.get("NO_COLOR"):  # https://no-color.org
         out.color = False
@@ -75,7 +90,14 @@ def cli(ctx: click.Context) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code instead of exiting (so tests can call it)."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    args = argv if argv is not None else sys.argv[1:]
+    debug = "--debug" in args
+    plain = "--no-color" in args or bool(os.environ.get("NO_COLOR"))
+
+    def error_text(text: str) -> str:
+        text = redact(text)
+        return plain_text(text) if plain else text
+
     try:
         result = cli.main(
             args=list(argv) if argv is not None else None, prog_name="dsdb", standalone_mode=False
@@ -90,16 +112,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         error.show()
         return error.exit_code
     except DsdbError as error:
-        click.echo(redact(f"Error: {error.message}"), err=True)
+        click.echo(error_text(f"Error: {error.message}"), err=True)
         return error.exit_code
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         return 130
     except Exception as error:
         if debug:
-            click.echo(redact(traceback.format_exc()), err=True)
+            click.echo(error_text(traceback.format_exc()), err=True)
         click.echo(
-            redact(f"Error: unexpected {type(error).__name__}: {error}")
+            error_text(f"Error: unexpected {type(error).__name__}: {error}")
             + ("" if debug else "\n(run with --debug for the traceback; this is a bug in dsdb)"),
             err=True,
         )

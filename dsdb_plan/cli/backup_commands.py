@@ -29,7 +29,13 @@ def _recorded_backups(
 
 @cli.group()
 def backups() -> None:
-    """Backups recorded in state."""
+    """Backups recorded in state.
+
+    \b
+    Examples:
+      dsdb backups list
+      dsdb backups verify
+    """
 
 
 @backups.command("list")
@@ -39,7 +45,13 @@ def backups() -> None:
 def list_backups(
     out: Output, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
 ) -> None:
-    """List recorded backups: id, time, rows, size, folder."""
+    """List recorded backups: id, time, rows, size, folder.
+
+    \b
+    Examples:
+      dsdb backups list
+      dsdb backups list prod.yaml
+    """
     found = _recorded_backups(manifest, var, var_file)
     if not found:
         out.echo("No backups recorded.")
@@ -72,7 +84,13 @@ def verify(
     backup_ids: tuple[str, ...],
 ) -> int:
     """Check every recorded backup: backup.json against the state's record, and each data
-    file's size, SHA-256 and row count."""
+    file's size, SHA-256 and row count.
+
+    \b
+    Examples:
+      dsdb backups verify
+      dsdb backups verify --id BACKUP_ID
+    """
     from dsdb_plan.archive import verify_backup  # the backup code, for this command alone
 
     found = [

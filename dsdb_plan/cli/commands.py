@@ -8,13 +8,19 @@ from pathlib import Path
 import click
 
 from dsdb_plan.cli.app import cli
-from dsdb_plan.cli.options import load_from_options, manifest_argument, variable_options
+from dsdb_plan.cli.options import (
+    load_from_options,
+    manifest_argument,
+    parse_variables,
+    variable_options,
+)
 from dsdb_plan.cli.output import Output, pass_output
 from dsdb_plan.errors import DsdbError
-from dsdb_plan.manifest import DEFAULT_MANIFEST
+from dsdb_plan.manifest import DEFAULT_MANIFEST, check_structure
 from dsdb_plan.plan import counted
 from dsdb_plan.probe import probe
 from dsdb_plan.schema import manifest_schema_text
+from dsdb_plan.schema_docs import manifest_reference
 
 
 @cli.command()
@@ -26,11 +32,19 @@ from dsdb_plan.schema import manifest_schema_text
 def validate(
     out: Output, manifests: tuple[Path, ...], var: tuple[str, ...], var_file: tuple[Path, ...]
 ) -> int:
-    """Check manifests: syntax, fields, references, cycles (default: dsdb.yaml)."""
+    """Check manifests: syntax, fields, references, cycles (default: dsdb.yaml).
+
+    Secrets need not be set: each unset ${env:NAME} is listed, and plan needs it.
+
+    \b
+    Examples:
+      dsdb validate
+      dsdb validate prod.yaml staging.yaml --var env=staging
+    """
     failed = 0
     for manifest in manifests or (Path(DEFAULT_MANIFEST),):
         try:
-            loaded = load_from_options(manifest, var, var_file)
+            loaded, unset = check_structure(manifest, variables=parse_variables(var, var_file))
         except DsdbError as error:
             failed += 1
             out.echo(f"Error: {error.message}", err=True)
@@ -38,6 +52,11 @@ def validate(
         connections = counted(len(loaded.manifest.connections), "connection")
         resources = counted(len(loaded.manifest.resources()), "resource")
         out.echo(out.style("✓", fg="green") + f" {manifest} is valid ({connections}, {resources}).")
+        if unset:
+            variables = counted(len({p.message for p in unset}), "environment variable")
+            out.echo(f"  {variables} unset, which plan and apply will need:")
+            for problem in unset:
+                out.echo(f"    {problem}")
     return 1 if failed else 0
 
 
@@ -47,7 +66,13 @@ def validate(
 )
 @pass_output
 def init(out: Output, folder: Path) -> None:
-    """Start a manifest: FOLDER/dsdb.yaml and the schema editors check it against."""
+    """Start a manifest: FOLDER/dsdb.yaml and the schema editors check it against.
+
+    \b
+    Examples:
+      dsdb init
+      dsdb init warehouse/
+    """
     manifest = folder / DEFAULT_MANIFEST
     if manifest.exists():
         raise DsdbError(f"{manifest} already exists; dsdb init leaves it as it is")
@@ -63,10 +88,25 @@ def init(out: Output, folder: Path) -> None:
 
 
 @cli.command()
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["json", "markdown"]),
+    default="json",
+    show_default=True,
+    help="The JSON Schema, or the reference page written from it (docs/manifest.md).",
+)
 @pass_output
-def schema(out: Output) -> None:
-    """Print the manifest's JSON Schema."""
-    out.echo(manifest_schema_text().rstrip("\n"))
+def schema(out: Output, output_format: str) -> None:
+    """Print the manifest's JSON Schema.
+
+    \b
+    Examples:
+      dsdb schema > dsdb.schema.json
+      dsdb schema --format markdown > docs/manifest.md
+    """
+    text = manifest_schema_text() if output_format == "json" else manifest_reference()
+    out.echo(text.rstrip("\n"), verbatim=True)
 
 
 @cli.command()
@@ -76,7 +116,13 @@ def schema(out: Output) -> None:
 def connections(
     out: Output, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
 ) -> int:
-    """Reach every connection: driver, server version, round-trip time."""
+    """Reach every connection: driver, server version, round-trip time.
+
+    \b
+    Examples:
+      dsdb connections
+      dsdb connections prod.yaml --var env=production
+    """
     loaded = load_from_options(manifest, var, var_file)
     results = [probe(name, c) for name, c in loaded.manifest.connections.items()]
     if not results:

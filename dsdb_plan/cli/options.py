@@ -8,7 +8,8 @@ from typing import Any, TypeVar
 
 import click
 
-from dsdb_plan.errors import DsdbError
+from dsdb_plan.errors import DsdbError, ManifestError
+from dsdb_plan.interpolate import FileValue
 from dsdb_plan.manifest import DEFAULT_MANIFEST, LoadedManifest, load_manifest
 from dsdb_plan.project import Project
 from dsdb_plan.state import StateSnapshot
@@ -42,24 +43,35 @@ def parse_variables(pairs: tuple[str, ...], files: tuple[Path, ...]) -> dict[str
     """Variables from --var-file files, then --var pairs (later ones win)."""
     values: dict[str, str] = {}
     for file in files:
-        try:
-            source = load_yaml(file.read_bytes(), str(file))
-        except OSError as error:
-            raise DsdbError(f"cannot read variable file {file}: {error.strerror}") from None
-        if source.problems:
-            raise DsdbError(str(source.problems[0]))
-        if not isinstance(source.data, dict):
-            raise DsdbError(f"{file}: expected a mapping of NAME: VALUE")
-        for name, value in source.data.items():
-            if isinstance(value, (list, dict)):
-                kind = "list" if isinstance(value, list) else "mapping"
-                raise DsdbError(f"{file}: variable {name!r} is a {kind}; a value is a scalar")
-            values[str(name)] = "" if value is None else str(value)
+        values.update(_var_file_values(file))
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
             raise DsdbError(f"--var expects NAME=VALUE, got '{name}'")
         values[name.strip()] = value
+    return values
+
+
+def _var_file_values(file: Path) -> dict[str, str]:
+    """The NAME: VALUE pairs of a --var-file, each remembering its line for messages."""
+    try:
+        source = load_yaml(file.read_bytes(), str(file))
+    except OSError as error:
+        raise DsdbError(f"cannot read variable file {file}: {error.strerror}") from None
+    if not isinstance(source.data, dict):
+        problem = source.problem((), "a variable file is a mapping of NAME: VALUE")
+        raise ManifestError([problem], "variable file")
+    problems = list(source.problems)
+    values: dict[str, str] = {}
+    for name, value in source.data.items():
+        if isinstance(value, list | dict):
+            kind = "list" if isinstance(value, list) else "mapping"
+            problems.append(source.problem((name,), f"a {kind}; a variable's value is a scalar"))
+            continue
+        line, column = source.locate((name,)) or (1, 1)
+        values[str(name)] = FileValue("" if value is None else str(value), str(file), line, column)
+    if problems:
+        raise ManifestError(problems, "variable file")
     return values
 
 

@@ -9,6 +9,29 @@ import click
 
 from dsdb_plan.redact import redact
 
+# What dsdb's own glyphs become in plain output (--no-color, NO_COLOR): ASCII that a log, a
+# dumb terminal or a grep reads alike. Other text, a table's name say, is left as it is.
+_ASCII = str.maketrans(
+    {
+        "↻": "<~>",
+        "→": "->",
+        "…": "...",
+        "—": "-",
+        "✓": "ok",
+        "✗": "x",
+        "·": "|",
+        "⚠": "!",
+        "─": "-",
+        "━": "-",
+        "│": "|",
+    }
+)
+
+
+def plain_text(text: str) -> str:
+    """`text` with dsdb's glyphs spelled in ASCII."""
+    return text.translate(_ASCII)
+
 
 @dataclass
 class Output:
@@ -21,8 +44,18 @@ class Output:
     def use_color(self) -> bool:
         return sys.stdout.isatty() if self.color is None else self.color
 
-    def echo(self, text: str = "", *, err: bool = False) -> None:
-        click.echo(redact(text), err=err, color=self.use_color)
+    @property
+    def plain(self) -> bool:
+        """Asked for plain output (--no-color, NO_COLOR): no colour and no glyphs."""
+        return self.color is False
+
+    def echo(self, text: str = "", *, err: bool = False, verbatim: bool = False) -> None:
+        """Print `text`; `verbatim` keeps its glyphs in plain output too (a Markdown plan
+        is for a pull request, not a terminal)."""
+        text = redact(text)
+        click.echo(
+            text if verbatim or not self.plain else plain_text(text), err=err, color=self.use_color
+        )
 
     def style(self, text: str, **styles: object) -> str:
         return click.style(text, **styles) if self.use_color else text  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from dsdb_plan.cli.app import cli
+from dsdb_plan.cli.consent import ask_yes
 from dsdb_plan.cli.interrupt import Interrupts
 from dsdb_plan.cli.options import manifest_argument, open_project, variable_options
 from dsdb_plan.cli.output import Output, pass_output
@@ -99,14 +100,22 @@ def plan(
     detailed_exitcode: bool,
     parallelism: int,
 ) -> int:
-    """Show what apply would change, and why."""
+    """Show what apply would change, and why.
+
+    \b
+    Examples:
+      dsdb plan
+      dsdb plan --format markdown --detailed-exitcode
+      dsdb plan -o plan.json --target migration.ua-winter
+    """
     if refresh_only and plan_file is not None:
         raise DsdbError("a --refresh-only plan reports drift; it cannot be saved for apply")
     with open_project(manifest, var, var_file) as project:
         result = _plan(out, project, target, exclude, parallelism)
     if refresh_only:
         result = drift_only(result)
-    out.echo(render(result, output_format, color=out.use_color).rstrip("\n"))
+    rendered = render(result, output_format, color=out.use_color).rstrip("\n")
+    out.echo(rendered, verbatim=output_format != "text")
     if plan_file is not None:
         plan_file.parent.mkdir(parents=True, exist_ok=True)
         plan_file.write_text(redact(result.to_json()))
@@ -174,7 +183,14 @@ def apply(
     parallelism: int,
     lock_timeout: float | None,
 ) -> int:
-    """Make reality match the manifest (or apply a saved plan)."""
+    """Make reality match the manifest (or apply a saved plan).
+
+    \b
+    Examples:
+      dsdb apply
+      dsdb apply plan.json
+      dsdb apply --auto-approve --lock-timeout 300
+    """
     saved = _read_plan_file(source)
     if saved is not None and (target or exclude):
         raise DsdbError("--target/--exclude cannot change a saved plan; plan again instead")
@@ -278,17 +294,20 @@ def _get_consent(
     destructive = bool(the_plan.destructive)
     if (auto_approve or saved) and (not destructive or allow_destroy):
         return
-    if not sys.stdin.isatty():
+    question = (
+        "The plan deletes or overwrites data (see above). " if destructive else ""
+    ) + "Apply it? Only 'yes' is accepted"
+    answer = ask_yes(question)
+    if answer is None:
         missing = (
             "--allow-destroy"
             if destructive and (auto_approve or saved)
             else "--auto-approve" + (" --allow-destroy" if destructive else "")
         )
-        raise DsdbError(f"not applied: no terminal to ask for consent; pass {missing}")
-    question = (
-        "The plan deletes or overwrites data (see above). " if destructive else ""
-    ) + "Apply it? Only 'yes' is accepted"
-    if click.prompt(question, default="", show_default=False) != "yes":
+        raise DsdbError(
+            f"not applied: no answer to ask for consent; type or pipe 'yes', or pass {missing}"
+        )
+    if not answer:
         raise DsdbError("not applied: consent was not given")
 
 

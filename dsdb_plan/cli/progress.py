@@ -60,7 +60,9 @@ class ProgressReporter:
 
     def __init__(self, out: Output, *, interactive: bool | None = None) -> None:
         self.out = out
-        self.interactive = sys.stderr.isatty() if interactive is None else interactive
+        if interactive is None:  # plain output asked for gets log lines, not drawn bars
+            interactive = sys.stderr.isatty() and not out.plain
+        self.interactive = interactive
         self._display: Progress | None = None
         self._tasks: dict[str, TaskID] = {}
         self._last_logged: dict[str, float] = {}

@@ -14,7 +14,12 @@ from dsdb_plan.errors import DsdbError
 
 @cli.group()
 def references() -> None:
-    """References (virtual foreign keys) for databases that declare none."""
+    """References (virtual foreign keys) for databases that declare none.
+
+    \b
+    Examples:
+      dsdb references suggest legacy
+    """
 
 
 @references.command("suggest")
@@ -25,8 +30,15 @@ def references() -> None:
 def suggest_references(
     out: Output, connection: str, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
 ) -> None:
-    """List likely references of CONNECTION, with the rows each would leave dangling, as YAML
-    to paste under the connection's `references:`."""
+    """List likely references of CONNECTION, with the rows each would leave dangling.
+
+    The YAML printed pastes under the connection's `references:`.
+
+    \b
+    Examples:
+      dsdb references suggest legacy
+      dsdb references suggest legacy prod.yaml
+    """
     from dsdb_plan.migrate.suggest import render_yaml, suggest  # for this command alone
 
     with open_project(manifest, var, var_file) as project:

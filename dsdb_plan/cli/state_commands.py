@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from dsdb_plan.cli.app import cli
+from dsdb_plan.cli.consent import ask_yes
 from dsdb_plan.cli.options import (
     manifest_argument,
     open_project,
@@ -23,7 +24,7 @@ from dsdb_plan.manifest import DEFAULT_MANIFEST
 from dsdb_plan.models import ADDRESS_PATTERN
 from dsdb_plan.plan import counted
 from dsdb_plan.project import Project
-from dsdb_plan.state import StateSnapshot, resource_history
+from dsdb_plan.state import StateSnapshot, holder_liveness, resource_history
 
 F = TypeVar("F", bound=Callable[..., Any])
 _ADDRESS = re.compile(ADDRESS_PATTERN)
@@ -41,7 +42,13 @@ def _checked_address(address: str) -> str:
 
 @cli.group()
 def state() -> None:
-    """Read and edit the recorded state."""
+    """Read and edit the recorded state.
+
+    \b
+    Examples:
+      dsdb state list
+      dsdb state mv migration.old migration.new
+    """
 
 
 @state.command("list")
@@ -50,7 +57,13 @@ def state() -> None:
 def state_list(
     out: Output, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
 ) -> None:
-    """Addresses recorded in state, with status and time."""
+    """Addresses recorded in state, with status and time.
+
+    \b
+    Examples:
+      dsdb state list
+      dsdb state list prod.yaml
+    """
     snapshot = read_state(manifest, var, var_file)
     for address, record in sorted(snapshot.resources.items()):
         out.echo(f"{address}  {record.status}  {record.updated_at}")
@@ -65,7 +78,12 @@ def state_list(
 def state_show(
     out: Output, address: str, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
 ) -> None:
-    """One recorded resource, as JSON."""
+    """One recorded resource, as JSON.
+
+    \b
+    Examples:
+      dsdb state show backup.nightly
+    """
     snapshot = read_state(manifest, var, var_file)
     record = snapshot.resources.get(address)
     if record is None and address not in snapshot.checkpoints:
@@ -84,7 +102,12 @@ def state_show(
 def state_rm(
     out: Output, address: str, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
 ) -> None:
-    """Forget a resource; its data and files are left untouched."""
+    """Forget a resource; its data and files are left untouched.
+
+    \b
+    Examples:
+      dsdb state rm restore.into-scratch
+    """
     with open_project(manifest, var, var_file) as project, project.locked("state rm"):
         serial = project.store.remove_resource(address)
     out.echo(f"Forgot {address} (state serial {serial}). No data was touched.")
@@ -103,7 +126,12 @@ def state_mv(
     var: tuple[str, ...],
     var_file: tuple[Path, ...],
 ) -> None:
-    """Move a resource's record to a new address (a rename; nothing is re-run)."""
+    """Move a resource's record to a new address (a rename; nothing runs again).
+
+    \b
+    Examples:
+      dsdb state mv migration.to-prod migration.ua-winter
+    """
     if old.split(".")[0] != _checked_address(new).split(".")[0]:
         raise DsdbError(f"cannot move {old} to {new}: a resource keeps its kind")
     with open_project(manifest, var, var_file) as project, project.locked("state mv"):
@@ -117,7 +145,12 @@ def state_mv(
 def state_pull(
     out: Output, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
 ) -> None:
-    """Print the whole state as JSON (secrets are never in it)."""
+    """Print the whole state as JSON (secrets are never in it).
+
+    \b
+    Examples:
+      dsdb state pull > state.json
+    """
     snapshot = read_state(manifest, var, var_file)
     out.echo(json.dumps(snapshot.to_dict(), indent=2, ensure_ascii=False))
 
@@ -135,7 +168,13 @@ def state_push(
     var_file: tuple[Path, ...],
     force: bool,
 ) -> None:
-    """Replace the state with FILE (from `dsdb state pull`)."""
+    """Replace the state with FILE (from `dsdb state pull`).
+
+    \b
+    Examples:
+      dsdb state push state.json
+      dsdb state push state.json --force
+    """
     try:
         pushed = StateSnapshot.from_dict(json.loads(file.read_text()))
     except json.JSONDecodeError as error:
@@ -201,8 +240,15 @@ def history(
     output_format: str,
     limit: int | None,
 ) -> None:
-    """Who applied what, when, with which outcome (newest first); ADDR's history includes
-    its history under the addresses it was renamed from."""
+    """Who applied what, when, with which outcome (newest first).
+
+    ADDR's history includes its history under the addresses it was renamed from.
+
+    \b
+    Examples:
+      dsdb history
+      dsdb history backup.nightly --limit 5
+    """
     if manifest is None and address is not None and not _ADDRESS.match(address):
         # `dsdb history MANIFEST`: a lone argument that is no address is the manifest.
         manifest, address = Path(address), None
@@ -247,11 +293,34 @@ def _is_known(project: Project, address: str) -> bool:
 @cli.command("force-unlock")
 @click.argument("lock_id")
 @_manifest_options
+@click.option("--force", is_flag=True, help="Release without asking.")
 @pass_output
 def force_unlock(
-    out: Output, lock_id: str, manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
+    out: Output,
+    lock_id: str,
+    manifest: Path,
+    var: tuple[str, ...],
+    var_file: tuple[Path, ...],
+    force: bool,
 ) -> None:
-    """Release a stuck state lock, given the id the lock error showed."""
+    """Release a stuck state lock, given the id the lock error showed.
+
+    Shows the holder and whether its process is alive on this host, then asks.
+
+    \b
+    Examples:
+      dsdb force-unlock 3f1c2a9e-...
+      dsdb force-unlock 3f1c2a9e-... --force
+    """
     with open_project(manifest, var, var_file) as project:
+        holder = project.store.lock_holder()
+        if holder is not None and holder.id == lock_id and not force:
+            out.echo(f"The state is {holder.describe()}.")
+            out.echo(holder_liveness(holder))
+            answer = ask_yes("Release it? Only 'yes' is accepted")
+            if answer is None:
+                raise DsdbError("not released: no answer to ask; type or pipe 'yes', or --force")
+            if not answer:
+                raise DsdbError("not released: consent was not given")
         released = project.store.force_unlock(lock_id)
     out.echo(f"Released the lock: it was {released.describe()}.")

@@ -27,7 +27,13 @@ def verify(
     var_file: tuple[Path, ...],
     target: tuple[str, ...],
 ) -> int:
-    """Check that each migration's target holds exactly its source subset."""
+    """Check that each migration's target holds exactly its source subset.
+
+    \b
+    Examples:
+      dsdb verify
+      dsdb verify --target migration.ua-winter
+    """
     mismatches = checked = 0
     with open_project(manifest, var, var_file) as project:
         for verdict in project.verify(target):

@@ -19,7 +19,7 @@ from dsdb_plan.state.records import (
     resource_history,
 )
 from dsdb_plan.state.sqlite_store import SqliteStateStore
-from dsdb_plan.state.store import StateStore
+from dsdb_plan.state.store import StateStore, holder_liveness
 
 __all__ = [
     "HistoryEntry",
@@ -29,6 +29,7 @@ __all__ = [
     "SqliteStateStore",
     "StateSnapshot",
     "StateStore",
+    "holder_liveness",
     "open_state",
     "resource_history",
 ]

@@ -8,7 +8,9 @@ file upgrade a copy in memory instead, so a plan never modifies the file.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sqlite3
 import threading
 import uuid
@@ -27,6 +29,7 @@ from dsdb_plan.state.records import (
     StateSnapshot,
     move_entry,
 )
+from dsdb_plan.state.storage_errors import free_bytes, is_foreign_file, storage_message
 from dsdb_plan.state.store import (
     acting,
     died_on_this_host,
@@ -318,10 +321,9 @@ class SqliteStateStore:
             if not self.path.exists():
                 if not create:
                     return None
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            mode = "rwc" if create else "rw"  # "rw" never creates the file
+                _create(self.path)
             conn = sqlite3.connect(
-                f"{self.path.resolve().as_uri()}?mode={mode}",
+                f"{self.path.resolve().as_uri()}?mode=rw",  # "rw" never creates the file
                 uri=True,
                 timeout=_BUSY_TIMEOUT_SECONDS,
                 isolation_level=None,  # transactions are begun and ended explicitly below
@@ -342,10 +344,8 @@ class SqliteStateStore:
     def _errors(self) -> Iterator[None]:
         try:
             yield
-        except sqlite3.Error as error:
-            raise StateError(f"state {self.location}: {error}") from None
-        except OSError as error:
-            raise StateError(f"state {self.location}: {error.strerror or error}") from None
+        except (sqlite3.Error, OSError) as error:
+            raise StateError(storage_message(self.path, error, free_bytes(self.path))) from None
 
     @contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
@@ -378,9 +378,7 @@ class SqliteStateStore:
                 yield None
                 return
             version = _inspect(conn, self.path)
-            if version == 0:
-                yield None
-            elif version < SCHEMA_VERSION:
+            if version < SCHEMA_VERSION:
                 # Read an upgraded copy: upgrading the file itself would make a plan write.
                 copy = sqlite3.connect(":memory:", isolation_level=None)
                 try:
@@ -399,17 +397,38 @@ class SqliteStateStore:
                         conn.execute("ROLLBACK")
 
 
+def _create(path: Path) -> None:
+    """Make a new, initialized state file at `path`, or leave the one another process just
+    made. It is built under a temporary name and linked into place whole, so a state file
+    never exists without its tables: one that has none was truncated or is not ours."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    building = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        conn = sqlite3.connect(building, isolation_level=None)
+        try:
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("BEGIN IMMEDIATE")
+            _upgrade(conn, 0)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
+            os.link(building, path)
+    finally:
+        building.unlink(missing_ok=True)
+
+
 def _inspect(conn: sqlite3.Connection, path: Path) -> int:
-    """The file's schema version, 0 for an empty file; StateError for anything not ours."""
+    """The file's schema version; StateError for a file that is damaged or not ours."""
     not_ours = f"{path} is not a dsdb state file"
     try:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-        if not tables:
-            return 0
         if "meta" not in tables:
-            raise StateError(f"{not_ours} (it is an SQLite database without dsdb's tables)")
+            raise StateError(_without_state(path, tables))
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     except sqlite3.DatabaseError as error:
+        if not is_foreign_file(error):
+            raise  # the disk, not the file: `_errors` says which
         raise StateError(f"{not_ours} ({error})") from None
     if meta.get("format") != _FORMAT:
         raise StateError(f"{not_ours} (its meta table does not name the dsdb state format)")
@@ -423,6 +442,18 @@ def _inspect(conn: sqlite3.Connection, path: Path) -> int:
             f"reads up to {SCHEMA_VERSION}); upgrade dsdb to use it"
         )
     return version
+
+
+def _without_state(path: Path, tables: set[str]) -> str:
+    if tables:
+        return f"{path} is not a dsdb state file (it is an SQLite database without dsdb's tables)"
+    size = path.stat().st_size
+    what = "is empty (0 bytes)" if size == 0 else "holds no state (an SQLite file without tables)"
+    return (
+        f"state file {path} {what}: dsdb never leaves one so, so it was truncated or damaged. "
+        "Move it aside, then put back a copy saved by `dsdb state pull` with "
+        "`dsdb state push COPY`, or start afresh (the next plan creates every resource again)"
+    )
 
 
 def _upgrade(conn: sqlite3.Connection, version: int) -> None:

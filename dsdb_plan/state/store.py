@@ -170,6 +170,21 @@ def died_on_this_host(holder: LockInfo) -> bool:
     return holder.host == this_host() and not pid_alive(holder.pid)
 
 
+def holder_liveness(holder: LockInfo) -> str:
+    """Whether the lock's holder still runs, as far as this machine can tell."""
+    if holder.host != this_host():
+        return (
+            f"It was taken on another host ({holder.host}): whether process {holder.pid} "
+            "still runs there cannot be told from here."
+        )
+    if pid_alive(holder.pid):
+        return (
+            f"Its process {holder.pid} is alive on this host: releasing the lock lets another "
+            "run write the state while it still works."
+        )
+    return f"Its process {holder.pid} no longer runs on this host."
+
+
 def load_stored(location: str, what: str, text: str, build: Callable[[Any], _Loaded]) -> _Loaded:
     """`build` of stored JSON `text`; a `StateError` naming `what` when it is malformed."""
     try:
