@@ -5,7 +5,7 @@ Teardowns and `ConnectionManager.teardown` both go through here.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -22,6 +22,18 @@ def present_tables(engine: sa.Engine, tables: Collection[str] | Literal["all"]) 
     if tables == "all":
         return sorted(existing)
     return [table for table in tables if table in existing]
+
+
+def row_counts(engine: sa.Engine, tables: Iterable[str]) -> dict[str, int]:
+    """The row count of each of `tables` that exists (one COUNT each, on one connection)."""
+    with engine.connect() as conn:
+        existing = set(sa.inspect(conn).get_table_names())
+        count = sa.select(sa.func.count())
+        return {
+            table: int(conn.execute(count.select_from(sa.table(table))).scalar_one())
+            for table in tables
+            if table in existing
+        }
 
 
 def _admin_engine(connection: Connection, engine: Engine) -> sa.Engine:

@@ -8,8 +8,9 @@ holds data, or mirroring into one (deletes rows), is destructive.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 
 from dsdb_plan.archive.format import decode_value
 from dsdb_plan.connection import Connection
+from dsdb_plan.databases import row_counts
 from dsdb_plan.errors import PlanError, note_rows_committed
 from dsdb_plan.fingerprint import (
     Fingerprint,
@@ -49,7 +51,7 @@ from dsdb_plan.migrate.integrity import (
 )
 from dsdb_plan.migrate.mask import Masker, unmasked_sensitive
 from dsdb_plan.migrate.run import TableOutcome, TableRun, Written, run_migration
-from dsdb_plan.migrate.subset import TableSelection, select_tables
+from dsdb_plan.migrate.subset import TableSelection, count_rows, select_tables
 from dsdb_plan.migrate.target import TargetCheck, inspect_target
 from dsdb_plan.migrate.verify import VerifyResult, subset_digest, verify_table
 from dsdb_plan.models import Manifest, Migration
@@ -214,18 +216,6 @@ _DATA_FIELDS = (
     "mask",
     "mask_seed",
 )
-
-
-def _rows_held(target: sa.Engine, tables: Iterable[str]) -> dict[str, int]:
-    """The row count of each of `tables` the target has."""
-    with target.connect() as conn:
-        existing = set(sa.inspect(conn).get_table_names())
-        count = sa.select(sa.func.count())
-        return {
-            table: int(conn.execute(count.select_from(sa.table(table))).scalar_one())
-            for table in tables
-            if table in existing
-        }
 
 
 def _rows_in(checkpoint: Mapping[str, Any] | None) -> int:
@@ -494,7 +484,7 @@ class MigrationKind(ForgettingKind):
         if target is None:
             return {}, {}
         at_risk = {run.selection.target: run for run in runs if run.mode in DELETING_MODES}
-        held = _rows_held(target, at_risk) if at_risk else {}
+        held = row_counts(target, at_risk) if at_risk else {}
         occupied = [table for table, rows in held.items() if rows]
         if not occupied:
             return {}, held
@@ -585,7 +575,7 @@ class MigrationKind(ForgettingKind):
         runs = table_runs(spec, chosen, record if same_data else None)
         refuse_moved(action.key, copies_moved(planned, runs))
         at_risk = [copy.target for copy in planned.tables if copy.mode in DELETING_MODES]
-        refuse_moved(action.key, grown_since(planned, _rows_held(target, at_risk)))
+        refuse_moved(action.key, grown_since(planned, row_counts(target, at_risk)))
         previous = Fingerprint.from_dict(planned.source_fingerprint)
         read = fingerprint_database(source, [s.name for s in chosen], previous=previous)
         checkpoint = ctx.checkpoint(action.address)
@@ -666,8 +656,7 @@ def _widened(
     if own is None:
         return ""
     with source.connect() as conn:
-        count = sa.select(sa.func.count()).select_from(selection.source).where(own)
-        filtered = int(conn.execute(count).scalar_one())
+        filtered = count_rows(conn, dataclasses.replace(selection, where=own))
     if filtered >= rows.rows:
         return ""
     added = rows.rows - filtered

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 
 from dsdb_plan.archive import check_backup, read_backup_info, restore_backup
+from dsdb_plan.databases import row_counts
 from dsdb_plan.errors import BackupError, PlanError
 from dsdb_plan.fingerprint import Fingerprint, describe_changes, fingerprint_database
 from dsdb_plan.kinds.base import (
@@ -327,19 +328,13 @@ def _unshown_data(
 ) -> list[str]:
     """Target tables the restore would overwrite that hold data the plan did not show it
     replaces (dsdb's own earlier writes aside)."""
-    existing = set(sa.inspect(engine).get_table_names())
-    suspect = [t for t in writes if t in existing and t not in ours and t not in planned.overwrites]
-    lines = []
-    with engine.connect() as conn:
-        for table in suspect:
-            rows = conn.execute(sa.select(sa.func.count()).select_from(sa.table(table)))
-            held = int(rows.scalar_one())
-            if held:
-                lines.append(
-                    f"table {table} in {planned.connection} holds {counted(held, 'row')} "
-                    "that the plan did not show it replaces"
-                )
-    return lines
+    suspect = [t for t in writes if t not in ours and t not in planned.overwrites]
+    return [
+        f"table {table} in {planned.connection} holds {counted(held, 'row')} "
+        "that the plan did not show it replaces"
+        for table, held in row_counts(engine, suspect).items()
+        if held
+    ]
 
 
 class _RestoredFingerprints:

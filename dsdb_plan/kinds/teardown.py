@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 
 from dsdb_plan.archive import new_backup_id, read_backup_info, write_backup
-from dsdb_plan.databases import database_exists, drop_database, present_tables
+from dsdb_plan.databases import database_exists, drop_database, present_tables, row_counts
 from dsdb_plan.dbschema import drop_tables
 from dsdb_plan.errors import PlanError
 from dsdb_plan.kinds.base import (
@@ -127,15 +127,6 @@ def _observe(ctx: PlanContext, spec: Teardown) -> TeardownObservation:
     )
 
 
-def _row_counts(engine: sa.Engine, tables: list[str]) -> dict[str, int]:
-    with engine.connect() as conn:
-        count = sa.select(sa.func.count())
-        return {
-            table: int(conn.execute(count.select_from(sa.table(table))).scalar_one())
-            for table in tables
-        }
-
-
 class TeardownKind(ForgettingKind):
     left_behind = "nothing is dropped"
 
@@ -162,7 +153,7 @@ class TeardownKind(ForgettingKind):
         engine = ctx.workspace.reach(planned.connection)
         listed = planned.spec.get("tables", "all")
         now = present_tables(engine, listed)
-        refuse_moved(action.key, moved_since(planned, _row_counts(engine, now), listed != "all"))
+        refuse_moved(action.key, moved_since(planned, row_counts(engine, now), listed != "all"))
         tables = [table for table in planned.tables if table in now]
         artifacts: list[dict[str, Any]] = []
         if planned.final_backup is not None and tables:
