@@ -434,3 +434,26 @@ def test_a_teardown_of_tables_a_restore_of_every_table_writes_is_a_plan_error(
         "teardown.tidy: drops flights of 'scratch' that restore.into-scratch writes: "
         "each apply would undo the other"
     ) in plan.err
+
+
+def test_a_saved_restore_refuses_a_target_table_that_got_data_after_the_plan(
+    capsys, project: Path
+) -> None:
+    assert (
+        run_cli(capsys, "apply", project, "--auto-approve", "--target", "backup.nightly").code == 0
+    )
+    plan_file = project.parent / "plan.json"
+    planned = run_cli(capsys, "plan", project, "-o", plan_file)
+    assert "+ restore.into-scratch (create)" in planned.out
+    with sqlite3.connect(project.parent / "data/scratch.db") as db:
+        db.executescript(
+            "CREATE TABLE airlines (carrier TEXT); INSERT INTO airlines VALUES ('ZZ');"
+        )
+
+    refused = run_cli(capsys, "apply", plan_file)
+    assert refused.code == 1
+    assert (
+        "table airlines in scratch holds 1 row that the plan did not show it replaces"
+        in refused.err
+    )
+    assert table_rows(sqlite_url(project.parent / "data/scratch.db"), "airlines") == [("ZZ",)]
