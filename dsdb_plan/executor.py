@@ -167,18 +167,9 @@ def _run(action: Action, ctx: ApplyContext, user: str) -> ActionResult:
         outcome = kind_of(action.kind).execute(ctx, action)
         _record(ctx.store, action, outcome)
         status, message = "ok", outcome.message
-    except Interrupted as error:
-        outcome, status = Outcome(None, rows_committed(error)), "interrupted"
-        message = redact(error.message)
-    except DsdbError as error:
-        outcome, status = Outcome(None, rows_committed(error)), "failed"
-        message = redact(error.message)
-    except sa.exc.DBAPIError as error:
-        outcome, status = Outcome(None, rows_committed(error)), "failed"
-        message = redact(f"database error: {driver_message(error)}")
     except Exception as error:  # one broken action must not stop independent ones
-        outcome, status = Outcome(None, rows_committed(error)), "failed"
-        message = redact(f"{type(error).__name__}: {error}")
+        status = "interrupted" if isinstance(error, Interrupted) else "failed"
+        outcome, message = Outcome(None, rows_committed(error)), redact(_why(error))
     duration = round(time.monotonic() - started, 3)
     ctx.store.append_history(
         HistoryEntry(
@@ -198,6 +189,15 @@ def _run(action: Action, ctx: ApplyContext, user: str) -> ActionResult:
     return ActionResult(
         action.key, action.address, status, message, outcome.rows, outcome.bytes, duration
     )
+
+
+def _why(error: Exception) -> str:
+    """What an action that raised `error` reports."""
+    if isinstance(error, DsdbError):
+        return error.message
+    if isinstance(error, sa.exc.DBAPIError):
+        return f"database error: {driver_message(error)}"
+    return f"{type(error).__name__}: {error}"
 
 
 def _record(store: StateStore, action: Action, outcome: Outcome) -> None:

@@ -12,7 +12,7 @@ checksum tables, and independent resources read different databases or share one
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from typing import Any
@@ -23,7 +23,7 @@ from dsdb_plan.errors import DsdbError, PlanError, did_you_mean, driver_message
 from dsdb_plan.graph import dependencies, topological_order
 from dsdb_plan.kinds import PlanContext, kind_of
 from dsdb_plan.manifest import LoadedManifest
-from dsdb_plan.models import Moved
+from dsdb_plan.models import Moved, Teardown
 from dsdb_plan.payloads import CopyTables, Forget, RestoreBackup
 from dsdb_plan.plan import Action, ActionType, Plan
 from dsdb_plan.state import ResourceRecord, StateSnapshot
@@ -81,7 +81,7 @@ def make_plan(
             actions.extend(kind_of(record.kind).plan_removed(ctx, record))
         except DsdbError as error:
             errors.append(f"{address}: {error.message}")
-    errors += _undone_by_teardowns(actions)
+    errors += _undone_by_teardowns(manifest.teardowns, actions)
     actions += _abandoned_checkpoints(snapshot, set(resources) | set(records), targets, excludes)
     if errors:
         raise PlanError("cannot plan:\n" + "\n".join(f"  {line}" for line in errors))
@@ -106,7 +106,7 @@ def make_plan(
     )
 
 
-def _undone_by_teardowns(actions: list[Action]) -> list[str]:
+def _undone_by_teardowns(teardowns: Mapping[str, Teardown], actions: list[Action]) -> list[str]:
     """Teardowns that drop tables another action of the plan writes: each apply would undo
     the other, so the plan could never hold. (The manifest check catches what the manifest
     alone shows; this catches what only the databases and backups tell.)"""
@@ -118,16 +118,18 @@ def _undone_by_teardowns(actions: list[Action]) -> list[str]:
         elif isinstance(payload, CopyTables):
             writes.append((action.key, payload.target, {c.target for c in payload.tables}))
     problems = []
-    for action in actions:
-        # Whether or not the tables are there now: a teardown keeps them gone.
-        spec = action.payload.spec
-        if action.kind != "teardown" or not isinstance(spec.get("tables"), list):
+    # Whether or not the tables are there now: a teardown keeps them gone. (One of every
+    # table is a manifest error already.)
+    for name, teardown in sorted(teardowns.items()):
+        if teardown.tables == "all":
             continue
         for writer, connection, tables in writes:
-            both = sorted(tables & set(spec["tables"])) if connection == spec["connection"] else []
+            both = (
+                sorted(tables & set(teardown.tables)) if connection == teardown.connection else []
+            )
             if both:
                 problems.append(
-                    f"{action.key}: drops {', '.join(both)} of '{connection}' that {writer} "
+                    f"teardown.{name}: drops {', '.join(both)} of '{connection}' that {writer} "
                     "writes: each apply would undo the other"
                 )
     return problems
