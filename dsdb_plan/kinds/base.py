@@ -255,9 +255,14 @@ def make_record(
 def refuse_if_protected(ctx: PlanContext, connection: str, address: str, what: str) -> None:
     """The one check every destructive plan path makes: `protect: true` refuses it."""
     if ctx.manifest.connections[connection].protect:
-        raise PlanError(
-            f"{address}: connection '{connection}' is protected (protect: true); {what} is refused"
-        )
+        raise protected_refusal(address, connection, what)
+
+
+def protected_refusal(address: str, connection: str, what: str) -> PlanError:
+    """The refusal of a destructive action on a connection with `protect: true`."""
+    return PlanError(
+        f"{address}: connection '{connection}' is protected (protect: true); {what} is refused"
+    )
 
 
 def removed_action(

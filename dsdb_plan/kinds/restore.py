@@ -27,6 +27,7 @@ from dsdb_plan.kinds.base import (
     Outcome,
     PlanContext,
     make_record,
+    protected_refusal,
     refuse_moved,
     spec_document,
 )
@@ -122,10 +123,7 @@ def decide(
         return Action.on(address, KIND, ActionType.NOOP, Unchanged(document), reasons=[why])
     reasons += [*foreign.values(), *seen.dropped]
     if foreign and protected:
-        raise PlanError(
-            f"{address}: connection '{spec.to}' is protected (protect: true); "
-            "restoring over its data is refused"
-        )
+        raise protected_refusal(address, spec.to, "restoring over its data")
     payload = RestoreBackup(
         document,
         connection=spec.to,

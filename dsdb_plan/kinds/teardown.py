@@ -18,7 +18,6 @@ import sqlalchemy as sa
 from dsdb_plan.archive import new_backup_id, read_backup_info, write_backup
 from dsdb_plan.databases import database_exists, drop_database, present_tables, row_counts
 from dsdb_plan.dbschema import drop_tables
-from dsdb_plan.errors import PlanError
 from dsdb_plan.kinds.base import (
     ApplyContext,
     ForgettingKind,
@@ -26,6 +25,7 @@ from dsdb_plan.kinds.base import (
     Outcome,
     PlanContext,
     make_record,
+    protected_refusal,
     refuse_moved,
     spec_document,
 )
@@ -65,10 +65,7 @@ def decide(
         )
         return Action.on(address, KIND, ActionType.NOOP, Unchanged(document), reasons=(why,))
     if protected:
-        raise PlanError(
-            f"{address}: connection '{spec.connection}' is protected (protect: true); "
-            "teardown is refused"
-        )
+        raise protected_refusal(address, spec.connection, "teardown")
     tables = tuple(seen.rows)
     listed = ", ".join(f"{name} ({counted(rows, 'row')})" for name, rows in seen.rows.items())
     what = (
