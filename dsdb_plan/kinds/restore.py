@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from dsdb_plan.archive import check_backup, read_backup_info, restore_backup
 from dsdb_plan.databases import row_counts
+from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import BackupError, PlanError
 from dsdb_plan.fingerprint import Fingerprint, describe_changes, fingerprint_database
 from dsdb_plan.kinds.base import (
@@ -339,15 +340,15 @@ class _RestoredFingerprints:
     """The fingerprint of the restored tables, each taken once the table is committed.
 
     On a server, a worker thread takes it while the next table loads (the database does the
-    hashing, so the two overlap). SQLite ones are taken at the end: a reader would hold up
-    the writer there.
+    hashing, so the two overlap). On a single-writer engine (SQLite) they are taken at the
+    end: a reader would hold up the writer there.
     """
 
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
         self._worker = (
             None
-            if engine.dialect.name == "sqlite"
+            if engine_for(engine.dialect).capabilities.single_writer
             else ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsdb-fingerprint")
         )
         self._taken: dict[str, Future[Fingerprint]] = {}
