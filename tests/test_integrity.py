@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from dsdb_plan.kinds.migration import data_digest
+from dsdb_plan.kinds.migration import data_digest, migration_document
+from dsdb_plan.manifest import parse_manifest
 from dsdb_plan.migrate.integrity import (
     count_dangling,
     resolved_only,
@@ -204,6 +205,20 @@ def test_the_default_policy_keeps_the_data_digest_of_specs_recorded_before_it() 
     before = {"from": "local", "to": "prod", "mode": "upsert", "tables": ["flights"]}
     assert data_digest({**before, "on_dangling": "refuse"}) == data_digest(before)
     assert data_digest({**before, "on_dangling": "skip"}) != data_digest(before)
+
+
+@pytest.mark.parametrize(("policy", "recorded"), [("refuse", None), ("skip", "skip")])
+def test_the_default_policy_is_not_recorded_so_older_records_read_the_same(
+    tmp_path: Path, policy: str, recorded: str | None
+) -> None:
+    manifest = parse_manifest(
+        "version: 1\nconnections:\n  local: {driver: sqlite, database: a.db}\n"
+        "  prod: {driver: sqlite, database: b.db}\n"
+        f"migrations:\n  out: {{from: local, to: prod, on_dangling: {policy}}}\n",
+        base_dir=tmp_path,
+    )
+    document = migration_document(manifest, manifest.migrations["out"])
+    assert document.get("on_dangling") == recorded
 
 
 # -- plan and apply -------------------------------------------------------------------------

@@ -117,15 +117,20 @@ def migration_document(manifest: Manifest, spec: Migration) -> dict[str, Any]:
     return document
 
 
-#: Fields recorded only when set, so that the records of migrations that use none of them
-#: read the same as before these fields existed.
-_UNSET_FIELDS = ("references", "mask", "mask_seed")
+#: Fields recorded only when they differ from their default, so that the records of
+#: migrations that use none of them read the same as before these fields existed.
+_DEFAULTS: dict[str, Any] = {
+    "references": None,
+    "mask": None,
+    "mask_seed": None,
+    "on_dangling": "refuse",
+}
 _UNSET_TABLE_FIELDS = ("sample", "mask")
 
 
 def _without_unset(document: dict[str, Any]) -> dict[str, Any]:
-    for name in _UNSET_FIELDS:
-        if document.get(name) is None:
+    for name, default in _DEFAULTS.items():
+        if document.get(name) == default:
             document.pop(name, None)
     tables = document.get("tables")
     for options in tables.values() if isinstance(tables, dict) else ():
