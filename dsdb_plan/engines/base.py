@@ -56,6 +56,11 @@ class Capabilities:
     #: Each row carries the id of the transaction that last wrote it (PostgreSQL's xmin):
     #: a cheap token of whether a table changed.
     row_versions: bool = False
+    #: Foreign keys are checked row by row, not at the end of the statement (InnoDB): one
+    #: DELETE of a chain of rows in a table that references itself can fail midway.
+    checks_keys_per_row: bool = False
+    #: A foreign key can be added unchecked (NOT VALID) and checked later (VALIDATE).
+    validates_keys_later: bool = False
 
 
 class Engine:

@@ -41,6 +41,7 @@ class MySQLEngine(Engine):
         zone_aware_timestamps=False,
         index_names_per_schema=False,
         indexes_unbounded_text=False,
+        checks_keys_per_row=True,
     )
     snapshot_isolation = "REPEATABLE READ"
     drivers: ClassVar[dict[str, str]] = {"mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}

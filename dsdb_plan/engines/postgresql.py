@@ -33,6 +33,7 @@ class PostgreSQLEngine(Engine):
         index_names_per_schema=True,
         indexes_unbounded_text=True,
         row_versions=True,
+        validates_keys_later=True,
     )
     snapshot_isolation = "REPEATABLE READ"
     drivers: ClassVar[dict[str, str]] = {

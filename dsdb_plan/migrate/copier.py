@@ -737,7 +737,7 @@ def validate_keys(engine: sa.Engine, table: str, parents: Collection[str]) -> No
     """Check the foreign keys of `table` to `parents` that a replace of those put back
     NOT VALID (`_swap`), now that a mirror deleted the rows that pointed at removed ones
     (PostgreSQL; elsewhere keys are never left unchecked)."""
-    if engine.dialect.name != "postgresql" or not parents:
+    if not engine_for(engine.dialect).capabilities.validates_keys_later or not parents:
         return
     with engine.begin() as conn:
         rows = conn.execute(
@@ -861,7 +861,7 @@ def _delete_missing(src: sa.Connection, dst: sa.Connection, job: _Job) -> int:
     target = sa.table(selection.target, *(sa.column(name) for name in key))
     matched = sa.and_(*(keys.c[name] == target.c[name] for name in key))
     statement = sa.delete(target).where(~sa.exists().where(matched))
-    if dst.dialect.name in ("mysql", "mariadb") and any(
+    if engine_for(dst.dialect).capabilities.checks_keys_per_row and any(
         fk.ref_table == selection.name for fk in schema.foreign_keys
     ):
         deleted = _delete_within_itself(dst, statement, selection.target)
