@@ -253,6 +253,17 @@ class Engine:
         """The length in characters of a text value."""
         return sa.func.char_length(element)
 
+    # -- temporary tables -------------------------------------------------------------------
+
+    def drop_temporary(self, conn: sa.Connection, table: sa.Table) -> None:
+        """Drop temporary `table` if it is there (a failed earlier copy may have left it on a
+        pooled connection), never a permanent table of the same name."""
+        table.drop(conn, checkfirst=True)
+
+    def analyze_temporary(self, conn: sa.Connection, table: sa.Table) -> None:
+        """Give the planner statistics of a temporary table just filled, where it would
+        otherwise plan a query on it blind."""
+
 
 _BOOLEANS = frozenset({"true", "false"})
 

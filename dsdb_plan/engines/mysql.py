@@ -181,6 +181,10 @@ class MySQLEngine(Engine):
             if name in columns and not is_exact_collation(collation)
         }
 
+    def drop_temporary(self, conn: sa.Connection, table: sa.Table) -> None:
+        quoted = conn.dialect.identifier_preparer.quote_identifier(table.name)
+        conn.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {quoted}")
+
 
 @contextmanager
 def utc_time_zone(conn: sa.Connection) -> Iterator[None]:

@@ -115,6 +115,15 @@ class PostgreSQLEngine(Engine):
         as_json = sa.cast(sa.func.to_json(element), sa.Text())
         return sa.case((array, as_json), else_=sa.cast(element, sa.Text())).label(column.name)
 
+    def drop_temporary(self, conn: sa.Connection, table: sa.Table) -> None:
+        quoted = conn.dialect.identifier_preparer.quote_identifier(table.name)
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS pg_temp.{quoted}")
+
+    def analyze_temporary(self, conn: sa.Connection, table: sa.Table) -> None:
+        # Autovacuum never analyzes temporary tables.
+        quoted = conn.dialect.identifier_preparer.quote_identifier(table.name)
+        conn.exec_driver_sql(f"ANALYZE {quoted}")
+
 
 _SETTINGS = (
     ("TimeZone", "UTC"),

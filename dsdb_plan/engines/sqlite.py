@@ -128,6 +128,10 @@ class SQLiteEngine(Engine):
                 found.append(IndexSchema(None if automatic else name, columns, unique=True))
         return found
 
+    def drop_temporary(self, conn: sa.Connection, table: sa.Table) -> None:
+        quoted = conn.dialect.identifier_preparer.quote_identifier(table.name)
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{quoted}")
+
 
 def sqlite_portable_type(declared: str) -> ColumnSchema:
     """Map a SQLite declared type (any text, any case) to a portable type.

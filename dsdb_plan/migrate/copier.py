@@ -827,6 +827,7 @@ def _delete_missing(src: sa.Connection, dst: sa.Connection, job: _Job) -> int:
     """Delete target rows whose key is not in the source subset; returns how many."""
     selection = job.selection
     key = list(selection.key)
+    engine = engine_for(dst.dialect)
     digest = hashlib.sha1(selection.target.encode()).hexdigest()[:16]
     reflected = sa.Table(selection.target, sa.MetaData(), autoload_with=dst)
     keys = sa.Table(
@@ -836,7 +837,7 @@ def _delete_missing(src: sa.Connection, dst: sa.Connection, job: _Job) -> int:
         prefixes=["TEMPORARY"],
     )
     dst.commit()
-    _drop_temporary(dst, keys)
+    engine.drop_temporary(dst, keys)
     keys.create(dst)
     schema = selection.schema
     key_schema = dataclasses.replace(
@@ -854,14 +855,11 @@ def _delete_missing(src: sa.Connection, dst: sa.Connection, job: _Job) -> int:
     for rows in _source_batches(src, query, job.batch_size):
         writer.write(convert(rows))
     src.rollback()
-    if dst.dialect.name == "postgresql":
-        dst.exec_driver_sql(
-            f"ANALYZE {dst.dialect.identifier_preparer.quote_identifier(keys.name)}"
-        )
+    engine.analyze_temporary(dst, keys)
     target = sa.table(selection.target, *(sa.column(name) for name in key))
     matched = sa.and_(*(keys.c[name] == target.c[name] for name in key))
     statement = sa.delete(target).where(~sa.exists().where(matched))
-    if engine_for(dst.dialect).capabilities.checks_keys_per_row and any(
+    if engine.capabilities.checks_keys_per_row and any(
         fk.ref_table == selection.name for fk in schema.foreign_keys
     ):
         deleted = _delete_within_itself(dst, statement, selection.target)
@@ -875,7 +873,7 @@ def _delete_missing(src: sa.Connection, dst: sa.Connection, job: _Job) -> int:
                 "in the target by rows this migration keeps (append, upsert) or does not "
                 f"copy, so nothing was deleted: {driver_message(error)}"
             ) from error
-    _drop_temporary(dst, keys)
+    engine.drop_temporary(dst, keys)
     return int(deleted or 0)
 
 
@@ -918,16 +916,3 @@ def _delete_within_itself(dst: sa.Connection, statement: sa.Delete, table: str) 
                 f"of {child!r} pointing at them ({', '.join(columns)}); nothing was deleted"
             )
     return deleted
-
-
-def _drop_temporary(dst: sa.Connection, table: sa.Table) -> None:
-    """Drop a temporary table a failed earlier copy may have left on a pooled connection."""
-    quoted = dst.dialect.identifier_preparer.quote_identifier(table.name)
-    if dst.dialect.name in ("mysql", "mariadb"):
-        dst.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {quoted}")
-    elif dst.dialect.name == "sqlite":
-        dst.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{quoted}")
-    elif dst.dialect.name == "postgresql":
-        dst.exec_driver_sql(f"DROP TABLE IF EXISTS pg_temp.{quoted}")
-    else:
-        table.drop(dst, checkfirst=True)
