@@ -61,6 +61,8 @@ class Capabilities:
     checks_keys_per_row: bool = False
     #: A foreign key can be added unchecked (NOT VALID) and checked later (VALIDATE).
     validates_keys_later: bool = False
+    #: Foreign keys refuse rows that point nowhere on dsdb's connections (SQLite's are off).
+    enforces_foreign_keys: bool = True
 
 
 class Engine:

@@ -62,6 +62,7 @@ class SQLiteEngine(Engine):
         index_names_per_schema=True,
         indexes_unbounded_text=True,
         embedded=True,
+        enforces_foreign_keys=False,
     )
     drivers: ClassVar[dict[str, str]] = {"sqlite": "sqlite"}
     # Booleans are stored as 0/1 and dates as text: only JSON and UUID text pass.
