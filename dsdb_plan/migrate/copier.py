@@ -147,8 +147,9 @@ def copy_table(
     )
     job.resume_from(resume)
     with source_engine.connect() as src, target_engine.connect() as dst, _session(dst):
-        if on_source_snapshot is not None and src.dialect.name != "sqlite":
-            src.execution_options(isolation_level="REPEATABLE READ")
+        isolation = engine_for(src.dialect).snapshot_isolation
+        if on_source_snapshot is not None and isolation is not None:
+            src.execution_options(isolation_level=isolation)
         if mode == "replace":
             _replace(src, dst, job, cleared_later)
             return job.result()
@@ -396,7 +397,7 @@ def _source_batches(
     src: sa.Connection, query: sa.Select[Any], size: int
 ) -> Iterator[Sequence[Sequence[Any]]]:
     """The query's rows, `size` at a time, with memory bounded by one batch."""
-    if src.dialect.name == "sqlite":
+    if engine_for(src.dialect).capabilities.embedded:
         # pysqlite steps the statement as rows are fetched, so its own cursor is bounded, and
         # reading it directly skips building a SQLAlchemy Row per row (a third of the read).
         # The columns are untyped (`PortableType`): Rows would hold the same raw values.
