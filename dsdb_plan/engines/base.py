@@ -266,6 +266,11 @@ class Engine:
         """Give the planner statistics of a temporary table just filled, where it would
         otherwise plan a query on it blind."""
 
+    def copy_session(self, conn: sa.Connection) -> AbstractContextManager[None]:
+        """Session settings a copy into this engine needs, restored before the connection
+        goes back to the pool."""
+        return nullcontext()
+
 
 _BOOLEANS = frozenset({"true", "false"})
 

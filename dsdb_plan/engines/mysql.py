@@ -185,6 +185,21 @@ class MySQLEngine(Engine):
         quoted = conn.dialect.identifier_preparer.quote_identifier(table.name)
         conn.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {quoted}")
 
+    @contextmanager
+    def copy_session(self, conn: sa.Connection) -> Iterator[None]:
+        mode = conn.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar()
+        # Without it MySQL turns a copied key 0 of an AUTO_INCREMENT column into a new id.
+        conn.exec_driver_sql(
+            "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'NO_AUTO_VALUE_ON_ZERO')"
+        )
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.rollback()
+            conn.exec_driver_sql("SET SESSION sql_mode = %s", (mode,))
+            conn.commit()
+
 
 @contextmanager
 def utc_time_zone(conn: sa.Connection) -> Iterator[None]:

@@ -146,7 +146,8 @@ def copy_table(
         cancel=cancel,
     )
     job.resume_from(resume)
-    with source_engine.connect() as src, target_engine.connect() as dst, _session(dst):
+    session = engine_for(target_engine.dialect).copy_session
+    with source_engine.connect() as src, target_engine.connect() as dst, session(dst):
         isolation = engine_for(src.dialect).snapshot_isolation
         if on_source_snapshot is not None and isolation is not None:
             src.execution_options(isolation_level=isolation)
@@ -266,26 +267,6 @@ class _Job:
     def result(self) -> CopyResult:
         high_water = self.high_water if self.high_water is not None else self.since
         return CopyResult(self.rows, self.deleted, high_water, self.rows_resumed)
-
-
-@contextlib.contextmanager
-def _session(dst: sa.Connection) -> Iterator[None]:
-    """Session settings the copy needs, restored before the connection goes back to the pool."""
-    if dst.dialect.name not in ("mysql", "mariadb"):
-        yield
-        return
-    mode = dst.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar()
-    # Without it MySQL turns a copied key 0 of an AUTO_INCREMENT column into a new id.
-    dst.exec_driver_sql(
-        "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'NO_AUTO_VALUE_ON_ZERO')"
-    )
-    dst.commit()
-    try:
-        yield
-    finally:
-        dst.rollback()
-        dst.exec_driver_sql("SET SESSION sql_mode = %s", (mode,))
-        dst.commit()
 
 
 # -- loading -----------------------------------------------------------------------------
