@@ -56,6 +56,13 @@ class Capabilities:
     #: Each row carries the id of the transaction that last wrote it (PostgreSQL's xmin):
     #: a cheap token of whether a table changed.
     row_versions: bool = False
+    #: Foreign keys are checked row by row, not at the end of the statement (InnoDB): one
+    #: DELETE of a chain of rows in a table that references itself can fail midway.
+    checks_keys_per_row: bool = False
+    #: A foreign key can be added unchecked (NOT VALID) and checked later (VALIDATE).
+    validates_keys_later: bool = False
+    #: Foreign keys refuse rows that point nowhere on dsdb's connections (SQLite's are off).
+    enforces_foreign_keys: bool = True
 
 
 class Engine:
@@ -247,6 +254,22 @@ class Engine:
     def text_length(self, element: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         """The length in characters of a text value."""
         return sa.func.char_length(element)
+
+    # -- temporary tables -------------------------------------------------------------------
+
+    def drop_temporary(self, conn: sa.Connection, table: sa.Table) -> None:
+        """Drop temporary `table` if it is there (a failed earlier copy may have left it on a
+        pooled connection), never a permanent table of the same name."""
+        table.drop(conn, checkfirst=True)
+
+    def analyze_temporary(self, conn: sa.Connection, table: sa.Table) -> None:
+        """Give the planner statistics of a temporary table just filled, where it would
+        otherwise plan a query on it blind."""
+
+    def copy_session(self, conn: sa.Connection) -> AbstractContextManager[None]:
+        """Session settings a copy into this engine needs, restored before the connection
+        goes back to the pool."""
+        return nullcontext()
 
 
 _BOOLEANS = frozenset({"true", "false"})

@@ -41,6 +41,7 @@ class MySQLEngine(Engine):
         zone_aware_timestamps=False,
         index_names_per_schema=False,
         indexes_unbounded_text=False,
+        checks_keys_per_row=True,
     )
     snapshot_isolation = "REPEATABLE READ"
     drivers: ClassVar[dict[str, str]] = {"mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
@@ -179,6 +180,25 @@ class MySQLEngine(Engine):
             for name, collation in rows
             if name in columns and not is_exact_collation(collation)
         }
+
+    def drop_temporary(self, conn: sa.Connection, table: sa.Table) -> None:
+        quoted = conn.dialect.identifier_preparer.quote_identifier(table.name)
+        conn.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {quoted}")
+
+    @contextmanager
+    def copy_session(self, conn: sa.Connection) -> Iterator[None]:
+        mode = conn.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar()
+        # Without it MySQL turns a copied key 0 of an AUTO_INCREMENT column into a new id.
+        conn.exec_driver_sql(
+            "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'NO_AUTO_VALUE_ON_ZERO')"
+        )
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.rollback()
+            conn.exec_driver_sql("SET SESSION sql_mode = %s", (mode,))
+            conn.commit()
 
 
 @contextmanager

@@ -33,6 +33,7 @@ class PostgreSQLEngine(Engine):
         index_names_per_schema=True,
         indexes_unbounded_text=True,
         row_versions=True,
+        validates_keys_later=True,
     )
     snapshot_isolation = "REPEATABLE READ"
     drivers: ClassVar[dict[str, str]] = {
@@ -113,6 +114,15 @@ class PostgreSQLEngine(Engine):
         array = sa.func.pg_typeof(element).cast(sa.Text()).like("%[]")
         as_json = sa.cast(sa.func.to_json(element), sa.Text())
         return sa.case((array, as_json), else_=sa.cast(element, sa.Text())).label(column.name)
+
+    def drop_temporary(self, conn: sa.Connection, table: sa.Table) -> None:
+        quoted = conn.dialect.identifier_preparer.quote_identifier(table.name)
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS pg_temp.{quoted}")
+
+    def analyze_temporary(self, conn: sa.Connection, table: sa.Table) -> None:
+        # Autovacuum never analyzes temporary tables.
+        quoted = conn.dialect.identifier_preparer.quote_identifier(table.name)
+        conn.exec_driver_sql(f"ANALYZE {quoted}")
 
 
 _SETTINGS = (

@@ -62,6 +62,7 @@ class SQLiteEngine(Engine):
         index_names_per_schema=True,
         indexes_unbounded_text=True,
         embedded=True,
+        enforces_foreign_keys=False,
     )
     drivers: ClassVar[dict[str, str]] = {"sqlite": "sqlite"}
     # Booleans are stored as 0/1 and dates as text: only JSON and UUID text pass.
@@ -127,6 +128,10 @@ class SQLiteEngine(Engine):
                 automatic = name.startswith("sqlite_autoindex_")
                 found.append(IndexSchema(None if automatic else name, columns, unique=True))
         return found
+
+    def drop_temporary(self, conn: sa.Connection, table: sa.Table) -> None:
+        quoted = conn.dialect.identifier_preparer.quote_identifier(table.name)
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{quoted}")
 
 
 def sqlite_portable_type(declared: str) -> ColumnSchema:

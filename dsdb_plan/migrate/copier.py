@@ -146,9 +146,11 @@ def copy_table(
         cancel=cancel,
     )
     job.resume_from(resume)
-    with source_engine.connect() as src, target_engine.connect() as dst, _session(dst):
-        if on_source_snapshot is not None and src.dialect.name != "sqlite":
-            src.execution_options(isolation_level="REPEATABLE READ")
+    session = engine_for(target_engine.dialect).copy_session
+    with source_engine.connect() as src, target_engine.connect() as dst, session(dst):
+        isolation = engine_for(src.dialect).snapshot_isolation
+        if on_source_snapshot is not None and isolation is not None:
+            src.execution_options(isolation_level=isolation)
         if mode == "replace":
             _replace(src, dst, job, cleared_later)
             return job.result()
@@ -267,26 +269,6 @@ class _Job:
         return CopyResult(self.rows, self.deleted, high_water, self.rows_resumed)
 
 
-@contextlib.contextmanager
-def _session(dst: sa.Connection) -> Iterator[None]:
-    """Session settings the copy needs, restored before the connection goes back to the pool."""
-    if dst.dialect.name not in ("mysql", "mariadb"):
-        yield
-        return
-    mode = dst.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar()
-    # Without it MySQL turns a copied key 0 of an AUTO_INCREMENT column into a new id.
-    dst.exec_driver_sql(
-        "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'NO_AUTO_VALUE_ON_ZERO')"
-    )
-    dst.commit()
-    try:
-        yield
-    finally:
-        dst.rollback()
-        dst.exec_driver_sql("SET SESSION sql_mode = %s", (mode,))
-        dst.commit()
-
-
 # -- loading -----------------------------------------------------------------------------
 
 
@@ -396,7 +378,7 @@ def _source_batches(
     src: sa.Connection, query: sa.Select[Any], size: int
 ) -> Iterator[Sequence[Sequence[Any]]]:
     """The query's rows, `size` at a time, with memory bounded by one batch."""
-    if src.dialect.name == "sqlite":
+    if engine_for(src.dialect).capabilities.embedded:
         # pysqlite steps the statement as rows are fetched, so its own cursor is bounded, and
         # reading it directly skips building a SQLAlchemy Row per row (a third of the read).
         # The columns are untyped (`PortableType`): Rows would hold the same raw values.
@@ -737,7 +719,7 @@ def validate_keys(engine: sa.Engine, table: str, parents: Collection[str]) -> No
     """Check the foreign keys of `table` to `parents` that a replace of those put back
     NOT VALID (`_swap`), now that a mirror deleted the rows that pointed at removed ones
     (PostgreSQL; elsewhere keys are never left unchecked)."""
-    if engine.dialect.name != "postgresql" or not parents:
+    if not engine_for(engine.dialect).capabilities.validates_keys_later or not parents:
         return
     with engine.begin() as conn:
         rows = conn.execute(
@@ -827,6 +809,7 @@ def _delete_missing(src: sa.Connection, dst: sa.Connection, job: _Job) -> int:
     """Delete target rows whose key is not in the source subset; returns how many."""
     selection = job.selection
     key = list(selection.key)
+    engine = engine_for(dst.dialect)
     digest = hashlib.sha1(selection.target.encode()).hexdigest()[:16]
     reflected = sa.Table(selection.target, sa.MetaData(), autoload_with=dst)
     keys = sa.Table(
@@ -836,7 +819,7 @@ def _delete_missing(src: sa.Connection, dst: sa.Connection, job: _Job) -> int:
         prefixes=["TEMPORARY"],
     )
     dst.commit()
-    _drop_temporary(dst, keys)
+    engine.drop_temporary(dst, keys)
     keys.create(dst)
     schema = selection.schema
     key_schema = dataclasses.replace(
@@ -854,14 +837,11 @@ def _delete_missing(src: sa.Connection, dst: sa.Connection, job: _Job) -> int:
     for rows in _source_batches(src, query, job.batch_size):
         writer.write(convert(rows))
     src.rollback()
-    if dst.dialect.name == "postgresql":
-        dst.exec_driver_sql(
-            f"ANALYZE {dst.dialect.identifier_preparer.quote_identifier(keys.name)}"
-        )
+    engine.analyze_temporary(dst, keys)
     target = sa.table(selection.target, *(sa.column(name) for name in key))
     matched = sa.and_(*(keys.c[name] == target.c[name] for name in key))
     statement = sa.delete(target).where(~sa.exists().where(matched))
-    if dst.dialect.name in ("mysql", "mariadb") and any(
+    if engine.capabilities.checks_keys_per_row and any(
         fk.ref_table == selection.name for fk in schema.foreign_keys
     ):
         deleted = _delete_within_itself(dst, statement, selection.target)
@@ -875,7 +855,7 @@ def _delete_missing(src: sa.Connection, dst: sa.Connection, job: _Job) -> int:
                 "in the target by rows this migration keeps (append, upsert) or does not "
                 f"copy, so nothing was deleted: {driver_message(error)}"
             ) from error
-    _drop_temporary(dst, keys)
+    engine.drop_temporary(dst, keys)
     return int(deleted or 0)
 
 
@@ -918,16 +898,3 @@ def _delete_within_itself(dst: sa.Connection, statement: sa.Delete, table: str) 
                 f"of {child!r} pointing at them ({', '.join(columns)}); nothing was deleted"
             )
     return deleted
-
-
-def _drop_temporary(dst: sa.Connection, table: sa.Table) -> None:
-    """Drop a temporary table a failed earlier copy may have left on a pooled connection."""
-    quoted = dst.dialect.identifier_preparer.quote_identifier(table.name)
-    if dst.dialect.name in ("mysql", "mariadb"):
-        dst.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {quoted}")
-    elif dst.dialect.name == "sqlite":
-        dst.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{quoted}")
-    elif dst.dialect.name == "postgresql":
-        dst.exec_driver_sql(f"DROP TABLE IF EXISTS pg_temp.{quoted}")
-    else:
-        table.drop(dst, checkfirst=True)

@@ -28,6 +28,7 @@ from collections.abc import Iterator, Sequence
 import sqlalchemy as sa
 
 from dsdb_plan.dbschema import ForeignKeySchema, reflect_foreign_keys
+from dsdb_plan.engines import engine_for
 from dsdb_plan.migrate.subset import TableSelection
 from dsdb_plan.payloads import Dangling, key_columns
 
@@ -186,7 +187,7 @@ def enforced_in_target(
     """The dangling references `keep` cannot copy, a line each: the target table exists
     already and enforces that foreign key, so the copy would fail on the first such row.
     (SQLite checks no foreign key on dsdb's connections.)"""
-    if target.dialect.name == "sqlite":
+    if not engine_for(target.dialect).capabilities.enforces_foreign_keys:
         return []
     tables = {selection.name: selection.target for selection in selections}
     existing = set(sa.inspect(target).get_table_names())
