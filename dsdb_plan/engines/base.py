@@ -86,6 +86,10 @@ class Engine:
     #: The driver's keyword for a connect timeout in seconds, where it takes one.
     connect_timeout_argument: ClassVar[str | None] = None
 
+    def prepare_engine(self, engine: sa.Engine) -> None:
+        """Set up a SQLAlchemy engine dsdb just created on this database (SQLite adds the
+        SQL functions it lacks)."""
+
     def server_name(self, dialect: sa.Dialect) -> str:
         """The product `dialect` reached, as `dsdb connections` names it before its version."""
         return self.name
