@@ -11,7 +11,7 @@ import graphlib
 from collections import defaultdict
 from collections.abc import Callable
 
-from dsdb_plan.engines import known_engine
+from dsdb_plan.engines import engine_for
 from dsdb_plan.models import Backup, Manifest, Migration, Restore, Teardown
 from dsdb_plan.plan import Action
 
@@ -86,7 +86,7 @@ def io_conflict(manifest: Manifest) -> Callable[[Action, Action], bool]:
     single_writer = {
         name
         for name, c in manifest.connections.items()
-        if (engine := known_engine(c.dialect)) is not None and engine.capabilities.single_writer
+        if engine_for(c.dialect).capabilities.single_writer
     }
 
     def touched(action: Action) -> set[str]:

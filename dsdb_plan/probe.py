@@ -10,7 +10,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from dsdb_plan.connection import Connection
-from dsdb_plan.engines import known_engine
+from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import driver_message
 from dsdb_plan.redact import redact
 
@@ -32,11 +32,11 @@ class ProbeResult:
 
 def _target(connection: Connection) -> str:
     url = connection.sqlalchemy_url()
-    engine = known_engine(connection.dialect)
-    if engine is not None and engine.capabilities.embedded:
+    engine = engine_for(connection.dialect)  # a Connection's engine is always known
+    if engine.capabilities.embedded:
         return url.database or ":memory:"
     host = url.host or "localhost"
-    port = url.port or (engine.default_port if engine is not None else None)
+    port = url.port or engine.default_port
     return f"{host}:{port}/{url.database or ''}"
 
 
@@ -51,8 +51,8 @@ def probe(name: str, connection: Connection) -> ProbeResult:
             server_version=f"SQLite {sqlite3.sqlite_version}",
             error="file does not exist yet; it is created on first write",
         )
-    known = known_engine(connection.dialect)
-    argument = known.connect_timeout_argument if known is not None else None
+    rules = engine_for(connection.dialect)
+    argument = rules.connect_timeout_argument
     connect_args = {argument: CONNECT_TIMEOUT_SECONDS} if argument else {}
     engine = connection.create_engine(connect_args=connect_args, poolclass=sa.pool.NullPool)
     try:
@@ -65,7 +65,7 @@ def probe(name: str, connection: Connection) -> ProbeResult:
         return replace(base, error=redact(driver_message(error)))
     finally:
         engine.dispose()
-    label = known.server_name(engine.dialect) if known is not None else connection.dialect
+    label = rules.server_name(engine.dialect)
     return replace(
         base, ok=True, server_version=f"{label} {version}".strip(), round_trip_ms=round(elapsed, 2)
     )
