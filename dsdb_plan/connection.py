@@ -26,7 +26,6 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy.dialects import registry as dialect_registry
 from sqlalchemy.engine import URL, make_url
 
-from dsdb_plan import sqlfunctions
 from dsdb_plan.engines import CANONICAL_DRIVERS, DRIVERS, known_engine
 from dsdb_plan.errors import did_you_mean
 from dsdb_plan.redact import register_secret
@@ -270,8 +269,8 @@ class Connection(BaseModel):
         """A new SQLAlchemy engine for this connection."""
         if self.is_sqlite_file:
             Path(self.link).parent.mkdir(parents=True, exist_ok=True)
-        url = self.sqlalchemy_url()
-        engine = sa.create_engine(url, **kwargs)
-        if url.get_backend_name() == "sqlite":
-            sa.event.listen(engine, "connect", sqlfunctions.install)
+        engine = sa.create_engine(self.sqlalchemy_url(), **kwargs)
+        known = known_engine(self.dialect)
+        if known is not None:
+            known.prepare_engine(engine)
         return engine

@@ -47,6 +47,17 @@ def _admin_engine(connection: Connection, engine: Engine) -> sa.Engine:
     )
 
 
+def _on_server(connection: Connection, engine: Engine, statement: str) -> None:
+    """Run `statement`, its `{}` the quoted database name, on the server outside the database."""
+    admin = _admin_engine(connection, engine)
+    try:
+        with admin.connect() as conn:
+            quoted = admin.dialect.identifier_preparer.quote(connection.link)
+            conn.exec_driver_sql(statement.format(quoted))
+    finally:
+        admin.dispose()
+
+
 def database_exists(connection: Connection) -> bool:
     """Whether the database itself exists (a SQLite file; a database on a server)."""
     engine = known_engine(connection.dialect)
@@ -76,13 +87,7 @@ def create_database(connection: Connection) -> None:
         raise DsdbError(f"creating a {connection.dialect} database is not supported")
     if database_exists(connection):  # PostgreSQL has no CREATE DATABASE IF NOT EXISTS
         return
-    admin = _admin_engine(connection, engine)
-    try:
-        with admin.connect() as conn:
-            quoted = admin.dialect.identifier_preparer.quote(connection.link)
-            conn.exec_driver_sql(f"CREATE DATABASE {quoted}")
-    finally:
-        admin.dispose()
+    _on_server(connection, engine, "CREATE DATABASE {}")
 
 
 def missing_database_hint(connection: Connection, name: str, message: str) -> str:
@@ -106,10 +111,4 @@ def drop_database(connection: Connection) -> None:
         for suffix in ("", "-wal", "-shm", "-journal"):
             Path(connection.link + suffix).unlink(missing_ok=True)
         return
-    admin = _admin_engine(connection, engine)
-    try:
-        with admin.connect() as conn:
-            quoted = admin.dialect.identifier_preparer.quote(connection.link)
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}{engine.drop_database_options}")
-    finally:
-        admin.dispose()
+    _on_server(connection, engine, "DROP DATABASE IF EXISTS {}" + engine.drop_database_options)

@@ -11,6 +11,7 @@ import graphlib
 from collections import defaultdict
 from collections.abc import Callable
 
+from dsdb_plan.engines import engine_for
 from dsdb_plan.models import Backup, Manifest, Migration, Restore, Teardown
 from dsdb_plan.plan import Action
 
@@ -80,9 +81,13 @@ def topological_order(graph: dict[str, set[str]]) -> list[str]:
 
 def io_conflict(manifest: Manifest) -> Callable[[Action, Action], bool]:
     """Whether two actions must not run at the same time: one writes a database the other
-    reads or writes, or both use one SQLite file (it allows a single writer)."""
+    reads or writes, or both use one database that allows a single writer (a SQLite file)."""
     reads, writes = reads_and_writes(manifest)
-    sqlite = {name for name, c in manifest.connections.items() if c.dialect == "sqlite"}
+    single_writer = {
+        name
+        for name, c in manifest.connections.items()
+        if engine_for(c.dialect).capabilities.single_writer
+    }
 
     def touched(action: Action) -> set[str]:
         return reads.get(action.address, set()) | writes.get(action.address, set())
@@ -92,6 +97,6 @@ def io_conflict(manifest: Manifest) -> Callable[[Action, Action], bool]:
             return True
         a_writes, b_writes = writes.get(a.address, set()), writes.get(b.address, set())
         shared = touched(a) & touched(b)
-        return bool(a_writes & touched(b) or b_writes & touched(a) or shared & sqlite)
+        return bool(a_writes & touched(b) or b_writes & touched(a) or shared & single_writer)
 
     return conflict

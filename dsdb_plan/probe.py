@@ -10,15 +10,11 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from dsdb_plan.connection import Connection
+from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import driver_message
 from dsdb_plan.redact import redact
 
 CONNECT_TIMEOUT_SECONDS = 5
-_TIMEOUT_ARGUMENT = {
-    "postgresql": "connect_timeout",
-    "mysql": "connect_timeout",
-    "mariadb": "connect_timeout",
-}
 
 
 @dataclass(frozen=True)
@@ -36,10 +32,11 @@ class ProbeResult:
 
 def _target(connection: Connection) -> str:
     url = connection.sqlalchemy_url()
-    if connection.dialect == "sqlite":
+    engine = engine_for(connection.dialect)  # a Connection's engine is always known
+    if engine.capabilities.embedded:
         return url.database or ":memory:"
     host = url.host or "localhost"
-    port = url.port or {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}.get(connection.dialect)
+    port = url.port or engine.default_port
     return f"{host}:{port}/{url.database or ''}"
 
 
@@ -54,7 +51,8 @@ def probe(name: str, connection: Connection) -> ProbeResult:
             server_version=f"SQLite {sqlite3.sqlite_version}",
             error="file does not exist yet; it is created on first write",
         )
-    argument = _TIMEOUT_ARGUMENT.get(connection.dialect)
+    rules = engine_for(connection.dialect)
+    argument = rules.connect_timeout_argument
     connect_args = {argument: CONNECT_TIMEOUT_SECONDS} if argument else {}
     engine = connection.create_engine(connect_args=connect_args, poolclass=sa.pool.NullPool)
     try:
@@ -67,14 +65,7 @@ def probe(name: str, connection: Connection) -> ProbeResult:
         return replace(base, error=redact(driver_message(error)))
     finally:
         engine.dispose()
-    label = {
-        "sqlite": "SQLite",
-        "postgresql": "PostgreSQL",
-        "mysql": "MySQL",
-        "mariadb": "MariaDB",
-    }.get(connection.dialect, connection.dialect)
-    if getattr(engine.dialect, "is_mariadb", False):  # a mysql:// URL can reach MariaDB
-        label = "MariaDB"
+    label = rules.server_name(engine.dialect)
     return replace(
         base, ok=True, server_version=f"{label} {version}".strip(), round_trip_ms=round(elapsed, 2)
     )

@@ -252,11 +252,12 @@ def column_converter(
             return _sqlite_storage(canon(value))
 
         return to_sqlite
-    if not engine.capabilities.zone_aware_timestamps:  # MySQL/MariaDB: nor NaN, nor infinity
+    if not engine.capabilities.zone_aware_timestamps:  # MySQL/MariaDB
+        finite_only = not engine.capabilities.stores_non_finite_floats
 
         def to_mysql(value: Any) -> Any:
             value = _utc_naive(canon(value))
-            if isinstance(value, float | Decimal) and not math.isfinite(value):
+            if finite_only and isinstance(value, float | Decimal) and not math.isfinite(value):
                 raise DsdbError(
                     f"table {table!r}, column {column.name!r}: {engine.name} cannot store {value}"
                 )

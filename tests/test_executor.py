@@ -39,6 +39,23 @@ def test_conflicts_follow_the_databases_actions_touch(tmp_path: Path) -> None:
     assert conflict(a, a)
 
 
+def test_only_a_single_writer_database_keeps_two_readers_apart(tmp_path: Path) -> None:
+    manifest = (
+        "version: 1\n"
+        "connections:\n"
+        "  file: {driver: sqlite, database: data/file.db}\n"
+        "  server: {driver: postgresql, host: 127.0.0.1, database: flights}\n"
+        "backups:\n"
+        "  file-1: {connection: file}\n"
+        "  file-2: {connection: file}\n"
+        "  server-1: {connection: server}\n"
+        "  server-2: {connection: server}\n"
+    )
+    conflict = io_conflict(parse_manifest(manifest, base_dir=tmp_path))
+    assert conflict(action("backup.file-1"), action("backup.file-2"))
+    assert not conflict(action("backup.server-1"), action("backup.server-2"))
+
+
 def test_parallel_apply_runs_everything_and_orders_dependents(
     capsys, tmp_path: Path, write_manifest
 ) -> None:

@@ -90,6 +90,16 @@ class Engine:
     #: Per portable type, the Python classes (by name) its driver stores as they are, beside
     #: the ints, floats, text and bytes every driver takes (`migrate/convert.py`).
     passes_as_is: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    #: The driver's keyword for a connect timeout in seconds, where it takes one.
+    connect_timeout_argument: ClassVar[str | None] = None
+
+    def prepare_engine(self, engine: sa.Engine) -> None:
+        """Set up a SQLAlchemy engine dsdb just created on this database (SQLite adds the
+        SQL functions it lacks)."""
+
+    def server_name(self, dialect: sa.Dialect) -> str:
+        """The product `dialect` reached, as `dsdb connections` names it before its version."""
+        return self.name
 
     # -- DDL --------------------------------------------------------------------------------
 

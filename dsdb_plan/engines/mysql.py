@@ -52,6 +52,11 @@ class MySQLEngine(Engine):
         "uuid": ("str",),
     }
     default_port = 3306
+    connect_timeout_argument = "connect_timeout"
+
+    def server_name(self, dialect: sa.Dialect) -> str:
+        # A mysql:// URL can reach MariaDB.
+        return "MariaDB" if getattr(dialect, "is_mariadb", False) else "MySQL"
 
     def column_type(self, column: ColumnSchema, *, keyed: bool = False) -> Any:
         kind = column.type

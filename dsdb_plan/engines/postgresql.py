@@ -51,6 +51,7 @@ class PostgreSQLEngine(Engine):
     admin_database = "postgres"
     database_exists_sql = "SELECT 1 FROM pg_database WHERE datname = :name"
     drop_database_options = " WITH (FORCE)"  # ends the sessions still on it
+    connect_timeout_argument = "connect_timeout"
 
     def column_type(self, column: ColumnSchema, *, keyed: bool = False) -> Any:
         kind = column.type

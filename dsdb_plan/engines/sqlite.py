@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 from sqlalchemy.types import UserDefinedType
 
+from dsdb_plan import sqlfunctions
 from dsdb_plan.engines.base import Capabilities, Engine, portable_column, quote_for_driver
 from dsdb_plan.portable import ColumnSchema, IndexSchema
 
@@ -67,6 +68,9 @@ class SQLiteEngine(Engine):
     drivers: ClassVar[dict[str, str]] = {"sqlite": "sqlite"}
     # Booleans are stored as 0/1 and dates as text: only JSON and UUID text pass.
     passes_as_is: ClassVar[Mapping[str, tuple[str, ...]]] = {"json": ("str",), "uuid": ("str",)}
+
+    def prepare_engine(self, engine: sa.Engine) -> None:
+        sa.event.listen(engine, "connect", sqlfunctions.install)
 
     def column_type(self, column: ColumnSchema, *, keyed: bool = False) -> Any:
         kind = column.type

@@ -147,9 +147,9 @@ def _value_by_value(
 def _pass_names(column: ColumnSchema, engine: Engine | None) -> tuple[str, ...]:
     """The Python classes (by name) whose values need no conversion into `engine` (none
     known: only those every database takes)."""
-    if engine is None:
-        return _PASS.get(column.type, ())
     common = _PASS.get(column.type, ())
+    if engine is None:
+        return common
     if not engine.capabilities.stores_non_finite_floats and column.type in _FLOAT_TYPES:
         common = ()  # only finite ones, which `_passing` tests
     return common + engine.passes_as_is.get(column.type, ())

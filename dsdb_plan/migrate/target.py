@@ -31,6 +31,7 @@ from dsdb_plan.dbschema import (
     create_indexes,
     create_tables,
     reflect_tables,
+    target_type,
     transaction,
 )
 from dsdb_plan.engines import Engine, engine_for
@@ -170,7 +171,7 @@ def ensure_target(
             return
         for name in check.missing_columns:
             column = selection.schema.column(name)
-            sql_type = engine_for(conn.dialect).column_type(column)
+            sql_type = target_type(column, conn.dialect.name)
             preparer = conn.dialect.identifier_preparer
             conn.exec_driver_sql(
                 f"ALTER TABLE {preparer.quote_identifier(selection.target)} ADD COLUMN "
