@@ -361,6 +361,21 @@ def test_keep_is_refused_by_the_plan_where_the_target_table_enforces_the_key(
     assert table_rows(url, "flights") == before
 
 
+def test_keep_into_a_sqlite_table_that_declares_the_key_copies_every_row(
+    capsys, tmp_path: Path
+) -> None:
+    # SQLite checks no foreign key on dsdb's connections, so the key is no obstacle there.
+    dirty_source(tmp_path / "source.db")
+    url = sqlite_url(tmp_path / "target.db")
+    assert run_cli(capsys, "apply", manifest_for(tmp_path, url, "skip"), "--auto-approve").code == 0
+    keeping = manifest_for(tmp_path, url, "keep")
+    plan = run_cli(capsys, "plan", keeping)
+    assert plan.code == 0, plan.text
+    assert run_cli(capsys, "apply", keeping, "--auto-approve").code == 0
+    source = table_rows(sqlite_url(tmp_path / "source.db"), "flights")
+    assert table_rows(url, "flights") == [row for row in source if row[1] == "UA"]
+
+
 @pytest.mark.parametrize("kind", EVERY_DATABASE)
 def test_skip_follows_a_reference_to_itself_in_the_source_database(
     capsys, request, tmp_path: Path, kind: str
