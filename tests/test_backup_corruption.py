@@ -391,49 +391,55 @@ def _untouched(engine: sa.Engine) -> None:
     assert _contents(engine) == {table: sorted(rows) for table, rows in TARGET_ROWS.items()}
 
 
+@pytest.fixture
+def info(tmp_path: Path, origin: sa.Engine) -> BackupInfo:
+    """A backup of `origin`, as taken."""
+    return write_backup(origin, tmp_path / "backups", new_backup_id(NOW))
+
+
+def _refusal(action: Callable[[], object]) -> str:
+    """The message of the `BackupError` that `action` raises."""
+    with pytest.raises(BackupError) as raised:
+        action()
+    return raised.value.message
+
+
 # -- the library -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", ALONE)
 def test_a_damaged_backup_is_refused_before_a_restore_writes(
-    tmp_path: Path, origin: sa.Engine, target: sa.Engine, name: str
+    info: BackupInfo, target: sa.Engine, name: str
 ) -> None:
     case = CASES[name]
     assert case.alone is not None
-    info = write_backup(origin, tmp_path / "backups", new_backup_id(NOW))
     case.damage(info)
     expected = case.alone(info)
-    with pytest.raises(BackupError) as verified:
-        verify_backup(info.path)
-    assert verified.value.message == expected
-    with pytest.raises(BackupError) as restored:
-        restore_backup(info.path, target, replace_existing=True)
-    assert restored.value.message == expected
+    assert _refusal(lambda: verify_backup(info.path)) == expected
+    assert _refusal(lambda: restore_backup(info.path, target, replace_existing=True)) == expected
     _untouched(target)
 
 
 @pytest.mark.parametrize("name", CASES)
 def test_backup_json_is_held_to_the_record_of_the_backup(
-    tmp_path: Path, origin: sa.Engine, target: sa.Engine, name: str
+    info: BackupInfo, target: sa.Engine, name: str
 ) -> None:
-    info = write_backup(origin, tmp_path / "backups", new_backup_id(NOW))
     CASES[name].damage(info)
     expected = CASES[name].recorded(info)
-    with pytest.raises(BackupError) as verified:
-        verify_backup(info.path, recorded=info.to_dict())
-    assert verified.value.message == expected
-    with pytest.raises(BackupError) as restored:
-        restore_backup(info.path, target, recorded=info.to_dict(), replace_existing=True)
-    assert restored.value.message == expected
+    recorded = info.to_dict()
+    assert _refusal(lambda: verify_backup(info.path, recorded=recorded)) == expected
+    message = _refusal(
+        lambda: restore_backup(info.path, target, recorded=recorded, replace_existing=True)
+    )
+    assert message == expected
     _untouched(target)
 
 
 def test_a_rewritten_file_that_backup_json_describes_is_a_backup_of_other_rows(
-    tmp_path: Path, origin: sa.Engine, target: sa.Engine
+    info: BackupInfo, target: sa.Engine
 ) -> None:
     """Without a record of what the backup held, a consistent rewrite cannot be told from
     a backup: what makes it suspect is only the record."""
-    info = write_backup(origin, tmp_path / "backups", new_backup_id(NOW))
     _rewrite_flights(info)
     restore_backup(info.path, target, replace_existing=True)
     with target.connect() as conn:
@@ -444,15 +450,13 @@ def test_a_rewritten_file_that_backup_json_describes_is_a_backup_of_other_rows(
 @pytest.mark.parametrize("kind", EVERY_DATABASE)
 @pytest.mark.parametrize("name", ["rows overstated", "entry removed", "byte flipped"])
 def test_a_server_target_keeps_its_rows_when_the_backup_is_damaged(
-    tmp_path: Path, request: pytest.FixtureRequest, origin: sa.Engine, kind: str, name: str
+    tmp_path: Path, request: pytest.FixtureRequest, info: BackupInfo, kind: str, name: str
 ) -> None:
     engine = database(request, tmp_path, kind)
     _fill_target(engine)
-    info = write_backup(origin, tmp_path / "backups", new_backup_id(NOW))
     CASES[name].damage(info)
-    with pytest.raises(BackupError) as restored:
-        restore_backup(info.path, engine, replace_existing=True)
-    assert restored.value.message == CASES[name].alone(info)  # type: ignore[misc]
+    expected = CASES[name].alone(info)  # type: ignore[misc]
+    assert _refusal(lambda: restore_backup(info.path, engine, replace_existing=True)) == expected
     _untouched(engine)
 
 
@@ -555,13 +559,11 @@ def test_apply_refuses_a_backup_unlike_its_record_before_writing(
 @pytest.mark.parametrize("name", ALONE)
 def test_apply_refuses_a_damaged_backup_folder_before_writing(
     capsys: pytest.CaptureFixture[str],
-    tmp_path: Path,
     write_manifest: Callable[[str], Path],
-    origin: sa.Engine,
+    info: BackupInfo,
     target: sa.Engine,
     name: str,
 ) -> None:
-    info = write_backup(origin, tmp_path / "backups", new_backup_id(NOW))
     manifest = write_manifest(MANIFEST.replace("SOURCE", f"path: '{info.path}'"))
     case = CASES[name]
     assert case.alone is not None
@@ -641,16 +643,11 @@ METADATA_EDITS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
 
 
 @pytest.mark.parametrize("edit", METADATA_EDITS)
-def test_backup_json_that_does_not_hold_together_is_named(
-    tmp_path: Path, origin: sa.Engine, edit: str
-) -> None:
-    info = write_backup(origin, tmp_path / "backups", new_backup_id(NOW))
+def test_backup_json_that_does_not_hold_together_is_named(info: BackupInfo, edit: str) -> None:
     change, problem = METADATA_EDITS[edit]
     _edit_metadata(info, change)
-    with pytest.raises(BackupError) as raised:
-        check_backup(info.path)
     expected = f"backup {info.id}: {_metadata(info)} " + problem.format(folder=info.path)
-    assert raised.value.message == expected
+    assert _refusal(lambda: check_backup(info.path)) == expected
 
 
 GARBLED_FIELDS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
@@ -687,15 +684,11 @@ GARBLED_FIELDS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
 
 
 @pytest.mark.parametrize("edit", GARBLED_FIELDS)
-def test_a_garbled_field_of_backup_json_is_located(
-    tmp_path: Path, origin: sa.Engine, edit: str
-) -> None:
-    info = write_backup(origin, tmp_path / "backups", new_backup_id(NOW))
+def test_a_garbled_field_of_backup_json_is_located(info: BackupInfo, edit: str) -> None:
     change, problem = GARBLED_FIELDS[edit]
     _edit_metadata(info, change)
-    with pytest.raises(BackupError) as raised:
-        check_backup(info.path)
-    assert raised.value.message == f"backup metadata {_metadata(info)} is garbled: {problem}"
+    expected = f"backup metadata {_metadata(info)} is garbled: {problem}"
+    assert _refusal(lambda: check_backup(info.path)) == expected
 
 
 RECORD_EDITS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
@@ -732,14 +725,9 @@ RECORD_EDITS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
 
 
 @pytest.mark.parametrize("edit", RECORD_EDITS)
-def test_backup_json_unlike_the_state_s_record_is_named(
-    tmp_path: Path, origin: sa.Engine, edit: str
-) -> None:
-    info = write_backup(origin, tmp_path / "backups", new_backup_id(NOW))
+def test_backup_json_unlike_the_state_s_record_is_named(info: BackupInfo, edit: str) -> None:
     record = json.loads(json.dumps(info.to_dict()))
     change, problem = RECORD_EDITS[edit]
     change(record)
-    with pytest.raises(BackupError) as raised:
-        check_backup(info.path, recorded=record)
     expected = problem.format(id=info.id, json=_metadata(info), folder=info.path)
-    assert raised.value.message == expected
+    assert _refusal(lambda: check_backup(info.path, recorded=record)) == expected

@@ -9,7 +9,7 @@ import pytest
 from dsdb_plan.errors import ManifestError
 from dsdb_plan.manifest import parse_manifest
 from dsdb_plan.models import Manifest
-from tests.helpers import run_cli
+from tests.helpers import CliResult, run_cli
 
 
 def _parse(text: str, env: dict[str, str] | None = None, **variables: str) -> Manifest:
@@ -170,17 +170,28 @@ def test_an_undeclared_variable_reference_is_named() -> None:
     assert problems == ["m.yaml:3:34: connections.db.host: variable 'region' is not declared"]
 
 
+@pytest.fixture
+def var_file(tmp_path: Path) -> Path:
+    return tmp_path / "vars.yaml"
+
+
+def _validate_with(
+    capsys: pytest.CaptureFixture[str], manifest: Path, var_file: Path, text: str
+) -> CliResult:
+    """`dsdb validate MANIFEST --var-file VAR_FILE`, VAR_FILE holding `text`."""
+    var_file.write_text(text)
+    return run_cli(capsys, "validate", manifest, "--var-file", var_file)
+
+
 def test_cli_var_and_var_file(
     write_manifest,
-    tmp_path: Path,
+    var_file: Path,
     capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
 ) -> None:
     path = write_manifest(TYPED)
-    var_file = tmp_path / "vars.yaml"
-    var_file.write_text("database: flights\nport: 1\n")
 
     without = run_cli(capsys, "validate", path)
-    from_file = run_cli(capsys, "validate", path, "--var-file", var_file)
+    from_file = _validate_with(capsys, path, var_file, "database: flights\nport: 1\n")
     overridden = run_cli(capsys, "validate", path, "--var-file", var_file, "--var", "port=x")
 
     assert without.code == 1
@@ -202,13 +213,11 @@ def test_cli_var_needs_a_name_and_a_value(
 
 def test_a_var_file_value_that_is_no_scalar_is_refused(
     write_manifest,
-    tmp_path: Path,
+    var_file: Path,
     capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
 ) -> None:
-    var_file = tmp_path / "vars.yaml"
-    var_file.write_text("database: [1, 2]\nport: 1\n")
-
-    result = run_cli(capsys, "validate", write_manifest(TYPED), "--var-file", var_file)
+    text = "database: [1, 2]\nport: 1\n"
+    result = _validate_with(capsys, write_manifest(TYPED), var_file, text)
 
     assert result.code == 1
     assert result.err == (
@@ -219,14 +228,12 @@ def test_a_var_file_value_that_is_no_scalar_is_refused(
 
 def test_var_file_problems_point_at_the_var_files_lines(
     write_manifest,
-    tmp_path: Path,
+    var_file: Path,
     capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
 ) -> None:
-    var_file = tmp_path / "vars.yaml"
-    var_file.write_text("# staging\ndatabase: flights\nport: fifty\nprotec: true\n")
     path = write_manifest(TYPED)
-
-    result = run_cli(capsys, "validate", path, "--var-file", var_file)
+    text = "# staging\ndatabase: flights\nport: fifty\nprotec: true\n"
+    result = _validate_with(capsys, path, var_file, text)
 
     assert result.code == 1
     assert result.err == (
@@ -240,13 +247,11 @@ def test_var_file_problems_point_at_the_var_files_lines(
 
 def test_a_var_file_with_a_yaml_mistake_is_located(
     write_manifest,
-    tmp_path: Path,
+    var_file: Path,
     capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
 ) -> None:
-    var_file = tmp_path / "vars.yaml"
-    var_file.write_text("database: flights\ndatabase: other\n")
-
-    result = run_cli(capsys, "validate", write_manifest(TYPED), "--var-file", var_file)
+    text = "database: flights\ndatabase: other\n"
+    result = _validate_with(capsys, write_manifest(TYPED), var_file, text)
 
     assert result.err == (
         "Error: 1 problem in variable file:\n  "

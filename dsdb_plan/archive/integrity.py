@@ -10,7 +10,8 @@ Every problem raises `BackupError` naming the backup and the file.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -150,12 +151,8 @@ def _check_folder(info: BackupInfo) -> None:
     """Every listed file present with its size; nothing else beside `backup.json`."""
     for file in info.files:
         location = info.path / file.name
-        try:
+        with _reading(info, location):
             size = location.stat().st_size
-        except FileNotFoundError:
-            raise BackupError(f"backup {info.id}: data file {location} is missing") from None
-        except OSError as error:
-            raise BackupError(f"backup {info.id}: data file {location}: {error.strerror}") from None
         _compare_size(info, file, size)
     listed = {MANIFEST_NAME, *(file.name for file in info.files)}
     extra = sorted(entry for entry in info.path.iterdir() if entry.name not in listed)
@@ -168,12 +165,8 @@ def _check_folder(info: BackupInfo) -> None:
 
 def _verify_file(info: BackupInfo, file: BackupFile) -> None:
     location = info.path / file.name
-    try:
+    with _reading(info, location):
         scan = scan_data_file(location, info.format_version)
-    except FileNotFoundError:
-        raise BackupError(f"backup {info.id}: data file {location} is missing") from None
-    except OSError as error:
-        raise BackupError(f"backup {info.id}: data file {location}: {error.strerror}") from None
     _compare_size(info, file, scan.size)
     if scan.sha256 != file.sha256:
         raise BackupError(
@@ -187,6 +180,17 @@ def _verify_file(info: BackupInfo, file: BackupFile) -> None:
             f"backup {info.id}: data file {location} holds {scan.rows:,} rows, "
             f"{info.path / MANIFEST_NAME} says {file.rows:,}"
         )
+
+
+@contextmanager
+def _reading(info: BackupInfo, location: Path) -> Iterator[None]:
+    """Name the backup and the data file when reading it fails."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise BackupError(f"backup {info.id}: data file {location} is missing") from None
+    except OSError as error:
+        raise BackupError(f"backup {info.id}: data file {location}: {error.strerror}") from None
 
 
 def _compare_size(info: BackupInfo, file: BackupFile, size: int) -> None:

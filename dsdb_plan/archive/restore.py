@@ -36,6 +36,7 @@ from dsdb_plan.dbschema import (
     deferred_foreign_keys,
     drop_tables,
 )
+from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import BackupError, DsdbError, Interrupted, driver_message
 from dsdb_plan.migrate.convert import columns_converter
 from dsdb_plan.migrate.load import load_rows
@@ -155,9 +156,10 @@ def _keys_added_after_loading(
 
     PostgreSQL checks an inline key row by row as COPY loads; one added afterwards is checked
     in a single query (what pg_restore does too), several times faster. Elsewhere only keys
-    inside a cycle wait (MySQL loads without checking keys; SQLite keeps all keys inline).
+    inside a cycle wait (MySQL loads without checking keys), and an engine that cannot add a
+    key to an existing table (SQLite) keeps all keys inline.
     """
-    if dialect == "sqlite":
+    if not engine_for(dialect).capabilities.adds_constraints_later:
         return []
     if dialect == "postgresql":
         return [

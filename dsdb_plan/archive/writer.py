@@ -200,10 +200,10 @@ def _write_table(
 
 def _batches(conn: sa.Connection, query: sa.Select[Any]) -> Iterator[Sequence[tuple[Any, ...]]]:
     """The query's rows as tuples of the driver's values, `BATCH_ROWS` at a time."""
-    if conn.dialect.name == "sqlite":
-        # pysqlite steps the statement as rows are fetched, so its cursor is bounded already;
-        # reading it directly skips building a SQLAlchemy Row per row. The columns are
-        # untyped (`sa.column`), so a Row would hold the very same values.
+    if engine_for(conn.dialect).capabilities.embedded:
+        # An embedded driver (pysqlite) steps the statement as rows are fetched, so its
+        # cursor is bounded already; reading it directly skips building a SQLAlchemy Row per
+        # row. The columns are untyped (`sa.column`), so a Row would hold the very same values.
         cursor = conn.execute(query).cursor
         while rows := cursor.fetchmany(BATCH_ROWS):
             yield rows
