@@ -63,6 +63,10 @@ class Capabilities:
     validates_keys_later: bool = False
     #: Foreign keys refuse rows that point nowhere on dsdb's connections (SQLite's are off).
     enforces_foreign_keys: bool = True
+    #: Its ADBC driver reads a table as Arrow columns (`migrate/arrow_copy.py`).
+    reads_columns: bool = False
+    #: COPY FROM STDIN takes a batch of rows as one CSV buffer (`migrate/arrow_copy.py`).
+    loads_csv: bool = False
 
 
 class Engine:

@@ -106,6 +106,7 @@ def copy_table(
     progress: Callable[[int], None] | None = None,
     on_source_rows: Callable[[Sequence[Sequence[Any]]], None] | None = None,
     on_source_snapshot: Callable[[sa.Connection], None] | None = None,
+    on_source_digest: Callable[[int, int], None] | None = None,
     only: sa.ColumnElement[bool] | None = None,
     cancel: threading.Event | None = None,
     delete: bool = True,
@@ -122,6 +123,9 @@ def copy_table(
     SQLite-to-SQLite path, which never brings rows into Python), and
     `on_source_snapshot(connection)` on the source connection just before the rows are read,
     in the same snapshot (REPEATABLE READ): what it reads there is what the copy reads.
+    `on_source_digest(rows, hash_sum)` takes the portable digest (`digest.SubsetDigest`) of
+    the rows copied in whole columns (`arrow_copy.py`), which never reach `on_source_rows`;
+    without it, rows go through Python.
     `only` narrows the rows copied (not the subset mirror keeps). Once `cancel` is set, the
     copy raises `Interrupted` after its next committed batch. A mirror with `delete=False`
     stops after loading, checkpointed at its "delete" phase: called again with that
@@ -142,6 +146,7 @@ def copy_table(
         progress=progress,
         on_source_rows=on_source_rows,
         on_source_snapshot=on_source_snapshot,
+        on_source_digest=on_source_digest,
         only=only,
         cancel=cancel,
     )
@@ -201,6 +206,7 @@ class _Job:
     progress: Callable[[int], None] | None
     on_source_rows: Callable[[Sequence[Sequence[Any]]], None] | None = None
     on_source_snapshot: Callable[[sa.Connection], None] | None = None
+    on_source_digest: Callable[[int, int], None] | None = None
     only: sa.ColumnElement[bool] | None = None
     cancel: threading.Event | None = None
     phase: str = "load"
@@ -280,7 +286,36 @@ def _load(
         if _attachable(src, dst, job):
             _load_attached(src, dst, job, table, operation)
         else:
+            _load_columns(src, dst, job, table, operation)
             _load_batches(src, dst, job, table, operation)
+
+
+def _load_columns(
+    src: sa.Connection, dst: sa.Connection, job: _Job, table: str, operation: Operation
+) -> None:
+    """Copy what `arrow_copy` can of a whole, fresh copy into `table`; `_load_batches` goes
+    on from its last batch. Only where a plain COPY does what `operation` does (a unique
+    source key into an empty table) and the digest it takes has somewhere to go."""
+    selection = job.selection
+    if (
+        job.last_key is not None
+        or job.cursor_column is not None
+        or job.only is not None
+        or selection.where is not None
+        or selection.mask
+        or (operation != "insert" and set(selection.key) != set(selection.schema.primary_key))
+        or (job.on_source_rows is not None and job.on_source_digest is None)
+        or copy_order(selection, dst.dialect.name).depth is not None
+    ):
+        return
+    from dsdb_plan.migrate import arrow_copy  # polars and Arrow load only for a copy
+
+    def copied(batch: arrow_copy.Batch) -> None:
+        if job.on_source_digest is not None:
+            job.on_source_digest(batch.rows, batch.hash_sum)
+        job.advance(batch.rows, batch.last_key, None)
+
+    arrow_copy.copy_columns(src, dst, selection, table, job.batch_size, copied)
 
 
 @contextlib.contextmanager

@@ -173,7 +173,8 @@ def _bool(value: Any, column: ColumnSchema) -> str | None:
     return ("true" if value else "false") if isinstance(value, bool) else None
 
 
-def _float_text(value: float) -> str:
+def float_text(value: float) -> str:
+    """A double as digests write it."""
     # repr is the shortest text that reads back as the same double, and writes nan, inf
     # and -inf as wanted; only an exponent or a trailing ".0" needs changing.
     text = float.__repr__(value)
@@ -189,7 +190,7 @@ def _float(value: Any, column: ColumnSchema) -> str | None:
         return None
     if column.type == "float" and math.isfinite(value):
         value = struct.unpack("f", struct.pack("f", value))[0]  # single precision, however read
-    return _float_text(value)
+    return float_text(value)
 
 
 def _decimal_text(value: Decimal) -> str:
@@ -291,11 +292,11 @@ _BOOL_TEXT = ("false", "true")
 
 def _floats_text(values: list[float]) -> list[str]:
     texts = list(map(float.__repr__, values))
-    # repr is final unless it has an exponent or a trailing ".0" (`_float_text`): one look
+    # repr is final unless it has an exponent or a trailing ".0" (`float_text`): one look
     # at the column's joined text, in C, finds whether any does.
     joined = "\x00".join(texts) + "\x00"
     if "e" in joined or ".0\x00" in joined:
-        return list(map(_float_text, values))
+        return list(map(float_text, values))
     return texts
 
 

@@ -427,6 +427,7 @@ def _copy_one(
         progress=progress,
         on_source_rows=copied.add_rows if copied else None,
         on_source_snapshot=copied.take_in_database if copied else None,
+        on_source_digest=copied.add_digested if copied and not native else None,
         only=only,
         cancel=cancel,
         delete=False,
@@ -597,6 +598,10 @@ class _CopiedDigest:
             self.rows.add(cast(Sequence[tuple[Any, ...]], rows))
         else:
             self.digest.add(rows)
+
+    def add_digested(self, rows: int, total: int) -> None:
+        """Add rows the copy digested itself (`arrow_copy.py`), as their count and hash sum."""
+        self.digest.add_total(rows, total)
 
     def result(self, rows_copied: int) -> TableFingerprint | None:
         if self.pending is not None:

@@ -1,0 +1,319 @@
+"""SQLite to PostgreSQL in whole columns: read as Arrow, converted and digested in polars,
+written as one CSV COPY per batch (issue 15, aim 1).
+
+The row-by-row path (`copier._load_batches`) spends most of its time in Python per value:
+reading tuples, converting (`convert.py`), `write_row` and the portable digest
+(`digest.SubsetDigest`). Here the ADBC SQLite driver reads each batch into Arrow columns in
+C, polars (Rust) writes each column as PostgreSQL's CSV COPY reads it and as the portable
+digest writes it, hashes the rows' digest text with MD5, and the batch goes to PostgreSQL as
+one CSV buffer.
+
+SQLite stores any value in any column, so a column takes this path only where every value
+of the batch is of the storage class its portable type expects and reads back exactly as
+`values` would make it: integers, REAL doubles, text, blobs, 0/1 booleans, ISO dates and
+ISO timestamps in UTC or without a zone, numbers into decimals, each into the PostgreSQL
+type dsdb creates for it. A batch that holds anything else (a text in an integer column, a
+timestamp with another offset, an exponent the vectorised digest does not write as Python
+does) stops this path before it is written: the batches before it are committed and
+checkpointed, and the row-by-row path carries on from the last key, exactly as a resume
+does. The digest of every row copied here is the one `SubsetDigest` computes (the tests
+compare them on awkward values).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import adbc_driver_sqlite.dbapi as adbc_sqlite
+import polars as pl
+import polars_hash  # noqa: F401  (registers the `nchash` namespace on expressions)
+import sqlalchemy as sa
+
+from dsdb_plan.dbschema import ColumnSchema, TableSchema
+from dsdb_plan.engines import engine_for
+from dsdb_plan.migrate.digest import ESCAPED_TYPES, MODULUS, NULL, SEPARATOR, float_text
+from dsdb_plan.migrate.load import copy_csv, read_ahead_of
+from dsdb_plan.migrate.subset import TableSelection
+
+#: Column types this path writes, with the PostgreSQL column types (pg_type.typname) each
+#: may land in: those dsdb creates, and whose text input reads what is written exactly.
+_TARGET_TYPES: dict[str, frozenset[str]] = {
+    "smallint": frozenset({"int2", "int4", "int8"}),
+    "integer": frozenset({"int4", "int8"}),
+    "bigint": frozenset({"int8"}),
+    "double": frozenset({"float8"}),
+    "decimal": frozenset({"numeric"}),
+    "boolean": frozenset({"bool"}),
+    "varchar": frozenset({"varchar", "text"}),
+    "text": frozenset({"text"}),
+    "binary": frozenset({"bytea"}),
+    "date": frozenset({"date"}),
+    "datetime": frozenset({"timestamp", "timestamptz"}),
+}
+#: The Arrow reading of each SQLite storage class this path takes, per portable type
+#: (Null: a batch where the column holds only NULLs).
+_READ_AS: dict[str, frozenset[type[pl.DataType]]] = {
+    "smallint": frozenset({pl.Int64}),
+    "integer": frozenset({pl.Int64}),
+    "bigint": frozenset({pl.Int64}),
+    "double": frozenset({pl.Float64}),
+    "decimal": frozenset({pl.Float64, pl.Int64}),
+    "boolean": frozenset({pl.Int64}),
+    "varchar": frozenset({pl.String}),
+    "text": frozenset({pl.String}),
+    "binary": frozenset({pl.Binary}),
+    "date": frozenset({pl.String}),
+    "datetime": frozenset({pl.String}),
+}
+#: ISO layouts whose instant is the text's wall time (UTC, or no zone, which dsdb reads as
+#: UTC), with 0 to 6 digits of a second: Python's `fromisoformat` reads each as written.
+_DATETIME = r"^\d{4}-\d{2}-\d{2}[ T]([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(\+00:00|Z)?$"
+_DATE = r"^\d{4}-\d{2}-\d{2}$"
+
+
+class Unfit(Exception):
+    """A batch holds a value this path cannot copy exactly: the row-by-row path takes over."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch of source rows, ready to write, with its digest and last key."""
+
+    csv: bytes
+    rows: int
+    hash_sum: int
+    #: The key of its last row, as SQLite returns it (None without a key).
+    last_key: tuple[Any, ...] | None
+
+
+def copy_columns(
+    src: sa.Connection,
+    dst: sa.Connection,
+    selection: TableSelection,
+    into: str,
+    batch_rows: int,
+    on_batch: Callable[[Batch], None],
+) -> None:
+    """Copy the selected columns of every source row into `into`, in key order, where both
+    engines take whole columns and `into` is empty: each batch committed, then given to
+    `on_batch`. Returns once every row is copied, or at once, or before the first batch that
+    does not fit (`Unfit`), for the row-by-row path to go on from the last batch's key."""
+    source_file = _database_file(src)
+    if (
+        source_file is None
+        or not selection.key
+        or not engine_for(src.dialect).capabilities.reads_columns
+        or not engine_for(dst.dialect).capabilities.loads_csv
+        or not _empty(dst, into)
+    ):
+        return
+    columns, table = selection.columns, selection.schema
+    kinds = target_types(dst, into, columns)
+    if not supported(table, columns, kinds):
+        return
+    schemas = [table.column(name) for name in columns]
+    with adbc_sqlite.connect(source_file) as source, source.cursor() as cursor:
+        cursor.adbc_statement.set_options(**{_BATCH_ROWS: str(batch_rows)})
+        cursor.execute(_read_query(selection.source.name, schemas, selection.key))
+        prepared = _prepared(cursor.fetch_record_batch(), schemas, columns, selection.key, kinds)
+        try:
+            for batch in read_ahead_of(prepared):
+                copy_csv(dst, into, columns, batch.csv)
+                dst.commit()
+                on_batch(batch)
+        except Unfit:
+            dst.rollback()
+
+
+def _database_file(src: sa.Connection) -> str | None:
+    """The file a SQLite connection reads, where it is a plain path."""
+    database = src.engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
+
+
+def _empty(dst: sa.Connection, table: str) -> bool:
+    found = dst.execute(sa.select(sa.literal(1)).select_from(sa.table(table)).limit(1)).first()
+    dst.rollback()
+    return found is None
+
+
+_BATCH_ROWS = "adbc.sqlite.query.batch_rows"
+#: Integers a double holds exactly: a decimal column's integers are read as doubles, which
+#: write the same digits; larger ones stay integers, which end this path.
+_EXACT_INTEGER = 2**53
+
+
+def supported(table: TableSchema, columns: Sequence[str], target_types: Sequence[str]) -> bool:
+    """Whether every column of `columns` (landing as `target_types`) can take this path."""
+    return all(
+        kind in _TARGET_TYPES.get(table.column(name).type, ())
+        for name, kind in zip(columns, target_types, strict=True)
+    )
+
+
+def _read_query(table: str, columns: Sequence[ColumnSchema], key: Sequence[str]) -> str:
+    """The SELECT of `columns` in key order; decimal columns as doubles throughout (SQLite
+    keeps whole numbers as integers there, and the driver wants one class per column)."""
+
+    def q(name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
+    def selected(column: ColumnSchema) -> str:
+        name = q(column.name)
+        if column.type != "decimal":
+            return name
+        return (
+            f"CASE WHEN typeof({name}) = 'integer' AND {name} BETWEEN -{_EXACT_INTEGER} AND "
+            f"{_EXACT_INTEGER} THEN CAST({name} AS REAL) ELSE {name} END AS {name}"
+        )
+
+    order = f" ORDER BY {', '.join(map(q, key))}" if key else ""
+    return f"SELECT {', '.join(map(selected, columns))} FROM {q(table)}{order}"
+
+
+def _prepared(
+    reader: Any,
+    schemas: Sequence[ColumnSchema],
+    columns: Sequence[str],
+    key: Sequence[str],
+    target_types: Sequence[str],
+) -> Iterator[Batch]:
+    """Each Arrow batch of `reader` as CSV for COPY with its digest; stops with `Unfit`
+    at the first batch that does not fit (or that the driver could not read)."""
+    at_key = [list(columns).index(name) for name in key]
+    batches = iter(reader)
+    while True:
+        try:
+            record = next(batches)
+        except StopIteration:
+            return
+        except OSError as error:  # the driver met a value of another storage class
+            raise Unfit(str(error)) from error
+        if record.num_rows:
+            yield prepare(pl.from_arrow(record), schemas, at_key, target_types)
+
+
+def prepare(
+    frame: Any, schemas: Sequence[ColumnSchema], at_key: Sequence[int], target_types: Sequence[str]
+) -> Batch:
+    """`frame` (the source columns, as read) as CSV with its digest, or `Unfit`."""
+    if not isinstance(frame, pl.DataFrame):
+        raise Unfit("not a table")
+    written: list[pl.Series] = []
+    texts: list[pl.Series] = []
+    for series, column, kind in zip(frame.get_columns(), schemas, target_types, strict=True):
+        if series.null_count() == len(series):
+            written.append(series.cast(pl.String))
+            texts.append(pl.repeat(NULL, len(series), eager=True))
+            continue
+        if series.dtype.base_type() not in _READ_AS[column.type]:
+            raise Unfit(f"column {series.name!r} holds {series.dtype}")
+        try:
+            copy, text = _column(series, column, kind)
+        except pl.exceptions.PolarsError as error:  # a date that is no date, ...
+            raise Unfit(str(error)) from error
+        written.append(copy.alias(series.name))
+        texts.append(text.fill_null(NULL))
+    buffer = io.BytesIO()
+    pl.DataFrame(written).write_csv(buffer, include_header=False, quote_style="non_numeric")
+    return Batch(
+        buffer.getvalue(),
+        frame.height,
+        _hash_sum(texts),
+        tuple(frame.row(frame.height - 1)[i] for i in at_key) if at_key else None,
+    )
+
+
+def _hash_sum(texts: Sequence[pl.Series]) -> int:
+    """The sum modulo 2**64 of the rows' hashes: the first 64 bits of the MD5 of each row's
+    text, taken as two 32-bit halves so the sums stay exact in 64-bit integers."""
+    framed = pl.DataFrame({f"c{index}": series for index, series in enumerate(texts)})
+    row_text = pl.concat_str(pl.all(), separator=SEPARATOR)
+    md5 = row_text.nchash.md5()  # type: ignore[attr-defined]
+    hashed = framed.select(md5.alias("md5")).select(
+        pl.col("md5").str.slice(0, 8).str.to_integer(base=16, dtype=pl.UInt64).sum().alias("hi"),
+        pl.col("md5").str.slice(8, 8).str.to_integer(base=16, dtype=pl.UInt64).sum().alias("lo"),
+    )
+    high, low = hashed.row(0)
+    return ((int(high) << 32) + int(low)) % MODULUS
+
+
+def _column(series: pl.Series, column: ColumnSchema, kind: str) -> tuple[pl.Series, pl.Series]:
+    """One column as written for COPY and as the digest writes it, or `Unfit`."""
+    portable = column.type
+    if portable in ("smallint", "integer", "bigint"):
+        return series, series.cast(pl.String)
+    if portable == "boolean":
+        if not series.drop_nulls().is_in([0, 1]).all():
+            raise Unfit(f"column {series.name!r} holds a boolean other than 0 and 1")
+        flag = series.replace_strict({0: "false", 1: "true"}, default=None, return_dtype=pl.String)
+        return flag, flag
+    if portable in ("double", "decimal"):
+        if series.dtype == pl.Int64:
+            return series, series.cast(pl.String)
+        if portable == "decimal" and not series.drop_nulls().is_finite().all():
+            raise Unfit(f"column {series.name!r} holds a number no decimal holds")
+        return series, _float_texts(series)
+    if portable in ESCAPED_TYPES:
+        escaped = series.str.replace_all("\\", "\\\\", literal=True).str.replace_all(
+            SEPARATOR, "\\" + SEPARATOR, literal=True
+        )
+        return series, escaped
+    if portable == "binary":
+        hexed = series.bin.encode("hex")
+        return "\\x" + hexed, hexed
+    if portable == "date":
+        _all_match(series, _DATE)
+        series.str.to_date("%Y-%m-%d", strict=True)  # refuses a 30 February, as Python does
+        return series, series
+    if portable == "datetime":
+        _all_match(series, _DATETIME)
+        series.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=True)
+        rest = series.str.slice(19).str.strip_suffix("+00:00").str.strip_suffix("Z")
+        fraction = rest.str.strip_prefix(".").str.pad_end(6, "0")
+        text = series.str.slice(0, 10) + "T" + series.str.slice(11, 8) + "." + fraction
+        return (text + "+00:00" if kind == "timestamptz" else text), text
+    raise Unfit(f"column {series.name!r}: no column path for {portable}")
+
+
+def _all_match(series: pl.Series, pattern: str) -> None:
+    if not series.drop_nulls().str.contains(pattern).all():
+        raise Unfit(f"column {series.name!r} holds text of another layout")
+
+
+def _float_texts(series: pl.Series) -> pl.Series:
+    """Doubles as the digest writes them (`digest.float_text`): where polars writes the
+    same shortest digits without an exponent, less a trailing ``.0`` and a negative zero's
+    sign, with NaN as ``nan``; the few it writes with an exponent, by Python."""
+    text = series.cast(pl.String)
+    plain = text.str.strip_suffix(".0")
+    plain = pl.select(
+        pl.when(series.is_nan())
+        .then(pl.lit("nan"))
+        .when(plain == "-0")
+        .then(pl.lit("0"))
+        .otherwise(plain)
+    ).to_series()
+    exponent = text.str.contains("e", literal=True)
+    if not exponent.any():
+        return plain
+    where = exponent.arg_true()
+    values = series.gather(where).to_list()
+    return plain.scatter(where, [float_text(value) for value in values])
+
+
+def target_types(conn: sa.Connection, table: str, columns: Sequence[str]) -> list[str]:
+    """The PostgreSQL type name of each of `columns` in `table` ('' for one not there)."""
+    rows = conn.exec_driver_sql(
+        "SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+        "WHERE a.attrelid = to_regclass(quote_ident(%(t)s)) AND a.attnum > 0 "
+        "AND NOT a.attisdropped",
+        {"t": table},
+    ).all()
+    found = {str(name): str(kind) for name, kind in rows}
+    return [found.get(name, "") for name in columns]
