@@ -115,10 +115,8 @@ def copy_columns(
     if not supported(table, columns, kinds):
         return
     schemas = [table.column(name) for name in columns]
-    with adbc_sqlite.connect(source_file) as source, source.cursor() as cursor:
-        cursor.adbc_statement.set_options(**{_BATCH_ROWS: str(batch_rows)})
-        cursor.execute(_read_query(selection.source.name, schemas, selection.key))
-        prepared = _prepared(cursor.fetch_record_batch(), schemas, columns, selection.key, kinds)
+    with adbc_sqlite.connect(source_file) as source:
+        prepared = _prepared(source, selection, schemas, kinds, batch_rows)
         try:
             for batch in read_ahead_of(prepared):
                 copy_csv(dst, into, columns, batch.csv)
@@ -143,8 +141,25 @@ def _empty(dst: sa.Connection, table: str) -> bool:
 
 
 _BATCH_ROWS = "adbc.sqlite.query.batch_rows"
+#: The SQLite storage classes each type takes this path from. The driver reads values of
+#: some other classes silently as the class it expects (an integer as a double, a number as
+#: text), so the query counts, per row, the values of any other class (`_MISFIT`).
+_STORED_AS: dict[str, tuple[str, ...]] = {
+    "smallint": ("integer",),
+    "integer": ("integer",),
+    "bigint": ("integer",),
+    "boolean": ("integer",),
+    "double": ("real",),
+    "decimal": ("integer", "real"),
+    "varchar": ("text",),
+    "text": ("text",),
+    "binary": ("blob",),
+    "date": ("text",),
+    "datetime": ("text",),
+}
+_MISFIT = "dsdb_misfit"
 #: Integers a double holds exactly: a decimal column's integers are read as doubles, which
-#: write the same digits; larger ones stay integers, which end this path.
+#: write the same digits; larger ones end this path.
 _EXACT_INTEGER = 2**53
 
 
@@ -156,9 +171,12 @@ def supported(table: TableSchema, columns: Sequence[str], target_types: Sequence
     )
 
 
-def _read_query(table: str, columns: Sequence[ColumnSchema], key: Sequence[str]) -> str:
-    """The SELECT of `columns` in key order; decimal columns as doubles throughout (SQLite
-    keeps whole numbers as integers there, and the driver wants one class per column)."""
+def _read_query(
+    table: str, columns: Sequence[ColumnSchema], key: Sequence[str], after: bool
+) -> str:
+    """The SELECT of `columns` in key order (`after` a key given as parameters); decimal
+    columns as doubles throughout (SQLite keeps whole numbers as integers there, and the
+    driver wants one class per column)."""
 
     def q(name: str) -> str:
         return '"' + name.replace('"', '""') + '"'
@@ -167,35 +185,67 @@ def _read_query(table: str, columns: Sequence[ColumnSchema], key: Sequence[str])
         name = q(column.name)
         if column.type != "decimal":
             return name
-        return (
-            f"CASE WHEN typeof({name}) = 'integer' AND {name} BETWEEN -{_EXACT_INTEGER} AND "
-            f"{_EXACT_INTEGER} THEN CAST({name} AS REAL) ELSE {name} END AS {name}"
-        )
+        return f"CASE WHEN typeof({name}) = 'integer' THEN CAST({name} AS REAL) ELSE {name} END"
 
-    order = f" ORDER BY {', '.join(map(q, key))}" if key else ""
-    return f"SELECT {', '.join(map(selected, columns))} FROM {q(table)}{order}"
+    def misfit(column: ColumnSchema) -> str:
+        name = q(column.name)
+        classes = ", ".join(f"'{kind}'" for kind in _STORED_AS[column.type])
+        test = f"typeof({name}) NOT IN ('null', {classes})"
+        if column.type == "decimal":
+            test += (
+                f" OR (typeof({name}) = 'integer' AND {name} NOT BETWEEN -{_EXACT_INTEGER} "
+                f"AND {_EXACT_INTEGER})"
+            )
+        return f"({test})"
+
+    selects = [f"{selected(column)} AS {q(column.name)}" for column in columns]
+    selects.append(f"{' + '.join(map(misfit, columns))} AS {_MISFIT}")
+    keys = ", ".join(map(q, key))
+    where = f" WHERE ({keys}) > ({', '.join('?' * len(key))})" if after else ""
+    return f"SELECT {', '.join(selects)} FROM {q(table)}{where} ORDER BY {keys}"
 
 
 def _prepared(
-    reader: Any,
+    source: Any,
+    selection: TableSelection,
     schemas: Sequence[ColumnSchema],
-    columns: Sequence[str],
-    key: Sequence[str],
     target_types: Sequence[str],
+    batch_rows: int,
 ) -> Iterator[Batch]:
-    """Each Arrow batch of `reader` as CSV for COPY with its digest; stops with `Unfit`
-    at the first batch that does not fit (or that the driver could not read)."""
-    at_key = [list(columns).index(name) for name in key]
-    batches = iter(reader)
+    """Each batch of the source rows as CSV for COPY with its digest; stops with `Unfit` at
+    the first batch that does not fit.
+
+    The driver takes each column's class from the first batch a statement reads (a column
+    of NULLs there is read as integers): a later batch that holds another class is read
+    again by a new statement from the last key, and only one whose own values mix classes
+    ends this path."""
+    at_key = [list(selection.columns).index(name) for name in selection.key]
+    last_key: tuple[Any, ...] | None = None
     while True:
-        try:
-            record = next(batches)
-        except StopIteration:
-            return
-        except OSError as error:  # the driver met a value of another storage class
-            raise Unfit(str(error)) from error
-        if record.num_rows:
-            yield prepare(pl.from_arrow(record), schemas, at_key, target_types)
+        with source.cursor() as cursor:
+            cursor.adbc_statement.set_options(**{_BATCH_ROWS: str(batch_rows)})
+            query = _read_query(selection.source.name, schemas, selection.key, bool(last_key))
+            cursor.execute(query, last_key)
+            batches = iter(cursor.fetch_record_batch())
+            fresh = True
+            while True:
+                try:
+                    record = next(batches)
+                except StopIteration:
+                    return
+                except OSError as error:  # a value of another class than the driver's guess
+                    if fresh:
+                        raise Unfit(str(error)) from error
+                    break
+                fresh = False
+                if record.num_rows:
+                    frame = pl.from_arrow(record)
+                    assert isinstance(frame, pl.DataFrame)
+                    if frame.get_column(_MISFIT).sum():
+                        raise Unfit("a value of another storage class than its column's")
+                    batch = prepare(frame.drop(_MISFIT), schemas, at_key, target_types)
+                    last_key = batch.last_key
+                    yield batch
 
 
 def prepare(

@@ -1,0 +1,196 @@
+"""The column path from SQLite into PostgreSQL (`migrate/arrow_copy.py`): its digest is the
+row path's bit for bit, it refuses what it cannot copy exactly, and a table it stops in
+midway lands whole, exact and verified through the row path."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import adbc_driver_sqlite.dbapi as adbc_sqlite
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import dsdb_plan as dsdb
+from dsdb_plan.dbschema import TableSchema, reflect_tables
+from dsdb_plan.migrate import arrow_copy
+from dsdb_plan.migrate.digest import MODULUS, SubsetDigest
+from dsdb_plan.migrate.subset import TableSelection
+from tests.servers import ServerDatabase
+
+DDL = (
+    "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, f REAL, amount NUMERIC(12, 2), "
+    "ok BOOLEAN, day DATE, ts TIMESTAMP, tz TIMESTAMP WITH TIME ZONE, data BLOB)"
+)
+COLUMNS = ("id", "name", "f", "amount", "ok", "day", "ts", "tz", "data")
+#: The PostgreSQL types dsdb creates for them.
+TARGET_TYPES = ("int8", "text", "float8", "numeric", "bool", "date", "timestamp", "timestamptz")
+TARGET_TYPES += ("bytea",)
+
+
+def _timestamps() -> st.SearchStrategy[str]:
+    """Timestamps in the layouts SQLite databases hold and the column path takes."""
+    return st.builds(
+        lambda moment, sep, spec, zone: moment.isoformat(sep=sep, timespec=spec) + zone,
+        st.datetimes(min_value=dt.datetime(1, 1, 1), max_value=dt.datetime(9999, 12, 31)),
+        st.sampled_from([" ", "T"]),
+        st.sampled_from(["auto", "seconds", "milliseconds", "microseconds"]),
+        st.sampled_from(["", "+00:00", "Z"]),
+    )
+
+
+_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
+_FLOATS = st.floats(allow_nan=False)  # SQLite stores NaN as NULL
+_ROW = st.tuples(
+    st.none() | _TEXT | st.sampled_from(["\\", "\x1f", "\\N", "a\\\x1fb", ""]),
+    st.none() | _FLOATS | st.sampled_from([0.1 + 0.2, -0.0, 1e16, 1e-7, 5e-324, 1e300]),
+    st.none() | st.integers(-(2**53), 2**53) | st.floats(-(2.0**53), 2.0**53),
+    st.none() | st.sampled_from([0, 1]),
+    st.none() | st.dates().map(dt.date.isoformat),
+    st.none() | _timestamps(),
+    st.none() | _timestamps(),
+    st.none() | st.binary(max_size=8),
+)
+
+
+def _source(path: Path, rows: Sequence[Sequence[Any]]) -> TableSchema:
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE IF EXISTS t")
+        db.execute(DDL)
+        db.executemany(
+            "INSERT INTO t VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(index, *row) for index, row in enumerate(rows)],
+        )
+    db.close()
+    with sa.create_engine(f"sqlite:///{path}").connect() as conn:
+        return reflect_tables(conn, ["t"])[0]
+
+
+def _column_batches(path: Path, schema: TableSchema, size: int) -> Iterator[arrow_copy.Batch]:
+    selection = TableSelection("t", "t", sa.Table("t", sa.MetaData()), schema, ("id",), None, "")
+    with adbc_sqlite.connect(str(path)) as source:
+        yield from arrow_copy._prepared(source, selection, schema.columns, TARGET_TYPES, size)
+
+
+def _row_digest(path: Path, schema: TableSchema) -> tuple[int, str]:
+    """The digest the row path takes of the rows sqlite3 reads."""
+    digest = SubsetDigest(schema, COLUMNS)
+    with sqlite3.connect(path) as db:
+        digest.add(db.execute(f"SELECT {', '.join(COLUMNS)} FROM t ORDER BY id").fetchall())
+    db.close()
+    result = digest.result()
+    return result.rows, result.checksum
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(_ROW, max_size=30), size=st.integers(1, 8))
+def test_the_column_digest_is_the_row_digest(tmp_path_factory: Any, rows: Any, size: int) -> None:
+    path = tmp_path_factory.mktemp("digest") / "source.db"
+    schema = _source(path, rows)
+    batches = list(_column_batches(path, schema, size))
+    total = sum(batch.hash_sum for batch in batches) % MODULUS
+    count = sum(batch.rows for batch in batches)
+    assert _row_digest(path, schema) == (count, f"portable3:{total:016x}")
+    if rows:
+        assert batches[-1].last_key == (len(rows) - 1,)
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("name", b"\xff"),  # a blob in a text column: the driver refuses the class
+        ("ok", 2),  # a boolean neither 0 nor 1
+        ("day", "2024-02-30"),  # no such day
+        ("day", "2024-2-3"),  # a layout Python reads otherwise
+        ("tz", "2024-01-01 10:00:00+05:30"),  # another zone: converted by the row path
+        ("ts", "2024-01-01 24:00:00"),
+        ("amount", 2**60),  # an integer no double holds
+        ("f", "abc"),  # text in a REAL column
+        ("amount", "1.50 EUR"),  # text in a NUMERIC column
+    ],
+)
+def test_a_batch_it_cannot_copy_exactly_stops_it(tmp_path: Path, column: str, value: Any) -> None:
+    rows = [(f"n{i}", 1.5, 2.25, 1, "2024-01-02", None, None, b"x") for i in range(6)]
+    path = tmp_path / "source.db"
+    schema = _source(path, rows)
+    with sqlite3.connect(path) as db:
+        db.execute(f"UPDATE t SET {column} = ? WHERE id = 4", (value,))
+    db.close()
+    copied = []
+    with pytest.raises(arrow_copy.Unfit):
+        for batch in _column_batches(path, schema, 2):
+            copied.append(batch)
+    assert [batch.last_key for batch in copied] == [(1,), (3,)]
+
+
+@pytest.mark.postgres
+def test_a_table_it_stops_in_lands_exactly_and_verified(
+    tmp_path: Path, postgres_db: ServerDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    postgres_db.reset()
+    rows = [
+        (
+            f"name {i} \\ \x1f",
+            (i + 0.1) / 3,
+            i * 1.25 if i % 2 else i,
+            i % 2,
+            f"2024-01-{1 + i % 28:02d}",
+            f"2024-03-04 05:06:{i % 60:02d}.{i:06d}",
+            f"2024-03-04T05:06:07.5{'Z' if i % 3 else '+00:00'}",
+            bytes([i % 256]) * 3,
+        )
+        for i in range(60)
+    ]
+    # Row 45 holds a timestamp in another zone, which only the row path converts.
+    rows[45] = (*rows[45][:6], "2024-03-04 10:36:07.5+05:30", rows[45][7])
+    rows[7] = (None,) * 8
+    path = tmp_path / "source.db"
+    _source(path, rows)
+
+    batches: list[int] = []
+    real = arrow_copy.prepare
+
+    def counted(*args: Any) -> arrow_copy.Batch:
+        batch = real(*args)
+        batches.append(batch.rows)
+        return batch
+
+    monkeypatch.setattr(arrow_copy, "prepare", counted)
+    mngr = dsdb.ConnectionManager(
+        {"src": {"url": f"sqlite:///{path}"}, "dst": {"url": postgres_db.url_string}}, user="t"
+    )
+    try:
+        first = mngr.migrate("src", "dst", batch_size=10)
+        again = mngr.migrate("src", "dst", batch_size=10)
+    finally:
+        mngr.close()
+    assert batches == [10, 10, 10, 10]  # rows 0-39 in whole columns, the rest row by row
+    assert [(o.table, o.rows_copied) for o in first] == [("t", 60)]
+    assert again[0].now.rows == 0 and again[0].subset == first[0].subset
+
+    with postgres_db.engine().connect() as conn:
+        found = conn.execute(sa.text(f"SELECT {', '.join(COLUMNS)} FROM t ORDER BY id")).all()
+    assert [tuple(row) for row in found] == [_landed(i, row) for i, row in enumerate(rows)]
+
+
+def _landed(key: int, row: Sequence[Any]) -> tuple[Any, ...]:
+    """What PostgreSQL holds for a source row, by Python's reading of each value."""
+    from decimal import Decimal
+
+    name, f, amount, ok, day, ts, tz, data = row
+    return (
+        key,
+        name,
+        f,
+        None if amount is None else Decimal(repr(amount)).quantize(Decimal("0.01")),
+        None if ok is None else bool(ok),
+        None if day is None else dt.date.fromisoformat(day),
+        None if ts is None else dt.datetime.fromisoformat(ts),
+        None if tz is None else dt.datetime.fromisoformat(tz).astimezone(dt.UTC),
+        data,
+    )
