@@ -5,6 +5,7 @@ midway lands whole, exact and verified through the row path."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -128,6 +129,9 @@ def test_a_batch_it_cannot_copy_exactly_stops_it(tmp_path: Path, column: str, va
     assert [batch.last_key for batch in copied] == [(1,), (3,)]
 
 
+SPECIAL_FLOATS = (math.inf, -math.inf, -0.0, 0.1 + 0.2, 1e300, 5e-324, 1e-7, 1e16)
+
+
 @pytest.mark.postgres
 def test_a_table_it_stops_in_lands_exactly_and_verified(
     tmp_path: Path, postgres_db: ServerDatabase, monkeypatch: pytest.MonkeyPatch
@@ -135,8 +139,8 @@ def test_a_table_it_stops_in_lands_exactly_and_verified(
     postgres_db.reset()
     rows = [
         (
-            f"name {i} \\ \x1f",
-            (i + 0.1) / 3,
+            f'name {i} \\ \x1f, "quoted"\r\n\\.',
+            SPECIAL_FLOATS[i % len(SPECIAL_FLOATS)] if i % 4 == 0 else (i + 0.1) / 3,
             i * 1.25 if i % 2 else i,
             i % 2,
             f"2024-01-{1 + i % 28:02d}",

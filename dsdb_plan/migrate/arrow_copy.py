@@ -13,11 +13,10 @@ of the batch is of the storage class its portable type expects and reads back ex
 `values` would make it: integers, REAL doubles, text, blobs, 0/1 booleans, ISO dates and
 ISO timestamps in UTC or without a zone, numbers into decimals, each into the PostgreSQL
 type dsdb creates for it. A batch that holds anything else (a text in an integer column, a
-timestamp with another offset, an exponent the vectorised digest does not write as Python
-does) stops this path before it is written: the batches before it are committed and
-checkpointed, and the row-by-row path carries on from the last key, exactly as a resume
-does. The digest of every row copied here is the one `SubsetDigest` computes (the tests
-compare them on awkward values).
+timestamp with another offset, a 30 February) stops this path before it is written: the
+batches before it are committed and checkpointed, and the row-by-row path carries on from
+the last key, exactly as a resume does. The digest of every row copied here is the one
+`SubsetDigest` computes (the tests compare them on awkward values).
 """
 
 from __future__ import annotations
@@ -53,14 +52,14 @@ _TARGET_TYPES: dict[str, frozenset[str]] = {
     "date": frozenset({"date"}),
     "datetime": frozenset({"timestamp", "timestamptz"}),
 }
-#: The Arrow reading of each SQLite storage class this path takes, per portable type
-#: (Null: a batch where the column holds only NULLs).
+#: How the driver reads the values each type takes this path from (decimals as doubles:
+#: `_read_query`); a column of NULLs only may read as anything.
 _READ_AS: dict[str, frozenset[type[pl.DataType]]] = {
     "smallint": frozenset({pl.Int64}),
     "integer": frozenset({pl.Int64}),
     "bigint": frozenset({pl.Int64}),
     "double": frozenset({pl.Float64}),
-    "decimal": frozenset({pl.Float64, pl.Int64}),
+    "decimal": frozenset({pl.Float64}),
     "boolean": frozenset({pl.Int64}),
     "varchar": frozenset({pl.String}),
     "text": frozenset({pl.String}),
@@ -101,14 +100,14 @@ def copy_columns(
     engines take whole columns and `into` is empty: each batch committed, then given to
     `on_batch`. Returns once every row is copied, or at once, or before the first batch that
     does not fit (`Unfit`), for the row-by-row path to go on from the last batch's key."""
-    source_file = _database_file(src)
-    if (
-        source_file is None
-        or not selection.key
-        or not engine_for(src.dialect).capabilities.reads_columns
-        or not engine_for(dst.dialect).capabilities.loads_csv
-        or not _empty(dst, into)
+    if not (
+        engine_for(src.dialect).capabilities.reads_columns
+        and engine_for(dst.dialect).capabilities.loads_csv
+        and selection.key
     ):
+        return
+    source_file = _database_file(src)
+    if source_file is None or not _empty(dst, into):
         return
     columns, table = selection.columns, selection.schema
     kinds = target_types(dst, into, columns)
@@ -249,11 +248,12 @@ def _prepared(
 
 
 def prepare(
-    frame: Any, schemas: Sequence[ColumnSchema], at_key: Sequence[int], target_types: Sequence[str]
+    frame: pl.DataFrame,
+    schemas: Sequence[ColumnSchema],
+    at_key: Sequence[int],
+    target_types: Sequence[str],
 ) -> Batch:
     """`frame` (the source columns, as read) as CSV with its digest, or `Unfit`."""
-    if not isinstance(frame, pl.DataFrame):
-        raise Unfit("not a table")
     written: list[pl.Series] = []
     texts: list[pl.Series] = []
     for series, column, kind in zip(frame.get_columns(), schemas, target_types, strict=True):
@@ -304,8 +304,6 @@ def _column(series: pl.Series, column: ColumnSchema, kind: str) -> tuple[pl.Seri
         flag = series.replace_strict({0: "false", 1: "true"}, default=None, return_dtype=pl.String)
         return flag, flag
     if portable in ("double", "decimal"):
-        if series.dtype == pl.Int64:
-            return series, series.cast(pl.String)
         if portable == "decimal" and not series.drop_nulls().is_finite().all():
             raise Unfit(f"column {series.name!r} holds a number no decimal holds")
         return series, _float_texts(series)
