@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import adbc_driver_sqlite.dbapi as adbc_sqlite
+import adbc_driver_sqlite
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
@@ -74,8 +74,11 @@ def _source(path: Path, rows: Sequence[Sequence[Any]]) -> TableSchema:
 
 def _column_batches(path: Path, schema: TableSchema, size: int) -> Iterator[arrow_copy.Batch]:
     selection = TableSelection("t", "t", sa.Table("t", sa.MetaData()), schema, ("id",), None, "")
-    with adbc_sqlite.connect(str(path)) as source:
-        yield from arrow_copy._prepared(source, selection, schema.columns, TARGET_TYPES, size)
+    database = adbc_driver_sqlite.connect(str(path))
+    try:
+        yield from arrow_copy._prepared(database, selection, schema.columns, TARGET_TYPES, size)
+    finally:
+        database.close()
 
 
 def _row_digest(path: Path, schema: TableSchema) -> tuple[int, str]:

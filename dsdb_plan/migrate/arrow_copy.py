@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import adbc_driver_sqlite.dbapi as adbc_sqlite
+import adbc_driver_manager
+import adbc_driver_sqlite
 import polars as pl
 import polars_hash  # noqa: F401  (registers the `nchash` namespace on expressions)
 import sqlalchemy as sa
@@ -114,15 +115,17 @@ def copy_columns(
     if not supported(table, columns, kinds):
         return
     schemas = [table.column(name) for name in columns]
-    with adbc_sqlite.connect(source_file) as source:
-        prepared = _prepared(source, selection, schemas, kinds, batch_rows)
-        try:
-            for batch in read_ahead_of(prepared):
-                copy_csv(dst, into, columns, batch.csv)
-                dst.commit()
-                on_batch(batch)
-        except Unfit:
-            dst.rollback()
+    database = adbc_driver_sqlite.connect(source_file)
+    try:
+        prepared = _prepared(database, selection, schemas, kinds, batch_rows)
+        for batch in read_ahead_of(prepared):
+            copy_csv(dst, into, columns, batch.csv)
+            dst.commit()
+            on_batch(batch)
+    except Unfit:
+        dst.rollback()
+    finally:
+        database.close()
 
 
 def _database_file(src: sa.Connection) -> str | None:
@@ -139,7 +142,6 @@ def _empty(dst: sa.Connection, table: str) -> bool:
     return found is None
 
 
-_BATCH_ROWS = "adbc.sqlite.query.batch_rows"
 #: The SQLite storage classes each type takes this path from. The driver reads values of
 #: some other classes silently as the class it expects (an integer as a double, a number as
 #: text), so the query counts, per row, the values of any other class (`_MISFIT`).
@@ -157,6 +159,7 @@ _STORED_AS: dict[str, tuple[str, ...]] = {
     "datetime": ("text",),
 }
 _MISFIT = "dsdb_misfit"
+_BATCH_ROWS = "adbc.sqlite.query.batch_rows"
 #: Integers a double holds exactly: a decimal column's integers are read as doubles, which
 #: write the same digits; larger ones end this path.
 _EXACT_INTEGER = 2**53
@@ -171,11 +174,11 @@ def supported(table: TableSchema, columns: Sequence[str], target_types: Sequence
 
 
 def _read_query(
-    table: str, columns: Sequence[ColumnSchema], key: Sequence[str], after: bool
+    table: str, columns: Sequence[ColumnSchema], key: Sequence[str], after: bool, rows: int
 ) -> str:
-    """The SELECT of `columns` in key order (`after` a key given as parameters); decimal
-    columns as doubles throughout (SQLite keeps whole numbers as integers there, and the
-    driver wants one class per column)."""
+    """The SELECT of the first `rows` rows in key order (`after` a key given as parameters),
+    with the count of each row's values of another storage class than its column's; decimal
+    columns as doubles throughout (SQLite keeps whole numbers as integers there)."""
 
     def q(name: str) -> str:
         return '"' + name.replace('"', '""') + '"'
@@ -201,11 +204,11 @@ def _read_query(
     selects.append(f"{' + '.join(map(misfit, columns))} AS {_MISFIT}")
     keys = ", ".join(map(q, key))
     where = f" WHERE ({keys}) > ({', '.join('?' * len(key))})" if after else ""
-    return f"SELECT {', '.join(selects)} FROM {q(table)}{where} ORDER BY {keys}"
+    return f"SELECT {', '.join(selects)} FROM {q(table)}{where} ORDER BY {keys} LIMIT {int(rows)}"
 
 
 def _prepared(
-    source: Any,
+    database: Any,
     selection: TableSelection,
     schemas: Sequence[ColumnSchema],
     target_types: Sequence[str],
@@ -214,37 +217,48 @@ def _prepared(
     """Each batch of the source rows as CSV for COPY with its digest; stops with `Unfit` at
     the first batch that does not fit.
 
-    The driver takes each column's class from the first batch a statement reads (a column
-    of NULLs there is read as integers): a later batch that holds another class is read
-    again by a new statement from the last key, and only one whose own values mix classes
-    ends this path."""
+    Each batch is one statement from the last key on, read whole: memory holds one batch,
+    and the driver takes each column's class from that batch alone."""
     at_key = [list(selection.columns).index(name) for name in selection.key]
+    table, key = selection.source.name, selection.key
+    first, after = (_read_query(table, schemas, key, a, batch_rows) for a in (False, True))
+    connection = adbc_driver_manager.AdbcConnection(database)
     last_key: tuple[Any, ...] | None = None
-    while True:
-        with source.cursor() as cursor:
-            cursor.adbc_statement.set_options(**{_BATCH_ROWS: str(batch_rows)})
-            query = _read_query(selection.source.name, schemas, selection.key, bool(last_key))
-            cursor.execute(query, last_key)
-            batches = iter(cursor.fetch_record_batch())
-            fresh = True
-            while True:
-                try:
-                    record = next(batches)
-                except StopIteration:
-                    return
-                except OSError as error:  # a value of another class than the driver's guess
-                    if fresh:
-                        raise Unfit(str(error)) from error
-                    break
-                fresh = False
-                if record.num_rows:
-                    frame = pl.from_arrow(record)
-                    assert isinstance(frame, pl.DataFrame)
-                    if frame.get_column(_MISFIT).sum():
-                        raise Unfit("a value of another storage class than its column's")
-                    batch = prepare(frame.drop(_MISFIT), schemas, at_key, target_types)
-                    last_key = batch.last_key
-                    yield batch
+    try:
+        while True:
+            frame = _read(connection, after if last_key else first, last_key, batch_rows)
+            if frame.height == 0:
+                return
+            if frame.get_column(_MISFIT).sum():
+                raise Unfit("a value of another storage class than its column's")
+            batch = prepare(frame.drop(_MISFIT), schemas, at_key, target_types)
+            if batch.last_key is None or None in batch.last_key:
+                raise Unfit("a NULL in the key: no next batch to read after it")
+            yield batch
+            if frame.height < batch_rows:
+                return
+            last_key = batch.last_key
+    finally:
+        connection.close()
+
+
+def _read(connection: Any, query: str, after: tuple[Any, ...] | None, rows: int) -> pl.DataFrame:
+    """One statement's rows as read by the driver, in one Arrow batch: the driver takes a
+    column's class from its first batch (the others it refuses, or turns into that class,
+    which `_MISFIT` counts)."""
+    statement = adbc_driver_manager.AdbcStatement(connection)
+    try:
+        statement.set_options(**{_BATCH_ROWS: str(rows)})
+        statement.set_sql_query(query)
+        if after is not None:
+            statement.bind_stream(pl.DataFrame({f"k{i}": [v] for i, v in enumerate(after)}))
+        stream, _ = statement.execute_query()
+        read = pl.from_arrow(stream)
+    except (adbc_driver_manager.Error, OSError, pl.exceptions.PolarsError) as error:
+        raise Unfit(str(error)) from error
+    finally:
+        statement.close()
+    return read.struct.unnest() if isinstance(read, pl.Series) else read
 
 
 def prepare(
