@@ -201,3 +201,20 @@ def _landed(key: int, row: Sequence[Any]) -> tuple[Any, ...]:
         None if tz is None else dt.datetime.fromisoformat(tz).astimezone(dt.UTC),
         data,
     )
+
+
+def test_every_batch_reads_the_snapshot_the_first_one_read(tmp_path: Path) -> None:
+    # One read transaction spans the copy: rows written meanwhile are for the next apply,
+    # never half in this one (here a row added past the first batch).
+    path = tmp_path / "source.db"
+    schema = _source(path, [(f"n{i}", 0.5, 1, 1, None, None, None, None) for i in range(6)])
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA journal_mode = WAL")
+    db.close()
+    batches = _column_batches(path, schema, 2)
+    first = next(batches)
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO t (id, name) VALUES (100, 'late')")
+    db.close()
+    rest = list(batches)
+    assert [first.last_key, *(batch.last_key for batch in rest)] == [(1,), (3,), (5,)]

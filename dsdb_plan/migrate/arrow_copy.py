@@ -218,11 +218,13 @@ def _prepared(
     the first batch that does not fit.
 
     Each batch is one statement from the last key on, read whole: memory holds one batch,
-    and the driver takes each column's class from that batch alone."""
+    and the driver takes each column's class from that batch alone. One read transaction
+    spans them all, so every batch reads the snapshot the first one read."""
     at_key = [list(selection.columns).index(name) for name in selection.key]
     table, key = selection.source.name, selection.key
     first, after = (_read_query(table, schemas, key, a, batch_rows) for a in (False, True))
     connection = adbc_driver_manager.AdbcConnection(database)
+    connection.set_autocommit(False)
     last_key: tuple[Any, ...] | None = None
     try:
         while True:
@@ -239,6 +241,7 @@ def _prepared(
                 return
             last_key = batch.last_key
     finally:
+        connection.rollback()
         connection.close()
 
 
