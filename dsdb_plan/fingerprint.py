@@ -55,6 +55,8 @@ from dsdb_plan.engines.postgresql import POSTGRESQL
 from dsdb_plan.errors import DsdbError, driver_message
 
 _CHUNK_ROWS = 10_000
+#: The method of a fingerprint that holds a row count and no content (`count_tables`).
+COUNTED = "counted"
 _TOKEN_VERSION = b"dsdb-sqlite-token-1"
 # The bytes of each file that change with its content: the whole 100-byte database header
 # (file change counter, schema cookie, page count), the WAL header (checkpoint sequence and
@@ -205,6 +207,19 @@ def fingerprint_query(conn: sa.Connection, query: sa.Select[Any], label: str) ->
         return _fingerprint(conn, query.subquery("q"), label)
 
 
+def count_tables(engine: sa.Engine, tables: list[str]) -> Fingerprint:
+    """The row count of each of `tables`, checksummed as `COUNTED` (no content read), under
+    the token taken before counting: a first copy needs no more to plan (its apply digests
+    every row it copies), and while the token holds, the next plan reuses it as is."""
+    token = change_token(engine)
+    counted: dict[str, TableFingerprint] = {}
+    with engine.connect() as conn:
+        for name in _checked_names(sa.inspect(conn).get_table_names(), tables):
+            query = sa.select(sa.func.count()).select_from(sa.table(name))
+            counted[name] = TableFingerprint(int(conn.execute(query).scalar_one()), f"{COUNTED}:")
+    return Fingerprint(counted, token)
+
+
 def unchanged_since(
     engine: sa.Engine, previous: Fingerprint | None, tables: list[str]
 ) -> Fingerprint | None:
@@ -230,6 +245,11 @@ def describe_changes(old: Fingerprint, new: Fingerprint) -> list[str]:
             reasons.append(f"table {name} removed")
         elif before.rows != after.rows:
             reasons.append(f"table {name} changed: {before.rows:,} → {after.rows:,} rows")
+        elif before.method == COUNTED:
+            reasons.append(
+                f"table {name}: its rows were only counted when it was first copied, so a "
+                f"change cannot be ruled out ({_rows(after.rows)})"
+            )
         elif before.method != after.method:
             reasons.append(
                 f"table {name}: recorded by an older dsdb ({before.method}, now {after.method}),"

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from dsdb_plan.fingerprint import RowDigest
 from dsdb_plan.kinds.migration import grown_since
 from dsdb_plan.payloads import CopyTables, TableCopy
+from dsdb_plan.state import open_state
 from tests.helpers import LOCAL_AND_COPY, make_flights_db, run_cli, sqlite_url, table_rows
+from tests.servers import ServerDatabase
 
 WIDENED = (
     LOCAL_AND_COPY
@@ -109,3 +114,46 @@ def test_grown_since_names_only_deleting_tables_that_hold_more_than_planned() ->
     assert grown_since(planned, {"a": 1, "b": 1}) == [
         "copy.b holds 1 row, the plan showed 0 (mirror deletes from them)"
     ]
+
+
+@pytest.mark.postgres
+def test_a_first_copy_from_sqlite_plans_on_row_counts_and_records_them(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    write_manifest,  # type: ignore[no-untyped-def]
+    postgres_db: ServerDatabase,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    postgres_db.reset()
+    make_flights_db(tmp_path / "data/local.db")
+    manifest = write_manifest(
+        "version: 1\nconnections:\n  local: {driver: sqlite, database: data/local.db}\n"
+        f"  pg: {{url: '{postgres_db.url_string}'}}\n"
+        "migrations:\n  out: {from: local, to: pg}\n"
+    )
+    hashed = [0]
+    add = RowDigest.add
+
+    def counted(self: RowDigest, rows: Sequence[tuple[Any, ...]]) -> None:
+        hashed[0] += len(rows)
+        add(self, rows)
+
+    monkeypatch.setattr(RowDigest, "add", counted)
+    plan = run_cli(capsys, "plan", manifest)
+    assert plan.code == 0, plan.text
+    assert "flights → pg.flights: 200 rows (upsert, new table)" in plan.out
+    assert run_cli(capsys, "apply", manifest, "--auto-approve").code == 0
+    assert hashed[0] == 0  # neither the plan nor the apply read the source's content
+    read = open_state(".dsdb/state.db", tmp_path).read().resources["migration.out"]
+    assert read.fingerprints["read"]["tables"]["flights"]["checksum"] == "counted:"
+    assert run_cli(capsys, "plan", manifest, "--detailed-exitcode").code == 0
+
+    with sqlite3.connect(tmp_path / "data/local.db") as db:
+        db.execute("UPDATE flights SET month = month + 1 WHERE id = 7")
+    db.close()
+    plan = run_cli(capsys, "plan", manifest)
+    assert "table flights: its rows were only counted when it was first copied" in plan.out
+    assert run_cli(capsys, "apply", manifest, "--auto-approve").code == 0
+    source = sqlite_url(tmp_path / "data/local.db")
+    assert table_rows(postgres_db.url_string, "flights") == table_rows(source, "flights")
+    assert run_cli(capsys, "plan", manifest, "--detailed-exitcode").code == 0

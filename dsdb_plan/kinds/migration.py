@@ -20,10 +20,12 @@ import sqlalchemy as sa
 from dsdb_plan.archive.format import decode_value
 from dsdb_plan.connection import Connection
 from dsdb_plan.databases import row_counts
+from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import PlanError, note_rows_committed
 from dsdb_plan.fingerprint import (
     Fingerprint,
     TableFingerprint,
+    count_tables,
     describe_changes,
     fingerprint_database,
 )
@@ -340,6 +342,17 @@ def decide(
     )
 
 
+def _digested_while_copying(ctx: PlanContext, spec: Migration) -> bool:
+    """Whether a first copy can plan on row counts alone: from a file database, whose
+    content only Python can checksum (a read of every row), into another kind of database,
+    where verification digests the rows as the copy reads them and never compares the plan's
+    read. The record then holds the counts, which the next plan reuses while the source's
+    token holds, and otherwise reads as a possible change (`describe_changes`)."""
+    source = engine_for(ctx.workspace.connection(spec.source).dialect)
+    target = engine_for(ctx.workspace.connection(spec.target).dialect)
+    return source.capabilities.embedded and source is not target
+
+
 class MigrationKind(ForgettingKind):
     left_behind = "copied data stays"
 
@@ -362,7 +375,12 @@ class MigrationKind(ForgettingKind):
             source = ctx.workspace.reach(spec.source)
             raw = _source_tables(source, spec, ctx.workspace.connection(spec.source))
             chosen = _with_policy(raw, spec)
-            live = ctx.fingerprint(spec.source, [s.name for s in chosen], previous=previous)
+            names = [s.name for s in chosen]
+            live = (
+                count_tables(source, names)
+                if record is None and _digested_while_copying(ctx, spec)
+                else ctx.fingerprint(spec.source, names, previous=previous)
+            )
             drifted = drift.result() if drift else []
         checkpoint = ctx.snapshot.checkpoints.get(address)
         resuming = checkpoint is not None and checkpoint.get("spec_digest") == data_digest(document)
