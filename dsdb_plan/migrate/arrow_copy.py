@@ -215,13 +215,24 @@ def _prepared(
     batch_rows: int,
 ) -> Iterator[Batch]:
     """Each batch of the source rows as CSV for COPY with its digest; stops with `Unfit` at
-    the first batch that does not fit.
+    the first batch that does not fit. The next batch is read (in C, by the driver) in a
+    worker thread while one is prepared (in Rust, by polars): both let go of the GIL."""
+    at_key = [list(selection.columns).index(name) for name in selection.key]
+    for frame in read_ahead_of(_frames(database, selection, schemas, batch_rows)):
+        yield prepare(frame, schemas, at_key, target_types)
+
+
+def _frames(
+    database: Any, selection: TableSelection, schemas: Sequence[ColumnSchema], batch_rows: int
+) -> Iterator[pl.DataFrame]:
+    """The source rows, `batch_rows` at a time, as the driver reads them; `Unfit` at the
+    first batch holding a value of another storage class than its column's.
 
     Each batch is one statement from the last key on, read whole: memory holds one batch,
     and the driver takes each column's class from that batch alone. One read transaction
     spans them all, so every batch reads the snapshot the first one read."""
-    at_key = [list(selection.columns).index(name) for name in selection.key]
     table, key = selection.source.name, selection.key
+    at_key = [list(selection.columns).index(name) for name in key]
     first, after = (_read_query(table, schemas, key, a, batch_rows) for a in (False, True))
     connection = adbc_driver_manager.AdbcConnection(database)
     connection.set_autocommit(False)
@@ -233,13 +244,13 @@ def _prepared(
                 return
             if frame.get_column(_MISFIT).sum():
                 raise Unfit("a value of another storage class than its column's")
-            batch = prepare(frame.drop(_MISFIT), schemas, at_key, target_types)
-            if batch.last_key is None or None in batch.last_key:
+            last = frame.row(frame.height - 1)
+            last_key = tuple(last[i] for i in at_key)
+            if None in last_key:
                 raise Unfit("a NULL in the key: no next batch to read after it")
-            yield batch
+            yield frame.drop(_MISFIT)
             if frame.height < batch_rows:
                 return
-            last_key = batch.last_key
     finally:
         connection.rollback()
         connection.close()
