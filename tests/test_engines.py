@@ -1,5 +1,6 @@
-"""The engines: their rules as values (no server), and each fidelity bug of issue 13 on the real
-servers, through `driver: mysql` and `driver: mariadb` alike."""
+"""The engines: their rules as values (no server), the seam's methods on every database, and
+each fidelity bug of issue 13 on the real servers, through `driver: mysql` and `driver: mariadb`
+alike."""
 
 from __future__ import annotations
 

@@ -312,7 +312,8 @@ class Engine:
         return None
 
     def join_snapshot(self, conn: sa.Connection, token: str) -> None:
-        """Begin on `conn` a transaction that sees the exported snapshot `token`."""
+        """Begin on `conn` a transaction that sees the exported snapshot `token`, the way the
+        engine that exported it takes one."""
         raise NotImplementedError(f"{self.name} cannot share a snapshot")
 
     # -- loading ----------------------------------------------------------------------------
@@ -337,8 +338,8 @@ class Engine:
         return nullcontext()
 
     def filter_value(self, value: Any, portable: str | None, timezone: bool) -> Any:
-        """A filter's bound value as this engine stores it in a column of type `portable`
-        (a naive datetime means UTC), so it compares with what a copy wrote."""
+        """A filter's bound value as this engine stores it in a `portable` column, so it
+        compares with what a copy wrote (SQLite keeps text, MySQL no zones, ...)."""
         if isinstance(value, dt.datetime):
             return fit_zone(value, timezone)
         if isinstance(value, dt.time) and value.tzinfo is not None and not timezone:
@@ -389,7 +390,8 @@ class Engine:
     def incoming_foreign_keys(
         self, conn: sa.Connection, table: str
     ) -> list[tuple[str, ForeignKeySchema]]:
-        """The foreign keys of other tables that point at `table`, with their tables."""
+        """The foreign keys of other tables that point at `table`, with their tables: by
+        reflecting each table here, where an engine may know a single query."""
         inspector = sa.inspect(conn)
         return [
             (other, fk)
