@@ -279,7 +279,9 @@ class Restore(_Resource):
     )
     path: str | None = Field(
         default=None,
-        description="A backup folder on disk (relative to the manifest), instead of a backup resource.",
+        description=(
+            "A backup folder on disk (relative to the manifest), instead of a backup resource."
+        ),
     )
     to: Name = Field(description="The connection to restore into.")
     tables: list[str] | None = Field(default=None, description="Only these tables (default: all).")
