@@ -40,8 +40,8 @@ from dsdb_plan.state import (
     open_state,
     resource_history,
 )
-from dsdb_plan.state.postgres_store import SCHEMA as STATE_SCHEMA
-from dsdb_plan.state.sqlite_store import SCHEMA_VERSION
+from dsdb_plan.state.postgres_backend import SCHEMA as STATE_SCHEMA
+from dsdb_plan.state.tables import SCHEMA_VERSION
 from tests.servers import ServerDatabase
 
 PROCESS_WAIT_SECONDS = 60  # bound on waiting for a child process; never reached when healthy
@@ -635,10 +635,12 @@ def test_sqlite_full_disk_says_the_disk_is_full(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     store = SqliteStateStore(path)
     store.put_resource(record())
-    assert store._conn is not None
-    pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
-    # SQLite's own limit on the file's size fails a write as a full disk does: SQLITE_FULL.
-    store._conn.execute(f"PRAGMA max_page_count = {pages}")
+    engine = store._file.engine()
+    assert engine is not None
+    with engine.connect() as conn:  # the store's one connection
+        pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+        # SQLite's own limit on the file's size fails a write as a full disk does: SQLITE_FULL.
+        conn.exec_driver_sql(f"PRAGMA max_page_count = {pages}")
     with pytest.raises(StateError) as error:
         store.put_resource(record("backup.big", spec={"blob": "x" * 100_000}))
     assert error.value.message.startswith(

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from dsdb_plan.errors import LockError, StateError
 from dsdb_plan.state import PostgresStateStore, StateSnapshot, open_state
-from dsdb_plan.state.postgres_store import SCHEMA
+from dsdb_plan.state.postgres_backend import SCHEMA
 from tests.helpers import make_flights_db, run_cli
 from tests.servers import ServerDatabase
 from tests.test_state import (
