@@ -47,6 +47,13 @@ from dsdb_plan.state.tables import (
     upgrade,
 )
 
+# Built once: the statements every read or write runs.
+_META = sa.select(meta.c.key, meta.c.value)
+_VERSION = _META.where(meta.c.key.in_(("format", "schema_version")))
+_SERIAL = sa.select(meta.c.value).where(meta.c.key == "serial").with_for_update()
+_RESOURCES = sa.select(resources.c.address, resources.c.record).order_by(resources.c.address)
+_CHECKPOINTS = sa.select(checkpoints.c.address, checkpoints.c.data).order_by(checkpoints.c.address)
+
 Prepare = Callable[[sa.Connection], int]
 """prepare(conn): bring the state to the current schema in this write; return the serial."""
 
@@ -132,16 +139,14 @@ class SqlStateStore:
         with self._reading() as conn:
             if conn is None:
                 return StateSnapshot.empty()
-            values: dict[str, str] = dict(conn.execute(sa.select(meta.c.key, meta.c.value)).all())
-            stored = sa.select(resources.c.address, resources.c.record)
+            values: dict[str, str] = dict(conn.execute(_META).all())
             records = {
                 address: load_stored(self.location, address, text, ResourceRecord.from_dict)
-                for address, text in conn.execute(stored.order_by(resources.c.address))
+                for address, text in conn.execute(_RESOURCES)
             }
-            saved = sa.select(checkpoints.c.address, checkpoints.c.data)
             checkpoint_data = {
                 address: load_stored(self.location, f"the checkpoint of {address}", text, dict)
-                for address, text in conn.execute(saved.order_by(checkpoints.c.address))
+                for address, text in conn.execute(_CHECKPOINTS)
             }
             return StateSnapshot(
                 lineage=values["lineage"],
@@ -348,8 +353,7 @@ class SqlStateStore:
             version = self._version(conn)  # again: another process may have just done it
             if version < SCHEMA_VERSION:
                 self._upgrade(conn, version)
-        serial = sa.select(meta.c.value).where(meta.c.key == "serial").with_for_update()
-        return int(conn.execute(serial).scalar_one())
+        return int(conn.execute(_SERIAL).scalar_one())
 
     def _upgrade(self, conn: sa.Connection, version: int) -> None:
         upgrade(conn, version, self._backend.lock_table, self._backend.schema)
@@ -363,8 +367,7 @@ class SqlStateStore:
             if tables or not self._backend.empty_is_new:
                 raise StateError(self._backend.without_state(tables))
             return 0
-        known = meta.c.key.in_(("format", "schema_version"))
-        values = dict(conn.execute(sa.select(meta.c.key, meta.c.value).where(known)).all())
+        values = dict(conn.execute(_VERSION).all())
         if values.get("format") != FORMAT:
             raise StateError(
                 named("is not a dsdb state (its meta table does not name the dsdb state format)")
