@@ -105,7 +105,7 @@ class Backend(Protocol):
         ...
 
     def blocking(self, conn: sa.Connection) -> LockInfo | None:
-        """The holder that refuses a write, if any (this process's own lock never does)."""
+        """The holder that refuses writes, if any; the store lets this process's own through."""
         ...
 
     def acquire(self, info: LockInfo, prepare: Prepare) -> tuple[object, LockInfo | None]:
@@ -113,7 +113,8 @@ class Backend(Protocol):
         ...
 
     def release(self, held: object, info: LockInfo) -> None:
-        """Give the lock up; never raises."""
+        """Give the lock up, only if the row still names `info` (a force-unlock may have
+        handed it to someone else)."""
         ...
 
     def force_unlock(self, conn: sa.Connection, lock_id: str) -> LockInfo:
