@@ -68,6 +68,7 @@ from dsdb_plan.migrate.load import Operation, batch_writer, read_ahead_of
 from dsdb_plan.migrate.mask import with_masks
 from dsdb_plan.migrate.order import CopyOrder, after, bound, copy_order, raw
 from dsdb_plan.migrate.subset import TableSelection
+from dsdb_plan.migrate.text_copy import copy_as_text
 
 Mode = Literal["append", "upsert", "replace", "mirror"]
 Checkpoint = dict[str, Any]
@@ -279,8 +280,14 @@ def _load(
     with _unique_clash_explained(table, operation):
         if _attachable(src, dst, job):
             _load_attached(src, dst, job, table, operation)
-        else:
+        elif not copy_as_text(src, dst, job, table, _unresumed_filter(job)):
             _load_batches(src, dst, job, table, operation)
+
+
+def _unresumed_filter(job: _Job) -> list[sa.ColumnElement[bool]]:
+    """The rows to copy, wherever the copy resumes."""
+    unresumed = dataclasses.replace(job, last_key=None)
+    return _source_filter(unresumed, job.selection.source, _key_order(job))
 
 
 @contextlib.contextmanager
