@@ -710,11 +710,13 @@ def copies_moved(planned: CopyTables, runs: list[TableRun]) -> list[str]:
 
 def copy_summary(written: Sequence[Written], *, resumed: bool) -> str:
     """What an apply wrote, counting only this apply: not what the interrupted apply it
-    `resumed` committed, nor the tables it wrote nothing to."""
+    `resumed` committed, nor the tables it wrote nothing to; and the time verifying took
+    beyond the copy."""
     copied = sum(w.rows for w in written)
     tables = sum(1 for w in written if w.rows or w.deleted)
     deleted = sum(w.deleted for w in written)
     ranges = any(w.differences_only for w in written)
+    verifying = sum(w.verifying for w in written)
     return (
         f"copied {counted(copied, 'row')}"
         + (" (only the key ranges that differed)" if ranges else "")
@@ -722,4 +724,5 @@ def copy_summary(written: Sequence[Written], *, resumed: bool) -> str:
         + (f", deleted {deleted:,}" if deleted else "")
         + (", resuming an interrupted apply" if resumed else "")
         + ", verified"
+        + (f"; verifying took {verifying:.1f} s" if verifying else "")
     )
