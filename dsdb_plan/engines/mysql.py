@@ -273,12 +273,17 @@ def _load_data(
     if not conn.in_transaction():
         conn.begin()
     driver._local_infile = True  # for this statement only: see `_offer_local_files`
+    dbapi = conn.dialect.loaded_dbapi
     try:
         with driver.cursor() as cursor:
             cursor.execute(statement, (path,))
             loaded = int(cursor.rowcount)
             cursor.execute("SELECT @@warning_count")
             warnings = int(cursor.fetchone()[0])
+    except dbapi.Error as error:  # as SQLAlchemy raises its own statements' errors
+        raise sa.exc.DBAPIError.instance(
+            statement, (path,), error, dbapi.Error, dialect=conn.dialect
+        ) from error
     finally:
         driver._local_infile = False
     return -1 if warnings else loaded

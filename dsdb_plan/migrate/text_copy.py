@@ -81,6 +81,9 @@ def copy_as_text(
     load = engine_for(dst.dialect).bulk_text_loader(dst)
     if load is None:
         return False
+    if not src.in_transaction() and source.snapshot_isolation is not None:
+        # Every range in one snapshot, as the rows path reads the table in one statement.
+        src.execution_options(isolation_level=source.snapshot_isolation)
     if job.on_source_snapshot is not None:
         job.on_source_snapshot(src)  # once: the rows path, if it takes over, must not again
         job.on_source_snapshot = None
