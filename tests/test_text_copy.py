@@ -248,3 +248,20 @@ def test_a_server_refusing_local_files_is_copied_by_rows_and_the_plan_says_why(
     _copy(source, target)
     assert by_rows == ["awkward"]
     assert _read(target) == _read(source)
+
+
+def test_a_table_that_references_itself_goes_by_rows_parents_first(
+    postgres_db: ServerDatabase, mariadb_db: ServerDatabase, by_rows: list[str]
+) -> None:
+    source, target = _engine(postgres_db), _engine(mariadb_db)
+    with source.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE emp (id bigint PRIMARY KEY, boss bigint REFERENCES emp)")
+        # Bosses have larger keys than their staff: key order would break the reference.
+        conn.exec_driver_sql(
+            "INSERT INTO emp SELECT n, NULLIF(n + 1, 11) FROM generate_series(10, 1, -1) n"
+        )
+    _copy(source, target, batch_size=3)
+    assert by_rows == ["emp"]
+    with source.connect() as conn, target.connect() as other:
+        query = "SELECT id, boss FROM emp ORDER BY id"
+        assert other.exec_driver_sql(query).all() == conn.exec_driver_sql(query).all()

@@ -73,8 +73,10 @@ def copy_as_text(
     copies the rest by rows, in the same source transaction."""
     selection = job.selection
     order = copy_order(selection, dst.dialect.name)
-    if job.cursor_column is not None or selection.mask or not selection.key or order.depth:
+    if job.cursor_column is not None or selection.mask or order.depth is not None:
         return False  # a high-water mark, masks and depths are worked out in Python
+    if not selection.key:
+        return False  # ranges need a key
     source = engine_for(src.dialect)
     if not source.capabilities.writes_bulk_text:
         return False
