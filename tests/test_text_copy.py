@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+import dsdb_plan as dsdb
 from dsdb_plan.dbschema import ColumnSchema, TableSchema
 from dsdb_plan.engines import engine_for
 from dsdb_plan.engines.mysql import MySQLEngine
@@ -265,3 +266,29 @@ def test_a_table_that_references_itself_goes_by_rows_parents_first(
     with source.connect() as conn, target.connect() as other:
         query = "SELECT id, boss FROM emp ORDER BY id"
         assert other.exec_driver_sql(query).all() == conn.exec_driver_sql(query).all()
+
+
+def test_a_filtered_copy_as_text_takes_exactly_the_rows_its_filter_names(
+    ends: tuple[sa.Engine, sa.Engine], by_rows: list[str]
+) -> None:
+    source, target = ends
+    where = {"code": {"like": "%e%"}, "id": {"in": list(range(-5, 35, 3))}}
+    mngr = dsdb.ConnectionManager(
+        {"src": {"url": _url(source)}, "dst": {"url": _url(target)}}, user="text"
+    )
+    try:
+        mngr.migrate("src", "dst", tables={"awkward": {"where": where}}, batch_size=2)
+    finally:
+        mngr.close()
+    assert by_rows == []
+    wanted = [
+        row
+        for row in _read(source)
+        if row[0] in where["id"]["in"] and row[2] is not None and "e" in row[2]
+    ]
+    assert len(wanted) >= 3
+    assert _read(target) == wanted
+
+
+def _url(engine: sa.Engine) -> str:
+    return engine.url.render_as_string(hide_password=False)
