@@ -29,8 +29,10 @@ from tests.servers import ServerDatabase
 
 pytestmark = [pytest.mark.postgres, pytest.mark.mariadb]
 
+#: Quotes, a backtick, a semicolon and a `%s` the drivers must not take for a parameter.
+TABLE = 'awk`ward "q"; %s ☃'
 SCHEMA = TableSchema(
-    "awkward",
+    TABLE,
     (
         ColumnSchema("id", "bigint", nullable=False),
         ColumnSchema("note", "text"),
@@ -112,7 +114,8 @@ def _read(engine: sa.Engine) -> list[tuple[Any, ...]]:
         for c in SCHEMA.columns
     )
     with engine.connect() as conn:
-        rows = conn.exec_driver_sql(f"SELECT {names} FROM awkward ORDER BY id").all()
+        query = f"SELECT {names} FROM {_quoted(conn)} ORDER BY id"
+        rows = conn.exec_driver_sql(query).all()
     return [tuple(_meaning(c, v) for c, v in zip(SCHEMA.columns, row, strict=True)) for row in rows]
 
 
@@ -186,12 +189,12 @@ def test_a_value_the_target_cannot_hold_is_refused_as_by_rows(
 ) -> None:
     source, target = ends
     with source.begin() as conn:
-        conn.exec_driver_sql("UPDATE awkward SET f = 'NaN' WHERE id = 20")
+        conn.exec_driver_sql(f"UPDATE {_quoted(conn)} SET f = 'NaN' WHERE id = 20")
     with pytest.raises(DsdbError, match="cannot store nan"):
         _copy(source, target)
-    assert by_rows == ["awkward"]
+    assert by_rows == [TABLE]
     with target.connect() as conn:
-        held = conn.exec_driver_sql("SELECT count(*), max(id) FROM awkward").one()
+        held = conn.exec_driver_sql(f"SELECT count(*), max(id) FROM {_quoted(conn)}").one()
     # The ranges before the one with the NaN were committed, nothing of it or after.
     assert held == (24, 18)
 
@@ -202,10 +205,11 @@ def test_an_upsert_over_rows_the_target_holds_goes_on_by_rows(
     source, target = ends
     _copy(source, target)
     with target.begin() as conn:
-        conn.exec_driver_sql("UPDATE awkward SET note = 'changed', bin = NULL WHERE id > 10")
-        conn.exec_driver_sql("INSERT INTO awkward (id, note) VALUES (1000, 'only here')")
+        table = _quoted(conn)
+        conn.exec_driver_sql(f"UPDATE {table} SET note = 'changed', bin = NULL WHERE id > 10")
+        conn.exec_driver_sql(f"INSERT INTO {table} (id, note) VALUES (1000, 'only here')")
     _copy(source, target)
-    assert by_rows == ["awkward"]
+    assert by_rows == [TABLE]
     found = _read(target)
     assert found[:-1] == _read(source)
     assert found[-1][:2] == (1000, "only here")  # upsert leaves the target's other rows
@@ -229,7 +233,8 @@ def test_an_interrupted_copy_resumes_after_its_last_committed_range(
     with pytest.raises(Interrupted):
         copy_table(source, target, selection, cancel=cancel, **options)
     with target.connect() as conn:
-        assert conn.exec_driver_sql("SELECT count(*) FROM awkward").scalar() == 21
+        count = conn.exec_driver_sql(f"SELECT count(*) FROM {_quoted(conn)}").scalar()
+    assert count == 21
     result = copy_table(source, target, selection, resume=checkpoints[-1], **options)
     assert (result.rows_copied, result.rows_resumed) == (40, 21)
     assert [c["rows"] for c in checkpoints] == [7, 14, 21, 28, 35, 40]
@@ -247,7 +252,7 @@ def test_a_server_refusing_local_files_is_copied_by_rows_and_the_plan_says_why(
         "rows are copied one batch of values at a time, not as bulk text: local_infile off"
     )
     _copy(source, target)
-    assert by_rows == ["awkward"]
+    assert by_rows == [TABLE]
     assert _read(target) == _read(source)
 
 
@@ -277,7 +282,7 @@ def test_a_filtered_copy_as_text_takes_exactly_the_rows_its_filter_names(
         {"src": {"url": _url(source)}, "dst": {"url": _url(target)}}, user="text"
     )
     try:
-        mngr.migrate("src", "dst", tables={"awkward": {"where": where}}, batch_size=2)
+        mngr.migrate("src", "dst", tables={TABLE: {"where": where}}, batch_size=2)
     finally:
         mngr.close()
     assert by_rows == []
@@ -292,3 +297,8 @@ def test_a_filtered_copy_as_text_takes_exactly_the_rows_its_filter_names(
 
 def _url(engine: sa.Engine) -> str:
     return engine.url.render_as_string(hide_password=False)
+
+
+def _quoted(conn: sa.Connection) -> str:
+    """The table's quoted name for `exec_driver_sql` (`%` doubled: the drivers interpolate)."""
+    return conn.dialect.identifier_preparer.quote(TABLE)

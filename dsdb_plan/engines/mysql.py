@@ -246,8 +246,8 @@ def _offer_local_files(
     dialect: sa.Dialect, record: Any, arguments: list[Any], options: dict[str, Any]
 ) -> None:
     """Tell the server the client can send files (LOAD DATA LOCAL INFILE). PyMySQL itself
-    still refuses a request for a file except during `_load_data`, which names its own
-    file: a server cannot ask for another one at any other time."""
+    still refuses every request for a file but during `_load_data`'s own LOAD DATA, so a
+    server cannot ask for one at any other time."""
     options["client_flag"] = options.get("client_flag", 0) | _LOCAL_FILES
 
 
@@ -257,7 +257,9 @@ def _load_data(
     """LOAD DATA LOCAL INFILE of bulk text (its default format), binary unhexed. LOCAL turns
     every refused value into a warning (a NULL in a NOT NULL column becomes '', a NaN 0, a
     duplicate key a skipped row), so any warning means the rows did not go in as written."""
-    q = conn.dialect.identifier_preparer.quote_identifier
+    def q(name: str) -> str:
+        return quote_for_driver(conn.dialect, name)  # `%` doubled: the path is a parameter
+
     names = []
     unhexed = []
     for index, column in enumerate(columns):

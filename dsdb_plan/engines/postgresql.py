@@ -142,9 +142,11 @@ class PostgreSQLEngine(Engine):
 
     def bulk_text(self, conn: sa.Connection, query: sa.Select[Any]) -> bytes:
         compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-        statement = f"COPY ({compiled}) TO STDOUT".encode()
+        statement = f"COPY ({compiled}) TO STDOUT"
+        if not compiled.params:  # psycopg merges (and so undoubles `%`) only given some
+            statement = statement.replace("%%", "%")
         driver: Any = conn.connection.driver_connection
-        with driver.cursor() as cursor, cursor.copy(statement, compiled.params) as copy:
+        with driver.cursor() as cursor, cursor.copy(statement.encode(), compiled.params) as copy:
             data = b"".join(copy)
         if b"\\f" in data or b"\\v" in data:
             data = _PG_ONLY_ESCAPES.sub(_bulk_escape, data)
