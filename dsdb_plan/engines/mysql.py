@@ -257,6 +257,7 @@ def _load_data(
     """LOAD DATA LOCAL INFILE of bulk text (its default format), binary unhexed. LOCAL turns
     every refused value into a warning (a NULL in a NOT NULL column becomes '', a NaN 0, a
     duplicate key a skipped row), so any warning means the rows did not go in as written."""
+
     def q(name: str) -> str:
         return quote_for_driver(conn.dialect, name)  # `%` doubled: the path is a parameter
 
