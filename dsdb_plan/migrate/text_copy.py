@@ -72,7 +72,7 @@ def copy_as_text(
     the target cannot be copied so) or only the ranges `job` advanced past; the caller
     copies the rest by rows, in the same source transaction."""
     selection = job.selection
-    order = copy_order(selection, dst.dialect.name)
+    order = copy_order(selection, engine_for(dst.dialect))
     if job.cursor_column is not None or selection.mask or order.depth is not None:
         return False  # a high-water mark, masks and depths are worked out in Python
     if not selection.key:
@@ -83,9 +83,9 @@ def copy_as_text(
     load = engine_for(dst.dialect).bulk_text_loader(dst)
     if load is None:
         return False
-    if not src.in_transaction() and source.snapshot_isolation is not None:
+    if not src.in_transaction():
         # Every range in one snapshot, as the rows path reads the table in one statement.
-        src.execution_options(isolation_level=source.snapshot_isolation)
+        source.begin_snapshot(src)
     if job.on_source_snapshot is not None:
         job.on_source_snapshot(src)  # once: the rows path, if it takes over, must not again
         job.on_source_snapshot = None
