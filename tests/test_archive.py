@@ -450,7 +450,7 @@ def test_a_backup_of_a_newer_format_is_refused_by_name(tmp_path: Path) -> None:
     shutil.copytree(GOLDEN_V1, backup)
     manifest = backup / "backup.json"
     manifest.write_text(manifest.read_text().replace('"format_version": 1', '"format_version": 9'))
-    with pytest.raises(BackupError, match="format version 9; this dsdb reads versions 1 to 2"):
+    with pytest.raises(BackupError, match="format version 9; this dsdb reads versions 1 to 3"):
         read_backup_info(backup)
 
 
