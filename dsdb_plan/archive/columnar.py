@@ -221,7 +221,8 @@ class ParquetWriter:
         needed = [_fits(values, kind) for values, kind in zip(columns, self._kinds, strict=True)]
         if needed != self._kinds:
             self._rewrite(needed)
-        self._pending.append(self._batch(columns))
+        batch = self._batch(columns)  # first: it may rewrite, emptying `_pending`
+        self._pending.append(batch)
         self._pending_rows += len(rows)
         self.rows += len(rows)
         if self._pending_rows >= ROW_GROUP_ROWS:
