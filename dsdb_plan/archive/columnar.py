@@ -48,6 +48,9 @@ PARQUET_SUFFIX = ".parquet"
 #: Rows per row group: large enough for Parquet's column compression to pay, small enough
 #: to keep a writer's buffer to tens of megabytes.
 ROW_GROUP_ROWS = 100_000
+#: Rows decoded into Python values at a time: the columns of a block stay in the CPU's caches
+#: while the restore converts them (blocks of 10,000 rows converted half as fast again).
+READ_ROWS = 1000
 #: zstd at Arrow's default level: as fast to write as snappy here, files a fifth smaller.
 COMPRESSION = "zstd"
 
@@ -156,10 +159,24 @@ def _widened(current: _Kind, found: _Kind) -> _Kind:
 
 def _array(values: Sequence[Any], kind: _Kind) -> pa.Array:
     if kind.label == _TAGGED:
-        return pa.array([_tag(value) for value in values], pa.string())
+        return pa.array(_tagged(values), pa.string())
     if kind.label == _UUID:
         return pa.array([None if value is None else str(value) for value in values], pa.string())
     return pa.array(values, kind.arrow)
+
+
+_NUMBERS = frozenset((int, float))
+_NOT_JSON = frozenset(("nan", "inf", "-inf"))
+
+
+def _tagged(values: Sequence[Any]) -> list[str | None]:
+    """`_tag` of each value. Integers and finite floats (what a SQLite NUMERIC column holds)
+    are their repr, which JSON reads back as the same int or float: one C call a value."""
+    if _NUMBERS.issuperset(_classes(values)):
+        texts = [None if value is None else repr(value) for value in values]
+        if _NOT_JSON.isdisjoint(texts):
+            return texts
+    return [_tag(value) for value in values]
 
 
 def _tag(value: Any) -> str | None:
@@ -350,10 +367,8 @@ def read_blocks(path: Path) -> Iterator[Block]:
     `format.read_blocks` gives them; a damaged file raises `BackupError`."""
     try:
         with pq.ParquetFile(path, page_checksum_verification=True) as parquet:
-            for group in range(parquet.num_row_groups):
-                table = parquet.read_row_group(group)
-                for batch in table.to_batches():
-                    yield Block(batch.num_rows, _columns(batch))
+            for batch in parquet.iter_batches(READ_ROWS, use_threads=False):
+                yield Block(batch.num_rows, _columns(batch))
     except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as error:
         raise BackupError(f"backup data file {path} is damaged: {error}") from error
 
