@@ -479,7 +479,10 @@ def test_a_standard_parquet_reader_reads_a_postgresql_backup_as_typed_values(
         rows = conn.exec_driver_sql("SELECT * FROM acct ORDER BY id").mappings().all()
     as_text = {"doc": json.loads, "u": uuid.UUID}
     got = [
-        {name: as_text[name](v) if name in as_text and v is not None else v for name, v in r.items()}
+        {
+            name: as_text[name](v) if name in as_text and v is not None else v
+            for name, v in r.items()
+        }
         for r in read.to_pylist()
     ]
     assert got == [dict(row) for row in rows]

@@ -649,8 +649,7 @@ METADATA_EDITS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     ),
     "a file for a table the schema lacks": (
         lambda data: _entry(data, "planes").update(table="jets"),
-        "lists data file {folder}/{planes} for table 'jets', which its schema "
-        "does not have",
+        "lists data file {folder}/{planes} for table 'jets', which its schema does not have",
     ),
     "a table listed twice": (
         lambda data: data["tables"].append(data["tables"][0]),

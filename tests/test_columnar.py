@@ -33,7 +33,10 @@ TYPED: dict[str, tuple[list[Any], pa.DataType]] = {
     "date": ([dt.date(2024, 2, 29), dt.date(1, 1, 1)], pa.date32()),
     "time": ([dt.time(23, 59, 59, 999999), dt.time(0)], pa.time64("us")),
     "naive": ([dt.datetime(2024, 1, 1, 10, 0, 37), dt.datetime(1, 1, 1)], pa.timestamp("us")),
-    "utc": ([dt.datetime(2024, 6, 1, 12, 30, 0, 123456, tzinfo=dt.UTC)], pa.timestamp("us", "+00:00")),
+    "utc": (
+        [dt.datetime(2024, 6, 1, 12, 30, 0, 123456, tzinfo=dt.UTC)],
+        pa.timestamp("us", "+00:00"),
+    ),
     "offset": (
         [dt.datetime(2024, 6, 1, 12, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5, minutes=-30)))],
         pa.timestamp("us", "-05:30"),
@@ -150,7 +153,8 @@ def test_the_same_rows_give_the_same_bytes_and_a_scan_counts_them(tmp_path: Path
         _write(tmp_path / name, ["id", "label", "x"], [rows[:300], rows[300:]])
     first, second = (scan_data_file(tmp_path / name) for name in ("a.parquet", "b.parquet"))
     assert first == second
-    assert (first.rows, first.damage, first.size) == (1000, None, (tmp_path / "a.parquet").stat().st_size)
+    assert (first.rows, first.damage) == (1000, None)
+    assert first.size == (tmp_path / "a.parquet").stat().st_size
 
 
 def test_a_table_without_rows_is_a_file_of_null_columns(tmp_path: Path) -> None:

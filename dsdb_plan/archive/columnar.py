@@ -152,7 +152,7 @@ def _widened(current: _Kind, found: _Kind) -> _Kind:
     """The kind for a column held as `current` so far whose new values need `found`."""
     if current == _NULL:
         return found
-    if found == _NULL or found == current:
+    if found in (_NULL, current):
         return current
     return _TAG
 
@@ -227,7 +227,7 @@ class ParquetWriter:
         self._writer: pq.ParquetWriter | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsdb-parquet")
         self._writing: Future[None] | None = None
-        open(path, "xb").close()  # noqa: SIM115 - claims the name as the JSON-lines writer does
+        open(path, "xb").close()  # claims the name, as the JSON-lines writer does
 
     def write_rows(self, rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
@@ -325,7 +325,9 @@ class ParquetWriter:
         self._kinds = kinds
         previous = read_blocks(written) if written.exists() else iter(())
         for block in itertools.chain(previous, pending):
-            arrays = [_array(values, kind) for values, kind in zip(block.columns, kinds, strict=True)]
+            arrays = [
+                _array(values, kind) for values, kind in zip(block.columns, kinds, strict=True)
+            ]
             self._open().write_table(pa.Table.from_arrays(arrays, schema=self._schema()))
         written.unlink(missing_ok=True)
 

@@ -3,8 +3,8 @@
 Two depths. `check_backup` reads metadata only: `backup.json` against the state's record of
 the backup (taken when it was written), its schema against its file list, the folder against
 the file list, and each file's size; cheap enough for every plan. `verify_data` then reads
-each data file once, checking its SHA-256, its structure (gzip stream or Parquet footer) and
-its row count together.
+each data file once, checking its SHA-256, its structure (the gzip stream, or every Parquet
+page against its CRC) and its row count together.
 Every problem raises `BackupError` naming the backup and the file.
 """
 
