@@ -162,3 +162,13 @@ def test_a_table_without_rows_is_a_file_of_null_columns(tmp_path: Path) -> None:
     assert _read(tmp_path / "t.parquet") == []
     assert scan_data_file(tmp_path / "t.parquet").rows == 0
     assert pq.read_table(tmp_path / "t.parquet").column_names == ["a", "b"]
+
+
+def test_large_values_are_written_in_row_groups_of_bounded_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(columnar, "ROW_GROUP_BYTES", 1 << 20)
+    rows = [[i, "x" * 300_000] for i in range(12)]
+    _write(tmp_path / "t.parquet", ["id", "text"], [rows[i : i + 2] for i in range(0, 12, 2)])
+    assert pq.read_metadata(tmp_path / "t.parquet").num_row_groups == 3
+    _same(_read(tmp_path / "t.parquet"), rows)

@@ -45,9 +45,11 @@ from dsdb_plan.dbschema import TableSchema
 from dsdb_plan.errors import BackupError
 
 PARQUET_SUFFIX = ".parquet"
-#: Rows per row group: large enough for Parquet's column compression to pay, small enough
-#: to keep a writer's buffer to tens of megabytes.
+#: Rows per row group: large enough for Parquet's column compression to pay; a row group
+#: holding `ROW_GROUP_BYTES` of Arrow data is written before, to bound a writer's memory
+#: whatever the size of the values.
 ROW_GROUP_ROWS = 100_000
+ROW_GROUP_BYTES = 32 << 20
 #: Rows decoded into Python values at a time: the columns of a block stay in the CPU's caches
 #: while the restore converts them (blocks of 10,000 rows converted half as fast again).
 READ_ROWS = 1000
@@ -224,6 +226,7 @@ class ParquetWriter:
         self._kinds: list[_Kind] | None = None
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
+        self._pending_bytes = 0
         self._writer: pq.ParquetWriter | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsdb-parquet")
         self._writing: Future[None] | None = None
@@ -241,8 +244,9 @@ class ParquetWriter:
         batch = self._batch(columns)  # first: it may rewrite, emptying `_pending`
         self._pending.append(batch)
         self._pending_rows += len(rows)
+        self._pending_bytes += batch.nbytes
         self.rows += len(rows)
-        if self._pending_rows >= ROW_GROUP_ROWS:
+        if self._pending_rows >= ROW_GROUP_ROWS or self._pending_bytes >= ROW_GROUP_BYTES:
             self._flush()
 
     def close(self) -> tuple[int, str]:
@@ -300,6 +304,7 @@ class ParquetWriter:
         table = pa.Table.from_batches(self._pending)
         self._pending = []
         self._pending_rows = 0
+        self._pending_bytes = 0
         self._wait()
         writer = self._open()
         self._writing = self._worker.submit(writer.write_table, table, row_group_size=len(table))
@@ -316,6 +321,7 @@ class ParquetWriter:
         pending = [Block(batch.num_rows, _columns(batch)) for batch in self._pending]
         self._pending = []
         self._pending_rows = 0
+        self._pending_bytes = 0
         self._wait()
         written = self.path.with_name(self.path.name + ".old")
         if self._writer is not None:
