@@ -32,7 +32,8 @@ from dsdb_plan.archive import (
     verify_backup,
     write_backup,
 )
-from dsdb_plan.archive.columnar import PARQUET_SUFFIX, ParquetWriter
+from dsdb_plan.archive.columnar import ParquetWriter
+from dsdb_plan.archive.datafile import PARQUET_SUFFIX
 from dsdb_plan.archive.format import encode_block
 from dsdb_plan.errors import BackupError
 from dsdb_plan.state import open_state
