@@ -1,11 +1,11 @@
 """Which format a data file is in, and the reader, scanner and writer for it.
 
-`columnar` is loaded when a Parquet file is first read or written: pyarrow takes a while to
-load, which a plan that only checks a backup's metadata does not pay.
-
 Backup format version 3 writes Parquet (`columnar`); versions 1 and 2 wrote gzip'd JSON lines
 (`format`), which version 3 still writes for a table without columns (Parquet cannot count
 the rows of one). The file's suffix tells the two apart.
+
+`columnar` is loaded when a Parquet file is first read or written: pyarrow takes a while to
+load, which a plan that only checks a backup's metadata does not pay.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from dsdb_plan.archive import format
+from dsdb_plan.archive import format as jsonl
 from dsdb_plan.archive.format import Block, DataFileScan
 from dsdb_plan.dbschema import TableSchema
 
@@ -22,10 +22,10 @@ from dsdb_plan.dbschema import TableSchema
 FORMAT_VERSION = 3
 PARQUET_SUFFIX = ".parquet"
 #: The suffixes of data files: a folder holding one may be a backup.
-DATA_SUFFIXES = (PARQUET_SUFFIX, format.DATA_SUFFIX)
+DATA_SUFFIXES = (PARQUET_SUFFIX, jsonl.DATA_SUFFIX)
 DataFormat = Literal["parquet", "jsonl"]
 #: The backup format version each data format is written as.
-VERSIONS: dict[DataFormat, int] = {"parquet": FORMAT_VERSION, "jsonl": format.FORMAT_VERSION}
+VERSIONS: dict[DataFormat, int] = {"parquet": FORMAT_VERSION, "jsonl": jsonl.FORMAT_VERSION}
 
 
 class DataWriter(Protocol):
@@ -47,7 +47,7 @@ def new_writer(folder: Path, stem: str, table: TableSchema, data_format: DataFor
         from dsdb_plan.archive import columnar
 
         return columnar.ParquetWriter(folder / f"{stem}{PARQUET_SUFFIX}", table)
-    return format.DataFileWriter(folder / f"{stem}{format.DATA_SUFFIX}")
+    return jsonl.DataFileWriter(folder / f"{stem}{jsonl.DATA_SUFFIX}")
 
 
 def read_blocks(path: Path, version: int) -> Iterator[Block]:
@@ -57,7 +57,7 @@ def read_blocks(path: Path, version: int) -> Iterator[Block]:
         from dsdb_plan.archive import columnar
 
         return columnar.read_blocks(path)
-    return format.read_blocks(path, min(version, format.FORMAT_VERSION))
+    return jsonl.read_blocks(path, min(version, jsonl.FORMAT_VERSION))
 
 
 def scan_data_file(path: Path, version: int) -> DataFileScan:
@@ -66,4 +66,4 @@ def scan_data_file(path: Path, version: int) -> DataFileScan:
         from dsdb_plan.archive import columnar
 
         return columnar.scan_data_file(path)
-    return format.scan_data_file(path, min(version, format.FORMAT_VERSION))
+    return jsonl.scan_data_file(path, min(version, jsonl.FORMAT_VERSION))
