@@ -61,7 +61,7 @@ def _sqlalchemy_drivername(driver: str) -> str:
 
 
 def _embedded(backend: str) -> bool:
-    """Whether a dialect's databases are files (SQLite), not databases on a server."""
+    """Whether a dialect's databases are files (SQLite, DuckDB), not databases on a server."""
     engine = known_engine(backend)
     return engine is not None and engine.capabilities.embedded
 
@@ -82,7 +82,7 @@ class Connection(BaseModel):
 
     driver: str | None = Field(
         default=None,
-        description="Database kind: sqlite, postgresql (or postgres), mysql or mariadb, "
+        description="Database kind: sqlite, duckdb, postgresql (or postgres), mysql or mariadb, "
         "optionally with another installed DBAPI such as 'postgresql+psycopg2'. Not needed "
         "with `url`.",
     )
@@ -94,8 +94,8 @@ class Connection(BaseModel):
     )
     database: str | None = Field(
         default=None,
-        description="The database name, or for SQLite the file path (relative paths resolve "
-        "against the manifest's folder).",
+        description="The database name, or for SQLite and DuckDB the file path (relative paths "
+        "resolve against the manifest's folder).",
     )
     host: str | None = Field(default=None, description="Server host name or address.")
     port: int | None = Field(default=None, ge=1, le=65535, description="Server port.")
@@ -116,7 +116,8 @@ class Connection(BaseModel):
     create_database: bool = Field(
         default=False,
         description="Create the database when it does not exist: the plan says so and apply "
-        "runs CREATE DATABASE (PostgreSQL, MariaDB/MySQL; a SQLite file is always created).",
+        "runs CREATE DATABASE (PostgreSQL, MariaDB/MySQL; a SQLite or DuckDB file is always "
+        "created).",
     )
     references: dict[str, str] | None = Field(
         default=None,
@@ -201,7 +202,9 @@ class Connection(BaseModel):
         if _embedded(drivername.partition("+")[0]):
             if self.host or self.port or self.user or self.password:
                 raise PydanticCustomError(
-                    "sqlite_server_fields", "sqlite takes only a database path, not host/port/user"
+                    "embedded_server_fields",
+                    "{driver} takes only a database path, not host/port/user",
+                    {"driver": self.driver},
                 )
             object.__setattr__(self, "database", _resolve_sqlite_path(self.database, base_dir))
         return self
@@ -235,17 +238,17 @@ class Connection(BaseModel):
 
     @property
     def dialect(self) -> str:
-        """The SQLAlchemy dialect's name: 'sqlite', 'postgresql', 'mysql', 'mariadb', or another."""
+        """The SQLAlchemy dialect's name: 'sqlite', 'duckdb', 'postgresql', 'mysql', 'mariadb'."""
         return self.sqlalchemy_url().get_backend_name()
 
     @property
     def is_sqlite_file(self) -> bool:
-        """Whether the database is a file (SQLite's, not in memory)."""
+        """Whether the database is a file (SQLite's or DuckDB's, not in memory)."""
         return _embedded(self.dialect) and self.link not in ("", ":memory:")
 
     @property
     def link(self) -> str:
-        """The database this connection points at: SQLite path or database name."""
+        """The database this connection points at: a file's path or a database name."""
         return self.sqlalchemy_url().database or ""
 
     def link_key(self) -> tuple[str, ...]:

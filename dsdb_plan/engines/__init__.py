@@ -11,14 +11,15 @@ import sqlalchemy as sa
 
 from dsdb_plan.engines.base import Capabilities as Capabilities
 from dsdb_plan.engines.base import Engine as Engine
+from dsdb_plan.engines.duckdb import DUCKDB
 from dsdb_plan.engines.mysql import MYSQL
 from dsdb_plan.engines.postgresql import POSTGRESQL
 from dsdb_plan.engines.sqlite import SQLITE
 from dsdb_plan.errors import DsdbError
 
-_ENGINES: dict[str, Engine] = {
-    dialect: engine for engine in (SQLITE, POSTGRESQL, MYSQL) for dialect in engine.dialects
-}
+#: Every engine dsdb knows, the embedded default first.
+ENGINES: tuple[Engine, ...] = (SQLITE, POSTGRESQL, MYSQL, DUCKDB)
+_ENGINES: dict[str, Engine] = {dialect: engine for engine in ENGINES for dialect in engine.dialects}
 
 
 class UnknownEngineError(DsdbError):
@@ -39,9 +40,7 @@ def engine_for(dialect: sa.Dialect | str) -> Engine:
 
 #: Every `driver:` name users may write, and the SQLAlchemy dialect+DBAPI it means.
 DRIVERS: dict[str, str] = {
-    name: drivername
-    for engine in (SQLITE, POSTGRESQL, MYSQL)
-    for name, drivername in engine.drivers.items()
+    name: drivername for engine in ENGINES for name, drivername in engine.drivers.items()
 }
 #: The driver names suggested for a misspelt one (aliases such as `postgres` left out).
 CANONICAL_DRIVERS: list[str] = [name for name in DRIVERS if name in _ENGINES]

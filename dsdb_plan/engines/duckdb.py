@@ -1,0 +1,509 @@
+"""DuckDB: the second embedded engine. A file opened in-process, typed columns, one writer.
+
+DuckDB cannot add a foreign key to an existing table (keys are created with their table),
+keeps no name for its constraints, has no identity columns (a sequence and a `nextval`
+default stand in) and no length for `VARCHAR(n)`. Its decimals hold at most 38 digits.
+
+SQLAlchemy's `duckdb_engine` dialect borrows PostgreSQL's reflection, whose catalog queries
+DuckDB does not answer (`pg_collation`, `regclass`); `DuckDBDialect` below reads DuckDB's
+own catalog functions instead (https://duckdb.org/docs/sql/meta/duckdb_table_functions).
+Nothing here needs an extension download: JSON and ICU (time zones) ship in the wheel.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import registry
+
+from dsdb_plan.engines.base import Capabilities, Engine
+from dsdb_plan.errors import DsdbError
+from dsdb_plan.portable import INTEGER_TYPES, ColumnSchema
+
+#: The most digits a DuckDB DECIMAL holds.
+MAX_DECIMAL_DIGITS = 38
+#: What an unbounded decimal (SQLite's NUMERIC, PostgreSQL's numeric) becomes: the widest
+#: DuckDB has, as MySQL/MariaDB's DECIMAL(65,30) stands in there.
+UNBOUNDED_DECIMAL = (MAX_DECIMAL_DIGITS, 10)
+_NEXTVAL = re.compile(r"nextval\('((?:[^']|'')+)'\)", re.IGNORECASE)
+_DECIMAL = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)")
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+
+_SIMPLE: dict[str, Any] = {
+    "smallint": sa.SmallInteger,
+    "integer": sa.Integer,
+    "bigint": sa.BigInteger,
+    "boolean": lambda: sa.Boolean(create_constraint=False),
+    "float": sa.REAL,
+    "double": sa.Double,
+    "text": sa.Text,
+    "varchar": sa.Text,  # DuckDB keeps no length for VARCHAR(n)
+    "binary": sa.LargeBinary,
+    "date": sa.Date,
+    "json": sa.JSON,
+    "uuid": lambda: sa.Uuid(as_uuid=False),
+}
+
+
+class DuckDBEngine(Engine):
+    name = "DuckDB"
+    dialects = ("duckdb",)
+    capabilities = Capabilities(
+        transactional_ddl=True,
+        single_writer=True,
+        deferrable_constraints=False,
+        max_identifier_length=1_000_000,  # no limit but memory
+        adds_constraints_later=False,
+        typed_columns=True,
+        stores_non_finite_floats=True,
+        zone_aware_timestamps=True,
+        index_names_per_schema=True,
+        indexes_unbounded_text=True,
+        embedded=True,
+    )
+    drivers: ClassVar[dict[str, str]] = {"duckdb": "duckdb+dsdb"}
+    passes_as_is: ClassVar[dict[str, tuple[str, ...]]] = {
+        "boolean": ("bool",),
+        "date": ("date",),
+        "decimal": ("Decimal",),
+        "json": ("str",),
+        "uuid": ("str",),
+    }
+
+    def prepare_engine(self, engine: sa.Engine) -> None:
+        sa.event.listen(engine, "connect", _utc_session)
+
+    # -- DDL --------------------------------------------------------------------------------
+
+    def column_type(self, column: ColumnSchema, *, keyed: bool = False) -> Any:
+        kind = column.type
+        if kind in _SIMPLE:
+            return _SIMPLE[kind]()
+        if kind == "decimal":
+            if column.precision is None:
+                return sa.Numeric(*UNBOUNDED_DECIMAL)
+            if column.precision > MAX_DECIMAL_DIGITS:
+                raise DsdbError(self.cannot_hold(column) or "")
+            return sa.Numeric(column.precision, column.scale or 0)
+        if kind == "time":
+            return sa.Time(timezone=column.timezone)
+        if kind == "datetime":
+            return sa.DateTime(timezone=column.timezone)
+        raise KeyError(kind)
+
+    def cannot_hold(self, column: ColumnSchema) -> str | None:
+        if column.type == "decimal" and (column.precision or 0) > MAX_DECIMAL_DIGITS:
+            return (
+                f"column {column.name!r} is decimal({column.precision},{column.scale or 0}): "
+                f"DuckDB's DECIMAL holds at most {MAX_DECIMAL_DIGITS} digits"
+            )
+        return None
+
+    def boolean_literal(self, value: bool) -> str:
+        return "true" if value else "false"
+
+    def column_identity(self, column: ColumnSchema) -> list[Any]:
+        # DuckDB has no identity columns: `DuckDBDDLCompiler` creates a sequence with the
+        # table and makes its `nextval` the column's default.
+        return [sa.Identity()] if column.autoincrement and column.type in INTEGER_TYPES else []
+
+    def continue_after(self, conn: sa.Connection, table: str, column: str, largest: int) -> None:
+        default = conn.execute(
+            sa.text(
+                "SELECT column_default FROM duckdb_columns() WHERE database_name = "
+                "current_database() AND schema_name = current_schema() "
+                "AND table_name = :table AND column_name = :column"
+            ),
+            {"table": table, "column": column},
+        ).scalar()
+        match = _NEXTVAL.search(default or "")
+        if match is not None and largest > 0:
+            conn.execute(sa.select(sa.func.setval(match.group(1).replace("''", "'"), largest)))
+
+    def schema_wide_names(self, conn: sa.Connection) -> set[str]:
+        query = (
+            "SELECT index_name FROM duckdb_indexes() UNION SELECT table_name FROM duckdb_tables()"
+        )
+        return set(conn.exec_driver_sql(query).scalars())
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def read_expression(
+        self, element: sa.ColumnElement[Any], column: ColumnSchema
+    ) -> sa.ColumnElement[Any]:
+        if column.type != "json":
+            return element
+        # Its JSON text: lists, structs and maps (reflected as JSON) as JSON too.
+        return sa.cast(sa.func.to_json(element), sa.Text()).label(column.name)
+
+    def text_length(self, element: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        return sa.func.length(element)  # characters
+
+    def drop_temporary(self, conn: sa.Connection, table: sa.Table) -> None:
+        quoted = conn.dialect.identifier_preparer.quote_identifier(table.name)
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{quoted}")
+
+
+def _utc_session(dbapi_connection: Any, _record: Any) -> None:
+    """Zone-aware timestamps come back in the session's zone: UTC, as on PostgreSQL."""
+    dbapi_connection.execute("SET TimeZone = 'UTC'")
+
+
+def sequence_name(table: str, column: str) -> str:
+    """A sequence name safe to write in `nextval('...')` whatever the table is called."""
+    plain = re.sub(r"[^a-z0-9_]+", "_", f"{table}_{column}".lower()).strip("_")[:40]
+    digest = hashlib.sha1(f"{table}\0{column}".encode()).hexdigest()[:8]
+    return f"{plain}_{digest}_seq"
+
+
+# -- the SQLAlchemy dialect -------------------------------------------------------------------
+
+
+@functools.cache
+def _dialect_class() -> type[Any]:
+    """`DuckDBDialect`, built on first use: `duckdb_engine` takes 0.4 s to import, which a
+    command that never opens a DuckDB file should not pay."""
+    import duckdb
+    from duckdb_engine import Dialect as DuckDBEngineDialect
+    from duckdb_engine import DuckDBIdentifierPreparer
+    from sqlalchemy.dialects.postgresql.base import PGDDLCompiler
+
+    class DuckDBPreparer(DuckDBIdentifierPreparer):
+        """Quotes every keyword DuckDB does not take as a bare name (`duckdb_engine` quotes
+        only the reserved ones, so a column named `at` broke CREATE TABLE)."""
+
+        def __init__(self, dialect: sa.Dialect, **kwargs: Any) -> None:
+            super().__init__(dialect, **kwargs)
+            keywords = duckdb.sql(
+                "SELECT keyword_name FROM duckdb_keywords() WHERE keyword_category <> 'unreserved'"
+            ).fetchall()
+            self.reserved_words.update(name for (name,) in keywords)
+
+    class DuckDBDDLCompiler(PGDDLCompiler):
+        """PostgreSQL's DDL, less SERIAL (DuckDB has none): an autoincrementing column takes its
+        values from a sequence created with its table."""
+
+        def get_column_specification(self, column: sa.Column[Any], **kwargs: Any) -> str:
+            spec = self.dialect.type_compiler_instance.process(column.type, type_expression=column)
+            name = self.preparer.format_column(column)
+            default = self.get_column_default_string(column)
+            if _autoincrements(column):
+                default = f"nextval('{sequence_name(column.table.name, column.name)}')"
+            parts = [name, spec]
+            if default is not None:
+                parts.append(f"DEFAULT {default}")
+            if not column.nullable:
+                parts.append("NOT NULL")
+            return " ".join(parts)
+
+        def visit_create_table(self, create: Any, **kwargs: Any) -> str:
+            table = create.element
+            sequences = [
+                f"CREATE SEQUENCE IF NOT EXISTS {sequence_name(table.name, column.name)};\n"
+                for column in table.columns
+                if _autoincrements(column)
+            ]
+            created: str = super().visit_create_table(create, **kwargs)  # type: ignore[no-untyped-call]
+            return "".join(sequences) + created
+
+    class DuckDBDialect(DuckDBEngineDialect):
+        """`duckdb_engine`'s dialect with reflection from DuckDB's own catalog."""
+
+        ddl_compiler = DuckDBDDLCompiler
+        preparer = DuckDBPreparer
+        supports_statement_cache = False  # as duckdb_engine's, which compiles per statement
+
+        def get_indexes(
+            self, connection: Any, table_name: str, schema: Any = None, **kw: Any
+        ) -> Any:
+            return self._value_or_raise(  # type: ignore[no-untyped-call]
+                self.get_multi_indexes(connection, schema=schema, filter_names=[table_name]),
+                table_name,
+                None,
+            )
+
+        def get_multi_columns(
+            self,
+            connection: Any,
+            schema: Any = None,
+            filter_names: Any = None,
+            scope: Any = None,
+            kind: Any = None,
+            **kw: Any,
+        ) -> Any:
+            rows = _catalog(
+                connection,
+                "SELECT table_name, column_name, is_nullable, column_default, data_type "
+                "FROM duckdb_columns() WHERE {where} ORDER BY table_name, column_index",
+                filter_names,
+            )
+            return _by_table(
+                rows,
+                lambda row: {
+                    "name": row[1],
+                    "type": _reflected_type(row[4]),
+                    "nullable": bool(row[2]),
+                    "default": None if _NEXTVAL.search(row[3] or "") else row[3],
+                    "autoincrement": bool(_NEXTVAL.search(row[3] or "")),
+                },
+                filter_names,
+            )
+
+        def get_multi_pk_constraint(
+            self,
+            connection: Any,
+            schema: Any = None,
+            filter_names: Any = None,
+            scope: Any = None,
+            kind: Any = None,
+            **kw: Any,
+        ) -> Any:
+            keys = self._constraints(connection, "PRIMARY KEY", filter_names)
+            names = filter_names or {table for table, _ in keys}
+            found = {table: row for table, row in keys}
+            return [
+                (
+                    (None, table),
+                    {
+                        "constrained_columns": list(found[table][0]) if table in found else [],
+                        "name": None,
+                    },
+                )
+                for table in names
+            ]
+
+        def get_multi_foreign_keys(
+            self,
+            connection: Any,
+            schema: Any = None,
+            filter_names: Any = None,
+            scope: Any = None,
+            kind: Any = None,
+            postgresql_ignore_search_path: Any = False,
+            **kw: Any,
+        ) -> Any:
+            keys = self._constraints(connection, "FOREIGN KEY", filter_names)
+            grouped: dict[str, list[Any]] = {table: [] for table in filter_names or ()}
+            for table, (columns, referred, referred_columns) in keys:
+                grouped.setdefault(table, []).append(
+                    {
+                        "name": None,  # DuckDB keeps no constraint names
+                        "constrained_columns": list(columns),
+                        "referred_schema": None,
+                        "referred_table": referred,
+                        "referred_columns": list(referred_columns),
+                        "options": {},
+                    }
+                )
+            return [((None, table), found) for table, found in grouped.items()]
+
+        def get_multi_unique_constraints(
+            self,
+            connection: Any,
+            schema: Any = None,
+            filter_names: Any = None,
+            scope: Any = None,
+            kind: Any = None,
+            **kw: Any,
+        ) -> Any:
+            keys = self._constraints(connection, "UNIQUE", filter_names)
+            grouped: dict[str, list[Any]] = {table: [] for table in filter_names or ()}
+            for table, (columns, _, _) in keys:
+                grouped.setdefault(table, []).append({"name": None, "column_names": list(columns)})
+            return [((None, table), found) for table, found in grouped.items()]
+
+        def get_multi_indexes(
+            self,
+            connection: Any,
+            schema: Any = None,
+            filter_names: Any = None,
+            scope: Any = None,
+            kind: Any = None,
+            **kw: Any,
+        ) -> Any:
+            rows = _catalog(
+                connection,
+                "SELECT table_name, index_name, is_unique, sql FROM duckdb_indexes() "
+                "WHERE {where} ORDER BY table_name, index_name",
+                filter_names,
+            )
+            return _by_table(
+                rows,
+                lambda row: {
+                    "name": row[1],
+                    "column_names": index_columns(row[3] or ""),
+                    "unique": bool(row[2]),
+                },
+                filter_names,
+            )
+
+        def get_multi_check_constraints(
+            self,
+            connection: Any,
+            schema: Any = None,
+            filter_names: Any = None,
+            scope: Any = None,
+            kind: Any = None,
+            **kw: Any,
+        ) -> Any:
+            return [((None, table), []) for table in filter_names or ()]
+
+        def get_multi_table_comment(
+            self,
+            connection: Any,
+            schema: Any = None,
+            filter_names: Any = None,
+            scope: Any = None,
+            kind: Any = None,
+            **kw: Any,
+        ) -> Any:
+            return [((None, table), {"text": None}) for table in filter_names or ()]
+
+        def get_multi_table_options(
+            self,
+            connection: Any,
+            schema: Any = None,
+            filter_names: Any = None,
+            scope: Any = None,
+            kind: Any = None,
+            **kw: Any,
+        ) -> Any:
+            return [((None, table), {}) for table in filter_names or ()]
+
+        def _constraints(
+            self, connection: Any, kind: str, filter_names: Iterable[str] | None
+        ) -> list[tuple[str, tuple[list[str], str | None, list[str]]]]:
+            rows = _catalog(
+                connection,
+                "SELECT table_name, constraint_column_names, referenced_table, "
+                "referenced_column_names FROM duckdb_constraints() "
+                f"WHERE constraint_type = '{kind}' AND {{where}} "
+                "ORDER BY table_name, constraint_index",
+                filter_names,
+            )
+            return [(row[0], (row[1], row[2], row[3])) for row in rows]
+
+    return DuckDBDialect
+
+
+def __getattr__(name: str) -> Any:
+    # SQLAlchemy's registry looks the dialect up by name (`registry.register` below).
+    if name == "DuckDBDialect":
+        return _dialect_class()
+    raise AttributeError(name)
+
+
+def _autoincrements(column: sa.Column[Any]) -> bool:
+    return column.identity is not None
+
+
+def _catalog(connection: Any, query: str, filter_names: Iterable[str] | None) -> list[Any]:
+    where = "database_name = current_database() AND schema_name = current_schema()"
+    params: dict[str, Any] = {}
+    if filter_names is not None:
+        where += " AND list_contains(:names, table_name)"
+        params["names"] = list(filter_names)
+    return list(connection.execute(sa.text(query.format(where=where)), params))
+
+
+def _by_table(rows: Iterable[Any], make: Any, filter_names: Iterable[str] | None) -> Any:
+    grouped: dict[str, list[Any]] = {table: [] for table in filter_names or ()}
+    for row in rows:
+        grouped.setdefault(row[0], []).append(make(row))
+    return [((None, table), found) for table, found in grouped.items() if found or filter_names]
+
+
+def _reflected_type(declared: str) -> Any:
+    """A DuckDB type name as the SQLAlchemy type `engines.base.portable_type` maps."""
+    text = declared.upper()
+    decimal = _DECIMAL.fullmatch(text)
+    if decimal:
+        return sa.Numeric(int(decimal.group(1)), int(decimal.group(2)))
+    if text.endswith("]") or text.startswith(("STRUCT", "MAP", "UNION")):
+        return sa.JSON()  # read as its JSON (`DuckDBEngine.read_expression`)
+    if text == "HUGEINT":
+        return sa.Numeric(39, 0)
+    if text == "UBIGINT":
+        return sa.Numeric(20, 0)
+    return _REFLECTED.get(text, sa.Text)()
+
+
+_REFLECTED: dict[str, Any] = {
+    "BOOLEAN": sa.Boolean,
+    "TINYINT": sa.SmallInteger,
+    "UTINYINT": sa.SmallInteger,
+    "SMALLINT": sa.SmallInteger,
+    "USMALLINT": sa.Integer,
+    "INTEGER": sa.Integer,
+    "UINTEGER": sa.BigInteger,
+    "BIGINT": sa.BigInteger,
+    "FLOAT": sa.REAL,
+    "DOUBLE": sa.Double,
+    "VARCHAR": sa.Text,
+    "BLOB": sa.LargeBinary,
+    "DATE": sa.Date,
+    "TIME": sa.Time,
+    "TIME WITH TIME ZONE": lambda: sa.Time(timezone=True),
+    "TIMESTAMP": sa.DateTime,
+    "TIMESTAMP_S": sa.DateTime,
+    "TIMESTAMP_MS": sa.DateTime,
+    "TIMESTAMP_NS": sa.DateTime,
+    "TIMESTAMP WITH TIME ZONE": lambda: sa.DateTime(timezone=True),
+    "UUID": sa.Uuid,
+    "JSON": sa.JSON,
+}
+
+
+def index_columns(create_index: str) -> list[str | None]:
+    """The columns of a `CREATE INDEX` statement as DuckDB keeps it, each None where it is an
+    expression (not portable). The column list is the statement's last parenthesised group."""
+    groups: list[str] = []
+    depth, quoted, start = 0, False, 0
+    for position, char in enumerate(create_index):
+        if char == '"':
+            quoted = not quoted
+        elif quoted:
+            continue
+        elif char == "(":
+            depth += 1
+            if depth == 1:
+                start = position + 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                groups.append(create_index[start:position])
+    return [_identifier(item.strip()) for item in _split_top_level(groups[-1] if groups else "")]
+
+
+def _split_top_level(text: str) -> list[str]:
+    items, depth, quoted, start = [], 0, False, 0
+    for position, char in enumerate(text):
+        if char == '"':
+            quoted = not quoted
+        elif quoted:
+            continue
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "," and depth == 0:
+            items.append(text[start:position])
+            start = position + 1
+    items.append(text[start:])
+    return [item for item in items if item.strip()]
+
+
+def _identifier(item: str) -> str | None:
+    if len(item) >= 2 and item[0] == item[-1] == '"' and '"' not in item[1:-1].replace('""', ""):
+        return item[1:-1].replace('""', '"')
+    return item if _PLAIN_NAME.fullmatch(item) else None
+
+
+registry.register("duckdb.dsdb", __name__, "DuckDBDialect")
+
+DUCKDB = DuckDBEngine()
