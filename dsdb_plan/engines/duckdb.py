@@ -177,9 +177,9 @@ def _dialect_class() -> type[Any]:
         """Quotes every keyword DuckDB does not take as a bare name (`duckdb_engine` quotes
         only the reserved ones, so a column named `at` broke CREATE TABLE)."""
 
-        def __init__(self, dialect: sa.Dialect, **kwargs: Any) -> None:
+        def __init__(self, dialect: Any, **kwargs: Any) -> None:
             super().__init__(dialect, **kwargs)
-            keywords = duckdb.sql(
+            keywords = duckdb.execute(
                 "SELECT keyword_name FROM duckdb_keywords() WHERE keyword_category <> 'unreserved'"
             ).fetchall()
             self.reserved_words.update(name for (name,) in keywords)
