@@ -63,6 +63,8 @@ class Capabilities:
     validates_keys_later: bool = False
     #: Foreign keys refuse rows that point nowhere on dsdb's connections (SQLite's are off).
     enforces_foreign_keys: bool = True
+    #: The most digits a DECIMAL column holds, or None where dsdb meets no limit.
+    max_decimal_digits: int | None = None
 
 
 class Engine:
@@ -124,6 +126,16 @@ class Engine:
         if column.type in _TEXT_TYPES and _NUMBER.fullmatch(default):
             return f"'{default}'"  # a number given to text is its text
         return default if default.startswith("'") else None
+
+    def cannot_hold(self, column: ColumnSchema) -> str | None:
+        """Why a column of this portable type cannot be created here, or None when it can."""
+        limit = self.capabilities.max_decimal_digits
+        if column.type == "decimal" and limit is not None and (column.precision or 0) > limit:
+            return (
+                f"column {column.name!r} is decimal({column.precision},{column.scale or 0}): "
+                f"{self.name}'s DECIMAL holds at most {limit} digits"
+            )
+        return None
 
     def default_left_out(self, column: ColumnSchema) -> str | None:
         """Why the column's default is not created here, or None when it is (or has none)."""

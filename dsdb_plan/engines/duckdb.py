@@ -78,6 +78,7 @@ class DuckDBEngine(Engine):
         index_names_per_schema=True,
         indexes_unbounded_text=True,
         embedded=True,
+        max_decimal_digits=MAX_DECIMAL_DIGITS,
     )
     drivers: ClassVar[dict[str, str]] = {"duckdb": "duckdb+dsdb"}
     passes_as_is: ClassVar[dict[str, tuple[str, ...]]] = {
@@ -108,14 +109,6 @@ class DuckDBEngine(Engine):
         if kind == "datetime":
             return sa.DateTime(timezone=column.timezone)
         raise KeyError(kind)
-
-    def cannot_hold(self, column: ColumnSchema) -> str | None:
-        if column.type == "decimal" and (column.precision or 0) > MAX_DECIMAL_DIGITS:
-            return (
-                f"column {column.name!r} is decimal({column.precision},{column.scale or 0}): "
-                f"DuckDB's DECIMAL holds at most {MAX_DECIMAL_DIGITS} digits"
-            )
-        return None
 
     def boolean_literal(self, value: bool) -> str:
         return "true" if value else "false"

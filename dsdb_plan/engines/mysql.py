@@ -42,6 +42,7 @@ class MySQLEngine(Engine):
         index_names_per_schema=False,
         indexes_unbounded_text=False,
         checks_keys_per_row=True,
+        max_decimal_digits=65,
     )
     snapshot_isolation = "REPEATABLE READ"
     drivers: ClassVar[dict[str, str]] = {"mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}

@@ -34,6 +34,7 @@ class PostgreSQLEngine(Engine):
         indexes_unbounded_text=True,
         row_versions=True,
         validates_keys_later=True,
+        max_decimal_digits=1000,
     )
     snapshot_isolation = "REPEATABLE READ"
     drivers: ClassVar[dict[str, str]] = {

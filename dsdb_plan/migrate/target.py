@@ -94,7 +94,12 @@ def inspect_target(
             bounds = _new_table_bounds(engine, selection)
             too_long = _too_long(source, selection, bounds, label) if source is not None else []
             notes = _defaults_left_out(engine, selection.schema)
-            return TargetCheck(False, problems=tuple(too_long), notes=notes)
+            unheld = [
+                f"{label}: {reason}"
+                for column in selection.schema.columns
+                if (reason := engine.cannot_hold(column))
+            ]
+            return TargetCheck(False, problems=(*unheld, *too_long), notes=notes)
         (existing,) = reflect_tables(conn, [selection.target])
         merged = _merging_collations(conn, engine, existing, selection, label)
     present = set(existing.column_names)
