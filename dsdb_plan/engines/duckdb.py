@@ -223,6 +223,9 @@ def _dialect_class() -> type[Any]:
         ddl_compiler = DuckDBDDLCompiler
         preparer = DuckDBPreparer
         supports_statement_cache = False  # as duckdb_engine's, which compiles per statement
+        # One multi-row INSERT is checked against the table as it was before the statement:
+        # a row pointing at another row of the same batch (a self-reference) is refused.
+        use_insertmanyvalues = False
 
         def get_indexes(
             self, connection: Any, table_name: str, schema: Any = None, **kw: Any

@@ -94,11 +94,7 @@ def inspect_target(
             bounds = _new_table_bounds(engine, selection)
             too_long = _too_long(source, selection, bounds, label) if source is not None else []
             notes = _defaults_left_out(engine, selection.schema)
-            unheld = [
-                f"{label}: {reason}"
-                for column in selection.schema.columns
-                if (reason := engine.cannot_hold(column))
-            ]
+            unheld = unheld_columns(engine, selection)
             return TargetCheck(False, problems=(*unheld, *too_long), notes=notes)
         (existing,) = reflect_tables(conn, [selection.target])
         merged = _merging_collations(conn, engine, existing, selection, label)
@@ -249,6 +245,15 @@ def _create(conn: sa.Connection, selection: TableSelection, known_tables: KnownT
     if selection.key and tuple(selection.key) != shaped.primary_key:
         unique = IndexSchema(None, tuple(selection.key), unique=True)
         create_indexes(conn, [dataclasses.replace(table, indexes=(unique,))], rename=rename)
+
+
+def unheld_columns(engine: Engine, selection: TableSelection) -> list[str]:
+    """A message for each selected column a new table in `engine` cannot be created with."""
+    return [
+        f"table {selection.target!r}: {reason}"
+        for column in selection.schema.columns
+        if (reason := engine.cannot_hold(column))
+    ]
 
 
 def _target_names(known_tables: KnownTables) -> dict[str, str]:
