@@ -23,7 +23,9 @@ from dsdb_plan.dbschema import (
     reflect_tables,
 )
 from dsdb_plan.engines import engine_for
-from dsdb_plan.engines.duckdb import index_columns
+from dsdb_plan.engines.duckdb import ArrowWriter, index_columns
+from dsdb_plan.values import row_converter
+from tests import test_fidelity as fidelity
 from tests.helpers import run_cli, table_names, table_rows, through
 from tests.servers import ServerDatabase
 
@@ -357,3 +359,63 @@ def test_connection_manager_works_with_duckdb(tmp_path: Path) -> None:
         mngr.close()
     _same_tables(source, _duckdb_url(tmp_path / "d.duckdb"))
     _same_tables(source, _duckdb_url(tmp_path / "copy.duckdb"))
+
+
+# -- the Arrow load path -------------------------------------------------------------------------
+
+
+def _writer_target(tmp_path: Path, schema: TableSchema) -> sa.Engine:
+    engine = sa.create_engine(_duckdb_url(tmp_path / "load.duckdb"))
+    create_tables(engine, [schema])
+    return engine
+
+
+def test_the_arrow_writer_lands_every_awkward_value_exactly(tmp_path: Path) -> None:
+    rows = fidelity._rows("duckdb", "duckdb")
+    engine = _writer_target(tmp_path, fidelity.SCHEMA)
+    convert = row_converter(fidelity.SCHEMA, "python", "duckdb")
+    with engine.begin() as conn:
+        writer = ArrowWriter(conn, fidelity.TABLE, fidelity.SCHEMA.columns, (), "insert")
+        writer.write([convert(row) for row in rows])
+    columns = fidelity.SCHEMA.columns
+    found = fidelity._read(engine.url.render_as_string(), columns)
+    fidelity._assert_same(found, fidelity._expected(rows, columns), columns)
+
+
+def test_the_arrow_writer_upserts_and_ignores_by_key(tmp_path: Path) -> None:
+    schema = TableSchema(
+        "t",
+        (ColumnSchema("id", "bigint", nullable=False), ColumnSchema("v", "text")),
+        primary_key=("id",),
+    )
+    engine = _writer_target(tmp_path, schema)
+    with engine.begin() as conn:
+        ArrowWriter(conn, "t", schema.columns, ("id",), "insert").write([(1, "a"), (2, "b")])
+        ArrowWriter(conn, "t", schema.columns, ("id",), "upsert").write([(2, "B"), (3, "c")])
+        ArrowWriter(conn, "t", schema.columns, ("id",), "insert_ignore").write([(3, "x"), (4, "d")])
+        rows = conn.exec_driver_sql("SELECT * FROM t ORDER BY id").all()
+    assert [tuple(row) for row in rows] == [(1, "a"), (2, "B"), (3, "c"), (4, "d")]
+
+
+def test_a_batch_of_a_table_that_references_itself_loads_parents_first(tmp_path: Path) -> None:
+    """One multi-row INSERT cannot hold a row and the row it points at: the batch is cut."""
+    schema = TableSchema(
+        "tree",
+        (ColumnSchema("id", "bigint", nullable=False), ColumnSchema("up", "bigint")),
+        primary_key=("id",),
+        foreign_keys=(ForeignKeySchema(None, ("up",), "tree", ("id",)),),
+    )
+    engine = _writer_target(tmp_path, schema)
+    # Two levels under a root, parents first, as the copy orders them.
+    rows = [(1, None), *((i, 1) for i in range(2, 50)), *((i, i - 48) for i in range(50, 98))]
+    with engine.begin() as conn:
+        ArrowWriter(conn, "tree", schema.columns, (), "insert").write(rows)
+        found = conn.exec_driver_sql("SELECT * FROM tree ORDER BY id").all()
+    assert [tuple(row) for row in found] == rows
+
+
+def test_a_value_arrow_cannot_hold_is_refused_by_the_database_naming_it(tmp_path: Path) -> None:
+    schema = TableSchema("d", (ColumnSchema("day", "date"),))
+    engine = _writer_target(tmp_path, schema)
+    with pytest.raises(Exception, match="not a date"), engine.begin() as conn:
+        ArrowWriter(conn, "d", schema.columns, (), "insert").write([("not a date",)])

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
@@ -153,6 +153,127 @@ class DuckDBEngine(Engine):
     def drop_temporary(self, conn: sa.Connection, table: sa.Table) -> None:
         quoted = conn.dialect.identifier_preparer.quote_identifier(table.name)
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{quoted}")
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+
+class ArrowWriter:
+    """Loads batches into a DuckDB table as Arrow columns, in one `INSERT … SELECT` each.
+
+    DuckDB runs a prepared INSERT once per row (100,000 rows: 176 s), and scans an Arrow table
+    in place (the same rows: 0.5 s). Each column travels as the Arrow type that holds its
+    values exactly; a batch that Arrow cannot hold (a value its column's type does not take)
+    is written row by row, so the database names the offending value as it would anyway.
+    A multi-row INSERT is checked against the table as it was before it (a row pointing at
+    another row of the same batch is refused), so a batch of a table that references itself
+    is cut where a row points into its own part.
+    """
+
+    def __init__(
+        self,
+        conn: sa.Connection,
+        table: str,
+        columns: Sequence[ColumnSchema],
+        key: Sequence[str],
+        operation: str,
+    ) -> None:
+        import pyarrow as pa
+
+        self._pa = pa
+        self._raw: Any = conn.connection.dbapi_connection  # DuckDB's own, for register
+        self._schema = pa.schema([(column.name, _arrow_type(pa, column)) for column in columns])
+        self._view = f"dsdb_incoming_{id(self):x}"
+        quote = conn.dialect.identifier_preparer.quote_identifier
+        names = ", ".join(quote(column.name) for column in columns)
+        self._insert = (
+            f"INSERT INTO {quote(table)} ({names}) SELECT {names} FROM {self._view}"
+            + _conflict_clause(quote, [column.name for column in columns], key, operation)
+        )
+        self._row_by_row = (
+            f"INSERT INTO {quote(table)} ({names}) VALUES ({', '.join('?' * len(columns))})"
+            + _conflict_clause(quote, [column.name for column in columns], key, operation)
+        )
+        position = {column.name: index for index, column in enumerate(columns)}
+        self._self_references = [
+            ([position[name] for name in fk.columns], [position[name] for name in fk.ref_columns])
+            for fk in DUCKDB.reflect_foreign_keys(conn, table)
+            if fk.ref_table == table
+            and all(name in position for name in (*fk.columns, *fk.ref_columns))
+        ]
+
+    def write(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        for part in self._parts(rows):
+            try:
+                arrays = [
+                    self._pa.array(values, type=field.type)
+                    for values, field in zip(zip(*part, strict=True), self._schema, strict=True)
+                ]
+            except (self._pa.ArrowException, TypeError, ValueError, OverflowError):
+                self._raw.executemany(self._row_by_row, [list(row) for row in part])
+                continue
+            self._raw.register(self._view, self._pa.Table.from_arrays(arrays, schema=self._schema))
+            try:
+                self._raw.execute(self._insert)
+            finally:
+                self._raw.unregister(self._view)
+
+    def _parts(self, rows: Sequence[tuple[Any, ...]]) -> Iterator[Sequence[tuple[Any, ...]]]:
+        """`rows` in runs where no row points at a row of its own run (parents come first)."""
+        if not self._self_references:
+            yield rows
+            return
+        start = 0
+        keys: list[set[tuple[Any, ...]]] = [set() for _ in self._self_references]
+        for index, row in enumerate(rows):
+            for (columns, _), seen in zip(self._self_references, keys, strict=True):
+                if tuple(row[i] for i in columns) in seen:
+                    yield rows[start:index]
+                    start = index
+                    for found in keys:
+                        found.clear()
+                    break
+            for (_, referred), seen in zip(self._self_references, keys, strict=True):
+                seen.add(tuple(row[i] for i in referred))
+        yield rows[start:]
+
+
+def _conflict_clause(
+    quote: Callable[[str], str], names: Sequence[str], key: Sequence[str], operation: str
+) -> str:
+    if operation == "insert":
+        return ""
+    target = ", ".join(quote(name) for name in key)
+    updates = [name for name in names if name not in key]
+    if operation == "insert_ignore" or not updates:
+        return f" ON CONFLICT ({target}) DO NOTHING"
+    sets = ", ".join(f"{quote(name)} = excluded.{quote(name)}" for name in updates)
+    return f" ON CONFLICT ({target}) DO UPDATE SET {sets}"
+
+
+def _arrow_type(pa: Any, column: ColumnSchema) -> Any:
+    """The Arrow type that carries the column's values exactly; text for those Arrow has no
+    type for (zone-aware times, JSON, UUIDs), which DuckDB casts on insert."""
+    kind = column.type
+    if kind == "decimal":
+        precision, scale = (
+            UNBOUNDED_DECIMAL if column.precision is None else (column.precision, column.scale)
+        )
+        return pa.decimal128(precision, scale or 0)
+    if kind == "datetime":
+        return pa.timestamp("us", tz="UTC" if column.timezone else None)
+    if kind == "time" and not column.timezone:
+        return pa.time64("us")
+    return {
+        "smallint": pa.int16(),
+        "integer": pa.int32(),
+        "bigint": pa.int64(),
+        "boolean": pa.bool_(),
+        "float": pa.float64(),  # DuckDB rounds to its FLOAT, as it would a bound double
+        "double": pa.float64(),
+        "binary": pa.large_binary(),
+        "date": pa.date32(),
+    }.get(kind, pa.large_string())
 
 
 def _utc_session(dbapi_connection: Any, _record: Any) -> None:
