@@ -137,6 +137,18 @@ class DuckDBEngine(Engine):
         )
         return set(conn.exec_driver_sql(query).scalars())
 
+    # -- loading ----------------------------------------------------------------------------
+
+    def bulk_writer(
+        self,
+        conn: sa.Connection,
+        table: str,
+        columns: Sequence[ColumnSchema],
+        key: Sequence[str],
+        operation: str,
+    ) -> Any:
+        return ArrowWriter(conn, table, columns, key, operation)
+
     # -- reading ----------------------------------------------------------------------------
 
     def read_expression(
