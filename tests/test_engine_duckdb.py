@@ -4,7 +4,10 @@ target of migrations, backups and restores, compared row by row with the other s
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import sqlite3
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -359,6 +362,25 @@ def test_connection_manager_works_with_duckdb(tmp_path: Path) -> None:
         mngr.close()
     _same_tables(source, _duckdb_url(tmp_path / "d.duckdb"))
     _same_tables(source, _duckdb_url(tmp_path / "copy.duckdb"))
+
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "duckdb"
+
+
+def test_the_duckdb_example_runs_and_then_has_nothing_to_do(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "duckdb"
+    shutil.copytree(EXAMPLE, work)
+    seed = EXAMPLE.parent / "quickstart" / "seed.py"
+    subprocess.run([sys.executable, seed, "data/flights.db"], cwd=work, check=True)
+    monkeypatch.chdir(work)
+    applied = run_cli(capsys, "apply", "--auto-approve")
+    assert applied.code == 0, applied.text
+    assert run_cli(capsys, "plan", "--detailed-exitcode").code == 0
+    source = f"sqlite:///{work / 'data/flights.db'}"
+    _same_tables(source, _duckdb_url(work / "data/analysis.duckdb"))
+    _same_tables(source, _duckdb_url(work / "data/sandbox.duckdb"))
 
 
 # -- the Arrow load path -------------------------------------------------------------------------
