@@ -441,3 +441,39 @@ def test_a_value_arrow_cannot_hold_is_refused_by_the_database_naming_it(tmp_path
     engine = _writer_target(tmp_path, schema)
     with pytest.raises(Exception, match="not a date"), engine.begin() as conn:
         ArrowWriter(conn, "d", schema.columns, (), "insert").write([("not a date",)])
+
+
+def test_an_upsert_updates_a_referenced_row_and_indexed_columns_where_they_differ(
+    tmp_path: Path,
+) -> None:
+    """DuckDB refuses to update an indexed column of a row another table references: those
+    columns are updated only in the rows where they changed."""
+    parent = TableSchema(
+        "parent",
+        (
+            ColumnSchema("id", "bigint", nullable=False),
+            ColumnSchema("code", "text"),
+            ColumnSchema("note", "text"),
+        ),
+        primary_key=("id",),
+        indexes=(IndexSchema("ix_code", ("code",), unique=True),),
+    )
+    child = TableSchema(
+        "child",
+        (ColumnSchema("id", "bigint", nullable=False), ColumnSchema("parent", "bigint")),
+        primary_key=("id",),
+        foreign_keys=(ForeignKeySchema(None, ("parent",), "parent", ("id",)),),
+    )
+    engine = sa.create_engine(_duckdb_url(tmp_path / "upsert.duckdb"))
+    create_tables(engine, [parent, child])
+    with engine.begin() as conn:
+        ArrowWriter(conn, "parent", parent.columns, (), "insert").write(
+            [(1, "a", "old"), (2, "b", "old")]
+        )
+        conn.exec_driver_sql("INSERT INTO child VALUES (10, 1)")
+    with engine.begin() as conn:
+        ArrowWriter(conn, "parent", parent.columns, ("id",), "upsert").write(
+            [(1, "a", "new"), (2, "B", "new"), (3, "c", "new")]
+        )
+        rows = conn.exec_driver_sql("SELECT * FROM parent ORDER BY id").all()
+    assert [tuple(row) for row in rows] == [(1, "a", "new"), (2, "B", "new"), (3, "c", "new")]

@@ -197,15 +197,31 @@ class ArrowWriter:
         self._schema = pa.schema([(column.name, _arrow_type(pa, column)) for column in columns])
         self._view = f"dsdb_incoming_{id(self):x}"
         quote = conn.dialect.identifier_preparer.quote_identifier
-        names = ", ".join(quote(column.name) for column in columns)
-        self._insert = (
-            f"INSERT INTO {quote(table)} ({names}) SELECT {names} FROM {self._view}"
-            + _conflict_clause(quote, [column.name for column in columns], key, operation)
-        )
-        self._row_by_row = (
-            f"INSERT INTO {quote(table)} ({names}) VALUES ({', '.join('?' * len(columns))})"
-            + _conflict_clause(quote, [column.name for column in columns], key, operation)
-        )
+        names = [column.name for column in columns]
+        listed = ", ".join(map(quote, names))
+        into = f"INSERT INTO {quote(table)} ({listed})"
+        # An update of an indexed column is a delete and an insert to DuckDB, refused for a
+        # row another table references: such columns are updated apart, only where they
+        # differ (https://duckdb.org/docs/sql/indexes#over-eager-constraint-checking).
+        indexed = {name for index in _indexes(conn, table) for name in index} - set(key)
+        updated = [name for name in names if name not in key and name not in indexed]
+        conflict = _conflict_clause(quote, key, updated, operation)
+        self._statements = [f"{into} SELECT {listed} FROM {self._view}{conflict}"]
+        self._row_by_row = f"{into} VALUES ({', '.join('?' * len(names))}){conflict}"
+        apart = [name for name in names if name in indexed]
+        if operation == "upsert" and apart:
+            target, new = quote(table), quote(self._view)
+            self._statements.append(
+                f"UPDATE {target} SET "
+                + ", ".join(f"{quote(name)} = {new}.{quote(name)}" for name in apart)
+                + f" FROM {new} WHERE "
+                + " AND ".join(f"{target}.{quote(name)} = {new}.{quote(name)}" for name in key)
+                + " AND ("
+                + " OR ".join(
+                    f"{target}.{quote(name)} IS DISTINCT FROM {new}.{quote(name)}" for name in apart
+                )
+                + ")"
+            )
         position = {column.name: index for index, column in enumerate(columns)}
         self._self_references = [
             ([position[name] for name in fk.columns], [position[name] for name in fk.ref_columns])
@@ -226,7 +242,8 @@ class ArrowWriter:
                 continue
             self._raw.register(self._view, self._pa.Table.from_arrays(arrays, schema=self._schema))
             try:
-                self._raw.execute(self._insert)
+                for statement in self._statements:
+                    self._raw.execute(statement)
             finally:
                 self._raw.unregister(self._view)
 
@@ -251,16 +268,24 @@ class ArrowWriter:
 
 
 def _conflict_clause(
-    quote: Callable[[str], str], names: Sequence[str], key: Sequence[str], operation: str
+    quote: Callable[[str], str], key: Sequence[str], updated: Sequence[str], operation: str
 ) -> str:
     if operation == "insert":
         return ""
     target = ", ".join(quote(name) for name in key)
-    updates = [name for name in names if name not in key]
-    if operation == "insert_ignore" or not updates:
+    if operation == "insert_ignore" or not updated:
         return f" ON CONFLICT ({target}) DO NOTHING"
-    sets = ", ".join(f"{quote(name)} = excluded.{quote(name)}" for name in updates)
+    sets = ", ".join(f"{quote(name)} = excluded.{quote(name)}" for name in updated)
     return f" ON CONFLICT ({target}) DO UPDATE SET {sets}"
+
+
+def _indexes(conn: sa.Connection, table: str) -> list[tuple[str, ...]]:
+    """The columns of each index and unique constraint on `table`, its key's included."""
+    inspector = sa.inspect(conn)
+    found = [tuple(c for c in index["column_names"] if c) for index in inspector.get_indexes(table)]
+    found += [tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)]
+    found.append(tuple(inspector.get_pk_constraint(table)["constrained_columns"]))
+    return found
 
 
 def _arrow_type(pa: Any, column: ColumnSchema) -> Any:
