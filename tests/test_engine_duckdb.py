@@ -477,3 +477,20 @@ def test_an_upsert_updates_a_referenced_row_and_indexed_columns_where_they_diffe
         )
         rows = conn.exec_driver_sql("SELECT * FROM parent ORDER BY id").all()
     assert [tuple(row) for row in rows] == [(1, "a", "new"), (2, "B", "new"), (3, "c", "new")]
+
+
+def test_a_cycle_of_keys_copies_into_duckdb_without_the_key_that_closes_it(
+    tmp_path: Path,
+) -> None:
+    """DuckDB creates a foreign key only to a table that exists and cannot add one later."""
+    source = _sqlite(
+        tmp_path / "cycle.db",
+        "CREATE TABLE a (id INTEGER PRIMARY KEY, b_id INTEGER REFERENCES b(id));"
+        "CREATE TABLE b (id INTEGER PRIMARY KEY, a_id INTEGER REFERENCES a(id));"
+        "INSERT INTO a VALUES (1, 1), (2, NULL); INSERT INTO b VALUES (1, 2);",
+    )
+    migrated = _duckdb_url(tmp_path / "migrated.duckdb")
+    _migrate(tmp_path, source, migrated)
+    _same_tables(source, migrated)
+    keys = [fk for table in reflect_tables(sa.create_engine(migrated)) for fk in table.foreign_keys]
+    assert len(keys) == 1

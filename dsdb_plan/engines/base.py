@@ -63,6 +63,10 @@ class Capabilities:
     validates_keys_later: bool = False
     #: Foreign keys refuse rows that point nowhere on dsdb's connections (SQLite's are off).
     enforces_foreign_keys: bool = True
+    #: A foreign key may name a table created after its own (SQLite checks keys only as
+    #: rows are written), so a cycle of keys is created inline where keys cannot be added
+    #: later.
+    references_later_tables: bool = False
     #: The most digits a DECIMAL column holds, or None where dsdb meets no limit.
     max_decimal_digits: int | None = None
 

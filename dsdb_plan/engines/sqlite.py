@@ -64,6 +64,7 @@ class SQLiteEngine(Engine):
         indexes_unbounded_text=True,
         embedded=True,
         enforces_foreign_keys=False,
+        references_later_tables=True,
     )
     drivers: ClassVar[dict[str, str]] = {"sqlite": "sqlite"}
     # Booleans are stored as 0/1 and dates as text: only JSON and UUID text pass.
