@@ -101,6 +101,8 @@ class DuckDBEngine(Engine):
         if kind == "decimal":
             if column.precision is None:
                 return _Declared("DECIMAL({}, {})".format(*UNBOUNDED_DECIMAL))
+            if _hugeint(column):
+                return _Declared("HUGEINT")
             if column.precision > MAX_DECIMAL_DIGITS:
                 raise DsdbError(self.cannot_hold(column) or "")
             return _Declared(f"DECIMAL({column.precision}, {column.scale or 0})")
@@ -109,6 +111,9 @@ class DuckDBEngine(Engine):
         if kind == "datetime":
             return sa.DateTime(timezone=column.timezone)
         raise KeyError(kind)
+
+    def cannot_hold(self, column: ColumnSchema) -> str | None:
+        return None if _hugeint(column) else super().cannot_hold(column)
 
     def boolean_literal(self, value: bool) -> str:
         return "true" if value else "false"
@@ -195,6 +200,7 @@ class ArrowWriter:
         self._pa = pa
         self._raw: Any = conn.connection.dbapi_connection  # DuckDB's own, for register
         self._schema = pa.schema([(column.name, _arrow_type(pa, column)) for column in columns])
+        self._as_text = [_hugeint(column) for column in columns]
         self._view = f"dsdb_incoming_{id(self):x}"
         quote = conn.dialect.identifier_preparer.quote_identifier
         names = [column.name for column in columns]
@@ -234,8 +240,13 @@ class ArrowWriter:
         for part in self._parts(rows):
             try:
                 arrays = [
-                    self._pa.array(values, type=field.type)
-                    for values, field in zip(zip(*part, strict=True), self._schema, strict=True)
+                    self._pa.array(
+                        [None if v is None else str(v) for v in values] if text else values,
+                        type=field.type,
+                    )
+                    for values, field, text in zip(
+                        zip(*part, strict=True), self._schema, self._as_text, strict=True
+                    )
                 ]
             except (self._pa.ArrowException, TypeError, ValueError, OverflowError):
                 self._raw.executemany(self._row_by_row, [list(row) for row in part])
@@ -292,6 +303,8 @@ def _arrow_type(pa: Any, column: ColumnSchema) -> Any:
     """The Arrow type that carries the column's values exactly; text for those Arrow has no
     type for (zone-aware times, JSON, UUIDs), which DuckDB casts on insert."""
     kind = column.type
+    if _hugeint(column):
+        return pa.large_string()  # Arrow's decimal128 holds 38 digits; DuckDB casts the text
     if kind == "decimal":
         precision, scale = (
             UNBOUNDED_DECIMAL if column.precision is None else (column.precision, column.scale)
@@ -311,6 +324,12 @@ def _arrow_type(pa: Any, column: ColumnSchema) -> Any:
         "binary": pa.large_binary(),
         "date": pa.date32(),
     }.get(kind, pa.large_string())
+
+
+def _hugeint(column: ColumnSchema) -> bool:
+    """Whether the column is the decimal(39,0) that DuckDB's own HUGEINT reads as: created as
+    a HUGEINT again (a value beyond its ±1.7e38 is refused by DuckDB)."""
+    return column.type == "decimal" and column.precision == 39 and not column.scale
 
 
 def _utc_session(dbapi_connection: Any, _record: Any) -> None:
