@@ -22,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine.interfaces import ReflectedColumn
 
+from dsdb_plan.dag import topological_order
 from dsdb_plan.engines import Engine, engine_for
 from dsdb_plan.engines.base import portable_type as portable_type
 from dsdb_plan.engines.base import quote_for_driver as quote_for_driver
@@ -61,16 +62,7 @@ def sort_tables(tables: Iterable[TableSchema]) -> list[TableSchema]:
         }
         for name, table in by_name.items()
     }
-    ordered: list[TableSchema] = []
-    done: set[str] = set()
-    while len(done) < len(by_name):
-        remaining = sorted(set(by_name) - done)
-        ready = [name for name in remaining if parents[name] <= done]
-        # In a cycle nothing is ready: release the first table by name to break it.
-        for name in ready or remaining[:1]:
-            ordered.append(by_name[name])
-            done.add(name)
-    return ordered
+    return [by_name[name] for name in topological_order(parents, break_cycles=True)]
 
 
 def deferred_foreign_keys(

@@ -21,7 +21,7 @@ from typing import TypeVar
 import sqlalchemy as sa
 
 from dsdb_plan.dbschema import TableSchema, reflected_columns, usable_from_another_thread
-from dsdb_plan.engines import engine_for
+from dsdb_plan.engines import engine_for, same_kind
 from dsdb_plan.fingerprint import TableFingerprint, fingerprint_query, read_chunks
 from dsdb_plan.migrate.digest import PREFIX, SubsetDigest
 from dsdb_plan.migrate.mask import with_masks
@@ -141,7 +141,7 @@ def verify_table(
         return VerifyResult(False, source, TableFingerprint(0, PREFIX), missing)
     target = sa.table(target_table, *(sa.column(name) for name in selection.columns))
     whole = exact or not selection.key
-    if whole and source_conn.dialect.name == target_conn.dialect.name and not selection.mask:
+    if whole and same_kind(source_conn.dialect, target_conn.dialect) and not selection.mask:
         known = source if source is not None and not is_portable(source) else None
         native, found = _both(
             source_conn,
