@@ -165,6 +165,8 @@ def mentored(engine: sa.Engine, rows: list[tuple[Any, ...]]) -> sa.Engine:
 def test_with_two_references_each_row_comes_after_both_and_cycles_come_last(
     request: pytest.FixtureRequest, tmp_path: Path, kind: str
 ) -> None:
+    if kind == "duckdb":
+        pytest.skip("DuckDB checks each row's keys as it is inserted: it cannot hold cycles")
     source = mentored(database(request, tmp_path, kind), MENTORED)
     selection = only(source)
     ranked = ranked_ids(source, selection)

@@ -494,3 +494,47 @@ def test_a_cycle_of_keys_copies_into_duckdb_without_the_key_that_closes_it(
     _same_tables(source, migrated)
     keys = [fk for table in reflect_tables(sa.create_engine(migrated)) for fk in table.foreign_keys]
     assert len(keys) == 1
+
+
+def test_duckdb_native_types_travel_as_their_portable_forms(tmp_path: Path) -> None:
+    """Lists, structs and maps as JSON, enums and intervals as text, HUGEINT as HUGEINT."""
+    source = tmp_path / "native.duckdb"
+    with sa.create_engine(_duckdb_url(source)).begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TYPE mood AS ENUM ('sad', 'happy');"
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, l VARCHAR[], s STRUCT(a INT, b VARCHAR),"
+            " m MAP(VARCHAR, INT), e mood, h HUGEINT, ub UBIGINT, small UTINYINT);"
+            "INSERT INTO t VALUES (1, ['x', NULL, 'y z'], {'a': 1, 'b': 'q'}, MAP {'k': 1},"
+            " 'happy', 170141183460469231731687303715884105727, 18446744073709551615, 255),"
+            " (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL)"
+        )
+    target = _duckdb_url(tmp_path / "copy.duckdb")
+    _migrate(tmp_path, _duckdb_url(source), target)
+    (copied,) = reflect_tables(sa.create_engine(target), ["t"])
+    assert [column.type for column in copied.columns] == [
+        "integer",
+        "json",
+        "json",
+        "json",
+        "text",
+        "decimal",
+        "decimal",
+        "smallint",
+    ]
+    with sa.create_engine(target).connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT id, l::VARCHAR, s::VARCHAR, m::VARCHAR, e, h, ub, small FROM t ORDER BY id"
+        ).all()
+    assert [tuple(row) for row in rows] == [
+        (
+            1,
+            '["x",null,"y z"]',
+            '{"a":1,"b":"q"}',
+            '{"k":1}',
+            "happy",
+            170141183460469231731687303715884105727,
+            Decimal("18446744073709551615"),
+            255,
+        ),
+        (2, None, None, None, None, None, None, None),
+    ]

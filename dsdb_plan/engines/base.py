@@ -294,6 +294,11 @@ class Engine:
         """What to select for `column` so the driver returns its portable value."""
         return element
 
+    def stable_hash(self, text: str) -> str:
+        """SQL for the first 32 bits of the MD5 of the text SQL `text`, as an unsigned integer:
+        the same number on every engine (`migrate/sample.py`)."""
+        raise NotImplementedError(f"{self.name} has no stable hash")
+
     def text_length(self, element: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         """The length in characters of a text value."""
         return sa.func.char_length(element)

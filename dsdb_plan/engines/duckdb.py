@@ -164,6 +164,9 @@ class DuckDBEngine(Engine):
         # Its JSON text: lists, structs and maps (reflected as JSON) as JSON too.
         return sa.cast(sa.func.to_json(element), sa.Text()).label(column.name)
 
+    def stable_hash(self, text: str) -> str:
+        return f"CAST('0x' || substr(md5({text}), 1, 8) AS BIGINT)"
+
     def text_length(self, element: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         return sa.func.length(element)  # characters
 

@@ -111,6 +111,9 @@ class MySQLEngine(Engine):
     def fixed_formatting(self, conn: sa.Connection) -> AbstractContextManager[None]:
         return utc_time_zone(conn)
 
+    def stable_hash(self, text: str) -> str:
+        return f"CAST(CONV(SUBSTRING(MD5({text}), 1, 8), 16, 10) AS UNSIGNED)"
+
     def text_length(self, element: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         return sa.func.char_length(element)  # LENGTH counts bytes here
 

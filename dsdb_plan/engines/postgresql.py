@@ -122,6 +122,9 @@ class PostgreSQLEngine(Engine):
         as_json = sa.cast(sa.func.to_json(element), sa.Text())
         return sa.case((array, as_json), else_=sa.cast(element, sa.Text())).label(column.name)
 
+    def stable_hash(self, text: str) -> str:
+        return f"('x' || substr(md5({text}), 1, 8))::bit(32)::bigint"
+
     def drop_temporary(self, conn: sa.Connection, table: sa.Table) -> None:
         quoted = conn.dialect.identifier_preparer.quote_identifier(table.name)
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS pg_temp.{quoted}")

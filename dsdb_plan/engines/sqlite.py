@@ -108,6 +108,9 @@ class SQLiteEngine(Engine):
     def schema_wide_names(self, conn: sa.Connection) -> set[str]:
         return set(conn.exec_driver_sql("SELECT name FROM sqlite_master").scalars())
 
+    def stable_hash(self, text: str) -> str:
+        return f"{sqlfunctions.STABLE_HASH}({text})"  # installed by `prepare_engine`
+
     def text_length(self, element: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         return sa.func.length(element)  # characters, for text
 
