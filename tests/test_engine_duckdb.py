@@ -538,3 +538,30 @@ def test_duckdb_native_types_travel_as_their_portable_forms(tmp_path: Path) -> N
         ),
         (2, None, None, None, None, None, None, None),
     ]
+
+
+@pytest.mark.parametrize("mode", ["replace", "mirror", "upsert"])
+def test_a_resync_into_duckdb_keeps_referenced_and_self_referencing_tables_exact(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, write_manifest: Any, mode: str
+) -> None:
+    """DuckDB renames no table a key points at, and a renamed table's key to itself names the
+    old name: a replace moves the rows into the table instead."""
+    source = _flights_db(tmp_path / "flights.db")
+    target = _duckdb_url(tmp_path / "flights.duckdb")
+    text = _manifest(source, target) + (
+        f"migrations:\n  copy: {{from: src, to: dst, mode: {mode}}}\n"
+    )
+    manifest = write_manifest(text)
+    assert run_cli(capsys, "apply", manifest, "--auto-approve").code == 0
+    with sqlite3.connect(tmp_path / "flights.db") as db:
+        db.execute("UPDATE airlines SET active = 0 WHERE carrier = 'UA'")
+        if mode == "replace":  # DuckDB refuses a new value under an index in a referenced row
+            db.execute("UPDATE airlines SET name = 'United Airlines' WHERE carrier = 'UA'")
+        db.execute("UPDATE flights SET delay = -1, note = 'changed' WHERE id % 10 = 0")
+        if mode != "upsert":  # which keeps what the source deletes
+            db.execute("DELETE FROM flights WHERE id = (SELECT max(id) FROM flights)")
+        db.execute("INSERT INTO flights (id, carrier, previous) VALUES (1000, 'ua', 5)")
+    resync = run_cli(capsys, "apply", manifest, "--auto-approve", "--allow-destroy")
+    assert resync.code == 0, resync.text
+    _same_tables(source, target)
+    assert run_cli(capsys, "plan", manifest, "--detailed-exitcode").code == 0

@@ -16,21 +16,23 @@ import functools
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import registry
 from sqlalchemy.types import UserDefinedType
 
-from dsdb_plan.engines.base import Capabilities, Engine
+from dsdb_plan.engines.base import Capabilities, Engine, TableSwap
 from dsdb_plan.errors import DsdbError
-from dsdb_plan.portable import INTEGER_TYPES, ColumnSchema
+from dsdb_plan.portable import INTEGER_TYPES, ColumnSchema, TableSchema
 
 #: The most digits a DuckDB DECIMAL holds.
 MAX_DECIMAL_DIGITS = 38
 #: What an unbounded decimal (SQLite's NUMERIC, PostgreSQL's numeric) becomes: the widest
 #: DuckDB has, as MySQL/MariaDB's DECIMAL(65,30) stands in there.
 UNBOUNDED_DECIMAL = (MAX_DECIMAL_DIGITS, 10)
+_SWAP_BATCH_ROWS = 10_000
 _NEXTVAL = re.compile(r"nextval\('((?:[^']|'')+)'\)", re.IGNORECASE)
 _DECIMAL = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)")
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
@@ -154,6 +156,64 @@ class DuckDBEngine(Engine):
     ) -> Any:
         return ArrowWriter(conn, table, columns, key, operation)
 
+    # -- replacing a table --------------------------------------------------------------------
+
+    def swap_table(self, conn: sa.Connection, swap: TableSwap) -> None:
+        # DuckDB renames no table another table's key points at, and a renamed table's key to
+        # itself keeps naming the old name: the rows move instead, in one transaction (readers
+        # see the old rows until it commits), through the Arrow writer that orders a table's
+        # references to itself.
+        from dsdb_plan.dbschema import create_tables, reflect_tables
+
+        conn.commit()
+        q = conn.dialect.identifier_preparer.quote_identifier
+        if swap.exists:
+            # Made again after the load, by `swap.finish`. Dropped in a transaction of their
+            # own: until it commits, DuckDB still checks them, and refuses an update of an
+            # indexed column in a row another table references.
+            with conn.begin():
+                for index in reflect_tables(conn, [swap.target])[0].indexes:
+                    if index.name is not None:
+                        conn.exec_driver_sql(f"DROP INDEX {q(index.name)}")
+        with conn.begin():
+            (staged,) = reflect_tables(conn, [swap.staging])
+            if not swap.exists:
+                keys = tuple(
+                    replace(fk, ref_table=swap.target) if fk.ref_table == swap.staging else fk
+                    for fk in staged.foreign_keys
+                )
+                target = replace(staged, name=swap.target, foreign_keys=keys, indexes=())
+                create_tables(conn, [target], with_indexes=False)
+            (target,) = reflect_tables(conn, [swap.target])
+            key = target.primary_key
+            if swap.exists:
+                matched = " AND ".join(f"s.{q(name)} = t.{q(name)}" for name in key)
+                conn.exec_driver_sql(
+                    f"DELETE FROM {q(swap.target)} AS t WHERE NOT EXISTS "
+                    f"(SELECT 1 FROM {q(swap.staging)} AS s WHERE {matched})"
+                    if key
+                    else f"DELETE FROM {q(swap.target)}"
+                )
+            self._move_rows(conn, staged, swap.target, key)
+            conn.exec_driver_sql(f"DROP TABLE {q(swap.staging)}")
+        with conn.begin():  # DuckDB creates no index in a transaction that changed rows
+            swap.finish(swap.target)
+
+    def _move_rows(
+        self, conn: sa.Connection, staged: TableSchema, target: str, key: Sequence[str]
+    ) -> None:
+        """Every row of the staging table into `target`, in the order it was loaded (parents
+        first), upserted by `key`. Read a range of row ids at a time: the writer's statements
+        would end a result still being fetched on the same connection."""
+        table = sa.table(staged.name, *(sa.column(c.name) for c in staged.columns))
+        rowid: sa.ColumnElement[int] = sa.literal_column("rowid")
+        query = sa.select(*(self.read_expression(table.c[c.name], c) for c in staged.columns))
+        writer = ArrowWriter(conn, target, staged.columns, key, "upsert" if key else "insert")
+        last = conn.execute(sa.select(sa.func.max(rowid)).select_from(table)).scalar()
+        for start in range(0, -1 if last is None else last + 1, _SWAP_BATCH_ROWS):
+            page = query.where(rowid >= start, rowid < start + _SWAP_BATCH_ROWS).order_by(rowid)
+            writer.write([tuple(row) for row in conn.execute(page).all()])
+
     # -- reading ----------------------------------------------------------------------------
 
     def read_expression(
@@ -255,11 +315,9 @@ class ArrowWriter:
                 self._raw.executemany(self._row_by_row, [list(row) for row in part])
                 continue
             self._raw.register(self._view, self._pa.Table.from_arrays(arrays, schema=self._schema))
-            try:
-                for statement in self._statements:
-                    self._raw.execute(statement)
-            finally:
-                self._raw.unregister(self._view)
+            for statement in self._statements:
+                self._raw.execute(statement)  # on failure the transaction is gone, view too
+            self._raw.unregister(self._view)
 
     def _parts(self, rows: Sequence[tuple[Any, ...]]) -> Iterator[Sequence[tuple[Any, ...]]]:
         """`rows` in runs where no row points at a row of its own run (parents come first)."""
@@ -294,10 +352,12 @@ def _conflict_clause(
 
 
 def _indexes(conn: sa.Connection, table: str) -> list[tuple[str, ...]]:
-    """The columns of each index and unique constraint on `table`, its key's included."""
+    """The columns of each index DuckDB keeps on `table`: its indexes, unique constraints,
+    primary key and foreign keys (each has one)."""
     inspector = sa.inspect(conn)
     found = [tuple(c for c in index["column_names"] if c) for index in inspector.get_indexes(table)]
     found += [tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)]
+    found += [tuple(fk["constrained_columns"]) for fk in inspector.get_foreign_keys(table)]
     found.append(tuple(inspector.get_pk_constraint(table)["constrained_columns"]))
     return found
 
