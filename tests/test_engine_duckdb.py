@@ -573,3 +573,20 @@ def test_a_resync_into_duckdb_keeps_referenced_and_self_referencing_tables_exact
     assert resync.code == 0, resync.text
     _same_tables(source, target)
     assert run_cli(capsys, "plan", manifest, "--detailed-exitcode").code == 0
+
+
+def test_connections_names_duckdb_and_its_version(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, write_manifest: Any
+) -> None:
+    import duckdb
+
+    sa.create_engine(_duckdb_url(tmp_path / "there.duckdb")).connect().close()
+    manifest = write_manifest(
+        "version: 1\nconnections:\n"
+        "  there: {driver: duckdb, database: there.duckdb}\n"
+        "  later: {driver: duckdb, database: later.duckdb}\n"
+    )
+    result = run_cli(capsys, "connections", manifest)
+    assert result.code == 0, result.text
+    assert f"DuckDB {duckdb.__version__}, " in result.out
+    assert f"DuckDB {duckdb.__version__} (file does not exist yet" in result.out

@@ -120,6 +120,11 @@ class Engine:
         """Set up a SQLAlchemy engine dsdb just created on this database (SQLite adds the
         SQL functions it lacks)."""
 
+    def library_version(self) -> str | None:
+        """The version of the embedded engine's library, which a file not yet created will
+        be written by; None for a server."""
+        return None
+
     def server_name(self, dialect: sa.Dialect) -> str:
         """The product `dialect` reached, as `dsdb connections` names it before its version."""
         return self.name

@@ -91,6 +91,11 @@ class DuckDBEngine(Engine):
         "uuid": ("str",),
     }
 
+    def library_version(self) -> str:
+        import duckdb
+
+        return duckdb.__version__
+
     def prepare_engine(self, engine: sa.Engine) -> None:
         sa.event.listen(engine, "connect", _utc_session)
 
@@ -466,6 +471,10 @@ def _dialect_class() -> type[Any]:
         # One multi-row INSERT is checked against the table as it was before the statement:
         # a row pointing at another row of the same batch (a self-reference) is refused.
         use_insertmanyvalues = False
+
+        def _get_server_version_info(self, connection: Any) -> Any:
+            # duckdb_engine answers PostgreSQL 8.0; `dsdb connections` shows DuckDB's own.
+            return tuple(int(part) for part in re.findall(r"\d+", duckdb.__version__)[:3])
 
         def get_indexes(
             self, connection: Any, table_name: str, schema: Any = None, **kw: Any

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+import sqlite3
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -81,6 +82,9 @@ class SQLiteEngine(Engine):
     drivers: ClassVar[dict[str, str]] = {"sqlite": "sqlite"}
     # Booleans are stored as 0/1 and dates as text: only JSON and UUID text pass.
     passes_as_is: ClassVar[Mapping[str, tuple[str, ...]]] = {"json": ("str",), "uuid": ("str",)}
+
+    def library_version(self) -> str:
+        return sqlite3.sqlite_version
 
     def prepare_engine(self, engine: sa.Engine) -> None:
         sa.event.listen(engine, "connect", sqlfunctions.install)
