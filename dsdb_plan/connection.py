@@ -62,6 +62,11 @@ def _sqlalchemy_drivername(driver: str) -> str:
     return candidate
 
 
+def _dialect_of(driver: str) -> str:
+    """The SQLAlchemy dialect a user's driver name means (`postgres` → `postgresql`)."""
+    return _sqlalchemy_drivername(driver).partition("+")[0]
+
+
 def _embedded(backend: str) -> bool:
     """Whether a dialect's databases are files (SQLite, DuckDB), not databases on a server."""
     return engine_for(backend).capabilities.embedded
@@ -183,15 +188,16 @@ class Connection(BaseModel):
                     "bad_url", "url is not a valid SQLAlchemy URL (dialect://user:pass@host/db)"
                 ) from None
             register_secret(url.password if isinstance(url.password, str) else None)
-            if self.driver and self.driver.lower() != url.get_backend_name():
-                raise PydanticCustomError(
-                    "driver_url_mismatch", "driver and url name different databases"
-                )
             if self.host or self.database or self.port or self.user or self.password:
                 raise PydanticCustomError(
                     "url_and_link", "give either url or the link fields, not both"
                 )
             url = url.set(drivername=_sqlalchemy_drivername(url.drivername))
+            # Compared as resolved, so `driver: postgres` agrees with a postgresql:// url.
+            if self.driver and _dialect_of(self.driver) != url.get_backend_name():
+                raise PydanticCustomError(
+                    "driver_url_mismatch", "driver and url name different databases"
+                )
             if _embedded(url.get_backend_name()) and url.database:
                 url = url.set(database=_resolve_sqlite_path(url.database, base_dir))
             object.__setattr__(self, "url", url.render_as_string(hide_password=False))
