@@ -27,6 +27,7 @@ from dsdb_plan.dbschema import (
 )
 from dsdb_plan.engines import engine_for
 from dsdb_plan.engines.duckdb import ArrowWriter, index_columns
+from dsdb_plan.fingerprint import change_token
 from dsdb_plan.values import row_converter
 from tests import test_fidelity as fidelity
 from tests.helpers import run_cli, table_names, table_rows, through
@@ -590,3 +591,21 @@ def test_connections_names_duckdb_and_its_version(
     assert result.code == 0, result.text
     assert f"DuckDB {duckdb.__version__}, " in result.out
     assert f"DuckDB {duckdb.__version__} (file does not exist yet" in result.out
+
+
+def test_a_change_in_a_duckdb_source_is_seen_by_the_next_plan(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, write_manifest: Any
+) -> None:
+    """DuckDB may hold a committed write in its WAL: its file gives no change token, so the
+    plan reads the data."""
+    source = _duckdb_url(tmp_path / "source.duckdb")
+    _migrate(tmp_path, _flights_db(tmp_path / "flights.db"), source)
+    assert change_token(sa.create_engine(source)) is None
+    target = f"sqlite:///{tmp_path / 'copy.db'}"
+    _apply_then_plan_nothing(capsys, write_manifest, _manifest(source, target) + MIGRATION)
+    with sa.create_engine(source).begin() as conn:
+        conn.exec_driver_sql("UPDATE flights SET delay = 0 WHERE id = 7")
+    manifest = write_manifest(_manifest(source, target) + MIGRATION)
+    assert run_cli(capsys, "plan", manifest, "--detailed-exitcode").code == 2
+    _apply_then_plan_nothing(capsys, write_manifest, _manifest(source, target) + MIGRATION)
+    _same_tables(source, target)

@@ -69,6 +69,10 @@ class Capabilities:
     #: rows are written), so a cycle of keys is created inline where keys cannot be added
     #: later.
     references_later_tables: bool = False
+    #: Every committed write changes the database file's header or its write-ahead log's
+    #: (SQLite's change counter), so their bytes and the files' times make a change token.
+    #: DuckDB may keep a write in its WAL and checkpoint it later: no such token.
+    file_change_token: bool = False
     #: The most digits a DECIMAL column holds, or None where dsdb meets no limit.
     max_decimal_digits: int | None = None
     #: A foreign key follows its table through a rename (elsewhere keys name tables, as in

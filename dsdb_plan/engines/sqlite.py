@@ -76,6 +76,7 @@ class SQLiteEngine(Engine):
         embedded=True,
         enforces_foreign_keys=False,
         references_later_tables=True,
+        file_change_token=True,
         keys_follow_renames=False,
         copies_by_attach=True,
     )
