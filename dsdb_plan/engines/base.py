@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine.interfaces import ReflectedColumn
+from sqlalchemy.types import UserDefinedType
 
 from dsdb_plan.portable import INTEGER_TYPES, ColumnSchema, ForeignKeySchema, IndexSchema
 
@@ -26,6 +27,19 @@ _NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?")
 #: The portable types that hold numbers.
 NUMERIC_TYPES = frozenset({"smallint", "integer", "bigint", "float", "double", "decimal"})
 _TEXT_TYPES = frozenset({"varchar", "text"})
+
+
+class Declared(UserDefinedType[Any]):
+    """A column type written exactly as given (SQLite keeps declared names), its values
+    passed to the driver untouched (no SQLAlchemy processing on the way)."""
+
+    cache_ok = True
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return self.spec
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,8 @@ from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import registry
-from sqlalchemy.types import UserDefinedType
 
-from dsdb_plan.engines.base import Capabilities, Engine, TableSwap
+from dsdb_plan.engines.base import Capabilities, Declared, Engine, TableSwap
 from dsdb_plan.errors import DsdbError
 from dsdb_plan.portable import INTEGER_TYPES, ColumnSchema, TableSchema
 
@@ -48,21 +47,9 @@ _SIMPLE: dict[str, Any] = {
     "varchar": sa.Text,  # DuckDB keeps no length for VARCHAR(n)
     "binary": sa.LargeBinary,
     "date": sa.Date,
-    "json": lambda: _Declared("JSON"),  # its text as is: sa.JSON would encode text again
+    "json": lambda: Declared("JSON"),  # its text as is: sa.JSON would encode text again
     "uuid": lambda: sa.Uuid(as_uuid=False),
 }
-
-
-class _Declared(UserDefinedType[Any]):
-    """A DuckDB type written as given, its values passed to the driver untouched."""
-
-    cache_ok = True
-
-    def __init__(self, spec: str) -> None:
-        self.spec = spec
-
-    def get_col_spec(self, **kw: Any) -> str:
-        return self.spec
 
 
 class DuckDBEngine(Engine):
@@ -107,12 +94,12 @@ class DuckDBEngine(Engine):
             return _SIMPLE[kind]()
         if kind == "decimal":
             if column.precision is None:
-                return _Declared("DECIMAL({}, {})".format(*UNBOUNDED_DECIMAL))
+                return Declared("DECIMAL({}, {})".format(*UNBOUNDED_DECIMAL))
             if _hugeint(column):
-                return _Declared("HUGEINT")
+                return Declared("HUGEINT")
             if column.precision > MAX_DECIMAL_DIGITS:
                 raise DsdbError(self.cannot_hold(column) or "")
-            return _Declared(f"DECIMAL({column.precision}, {column.scale or 0})")
+            return Declared(f"DECIMAL({column.precision}, {column.scale or 0})")
         if kind == "time":
             return sa.Time(timezone=column.timezone)
         if kind == "datetime":

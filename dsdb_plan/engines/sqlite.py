@@ -19,12 +19,12 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
-from sqlalchemy.types import UserDefinedType
 
 from dsdb_plan import sqlfunctions
 from dsdb_plan.engines.base import (
     NUMERIC_TYPES,
     Capabilities,
+    Declared,
     Engine,
     portable_column,
     quote_for_driver,
@@ -45,18 +45,6 @@ _NAMES = {
     "json": "JSON",
     "uuid": "UUID",
 }
-
-
-class Declared(UserDefinedType[Any]):
-    """A SQLite column type written exactly as given (SQLite keeps declared names)."""
-
-    cache_ok = True
-
-    def __init__(self, spec: str) -> None:
-        self.spec = spec
-
-    def get_col_spec(self, **kw: Any) -> str:
-        return self.spec
 
 
 class SQLiteEngine(Engine):
