@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
@@ -89,6 +89,8 @@ class Capabilities:
     file_change_token: bool = False
     #: The most digits a DECIMAL column holds, or None where dsdb meets no limit.
     max_decimal_digits: int | None = None
+    #: Writes a query's rows as bulk text itself (`Engine.bulk_text`).
+    writes_bulk_text: bool = False
     #: A foreign key follows its table through a rename (elsewhere keys name tables, as in
     #: SQLite, so a staging table's self-reference names the final table).
     keys_follow_renames: bool = True
@@ -341,6 +343,29 @@ class Engine:
         """Session settings a copy into this engine needs, restored before the connection
         goes back to the pool."""
         return nullcontext()
+
+    # -- bulk text (`migrate/text_copy.py`) -------------------------------------------------
+
+    def bulk_text_expression(
+        self, element: sa.ColumnElement[Any], column: ColumnSchema, actual: Any
+    ) -> sa.ColumnElement[Any] | None:
+        """What to select for `column` (of reflected type `actual`) so that this engine's
+        bulk text export writes its portable value as bulk text; None where it cannot."""
+        return None
+
+    def bulk_text(self, conn: sa.Connection, query: sa.Select[Any]) -> bytes:
+        """The rows of `query` as bulk text, read in `conn`'s transaction (with the settings
+        of `fixed_formatting` in force)."""
+        raise NotImplementedError
+
+    def bulk_text_loader(self, conn: sa.Connection) -> BulkTextLoader | None:
+        """How to load bulk text into tables through `conn`, or None where its driver or
+        server cannot (the reason is `bulk_text_refusal`)."""
+        return None
+
+    def bulk_text_refusal(self, conn: sa.Connection) -> str | None:
+        """Why a server that could load bulk text refuses it (a setting), else None."""
+        return None
 
     # -- snapshots --------------------------------------------------------------------------
 
@@ -610,3 +635,12 @@ def _unquoted(text: str) -> str:
     if len(text) >= 2 and text.startswith("'") and text.endswith("'"):
         return text[1:-1]
     return text
+
+
+class BulkTextLoader(Protocol):
+    """Loads a file of bulk text into a table's columns, in the connection's transaction."""
+
+    def __call__(self, table: str, columns: Sequence[ColumnSchema], path: str) -> int:
+        """Load the rows of the file at `path`; returns how many rows went in whole (every
+        value as written, no row skipped), or -1 when the database changed or skipped any."""
+        ...
