@@ -50,8 +50,8 @@ from xxhash import xxh3_128_intdigest
 
 from dsdb_plan.dbschema import quote_for_driver
 from dsdb_plan.engines import Engine, known_engine
-from dsdb_plan.engines.mysql import MYSQL
-from dsdb_plan.engines.postgresql import POSTGRESQL
+from dsdb_plan.engines.mysql import ENGINE as MYSQL
+from dsdb_plan.engines.postgresql import ENGINE as POSTGRESQL
 from dsdb_plan.errors import DsdbError, driver_message
 
 _CHUNK_ROWS = 10_000
@@ -528,7 +528,7 @@ def read_chunks(
     come as `bytes`, whatever the driver returns.
     """
     rules = known_engine(conn.dialect)
-    if rules is not None and rules.capabilities.embedded:
+    if rules is not None and rules.registration.embedded:
         # pysqlite steps the statement as rows are fetched, so its own cursor is bounded, and
         # reading it directly skips building a Row per row, which cost 3x the hashing here.
         # Its binary values are bytes already.

@@ -40,7 +40,7 @@ def test_duckdb_declares_what_differs_as_capabilities() -> None:
     duckdb = engine_for("duckdb")
     assert duckdb.name == "DuckDB"
     capabilities = duckdb.capabilities
-    assert capabilities.embedded and capabilities.single_writer
+    assert duckdb.registration.embedded and capabilities.single_writer
     assert not capabilities.adds_constraints_later  # no ALTER TABLE ... ADD FOREIGN KEY
     assert not capabilities.validates_keys_later  # no NOT VALID
     assert capabilities.typed_columns and capabilities.zone_aware_timestamps

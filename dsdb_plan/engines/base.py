@@ -21,6 +21,7 @@ from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine.interfaces import ReflectedColumn
 from sqlalchemy.types import UserDefinedType
 
+from dsdb_plan.engines import Registration
 from dsdb_plan.portable import INTEGER_TYPES, ColumnSchema, ForeignKeySchema, IndexSchema
 
 _NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?")
@@ -66,9 +67,6 @@ class Capabilities:
     index_names_per_schema: bool
     #: Unbounded text and binary can sit in a key or an index.
     indexes_unbounded_text: bool
-    #: The database is a file opened in-process, not a database on a server; its driver's
-    #: own cursor steps through rows as they are fetched.
-    embedded: bool = False
     #: Each row carries the id of the transaction that last wrote it (PostgreSQL's xmin):
     #: a cheap token of whether a table changed.
     row_versions: bool = False
@@ -113,13 +111,11 @@ class Engine:
 
     #: The engine's name, as the README and messages use it.
     name: ClassVar[str]
-    #: The SQLAlchemy dialect names this engine serves (MySQL and MariaDB are one engine).
-    dialects: ClassVar[tuple[str, ...]]
+    #: How users name and reach it: its drivers and dialects, whether it is a file
+    #: (embedded: opened in-process, its driver's own cursor steps through rows as they are
+    #: fetched), its default port.
+    registration: ClassVar[Registration]
     capabilities: ClassVar[Capabilities]
-    #: The `driver:` names users write for it, and the SQLAlchemy dialect+DBAPI each means.
-    drivers: ClassVar[dict[str, str]]
-    #: The server's port when a connection names none.
-    default_port: ClassVar[int | None] = None
     #: The database to connect to on the server while creating or dropping another one.
     admin_database: ClassVar[str | None] = None
     #: SQL telling whether database `:name` exists on the server.

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 from sqlalchemy.dialects import registry
 
+from dsdb_plan.engines import registration_for
 from dsdb_plan.engines.base import Capabilities, Declared, Engine, TableSwap
 from dsdb_plan.errors import DsdbError
 from dsdb_plan.portable import INTEGER_TYPES, ColumnSchema, TableSchema
@@ -54,7 +55,7 @@ _SIMPLE: dict[str, Any] = {
 
 class DuckDBEngine(Engine):
     name = "DuckDB"
-    dialects = ("duckdb",)
+    registration = registration_for("duckdb")
     capabilities = Capabilities(
         transactional_ddl=True,
         single_writer=True,
@@ -66,10 +67,8 @@ class DuckDBEngine(Engine):
         zone_aware_timestamps=True,
         index_names_per_schema=True,
         indexes_unbounded_text=True,
-        embedded=True,
         max_decimal_digits=MAX_DECIMAL_DIGITS,
     )
-    drivers: ClassVar[dict[str, str]] = {"duckdb": "duckdb+dsdb"}
     passes_as_is: ClassVar[dict[str, tuple[str, ...]]] = {
         "boolean": ("bool",),
         "date": ("date",),
@@ -286,7 +285,7 @@ class ArrowWriter:
         position = {column.name: index for index, column in enumerate(columns)}
         self._self_references = [
             ([position[name] for name in fk.columns], [position[name] for name in fk.ref_columns])
-            for fk in DUCKDB.reflect_foreign_keys(conn, table)
+            for fk in ENGINE.reflect_foreign_keys(conn, table)
             if fk.ref_table == table
             and all(name in position for name in (*fk.columns, *fk.ref_columns))
         ]
@@ -637,7 +636,8 @@ def _dialect_class() -> type[Any]:
 
 
 def __getattr__(name: str) -> Any:
-    # SQLAlchemy's registry looks the dialect up by name (`registry.register` below).
+    # SQLAlchemy finds the dialect by name: through the package's entry point, or
+    # `registry.register` below once this module is loaded.
     if name == "DuckDBDialect":
         return _dialect_class()
     raise AttributeError(name)
@@ -751,4 +751,4 @@ def _identifier(item: str) -> str | None:
 
 registry.register("duckdb.dsdb", __name__, "DuckDBDialect")
 
-DUCKDB = DuckDBEngine()
+ENGINE = DuckDBEngine()

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine.interfaces import ReflectedColumn
 
+from dsdb_plan.engines import registration_for
 from dsdb_plan.engines.base import (
     BulkTextLoader,
     Capabilities,
@@ -40,7 +41,7 @@ _JSON_CHECK = re.compile(r"\s*json_valid\(`((?:[^`]|``)+)`\)\s*")
 
 class MySQLEngine(Engine):
     name = "MySQL/MariaDB"
-    dialects = ("mysql", "mariadb")
+    registration = registration_for("mysql")
     capabilities = Capabilities(
         transactional_ddl=False,
         single_writer=False,
@@ -57,14 +58,12 @@ class MySQLEngine(Engine):
         constraint_names_per_schema=True,
     )
     snapshot_isolation = "REPEATABLE READ"
-    drivers: ClassVar[dict[str, str]] = {"mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
     passes_as_is: ClassVar[Mapping[str, tuple[str, ...]]] = {
         "boolean": ("bool",),
         "date": ("date",),
         "json": ("str",),
         "uuid": ("str",),
     }
-    default_port = 3306
     connect_timeout_argument = "connect_timeout"
 
     def prepare_engine(self, engine: sa.Engine) -> None:
@@ -439,4 +438,4 @@ _SIMPLE: dict[str, Any] = {
     "uuid": lambda: sa.CHAR(36),
 }
 
-MYSQL = MySQLEngine()
+ENGINE = MySQLEngine()

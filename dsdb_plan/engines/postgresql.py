@@ -18,13 +18,14 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from dsdb_plan.engines import registration_for
 from dsdb_plan.engines.base import Capabilities, Engine, quote_identifier
 from dsdb_plan.portable import INTEGER_TYPES, ColumnSchema
 
 
 class PostgreSQLEngine(Engine):
     name = "PostgreSQL"
-    dialects = ("postgresql",)
+    registration = registration_for("postgresql")
     capabilities = Capabilities(
         transactional_ddl=True,
         single_writer=False,
@@ -44,10 +45,6 @@ class PostgreSQLEngine(Engine):
         exports_snapshots=True,
     )
     snapshot_isolation = "REPEATABLE READ"
-    drivers: ClassVar[dict[str, str]] = {
-        "postgresql": "postgresql+psycopg",
-        "postgres": "postgresql+psycopg",
-    }
     passes_as_is: ClassVar[Mapping[str, tuple[str, ...]]] = {
         "boolean": ("bool",),
         "date": ("date",),
@@ -55,7 +52,6 @@ class PostgreSQLEngine(Engine):
         "json": ("str",),
         "uuid": ("str",),
     }
-    default_port = 5432
     admin_database = "postgres"
     database_exists_sql = "SELECT 1 FROM pg_database WHERE datname = :name"
     drop_database_options = " WITH (FORCE)"  # ends the sessions still on it
@@ -335,4 +331,4 @@ _SIMPLE: dict[str, Any] = {
     "json": postgresql.JSONB,
 }
 
-POSTGRESQL = PostgreSQLEngine()
+ENGINE = PostgreSQLEngine()

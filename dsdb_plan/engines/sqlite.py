@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 
 from dsdb_plan import sqlfunctions
+from dsdb_plan.engines import registration_for
 from dsdb_plan.engines.base import (
     NUMERIC_TYPES,
     Capabilities,
@@ -49,7 +50,7 @@ _NAMES = {
 
 class SQLiteEngine(Engine):
     name = "SQLite"
-    dialects = ("sqlite",)
+    registration = registration_for("sqlite")
     capabilities = Capabilities(
         transactional_ddl=True,
         single_writer=True,
@@ -61,14 +62,12 @@ class SQLiteEngine(Engine):
         zone_aware_timestamps=False,
         index_names_per_schema=True,
         indexes_unbounded_text=True,
-        embedded=True,
         enforces_foreign_keys=False,
         references_later_tables=True,
         file_change_token=True,
         keys_follow_renames=False,
         copies_by_attach=True,
     )
-    drivers: ClassVar[dict[str, str]] = {"sqlite": "sqlite"}
     # Booleans are stored as 0/1 and dates as text: only JSON and UUID text pass.
     passes_as_is: ClassVar[Mapping[str, tuple[str, ...]]] = {"json": ("str",), "uuid": ("str",)}
 
@@ -245,4 +244,4 @@ def sqlite_portable_type(declared: str) -> ColumnSchema:
     return ColumnSchema("", "decimal", precision=first, scale=second)  # NUMERIC affinity
 
 
-SQLITE = SQLiteEngine()
+ENGINE = SQLiteEngine()

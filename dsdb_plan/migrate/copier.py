@@ -383,7 +383,7 @@ def _source_batches(
     src: sa.Connection, query: sa.Select[Any], size: int
 ) -> Iterator[Sequence[Sequence[Any]]]:
     """The query's rows, `size` at a time, with memory bounded by one batch."""
-    if engine_for(src.dialect).capabilities.embedded:
+    if engine_for(src.dialect).registration.embedded:
         # pysqlite steps the statement as rows are fetched, so its own cursor is bounded, and
         # reading it directly skips building a SQLAlchemy Row per row (a third of the read).
         # The columns are untyped (`PortableType`): Rows would hold the same raw values.

@@ -554,7 +554,7 @@ class _CopiedDigest:
         self.pending: Future[TableFingerprint] | None = None
 
     def take_in_database(self, conn: sa.Connection) -> None:
-        if engine_for(conn.dialect).capabilities.embedded:
+        if engine_for(conn.dialect).registration.embedded:
             # In-process either way: its rows are hashed as they stream by, with no second read.
             return
         take = self._native if self.native else self._portable

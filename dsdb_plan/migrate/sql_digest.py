@@ -24,8 +24,9 @@ from dsdb_plan.dbschema import (
     reflected_columns,
 )
 from dsdb_plan.engines import Engine, known_engine
-from dsdb_plan.engines.mysql import MYSQL, utc_time_zone
-from dsdb_plan.engines.postgresql import POSTGRESQL
+from dsdb_plan.engines.mysql import ENGINE as MYSQL
+from dsdb_plan.engines.mysql import utc_time_zone
+from dsdb_plan.engines.postgresql import ENGINE as POSTGRESQL
 from dsdb_plan.migrate.digest import ESCAPED_TYPES
 
 Summer = Callable[[sa.ColumnElement[bool] | None], tuple[int, int]]
