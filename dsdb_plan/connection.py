@@ -77,7 +77,7 @@ def _dialect_of(driver: str) -> str:
 
 
 def _embedded(backend: str) -> bool:
-    """Whether a dialect's databases are files (SQLite), not databases on a server."""
+    """Whether a dialect's databases are files (SQLite, DuckDB), not databases on a server."""
     return registration_for(backend).embedded
 
 
@@ -97,7 +97,7 @@ class Connection(BaseModel):
 
     driver: str | None = Field(
         default=None,
-        description="Database kind: sqlite, postgresql (or postgres), mysql or mariadb, "
+        description="Database kind: sqlite, duckdb, postgresql (or postgres), mysql or mariadb, "
         "optionally with another installed DBAPI such as 'postgresql+psycopg2'. Not needed "
         "with `url`.",
     )
@@ -109,8 +109,8 @@ class Connection(BaseModel):
     )
     database: str | None = Field(
         default=None,
-        description="The database name, or for SQLite the file path (relative paths resolve "
-        "against the manifest's folder).",
+        description="The database name, or for SQLite and DuckDB the file path (relative paths "
+        "resolve against the manifest's folder).",
     )
     host: str | None = Field(default=None, description="Server host name or address.")
     port: int | None = Field(default=None, ge=1, le=65535, description="Server port.")
@@ -131,7 +131,8 @@ class Connection(BaseModel):
     create_database: bool = Field(
         default=False,
         description="Create the database when it does not exist: the plan says so and apply "
-        "runs CREATE DATABASE (PostgreSQL, MariaDB/MySQL; a SQLite file is always created).",
+        "runs CREATE DATABASE (PostgreSQL, MariaDB/MySQL; a SQLite or DuckDB file is always "
+        "created).",
     )
     references: dict[str, str] | None = Field(
         default=None,
@@ -219,7 +220,9 @@ class Connection(BaseModel):
         if _embedded(drivername.partition("+")[0]):
             if self.host or self.port or self.user or self.password:
                 raise PydanticCustomError(
-                    "sqlite_server_fields", "sqlite takes only a database path, not host/port/user"
+                    "embedded_server_fields",
+                    "{driver} takes only a database path, not host/port/user",
+                    {"driver": self.driver},
                 )
             object.__setattr__(self, "database", _resolve_sqlite_path(self.database, base_dir))
         return self
@@ -267,7 +270,7 @@ class Connection(BaseModel):
 
     @property
     def link(self) -> str:
-        """The database this connection points at: SQLite path or database name."""
+        """The database this connection points at: a file's path or a database name."""
         if self.url:
             return self.sqlalchemy_url().database or ""
         return self.database or ""
@@ -298,6 +301,7 @@ class Connection(BaseModel):
 
         if self.is_sqlite_file:
             Path(self.link).parent.mkdir(parents=True, exist_ok=True)
+        rules = engine_for(self.dialect)  # first: loading DuckDB's module registers its dialect
         engine = sa.create_engine(self.sqlalchemy_url(), **kwargs)
-        engine_for(self.dialect).prepare_engine(engine)
+        rules.prepare_engine(engine)
         return engine

@@ -256,11 +256,14 @@ def create_tables(
     """
     ordered = sort_tables(tables)
     with transaction(bind) as conn:
-        later = (
-            [(t.name, fk.name, fk.columns) for t, fk in deferred_foreign_keys(ordered)]
-            if engine_for(conn.dialect).capabilities.adds_constraints_later
-            else []
-        )
+        capabilities = engine_for(conn.dialect).capabilities
+        cyclic = deferred_foreign_keys(ordered)
+        later = [(t.name, fk.name, fk.columns) for t, fk in cyclic]
+        if not capabilities.adds_constraints_later:
+            if not capabilities.references_later_tables:
+                # Neither inline nor later (DuckDB): the keys that close a cycle are left out.
+                ordered = [_without_keys(table, cyclic) for table in ordered]
+            later = []
         _, built = build_tables(conn.dialect, ordered, rename=rename, deferred=later, keyed=keyed)
         for table in ordered:
             target = built[table.name]
@@ -272,6 +275,14 @@ def create_tables(
                     conn.execute(sa.schema.AddConstraint(fk))
         if with_indexes:
             create_indexes(conn, ordered, rename=rename)
+
+
+def _without_keys(
+    table: TableSchema, keys: Collection[tuple[TableSchema, ForeignKeySchema]]
+) -> TableSchema:
+    dropped = [fk for owner, fk in keys if owner.name == table.name]
+    kept = tuple(fk for fk in table.foreign_keys if fk not in dropped)
+    return replace(table, foreign_keys=kept)
 
 
 def create_indexes(

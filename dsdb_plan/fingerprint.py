@@ -615,7 +615,7 @@ def change_token(engine: sa.Engine) -> str | None:
 def _sqlite_path(url: sa.URL) -> str | None:
     """The database file behind a SQLite URL; None for other dialects and in-memory databases."""
     rules = known_engine(url.get_backend_name())
-    if rules is None or not rules.registration.embedded:
+    if rules is None or not rules.capabilities.file_change_token:
         return None
     database = url.database or ""
     if database in ("", ":memory:"):

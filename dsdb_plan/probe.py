@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -44,14 +43,14 @@ def probe(name: str, connection: Connection) -> ProbeResult:
     """Connect once, read the server version, and time a trivial round trip."""
     target = _target(connection)
     base = ProbeResult(name=name, dialect=connection.dialect, target=target, ok=False)
+    rules = engine_for(connection.dialect)
     if connection.is_sqlite_file and not Path(connection.link).exists():
         return replace(
             base,
             ok=True,
-            server_version=f"SQLite {sqlite3.sqlite_version}",
+            server_version=f"{rules.name} {rules.library_version()}",
             error="file does not exist yet; it is created on first write",
         )
-    rules = engine_for(connection.dialect)
     argument = rules.connect_timeout_argument
     connect_args = {argument: CONNECT_TIMEOUT_SECONDS} if argument else {}
     engine = connection.create_engine(connect_args=connect_args, poolclass=sa.pool.NullPool)

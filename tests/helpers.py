@@ -177,15 +177,19 @@ def sqlite_url(path: Path) -> str:
 #: Each kind of database `database` makes, the servers marked so that they skip without one.
 EVERY_DATABASE = [
     "sqlite",
+    "duckdb",
     pytest.param("postgresql", marks=pytest.mark.postgres),
     pytest.param("mariadb", marks=pytest.mark.mariadb),
 ]
 
 
 def database(request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> sa.Engine:
-    """An empty database of `kind`: a SQLite file, or the test server's scratch database."""
+    """An empty database of `kind`: a SQLite or DuckDB file, or the test server's scratch
+    database."""
     if kind == "sqlite":
         return sa.create_engine(f"sqlite:///{tmp_path / 'source.db'}")
+    if kind == "duckdb":
+        return sa.create_engine(f"duckdb+dsdb:///{tmp_path / 'source.duckdb'}")
     server = request.getfixturevalue("postgres_db" if kind == "postgresql" else "mariadb_db")
     return server.engine()  # type: ignore[no-any-return]
 

@@ -76,8 +76,11 @@ def _fill_target(engine: sa.Engine) -> None:
             if statement.strip():
                 conn.exec_driver_sql(statement)
         for table, rows in TARGET_ROWS.items():
-            marks = ", ".join(["?" if engine.dialect.name == "sqlite" else "%s"] * len(rows[0]))
-            conn.exec_driver_sql(f"INSERT INTO {table} VALUES ({marks})", rows)
+            marks = ", ".join(f":v{i}" for i in range(len(rows[0])))
+            conn.execute(
+                sa.text(f"INSERT INTO {table} VALUES ({marks})"),
+                [{f"v{i}": value for i, value in enumerate(row)} for row in rows],
+            )
 
 
 def _contents(engine: sa.Engine) -> dict[str, list[tuple[Any, ...]]]:

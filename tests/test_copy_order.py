@@ -11,9 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from dsdb_plan.engines.mysql import MYSQL
-from dsdb_plan.engines.postgresql import POSTGRESQL
-from dsdb_plan.engines.sqlite import SQLITE
+from dsdb_plan.engines import engine_for
 from dsdb_plan.migrate import order
 from dsdb_plan.migrate.copier import copy_table
 from dsdb_plan.migrate.order import copy_order
@@ -51,7 +49,7 @@ def only(engine: sa.Engine) -> TableSelection:
 
 def ranked_ids(source: sa.Engine, selection: TableSelection) -> list[Any]:
     """(id, depth) of every row, in the order they are copied into PostgreSQL."""
-    order = copy_order(selection, POSTGRESQL)
+    order = copy_order(selection, engine_for("postgresql"))
     assert order.depth is not None
     query = sa.select(selection.source.c.id, order.depth).select_from(order.source)
     with source.connect() as conn:
@@ -66,7 +64,9 @@ def test_parents_come_first_and_rows_no_root_reaches_come_last(tmp_path: Path) -
     assert depth[9] == depth[5] == depth[8] == 0  # no manager, itself, one not in the table
     assert depth[1] == depth[4] == 1 and depth[2] == depth[3] == 2
     assert [row[0] for row in ranked[-2:]] == [6, 7]  # a cycle: after every other row
-    assert copy_order(selection, SQLITE).depth is None  # SQLite checks nothing meanwhile
+    assert (
+        copy_order(selection, engine_for("sqlite")).depth is None
+    )  # SQLite checks nothing meanwhile
 
 
 def kill_then_resume(source: sa.Engine, target: sa.Engine, table: str, *, batch_size: int) -> None:
@@ -165,6 +165,8 @@ def mentored(engine: sa.Engine, rows: list[tuple[Any, ...]]) -> sa.Engine:
 def test_with_two_references_each_row_comes_after_both_and_cycles_come_last(
     request: pytest.FixtureRequest, tmp_path: Path, kind: str
 ) -> None:
+    if kind == "duckdb":
+        pytest.skip("DuckDB checks each row's keys as it is inserted: it cannot hold cycles")
     source = mentored(database(request, tmp_path, kind), MENTORED)
     selection = only(source)
     ranked = ranked_ids(source, selection)
@@ -195,7 +197,7 @@ def test_two_composite_references_pair_their_columns(tmp_path: Path) -> None:
         db.executemany("INSERT INTO emp VALUES (?, ?, ?, ?, ?, ?)", rows)
     source = sa.create_engine(sqlite_url(tmp_path / "local.db"))
     selection = only(source)
-    order = copy_order(selection, MYSQL)
+    order = copy_order(selection, engine_for("mysql"))
     assert order.depth is not None
     table = selection.source
     query = sa.select(table.c.org, table.c.id, order.depth).select_from(order.source)

@@ -52,11 +52,12 @@ def test_every_known_dialect_has_its_engine_and_an_unknown_one_is_an_error() -> 
     assert engine_for("postgresql").name == "PostgreSQL"
     assert engine_for("mysql") is engine_for("mariadb")
     assert engine_for(mysql_dialect.dialect()).name == "MySQL/MariaDB"
+    assert engine_for("duckdb").name == "DuckDB"
     with pytest.raises(UnknownEngineError) as raised:
         engine_for("mssql")
     assert str(raised.value) == (
         "dsdb has no rules for the 'mssql' database engine "
-        "(it knows sqlite, postgresql, mysql, mariadb)"
+        "(it knows sqlite, postgresql, mysql, mariadb, duckdb)"
     )
 
 
@@ -449,7 +450,7 @@ def test_a_connection_to_an_engine_dsdb_does_not_know_is_refused_when_validated(
     assert validated.code == 1
     assert validated.err.splitlines()[-1].endswith(
         "connections.x.driver: dsdb has no rules for the 'mssql' database engine "
-        "(it knows sqlite, postgresql, mysql, mariadb)"
+        "(it knows sqlite, postgresql, mysql, mariadb, duckdb)"
     )
 
 

@@ -1,11 +1,11 @@
-"""The fidelity matrix: every ordered pair of SQLite, PostgreSQL and MariaDB, by migration and by
-backup then restore, with a table of awkward values (issue 13).
+"""The fidelity matrix: every ordered pair of SQLite, PostgreSQL, MariaDB and DuckDB, by migration
+and by backup then restore, with a table of awkward values (issue 13).
 
 Each cell creates one small table in the source, moves it, and compares the target with the
 source row by row (values read raw and normalised here, independently of dsdb's own
 conversions), then checks the target's key, unique constraints and defaults by writing to
 it. Values an engine cannot store are left out of the pairs that involve it: NaN (PostgreSQL
-only: SQLite stores it as NULL), the infinities (not MariaDB), decimals beyond 15
+and DuckDB only: SQLite stores it as NULL), the infinities (not MariaDB), decimals beyond 15
 significant digits (not SQLite, whose NUMERIC keeps a double).
 """
 
@@ -33,7 +33,7 @@ from tests.servers import ServerDatabase, server_database
 TABLE = 'we"ird `tab; lé'
 KEY = 'kéy "q"'
 RESERVED = "select"
-ENGINES = ["sqlite", "postgresql", "mariadb"]
+ENGINES = ["sqlite", "postgresql", "mariadb", "duckdb"]
 OPERATIONS = ["migration", "backup-restore"]
 
 _UTC_PLUS_530 = dt.timezone(dt.timedelta(hours=5, minutes=30))
@@ -78,7 +78,7 @@ def _rows(source: str, target: str) -> list[tuple[Any, ...]]:
         -0.0,
         1.7976931348623157e308,
         5e-324,
-        math.nan if engines == {"postgresql"} else 1 / 3,
+        math.nan if engines <= {"postgresql", "duckdb"} else 1 / 3,
         math.inf if infinite else -2.5,
     ]
     return [
@@ -160,9 +160,10 @@ def _read(url: str, columns: tuple[ColumnSchema, ...]) -> list[Any]:
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     table = sa.table(TABLE, *(sa.column(c.name) for c in columns))
     selected = [
-        # psycopg parses JSON, which would take a JSON string for text: read its text.
+        # psycopg and DuckDB's driver parse JSON, which would take a JSON string for text
+        # (and JSON null for NULL): read its text.
         sa.cast(sa.func.to_json(table.c[c.name]), sa.Text)
-        if c.type == "json" and engine.dialect.name == "postgresql"
+        if c.type == "json" and engine.dialect.name in ("postgresql", "duckdb")
         else table.c[c.name]
         for c in columns
     ]
@@ -206,6 +207,8 @@ def _url(kind: str, side: str, tmp_path: Path, request: pytest.FixtureRequest) -
         path = tmp_path / f"{side}.db"
         sqlite3.connect(path).close()
         return f"sqlite:///{path}"
+    if kind == "duckdb":
+        return f"duckdb+dsdb:///{tmp_path / f'{side}.duckdb'}"  # the file is created on connect
     first = "postgres_db" if kind == "postgresql" else "mariadb_db"
     name = first if side == "source" else f"_second_{first.split('_')[0]}"
     server: ServerDatabase = request.getfixturevalue(name)

@@ -13,7 +13,8 @@ from dsdb_plan.kinds import kind_of
 
 #: Loaded only by the commands that use them: the notebook API, the backup and copy code
 #: (by planning or applying a resource of the kind that needs it, or by `backups verify`),
-#: the spec diff, the progress display of `apply`.
+#: the spec diff, the progress display of `apply`; DuckDB's driver and Arrow (by a DuckDB
+#: connection).
 LOADED_ON_DEMAND = (
     "dsdb_plan.manager",
     "dsdb_plan.archive",
@@ -24,6 +25,9 @@ LOADED_ON_DEMAND = (
     "dsdb_plan.kinds.teardown",
     "deepdiff",
     "rich",
+    "duckdb",
+    "duckdb_engine",
+    "pyarrow",
 )
 
 

@@ -110,6 +110,11 @@ def restore_backup(
     later = _keys_added_after_loading(engine.dialect.name, selected, reachable)
     warnings = []
     loaded_rows = 0
+    rules = engine_for(engine.dialect)
+    # Where a key can neither be added later nor name a table not created yet (DuckDB), the
+    # key that closes a cycle cannot be made.
+    ahead = rules.capabilities.adds_constraints_later or rules.capabilities.references_later_tables
+    created = set(existing)
     verify_data(info, [table.name for table in todo])  # before anything is written
     drop_tables(engine, [table.name for table in todo])
     for table in todo:
@@ -121,8 +126,15 @@ def restore_backup(
                     f"table {table.name!r}: foreign key {fk.columns} to {fk.ref_table!r} not "
                     f"created: the target has no table {fk.ref_table!r}"
                 )
+            elif not ahead and fk.ref_table not in created | {table.name}:
+                warnings.append(
+                    f"table {table.name!r}: foreign key {fk.columns} to {fk.ref_table!r} not "
+                    f"created: {rules.name} cannot make a key to a table created after its own "
+                    "(the tables' keys form a cycle)"
+                )
             elif (table, fk) not in later:
                 inline.append(fk)
+        created.add(table.name)
         rows = _restore_table(
             engine, info, dataclasses.replace(table, foreign_keys=tuple(inline)), progress, cancel
         )

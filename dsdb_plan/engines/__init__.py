@@ -57,6 +57,8 @@ REGISTRY: tuple[Registration, ...] = (
         {"mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"},
         default_port=3306,
     ),
+    # `duckdb+dsdb`: duckdb_engine's dialect with reflection that DuckDB answers (duckdb.py).
+    Registration("duckdb", ("duckdb",), {"duckdb": "duckdb+dsdb"}, embedded=True),
 )
 
 _BY_DIALECT: dict[str, Registration] = {

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Protocol
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine.interfaces import ReflectedColumn
+from sqlalchemy.types import UserDefinedType
 
 from dsdb_plan.engines import Registration
 from dsdb_plan.portable import INTEGER_TYPES, ColumnSchema, ForeignKeySchema, IndexSchema
@@ -27,6 +28,19 @@ _NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?")
 #: The portable types that hold numbers.
 NUMERIC_TYPES = frozenset({"smallint", "integer", "bigint", "float", "double", "decimal"})
 _TEXT_TYPES = frozenset({"varchar", "text"})
+
+
+class Declared(UserDefinedType[Any]):
+    """A column type written exactly as given (SQLite keeps declared names), its values
+    passed to the driver untouched (no SQLAlchemy processing on the way)."""
+
+    cache_ok = True
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return self.spec
 
 
 @dataclass(frozen=True)
@@ -63,6 +77,16 @@ class Capabilities:
     validates_keys_later: bool = False
     #: Foreign keys refuse rows that point nowhere on dsdb's connections (SQLite's are off).
     enforces_foreign_keys: bool = True
+    #: A foreign key may name a table created after its own (SQLite checks keys only as
+    #: rows are written), so a cycle of keys is created inline where keys cannot be added
+    #: later.
+    references_later_tables: bool = False
+    #: Every committed write changes the database file's header or its write-ahead log's
+    #: (SQLite's change counter), so their bytes and the files' times make a change token.
+    #: DuckDB may keep a write in its WAL and checkpoint it later: no such token.
+    file_change_token: bool = False
+    #: The most digits a DECIMAL column holds, or None where dsdb meets no limit.
+    max_decimal_digits: int | None = None
     #: Writes a query's rows as bulk text itself (`Engine.bulk_text`).
     writes_bulk_text: bool = False
     #: A foreign key follows its table through a rename (elsewhere keys name tables, as in
@@ -116,6 +140,11 @@ class Engine:
         """Set up a SQLAlchemy engine dsdb just created on this database (SQLite adds the
         SQL functions it lacks)."""
 
+    def library_version(self) -> str | None:
+        """The version of the embedded engine's library, which a file not yet created will
+        be written by; None for a server."""
+        return None
+
     def server_name(self, dialect: sa.Dialect) -> str:
         """The product `dialect` reached, as `dsdb connections` names it before its version."""
         return self.name
@@ -143,6 +172,16 @@ class Engine:
         if column.type in _TEXT_TYPES and _NUMBER.fullmatch(default):
             return f"'{default}'"  # a number given to text is its text
         return default if default.startswith("'") else None
+
+    def cannot_hold(self, column: ColumnSchema) -> str | None:
+        """Why a column of this portable type cannot be created here, or None when it can."""
+        limit = self.capabilities.max_decimal_digits
+        if column.type == "decimal" and limit is not None and (column.precision or 0) > limit:
+            return (
+                f"column {column.name!r} is decimal({column.precision},{column.scale or 0}): "
+                f"{self.name}'s DECIMAL holds at most {limit} digits"
+            )
+        return None
 
     def default_left_out(self, column: ColumnSchema) -> str | None:
         """Why the column's default is not created here, or None when it is (or has none)."""
@@ -279,6 +318,11 @@ class Engine:
     ) -> sa.ColumnElement[Any]:
         """What to select for `column` so the driver returns its portable value."""
         return element
+
+    def stable_hash(self, text: str) -> str:
+        """SQL for the first 32 bits of the MD5 of the text SQL `text`, as an unsigned integer:
+        the same number on every engine (`migrate/sample.py`)."""
+        raise NotImplementedError(f"{self.name} has no stable hash")
 
     def text_length(self, element: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         """The length in characters of a text value."""

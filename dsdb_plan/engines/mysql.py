@@ -54,6 +54,7 @@ class MySQLEngine(Engine):
         index_names_per_schema=False,
         indexes_unbounded_text=False,
         checks_keys_per_row=True,
+        max_decimal_digits=65,
         constraint_names_per_schema=True,
     )
     snapshot_isolation = "REPEATABLE READ"
@@ -122,6 +123,9 @@ class MySQLEngine(Engine):
 
     def fixed_formatting(self, conn: sa.Connection) -> AbstractContextManager[None]:
         return utc_time_zone(conn)
+
+    def stable_hash(self, text: str) -> str:
+        return f"CAST(CONV(SUBSTRING(MD5({text}), 1, 8), 16, 10) AS UNSIGNED)"
 
     def text_length(self, element: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         return sa.func.char_length(element)  # LENGTH counts bytes here

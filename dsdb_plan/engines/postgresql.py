@@ -39,6 +39,7 @@ class PostgreSQLEngine(Engine):
         indexes_unbounded_text=True,
         row_versions=True,
         validates_keys_later=True,
+        max_decimal_digits=1000,
         writes_bulk_text=True,
         keys_faster_after_load=True,
         exports_snapshots=True,
@@ -119,6 +120,9 @@ class PostgreSQLEngine(Engine):
         array = sa.func.pg_typeof(element).cast(sa.Text()).like("%[]")
         as_json = sa.cast(sa.func.to_json(element), sa.Text())
         return sa.case((array, as_json), else_=sa.cast(element, sa.Text())).label(column.name)
+
+    def stable_hash(self, text: str) -> str:
+        return f"('x' || substr(md5({text}), 1, 8))::bit(32)::bigint"
 
     def bulk_text_expression(
         self, element: sa.ColumnElement[Any], column: ColumnSchema, actual: Any

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+import sqlite3
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -18,13 +19,13 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
-from sqlalchemy.types import UserDefinedType
 
 from dsdb_plan import sqlfunctions
 from dsdb_plan.engines import registration_for
 from dsdb_plan.engines.base import (
     NUMERIC_TYPES,
     Capabilities,
+    Declared,
     Engine,
     portable_column,
     quote_for_driver,
@@ -47,18 +48,6 @@ _NAMES = {
 }
 
 
-class Declared(UserDefinedType[Any]):
-    """A SQLite column type written exactly as given (SQLite keeps declared names)."""
-
-    cache_ok = True
-
-    def __init__(self, spec: str) -> None:
-        self.spec = spec
-
-    def get_col_spec(self, **kw: Any) -> str:
-        return self.spec
-
-
 class SQLiteEngine(Engine):
     name = "SQLite"
     registration = registration_for("sqlite")
@@ -74,12 +63,17 @@ class SQLiteEngine(Engine):
         index_names_per_schema=True,
         indexes_unbounded_text=True,
         enforces_foreign_keys=False,
+        references_later_tables=True,
+        file_change_token=True,
         keys_follow_renames=False,
         copies_by_attach=True,
         reads_columns=True,
     )
     # Booleans are stored as 0/1 and dates as text: only JSON and UUID text pass.
     passes_as_is: ClassVar[Mapping[str, tuple[str, ...]]] = {"json": ("str",), "uuid": ("str",)}
+
+    def library_version(self) -> str:
+        return sqlite3.sqlite_version
 
     def prepare_engine(self, engine: sa.Engine) -> None:
         sa.event.listen(engine, "connect", sqlfunctions.install)
@@ -106,6 +100,9 @@ class SQLiteEngine(Engine):
 
     def schema_wide_names(self, conn: sa.Connection) -> set[str]:
         return set(conn.exec_driver_sql("SELECT name FROM sqlite_master").scalars())
+
+    def stable_hash(self, text: str) -> str:
+        return f"{sqlfunctions.STABLE_HASH}({text})"  # installed by `prepare_engine`
 
     def text_length(self, element: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         return sa.func.length(element)  # characters, for text

@@ -54,7 +54,7 @@ from dsdb_plan.migrate.integrity import (
 from dsdb_plan.migrate.mask import Masker, unmasked_sensitive
 from dsdb_plan.migrate.run import TableOutcome, TableRun, Written, run_migration
 from dsdb_plan.migrate.subset import TableSelection, count_rows, select_tables
-from dsdb_plan.migrate.target import TargetCheck, inspect_target
+from dsdb_plan.migrate.target import TargetCheck, inspect_target, unheld_columns
 from dsdb_plan.migrate.text_copy import text_copy_note
 from dsdb_plan.migrate.verify import VerifyResult, subset_digest, verify_table
 from dsdb_plan.models import Manifest, Migration
@@ -431,6 +431,11 @@ class MigrationKind(ForgettingKind):
             if target is not None
         }
         problems += [problem for check in checks.values() for problem in check.problems]
+        if target is None:  # a database still to be created: its tables will be new
+            engine = engine_for(ctx.manifest.connections[spec.target].dialect)
+            problems += [
+                problem for run in runs for problem in unheld_columns(engine, run.selection)
+            ]
         if problems:
             # Every problem of the migration at once, as validate reports the manifest's.
             raise PlanError("\n".join(problems))

@@ -20,9 +20,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import PlanError
 from dsdb_plan.models import Sample
-from dsdb_plan.sqlfunctions import STABLE_HASH
 
 #: The hash is an unsigned 32-bit integer.
 HASH_RANGE = 2**32
@@ -37,21 +37,8 @@ class StableHash(sa.sql.functions.FunctionElement[int]):
 
 
 @compiles(StableHash)
-def _sqlite_hash(element: StableHash, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"{STABLE_HASH}({compiler.process(element.clauses, **kw)})"
-
-
-@compiles(StableHash, "postgresql")
-def _postgresql_hash(element: StableHash, compiler: SQLCompiler, **kw: Any) -> str:
-    text = compiler.process(element.clauses, **kw)
-    return f"('x' || substr(md5({text}), 1, 8))::bit(32)::bigint"
-
-
-@compiles(StableHash, "mysql")
-@compiles(StableHash, "mariadb")
-def _mysql_hash(element: StableHash, compiler: SQLCompiler, **kw: Any) -> str:
-    text = compiler.process(element.clauses, **kw)
-    return f"CAST(CONV(SUBSTRING(MD5({text}), 1, 8), 16, 10) AS UNSIGNED)"
+def _stable_hash(element: StableHash, compiler: SQLCompiler, **kw: Any) -> str:
+    return engine_for(compiler.dialect).stable_hash(compiler.process(element.clauses, **kw))
 
 
 def row_hash(table: sa.Table, key: Sequence[str], seed: int | str) -> sa.ColumnElement[int]:

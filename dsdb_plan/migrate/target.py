@@ -94,7 +94,8 @@ def inspect_target(
             bounds = _new_table_bounds(engine, selection)
             too_long = _too_long(source, selection, bounds, label) if source is not None else []
             notes = _defaults_left_out(engine, selection.schema)
-            return TargetCheck(False, problems=tuple(too_long), notes=notes)
+            unheld = unheld_columns(engine, selection)
+            return TargetCheck(False, problems=(*unheld, *too_long), notes=notes)
         (existing,) = reflect_tables(conn, [selection.target])
         merged = _merging_collations(conn, engine, existing, selection, label)
     present = set(existing.column_names)
@@ -230,12 +231,17 @@ def _create(conn: sa.Connection, selection: TableSelection, known_tables: KnownT
     shaped = selection.schema
     # Keys to tables not there yet, and to this table itself (a row may point at one in a
     # later batch), are added after the load (`finish_target`), which checks them all at
-    # once. SQLite cannot add a key later, and does not check keys while loading.
-    inline = not engine_for(conn.dialect).capabilities.adds_constraints_later
+    # once. SQLite cannot add a key later, and does not check keys while loading. DuckDB
+    # can do neither: there a key to a table not created yet (one closing a cycle) is left
+    # out.
+    capabilities = engine_for(conn.dialect).capabilities
+    inline = not capabilities.adds_constraints_later
+    ahead = inline and capabilities.references_later_tables
     keys = tuple(
         fk
         for fk in shaped.foreign_keys
-        if (inline and (fk.ref_table == shaped.name or fk.ref_table in names))
+        if (inline and fk.ref_table == shaped.name)
+        or (ahead and fk.ref_table in names)
         or (fk.ref_table != shaped.name and names.get(fk.ref_table, fk.ref_table) in tables)
     )
     table = dataclasses.replace(shaped, foreign_keys=keys, indexes=())
@@ -248,6 +254,15 @@ def _create(conn: sa.Connection, selection: TableSelection, known_tables: KnownT
     if selection.key and tuple(selection.key) != shaped.primary_key:
         unique = IndexSchema(None, tuple(selection.key), unique=True)
         create_indexes(conn, [dataclasses.replace(table, indexes=(unique,))], rename=rename)
+
+
+def unheld_columns(engine: Engine, selection: TableSelection) -> list[str]:
+    """A message for each selected column a new table in `engine` cannot be created with."""
+    return [
+        f"table {selection.target!r}: {reason}"
+        for column in selection.schema.columns
+        if (reason := engine.cannot_hold(column))
+    ]
 
 
 def _target_names(known_tables: KnownTables) -> dict[str, str]:
