@@ -10,7 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-from deepdiff import DeepDiff
+
+from dsdb_plan.sigint import python_keeps_ctrl_c
+
+with python_keeps_ctrl_c():  # deepdiff imports polars when it is installed
+    from deepdiff import DeepDiff
 
 
 def _path(node: Any) -> str:

@@ -137,12 +137,15 @@ def test_second_apply_fails_fast_naming_the_holder(capsys, project: Path) -> Non
 
 
 def test_ctrl_c_stops_at_once_and_the_next_apply_resumes(capsys, project: Path) -> None:
-    # Many tables after the first one the restore finishes, so the signal, sent once that
-    # one is done, arrives while the restore still runs, however busy the machine is.
+    # Many tables, and a large one last, after the first one the restore finishes: the
+    # signal, sent once that one is done, arrives while the restore still runs, however busy
+    # or fast the machine is.
     with sqlite3.connect(project.parent / "data/local.db") as db:
         for n in range(24):
             db.execute(f"CREATE TABLE extra{n} (id INTEGER PRIMARY KEY, label TEXT)")
             db.executemany(f"INSERT INTO extra{n} VALUES (?, ?)", ((i, "x") for i in range(2000)))
+        db.execute("CREATE TABLE zz_last (id INTEGER PRIMARY KEY, label TEXT)")
+        db.executemany("INSERT INTO zz_last VALUES (?, ?)", ((i, "x") for i in range(100_000)))
     state = open_state(".dsdb/state.db", project.parent)
 
     def restoring() -> bool:

@@ -28,8 +28,6 @@ from typing import Any
 
 import adbc_driver_manager
 import adbc_driver_sqlite
-import polars as pl
-import polars_hash  # noqa: F401  (registers the `nchash` namespace on expressions)
 import sqlalchemy as sa
 
 from dsdb_plan.dbschema import ColumnSchema, TableSchema
@@ -37,6 +35,11 @@ from dsdb_plan.engines import engine_for
 from dsdb_plan.migrate.digest import ESCAPED_TYPES, MODULUS, NULL, SEPARATOR, float_text
 from dsdb_plan.migrate.load import copy_csv, read_ahead_of
 from dsdb_plan.migrate.subset import TableSelection
+from dsdb_plan.sigint import python_keeps_ctrl_c
+
+with python_keeps_ctrl_c():
+    import polars as pl
+    import polars_hash  # noqa: F401  (registers the `nchash` namespace on expressions)
 
 #: Column types this path writes, with the PostgreSQL column types (pg_type.typname) each
 #: may land in: those dsdb creates, and whose text input reads what is written exactly.
