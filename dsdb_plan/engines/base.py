@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine.interfaces import ReflectedColumn
 
+from dsdb_plan.checksum import DigestSQL, TableFingerprint
 from dsdb_plan.portable import INTEGER_TYPES, ColumnSchema, ForeignKeySchema, IndexSchema
 
 _NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?")
@@ -280,6 +281,39 @@ class Engine:
         """Session settings a copy into this engine needs, restored before the connection
         goes back to the pool."""
         return nullcontext()
+
+    # -- checksums (fingerprint.py, migrate/sql_digest.py) ------------------------------------
+
+    #: Whole tables are checksummed by the database (`table_checksum`), not hashed in Python.
+    checksums_tables: ClassVar[bool] = False
+
+    def table_checksum(
+        self, conn: sa.Connection, table: sa.TableClause, columns: Sequence[ReflectedColumn]
+    ) -> TableFingerprint | None:
+        """A whole table's fingerprint by the cheapest exact method the database has, or None
+        where its rows are hashed in Python. `columns` are the table's, reflected."""
+        return None
+
+    def token_matches(
+        self,
+        conn: sa.Connection,
+        table: sa.TableClause,
+        columns: Sequence[ReflectedColumn],
+        token: str | None,
+    ) -> bool:
+        """Whether `token`, of an earlier `table_checksum`, is still the table's: proof, cheaper
+        than reading its content, that the table did not change since."""
+        return False
+
+    def query_checksum(self, conn: sa.Connection, rows: sa.FromClause) -> TableFingerprint | None:
+        """The fingerprint of any rows by the database's own method for them, or None where
+        rows are hashed in Python."""
+        return None
+
+    def digest_sql(self, conn: sa.Connection) -> DigestSQL | None:
+        """How this server writes the portable digest itself, or None when it cannot write
+        every form exactly (the rows are then digested in Python)."""
+        return None
 
 
 _BOOLEANS = frozenset({"true", "false"})

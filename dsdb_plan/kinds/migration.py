@@ -18,15 +18,11 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 
 from dsdb_plan.archive.format import decode_value
+from dsdb_plan.checksum import TableFingerprint
 from dsdb_plan.connection import Connection
 from dsdb_plan.databases import row_counts
 from dsdb_plan.errors import PlanError, note_rows_committed
-from dsdb_plan.fingerprint import (
-    Fingerprint,
-    TableFingerprint,
-    describe_changes,
-    fingerprint_database,
-)
+from dsdb_plan.fingerprint import Fingerprint, describe_changes, fingerprint_database
 from dsdb_plan.kinds.base import (
     ApplyContext,
     ForgettingKind,
