@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from dsdb_plan.dbschema import ColumnSchema, TableSchema
 from dsdb_plan.checksum import ChecksumMethod
+from dsdb_plan.dbschema import ColumnSchema, TableSchema
 from dsdb_plan.migrate.digest import SubsetDigest, number_text
 from dsdb_plan.migrate.sql_digest import in_database
 from tests.helpers import database, fill

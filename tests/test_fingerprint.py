@@ -24,9 +24,9 @@ from psycopg.pq import Escaping
 
 from dsdb_plan import fingerprint as fp
 from dsdb_plan.archive import write_backup
+from dsdb_plan.checksum import ChecksumMethod, TableFingerprint
 from dsdb_plan.engines import Engine, engine_for
 from dsdb_plan.errors import DsdbError
-from dsdb_plan.checksum import ChecksumMethod, TableFingerprint
 from dsdb_plan.fingerprint import (
     Fingerprint,
     FingerprintWhileReading,

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from dsdb_plan.dbschema import build_tables, create_tables
 from dsdb_plan.checksum import ChecksumMethod
+from dsdb_plan.dbschema import build_tables, create_tables
 from dsdb_plan.fingerprint import fingerprint_query
 from dsdb_plan.migrate.digest import SubsetDigest
 from dsdb_plan.migrate.subset import TableSelection, select_subset, select_tables
