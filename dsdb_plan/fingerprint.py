@@ -34,20 +34,17 @@ recorded checksum by an older method reads as a change once (`describe_changes` 
 from __future__ import annotations
 
 import hashlib
-import marshal
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.engine.interfaces import ReflectedColumn
-from xxhash import xxh3_128_intdigest
 
-from dsdb_plan.checksum import ChecksumMethod, TableFingerprint, required_field
+from dsdb_plan.checksum import RowDigest, TableFingerprint, required_field
 from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import DsdbError, driver_message
 from dsdb_plan.rows import read_chunks
@@ -258,48 +255,6 @@ def _in_python(conn: sa.Connection, table: sa.FromClause) -> TableFingerprint:
     for chunk in read_chunks(conn, query, _CHUNK_ROWS):
         digest.add(chunk)
     return digest.result()
-
-
-class RowDigest:
-    """Count and order-independent checksum (`py2`) of rows hashed in Python: the sum of the
-    128-bit XXH3 of each row's `marshal` encoding (format 2).
-
-    Format 2 encodes the values SQLite returns (int, float, str, bytes, None) as type tag plus
-    exact bytes, with neither the back-references nor the interning flags of later formats,
-    so equal rows encode equally in any process; it is several times faster than any text.
-    A row marshal cannot encode (values of other drivers: dates, decimals) is hashed by
-    the marshal of its ascii(), a string, so it can never equal a row that marshal encodes.
-    """
-
-    def __init__(self) -> None:
-        self._rows = 0
-        self._total = 0
-
-    def add(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Count and hash `rows`: driver values, `bytes` for binary."""
-        self._rows += len(rows)
-        try:
-            encoded = list(map(marshal.dumps, rows, repeat(_MARSHAL_FORMAT)))
-        except ValueError:
-            encoded = list(map(_row_bytes, rows))
-        self._total += sum(map(xxh3_128_intdigest, encoded))
-
-    def result(self) -> TableFingerprint:
-        return TableFingerprint(
-            self._rows, ChecksumMethod.PYTHON_ROW_HASH, f"{self._total % 2**128:032x}"
-        )
-
-
-_MARSHAL_FORMAT = 2
-
-
-def _row_bytes(row: tuple[Any, ...]) -> bytes:
-    try:
-        return marshal.dumps(row, _MARSHAL_FORMAT)
-    except ValueError:
-        # ascii() of a tuple quotes and escapes strings (NULL, '' and 'None' differ) and, unlike
-        # repr(), does not depend on the Unicode version's idea of a printable character.
-        return marshal.dumps(ascii(row), _MARSHAL_FORMAT)
 
 
 # --- SQLite token ----------------------------------------------------------------------------

@@ -24,13 +24,12 @@ from psycopg.pq import Escaping
 
 from dsdb_plan import fingerprint as fp
 from dsdb_plan.archive import write_backup
-from dsdb_plan.checksum import ChecksumMethod, TableFingerprint
+from dsdb_plan.checksum import ChecksumMethod, RowDigest, TableFingerprint
 from dsdb_plan.engines import Engine, engine_for
 from dsdb_plan.errors import DsdbError
 from dsdb_plan.fingerprint import (
     Fingerprint,
     FingerprintWhileReading,
-    RowDigest,
     describe_changes,
     fingerprint_database,
 )
@@ -634,7 +633,7 @@ def test_row_digest_is_the_same_in_another_process() -> None:
     """No per-process state (string hash seeds, interning, object identity) leaks into it."""
     rows = [(1, "ünïcode", 2.5, b"\x00\xff", None, 2**64), (2, "a" * 300, -0.0, b"", "", -(2**70))]
     script = (
-        "from dsdb_plan.fingerprint import RowDigest; d = RowDigest(); "
+        "from dsdb_plan.checksum import RowDigest; d = RowDigest(); "
         f"d.add({rows!r}); print(d.result().checksum)"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from dsdb_plan.checksum import RowDigest
 from dsdb_plan.errors import DsdbError
-from dsdb_plan.fingerprint import Fingerprint, RowDigest, fingerprint_database
+from dsdb_plan.fingerprint import Fingerprint, fingerprint_database
 from dsdb_plan.migrate import run as migrate_run
 from dsdb_plan.migrate.run import TableRun, run_migration
 from dsdb_plan.migrate.subset import select_tables

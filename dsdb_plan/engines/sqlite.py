@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import functools
 import re
+import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
+from sqlalchemy.engine.interfaces import ReflectedColumn
 from sqlalchemy.types import UserDefinedType
 
 from dsdb_plan import sqlfunctions
+from dsdb_plan.checksum import TableFingerprint
+from dsdb_plan.engines import sqlite_pages
 from dsdb_plan.engines.base import Capabilities, Engine, portable_column, quote_for_driver
 from dsdb_plan.portable import ColumnSchema, IndexSchema
 
@@ -136,6 +140,17 @@ class SQLiteEngine(Engine):
     def drop_temporary(self, conn: sa.Connection, table: sa.Table) -> None:
         quoted = conn.dialect.identifier_preparer.quote_identifier(table.name)
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{quoted}")
+
+    # -- checksums (fingerprint.py) -----------------------------------------------------------
+
+    def table_checksum(
+        self, conn: sa.Connection, table: sa.TableClause, columns: Sequence[ReflectedColumn]
+    ) -> TableFingerprint | None:
+        # Rows are hashed in Python, but only those of pages that changed since last time.
+        raw = conn.connection.dbapi_connection
+        if not isinstance(raw, sqlite3.Connection):
+            return None
+        return sqlite_pages.table_checksum(raw, str(table.name), [c["name"] for c in columns])
 
 
 def sqlite_portable_type(declared: str) -> ColumnSchema:

@@ -1,0 +1,254 @@
+"""A SQLite table's `py2` checksum, reading again only the pages that changed (issue 15, aim 5).
+
+A table's rows live in the leaf pages of its b-tree, in rowid order, values too big for a
+page spilling into overflow pages. A leaf whose bytes, with its overflow pages' bytes and
+the table's declaration, are the same as when its rows were last hashed holds the same rows,
+so their hash sum comes from a cache instead of from reading them; only the leaves whose
+bytes changed are read through SQLite, by their rowid range. The sum over the leaves is
+exactly what hashing every row gives (`RowDigest`), so the checksum compares with any other
+`py2` checksum. Hashing the pages' bytes costs a small part of decoding their rows.
+
+The pages are read from the file, so this is done only where that is sound: under a read
+transaction, whose shared lock keeps writers from changing the file, in rollback-journal
+mode (in WAL mode the newest pages are in the WAL), for a table with rowids, where SQLite
+has the `dbstat` table that lists a table's pages (an option of its build). Elsewhere
+`table_checksum` returns None and the rows are all read and hashed.
+
+The cache is a file per table in the user's cache folder (`DSDB_CACHE_DIR`, else
+`$XDG_CACHE_HOME/dsdb` or `~/.cache/dsdb`), replaced whole; a missing or unreadable one only
+costs a full read. It holds hashes, never values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import marshal
+import mmap
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import pairwise
+from pathlib import Path
+
+from xxhash import xxh3_128
+
+from dsdb_plan.checksum import RowDigest, TableFingerprint, row_hash_sum
+
+_FORMAT = b"dsdb-sqlite-pages-1"
+#: Past this share of changed leaves, one scan of the table is cheaper than a query per leaf.
+_MOST = 0.25
+_TABLE_LEAF = 0x0D
+_TABLE_INTERIOR = 0x05
+_Cache = dict[bytes, tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class _Leaf:
+    page: bytes
+    #: What the leaf's rows hash to, as cached: its bytes, overflow pages and declaration.
+    key: bytes
+
+    @property
+    def cells(self) -> int:
+        return int.from_bytes(self.page[3:5], "big")
+
+
+def table_checksum(
+    raw: sqlite3.Connection, table: str, columns: Sequence[str]
+) -> TableFingerprint | None:
+    """The table's `py2` fingerprint, from cached page hashes where its pages did not change;
+    None where that cannot be done soundly (see the module's docstring) or SQLite refused a
+    step (a busy file, say): the caller then reads every row, and reports what fails."""
+    try:
+        return _by_pages(raw, table, columns)
+    except sqlite3.Error:
+        return None
+
+
+def _by_pages(
+    raw: sqlite3.Connection, table: str, columns: Sequence[str]
+) -> TableFingerprint | None:
+    file = _main_file(raw)
+    rowid = next((name for name in ("_rowid_", "rowid", "oid") if name not in columns), None)
+    if file is None or rowid is None or _journal_mode(raw) == "wal":
+        return None
+    with _read_transaction(raw):
+        leaves = _leaves(raw, file, table)
+        if leaves is None:
+            return None
+        cache_file = _cache_file(file, table)
+        cached = _load(cache_file)
+        select = f"SELECT {', '.join(map(_quote, columns))} FROM {_quote(table)}"
+        changed = [leaf for leaf in leaves if leaf.key not in cached]
+        if len(changed) > _MOST * len(leaves):
+            hashed = _scan(raw, f"{select} ORDER BY {rowid}", leaves)
+        else:
+            hashed = _ranges(raw, f"{select} WHERE {rowid} BETWEEN ? AND ?", changed)
+        if hashed is None:
+            return None
+    known = {**cached, **hashed}
+    _save(cache_file, {leaf.key: known[leaf.key] for leaf in leaves})
+    digest = RowDigest()
+    for leaf in leaves:
+        digest.add_total(*known[leaf.key])
+    return digest.result()
+
+
+def _main_file(raw: sqlite3.Connection) -> str | None:
+    for _seq, name, file in raw.execute("PRAGMA database_list"):
+        if name == "main":
+            return str(file) if file else None
+    return None
+
+
+def _journal_mode(raw: sqlite3.Connection) -> str:
+    return str(raw.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+
+
+@contextmanager
+def _read_transaction(raw: sqlite3.Connection) -> Iterator[None]:
+    """One read transaction over the pages and the rows: its shared lock, taken by the first
+    read, keeps writers from changing the file until it ends."""
+    began = not raw.in_transaction
+    if began:
+        raw.execute("BEGIN")
+    try:
+        yield
+    finally:
+        if began:
+            raw.rollback()
+
+
+def _leaves(raw: sqlite3.Connection, file: str, table: str) -> list[_Leaf] | None:
+    """The table's leaf pages in rowid order, each with the key its rows are cached under;
+    None when the table has no rowids or SQLite cannot list its pages."""
+    declared = raw.execute(
+        "SELECT sql, rootpage FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+    ).fetchone()
+    if declared is None:
+        return None
+    sql, root = declared
+    try:
+        # dbstat lists a b-tree's pages depth first: leaves in key order, each followed by
+        # the overflow pages of its cells (`/path/cell+n`).
+        pages = raw.execute(
+            "SELECT path, pageno, pagetype FROM dbstat WHERE name = ?", (table,)
+        ).fetchall()
+    except sqlite3.OperationalError:  # built without SQLITE_ENABLE_DBSTAT_VTAB
+        return None
+    size = int(raw.execute("PRAGMA page_size").fetchone()[0])
+    encoding = str(raw.execute("PRAGMA encoding").fetchone()[0])
+    # Rows decode by the columns' declared types and the text encoding, not only their bytes.
+    layout = hashlib.sha256(f"{_FORMAT!r}\0{encoding}\0{size}\0{sql}".encode()).digest()
+    with open(file, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+
+        def page(number: int) -> bytes:
+            return data[(number - 1) * size : number * size]
+
+        if page(root)[0] not in (_TABLE_LEAF, _TABLE_INTERIOR) or root == 1:
+            return None  # WITHOUT ROWID: an index b-tree
+        found: dict[str, tuple[bytes, xxh3_128]] = {}
+        for path, number, kind in pages:
+            if kind == "leaf":
+                content = page(number)
+                found[path] = (content, xxh3_128(layout))
+                found[path][1].update(content)
+            elif kind == "overflow":
+                # `/000/003+000001`: the second overflow page of cell 3 of leaf `/000/`.
+                leaf = found.get(path[: path.rindex("/") + 1])
+                if leaf is None:
+                    return None
+                leaf[1].update(page(number))
+    leaves = [_Leaf(content, hasher.digest()) for content, hasher in found.values()]
+    if any(leaf.page[0] != _TABLE_LEAF for leaf in leaves):
+        return None
+    # Leaves in key order, which `_scan` relies on: each one's rowids follow the last one's.
+    firsts = [_rowid(leaf.page, 0) for leaf in leaves if leaf.cells]
+    if any(later <= earlier for earlier, later in pairwise(firsts)):
+        return None
+    return leaves
+
+
+def _scan(raw: sqlite3.Connection, select: str, leaves: list[_Leaf]) -> _Cache | None:
+    """Every leaf's rows, hashed in one scan in rowid order: each leaf holds the next `cells`
+    rows. None if the scan does not match the pages."""
+    cursor = raw.execute(select)
+    hashed: _Cache = {}
+    for leaf in leaves:
+        rows = cursor.fetchmany(leaf.cells)
+        if len(rows) != leaf.cells:
+            return None
+        hashed[leaf.key] = (len(rows), row_hash_sum(rows))
+    return None if cursor.fetchone() is not None else hashed
+
+
+def _ranges(raw: sqlite3.Connection, select: str, leaves: list[_Leaf]) -> _Cache | None:
+    """The rows of each leaf, read by its first and last rowid. None if a leaf's range does
+    not hold exactly its cells."""
+    hashed: _Cache = {}
+    for leaf in leaves:
+        if leaf.cells == 0:
+            hashed[leaf.key] = (0, 0)
+            continue
+        rows = raw.execute(select, (_rowid(leaf.page, 0), _rowid(leaf.page, leaf.cells - 1)))
+        found = rows.fetchall()
+        if len(found) != leaf.cells:
+            return None
+        hashed[leaf.key] = (len(found), row_hash_sum(found))
+    return hashed
+
+
+def _rowid(page: bytes, cell: int) -> int:
+    """The rowid of a table leaf's `cell`: after the cell's payload size, both varints.
+    https://www.sqlite.org/fileformat2.html#b_tree_pages"""
+    at = int.from_bytes(page[8 + 2 * cell : 10 + 2 * cell], "big")
+    _, at = _varint(page, at)
+    value, _ = _varint(page, at)
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    value = 0
+    for index in range(8):
+        byte = data[at + index]
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            return value, at + index + 1
+    return (value << 8) | data[at + 8], at + 9
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+# --- the cache -------------------------------------------------------------------------------
+
+
+def _cache_file(database: str, table: str) -> Path:
+    base = os.environ.get("DSDB_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "dsdb"
+    )
+    name = hashlib.sha256(f"{os.path.abspath(database)}\0{table}".encode()).hexdigest()[:32]
+    return Path(base) / "sqlite-pages" / name
+
+
+def _load(file: Path) -> _Cache:
+    try:
+        data = marshal.loads(file.read_bytes())
+    except (OSError, EOFError, ValueError, TypeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _save(file: Path, cache: _Cache) -> None:
+    """Replace the cache file whole; a cache that cannot be written is only a missed saving."""
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=file.parent, delete=False) as handle:
+            handle.write(marshal.dumps(cache))
+        os.replace(handle.name, file)
+    except OSError:
+        return
