@@ -475,6 +475,7 @@ def _no_data_reads(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(fp, "_fingerprint", refuse)
     monkeypatch.setattr(fp, "read_chunks", refuse)
+    monkeypatch.setattr(type(engine_for("sqlite")), "table_checksum", refuse)
 
 
 def test_sqlite_unchanged_file_is_not_read_again(
