@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import tempfile
 from pathlib import Path
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 def _measure(rows: int, repeat: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="dsdb-bench-plan-") as folder:
         workdir = Path(folder)
+        os.environ["DSDB_CACHE_DIR"] = str(workdir / "cache")  # dsdb's runs inherit it
         write_sqlite(workdir / "source.db", rows)
         connections = {
             "source": {"driver": "sqlite", "database": "source.db"},

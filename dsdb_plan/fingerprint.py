@@ -20,9 +20,12 @@ How each database is read (issue 3, item 2):
 - SQLite file databases get a `token` from the file's identity, size, times and header bytes
   (plus the WAL and its index when the WAL holds frames). When a `previous` fingerprint carries
   the same token, its tables are returned without reading any data.
-- Everything else (and SQLite when the token changed) streams rows in bounded chunks and hashes
-  each row in Python (`RowDigest`). A reader that goes through every row anyway, as a backup
-  does, hashes the rows it reads with `FingerprintWhileReading` instead of reading them twice.
+- When the token changed, a SQLite table's rows are hashed in Python (`RowDigest`), but only
+  those of the pages whose bytes changed since they were last hashed (`engines/sqlite_pages.py`;
+  the checksum is the same as hashing every row). Where pages cannot be read soundly, and for
+  rows no engine hashes, rows stream in bounded chunks (`rows.read_chunks`). A reader that goes
+  through every row anyway, as a backup does, hashes the rows it reads with
+  `FingerprintWhileReading` instead of reading them twice.
 
 Each checksum carries the method that made it (`ChecksumMethod`, `checksum.py`): two are only
 comparable when their methods are equal, which is so for the same database and the same kind
