@@ -3,7 +3,8 @@
 For each size: a SQLite source of N parent rows (and N/5 children, `data.py`) is migrated
 into a SQLite target once; then `dsdb plan` is timed with nothing changed (exit 0 expected)
 and after one source row was updated (exit 2 expected: the plan must see the change). Each
-plan is timed `--repeat` times, best kept. Results go to `plan_change.json` beside this file
+plan is timed `--repeat` times, best kept, in wall time and in CPU time (user plus system,
+steadier on a busy machine). Results go to `plan_change.json` beside this file
 (or `--output`), and a line per size is printed.
 
     python -m benchmarks.plan_change --rows 200000 2000000
@@ -35,8 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     for result in results:
         print(
-            f"{result['rows']:>10,} rows: no change {result['no_change_seconds']:.2f} s, "
-            f"one row changed {result['one_row_changed_seconds']:.2f} s"
+            f"{result['rows']:>10,} rows: no change {result['no_change_seconds']:.2f} s"
+            f" ({result['no_change_cpu_seconds']:.2f} s CPU), one row changed"
+            f" {result['one_row_changed_seconds']:.2f} s"
+            f" ({result['one_row_changed_cpu_seconds']:.2f} s CPU)"
         )
     return 0
 
@@ -65,7 +68,9 @@ def _measure(rows: int, repeat: int) -> dict[str, object]:
     return {
         "rows": rows,
         "no_change_seconds": round(unchanged.seconds, 3),
+        "no_change_cpu_seconds": round(unchanged.cpu_seconds, 3),
         "one_row_changed_seconds": round(changed.seconds, 3),
+        "one_row_changed_cpu_seconds": round(changed.cpu_seconds, 3),
         "peak_rss_mb": round(max(unchanged.peak_rss_mb, changed.peak_rss_mb), 1),
     }
 

@@ -29,9 +29,9 @@ import sqlite3
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
+from typing import NamedTuple
 
 from xxhash import xxh3_128
 
@@ -45,15 +45,11 @@ _TABLE_INTERIOR = 0x05
 _Cache = dict[bytes, tuple[int, int]]
 
 
-@dataclass(frozen=True)
-class _Leaf:
-    page: bytes
+class _Leaf(NamedTuple):
+    number: int
     #: What the leaf's rows hash to, as cached: its bytes, overflow pages and declaration.
     key: bytes
-
-    @property
-    def cells(self) -> int:
-        return int.from_bytes(self.page[3:5], "big")
+    cells: int
 
 
 def table_checksum(
@@ -75,18 +71,18 @@ def _by_pages(
     rowid = next((name for name in ("_rowid_", "rowid", "oid") if name not in columns), None)
     if file is None or rowid is None or _journal_mode(raw) == "wal":
         return None
-    with _read_transaction(raw):
-        leaves = _leaves(raw, file, table)
-        if leaves is None:
+    with _read_transaction(raw), _pages(file) as pages:
+        leaves = _leaves(raw, pages, table) if pages is not None else None
+        if pages is None or leaves is None:
             return None
         cache_file = _cache_file(file, table)
         cached = _load(cache_file)
         select = f"SELECT {', '.join(map(_quote, columns))} FROM {_quote(table)}"
         changed = [leaf for leaf in leaves if leaf.key not in cached]
         if len(changed) > _MOST * len(leaves):
-            hashed = _scan(raw, f"{select} ORDER BY {rowid}", leaves)
+            hashed = _scan(raw, f"{select} ORDER BY {rowid}", pages, leaves)
         else:
-            hashed = _ranges(raw, f"{select} WHERE {rowid} BETWEEN ? AND ?", changed)
+            hashed = _ranges(raw, f"{select} WHERE {rowid} BETWEEN ? AND ?", pages, changed)
         if hashed is None:
             return None
     known = {**cached, **hashed}
@@ -122,8 +118,31 @@ def _read_transaction(raw: sqlite3.Connection) -> Iterator[None]:
             raw.rollback()
 
 
-def _leaves(raw: sqlite3.Connection, file: str, table: str) -> list[_Leaf] | None:
-    """The table's leaf pages in rowid order, each with the key its rows are cached under;
+class _Pages:
+    """The database file's pages, read in place (mapped, not copied)."""
+
+    def __init__(self, view: memoryview, size: int) -> None:
+        self.view, self.size = view, size
+
+    def __getitem__(self, number: int) -> memoryview:
+        return self.view[(number - 1) * self.size : number * self.size]
+
+
+@contextmanager
+def _pages(file: str) -> Iterator[_Pages | None]:
+    with open(file, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            yield None
+            return
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            # The page size is in the file's header (https://www.sqlite.org/fileformat2.html).
+            size = int.from_bytes(data[16:18], "big")
+            with memoryview(data) as view:
+                yield _Pages(view, 65536 if size == 1 else size)
+
+
+def _leaves(raw: sqlite3.Connection, pages: _Pages, table: str) -> list[_Leaf] | None:
+    """The table's leaf pages in b-tree order, each with the key its rows are cached under;
     None when the table has no rowids or SQLite cannot list its pages."""
     declared = raw.execute(
         "SELECT sql, rootpage FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
@@ -132,49 +151,46 @@ def _leaves(raw: sqlite3.Connection, file: str, table: str) -> list[_Leaf] | Non
         return None
     sql, root = declared
     try:
-        # dbstat lists a b-tree's pages depth first: leaves in key order, each followed by
-        # the overflow pages of its cells (`/path/cell+n`).
-        pages = raw.execute(
+        # dbstat lists a b-tree's pages depth first, a leaf's overflow pages under its path
+        # (`/000/003+000001`: the second overflow page of cell 3 of leaf `/000/`).
+        listed = raw.execute(
             "SELECT path, pageno, pagetype FROM dbstat WHERE name = ?", (table,)
         ).fetchall()
     except sqlite3.OperationalError:  # built without SQLITE_ENABLE_DBSTAT_VTAB
         return None
-    size = int(raw.execute("PRAGMA page_size").fetchone()[0])
+    if root == 1 or pages[root][0] not in (_TABLE_LEAF, _TABLE_INTERIOR):
+        return None  # WITHOUT ROWID: an index b-tree
     encoding = str(raw.execute("PRAGMA encoding").fetchone()[0])
     # Rows decode by the columns' declared types and the text encoding, not only their bytes.
-    layout = hashlib.sha256(f"{_FORMAT!r}\0{encoding}\0{size}\0{sql}".encode()).digest()
-    with open(file, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-
-        def page(number: int) -> bytes:
-            return data[(number - 1) * size : number * size]
-
-        if page(root)[0] not in (_TABLE_LEAF, _TABLE_INTERIOR) or root == 1:
-            return None  # WITHOUT ROWID: an index b-tree
-        found: dict[str, tuple[bytes, xxh3_128]] = {}
-        for path, number, kind in pages:
-            if kind == "leaf":
-                content = page(number)
-                found[path] = (content, xxh3_128(layout))
-                found[path][1].update(content)
-            elif kind == "overflow":
-                # `/000/003+000001`: the second overflow page of cell 3 of leaf `/000/`.
-                leaf = found.get(path[: path.rindex("/") + 1])
-                if leaf is None:
-                    return None
-                leaf[1].update(page(number))
-    leaves = [_Leaf(content, hasher.digest()) for content, hasher in found.values()]
-    if any(leaf.page[0] != _TABLE_LEAF for leaf in leaves):
-        return None
-    # Leaves in key order, which `_scan` relies on: each one's rowids follow the last one's.
-    firsts = [_rowid(leaf.page, 0) for leaf in leaves if leaf.cells]
-    if any(later <= earlier for earlier, later in pairwise(firsts)):
-        return None
+    layout = hashlib.sha256(f"{_FORMAT!r}\0{encoding}\0{pages.size}\0{sql}".encode()).digest()
+    found: dict[str, tuple[int, xxh3_128]] = {}
+    for path, number, kind in listed:
+        if kind == "leaf":
+            hasher = xxh3_128(layout)
+            hasher.update(pages[number])
+            found[path] = (number, hasher)
+        elif kind == "overflow":
+            leaf = found.get(path[: path.rindex("/") + 1])
+            if leaf is None:
+                return None
+            leaf[1].update(pages[number])
+    leaves = []
+    for number, hasher in found.values():
+        page = pages[number]
+        if page[0] != _TABLE_LEAF:
+            return None
+        leaves.append(_Leaf(number, hasher.digest(), int.from_bytes(page[3:5], "big")))
     return leaves
 
 
-def _scan(raw: sqlite3.Connection, select: str, leaves: list[_Leaf]) -> _Cache | None:
+def _scan(
+    raw: sqlite3.Connection, select: str, pages: _Pages, leaves: list[_Leaf]
+) -> _Cache | None:
     """Every leaf's rows, hashed in one scan in rowid order: each leaf holds the next `cells`
-    rows. None if the scan does not match the pages."""
+    rows. None if the leaves are not in key order or the scan does not match them."""
+    firsts = [_rowid(pages[leaf.number], 0) for leaf in leaves if leaf.cells]
+    if any(later <= earlier for earlier, later in pairwise(firsts)):
+        return None
     cursor = raw.execute(select)
     hashed: _Cache = {}
     for leaf in leaves:
@@ -185,7 +201,9 @@ def _scan(raw: sqlite3.Connection, select: str, leaves: list[_Leaf]) -> _Cache |
     return None if cursor.fetchone() is not None else hashed
 
 
-def _ranges(raw: sqlite3.Connection, select: str, leaves: list[_Leaf]) -> _Cache | None:
+def _ranges(
+    raw: sqlite3.Connection, select: str, pages: _Pages, leaves: list[_Leaf]
+) -> _Cache | None:
     """The rows of each leaf, read by its first and last rowid. None if a leaf's range does
     not hold exactly its cells."""
     hashed: _Cache = {}
@@ -193,15 +211,15 @@ def _ranges(raw: sqlite3.Connection, select: str, leaves: list[_Leaf]) -> _Cache
         if leaf.cells == 0:
             hashed[leaf.key] = (0, 0)
             continue
-        rows = raw.execute(select, (_rowid(leaf.page, 0), _rowid(leaf.page, leaf.cells - 1)))
-        found = rows.fetchall()
+        page = pages[leaf.number]
+        found = raw.execute(select, (_rowid(page, 0), _rowid(page, leaf.cells - 1))).fetchall()
         if len(found) != leaf.cells:
             return None
         hashed[leaf.key] = (len(found), row_hash_sum(found))
     return hashed
 
 
-def _rowid(page: bytes, cell: int) -> int:
+def _rowid(page: memoryview, cell: int) -> int:
     """The rowid of a table leaf's `cell`: after the cell's payload size, both varints.
     https://www.sqlite.org/fileformat2.html#b_tree_pages"""
     at = int.from_bytes(page[8 + 2 * cell : 10 + 2 * cell], "big")
@@ -210,7 +228,7 @@ def _rowid(page: bytes, cell: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def _varint(data: bytes, at: int) -> tuple[int, int]:
+def _varint(data: memoryview, at: int) -> tuple[int, int]:
     value = 0
     for index in range(8):
         byte = data[at + index]
