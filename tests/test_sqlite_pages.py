@@ -146,6 +146,17 @@ def test_where_pages_cannot_be_read_soundly_every_row_is(tmp_path: Path, setup: 
     engine.dispose()
 
 
+def test_a_wal_database_no_connection_writes_to_is_read_by_pages(tmp_path: Path) -> None:
+    raw = _filled(tmp_path / "data.db", rows=300)
+    raw.execute("PRAGMA journal_mode = WAL")
+    raw.execute("UPDATE t SET name = 'in the WAL' WHERE id = 7")
+    raw.close()  # the last connection checkpoints and removes the WAL
+    reader = _connect(tmp_path / "data.db")
+    assert _by_pages(reader) == _every_row(reader)
+    assert _by_pages(reader) is not None
+    reader.close()
+
+
 def test_in_memory_and_rowid_named_columns_are_read_whole() -> None:
     raw = sqlite3.connect(":memory:")
     raw.execute("CREATE TABLE t (a)")

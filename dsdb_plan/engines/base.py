@@ -284,7 +284,8 @@ class Engine:
 
     # -- checksums (fingerprint.py, migrate/sql_digest.py) ------------------------------------
 
-    #: Whole tables are checksummed by the database (`table_checksum`), not hashed in Python.
+    #: `table_checksum` hashes no row in Python, so a reader of every row gains nothing by
+    #: hashing the rows it reads (`FingerprintWhileReading`).
     checksums_tables: ClassVar[bool] = False
 
     def table_checksum(

@@ -9,10 +9,11 @@ exactly what hashing every row gives (`RowDigest`), so the checksum compares wit
 `py2` checksum. Hashing the pages' bytes costs a small part of decoding their rows.
 
 The pages are read from the file, so this is done only where that is sound: under a read
-transaction, whose shared lock keeps writers from changing the file, in rollback-journal
-mode (in WAL mode the newest pages are in the WAL), for a table with rowids, where SQLite
-has the `dbstat` table that lists a table's pages (an option of its build). Elsewhere
-`table_checksum` returns None and the rows are all read and hashed.
+transaction, which keeps writers from changing the file (its shared lock in rollback-journal
+mode; in WAL mode, only while the WAL is empty, as when no connection is open, else the
+newest pages are in the WAL), for a table with rowids, where SQLite has the `dbstat` table
+that lists a table's pages (an option of its build). Elsewhere `table_checksum` returns None
+and the rows are all read and hashed.
 
 The cache is a file per table in the user's cache folder (`DSDB_CACHE_DIR`, else
 `$XDG_CACHE_HOME/dsdb` or `~/.cache/dsdb`), replaced whole; a missing or unreadable one only
@@ -69,9 +70,11 @@ def _by_pages(
 ) -> TableFingerprint | None:
     file = _main_file(raw)
     rowid = next((name for name in ("_rowid_", "rowid", "oid") if name not in columns), None)
-    if file is None or rowid is None or _journal_mode(raw) == "wal":
+    if file is None or rowid is None:
         return None
     with _read_transaction(raw), _pages(file) as pages:
+        if _journal_mode(raw) == "wal" and _wal_has_frames(file):
+            return None  # the newest pages may be in the WAL, not in the file
         leaves = _leaves(raw, pages, table) if pages is not None else None
         if pages is None or leaves is None:
             return None
@@ -104,6 +107,16 @@ def _journal_mode(raw: sqlite3.Connection) -> str:
     return str(raw.execute("PRAGMA journal_mode").fetchone()[0]).lower()
 
 
+def _wal_has_frames(file: str) -> bool:
+    """Whether the WAL may hold pages newer than the file's. Asked under the read lock: an
+    empty WAL then means this transaction reads the file alone, and no checkpoint can
+    change the file while it lasts."""
+    try:
+        return os.path.getsize(file + "-wal") > 0
+    except FileNotFoundError:
+        return False
+
+
 @contextmanager
 def _read_transaction(raw: sqlite3.Connection) -> Iterator[None]:
     """One read transaction over the pages and the rows: its shared lock, taken by the first
@@ -112,6 +125,7 @@ def _read_transaction(raw: sqlite3.Connection) -> Iterator[None]:
     if began:
         raw.execute("BEGIN")
     try:
+        raw.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # takes the lock
         yield
     finally:
         if began:
