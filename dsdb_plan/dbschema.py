@@ -22,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine.interfaces import ReflectedColumn
 
+from dsdb_plan.dag import topological_order
 from dsdb_plan.engines import Engine, engine_for
 from dsdb_plan.engines.base import portable_type as portable_type
 from dsdb_plan.engines.base import quote_for_driver as quote_for_driver
@@ -61,16 +62,7 @@ def sort_tables(tables: Iterable[TableSchema]) -> list[TableSchema]:
         }
         for name, table in by_name.items()
     }
-    ordered: list[TableSchema] = []
-    done: set[str] = set()
-    while len(done) < len(by_name):
-        remaining = sorted(set(by_name) - done)
-        ready = [name for name in remaining if parents[name] <= done]
-        # In a cycle nothing is ready: release the first table by name to break it.
-        for name in ready or remaining[:1]:
-            ordered.append(by_name[name])
-            done.add(name)
-    return ordered
+    return [by_name[name] for name in topological_order(parents, break_cycles=True)]
 
 
 def deferred_foreign_keys(
@@ -180,12 +172,15 @@ def build_tables(
     *,
     rename: Mapping[str, str] | None = None,
     deferred: Collection[tuple[str, str | None, tuple[str, ...]]] = (),
+    keyed: Mapping[str, Collection[str]] | None = None,
 ) -> tuple[sa.MetaData, dict[str, sa.Table]]:
     """SQLAlchemy `Table`s for `tables` on `dialect`, keyed by source name.
 
     Foreign keys whose (table, name, columns) is in `deferred` get `use_alter` so they can be
     added after every table exists. Tables referenced but not in `tables` get column-only
-    stubs, so the DDL can name them; stubs are never created.
+    stubs, so the DDL can name them; stubs are never created. `keyed` names, per table, the
+    columns that will sit in a key or an index, where the table given leaves out the keys and
+    indexes added after loading (their columns still need a type an index can hold).
     """
     rename = dict(rename or {})
     metadata = sa.MetaData()
@@ -193,9 +188,9 @@ def build_tables(
     options = engine.table_options(dialect)
     built: dict[str, sa.Table] = {}
     for table in tables:
-        keyed = table.keyed_columns()
+        in_keys = table.keyed_columns() | set((keyed or {}).get(table.name, ()))
         columns = [
-            _sa_column(column, engine, table, column.name in keyed) for column in table.columns
+            _sa_column(column, engine, table, column.name in in_keys) for column in table.columns
         ]
         built[table.name] = sa.Table(
             rename.get(table.name, table.name), metadata, *columns, **options
@@ -251,11 +246,13 @@ def create_tables(
     *,
     rename: Mapping[str, str] | None = None,
     with_indexes: bool = True,
+    keyed: Mapping[str, Collection[str]] | None = None,
 ) -> None:
     """Create `tables` with primary and foreign keys (and indexes), parents first.
 
     Foreign keys inside a cycle are added once every table exists (SQLite keeps them inline:
-    it cannot add constraints later and does not check them at creation).
+    it cannot add constraints later and does not check them at creation). `keyed` as in
+    `build_tables`.
     """
     ordered = sort_tables(tables)
     with transaction(bind) as conn:
@@ -264,7 +261,7 @@ def create_tables(
             if engine_for(conn.dialect).capabilities.adds_constraints_later
             else []
         )
-        _, built = build_tables(conn.dialect, ordered, rename=rename, deferred=later)
+        _, built = build_tables(conn.dialect, ordered, rename=rename, deferred=later, keyed=keyed)
         for table in ordered:
             target = built[table.name]
             inline = [fk for fk in target.foreign_key_constraints if not fk.use_alter]

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from dsdb_plan.dag import run_dag
 from dsdb_plan.errors import DsdbError, Interrupted, driver_message, rows_committed
 from dsdb_plan.kinds import ApplyContext, Outcome, kind_of
 from dsdb_plan.plan import Action, Plan
@@ -96,63 +96,37 @@ def execute(
     then it goes on at once, and the running actions stop in the background.
     """
     report = ApplyReport()
-    in_plan = {action.key for action in plan.changes}
+    actions = {action.key: action for action in plan.changes}
     ended: dict[str, str] = {}
-    pending = list(plan.changes)
-    running: dict[Future[ActionResult], Action] = {}
 
-    def finish(action: Action, result: ActionResult) -> None:
+    def finish(action: Action, result: ActionResult) -> bool:
         ended[action.key] = result.status
         report.results.append(result)
         if on_result:
             on_result(action, result)
+        return result.status == "ok"
 
-    pool = ThreadPoolExecutor(max_workers=max(1, parallelism))
-    try:
-        while pending or running:
-            if ctx.cancel.is_set():
-                for action in pending:
-                    finish(action, _not_started(action))
-                pending.clear()
-            for action in list(pending):
-                blocker = next((d for d in action.depends_on if ended.get(d) in _UNFINISHED), None)
-                if blocker is not None:
-                    pending.remove(action)
-                    reason = _BLOCKED_BY[ended[blocker]]
-                    finish(
-                        action,
-                        ActionResult(
-                            action.key, action.address, "skipped", f"skipped: {blocker} {reason}"
-                        ),
-                    )
-                    continue
-                waiting = any(d in in_plan and d not in ended for d in action.depends_on)
-                full = len(running) >= max(1, parallelism)
-                clash = conflict is not None and any(
-                    conflict(action, other) for other in running.values()
-                )
-                if waiting or full or clash:
-                    continue
-                pending.remove(action)
-                if on_start:
-                    on_start(action)
-                running[pool.submit(_run, action, ctx, user)] = action
-            if running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    finish(running.pop(future), future.result())
-    except BaseException:
-        # A second stop (the first one set `ctx.cancel`) means now: do not wait for the pool.
-        again = ctx.cancel.is_set()
-        ctx.cancel.set()
-        pool.shutdown(wait=not again, cancel_futures=True)
-        raise
-    pool.shutdown()
+    def skip(key: str, blocker: str) -> None:
+        action = actions[key]
+        message = f"skipped: {blocker} {_BLOCKED_BY[ended[blocker]]}"
+        finish(action, ActionResult(action.key, action.address, "skipped", message))
+
+    run_dag(
+        list(actions),
+        {key: action.depends_on for key, action in actions.items()},
+        lambda key, _: _run(actions[key], ctx, user),
+        lambda key, result: finish(actions[key], result),
+        workers=parallelism,
+        cancel=ctx.cancel,
+        conflict=(lambda a, b: conflict(actions[a], actions[b])) if conflict else None,
+        on_start=(lambda key: on_start(actions[key])) if on_start else None,
+        on_skip=skip,
+        on_unstarted=lambda key: finish(actions[key], _not_started(actions[key])),
+    )
     return report
 
 
 _BLOCKED_BY = {"failed": "failed", "skipped": "was skipped", "interrupted": "was interrupted"}
-_UNFINISHED = tuple(_BLOCKED_BY)
 
 
 def _not_started(action: Action) -> ActionResult:

@@ -7,7 +7,6 @@ before a teardown of it.
 
 from __future__ import annotations
 
-import graphlib
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -55,28 +54,6 @@ def dependencies(manifest: Manifest) -> dict[str, set[str]]:
             for teardown in teardowns_of[connection]:
                 graph[teardown].add(address)
     return graph
-
-
-def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """A dependency cycle as a path (first node repeated at the end), or None."""
-    try:
-        graphlib.TopologicalSorter(graph).prepare()
-    except graphlib.CycleError as error:
-        cycle: list[str] = list(reversed(error.args[1]))
-        return cycle
-    return None
-
-
-def topological_order(graph: dict[str, set[str]]) -> list[str]:
-    """Addresses in an order where each comes after its dependencies; ties sorted by name."""
-    sorter = graphlib.TopologicalSorter(graph)
-    sorter.prepare()
-    order: list[str] = []
-    while sorter.is_active():
-        ready = sorted(sorter.get_ready())
-        order.extend(ready)
-        sorter.done(*ready)
-    return order
 
 
 def io_conflict(manifest: Manifest) -> Callable[[Action, Action], bool]:

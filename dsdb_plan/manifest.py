@@ -18,8 +18,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from dsdb_plan.dag import find_cycle
 from dsdb_plan.errors import DsdbError, ManifestError, Problem, did_you_mean
-from dsdb_plan.graph import dependencies, find_cycle
+from dsdb_plan.graph import dependencies
 from dsdb_plan.interpolate import interpolate
 from dsdb_plan.models import NAME_PATTERN, RESOURCE_KINDS, Manifest
 from dsdb_plan.redact import redact

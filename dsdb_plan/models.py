@@ -278,7 +278,10 @@ class Restore(_Resource):
         default=None, description="A specific backup of that resource (see `dsdb backups list`)."
     )
     path: str | None = Field(
-        default=None, description="A backup folder on disk, instead of a backup resource."
+        default=None,
+        description=(
+            "A backup folder on disk (relative to the manifest), instead of a backup resource."
+        ),
     )
     to: Name = Field(description="The connection to restore into.")
     tables: list[str] | None = Field(default=None, description="Only these tables (default: all).")

@@ -18,8 +18,7 @@ from typing import Any
 from dsdb_plan.kinds import ApplyContext, Outcome, PlanContext, kind_of
 from dsdb_plan.kinds.base import make_record
 from dsdb_plan.models import Manifest
-from dsdb_plan.state import StateSnapshot
-from dsdb_plan.state.sqlite_store import SqliteStateStore
+from dsdb_plan.state import SqliteStateStore, StateSnapshot
 from dsdb_plan.workspace import Workspace
 
 _TAKEN = "backup.taken-in-this-session"

@@ -19,8 +19,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from dsdb_plan.dag import topological_order
 from dsdb_plan.errors import DsdbError, PlanError, did_you_mean, driver_message
-from dsdb_plan.graph import dependencies, topological_order
+from dsdb_plan.graph import dependencies
 from dsdb_plan.kinds import PlanContext, kind_of
 from dsdb_plan.manifest import LoadedManifest
 from dsdb_plan.models import Moved, Teardown

@@ -49,6 +49,7 @@ class Project:
             connections=dict(loaded.manifest.connections),
             backup_root=loaded.resolve(settings.backup_root),
             user=user or current_user(),
+            base_dir=loaded.base_dir,
         )
         store = open_state(settings.state, loaded.base_dir)
         return cls(loaded=loaded, workspace=workspace, store=store)

@@ -38,6 +38,9 @@ class Workspace:
     connections: dict[str, Connection]
     backup_root: Path
     user: str
+    #: The folder relative paths in the manifest are read from: the manifest's own folder
+    #: (the current folder for the notebook API).
+    base_dir: Path = field(default_factory=Path.cwd)
     _engines: dict[str, sa.Engine] = field(default_factory=dict, repr=False)
     _reached: set[str] = field(default_factory=set, repr=False)
     # Set by apply: a missing database with `create_database: true` is created when reached.
@@ -57,6 +60,11 @@ class Workspace:
             if name not in self._engines:
                 self._engines[name] = self.connection(name).create_engine()
             return self._engines[name]
+
+    def resolve(self, path: str) -> Path:
+        """A path written in the manifest, made absolute against the manifest's folder."""
+        resolved = Path(path).expanduser()
+        return resolved if resolved.is_absolute() else (self.base_dir / resolved).resolve()
 
     def backups_dir(self, resource: str) -> Path:
         """Folder holding the backups of backup resource `resource`."""

@@ -216,3 +216,30 @@ def test_a_restore_of_a_backup_not_taken_says_so_plainly(
     unknown = run_cli(capsys, "plan", project)
     assert unknown.code == 1
     assert "  restore.back: backup.nightly has no backup nope to restore\n" in unknown.err
+
+
+def test_a_restore_path_is_read_relative_to_the_manifest_not_the_current_folder(
+    capsys: pytest.CaptureFixture[str],
+    project: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    backup_id = _recorded(project)["latest"]["id"]
+    project.write_text(
+        MANIFEST.replace("backups:", "  copy: {driver: sqlite, database: data/copy.db}\nbackups:")
+        + f"restores:\n  from_folder: {{path: backups/nightly/{backup_id}, to: copy}}\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+
+    def rows(name: str) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(project.parent / "data" / name) as db:
+            return db.execute("SELECT * FROM flights ORDER BY id").fetchall()
+
+    assert rows("copy.db") == rows("local.db") != []
+    assert not (elsewhere / "backups").exists()
+    assert run_cli(capsys, "plan", project, "--detailed-exitcode").code == 0

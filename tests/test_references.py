@@ -278,3 +278,50 @@ def test_a_composite_reference_is_followed_and_created(
     assert rows(stage, "SELECT * FROM seats") == [("N1", "1B", "aisle"), ("N2", "1A", "window")]
     keys = rows(stage, 'SELECT "table", "from", "to" FROM pragma_foreign_key_list(\'tickets\')')
     assert keys == [("seats", "plane", "plane"), ("seats", "seat", "seat")]
+
+
+@pytest.mark.parametrize("mode", ["upsert", "replace"])
+@pytest.mark.parametrize("server", ["postgres_db", "mariadb_db"])
+def test_a_reference_to_unique_text_of_a_parent_with_its_own_key_is_created_on_servers(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    request: pytest.FixtureRequest,
+    server: str,
+    mode: str,
+) -> None:
+    target: ServerDatabase = request.getfixturevalue(server)
+    with sqlite3.connect(tmp_path / "local.db") as db:
+        db.executescript(
+            UNDECLARED.replace(
+                "CREATE TABLE planes (tailnum TEXT, seats INTEGER);",
+                "CREATE TABLE planes (id INTEGER PRIMARY KEY, tailnum TEXT, seats INTEGER);",
+            ).replace(
+                "INSERT INTO planes VALUES ('N1', 100), ('N2', 150), ('N3', 200), ('N4', 50);",
+                "INSERT INTO planes VALUES (1, 'N1', 100), (2, 'N2', 150), (3, 'N3', 200),"
+                " (4, 'N4', 50);",
+            )
+        )
+    manifest = tmp_path / "dsdb.yaml"
+    manifest.write_text(
+        MANIFEST.replace(
+            "{driver: sqlite, database: stage.db}", f'{{url: "{target.url_string}"}}'
+        ).replace("follow: parents", f"follow: parents\n    mode: {mode}")
+    )
+    for _ in range(2):  # the second apply replaces tables that exist
+        applied = run_cli(
+            capsys, "apply", manifest, "--auto-approve", "--allow-destroy", "--no-color"
+        )
+        assert applied.code == 0, applied.text
+        with sqlite3.connect(tmp_path / "local.db") as db:
+            db.execute("UPDATE planes SET seats = seats + 1")
+    engine = target.engine()
+    try:
+        keys = sa.inspect(engine).get_foreign_keys("flights")
+        assert ("planes", ("tailnum",)) in {
+            (k["referred_table"], tuple(k["constrained_columns"])) for k in keys
+        }
+        with engine.connect() as conn:
+            planes = conn.execute(sa.text("SELECT id, tailnum, seats FROM planes")).all()
+        assert sorted(tuple(row) for row in planes) == [(1, "N1", 101), (2, "N2", 151)]
+    finally:
+        engine.dispose()

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -40,8 +40,8 @@ from dsdb_plan.state import (
     open_state,
     resource_history,
 )
-from dsdb_plan.state.postgres_store import SCHEMA as STATE_SCHEMA
-from dsdb_plan.state.sqlite_store import SCHEMA_VERSION
+from dsdb_plan.state.postgres_backend import SCHEMA as STATE_SCHEMA
+from dsdb_plan.state.tables import SCHEMA_VERSION
 from tests.servers import ServerDatabase
 
 PROCESS_WAIT_SECONDS = 60  # bound on waiting for a child process; never reached when healthy
@@ -635,10 +635,12 @@ def test_sqlite_full_disk_says_the_disk_is_full(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     store = SqliteStateStore(path)
     store.put_resource(record())
-    assert store._conn is not None
-    pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
-    # SQLite's own limit on the file's size fails a write as a full disk does: SQLITE_FULL.
-    store._conn.execute(f"PRAGMA max_page_count = {pages}")
+    engine = store._file.engine()
+    assert engine is not None
+    with engine.connect() as conn:  # the store's one connection
+        pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+        # SQLite's own limit on the file's size fails a write as a full disk does: SQLITE_FULL.
+        conn.exec_driver_sql(f"PRAGMA max_page_count = {pages}")
     with pytest.raises(StateError) as error:
         store.put_resource(record("backup.big", spec={"blob": "x" * 100_000}))
     assert error.value.message.startswith(
@@ -777,6 +779,69 @@ def test_sqlite_older_schema_is_read_as_is_and_upgraded_on_write(tmp_path: Path)
         version = raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     raw.close()
     assert version == (str(SCHEMA_VERSION),)
+
+
+# Version 2 added the history log, whose user column version 3 renames to `user_name` (the
+# name the PostgreSQL state always used, so both share one table definition).
+_V2_HISTORY = """
+CREATE TABLE history (id INTEGER PRIMARY KEY AUTOINCREMENT, address TEXT NOT NULL,
+    action TEXT NOT NULL, user TEXT NOT NULL, host TEXT NOT NULL,
+    started_at TEXT NOT NULL, finished_at TEXT NOT NULL, outcome TEXT NOT NULL,
+    rows INTEGER NOT NULL, bytes INTEGER NOT NULL, duration_s REAL NOT NULL,
+    message TEXT NOT NULL);
+CREATE INDEX history_by_address ON history (address, id);
+"""
+
+
+def test_sqlite_version_2_keeps_its_history_when_read_and_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    lineage = str(uuid.uuid4())
+    old = record("backup.old")
+    logged = entry("backup.old", rows=12, bytes=340, duration_s=1.5, message="done")
+    with sqlite3.connect(path) as raw:
+        raw.executescript(_V1_SCHEMA + _V2_HISTORY + "PRAGMA journal_mode = WAL;")
+        raw.executemany(
+            "INSERT INTO meta VALUES (?, ?)",
+            [
+                ("format", "dsdb-state"),
+                ("schema_version", "2"),
+                ("lineage", lineage),
+                ("serial", "5"),
+            ],
+        )
+        raw.execute(
+            "INSERT INTO resources VALUES (?, ?, ?, ?)",
+            (old.address, old.kind, old.status, json.dumps(old.to_dict())),
+        )
+        values = {k: v for k, v in logged.to_dict().items() if k != "id"}
+        raw.execute(
+            f"INSERT INTO history ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+            list(values.values()),
+        )
+    raw.close()
+    before = path.read_bytes()
+
+    store = SqliteStateStore(path)
+    assert store.read() == StateSnapshot(lineage, 5, {"backup.old": old}, {})
+    assert store.history() == [replace(logged, id=1)]
+    store.close()
+    assert path.read_bytes() == before, "reading must not upgrade (or touch) the file"
+
+    store = SqliteStateStore(path)
+    assert store.put_resource(record("backup.new")) == 6
+    store.append_history(entry("backup.new"))
+    assert [(e.address, e.user) for e in store.history()] == [
+        ("backup.new", "analyst"),
+        ("backup.old", "analyst"),
+    ]
+    assert store.history("backup.old") == [replace(logged, id=1)]
+    store.close()
+    with sqlite3.connect(path) as raw:
+        version = raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        columns = [row[1] for row in raw.execute("PRAGMA table_info(history)")]
+    raw.close()
+    assert version == (str(SCHEMA_VERSION),)
+    assert "user_name" in columns and "user" not in columns
 
 
 def test_sqlite_lock_from_another_host_is_not_taken_over(tmp_path: Path) -> None:

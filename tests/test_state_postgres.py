@@ -7,6 +7,7 @@ password that must never show, and the schema that a read never creates.
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import threading
@@ -19,7 +20,8 @@ import sqlalchemy as sa
 
 from dsdb_plan.errors import LockError, StateError
 from dsdb_plan.state import PostgresStateStore, StateSnapshot, open_state
-from dsdb_plan.state.postgres_store import SCHEMA
+from dsdb_plan.state.postgres_backend import SCHEMA
+from dsdb_plan.state.tables import SCHEMA_VERSION
 from tests.helpers import make_flights_db, run_cli
 from tests.servers import ServerDatabase
 from tests.test_state import (
@@ -276,6 +278,58 @@ def test_a_newer_schema_is_refused(store: PostgresStateStore, state_db: ServerDa
     for operation in (store.read, lambda: store.put_resource(record("backup.b"))):
         with pytest.raises(StateError, match=r"newer dsdb \(state schema version 99"):
             operation()
+
+
+# The schema as the first release of the shared store wrote it (version 1), frozen here on
+# purpose: it must keep opening, and upgrade in place on the first write.
+_V1_SCHEMA = (
+    f"CREATE SCHEMA {SCHEMA}",
+    f"CREATE TABLE {SCHEMA}.meta (key text PRIMARY KEY, value text NOT NULL)",
+    f"CREATE TABLE {SCHEMA}.resources (address text PRIMARY KEY, kind text NOT NULL,"
+    " status text NOT NULL, record text NOT NULL)",
+    f"CREATE TABLE {SCHEMA}.checkpoints (address text PRIMARY KEY, data text NOT NULL)",
+    f"CREATE TABLE {SCHEMA}.lock (slot integer PRIMARY KEY CHECK (slot = 1),"
+    " lock_id text NOT NULL, user_name text NOT NULL, host text NOT NULL,"
+    " pid integer NOT NULL, since text NOT NULL, operation text NOT NULL,"
+    " backend_pid integer NOT NULL)",
+    f"CREATE TABLE {SCHEMA}.history (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " address text NOT NULL, action text NOT NULL, user_name text NOT NULL,"
+    " host text NOT NULL, started_at text NOT NULL, finished_at text NOT NULL,"
+    " outcome text NOT NULL, rows bigint NOT NULL, bytes bigint NOT NULL,"
+    " duration_s double precision NOT NULL, message text NOT NULL)",
+    f"CREATE INDEX history_by_address ON {SCHEMA}.history (address, id)",
+)
+
+
+def test_a_version_1_schema_is_read_as_is_and_upgraded_on_write(
+    store: PostgresStateStore, state_db: ServerDatabase
+) -> None:
+    lineage = str(uuid.uuid4())
+    old = record("backup.old")
+    execute(
+        state_db,
+        *_V1_SCHEMA,
+        f"INSERT INTO {SCHEMA}.meta VALUES ('format', 'dsdb-state'), ('schema_version', '1'),"
+        f" ('lineage', '{lineage}'), ('serial', '4')",
+        f"INSERT INTO {SCHEMA}.resources VALUES ('backup.old', 'backup', 'applied',"
+        f" '{json.dumps(old.to_dict())}')",
+        f"INSERT INTO {SCHEMA}.history (address, action, user_name, host, started_at,"
+        " finished_at, outcome, rows, bytes, duration_s, message) VALUES ('backup.old',"
+        " 'create', 'analyst', 'laptop', '2026-11-27T05:10:00Z', '2026-11-27T05:10:03Z', 'ok',"
+        " 7, 0, 0.5, '')",
+    )
+    version = f"SELECT value FROM {SCHEMA}.meta WHERE key = 'schema_version'"
+
+    assert store.read() == StateSnapshot(lineage, 4, {"backup.old": old}, {})
+    assert [(e.address, e.user, e.rows) for e in store.history()] == [("backup.old", "analyst", 7)]
+    assert scalar(state_db, version) == "1", "reading must not upgrade the schema"
+
+    with store.lock("apply", user="analyst") as held:
+        assert store.lock_holder() == held
+        assert store.put_resource(record("backup.new")) == 5
+    store.append_history(entry("backup.new"))
+    assert [e.address for e in store.history()] == ["backup.new", "backup.old"]
+    assert scalar(state_db, version) == str(SCHEMA_VERSION)
 
 
 # -- the password ------------------------------------------------------------------------------

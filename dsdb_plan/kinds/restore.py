@@ -213,7 +213,7 @@ class RestoreKind(ForgettingKind):
     def _planned_source(self, ctx: PlanContext, address: str, spec: Restore) -> dict[str, Any]:
         """Which backup this restore would read, as far as can be known before applying."""
         if spec.path is not None:
-            info = read_backup_info(Path(spec.path))
+            info = read_backup_info(ctx.workspace.resolve(spec.path))
             return {
                 "id": info.id,
                 "path": str(info.path),

@@ -15,18 +15,17 @@ is where the next run carries on.
 from __future__ import annotations
 
 import dataclasses
-import queue
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, cast
 
 import sqlalchemy as sa
 
 from dsdb_plan.archive.format import decode_value, encode_value
 from dsdb_plan.checksum import RowDigest, TableFingerprint
+from dsdb_plan.dag import run_dag
 from dsdb_plan.dbschema import TableSchema
 from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import DsdbError, Interrupted
@@ -284,7 +283,7 @@ def run_migration(
     }
     replaced = {run.selection.target for run in runs if run.mode == "replace"}
     loaded: dict[str, _Loaded] = {}
-    _schedule(todo, copy, workers, set(done), stop)
+    _schedule(todo, copy, workers, stop)
     # Mirrors delete once every table is loaded, children first: a parent row the source
     # deleted goes after the target rows pointing at it went or moved to another parent.
     for run in reversed(todo):
@@ -315,62 +314,41 @@ Copy = Callable[[TableRun, Callable[[], None]], None]
 """copy(run, on_loaded): copies and verifies one table, calling on_loaded() in between"""
 
 
-def _schedule(
-    runs: Sequence[TableRun], copy: Copy, workers: int, loaded: set[str], stop: threading.Event
-) -> None:
+def _schedule(runs: Sequence[TableRun], copy: Copy, workers: int, stop: threading.Event) -> None:
     """Run `copy` for each table once the earlier tables it references are loaded.
 
     Loaded means their rows are in, verified or not yet: one table's verification overlaps
-    the copy of the tables that reference it. `loaded` names the tables loaded before.
-    Only references to tables earlier in `runs` count, so a foreign-key cycle (ordered by
-    name) cannot deadlock. The first failure stops new starts and is raised once the
-    tables already running have finished. An exception in this thread (KeyboardInterrupt)
-    sets `stop`, so they finish at their next committed batch, and is raised then.
+    the copy of the tables that reference it. Only references to tables earlier in `runs`
+    count, so a foreign-key cycle (ordered by name) cannot deadlock. The first failure stops
+    new starts and is raised once the tables already running have finished. An exception in
+    this thread (KeyboardInterrupt) sets `stop`, so they finish at their next committed
+    batch, and is raised then.
     """
-    order = {run.selection.name: i for i, run in enumerate(runs)}
+    by_name = {run.selection.name: run for run in runs}
+    order = {name: i for i, name in enumerate(by_name)}
     needs = {
-        run.selection.name: {
-            fk.ref_table
-            for fk in run.selection.schema.foreign_keys
-            if order.get(fk.ref_table, len(runs)) < order[run.selection.name]
-        }
-        for run in runs
+        name: sorted(
+            {
+                fk.ref_table
+                for fk in run.selection.schema.foreign_keys
+                if order.get(fk.ref_table, len(runs)) < order[name]
+            }
+        )
+        for name, run in by_name.items()
     }
-    pending = list(runs)
-    ready = set(loaded)
-    failure: BaseException | None = None
-    # Workers post the name of a table they loaded, and None when they finish.
-    signals: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        running: dict[Future[None], str] = {}
-        try:
-            while running or (pending and failure is None):
-                for run in list(pending) if failure is None else []:
-                    if len(running) >= workers:
-                        break
-                    name = run.selection.name
-                    if needs[name] <= ready:
-                        pending.remove(run)
-                        future = pool.submit(copy, run, partial(signals.put, name))
-                        future.add_done_callback(lambda _: signals.put(None))
-                        running[future] = name
-                signal = signals.get()
-                while True:
-                    if signal is not None:
-                        ready.add(signal)
-                    try:
-                        signal = signals.get_nowait()
-                    except queue.Empty:
-                        break
-                for future in [future for future in running if future.done()]:
-                    running.pop(future)
-                    if future.exception() is not None and failure is None:
-                        failure = future.exception()
-        except BaseException:
-            stop.set()  # leaving the pool waits for the running tables, now briefly
-            raise
-    if failure is not None:
-        raise failure
+    unstarted: list[str] = []
+    run_dag(
+        list(by_name),
+        needs,
+        lambda name, on_loaded: copy(by_name[name], on_loaded),
+        lambda name, _: True,
+        workers=workers,
+        cancel=stop,
+        fail_fast=True,
+        on_unstarted=unstarted.append,
+    )
+    if unstarted:
+        raise Interrupted(f"table {unstarted[0]!r}: not started, as the run was asked to stop")
 
 
 def _copy_one(

@@ -240,7 +240,11 @@ def _create(conn: sa.Connection, selection: TableSelection, known_tables: KnownT
     )
     table = dataclasses.replace(shaped, foreign_keys=keys, indexes=())
     rename = {shaped.name: selection.target, **_renamed(names, keys)}
-    create_tables(conn, [table], rename=rename, with_indexes=False)
+    # Indexes and the keys left out are added after loading; their columns need a type an
+    # index can hold from the start (MariaDB indexes unbounded text only by a hash, which no
+    # foreign key can reference).
+    keyed = {shaped.name: shaped.keyed_columns() | set(selection.key)}
+    create_tables(conn, [table], rename=rename, with_indexes=False, keyed=keyed)
     if selection.key and tuple(selection.key) != shaped.primary_key:
         unique = IndexSchema(None, tuple(selection.key), unique=True)
         create_indexes(conn, [dataclasses.replace(table, indexes=(unique,))], rename=rename)

@@ -1,16 +1,20 @@
 """Recorded state: what applies did, behind one small interface (`StateStore`).
 
-`open_state` is the one place that maps a `settings.state` location to a store, so a new kind
-of store (shared PostgreSQL, issue 5) plugs in here without touching the planner.
+`open_state` is the one place that maps a `settings.state` location to a store; a new kind
+of store is one backend module and one entry in `_BACKENDS`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
 from dsdb_plan.errors import StateError
-from dsdb_plan.state.postgres_store import PostgresStateStore
+from dsdb_plan.state.postgres_backend import PostgresStateStore
 from dsdb_plan.state.records import (
     HistoryEntry,
     LockInfo,
@@ -18,7 +22,8 @@ from dsdb_plan.state.records import (
     StateSnapshot,
     resource_history,
 )
-from dsdb_plan.state.sqlite_store import SqliteStateStore
+from dsdb_plan.state.sql_store import SqlStateStore
+from dsdb_plan.state.sqlite_backend import SqliteStateStore
 from dsdb_plan.state.store import StateStore, holder_liveness
 
 __all__ = [
@@ -26,6 +31,7 @@ __all__ = [
     "LockInfo",
     "PostgresStateStore",
     "ResourceRecord",
+    "SqlStateStore",
     "SqliteStateStore",
     "StateSnapshot",
     "StateStore",
@@ -35,6 +41,24 @@ __all__ = [
 ]
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def _sqlite_file(url: URL, base_dir: Path) -> StateStore:
+    if not url.database:
+        raise StateError(
+            "a SQLite state URL needs a file: sqlite:///relative/state.db or "
+            "sqlite:////absolute/state.db"
+        )
+    return SqliteStateStore(_resolve(url.database, base_dir))
+
+
+# A URL's backend name (its scheme without "+driver") -> the store it opens.
+_BACKENDS: dict[str, Callable[[URL, Path], StateStore]] = {
+    "sqlite": _sqlite_file,
+    # Any driver spelling opens with psycopg 3: the URL's parts mean the same to libpq.
+    "postgresql": lambda url, _: PostgresStateStore(url),
+    "postgres": lambda url, _: PostgresStateStore(url),
+}
 
 
 def open_state(location: str, base_dir: Path) -> StateStore:
@@ -47,23 +71,20 @@ def open_state(location: str, base_dir: Path) -> StateStore:
     match = _SCHEME.match(location)
     if match is None:
         return SqliteStateStore(_resolve(location, base_dir))
+    # Only the scheme is named in messages: the rest of a URL may hold a password.
     scheme = match.group(1).lower()
-    if scheme == "sqlite":
-        rest = location[match.end() :]
-        if not rest.startswith("/") or rest == "/":
-            raise StateError(
-                "a SQLite state URL needs a file: sqlite:///relative/state.db or "
-                "sqlite:////absolute/state.db"
-            )
-        return SqliteStateStore(_resolve(rest[1:], base_dir))
-    if scheme in ("postgres", "postgresql") or scheme.startswith("postgresql+"):
-        # Any driver spelling opens with psycopg 3: the URL's parts mean the same to libpq.
-        return PostgresStateStore(location)
-    # Only the scheme is named: the rest of a URL may hold a password.
-    raise StateError(
-        f"unsupported state location '{scheme}://...': use a file path, sqlite:///path "
-        "or a postgresql:// URL"
-    )
+    try:
+        url = make_url(location)
+    except (ArgumentError, ValueError):
+        # The parser's message may quote the whole URL, password included.
+        raise StateError(f"the state URL is not a valid {scheme}:// URL") from None
+    opener = _BACKENDS.get(url.get_backend_name())
+    if opener is None:
+        raise StateError(
+            f"unsupported state location '{scheme}://...': use a file path, sqlite:///path "
+            "or a postgresql:// URL"
+        )
+    return opener(url, base_dir)
 
 
 def _resolve(path: str, base_dir: Path) -> Path:

@@ -1,8 +1,8 @@
 """The state store interface, and the helpers every implementation shares.
 
-The planner and executor only ever see `StateStore`; the SQLite file (issue 3) and the shared
-PostgreSQL store (issue 5) both implement it and pass the same conformance tests
-(tests/test_state.py).
+The planner and executor only ever see `StateStore`; `SqlStateStore` implements it once, over
+the SQLite file (issue 3) and the shared PostgreSQL schema (issue 5), which pass the same
+conformance tests (tests/test_state.py).
 """
 
 from __future__ import annotations
