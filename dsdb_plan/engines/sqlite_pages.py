@@ -165,8 +165,8 @@ def _leaves(raw: sqlite3.Connection, pages: _Pages, table: str) -> list[_Leaf] |
         return None
     sql, root = declared
     try:
-        # dbstat lists a b-tree's pages depth first, a leaf's overflow pages under its path
-        # (`/000/003+000001`: the second overflow page of cell 3 of leaf `/000/`).
+        # dbstat lists a b-tree's pages depth first, each leaf followed by its overflow pages,
+        # named after it (`/000/003+000001`: the second overflow page of cell 3 of `/000/`).
         listed = raw.execute(
             "SELECT path, pageno, pagetype FROM dbstat WHERE name = ?", (table,)
         ).fetchall()
@@ -177,23 +177,21 @@ def _leaves(raw: sqlite3.Connection, pages: _Pages, table: str) -> list[_Leaf] |
     encoding = str(raw.execute("PRAGMA encoding").fetchone()[0])
     # Rows decode by the columns' declared types and the text encoding, not only their bytes.
     layout = hashlib.sha256(f"{_FORMAT!r}\0{encoding}\0{pages.size}\0{sql}".encode()).digest()
-    found: dict[str, tuple[int, xxh3_128]] = {}
-    for path, number, kind in listed:
-        if kind == "leaf":
-            hasher = xxh3_128(layout)
-            hasher.update(pages[number])
-            found[path] = (number, hasher)
-        elif kind == "overflow":
-            leaf = found.get(path[: path.rindex("/") + 1])
-            if leaf is None:
+    leaves: list[_Leaf] = []
+    leaf_path, number, hasher = "", 0, None
+    for path, page_number, kind in [*listed, ("", 0, "end")]:
+        if kind in ("leaf", "end") and hasher is not None:
+            page = pages[number]
+            if page[0] != _TABLE_LEAF:
                 return None
-            leaf[1].update(pages[number])
-    leaves = []
-    for number, hasher in found.values():
-        page = pages[number]
-        if page[0] != _TABLE_LEAF:
-            return None
-        leaves.append(_Leaf(number, hasher.digest(), int.from_bytes(page[3:5], "big")))
+            leaves.append(_Leaf(number, hasher.digest(), int.from_bytes(page[3:5], "big")))
+        if kind == "leaf":
+            leaf_path, number, hasher = path, page_number, xxh3_128(layout)
+            hasher.update(pages[number])
+        elif kind == "overflow":
+            if hasher is None or path[: path.rindex("/") + 1] != leaf_path:
+                return None  # not right after its leaf, as dbstat lists them
+            hasher.update(pages[page_number])
     return leaves
 
 
