@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import marshal
-import mmap
 import os
 import sqlite3
 import tempfile
@@ -43,14 +42,21 @@ _FORMAT = b"dsdb-sqlite-pages-1"
 _MOST = 0.25
 _TABLE_LEAF = 0x0D
 _TABLE_INTERIOR = 0x05
+#: One run ends in 16 leaves: a cache entry for a few hundred rows.
+_RUN_END = 16
 _Cache = dict[bytes, tuple[int, int]]
 
 
-class _Leaf(NamedTuple):
-    number: int
-    #: What the leaf's rows hash to, as cached: its bytes, overflow pages and declaration.
+class _Run(NamedTuple):
+    """Consecutive leaves, cached as one. A run ends after a leaf whose key's first byte is
+    below `_RUN_END`, so where runs end depends on each leaf alone: a change, or a page split,
+    changes the run it is in, not the others."""
+
+    #: What the run's rows hash to, as cached: its leaves' bytes, their overflow pages' bytes
+    #: and the table's declaration.
     key: bytes
     cells: int
+    pages: tuple[int, ...]
 
 
 def table_checksum(
@@ -75,24 +81,24 @@ def _by_pages(
     with _read_transaction(raw), _pages(file) as pages:
         if _journal_mode(raw) == "wal" and _wal_has_frames(file):
             return None  # the newest pages may be in the WAL, not in the file
-        leaves = _leaves(raw, pages, table) if pages is not None else None
-        if pages is None or leaves is None:
+        runs = _runs(raw, pages, table) if pages is not None else None
+        if pages is None or runs is None:
             return None
         cache_file = _cache_file(file, table)
         cached = _load(cache_file)
         select = f"SELECT {', '.join(map(_quote, columns))} FROM {_quote(table)}"
-        changed = [leaf for leaf in leaves if leaf.key not in cached]
-        if len(changed) > _MOST * len(leaves):
-            hashed = _scan(raw, f"{select} ORDER BY {rowid}", pages, leaves)
+        changed = [run for run in runs if run.key not in cached]
+        if len(changed) > _MOST * len(runs):
+            hashed = _scan(raw, f"{select} ORDER BY {rowid}", pages, runs)
         else:
             hashed = _ranges(raw, f"{select} WHERE {rowid} BETWEEN ? AND ?", pages, changed)
         if hashed is None:
             return None
     known = {**cached, **hashed}
-    _save(cache_file, {leaf.key: known[leaf.key] for leaf in leaves})
+    _save(cache_file, {run.key: known[run.key] for run in runs})
     digest = RowDigest()
-    for leaf in leaves:
-        digest.add_total(*known[leaf.key])
+    for run in runs:
+        digest.add_total(*known[run.key])
     return digest.result()
 
 
@@ -133,31 +139,30 @@ def _read_transaction(raw: sqlite3.Connection) -> Iterator[None]:
 
 
 class _Pages:
-    """The database file's pages, read in place (mapped, not copied)."""
+    """The database file's pages, each read when asked for: memory holds one at a time."""
 
-    def __init__(self, view: memoryview, size: int) -> None:
-        self.view, self.size = view, size
+    def __init__(self, file: int, size: int) -> None:
+        self.file, self.size = file, size
 
-    def __getitem__(self, number: int) -> memoryview:
-        return self.view[(number - 1) * self.size : number * self.size]
+    def __getitem__(self, number: int) -> bytes:
+        return os.pread(self.file, self.size, (number - 1) * self.size)
 
 
 @contextmanager
 def _pages(file: str) -> Iterator[_Pages | None]:
     with open(file, "rb") as handle:
-        if os.fstat(handle.fileno()).st_size == 0:
+        header = os.pread(handle.fileno(), 100, 0)
+        if len(header) < 100:
             yield None
             return
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            # The page size is in the file's header (https://www.sqlite.org/fileformat2.html).
-            size = int.from_bytes(data[16:18], "big")
-            with memoryview(data) as view:
-                yield _Pages(view, 65536 if size == 1 else size)
+        # The page size is in the file's header (https://www.sqlite.org/fileformat2.html).
+        size = int.from_bytes(header[16:18], "big")
+        yield _Pages(handle.fileno(), 65536 if size == 1 else size)
 
 
-def _leaves(raw: sqlite3.Connection, pages: _Pages, table: str) -> list[_Leaf] | None:
-    """The table's leaf pages in b-tree order, each with the key its rows are cached under;
-    None when the table has no rowids or SQLite cannot list its pages."""
+def _runs(raw: sqlite3.Connection, pages: _Pages, table: str) -> list[_Run] | None:
+    """The table's leaf pages in b-tree order, in runs; None when the table has no rowids or
+    SQLite cannot list its pages."""
     declared = raw.execute(
         "SELECT sql, rootpage FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
     ).fetchone()
@@ -177,14 +182,21 @@ def _leaves(raw: sqlite3.Connection, pages: _Pages, table: str) -> list[_Leaf] |
     encoding = str(raw.execute("PRAGMA encoding").fetchone()[0])
     # Rows decode by the columns' declared types and the text encoding, not only their bytes.
     layout = hashlib.sha256(f"{_FORMAT!r}\0{encoding}\0{pages.size}\0{sql}".encode()).digest()
-    leaves: list[_Leaf] = []
+    runs: list[_Run] = []
+    run, cells, members = xxh3_128(), 0, list[int]()
     leaf_path, number, hasher = "", 0, None
     for path, page_number, kind in [*listed, ("", 0, "end")]:
         if kind in ("leaf", "end") and hasher is not None:
             page = pages[number]
             if page[0] != _TABLE_LEAF:
                 return None
-            leaves.append(_Leaf(number, hasher.digest(), int.from_bytes(page[3:5], "big")))
+            key = hasher.digest()
+            run.update(key)
+            cells += int.from_bytes(page[3:5], "big")
+            members.append(number)
+            if key[0] < _RUN_END or kind == "end":
+                runs.append(_Run(run.digest(), cells, tuple(members)))
+                run, cells, members = xxh3_128(), 0, []
         if kind == "leaf":
             leaf_path, number, hasher = path, page_number, xxh3_128(layout)
             hasher.update(pages[number])
@@ -192,46 +204,58 @@ def _leaves(raw: sqlite3.Connection, pages: _Pages, table: str) -> list[_Leaf] |
             if hasher is None or path[: path.rindex("/") + 1] != leaf_path:
                 return None  # not right after its leaf, as dbstat lists them
             hasher.update(pages[page_number])
-    return leaves
+    return runs
 
 
-def _scan(
-    raw: sqlite3.Connection, select: str, pages: _Pages, leaves: list[_Leaf]
-) -> _Cache | None:
-    """Every leaf's rows, hashed in one scan in rowid order: each leaf holds the next `cells`
+def _scan(raw: sqlite3.Connection, select: str, pages: _Pages, runs: list[_Run]) -> _Cache | None:
+    """Every run's rows, hashed in one scan in rowid order: each run holds the next `cells`
     rows. None if the leaves are not in key order or the scan does not match them."""
-    firsts = [_rowid(pages[leaf.number], 0) for leaf in leaves if leaf.cells]
-    if any(later <= earlier for earlier, later in pairwise(firsts)):
+    if _bounds(pages, [number for run in runs for number in run.pages]) is None:
         return None
     cursor = raw.execute(select)
     hashed: _Cache = {}
-    for leaf in leaves:
-        rows = cursor.fetchmany(leaf.cells)
-        if len(rows) != leaf.cells:
+    for run in runs:
+        rows = cursor.fetchmany(run.cells) if run.cells else []
+        if len(rows) != run.cells:
             return None
-        hashed[leaf.key] = (len(rows), row_hash_sum(rows))
+        hashed[run.key] = (len(rows), row_hash_sum(rows))
     return None if cursor.fetchone() is not None else hashed
 
 
-def _ranges(
-    raw: sqlite3.Connection, select: str, pages: _Pages, leaves: list[_Leaf]
-) -> _Cache | None:
-    """The rows of each leaf, read by its first and last rowid. None if a leaf's range does
-    not hold exactly its cells."""
+def _ranges(raw: sqlite3.Connection, select: str, pages: _Pages, runs: list[_Run]) -> _Cache | None:
+    """The rows of each run, read by its first and last rowid. None if its leaves are not in
+    key order or its range does not hold exactly their cells."""
     hashed: _Cache = {}
-    for leaf in leaves:
-        if leaf.cells == 0:
-            hashed[leaf.key] = (0, 0)
-            continue
-        page = pages[leaf.number]
-        found = raw.execute(select, (_rowid(page, 0), _rowid(page, leaf.cells - 1))).fetchall()
-        if len(found) != leaf.cells:
+    for run in runs:
+        bounds = _bounds(pages, run.pages)
+        if bounds is None:
             return None
-        hashed[leaf.key] = (len(found), row_hash_sum(found))
+        found = raw.execute(select, bounds).fetchall() if run.cells else []
+        if len(found) != run.cells:
+            return None
+        hashed[run.key] = (len(found), row_hash_sum(found))
     return hashed
 
 
-def _rowid(page: memoryview, cell: int) -> int:
+def _bounds(pages: _Pages, leaves: Sequence[int]) -> tuple[int, int] | None:
+    """The first and last rowid of the leaves (0, 0 if they hold none), or None unless each
+    leaf's rowids follow the previous one's: in key order, each leaf's rows are exactly those
+    between its first and last rowid."""
+    ends: list[tuple[int, int]] = []
+    for number in leaves:
+        page = pages[number]
+        cells = int.from_bytes(page[3:5], "big")
+        if cells:
+            ends.append((_rowid(page, 0), _rowid(page, cells - 1)))
+    in_order = all(first <= last for first, last in ends) and all(
+        earlier[1] < later[0] for earlier, later in pairwise(ends)
+    )
+    if not in_order:
+        return None
+    return (ends[0][0], ends[-1][1]) if ends else (0, 0)
+
+
+def _rowid(page: bytes, cell: int) -> int:
     """The rowid of a table leaf's `cell`: after the cell's payload size, both varints.
     https://www.sqlite.org/fileformat2.html#b_tree_pages"""
     at = int.from_bytes(page[8 + 2 * cell : 10 + 2 * cell], "big")
@@ -240,7 +264,7 @@ def _rowid(page: memoryview, cell: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def _varint(data: memoryview, at: int) -> tuple[int, int]:
+def _varint(data: bytes, at: int) -> tuple[int, int]:
     value = 0
     for index in range(8):
         byte = data[at + index]
