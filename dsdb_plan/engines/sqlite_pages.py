@@ -5,9 +5,10 @@ page spilling into overflow pages. A leaf whose bytes, with its overflow pages' 
 the table's declaration, are the same as when its rows were last hashed holds the same rows,
 so their hash sum comes from a cache instead of from reading them; only the leaves whose
 bytes changed are read through SQLite, by their rowid range. Leaves are cached in runs of
-about 16 (`_Run`), which keeps the cache small: a change rereads a few hundred rows. The sum over the leaves is
-exactly what hashing every row gives (`RowDigest`), so the checksum compares with any other
-`py2` checksum. Hashing the pages' bytes costs a small part of decoding their rows.
+about 16 (`_Run`), which keeps the cache small; a change rereads a few hundred rows. The sum
+over the leaves is exactly what hashing every row gives (`RowDigest`), so the checksum
+compares with any other `py2` checksum. Hashing the pages' bytes costs a small part of
+decoding their rows.
 
 The pages are read from the file, so this is done only where that is sound: under a read
 transaction, which keeps writers from changing the file (its shared lock in rollback-journal
