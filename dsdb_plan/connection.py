@@ -26,7 +26,7 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy.dialects import registry as dialect_registry
 from sqlalchemy.engine import URL, make_url
 
-from dsdb_plan.engines import CANONICAL_DRIVERS, DRIVERS, known_engine
+from dsdb_plan.engines import CANONICAL_DRIVERS, DRIVERS, UnknownEngineError, engine_for
 from dsdb_plan.errors import did_you_mean
 from dsdb_plan.redact import register_secret
 from dsdb_plan.references import check_declared
@@ -49,21 +49,27 @@ def _sqlalchemy_drivername(driver: str) -> str:
             "unknown driver '{driver}'{hint}",
             {"driver": driver, "hint": did_you_mean(lowered, CANONICAL_DRIVERS)},
         ) from None
-    if known_engine(name) is None:
+    try:
+        engine_for(name)
+    except UnknownEngineError:
         # An installed dialect dsdb has no engine for: refused here rather than moved with
         # another engine's rules.
         raise PydanticCustomError(
             "unknown_engine",
             "dsdb has no rules for the '{name}' database engine (it knows {known})",
             {"name": name, "known": ", ".join(CANONICAL_DRIVERS)},
-        )
+        ) from None
     return candidate
+
+
+def _dialect_of(driver: str) -> str:
+    """The SQLAlchemy dialect a user's driver name means (`postgres` → `postgresql`)."""
+    return _sqlalchemy_drivername(driver).partition("+")[0]
 
 
 def _embedded(backend: str) -> bool:
     """Whether a dialect's databases are files (SQLite), not databases on a server."""
-    engine = known_engine(backend)
-    return engine is not None and engine.capabilities.embedded
+    return engine_for(backend).capabilities.embedded
 
 
 def _resolve_sqlite_path(path: str, base_dir: Path) -> str:
@@ -181,15 +187,16 @@ class Connection(BaseModel):
                     "bad_url", "url is not a valid SQLAlchemy URL (dialect://user:pass@host/db)"
                 ) from None
             register_secret(url.password if isinstance(url.password, str) else None)
-            if self.driver and self.driver.lower() != url.get_backend_name():
-                raise PydanticCustomError(
-                    "driver_url_mismatch", "driver and url name different databases"
-                )
             if self.host or self.database or self.port or self.user or self.password:
                 raise PydanticCustomError(
                     "url_and_link", "give either url or the link fields, not both"
                 )
             url = url.set(drivername=_sqlalchemy_drivername(url.drivername))
+            # Compared as resolved, so `driver: postgres` agrees with a postgresql:// url.
+            if self.driver and _dialect_of(self.driver) != url.get_backend_name():
+                raise PydanticCustomError(
+                    "driver_url_mismatch", "driver and url name different databases"
+                )
             if _embedded(url.get_backend_name()) and url.database:
                 url = url.set(database=_resolve_sqlite_path(url.database, base_dir))
             object.__setattr__(self, "url", url.render_as_string(hide_password=False))
@@ -235,7 +242,7 @@ class Connection(BaseModel):
 
     @property
     def dialect(self) -> str:
-        """The SQLAlchemy dialect's name: 'sqlite', 'postgresql', 'mysql', 'mariadb', or another."""
+        """The SQLAlchemy dialect's name ('sqlite', 'postgresql', 'mysql', 'mariadb', ...)."""
         return self.sqlalchemy_url().get_backend_name()
 
     @property
@@ -251,15 +258,14 @@ class Connection(BaseModel):
     def link_key(self) -> tuple[str, ...]:
         """What makes two connections the same database, whatever way they are written."""
         url = self.sqlalchemy_url()
-        engine = known_engine(url.get_backend_name())
-        family = engine.name if engine is not None else url.get_backend_name()
-        if engine is not None and engine.capabilities.embedded:
-            return (family, url.database or ":memory:")
+        engine = engine_for(url.get_backend_name())
+        if engine.capabilities.embedded:
+            return (engine.name, url.database or ":memory:")
         host = (url.host or "localhost").lower()
         if host in ("localhost", "127.0.0.1", "::1"):
             host = "localhost"
-        port = url.port or (engine.default_port if engine is not None else None) or 0
-        return (family, host, str(port), url.database or "")
+        port = url.port or engine.default_port or 0
+        return (engine.name, host, str(port), url.database or "")
 
     def display(self) -> str:
         """A URL safe to print: the password is masked."""
@@ -270,7 +276,5 @@ class Connection(BaseModel):
         if self.is_sqlite_file:
             Path(self.link).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(self.sqlalchemy_url(), **kwargs)
-        known = known_engine(self.dialect)
-        if known is not None:
-            known.prepare_engine(engine)
+        engine_for(self.dialect).prepare_engine(engine)
         return engine

@@ -12,7 +12,7 @@ from typing import Literal
 import sqlalchemy as sa
 
 from dsdb_plan.connection import Connection
-from dsdb_plan.engines import Engine, known_engine
+from dsdb_plan.engines import Engine, engine_for
 from dsdb_plan.errors import DsdbError
 
 
@@ -60,9 +60,7 @@ def _on_server(connection: Connection, engine: Engine, statement: str) -> None:
 
 def database_exists(connection: Connection) -> bool:
     """Whether the database itself exists (a SQLite file; a database on a server)."""
-    engine = known_engine(connection.dialect)
-    if engine is None:
-        return True
+    engine = engine_for(connection.dialect)
     if engine.capabilities.embedded:
         return not connection.is_sqlite_file or Path(connection.link).exists()
     admin = _admin_engine(connection, engine)
@@ -76,8 +74,8 @@ def database_exists(connection: Connection) -> bool:
 
 def _server_engine(connection: Connection) -> Engine | None:
     """The engine module of a database on a server (PostgreSQL, MariaDB/MySQL), else None."""
-    engine = known_engine(connection.dialect)
-    return None if engine is None or engine.capabilities.embedded else engine
+    engine = engine_for(connection.dialect)
+    return None if engine.capabilities.embedded else engine
 
 
 def create_database(connection: Connection) -> None:
@@ -104,9 +102,7 @@ def missing_database_hint(connection: Connection, name: str, message: str) -> st
 
 def drop_database(connection: Connection) -> None:
     """Delete the SQLite file, or DROP DATABASE on the server. Close engines on it first."""
-    engine = known_engine(connection.dialect)
-    if engine is None:
-        raise DsdbError(f"dropping a whole {connection.dialect} database is not supported")
+    engine = engine_for(connection.dialect)
     if engine.capabilities.embedded:
         for suffix in ("", "-wal", "-shm", "-journal"):
             Path(connection.link + suffix).unlink(missing_ok=True)

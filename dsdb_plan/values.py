@@ -21,7 +21,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from dsdb_plan.dbschema import ColumnSchema, TableSchema
-from dsdb_plan.engines import known_engine
+from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import DsdbError
 
 Converter = Callable[[Any], Any]
@@ -230,22 +230,12 @@ def column_converter(
     Built once per column, with the column's `canonical` step looked up here rather than per
     value: copies call it for every value that is not already of its column's Python type.
     """
-    engine = known_engine(target)
-    untyped = engine is not None and not engine.capabilities.typed_columns
+    engine = engine_for(target)
+    untyped = not engine.capabilities.typed_columns
     if untyped and source == target:
         return None  # SQLite into SQLite: values go back untouched
     # An unknown type fails on its first value, as `canonical` does.
     canon: Converter = _CANONICAL.get(column.type) or functools.partial(canonical, column=column)
-    if engine is None:
-
-        def to_generic(value: Any) -> Any:
-            # Other dialects insert through SQLAlchemy's typed columns, which serialise JSON.
-            value = _zoned(canon(value), column)
-            if column.type == "json" and isinstance(value, str):
-                return json.loads(value)
-            return value
-
-        return to_generic
     if untyped:
 
         def to_sqlite(value: Any) -> Any:

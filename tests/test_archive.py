@@ -738,7 +738,7 @@ def test_rows_breaking_a_foreign_key_fail_the_restore_which_then_resumes(
     info = write_backup(source, tmp_path / "b", new_backup_id(NOW))
     target = postgres_db.engine()
     done: list[str] = []
-    with pytest.raises(DsdbError, match=r"adding foreign keys in postgresql failed: .*foreign key"):
+    with pytest.raises(DsdbError, match=r"adding foreign keys in PostgreSQL failed: .*foreign key"):
         restore_backup(info.path, target, on_table_done=lambda table, rows: done.append(table))
     assert done == ["awkward", "note"]
     with target.begin() as conn:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 
@@ -306,3 +307,32 @@ def test_plain_output_is_ascii(capsys, tmp_path: Path, write_manifest, monkeypat
     assert "unknown connection 'stagin' - did you mean 'staging'?" in mistaken.err
     assert mistaken.text.isascii()
     assert run_cli(capsys, "apply", manifest, "--auto-approve").text.isascii()
+
+
+def test_every_command_is_found_by_name_and_listed() -> None:
+    from dsdb_plan.cli.app import COMMAND_MODULES
+
+    context = click.Context(cli)
+    assert sorted(cli.list_commands(context)) == sorted(COMMAND_MODULES)
+    for name in COMMAND_MODULES:
+        command = cli.get_command(context, name)
+        assert command is not None and command.name == name
+
+
+def test_validate_loads_only_what_validating_needs(tmp_path: Path) -> None:
+    manifest = tmp_path / "dsdb.yaml"
+    manifest.write_text(
+        "version: 1\nconnections:\n  local: {driver: sqlite, database: local.db}\n"
+        "backups:\n  nightly: {connection: local}\n"
+    )
+    script = (
+        "import sys\n"
+        "from dsdb_plan.cli import main\n"
+        f"assert main(['validate', {str(manifest)!r}]) == 0\n"
+        "print(sorted(m for m in ('dsdb_plan.project', 'dsdb_plan.executor', 'dsdb_plan.kinds',"
+        " 'dsdb_plan.state', 'dsdb_plan.probe') if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert result.stdout.splitlines()[-1] == "[]"

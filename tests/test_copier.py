@@ -558,7 +558,7 @@ def test_postgres_keyed_writer_copies_until_a_key_exists(
     engine.dispose()
 
 
-@pytest.mark.parametrize("target", ["sqlite", "postgresql", "mariadb", "mssql"])
+@pytest.mark.parametrize("target", ["sqlite", "postgresql", "mariadb"])
 def test_batch_converter_equals_values_row_converter(tmp_path: Path, target: str) -> None:
     source = _make_awkward(tmp_path / "s.db")
     (schema,) = reflect_tables(source, ["awkward"])
@@ -572,7 +572,7 @@ def test_batch_converter_equals_values_row_converter(tmp_path: Path, target: str
             assert repr(fast([row])) == repr([slow(row)])
 
 
-@pytest.mark.parametrize("target", ["sqlite", "postgresql", "mariadb", "mssql"])
+@pytest.mark.parametrize("target", ["sqlite", "postgresql", "mariadb"])
 def test_batch_converter_equals_values_for_typed_values(target: str) -> None:
     """Values of every Python type into every portable type: the inline type tests that let
     values pass unconverted agree with `values` (drivers of server sources give these)."""

@@ -11,6 +11,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from dsdb_plan.engines.mysql import MYSQL
+from dsdb_plan.engines.postgresql import POSTGRESQL
+from dsdb_plan.engines.sqlite import SQLITE
 from dsdb_plan.migrate import order
 from dsdb_plan.migrate.copier import copy_table
 from dsdb_plan.migrate.order import copy_order
@@ -48,7 +51,7 @@ def only(engine: sa.Engine) -> TableSelection:
 
 def ranked_ids(source: sa.Engine, selection: TableSelection) -> list[Any]:
     """(id, depth) of every row, in the order they are copied into PostgreSQL."""
-    order = copy_order(selection, "postgresql")
+    order = copy_order(selection, POSTGRESQL)
     assert order.depth is not None
     query = sa.select(selection.source.c.id, order.depth).select_from(order.source)
     with source.connect() as conn:
@@ -63,7 +66,7 @@ def test_parents_come_first_and_rows_no_root_reaches_come_last(tmp_path: Path) -
     assert depth[9] == depth[5] == depth[8] == 0  # no manager, itself, one not in the table
     assert depth[1] == depth[4] == 1 and depth[2] == depth[3] == 2
     assert [row[0] for row in ranked[-2:]] == [6, 7]  # a cycle: after every other row
-    assert copy_order(selection, "sqlite").depth is None  # SQLite checks nothing meanwhile
+    assert copy_order(selection, SQLITE).depth is None  # SQLite checks nothing meanwhile
 
 
 def kill_then_resume(source: sa.Engine, target: sa.Engine, table: str, *, batch_size: int) -> None:
@@ -192,7 +195,7 @@ def test_two_composite_references_pair_their_columns(tmp_path: Path) -> None:
         db.executemany("INSERT INTO emp VALUES (?, ?, ?, ?, ?, ?)", rows)
     source = sa.create_engine(sqlite_url(tmp_path / "local.db"))
     selection = only(source)
-    order = copy_order(selection, "mariadb")
+    order = copy_order(selection, MYSQL)
     assert order.depth is not None
     table = selection.source
     query = sa.select(table.c.org, table.c.id, order.depth).select_from(order.source)

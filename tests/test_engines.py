@@ -1,10 +1,14 @@
-"""The engines: their rules as values (no server), and each fidelity bug of issue 13 on the real
-servers, through `driver: mysql` and `driver: mariadb` alike."""
+"""The engines: their rules as values (no server), the seam's methods on every database, and
+each fidelity bug of issue 13 on the real servers, through `driver: mysql` and `driver: mariadb`
+alike."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sqlite3
+import uuid
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +16,32 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import postgresql as postgresql_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 import dsdb_plan as dsdb
-from dsdb_plan.dbschema import ColumnSchema, IndexSchema, portable_type, reflect_tables
-from dsdb_plan.engines import UnknownEngineError, engine_for
+from dsdb_plan.dbschema import (
+    ColumnSchema,
+    ForeignKeySchema,
+    IndexSchema,
+    TableSchema,
+    portable_type,
+    reflect_tables,
+)
+from dsdb_plan.engines import TableSwap, UnknownEngineError, engine_for, same_kind
 from dsdb_plan.engines.base import portable_default
 from dsdb_plan.engines.mysql import is_exact_collation
 from dsdb_plan.errors import PlanError
-from tests.helpers import MYSQL_DRIVERS, run_cli, through
+from dsdb_plan.migrate import copier
+from dsdb_plan.migrate.snapshot import consistent_snapshot
+from dsdb_plan.values import row_converter
+from tests.helpers import (
+    EVERY_DATABASE,
+    MYSQL_DRIVERS,
+    database,
+    run_cli,
+    table_rows,
+    through,
+)
 from tests.servers import ServerDatabase
 
 # -- the rules, as values ----------------------------------------------------------------------
@@ -456,3 +478,232 @@ def test_the_plan_says_which_default_a_new_table_leaves_out(
         "out: MySQL/MariaDB cannot give it to a date column)"
     ) in plan.out
     assert run_cli(capsys, "apply", manifest, "--auto-approve").code == 0
+
+
+# -- the seam's methods: what differs between engines, as values -------------------------------
+
+
+def _dialect(name: str) -> sa.Dialect:
+    """A SQLAlchemy dialect of `name`, without a server (MariaDB's as the driver makes it)."""
+    if name == "mariadb":
+        dialect = mysql_dialect.dialect(is_mariadb=True)
+        dialect.name = "mariadb"
+        return dialect
+    modules = {"sqlite": sqlite_dialect, "postgresql": postgresql_dialect, "mysql": mysql_dialect}
+    return modules[name].dialect()  # type: ignore[no-any-return]
+
+
+_PLUS_TWO = dt.timezone(dt.timedelta(hours=2))
+_AWARE = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=_PLUS_TWO)
+_NAIVE = dt.datetime(2024, 1, 2, 3, 4, 5)
+
+
+@pytest.mark.parametrize(
+    ("dialect", "value", "portable", "zoned", "bound"),
+    [
+        # A naive filter value means UTC; a zoned column gets an aware one where it keeps zones.
+        ("postgresql", _NAIVE, "datetime", True, _NAIVE.replace(tzinfo=dt.UTC)),
+        ("postgresql", _AWARE, "datetime", False, dt.datetime(2024, 1, 2, 1, 4, 5)),
+        ("mysql", _NAIVE, "datetime", True, _NAIVE),  # no column keeps a zone
+        ("mariadb", _AWARE, "datetime", True, dt.datetime(2024, 1, 2, 1, 4, 5)),
+        ("mysql", dt.time(1, 2, tzinfo=_PLUS_TWO), "time", False, dt.time(1, 2)),
+        # SQLite compares with the text a copy writes.
+        ("sqlite", _AWARE, "datetime", False, "2024-01-02 01:04:05"),
+        ("sqlite", _NAIVE, "datetime", True, "2024-01-02 03:04:05+00:00"),
+        ("sqlite", dt.date(2024, 1, 2), "date", False, "2024-01-02"),
+        ("sqlite", Decimal("1.50"), "decimal", False, "1.50"),
+        ("sqlite", Decimal("1.50"), "text", False, 1.5),  # no numeric affinity: as a double
+        ("sqlite", uuid.UUID(int=5), "uuid", False, str(uuid.UUID(int=5))),
+        # A uuid column does not compare with text on PostgreSQL.
+        ("postgresql", str(uuid.UUID(int=5)), "uuid", False, uuid.UUID(int=5)),
+        ("postgresql", "not a uuid", "uuid", False, "not a uuid"),
+        ("mysql", str(uuid.UUID(int=5)), "uuid", False, str(uuid.UUID(int=5))),
+    ],
+)
+def test_a_filter_value_is_bound_as_each_engine_stores_it(
+    dialect: str, value: Any, portable: str, zoned: bool, bound: Any
+) -> None:
+    found = engine_for(dialect).filter_value(value, portable, zoned)
+    assert (found, type(found)) == (bound, type(bound))
+
+
+@pytest.mark.parametrize(
+    ("dialect", "follows", "self_reference", "key_name"),
+    [
+        ("sqlite", False, "emp", "to_dept"),  # keys name tables: the final name
+        ("postgresql", True, "emp__dsdb_new", "to_dept"),
+        ("mysql", True, "emp__dsdb_new", None),  # constraint names are per schema
+    ],
+)
+def test_a_staging_table_points_its_keys_where_the_engine_needs_them(
+    dialect: str, follows: bool, self_reference: str, key_name: str | None
+) -> None:
+    engine = engine_for(dialect)
+    assert engine.capabilities.keys_follow_renames is follows
+    target = TableSchema(
+        "emp",
+        (ColumnSchema("id", "bigint"), ColumnSchema("boss", "bigint"), ColumnSchema("d", "bigint")),
+        ("id",),
+        (
+            ForeignKeySchema("to_boss", ("boss",), "emp", ("id",)),
+            ForeignKeySchema("to_dept", ("d",), "dept", ("id",)),
+        ),
+    )
+    staged = copier._staging_schema(target, "emp__dsdb_new", engine)
+    to_boss, to_dept = staged.foreign_keys
+    assert staged.name == "emp__dsdb_new"
+    assert (to_boss.ref_table, to_dept.ref_table, to_dept.name) == (
+        self_reference,
+        "dept",
+        key_name,
+    )
+
+
+@pytest.mark.parametrize(
+    ("dialect", "prefix", "cap"),
+    [
+        ("sqlite", None, None),  # counted: no estimator worth asking
+        ("postgresql", "EXPLAIN (FORMAT JSON)", None),
+        ("mysql", "EXPLAIN", "@@cte_max_recursion_depth"),
+        ("mariadb", "EXPLAIN EXTENDED", "@@max_recursive_iterations"),
+    ],
+)
+def test_each_engine_names_its_estimator_and_its_recursion_cap(
+    dialect: str, prefix: str | None, cap: str | None
+) -> None:
+    rules = engine_for(dialect)
+    assert rules.explain_prefix(_dialect(dialect)) == prefix
+    assert rules.recursion_cap(_dialect(dialect)) == cap
+
+
+@pytest.mark.parametrize(
+    ("dialect", "plan", "rows"),
+    [
+        ("postgresql", [{"QUERY PLAN": '[{"Plan": {"Plan Rows": 42}}]'}], 42.0),
+        ("postgresql", [{"QUERY PLAN": [{"Plan": {"Plan Rows": 7}}]}], 7.0),
+        # rows x filtered % of each table of the outer query, along its join; subqueries not.
+        (
+            "mysql",
+            [
+                {"id": 1, "rows": 200, "filtered": 50.0},
+                {"id": 1, "rows": 3, "filtered": 100.0},
+                {"id": 2, "rows": 1000, "filtered": 100.0},
+            ],
+            300.0,
+        ),
+    ],
+)
+def test_a_row_estimate_is_read_from_each_engines_plan(
+    dialect: str, plan: list[dict[str, Any]], rows: float
+) -> None:
+    assert engine_for(dialect).explained_rows(plan) == rows  # type: ignore[arg-type]
+
+
+def test_a_mysql_plan_without_the_outer_query_gives_no_estimate() -> None:
+    with pytest.raises(ValueError, match="outer query"):
+        engine_for("mysql").explained_rows([{"id": 2, "rows": 5, "filtered": 100.0}])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ("sqlite", "sqlite", True),
+        ("mariadb", "mariadb", True),
+        ("mysql", "mariadb", False),  # one engine, two products: their own digests differ
+        ("postgresql", "sqlite", False),
+    ],
+)
+def test_native_fingerprints_compare_only_within_one_product(a: str, b: str, same: bool) -> None:
+    assert same_kind(_dialect(a), _dialect(b)) is same
+
+
+def test_a_converter_into_an_engine_dsdb_does_not_know_is_refused() -> None:
+    schema = TableSchema("t", (ColumnSchema("id", "bigint"),), ("id",))
+    with pytest.raises(UnknownEngineError, match="'mssql'"):
+        row_converter(schema, "sqlite", "mssql")
+
+
+# -- the seam's methods on each database ---------------------------------------------------------
+
+
+_PARENT_AND_CHILD = (
+    "CREATE TABLE parent (id INTEGER PRIMARY KEY, name VARCHAR(20))",
+    "CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER, "
+    "CONSTRAINT child_parent FOREIGN KEY (parent_id) REFERENCES parent (id))",
+    "CREATE TABLE parent__dsdb_new (id INTEGER PRIMARY KEY, name VARCHAR(20))",
+    "INSERT INTO parent VALUES (1, 'old'), (2, 'old')",
+    "INSERT INTO parent__dsdb_new VALUES (1, 'new'), (2, 'new')",
+    "INSERT INTO child VALUES (10, 1)",
+)
+
+
+def _run(engine: sa.Engine, *statements: str) -> None:
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+
+
+@pytest.mark.parametrize("kind", EVERY_DATABASE)
+def test_other_tables_keys_to_a_table_are_found_alike_everywhere(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str
+) -> None:
+    engine = database(request, tmp_path, kind)
+    _run(engine, *_PARENT_AND_CHILD)
+    with engine.connect() as conn:
+        found = engine_for(conn.dialect).incoming_foreign_keys(conn, "parent")
+    assert [(table, fk.columns, fk.ref_table, fk.ref_columns) for table, fk in found] == [
+        ("child", ("parent_id",), "parent", ("id",))
+    ]
+
+
+@pytest.mark.parametrize("kind", EVERY_DATABASE)
+def test_a_swap_puts_the_staging_table_in_place_and_keeps_other_tables_keys(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str
+) -> None:
+    engine = database(request, tmp_path, kind)
+    _run(engine, *_PARENT_AND_CHILD)
+    finished: list[str] = []
+    with engine.connect() as conn:
+        rules = engine_for(conn.dialect)
+        rules.swap_table(conn, TableSwap("parent__dsdb_new", "parent", True, finished.append))
+        conn.commit()
+        keys = rules.reflect_foreign_keys(conn, "child")
+    assert len(finished) == 1  # indexes and sequences, once, on the new table
+    assert sorted(sa.inspect(engine).get_table_names()) == ["child", "parent"]
+    assert table_rows(engine.url, "parent") == [(1, "new"), (2, "new")]
+    assert [(fk.ref_table, fk.columns) for fk in keys] == [("parent", ("parent_id",))]
+    if rules.capabilities.enforces_foreign_keys:  # the key is checked against the new table
+        with pytest.raises(sa.exc.IntegrityError):
+            _run(engine, "INSERT INTO child VALUES (11, 99)")
+
+
+@pytest.mark.parametrize("kind", EVERY_DATABASE)
+def test_a_snapshot_sees_every_table_as_of_one_instant(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str
+) -> None:
+    engine = database(request, tmp_path, kind)
+    if kind == "sqlite":  # a writer may commit beside a reader
+        _run(engine, "PRAGMA journal_mode = WAL")
+    _run(engine, "CREATE TABLE a (id INTEGER)", "CREATE TABLE b (id INTEGER)")
+    _run(engine, "INSERT INTO a VALUES (1)", "INSERT INTO b VALUES (1)")
+    count = "SELECT count(*) FROM {}"
+    with consistent_snapshot(engine, read_only=True) as snapshot:
+        assert snapshot.exec_driver_sql(count.format("a")).scalar_one() == 1
+        _run(engine, "INSERT INTO b VALUES (2)")  # committed after the snapshot began
+        assert snapshot.exec_driver_sql(count.format("b")).scalar_one() == 1
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql(count.format("b")).scalar_one() == 2
+
+
+@pytest.mark.parametrize("driver", MYSQL_DRIVERS)
+def test_keys_go_unchecked_only_within_the_block(mariadb_db: ServerDatabase, driver: str) -> None:
+    engine = sa.create_engine(through(mariadb_db, driver))
+    _run(engine, *_PARENT_AND_CHILD)
+    orphan = "INSERT INTO child VALUES (11, 99)"
+    with engine.connect() as conn:
+        with engine_for(conn.dialect).keys_unchecked(conn):
+            conn.exec_driver_sql(orphan)
+        conn.rollback()
+        with pytest.raises(sa.exc.IntegrityError):
+            conn.exec_driver_sql(orphan)
+    engine.dispose()

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from dsdb_plan.engines.mysql import MYSQL
+from dsdb_plan.engines.postgresql import POSTGRESQL
 from dsdb_plan.migrate import estimate
 from tests.helpers import make_flights_db, run_cli, sqlite_url
 
@@ -186,8 +188,8 @@ def test_an_explain_that_fails_falls_back_to_the_exact_count(
     server: str,
 ) -> None:
     monkeypatch.setattr(estimate, "EXACT_UP_TO", 1_000)
-    broken = {name: ("EXPLAIN NONSENSE", read) for name, (_, read) in estimate._EXPLAINERS.items()}
-    monkeypatch.setattr(estimate, "_EXPLAINERS", broken)
+    for engine in (POSTGRESQL, MYSQL):
+        monkeypatch.setattr(type(engine), "explain_prefix", lambda self, _: "EXPLAIN NONSENSE")
     manifest = write_manifest(MANIFEST.format(source=server, table=UA_WINTER))
     text, details = _plan(capsys, manifest)
     assert f"flights → local.flights: {MATCHING:,} rows (upsert, new table)" in text
@@ -222,8 +224,7 @@ def test_an_estimate_stays_between_none_and_every_row_of_the_table(
     shown: int,
 ) -> None:
     monkeypatch.setattr(estimate, "EXACT_UP_TO", 1_000)
-    prefix, _ = estimate._EXPLAINERS["postgresql"]
-    monkeypatch.setitem(estimate._EXPLAINERS, "postgresql", (prefix, lambda _: planned))
+    monkeypatch.setattr(type(POSTGRESQL), "explained_rows", lambda self, _: planned)
     manifest = write_manifest(MANIFEST.format(source=server, table=UA_WINTER))
     text, details = _plan(capsys, manifest)
     assert f"flights → local.flights: ~{shown:,} rows, estimated" in text

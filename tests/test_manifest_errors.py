@@ -69,6 +69,7 @@ CASES: dict[str, tuple[int, str]] = {
         "drops table winter_flights of 'prod' that migration.to-prod writes",
     ),
     "url-and-fields": (4, "give either url or the link fields, not both"),
+    "driver-and-url-differ": (4, "driver and url name different databases"),
     "sqlite-with-host": (4, "sqlite takes only a database path"),
     "binary-garbage": (1, "file is not UTF-8 text"),
     "nul-byte": (3, "invalid YAML: character #x0000 is not allowed"),
@@ -242,4 +243,16 @@ def test_no_clash_where_none_can_be_seen(
 
     result = run_cli(capsys, "validate", path)
 
+    assert result.code == 0, result.err
+
+
+def test_a_driver_alias_agrees_with_the_url_it_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "dsdb.yaml"
+    manifest.write_text(
+        "version: 1\nconnections:\n  prod:\n    driver: postgres\n"
+        "    url: postgresql://loader@db.internal/flights\n"
+    )
+    result = run_cli(capsys, "validate", manifest)
     assert result.code == 0, result.err

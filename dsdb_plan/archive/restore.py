@@ -154,14 +154,16 @@ def _keys_added_after_loading(
 ) -> list[tuple[TableSchema, ForeignKeySchema]]:
     """The foreign keys created once every table is loaded, not with their table.
 
-    PostgreSQL checks an inline key row by row as COPY loads; one added afterwards is checked
-    in a single query (what pg_restore does too), several times faster. Elsewhere only keys
+    Where a key added afterwards is checked in a single query, several times faster than an
+    inline key checked row by row as rows load (PostgreSQL's COPY; what pg_restore does too),
+    every key reaching a restored table waits. Elsewhere only keys
     inside a cycle wait (MySQL loads without checking keys), and an engine that cannot add a
     key to an existing table (SQLite) keeps all keys inline.
     """
-    if not engine_for(dialect).capabilities.adds_constraints_later:
+    capabilities = engine_for(dialect).capabilities
+    if not capabilities.adds_constraints_later:
         return []
-    if dialect == "postgresql":
+    if capabilities.keys_faster_after_load:
         return [
             (table, fk)
             for table in selected
@@ -181,7 +183,8 @@ def _add_later_keys(
             add_foreign_keys(conn, later)
     except sa.exc.DBAPIError as error:
         raise DsdbError(
-            f"adding foreign keys in {engine.dialect.name} failed: {driver_message(error)}"
+            f"adding foreign keys in {engine_for(engine.dialect).name} failed: "
+            f"{driver_message(error)}"
         ) from error
 
 
@@ -234,12 +237,7 @@ def _load(
             progress(table.name, count)
         _stop_if_asked(cancel, table.name)  # the table's transaction is rolled back
 
-    if conn.dialect.name in ("mysql", "mariadb"):
-        # Rows of a consistent snapshot: checking keys row by row only breaks
-        # self-references that point forward (what mysqldump does, too).
-        conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
-        try:
-            return load_rows(conn, table, rows, progress=report, read_ahead=True)
-        finally:
-            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
-    return load_rows(conn, table, rows, progress=report, read_ahead=True)
+    # Rows of a consistent snapshot: checking keys row by row (InnoDB) only breaks
+    # self-references that point forward (mysqldump loads unchecked, too).
+    with engine_for(conn.dialect).keys_unchecked(conn):
+        return load_rows(conn, table, rows, progress=report, read_ahead=True)

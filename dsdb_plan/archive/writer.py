@@ -7,7 +7,6 @@ A backup asked to stop does so after its next batch, and its temporary folder is
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
@@ -26,6 +25,7 @@ from dsdb_plan.archive.info import MANIFEST_NAME, BackupFile, BackupInfo
 from dsdb_plan.dbschema import TableSchema, reflect_tables
 from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import BackupError, Interrupted
+from dsdb_plan.migrate.snapshot import consistent_snapshot
 
 Progress = Callable[[str, int], None]
 #: Called with each batch of a table's rows as read: every column, as the driver returns them.
@@ -63,7 +63,7 @@ def write_backup(
         (temporary / _OWNER_NAME).write_text(
             json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
         )
-        with _snapshot(engine) as conn:
+        with consistent_snapshot(engine, read_only=True) as conn:
             schemas = reflect_tables(conn, tables)
             files = [
                 _write_table(conn, schema, temporary, index, progress, on_rows, cancel)
@@ -118,30 +118,6 @@ def _owner_alive(temporary: Path) -> bool:
     except OSError:
         return True  # exists, but belongs to another user
     return True
-
-
-@contextlib.contextmanager
-def _snapshot(engine: sa.Engine) -> Iterator[sa.Connection]:
-    """One read-only transaction that sees every table as of the same instant."""
-    dialect = engine.dialect.name
-    if dialect == "postgresql":
-        options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
-    elif dialect in ("mysql", "mariadb"):
-        options = {"isolation_level": "REPEATABLE READ"}
-    else:
-        options = {}
-    with engine.connect() as conn:
-        conn = conn.execution_options(**options)
-        try:
-            if dialect in ("mysql", "mariadb"):
-                conn.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-            elif dialect == "sqlite":
-                # pysqlite opens no transaction for SELECTs; without BEGIN each table would be
-                # read at a different moment.
-                conn.exec_driver_sql("BEGIN")
-            yield conn
-        finally:
-            conn.rollback()
 
 
 def _file_name(index: int, table: str) -> str:

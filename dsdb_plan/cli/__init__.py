@@ -1,28 +1,13 @@
-"""The `dsdb` command line: thin commands over the library."""
+"""The `dsdb` command line: thin commands over the library.
+
+Each command's module loads when the command runs (`app.COMMAND_MODULES`).
+"""
 
 import gc
 
-from dsdb_plan.cli import (
-    backup_commands,
-    commands,
-    plan_commands,
-    references_command,
-    state_commands,
-    verify_command,
-)
 from dsdb_plan.cli.app import cli, main
 
-__all__ = [
-    "backup_commands",
-    "cli",
-    "commands",
-    "main",
-    "plan_commands",
-    "references_command",
-    "run",
-    "state_commands",
-    "verify_command",
-]
+__all__ = ["cli", "main", "run"]
 
 
 def run() -> None:

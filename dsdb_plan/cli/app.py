@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
@@ -71,7 +72,41 @@ class _Group(click.Group):
         _whole_summary(self)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+#: The module that defines each top-level command. A command's module is imported when the
+#: command runs (click's lazy subcommands), so `dsdb validate` does not load what `apply`
+#: needs; help listings import them all.
+COMMAND_MODULES = {
+    "validate": "commands",
+    "init": "commands",
+    "schema": "commands",
+    "connections": "connections_command",
+    "plan": "plan_commands",
+    "apply": "plan_commands",
+    "verify": "verify_command",
+    "backups": "backup_commands",
+    "references": "references_command",
+    "state": "state_commands",
+    "history": "state_commands",
+    "force-unlock": "state_commands",
+}
+
+
+class _LazyGroup(_Group):
+    """The top-level group: each command's module is imported on first use."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMAND_MODULES.get(cmd_name)
+        if module is not None and cmd_name not in self.commands:
+            importlib.import_module(f"dsdb_plan.cli.{module}")  # its decorators register it
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        for module in set(COMMAND_MODULES.values()):
+            importlib.import_module(f"dsdb_plan.cli.{module}")
+        return super().list_commands(ctx)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="dsdb", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context) -> None:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from dsdb_plan.errors import DsdbError, ManifestError
 from dsdb_plan.interpolate import FileValue
 from dsdb_plan.manifest import DEFAULT_MANIFEST, LoadedManifest, load_manifest
-from dsdb_plan.project import Project
-from dsdb_plan.state import StateSnapshot
 from dsdb_plan.yamlsource import load_yaml
+
+if TYPE_CHECKING:
+    from dsdb_plan.project import Project
+    from dsdb_plan.state import StateSnapshot
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -77,6 +79,8 @@ def _var_file_values(file: Path) -> dict[str, str]:
 
 def open_project(manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]) -> Project:
     """The manifest opened for work with the variables given; use it as a context manager."""
+    from dsdb_plan.project import Project  # what plan and apply need, loaded by them alone
+
     return Project.open(manifest, variables=parse_variables(var, var_file))
 
 

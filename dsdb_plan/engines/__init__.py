@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from dsdb_plan.engines.base import Capabilities as Capabilities
 from dsdb_plan.engines.base import Engine as Engine
+from dsdb_plan.engines.base import TableSwap as TableSwap
 from dsdb_plan.engines.mysql import MYSQL
 from dsdb_plan.engines.postgresql import POSTGRESQL
 from dsdb_plan.engines.sqlite import SQLITE
@@ -35,6 +36,13 @@ def engine_for(dialect: sa.Dialect | str) -> Engine:
             f"dsdb has no rules for the {name!r} database engine (it knows {known})"
         )
     return engine
+
+
+def same_kind(a: sa.Dialect, b: sa.Dialect) -> bool:
+    """Whether two dialects reach the same product (one engine, one variant of it), so a
+    fingerprint one takes natively compares with the other's."""
+    engine = engine_for(a)
+    return engine_for(b) is engine and engine.server_name(a) == engine.server_name(b)
 
 
 #: Every `driver:` name users may write, and the SQLAlchemy dialect+DBAPI it means.

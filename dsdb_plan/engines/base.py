@@ -9,8 +9,9 @@ differs (alembic's `ddl/impl.py` is the model).
 
 from __future__ import annotations
 
+import datetime as dt
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -23,7 +24,8 @@ from dsdb_plan.checksum import DigestSQL, TableFingerprint
 from dsdb_plan.portable import INTEGER_TYPES, ColumnSchema, ForeignKeySchema, IndexSchema
 
 _NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?")
-_NUMERIC_TYPES = frozenset({"smallint", "integer", "bigint", "float", "double", "decimal"})
+#: The portable types that hold numbers.
+NUMERIC_TYPES = frozenset({"smallint", "integer", "bigint", "float", "double", "decimal"})
 _TEXT_TYPES = frozenset({"varchar", "text"})
 
 
@@ -64,6 +66,21 @@ class Capabilities:
     validates_keys_later: bool = False
     #: Foreign keys refuse rows that point nowhere on dsdb's connections (SQLite's are off).
     enforces_foreign_keys: bool = True
+    #: A foreign key follows its table through a rename (elsewhere keys name tables, as in
+    #: SQLite, so a staging table's self-reference names the final table).
+    keys_follow_renames: bool = True
+    #: Constraint names are unique in the schema, not only in their table (MySQL): a copy of
+    #: a table cannot reuse its foreign keys' names.
+    constraint_names_per_schema: bool = False
+    #: A foreign key added to a loaded table is checked in one query, much faster than
+    #: checking each row as it loads (PostgreSQL; pg_restore does the same).
+    keys_faster_after_load: bool = False
+    #: Another file of the engine can be ATTACHed and copied from with one INSERT … SELECT
+    #: in SQLite's SQL (the copier's path that skips Python).
+    copies_by_attach: bool = False
+    #: A transaction's snapshot can be shared with another session (PostgreSQL's
+    #: pg_export_snapshot), so a second connection reads exactly what the first one reads.
+    exports_snapshots: bool = False
 
 
 class Engine:
@@ -119,7 +136,7 @@ class Engine:
             return self.boolean_literal(default == "true") if default in _BOOLEANS else None
         if default == "CURRENT_TIMESTAMP":
             return self.current_timestamp(column)
-        if column.type in _NUMERIC_TYPES:
+        if column.type in NUMERIC_TYPES:
             bare = _unquoted(default)
             return bare if _NUMBER.fullmatch(bare) else None
         if column.type in _TEXT_TYPES and _NUMBER.fullmatch(default):
@@ -315,6 +332,159 @@ class Engine:
         """How this server writes the portable digest itself, or None when it cannot write
         every form exactly (the rows are then digested in Python)."""
         return None
+
+    # -- snapshots --------------------------------------------------------------------------
+
+    def begin_snapshot(self, conn: sa.Connection, *, read_only: bool = False) -> None:
+        """Begin on `conn` a transaction that sees every table as of one instant: engines
+        differ in the isolation level and statement that give one."""
+        if self.snapshot_isolation is not None:
+            conn.execution_options(isolation_level=self.snapshot_isolation)
+
+    def export_snapshot(self, conn: sa.Connection) -> str | None:
+        """A token another session can read `conn`'s snapshot with, or None where the engine
+        (or this server) cannot share one (`exports_snapshots`)."""
+        return None
+
+    def join_snapshot(self, conn: sa.Connection, token: str) -> None:
+        """Begin on `conn` a transaction that sees the exported snapshot `token`, the way the
+        engine that exported it takes one."""
+        raise NotImplementedError(f"{self.name} cannot share a snapshot")
+
+    # -- loading ----------------------------------------------------------------------------
+
+    def bulk_writer(
+        self,
+        conn: sa.Connection,
+        table: str,
+        columns: Sequence[ColumnSchema],
+        key: Sequence[str],
+        operation: str,
+    ) -> Any:
+        """The fastest `migrate.load.BatchWriter` for `operation` on `table`: each engine has
+        its own bulk path (COPY, multi-row INSERT, prepared executemany)."""
+        from dsdb_plan.migrate import load  # load's writers import the engines themselves
+
+        return load.generic_writer(conn, table, columns, key, operation)
+
+    def keys_unchecked(self, conn: sa.Connection) -> AbstractContextManager[None]:
+        """Foreign keys unchecked on `conn` for the block, where the engine checks them row by
+        row (`checks_keys_per_row`) and whole sets of rows are written; elsewhere a no-op."""
+        return nullcontext()
+
+    def filter_value(self, value: Any, portable: str | None, timezone: bool) -> Any:
+        """A filter's bound value as this engine stores it in a `portable` column, so it
+        compares with what a copy wrote (SQLite keeps text, MySQL no zones, ...)."""
+        if isinstance(value, dt.datetime):
+            return fit_zone(value, timezone)
+        if isinstance(value, dt.time) and value.tzinfo is not None and not timezone:
+            return value.replace(tzinfo=None)  # as MySQL and a plain TIME column keep it
+        return value
+
+    # -- replacing a table ------------------------------------------------------------------
+
+    def begin_ddl(self, conn: sa.Connection) -> None:
+        """Make sure DDL that follows runs in `conn`'s transaction (Python's sqlite3 module
+        begins one only before DML)."""
+
+    def swap_table(self, conn: sa.Connection, swap: TableSwap) -> None:
+        """Put the loaded staging table in the target's place in one atomic step. Engines
+        differ in whether DDL is transactional and how other tables' keys follow a rename."""
+        q = conn.dialect.identifier_preparer.quote_identifier
+        old = swap.old
+        conn.commit()
+        with self._references_kept(conn), conn.begin():
+            self.begin_ddl(conn)
+            detached = self._detach_incoming_keys(conn, swap.target) if swap.exists else []
+            if swap.exists:
+                conn.exec_driver_sql(f"ALTER TABLE {q(swap.target)} RENAME TO {q(old)}")
+            conn.exec_driver_sql(f"ALTER TABLE {q(swap.staging)} RENAME TO {q(swap.target)}")
+            if swap.exists:
+                conn.exec_driver_sql(f"DROP TABLE {q(old)}")
+            self._renamed(conn, swap.staging, swap.target)
+            # Index names may be unique per schema, so they wait for the old table to go.
+            swap.finish(swap.target)
+            self._reattach_keys(conn, detached, swap.cleared_later)
+
+    def _references_kept(self, conn: sa.Connection) -> AbstractContextManager[None]:
+        """Keep other tables' keys naming the target through the renames of a swap."""
+        return nullcontext()
+
+    def _detach_incoming_keys(self, conn: sa.Connection, target: str) -> list[Any]:
+        """Drop, before a swap, the keys of other tables that would follow the old table."""
+        return []
+
+    def _reattach_keys(
+        self, conn: sa.Connection, detached: list[Any], cleared_later: Collection[str]
+    ) -> None:
+        """Put back on the new table the keys `_detach_incoming_keys` dropped."""
+
+    def _renamed(self, conn: sa.Connection, staging: str, target: str) -> None:
+        """Tidy up after the staging table took the target's name (index names)."""
+
+    def incoming_foreign_keys(
+        self, conn: sa.Connection, table: str
+    ) -> list[tuple[str, ForeignKeySchema]]:
+        """The foreign keys of other tables that point at `table`, with their tables: by
+        reflecting each table here, where an engine may know a single query."""
+        inspector = sa.inspect(conn)
+        return [
+            (other, fk)
+            for other in inspector.get_table_names()
+            if other != table
+            for fk in self.reflect_foreign_keys(conn, other)
+            if fk.ref_table == table
+        ]
+
+    def validate_keys(self, conn: sa.Connection, table: str, parents: Collection[str]) -> None:
+        """Check the keys of `table` to `parents` a swap put back unchecked
+        (`validates_keys_later`); engines that never leave keys unchecked do nothing."""
+
+    # -- planning ---------------------------------------------------------------------------
+
+    def explain_prefix(self, dialect: sa.Dialect) -> str | None:
+        """The EXPLAIN that estimates a query's rows, or None where the engine has no
+        estimator worth asking (its rows are counted instead)."""
+        return None
+
+    def explained_rows(self, plan: Sequence[sa.RowMapping]) -> float:
+        """The rows the planner expects, from what `explain_prefix` returned."""
+        raise NotImplementedError(f"{self.name} has no row estimates")
+
+    def recursion_cap(self, dialect: sa.Dialect) -> str | None:
+        """SQL for the most steps a recursive query may take, where the engine stops or
+        fails past a limit of its own (MySQL/MariaDB), else None."""
+        return None
+
+
+@dataclass(frozen=True)
+class TableSwap:
+    """A staging table loaded in full, to take the target's place (`Engine.swap_table`)."""
+
+    staging: str
+    target: str
+    #: Whether the target exists (else the staging table is only renamed).
+    exists: bool
+    #: Creates the indexes and advances the sequences of the table of that name, as the
+    #: target's schema has them.
+    finish: Callable[[str], None]
+    #: Tables whose rows pointing at removed ones a later step deletes: their keys to the
+    #: target go back unchecked where the engine can check them later.
+    cleared_later: Collection[str] = ()
+
+    @property
+    def old(self) -> str:
+        """The name the old target has between the renames and its drop."""
+        return self.target + "__dsdb_old"
+
+
+def fit_zone(value: dt.datetime, zoned: bool) -> dt.datetime:
+    """Naive means UTC: a zoned column gets an aware value, other columns naive UTC."""
+    if zoned:
+        return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    if value.tzinfo is not None:
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value
 
 
 _BOOLEANS = frozenset({"true", "false"})

@@ -8,6 +8,7 @@ Unbounded text cannot be indexed, no timestamp keeps its zone, no float holds Na
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine.interfaces import ReflectedColumn
 
 from dsdb_plan.checksum import ChecksumMethod, DigestSQL, TableFingerprint, count_and_sum
-from dsdb_plan.engines.base import Capabilities, Engine, quote_for_driver
+from dsdb_plan.engines.base import Capabilities, Engine, TableSwap, fit_zone, quote_for_driver
 from dsdb_plan.portable import ColumnSchema, ForeignKeySchema
 
 #: Length given to unbounded text that MariaDB must index: 255 characters of utf8mb4 are
@@ -44,6 +45,7 @@ class MySQLEngine(Engine):
         index_names_per_schema=False,
         indexes_unbounded_text=False,
         checks_keys_per_row=True,
+        constraint_names_per_schema=True,
     )
     snapshot_isolation = "REPEATABLE READ"
     drivers: ClassVar[dict[str, str]] = {"mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
@@ -191,6 +193,118 @@ class MySQLEngine(Engine):
     def drop_temporary(self, conn: sa.Connection, table: sa.Table) -> None:
         quoted = conn.dialect.identifier_preparer.quote_identifier(table.name)
         conn.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {quoted}")
+
+    def begin_snapshot(self, conn: sa.Connection, *, read_only: bool = False) -> None:
+        conn.execution_options(isolation_level=self.snapshot_isolation)
+        # The snapshot starts now, not at the first read of each table.
+        access = ", READ ONLY" if read_only else ""
+        conn.exec_driver_sql(f"START TRANSACTION WITH CONSISTENT SNAPSHOT{access}")
+
+    def bulk_writer(
+        self,
+        conn: sa.Connection,
+        table: str,
+        columns: Sequence[ColumnSchema],
+        key: Sequence[str],
+        operation: str,
+    ) -> Any:
+        from dsdb_plan.migrate import load  # load's writers import the engines themselves
+
+        names = [column.name for column in columns]
+        return load.mysql_writer(conn, table, names, key, operation)
+
+    @contextmanager
+    def keys_unchecked(self, conn: sa.Connection) -> Iterator[None]:
+        conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
+        try:
+            yield
+        finally:
+            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
+
+    def filter_value(self, value: Any, portable: str | None, timezone: bool) -> Any:
+        # No column keeps a zone: aware values compare as the UTC they were stored as.
+        if isinstance(value, dt.datetime):
+            return fit_zone(value, zoned=False)
+        return super().filter_value(value, portable, timezone)
+
+    def swap_table(self, conn: sa.Connection, swap: TableSwap) -> None:
+        # DDL commits at once here: indexes go on the staging table first, then one RENAME
+        # TABLE swaps both names atomically.
+        q = conn.dialect.identifier_preparer.quote_identifier
+        target, staging, old = swap.target, swap.staging, swap.old
+        swap.finish(staging)
+        conn.commit()
+        if not swap.exists:
+            conn.exec_driver_sql(f"RENAME TABLE {q(staging)} TO {q(target)}")
+            conn.commit()
+            return
+        children = self.incoming_foreign_keys(conn, target)
+        # Keys are put back unchecked (FOREIGN_KEY_CHECKS = 0), so `cleared_later` needs
+        # nothing more.
+        with self.keys_unchecked(conn):
+            conn.exec_driver_sql(
+                f"RENAME TABLE {q(target)} TO {q(old)}, {q(staging)} TO {q(target)}"
+            )
+            conn.exec_driver_sql(f"DROP TABLE {q(old)}")
+            # InnoDB made the children's keys follow the old table: point them back.
+            for table, fk in children:
+                name = q(fk.name or "")
+                conn.exec_driver_sql(f"ALTER TABLE {q(table)} DROP FOREIGN KEY {name}")
+                conn.exec_driver_sql(
+                    f"ALTER TABLE {q(table)} ADD CONSTRAINT {name} FOREIGN KEY "
+                    f"({', '.join(map(q, fk.columns))}) REFERENCES {q(target)} "
+                    f"({', '.join(map(q, fk.ref_columns))})"
+                )
+        conn.commit()
+
+    def incoming_foreign_keys(
+        self, conn: sa.Connection, table: str
+    ) -> list[tuple[str, ForeignKeySchema]]:
+        # One query for the whole schema, where reflecting every table would take one each.
+        rows = conn.execute(
+            sa.text(
+                "SELECT table_name, constraint_name, column_name, referenced_column_name "
+                "FROM information_schema.key_column_usage WHERE table_schema = DATABASE() "
+                "AND referenced_table_schema = DATABASE() AND referenced_table_name = :target "
+                "AND table_name <> :target "
+                "ORDER BY table_name, constraint_name, ordinal_position"
+            ),
+            {"target": table},
+        ).all()
+        grouped: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for child, name, column, referenced in rows:
+            grouped.setdefault((child, name), []).append((column, referenced))
+        return [
+            (
+                child,
+                ForeignKeySchema(
+                    name, tuple(c for c, _ in pairs), table, tuple(r for _, r in pairs)
+                ),
+            )
+            for (child, name), pairs in grouped.items()
+        ]
+
+    def explain_prefix(self, dialect: sa.Dialect) -> str | None:
+        # MariaDB shows `filtered` only with EXTENDED, which MySQL 8 no longer accepts.
+        return "EXPLAIN EXTENDED" if getattr(dialect, "is_mariadb", False) else "EXPLAIN"
+
+    def explained_rows(self, plan: Sequence[sa.RowMapping]) -> float:
+        # rows x filtered % of each table the outer query reads (id 1), multiplied along its
+        # join (a semi-join into a subquery adds a table).
+        outer = [access for access in plan if access["id"] == 1]
+        if not outer:
+            raise ValueError("no access of the outer query")
+        rows = 1.0
+        for access in outer:  # "Impossible WHERE" reads no table: rows is NULL
+            rows *= float(access["rows"]) * float(access["filtered"]) / 100
+        return rows
+
+    def recursion_cap(self, dialect: sa.Dialect) -> str | None:
+        # MariaDB quietly stops a recursive query after max_recursive_iterations steps,
+        # MySQL fails past cte_max_recursion_depth.
+        if getattr(dialect, "is_mariadb", False):
+            return "@@max_recursive_iterations"
+        return "@@cte_max_recursion_depth"
 
     @contextmanager
     def copy_session(self, conn: sa.Connection) -> Iterator[None]:

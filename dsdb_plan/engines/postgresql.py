@@ -8,7 +8,9 @@ Arrays and enums have no portable counterpart: an array is read as its JSON arra
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+import json
+import uuid
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -37,6 +39,8 @@ class PostgreSQLEngine(Engine):
         indexes_unbounded_text=True,
         row_versions=True,
         validates_keys_later=True,
+        keys_faster_after_load=True,
+        exports_snapshots=True,
     )
     snapshot_isolation = "REPEATABLE READ"
     drivers: ClassVar[dict[str, str]] = {
@@ -195,6 +199,121 @@ class PostgreSQLEngine(Engine):
         # 12 writes floats with their shortest exact digits, 14 has numeric infinities; md5()
         # hashes the server's bytes.
         return _DIGEST_SQL if version >= (14,) and encoding == "UTF8" else None
+
+    def begin_snapshot(self, conn: sa.Connection, *, read_only: bool = False) -> None:
+        conn.execution_options(
+            isolation_level=self.snapshot_isolation, postgresql_readonly=read_only
+        )
+
+    def export_snapshot(self, conn: sa.Connection) -> str | None:
+        if conn.exec_driver_sql("SELECT pg_is_in_recovery()").scalar_one():
+            return None  # a standby exports no snapshot
+        return str(conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one())
+
+    def join_snapshot(self, conn: sa.Connection, token: str) -> None:
+        conn.execution_options(isolation_level=self.snapshot_isolation)
+        # An identifier the server made (hex digits and dashes), not user input.
+        conn.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{token}'")
+
+    def bulk_writer(
+        self,
+        conn: sa.Connection,
+        table: str,
+        columns: Sequence[ColumnSchema],
+        key: Sequence[str],
+        operation: str,
+    ) -> Any:
+        from dsdb_plan.migrate import load  # load's writers import the engines themselves
+
+        names = [column.name for column in columns]
+        if conn.dialect.driver == "psycopg":  # COPY needs psycopg 3's copy API
+            return load.postgres_copy_writer(conn, table, names, key, operation)
+        return load.on_conflict_writer(conn, table, names, key, operation)
+
+    def filter_value(self, value: Any, portable: str | None, timezone: bool) -> Any:
+        if portable == "uuid" and isinstance(value, str):
+            try:
+                return uuid.UUID(value)  # a uuid column does not compare with varchar
+            except ValueError:
+                return value
+        return super().filter_value(value, portable, timezone)
+
+    def _detach_incoming_keys(self, conn: sa.Connection, target: str) -> list[Any]:
+        # A key follows its table through a rename: those of other tables would point at
+        # the old table, so they are dropped and put back on the new one.
+        rows = conn.execute(
+            sa.text(
+                "SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid) "
+                "FROM pg_constraint c WHERE c.contype = 'f' AND c.confrelid = "
+                "to_regclass(quote_ident(:target)) AND c.conrelid <> c.confrelid"
+            ),
+            {"target": target},
+        ).all()
+        q = conn.dialect.identifier_preparer.quote_identifier
+        detached = [(_unquote(str(row[0])), str(row[1]), str(row[2])) for row in rows]
+        for table, name, _ in detached:
+            conn.exec_driver_sql(f"ALTER TABLE {q(table)} DROP CONSTRAINT {q(name)}")
+        return detached
+
+    def _reattach_keys(
+        self, conn: sa.Connection, detached: list[Any], cleared_later: Collection[str]
+    ) -> None:
+        # Keys of tables a later step clears go back NOT VALID: unchecked for the rows they
+        # hold now, which may point at rows the new table lacks (`validate_keys` checks them).
+        q = conn.dialect.identifier_preparer.quote_identifier
+        for table, name, definition in detached:
+            later = table in cleared_later and not definition.endswith("NOT VALID")
+            conn.exec_driver_sql(
+                f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(name)} "
+                + definition.replace("%", "%%")
+                + (" NOT VALID" if later else "")
+            )
+
+    def _renamed(self, conn: sa.Connection, staging: str, target: str) -> None:
+        # The primary key's and unique constraints' indexes take names of the target's.
+        names = conn.execute(
+            sa.text(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+                "AND tablename = :target"
+            ),
+            {"target": target},
+        ).scalars()
+        q = conn.dialect.identifier_preparer.quote_identifier
+        limit = self.capabilities.max_identifier_length
+        for name in list(names):
+            if staging in name:
+                wanted = name.replace(staging, target)
+                if len(wanted.encode()) > limit:
+                    wanted = f"{wanted[:40]}_{hashlib.sha1(wanted.encode()).hexdigest()[:8]}"
+                conn.exec_driver_sql(f"ALTER INDEX {q(name)} RENAME TO {q(wanted)}")
+
+    def validate_keys(self, conn: sa.Connection, table: str, parents: Collection[str]) -> None:
+        rows = conn.execute(
+            sa.text(
+                "SELECT conname, confrelid::regclass::text FROM pg_constraint WHERE "
+                "contype = 'f' AND NOT convalidated AND conrelid = to_regclass(quote_ident(:t))"
+            ),
+            {"t": table},
+        ).all()
+        q = conn.dialect.identifier_preparer.quote_identifier
+        for name, parent in rows:
+            if _unquote(str(parent)) in parents:
+                conn.exec_driver_sql(f"ALTER TABLE {q(table)} VALIDATE CONSTRAINT {q(name)}")
+
+    def explain_prefix(self, dialect: sa.Dialect) -> str | None:
+        return "EXPLAIN (FORMAT JSON)"
+
+    def explained_rows(self, plan: Sequence[sa.RowMapping]) -> float:
+        found = plan[0]["QUERY PLAN"]  # the top node's estimate
+        found = json.loads(found) if isinstance(found, str) else found
+        return float(found[0]["Plan"]["Plan Rows"])
+
+
+def _unquote(name: str) -> str:
+    """regclass text quotes names that need it."""
+    if name.startswith('"') and name.endswith('"'):
+        return name[1:-1].replace('""', '"')
+    return name
 
 
 _SETTINGS = (

@@ -7,11 +7,15 @@ with the names other tools (SQLAlchemy, pandas) read back.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import re
 import sqlite3
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
+from decimal import Decimal
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
@@ -21,7 +25,13 @@ from sqlalchemy.types import UserDefinedType
 from dsdb_plan import sqlfunctions
 from dsdb_plan.checksum import TableFingerprint
 from dsdb_plan.engines import sqlite_pages
-from dsdb_plan.engines.base import Capabilities, Engine, portable_column, quote_for_driver
+from dsdb_plan.engines.base import (
+    NUMERIC_TYPES,
+    Capabilities,
+    Engine,
+    portable_column,
+    quote_for_driver,
+)
 from dsdb_plan.portable import ColumnSchema, IndexSchema
 
 _DECIMAL_ARGS = re.compile(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
@@ -68,6 +78,8 @@ class SQLiteEngine(Engine):
         indexes_unbounded_text=True,
         embedded=True,
         enforces_foreign_keys=False,
+        keys_follow_renames=False,
+        copies_by_attach=True,
     )
     drivers: ClassVar[dict[str, str]] = {"sqlite": "sqlite"}
     # Booleans are stored as 0/1 and dates as text: only JSON and UUID text pass.
@@ -151,6 +163,59 @@ class SQLiteEngine(Engine):
         if not isinstance(raw, sqlite3.Connection):
             return None
         return sqlite_pages.table_checksum(raw, str(table.name), [c["name"] for c in columns])
+
+    def begin_snapshot(self, conn: sa.Connection, *, read_only: bool = False) -> None:
+        # pysqlite opens no transaction for SELECTs; without BEGIN each table would be read
+        # at a different moment.
+        conn.exec_driver_sql("BEGIN")
+
+    def bulk_writer(
+        self,
+        conn: sa.Connection,
+        table: str,
+        columns: Sequence[ColumnSchema],
+        key: Sequence[str],
+        operation: str,
+    ) -> Any:
+        from dsdb_plan.migrate import load  # load's writers import the engines themselves
+
+        names = [column.name for column in columns]
+        return load.on_conflict_writer(conn, table, names, key, operation)
+
+    def filter_value(self, value: Any, portable: str | None, timezone: bool) -> Any:
+        return stored_value(super().filter_value(value, portable, timezone), portable)
+
+    def begin_ddl(self, conn: sa.Connection) -> None:
+        driver: Any = conn.connection.driver_connection
+        if not driver.in_transaction:
+            conn.exec_driver_sql("BEGIN")
+
+    @contextmanager
+    def _references_kept(self, conn: sa.Connection) -> Iterator[None]:
+        # Keys in other tables name the target: keep them pointing at the new one.
+        conn.exec_driver_sql("PRAGMA legacy_alter_table = ON")
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.exec_driver_sql("PRAGMA legacy_alter_table = OFF")
+            conn.commit()
+
+
+def stored_value(value: Any, portable: str | None) -> Any:
+    """How SQLite stores `value` in a column of type `portable` (values.py writes the same
+    text when it copies)."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        # Text keeps every digit; a column with numeric affinity converts it before
+        # comparing. Without affinity, text never equals a number: compare as a double.
+        return str(value) if portable in NUMERIC_TYPES else float(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
 
 
 def sqlite_portable_type(declared: str) -> ColumnSchema:

@@ -21,7 +21,7 @@ from operator import attrgetter
 from typing import Any
 
 from dsdb_plan.dbschema import ColumnSchema, TableSchema
-from dsdb_plan.engines import Engine, known_engine
+from dsdb_plan.engines import Engine, engine_for
 from dsdb_plan.values import column_converter, row_converter
 
 BatchConverter = Callable[[Sequence[Sequence[Any]]], list[tuple[Any, ...]]]
@@ -107,7 +107,7 @@ def _column_step(column: ColumnSchema, table: str, source: str, target: str) -> 
     convert = column_converter(column, table, source, target)
     if convert is None:
         return None
-    engine = known_engine(target)
+    engine = engine_for(target)
     unchanged = frozenset((_NONE, *(_CLASSES[name] for name in _pass_names(column, engine))))
     each = _value_by_value(column, engine, convert)
     bulk = _bulk(column, engine)
@@ -133,7 +133,7 @@ def _column_step(column: ColumnSchema, table: str, source: str, target: str) -> 
 
 
 def _value_by_value(
-    column: ColumnSchema, engine: Engine | None, convert: Callable[[Any], Any]
+    column: ColumnSchema, engine: Engine, convert: Callable[[Any], Any]
 ) -> _ColumnStep:
     """A generated function converting each value that fails its inline type tests."""
     keep = " or ".join(["v is None", *_passing("v", column, engine)])
@@ -144,21 +144,18 @@ def _value_by_value(
     return each
 
 
-def _pass_names(column: ColumnSchema, engine: Engine | None) -> tuple[str, ...]:
-    """The Python classes (by name) whose values need no conversion into `engine` (none
-    known: only those every database takes)."""
+def _pass_names(column: ColumnSchema, engine: Engine) -> tuple[str, ...]:
+    """The Python classes (by name) whose values need no conversion into `engine`."""
     common = _PASS.get(column.type, ())
-    if engine is None:
-        return common
     if not engine.capabilities.stores_non_finite_floats and column.type in _FLOAT_TYPES:
         common = ()  # only finite ones, which `_passing` tests
     return common + engine.passes_as_is.get(column.type, ())
 
 
-def _passing(value: str, column: ColumnSchema, engine: Engine | None) -> list[str]:
+def _passing(value: str, column: ColumnSchema, engine: Engine) -> list[str]:
     """Inline tests (Python source) that `value` needs no conversion into `engine`."""
     tests = [f"{value}.__class__ is {name}" for name in _pass_names(column, engine)]
-    if engine is None or not engine.capabilities.typed_columns:
+    if not engine.capabilities.typed_columns:
         return tests
     finite_only = not engine.capabilities.stores_non_finite_floats
     if finite_only and column.type in _FLOAT_TYPES:
@@ -252,10 +249,10 @@ _BULK: dict[str, _Bulk] = {
 }
 
 
-def _bulk(column: ColumnSchema, engine: Engine | None) -> _Bulk:
+def _bulk(column: ColumnSchema, engine: Engine) -> _Bulk:
     """The whole-column functions of `column` into `engine` (typed engines only: SQLite's
     values go through `values` one by one)."""
-    if engine is None or not engine.capabilities.typed_columns:
+    if not engine.capabilities.typed_columns:
         return []
     if column.type == "datetime":
         aware = column.timezone and engine.capabilities.zone_aware_timestamps

@@ -61,7 +61,7 @@ from dsdb_plan.dbschema import (
     reflect_tables,
     usable_from_another_thread,
 )
-from dsdb_plan.engines import engine_for
+from dsdb_plan.engines import Engine, TableSwap, engine_for
 from dsdb_plan.errors import DsdbError, Interrupted, PlanError, driver_message
 from dsdb_plan.migrate.convert import BatchConverter, batch_converter
 from dsdb_plan.migrate.load import Operation, batch_writer, read_ahead_of
@@ -72,7 +72,6 @@ from dsdb_plan.migrate.subset import TableSelection
 Mode = Literal["append", "upsert", "replace", "mirror"]
 Checkpoint = dict[str, Any]
 STAGING_SUFFIX = "__dsdb_new"
-OLD_SUFFIX = "__dsdb_old"
 _ATTACHED = "dsdb_source"
 _KEYED_MODES = ("append", "upsert", "mirror")
 
@@ -148,9 +147,8 @@ def copy_table(
     job.resume_from(resume)
     session = engine_for(target_engine.dialect).copy_session
     with source_engine.connect() as src, target_engine.connect() as dst, session(dst):
-        isolation = engine_for(src.dialect).snapshot_isolation
-        if on_source_snapshot is not None and isolation is not None:
-            src.execution_options(isolation_level=isolation)
+        if on_source_snapshot is not None:  # what it reads is what the copy reads
+            engine_for(src.dialect).begin_snapshot(src)
         if mode == "replace":
             _replace(src, dst, job, cleared_later)
             return job.result()
@@ -335,7 +333,7 @@ def _load_batches(
         if job.cursor_column not in names:
             names.append(job.cursor_column)
         cursor_at = names.index(job.cursor_column)
-    order = copy_order(selection, dst.dialect.name)
+    order = copy_order(selection, engine_for(dst.dialect))
     # The resume point: each row's depth (read after its columns) and key, or its key.
     resume_at = [names.index(name) for name in selection.key]
     if order.depth is not None:
@@ -445,9 +443,10 @@ def _largest(values: Iterator[Any]) -> Any:
 
 def _attachable(src: sa.Connection, dst: sa.Connection, job: _Job) -> bool:
     database = src.engine.url.database
+    engine = engine_for(src.dialect)
     return (
-        src.dialect.name == "sqlite"
-        and dst.dialect.name == "sqlite"
+        engine.capabilities.copies_by_attach
+        and engine_for(dst.dialect) is engine
         and bool(database)
         and database != ":memory:"
         and not str(database).startswith("file:")
@@ -598,7 +597,7 @@ def _replace(
         else dataclasses.replace(selection.schema, name=selection.target)
     )
     dst.commit()
-    staged = _staging_schema(target_schema, staging, dst.dialect.name)
+    staged = _staging_schema(target_schema, staging, engine_for(dst.dialect))
     resumable = (
         job.resumed
         and job.phase in ("load", "swap")
@@ -618,16 +617,20 @@ def _replace(
     _swap(dst, selection.target, staged, selection.target in existing, cleared_later)
 
 
-def _staging_schema(target: TableSchema, staging: str, dialect: str) -> TableSchema:
+def _staging_schema(target: TableSchema, staging: str, engine: Engine) -> TableSchema:
     """The target's schema under the staging name.
 
     A self-reference points at the staging table itself where keys follow a table through a
-    rename (PostgreSQL, MySQL), and at the target's name in SQLite, where keys name tables.
+    rename, and at the target's name where keys name tables (SQLite). Where constraint names
+    are unique per schema, the staging table's keys go unnamed.
     """
+    capabilities = engine.capabilities
     keys = tuple(
         dataclasses.replace(fk, ref_table=staging, name=None)
-        if fk.ref_table == target.name and dialect != "sqlite"
-        else dataclasses.replace(fk, name=None if dialect in ("mysql", "mariadb") else fk.name)
+        if fk.ref_table == target.name and capabilities.keys_follow_renames
+        else dataclasses.replace(
+            fk, name=None if capabilities.constraint_names_per_schema else fk.name
+        )
         for fk in target.foreign_keys
     )
     return dataclasses.replace(target, name=staging, foreign_keys=keys)
@@ -640,166 +643,32 @@ def _swap(
     exists: bool,
     cleared_later: Collection[str] = (),
 ) -> None:
-    """Put the loaded staging table in the target's place in one atomic step.
+    """Put the loaded staging table in the target's place in one atomic step (the engine
+    knows how), with the target's indexes and sequences.
 
     Other tables' foreign keys to the target are put back on the new table; those of
-    `cleared_later` tables NOT VALID (PostgreSQL), unchecked for the rows they hold now,
-    which may point at rows the new table lacks until their own replace drops them or
-    their mirror deletes them (and `validate_keys` checks them).
-    (MySQL/MariaDB puts keys back unchecked anyway, under FOREIGN_KEY_CHECKS = 0.)
+    `cleared_later` tables unchecked where the engine can check them later, as they may
+    point at rows the new table lacks until their own replace drops them or their mirror
+    deletes them (and `validate_keys` checks them).
     """
-    dialect = dst.dialect.name
-    staging = staged.name
-    old = target + OLD_SUFFIX
-    q = dst.dialect.identifier_preparer.quote_identifier
-    final = dataclasses.replace(staged, name=target)
-    if dialect in ("mysql", "mariadb"):
-        # DDL commits at once here: indexes go on the staging table first, then one RENAME
-        # TABLE swaps both names atomically.
-        create_indexes(dst, [staged])
-        advance_sequences(dst, staged)
-        dst.commit()
-        if exists:
-            children = _mysql_incoming_keys(dst, target)
-            dst.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
-            try:
-                dst.exec_driver_sql(
-                    f"RENAME TABLE {q(target)} TO {q(old)}, {q(staging)} TO {q(target)}"
-                )
-                dst.exec_driver_sql(f"DROP TABLE {q(old)}")
-                # InnoDB made the children's keys follow the old table: point them back.
-                for table, name, columns, referenced in children:
-                    dst.exec_driver_sql(f"ALTER TABLE {q(table)} DROP FOREIGN KEY {q(name)}")
-                    dst.exec_driver_sql(
-                        f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(name)} FOREIGN KEY "
-                        f"({', '.join(map(q, columns))}) REFERENCES {q(target)} "
-                        f"({', '.join(map(q, referenced))})"
-                    )
-            finally:
-                dst.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
-        else:
-            dst.exec_driver_sql(f"RENAME TABLE {q(staging)} TO {q(target)}")
-        dst.commit()
-        return
-    if dialect == "sqlite":
-        # Keys in other tables name the target: keep them pointing at the new one.
-        dst.exec_driver_sql("PRAGMA legacy_alter_table = ON")
-    dst.commit()
-    try:
-        with dst.begin():
-            _begin_ddl(dst)
-            incoming = _incoming_keys(dst, target) if exists and dialect == "postgresql" else []
-            for table, name, _ in incoming:
-                dst.exec_driver_sql(f"ALTER TABLE {q(table)} DROP CONSTRAINT {q(name)}")
-            if exists:
-                dst.exec_driver_sql(f"ALTER TABLE {q(target)} RENAME TO {q(old)}")
-            dst.exec_driver_sql(f"ALTER TABLE {q(staging)} RENAME TO {q(target)}")
-            if exists:
-                dst.exec_driver_sql(f"DROP TABLE {q(old)}")
-            if dialect == "postgresql":
-                _rename_indexes(dst, staging, target)
-            # Index names are unique per schema here, so they wait for the old table to go.
-            create_indexes(dst, [final])
-            advance_sequences(dst, final)
-            for table, name, definition in incoming:
-                later = table in cleared_later and not definition.endswith("NOT VALID")
-                unchecked = " NOT VALID" if later else ""
-                dst.exec_driver_sql(
-                    f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(name)} "
-                    + definition.replace("%", "%%")
-                    + unchecked
-                )
-    finally:
-        if dialect == "sqlite":
-            dst.exec_driver_sql("PRAGMA legacy_alter_table = OFF")
-            dst.commit()
+
+    def finish(name: str) -> None:
+        schema = dataclasses.replace(staged, name=name)
+        create_indexes(dst, [schema])
+        advance_sequences(dst, schema)
+
+    swap = TableSwap(staged.name, target, exists, finish, cleared_later)
+    engine_for(dst.dialect).swap_table(dst, swap)
 
 
 def validate_keys(engine: sa.Engine, table: str, parents: Collection[str]) -> None:
     """Check the foreign keys of `table` to `parents` that a replace of those put back
-    NOT VALID (`_swap`), now that a mirror deleted the rows that pointed at removed ones
-    (PostgreSQL; elsewhere keys are never left unchecked)."""
-    if not engine_for(engine.dialect).capabilities.validates_keys_later or not parents:
+    unchecked (`_swap`), now that a mirror deleted the rows that pointed at removed ones."""
+    rules = engine_for(engine.dialect)
+    if not rules.capabilities.validates_keys_later or not parents:
         return
     with engine.begin() as conn:
-        rows = conn.execute(
-            sa.text(
-                "SELECT conname, confrelid::regclass::text FROM pg_constraint WHERE "
-                "contype = 'f' AND NOT convalidated AND conrelid = to_regclass(quote_ident(:t))"
-            ),
-            {"t": table},
-        ).all()
-        q = conn.dialect.identifier_preparer.quote_identifier
-        for name, parent in rows:
-            if _unquote(str(parent)) in parents:
-                conn.exec_driver_sql(f"ALTER TABLE {q(table)} VALIDATE CONSTRAINT {q(name)}")
-
-
-def _begin_ddl(dst: sa.Connection) -> None:
-    """Open a real transaction for DDL: Python's sqlite3 module begins one only before DML,
-    so its ALTER and DROP statements would otherwise each commit on their own."""
-    if dst.dialect.name == "sqlite":
-        driver: Any = dst.connection.driver_connection
-        if not driver.in_transaction:
-            dst.exec_driver_sql("BEGIN")
-
-
-def _mysql_incoming_keys(
-    dst: sa.Connection, target: str
-) -> list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]:
-    """Other tables' foreign keys to `target`: (table, name, columns, referenced columns)."""
-    rows = dst.exec_driver_sql(
-        "SELECT table_name, constraint_name, column_name, referenced_column_name "
-        "FROM information_schema.key_column_usage WHERE table_schema = DATABASE() "
-        "AND referenced_table_schema = DATABASE() AND referenced_table_name = %s "
-        "AND table_name <> %s ORDER BY table_name, constraint_name, ordinal_position",
-        (target, target),
-    ).all()
-    grouped: dict[tuple[str, str], list[tuple[str, str]]] = {}
-    for table, name, column, referenced in rows:
-        grouped.setdefault((table, name), []).append((column, referenced))
-    return [
-        (table, name, tuple(c for c, _ in pairs), tuple(r for _, r in pairs))
-        for (table, name), pairs in grouped.items()
-    ]
-
-
-def _incoming_keys(dst: sa.Connection, target: str) -> list[tuple[str, str, str]]:
-    """Foreign keys of other tables that point at `target`: (table, name, definition)."""
-    rows = dst.execute(
-        sa.text(
-            "SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid) "
-            "FROM pg_constraint c WHERE c.contype = 'f' AND c.confrelid = "
-            "to_regclass(quote_ident(:target)) AND c.conrelid <> c.confrelid"
-        ),
-        {"target": target},
-    ).all()
-    return [(_unquote(str(row[0])), str(row[1]), str(row[2])) for row in rows]
-
-
-def _unquote(name: str) -> str:
-    """regclass text quotes names that need it."""
-    if name.startswith('"') and name.endswith('"'):
-        return name[1:-1].replace('""', '"')
-    return name
-
-
-def _rename_indexes(dst: sa.Connection, staging: str, target: str) -> None:
-    """Give the primary key's and unique constraints' indexes names of the target's."""
-    names = dst.execute(
-        sa.text(
-            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
-            "AND tablename = :target"
-        ),
-        {"target": target},
-    ).scalars()
-    q = dst.dialect.identifier_preparer.quote_identifier
-    for name in list(names):
-        if staging in name:
-            wanted = name.replace(staging, target)
-            if len(wanted.encode()) > 63:
-                wanted = f"{wanted[:40]}_{hashlib.sha1(wanted.encode()).hexdigest()[:8]}"
-            dst.exec_driver_sql(f"ALTER INDEX {q(name)} RENAME TO {q(wanted)}")
+        rules.validate_keys(conn, table, parents)
 
 
 # -- mirror --------------------------------------------------------------------------------
@@ -860,26 +729,20 @@ def _delete_missing(src: sa.Connection, dst: sa.Connection, job: _Job) -> int:
 
 
 def _delete_within_itself(dst: sa.Connection, statement: sa.Delete, table: str) -> int:
-    """Delete rows of a MySQL/MariaDB table that references itself.
+    """Delete rows of a table that references itself, where keys are checked row by row.
 
-    InnoDB checks a foreign key row by row, not at the end of the statement: deleting a
-    chain of rows (a boss and the staff under them) fails on the first row whose child the
-    statement deletes later. So the rows go with the checks off, then every key pointing
+    InnoDB (MySQL/MariaDB) checks a foreign key row by row, not at the end of the statement:
+    deleting a chain of rows (a boss and the staff under them) fails on the first row whose
+    child the statement deletes later. So the rows go with the checks off, then every key pointing
     at the table is checked, in the same transaction, which is rolled back if a row was
     left pointing at a deleted one.
     """
-    dst.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
-    try:
+    engine = engine_for(dst.dialect)
+    with engine.keys_unchecked(dst):
         deleted = int(dst.execute(statement).rowcount or 0)
-    finally:
-        dst.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
-    own = [
-        (table, fk.columns, fk.ref_columns)
-        for fk in reflect_foreign_keys(dst, table)
-        if fk.ref_table == table
-    ]
-    incoming = [(t, columns, ref) for t, _, columns, ref in _mysql_incoming_keys(dst, table)]
-    for child, columns, referenced in own + incoming:
+    own = [(table, fk) for fk in reflect_foreign_keys(dst, table) if fk.ref_table == table]
+    for child, fk in own + engine.incoming_foreign_keys(dst, table):
+        columns, referenced = fk.columns, fk.ref_columns
         rows = sa.table(child, *(sa.column(c) for c in columns)).alias("child")
         parent = sa.table(table, *(sa.column(c) for c in referenced)).alias("parent")
         found = sa.and_(

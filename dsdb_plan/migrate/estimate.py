@@ -2,7 +2,8 @@
 
 Exact when that is cheap: an unfiltered table's count is in its fingerprint, and a filtered
 table of at most `EXACT_UP_TO` rows is counted with `count_rows`. Counting a larger filtered
-table would scan it on every plan, so the database's planner estimates it instead:
+table would scan it on every plan, so the database's planner estimates it instead (each
+engine says how, `Engine.explain_prefix` and `Engine.explained_rows`):
 
 - PostgreSQL: `EXPLAIN (FORMAT JSON)`, the top node's "Plan Rows".
 - MariaDB/MySQL: the tabular EXPLAIN, rows x filtered % of each table the outer query reads
@@ -10,7 +11,7 @@ table would scan it on every plan, so the database's planner estimates it instea
   shows `filtered` with EXPLAIN EXTENDED, which MySQL 8 no longer accepts and no longer needs.
   MariaDB's `FORMAT=JSON` is not used: it writes a quote in a filter value as `\\'`, which
   is not JSON (MariaDB 10.11).
-- Other dialects (SQLite) have no estimator: they are counted.
+- Engines without an estimator (SQLite) have their rows counted.
 
 The EXPLAIN wraps the very SELECT the copy runs, so filter values stay bound parameters. An
 estimate is kept between 0 and the table's row count; an EXPLAIN that fails or says nothing
@@ -19,9 +20,7 @@ usable (MariaDB's "Impossible WHERE") falls back to the exact count.
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +29,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
+from dsdb_plan.engines import engine_for
 from dsdb_plan.migrate.subset import TableSelection, count_rows, select_subset
 
 #: Filtered tables with at most this many rows are counted exactly; larger ones estimated.
@@ -71,46 +71,19 @@ def _compile_explain(element: _Explain, compiler: SQLCompiler, **kw: Any) -> str
     return f"{element.prefix} {compiler.process(element.query, **kw)}"
 
 
-def _postgres_rows(result: Sequence[sa.RowMapping]) -> float:
-    plan = result[0]["QUERY PLAN"]
-    plan = json.loads(plan) if isinstance(plan, str) else plan
-    return float(plan[0]["Plan"]["Plan Rows"])
-
-
-def _mysql_rows(result: Sequence[sa.RowMapping]) -> float:
-    outer = [access for access in result if access["id"] == 1]
-    if not outer:
-        raise ValueError("no access of the outer query")
-    rows = 1.0
-    for access in outer:  # "Impossible WHERE" reads no table: rows is NULL
-        rows *= float(access["rows"]) * float(access["filtered"]) / 100
-    return rows
-
-
-_Explainer = tuple[str, Callable[[Sequence[sa.RowMapping]], float]]
-_EXPLAINERS: dict[str, _Explainer] = {
-    "postgresql": ("EXPLAIN (FORMAT JSON)", _postgres_rows),
-    "mysql": ("EXPLAIN", _mysql_rows),
-    "mariadb": ("EXPLAIN EXTENDED", _mysql_rows),
-}
-
-
 def _estimate(conn: sa.Connection, query: sa.Select[Any]) -> float | None:
     """The planner's estimate of the rows `query` returns; None when it has none to give."""
-    dialect = conn.dialect
-    explainer = _EXPLAINERS.get(
-        "mariadb" if getattr(dialect, "is_mariadb", False) else dialect.name
-    )
-    if explainer is None:
+    engine = engine_for(conn.dialect)
+    prefix = engine.explain_prefix(conn.dialect)
+    if prefix is None:
         return None
-    prefix, read_rows = explainer
     try:
         result = conn.execute(_Explain(prefix, query)).mappings().all()
     except sa.exc.SQLAlchemyError:
         conn.rollback()  # PostgreSQL runs nothing more in a failed transaction
         return None
     try:
-        rows = read_rows(result)
+        rows = engine.explained_rows(result)
     except (LookupError, TypeError, ValueError):
         return None
     return rows if math.isfinite(rows) else None

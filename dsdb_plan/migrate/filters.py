@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-import uuid
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -31,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 
 from dsdb_plan.dbschema import ColumnSchema
+from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import PlanError
 from dsdb_plan.models import Condition, Operators
 from dsdb_plan.values import canonical
@@ -52,7 +52,6 @@ _EXPECTED: dict[str, type | tuple[type, ...]] = {
     "datetime": dt.datetime,
     "uuid": str,
 }
-_NUMERIC = frozenset({"smallint", "integer", "bigint", "float", "double", "decimal"})
 
 
 class PortableType(TypeDecorator[Any]):
@@ -91,43 +90,7 @@ class _FilterValue(TypeDecorator[Any]):
     def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
         if value is None:
             return None
-        name = dialect.name
-        if isinstance(value, dt.datetime):
-            value = _fit_zone(value, self.timezone, aware_ok=name not in ("mysql", "mariadb"))
-        elif isinstance(value, dt.time) and value.tzinfo is not None and not self.timezone:
-            value = value.replace(tzinfo=None)  # as MySQL and a plain TIME column keep it
-        if name == "sqlite":
-            return _sqlite_value(value, self.portable)
-        if name == "postgresql" and self.portable == "uuid" and isinstance(value, str):
-            try:
-                return uuid.UUID(value)  # a uuid column does not compare with varchar
-            except ValueError:
-                return value
-        return value
-
-
-def _fit_zone(value: dt.datetime, zoned: bool, *, aware_ok: bool) -> dt.datetime:
-    """Naive means UTC: a zoned column gets an aware value where the database has one."""
-    if zoned and aware_ok:
-        return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
-    if value.tzinfo is not None:
-        return value.astimezone(dt.UTC).replace(tzinfo=None)
-    return value
-
-
-def _sqlite_value(value: Any, portable: str | None) -> Any:
-    """How SQLite stores `value` (values.py writes the same text when it copies)."""
-    if isinstance(value, dt.datetime):
-        return value.isoformat(sep=" ")
-    if isinstance(value, dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        # Text keeps every digit; a column with numeric affinity converts it before
-        # comparing. Without affinity, text never equals a number: compare as a double.
-        return str(value) if portable in _NUMERIC else float(value)
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    return value
+        return engine_for(dialect).filter_value(value, self.portable, self.timezone)
 
 
 def compile_where(

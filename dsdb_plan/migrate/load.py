@@ -8,14 +8,15 @@ Shared by restores and migrations. Rows arrive already converted for the target
   of a batch that was committed but not checkpointed);
 - ``upsert``: insert, or update the non-key columns of the row with the same key.
 
-Fast paths per target: PostgreSQL (psycopg 3) COPY — straight into the table for ``insert``,
+Each engine picks its writer (`Engine.bulk_writer`) from those here. Fast paths per target:
+PostgreSQL (psycopg 3) COPY — straight into the table for ``insert``,
 and for the keyed operations as long as no batch meets a key the table holds; otherwise into
 a temporary staging table followed by one ``INSERT … SELECT … ON CONFLICT``;
 MySQL/MariaDB multi-row ``INSERT … ON DUPLICATE KEY UPDATE`` (the driver's executemany
 rewrites a batch into multi-row statements capped below ``max_allowed_packet``: PyMySQL at
 1,000,000 bytes, mysqlclient at 64 KiB), or, where a second unique index would make that
 fire on another row, a temporary table merged by key; SQLite prepared executemany with
-``ON CONFLICT``. Any other dialect goes through SQLAlchemy's typed columns, with a key
+``ON CONFLICT``. An engine without a fast path goes through SQLAlchemy's typed columns, with a key
 lookup for the keyed operations.
 
 Identifiers are quoted by SQLAlchemy's preparer (which also doubles ``%`` for drivers that
@@ -32,7 +33,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
 from itertools import islice
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 import psycopg
 import sqlalchemy as sa
@@ -40,6 +41,7 @@ from psycopg import sql
 from psycopg.types.string import BytesBinaryDumper
 
 from dsdb_plan.dbschema import ColumnSchema, TableSchema, quote_for_driver, target_type
+from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import DsdbError
 
 Operation = Literal["insert", "insert_ignore", "upsert"]
@@ -80,20 +82,53 @@ def batch_writer(
         missing = [name for name in key if name not in names]
         if missing:
             raise DsdbError(f"table {table!r}: key columns {missing} are not copied")
-    dialect = conn.dialect
-    if dialect.name == "postgresql" and dialect.driver == "psycopg":
-        if operation == "insert":
-            return _PostgresCopy(conn, table, names)
-        return _PostgresCopyFirst(conn, _PostgresStaged(conn, table, names, tuple(key), operation))
-    if dialect.name in ("mysql", "mariadb"):
-        if operation != "insert" and _other_unique_index(conn, table, key):
-            return _MysqlStaged(conn, table, names, tuple(key), operation)
-        return _DriverExecutemany(conn, _mysql_statement(dialect, table, names, key, operation))
-    if dialect.name == "sqlite" or dialect.name == "postgresql":
-        return _DriverExecutemany(
-            conn, _on_conflict_statement(dialect, table, names, key, operation)
-        )
-    return _GenericWriter(conn, table, columns, tuple(key), operation)
+    return cast(
+        BatchWriter, engine_for(conn.dialect).bulk_writer(conn, table, columns, key, operation)
+    )
+
+
+# -- the writers engines choose from (`Engine.bulk_writer`) ------------------------------------
+
+
+def postgres_copy_writer(
+    conn: sa.Connection, table: str, names: Sequence[str], key: Sequence[str], operation: str
+) -> BatchWriter:
+    """COPY (psycopg 3): straight into the table, or through a staging table for keyed
+    operations once a batch meets a key the table holds."""
+    if operation == "insert":
+        return _PostgresCopy(conn, table, names)
+    staged = _PostgresStaged(conn, table, names, tuple(key), cast(Operation, operation))
+    return _PostgresCopyFirst(conn, staged)
+
+
+def mysql_writer(
+    conn: sa.Connection, table: str, names: Sequence[str], key: Sequence[str], operation: str
+) -> BatchWriter:
+    """Multi-row INSERT … ON DUPLICATE KEY UPDATE, or a temporary table merged by key where a
+    second unique index would make that fire on another row."""
+    if operation != "insert" and _other_unique_index(conn, table, key):
+        return _MysqlStaged(conn, table, names, tuple(key), cast(Operation, operation))
+    statement = _mysql_statement(conn.dialect, table, names, key, cast(Operation, operation))
+    return _DriverExecutemany(conn, statement)
+
+
+def on_conflict_writer(
+    conn: sa.Connection, table: str, names: Sequence[str], key: Sequence[str], operation: str
+) -> BatchWriter:
+    """Prepared executemany with INSERT … ON CONFLICT (SQLite 3.24+, PostgreSQL)."""
+    statement = _on_conflict_statement(conn.dialect, table, names, key, cast(Operation, operation))
+    return _DriverExecutemany(conn, statement)
+
+
+def generic_writer(
+    conn: sa.Connection,
+    table: str,
+    columns: Sequence[ColumnSchema],
+    key: Sequence[str],
+    operation: str,
+) -> BatchWriter:
+    """SQLAlchemy's typed columns, with a key lookup for the keyed operations."""
+    return _GenericWriter(conn, table, columns, tuple(key), cast(Operation, operation))
 
 
 def load_rows(

@@ -27,6 +27,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from dsdb_plan.dbschema import ForeignKeySchema
+from dsdb_plan.engines import Engine, engine_for
 from dsdb_plan.migrate.subset import TableSelection
 
 #: The depth of rows in or below a cycle: after every other row.
@@ -48,13 +49,14 @@ class CopyOrder:
     depth: sa.ColumnElement[Any] | None = None
 
 
-def copy_order(selection: TableSelection, target_dialect: str) -> CopyOrder:
-    """The order to copy `selection` in, into a database of `target_dialect`."""
+def copy_order(selection: TableSelection, target: Engine) -> CopyOrder:
+    """The order to copy `selection` in, into a database of engine `target`."""
     table = selection.source
     key = tuple(raw(table.c[name]) for name in selection.key)
     references = _self_references(selection)
-    # SQLite checks no keys while loading; without a key there is no resume point to keep.
-    if not references or target_dialect == "sqlite" or not key:
+    # A target that checks no keys (SQLite) takes rows in any order; without a key there is
+    # no resume point to keep.
+    if not references or not target.capabilities.enforces_foreign_keys or not key:
         return CopyOrder(table, key)
     depths = (
         _tree_depths(table, selection.key, references[0])
@@ -249,20 +251,10 @@ class _WalkLimit(FunctionElement[int]):
 
 @compiles(_WalkLimit)
 def _rows(element: _WalkLimit, compiler: SQLCompiler, **kw: Any) -> str:
-    return compiler.process(element.clauses, **kw)
-
-
-@compiles(_WalkLimit, "mysql")
-@compiles(_WalkLimit, "mariadb")
-def _rows_or_recursion_cap(element: _WalkLimit, compiler: SQLCompiler, **kw: Any) -> str:
-    # MariaDB quietly stops a recursive query after max_recursive_iterations steps, MySQL
-    # fails past cte_max_recursion_depth: stopping one short, the rows beyond come last.
-    setting = (
-        "@@max_recursive_iterations"
-        if getattr(compiler.dialect, "is_mariadb", False)
-        else "@@cte_max_recursion_depth"
-    )
-    return f"LEAST({compiler.process(element.clauses, **kw)}, {setting} - 1)"
+    rows = compiler.process(element.clauses, **kw)
+    cap = engine_for(compiler.dialect).recursion_cap(compiler.dialect)
+    # Stopping one short of the engine's own cap, the rows beyond come last.
+    return rows if cap is None else f"LEAST({rows}, {cap} - 1)"
 
 
 def bound(value: Any) -> sa.BindParameter[Any]:

@@ -27,7 +27,7 @@ from dsdb_plan.archive.format import decode_value, encode_value
 from dsdb_plan.checksum import RowDigest, TableFingerprint
 from dsdb_plan.dag import run_dag
 from dsdb_plan.dbschema import TableSchema
-from dsdb_plan.engines import engine_for
+from dsdb_plan.engines import engine_for, same_kind
 from dsdb_plan.errors import DsdbError, Interrupted
 from dsdb_plan.fingerprint import Fingerprint, change_token, unchanged_since
 from dsdb_plan.migrate.copier import CopyResult, Mode, copy_table, validate_keys
@@ -381,7 +381,7 @@ def _copy_one(
     only = _changed_rows(source, target, run, batch_size) if check.exists and not resume else None
     # Append skips the keys the target holds: what it inserted is what the table gained.
     held = _count(target, selection.target) if run.mode == "append" else None
-    native = source.dialect.name == target.dialect.name
+    native = same_kind(source.dialect, target.dialect)
     # A whole, fresh read of the subset digests what it copies, so verification reads only
     # the target back.
     # Masked rows are digested by verification, through the masks.
@@ -471,7 +471,7 @@ def _verified(
     """Verify a copied table against its source subset; `seen` is the digest of the source
     rows the copy read, when it took one; `now` what this run wrote."""
     selection = run.selection
-    native = source.dialect.name == target.dialect.name
+    native = same_kind(source.dialect, target.dialect)
     if seen is None and native and selection.whole_table:
         unchanged = unchanged_since(source, read, [selection.name])
         seen = unchanged.tables[selection.name] if unchanged else None
@@ -542,7 +542,8 @@ class _CopiedDigest:
         self.pending: Future[TableFingerprint] | None = None
 
     def take_in_database(self, conn: sa.Connection) -> None:
-        if conn.dialect.name == "sqlite":  # SQLite's rows are hashed as they stream by
+        if engine_for(conn.dialect).capabilities.embedded:
+            # In-process either way: its rows are hashed as they stream by, with no second read.
             return
         take = self._native if self.native else self._portable
         if not self.native and in_database(conn, *self._columns()) is None:

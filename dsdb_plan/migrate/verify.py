@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from dsdb_plan.checksum import ChecksumMethod, TableFingerprint
 from dsdb_plan.dbschema import TableSchema, reflected_columns, usable_from_another_thread
-from dsdb_plan.engines import engine_for
+from dsdb_plan.engines import engine_for, same_kind
 from dsdb_plan.fingerprint import fingerprint_query
 from dsdb_plan.migrate.digest import SubsetDigest
 from dsdb_plan.migrate.mask import with_masks
@@ -145,7 +145,7 @@ def verify_table(
         )
     target = sa.table(target_table, *(sa.column(name) for name in selection.columns))
     whole = exact or not selection.key
-    if whole and source_conn.dialect.name == target_conn.dialect.name and not selection.mask:
+    if whole and same_kind(source_conn.dialect, target_conn.dialect) and not selection.mask:
         known = source if source is not None and not is_portable(source) else None
         native, found = _both(
             source_conn,
