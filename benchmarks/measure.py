@@ -32,6 +32,12 @@ class Measurement:
     def ok(self) -> bool:
         return self.returncode == 0
 
+    @property
+    def verifying_seconds(self) -> float | None:
+        """How long a dsdb apply says verifying took beyond copying, where it says so."""
+        found = re.search(r"verifying took ([0-9.]+) s", self.output)
+        return float(found.group(1)) if found else None
+
     def last_line(self) -> str:
         """The last line printed, without terminal colours (Sling colours its errors)."""
         plain = re.sub(r"\x1b\[[0-9;]*m", "", self.output)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -23,13 +22,21 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
-from sqlalchemy.dialects import registry as dialect_registry
-from sqlalchemy.engine import URL, make_url
 
-from dsdb_plan.engines import CANONICAL_DRIVERS, DRIVERS, UnknownEngineError, engine_for
+from dsdb_plan.engines import (
+    CANONICAL_DRIVERS,
+    DRIVERS,
+    UnknownEngineError,
+    engine_for,
+    registration_for,
+)
 from dsdb_plan.errors import did_you_mean
 from dsdb_plan.redact import register_secret
 from dsdb_plan.references import check_declared
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+    from sqlalchemy.engine import URL
 
 
 def _sqlalchemy_drivername(driver: str) -> str:
@@ -41,6 +48,8 @@ def _sqlalchemy_drivername(driver: str) -> str:
     if name in DRIVERS and dbapi:
         name = DRIVERS[name].split("+")[0]
     candidate = f"{name}+{dbapi}" if dbapi else name
+    from sqlalchemy.dialects import registry as dialect_registry
+
     try:
         dialect_registry.load(candidate.replace("+", "."))
     except Exception:
@@ -50,7 +59,7 @@ def _sqlalchemy_drivername(driver: str) -> str:
             {"driver": driver, "hint": did_you_mean(lowered, CANONICAL_DRIVERS)},
         ) from None
     try:
-        engine_for(name)
+        registration_for(name)
     except UnknownEngineError:
         # An installed dialect dsdb has no engine for: refused here rather than moved with
         # another engine's rules.
@@ -69,7 +78,7 @@ def _dialect_of(driver: str) -> str:
 
 def _embedded(backend: str) -> bool:
     """Whether a dialect's databases are files (SQLite), not databases on a server."""
-    return engine_for(backend).capabilities.embedded
+    return registration_for(backend).embedded
 
 
 def _resolve_sqlite_path(path: str, base_dir: Path) -> str:
@@ -180,6 +189,8 @@ class Connection(BaseModel):
     def _normalise(self, info: ValidationInfo) -> Connection:
         base_dir = Path((info.context or {}).get("base_dir") or Path.cwd())
         if self.url:
+            from sqlalchemy.engine import make_url  # only a url needs SQLAlchemy to read it
+
             try:
                 url = make_url(self.url)
             except Exception:
@@ -227,6 +238,8 @@ class Connection(BaseModel):
 
     def sqlalchemy_url(self) -> URL:
         """The URL to connect with, password included: never print it."""
+        from sqlalchemy.engine import URL, make_url
+
         if self.url:
             return make_url(self.url)
         assert self.driver is not None
@@ -243,6 +256,8 @@ class Connection(BaseModel):
     @property
     def dialect(self) -> str:
         """The SQLAlchemy dialect's name ('sqlite', 'postgresql', 'mysql', 'mariadb', ...)."""
+        if self.driver and not self.url:
+            return _dialect_of(self.driver)
         return self.sqlalchemy_url().get_backend_name()
 
     @property
@@ -253,19 +268,25 @@ class Connection(BaseModel):
     @property
     def link(self) -> str:
         """The database this connection points at: SQLite path or database name."""
-        return self.sqlalchemy_url().database or ""
+        if self.url:
+            return self.sqlalchemy_url().database or ""
+        return self.database or ""
 
     def link_key(self) -> tuple[str, ...]:
         """What makes two connections the same database, whatever way they are written."""
-        url = self.sqlalchemy_url()
-        engine = engine_for(url.get_backend_name())
-        if engine.capabilities.embedded:
-            return (engine.name, url.database or ":memory:")
-        host = (url.host or "localhost").lower()
+        if self.url:
+            url = self.sqlalchemy_url()
+            host, port = url.host, url.port
+        else:
+            host, port = self.host, self.port
+        registration = registration_for(self.dialect)
+        if registration.embedded:
+            return (registration.module, self.link or ":memory:")
+        host = (host or "localhost").lower()
         if host in ("localhost", "127.0.0.1", "::1"):
             host = "localhost"
-        port = url.port or engine.default_port or 0
-        return (engine.name, host, str(port), url.database or "")
+        port = port or registration.default_port or 0
+        return (registration.module, host, str(port), self.link)
 
     def display(self) -> str:
         """A URL safe to print: the password is masked."""
@@ -273,6 +294,8 @@ class Connection(BaseModel):
 
     def create_engine(self, **kwargs: Any) -> sa.Engine:
         """A new SQLAlchemy engine for this connection."""
+        import sqlalchemy as sa
+
         if self.is_sqlite_file:
             Path(self.link).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(self.sqlalchemy_url(), **kwargs)

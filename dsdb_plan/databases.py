@@ -61,7 +61,7 @@ def _on_server(connection: Connection, engine: Engine, statement: str) -> None:
 def database_exists(connection: Connection) -> bool:
     """Whether the database itself exists (a SQLite file; a database on a server)."""
     engine = engine_for(connection.dialect)
-    if engine.capabilities.embedded:
+    if engine.registration.embedded:
         return not connection.is_sqlite_file or Path(connection.link).exists()
     admin = _admin_engine(connection, engine)
     try:
@@ -75,7 +75,7 @@ def database_exists(connection: Connection) -> bool:
 def _server_engine(connection: Connection) -> Engine | None:
     """The engine module of a database on a server (PostgreSQL, MariaDB/MySQL), else None."""
     engine = engine_for(connection.dialect)
-    return None if engine.capabilities.embedded else engine
+    return None if engine.registration.embedded else engine
 
 
 def create_database(connection: Connection) -> None:
@@ -103,7 +103,7 @@ def missing_database_hint(connection: Connection, name: str, message: str) -> st
 def drop_database(connection: Connection) -> None:
     """Delete the SQLite file, or DROP DATABASE on the server. Close engines on it first."""
     engine = engine_for(connection.dialect)
-    if engine.capabilities.embedded:
+    if engine.registration.embedded:
         for suffix in ("", "-wal", "-shm", "-journal"):
             Path(connection.link + suffix).unlink(missing_ok=True)
         return

@@ -48,7 +48,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine.interfaces import ReflectedColumn
 
 from dsdb_plan.checksum import RowDigest, TableFingerprint, required_field
-from dsdb_plan.engines import engine_for
+from dsdb_plan.engines import engine_for, registration_for
 from dsdb_plan.errors import DsdbError, driver_message
 from dsdb_plan.rows import read_chunks
 
@@ -295,7 +295,7 @@ def change_token(engine: sa.Engine) -> str | None:
 
 def _sqlite_path(url: sa.URL) -> str | None:
     """The database file behind a SQLite URL; None for other dialects and in-memory databases."""
-    if not engine_for(url.get_backend_name()).capabilities.embedded:
+    if not registration_for(url.get_backend_name()).embedded:
         return None
     database = url.database or ""
     if database in ("", ":memory:"):

@@ -33,10 +33,10 @@ class ProbeResult:
 def _target(connection: Connection) -> str:
     url = connection.sqlalchemy_url()
     engine = engine_for(connection.dialect)  # a Connection's engine is always known
-    if engine.capabilities.embedded:
+    if engine.registration.embedded:
         return url.database or ":memory:"
     host = url.host or "localhost"
-    port = url.port or engine.default_port
+    port = url.port or engine.registration.default_port
     return f"{host}:{port}/{url.database or ''}"
 
 

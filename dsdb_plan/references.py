@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from dsdb_plan.dbschema import ForeignKeySchema
+from dsdb_plan.portable import ForeignKeySchema
 
 _IDENTIFIER = r"[^.()\s,][^.(),]*?"
 _END = re.compile(

@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dsdb_plan.engines import engine_for
+from dsdb_plan.engines import registration_for
 
 
 def read_chunks(
@@ -20,7 +20,7 @@ def read_chunks(
     which SQLAlchemy's processors would otherwise parse (SQLite's text dates). Binary values
     come as `bytes`, whatever the driver returns.
     """
-    if engine_for(conn.dialect).capabilities.embedded:
+    if registration_for(conn.dialect).embedded:
         # pysqlite steps the statement as rows are fetched, so its own cursor is bounded, and
         # reading it directly skips building a Row per row, which cost 3x the hashing here.
         # Its binary values are bytes already.

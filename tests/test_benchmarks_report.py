@@ -27,3 +27,13 @@ def test_side_by_side_orders_by_time_and_says_why_a_contender_has_none() -> None
 def test_backup_aims_read_as_within_three_times() -> None:
     assert report._aim(PathResult("backup", 1)) == "≥ 1/3"
     assert report._aim(PathResult("sqlite-sqlite", 1)) == "≥ 0.80"
+
+
+def test_verification_has_a_line_of_its_own_with_the_copy_alone_beside_the_baseline() -> None:
+    result = PathResult("sqlite-sqlite", 1200)
+    applied = "migration.m: done — copied 1,200 rows into 2 tables, verified; verifying took 1.5 s"
+    result.dsdb = [Measurement(4.0, 90, 0, applied), Measurement(5.0, 90, 0, applied)]
+    result.runs["baseline"] = [Measurement(2.0, 40, 0, "")]
+    lines = report._verification({"sqlite-sqlite": result})
+    assert lines[-1] == "| SQLite → SQLite (migration) | 4.00 | 1.50 | 2.50 | 2.00 | 0.80 |"
+    assert report._verification({"sqlite-sqlite": PathResult("sqlite-sqlite", 1)}) == []

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from dsdb_plan.engines.mysql import MYSQL
-from dsdb_plan.engines.postgresql import POSTGRESQL
-from dsdb_plan.engines.sqlite import SQLITE
+from dsdb_plan.engines.mysql import ENGINE as MYSQL
+from dsdb_plan.engines.postgresql import ENGINE as POSTGRESQL
+from dsdb_plan.engines.sqlite import ENGINE as SQLITE
 from dsdb_plan.migrate import order
 from dsdb_plan.migrate.copier import copy_table
 from dsdb_plan.migrate.order import copy_order

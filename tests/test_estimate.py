@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from dsdb_plan.engines.mysql import MYSQL
-from dsdb_plan.engines.postgresql import POSTGRESQL
+from dsdb_plan.engines.mysql import ENGINE as MYSQL
+from dsdb_plan.engines.postgresql import ENGINE as POSTGRESQL
 from dsdb_plan.migrate import estimate
 from tests.helpers import make_flights_db, run_cli, sqlite_url
 

@@ -623,6 +623,10 @@ def test_an_apply_says_what_it_wrote_itself() -> None:
         "copied 1 row (only the key ranges that differed) into 2 tables, deleted 2, verified"
     )
     assert copy_summary([nothing], resumed=False) == "copied 0 rows into 0 tables, verified"
+    checked = [Written(rows=5, verifying=0.25), Written(rows=2, verifying=1.0)]
+    assert copy_summary(checked, resumed=False) == (
+        "copied 7 rows into 2 tables, verified; verifying took 1.2 s"
+    )
 
 
 def test_the_resume_line_says_how_many_rows_of_each_unfinished_table_are_in() -> None:

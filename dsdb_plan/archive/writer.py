@@ -176,7 +176,7 @@ def _write_table(
 
 def _batches(conn: sa.Connection, query: sa.Select[Any]) -> Iterator[Sequence[tuple[Any, ...]]]:
     """The query's rows as tuples of the driver's values, `BATCH_ROWS` at a time."""
-    if engine_for(conn.dialect).capabilities.embedded:
+    if engine_for(conn.dialect).registration.embedded:
         # An embedded driver (pysqlite) steps the statement as rows are fetched, so its
         # cursor is bounded already; reading it directly skips building a SQLAlchemy Row per
         # row. The columns are untyped (`sa.column`), so a Row would hold the very same values.

@@ -14,13 +14,14 @@ import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine.interfaces import ReflectedColumn
 
 from dsdb_plan.checksum import DigestSQL, TableFingerprint
+from dsdb_plan.engines import Registration
 from dsdb_plan.portable import INTEGER_TYPES, ColumnSchema, ForeignKeySchema, IndexSchema
 
 _NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?")
@@ -53,9 +54,6 @@ class Capabilities:
     index_names_per_schema: bool
     #: Unbounded text and binary can sit in a key or an index.
     indexes_unbounded_text: bool
-    #: The database is a file opened in-process, not a database on a server; its driver's
-    #: own cursor steps through rows as they are fetched.
-    embedded: bool = False
     #: Each row carries the id of the transaction that last wrote it (PostgreSQL's xmin):
     #: a cheap token of whether a table changed.
     row_versions: bool = False
@@ -66,6 +64,8 @@ class Capabilities:
     validates_keys_later: bool = False
     #: Foreign keys refuse rows that point nowhere on dsdb's connections (SQLite's are off).
     enforces_foreign_keys: bool = True
+    #: Writes a query's rows as bulk text itself (`Engine.bulk_text`).
+    writes_bulk_text: bool = False
     #: A foreign key follows its table through a rename (elsewhere keys name tables, as in
     #: SQLite, so a staging table's self-reference names the final table).
     keys_follow_renames: bool = True
@@ -88,13 +88,11 @@ class Engine:
 
     #: The engine's name, as the README and messages use it.
     name: ClassVar[str]
-    #: The SQLAlchemy dialect names this engine serves (MySQL and MariaDB are one engine).
-    dialects: ClassVar[tuple[str, ...]]
+    #: How users name and reach it: its drivers and dialects, whether it is a file
+    #: (embedded: opened in-process, its driver's own cursor steps through rows as they are
+    #: fetched), its default port.
+    registration: ClassVar[Registration]
     capabilities: ClassVar[Capabilities]
-    #: The `driver:` names users write for it, and the SQLAlchemy dialect+DBAPI each means.
-    drivers: ClassVar[dict[str, str]]
-    #: The server's port when a connection names none.
-    default_port: ClassVar[int | None] = None
     #: The database to connect to on the server while creating or dropping another one.
     admin_database: ClassVar[str | None] = None
     #: SQL telling whether database `:name` exists on the server.
@@ -331,6 +329,29 @@ class Engine:
     def digest_sql(self, conn: sa.Connection) -> DigestSQL | None:
         """How this server writes the portable digest itself, or None when it cannot write
         every form exactly (the rows are then digested in Python)."""
+        return None
+
+    # -- bulk text (`migrate/text_copy.py`) -------------------------------------------------
+
+    def bulk_text_expression(
+        self, element: sa.ColumnElement[Any], column: ColumnSchema, actual: Any
+    ) -> sa.ColumnElement[Any] | None:
+        """What to select for `column` (of reflected type `actual`) so that this engine's
+        bulk text export writes its portable value as bulk text; None where it cannot."""
+        return None
+
+    def bulk_text(self, conn: sa.Connection, query: sa.Select[Any]) -> bytes:
+        """The rows of `query` as bulk text, read in `conn`'s transaction (with the settings
+        of `fixed_formatting` in force)."""
+        raise NotImplementedError
+
+    def bulk_text_loader(self, conn: sa.Connection) -> BulkTextLoader | None:
+        """How to load bulk text into tables through `conn`, or None where its driver or
+        server cannot (the reason is `bulk_text_refusal`)."""
+        return None
+
+    def bulk_text_refusal(self, conn: sa.Connection) -> str | None:
+        """Why a server that could load bulk text refuses it (a setting), else None."""
         return None
 
     # -- snapshots --------------------------------------------------------------------------
@@ -601,3 +622,12 @@ def _unquoted(text: str) -> str:
     if len(text) >= 2 and text.startswith("'") and text.endswith("'"):
         return text[1:-1]
     return text
+
+
+class BulkTextLoader(Protocol):
+    """Loads a file of bulk text into a table's columns, in the connection's transaction."""
+
+    def __call__(self, table: str, columns: Sequence[ColumnSchema], path: str) -> int:
+        """Load the rows of the file at `path`; returns how many rows went in whole (every
+        value as written, no row skipped), or -1 when the database changed or skipped any."""
+        ...

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -19,13 +20,14 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine.interfaces import ReflectedColumn
 
 from dsdb_plan.checksum import ChecksumMethod, DigestSQL, TableFingerprint, count_and_sum
+from dsdb_plan.engines import registration_for
 from dsdb_plan.engines.base import Capabilities, Engine, quote_identifier
 from dsdb_plan.portable import INTEGER_TYPES, ColumnSchema
 
 
 class PostgreSQLEngine(Engine):
     name = "PostgreSQL"
-    dialects = ("postgresql",)
+    registration = registration_for("postgresql")
     capabilities = Capabilities(
         transactional_ddl=True,
         single_writer=False,
@@ -39,14 +41,11 @@ class PostgreSQLEngine(Engine):
         indexes_unbounded_text=True,
         row_versions=True,
         validates_keys_later=True,
+        writes_bulk_text=True,
         keys_faster_after_load=True,
         exports_snapshots=True,
     )
     snapshot_isolation = "REPEATABLE READ"
-    drivers: ClassVar[dict[str, str]] = {
-        "postgresql": "postgresql+psycopg",
-        "postgres": "postgresql+psycopg",
-    }
     passes_as_is: ClassVar[Mapping[str, tuple[str, ...]]] = {
         "boolean": ("bool",),
         "date": ("date",),
@@ -54,7 +53,6 @@ class PostgreSQLEngine(Engine):
         "json": ("str",),
         "uuid": ("str",),
     }
-    default_port = 5432
     admin_database = "postgres"
     database_exists_sql = "SELECT 1 FROM pg_database WHERE datname = :name"
     drop_database_options = " WITH (FORCE)"  # ends the sessions still on it
@@ -122,6 +120,40 @@ class PostgreSQLEngine(Engine):
         array = sa.func.pg_typeof(element).cast(sa.Text()).like("%[]")
         as_json = sa.cast(sa.func.to_json(element), sa.Text())
         return sa.case((array, as_json), else_=sa.cast(element, sa.Text())).label(column.name)
+
+    def bulk_text_expression(
+        self, element: sa.ColumnElement[Any], column: ColumnSchema, actual: Any
+    ) -> sa.ColumnElement[Any] | None:
+        # COPY's text format is bulk text but for booleans (t/f), binary (\\x...) and zoned
+        # timestamps and times (as their wall time, as `values` stores them): those are cast
+        # here. Text is taken only from text types: another type kept as text (an interval)
+        # is written from the driver's Python value by the rows path, not PostgreSQL's text.
+        kind = column.type
+        if not isinstance(actual, _BULK_TEXT_TYPES.get(kind, ())):
+            return None
+        if kind == "boolean":
+            return sa.cast(element, sa.Integer)
+        if kind == "binary":
+            return sa.func.encode(element, "hex")
+        if kind == "datetime" and column.timezone:
+            return sa.func.timezone("UTC", element)  # AT TIME ZONE: the UTC wall time
+        if kind == "time" and column.timezone:
+            return sa.cast(element, sa.Time())
+        if kind == "uuid":
+            return sa.cast(element, sa.Text)
+        return self.read_expression(element, column)
+
+    def bulk_text(self, conn: sa.Connection, query: sa.Select[Any]) -> bytes:
+        compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+        statement = f"COPY ({compiled}) TO STDOUT"
+        if not compiled.params:  # psycopg merges (and so undoubles `%`) only given some
+            statement = statement.replace("%%", "%")
+        driver: Any = conn.connection.driver_connection
+        with driver.cursor() as cursor, cursor.copy(statement.encode(), compiled.params) as copy:
+            data = b"".join(copy)
+        if b"\\f" in data or b"\\v" in data:
+            data = _PG_ONLY_ESCAPES.sub(_bulk_escape, data)
+        return data
 
     def drop_temporary(self, conn: sa.Connection, table: sa.Table) -> None:
         quoted = conn.dialect.identifier_preparer.quote_identifier(table.name)
@@ -326,6 +358,35 @@ _SETTINGS = (
 #: All of them in one round trip.
 _SET_SETTINGS = sa.select(*(sa.func.set_config(name, value, True) for name, value in _SETTINGS))
 
+#: The reflected types whose values COPY writes (cast by `bulk_text_expression`) exactly as
+#: the rows path would store them, per portable type.
+_BULK_TEXT_TYPES: dict[str, tuple[type, ...]] = {
+    "smallint": (sa.Integer,),
+    "integer": (sa.Integer,),
+    "bigint": (sa.Integer,),
+    "boolean": (sa.Boolean,),
+    "float": (sa.Float,),
+    "double": (sa.Float,),
+    "decimal": (sa.Numeric,),
+    "varchar": (sa.String,),
+    "text": (sa.String,),
+    "binary": (sa.LargeBinary,),
+    "date": (sa.Date,),
+    "time": (sa.Time,),
+    "datetime": (sa.DateTime,),
+    "json": (sa.JSON, sa.ARRAY),
+    "uuid": (sa.Uuid,),
+}
+#: COPY's escapes that bulk text lacks (form feed, vertical tab), matched from the left
+#: with escaped backslashes, so a `\\` followed by `f` is never taken for one.
+_PG_ONLY_ESCAPES = re.compile(rb"\\[\\fv]")
+_UNESCAPED = {b"\\\\": b"\\\\", b"\\f": b"\x0c", b"\\v": b"\x0b"}
+
+
+def _bulk_escape(match: re.Match[bytes]) -> bytes:
+    return _UNESCAPED[match.group()]
+
+
 _SIMPLE: dict[str, Any] = {
     "smallint": sa.SmallInteger,
     "integer": sa.Integer,
@@ -336,7 +397,7 @@ _SIMPLE: dict[str, Any] = {
     "json": postgresql.JSONB,
 }
 
-POSTGRESQL = PostgreSQLEngine()
+ENGINE = PostgreSQLEngine()
 
 
 # -- checksums --------------------------------------------------------------------------------

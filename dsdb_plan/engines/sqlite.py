@@ -24,7 +24,7 @@ from sqlalchemy.types import UserDefinedType
 
 from dsdb_plan import sqlfunctions
 from dsdb_plan.checksum import TableFingerprint
-from dsdb_plan.engines import sqlite_pages
+from dsdb_plan.engines import registration_for, sqlite_pages
 from dsdb_plan.engines.base import (
     NUMERIC_TYPES,
     Capabilities,
@@ -64,7 +64,7 @@ class Declared(UserDefinedType[Any]):
 
 class SQLiteEngine(Engine):
     name = "SQLite"
-    dialects = ("sqlite",)
+    registration = registration_for("sqlite")
     capabilities = Capabilities(
         transactional_ddl=True,
         single_writer=True,
@@ -76,12 +76,10 @@ class SQLiteEngine(Engine):
         zone_aware_timestamps=False,
         index_names_per_schema=True,
         indexes_unbounded_text=True,
-        embedded=True,
         enforces_foreign_keys=False,
         keys_follow_renames=False,
         copies_by_attach=True,
     )
-    drivers: ClassVar[dict[str, str]] = {"sqlite": "sqlite"}
     # Booleans are stored as 0/1 and dates as text: only JSON and UUID text pass.
     passes_as_is: ClassVar[Mapping[str, tuple[str, ...]]] = {"json": ("str",), "uuid": ("str",)}
 
@@ -263,4 +261,4 @@ def sqlite_portable_type(declared: str) -> ColumnSchema:
     return ColumnSchema("", "decimal", precision=first, scale=second)  # NUMERIC affinity
 
 
-SQLITE = SQLiteEngine()
+ENGINE = SQLiteEngine()

@@ -49,6 +49,7 @@ from dsdb_plan.migrate.mask import Masker, unmasked_sensitive
 from dsdb_plan.migrate.run import TableOutcome, TableRun, Written, run_migration
 from dsdb_plan.migrate.subset import TableSelection, count_rows, select_tables
 from dsdb_plan.migrate.target import TargetCheck, inspect_target
+from dsdb_plan.migrate.text_copy import text_copy_note
 from dsdb_plan.migrate.verify import VerifyResult, subset_digest, verify_table
 from dsdb_plan.models import Manifest, Migration
 from dsdb_plan.payloads import (
@@ -392,6 +393,8 @@ class MigrationKind(ForgettingKind):
         reasons += [dangling_note(spec.on_dangling, d) for d in dangling]
         runs = table_runs(spec, chosen, record if same_data else None)
         target = None if ctx.is_missing(spec.target) else ctx.workspace.reach(spec.target)
+        slower = text_copy_note(source, target) if target is not None else None
+        reasons += [slower] if slower else []
         problems: list[str] = []
         for run in runs:
             try:
@@ -703,11 +706,13 @@ def copies_moved(planned: CopyTables, runs: list[TableRun]) -> list[str]:
 
 def copy_summary(written: Sequence[Written], *, resumed: bool) -> str:
     """What an apply wrote, counting only this apply: not what the interrupted apply it
-    `resumed` committed, nor the tables it wrote nothing to."""
+    `resumed` committed, nor the tables it wrote nothing to; and the time verifying took
+    beyond the copy."""
     copied = sum(w.rows for w in written)
     tables = sum(1 for w in written if w.rows or w.deleted)
     deleted = sum(w.deleted for w in written)
     ranges = any(w.differences_only for w in written)
+    verifying = sum(w.verifying for w in written)
     return (
         f"copied {counted(copied, 'row')}"
         + (" (only the key ranges that differed)" if ranges else "")
@@ -715,4 +720,5 @@ def copy_summary(written: Sequence[Written], *, resumed: bool) -> str:
         + (f", deleted {deleted:,}" if deleted else "")
         + (", resuming an interrupted apply" if resumed else "")
         + ", verified"
+        + (f"; verifying took {verifying:.1f} s" if verifying else "")
     )

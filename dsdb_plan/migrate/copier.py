@@ -68,6 +68,7 @@ from dsdb_plan.migrate.load import Operation, batch_writer, read_ahead_of
 from dsdb_plan.migrate.mask import with_masks
 from dsdb_plan.migrate.order import CopyOrder, after, bound, copy_order, raw
 from dsdb_plan.migrate.subset import TableSelection
+from dsdb_plan.migrate.text_copy import copy_as_text
 
 Mode = Literal["append", "upsert", "replace", "mirror"]
 Checkpoint = dict[str, Any]
@@ -277,8 +278,14 @@ def _load(
     with _unique_clash_explained(table, operation):
         if _attachable(src, dst, job):
             _load_attached(src, dst, job, table, operation)
-        else:
+        elif not copy_as_text(src, dst, job, table, _unresumed_filter(job)):
             _load_batches(src, dst, job, table, operation)
+
+
+def _unresumed_filter(job: _Job) -> list[sa.ColumnElement[bool]]:
+    """The rows to copy, wherever the copy resumes."""
+    unresumed = dataclasses.replace(job, last_key=None)
+    return _source_filter(unresumed, job.selection.source, _key_order(job))
 
 
 @contextlib.contextmanager
@@ -376,7 +383,7 @@ def _source_batches(
     src: sa.Connection, query: sa.Select[Any], size: int
 ) -> Iterator[Sequence[Sequence[Any]]]:
     """The query's rows, `size` at a time, with memory bounded by one batch."""
-    if engine_for(src.dialect).capabilities.embedded:
+    if engine_for(src.dialect).registration.embedded:
         # pysqlite steps the statement as rows are fetched, so its own cursor is bounded, and
         # reading it directly skips building a SQLAlchemy Row per row (a third of the read).
         # The columns are untyped (`PortableType`): Rows would hold the same raw values.
@@ -450,15 +457,21 @@ def _attachable(src: sa.Connection, dst: sa.Connection, job: _Job) -> bool:
         and bool(database)
         and database != ":memory:"
         and not str(database).startswith("file:")
-        and _attached_select(job, [], None) is not None
+        and _attached_select(job, [], None, check=True) is not None
         and not job.selection.mask  # masking needs the rows in Python
     )
 
 
 def _attached_select(
-    job: _Job, names: Sequence[str], extra: Sequence[sa.ColumnElement[bool]] | None
+    job: _Job,
+    names: Sequence[str],
+    extra: Sequence[sa.ColumnElement[bool]] | None,
+    *,
+    check: bool = False,
 ) -> sa.Select[Any] | None:
-    """SELECT `names` from the attached source (None when the filter cannot be moved)."""
+    """SELECT `names` from the attached source (None when the filter cannot be moved, which
+    only compiling it tells: asked once, with `check`, as compiling costs a copy of many
+    small ranges a sixth of its time)."""
     tables: dict[int, sa.Table] = {}
 
     def qualified(table: sa.Table) -> sa.Table:
@@ -488,7 +501,8 @@ def _attached_select(
     query = query.select_from(source).where(*filters, *(extra or ()))
     try:
         moved = cast(sa.Select[Any], visitors.replacement_traverse(cast(Any, query), {}, swap))
-        moved.compile(dialect=sqlite_dialect.dialect())
+        if check:
+            moved.compile(dialect=sqlite_dialect.dialect())
     except (sa.exc.SQLAlchemyError, KeyError):
         return None
     return moved

@@ -26,6 +26,7 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 
 import sqlalchemy as sa
+from sqlalchemy.sql.util import ClauseAdapter
 
 from dsdb_plan.dbschema import ForeignKeySchema, reflect_foreign_keys
 from dsdb_plan.engines import engine_for
@@ -52,17 +53,16 @@ def resolves(
     child: TableSelection, fk: ForeignKeySchema, parent: TableSelection
 ) -> sa.ColumnElement[bool]:
     """A condition on `child` rows: the reference through `fk` is NULL or names a selected
-    row of `parent`. The parent's keys come from an uncorrelated subquery (not EXISTS), so a
-    table referencing itself needs no alias."""
+    row of `parent`. The parent's rows are looked up with EXISTS through an alias of its
+    table (so a table referencing itself looks itself up): PostgreSQL runs its negation as
+    an anti-join, where `NOT (x IN (subquery))` scans every key for each row once the keys
+    outgrow work_mem (a million keys: hours)."""
     held = [child.source.c[column] for column in fk.columns]
-    referenced = [parent.source.c[column] for column in fk.ref_columns]
-    # NULL keys are left out of the subquery: `x NOT IN (…, NULL)` would be unknown.
-    keys = sa.select(*referenced).where(*(column.is_not(None) for column in referenced))
+    rows = parent.source.alias()
+    named = [rows.c[ref] == column for ref, column in zip(fk.ref_columns, held, strict=True)]
     if parent.where is not None:
-        keys = keys.where(parent.where)
-    keys = keys.correlate(None)
-    found = held[0].in_(keys) if len(held) == 1 else sa.tuple_(*held).in_(keys)
-    return sa.or_(*(column.is_(None) for column in held), found)
+        named.append(ClauseAdapter(rows).traverse(parent.where))
+    return sa.or_(*(column.is_(None) for column in held), sa.exists().where(*named))
 
 
 def count_dangling(

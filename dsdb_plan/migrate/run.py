@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -119,6 +120,9 @@ class Written:
     rows: int = 0
     deleted: int = 0
     differences_only: bool = False
+    #: Seconds spent verifying beyond copying: waiting for the source's digest taken beside
+    #: the copy, digesting the target and comparing (a cost, not an outcome).
+    verifying: float = dataclasses.field(default=0.0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -407,9 +411,11 @@ def _copy_one(
     )
     finish_target(target, selection, known_tables=known, created=created or not check.exists)
     on_loaded()
+    waited = time.perf_counter()
     seen = copied.result(result.rows_copied) if copied else None
+    waited = time.perf_counter() - waited
     rows = result.rows_now if held is None else _count(target, selection.target) - held
-    now = Written(rows, differences_only=only is not None)
+    now = Written(rows, differences_only=only is not None, verifying=waited)
     if run.mode == "mirror":
         return _Loaded(result, seen, now)
     return _verified(source, target, run, result, seen, read, now)
@@ -470,6 +476,7 @@ def _verified(
 ) -> TableOutcome:
     """Verify a copied table against its source subset; `seen` is the digest of the source
     rows the copy read, when it took one; `now` what this run wrote."""
+    started = time.perf_counter()
     selection = run.selection
     native = same_kind(source.dialect, target.dialect)
     if seen is None and native and selection.whole_table:
@@ -510,7 +517,7 @@ def _verified(
         Fingerprint({selection.target: verdict.target}, token)
         if verdict.whole_target and token is not None
         else None,
-        now,
+        dataclasses.replace(now, verifying=now.verifying + time.perf_counter() - started),
     )
 
 
@@ -542,7 +549,7 @@ class _CopiedDigest:
         self.pending: Future[TableFingerprint] | None = None
 
     def take_in_database(self, conn: sa.Connection) -> None:
-        if engine_for(conn.dialect).capabilities.embedded:
+        if engine_for(conn.dialect).registration.embedded:
             # In-process either way: its rows are hashed as they stream by, with no second read.
             return
         take = self._native if self.native else self._portable
