@@ -21,6 +21,7 @@ import math
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -29,6 +30,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
@@ -43,6 +46,7 @@ from dsdb_plan.archive import (
     verify_backup,
     write_backup,
 )
+from dsdb_plan.archive.datafile import DataFormat
 from dsdb_plan.archive.format import (
     BLOCK_ROWS,
     DataFileScan,
@@ -396,12 +400,20 @@ def test_backup_ids_sort_by_time() -> None:
 # -- round trips -------------------------------------------------------------------------
 
 
-def test_awkward_sqlite_backup_restores_exactly(tmp_path: Path, target: sa.Engine) -> None:
+@pytest.mark.parametrize("data_format", ["parquet", "jsonl"])
+def test_awkward_sqlite_backup_restores_exactly(
+    tmp_path: Path, target: sa.Engine, data_format: DataFormat
+) -> None:
     source = _make_awkward(tmp_path / "source.db")
     seen: list[tuple[str, int]] = []
     info = write_backup(
-        source, tmp_path / "backups", new_backup_id(NOW), progress=lambda t, n: seen.append((t, n))
+        source,
+        tmp_path / "backups",
+        new_backup_id(NOW),
+        progress=lambda t, n: seen.append((t, n)),
+        data_format=data_format,
     )
+    assert info.format_version == {"parquet": 3, "jsonl": 2}[data_format]
     assert [t.name for t in info.tables] == ["awkward", "note"]  # parents first
     assert info.total_rows == 6 and ("awkward", 3) in seen and ("note", 3) in seen
 
@@ -430,6 +442,57 @@ def test_awkward_sqlite_backup_restores_exactly(tmp_path: Path, target: sa.Engin
     assert first[4] == Decimal("12345678901234.568")  # what SQLite itself kept (see module doc)
 
 
+def test_a_standard_parquet_reader_reads_a_sqlite_backup_as_stored(tmp_path: Path) -> None:
+    """What SQLite stores comes out of `pyarrow.parquet.read_table` as it is, typed: text
+    stays text (its dates too), and a column whose rows hold several storage classes is
+    JSON text per value."""
+    source = _make_awkward(tmp_path / "source.db")
+    with source.begin() as conn:
+        conn.exec_driver_sql("UPDATE awkward SET counter = 'seven' WHERE id = 2")
+    info = write_backup(source, tmp_path / "backups", new_backup_id(NOW))
+    read = pq.read_table(info.path / info.file_for("awkward").name)
+    columns = info.table("awkward").column_names
+    assert read.column_names == list(columns)
+    with sqlite3.connect(tmp_path / "source.db") as db:
+        stored = db.execute(f"SELECT {', '.join(columns)} FROM awkward ORDER BY id").fetchall()
+    counter = columns.index("counter")
+    for got, row in zip(read.to_pylist(), stored, strict=True):
+        assert [got[name] for name in columns[:counter]] == list(row[:counter])
+        assert got["counter"] == json.dumps(row[counter])
+    assert read.schema.field("id").type == pa.int64()
+    assert read.schema.field("payload").type == pa.binary()
+    assert read.schema.field("happened").type == pa.string()  # SQLite holds it as text
+
+
+@pytest.mark.postgres
+def test_a_standard_parquet_reader_reads_a_postgresql_backup_as_typed_values(
+    tmp_path: Path, postgres_db: ServerDatabase
+) -> None:
+    """Each column of a PostgreSQL backup is of the Arrow type of its values, and
+    `pyarrow.parquet.read_table` gives the values the source holds: decimals at their scale,
+    instants in their zone, JSON and UUIDs as text."""
+    source = postgres_db.engine()
+    _make_postgres_source(source)
+    info = write_backup(source, tmp_path / "b", new_backup_id(NOW))
+    read = pq.read_table(info.path / info.file_for("acct").name)
+    with source.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT * FROM acct ORDER BY id").mappings().all()
+    as_text = {"doc": json.loads, "u": uuid.UUID}
+    got = [
+        {
+            name: as_text[name](v) if name in as_text and v is not None else v
+            for name, v in r.items()
+        }
+        for r in read.to_pylist()
+    ]
+    assert got == [dict(row) for row in rows]
+    types = {field.name: field.type for field in read.schema}
+    assert types["amount"] == pa.decimal128(38, 10) and types["naive"] == pa.timestamp("us")
+    assert types["at"].tz is not None and types["raw"] == pa.binary()
+    assert types["d"] == pa.date32() and types["t"] == pa.time64("us")
+    assert read.schema.field("u").metadata[b"dsdb.type"] == b"uuid"
+
+
 GOLDEN_V1 = Path(__file__).parent / "golden" / "backup-v1"
 
 
@@ -450,7 +513,7 @@ def test_a_backup_of_a_newer_format_is_refused_by_name(tmp_path: Path) -> None:
     shutil.copytree(GOLDEN_V1, backup)
     manifest = backup / "backup.json"
     manifest.write_text(manifest.read_text().replace('"format_version": 1', '"format_version": 9'))
-    with pytest.raises(BackupError, match="format version 9; this dsdb reads versions 1 to 2"):
+    with pytest.raises(BackupError, match="format version 9; this dsdb reads versions 1 to 3"):
         read_backup_info(backup)
 
 

@@ -32,6 +32,8 @@ from dsdb_plan.archive import (
     verify_backup,
     write_backup,
 )
+from dsdb_plan.archive.columnar import ParquetWriter
+from dsdb_plan.archive.datafile import PARQUET_SUFFIX
 from dsdb_plan.archive.format import encode_block
 from dsdb_plan.errors import BackupError
 from dsdb_plan.state import open_state
@@ -129,7 +131,13 @@ def _remove_entry(info: BackupInfo) -> None:
 def _rewrite_flights(info: BackupInfo) -> None:
     """Other rows, as a well-formed data file that backup.json then describes exactly."""
     rows = [(i, "UA", "N1", -1.0) for i in range(1, FLIGHTS + 1)]
-    _flights(info).write_bytes(gzip.compress(encode_block(rows), mtime=0))
+    if _flights(info).suffix == PARQUET_SUFFIX:
+        _flights(info).unlink()
+        writer = ParquetWriter(_flights(info), info.table("flights"))
+        writer.write_rows(rows)
+        writer.close()
+    else:
+        _flights(info).write_bytes(gzip.compress(encode_block(rows), mtime=0))
     _describe_flights_file(info)
 
 
@@ -152,11 +160,20 @@ def _add_file(info: BackupInfo) -> None:
 
 
 def _corrupt_stream(info: BackupInfo) -> None:
-    """A deflate stream that no longer decodes, under a SHA-256 updated to match."""
+    """A deflate stream (a Parquet page) that no longer decodes (matches its CRC), under a
+    SHA-256 updated to match."""
     data = bytearray(_flights(info).read_bytes())
     data[30] ^= 0xFF
     _flights(info).write_bytes(bytes(data))
     _describe_flights_file(info)
+
+
+#: What reading a data file damaged by `_corrupt_stream` finds, by the file's suffix.
+STREAM_DAMAGE = {
+    ".gz": "Error -1 Invalid deflate block found",
+    PARQUET_SUFFIX: "could not verify page integrity, CRC checksum verification failed for "
+    "page_ordinal 0",
+}
 
 
 def _delete_metadata(info: BackupInfo) -> None:
@@ -312,11 +329,11 @@ CASES = {
         seen_by_plan_alone=True,
         seen_by_plan_recorded=True,
     ),
-    "corrupt gzip stream": Case(
+    "corrupt data stream": Case(
         _corrupt_stream,
         alone=lambda info: (
             f"backup {info.id}: data file {_flights(info)} is damaged: "
-            "Error -1 Invalid deflate block found"
+            + STREAM_DAMAGE[_flights(info).suffix]
         ),
         recorded=_sha_unlike_record,
         seen_by_plan_alone=False,
@@ -391,10 +408,11 @@ def _untouched(engine: sa.Engine) -> None:
     assert _contents(engine) == {table: sorted(rows) for table, rows in TARGET_ROWS.items()}
 
 
-@pytest.fixture
-def info(tmp_path: Path, origin: sa.Engine) -> BackupInfo:
-    """A backup of `origin`, as taken."""
-    return write_backup(origin, tmp_path / "backups", new_backup_id(NOW))
+@pytest.fixture(params=["parquet", "jsonl"])
+def info(request: pytest.FixtureRequest, tmp_path: Path, origin: sa.Engine) -> BackupInfo:
+    """A backup of `origin`, as taken: in Parquet (format version 3, the default) and in
+    JSON lines (version 2, which older backups are in)."""
+    return write_backup(origin, tmp_path / "backups", new_backup_id(NOW), data_format=request.param)
 
 
 def _refusal(action: Callable[[], object]) -> str:
@@ -624,7 +642,7 @@ def _entry(data: dict[str, Any], table: str) -> dict[str, Any]:
 METADATA_EDITS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "a file listed twice": (
         lambda data: data["files"].append(dict(_entry(data, "planes"))),
-        "lists data file 0002-planes.jsonl.gz twice",
+        "lists data file {planes} twice",
     ),
     "two files for one table": (
         lambda data: data["files"].append({**_entry(data, "planes"), "name": "0009-b.jsonl.gz"}),
@@ -632,8 +650,7 @@ METADATA_EDITS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     ),
     "a file for a table the schema lacks": (
         lambda data: _entry(data, "planes").update(table="jets"),
-        "lists data file {folder}/0002-planes.jsonl.gz for table 'jets', which its schema "
-        "does not have",
+        "lists data file {folder}/{planes} for table 'jets', which its schema does not have",
     ),
     "a table listed twice": (
         lambda data: data["tables"].append(data["tables"][0]),
@@ -646,7 +663,10 @@ METADATA_EDITS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
 def test_backup_json_that_does_not_hold_together_is_named(info: BackupInfo, edit: str) -> None:
     change, problem = METADATA_EDITS[edit]
     _edit_metadata(info, change)
-    expected = f"backup {info.id}: {_metadata(info)} " + problem.format(folder=info.path)
+    planes = info.file_for("planes").name
+    expected = f"backup {info.id}: {_metadata(info)} " + problem.format(
+        folder=info.path, planes=planes
+    )
     assert _refusal(lambda: check_backup(info.path)) == expected
 
 
@@ -699,7 +719,7 @@ RECORD_EDITS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     ),
     "a file backup.json added": (
         lambda record: record["files"].remove(_entry(record, "planes")),
-        "backup {id}: {json} lists data file {folder}/0002-planes.jsonl.gz, which the state "
+        "backup {id}: {json} lists data file {folder}/{planes}, which the state "
         "did not record when the backup was taken",
     ),
     "a table backup.json lost": (
@@ -729,5 +749,7 @@ def test_backup_json_unlike_the_state_s_record_is_named(info: BackupInfo, edit: 
     record = json.loads(json.dumps(info.to_dict()))
     change, problem = RECORD_EDITS[edit]
     change(record)
-    expected = problem.format(id=info.id, json=_metadata(info), folder=info.path)
+    expected = problem.format(
+        id=info.id, json=_metadata(info), folder=info.path, planes=info.file_for("planes").name
+    )
     assert _refusal(lambda: check_backup(info.path, recorded=record)) == expected

@@ -2,7 +2,8 @@
 
 A backup is a folder `<root>/<backup_id>/` with `backup.json` (format version, id, time,
 source dialect, every table's portable schema, and per data file its table, rows, size and
-SHA-256) and one gzip'd JSON-lines data file per table (see `format`); `integrity` checks
+SHA-256) and one data file per table: Parquet (`columnar`), or the gzip'd JSON lines of
+format versions 1 and 2 (`format`; `datafile` tells them apart); `integrity` checks
 that they agree with each other and with the state's record before a restore writes.
 """
 

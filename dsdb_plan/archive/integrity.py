@@ -3,7 +3,8 @@
 Two depths. `check_backup` reads metadata only: `backup.json` against the state's record of
 the backup (taken when it was written), its schema against its file list, the folder against
 the file list, and each file's size; cheap enough for every plan. `verify_data` then reads
-each data file once, checking its SHA-256, its gzip stream and its row count together.
+each data file once, checking its SHA-256, its structure (the gzip stream, or every Parquet
+page against its CRC) and its row count together.
 Every problem raises `BackupError` naming the backup and the file.
 """
 
@@ -15,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dsdb_plan.archive.format import scan_data_file
+from dsdb_plan.archive.datafile import scan_data_file
 from dsdb_plan.archive.info import MANIFEST_NAME, BackupFile, BackupInfo
 from dsdb_plan.archive.reader import read_backup_info
 from dsdb_plan.errors import BackupError
@@ -45,8 +46,8 @@ def check_backup(path: Path, recorded: Mapping[str, Any] | None = None) -> Backu
 
 
 def verify_data(info: BackupInfo, tables: Collection[str] | None = None) -> None:
-    """Read the data files of `tables` (default: all) once each: their size, SHA-256, gzip
-    stream and row count must be what `backup.json` says."""
+    """Read the data files of `tables` (default: all) once each: their size, SHA-256,
+    structure and row count must be what `backup.json` says."""
     for file in info.files:
         if tables is None or file.table in tables:
             _verify_file(info, file)

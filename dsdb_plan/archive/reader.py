@@ -8,7 +8,8 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from dsdb_plan.archive.format import DATA_SUFFIX, FORMAT_VERSION, Block, read_blocks
+from dsdb_plan.archive.datafile import DATA_SUFFIXES, FORMAT_VERSION, read_blocks
+from dsdb_plan.archive.format import Block
 from dsdb_plan.archive.info import MANIFEST_NAME, BackupInfo
 from dsdb_plan.errors import BackupError
 
@@ -64,7 +65,9 @@ def list_backups(root: Path) -> list[BackupInfo]:
 
 
 def _looks_like_a_backup(folder: Path) -> bool:
-    return (folder / MANIFEST_NAME).exists() or any(folder.glob(f"*{DATA_SUFFIX}"))
+    return (folder / MANIFEST_NAME).exists() or any(
+        entry.name.endswith(DATA_SUFFIXES) for entry in folder.iterdir()
+    )
 
 
 def iter_rows(info: BackupInfo, table: str) -> Iterator[list[Any]]:

@@ -20,7 +20,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dsdb_plan.archive.format import DATA_SUFFIX, FORMAT_VERSION, DataFileWriter, fsync_dir
+from dsdb_plan.archive.datafile import VERSIONS, DataFormat, new_writer
+from dsdb_plan.archive.format import fsync_dir
 from dsdb_plan.archive.info import MANIFEST_NAME, BackupFile, BackupInfo
 from dsdb_plan.dbschema import TableSchema, reflect_tables
 from dsdb_plan.engines import engine_for
@@ -43,13 +44,15 @@ def write_backup(
     progress: Progress | None = None,
     on_rows: RowHook | None = None,
     cancel: threading.Event | None = None,
+    data_format: DataFormat = "parquet",
 ) -> BackupInfo:
     """Back up `tables` (default: all) of `engine` to `<root>/<backup_id>/`.
 
     `progress(table, rows_so_far)` is called after every batch, `on_rows(table, rows)` with
     every batch (to fingerprint the rows without reading them again). Stale temporary folders
     of killed runs are removed first. Once `cancel` is set, the next batch written raises
-    `Interrupted` and nothing of the backup is left.
+    `Interrupted` and nothing of the backup is left. `data_format` "jsonl" writes the gzip'd
+    JSON lines of format version 2 instead of Parquet.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -66,7 +69,7 @@ def write_backup(
         with consistent_snapshot(engine, read_only=True) as conn:
             schemas = reflect_tables(conn, tables)
             files = [
-                _write_table(conn, schema, temporary, index, progress, on_rows, cancel)
+                _write_table(conn, schema, temporary, index, progress, on_rows, cancel, data_format)
                 for index, schema in enumerate(schemas, start=1)
             ]
         info = BackupInfo(
@@ -76,7 +79,7 @@ def write_backup(
             source_dialect=engine.dialect.name,
             tables=tuple(schemas),
             files=tuple(files),
-            format_version=FORMAT_VERSION,
+            format_version=VERSIONS[data_format],
         )
         _write_manifest(temporary / MANIFEST_NAME, info)
         (temporary / _OWNER_NAME).unlink()
@@ -120,10 +123,10 @@ def _owner_alive(temporary: Path) -> bool:
     return True
 
 
-def _file_name(index: int, table: str) -> str:
-    """A safe, unique file name; the table's real name is in backup.json."""
+def _file_stem(index: int, table: str) -> str:
+    """A safe, unique file name, less its suffix; the table's real name is in backup.json."""
     slug = re.sub(r"[^A-Za-z0-9_-]+", "_", table).strip("_")[:40] or "table"
-    return f"{index:04d}-{slug}{DATA_SUFFIX}"
+    return f"{index:04d}-{slug}"
 
 
 def _select(conn: sa.Connection, schema: TableSchema) -> sa.Select[Any]:
@@ -150,9 +153,9 @@ def _write_table(
     progress: Progress | None,
     on_rows: RowHook | None,
     cancel: threading.Event | None,
+    data_format: DataFormat,
 ) -> BackupFile:
-    name = _file_name(index, schema.name)
-    writer = DataFileWriter(folder / name)
+    writer = new_writer(folder, _file_stem(index, schema.name), schema, data_format)
     try:
         for rows in _batches(conn, _select(conn, schema)):
             writer.write_rows(rows)
@@ -171,7 +174,7 @@ def _write_table(
     size, sha256 = writer.close()
     if progress is not None and writer.rows == 0:
         progress(schema.name, 0)
-    return BackupFile(name, schema.name, writer.rows, size, sha256)
+    return BackupFile(writer.path.name, schema.name, writer.rows, size, sha256)
 
 
 def _batches(conn: sa.Connection, query: sa.Select[Any]) -> Iterator[Sequence[tuple[Any, ...]]]:
