@@ -25,6 +25,8 @@ class Measurement:
     peak_rss_mb: float
     returncode: int
     output: str  # stdout and stderr, for the report when the command failed
+    #: User plus system CPU time of the command: steadier than wall time on a busy machine.
+    cpu_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -60,7 +62,13 @@ def measure(
         output.seek(0)
         text = output.read()
     result = json.loads(helper.stdout)
-    return Measurement(result["seconds"], result["maxrss_kib"] / 1024, result["returncode"], text)
+    return Measurement(
+        result["seconds"],
+        result["maxrss_kib"] / 1024,
+        result["returncode"],
+        text,
+        result["cpu_seconds"],
+    )
 
 
 def _helper(output: str, command: list[str]) -> None:
@@ -72,7 +80,12 @@ def _helper(output: str, command: list[str]) -> None:
         _, status, usage = os.wait4(child.pid, 0)
         seconds = time.perf_counter() - started
         child.returncode = os.waitstatus_to_exitcode(status)
-    result = {"seconds": seconds, "maxrss_kib": usage.ru_maxrss, "returncode": child.returncode}
+    result = {
+        "seconds": seconds,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
+        "maxrss_kib": usage.ru_maxrss,
+        "returncode": child.returncode,
+    }
     print(json.dumps(result))
 
 

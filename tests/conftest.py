@@ -10,6 +10,12 @@ import pytest
 from tests.servers import ServerDatabase, server_database
 
 
+@pytest.fixture(autouse=True)
+def _page_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite page hashes cached in a folder of each test's own, never the user's."""
+    monkeypatch.setenv("DSDB_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture(scope="session")
 def _postgres_session() -> Iterator[ServerDatabase]:
     yield from server_database("postgresql")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dsdb_plan.fingerprint import Fingerprint, TableFingerprint
+from dsdb_plan.checksum import ChecksumMethod, TableFingerprint
+from dsdb_plan.fingerprint import Fingerprint
 from dsdb_plan.kinds.backup import decide, latest_damage, prune_action
 from dsdb_plan.kinds.base import make_record
 from dsdb_plan.models import Backup
@@ -17,8 +18,9 @@ from dsdb_plan.plan import ActionType
 ADDRESS = "backup.nightly"
 SPEC = Backup(connection="local", keep=2)
 DOCUMENT = {"connection": "local", "keep": 2, "tables": None}
-BEFORE = Fingerprint({"a": TableFingerprint(3, "py2:aa"), "b": TableFingerprint(0, "py2:bb")})
-AFTER = Fingerprint({"a": TableFingerprint(4, "py2:ab"), "b": TableFingerprint(0, "py2:bb")})
+PY = ChecksumMethod.PYTHON_ROW_HASH
+BEFORE = Fingerprint({"a": TableFingerprint(3, PY, "aa"), "b": TableFingerprint(0, PY, "bb")})
+AFTER = Fingerprint({"a": TableFingerprint(4, PY, "ab"), "b": TableFingerprint(0, PY, "bb")})
 
 
 def _record(tmp_path: Path, document: dict[str, object] = DOCUMENT, ids: int = 1):  # type: ignore[no-untyped-def]

@@ -24,13 +24,12 @@ from psycopg.pq import Escaping
 
 from dsdb_plan import fingerprint as fp
 from dsdb_plan.archive import write_backup
-from dsdb_plan.engines import engine_for
+from dsdb_plan.checksum import ChecksumMethod, RowDigest, TableFingerprint
+from dsdb_plan.engines import Engine, engine_for
 from dsdb_plan.errors import DsdbError
 from dsdb_plan.fingerprint import (
     Fingerprint,
     FingerprintWhileReading,
-    RowDigest,
-    TableFingerprint,
     describe_changes,
     fingerprint_database,
 )
@@ -213,6 +212,13 @@ def test_selected_tables_only(engine: sa.Engine) -> None:
     assert fingerprint_database(engine, []).tables == {}
 
 
+def _hashed_in_python(monkeypatch: pytest.MonkeyPatch, engine: sa.Engine) -> None:
+    """Make the engine of `engine` checksum nothing itself, as a new engine may start."""
+    rules = type(engine_for(engine.dialect))
+    monkeypatch.setattr(rules, "table_checksum", Engine.table_checksum)
+    monkeypatch.setattr(rules, "query_checksum", Engine.query_checksum)
+
+
 @pytest.mark.parametrize(
     "kind",
     [
@@ -223,16 +229,16 @@ def test_selected_tables_only(engine: sa.Engine) -> None:
 def test_generic_streaming_path_on_a_server(
     kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The path any other dialect takes: rows streamed in chunks from a server-side cursor."""
+    """The path of an engine that checksums nothing itself: rows streamed in chunks from a
+    server-side cursor and hashed in Python."""
     engine = request.getfixturevalue(f"{kind}_db").engine()
     flights = make_table(engine, "flights", FLIGHTS)
     make_table(engine, "shuffled", FLIGHTS[::-1])
-    monkeypatch.setattr(fp, "_IN_DATABASE", {})
-    monkeypatch.setattr(fp, "_TABLES_IN_DATABASE", {})
+    _hashed_in_python(monkeypatch, engine)
     monkeypatch.setattr(fp, "_CHUNK_ROWS", 3)  # several chunks per table
 
     before = fingerprint_database(engine)
-    assert before.tables["flights"].checksum.startswith("py2:")
+    assert before.tables["flights"].method is ChecksumMethod.PYTHON_ROW_HASH
     assert before.tables["flights"] == before.tables["shuffled"]
     run(engine, flights.update().where(flights.c.id == 4).values(delay=0.1000000000000001))
     assert describe_changes(before, fingerprint_database(engine)) == [
@@ -255,7 +261,7 @@ def test_generic_streaming_path_hashes_binary_as_bytes_whatever_the_driver_retur
     engine = postgres_db.engine()
     columns = (("id", sa.Integer()), ("b", sa.LargeBinary()))
     make_table(engine, "blobs", [{"id": 1, "b": b"\x00\xff"}, {"id": 2, "b": None}], columns)
-    monkeypatch.setattr(fp, "_IN_DATABASE", {})
+    _hashed_in_python(monkeypatch, engine)
     views = postgres_db.engine()
 
     @sa.event.listens_for(views, "connect")
@@ -320,7 +326,7 @@ def test_postgresql_types_without_a_hash_function_and_numeric_scale(
             " '<a/>', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '1 day', '10:00+02')"
         )
     before = fingerprint_database(engine)
-    assert before.tables["odd"].checksum.startswith("pg3:")
+    assert before.tables["odd"].method is ChecksumMethod.POSTGRESQL_ROW_HASH
     changes = {
         "j": "'{\"a\": 2}'",
         "jb": "'{\"a\": 2}'",
@@ -376,13 +382,16 @@ def test_floats_are_hashed_as_numbers_whatever_sqlalchemy_calls_them(
 def _content_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The tables whose content PostgreSQL hashes from now on (token checks not counted)."""
     read: list[str] = []
-    content = fp._TABLES_IN_DATABASE[engine_for("postgresql")]
+    postgresql = type(engine_for("postgresql"))
+    content = postgresql.table_checksum
 
-    def counting(conn: sa.Connection, table: sa.TableClause, columns: Any) -> TableFingerprint:
+    def counting(
+        self: Any, conn: sa.Connection, table: sa.TableClause, columns: Any
+    ) -> TableFingerprint | None:
         read.append(str(table.name))
-        return content(conn, table, columns)
+        return content(self, conn, table, columns)
 
-    monkeypatch.setitem(fp._TABLES_IN_DATABASE, engine_for("postgresql"), counting)
+    monkeypatch.setattr(postgresql, "table_checksum", counting)
     return read
 
 
@@ -466,6 +475,7 @@ def _no_data_reads(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(fp, "_fingerprint", refuse)
     monkeypatch.setattr(fp, "read_chunks", refuse)
+    monkeypatch.setattr(type(engine_for("sqlite")), "table_checksum", refuse)
 
 
 def test_sqlite_unchanged_file_is_not_read_again(
@@ -553,25 +563,29 @@ def test_sqlite_in_memory_has_no_token() -> None:
 # --- values ----------------------------------------------------------------------------------
 
 
+def _py(rows: int, digest: str) -> TableFingerprint:
+    return TableFingerprint(rows, ChecksumMethod.PYTHON_ROW_HASH, digest)
+
+
 def test_describe_changes() -> None:
     old = Fingerprint(
         {
-            "flights": TableFingerprint(336_776, "py2:a"),
-            "old": TableFingerprint(3, "py2:b"),
-            "same": TableFingerprint(5, "py2:c"),
-            "edited": TableFingerprint(10, "py2:d"),
-            "upgraded": TableFingerprint(7, "pg1:0f"),
+            "flights": _py(336_776, "a"),
+            "old": _py(3, "b"),
+            "same": _py(5, "c"),
+            "edited": _py(10, "d"),
+            "upgraded": TableFingerprint(7, ChecksumMethod.POSTGRESQL_ROW_MD5, "0f"),
         },
         token="t1",
     )
     new = Fingerprint(
         {
-            "flights": TableFingerprint(337_001, "py2:x"),
-            "tmp": TableFingerprint(5, "py2:y"),
-            "one": TableFingerprint(1, "py2:z"),
-            "same": TableFingerprint(5, "py2:c"),
-            "edited": TableFingerprint(10, "py2:e"),
-            "upgraded": TableFingerprint(7, "pg2:0f"),
+            "flights": _py(337_001, "x"),
+            "tmp": _py(5, "y"),
+            "one": _py(1, "z"),
+            "same": _py(5, "c"),
+            "edited": _py(10, "e"),
+            "upgraded": TableFingerprint(7, ChecksumMethod.POSTGRESQL_ROW_HASH, "0f"),
         },
         token="t2",
     )
@@ -581,7 +595,7 @@ def test_describe_changes() -> None:
         "table old removed",
         "table one added (1 row)",
         "table tmp added (5 rows)",
-        "table upgraded: recorded by an older dsdb (pg1, now pg2), so a change cannot be ruled"
+        "table upgraded: recorded by an older dsdb (pg1, now pg3), so a change cannot be ruled"
         " out (7 rows)",
     ]
     moved_token = Fingerprint(dict(old.tables), token="other")
@@ -620,7 +634,7 @@ def test_row_digest_is_the_same_in_another_process() -> None:
     """No per-process state (string hash seeds, interning, object identity) leaks into it."""
     rows = [(1, "ünïcode", 2.5, b"\x00\xff", None, 2**64), (2, "a" * 300, -0.0, b"", "", -(2**70))]
     script = (
-        "from dsdb_plan.fingerprint import RowDigest; d = RowDigest(); "
+        "from dsdb_plan.checksum import RowDigest; d = RowDigest(); "
         f"d.add({rows!r}); print(d.result().checksum)"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
@@ -632,7 +646,11 @@ def test_row_digest_is_the_same_in_another_process() -> None:
 
 def test_round_trip_through_json() -> None:
     value = Fingerprint(
-        {"b": TableFingerprint(2, "py2:ff"), "a": TableFingerprint(0, "pg2:00", "pgx1:0")}, "tok"
+        {
+            "b": _py(2, "ff"),
+            "a": TableFingerprint(0, ChecksumMethod.POSTGRESQL_ROW_HASH, "00", "pgx1:0"),
+        },
+        "tok",
     )
     text = json.dumps(value.to_dict())
     assert list(json.loads(text)["tables"]) == ["a", "b"]  # stable output for state and plans
@@ -640,6 +658,38 @@ def test_round_trip_through_json() -> None:
     assert Fingerprint.from_dict(json.loads(text)).tables["a"].token == "pgx1:0"
     assert "token" not in value.tables["b"].to_dict()  # records without one keep their shape
     assert Fingerprint.from_dict(Fingerprint({}, None).to_dict()) == Fingerprint({}, None)
+
+
+def test_a_checksum_by_a_retired_method_reads_as_a_change_once() -> None:
+    """State written by an older dsdb (`pg2:`, `py1:`, or no method at all) loads, keeps its
+    text when written back, and compares equal to nothing made now: the plan says so."""
+    for recorded in ("pg2:00ff", "py1:abc", "checksum-without-method"):
+        old = Fingerprint.from_dict({"tables": {"t": {"rows": 3, "checksum": recorded}}})
+        assert old.tables["t"].method is ChecksumMethod.RETIRED
+        assert old.to_dict()["tables"]["t"]["checksum"] == recorded
+        now = Fingerprint({"t": _py(3, recorded.partition(":")[2])})
+        assert old != now
+        name = recorded.partition(":")[0]
+        assert describe_changes(old, now) == [
+            f"table t: recorded by an older dsdb ({name}, now py2), so a change cannot be"
+            " ruled out (3 rows)"
+        ]
+
+
+def test_method_names_in_state_never_change() -> None:
+    """State holds these names; renaming one would make every recorded checksum a change."""
+    assert {method.value for method in ChecksumMethod} == {
+        "pg3", "pg1", "my3", "my1", "py2", "portable3", "retired"
+    }  # fmt: skip
+
+
+def test_every_method_reads_back_as_itself() -> None:
+    for method in ChecksumMethod:
+        if method is ChecksumMethod.RETIRED:
+            continue
+        made = TableFingerprint(1, method, "0a")
+        assert made.checksum == f"{method.value}:0a"
+        assert TableFingerprint.from_dict(made.to_dict()) == made
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from dsdb_plan import checksum
+from dsdb_plan.checksum import row_hash_sum
+from dsdb_plan.engines import sqlite_pages
 from dsdb_plan.errors import DsdbError
-from dsdb_plan.fingerprint import Fingerprint, RowDigest, fingerprint_database
+from dsdb_plan.fingerprint import Fingerprint, fingerprint_database
 from dsdb_plan.migrate import run as migrate_run
 from dsdb_plan.migrate.run import TableRun, run_migration
 from dsdb_plan.migrate.subset import select_tables
@@ -34,15 +37,16 @@ migrations:
 
 
 def count_hashed_rows(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """A one-item list holding how many rows Python has hashed since."""
+    """A one-item list holding how many rows Python has hashed since (row by row, or leaf
+    page by leaf page)."""
     hashed = [0]
-    add = RowDigest.add
 
-    def counting(self: RowDigest, rows: Sequence[tuple[Any, ...]]) -> None:
+    def counting(rows: Sequence[tuple[Any, ...]]) -> int:
         hashed[0] += len(rows)
-        add(self, rows)
+        return row_hash_sum(rows)
 
-    monkeypatch.setattr(RowDigest, "add", counting)
+    monkeypatch.setattr(checksum, "row_hash_sum", counting)
+    monkeypatch.setattr(sqlite_pages, "row_hash_sum", counting)
     return hashed
 
 

@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from dsdb_plan.checksum import ChecksumMethod
 from dsdb_plan.dbschema import build_tables, create_tables
 from dsdb_plan.fingerprint import fingerprint_query
 from dsdb_plan.migrate.digest import SubsetDigest
 from dsdb_plan.migrate.subset import TableSelection, select_subset, select_tables
-from dsdb_plan.migrate.verify import PREFIX, native_digest, subset_digest, verify_table
+from dsdb_plan.migrate.verify import native_digest, subset_digest, verify_table
 from dsdb_plan.models import MigrationTable
 from dsdb_plan.values import row_converter
 from tests.helpers import database
@@ -155,8 +156,9 @@ def test_faithful_copy_of_awkward_values_verifies_equal(
         assert result.source.rows == 4
         # Between two SQLite files the fingerprint SQLite tables get decides; across kinds
         # of database, the portable digest.
-        method = "py2:" if kind == "sqlite" and exact else PREFIX
-        assert result.source.checksum.startswith(method)
+        native = kind == "sqlite" and exact
+        method = ChecksumMethod.PYTHON_ROW_HASH if native else ChecksumMethod.PORTABLE
+        assert result.source.method is method
     assert result.message == "target awkward matches the source subset (4 rows)"
     target.dispose()
 
@@ -257,7 +259,7 @@ def test_same_kind_compares_fingerprints_without_the_portable_digest(
         patch.setattr(SubsetDigest, "add", portable_digest)
         result = check(source, selection, target, exact=True)
     assert result.ok, result.message
-    assert result.source.rows == 3 and result.source.checksum.startswith("py2:")
+    assert result.source.rows == 3 and result.source.method is ChecksumMethod.PYTHON_ROW_HASH
     with source.connect() as conn:
         assert result.source == native_digest(conn, selection)
 
@@ -282,7 +284,7 @@ def test_same_kind_typed_differently_falls_back_to_the_portable_digest(tmp_path:
     assert not stored_alike
     result = check(source, selection, target, exact=True)
     assert result.ok, result.message
-    assert result.source == result.target and result.source.checksum.startswith(PREFIX)
+    assert result.source == result.target and result.source.method is ChecksumMethod.PORTABLE
 
 
 def test_postgresql_to_postgresql_compares_fingerprints(
@@ -295,7 +297,7 @@ def test_postgresql_to_postgresql_compares_fingerprints(
     copy(server, selection, server)
     result = check(server, selection, server, exact=True)
     assert result.ok, result.message
-    assert result.source.rows == 4 and result.source.checksum.startswith("pg1:")
+    assert result.source.rows == 4 and result.source.method is ChecksumMethod.POSTGRESQL_ROW_MD5
 
     run(server, "UPDATE awkward_copy SET d = d + 0.000001 WHERE id = 2")
     result = check(server, selection, server, exact=True)
@@ -309,7 +311,8 @@ def test_a_recorded_subset_fingerprint_is_retaken_by_its_own_method(tmp_path: Pa
     selection = pick(source, "pairs", where={"a": {"lte": 2}})
     with source.connect() as conn:
         portable, native = subset_digest(conn, selection), native_digest(conn, selection)
-        assert portable.checksum.startswith(PREFIX) and native.checksum.startswith("py2:")
+        assert portable.method is ChecksumMethod.PORTABLE
+        assert native.method is ChecksumMethod.PYTHON_ROW_HASH
         assert subset_digest(conn, selection, like=portable) == portable
         assert subset_digest(conn, selection, like=native) == native
 

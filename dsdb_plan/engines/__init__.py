@@ -101,11 +101,6 @@ def engine_for(dialect: sa.Dialect | str) -> Engine:
     return engine
 
 
-def known_engine(dialect: sa.Dialect | str) -> Engine | None:
-    """The engine of a dialect, or None for one dsdb does not know."""
-    return engine_for(dialect) if _dialect_name(dialect) in _BY_DIALECT else None
-
-
 def same_kind(a: sa.Dialect, b: sa.Dialect) -> bool:
     """Whether two dialects reach the same product (one engine, one variant of it), so a
     fingerprint one takes natively compares with the other's."""

@@ -21,6 +21,7 @@ from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine.interfaces import ReflectedColumn
 from sqlalchemy.types import UserDefinedType
 
+from dsdb_plan.checksum import DigestSQL, TableFingerprint
 from dsdb_plan.engines import Registration
 from dsdb_plan.portable import INTEGER_TYPES, ColumnSchema, ForeignKeySchema, IndexSchema
 
@@ -343,6 +344,40 @@ class Engine:
         """Session settings a copy into this engine needs, restored before the connection
         goes back to the pool."""
         return nullcontext()
+
+    # -- checksums (fingerprint.py, migrate/sql_digest.py) ------------------------------------
+
+    #: `table_checksum` hashes no row in Python, so a reader of every row gains nothing by
+    #: hashing the rows it reads (`FingerprintWhileReading`).
+    checksums_tables: ClassVar[bool] = False
+
+    def table_checksum(
+        self, conn: sa.Connection, table: sa.TableClause, columns: Sequence[ReflectedColumn]
+    ) -> TableFingerprint | None:
+        """A whole table's fingerprint by the cheapest exact method the database has, or None
+        where its rows are hashed in Python. `columns` are the table's, reflected."""
+        return None
+
+    def token_matches(
+        self,
+        conn: sa.Connection,
+        table: sa.TableClause,
+        columns: Sequence[ReflectedColumn],
+        token: str | None,
+    ) -> bool:
+        """Whether `token`, of an earlier `table_checksum`, is still the table's: proof, cheaper
+        than reading its content, that the table did not change since."""
+        return False
+
+    def query_checksum(self, conn: sa.Connection, rows: sa.FromClause) -> TableFingerprint | None:
+        """The fingerprint of any rows by the database's own method for them, or None where
+        rows are hashed in Python."""
+        return None
+
+    def digest_sql(self, conn: sa.Connection) -> DigestSQL | None:
+        """How this server writes the portable digest itself, or None when it cannot write
+        every form exactly (the rows are then digested in Python)."""
+        return None
 
     # -- bulk text (`migrate/text_copy.py`) -------------------------------------------------
 

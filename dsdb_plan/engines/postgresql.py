@@ -17,7 +17,9 @@ from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine.interfaces import ReflectedColumn
 
+from dsdb_plan.checksum import ChecksumMethod, DigestSQL, TableFingerprint, count_and_sum
 from dsdb_plan.engines import registration_for
 from dsdb_plan.engines.base import Capabilities, Engine, quote_identifier
 from dsdb_plan.portable import INTEGER_TYPES, ColumnSchema
@@ -166,6 +168,74 @@ class PostgreSQLEngine(Engine):
         # Autovacuum never analyzes temporary tables.
         quoted = conn.dialect.identifier_preparer.quote_identifier(table.name)
         conn.exec_driver_sql(f"ANALYZE {quoted}")
+
+    # -- checksums (fingerprint.py, migrate/sql_digest.py) ------------------------------------
+
+    checksums_tables = True
+
+    def table_checksum(
+        self, conn: sa.Connection, table: sa.TableClause, columns: Sequence[ReflectedColumn]
+    ) -> TableFingerprint | None:
+        """PostgreSQL's own hash of each row (`hash_record_extended`, 14+), summed.
+
+        Five times cheaper than md5 of the row's text (`query_checksum`, used before 14). A
+        value that has no hash function (json, xml, arrays, geometric types, ...) is hashed
+        by its text. A numeric's hash ignores trailing zeros, so its scale is hashed with it.
+        """
+        if (conn.dialect.server_version_info or (0,)) < (14,):
+            return self.query_checksum(conn, table)
+        fields: list[sa.ColumnElement[Any]] = []
+        for column, type_ in zip(table.c, (c["type"] for c in columns), strict=True):
+            if not isinstance(type_, _HASHED):
+                fields.append(sa.cast(column, sa.Text))
+                continue
+            fields.append(column)
+            if isinstance(type_, sa.Numeric) and not isinstance(type_, sa.Float):
+                fields.append(sa.func.scale(column))
+        row_hash = sa.func.hash_record_extended(sa.func.ROW(*fields), 0)
+        # The token in the same scan, for the next plan to check first.
+        query = sa.select(
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(row_hash), 0),
+            sa.func.coalesce(_WRITTEN, 0),
+        ).select_from(table)
+        count, checksum, written = conn.execute(query).one()
+        return TableFingerprint(
+            count,
+            ChecksumMethod.POSTGRESQL_ROW_HASH,
+            f"{int(checksum) % 2**64:016x}",
+            _token(count, int(written), columns),
+        )
+
+    def token_matches(
+        self,
+        conn: sa.Connection,
+        table: sa.TableClause,
+        columns: Sequence[ReflectedColumn],
+        token: str | None,
+    ) -> bool:
+        if token is None:
+            return False
+        count, written = count_and_sum(conn, table, _WRITTEN)
+        return _token(count, written, columns) == token
+
+    def query_checksum(self, conn: sa.Connection, rows: sa.FromClause) -> TableFingerprint:
+        """md5 of each row's text form, its first 64 bits summed as numeric (no overflow)."""
+        # ROW(...)::text writes NULL as nothing and '' as "", so the two stay distinct.
+        row_hash = sa.func.md5(sa.cast(sa.func.ROW(*rows.c), sa.Text))
+        high = sa.literal_column("'x'", sa.Text) + sa.func.substr(row_hash, 1, 16)
+        total = sa.func.sum(sa.cast(sa.cast(high, postgresql.BIT(64)), sa.BigInteger))
+        count, checksum = count_and_sum(conn, rows, total)
+        return TableFingerprint(
+            count, ChecksumMethod.POSTGRESQL_ROW_MD5, f"{checksum % 2**64:016x}"
+        )
+
+    def digest_sql(self, conn: sa.Connection) -> DigestSQL | None:
+        version = conn.dialect.server_version_info or (0,)
+        encoding = conn.exec_driver_sql("SHOW server_encoding").scalar()
+        # 12 writes floats with their shortest exact digits, 14 has numeric infinities; md5()
+        # hashes the server's bytes.
+        return _DIGEST_SQL if version >= (14,) and encoding == "UTF8" else None
 
     def begin_snapshot(self, conn: sa.Connection, *, read_only: bool = False) -> None:
         conn.execution_options(
@@ -333,3 +403,132 @@ _SIMPLE: dict[str, Any] = {
 }
 
 ENGINE = PostgreSQLEngine()
+
+
+# -- checksums --------------------------------------------------------------------------------
+
+#: Column types whose values PostgreSQL hashes itself: they have an extended hash function,
+#: and equal hashes mean equal stored values (with a numeric's scale added). Not intervals:
+#: '1 day' and '24 hours' hash alike.
+_HASHED = (
+    sa.Integer,
+    sa.Numeric,
+    sa.Float,  # by its exact value (named apart: not a Numeric since SQLAlchemy 2.1)
+    sa.String,  # text, varchar, char, enums
+    sa.Boolean,
+    sa.Date,
+    sa.DateTime,
+    sa.Time,
+    sa.LargeBinary,
+    sa.Uuid,
+    postgresql.JSONB,
+)
+
+#: Every row version carries the id of the transaction that wrote it (`xmin`): an insert,
+#: update or delete adds or removes one, so their hashes' sum moves with any committed
+#: write; VACUUM (FREEZE, FULL) and CLUSTER keep them. Cheaper to sum than the content.
+_WRITTEN = sa.func.sum(
+    sa.func.hashint8(sa.cast(sa.cast(sa.literal_column("xmin"), sa.Text), sa.BigInteger))
+)
+
+
+def _token(count: int, written: int, columns: Sequence[ReflectedColumn]) -> str:
+    # Adding or dropping a column changes every row without writing one: the columns and
+    # their types are part of the token.
+    layout = hashlib.sha256(ascii([(c["name"], str(c["type"])) for c in columns]).encode())
+    return f"pgx1:{count}:{written % 2**64:016x}:{layout.hexdigest()[:16]}"
+
+
+class _PostgreSQLDigest(DigestSQL):
+    @contextmanager
+    def session(self, conn: sa.Connection) -> Iterator[None]:
+        # Local to the transaction: shortest exact float digits whatever the default; and no
+        # JIT, whose compiling of these long expressions costs more than it saves.
+        conn.execute(
+            sa.text(
+                "SELECT set_config('extra_float_digits', '1', true), set_config('jit', 'off', true)"
+            )
+        )
+        yield
+
+    def integer_text(self, q: str) -> str:
+        return f"{q}::text"
+
+    def boolean_text(self, q: str, *, stored_as_boolean: bool) -> str:
+        if stored_as_boolean:
+            return f"CASE {q} WHEN true THEN 'true' WHEN false THEN 'false' END"
+        return f"CASE {q} WHEN 1 THEN 'true' WHEN 0 THEN 'false' ELSE '?' || {q}::text END"
+
+    def float_text(self, q: str, *, single: bool) -> str:
+        value = f"{q}::real::float8" if single else f"{q}::float8"
+        text = _shortest(value)
+        return (
+            f"CASE WHEN {value} = 0 THEN '0' WHEN {value} = 'NaN' THEN 'nan' "
+            f"WHEN {value} = 'Infinity' THEN 'inf' WHEN {value} = '-Infinity' THEN '-inf' "
+            f"WHEN strpos({text}, 'e') = 0 THEN {text} ELSE ({text})::numeric::text END"
+        )
+
+    def decimal_text(self, q: str) -> str:
+        return (
+            f"CASE WHEN {q} = 0 THEN '0' WHEN {q} = 'NaN' THEN 'nan' "
+            f"WHEN {q} = 'Infinity' THEN 'inf' WHEN {q} = '-Infinity' THEN '-inf' "
+            f"ELSE trim_scale({q})::text END"
+        )
+
+    def binary_text(self, q: str) -> str:
+        return f"encode({q}, 'hex')"
+
+    def date_text(self, q: str) -> str:
+        return f"to_char({q}, 'YYYY-MM-DD')"
+
+    def datetime_text(self, q: str, *, zoned: bool) -> str:
+        utc = f"({q} AT TIME ZONE 'UTC')" if zoned else q
+        return f"to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"
+
+    def time_text(self, q: str) -> str:
+        # A time with a zone keeps its local time and drops the zone, as in Python.
+        return f"to_char(TIMESTAMP '2000-01-01' + {q}::time, 'HH24:MI:SS.US')"
+
+    def uuid_text(self, q: str) -> str:
+        return f"{q}::text"
+
+    def frame(self, q: str, text: str, *, escaped: bool) -> str:
+        text = f"({text})"
+        if escaped:
+            doubled = f"replace({text}, chr(92), chr(92) || chr(92))"
+            text = f"replace({doubled}, chr(31), chr(92) || chr(31))"
+        return f"CASE WHEN {q} IS NULL THEN chr(92) || 'N' ELSE {text} END"
+
+    def row_hash(self, parts: Sequence[str]) -> str:
+        row = " || chr(31) || ".join(f"({part})" for part in parts)
+        # The first 16 hex digits as a signed 64-bit integer: sums agree modulo 2**64.
+        return f"('x' || substr(md5({row}), 1, 16))::bit(64)::bigint"
+
+
+def _shortest(value: str) -> str:
+    """The shortest digits that read back as the double `value`, as Python's repr.
+
+    PostgreSQL writes them itself, except for some doubles of 2**53 and more (all of them
+    integers): where a shorter decimal lies exactly halfway to the next double it writes
+    more digits (5.9996735811599744e+16 for 5.999673581159974e+16). For those, round to
+    1, 2, ... 17 significant digits and take the first that reads back.
+    """
+    exact = f"{value}::text::numeric"
+    width = f"length(trunc(abs({exact}))::text)"
+    tries = []
+    for digits in range(1, 18):
+        rounded = f"round({exact}, {digits} - {width})"
+        # Rounding up past the largest double would fail the cast back.
+        reads_back = (
+            f"CASE WHEN abs({rounded}) <= {_LARGEST_DOUBLE} "
+            f"THEN {rounded}::float8 = {value} ELSE false END"
+        )
+        tries.append(f"WHEN {reads_back} THEN {rounded}::text")
+    return (
+        f"CASE WHEN abs({value}) >= 9007199254740992 AND abs({value}) < 'Infinity' "
+        f"THEN CASE {' '.join(tries)} END ELSE {value}::text END"
+    )
+
+
+_LARGEST_DOUBLE = "179769313486231570" + "0" * 291
+_DIGEST_SQL = _PostgreSQLDigest()

@@ -19,9 +19,11 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
+from sqlalchemy.engine.interfaces import ReflectedColumn
 
 from dsdb_plan import sqlfunctions
-from dsdb_plan.engines import registration_for
+from dsdb_plan.checksum import TableFingerprint
+from dsdb_plan.engines import registration_for, sqlite_pages
 from dsdb_plan.engines.base import (
     NUMERIC_TYPES,
     Capabilities,
@@ -145,6 +147,17 @@ class SQLiteEngine(Engine):
     def drop_temporary(self, conn: sa.Connection, table: sa.Table) -> None:
         quoted = conn.dialect.identifier_preparer.quote_identifier(table.name)
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{quoted}")
+
+    # -- checksums (fingerprint.py) -----------------------------------------------------------
+
+    def table_checksum(
+        self, conn: sa.Connection, table: sa.TableClause, columns: Sequence[ReflectedColumn]
+    ) -> TableFingerprint | None:
+        # Rows are hashed in Python, but only those of pages that changed since last time.
+        raw = conn.connection.dbapi_connection
+        if not isinstance(raw, sqlite3.Connection):
+            return None
+        return sqlite_pages.table_checksum(raw, str(table.name), [c["name"] for c in columns])
 
     def begin_snapshot(self, conn: sa.Connection, *, read_only: bool = False) -> None:
         # pysqlite opens no transaction for SELECTs; without BEGIN each table would be read

@@ -18,13 +18,13 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 
 from dsdb_plan.archive.format import decode_value
+from dsdb_plan.checksum import TableFingerprint
 from dsdb_plan.connection import Connection
 from dsdb_plan.databases import row_counts
 from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import PlanError, note_rows_committed
 from dsdb_plan.fingerprint import (
     Fingerprint,
-    TableFingerprint,
     count_tables,
     describe_changes,
     fingerprint_database,

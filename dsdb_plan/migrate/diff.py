@@ -18,11 +18,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from dsdb_plan.checksum import TableFingerprint
 from dsdb_plan.dbschema import TableSchema, usable_from_another_thread
-from dsdb_plan.fingerprint import TableFingerprint, read_chunks
 from dsdb_plan.migrate.order import before, raw
 from dsdb_plan.migrate.subset import TableSelection
 from dsdb_plan.migrate.verify import PortableDigest
+from dsdb_plan.rows import read_chunks
 from dsdb_plan.values import row_converter
 
 _CHUNK_ROWS = 5_000

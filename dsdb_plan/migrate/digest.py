@@ -44,11 +44,10 @@ from operator import is_, itemgetter, methodcaller
 from types import NoneType
 from typing import Any
 
+from dsdb_plan.checksum import ChecksumMethod, TableFingerprint
 from dsdb_plan.dbschema import ColumnSchema, TableSchema
-from dsdb_plan.fingerprint import TableFingerprint
 from dsdb_plan.values import canonical
 
-PREFIX = "portable3:"
 MODULUS = 2**64
 SEPARATOR = "\x1f"
 NULL = "\\N"
@@ -87,7 +86,7 @@ class SubsetDigest:
         self.total = (self.total + total) % MODULUS
 
     def result(self) -> TableFingerprint:
-        return TableFingerprint(self.rows, f"{PREFIX}{self.total:016x}")
+        return TableFingerprint(self.rows, ChecksumMethod.PORTABLE, f"{self.total:016x}")
 
 
 _UTF8 = methodcaller("encode", "utf-8", "surrogatepass")

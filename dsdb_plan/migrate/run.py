@@ -25,17 +25,12 @@ from typing import Any, cast
 import sqlalchemy as sa
 
 from dsdb_plan.archive.format import decode_value, encode_value
+from dsdb_plan.checksum import RowDigest, TableFingerprint
 from dsdb_plan.dag import run_dag
 from dsdb_plan.dbschema import TableSchema
 from dsdb_plan.engines import engine_for, same_kind
 from dsdb_plan.errors import DsdbError, Interrupted
-from dsdb_plan.fingerprint import (
-    Fingerprint,
-    RowDigest,
-    TableFingerprint,
-    change_token,
-    unchanged_since,
-)
+from dsdb_plan.fingerprint import Fingerprint, change_token, unchanged_since
 from dsdb_plan.migrate.copier import CopyResult, Mode, copy_table, validate_keys
 from dsdb_plan.migrate.diff import differing_rows
 from dsdb_plan.migrate.digest import SubsetDigest

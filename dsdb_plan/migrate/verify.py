@@ -20,13 +20,15 @@ from typing import TypeVar
 
 import sqlalchemy as sa
 
+from dsdb_plan.checksum import ChecksumMethod, TableFingerprint
 from dsdb_plan.dbschema import TableSchema, reflected_columns, usable_from_another_thread
 from dsdb_plan.engines import engine_for, same_kind
-from dsdb_plan.fingerprint import TableFingerprint, fingerprint_query, read_chunks
-from dsdb_plan.migrate.digest import PREFIX, SubsetDigest
+from dsdb_plan.fingerprint import fingerprint_query
+from dsdb_plan.migrate.digest import SubsetDigest
 from dsdb_plan.migrate.mask import with_masks
 from dsdb_plan.migrate.sql_digest import in_database
 from dsdb_plan.migrate.subset import TableSelection, select_subset
+from dsdb_plan.rows import read_chunks
 from dsdb_plan.values import row_converter
 
 _CHUNK_ROWS = 5_000
@@ -113,7 +115,7 @@ def native_digest(conn: sa.Connection, selection: TableSelection) -> TableFinger
 
 
 def is_portable(fingerprint: TableFingerprint) -> bool:
-    return fingerprint.checksum.startswith(PREFIX)
+    return fingerprint.method is ChecksumMethod.PORTABLE
 
 
 def verify_table(
@@ -138,7 +140,9 @@ def verify_table(
     if missing:
         if source is None:
             source = subset_digest(source_conn, selection)
-        return VerifyResult(False, source, TableFingerprint(0, PREFIX), missing)
+        return VerifyResult(
+            False, source, TableFingerprint(0, ChecksumMethod.PORTABLE, ""), missing
+        )
     target = sa.table(target_table, *(sa.column(name) for name in selection.columns))
     whole = exact or not selection.key
     if whole and same_kind(source_conn.dialect, target_conn.dialect) and not selection.mask:
