@@ -507,18 +507,18 @@ def _dialect_class() -> type[Any]:
             kind: Any = None,
             **kw: Any,
         ) -> Any:
-            keys = self._constraints(connection, "PRIMARY KEY", filter_names)
-            names = filter_names or {table for table, _ in keys}
-            found = {table: row for table, row in keys}
+            found = {
+                row[0]: row for row in self._constraints(connection, "PRIMARY KEY", filter_names)
+            }
             return [
                 (
                     (None, table),
                     {
-                        "constrained_columns": list(found[table][0]) if table in found else [],
+                        "constrained_columns": list(found[table][1]) if table in found else [],
                         "name": None,
                     },
                 )
-                for table in names
+                for table in filter_names or found
             ]
 
         def get_multi_foreign_keys(
@@ -531,20 +531,18 @@ def _dialect_class() -> type[Any]:
             postgresql_ignore_search_path: Any = False,
             **kw: Any,
         ) -> Any:
-            keys = self._constraints(connection, "FOREIGN KEY", filter_names)
-            grouped: dict[str, list[Any]] = {table: [] for table in filter_names or ()}
-            for table, (columns, referred, referred_columns) in keys:
-                grouped.setdefault(table, []).append(
-                    {
-                        "name": None,  # DuckDB keeps no constraint names
-                        "constrained_columns": list(columns),
-                        "referred_schema": None,
-                        "referred_table": referred,
-                        "referred_columns": list(referred_columns),
-                        "options": {},
-                    }
-                )
-            return [((None, table), found) for table, found in grouped.items()]
+            return _by_table(
+                self._constraints(connection, "FOREIGN KEY", filter_names),
+                lambda row: {
+                    "name": None,  # DuckDB keeps no constraint names
+                    "constrained_columns": list(row[1]),
+                    "referred_schema": None,
+                    "referred_table": row[2],
+                    "referred_columns": list(row[3]),
+                    "options": {},
+                },
+                filter_names,
+            )
 
         def get_multi_unique_constraints(
             self,
@@ -555,11 +553,11 @@ def _dialect_class() -> type[Any]:
             kind: Any = None,
             **kw: Any,
         ) -> Any:
-            keys = self._constraints(connection, "UNIQUE", filter_names)
-            grouped: dict[str, list[Any]] = {table: [] for table in filter_names or ()}
-            for table, (columns, _, _) in keys:
-                grouped.setdefault(table, []).append({"name": None, "column_names": list(columns)})
-            return [((None, table), found) for table, found in grouped.items()]
+            return _by_table(
+                self._constraints(connection, "UNIQUE", filter_names),
+                lambda row: {"name": None, "column_names": list(row[1])},
+                filter_names,
+            )
 
         def get_multi_indexes(
             self,
@@ -621,8 +619,9 @@ def _dialect_class() -> type[Any]:
 
         def _constraints(
             self, connection: Any, kind: str, filter_names: Iterable[str] | None
-        ) -> list[tuple[str, tuple[list[str], str | None, list[str]]]]:
-            rows = _catalog(
+        ) -> list[Any]:
+            """Rows of (table, columns, referenced table, referenced columns)."""
+            return _catalog(
                 connection,
                 "SELECT table_name, constraint_column_names, referenced_table, "
                 "referenced_column_names FROM duckdb_constraints() "
@@ -630,7 +629,6 @@ def _dialect_class() -> type[Any]:
                 "ORDER BY table_name, constraint_index",
                 filter_names,
             )
-            return [(row[0], (row[1], row[2], row[3])) for row in rows]
 
     return DuckDBDialect
 
