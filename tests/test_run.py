@@ -30,6 +30,22 @@ def target_url(request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> str
     return str(server.url_string)
 
 
+def sqlite_source_into(
+    tmp_path: Path, write_manifest, url: str, script: str, migrations: str
+) -> tuple[Path, Path]:
+    """A SQLite source made by `script`, and a manifest migrating it into `url`."""
+    source = tmp_path / "source.db"
+    with sqlite3.connect(source) as db:
+        db.executescript(script)
+    manifest = write_manifest(
+        "version: 1\nconnections:\n"
+        f"  local: {{driver: sqlite, database: {source}}}\n"
+        f"  target: {{url: '{url}'}}\n"
+        f"migrations:\n{migrations}"
+    )
+    return source, manifest
+
+
 @pytest.mark.parametrize("kind", EVERY_DATABASE)
 @pytest.mark.parametrize(
     ("parent", "child"),
@@ -38,17 +54,14 @@ def target_url(request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> str
 def test_a_parent_deleted_in_the_source_is_followed_by_replace_and_mirror(
     capsys, request, tmp_path: Path, write_manifest, kind: str, parent: str, child: str
 ) -> None:
-    source = tmp_path / "source.db"
-    with sqlite3.connect(source) as db:
-        db.executescript(SOURCE)
     url = target_url(request, tmp_path, kind)
-    manifest = write_manifest(
-        "version: 1\nconnections:\n"
-        f"  local: {{driver: sqlite, database: {source}}}\n"
-        f"  target: {{url: '{url}'}}\n"
-        "migrations:\n"
+    source, manifest = sqlite_source_into(
+        tmp_path,
+        write_manifest,
+        url,
+        SOURCE,
         "  both:\n    from: local\n    to: target\n"
-        f"    tables: {{parent: {{mode: {parent}}}, child: {{mode: {child}}}}}\n"
+        f"    tables: {{parent: {{mode: {parent}}}, child: {{mode: {child}}}}}\n",
     )
     assert run_cli(capsys, "apply", manifest, "--auto-approve").code == 0
     with sqlite3.connect(source) as db:
@@ -76,18 +89,14 @@ def test_a_parent_deleted_in_the_source_is_followed_by_replace_and_mirror(
 def test_rows_of_a_chain_within_one_table_go_together(
     capsys, request, tmp_path: Path, write_manifest, kind: str, mode: str
 ) -> None:
-    source = tmp_path / "source.db"
-    with sqlite3.connect(source) as db:
-        db.executescript(
-            "CREATE TABLE staff (id INTEGER PRIMARY KEY, boss INTEGER REFERENCES staff(id));"
-            "INSERT INTO staff VALUES (1, NULL), (2, 1), (3, 2), (4, 3), (5, 1);"
-        )
     url = target_url(request, tmp_path, kind)
-    manifest = write_manifest(
-        "version: 1\nconnections:\n"
-        f"  local: {{driver: sqlite, database: {source}}}\n"
-        f"  target: {{url: '{url}'}}\n"
-        f"migrations:\n  staff: {{from: local, to: target, mode: {mode}}}\n"
+    source, manifest = sqlite_source_into(
+        tmp_path,
+        write_manifest,
+        url,
+        "CREATE TABLE staff (id INTEGER PRIMARY KEY, boss INTEGER REFERENCES staff(id));"
+        "INSERT INTO staff VALUES (1, NULL), (2, 1), (3, 2), (4, 3), (5, 1);",
+        f"  staff: {{from: local, to: target, mode: {mode}}}\n",
     )
     assert run_cli(capsys, "apply", manifest, "--auto-approve").code == 0
     with sqlite3.connect(source) as db:  # a chain of bosses leaves, lowest key first
@@ -101,18 +110,14 @@ def test_rows_of_a_chain_within_one_table_go_together(
 def test_a_mirror_leaves_no_row_of_another_table_pointing_at_a_deleted_one(
     capsys, mariadb_db, tmp_path: Path, write_manifest
 ) -> None:
-    source = tmp_path / "source.db"
-    with sqlite3.connect(source) as db:
-        db.executescript(
-            "CREATE TABLE staff (id INTEGER PRIMARY KEY, boss INTEGER REFERENCES staff(id));"
-            "INSERT INTO staff VALUES (1, NULL), (2, 1), (3, 2);"
-        )
     url = mariadb_db.url_string
-    manifest = write_manifest(
-        "version: 1\nconnections:\n"
-        f"  local: {{driver: sqlite, database: {source}}}\n"
-        f"  target: {{url: '{url}'}}\n"
-        "migrations:\n  staff: {from: local, to: target, mode: mirror}\n"
+    source, manifest = sqlite_source_into(
+        tmp_path,
+        write_manifest,
+        url,
+        "CREATE TABLE staff (id INTEGER PRIMARY KEY, boss INTEGER REFERENCES staff(id));"
+        "INSERT INTO staff VALUES (1, NULL), (2, 1), (3, 2);",
+        "  staff: {from: local, to: target, mode: mirror}\n",
     )
     assert run_cli(capsys, "apply", manifest, "--auto-approve").code == 0
     engine = mariadb_db.engine()
@@ -144,16 +149,14 @@ def test_a_mirror_leaves_no_row_of_another_table_pointing_at_a_deleted_one(
 def test_a_mirror_refused_by_rows_it_keeps_says_why_and_deletes_nothing(
     capsys, request, tmp_path: Path, write_manifest, kind: str
 ) -> None:
-    source = tmp_path / "source.db"
-    with sqlite3.connect(source) as db:
-        db.executescript(SOURCE)
     url = target_url(request, tmp_path, kind)
-    manifest = write_manifest(
-        "version: 1\nconnections:\n"
-        f"  local: {{driver: sqlite, database: {source}}}\n"
-        f"  target: {{url: '{url}'}}\n"
-        "migrations:\n  both:\n    from: local\n    to: target\n"
-        "    tables: {parent: {mode: mirror}, child: {mode: upsert}}\n"
+    source, manifest = sqlite_source_into(
+        tmp_path,
+        write_manifest,
+        url,
+        SOURCE,
+        "  both:\n    from: local\n    to: target\n"
+        "    tables: {parent: {mode: mirror}, child: {mode: upsert}}\n",
     )
     assert run_cli(capsys, "apply", manifest, "--auto-approve").code == 0
     with sqlite3.connect(source) as db:  # upsert keeps child 10, which points at parent 2
