@@ -69,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             runs[name].append(result)
             verifying = result.verifying_seconds
-            extra = f", verifying {verifying:.2f} s" if verifying is not None else ""
+            extra = ""
+            if verifying is not None:
+                extra = f", verifying {verifying:.2f} s, action {_action_seconds(result):.2f} s"
             print(f"round {round_ + 1} {name}: {result.seconds:.2f} s{extra}", flush=True)
     print(f"load average at the end: {_load()}")
     baseline = statistics.median(m.seconds for m in runs["attach"])
