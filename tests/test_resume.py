@@ -241,20 +241,21 @@ FLIGHTS = 60_000
     [
         ("sqlite", signal.SIGINT),
         ("sqlite", signal.SIGTERM),  # as a CI runner stops a job
+        ("duckdb", signal.SIGINT),
         pytest.param("postgresql", signal.SIGINT, marks=pytest.mark.postgres),
+        pytest.param("mariadb", signal.SIGINT, marks=pytest.mark.mariadb),
     ],
 )
 def test_first_signal_stops_a_migration_at_a_batch_and_the_next_apply_resumes(
     request: pytest.FixtureRequest, tmp_path: Path, write_manifest, target: str, signum: int
 ) -> None:
     make_flights_db(tmp_path / "data/local.db", flights=FLIGHTS)
-    if target == "sqlite":
-        target_url, link = (
-            sqlite_url(tmp_path / "data/prod.db"),
-            "{driver: sqlite, database: data/prod.db}",
-        )
+    if target in ("sqlite", "duckdb"):
+        path = tmp_path / ("data/prod.db" if target == "sqlite" else "data/prod.duckdb")
+        target_url = f"{target}{'+dsdb' if target == 'duckdb' else ''}:///{path}"
+        link = f"{{driver: {target}, database: data/{path.name}}}"
     else:
-        server = request.getfixturevalue("postgres_db")
+        server = request.getfixturevalue(f"{'postgres' if target == 'postgresql' else target}_db")
         target_url, link = server.url_string, f"{{url: '{server.url_string}'}}"
     project = write_manifest(
         "version: 1\nconnections:\n"
