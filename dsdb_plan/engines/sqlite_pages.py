@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import marshal
+import operator
 import os
 import sqlite3
 import struct
@@ -44,7 +45,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import NamedTuple
 
-from xxhash import xxh3_64_intdigest, xxh3_128
+from xxhash import xxh3_128
 
 from dsdb_plan.checksum import RowDigest, TableFingerprint, row_hash_sum
 
@@ -57,6 +58,8 @@ _TABLE_INTERIOR = 0x05
 _RUN_LEAVES = 16
 #: Deeper than any b-tree a 2**32-page file can hold: a loop in a damaged file ends.
 _MAX_DEPTH = 20
+#: Random bytes for `_run_ends`, the same in every process and version.
+_RUN_TABLE = hashlib.shake_128(_FORMAT).digest(2 * 65536)
 #: Rows and hash sum of each run, by its key.
 _Cache = dict[bytes, tuple[int, int]]
 #: The overflow chains of a run's leaves (first page, length), by the hash of the leaves.
@@ -64,7 +67,7 @@ _Spills = dict[bytes, tuple[tuple[int, int], ...]]
 
 
 class _Run(NamedTuple):
-    """Consecutive leaves, cached as one (where a run ends: `_ends_run`)."""
+    """Consecutive leaves, cached as one (where a run ends: `_run_ends`)."""
 
     #: What the run's rows hash to, as cached: its leaves' bytes, their overflow pages' bytes
     #: and the table's declaration.
@@ -210,15 +213,11 @@ def _runs(raw: sqlite3.Connection, pages: _Pages, table: str, spills: _Spills) -
         f"{_FORMAT!r}\0{encoding}\0{pages.size}\0{pages.usable}\0{sql}".encode()
     ).digest()
     runs: list[_Run] = []
-    members: list[int] = []
-    for index, number in enumerate(leaves):
-        members.append(number)
-        if _ends_run(number) or index == len(leaves) - 1:
-            run = _run(pages, layout, members, spills)
-            if run is None:
-                return None
-            runs.append(run)
-            members = []
+    for start, end in pairwise([0, *_run_ends(leaves), len(leaves)]):
+        run = _run(pages, layout, leaves[start:end], spills) if end > start else None
+        if run is None:
+            return None
+        runs.append(run)
     return runs
 
 
@@ -255,11 +254,18 @@ def _right(page: bytes) -> int:
     return int.from_bytes(page[8:12], "big")
 
 
-def _ends_run(number: int) -> bool:
-    """Whether a run ends after the leaf on page `number`: about one leaf in `_RUN_LEAVES`,
-    chosen by a hash of its number, so where runs end depends on each leaf alone (a page
-    split adds a page to its run, and leaves the other runs as they are)."""
-    return xxh3_64_intdigest(number.to_bytes(4, "big")) % _RUN_LEAVES == 0
+def _run_ends(leaves: list[int]) -> list[int]:
+    """Where runs end, as indexes into `leaves` (the last leaf aside): after about one leaf
+    in `_RUN_LEAVES`, chosen by a hash of its page number, so where runs end depends on each
+    leaf alone (a page split adds a page to its run, and leaves the other runs as they are).
+    The hash is a lookup of each half of the number in a table of random bytes."""
+    low, high = _RUN_TABLE[:65536], _RUN_TABLE[65536:]
+    last = len(leaves) - 1
+    return [
+        index + 1
+        for index, number in enumerate(leaves)
+        if not (low[number & 0xFFFF] ^ high[number >> 16]) % _RUN_LEAVES and index < last
+    ]
 
 
 def _run(pages: _Pages, layout: bytes, leaves: list[int], spills: _Spills) -> _Run | None:
@@ -268,19 +274,24 @@ def _run(pages: _Pages, layout: bytes, leaves: list[int], spills: _Spills) -> _R
     before (the same bytes point at the same pages)."""
     hasher = xxh3_128(layout)
     cells = 0
+    size = pages.size
+    read = []
     for start, count in _stretches(leaves):
         data = pages.read(start, count)
-        if len(data) != count * pages.size:
+        # Each page's type, and its cell count, from its header: a byte of each page at once.
+        if len(data) != count * size or data[::size].count(_TABLE_LEAF) != count:
             return None
-        for at in range(0, len(data), pages.size):
-            if data[at] != _TABLE_LEAF:
-                return None
-            cells += int.from_bytes(data[at + 3 : at + 5], "big")
+        cells += 256 * sum(data[3::size]) + sum(data[4::size])
         hasher.update(data)
+        read.append(data)
     own = hasher.digest()
     chains = spills.get(own)
     if chains is None:
-        found = [_overflow(pages[number], pages.usable) for number in leaves]
+        found = [
+            _overflow(data[at : at + size], pages.usable)
+            for data in read
+            for at in range(0, len(data), size)
+        ]
         if any(chain is None for chain in found):
             return None
         chains = spills[own] = tuple(chain for each in found if each for chain in each)
@@ -317,9 +328,19 @@ def _overflow(page: bytes, usable: int) -> tuple[tuple[int, int], ...] | None:
     continues in a chain of pages (https://www.sqlite.org/fileformat2.html#overflow_pages)."""
     most = usable - 35  # the largest payload kept whole on a table leaf
     least = (usable - 12) * 32 // 255 - 23
+    cells = int.from_bytes(page[3:5], "big")
+    starts = sorted(struct.unpack_from(f">{cells}H", page, 8))
+    # A cell that spills takes at least `least` bytes of payload, the 4 of the pointer to
+    # its overflow page and 2 of sizes: where no cell has that room before the next, none
+    # spills (computed in C, where parsing the cells costs a microsecond each).
+    if not starts or (
+        starts[0] >= 8 + 2 * cells
+        and starts[-1] < usable
+        and max(map(operator.sub, [*starts[1:], usable], starts)) < least + 6
+    ):
+        return ()
     chains = []
-    for cell in range(int.from_bytes(page[3:5], "big")):
-        at = int.from_bytes(page[8 + 2 * cell : 10 + 2 * cell], "big")
+    for at in starts:
         if not 8 <= at < len(page):
             return None
         payload, at = _varint(page, at)
