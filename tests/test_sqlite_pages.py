@@ -109,9 +109,7 @@ def test_each_change_is_seen_reading_only_the_pages_it_touched(
         "PRAGMA auto_vacuum = FULL",  # pages move at every commit that frees one
     ],
 )
-def test_every_change_is_seen_in_deep_and_self_vacuuming_files(
-    tmp_path: Path, layout: str
-) -> None:
+def test_every_change_is_seen_in_deep_and_self_vacuuming_files(tmp_path: Path, layout: str) -> None:
     raw = _connect(tmp_path / "data.db")
     raw.execute(layout)
     raw.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, data BLOB)")
