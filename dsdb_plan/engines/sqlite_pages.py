@@ -227,17 +227,16 @@ def _leaves(pages: _Pages, root: int) -> list[int] | None:
     own type is checked as they are hashed."""
     level = [root]
     for _depth in range(_MAX_DEPTH):
-        first = pages[level[0]]
-        if first[0] == _TABLE_LEAF:
-            return level if level[0] == root or len(set(level)) == len(level) else None
+        if pages[level[0]][0] == _TABLE_LEAF:
+            return level
         below: list[int] = []
         for number in level:
             page = pages[number]
             if page[0] != _TABLE_INTERIOR:
                 return None
             below += _children(page)
-        if min(below) < 2 or max(below) > pages.count:
-            return None
+        if min(below) < 2 or max(below) > pages.count or len(set(below)) != len(below):
+            return None  # a page twice: a damaged file
         level = below
     return None
 
@@ -247,11 +246,8 @@ def _children(page: bytes) -> list[int]:
     https://www.sqlite.org/fileformat2.html#b_tree_pages"""
     cells = int.from_bytes(page[3:5], "big")
     offsets = struct.unpack_from(f">{cells}H", page, 12)
-    return [*(int.from_bytes(page[at : at + 4], "big") for at in offsets), _right(page)]
-
-
-def _right(page: bytes) -> int:
-    return int.from_bytes(page[8:12], "big")
+    right_most = int.from_bytes(page[8:12], "big")
+    return [*(int.from_bytes(page[at : at + 4], "big") for at in offsets), right_most]
 
 
 def _run_ends(leaves: list[int]) -> list[int]:
