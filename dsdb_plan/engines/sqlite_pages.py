@@ -12,11 +12,11 @@ compares with any other `py2` checksum.
 Finding the leaves costs a read of the table's interior pages (a few in a thousand of its
 pages, https://www.sqlite.org/fileformat2.html#b_tree_pages); then each run's leaves are
 read from the file in one stretch where they are consecutive, and hashed in C (xxh3):
-about a tenth of a second per 300 MB here. That read is what a plan after a change costs:
-it grows with the table's bytes, at memory speed, since without a journal of the pages it
-wrote a rollback-journal file does not say which pages changed. Where the leaves' cells
-spill into overflow pages is found by parsing the cells, once per new leaf bytes: the same
-bytes point at the same overflow pages, which are hashed too.
+about 0.13 s of CPU for a 300 MB table of 2,000,000 rows (benchmarks/results.md). That
+read is what a plan after a change costs: it grows with the table's bytes, at memory speed,
+since a rollback-journal file does not say which pages a write touched. Where the leaves'
+cells spill into overflow pages is found by parsing the cells, once per new bytes of a run's
+leaves: the same bytes point at the same overflow pages, whose bytes are hashed too.
 
 The pages are read from the file, so this is done only where that is sound: under a read
 transaction, which keeps writers from changing the file (its shared lock in rollback-journal
