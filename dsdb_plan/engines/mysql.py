@@ -542,7 +542,11 @@ class _MariaDBDigest(DigestSQL):
             f"CONCAT({sign}, {digits}, REPEAT('0', {power} - {width} + 1)), "
             f"CONCAT({sign}, LEFT({digits}, {power} + 1), '.', SUBSTRING({digits}, {power} + 2))))"
         )
-        return f"IF({value} = 0, '0', IF(LOCATE('e', {text}) = 0, {text}, {plain}))"
+        # Most doubles are written plain: only the rest pay for the checks.
+        return (
+            f"IF(ABS({value}) >= {_PLAIN_FROM} AND ABS({value}) < {_PLAIN_BELOW}, {text}, "
+            f"IF({value} = 0, '0', IF(LOCATE('e', {text}) = 0, {text}, {plain})))"
+        )
 
     def decimal_text(self, q: str) -> str:
         text = f"CAST({q} AS CHAR)"
@@ -577,6 +581,8 @@ class _MariaDBDigest(DigestSQL):
         return f"CAST(CONV(SUBSTRING(MD5({row}), 1, 16), 16, 10) AS UNSIGNED)"
 
 
+#: Doubles of these magnitudes are written without an exponent (as Python's repr writes them).
+_PLAIN_FROM, _PLAIN_BELOW = "1e-4", "1e15"
 _BACKSLASH = "CHAR(92 USING utf8mb4)"
 _SEPARATOR = "CHAR(31 USING utf8mb4)"
 _MARIADB_DIGEST = _MariaDBDigest()
