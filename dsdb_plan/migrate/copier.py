@@ -68,7 +68,7 @@ from dsdb_plan.migrate.load import Operation, batch_writer, read_ahead_of
 from dsdb_plan.migrate.mask import with_masks
 from dsdb_plan.migrate.order import CopyOrder, after, bound, copy_order, raw
 from dsdb_plan.migrate.subset import TableSelection
-from dsdb_plan.migrate.text_copy import TargetRange, copy_as_text
+from dsdb_plan.migrate.text_copy import copy_as_text
 
 Mode = Literal["append", "upsert", "replace", "mirror"]
 Checkpoint = dict[str, Any]
@@ -107,7 +107,6 @@ def copy_table(
     on_source_rows: Callable[[Sequence[Sequence[Any]]], None] | None = None,
     on_source_snapshot: Callable[[sa.Connection], None] | None = None,
     on_source_digest: Callable[[int, int], None] | None = None,
-    on_target_range: TargetRange | None = None,
     only: sa.ColumnElement[bool] | None = None,
     cancel: threading.Event | None = None,
     delete: bool = True,
@@ -127,10 +126,6 @@ def copy_table(
     `on_source_digest(rows, hash_sum)` takes the portable digest (`digest.SubsetDigest`) of
     the rows copied in whole columns (`arrow_copy.py`), which never reach `on_source_rows`;
     without it, rows go through Python.
-    `on_target_range(lower, upper)` is called as each key range a copy as bulk text
-    (`text_copy.py`) loaded is committed: the target rows with keys after `lower` up to
-    `upper` (None: unbounded) are final. The ranges come in key order, each beginning where
-    the last ended, the last one unbounded above once the copy is complete.
     `only` narrows the rows copied (not the subset mirror keeps). Once `cancel` is set, the
     copy raises `Interrupted` after its next committed batch. A mirror with `delete=False`
     stops after loading, checkpointed at its "delete" phase: called again with that
@@ -152,7 +147,6 @@ def copy_table(
         on_source_rows=on_source_rows,
         on_source_snapshot=on_source_snapshot,
         on_source_digest=on_source_digest,
-        on_target_range=on_target_range,
         only=only,
         cancel=cancel,
     )
@@ -212,7 +206,6 @@ class _Job:
     on_source_rows: Callable[[Sequence[Sequence[Any]]], None] | None = None
     on_source_snapshot: Callable[[sa.Connection], None] | None = None
     on_source_digest: Callable[[int, int], None] | None = None
-    on_target_range: TargetRange | None = None
     only: sa.ColumnElement[bool] | None = None
     cancel: threading.Event | None = None
     phase: str = "load"

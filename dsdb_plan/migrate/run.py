@@ -14,12 +14,11 @@ is where the next run carries on.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -35,7 +34,7 @@ from dsdb_plan.fingerprint import Fingerprint, change_token, unchanged_since
 from dsdb_plan.migrate.copier import CopyResult, Mode, copy_table, validate_keys
 from dsdb_plan.migrate.diff import differing_rows
 from dsdb_plan.migrate.digest import SubsetDigest
-from dsdb_plan.migrate.order import after, bound, raw
+from dsdb_plan.migrate.order import bound, raw
 from dsdb_plan.migrate.snapshot import beside
 from dsdb_plan.migrate.sql_digest import in_database
 from dsdb_plan.migrate.subset import TableSelection
@@ -45,10 +44,9 @@ from dsdb_plan.migrate.target import (
     finish_target,
     inspect_target,
 )
-from dsdb_plan.migrate.verify import PortableDigest, native_digest, subset_digest, verify_table
+from dsdb_plan.migrate.verify import native_digest, subset_digest, verify_table
 
 EXACT_MODES = ("replace", "mirror")
-_INTEGERS = frozenset({"smallint", "integer", "bigint"})
 #: Modes that copy into the target table itself, by key: a resync copies what differs.
 DIFFABLE_MODES = ("append", "upsert", "mirror")
 
@@ -393,40 +391,35 @@ def _copy_one(
     # Masked rows are digested by verification, through the masks.
     whole = resume is None and run.cursor is None and only is None and not selection.mask
     copied = _CopiedDigest(selection, native=native) if whole else None
-    # Into a new table, the target is digested range by range as the copy commits them.
-    fresh = whole and run.mode == "upsert" and not check.exists
-    with _landed_digest(target, selection, fresh) as landed:
-        result = copy_table(
-            source,
-            target,
-            selection,
-            mode=run.mode,
-            batch_size=batch_size,
-            cursor_column=run.cursor,
-            since=run.since,
-            resume=resume,
-            on_checkpoint=on_checkpoint,
-            progress=progress,
-            on_source_rows=copied.add_rows if copied else None,
-            on_source_snapshot=copied.take_in_database if copied else None,
-            on_source_digest=copied.add_digested if copied and not native else None,
-            on_target_range=landed.add_range if landed else None,
-            only=only,
-            cancel=cancel,
-            delete=False,
-            cleared_later=cleared_later,
-        )
-        finish_target(target, selection, known_tables=known, created=created or not check.exists)
-        on_loaded()
-        waited = time.perf_counter()
-        seen = copied.result(result.rows_copied) if copied else None
-        found = landed.result() if landed else None
-        waited = time.perf_counter() - waited
-        rows = result.rows_now if held is None else _count(target, selection.target) - held
-        now = Written(rows, differences_only=only is not None, verifying=waited)
-        if run.mode == "mirror":
-            return _Loaded(result, seen, now)
-        return _verified(source, target, run, result, seen, read, now, found)
+    result = copy_table(
+        source,
+        target,
+        selection,
+        mode=run.mode,
+        batch_size=batch_size,
+        cursor_column=run.cursor,
+        since=run.since,
+        resume=resume,
+        on_checkpoint=on_checkpoint,
+        progress=progress,
+        on_source_rows=copied.add_rows if copied else None,
+        on_source_snapshot=copied.take_in_database if copied else None,
+        on_source_digest=copied.add_digested if copied and not native else None,
+        only=only,
+        cancel=cancel,
+        delete=False,
+        cleared_later=cleared_later,
+    )
+    finish_target(target, selection, known_tables=known, created=created or not check.exists)
+    on_loaded()
+    waited = time.perf_counter()
+    seen = copied.result(result.rows_copied) if copied else None
+    waited = time.perf_counter() - waited
+    rows = result.rows_now if held is None else _count(target, selection.target) - held
+    now = Written(rows, differences_only=only is not None, verifying=waited)
+    if run.mode == "mirror":
+        return _Loaded(result, seen, now)
+    return _verified(source, target, run, result, seen, read, now)
 
 
 def _count(engine: sa.Engine, table: str) -> int:
@@ -481,11 +474,9 @@ def _verified(
     seen: TableFingerprint | None,
     read: Fingerprint | None,
     now: Written,
-    found: TableFingerprint | None = None,
 ) -> TableOutcome:
     """Verify a copied table against its source subset; `seen` is the digest of the source
-    rows the copy read, when it took one; `found` the portable digest of the whole target
-    table, when the copy took one; `now` what this run wrote."""
+    rows the copy read, when it took one; `now` what this run wrote."""
     started = time.perf_counter()
     selection = run.selection
     native = same_kind(source.dialect, target.dialect)
@@ -494,7 +485,7 @@ def _verified(
         seen = unchanged.tables[selection.name] if unchanged else None
     checked = run.copied(result.high_water)
     if checked is not selection:  # the digest taken while copying covers other rows or columns
-        seen = found = None
+        seen = None
     token = change_token(target)  # before verification reads the target
     with source.connect() as source_conn, target.connect() as target_conn:
         # Comparing whole tables is cheaper than looking rows up by key, and usually holds:
@@ -502,13 +493,7 @@ def _verified(
         # at once for an incremental copy, whose rows are a few of the target's.
         whole_first = run.cursor is None
         verdict = verify_table(
-            source_conn,
-            checked,
-            target_conn,
-            selection.target,
-            exact=whole_first,
-            source=seen,
-            target=found,
+            source_conn, checked, target_conn, selection.target, exact=whole_first, source=seen
         )
         if not verdict.ok and whole_first and not run.exact:
             verdict = verify_table(
@@ -607,78 +592,3 @@ class _CopiedDigest:
         digest = self.rows.result() if self.native else self.digest.result()
         # Rows copied without passing through Python (SQLite to SQLite) left it short.
         return digest if digest.rows == rows_copied else None
-
-
-@contextlib.contextmanager
-def _landed_digest(
-    target: sa.Engine, selection: TableSelection, fresh: bool
-) -> Iterator[_LandedDigest | None]:
-    """A `_LandedDigest` of a `fresh` copy (a whole subset into a table it creates) whose
-    key ranges are ranges in any database: integers, never NULL. None otherwise."""
-    integers = all(
-        not selection.schema.column(name).nullable
-        and selection.schema.column(name).type in _INTEGERS
-        for name in selection.key
-    )
-    if not (fresh and selection.key and integers):
-        yield None
-        return
-    landed = _LandedDigest(target, selection)
-    try:
-        yield landed
-    finally:
-        landed.close()
-
-
-class _LandedDigest:
-    """The portable digest of the whole target table, taken range by range as a copy as
-    bulk text commits them (`copy_table`'s `on_target_range`), on a connection of its own:
-    each range is read back while the next one loads, still in the server's memory, so
-    verification need not scan the whole table again once the copy is done.
-
-    The ranges begin unbounded below and each begins where the last ended, so once one
-    unbounded above arrives they cover every key: the digest is the whole table's. A copy
-    that went on by rows reports no such range, and verification digests the target itself.
-    """
-
-    def __init__(self, target: sa.Engine, selection: TableSelection) -> None:
-        self.target = target
-        self.selection = selection
-        self.digest = SubsetDigest(selection.schema, selection.columns)
-        self.table = sa.table(selection.target, *(sa.column(name) for name in selection.columns))
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsdb-landed")
-        self.pending: list[Future[None]] = []
-        self.complete = False
-        self.conn: sa.Connection | None = None
-        self.reader: PortableDigest | None = None
-
-    def add_range(self, lower: tuple[Any, ...] | None, upper: tuple[Any, ...] | None) -> None:
-        self.pending.append(self.pool.submit(self._add, lower, upper))
-        self.complete = upper is None
-
-    def _add(self, lower: tuple[Any, ...] | None, upper: tuple[Any, ...] | None) -> None:
-        if self.conn is None or self.reader is None:
-            self.conn = self.target.connect()
-            self.reader = PortableDigest(self.conn, self.selection, self.table)
-        key = [raw(self.table.c[name]) for name in self.selection.key]
-        where = []
-        if lower is not None:
-            where.append(after(key, lower))
-        if upper is not None:
-            where.append(sa.not_(after(key, upper)))
-        self.reader.add_to(self.digest, sa.and_(*where) if where else None)
-        self.conn.rollback()  # the next range reads in a new transaction, which sees it
-
-    def result(self) -> TableFingerprint | None:
-        """The whole target table's digest, or None if the ranges do not cover it."""
-        for pending in self.pending:
-            pending.result()
-        return self.digest.result() if self.complete else None
-
-    def close(self) -> None:
-        self.pool.submit(self._close).result()
-        self.pool.shutdown()
-
-    def _close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()

@@ -15,8 +15,6 @@ key order as the rows path's batches are, so an interrupted copy resumes after t
 one; the next range is read while one loads. A range the target did not take exactly as
 written (a duplicate key, a value it would change or refuse: the target says so) is rolled
 back, and the copy goes on from there by rows, which write or refuse those rows as always.
-Each committed range is reported (`on_target_range`), so the target can be read back range
-by range while the next one loads.
 """
 
 from __future__ import annotations
@@ -36,9 +34,6 @@ from dsdb_plan.migrate.subset import TableSelection
 
 #: A range read from the source: its bulk text, its row count and its last key.
 _Range = tuple[bytes, int, tuple[Any, ...]]
-TargetRange = Callable[[tuple[Any, ...] | None, tuple[Any, ...] | None], None]
-"""on_target_range(lower, upper): the target rows with keys after `lower` up to `upper`
-are committed (None: unbounded)"""
 
 
 class TextJob(Protocol):
@@ -49,7 +44,6 @@ class TextJob(Protocol):
     cursor_column: str | None
     last_key: tuple[Any, ...] | None
     on_source_snapshot: Callable[[sa.Connection], None] | None
-    on_target_range: TargetRange | None
 
     def advance(self, rows: int, last_key: tuple[Any, ...] | None, high_water: Any) -> None: ...
 
@@ -109,7 +103,6 @@ def copy_as_text(
         # A generator, closed on leaving: the reading thread stops before the rows path
         # (or anything else) uses `src` again.
         loaded = cast(Generator[_Range], read_ahead_of(ranges))
-        lower = job.last_key
         with contextlib.closing(loaded):
             for data, rows, last in loaded:
                 file.seek(0)
@@ -120,12 +113,7 @@ def copy_as_text(
                     dst.rollback()
                     return False
                 dst.commit()
-                if job.on_target_range is not None:
-                    job.on_target_range(lower, last)
-                lower = last
                 job.advance(rows, last, None)
-    if job.on_target_range is not None:
-        job.on_target_range(lower, None)  # the keys after the last range: none copied
     src.rollback()
     return True
 

@@ -126,7 +126,6 @@ def verify_table(
     *,
     exact: bool,
     source: TableFingerprint | None = None,
-    target: TableFingerprint | None = None,
 ) -> VerifyResult:
     """Compare `target_table` with the source subset of `selection`, column by column name.
 
@@ -134,7 +133,7 @@ def verify_table(
     exact=False (append, upsert): only the target rows whose key is in the subset are
     compared, so rows the target holds besides them are ignored. Without a key, exact.
     `source` is the subset's digest, portable or native, when the caller already has it
-    (taken while copying); `target` the whole target table's portable digest, likewise.
+    (taken while copying).
     """
     present = _target_columns(target_conn, target_table)
     missing = _missing(target_table, present, selection.columns)
@@ -144,14 +143,14 @@ def verify_table(
         return VerifyResult(
             False, source, TableFingerprint(0, ChecksumMethod.PORTABLE, ""), missing
         )
-    table = sa.table(target_table, *(sa.column(name) for name in selection.columns))
+    target = sa.table(target_table, *(sa.column(name) for name in selection.columns))
     whole = exact or not selection.key
     if whole and same_kind(source_conn.dialect, target_conn.dialect) and not selection.mask:
         known = source if source is not None and not is_portable(source) else None
         native, found = _both(
             source_conn,
             lambda: known or native_digest(source_conn, selection),
-            lambda: fingerprint_query(target_conn, sa.select(*table.c), f"table {target_table}"),
+            lambda: fingerprint_query(target_conn, sa.select(*target.c), f"table {target_table}"),
         )
         if native == found:
             ok, message = _judge(native, found, target_table, None)
@@ -161,11 +160,11 @@ def verify_table(
         subset, found = _both(
             source_conn,
             lambda: portable or subset_digest(source_conn, selection),
-            lambda: target or PortableDigest(target_conn, selection, table)(),
+            lambda: PortableDigest(target_conn, selection, target)(),
         )
         return _result(subset, found, target_table, None)
     subset = portable or subset_digest(source_conn, selection)
-    found = _keyed_digest(source_conn, selection, target_conn, table)
+    found = _keyed_digest(source_conn, selection, target_conn, target)
     return _result(subset, found, target_table, selection.key)
 
 
