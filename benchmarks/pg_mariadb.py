@@ -1,12 +1,13 @@
 """PostgreSQL → MariaDB alone: dsdb against the LOAD DATA script, alternated round by round.
 
 ```bash
-python -m benchmarks.pg_mariadb --rows 1000000 --repeat 5 [--keep-source NAME] [--before DIR]
+python -m benchmarks.pg_mariadb --rows 1000000 --repeat 5 [--keep-source NAME] [--before DIR ...]
 ```
 
 Each round times, in a rotated order, the baseline (`COPY TO` a file, then `LOAD DATA LOCAL
 INFILE`, `baselines.postgres_to_mariadb_load_data`), dsdb from this checkout and, with
-`--before DIR` (a copy of another commit's tree, e.g. `git archive`), dsdb from that tree,
+`--before DIR ...` (copies of other commits' trees, e.g. `git archive`), dsdb from each tree
+(named by its folder),
 each into an empty MariaDB database; it prints every run, the medians, the ratios of medians
 (baseline s / dsdb s) and the load average. `--keep-source NAME` keeps the generated
 PostgreSQL source under that name and reuses it next time (generating 1,200,000 rows takes
@@ -80,9 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000, help="parent rows (N)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds")
     parser.add_argument("--keep-source", help="keep (and reuse) the source under this name")
-    parser.add_argument("--before", help="a source tree of dsdb to time beside this one")
+    parser.add_argument(
+        "--before", nargs="+", default=[], help="source trees of dsdb to time beside this one"
+    )
     args = parser.parse_args(argv)
-    contenders = ["baseline", "dsdb"] + (["before"] if args.before else [])
+    trees = {Path(tree).name: tree for tree in args.before}
+    contenders = ["baseline", "dsdb", *trees]
     times: dict[str, list[float]] = {name: [] for name in contenders}
     print(f"load average at start: {load_average()}", flush=True)
     scratch = Scratch()
@@ -93,14 +97,14 @@ def main(argv: list[str] | None = None) -> int:
             for round_ in range(args.repeat):
                 shift = round_ % len(contenders)
                 for name in contenders[shift:] + contenders[:shift]:
-                    target = scratch.mariadb(name)
+                    role = f"target_{contenders.index(name)}"
+                    target = scratch.mariadb(role)
                     if name == "baseline":
                         result = _baseline(Path(folder), source, target)
                     else:
-                        tree = args.before if name == "before" else None
-                        result = _dsdb(Path(folder), source, mariadb_url(target), tree)
+                        result = _dsdb(Path(folder), source, mariadb_url(target), trees.get(name))
                     landed = sum(count_rows("mariadb", target, t) for t in data.TABLES)
-                    scratch.drop(name)
+                    scratch.drop(role)
                     if result.returncode != 0 or landed != expected:
                         print(result.output, file=sys.stderr)
                         raise SystemExit(f"{name} failed: exit {result.returncode}, {landed} rows")
