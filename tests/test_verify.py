@@ -16,13 +16,7 @@ from dsdb_plan.dbschema import build_tables, create_tables
 from dsdb_plan.fingerprint import fingerprint_query
 from dsdb_plan.migrate.digest import SubsetDigest
 from dsdb_plan.migrate.subset import TableSelection, select_subset, select_tables
-from dsdb_plan.migrate.verify import (
-    PortableDigest,
-    _whole_digest,
-    native_digest,
-    subset_digest,
-    verify_table,
-)
+from dsdb_plan.migrate.verify import native_digest, subset_digest, verify_table
 from dsdb_plan.models import MigrationTable
 from dsdb_plan.values import row_converter
 from tests.helpers import database
@@ -336,31 +330,3 @@ def test_an_in_memory_source_is_digested_in_its_own_thread(tmp_path: Path) -> No
     assert check(source, selection, target, exact=False).ok
     run(target, "UPDATE pairs SET v = 2.5 WHERE a = 2")
     assert not check(source, selection, target, exact=True).ok
-
-
-@pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
-def test_a_table_digested_in_two_halves_of_its_key_is_digested_as_in_one_read(
-    request: pytest.FixtureRequest, tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    source = source_db(tmp_path / "source.db")
-    (tmp_path / "target").mkdir()
-    target = database(request, tmp_path / "target", kind)
-    selection = pick(source, "loose", key=["x"])
-    copy(source, selection, target)
-    run(target, "INSERT INTO loose (x, y) VALUES (NULL, 'no key'), (-5, 'low'), (10, 'high')")
-    table = sa.table("loose", sa.column("x"), sa.column("y"))
-    with target.connect() as conn:
-        whole = PortableDigest(conn, selection, table)()
-        reads: list[int] = []
-        one_read = PortableDigest.__call__
-
-        def counted(digest: PortableDigest, where: Any = None) -> Any:
-            found = one_read(digest, where)
-            reads.append(found.rows)
-            return found
-
-        monkeypatch.setattr(PortableDigest, "__call__", counted)
-        halves = _whole_digest(conn, selection, table)
-    assert halves == whole and whole.rows == 6
-    assert sorted(reads) == [1, 5]  # x > 2; x <= 2 and the NULL
-    target.dispose()

@@ -32,7 +32,6 @@ from dsdb_plan.rows import read_chunks
 from dsdb_plan.values import row_converter
 
 _CHUNK_ROWS = 5_000
-_INTEGERS = frozenset({"smallint", "integer", "bigint"})
 A = TypeVar("A")
 B = TypeVar("B")
 #: Source keys looked up in the target per query: bounded memory, and well under every
@@ -161,49 +160,12 @@ def verify_table(
         subset, found = _both(
             source_conn,
             lambda: portable or subset_digest(source_conn, selection),
-            lambda: _whole_digest(target_conn, selection, target),
+            lambda: PortableDigest(target_conn, selection, target)(),
         )
         return _result(subset, found, target_table, None)
     subset = portable or subset_digest(source_conn, selection)
     found = _keyed_digest(source_conn, selection, target_conn, target)
     return _result(subset, found, target_table, selection.key)
-
-
-def _whole_digest(
-    conn: sa.Connection, selection: TableSelection, table: sa.TableClause
-) -> TableFingerprint:
-    """The portable digest of every row of `table`. A server digesting it itself does so in
-    two halves of an integer key at once, on two connections: a server scans a table on one
-    core, and this process mostly waits."""
-    digest = PortableDigest(conn, selection, table)
-    key = selection.key[0] if len(selection.key) == 1 else None
-    if (
-        digest.summer is None
-        or key is None
-        or selection.schema.column(key).type not in _INTEGERS
-        or engine_for(conn.dialect).registration.embedded
-    ):
-        return digest()
-    column = table.c[key]
-    low, high = conn.execute(sa.select(sa.func.min(column), sa.func.max(column))).one()
-    if low is None:
-        return digest()
-    middle = (int(low) + int(high)) // 2
-
-    def lower_half() -> TableFingerprint:
-        with conn.engine.connect() as other:
-            return PortableDigest(other, selection, table)(
-                sa.or_(column <= middle, column.is_(None))
-            )
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsdb-verify-half") as pool:
-        lower = pool.submit(lower_half)
-        upper = digest(column > middle)
-        below = lower.result()
-    total = SubsetDigest(selection.schema, selection.columns)
-    for half in (below, upper):
-        total.add_total(half.rows, int(half.digest, 16))
-    return total.result()
 
 
 def _both(
