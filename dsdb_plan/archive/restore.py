@@ -174,15 +174,15 @@ def _keys_added_after_loading(
     """The foreign keys created once every table is loaded, not with their table.
 
     Where a key added afterwards is checked in a single query, several times faster than an
-    inline key checked row by row as rows load (PostgreSQL's COPY, what pg_restore does too;
-    MariaDB), every key reaching a restored table waits. Elsewhere only keys inside a cycle
-    wait, and an engine that cannot add a key to an existing table (SQLite) keeps all keys
-    inline.
+    inline key checked row by row as rows load (PostgreSQL's COPY; what pg_restore does too),
+    every key reaching a restored table waits. Elsewhere only keys inside a cycle wait
+    (MySQL loads without checking keys: `keys_unchecked`), and an engine that cannot add a
+    key to an existing table (SQLite) keeps all keys inline.
     """
     capabilities = engine_for(dialect).capabilities
     if not capabilities.adds_constraints_later:
         return []
-    if capabilities.keys_faster_after_load:
+    if capabilities.keys_faster_after_load and not capabilities.checks_keys_per_row:
         return [
             (table, fk)
             for table in selected
