@@ -336,7 +336,7 @@ def add_foreign_keys(
                 conn.dialect, [alone], rename=rename, deferred=[(table.name, fk.name, fk.columns)]
             )
             for constraint in built[table.name].foreign_key_constraints:
-                conn.execute(sa.schema.AddConstraint(constraint))
+                engine_for(conn.dialect).add_foreign_key(conn, constraint)
 
 
 def _index_name(table: str, columns: Sequence[str]) -> str:

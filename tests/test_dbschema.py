@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from dsdb_plan.dbschema import (
     ForeignKeySchema,
     IndexSchema,
     TableSchema,
+    add_foreign_keys,
     advance_sequences,
     create_indexes,
     create_tables,
@@ -196,6 +198,40 @@ def test_cycles_are_created_and_dropped(engine: sa.Engine) -> None:
     assert [fk.ref_table for fk in reflected["y"].foreign_keys] == ["x"]
     assert sorted(drop_tables(engine, ["x", "y", "absent"])) == ["x", "y"]
     assert sa.inspect(engine).get_table_names() == []
+
+
+def test_a_key_added_to_loaded_rows_is_refused_while_a_row_points_nowhere(
+    engine: sa.Engine,
+) -> None:
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite cannot add a key to a table")
+    columns = (
+        ColumnSchema("id", "integer", nullable=False),
+        ColumnSchema("parent_id", "integer"),
+        ColumnSchema("up", "integer"),
+    )
+    parent = TableSchema("parent", columns[:1], ("id",))
+    keys = (
+        ForeignKeySchema("fk_child_parent", ("parent_id",), "parent", ("id",)),
+        ForeignKeySchema("fk_child_up", ("up",), "child", ("id",)),
+    )
+    child = TableSchema("child", columns, ("id",), keys)
+    create_tables(engine, [parent, dataclasses.replace(child, foreign_keys=())])
+    with engine.begin() as conn:
+        conn.execute(sa.table("parent", sa.column("id")).insert(), [{"id": 1}])
+        rows = [{"id": 1, "parent_id": 1, "up": None}, {"id": 2, "parent_id": None, "up": 1}]
+        rows.append({"id": 3, "parent_id": 9, "up": 4})  # to no parent, to no child
+        conn.execute(sa.table("child", *map(sa.column, ("id", "parent_id", "up"))).insert(), rows)
+    for fk in keys:
+        with pytest.raises((DsdbError, sa.exc.IntegrityError)):
+            add_foreign_keys(engine, [(child, fk)])
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM child WHERE id = 3")
+    add_foreign_keys(engine, [(child, fk) for fk in keys])  # NULLs point nowhere and pass
+    (reflected,) = reflect_tables(engine, ["child"])
+    assert sorted(fk.ref_table for fk in reflected.foreign_keys) == ["child", "parent"]
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO child (id, parent_id) VALUES (5, 7)")  # enforced
 
 
 def test_hostile_identifiers_work(engine: sa.Engine) -> None:

@@ -54,6 +54,11 @@ def _floats() -> list[float]:
     values += [float(rng.randrange(2**53, 10**17)) for _ in range(400)]
     values += [5.9996735811599744e16, 1.9282434929841e17, 2.0**54, -(2.0**60), 2.0**1000]
     values += [0.0, -0.0, 5e-324, 1.7976931348623157e308, -2.2250738585072014e-308, 0.1 + 0.2]
+    # Where the databases stop writing doubles plain, and the plain ones most data holds.
+    edges = [1e-4, 1e15, 1e-5, 1e14, 123456789012345.6]
+    edges += [math.nextafter(edge, toward) for edge in edges for toward in (0, math.inf)]
+    values += edges + [-edge for edge in edges]
+    values += [rng.uniform(-1e6, 1e6) for _ in range(200)]
     return [value for value in values if math.isfinite(value)]
 
 

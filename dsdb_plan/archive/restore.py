@@ -135,8 +135,15 @@ def restore_backup(
             elif (table, fk) not in later:
                 inline.append(fk)
         created.add(table.name)
+        # The columns of keys added later are typed for a key from the start.
+        keyed = table.keyed_columns()
         rows = _restore_table(
-            engine, info, dataclasses.replace(table, foreign_keys=tuple(inline)), progress, cancel
+            engine,
+            info,
+            dataclasses.replace(table, foreign_keys=tuple(inline)),
+            keyed,
+            progress,
+            cancel,
         )
         loaded_rows += rows
         if on_table_done is not None:
@@ -168,14 +175,14 @@ def _keys_added_after_loading(
 
     Where a key added afterwards is checked in a single query, several times faster than an
     inline key checked row by row as rows load (PostgreSQL's COPY; what pg_restore does too),
-    every key reaching a restored table waits. Elsewhere only keys
-    inside a cycle wait (MySQL loads without checking keys), and an engine that cannot add a
+    every key reaching a restored table waits. Elsewhere only keys inside a cycle wait
+    (MySQL loads without checking keys: `keys_unchecked`), and an engine that cannot add a
     key to an existing table (SQLite) keeps all keys inline.
     """
     capabilities = engine_for(dialect).capabilities
     if not capabilities.adds_constraints_later:
         return []
-    if capabilities.keys_faster_after_load:
+    if capabilities.keys_faster_after_load and not capabilities.checks_keys_per_row:
         return [
             (table, fk)
             for table in selected
@@ -212,6 +219,7 @@ def _restore_table(
     engine: sa.Engine,
     info: BackupInfo,
     table: TableSchema,
+    keyed: Collection[str],
     progress: Progress | None,
     cancel: threading.Event | None,
 ) -> int:
@@ -225,7 +233,7 @@ def _restore_table(
     rows = chain.from_iterable(convert(block.columns, block.rows) for block in blocks)
     try:
         with engine.begin() as conn:
-            create_tables(conn, [table], with_indexes=False)
+            create_tables(conn, [table], with_indexes=False, keyed={table.name: keyed})
             count = _load(conn, table, rows, progress, cancel)
             create_indexes(conn, [table])
             advance_sequences(conn, table)

@@ -439,6 +439,10 @@ class Engine:
 
         return load.generic_writer(conn, table, columns, key, operation)
 
+    def add_foreign_key(self, conn: sa.Connection, constraint: sa.ForeignKeyConstraint) -> None:
+        """Add `constraint` to its existing table; refused if a row points nowhere."""
+        conn.execute(sa.schema.AddConstraint(constraint))
+
     def keys_unchecked(self, conn: sa.Connection) -> AbstractContextManager[None]:
         """Foreign keys unchecked on `conn` for the block, where the engine checks them row by
         row (`checks_keys_per_row`) and whole sets of rows are written; elsewhere a no-op."""

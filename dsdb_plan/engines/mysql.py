@@ -30,6 +30,7 @@ from dsdb_plan.engines.base import (
     fit_zone,
     quote_for_driver,
 )
+from dsdb_plan.errors import DsdbError
 from dsdb_plan.portable import ColumnSchema, ForeignKeySchema
 
 #: Length given to unbounded text that MariaDB must index: 255 characters of utf8mb4 are
@@ -59,6 +60,7 @@ class MySQLEngine(Engine):
         checks_keys_per_row=True,
         max_decimal_digits=65,
         constraint_names_per_schema=True,
+        keys_faster_after_load=True,
     )
     snapshot_isolation = "REPEATABLE READ"
     passes_as_is: ClassVar[Mapping[str, tuple[str, ...]]] = {
@@ -247,6 +249,33 @@ class MySQLEngine(Engine):
 
         names = [column.name for column in columns]
         return load.mysql_writer(conn, table, names, key, operation)
+
+    def add_foreign_key(self, conn: sa.Connection, constraint: sa.ForeignKeyConstraint) -> None:
+        # InnoDB adds a checked key by copying the table and looking up each row's parent
+        # with a lock (200,000 rows: 18 s); unchecked, in place, after one query finds no row
+        # pointing nowhere: 2 s. A row with a NULL in the key points nowhere and passes.
+        table = constraint.table
+        pairs = [(element.parent, element.column) for element in constraint.elements]
+        parent = pairs[0][1].table
+        referenced = parent.alias("dsdb_referenced")  # the table itself, for a self-reference
+        matched = sa.and_(*(referenced.c[theirs.name] == ours for ours, theirs in pairs))
+        dangling = (
+            sa.select(sa.func.count())
+            .select_from(table)
+            .where(
+                *(ours.is_not(None) for ours, _ in pairs),
+                ~sa.exists().where(matched).select_from(referenced).correlate(table),
+            )
+        )
+        found = conn.execute(dangling).scalar_one()
+        if found:
+            raise DsdbError(
+                f"table {table.name!r}: {found:,} rows point at no row of {parent.name!r} "
+                f"({', '.join(ours.name for ours, _ in pairs)}), so the foreign key cannot "
+                "be added"
+            )
+        with self.keys_unchecked(conn):
+            super().add_foreign_key(conn, constraint)
 
     @contextmanager
     def keys_unchecked(self, conn: sa.Connection) -> Iterator[None]:
@@ -543,7 +572,11 @@ class _MariaDBDigest(DigestSQL):
             f"CONCAT({sign}, {digits}, REPEAT('0', {power} - {width} + 1)), "
             f"CONCAT({sign}, LEFT({digits}, {power} + 1), '.', SUBSTRING({digits}, {power} + 2))))"
         )
-        return f"IF({value} = 0, '0', IF(LOCATE('e', {text}) = 0, {text}, {plain}))"
+        # Most doubles are written plain: only the rest pay for the checks.
+        return (
+            f"IF(ABS({value}) >= {_PLAIN_FROM} AND ABS({value}) < {_PLAIN_BELOW}, {text}, "
+            f"IF({value} = 0, '0', IF(LOCATE('e', {text}) = 0, {text}, {plain})))"
+        )
 
     def decimal_text(self, q: str) -> str:
         text = f"CAST({q} AS CHAR)"
@@ -578,6 +611,8 @@ class _MariaDBDigest(DigestSQL):
         return f"CAST(CONV(SUBSTRING(MD5({row}), 1, 16), 16, 10) AS UNSIGNED)"
 
 
+#: Doubles of these magnitudes are written without an exponent (as Python's repr writes them).
+_PLAIN_FROM, _PLAIN_BELOW = "1e-4", "1e15"
 _BACKSLASH = "CHAR(92 USING utf8mb4)"
 _SEPARATOR = "CHAR(31 USING utf8mb4)"
 _MARIADB_DIGEST = _MariaDBDigest()

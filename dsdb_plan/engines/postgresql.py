@@ -466,8 +466,12 @@ class _PostgreSQLDigest(DigestSQL):
     def float_text(self, q: str, *, single: bool) -> str:
         value = f"{q}::real::float8" if single else f"{q}::float8"
         text = _shortest(value)
+        # Most doubles are written plain, and shortest: only the rest pay for the checks (NaN
+        # sorts above every number).
+        plain = f"abs({value}) >= '1e-4'::float8 AND abs({value}) < '1e15'::float8"
         return (
-            f"CASE WHEN {value} = 0 THEN '0' WHEN {value} = 'NaN' THEN 'nan' "
+            f"CASE WHEN {plain} THEN {value}::text "
+            f"WHEN {value} = 0 THEN '0' WHEN {value} = 'NaN' THEN 'nan' "
             f"WHEN {value} = 'Infinity' THEN 'inf' WHEN {value} = '-Infinity' THEN '-inf' "
             f"WHEN strpos({text}, 'e') = 0 THEN {text} ELSE ({text})::numeric::text END"
         )

@@ -231,18 +231,19 @@ def _create(conn: sa.Connection, selection: TableSelection, known_tables: KnownT
     shaped = selection.schema
     # Keys to tables not there yet, and to this table itself (a row may point at one in a
     # later batch), are added after the load (`finish_target`), which checks them all at
-    # once. SQLite cannot add a key later, and does not check keys while loading. DuckDB
-    # can do neither: there a key to a table not created yet (one closing a cycle) is left
-    # out.
+    # once; so are all keys where that is much faster than checking each row as it loads.
+    # SQLite cannot add a key later, and does not check keys while loading. DuckDB can do
+    # neither: there a key to a table not created yet (one closing a cycle) is left out.
     capabilities = engine_for(conn.dialect).capabilities
     inline = not capabilities.adds_constraints_later
     ahead = inline and capabilities.references_later_tables
+    now = not capabilities.keys_faster_after_load
     keys = tuple(
         fk
         for fk in shaped.foreign_keys
         if (inline and fk.ref_table == shaped.name)
         or (ahead and fk.ref_table in names)
-        or (fk.ref_table != shaped.name and names.get(fk.ref_table, fk.ref_table) in tables)
+        or (now and fk.ref_table != shaped.name and names.get(fk.ref_table, fk.ref_table) in tables)
     )
     table = dataclasses.replace(shaped, foreign_keys=keys, indexes=())
     rename = {shaped.name: selection.target, **_renamed(names, keys)}
