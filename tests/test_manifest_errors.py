@@ -104,6 +104,11 @@ CASES: dict[str, tuple[int, str]] = {
         "connections.driver: 'driver' is a field of a connection, not the name of one: indent "
         "it under the connection it belongs to",
     ),
+    "connection-under-restores": (
+        5,
+        "restores.prod.driver: unknown field 'driver' — a connection's field: does 'prod' "
+        "belong under `connections:`?",
+    ),
     "section-not-a-mapping": (
         2,
         "settings: expected settings fields (a mapping), not str '.dsdb/state.db'",
