@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from dsdb_plan._version import __version__
 from dsdb_plan.errors import (
+    ArgumentError,
     ConnectionConfigError,
     ConnectionExistsError,
     ConnectionTypeError,
@@ -56,6 +57,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "LOCAL",
+    "ArgumentError",
     "Connection",
     "ConnectionConfigError",
     "ConnectionExistsError",

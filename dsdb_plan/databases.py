@@ -89,10 +89,11 @@ def create_database(connection: Connection) -> None:
 
 
 def missing_database_hint(connection: Connection, name: str, message: str) -> str:
-    """How to get past a server saying the database does not exist, or ""."""
-    if _server_engine(connection) is None or not (
-        "does not exist" in message or "Unknown database" in message
-    ):
+    """How to get past a server saying the database does not exist, or "" (for any other
+    failure, such as a login role that does not exist)."""
+    engine = _server_engine(connection)
+    said = engine.missing_database_message if engine else None
+    if not said or said.format(name=connection.link) not in message:
         return ""
     return (
         f"; create it (CREATE DATABASE {connection.link}), or set `create_database: true` on "

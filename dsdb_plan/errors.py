@@ -81,6 +81,10 @@ class LinkExistsError(ConnectionConfigError):
     """The same database already registered under another name."""
 
 
+class ArgumentError(DsdbError, ValueError):
+    """An argument of a `ConnectionManager` call that is not valid; names the argument."""
+
+
 class UnknownConnectionError(DsdbError, KeyError):
     """A connection name that is not registered."""
 

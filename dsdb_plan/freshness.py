@@ -47,7 +47,8 @@ def stale_reasons(
     pool = ThreadPoolExecutor(max_workers=max(1, parallelism), thread_name_prefix="dsdb-fresh")
     try:
         for lines in pool.map(data_changes, keys):
-            reasons += lines
+            # A backup reads all tables and a migration some: one change, said once.
+            reasons += [line for line in lines if line not in reasons]
     finally:
         # Interrupted (Ctrl-C): nothing more starts, and nobody waits for the reads running.
         pool.shutdown(wait=False, cancel_futures=True)

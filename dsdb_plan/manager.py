@@ -11,7 +11,7 @@ import dataclasses
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from pydantic import ValidationError
@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from dsdb_plan.archive import BackupInfo, RestoreResult, list_backups
 from dsdb_plan.connection import Connection
 from dsdb_plan.errors import (
+    ArgumentError,
     ConnectionConfigError,
     ConnectionExistsError,
     ConnectionTypeError,
@@ -166,7 +167,7 @@ class ConnectionManager:
         workspace = self._workspace
         if backup_root is not None:
             workspace = dataclasses.replace(workspace, backup_root=Path(backup_root))
-        spec = Backup(connection=self._known(name), tables=tables)
+        spec = _checked(Backup, "backup", {"connection": self._known(name), "tables": tables})
         info: BackupInfo = run_once(workspace, f"backup.{name}", spec).result
         return self._remember(info)
 
@@ -182,11 +183,15 @@ class ConnectionManager:
         its files' sizes, checksums and row counts, and, for a backup this manager took,
         that `backup.json` still says what it said then."""
         folder = self._backup_folder(backup)
-        spec = Restore(
-            path=str(folder),
-            to=self._known(target),
-            tables=tables,
-            replace_existing=replace_existing,
+        spec = _checked(
+            Restore,
+            "restore",
+            {
+                "path": str(folder),
+                "to": self._known(target),
+                "tables": tables,
+                "replace_existing": replace_existing,
+            },
         )
         taken = list(self._taken.values())
         outcome = run_once(self._workspace, f"restore.{target}", spec, taken=taken)
@@ -214,7 +219,7 @@ class ConnectionManager:
         error naming them, before anything is written), "skip" or "keep".
         """
         if where is not None and tables is None:
-            raise DsdbError("`where` needs `tables`: name the tables it filters")
+            raise ArgumentError("migrate: `where` needs `tables`: name the tables it filters")
         listed: dict[str, Any] | None = None
         if tables is not None:
             given = (
@@ -244,11 +249,15 @@ class ConnectionManager:
         """Drop `tables` (default: all) of connection `name`, or the whole database, after a
         final backup into `<backup_root>/_teardown-<name>/` (returned). Refused when the
         connection is protected."""
-        spec = Teardown(
-            connection=self._known(name),
-            tables=tables if tables is not None else "all",
-            drop_database=drop_database,
-            final_backup=final_backup,
+        spec = _checked(
+            Teardown,
+            "teardown",
+            {
+                "connection": self._known(name),
+                "tables": tables if tables is not None else "all",
+                "drop_database": drop_database,
+                "final_backup": final_backup,
+            },
         )
         info: BackupInfo | None = run_once(self._workspace, f"teardown.{name}", spec).result
         if info is not None:
@@ -379,12 +388,21 @@ def _migration_spec(
         "batch_size": batch_size,
         "on_dangling": on_dangling,
     }
+    return _checked(Migration, "migrate", data)
+
+
+_Spec = TypeVar("_Spec", Backup, Migration, Restore, Teardown)
+
+
+def _checked(model: type[_Spec], verb: str, data: dict[str, Any]) -> _Spec:
+    """The arguments of `verb`, checked by the model a manifest's entry goes through; a
+    mistake raises `ArgumentError` naming the argument, as a manifest error names the field."""
     try:
-        return Migration.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as error:
         errors = error.errors(include_url=False, include_input=False)
         # Of a union's branches, the one that got deepest into the arguments names the mistake.
         paths = [data_path(item["loc"], data)[0] for item in errors]
         deepest = max(range(len(errors)), key=lambda i: len(paths[i]))
         where = ".".join(str(part) for part in paths[deepest])
-        raise DsdbError(f"migrate: {where}: {errors[deepest]['msg']}") from None
+        raise ArgumentError(f"{verb}: {where}: {errors[deepest]['msg']}") from None

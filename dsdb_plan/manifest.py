@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from dsdb_plan.connection import Connection
 from dsdb_plan.dag import find_cycle
 from dsdb_plan.errors import DsdbError, ManifestError, Problem, did_you_mean
 from dsdb_plan.graph import dependencies
@@ -276,8 +277,10 @@ def _describe(error: Any, path: Path, data: Any, reached: bool) -> tuple[str, bo
     if kind == "extra_forbidden":
         model = _model_at(path[:-1])
         allowed = _field_names(model) if model else []
-        hint = did_you_mean(path[-1], allowed) or (
-            f" (expected one of: {', '.join(allowed)})" if allowed else ""
+        hint = (
+            _misplaced_connection(path, model)
+            or did_you_mean(path[-1], allowed)
+            or (f" (expected one of: {', '.join(allowed)})" if allowed else "")
         )
         return f"unknown field '{path[-1]}'{hint}", True
     if kind == "model_type":
@@ -307,6 +310,13 @@ def _describe(error: Any, path: Path, data: Any, reached: bool) -> tuple[str, bo
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
     return message[:1].lower() + message[1:], False
+
+
+def _misplaced_connection(path: Path, model: type[BaseModel] | None) -> str:
+    """A connection's field in another section's entry: a connection under the wrong heading."""
+    if model in (None, Connection) or len(path) < 2 or path[-1] not in _field_names(Connection):
+        return ""
+    return f" — a connection's field: does '{path[-2]}' belong under `connections:`?"
 
 
 def _noun(model: type[BaseModel]) -> str:

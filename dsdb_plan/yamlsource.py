@@ -227,6 +227,20 @@ def _in_users_terms(reason: str, mark: yaml.Mark | None, context: yaml.Mark | No
     return None
 
 
+def _unquoted_reference(reason: str, mark: yaml.Mark | None, text: str) -> str | None:
+    """A `${...}` left bare inside `{...}` or `[...]`, where YAML reads its `{` as a mapping."""
+    if mark is None or not reason.endswith("but got '{'"):
+        return None
+    lines = text.split("\n")
+    line = lines[mark.line] if mark.line < len(lines) else ""
+    if line[mark.column - 1 : mark.column] != "$":
+        return None
+    return (
+        "a ${...} reference inside {...} or [...] must be quoted, as in "
+        '{password: "${env:PGPASSWORD}"} (YAML reads its { as the start of a mapping)'
+    )
+
+
 def _yaml_problem(file: str, error: yaml.YAMLError, text: str) -> Problem:
     if isinstance(error, yaml.reader.ReaderError):  # a forbidden character: no mark, a position
         before = text[: error.position]
@@ -240,6 +254,7 @@ def _yaml_problem(file: str, error: yaml.YAMLError, text: str) -> Problem:
     context = getattr(error, "context", None)
     message = "invalid YAML: " + (
         _in_users_terms(reason, mark, getattr(error, "context_mark", None))
+        or _unquoted_reference(reason, mark, text)
         or reason + (f" ({context})" if context else "")
     )
     if mark is None:

@@ -79,3 +79,21 @@ def test_create_database_is_planned_then_done_by_apply(
     again = run_cli(capsys, "plan", manifest, "--detailed-exitcode")
     assert again.code == 0, again.text
     assert "does not exist" not in again.out
+
+
+@pytest.mark.postgres
+def test_a_login_role_that_does_not_exist_is_not_taken_for_a_missing_database(
+    capsys, tmp_path: Path, write_manifest, postgres_db: ServerDatabase
+) -> None:  # type: ignore[no-untyped-def]
+    make_flights_db(tmp_path / "data/local.db")
+    stranger = dataclasses.replace(
+        postgres_db, admin_url=postgres_db.admin_url.set(username="dsdb_no_such_role")
+    )
+    manifest = write_manifest(manifest_text(stranger, create=False))
+
+    planned = run_cli(capsys, "plan", manifest)
+
+    assert planned.code == 1
+    assert 'role "dsdb_no_such_role" does not exist' in planned.err
+    assert "CREATE DATABASE" not in planned.err
+    assert "create_database" not in planned.err

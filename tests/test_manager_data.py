@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -144,6 +145,29 @@ def test_a_bad_filter_is_named_where_it_is(tmp_path: Path) -> None:
     assert str(raised.value) == (
         "migrate: tables.flights.where.carrier.in: Input should be a valid list"
     )
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda m: m.backup("local", tables="flights"),
+            "backup: tables: Input should be a valid list",
+        ),
+        (lambda m: m.teardown("local", tables=5), "teardown: tables: Input should be a valid list"),
+        (lambda m: m.migrate("local", "copy", mode="upsrt"), "migrate: mode: Input should be"),
+        (lambda m: m.migrate("local", "copy", where={"carrier": "UA"}), "migrate: `where` needs"),
+    ],
+)
+def test_a_wrong_argument_is_a_value_error_naming_it(
+    mngr: dsdb.ConnectionManager, tmp_path: Path, call: Any, message: str
+) -> None:
+    with pytest.raises(dsdb.ArgumentError) as raised:
+        call(mngr)
+    assert isinstance(raised.value, ValueError)
+    assert isinstance(raised.value, dsdb.DsdbError)
+    assert str(raised.value).startswith(message)
+    assert not (tmp_path / "copy.db").exists()
 
 
 def test_migrate_is_the_plan_and_apply_of_one_migration(

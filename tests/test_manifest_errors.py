@@ -84,6 +84,11 @@ CASES: dict[str, tuple[int, str]] = {
         "YAML does not allow tabs)",
     ),
     "invalid-syntax": (4, "invalid YAML: expected ',' or '}'"),
+    "unquoted-reference-in-braces": (
+        3,
+        "invalid YAML: a ${...} reference inside {...} or [...] must be quoted, as in "
+        '{password: "${env:PGPASSWORD}"}',
+    ),
     "python-tag": (2, "unsupported YAML tag '!!python/object/apply:os.system'"),
     "python-scalar-tag": (5, "unsupported YAML tag '!!python/name:os.system'"),
     "custom-tag": (3, "unsupported YAML tag '!include'"),
@@ -98,6 +103,11 @@ CASES: dict[str, tuple[int, str]] = {
         4,
         "connections.driver: 'driver' is a field of a connection, not the name of one: indent "
         "it under the connection it belongs to",
+    ),
+    "connection-under-restores": (
+        5,
+        "restores.prod.driver: unknown field 'driver' — a connection's field: does 'prod' "
+        "belong under `connections:`?",
     ),
     "section-not-a-mapping": (
         2,

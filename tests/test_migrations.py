@@ -209,14 +209,17 @@ def test_new_source_column_is_refused_when_strict_and_added_when_evolving(
         db.execute("UPDATE flights SET tail = 'N' || id")
     strict = run_cli(capsys, "plan", project)
     assert strict.code == 1
-    assert "tail" in strict.err
+    assert (
+        "table 'flights': column 'tail' in the source but not in the target "
+        "(schema: strict; `evolve` would add it)"
+    ) in strict.err
     project.write_text(
         manifest_text().replace(
             "    follow: parents\n", "    follow: parents\n    schema: evolve\n"
         )
     )
     plan = run_cli(capsys, "plan", project)
-    assert "adds columns tail" in plan.out
+    assert "(upsert, adds column tail, only key ranges that differ)" in plan.out
     assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
     assert query(project.parent / "data/prod.db", "SELECT * FROM flights") == expected_flights(
         project

@@ -349,3 +349,47 @@ def test_force_unlock_of_another_hosts_lock_says_it_cannot_tell(
         "It was taken on another host (build-agent-7): whether process 4242 still runs there "
         "cannot be told from here." in released.out
     )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("state", "list"),
+        ("state", "show", "backup.nightly"),
+        ("history",),
+        ("history", "backup.nightly"),
+        ("backups", "list"),
+        ("backups", "verify"),
+    ],
+)
+def test_reading_state_needs_no_secret_of_a_connection_or_a_mask(
+    capsys, applied: Path, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
+) -> None:
+    applied.write_text(
+        MANIFEST.replace(
+            "backups:",
+            "  prod: {driver: postgresql, host: db, database: app, password: '${env:DSDB_T_PW}'}\n"
+            "migrations:\n"
+            "  out: {from: local, to: prod, mask_seed: '${env:DSDB_T_SEED}', mask: {name: hash}}\n"
+            "backups:",
+        )
+    )
+    monkeypatch.delenv("DSDB_T_PW", raising=False)
+    monkeypatch.delenv("DSDB_T_SEED", raising=False)
+
+    result = run_cli(capsys, *command, applied)
+
+    assert result.code == 0, result.text
+    assert "backup.nightly" in result.out
+
+
+def test_a_state_url_whose_secret_is_unset_is_named(
+    capsys, applied: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    applied.write_text(MANIFEST + "settings: {state: '${env:DSDB_T_STATE_URL}'}\n")
+    monkeypatch.delenv("DSDB_T_STATE_URL", raising=False)
+
+    result = run_cli(capsys, "state", "list", applied)
+
+    assert result.code == 1
+    assert "settings.state: environment variable DSDB_T_STATE_URL is not set" in result.err

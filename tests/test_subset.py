@@ -325,3 +325,18 @@ def test_all_tables_and_counts(fleet: sa.Engine) -> None:
     with fleet.connect() as conn:
         assert [count_rows(conn, s) for s in filtered] == [1, 1, 2, 3]
         assert [count_rows(conn, s) for s in chosen] == [3, 4, 5, 6]
+
+
+def test_a_sql_where_the_source_refuses_is_named_with_its_table(fleet: sa.Engine) -> None:
+    with pytest.raises(PlanError) as refused:
+        select_tables(fleet, options(flights={"sql_where": "carier = 'UA'"}), "parents")
+    assert str(refused.value).startswith(
+        "table 'flights': sql_where \"carier = 'UA'\" is refused by the source database: "
+    )
+    assert "carier" in str(refused.value).split(": ", 2)[2]
+    chosen = select_tables(fleet, options(flights={"sql_where": "carrier = 'UA'"}), "none")
+    assert rows_of(fleet, chosen)["flights"] == [
+        (1, "UA", "N1", 1),
+        (2, "UA", "N4", 2),
+        (5, "UA", None, 1),
+    ]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -10,12 +11,12 @@ import click
 
 from dsdb_plan.errors import DsdbError, ManifestError
 from dsdb_plan.interpolate import FileValue
-from dsdb_plan.manifest import DEFAULT_MANIFEST, LoadedManifest, load_manifest
+from dsdb_plan.manifest import DEFAULT_MANIFEST, LoadedManifest, check_structure, load_manifest
 from dsdb_plan.yamlsource import load_yaml
 
 if TYPE_CHECKING:
     from dsdb_plan.project import Project
-    from dsdb_plan.state import StateSnapshot
+    from dsdb_plan.state import StateSnapshot, StateStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -84,10 +85,30 @@ def open_project(manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...
     return Project.open(manifest, variables=parse_variables(var, var_file))
 
 
+@contextlib.contextmanager
+def open_state_of(
+    manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]
+) -> Iterator[tuple[LoadedManifest, StateStore]]:
+    """The manifest and its state store, for the commands that read or unlock state alone:
+    they need only the secrets of `settings` (a state URL's password), not those of the
+    connections or masks they never use."""
+    from dsdb_plan.state import open_state
+
+    loaded, unset = check_structure(manifest, variables=parse_variables(var, var_file))
+    needed = [problem for problem in unset if problem.path[:1] == ("settings",)]
+    if needed:
+        raise ManifestError(needed)
+    store = open_state(loaded.manifest.settings.state, loaded.base_dir)
+    try:
+        yield loaded, store
+    finally:
+        store.close()
+
+
 def read_state(manifest: Path, var: tuple[str, ...], var_file: tuple[Path, ...]) -> StateSnapshot:
     """The state recorded for the manifest, as of now."""
-    with open_project(manifest, var, var_file) as project:
-        return project.store.read()
+    with open_state_of(manifest, var, var_file) as (_, store):
+        return store.read()
 
 
 def load_from_options(

@@ -15,16 +15,16 @@ from dsdb_plan.cli.consent import ask_yes
 from dsdb_plan.cli.options import (
     manifest_argument,
     open_project,
+    open_state_of,
     read_state,
     variable_options,
 )
 from dsdb_plan.cli.output import Output, pass_output
 from dsdb_plan.errors import DsdbError, StateError
-from dsdb_plan.manifest import DEFAULT_MANIFEST
+from dsdb_plan.manifest import DEFAULT_MANIFEST, LoadedManifest
 from dsdb_plan.models import ADDRESS_PATTERN
 from dsdb_plan.plan import counted
-from dsdb_plan.project import Project
-from dsdb_plan.state import StateSnapshot, holder_liveness, resource_history
+from dsdb_plan.state import StateSnapshot, StateStore, holder_liveness, resource_history
 
 F = TypeVar("F", bound=Callable[..., Any])
 _ADDRESS = re.compile(ADDRESS_PATTERN)
@@ -260,12 +260,12 @@ def history(
     if manifest is not None and manifest_option is not None:
         raise DsdbError("give the manifest once: after ADDR or with -m, not both")
     manifest = manifest or manifest_option or Path(DEFAULT_MANIFEST)
-    with open_project(manifest, var, var_file) as project:
+    with open_state_of(manifest, var, var_file) as (loaded, store):
         if address is None:
-            entries = project.store.history(limit=limit)
+            entries = store.history(limit=limit)
         else:
-            entries = resource_history(project.store.history(), address)[:limit]
-            if not entries and not _is_known(project, address):
+            entries = resource_history(store.history(), address)[:limit]
+            if not entries and not _is_known(loaded, store, address):
                 raise DsdbError(f"no resource {address} in the manifest or the state")
     if output_format == "json":
         out.echo(json.dumps([e.to_dict() for e in entries], indent=2, ensure_ascii=False))
@@ -281,10 +281,10 @@ def history(
         )
 
 
-def _is_known(project: Project, address: str) -> bool:
-    snapshot = project.store.read()
+def _is_known(loaded: LoadedManifest, store: StateStore, address: str) -> bool:
+    snapshot = store.read()
     return (
-        address in project.loaded.manifest.resources()
+        address in loaded.manifest.resources()
         or address in snapshot.resources
         or address in snapshot.checkpoints
     )
@@ -312,8 +312,8 @@ def force_unlock(
       dsdb force-unlock 3f1c2a9e-...
       dsdb force-unlock 3f1c2a9e-... --force
     """
-    with open_project(manifest, var, var_file) as project:
-        holder = project.store.lock_holder()
+    with open_state_of(manifest, var, var_file) as (_, store):
+        holder = store.lock_holder()
         if holder is not None and holder.id == lock_id and not force:
             out.echo(f"The state is {holder.describe()}.")
             out.echo(holder_liveness(holder))
@@ -322,5 +322,5 @@ def force_unlock(
                 raise DsdbError("not released: no answer to ask; type or pipe 'yes', or --force")
             if not answer:
                 raise DsdbError("not released: consent was not given")
-        released = project.store.force_unlock(lock_id)
+        released = store.force_unlock(lock_id)
     out.echo(f"Released the lock: it was {released.describe()}.")

@@ -130,6 +130,8 @@ class Engine:
     database_exists_sql: ClassVar[str] = (
         "SELECT 1 FROM information_schema.schemata WHERE schema_name = :name"
     )
+    #: How the server says database `{name}` does not exist, when a connect fails for it.
+    missing_database_message: ClassVar[str | None] = None
     #: What follows DROP DATABASE name (PostgreSQL's WITH (FORCE)).
     drop_database_options: ClassVar[str] = ""
     #: The isolation level under which one transaction sees every table at one instant.

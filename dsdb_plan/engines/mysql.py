@@ -70,6 +70,7 @@ class MySQLEngine(Engine):
         "uuid": ("str",),
     }
     connect_timeout_argument = "connect_timeout"
+    missing_database_message = "Unknown database '{name}'"
 
     def prepare_engine(self, engine: sa.Engine) -> None:
         if engine.dialect.driver == "pymysql":

@@ -61,6 +61,7 @@ class PostgreSQLEngine(Engine):
     }
     admin_database = "postgres"
     database_exists_sql = "SELECT 1 FROM pg_database WHERE datname = :name"
+    missing_database_message = 'database "{name}" does not exist'
     drop_database_options = " WITH (FORCE)"  # ends the sessions still on it
     connect_timeout_argument = "connect_timeout"
 

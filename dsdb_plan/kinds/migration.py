@@ -494,7 +494,8 @@ class MigrationKind(ForgettingKind):
             notes += check.notes if check is not None else ()
         else:
             if check.missing_columns:
-                notes.append("adds columns " + ", ".join(check.missing_columns))
+                added = check.missing_columns
+                notes.append(f"adds column{'s' * (len(added) != 1)} " + ", ".join(added))
             if run.copies_differences:
                 notes.append("only key ranges that differ")
         # Why the table is copied, except that the manifest lists it, which goes without saying.

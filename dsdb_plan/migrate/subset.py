@@ -36,7 +36,7 @@ from dsdb_plan.dbschema import (
     reflect_tables,
     sort_tables,
 )
-from dsdb_plan.errors import PlanError
+from dsdb_plan.errors import PlanError, driver_message
 from dsdb_plan.migrate.filters import column_type, compile_where
 from dsdb_plan.migrate.mask import Masker, MaskRule, resolve_masks
 from dsdb_plan.migrate.sample import sample_condition
@@ -157,6 +157,7 @@ def select_tables(
     own: dict[str, _Rows] = {
         name: _own_rows(tables[name], shapes[name].key, table) for name, table in options.items()
     }
+    _check_sql_where(engine, options, tables, source_name)
     graph = _Graph(schemas, tables, shapes)
     reasons: dict[str, list[str]] = {name: ["listed"] for name in options}
     if follow != "none" and not graph.edges:
@@ -241,6 +242,37 @@ def _masks(
 def _table_mask(options: Mapping[str, MigrationTable], name: str) -> Mapping[str, str]:
     table = options.get(name)
     return table.mask if table is not None and table.mask else {}
+
+
+def _check_sql_where(
+    engine: sa.Engine | sa.Connection,
+    options: Mapping[str, MigrationTable],
+    tables: Mapping[str, sa.Table],
+    source_name: str,
+) -> None:
+    """Run each `sql_where` once on no rows, so that a mistake in it is named as one rather
+    than surfacing as a failed read of the subset."""
+    for name, table_options in options.items():
+        condition = (table_options.sql_where or "").strip()
+        if not condition:
+            continue
+        query = (
+            sa.select(sa.literal(1))
+            .select_from(tables[name])
+            .where(sa.literal_column(f"({condition})"))
+            .limit(0)
+        )
+        try:
+            if isinstance(engine, sa.Connection):
+                engine.execute(query).close()
+            else:
+                with engine.connect() as conn:
+                    conn.execute(query).close()
+        except sa.exc.DBAPIError as error:
+            raise PlanError(
+                f"table '{name}': sql_where {condition!r} is refused by {source_name}: "
+                f"{driver_message(error)}"
+            ) from None
 
 
 def _own_rows(table: sa.Table, key: tuple[str, ...], options: MigrationTable) -> _Rows:

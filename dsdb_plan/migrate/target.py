@@ -144,7 +144,7 @@ def inspect_target(
     if missing and schema_changes == "strict":
         problems.append(
             f"{label}: {_columns('column', missing)} in the source but not in the target "
-            "(schema: strict; `evolve` would add them)"
+            f"(schema: strict; `evolve` would add {'them' if len(missing) > 1 else 'it'})"
         )
     return TargetCheck(True, missing, tuple(incompatible), tuple(problems))
 
