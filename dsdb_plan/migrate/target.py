@@ -161,7 +161,8 @@ def ensure_target(
     A new table gets the copied columns, its primary key (or a unique index on the key when
     the key is not the primary key: rows are matched by it) and the foreign keys whose parent
     exists in the target or is the table itself; keys to parents in `known_tables` (target
-    names, or a source → target name map) that do not exist yet wait for `finish_target`.
+    names, or a source → target name map) that do not exist yet wait for `finish_target`, as
+    every key does where checking it after the load is faster (`keys_faster_after_load`).
     Missing columns are added as nullable: the rows already there have no value for them.
     """
     if check.problems:
@@ -231,9 +232,10 @@ def _create(conn: sa.Connection, selection: TableSelection, known_tables: KnownT
     shaped = selection.schema
     # Keys to tables not there yet, and to this table itself (a row may point at one in a
     # later batch), are added after the load (`finish_target`), which checks them all at
-    # once. SQLite cannot add a key later, and does not check keys while loading. DuckDB
-    # can do neither: there a key to a table not created yet (one closing a cycle) is left
-    # out.
+    # once; so is every key where that one query is much faster than checking each row as
+    # it loads (PostgreSQL). SQLite cannot add a key later, and does not check keys while
+    # loading. DuckDB can do neither: there a key to a table not created yet (one closing a
+    # cycle) is left out.
     capabilities = engine_for(conn.dialect).capabilities
     inline = not capabilities.adds_constraints_later
     ahead = inline and capabilities.references_later_tables
@@ -242,7 +244,11 @@ def _create(conn: sa.Connection, selection: TableSelection, known_tables: KnownT
         for fk in shaped.foreign_keys
         if (inline and fk.ref_table == shaped.name)
         or (ahead and fk.ref_table in names)
-        or (fk.ref_table != shaped.name and names.get(fk.ref_table, fk.ref_table) in tables)
+        or (
+            not capabilities.keys_faster_after_load
+            and fk.ref_table != shaped.name
+            and names.get(fk.ref_table, fk.ref_table) in tables
+        )
     )
     table = dataclasses.replace(shaped, foreign_keys=keys, indexes=())
     rename = {shaped.name: selection.target, **_renamed(names, keys)}
