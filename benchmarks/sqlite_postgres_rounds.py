@@ -1,14 +1,14 @@
 """SQLite → PostgreSQL, dsdb against the COPY script, alternated round by round.
 
-`python -m benchmarks.sqlite_postgres_rounds --rows 1000000 --rounds 4 [--before REV]
+`python -m benchmarks.sqlite_postgres_rounds --rows 1000000 --rounds 4 [--before REV ...]
 [--source FILE]`
 
 On one generated SQLite file (`--source` reuses one `data.write_sqlite` made), each contender
 copies both tables into a freshly created PostgreSQL database as a whole process (wall time
 and peak RSS by `measure.py`), in turn, the order rotated each round: the psycopg COPY
-script (`baselines.sqlite_to_postgres`), dsdb as checked out, and with `--before REV` dsdb
-at that git revision (its `dsdb_plan` exported to a temporary folder and put first on
-`PYTHONPATH`), both running `dsdb apply --auto-approve` of the same `migrations:` entry
+script (`baselines.sqlite_to_postgres`), dsdb as checked out, and with `--before REV ...` dsdb
+at each of those git revisions (its `dsdb_plan` exported to a temporary folder and put first
+on `PYTHONPATH`), all running `dsdb apply --auto-approve` of the same `migrations:` entry
 (mode upsert, full verification). Prints every run, the medians, each one's ratio to the
 baseline's median, and the load average before and after; the shared machine makes only
 ratios within one run meaningful.
@@ -77,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--source", help="a SQLite file data.write_sqlite made (reused)")
-    parser.add_argument("--before", help="a git revision of dsdb to time beside this one")
+    parser.add_argument(
+        "--before", nargs="+", default=[], help="git revisions of dsdb to time beside this one"
+    )
     parser.add_argument("--only-dsdb", action="store_true", help="leave the baseline out")
     args = parser.parse_args(argv)
     print("load average at start:", " ".join(f"{x:.2f}" for x in os.getloadavg()), flush=True)
@@ -93,11 +95,11 @@ def main(argv: list[str] | None = None) -> int:
             contenders["COPY script"] = lambda database: _baseline(source, database)
         (tmp / "after").mkdir()
         contenders["dsdb"] = lambda database: _dsdb(tmp / "after", source, database, None)
-        if args.before:
-            exported = str(_export(args.before, tmp))
-            (tmp / "before").mkdir()
-            contenders[f"dsdb {args.before}"] = lambda database: _dsdb(
-                tmp / "before", source, database, exported
+        for revision in args.before:
+            exported = str(_export(revision, tmp))
+            (tmp / revision).mkdir()
+            contenders[f"dsdb {revision}"] = lambda database, r=revision, e=exported: _dsdb(
+                tmp / r, source, database, e
             )
         names = list(contenders)
         runs: dict[str, list[Measurement]] = {name: [] for name in names}
