@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import adbc_driver_manager
 import adbc_driver_sqlite
 import polars as pl
 import pytest
@@ -20,8 +21,9 @@ from hypothesis import strategies as st
 
 import dsdb_plan as dsdb
 from dsdb_plan.dbschema import ColumnSchema, TableSchema, reflect_tables
+from dsdb_plan.engines import engine_for
 from dsdb_plan.migrate import arrow_copy
-from dsdb_plan.migrate.digest import MODULUS, SubsetDigest, float_text
+from dsdb_plan.migrate.digest import MODULUS, SubsetDigest
 from dsdb_plan.migrate.subset import TableSelection
 from tests.servers import ServerDatabase
 
@@ -51,9 +53,9 @@ _FLOATS = st.floats(allow_nan=False)  # SQLite stores NaN as NULL
 
 
 def _arrow_decimal(value: float) -> bool:
-    """Whether Arrow's decimal holds `value` exactly (38 digits), as the column path needs."""
-    whole, _, fraction = float_text(abs(value)).partition(".")
-    return len(whole) + len(fraction) <= 38
+    """Whether a batch of such values fits Arrow's decimal (38 digits) whatever the others:
+    at most 16 digits before the point (under 2**53) and 20 after (from 0.0001 on)."""
+    return value == 0 or abs(value) >= 1e-4
 
 
 _ROW = st.tuples(
@@ -255,6 +257,42 @@ def test_each_target_type_takes_the_values_as_they_are(
         (2, 32767, 2**31 - 1, "", Decimal("-12345678.125"), Decimal("-2.125"), None, None, None),
         (3, None, 0, None, Decimal("100"), Decimal("7.000"), None, None, None),
     ]
+
+
+@pytest.mark.postgres
+def test_a_target_its_driver_cannot_reach_is_copied_row_by_row(
+    tmp_path: Path, postgres_db: ServerDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The ADBC driver connects with libpq's options only: a URL option that only psycopg
+    # knows leaves the copy to the row path, which lands the same rows.
+    postgres_db.reset()
+    path = tmp_path / "source.db"
+    rows = [(f"n{i}", i / 3, i, 1, "2024-01-02", None, None, b"x") for i in range(5)]
+    _source(path, rows)
+    engine = type(engine_for(postgres_db.engine().dialect))
+
+    def unreachable(self: Any, conn: sa.Connection) -> Any:
+        raise adbc_driver_manager.OperationalError(
+            "invalid URI query parameter", status_code=adbc_driver_manager.AdbcStatusCode.IO
+        )
+
+    monkeypatch.setattr(engine, "arrow_database", unreachable)
+    monkeypatch.setattr(arrow_copy, "_prepared", _never)
+    mngr = dsdb.ConnectionManager(
+        {"src": {"url": f"sqlite:///{path}"}, "dst": {"url": postgres_db.url_string}}, user="t"
+    )
+    try:
+        (outcome,) = mngr.migrate("src", "dst")
+    finally:
+        mngr.close()
+    assert outcome.rows_copied == 5
+    with postgres_db.engine().connect() as conn:
+        found = conn.execute(sa.text(f"SELECT {', '.join(COLUMNS)} FROM t ORDER BY id")).all()
+    assert [tuple(row) for row in found] == [_landed(i, row) for i, row in enumerate(rows)]
+
+
+def _never(*args: Any) -> Iterator[arrow_copy.Batch]:
+    raise AssertionError("the column path ran")
 
 
 def test_integers_take_the_width_of_their_target_column() -> None:

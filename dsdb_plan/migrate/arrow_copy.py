@@ -137,11 +137,11 @@ def copy_columns(
     if not supported(table, columns, kinds):
         return
     schemas = [table.column(name) for name in columns]
+    target = _connect(dst)
+    if target is None:
+        return
+    connection, target_database = target
     database = adbc_driver_sqlite.connect(source_file)
-    target = engine_for(dst.dialect).arrow_database(dst)
-    # The driver manager's own API, as for reading: its DB-API layer would load pyarrow.
-    connection = adbc_driver_manager.AdbcConnection(target)
-    connection.set_autocommit(False)
     try:
         prepared = _prepared(database, selection, schemas, kinds, batch_rows)
         for batch in read_ahead_of(prepared):
@@ -152,8 +152,27 @@ def copy_columns(
         connection.rollback()
     finally:
         connection.close()
-        target.close()
+        target_database.close()
         database.close()
+
+
+def _connect(dst: sa.Connection) -> tuple[Any, Any] | None:
+    """A connection of the target engine's ADBC driver (and its database) to `dst`'s
+    database, in a transaction; None where the driver cannot connect with what SQLAlchemy
+    connects with (an option only its driver knows): the row path copies then.
+
+    The driver manager's own API, as for reading: its DB-API layer would load pyarrow."""
+    try:
+        database = engine_for(dst.dialect).arrow_database(dst)
+    except adbc_driver_manager.Error:
+        return None
+    try:
+        connection = adbc_driver_manager.AdbcConnection(database)
+        connection.set_autocommit(False)
+    except adbc_driver_manager.Error:
+        database.close()
+        return None
+    return connection, database
 
 
 def _append(connection: Any, table: str, columns: pl.DataFrame) -> None:
