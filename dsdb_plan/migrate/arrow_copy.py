@@ -96,7 +96,8 @@ _DATE = r"^\d{4}-\d{2}-\d{2}$"
 
 
 class Unfit(Exception):
-    """A batch holds a value this path cannot copy exactly: the row-by-row path takes over."""
+    """A batch holds a value this path cannot copy exactly, or the target refused it: the
+    row-by-row path takes over."""
 
 
 @dataclass(frozen=True)
@@ -145,8 +146,12 @@ def copy_columns(
     try:
         prepared = _prepared(database, selection, schemas, kinds, batch_rows)
         for batch in read_ahead_of(prepared):
-            _append(connection, into, batch.columns)
-            connection.commit()
+            try:
+                _append(connection, into, batch.columns)
+                connection.commit()
+            except adbc_driver_manager.DatabaseError as error:
+                # The row path writes the batch again and reports what the database says.
+                raise Unfit(f"the target refused a batch: {error}") from error
             on_batch(batch)
     except Unfit:
         connection.rollback()
