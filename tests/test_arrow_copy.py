@@ -11,14 +11,17 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import adbc_driver_manager
 import adbc_driver_sqlite
+import polars as pl
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dsdb_plan as dsdb
-from dsdb_plan.dbschema import TableSchema, reflect_tables
+from dsdb_plan.dbschema import ColumnSchema, TableSchema, reflect_tables
+from dsdb_plan.engines import engine_for
 from dsdb_plan.migrate import arrow_copy
 from dsdb_plan.migrate.digest import MODULUS, SubsetDigest
 from dsdb_plan.migrate.subset import TableSelection
@@ -47,10 +50,20 @@ def _timestamps() -> st.SearchStrategy[str]:
 
 _TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
 _FLOATS = st.floats(allow_nan=False)  # SQLite stores NaN as NULL
+
+
+def _arrow_decimal(value: float) -> bool:
+    """Whether a batch of such values fits Arrow's decimal (38 digits) whatever the others:
+    at most 16 digits before the point (under 2**53) and 20 after (from 0.0001 on)."""
+    return value == 0 or abs(value) >= 1e-4
+
+
 _ROW = st.tuples(
     st.none() | _TEXT | st.sampled_from(["\\", "\x1f", "\\N", "a\\\x1fb", ""]),
     st.none() | _FLOATS | st.sampled_from([0.1 + 0.2, -0.0, 1e16, 1e-7, 5e-324, 1e300]),
-    st.none() | st.integers(-(2**53), 2**53) | st.floats(-(2.0**53), 2.0**53),
+    st.none()
+    | st.integers(-(2**53), 2**53)
+    | st.floats(-(2.0**53), 2.0**53).filter(_arrow_decimal),
     st.none() | st.sampled_from([0, 1]),
     st.none() | st.dates().map(dt.date.isoformat),
     st.none() | _timestamps(),
@@ -114,6 +127,9 @@ def test_the_column_digest_is_the_row_digest(tmp_path_factory: Any, rows: Any, s
         ("tz", "2024-01-01 10:00:00+05:30"),  # another zone: converted by the row path
         ("ts", "2024-01-01 24:00:00"),
         ("amount", 2**60),  # an integer no double holds
+        ("amount", 5e-324),  # more digits than Arrow's decimal holds: the row path writes it
+        ("day", "0000-01-01"),  # no year 0 in Python or PostgreSQL's text input
+        ("ts", "0000-12-31 10:00:00"),
         ("f", "abc"),  # text in a REAL column
         ("amount", "1.50 EUR"),  # text in a NUMERIC column
     ],
@@ -183,6 +199,111 @@ def test_a_table_it_stops_in_lands_exactly_and_verified(
     with postgres_db.engine().connect() as conn:
         found = conn.execute(sa.text(f"SELECT {', '.join(COLUMNS)} FROM t ORDER BY id")).all()
     assert [tuple(row) for row in found] == [_landed(i, row) for i, row in enumerate(rows)]
+
+
+@pytest.mark.postgres
+def test_each_target_type_takes_the_values_as_they_are(
+    tmp_path: Path, postgres_db: ServerDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Binary COPY takes each value in its column's own format: 2-, 4- and 8-byte integers,
+    # bounded text, decimals of any scale within a batch (the column's scale pads them), and
+    # columns of NULLs only.
+    postgres_db.reset()
+    path = tmp_path / "source.db"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE w (id INTEGER PRIMARY KEY, s SMALLINT, i INTEGER, v VARCHAR(5), "
+            "d NUMERIC, e NUMERIC(10, 3), n INTEGER, nd NUMERIC(8, 2), nt TIMESTAMP)"
+        )
+        db.executemany(
+            "INSERT INTO w (id, s, i, v, d, e) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (1, -32768, -(2**31), "héllo", 1e-30, 1.5),
+                (2, 32767, 2**31 - 1, "", -12345678.125, -2.125),
+                (3, None, 0, None, 100, 7),
+            ],
+        )
+    db.close()
+    prepared: list[int] = []
+    real = arrow_copy.prepare
+
+    def counted(*args: Any) -> arrow_copy.Batch:
+        batch = real(*args)
+        prepared.append(batch.rows)
+        return batch
+
+    monkeypatch.setattr(arrow_copy, "prepare", counted)
+    mngr = dsdb.ConnectionManager(
+        {"src": {"url": f"sqlite:///{path}"}, "dst": {"url": postgres_db.url_string}}, user="t"
+    )
+    try:
+        (outcome,) = mngr.migrate("src", "dst")
+    finally:
+        mngr.close()
+    assert prepared == [3] and outcome.rows_copied == 3
+    with postgres_db.engine().connect() as conn:
+        found = conn.execute(sa.text("SELECT * FROM w ORDER BY id")).all()
+        types = conn.execute(
+            sa.text(
+                "SELECT column_name, udt_name FROM information_schema.columns "
+                "WHERE table_name = 'w' ORDER BY ordinal_position"
+            )
+        ).all()
+    assert [kind for _, kind in types][:3] == ["int8", "int2", "int8"]
+    from decimal import Decimal
+
+    assert [tuple(row) for row in found] == [
+        (1, -32768, -(2**31), "héllo", Decimal("1E-30"), Decimal("1.500"), None, None, None),
+        (2, 32767, 2**31 - 1, "", Decimal("-12345678.125"), Decimal("-2.125"), None, None, None),
+        (3, None, 0, None, Decimal("100"), Decimal("7.000"), None, None, None),
+    ]
+
+
+@pytest.mark.postgres
+def test_a_target_its_driver_cannot_reach_is_copied_row_by_row(
+    tmp_path: Path, postgres_db: ServerDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The ADBC driver connects with libpq's options only: a URL option that only psycopg
+    # knows leaves the copy to the row path, which lands the same rows.
+    postgres_db.reset()
+    path = tmp_path / "source.db"
+    rows = [(f"n{i}", i / 3, i, 1, "2024-01-02", None, None, b"x") for i in range(5)]
+    _source(path, rows)
+    engine = type(engine_for(postgres_db.engine().dialect))
+
+    def unreachable(self: Any, conn: sa.Connection) -> Any:
+        raise adbc_driver_manager.OperationalError(
+            "invalid URI query parameter", status_code=adbc_driver_manager.AdbcStatusCode.IO
+        )
+
+    monkeypatch.setattr(engine, "arrow_database", unreachable)
+    monkeypatch.setattr(arrow_copy, "_prepared", _never)
+    mngr = dsdb.ConnectionManager(
+        {"src": {"url": f"sqlite:///{path}"}, "dst": {"url": postgres_db.url_string}}, user="t"
+    )
+    try:
+        (outcome,) = mngr.migrate("src", "dst")
+    finally:
+        mngr.close()
+    assert outcome.rows_copied == 5
+    with postgres_db.engine().connect() as conn:
+        found = conn.execute(sa.text(f"SELECT {', '.join(COLUMNS)} FROM t ORDER BY id")).all()
+    assert [tuple(row) for row in found] == [_landed(i, row) for i, row in enumerate(rows)]
+
+
+def _never(*args: Any) -> Iterator[arrow_copy.Batch]:
+    raise AssertionError("the column path ran")
+
+
+def test_integers_take_the_width_of_their_target_column() -> None:
+    # A SMALLINT source column may land in an existing int4 column: binary COPY needs the
+    # column's own width, and a value too wide for it goes to the row path.
+    schemas = [ColumnSchema("a", "smallint"), ColumnSchema("b", "smallint")]
+    frame = pl.DataFrame({"a": [1, -2], "b": [3, None]})
+    batch = arrow_copy.prepare(frame, schemas, [0], ["int2", "int4"])
+    assert batch.columns.dtypes == [pl.Int16, pl.Int32]
+    with pytest.raises(arrow_copy.Unfit):
+        arrow_copy.prepare(pl.DataFrame({"a": [70_000], "b": [1]}), schemas, [0], ["int2", "int4"])
 
 
 def _landed(key: int, row: Sequence[Any]) -> tuple[Any, ...]:

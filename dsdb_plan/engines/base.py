@@ -107,8 +107,9 @@ class Capabilities:
     exports_snapshots: bool = False
     #: Its ADBC driver reads a table as Arrow columns (`migrate/arrow_copy.py`).
     reads_columns: bool = False
-    #: COPY FROM STDIN takes a batch of rows as one CSV buffer (`migrate/arrow_copy.py`).
-    loads_csv: bool = False
+    #: Its ADBC driver loads Arrow batches with binary COPY (`migrate/arrow_copy.py`,
+    #: through `Engine.arrow_database`).
+    loads_columns: bool = False
 
 
 class Engine:
@@ -406,6 +407,14 @@ class Engine:
     def bulk_text_refusal(self, conn: sa.Connection) -> str | None:
         """Why a server that could load bulk text refuses it (a setting), else None."""
         return None
+
+    # -- whole columns (`migrate/arrow_copy.py`) ---------------------------------------------
+
+    def arrow_database(self, conn: sa.Connection) -> Any:
+        """The engine's ADBC driver opened on the database `conn` is on (an
+        `adbc_driver_manager.AdbcDatabase`), for loading Arrow batches (`loads_columns`);
+        the caller closes it."""
+        raise NotImplementedError
 
     # -- snapshots --------------------------------------------------------------------------
 

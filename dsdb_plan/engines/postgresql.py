@@ -49,7 +49,7 @@ class PostgreSQLEngine(Engine):
         writes_bulk_text=True,
         keys_faster_after_load=True,
         exports_snapshots=True,
-        loads_csv=True,
+        loads_columns=True,
     )
     snapshot_isolation = "REPEATABLE READ"
     passes_as_is: ClassVar[Mapping[str, tuple[str, ...]]] = {
@@ -271,6 +271,14 @@ class PostgreSQLEngine(Engine):
         if conn.dialect.driver == "psycopg":  # COPY needs psycopg 3's copy API
             return load.postgres_copy_writer(conn, table, names, key, operation)
         return load.on_conflict_writer(conn, table, names, key, operation)
+
+    def arrow_database(self, conn: sa.Connection) -> Any:
+        # The ADBC driver writes each batch with binary COPY in C++: the server skips
+        # parsing text, about 40% of a COPY's time on typed columns.
+        import adbc_driver_postgresql  # loads only for a copy in whole columns
+
+        url = conn.engine.url.set(drivername="postgresql")
+        return adbc_driver_postgresql.connect(url.render_as_string(hide_password=False))
 
     def filter_value(self, value: Any, portable: str | None, timezone: bool) -> Any:
         if portable == "uuid" and isinstance(value, str):

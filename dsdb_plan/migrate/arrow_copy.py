@@ -1,12 +1,13 @@
 """SQLite to PostgreSQL in whole columns: read as Arrow, converted and digested in polars,
-written as one CSV COPY per batch (issue 15, aim 1).
+written with one binary COPY per batch (issue 15, aim 1).
 
 The row-by-row path (`copier._load_batches`) spends most of its time in Python per value:
 reading tuples, converting (`convert.py`), `write_row` and the portable digest
 (`digest.SubsetDigest`). Here the ADBC SQLite driver reads each batch into Arrow columns in
-C, polars (Rust) writes each column as PostgreSQL's CSV COPY reads it and as the portable
-digest writes it, hashes the rows' digest text with MD5, and the batch goes to PostgreSQL as
-one CSV buffer.
+C, polars (Rust) gives each column the Arrow type of its target column and writes it as the
+portable digest writes it, hashes the rows' digest text with MD5, and the ADBC PostgreSQL
+driver writes the batch with binary COPY (C++), which the server stores without parsing
+text.
 
 SQLite stores any value in any column, so a column takes this path only where every value
 of the batch is of the storage class its portable type expects and reads back exactly as
@@ -21,10 +22,9 @@ the last key, exactly as a resume does. The digest of every row copied here is t
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import adbc_driver_manager
 import adbc_driver_sqlite
@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from dsdb_plan.dbschema import ColumnSchema, TableSchema
 from dsdb_plan.engines import engine_for
 from dsdb_plan.migrate.digest import ESCAPED_TYPES, MODULUS, NULL, SEPARATOR, float_text
-from dsdb_plan.migrate.load import copy_csv, read_ahead_of
+from dsdb_plan.migrate.load import read_ahead_of
 from dsdb_plan.migrate.subset import TableSelection
 from dsdb_plan.sigint import python_keeps_ctrl_c
 
@@ -56,6 +56,24 @@ _TARGET_TYPES: dict[str, frozenset[str]] = {
     "date": frozenset({"date"}),
     "datetime": frozenset({"timestamp", "timestamptz"}),
 }
+#: The Arrow type (as polars names it) each PostgreSQL column type is written from: binary
+#: COPY takes each value in its column's own format. Decimals' scale is each batch's.
+_WRITTEN_AS: dict[str, pl.DataType] = {
+    "int2": pl.Int16(),
+    "int4": pl.Int32(),
+    "int8": pl.Int64(),
+    "float8": pl.Float64(),
+    "numeric": pl.Decimal(38, 0),
+    "bool": pl.Boolean(),
+    "varchar": pl.String(),
+    "text": pl.String(),
+    "bytea": pl.Binary(),
+    "date": pl.Date(),
+    "timestamp": pl.Datetime("us"),
+    "timestamptz": pl.Datetime("us", "UTC"),
+}
+#: The most digits a decimal of Arrow (and polars) holds.
+_DECIMAL_DIGITS = 38
 #: How the driver reads the values each type takes this path from (decimals as doubles:
 #: `_read_query`); a column of NULLs only may read as anything.
 _READ_AS: dict[str, frozenset[type[pl.DataType]]] = {
@@ -78,14 +96,16 @@ _DATE = r"^\d{4}-\d{2}-\d{2}$"
 
 
 class Unfit(Exception):
-    """A batch holds a value this path cannot copy exactly: the row-by-row path takes over."""
+    """A batch holds a value this path cannot copy exactly, or the target refused it: the
+    row-by-row path takes over."""
 
 
 @dataclass(frozen=True)
 class Batch:
     """One batch of source rows, ready to write, with its digest and last key."""
 
-    csv: bytes
+    #: The columns, each of the Arrow type its target column takes in binary COPY.
+    columns: pl.DataFrame
     rows: int
     hash_sum: int
     #: The key of its last row, as SQLite returns it (None without a key).
@@ -106,7 +126,7 @@ def copy_columns(
     does not fit (`Unfit`), for the row-by-row path to go on from the last batch's key."""
     if not (
         engine_for(src.dialect).capabilities.reads_columns
-        and engine_for(dst.dialect).capabilities.loads_csv
+        and engine_for(dst.dialect).capabilities.loads_columns
         and selection.key
     ):
         return
@@ -118,17 +138,57 @@ def copy_columns(
     if not supported(table, columns, kinds):
         return
     schemas = [table.column(name) for name in columns]
+    target = _connect(dst)
+    if target is None:
+        return
+    connection, target_database = target
     database = adbc_driver_sqlite.connect(source_file)
     try:
         prepared = _prepared(database, selection, schemas, kinds, batch_rows)
         for batch in read_ahead_of(prepared):
-            copy_csv(dst, into, columns, batch.csv)
-            dst.commit()
+            try:
+                _append(connection, into, batch.columns)
+                connection.commit()
+            except adbc_driver_manager.DatabaseError as error:
+                # The row path writes the batch again and reports what the database says.
+                raise Unfit(f"the target refused a batch: {error}") from error
             on_batch(batch)
     except Unfit:
-        dst.rollback()
+        connection.rollback()
     finally:
+        connection.close()
+        target_database.close()
         database.close()
+
+
+def _connect(dst: sa.Connection) -> tuple[Any, Any] | None:
+    """A connection of the target engine's ADBC driver (and its database) to `dst`'s
+    database, in a transaction; None where the driver cannot connect with what SQLAlchemy
+    connects with (an option only its driver knows): the row path copies then.
+
+    The driver manager's own API, as for reading: its DB-API layer would load pyarrow."""
+    try:
+        database = engine_for(dst.dialect).arrow_database(dst)
+    except adbc_driver_manager.Error:
+        return None
+    try:
+        connection = adbc_driver_manager.AdbcConnection(database)
+        connection.set_autocommit(False)
+    except adbc_driver_manager.Error:
+        database.close()
+        return None
+    return connection, database
+
+
+def _append(connection: Any, table: str, columns: pl.DataFrame) -> None:
+    """Append `columns` to `table` (matched by name) in the open transaction."""
+    statement = adbc_driver_manager.AdbcStatement(connection)
+    try:
+        statement.set_options(**{_INGEST_TABLE: table, _INGEST_MODE: _APPEND})
+        statement.bind_stream(columns)
+        statement.execute_update()
+    finally:
+        statement.close()
 
 
 def _database_file(src: sa.Connection) -> str | None:
@@ -163,6 +223,8 @@ _STORED_AS: dict[str, tuple[str, ...]] = {
 }
 _MISFIT = "dsdb_misfit"
 _BATCH_ROWS = "adbc.sqlite.query.batch_rows"
+_INGEST_TABLE, _INGEST_MODE = "adbc.ingest.target_table", "adbc.ingest.mode"
+_APPEND = "adbc.ingest.mode.append"
 #: Integers a double holds exactly: a decimal column's integers are read as doubles, which
 #: write the same digits; larger ones end this path.
 _EXACT_INTEGER = 2**53
@@ -217,9 +279,10 @@ def _prepared(
     target_types: Sequence[str],
     batch_rows: int,
 ) -> Iterator[Batch]:
-    """Each batch of the source rows as CSV for COPY with its digest; stops with `Unfit` at
-    the first batch that does not fit. The next batch is read (in C, by the driver) in a
-    worker thread while one is prepared (in Rust, by polars): both let go of the GIL."""
+    """Each batch of the source rows typed for binary COPY with its digest; stops with
+    `Unfit` at the first batch that does not fit. The next batch is read (in C, by the
+    driver) in a worker thread while one is prepared (in Rust, by polars): both let go of
+    the GIL."""
     at_key = [list(selection.columns).index(name) for name in selection.key]
     for frame in read_ahead_of(_frames(database, selection, schemas, batch_rows)):
         yield prepare(frame, schemas, at_key, target_types)
@@ -284,12 +347,14 @@ def prepare(
     at_key: Sequence[int],
     target_types: Sequence[str],
 ) -> Batch:
-    """`frame` (the source columns, as read) as CSV with its digest, or `Unfit`."""
+    """`frame` (the source columns, as read) typed for binary COPY with its digest, or
+    `Unfit`."""
     written: list[pl.Series] = []
     texts: list[pl.Series] = []
     for series, column, kind in zip(frame.get_columns(), schemas, target_types, strict=True):
         if series.null_count() == len(series):
-            written.append(series.cast(pl.String))
+            nulls = pl.repeat(None, len(series), dtype=_WRITTEN_AS[kind], eager=True)
+            written.append(nulls.alias(series.name))
             texts.append(pl.repeat(NULL, len(series), eager=True))
             continue
         if series.dtype.base_type() not in _READ_AS[column.type]:
@@ -300,10 +365,8 @@ def prepare(
             raise Unfit(str(error)) from error
         written.append(copy.alias(series.name))
         texts.append(text.fill_null(NULL))
-    buffer = io.BytesIO()
-    pl.DataFrame(written).write_csv(buffer, include_header=False, quote_style="non_numeric")
     return Batch(
-        buffer.getvalue(),
+        pl.DataFrame(written),
         frame.height,
         _hash_sum(texts),
         tuple(frame.row(frame.height - 1)[i] for i in at_key) if at_key else None,
@@ -325,39 +388,65 @@ def _hash_sum(texts: Sequence[pl.Series]) -> int:
 
 
 def _column(series: pl.Series, column: ColumnSchema, kind: str) -> tuple[pl.Series, pl.Series]:
-    """One column as written for COPY and as the digest writes it, or `Unfit`."""
+    """One column as written for binary COPY into a `kind` column and as the digest writes
+    it, or `Unfit`."""
     portable = column.type
     if portable in ("smallint", "integer", "bigint"):
-        return series, series.cast(pl.String)
+        return series.cast(_WRITTEN_AS[kind], strict=True), series.cast(pl.String)
     if portable == "boolean":
         if not series.drop_nulls().is_in([0, 1]).all():
             raise Unfit(f"column {series.name!r} holds a boolean other than 0 and 1")
         flag = series.replace_strict({0: "false", 1: "true"}, default=None, return_dtype=pl.String)
-        return flag, flag
-    if portable in ("double", "decimal"):
-        if portable == "decimal" and not series.drop_nulls().is_finite().all():
-            raise Unfit(f"column {series.name!r} holds a number no decimal holds")
+        return series.cast(pl.Boolean), flag
+    if portable == "double":
         return series, _float_texts(series)
+    if portable == "decimal":
+        if not series.drop_nulls().is_finite().all():
+            raise Unfit(f"column {series.name!r} holds a number no decimal holds")
+        text = _float_texts(series).alias(series.name)
+        return _decimals(text), text
     if portable in ESCAPED_TYPES:
         escaped = series.str.replace_all("\\", "\\\\", literal=True).str.replace_all(
             SEPARATOR, "\\" + SEPARATOR, literal=True
         )
         return series, escaped
     if portable == "binary":
-        hexed = series.bin.encode("hex")
-        return "\\x" + hexed, hexed
+        return series, series.bin.encode("hex")
     if portable == "date":
         _all_match(series, _DATE)
-        series.str.to_date("%Y-%m-%d", strict=True)  # refuses a 30 February, as Python does
-        return series, series
+        _no_year_zero(series)
+        # Refuses a 30 February, as Python does.
+        return series.str.to_date("%Y-%m-%d", strict=True), series
     if portable == "datetime":
         _all_match(series, _DATETIME)
-        series.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=True)
+        _no_year_zero(series)
         rest = series.str.slice(19).str.strip_suffix("+00:00").str.strip_suffix("Z")
         fraction = rest.str.strip_prefix(".").str.pad_end(6, "0")
         text = series.str.slice(0, 10) + "T" + series.str.slice(11, 8) + "." + fraction
-        return (text + "+00:00" if kind == "timestamptz" else text), text
+        instant = text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", time_unit="us", strict=True)
+        return instant.dt.replace_time_zone("UTC") if kind == "timestamptz" else instant, text
     raise Unfit(f"column {series.name!r}: no column path for {portable}")
+
+
+def _decimals(text: pl.Series) -> pl.Series:
+    """The digest's texts of numbers as exact decimals, at the largest scale among them (the
+    server rounds each to its column's scale, as it rounds the same text), or `Unfit`."""
+    unsigned = text.str.strip_prefix("-")
+    point = unsigned.str.find(".", literal=True)
+    scale = cast(int, (unsigned.str.len_bytes() - point - 1).max() or 0)
+    whole = cast(int, point.fill_null(unsigned.str.len_bytes()).max() or 0)
+    if whole + scale > _DECIMAL_DIGITS:  # 1e300, 5e-324: the row path writes them
+        raise Unfit(f"column {text.name!r} holds a number of more digits than Arrow's decimal")
+    decimals = text.str.to_decimal(scale=scale)
+    if decimals.null_count() != text.null_count():
+        raise Unfit(f"column {text.name!r} holds a number Arrow's decimal does not")
+    return decimals
+
+
+def _no_year_zero(series: pl.Series) -> None:
+    # Year 0 is no year in Python or PostgreSQL's text input: binary input would take it.
+    if series.str.starts_with("0000").any():
+        raise Unfit(f"column {series.name!r} holds the year 0")
 
 
 def _all_match(series: pl.Series, pattern: str) -> None:

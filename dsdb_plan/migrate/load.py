@@ -650,13 +650,3 @@ class _GenericWriter:
             query = sa.select(*columns).where(condition)
             found.update(tuple(row) for row in self._conn.execute(query))
         return found
-
-
-def copy_csv(conn: sa.Connection, table: str, names: Sequence[str], data: bytes) -> None:
-    """COPY `data`, rows of `names` in PostgreSQL's CSV format, into `table` in the open
-    transaction (`migrate/arrow_copy.py` writes whole batches so)."""
-    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, names))
-    )
-    with _driver_cursor(conn) as cursor, cursor.copy(statement) as copy:
-        copy.write(data)

@@ -161,7 +161,8 @@ def ensure_target(
     A new table gets the copied columns, its primary key (or a unique index on the key when
     the key is not the primary key: rows are matched by it) and the foreign keys whose parent
     exists in the target or is the table itself; keys to parents in `known_tables` (target
-    names, or a source → target name map) that do not exist yet wait for `finish_target`.
+    names, or a source → target name map) that do not exist yet wait for `finish_target`, as
+    every key does where checking it after the load is faster (`keys_faster_after_load`).
     Missing columns are added as nullable: the rows already there have no value for them.
     """
     if check.problems:
