@@ -226,7 +226,9 @@ def _restore_table(
     try:
         with engine.begin() as conn:
             create_tables(conn, [table], with_indexes=False)
-            count = _load(conn, table, rows, progress, cancel)
+            count = _load_columns(conn, info, table, progress, cancel)
+            if count is None:
+                count = _load(conn, table, rows, progress, cancel)
             create_indexes(conn, [table])
             advance_sequences(conn, table)
     except sa.exc.DBAPIError as error:
@@ -235,6 +237,27 @@ def _restore_table(
             f"{driver_message(error)}"
         ) from error
     return count
+
+
+def _load_columns(
+    conn: sa.Connection,
+    info: BackupInfo,
+    table: TableSchema,
+    progress: Progress | None,
+    cancel: threading.Event | None,
+) -> int | None:
+    """Load the table in whole columns where its backup and the target allow
+    (`column_load`); None where they do not, with nothing loaded."""
+    if not engine_for(conn.dialect).capabilities.loads_csv:
+        return None
+    from dsdb_plan.archive.column_load import load_columns  # loads pyarrow and polars
+
+    def report(count: int) -> None:
+        if progress is not None:
+            progress(table.name, count)
+        _stop_if_asked(cancel, table.name)  # the table's transaction is rolled back
+
+    return load_columns(conn, info, table, report)
 
 
 def _load(

@@ -298,8 +298,11 @@ def prepare(
     schemas: Sequence[ColumnSchema],
     at_key: Sequence[int],
     target_types: Sequence[str],
+    *,
+    digest: bool = True,
 ) -> Batch:
-    """`frame` (the source columns, as read) as CSV with its digest, or `Unfit`."""
+    """`frame` (the source columns, as read) as CSV with its digest (0 without `digest`: a
+    restore has no digest to compare), or `Unfit`."""
     written: list[pl.Series] = []
     texts: list[pl.Series] = []
     for series, column, kind in zip(frame.get_columns(), schemas, target_types, strict=True):
@@ -320,7 +323,7 @@ def prepare(
     return Batch(
         buffer.getvalue(),
         frame.height,
-        _hash_sum(texts),
+        _hash_sum(texts) if digest else 0,
         tuple(frame.row(frame.height - 1)[i] for i in at_key) if at_key else None,
     )
 
