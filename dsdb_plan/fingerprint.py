@@ -24,8 +24,9 @@ How each database is read (issue 3, item 2):
   those of the pages whose bytes changed since they were last hashed (`engines/sqlite_pages.py`;
   the checksum is the same as hashing every row). Where pages cannot be read soundly, and for
   rows no engine hashes, rows stream in bounded chunks (`rows.read_chunks`). A reader that goes
-  through every row anyway, as a backup does, hashes the rows it reads with
-  `FingerprintWhileReading` instead of reading them twice.
+  through every row anyway, as a backup does, takes the fingerprint in its own snapshot with
+  `FingerprintWhileReading`: from the pages, or where they cannot serve from the rows it
+  reads, instead of reading them twice.
 
 Each checksum carries the method that made it (`ChecksumMethod`, `checksum.py`): two are only
 comparable when their methods are equal, which is so for the same database and the same kind
