@@ -92,7 +92,7 @@ def test_columns_back_up_the_values_the_rows_do_in_the_same_kinds(
 ) -> None:
     engine = _source(tmp_path / "data.db")
     by_rows = _backup(engine, tmp_path / "rows", by_rows=True)
-    monkeypatch.setattr(writer, "BATCH_ROWS", batch_rows)
+    monkeypatch.setattr(writer, "COLUMN_BATCH_ROWS", batch_rows)
     _columns_only(monkeypatch)
     by_columns = _backup(engine, tmp_path / "columns")
     _same(by_columns, by_rows)
@@ -116,7 +116,7 @@ def test_a_decimal_column_meeting_integers_in_a_later_batch_is_rewritten_as_tagg
     rows = [(key, f"n{key}", key + 0.5, None, None, None, None, None) for key in range(1, 7)]
     rows += [(7, "n7", 7, None, None, None, None, None)]  # an integer, after six reals
     engine = _source(tmp_path / "data.db", rows)
-    monkeypatch.setattr(writer, "BATCH_ROWS", 2)
+    monkeypatch.setattr(writer, "COLUMN_BATCH_ROWS", 2)
     _columns_only(monkeypatch)
     back = _backup(engine, tmp_path / "columns")
     _same(back, _stored(tmp_path / "data.db"))
@@ -141,7 +141,7 @@ def test_mixed_storage_classes_survive_a_backup_read_row_by_row(
     with sqlite3.connect(tmp_path / "data.db") as conn:
         conn.execute(f"UPDATE t SET {column} = ? WHERE id = 6", (value,))
     expected = _stored(tmp_path / "data.db")
-    monkeypatch.setattr(writer, "BATCH_ROWS", 2)
+    monkeypatch.setattr(writer, "COLUMN_BATCH_ROWS", 2)
     back = _backup(engine, tmp_path / "columns")
     _same(back, expected)
     assert type(back[5][_NAMES.index(column)]) is type(value)

@@ -61,6 +61,8 @@ class RowObserver(Protocol):
 
 #: Rows fetched per round trip and written per batch: bounded memory whatever the table size.
 BATCH_ROWS = 5000
+#: The most rows read at a time as Arrow columns (`column_reader` takes fewer of large values).
+COLUMN_BATCH_ROWS = 50_000
 _OWNER_NAME = "owner.json"
 
 
@@ -239,7 +241,7 @@ def _write_columns(
     from dsdb_plan.archive.columnar import ParquetWriter
     from dsdb_plan.migrate.arrow_copy import Unfit
 
-    batches = columns.batches(schema, BATCH_ROWS)
+    batches = columns.batches(schema, COLUMN_BATCH_ROWS)
     if batches is None:
         return None
     writer = ParquetWriter(folder / f"{stem}{PARQUET_SUFFIX}", schema)
