@@ -1,4 +1,4 @@
-"""The portable digest: PostgreSQL and MariaDB compute exactly what Python computes."""
+"""The portable digest: PostgreSQL, MariaDB and DuckDB compute exactly what Python computes."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from dsdb_plan.migrate.digest import SubsetDigest, number_text
 from dsdb_plan.migrate.sql_digest import in_database
 from tests.helpers import database, fill
 
-SERVERS = ["postgresql", "mariadb"]
+#: The engines that digest in SQL.
+IN_SQL = ["postgresql", "mariadb", "duckdb"]
 
 
 @pytest.mark.parametrize(
@@ -124,7 +125,7 @@ def _database_digest(engine: sa.Engine, schema: TableSchema, where: Any = None) 
     return digest.result()
 
 
-@pytest.mark.parametrize("kind", SERVERS)
+@pytest.mark.parametrize("kind", IN_SQL)
 def test_database_digest_equals_the_python_digest_of_the_same_values(
     request: pytest.FixtureRequest, tmp_path: Path, kind: str
 ) -> None:
@@ -139,7 +140,7 @@ def test_database_digest_equals_the_python_digest_of_the_same_values(
     assert _database_digest(engine, MIXED, lambda t: t.c.id % 3 == 0) == expected
 
 
-@pytest.mark.parametrize("kind", SERVERS)
+@pytest.mark.parametrize("kind", IN_SQL)
 def test_database_digest_sees_a_one_ulp_change(
     request: pytest.FixtureRequest, tmp_path: Path, kind: str
 ) -> None:
@@ -156,10 +157,11 @@ def test_database_digest_sees_a_one_ulp_change(
     assert after.rows == before.rows and after != before
 
 
-def test_postgresql_digests_uuids_and_leaves_json_to_python(
-    request: pytest.FixtureRequest, tmp_path: Path
+@pytest.mark.parametrize("kind", ["postgresql", "duckdb"])
+def test_uuids_are_digested_in_sql_and_json_in_python(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str
 ) -> None:
-    engine = database(request, tmp_path, "postgresql")
+    engine = database(request, tmp_path, kind)
     schema = TableSchema(
         "ids", (ColumnSchema("id", "uuid", nullable=False), ColumnSchema("doc", "json"))
     )

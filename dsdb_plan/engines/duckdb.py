@@ -16,12 +16,14 @@ import functools
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import registry
 
+from dsdb_plan.checksum import DigestSQL
 from dsdb_plan.engines import registration_for
 from dsdb_plan.engines.base import Capabilities, Declared, Engine, TableSwap
 from dsdb_plan.errors import DsdbError
@@ -217,6 +219,9 @@ class DuckDBEngine(Engine):
 
     def stable_hash(self, text: str) -> str:
         return f"CAST('0x' || substr(md5({text}), 1, 8) AS BIGINT)"
+
+    def digest_sql(self, conn: sa.Connection) -> DigestSQL | None:
+        return _DUCKDB_DIGEST
 
     def text_length(self, element: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         return sa.func.length(element)  # characters
@@ -750,3 +755,83 @@ def _identifier(item: str) -> str | None:
 registry.register("duckdb.dsdb", __name__, "DuckDBDialect")
 
 ENGINE = DuckDBEngine()
+
+
+# -- the portable digest ------------------------------------------------------------------------
+
+
+class _DuckDBDigest(DigestSQL):
+    """DuckDB writes a double's shortest exact digits and every other form the digest needs,
+    independently of its session's settings."""
+
+    def session(self, conn: sa.Connection) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def integer_text(self, q: str) -> str:
+        return f"CAST({q} AS VARCHAR)"
+
+    def boolean_text(self, q: str, *, stored_as_boolean: bool) -> str:
+        if stored_as_boolean:
+            return f"CASE {q} WHEN true THEN 'true' WHEN false THEN 'false' END"
+        other = f"'?' || CAST({q} AS VARCHAR)"
+        return f"CASE {q} WHEN 1 THEN 'true' WHEN 0 THEN 'false' ELSE {other} END"
+
+    def float_text(self, q: str, *, single: bool) -> str:
+        """Its text is Python's repr but for the exponent form (`d.ddde±xx`), written out as
+        a plain decimal here, and a trailing `.0`."""
+        value = f"CAST(CAST({q} AS FLOAT) AS DOUBLE)" if single else f"CAST({q} AS DOUBLE)"
+        text = f"CAST({value} AS VARCHAR)"
+        sign = f"CASE WHEN {value} < 0 THEN '-' ELSE '' END"
+        power = f"CAST(split_part({text}, 'e', 2) AS INTEGER)"
+        digits = f"replace(ltrim(split_part({text}, 'e', 1), '-'), '.', '')"
+        width = f"length({digits})"
+        small = f"{sign} || '0.' || repeat('0', -{power} - 1) || {digits}"
+        whole = f"{sign} || {digits} || repeat('0', {power} - {width} + 1)"
+        point = f"{sign} || left({digits}, {power} + 1) || '.' || substr({digits}, {power} + 2)"
+        plain = (
+            f"CASE WHEN {power} < 0 THEN {small} "
+            f"WHEN {width} - 1 <= {power} THEN {whole} ELSE {point} END"
+        )
+        return (
+            f"CASE WHEN {value} = 0 THEN '0' WHEN contains({text}, 'e') THEN {plain} "
+            f"WHEN suffix({text}, '.0') THEN left({text}, length({text}) - 2) ELSE {text} END"
+        )
+
+    def decimal_text(self, q: str) -> str:
+        text = f"CAST({q} AS VARCHAR)"
+        return (
+            f"CASE WHEN {q} = 0 THEN '0' WHEN contains({text}, '.') "
+            f"THEN rtrim(rtrim({text}, '0'), '.') ELSE {text} END"
+        )
+
+    def binary_text(self, q: str) -> str:
+        return f"lower(hex({q}))"
+
+    def date_text(self, q: str) -> str:
+        return f"strftime({q}, '%Y-%m-%d')"
+
+    def datetime_text(self, q: str, *, zoned: bool) -> str:
+        utc = f"timezone('UTC', {q})" if zoned else q
+        return f"strftime({utc}, '%Y-%m-%dT%H:%M:%S.%f')"
+
+    def time_text(self, q: str) -> str:
+        # A time with a zone keeps its local time and drops the zone, as in Python.
+        return f"strftime(DATE '2000-01-01' + CAST({q} AS TIME), '%H:%M:%S.%f')"
+
+    def uuid_text(self, q: str) -> str:
+        return f"CAST({q} AS VARCHAR)"
+
+    def frame(self, q: str, text: str, *, escaped: bool) -> str:
+        text = f"({text})"
+        if escaped:
+            doubled = f"replace({text}, chr(92), chr(92) || chr(92))"
+            text = f"replace({doubled}, chr(31), chr(92) || chr(31))"
+        return f"CASE WHEN {q} IS NULL THEN chr(92) || 'N' ELSE {text} END"
+
+    def row_hash(self, parts: Sequence[str]) -> str:
+        row = " || chr(31) || ".join(f"({part})" for part in parts)
+        # The first 16 hex digits, unsigned: sums agree modulo 2**64 with the signed ones.
+        return f"CAST('0x' || substr(md5({row}), 1, 16) AS UBIGINT)"
+
+
+_DUCKDB_DIGEST = _DuckDBDigest()

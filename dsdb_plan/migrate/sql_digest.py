@@ -1,4 +1,4 @@
-"""Portable digests (`digest.py`) computed by PostgreSQL and MariaDB themselves.
+"""Portable digests (`digest.py`) computed by PostgreSQL, MariaDB and DuckDB themselves.
 
 No row crosses the wire: the database writes each value's canonical text with its own
 functions (its engine's `digest_sql`), hashes each row with MD5 and sums the hashes, so
