@@ -160,6 +160,9 @@ class Plan:
     created_at: str = ""
     moves: tuple[tuple[str, str], ...] = ()
     """Recorded resources renamed by `moved:` entries, (old, new): state only, no data."""
+    checks: tuple[str, ...] = ()
+    """How the plan learned whether data changed, per connection whose engine has no cheap
+    sign of change (`Engine.change_check`): what a plan there costs grows with the data."""
 
     @property
     def changes(self) -> list[Action]:
@@ -198,6 +201,7 @@ class Plan:
             "actions": [action.to_dict() for action in self.actions],
             "moves": [list(move) for move in self.moves],
             "warnings": list(self.warnings),
+            "checks": list(self.checks),
             "fingerprints": self.fingerprints,
         }
 
@@ -222,4 +226,5 @@ class Plan:
             warnings=tuple(data.get("warnings", ())),
             created_at=data.get("created_at", ""),
             moves=tuple((old, new) for old, new in data.get("moves", ())),
+            checks=tuple(data.get("checks", ())),
         )

@@ -20,11 +20,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from dsdb_plan.dag import topological_order
+from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import DsdbError, PlanError, did_you_mean, driver_message
 from dsdb_plan.graph import dependencies
 from dsdb_plan.kinds import PlanContext, kind_of
+from dsdb_plan.kinds.base import split_fingerprint_key
 from dsdb_plan.manifest import LoadedManifest
-from dsdb_plan.models import Moved, Teardown
+from dsdb_plan.models import Manifest, Moved, Teardown
 from dsdb_plan.payloads import CopyTables, Forget, RestoreBackup
 from dsdb_plan.plan import Action, ActionType, Plan
 from dsdb_plan.state import ResourceRecord, StateSnapshot
@@ -104,7 +106,21 @@ def make_plan(
         warnings=(*created, *warnings),
         created_at=utc_now(),
         moves=tuple(sorted((old, new) for new, old in moves.items())),
+        checks=change_checks(loaded.manifest, ctx.fingerprints),
     )
+
+
+def change_checks(manifest: Manifest, fingerprints: Mapping[str, Any]) -> tuple[str, ...]:
+    """A line for each connection the plan read for changes by reading its rows."""
+    read = sorted(
+        {split_fingerprint_key(key)[0] for key, taken in fingerprints.items() if taken["tables"]}
+    )
+    lines = []
+    for name in read:
+        engine = engine_for(manifest.connections[name].dialect)
+        if engine.change_check is not None:
+            lines.append(f"{name} ({engine.name}): {engine.change_check}")
+    return tuple(lines)
 
 
 def _undone_by_teardowns(teardowns: Mapping[str, Teardown], actions: list[Action]) -> list[str]:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from dsdb_plan.fingerprint import RowDigest
+from dsdb_plan.kinds import migration
 from dsdb_plan.kinds.migration import grown_since
 from dsdb_plan.payloads import CopyTables, TableCopy
 from dsdb_plan.state import open_state
@@ -97,6 +98,35 @@ def test_a_saved_replace_refuses_a_target_that_gained_rows_since_the_plan(
         refused.err
     )
     assert len(table_rows(sqlite_url(tmp_path / "data/copy.db"), "airlines")) == 3
+
+
+def test_a_resync_takes_the_rows_replace_deletes_from_the_targets_fingerprint(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    write_manifest,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    make_flights_db(tmp_path / "data/local.db")
+    manifest = write_manifest(REPLACE)
+    assert run_cli(capsys, "apply", manifest, "--auto-approve").code == 0
+    with sqlite3.connect(tmp_path / "data/local.db") as db:
+        db.execute("UPDATE airlines SET name = 'renamed' WHERE carrier = 'UA'")
+    db.close()
+    counts: list[list[str]] = []
+    monkeypatch.setattr(
+        migration, "row_counts", lambda engine, tables: counts.append(list(tables)) or {}
+    )
+    plan = run_cli(capsys, "plan", manifest)
+    assert "replace deletes the 3 rows of copy.airlines" in plan.out
+    assert counts == []  # the drift check's fingerprint of the target holds its rows
+
+    monkeypatch.undo()
+    with sqlite3.connect(tmp_path / "data/copy.db") as db:
+        db.execute("INSERT INTO airlines VALUES ('XX', 'Added outside dsdb')")
+    db.close()
+    plan = run_cli(capsys, "plan", manifest)
+    assert "replace deletes the 4 rows of copy.airlines" in plan.out
+    assert "target table airlines changed: 3 → 4 rows outside dsdb" in plan.out
 
 
 def test_grown_since_names_only_deleting_tables_that_hold_more_than_planned() -> None:

@@ -299,7 +299,14 @@ def test_a_row_changed_in_one_server_database_is_exactly_the_change(
         SERVER_MANIFEST.format(pg=postgres_db.url_string, maria=mariadb_db.url_string)
     )
     apply(capsys, manifest)
-    assert changes(planned(manifest, parallelism=4)) == {}
+    unchanged = planned(manifest, parallelism=4)
+    assert changes(unchanged) == {}
+    # The servers have no cheap sign of change, and the plan says how it read them; SQLite
+    # files have one.
+    assert [line.split(":")[0] for line in unchanged["checks"]] == [
+        "maria (MySQL/MariaDB)",
+        "pg (PostgreSQL)",
+    ]
     for server, address, rows in (
         (postgres_db, "migration.to-pg", 300),
         (mariadb_db, "migration.to-maria", 200),

@@ -68,6 +68,7 @@ def representative_plan() -> Plan:
             ),
         ),
         warnings=("restore.scratch depends on backup.nightly, which is not selected",),
+        checks=("prod (PostgreSQL): every row's version (xmin) of each table read",),
     )
 
 

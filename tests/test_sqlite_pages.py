@@ -102,6 +102,57 @@ def test_each_change_is_seen_reading_only_the_pages_it_touched(
     assert _by_pages(raw) == after and hashed[0] == 0  # nothing changed: nothing read
 
 
+@pytest.mark.parametrize(
+    "layout",
+    [
+        "PRAGMA page_size = 512",  # a b-tree four levels deep, most values in overflow pages
+        "PRAGMA auto_vacuum = FULL",  # pages move at every commit that frees one
+    ],
+)
+def test_every_change_is_seen_in_deep_and_self_vacuuming_files(tmp_path: Path, layout: str) -> None:
+    raw = _connect(tmp_path / "data.db")
+    raw.execute(layout)
+    raw.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, data BLOB)")
+    raw.execute("BEGIN")
+    raw.executemany(
+        "INSERT INTO t VALUES (?, ?, ?)",
+        [(i, BIG[: i % 3000], bytes([i % 256]) * (i % 40)) for i in range(8_000)],
+    )
+    raw.execute("COMMIT")
+    seen = [_by_pages(raw)]
+    assert seen[0] == _every_row(raw)
+    for change in (
+        "UPDATE t SET name = name || 'z' WHERE id = 4000",  # in the middle
+        "UPDATE t SET data = x'01' WHERE id = 7999",  # the last row
+        "UPDATE t SET name = substr(name, 1, 2998) || 'q' WHERE id = 2999",  # an overflow page
+        "DELETE FROM t WHERE id BETWEEN 1000 AND 3000",  # pages freed, and moved
+        "INSERT INTO t SELECT id + 100000, name, data FROM t WHERE id < 500",
+        "UPDATE t SET name = 'x' WHERE id = 4001",
+    ):
+        raw.execute(change)
+        now = _by_pages(raw)
+        assert now == _every_row(raw) and now not in seen, change
+        seen.append(now)
+        assert _by_pages(raw) == now
+
+
+def test_a_wal_database_with_an_open_writer_is_read_whole_and_every_change_seen(
+    tmp_path: Path,
+) -> None:
+    writer = _filled(tmp_path / "data.db", rows=2_000)
+    writer.execute("PRAGMA journal_mode = WAL")
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'data.db'}")
+    first = fingerprint_database(engine, ["t"])
+    writer.execute("UPDATE t SET name = 'in the WAL only' WHERE id = 1500")  # not checkpointed
+    assert _by_pages(writer) is None
+    after = fingerprint_database(engine, ["t"], previous=first)
+    assert after.tables["t"] == _every_row(writer) and after != first
+    writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # into the file: read by pages again
+    assert _by_pages(writer) == after.tables["t"]
+    engine.dispose()
+    writer.close()
+
+
 def test_a_column_added_changes_every_row_without_writing_a_page(tmp_path: Path) -> None:
     raw = _filled(tmp_path / "data.db", rows=50)
     before = _by_pages(raw)

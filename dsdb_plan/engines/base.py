@@ -116,6 +116,9 @@ class Engine:
 
     #: The engine's name, as the README and messages use it.
     name: ClassVar[str]
+    #: How a plan learns whether a table changed, where that reads every row (the plan says
+    #: so); None where the engine has a cheap, sound sign of change.
+    change_check: ClassVar[str | None] = "every row of each table read and hashed"
     #: How users name and reach it: its drivers and dialects, whether it is a file
     #: (embedded: opened in-process, its driver's own cursor steps through rows as they are
     #: fetched), its default port.

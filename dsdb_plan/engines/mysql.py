@@ -43,6 +43,7 @@ _JSON_CHECK = re.compile(r"\s*json_valid\(`((?:[^`]|``)+)`\)\s*")
 
 class MySQLEngine(Engine):
     name = "MySQL/MariaDB"
+    change_check = "every row of each table read (CHECKSUM TABLE)"
     registration = registration_for("mysql")
     capabilities = Capabilities(
         transactional_ddl=False,

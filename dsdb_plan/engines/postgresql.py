@@ -27,6 +27,10 @@ from dsdb_plan.portable import INTEGER_TYPES, ColumnSchema
 
 class PostgreSQLEngine(Engine):
     name = "PostgreSQL"
+    change_check = (
+        "every row's version (xmin) of each table read, and every row of a table whose "
+        "versions moved"
+    )
     registration = registration_for("postgresql")
     capabilities = Capabilities(
         transactional_ddl=True,

@@ -52,6 +52,8 @@ _NAMES = {
 
 class SQLiteEngine(Engine):
     name = "SQLite"
+    # The file's change counter; where it moved, only the pages that changed are read.
+    change_check = None
     registration = registration_for("sqlite")
     capabilities = Capabilities(
         transactional_ddl=True,

@@ -7,15 +7,23 @@ so their hash sum comes from a cache instead of from reading them; only the leav
 bytes changed are read through SQLite, by their rowid range. Leaves are cached in runs of
 about 16 (`_Run`), which keeps the cache small; a change rereads a few hundred rows. The sum
 over the leaves is exactly what hashing every row gives (`RowDigest`), so the checksum
-compares with any other `py2` checksum. Hashing the pages' bytes costs a small part of
-decoding their rows.
+compares with any other `py2` checksum.
+
+Finding the leaves costs a read of the table's interior pages (a few in a thousand of its
+pages, https://www.sqlite.org/fileformat2.html#b_tree_pages); then each run's leaves are
+read from the file in one stretch where they are consecutive, and hashed in C (xxh3):
+about 0.13 s of CPU for a 300 MB table of 2,000,000 rows (benchmarks/results.md). That
+read is what a plan after a change costs: it grows with the table's bytes, at memory speed,
+since a rollback-journal file does not say which pages a write touched. Where the leaves'
+cells spill into overflow pages is found by parsing the cells, once per new bytes of a run's
+leaves: the same bytes point at the same overflow pages, whose bytes are hashed too.
 
 The pages are read from the file, so this is done only where that is sound: under a read
 transaction, which keeps writers from changing the file (its shared lock in rollback-journal
 mode; in WAL mode, only while the WAL is empty, as when no connection is open, else the
-newest pages are in the WAL), for a table with rowids, where SQLite has the `dbstat` table
-that lists a table's pages (an option of its build). Elsewhere `table_checksum` returns None
-and the rows are all read and hashed.
+newest pages are in the WAL), for a table with rowids. Elsewhere, and where a page is not
+as the file format describes, `table_checksum` returns None and the rows are all read and
+hashed.
 
 The cache is a file per table in the user's cache folder (`DSDB_CACHE_DIR`, else
 `$XDG_CACHE_HOME/dsdb` or `~/.cache/dsdb`), replaced whole; a missing or unreadable one only
@@ -26,8 +34,10 @@ from __future__ import annotations
 
 import hashlib
 import marshal
+import operator
 import os
 import sqlite3
+import struct
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -39,26 +49,33 @@ from xxhash import xxh3_128
 
 from dsdb_plan.checksum import RowDigest, TableFingerprint, row_hash_sum
 
-_FORMAT = b"dsdb-sqlite-pages-1"
-#: Past this share of changed leaves, one scan of the table is cheaper than a query per leaf.
+_FORMAT = b"dsdb-sqlite-pages-2"
+#: Past this share of changed runs, one scan of the table is cheaper than a query per run.
 _MOST = 0.25
 _TABLE_LEAF = 0x0D
 _TABLE_INTERIOR = 0x05
-#: One run ends in 16 leaves: a cache entry for a few hundred rows.
-_RUN_END = 16
+#: A run holds about 16 leaves: a cache entry for a few hundred rows.
+_RUN_LEAVES = 16
+#: Deeper than any b-tree a 2**32-page file can hold: a loop in a damaged file ends.
+_MAX_DEPTH = 20
+#: Random bytes for `_run_ends`, the same in every process and version.
+_RUN_TABLE = hashlib.shake_128(_FORMAT).digest(2 * 65536)
+#: Rows and hash sum of each run, by its key.
 _Cache = dict[bytes, tuple[int, int]]
+#: The overflow chains of a run's leaves (first page, length), by the hash of the leaves.
+_Spills = dict[bytes, tuple[tuple[int, int], ...]]
 
 
 class _Run(NamedTuple):
-    """Consecutive leaves, cached as one. A run ends after a leaf whose key's first byte is
-    below `_RUN_END`, so where runs end depends on each leaf alone: a change, or a page split,
-    changes the run it is in, not the others."""
+    """Consecutive leaves, cached as one (where a run ends: `_run_ends`)."""
 
     #: What the run's rows hash to, as cached: its leaves' bytes, their overflow pages' bytes
     #: and the table's declaration.
     key: bytes
     cells: int
     pages: tuple[int, ...]
+    #: The hash of the leaves' bytes alone, under which their overflow chains are cached.
+    leaves_key: bytes
 
 
 def table_checksum(
@@ -69,7 +86,7 @@ def table_checksum(
     step (a busy file, say): the caller then reads every row, and reports what fails."""
     try:
         return _by_pages(raw, table, columns)
-    except sqlite3.Error:
+    except (sqlite3.Error, IndexError, struct.error):  # a busy file, or a page not as expected
         return None
 
 
@@ -83,11 +100,13 @@ def _by_pages(
     with _read_transaction(raw), _pages(file) as pages:
         if _journal_mode(raw) == "wal" and _wal_has_frames(file):
             return None  # the newest pages may be in the WAL, not in the file
-        runs = _runs(raw, pages, table) if pages is not None else None
-        if pages is None or runs is None:
+        if pages is None:
             return None
         cache_file = _cache_file(file, table)
-        cached = _load(cache_file)
+        cached, spills = _load(cache_file)
+        runs = _runs(raw, pages, table, spills)
+        if runs is None:
+            return None
         select = f"SELECT {', '.join(map(_quote, columns))} FROM {_quote(table)}"
         changed = [run for run in runs if run.key not in cached]
         if len(changed) > _MOST * len(runs):
@@ -97,7 +116,11 @@ def _by_pages(
         if hashed is None:
             return None
     known = {**cached, **hashed}
-    _save(cache_file, {run.key: known[run.key] for run in runs})
+    _save(
+        cache_file,
+        {run.key: known[run.key] for run in runs},
+        {run.leaves_key: spills[run.leaves_key] for run in runs},
+    )
     digest = RowDigest()
     for run in runs:
         digest.add_total(*known[run.key])
@@ -141,13 +164,20 @@ def _read_transaction(raw: sqlite3.Connection) -> Iterator[None]:
 
 
 class _Pages:
-    """The database file's pages, each read when asked for: memory holds one at a time."""
+    """The database file's pages, each read when asked for: memory holds a few at a time."""
 
-    def __init__(self, file: int, size: int) -> None:
+    def __init__(self, file: int, size: int, reserved: int) -> None:
         self.file, self.size = file, size
+        #: The bytes of a page the b-tree uses; extensions may reserve the rest.
+        self.usable = size - reserved
+        self.count = os.fstat(file).st_size // size
 
     def __getitem__(self, number: int) -> bytes:
         return os.pread(self.file, self.size, (number - 1) * self.size)
+
+    def read(self, first: int, count: int) -> bytes:
+        """`count` consecutive pages from `first`, in one read."""
+        return os.pread(self.file, count * self.size, (first - 1) * self.size)
 
 
 @contextmanager
@@ -159,54 +189,167 @@ def _pages(file: str) -> Iterator[_Pages | None]:
             return
         # The page size is in the file's header (https://www.sqlite.org/fileformat2.html).
         size = int.from_bytes(header[16:18], "big")
-        yield _Pages(handle.fileno(), 65536 if size == 1 else size)
+        yield _Pages(handle.fileno(), 65536 if size == 1 else size, header[20])
 
 
-def _runs(raw: sqlite3.Connection, pages: _Pages, table: str) -> list[_Run] | None:
-    """The table's leaf pages in b-tree order, in runs; None when the table has no rowids or
-    SQLite cannot list its pages."""
+def _runs(raw: sqlite3.Connection, pages: _Pages, table: str, spills: _Spills) -> list[_Run] | None:
+    """The table's leaf pages in key order, in runs; None when the table has no rowids or its
+    b-tree is not as the file format describes. `spills` (the overflow pages each run's leaves
+    point at, by the leaves' hash) is used and completed."""
     declared = raw.execute(
         "SELECT sql, rootpage FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
     ).fetchone()
     if declared is None:
         return None
     sql, root = declared
-    try:
-        # dbstat lists a b-tree's pages depth first, each leaf followed by its overflow pages,
-        # named after it (`/000/003+000001`: the second overflow page of cell 3 of `/000/`).
-        listed = raw.execute(
-            "SELECT path, pageno, pagetype FROM dbstat WHERE name = ?", (table,)
-        ).fetchall()
-    except sqlite3.OperationalError:  # built without SQLITE_ENABLE_DBSTAT_VTAB
+    if not isinstance(root, int) or root < 2:
         return None
-    if root == 1 or pages[root][0] not in (_TABLE_LEAF, _TABLE_INTERIOR):
-        return None  # WITHOUT ROWID: an index b-tree
+    leaves = _leaves(pages, root)
+    if leaves is None:
+        return None
     encoding = str(raw.execute("PRAGMA encoding").fetchone()[0])
     # Rows decode by the columns' declared types and the text encoding, not only their bytes.
-    layout = hashlib.sha256(f"{_FORMAT!r}\0{encoding}\0{pages.size}\0{sql}".encode()).digest()
+    layout = hashlib.sha256(
+        f"{_FORMAT!r}\0{encoding}\0{pages.size}\0{pages.usable}\0{sql}".encode()
+    ).digest()
     runs: list[_Run] = []
-    run, cells, members = xxh3_128(), 0, list[int]()
-    leaf_path, number, hasher = "", 0, None
-    for path, page_number, kind in [*listed, ("", 0, "end")]:
-        if kind in ("leaf", "end") and hasher is not None:
-            page = pages[number]
-            if page[0] != _TABLE_LEAF:
-                return None
-            key = hasher.digest()
-            run.update(key)
-            cells += int.from_bytes(page[3:5], "big")
-            members.append(number)
-            if key[0] < _RUN_END or kind == "end":
-                runs.append(_Run(run.digest(), cells, tuple(members)))
-                run, cells, members = xxh3_128(), 0, []
-        if kind == "leaf":
-            leaf_path, number, hasher = path, page_number, xxh3_128(layout)
-            hasher.update(pages[number])
-        elif kind == "overflow":
-            if hasher is None or path[: path.rindex("/") + 1] != leaf_path:
-                return None  # not right after its leaf, as dbstat lists them
-            hasher.update(pages[page_number])
+    for start, end in pairwise([0, *_run_ends(leaves), len(leaves)]):
+        run = _run(pages, layout, leaves[start:end], spills) if end > start else None
+        if run is None:
+            return None
+        runs.append(run)
     return runs
+
+
+def _leaves(pages: _Pages, root: int) -> list[int] | None:
+    """The page numbers of the table's leaves in key order, from its interior pages alone
+    (a few in a thousand pages); None if a page is not a table b-tree page. The leaves'
+    own type is checked as they are hashed."""
+    level = [root]
+    for _depth in range(_MAX_DEPTH):
+        if pages[level[0]][0] == _TABLE_LEAF:
+            return level
+        below: list[int] = []
+        for number in level:
+            page = pages[number]
+            if page[0] != _TABLE_INTERIOR:
+                return None
+            below += _children(page)
+        if min(below) < 2 or max(below) > pages.count or len(set(below)) != len(below):
+            return None  # a page twice: a damaged file
+        level = below
+    return None
+
+
+def _children(page: bytes) -> list[int]:
+    """An interior page's children in key order: each cell's left child, then the right-most.
+    https://www.sqlite.org/fileformat2.html#b_tree_pages"""
+    cells = int.from_bytes(page[3:5], "big")
+    offsets = struct.unpack_from(f">{cells}H", page, 12)
+    right_most = int.from_bytes(page[8:12], "big")
+    return [*(int.from_bytes(page[at : at + 4], "big") for at in offsets), right_most]
+
+
+def _run_ends(leaves: list[int]) -> list[int]:
+    """Where runs end, as indexes into `leaves` (the last leaf aside): after about one leaf
+    in `_RUN_LEAVES`, chosen by a hash of its page number, so where runs end depends on each
+    leaf alone (a page split adds a page to its run, and leaves the other runs as they are).
+    The hash is a lookup of each half of the number in a table of random bytes."""
+    low, high = _RUN_TABLE[:65536], _RUN_TABLE[65536:]
+    last = len(leaves) - 1
+    return [
+        index + 1
+        for index, number in enumerate(leaves)
+        if not (low[number & 0xFFFF] ^ high[number >> 16]) % _RUN_LEAVES and index < last
+    ]
+
+
+def _run(pages: _Pages, layout: bytes, leaves: list[int], spills: _Spills) -> _Run | None:
+    """The run of `leaves`: its key hashes their bytes, then the bytes of the overflow pages
+    their cells point at, which are found by parsing the cells only for leaves not seen
+    before (the same bytes point at the same pages)."""
+    hasher = xxh3_128(layout)
+    cells = 0
+    size = pages.size
+    read = []
+    for start, count in _stretches(leaves):
+        data = pages.read(start, count)
+        # Each page's type, and its cell count, from its header: a byte of each page at once.
+        if len(data) != count * size or data[::size].count(_TABLE_LEAF) != count:
+            return None
+        cells += 256 * sum(data[3::size]) + sum(data[4::size])
+        hasher.update(data)
+        read.append(data)
+    own = hasher.digest()
+    chains = spills.get(own)
+    if chains is None:
+        found = [
+            _overflow(data[at : at + size], pages.usable)
+            for data in read
+            for at in range(0, len(data), size)
+        ]
+        if any(chain is None for chain in found):
+            return None
+        chains = spills[own] = tuple(chain for each in found if each for chain in each)
+    if not chains:
+        return _Run(own, cells, tuple(leaves), own)
+    hasher = xxh3_128(own)
+    for first, count in chains:
+        number = first
+        for _ in range(count):
+            if not 2 <= number <= pages.count:
+                return None
+            page = pages[number]
+            hasher.update(page)
+            number = int.from_bytes(page[:4], "big")
+        if number != 0:  # the last page of a chain points nowhere
+            return None
+    return _Run(hasher.digest(), cells, tuple(leaves), own)
+
+
+def _stretches(numbers: list[int]) -> Iterator[tuple[int, int]]:
+    """Consecutive page numbers as (first, how many), to read each stretch at once."""
+    start = previous = numbers[0]
+    for number in numbers[1:]:
+        if number != previous + 1:
+            yield start, previous - start + 1
+            start = number
+        previous = number
+    yield start, previous - start + 1
+
+
+def _overflow(page: bytes, usable: int) -> tuple[tuple[int, int], ...] | None:
+    """The overflow chains of a table leaf's cells, each as its first page and its length;
+    None if a cell is not where the page says. A cell's payload beyond what the page keeps
+    continues in a chain of pages (https://www.sqlite.org/fileformat2.html#overflow_pages)."""
+    most = usable - 35  # the largest payload kept whole on a table leaf
+    least = (usable - 12) * 32 // 255 - 23
+    cells = int.from_bytes(page[3:5], "big")
+    starts = sorted(struct.unpack_from(f">{cells}H", page, 8))
+    # A cell that spills takes at least `least` bytes of payload, the 4 of the pointer to
+    # its overflow page and 2 of sizes: where no cell has that room before the next, none
+    # spills (computed in C, where parsing the cells costs a microsecond each).
+    if not starts or (
+        starts[0] >= 8 + 2 * cells
+        and starts[-1] < usable
+        and max(map(operator.sub, [*starts[1:], usable], starts)) < least + 6
+    ):
+        return ()
+    chains = []
+    for at in starts:
+        if not 8 <= at < len(page):
+            return None
+        payload, at = _varint(page, at)
+        _key, at = _varint(page, at)
+        if payload <= most:
+            continue
+        kept = least + (payload - least) % (usable - 4)
+        kept = kept if kept <= most else least
+        if at + kept + 4 > len(page):
+            return None
+        first = int.from_bytes(page[at + kept : at + kept + 4], "big")
+        chains.append((first, -(-(payload - kept) // (usable - 4))))
+    return tuple(chains)
 
 
 def _scan(raw: sqlite3.Connection, select: str, pages: _Pages, runs: list[_Run]) -> _Cache | None:
@@ -291,20 +434,23 @@ def _cache_file(database: str, table: str) -> Path:
     return Path(base) / "sqlite-pages" / name
 
 
-def _load(file: Path) -> _Cache:
+def _load(file: Path) -> tuple[_Cache, _Spills]:
     try:
         data = marshal.loads(file.read_bytes())
     except (OSError, EOFError, ValueError, TypeError):
-        return {}
-    return data if isinstance(data, dict) else {}
+        return {}, {}
+    if not (isinstance(data, tuple) and len(data) == 3 and data[0] == _FORMAT):
+        return {}, {}  # a cache of another version of this module
+    _format, cached, spills = data
+    return (cached, spills) if isinstance(cached, dict) and isinstance(spills, dict) else ({}, {})
 
 
-def _save(file: Path, cache: _Cache) -> None:
+def _save(file: Path, cache: _Cache, spills: _Spills) -> None:
     """Replace the cache file whole; a cache that cannot be written is only a missed saving."""
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=file.parent, delete=False) as handle:
-            handle.write(marshal.dumps(cache))
+            handle.write(marshal.dumps((_FORMAT, cache, spills)))
         os.replace(handle.name, file)
     except OSError:
         return

@@ -382,7 +382,7 @@ class MigrationKind(ForgettingKind):
                 if record is None and _digested_while_copying(ctx, spec)
                 else ctx.fingerprint(spec.source, names, previous=previous)
             )
-            drifted = drift.result() if drift else []
+            drifted, in_target = drift.result() if drift else ([], Fingerprint({}))
         checkpoint = ctx.snapshot.checkpoints.get(address)
         resuming = checkpoint is not None and checkpoint.get("spec_digest") == data_digest(document)
         # An apply that did not finish wrote to the target too: the change is not known to
@@ -447,7 +447,7 @@ class MigrationKind(ForgettingKind):
             + _widened(source, spec, run.selection, rows[run.selection.name])
             for run in runs
         ]
-        losses, held = self._losses(ctx, address, spec, runs, rows, target)
+        losses, held = self._losses(ctx, address, spec, runs, rows, target, in_target)
         payload = CopyTables(
             document,
             source=spec.source,
@@ -509,13 +509,21 @@ class MigrationKind(ForgettingKind):
         runs: list[TableRun],
         rows: Mapping[str, RowCount | None],
         target: sa.Engine | None,
+        in_target: Fingerprint,
     ) -> tuple[dict[str, str], dict[str, int]]:
         """What replace or mirror would delete from target tables that hold data, a line
-        per target table (none: nothing destructive), and the rows each of them holds."""
+        per target table (none: nothing destructive), and the rows each of them holds: from
+        `in_target` (the target tables' fingerprints the drift check took) where it has
+        them, else counted."""
         if target is None:
             return {}, {}
         at_risk = {run.selection.target: run for run in runs if run.mode in DELETING_MODES}
-        held = row_counts(target, at_risk) if at_risk else {}
+        known = {
+            table: in_target.tables[table].rows for table in at_risk if table in in_target.tables
+        }
+        unknown = [table for table in at_risk if table not in known]
+        found = {**known, **(row_counts(target, unknown) if unknown else {})}
+        held = {table: found[table] for table in at_risk if table in found}  # in the runs' order
         occupied = [table for table, rows in held.items() if rows]
         if not occupied:
             return {}, held
@@ -573,9 +581,11 @@ class MigrationKind(ForgettingKind):
             for table in sorted(set(written) - kept)
         ]
 
-    def _drift(self, ctx: PlanContext, spec: Migration, record: ResourceRecord) -> list[str]:
+    def _drift(
+        self, ctx: PlanContext, spec: Migration, record: ResourceRecord
+    ) -> tuple[list[str], Fingerprint]:
         """Changes to the target tables the last apply wrote (the same spec writes the same
-        ones), made since."""
+        ones), made since; and the fingerprints of those of them that exist now."""
         written = Fingerprint.from_dict(record.fingerprints["written"])
         live = Fingerprint(tables={})
         if not ctx.is_missing(spec.target):
@@ -584,7 +594,7 @@ class MigrationKind(ForgettingKind):
             present = sorted(set(written.tables) & set(existing))
             if present:
                 live = ctx.fingerprint(spec.target, present, previous=written)
-        return describe_changes(written, live)
+        return describe_changes(written, live), live
 
     # -- apply ----------------------------------------------------------------------------
 

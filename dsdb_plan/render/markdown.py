@@ -57,6 +57,9 @@ def render_markdown(plan: Plan) -> str:
         lines.append(f"> **Warning:** {_text(warning)}")
     if plan.warnings:
         lines.append("")
+    lines += [f"- read to find changes: {_text(check)}" for check in plan.checks]
+    if plan.checks:
+        lines.append("")
     for action in [*destructive, *[a for a in plan.changes if not a.destructive]]:
         lines += _details(action)
     lines += [

@@ -52,6 +52,10 @@ def render_text(plan: Plan, color: bool = False) -> str:
         lines.append(f"Warning: {warning}")
     if plan.warnings:
         lines.append("")
+    if plan.checks:
+        lines.append("Read to find changes (no cheaper sign of change there):")
+        lines += [f"  {check}" for check in plan.checks]
+        lines.append("")
     unchanged = plan.counts()[ActionType.NOOP]
     summary = plan.summary()
     if plan.has_changes and unchanged:
