@@ -214,7 +214,11 @@ class Migration(_Resource):
         description="evolve: add columns that appeared in the source; strict: refuse.",
     )
     batch_size: int = Field(
-        default=10_000, ge=1, description="Rows per committed batch (and checkpoint)."
+        default=10_000,
+        ge=1,
+        description="Rows per committed batch (and checkpoint). SQLite to SQLite, where no "
+        "row passes through Python, batches start at this size and double while each commits "
+        "in under half a second.",
     )
     on_dangling: Literal["refuse", "skip", "keep"] = Field(
         default="refuse",

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from dsdb_plan.kinds import migration as migration_kind
 from dsdb_plan.kinds.migration import data_digest, migration_document
 from dsdb_plan.manifest import parse_manifest
 from dsdb_plan.migrate.integrity import (
@@ -20,6 +21,7 @@ from dsdb_plan.migrate.integrity import (
 from dsdb_plan.migrate.subset import TableSelection, select_subset, select_tables
 from dsdb_plan.models import MigrationTable
 from dsdb_plan.payloads import Dangling
+from dsdb_plan.project import Project
 from tests.helpers import (
     EVERY_DATABASE,
     database,
@@ -407,3 +409,36 @@ def test_skip_follows_a_reference_to_itself_in_the_source_database(
     assert "staff → target.staff: 2 rows" in plan.out
     assert run_cli(capsys, "apply", manifest, "--auto-approve").code == 0
     assert table_rows(target, "staff") == [(1, None, "a"), (2, 1, "a")]
+
+
+def test_the_apply_counts_dangling_rows_again_only_when_the_source_changed_since_the_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plan counts them under the source's change token; while it holds, the apply
+    takes the plan's. A write to the source since makes the apply count again, and refuse."""
+    source = dirty_source(tmp_path / "source.db")
+    with source.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM flights WHERE tailnum IN ('N404', 'N500')")
+    manifest = manifest_for(tmp_path, sqlite_url(tmp_path / "target.db"), None)
+    counted: list[int] = []
+    real_count = migration_kind.count_dangling
+
+    def count(conn: sa.Connection, chosen: list[TableSelection]) -> list[Dangling]:
+        counted.append(len(chosen))
+        return real_count(conn, chosen)
+
+    monkeypatch.setattr(migration_kind, "count_dangling", count)
+    with Project.open(manifest) as project, project.locked("apply"):
+        plan = project.plan()
+        assert len(counted) == 1  # the plan's count
+        assert project.apply(plan).ok
+        assert len(counted) == 1  # the source did not change: none again
+    (tmp_path / "target.db").unlink()
+    with Project.open(manifest) as project, project.locked("apply"):
+        plan = project.plan()
+        with source.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO flights VALUES (9, 'UA', 'N404', 4)")
+        report = project.apply(plan)
+    assert not report.ok and len(counted) == 3
+    assert "flights.tailnum → planes.tailnum: 1 row" in report.failed[0].message
+    assert table_names(sqlite_url(tmp_path / "target.db")) == []

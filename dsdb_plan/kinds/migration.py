@@ -28,6 +28,7 @@ from dsdb_plan.fingerprint import (
     count_tables,
     describe_changes,
     fingerprint_database,
+    unchanged_since,
 )
 from dsdb_plan.kinds.base import (
     ApplyContext,
@@ -609,15 +610,19 @@ class MigrationKind(ForgettingKind):
         raw = _source_tables(source, spec, ctx.workspace.connection(spec.source))
         chosen = _with_policy(raw, spec)
         same_data = record is not None and data_digest(record.spec) == data_digest(document)
-        # Checked again before anything is written: the source may have changed since.
-        dangling = dangling_references(source, spec, action.address, raw)
+        previous = Fingerprint.from_dict(planned.source_fingerprint)
+        # Checked again before anything is written, unless the source provably did not change
+        # since the plan counted them (its change token, taken before): they are the plan's.
+        if unchanged_since(source, previous, [s.name for s in raw]) is not None:
+            dangling = list(planned.dangling)
+        else:
+            dangling = dangling_references(source, spec, action.address, raw)
         if spec.on_dangling == "keep":
             chosen = without_keys(chosen, dangling)
         runs = table_runs(spec, chosen, record if same_data else None)
         refuse_moved(action.key, copies_moved(planned, runs))
         at_risk = [copy.target for copy in planned.tables if copy.mode in DELETING_MODES]
         refuse_moved(action.key, grown_since(planned, row_counts(target, at_risk)))
-        previous = Fingerprint.from_dict(planned.source_fingerprint)
         read = fingerprint_database(source, [s.name for s in chosen], previous=previous)
         checkpoint = ctx.checkpoint(action.address)
         resume = checkpoint if checkpoint.get("spec_digest") == data_digest(document) else None
