@@ -24,8 +24,9 @@ How each database is read (issue 3, item 2):
   those of the pages whose bytes changed since they were last hashed (`engines/sqlite_pages.py`;
   the checksum is the same as hashing every row). Where pages cannot be read soundly, and for
   rows no engine hashes, rows stream in bounded chunks (`rows.read_chunks`). A reader that goes
-  through every row anyway, as a backup does, hashes the rows it reads with
-  `FingerprintWhileReading` instead of reading them twice.
+  through every row anyway, as a backup does, takes the fingerprint in its own snapshot with
+  `FingerprintWhileReading`: from the pages, or where they cannot serve from the rows it
+  reads, instead of reading them twice.
 
 Each checksum carries the method that made it (`ChecksumMethod`, `checksum.py`): two are only
 comparable when their methods are equal, which is so for the same database and the same kind
@@ -41,7 +42,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 import sqlalchemy as sa
@@ -126,9 +127,11 @@ class FingerprintWhileReading:
     as possible; equal to what `fingerprint_database` returns for the same data.
 
     Made before the caller reads (the token is taken then). `previous` is reused as
-    `fingerprint_database` would. Otherwise SQLite rows are hashed as the caller hands them
-    to `add`, so the fingerprint is of the very rows it read; other databases are
-    fingerprinted at once, in the database, before the caller reads.
+    `fingerprint_database` would. Otherwise each SQLite table is fingerprinted in the
+    caller's snapshot before the caller reads it: from the page cache where the engine can
+    (`needs_rows`), else from its rows as the caller hands them to `add`, so the fingerprint
+    is of the very rows it read; other databases are fingerprinted at once, in the database,
+    before the caller reads.
     """
 
     def __init__(
@@ -137,11 +140,29 @@ class FingerprintWhileReading:
         self._token = change_token(engine)
         self._known = _reused(engine, tables, previous, self._token)
         self._digests: dict[str, RowDigest] | None = None
+        self._checksummed: dict[str, TableFingerprint] = {}
         if self._known is None:
             if not engine_for(engine.dialect).checksums_tables:  # hashed in Python anyway
                 self._digests = {}
             else:
                 self._known = fingerprint_database(engine, tables)
+
+    def needs_rows(self, conn: sa.Connection, table: str, columns: Sequence[str]) -> bool:
+        """Whether `add` must see the rows of `table` (`columns` in table order): not when the
+        fingerprint is known, or the engine checksums the table in `conn`'s snapshot without
+        them (SQLite's unchanged pages, `engines/sqlite_pages.py`)."""
+        if self._digests is None:
+            return False
+        clause = sa.table(table, *map(sa.column, columns))
+        reflected = [cast(ReflectedColumn, {"name": name}) for name in columns]
+        try:
+            found = engine_for(conn.dialect).table_checksum(conn, clause, reflected)
+        except sa.exc.DBAPIError as error:
+            raise DsdbError(f"cannot fingerprint table {table}: {driver_message(error)}") from error
+        if found is None:
+            return True
+        self._checksummed[table] = found
+        return False
 
     def add(self, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
         """Rows of `table`, every column in table order, as the SQLite driver returns them."""
@@ -155,7 +176,10 @@ class FingerprintWhileReading:
             return self._known
         digests = self._digests
         return Fingerprint(
-            {name: digests.get(name, RowDigest()).result() for name in sorted(tables)},
+            {
+                name: self._checksummed.get(name) or digests.get(name, RowDigest()).result()
+                for name in sorted(tables)
+            },
             self._token,
         )
 

@@ -715,7 +715,7 @@ def test_malformed_fingerprints_are_refused(data: dict[str, Any]) -> None:
 def _backed_up(engine: sa.Engine, folder: Path, previous: Fingerprint | None = None) -> Fingerprint:
     """The fingerprint a backup of every table records: taken while it reads the rows."""
     reading = FingerprintWhileReading(engine, None, previous=previous)
-    info = write_backup(engine, folder, "backup", on_rows=reading.add)
+    info = write_backup(engine, folder, "backup", observer=reading)
     return reading.result(info.table_names)
 
 
@@ -748,7 +748,7 @@ def test_sqlite_backup_hashes_mixed_storage_classes_as_fingerprint_database_does
     engine.dispose()
 
 
-def test_sqlite_backup_hashes_rows_changed_since_the_plan_in_its_one_read(
+def test_sqlite_backup_fingerprints_data_changed_since_the_plan_in_its_own_snapshot(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'data.db'}")
@@ -756,7 +756,28 @@ def test_sqlite_backup_hashes_rows_changed_since_the_plan_in_its_one_read(
     planned = fingerprint_database(engine)
     run(engine, flights.insert().values(id=5, carrier="B6", delay=3.0))
 
-    _no_data_reads(monkeypatch)  # no read besides the backup's own
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the table was read apart from the backup")
+
+    # The pages that changed since the plan are read again; the table is not read apart.
+    monkeypatch.setattr(fp, "_fingerprint", refuse)
+    monkeypatch.setattr(fp, "read_chunks", refuse)
+    recorded = _backed_up(engine, tmp_path / "backups", previous=planned)
+    monkeypatch.undo()
+    assert recorded.to_dict() == fingerprint_database(engine).to_dict()
+    assert recorded.tables["flights"].rows == 5
+    engine.dispose()
+
+
+def test_sqlite_backup_hashes_the_rows_it_reads_where_pages_cannot_serve(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'data.db'}")
+    flights = make_table(engine, "flights", FLIGHTS)
+    planned = fingerprint_database(engine)
+    run(engine, flights.insert().values(id=5, carrier="B6", delay=3.0))
+
+    monkeypatch.setattr(type(engine_for("sqlite")), "table_checksum", lambda *args: None)
     recorded = _backed_up(engine, tmp_path / "backups", previous=planned)
     monkeypatch.undo()
     assert recorded.to_dict() == fingerprint_database(engine).to_dict()

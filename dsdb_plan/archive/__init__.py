@@ -7,6 +7,14 @@ format versions 1 and 2 (`format`; `datafile` tells them apart); `integrity` che
 that they agree with each other and with the state's record before a restore writes.
 """
 
+import os
+
+# Arrow allocates from the C library's allocator, unless told otherwise: with its default
+# (mimalloc) a backup or a restore of the same rows kept 35 to 70 MB more resident. Read when
+# pyarrow loads (by `columnar` and `column_reader`, when a Parquet file is first read or
+# written), and the Parquet reader takes no pool of its own, hence the environment.
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+
 from dsdb_plan.archive.info import BackupFile, BackupInfo, new_backup_id
 from dsdb_plan.archive.integrity import check_backup, verify_backup, verify_data
 from dsdb_plan.archive.reader import iter_rows, list_backups, read_backup_info

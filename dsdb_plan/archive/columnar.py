@@ -19,6 +19,11 @@ text reads back (`dsdb.kind`); so a value always comes back as the driver return
 The kinds are taken from the first rows; when a later batch holds a value its column's kind
 cannot hold, the rows written so far are read back and written again with a kind that can
 (rare: a SQLite column whose storage class changes far into the table).
+
+Rows come as Python values (`write_rows`) or, from a SQLite source, as the Arrow columns its
+driver read (`write_columns`, `column_reader.py`): each then holds values of one storage
+class, an integer, double, text or blob array, or a decimal column's integers and reals apart
+(`Numbers`), and is written as the same kind, with the same values, as its Python values.
 """
 
 from __future__ import annotations
@@ -34,15 +39,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import orjson
-
-# Arrow allocates from the C library's allocator, unless told otherwise: with its default
-# (mimalloc) a backup or a restore of the same rows kept 35 to 70 MB more resident. Read when
-# pyarrow loads, and the Parquet reader takes no pool of its own, hence the environment.
-os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dsdb_plan.archive.format import Block, DataFileScan, decode_value, encode_value
@@ -62,6 +63,8 @@ READ_ROWS = 1000
 _SCAN_ROWS = 10_000
 #: zstd at Arrow's default level: as fast to write as snappy here, files a fifth smaller.
 COMPRESSION = "zstd"
+#: Without dictionary encoding, which Parquet tries on every column first: on the benchmark
+#: rows (unique names, timestamps and blobs) writing took half the time, in a file 12% smaller.
 
 #: Column chunks are read 1 MiB at a time rather than a row group at once: bounded memory.
 _READ_OPTIONS: dict[str, Any] = {
@@ -74,6 +77,22 @@ _TYPE = b"dsdb.type"
 _NONE = type(None)
 _TAGGED = "tagged"
 _UUID = "uuid"
+
+
+@dataclass(frozen=True, slots=True)
+class Numbers:
+    """A SQLite column of integers and reals, read as two arrays: each row's value is in
+    `integers`, in `reals` or (NULL) in neither."""
+
+    integers: pa.Array
+    reals: pa.Array
+
+    def __len__(self) -> int:
+        return len(self.integers)
+
+
+#: One column of a batch for `ParquetWriter.write_columns`.
+Column: TypeAlias = "pa.Array | Numbers"
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,11 +285,26 @@ class ParquetWriter:
         needed = [_fits(values, kind) for values, kind in zip(columns, self._kinds, strict=True)]
         if needed != self._kinds:
             self._rewrite(needed)
-        batch = self._batch(columns)  # first: it may rewrite, emptying `_pending`
+        self._add(self._batch(columns))  # first: it may rewrite, emptying `_pending`
+
+    def write_columns(self, columns: Sequence[Column]) -> None:
+        """Write a batch of rows given as whole columns (see the module's docstring)."""
+        found = [_column_kind(column) for column in columns]
+        if self._kinds is None:
+            self._kinds = found
+        needed = [_widened(kind, new) for kind, new in zip(self._kinds, found, strict=True)]
+        if needed != self._kinds:
+            self._rewrite(needed)
+        arrays = [
+            _column_array(column, kind) for column, kind in zip(columns, self._kinds, strict=True)
+        ]
+        self._add(pa.RecordBatch.from_arrays(arrays, schema=self._schema()))
+
+    def _add(self, batch: pa.RecordBatch) -> None:
         self._pending.append(batch)
-        self._pending_rows += len(rows)
+        self._pending_rows += batch.num_rows
         self._pending_bytes += batch.nbytes
-        self.rows += len(rows)
+        self.rows += batch.num_rows
         if self._pending_rows >= ROW_GROUP_ROWS or self._pending_bytes >= ROW_GROUP_BYTES:
             self._flush()
 
@@ -321,6 +355,7 @@ class ParquetWriter:
                 self.path,
                 self._schema(),
                 compression=COMPRESSION,
+                use_dictionary=False,
                 write_page_checksum=True,
             )
         return self._writer
@@ -366,6 +401,62 @@ class ParquetWriter:
         written.unlink(missing_ok=True)
 
 
+_ARRAY_KINDS = {
+    pa.int64(): _PLAIN_KINDS[int],
+    pa.float64(): _PLAIN_KINDS[float],
+    pa.string(): _PLAIN_KINDS[str],
+    pa.binary(): _PLAIN_KINDS[bytes],
+}
+
+
+def _column_kind(column: Column) -> _Kind:
+    """The kind a column of a batch needs: its values' class, or tagged for a decimal
+    column holding integers and reals."""
+    if isinstance(column, Numbers):
+        integers = column.integers.null_count < len(column)
+        reals = column.reals.null_count < len(column)
+        if integers and reals:
+            return _TAG
+        return _column_kind(column.integers if integers else column.reals)
+    if column.null_count == len(column):
+        return _NULL
+    return _ARRAY_KINDS[column.type]
+
+
+def _column_array(column: Column, kind: _Kind) -> pa.Array:
+    """The column as an array of `kind` (its own kind, or one it was widened to)."""
+    if isinstance(column, Numbers):
+        if kind == _TAG:
+            return pc.coalesce(_number_texts(column.integers), _number_texts(column.reals))
+        integers = column.integers.null_count < len(column)
+        return _column_array(column.integers if integers else column.reals, kind)
+    if column.null_count == len(column):
+        return pa.nulls(len(column), kind.arrow)
+    if kind == _TAG:
+        if column.type in (pa.int64(), pa.float64()):
+            return _number_texts(column)
+        return pa.array(_tagged(column.to_pylist()), pa.string())
+    return column
+
+
+def _number_texts(numbers: pa.Array) -> pa.Array:
+    """Integers or doubles as `_tagged` writes them (their repr, `_tag` for a double no
+    JSON number holds), in whole columns: polars writes a double's shortest digits as repr
+    does, but for the exponents repr uses (below 1e-4 and from 1e16), written by Python."""
+    if numbers.type == pa.int64():
+        return pc.cast(numbers, pa.string())  # an integer's digits are its repr
+    import polars as pl  # loaded with the column reader (`migrate/arrow_copy.py`)
+
+    series = pl.Series(numbers)
+    magnitude = series.abs()
+    by_python = ~series.is_finite() | (magnitude >= 1e16) | ((magnitude < 1e-4) & (magnitude > 0))
+    texts = series.cast(pl.String)
+    if by_python.any():
+        where = by_python.arg_true()
+        texts = texts.scatter(where, [_tag(value) for value in series.gather(where).to_list()])
+    return pc.cast(texts.to_arrow(), pa.string())
+
+
 def _classes(values: Sequence[Any]) -> set[type]:
     classes = set(map(type, values))
     classes.discard(_NONE)
@@ -402,11 +493,27 @@ def read_blocks(path: Path) -> Iterator[Block]:
     """The rows of a Parquet data file a row group at a time, column by column, as
     `format.read_blocks` gives them; a damaged file raises `BackupError`."""
     try:
+        for batch in read_batches(path, READ_ROWS):
+            yield Block(batch.num_rows, _columns(batch))
+    except (ValueError, KeyError, TypeError, pa.ArrowException) as error:  # a value's decoding
+        raise BackupError(f"backup data file {path} is damaged: {error}") from error
+
+
+def read_batches(path: Path, rows: int) -> Iterator[pa.RecordBatch]:
+    """The Arrow batches of a Parquet data file as stored, `rows` at a time (a column's
+    `tagged` and `uuid` text undecoded: `is_plain` tells); a damaged file raises
+    `BackupError`."""
+    try:
         with pq.ParquetFile(path, **_READ_OPTIONS) as parquet:
-            for batch in parquet.iter_batches(READ_ROWS, use_threads=False):
-                yield Block(batch.num_rows, _columns(batch))
+            yield from parquet.iter_batches(rows, use_threads=False)
     except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as error:
         raise BackupError(f"backup data file {path} is damaged: {error}") from error
+
+
+def is_plain(field: pa.Field) -> bool:
+    """Whether a column's Arrow values are the values themselves (not `tagged` or `uuid`
+    text to decode)."""
+    return _KIND not in (field.metadata or {})
 
 
 def scan_data_file(path: Path) -> DataFileScan:

@@ -3,6 +3,10 @@
 The backup is built in `<root>/.<id>.tmp/` and renamed to `<root>/<id>/` only once every data
 file and `backup.json` are fsynced, so a backup folder without the dot is always complete.
 A backup asked to stop does so after its next batch, and its temporary folder is removed.
+
+Rows are fetched through the driver, or, where the source's tables read as whole Arrow
+columns exactly (`column_reader`: SQLite) and nobody needs them as Python values, written
+to Parquet as the driver read them.
 """
 
 from __future__ import annotations
@@ -15,24 +19,50 @@ import shutil
 import socket
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 
-from dsdb_plan.archive.datafile import VERSIONS, DataFormat, new_writer
+from dsdb_plan.archive.datafile import (
+    PARQUET_SUFFIX,
+    VERSIONS,
+    DataFormat,
+    DataWriter,
+    new_writer,
+)
 from dsdb_plan.archive.format import fsync_dir
 from dsdb_plan.archive.info import MANIFEST_NAME, BackupFile, BackupInfo
 from dsdb_plan.dbschema import TableSchema, reflect_tables
 from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import BackupError, Interrupted
+from dsdb_plan.fingerprint import change_token
+from dsdb_plan.migrate.load import read_ahead_of
 from dsdb_plan.migrate.snapshot import consistent_snapshot
 
+if TYPE_CHECKING:
+    from dsdb_plan.archive.column_reader import ColumnReader
+
 Progress = Callable[[str, int], None]
-#: Called with each batch of a table's rows as read: every column, as the driver returns them.
-RowHook = Callable[[str, Sequence[tuple[Any, ...]]], None]
+
+
+class RowObserver(Protocol):
+    """Sees the rows of each table a backup reads (to fingerprint them without reading them
+    again)."""
+
+    def needs_rows(self, conn: sa.Connection, table: str, columns: Sequence[str]) -> bool:
+        """Whether `add` must see `table`'s rows; asked before it is read, in `conn`'s
+        snapshot, which the observer may read itself."""
+
+    def add(self, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """A batch of `table`'s rows as read: every column, as the driver returns them."""
+
+
 #: Rows fetched per round trip and written per batch: bounded memory whatever the table size.
 BATCH_ROWS = 5000
+#: The most rows read at a time as Arrow columns (`column_reader` takes fewer of large values).
+COLUMN_BATCH_ROWS = 50_000
 _OWNER_NAME = "owner.json"
 
 
@@ -42,14 +72,14 @@ def write_backup(
     backup_id: str,
     tables: Collection[str] | None = None,
     progress: Progress | None = None,
-    on_rows: RowHook | None = None,
+    observer: RowObserver | None = None,
     cancel: threading.Event | None = None,
     data_format: DataFormat = "parquet",
 ) -> BackupInfo:
     """Back up `tables` (default: all) of `engine` to `<root>/<backup_id>/`.
 
-    `progress(table, rows_so_far)` is called after every batch, `on_rows(table, rows)` with
-    every batch (to fingerprint the rows without reading them again). Stale temporary folders
+    `progress(table, rows_so_far)` is called after every batch; `observer` sees the rows of
+    each table it needs (`RowObserver.needs_rows`). Stale temporary folders
     of killed runs are removed first. Once `cancel` is set, the next batch written raises
     `Interrupted` and nothing of the backup is left. `data_format` "jsonl" writes the gzip'd
     JSON lines of format version 2 instead of Parquet.
@@ -66,12 +96,24 @@ def write_backup(
         (temporary / _OWNER_NAME).write_text(
             json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
         )
+        token = change_token(engine)  # before the snapshot begins (`column_reader`)
         with consistent_snapshot(engine, read_only=True) as conn:
             schemas = reflect_tables(conn, tables)
-            files = [
-                _write_table(conn, schema, temporary, index, progress, on_rows, cancel, data_format)
-                for index, schema in enumerate(schemas, start=1)
-            ]
+            with _column_reader(conn, token, data_format) as columns:
+                files = [
+                    _write_table(
+                        conn,
+                        columns,
+                        schema,
+                        temporary,
+                        index,
+                        progress,
+                        observer,
+                        cancel,
+                        data_format,
+                    )
+                    for index, schema in enumerate(schemas, start=1)
+                ]
         info = BackupInfo(
             id=backup_id,
             path=final,
@@ -145,36 +187,95 @@ def _select(conn: sa.Connection, schema: TableSchema) -> sa.Select[Any]:
     return statement
 
 
+def _column_reader(
+    conn: sa.Connection, token: str | None, data_format: DataFormat
+) -> AbstractContextManager[ColumnReader | None]:
+    if data_format != "parquet" or not engine_for(conn.dialect).capabilities.reads_columns:
+        return nullcontext()
+    from dsdb_plan.archive.column_reader import column_reader  # loads pyarrow
+
+    return column_reader(conn, token)
+
+
 def _write_table(
     conn: sa.Connection,
+    columns: ColumnReader | None,
     schema: TableSchema,
     folder: Path,
     index: int,
     progress: Progress | None,
-    on_rows: RowHook | None,
+    observer: RowObserver | None,
     cancel: threading.Event | None,
     data_format: DataFormat,
 ) -> BackupFile:
-    writer = new_writer(folder, _file_stem(index, schema.name), schema, data_format)
+    stem = _file_stem(index, schema.name)
+    if columns is not None and (
+        observer is None or not observer.needs_rows(conn, schema.name, schema.column_names)
+    ):
+        written = _write_columns(columns, schema, folder, stem, progress, cancel)
+        if written is not None:
+            return written
+    writer = new_writer(folder, stem, schema, data_format)
     try:
         for rows in _batches(conn, _select(conn, schema)):
             writer.write_rows(rows)
-            if on_rows is not None:
-                on_rows(schema.name, rows)
-            if progress is not None:
-                progress(schema.name, writer.rows)
-            if cancel is not None and cancel.is_set():
-                raise Interrupted(
-                    f"table {schema.name!r}: stopped; the unfinished backup was discarded, "
-                    "the next apply takes it again"
-                )
+            if observer is not None:
+                observer.add(schema.name, rows)
+            _report(schema.name, writer.rows, progress, cancel)
     except BaseException:
         writer.abort()
         raise
+    return _closed(writer, schema.name, progress)
+
+
+def _write_columns(
+    columns: ColumnReader,
+    schema: TableSchema,
+    folder: Path,
+    stem: str,
+    progress: Progress | None,
+    cancel: threading.Event | None,
+) -> BackupFile | None:
+    """Write the table from its Arrow columns; None where it cannot be read so (nothing is
+    left of the file then), for the caller to read it row by row."""
+    from dsdb_plan.archive.columnar import ParquetWriter
+    from dsdb_plan.migrate.arrow_copy import Unfit
+
+    batches = columns.batches(schema, COLUMN_BATCH_ROWS)
+    if batches is None:
+        return None
+    writer = ParquetWriter(folder / f"{stem}{PARQUET_SUFFIX}", schema)
+    try:
+        for batch in read_ahead_of(batches):
+            writer.write_columns(batch)
+            _report(schema.name, writer.rows, progress, cancel)
+    except Unfit:
+        writer.abort()
+        writer.path.unlink()
+        return None
+    except BaseException:
+        writer.abort()
+        raise
+    return _closed(writer, schema.name, progress)
+
+
+def _report(
+    table: str, rows: int, progress: Progress | None, cancel: threading.Event | None
+) -> None:
+    if progress is not None:
+        progress(table, rows)
+    if cancel is not None and cancel.is_set():
+        raise Interrupted(
+            f"table {table!r}: stopped; the unfinished backup was discarded, "
+            "the next apply takes it again"
+        )
+
+
+def _closed(writer: DataWriter, table: str, progress: Progress | None) -> BackupFile:
     size, sha256 = writer.close()
     if progress is not None and writer.rows == 0:
-        progress(schema.name, 0)
-    return BackupFile(writer.path.name, schema.name, writer.rows, size, sha256)
+        progress(table, 0)
+    return BackupFile(writer.path.name, table, writer.rows, size, sha256)
 
 
 def _batches(conn: sa.Connection, query: sa.Select[Any]) -> Iterator[Sequence[tuple[Any, ...]]]:

@@ -108,7 +108,8 @@ class BackupKind(PayloadKind):
     ) -> Outcome:
         """Take the planned backup now and record it as the newest, with the fingerprint of
         the data it holds: the planned one when the data provably did not move since; else
-        SQLite rows are hashed as the backup reads them, and other databases fingerprinted
+        SQLite tables are fingerprinted in the backup's snapshot (from unchanged pages, or
+        their rows hashed as the backup reads them), and other databases fingerprinted
         before it reads, so that a change made meanwhile shows as a change at the next plan."""
         engine = ctx.workspace.reach(planned.connection)
         previous = Fingerprint.from_dict(planned.fingerprint)
@@ -121,7 +122,7 @@ class BackupKind(PayloadKind):
             new_backup_id(dt.datetime.now(dt.UTC)),
             tables,
             progress=ctx.table_progress(address, planned.rows),
-            on_rows=reading.add,
+            observer=reading,
             cancel=ctx.cancel,
         )
         fingerprint = reading.result(info.table_names)

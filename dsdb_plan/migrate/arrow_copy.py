@@ -23,6 +23,7 @@ the last key, exactly as a resume does. The digest of every row copied here is t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -130,7 +131,7 @@ def copy_columns(
         and selection.key
     ):
         return
-    source_file = _database_file(src)
+    source_file = database_file(src)
     if source_file is None or not _empty(dst, into):
         return
     columns, table = selection.columns, selection.schema
@@ -191,7 +192,7 @@ def _append(connection: Any, table: str, columns: pl.DataFrame) -> None:
         statement.close()
 
 
-def _database_file(src: sa.Connection) -> str | None:
+def database_file(src: sa.Connection) -> str | None:
     """The file a SQLite connection reads, where it is a plain path."""
     database = src.engine.url.database
     if not database or database == ":memory:" or database.startswith("file:"):
@@ -323,9 +324,24 @@ def _frames(
 
 
 def _read(connection: Any, query: str, after: tuple[Any, ...] | None, rows: int) -> pl.DataFrame:
-    """One statement's rows as read by the driver, in one Arrow batch: the driver takes a
-    column's class from its first batch (the others it refuses, or turns into that class,
-    which `_MISFIT` counts)."""
+    """One statement's rows as read by the driver, in one Arrow batch (`executed`), the
+    values it turned into their column's class counted by `_MISFIT`."""
+    with executed(connection, query, after, rows) as stream:
+        try:
+            read = pl.from_arrow(stream)
+        except pl.exceptions.PolarsError as error:
+            raise Unfit(str(error)) from error
+    return read.struct.unnest() if isinstance(read, pl.Series) else read
+
+
+@contextmanager
+def executed(
+    connection: Any, query: str, after: tuple[Any, ...] | None, rows: int
+) -> Iterator[Any]:
+    """The stream of one statement's rows (`after` bound to its parameters), read in one
+    Arrow batch of up to `rows`: the driver takes a column's class from its first batch (the
+    others it refuses, or turns into that class, which the caller must rule out). What the
+    driver refuses, in the statement or while the block reads the stream, raises `Unfit`."""
     statement = adbc_driver_manager.AdbcStatement(connection)
     try:
         statement.set_options(**{_BATCH_ROWS: str(rows)})
@@ -333,12 +349,11 @@ def _read(connection: Any, query: str, after: tuple[Any, ...] | None, rows: int)
         if after is not None:
             statement.bind_stream(pl.DataFrame({f"k{i}": [v] for i, v in enumerate(after)}))
         stream, _ = statement.execute_query()
-        read = pl.from_arrow(stream)
-    except (adbc_driver_manager.Error, OSError, pl.exceptions.PolarsError) as error:
+        yield stream
+    except (adbc_driver_manager.Error, OSError) as error:
         raise Unfit(str(error)) from error
     finally:
         statement.close()
-    return read.struct.unnest() if isinstance(read, pl.Series) else read
 
 
 def prepare(
