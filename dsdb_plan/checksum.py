@@ -205,9 +205,14 @@ class DigestSQL(abc.ABC):
         """A stored UUID's text, or None where UUIDs are stored as text."""
         return None
 
-    @abc.abstractmethod
     def frame(self, q: str, text: str, *, escaped: bool) -> str:
-        """The value as it goes into a row: `text`, escaped if `escaped`; NULL as `\\N`."""
+        """The value as it goes into a row: `text`, escaped if `escaped`; NULL as `\\N`.
+        In standard SQL (`||`, `replace`, `chr`), which PostgreSQL and DuckDB speak."""
+        text = f"({text})"
+        if escaped:
+            doubled = f"replace({text}, chr(92), chr(92) || chr(92))"
+            text = f"replace({doubled}, chr(31), chr(92) || chr(31))"
+        return f"CASE WHEN {q} IS NULL THEN chr(92) || 'N' ELSE {text} END"
 
     @abc.abstractmethod
     def row_hash(self, parts: Sequence[str]) -> str:

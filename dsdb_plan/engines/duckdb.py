@@ -821,13 +821,6 @@ class _DuckDBDigest(DigestSQL):
     def uuid_text(self, q: str) -> str:
         return f"CAST({q} AS VARCHAR)"
 
-    def frame(self, q: str, text: str, *, escaped: bool) -> str:
-        text = f"({text})"
-        if escaped:
-            doubled = f"replace({text}, chr(92), chr(92) || chr(92))"
-            text = f"replace({doubled}, chr(31), chr(92) || chr(31))"
-        return f"CASE WHEN {q} IS NULL THEN chr(92) || 'N' ELSE {text} END"
-
     def row_hash(self, parts: Sequence[str]) -> str:
         row = " || chr(31) || ".join(f"({part})" for part in parts)
         # The first 16 hex digits, unsigned: sums agree modulo 2**64 with the signed ones.
