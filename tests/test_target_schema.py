@@ -60,12 +60,12 @@ def test_sqlite_real_becomes_double_precision(tmp_path: Path, postgres_db: Serve
     assert repr(row[0]) == "0.30000000000000004"
 
 
-@pytest.mark.parametrize(("kind", "during_load"), [("postgres", 0), ("mariadb", 1)])
+@pytest.mark.parametrize("kind", ["postgres", "mariadb"])
 def test_a_new_tables_keys_wait_for_the_load_where_one_query_checks_them_faster(
-    tmp_path: Path, request: pytest.FixtureRequest, kind: str, during_load: int
+    tmp_path: Path, request: pytest.FixtureRequest, kind: str
 ) -> None:
-    # PostgreSQL checks a key added to a loaded table in one query, several times faster
-    # than row by row as COPY loads; MariaDB rebuilds a table to add a key, so keeps it.
+    # Both engines say a key added to a loaded table is checked faster than row by row as
+    # rows load (`keys_faster_after_load`).
     source = _sqlite(
         tmp_path / "s.db",
         "CREATE TABLE parent (id INTEGER PRIMARY KEY);"
@@ -77,7 +77,7 @@ def test_a_new_tables_keys_wait_for_the_load_where_one_query_checks_them_faster(
     _copy(source, target, "parent")
     child = selection(source, "child", target="child")
     ensure_target(target, child, inspect_target(target, child, schema_changes="evolve"))
-    assert len(sa.inspect(target).get_foreign_keys("child")) == during_load
+    assert sa.inspect(target).get_foreign_keys("child") == []
     copy_table(source, target, child, mode="upsert", batch_size=2)
     finish_target(target, child)
     (key,) = sa.inspect(target).get_foreign_keys("child")
