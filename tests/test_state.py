@@ -41,6 +41,7 @@ from dsdb_plan.state import (
     resource_history,
 )
 from dsdb_plan.state.postgres_backend import SCHEMA as STATE_SCHEMA
+from dsdb_plan.state.sqlite_backend import switch_to_wal
 from dsdb_plan.state.tables import SCHEMA_VERSION
 from tests.servers import ServerDatabase
 
@@ -629,6 +630,21 @@ def test_sqlite_first_write_creates_the_whole_file_once(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("state.db-")) == [
         "state.db"
     ]
+
+
+def test_a_busy_switch_to_wal_waits_for_the_next_write(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    sqlite3.connect(path).close()
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT * FROM sqlite_master").fetchall()  # holds the file's shared lock
+    writer = sqlite3.connect(path, timeout=0.05, isolation_level=None)
+    assert switch_to_wal(writer) is False  # busy, not an error
+    reader.execute("ROLLBACK")
+    assert switch_to_wal(writer) is True
+    assert writer.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    reader.close()
+    writer.close()
 
 
 def test_sqlite_full_disk_says_the_disk_is_full(tmp_path: Path) -> None:

@@ -113,8 +113,9 @@ class SqliteFile:
                 if not self._wal_checked:
                     # Outside a transaction (SQLite cannot switch journal modes inside one),
                     # and only once a write proved the file ours.
-                    conn.connection.driver_connection.execute("PRAGMA journal_mode = WAL")  # type: ignore[union-attr]
-                    self._wal_checked = True
+                    raw = conn.connection.driver_connection
+                    assert isinstance(raw, sqlite3.Connection)
+                    self._wal_checked = switch_to_wal(raw)
 
     def without_state(self, tables: set[str]) -> str:
         if tables:
@@ -193,6 +194,20 @@ class SqliteFile:
                 raise StateError(f"{self.path} is not a dsdb state file ({error})") from None
             assert isinstance(error, sqlite3.Error | OSError)
             raise StateError(storage_message(self.path, error, free_bytes(self.path))) from None
+
+
+def switch_to_wal(conn: sqlite3.Connection) -> bool:
+    """Put the file in WAL mode; False where another connection's transaction kept it from
+    switching now (the write before it is done all the same: the next one switches)."""
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+    except sqlite3.OperationalError as error:
+        # Switching needs the file to itself: a writer waiting for this connection's lock
+        # makes SQLite answer busy at once, to break the deadlock.
+        if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+            raise
+        return False
+    return True
 
 
 def _file_engine(path: Path, *, mode: str) -> sa.Engine:
