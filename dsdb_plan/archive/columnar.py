@@ -493,27 +493,11 @@ def read_blocks(path: Path) -> Iterator[Block]:
     """The rows of a Parquet data file a row group at a time, column by column, as
     `format.read_blocks` gives them; a damaged file raises `BackupError`."""
     try:
-        for batch in read_batches(path, READ_ROWS):
-            yield Block(batch.num_rows, _columns(batch))
-    except (ValueError, KeyError, TypeError, pa.ArrowException) as error:  # a value's decoding
-        raise BackupError(f"backup data file {path} is damaged: {error}") from error
-
-
-def read_batches(path: Path, rows: int) -> Iterator[pa.RecordBatch]:
-    """The Arrow batches of a Parquet data file as stored, `rows` at a time (a column's
-    `tagged` and `uuid` text undecoded: `is_plain` tells); a damaged file raises
-    `BackupError`."""
-    try:
         with pq.ParquetFile(path, **_READ_OPTIONS) as parquet:
-            yield from parquet.iter_batches(rows, use_threads=False)
+            for batch in parquet.iter_batches(READ_ROWS, use_threads=False):
+                yield Block(batch.num_rows, _columns(batch))
     except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as error:
         raise BackupError(f"backup data file {path} is damaged: {error}") from error
-
-
-def is_plain(field: pa.Field) -> bool:
-    """Whether a column's Arrow values are the values themselves (not `tagged` or `uuid`
-    text to decode)."""
-    return _KIND not in (field.metadata or {})
 
 
 def scan_data_file(path: Path) -> DataFileScan:
