@@ -34,26 +34,10 @@ from dsdb_plan.archive.columnar import Column, Numbers
 from dsdb_plan.dbschema import ColumnSchema, TableSchema
 from dsdb_plan.engines import engine_for
 from dsdb_plan.fingerprint import change_token
-from dsdb_plan.migrate.arrow_copy import Unfit, database_file, executed
+from dsdb_plan.migrate.arrow_copy import STORED_AS, Unfit, database_file, executed, quoted
 
-#: The storage class each portable type's column takes this path with; a decimal column
-#: holds integers and reals, read apart (`_NUMBERS`).
-_CLASSES: dict[str, str] = {
-    "smallint": "integer",
-    "integer": "integer",
-    "bigint": "integer",
-    "boolean": "integer",
-    "double": "real",
-    "float": "real",
-    "varchar": "text",
-    "text": "text",
-    "date": "text",
-    "datetime": "text",
-    "time": "text",
-    "json": "text",
-    "uuid": "text",
-    "binary": "blob",
-}
+#: A decimal column holds integers and reals, read apart (`Numbers`); every other column one
+#: storage class (`arrow_copy.STORED_AS`).
 _NUMBERS = "decimal"
 #: The Arrow type the driver reads each class as.
 _ARROW = {"integer": pa.int64(), "real": pa.float64(), "text": pa.string(), "blob": pa.binary()}
@@ -82,7 +66,7 @@ class ColumnReader:
         reads the table row by row)."""
         if not table.primary_key or not table.columns:
             return None
-        if not all(column.type in _CLASSES or column.type == _NUMBERS for column in table.columns):
+        if not all(column.type in STORED_AS for column in table.columns):
             return None
         if any(table.column(name).type == _NUMBERS for name in table.primary_key):
             return None
@@ -94,15 +78,15 @@ class ColumnReader:
         tests = [_misfit(column) for column in table.columns if _class(column) in (*_COUNTED, None)]
         if not tests:
             return 0
-        query = f"SELECT count(*) FROM {_quote(table.name)} WHERE {' OR '.join(tests)}"
+        query = f"SELECT count(*) FROM {quoted(table.name)} WHERE {' OR '.join(tests)}"
         with executed(self._connection, query, None, 1) as stream:
             return int(pa.RecordBatchReader.from_stream(stream).read_all().column(0)[0].as_py())
 
     def _read(self, table: TableSchema, most: int) -> Iterator[list[Column]]:
-        key = [quoted for quoted in map(_quote, table.primary_key)]
+        key = list(map(quoted, table.primary_key))
         at_key = [table.column_names.index(name) for name in table.primary_key]
         selects = ", ".join(_selected(column) for column in table.columns)
-        base = f"SELECT {selects} FROM {_quote(table.name)}"
+        base = f"SELECT {selects} FROM {quoted(table.name)}"
         order = f" ORDER BY {', '.join(key)} LIMIT "
         after = f" WHERE ({', '.join(key)}) > ({', '.join('?' * len(key))})"
         last: tuple[Any, ...] | None = None
@@ -161,16 +145,14 @@ def _last(column: Column) -> Any:
 
 
 def _class(column: ColumnSchema) -> str | None:
-    return _CLASSES.get(column.type)
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+    """The one storage class the column holds; None for a decimal's two."""
+    classes = STORED_AS[column.type]
+    return classes[0] if len(classes) == 1 else None
 
 
 def _misfit(column: ColumnSchema) -> str:
     """True for a row whose value in `column` is of a class the column does not take."""
-    name = _quote(column.name)
+    name = quoted(column.name)
     kind = _class(column)
     if kind is None:  # a decimal: integers and reals only
         return f"typeof({name}) IN ('text', 'blob')"
@@ -178,7 +160,7 @@ def _misfit(column: ColumnSchema) -> str:
 
 
 def _selected(column: ColumnSchema) -> str:
-    name = _quote(column.name)
+    name = quoted(column.name)
     if _class(column) is not None:
         return name
     return (

@@ -206,21 +206,26 @@ def _empty(dst: sa.Connection, table: str) -> bool:
     return found is None
 
 
-#: The SQLite storage classes each type takes this path from. The driver reads values of
-#: some other classes silently as the class it expects (an integer as a double, a number as
-#: text), so the query counts, per row, the values of any other class (`_MISFIT`).
-_STORED_AS: dict[str, tuple[str, ...]] = {
+#: The SQLite storage classes a column of each type holds when it is read whole (here, and
+#: by backups: `archive/column_reader.py`). The driver reads values of some other classes
+#: silently as the class it expects (an integer as a double, a number as text), so the query
+#: counts, per row, the values of any other class (`_MISFIT`).
+STORED_AS: dict[str, tuple[str, ...]] = {
     "smallint": ("integer",),
     "integer": ("integer",),
     "bigint": ("integer",),
     "boolean": ("integer",),
     "double": ("real",),
+    "float": ("real",),
     "decimal": ("integer", "real"),
     "varchar": ("text",),
     "text": ("text",),
     "binary": ("blob",),
     "date": ("text",),
     "datetime": ("text",),
+    "time": ("text",),
+    "json": ("text",),
+    "uuid": ("text",),
 }
 _MISFIT = "dsdb_misfit"
 _BATCH_ROWS = "adbc.sqlite.query.batch_rows"
@@ -229,6 +234,11 @@ _APPEND = "adbc.ingest.mode.append"
 #: Integers a double holds exactly: a decimal column's integers are read as doubles, which
 #: write the same digits; larger ones end this path.
 _EXACT_INTEGER = 2**53
+
+
+def quoted(name: str) -> str:
+    """A SQLite identifier, quoted, for the SQL the driver runs."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def supported(table: TableSchema, columns: Sequence[str], target_types: Sequence[str]) -> bool:
@@ -246,18 +256,15 @@ def _read_query(
     with the count of each row's values of another storage class than its column's; decimal
     columns as doubles throughout (SQLite keeps whole numbers as integers there)."""
 
-    def q(name: str) -> str:
-        return '"' + name.replace('"', '""') + '"'
-
     def selected(column: ColumnSchema) -> str:
-        name = q(column.name)
+        name = quoted(column.name)
         if column.type != "decimal":
             return name
         return f"CASE WHEN typeof({name}) = 'integer' THEN CAST({name} AS REAL) ELSE {name} END"
 
     def misfit(column: ColumnSchema) -> str:
-        name = q(column.name)
-        classes = ", ".join(f"'{kind}'" for kind in _STORED_AS[column.type])
+        name = quoted(column.name)
+        classes = ", ".join(f"'{kind}'" for kind in STORED_AS[column.type])
         test = f"typeof({name}) NOT IN ('null', {classes})"
         if column.type == "decimal":
             test += (
@@ -266,11 +273,12 @@ def _read_query(
             )
         return f"({test})"
 
-    selects = [f"{selected(column)} AS {q(column.name)}" for column in columns]
+    selects = [f"{selected(column)} AS {quoted(column.name)}" for column in columns]
     selects.append(f"{' + '.join(map(misfit, columns))} AS {_MISFIT}")
-    keys = ", ".join(map(q, key))
+    keys = ", ".join(map(quoted, key))
     where = f" WHERE ({keys}) > ({', '.join('?' * len(key))})" if after else ""
-    return f"SELECT {', '.join(selects)} FROM {q(table)}{where} ORDER BY {keys} LIMIT {int(rows)}"
+    order = f" ORDER BY {keys} LIMIT {int(rows)}"
+    return f"SELECT {', '.join(selects)} FROM {quoted(table)}{where}{order}"
 
 
 def _prepared(
