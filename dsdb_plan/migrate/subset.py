@@ -33,6 +33,7 @@ import sqlalchemy as sa
 from dsdb_plan.dbschema import (
     ForeignKeySchema,
     TableSchema,
+    connection,
     reflect_tables,
     sort_tables,
 )
@@ -263,11 +264,8 @@ def _check_sql_where(
             .limit(0)
         )
         try:
-            if isinstance(engine, sa.Connection):
-                engine.execute(query).close()
-            else:
-                with engine.connect() as conn:
-                    conn.execute(query).close()
+            with connection(engine) as conn:
+                conn.execute(query).close()
         except sa.exc.DBAPIError as error:
             raise PlanError(
                 f"table '{name}': sql_where {condition!r} is refused by {source_name}: "
