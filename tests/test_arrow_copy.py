@@ -175,23 +175,8 @@ def test_a_table_it_stops_in_lands_exactly_and_verified(
     path = tmp_path / "source.db"
     _source(path, rows)
 
-    batches: list[int] = []
-    real = arrow_copy.prepare
-
-    def counted(*args: Any) -> arrow_copy.Batch:
-        batch = real(*args)
-        batches.append(batch.rows)
-        return batch
-
-    monkeypatch.setattr(arrow_copy, "prepare", counted)
-    mngr = dsdb.ConnectionManager(
-        {"src": {"url": f"sqlite:///{path}"}, "dst": {"url": postgres_db.url_string}}, user="t"
-    )
-    try:
-        first = mngr.migrate("src", "dst", batch_size=10)
-        again = mngr.migrate("src", "dst", batch_size=10)
-    finally:
-        mngr.close()
+    batches = _prepared_batches(monkeypatch)
+    first, again = _migrated(path, postgres_db, runs=2, batch_size=10)
     assert batches == [10, 10, 10, 10]  # rows 0-39 in whole columns, the rest row by row
     assert [(o.table, o.rows_copied) for o in first] == [("t", 60)]
     assert again[0].now.rows == 0 and again[0].subset == first[0].subset
@@ -224,22 +209,8 @@ def test_each_target_type_takes_the_values_as_they_are(
             ],
         )
     db.close()
-    prepared: list[int] = []
-    real = arrow_copy.prepare
-
-    def counted(*args: Any) -> arrow_copy.Batch:
-        batch = real(*args)
-        prepared.append(batch.rows)
-        return batch
-
-    monkeypatch.setattr(arrow_copy, "prepare", counted)
-    mngr = dsdb.ConnectionManager(
-        {"src": {"url": f"sqlite:///{path}"}, "dst": {"url": postgres_db.url_string}}, user="t"
-    )
-    try:
-        (outcome,) = mngr.migrate("src", "dst")
-    finally:
-        mngr.close()
+    prepared = _prepared_batches(monkeypatch)
+    ((outcome,),) = _migrated(path, postgres_db)
     assert prepared == [3] and outcome.rows_copied == 3
     with postgres_db.engine().connect() as conn:
         found = conn.execute(sa.text("SELECT * FROM w ORDER BY id")).all()
@@ -278,17 +249,36 @@ def test_a_target_its_driver_cannot_reach_is_copied_row_by_row(
 
     monkeypatch.setattr(engine, "arrow_database", unreachable)
     monkeypatch.setattr(arrow_copy, "_prepared", _never)
-    mngr = dsdb.ConnectionManager(
-        {"src": {"url": f"sqlite:///{path}"}, "dst": {"url": postgres_db.url_string}}, user="t"
-    )
-    try:
-        (outcome,) = mngr.migrate("src", "dst")
-    finally:
-        mngr.close()
+    ((outcome,),) = _migrated(path, postgres_db)
     assert outcome.rows_copied == 5
     with postgres_db.engine().connect() as conn:
         found = conn.execute(sa.text(f"SELECT {', '.join(COLUMNS)} FROM t ORDER BY id")).all()
     assert [tuple(row) for row in found] == [_landed(i, row) for i, row in enumerate(rows)]
+
+
+def _prepared_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The rows of each batch the column path prepares, filled in as it prepares them."""
+    sizes: list[int] = []
+    real = arrow_copy.prepare
+
+    def counted(*args: Any) -> arrow_copy.Batch:
+        batch = real(*args)
+        sizes.append(batch.rows)
+        return batch
+
+    monkeypatch.setattr(arrow_copy, "prepare", counted)
+    return sizes
+
+
+def _migrated(path: Path, target: ServerDatabase, runs: int = 1, **options: Any) -> list[Any]:
+    """The outcomes of `runs` migrations of the SQLite file `path` into `target`."""
+    mngr = dsdb.ConnectionManager(
+        {"src": {"url": f"sqlite:///{path}"}, "dst": {"url": target.url_string}}, user="t"
+    )
+    try:
+        return [mngr.migrate("src", "dst", **options) for _ in range(runs)]
+    finally:
+        mngr.close()
 
 
 def _never(*args: Any) -> Iterator[arrow_copy.Batch]:
