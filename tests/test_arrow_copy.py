@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import dsdb_plan as dsdb
 from dsdb_plan.dbschema import ColumnSchema, TableSchema, reflect_tables
 from dsdb_plan.engines import engine_for
-from dsdb_plan.migrate import arrow_copy
+from dsdb_plan.migrate import arrow_copy, sqlite_arrow
 from dsdb_plan.migrate.digest import MODULUS, SubsetDigest
 from dsdb_plan.migrate.subset import TableSelection
 from tests.servers import ServerDatabase
@@ -142,7 +142,7 @@ def test_a_batch_it_cannot_copy_exactly_stops_it(tmp_path: Path, column: str, va
         db.execute(f"UPDATE t SET {column} = ? WHERE id = 4", (value,))
     db.close()
     copied = []
-    with pytest.raises(arrow_copy.Unfit):
+    with pytest.raises(sqlite_arrow.Unfit):
         for batch in _column_batches(path, schema, 2):
             copied.append(batch)
     assert [batch.last_key for batch in copied] == [(1,), (3,)]
@@ -292,7 +292,7 @@ def test_integers_take_the_width_of_their_target_column() -> None:
     frame = pl.DataFrame({"a": [1, -2], "b": [3, None]})
     batch = arrow_copy.prepare(frame, schemas, [0], ["int2", "int4"])
     assert batch.columns.dtypes == [pl.Int16, pl.Int32]
-    with pytest.raises(arrow_copy.Unfit):
+    with pytest.raises(sqlite_arrow.Unfit):
         arrow_copy.prepare(pl.DataFrame({"a": [70_000], "b": [1]}), schemas, [0], ["int2", "int4"])
 
 

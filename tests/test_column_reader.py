@@ -8,6 +8,8 @@ import math
 import random
 import sqlite3
 import struct
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -178,8 +180,36 @@ def test_number_texts_are_the_tagged_texts_of_the_row_path() -> None:
         struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0] for _ in range(20_000)
     ]
     doubles += [rng.uniform(-1e6, 1e6) for _ in range(20_000)]
+    doubles += [rng.uniform(-1e16, 1e16) for _ in range(5_000)]
+    doubles += [rng.uniform(-1e-3, 1e-3) for _ in range(5_000)]
     doubles += [0.0, -0.0, 1e-4, 9.999e-5, 1e16, 9999999999999998.0, math.inf, -math.inf, math.nan]
+    doubles += [1e15, 999999999999999.9, 123456789012345.67, 1.0, -2.0, 1e14, 0.1, 5e-324]
     doubles += [None]
     assert _number_texts(pa.array(doubles, pa.float64())).to_pylist() == _tagged(doubles)
     integers = [0, -1, 2**63 - 1, -(2**63), None]
     assert _number_texts(pa.array(integers, pa.int64())).to_pylist() == _tagged(integers)
+
+
+def test_a_backup_in_columns_loads_no_polars(tmp_path: Path) -> None:
+    """polars costs about 25 MB before the first row (issue 15, aim 7): a backup of plain
+    columns, read whole, reads them with pyarrow alone."""
+    probe = (
+        "import sqlite3, sys\n"
+        "import sqlalchemy as sa\n"
+        "from dsdb_plan.archive import writer\n"
+        "def refuse(*args):\n"
+        "    raise AssertionError('the table was read row by row')\n"
+        "writer._batches = refuse\n"
+        f"path = {str(tmp_path / 'data.db')!r}\n"
+        "with sqlite3.connect(path) as conn:\n"
+        "    conn.execute('CREATE TABLE t (id INTEGER PRIMARY KEY, label TEXT, ratio REAL, "
+        "payload BLOB, amount NUMERIC(12, 2))')\n"
+        "    conn.executemany('INSERT INTO t VALUES (?, ?, ?, ?, ?)', "
+        "[(k, f'n{k}', k / 3, bytes([k]), k * 1.25) for k in range(1, 200)])\n"
+        f"writer.write_backup(sa.create_engine(f'sqlite:///{{path}}'), {str(tmp_path)!r}, 'b')\n"
+        "print('polars' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["False"]
+    assert len(list(tmp_path.glob("b/*-t.parquet"))) == 1

@@ -1,5 +1,6 @@
 """A backup's tables read as whole Arrow columns where every value comes back exactly
-(issue 15, aim 4): SQLite through its ADBC driver, as `migrate/arrow_copy.py` reads it.
+(issue 15, aim 4): SQLite through its ADBC driver (`migrate/sqlite_arrow.py`), as the
+migration's column path reads it, without loading polars.
 
 Fetching rows through Python's sqlite3 and building Arrow arrays from Python values was most
 of a SQLite backup's time; here the driver reads each batch into Arrow columns in C and the
@@ -34,10 +35,10 @@ from dsdb_plan.archive.columnar import Column, Numbers
 from dsdb_plan.dbschema import ColumnSchema, TableSchema
 from dsdb_plan.engines import engine_for
 from dsdb_plan.fingerprint import change_token
-from dsdb_plan.migrate.arrow_copy import STORED_AS, Unfit, database_file, executed, quoted
+from dsdb_plan.migrate.sqlite_arrow import STORED_AS, Unfit, database_file, executed, quoted
 
 #: A decimal column holds integers and reals, read apart (`Numbers`); every other column one
-#: storage class (`arrow_copy.STORED_AS`).
+#: storage class (`sqlite_arrow.STORED_AS`).
 _NUMBERS = "decimal"
 #: The Arrow type the driver reads each class as.
 _ARROW = {"integer": pa.int64(), "real": pa.float64(), "text": pa.string(), "blob": pa.binary()}
@@ -93,7 +94,8 @@ class ColumnReader:
         rows = min(most, _FIRST_ROWS)
         while True:
             query = base + (after if last is not None else "") + order + str(rows)
-            with executed(self._connection, query, last, rows) as stream:
+            bound = None if last is None else pa.table({f"k{i}": [v] for i, v in enumerate(last)})
+            with executed(self._connection, query, bound, rows) as stream:
                 try:
                     read = pa.RecordBatchReader.from_stream(stream).read_all()
                 except pa.ArrowException as error:

@@ -239,7 +239,7 @@ def _write_columns(
     """Write the table from its Arrow columns; None where it cannot be read so (nothing is
     left of the file then), for the caller to read it row by row."""
     from dsdb_plan.archive.columnar import ParquetWriter
-    from dsdb_plan.migrate.arrow_copy import Unfit
+    from dsdb_plan.migrate.sqlite_arrow import Unfit
 
     batches = columns.batches(schema, COLUMN_BATCH_ROWS)
     if batches is None:

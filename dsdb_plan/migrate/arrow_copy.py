@@ -23,7 +23,6 @@ the last key, exactly as a resume does. The digest of every row copied here is t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -35,6 +34,7 @@ from dsdb_plan.dbschema import ColumnSchema, TableSchema
 from dsdb_plan.engines import engine_for
 from dsdb_plan.migrate.digest import ESCAPED_TYPES, MODULUS, NULL, SEPARATOR, float_text
 from dsdb_plan.migrate.load import read_ahead_of
+from dsdb_plan.migrate.sqlite_arrow import STORED_AS, Unfit, database_file, executed, quoted
 from dsdb_plan.migrate.subset import TableSelection
 from dsdb_plan.sigint import python_keeps_ctrl_c
 
@@ -94,11 +94,6 @@ _READ_AS: dict[str, frozenset[type[pl.DataType]]] = {
 #: UTC), with 0 to 6 digits of a second: Python's `fromisoformat` reads each as written.
 _DATETIME = r"^\d{4}-\d{2}-\d{2}[ T]([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(\+00:00|Z)?$"
 _DATE = r"^\d{4}-\d{2}-\d{2}$"
-
-
-class Unfit(Exception):
-    """A batch holds a value this path cannot copy exactly, or the target refused it: the
-    row-by-row path takes over."""
 
 
 @dataclass(frozen=True)
@@ -192,53 +187,20 @@ def _append(connection: Any, table: str, columns: pl.DataFrame) -> None:
         statement.close()
 
 
-def database_file(src: sa.Connection) -> str | None:
-    """The file a SQLite connection reads, where it is a plain path."""
-    database = src.engine.url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return database
-
-
 def _empty(dst: sa.Connection, table: str) -> bool:
     found = dst.execute(sa.select(sa.literal(1)).select_from(sa.table(table)).limit(1)).first()
     dst.rollback()
     return found is None
 
 
-#: The SQLite storage classes a column of each type holds when it is read whole (here, and
-#: by backups: `archive/column_reader.py`). The driver reads values of some other classes
-#: silently as the class it expects (an integer as a double, a number as text), so the query
-#: counts, per row, the values of any other class (`_MISFIT`).
-STORED_AS: dict[str, tuple[str, ...]] = {
-    "smallint": ("integer",),
-    "integer": ("integer",),
-    "bigint": ("integer",),
-    "boolean": ("integer",),
-    "double": ("real",),
-    "float": ("real",),
-    "decimal": ("integer", "real"),
-    "varchar": ("text",),
-    "text": ("text",),
-    "binary": ("blob",),
-    "date": ("text",),
-    "datetime": ("text",),
-    "time": ("text",),
-    "json": ("text",),
-    "uuid": ("text",),
-}
+#: The column of each row's count of values of another storage class than its column's
+#: (`sqlite_arrow.STORED_AS`): the driver would turn them into that class silently.
 _MISFIT = "dsdb_misfit"
-_BATCH_ROWS = "adbc.sqlite.query.batch_rows"
 _INGEST_TABLE, _INGEST_MODE = "adbc.ingest.target_table", "adbc.ingest.mode"
 _APPEND = "adbc.ingest.mode.append"
 #: Integers a double holds exactly: a decimal column's integers are read as doubles, which
 #: write the same digits; larger ones end this path.
 _EXACT_INTEGER = 2**53
-
-
-def quoted(name: str) -> str:
-    """A SQLite identifier, quoted, for the SQL the driver runs."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def supported(table: TableSchema, columns: Sequence[str], target_types: Sequence[str]) -> bool:
@@ -334,34 +296,13 @@ def _frames(
 def _read(connection: Any, query: str, after: tuple[Any, ...] | None, rows: int) -> pl.DataFrame:
     """One statement's rows as read by the driver, in one Arrow batch (`executed`), the
     values it turned into their column's class counted by `_MISFIT`."""
-    with executed(connection, query, after, rows) as stream:
+    bound = None if after is None else pl.DataFrame({f"k{i}": [v] for i, v in enumerate(after)})
+    with executed(connection, query, bound, rows) as stream:
         try:
             read = pl.from_arrow(stream)
         except pl.exceptions.PolarsError as error:
             raise Unfit(str(error)) from error
     return read.struct.unnest() if isinstance(read, pl.Series) else read
-
-
-@contextmanager
-def executed(
-    connection: Any, query: str, after: tuple[Any, ...] | None, rows: int
-) -> Iterator[Any]:
-    """The stream of one statement's rows (`after` bound to its parameters), read in one
-    Arrow batch of up to `rows`: the driver takes a column's class from its first batch (the
-    others it refuses, or turns into that class, which the caller must rule out). What the
-    driver refuses, in the statement or while the block reads the stream, raises `Unfit`."""
-    statement = adbc_driver_manager.AdbcStatement(connection)
-    try:
-        statement.set_options(**{_BATCH_ROWS: str(rows)})
-        statement.set_sql_query(query)
-        if after is not None:
-            statement.bind_stream(pl.DataFrame({f"k{i}": [v] for i, v in enumerate(after)}))
-        stream, _ = statement.execute_query()
-        yield stream
-    except (adbc_driver_manager.Error, OSError) as error:
-        raise Unfit(str(error)) from error
-    finally:
-        statement.close()
 
 
 def prepare(
