@@ -42,13 +42,18 @@ def build_manifest(
     return yaml.safe_dump(document, sort_keys=False)
 
 
-def apply(workdir: Path) -> Measurement:
-    return measure([DSDB, "apply", "--auto-approve", MANIFEST], cwd=workdir)
+def apply(
+    workdir: Path, dsdb: list[str] | None = None, env: dict[str, str] | None = None
+) -> Measurement:
+    """`dsdb apply --auto-approve` by the `dsdb` command given, or this checkout's."""
+    return measure([*(dsdb or [DSDB]), "apply", "--auto-approve", MANIFEST], workdir, env)
 
 
-def plan(workdir: Path) -> Measurement:
-    """`dsdb plan --detailed-exitcode`: exit 0 means nothing to change."""
-    return measure([DSDB, "plan", "--detailed-exitcode", MANIFEST], cwd=workdir)
+def plan(
+    workdir: Path, dsdb: list[str] | None = None, env: dict[str, str] | None = None
+) -> Measurement:
+    """`dsdb plan --detailed-exitcode`: exit 0 means nothing to change, 2 changes."""
+    return measure([*(dsdb or [DSDB]), "plan", "--detailed-exitcode", MANIFEST], workdir, env)
 
 
 def migrations_available() -> tuple[bool, str]:

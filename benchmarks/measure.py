@@ -38,6 +38,12 @@ class Measurement:
         found = re.search(r"verifying took ([0-9.]+) s", self.output)
         return float(found.group(1)) if found else None
 
+    @property
+    def action_seconds(self) -> float | None:
+        """How long the applied action took, as its apply says (`done (…) in 9.9s`)."""
+        found = re.search(r": done \([^)]*\) in ([0-9.]+)s", self.output)
+        return float(found.group(1)) if found else None
+
     def last_line(self) -> str:
         """The last line printed, without terminal colours (Sling colours its errors)."""
         plain = re.sub(r"\x1b\[[0-9;]*m", "", self.output)

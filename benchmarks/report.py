@@ -8,7 +8,9 @@ import math
 import os
 import platform
 import sqlite3
+import statistics
 import subprocess
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from benchmarks.floors import LOADS_EXTENSIONS, Ceiling
 from benchmarks.measure import Measurement
 from benchmarks.observe import SAMPLE_ROWS
 from benchmarks.servers import server_versions
-from benchmarks.suite import TITLES, PathResult
+from benchmarks.suite import DSDB, TITLES, PathResult
 
 HERE = Path(__file__).resolve().parent
 PLAN_AIM_SECONDS = 2.0
@@ -113,13 +115,19 @@ def write(
     setup_seconds: float,
     apply_all: Measurement | None,
     ceilings: list[Ceiling],
+    loads: list[str] | None = None,
+    command: str = "",
+    folder: Path = HERE,
 ) -> None:
+    """Write `latest.md` (this run, for people; `results.md` is the log of runs worth
+    keeping, sections pasted from it) and `results.json` (every raw measurement) into
+    `folder`."""
     date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     small_label = f"peak RSS MB at N={small_rows:,}" if small_rows else None
     lines = [
         "# Benchmark results",
         "",
-        f"Measured {date} with `python -m benchmarks.run --rows {rows}` "
+        f"Measured {date} with `{command or f'python -m benchmarks.run --rows {rows}'}` "
         f"(see [README.md](README.md)). Overwritten by every run; the raw numbers are in "
         "`results.json`.",
         "",
@@ -138,9 +146,11 @@ def write(
         f"{info.get('load_average_at_end', '—')}, on {info['cpus']} CPUs: above "
         f"{info['cpus']} the machine was loaded by other work and every time is slower "
         "than the machine's own.",
-        f"- Each time is the best of {repeat} runs: the machine is shared with other "
-        "engineers' test runs, so single runs are noisy. Times are wall clock of the whole "
-        "process (start-up, connecting, creating tables, copying, committing).",
+        f"- Each time is the median of {repeat} runs, one per round, every contender of a "
+        "path once a round in an order rotated round by round: the machine is shared with "
+        "other engineers' test runs, so single runs are noisy (*Round by round* below has "
+        "every run and each round's load). Times are wall clock of the whole process "
+        "(start-up, connecting, creating tables, copying, committing).",
         "- Ratio = baseline seconds / dsdb seconds (dsdb's throughput as a share of the "
         "baseline's); each path's aim is in its own column (✗ marks a miss), and its "
         "baseline is the first line of its table under *Side by side*. Peak RSS is the client "
@@ -178,6 +188,7 @@ def write(
         ]
     lines += _verification(results)
     lines += _side_by_side(results)
+    lines += _rounds(results, loads or [])
     lines += _ceilings(ceilings)
     profiled = [result for result in results.values() if result.hotspots]
     if profiled:
@@ -197,7 +208,7 @@ def write(
             for title, hotspots in result.hotspots.items():
                 lines += ["", f"{title}:", ""]
                 lines += [f"- {share:.0%} `{where}`" for where, share in hotspots]
-    (HERE / "results.md").write_text("\n".join(lines) + "\n")
+    (folder / "latest.md").write_text("\n".join(lines) + "\n")
     raw = {
         "date": date,
         "machine": info,
@@ -206,17 +217,19 @@ def write(
         "setup_seconds": setup_seconds,
         "apply_all": _runs([apply_all] if apply_all else []),
         "ceilings": [asdict(ceiling) | {"ratio": ceiling.ratio} for ceiling in ceilings],
+        "command": command,
+        "load_average_per_round": loads or [],
         "results": {name: _raw(result) for name, result in results.items()},
         "memory_check": {
             "rows": small_rows,
             "results": {name: _raw(result) for name, result in (small or {}).items()},
         },
     }
-    (HERE / "results.json").write_text(json.dumps(raw, indent=2, ensure_ascii=False) + "\n")
+    (folder / "results.json").write_text(json.dumps(raw, indent=2, ensure_ascii=False) + "\n")
 
 
 def _verification(results: dict[str, PathResult]) -> list[str]:
-    """dsdb's best run of each migration split into verifying and the rest, beside the
+    """dsdb's median run of each migration split into verifying and the rest, beside the
     baseline, which copies without verifying: the copy's own ratio."""
     lines = []
     for name, result in results.items():
@@ -237,7 +250,7 @@ def _verification(results: dict[str, PathResult]) -> list[str]:
         "## Verification's share",
         "",
         "The time dsdb's apply says verifying took beyond copying (waiting for the source's "
-        "digest taken beside the copy, digesting the target, comparing), in its best run, "
+        "digest taken beside the copy, digesting the target, comparing), in its median run, "
         "and the rest of that run beside the baseline, which does not verify.",
         "",
         "| path | dsdb s | verifying s | dsdb without verifying s | baseline s "
@@ -256,8 +269,8 @@ def _side_by_side(results: dict[str, PathResult]) -> list[str]:
         "",
         "## Side by side",
         "",
-        "Every contender in its own process on the same data, in the same run, best time "
-        "kept. *vs dsdb* is dsdb's time over the contender's: above 1 the contender is that "
+        "Every contender in its own process on the same data, in the same run, its median "
+        "run shown. *vs dsdb* is dsdb's time over the contender's: above 1 the contender is that "
         "many times faster. *What lands* is measured on the target after the first run: "
         "column types against the source's, NOT NULL, primary and foreign keys, the index, "
         "identity (the source's keys numbered by the engine), extra columns, and the values "
@@ -298,6 +311,57 @@ def _side_by_side(results: dict[str, PathResult]) -> list[str]:
             *(row for _, row in sorted(rows, key=lambda entry: entry[0])),
         ]
     return lines
+
+
+def _rounds(results: dict[str, PathResult], loads: list[str]) -> list[str]:
+    """Every run of every contender, round by round, with each round's ratio to the
+    baseline's run of the same round."""
+    lines = [
+        "",
+        "## Round by round",
+        "",
+        "Each contender's runs in round order (seconds), their median, its median CPU time "
+        "(user + system: steadier than wall time on a loaded machine), its highest peak RSS, "
+        "and each round's ratio (the baseline's time over the contender's in that round, "
+        "both run under about the same load) with the median of those ratios.",
+    ]
+    if loads:
+        lines += ["", "Load average (1 / 5 / 15 min) as each round began: " + "; ".join(loads)]
+    for result in results.values():
+        keys = [key for key in ("baseline", DSDB, *result.labels) if result.measurements(key)]
+        if not keys:
+            continue
+        lines += [
+            "",
+            f"### {TITLES[result.name]}",
+            "",
+            "| contender | runs s | median s | CPU s | peak RSS MB | ratio per round "
+            "| median ratio |",
+            "| --- | --- | ---: | ---: | ---: | --- | ---: |",
+        ]
+        for key in dict.fromkeys(keys):
+            runs = result.measurements(key)
+            ok = [m for m in runs if m.ok or m.returncode == 2]
+            ratios = result.round_ratios(key) if result.baseline and key != "baseline" else []
+            found = [ratio for ratio in ratios if ratio is not None]
+            label = "**dsdb**" if key == DSDB else result.labels.get(key, key)
+            lines.append(
+                f"| {label} | {', '.join(_run(m) for m in runs)} "
+                f"| {_median(m.seconds for m in ok)} | {_median(m.cpu_seconds for m in ok)} "
+                f"| {_mb(max((m.peak_rss_mb for m in ok), default=None))} "
+                f"| {', '.join('—' if r is None else f'{r:.2f}' for r in ratios) or '—'} "
+                f"| {_median(found)} |"
+            )
+    return lines
+
+
+def _run(measurement: Measurement) -> str:
+    return f"{measurement.seconds:.2f}" if measurement.ok or measurement.returncode == 2 else "✗"
+
+
+def _median(values: Iterable[float]) -> str:
+    found = list(values)
+    return f"{statistics.median(found):.2f}" if found else "—"
 
 
 def _cell(text: str) -> str:
@@ -360,6 +424,9 @@ def _raw(result: PathResult) -> dict[str, Any]:
         "dsdb_landed": result.landed.get("dsdb"),
         "aim": result.aim,
         "ratio": result.ratio,
+        "ratio_per_round": {
+            key: result.round_ratios(key) for key in (DSDB, *result.labels) if key != "baseline"
+        },
         "problems": result.problems,
         "skipped": result.skipped,
         "hotspots": result.hotspots,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,7 +27,12 @@ PATHS = (
     "backup-postgres",
     "restore",
     "plan",
+    "plan-change",
 )
+#: Paths timed after the copies, on the manifest of them all.
+PLANS = ("plan", "plan-change")
+#: The key of this checkout's dsdb; earlier revisions are keyed by `builds.key`.
+DSDB = "dsdb"
 MIGRATIONS = {"sqlite-sqlite", "sqlite-postgres", "postgres-mariadb"}
 #: Paths that read the data generated into PostgreSQL.
 POSTGRES_SOURCE = {"postgres-mariadb", "backup-postgres"}
@@ -37,6 +44,7 @@ TITLES = {
     "backup-postgres": "backup of the PostgreSQL data",
     "restore": "restore of the SQLite backup into PostgreSQL",
     "plan": "plan with nothing changed",
+    "plan-change": "plan after one source row changed",
 }
 #: The engine each path writes to ("files" for a backup).
 TARGET_ENGINE = {
@@ -51,7 +59,8 @@ TARGET_ENGINE = {
 
 @dataclass
 class PathResult:
-    """Every measurement of one path; the report takes the best time of each side."""
+    """Every measurement of one path, run by run in the order of the rounds; the report
+    takes each side's median run."""
 
     name: str
     rows: int
@@ -77,8 +86,9 @@ class PathResult:
 
     @staticmethod
     def _best(measurements: list[Measurement]) -> Measurement | None:
-        ok = [m for m in measurements if m.ok or m.returncode == 2]
-        return min(ok, key=lambda m: m.seconds) if ok else None
+        """The median run of those that succeeded (the lower one of an even count)."""
+        ok = sorted((m for m in measurements if m.ok or m.returncode == 2), key=_seconds)
+        return ok[(len(ok) - 1) // 2] if ok else None
 
     @property
     def best_dsdb(self) -> Measurement | None:
@@ -89,7 +99,16 @@ class PathResult:
         return self._best(self.baseline)
 
     def best(self, key: str) -> Measurement | None:
-        return self._best(self.dsdb if key == "dsdb" else self.runs.get(key, []))
+        return self._best(self.measurements(key))
+
+    def measurements(self, key: str) -> list[Measurement]:
+        return self.dsdb if key == DSDB else self.runs.get(key, [])
+
+    def round_ratios(self, key: str) -> list[float | None]:
+        """Round by round, the baseline's time over `key`'s (None where either failed): on
+        a shared machine, the two of one round ran under about the same load."""
+        pairs = zip(self.baseline, self.measurements(key), strict=False)
+        return [b.seconds / m.seconds if b.ok and m.ok else None for b, m in pairs]
 
     @property
     def ratio(self) -> float | None:
@@ -104,24 +123,30 @@ class PathResult:
         return max((m.peak_rss_mb for m in self.dsdb if m.ok), default=None)
 
 
-def select(only: list[str] | None) -> list[str]:
-    """The paths to run: `--only` names, plus what they need (restore loads the backups)."""
+def select(only: list[str] | None, baselines: bool = True) -> list[str]:
+    """The paths to run: `--only` names, plus what they need (restore loads the backups:
+    dsdb's of the SQLite data, and for its baselines the others')."""
     if not only:
         return list(PATHS)
     chosen = set(only)
-    if chosen == {"plan"}:
-        chosen = set(PATHS)
+    if chosen <= set(PLANS):
+        chosen = set(PATHS) - set(PLANS) | chosen
+    if "plan-change" in chosen:
+        chosen.add("plan")
     if "restore" in chosen:
-        chosen.update(("backup", "backup-postgres"))
+        chosen.update(("backup", "backup-postgres") if baselines else ("backup",))
     return [name for name in PATHS if name in chosen]
 
 
 class Suite:
-    """Runs the chosen paths at `rows` parent rows, `repeat` times each.
+    """Runs the chosen paths at `rows` parent rows, in `repeat` rounds.
 
-    Each dsdb path has its own folder and manifest holding only its resource, so its time is
-    its own work (dsdb plans every resource of a manifest, even with `--target`). The
-    no-change plan runs on a manifest of all of them, applied once beforehand.
+    In each round every contender of a path (baselines, peers, this dsdb and the dsdb of
+    each earlier revision in `builds`) runs once as a whole process, in an order rotated
+    round by round, so that each meets the machine's changing load in turn. Each dsdb path
+    has its own folder and manifest holding only its resource, so its time is its own work
+    (dsdb plans every resource of a manifest, even with `--target`). The plans run on a
+    manifest of all of them, applied once beforehand.
     """
 
     def __init__(
@@ -132,7 +157,10 @@ class Suite:
         baselines: bool,
         migrations: tuple[bool, str],
         log: Callable[[str], None],
-        peers: bool = True,
+        peers: bool | set[str] = True,
+        builds: dict[str, list[str]] | None = None,
+        source: Path | None = None,
+        floors: bool = True,
     ) -> None:
         self.rows = rows
         self.total_rows = rows + data.child_count(rows)
@@ -147,6 +175,12 @@ class Suite:
         self.setup_seconds = 0.0
         self.apply_all: Measurement | None = None
         self.ceilings: list[floors.Ceiling] = []
+        #: Each dsdb's command, by its key: this checkout's first.
+        self.builds = {DSDB: [dsdb_runner.DSDB], **(builds or {})}
+        self.given_source = source
+        self.with_floors = floors
+        #: The load average (1, 5, 15 min) as each round began.
+        self.loads: list[tuple[float, ...]] = []
 
     def run(self, profile: bool = False) -> dict[str, PathResult]:
         with tempfile.TemporaryDirectory(prefix="dsdb-bench-") as folder:
@@ -161,8 +195,12 @@ class Suite:
     def _run(self, profile: bool) -> None:
         started = time.perf_counter()
         self.source = self.folder / "source.db"
-        self.log(f"generating {self.rows:,} + {data.child_count(self.rows):,} rows")
-        data.write_sqlite(self.source, self.rows)
+        if self.given_source:
+            # A copy: the plan after a change updates a row of it.
+            shutil.copyfile(self.given_source, self.source)
+        else:
+            self.log(f"generating {self.rows:,} + {data.child_count(self.rows):,} rows")
+            data.write_sqlite(self.source, self.rows)
         self.pg_source = ""
         if POSTGRES_SOURCE & set(self.paths):
             self.pg_source = self.scratch.postgres("pg_source")
@@ -171,23 +209,25 @@ class Suite:
         for name in self.paths:
             if name in MIGRATIONS and not self.migrations_ok:
                 self.results[name].skipped = "not measured: migrations unavailable"
-        copies = [name for name in self.paths if name != "plan"]
-        for attempt in range(1, self.repeat + 1):
+        copies = [name for name in self.paths if name not in PLANS]
+        for round_ in range(self.repeat):
+            self.loads.append(os.getloadavg())
             for name in copies:
-                self._measure_path(name, attempt)
+                self._measure_path(name, round_)
         if "plan" in self.paths:
             self._measure_plan()
-        self._measure_ceilings()
+        if self.with_floors:
+            self._measure_ceilings()
         if profile:
             self._profile_slow()
 
     # -- where each side writes ---------------------------------------------------------
 
-    def _workdir(self, name: str) -> Path:
-        return self.folder / f"dsdb-{name}"
+    def _workdir(self, name: str, build: str = DSDB) -> Path:
+        return self.folder / f"{build}-{name}"
 
     def _role(self, name: str, side: str) -> str:
-        return f"{side}_{name.replace('-', '_')}"
+        return f"{side}_{name}".replace("-", "_")
 
     def _fresh(self, name: str, side: str, engine: str | None = None) -> str:
         """Empty the target of `side` (a contender's key, dsdb or all) on path `name`, on
@@ -201,8 +241,9 @@ class Suite:
             return self.scratch.postgres(role)
         if engine == "mariadb":
             return self.scratch.mariadb(role)
-        if side in ("dsdb", "all"):
-            return str(self._workdir(name) / "backups")  # emptied with the folder
+        if side in self.builds or side == "all":
+            build = side if side in self.builds else DSDB
+            return str(self._workdir(name, build) / "backups")  # emptied with the folder
         folder = self.folder / (contenders.CSV_BACKUP if side == "csv" else role)
         shutil.rmtree(folder, ignore_errors=True)
         return str(folder)
@@ -262,46 +303,71 @@ class Suite:
         return dsdb_runner.build_manifest(connections, backups, restores, migrations)
 
     def _last_backup(self) -> str:
-        """The folder of the backup the backup path took last (the restore path loads it)."""
+        """The folder of the backup this dsdb took last on the backup path (the restore
+        path loads it, by every dsdb)."""
         found = sorted((self._workdir("backup") / "backups").glob("*/*/backup.json"))
         return str(found[-1].parent) if found else "missing-backup"
 
-    def _prepare_dsdb(self, name: str) -> Path:
-        """An empty target and a fresh folder (no state, no backups) for dsdb's path `name`."""
-        workdir = self._workdir(name)
+    def _prepare_dsdb(self, name: str, build: str = DSDB) -> Path:
+        """An empty target and a fresh folder (no state, no backups) for the path `name` of
+        the dsdb `build`."""
+        workdir = self._workdir(name, build)
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir()
-        location = self._fresh(name, "dsdb")
-        self._locations = {**getattr(self, "_locations", {}), (name, "dsdb"): location}
-        (workdir / dsdb_runner.MANIFEST).write_text(self._manifest([name], "dsdb"))
+        location = self._fresh(name, build)
+        self._locations = {**getattr(self, "_locations", {}), (name, build): location}
+        (workdir / dsdb_runner.MANIFEST).write_text(self._manifest([name], build))
         return workdir
+
+    def _cache(self, build: str) -> dict[str, str]:
+        """Each dsdb's own page cache, warm after its first run as a user's would be."""
+        return {"DSDB_CACHE_DIR": str(self.folder / f"cache-{build}")}
 
     # -- measuring ----------------------------------------------------------------------
 
-    def _measure_path(self, name: str, attempt: int) -> None:
+    def _measure_path(self, name: str, round_: int) -> None:
+        """One round of path `name`: each contender once, the order turned by `round_`."""
         result = self.results[name]
+        entries: list[Contender | str] = []
         if self.with_baselines:
-            for contender in contenders.CONTENDERS[name]:
-                self._measure_contender(result, contender, attempt)
-        if result.skipped:
-            return  # the baselines are still measured, for when dsdb can do this path
-        workdir = self._prepare_dsdb(name)
-        measurement = dsdb_runner.apply(workdir)
-        result.dsdb.append(measurement)
-        location = self._locations[(name, "dsdb")]
-        if self._check(result.problems, "dsdb", measurement, name, location) and attempt == 1:
+            entries += [c for c in contenders.CONTENDERS[name] if self._timed(c)]
+        if not result.skipped:  # the baselines are still measured, for when dsdb can do this
+            entries += list(self.builds)
+        shift = round_ % max(len(entries), 1)
+        for entry in entries[shift:] + entries[:shift]:
+            if isinstance(entry, Contender):
+                self._measure_contender(result, entry, round_ + 1)
+            else:
+                self._measure_dsdb(result, entry, round_ + 1)
+
+    def _timed(self, contender: Contender) -> bool:
+        """Whether the contender runs: a baseline always; a peer if peers are wanted (all,
+        or this one by name)."""
+        if not contender.peer or self.with_peers is True:
+            return True
+        return bool(self.with_peers) and contender.peer in self.with_peers
+
+    def _measure_dsdb(self, result: PathResult, build: str, attempt: int) -> None:
+        name = result.name
+        workdir = self._prepare_dsdb(name, build)
+        measurement = dsdb_runner.apply(workdir, self.builds[build], self._cache(build))
+        if build == DSDB:
+            result.dsdb.append(measurement)
+        else:
+            result.labels[build] = f"dsdb at {build.removeprefix('dsdb_')}"
+            result.runs.setdefault(build, []).append(measurement)
+        location = self._locations[(name, build)]
+        if self._check(result.problems, build, measurement, name, location) and attempt == 1:
             verified = ", verified" in measurement.output
-            self._landed(result, "dsdb", TARGET_ENGINE[name], location, verified)
+            self._landed(result, build, TARGET_ENGINE[name], location, verified)
         self.log(
-            f"{name} dsdb #{attempt}: {self._describe(measurement, result.landed.get('dsdb'))}"
+            f"{name} {build} #{attempt}: {self._describe(measurement, result.landed.get(build))}"
         )
-        self._release(name, "dsdb", TARGET_ENGINE[name])
+        self._release(name, build, TARGET_ENGINE[name])
 
     def _measure_contender(self, result: PathResult, contender: Contender, attempt: int) -> None:
         """Time one run of a baseline or peer; on its first, measure what it landed."""
         key, name = contender.key, result.name
-        if contender.peer and not self.with_peers:
-            return
         version = contenders.installed(contender.peer) if contender.peer else None
         result.labels[key] = contender.label.format(version=version or "(not installed)")
         if contender.peer and version is None:
@@ -343,9 +409,12 @@ class Suite:
         result.landed[key] = found.summary + (", verified" if verified else "")
 
     def _measure_plan(self) -> None:
-        """Apply every selected path in one manifest, then time `dsdb plan` on it."""
+        """Apply every selected path in one manifest, then time `dsdb plan` on it, by each
+        dsdb in turn (each with its own page cache); then, with `plan-change`, again after
+        one source row changed (each dsdb plans once untimed first: its first plan reads
+        the changed pages)."""
         result = self.results["plan"]
-        names = [n for n in self.paths if n != "plan" and not self.results[n].skipped]
+        names = [n for n in self.paths if n not in PLANS and not self.results[n].skipped]
         workdir = self._workdir("all")
         workdir.mkdir()
         for name in names:
@@ -359,14 +428,36 @@ class Suite:
                 f"applying the whole manifest failed: {self.apply_all.last_line()}"
             )
             return
-        for attempt in range(1, self.repeat + 1):
-            measurement = dsdb_runner.plan(workdir)
-            result.dsdb.append(measurement)
-            if measurement.returncode == 2:
-                result.problems.append("the plan after an apply still shows changes")
-            elif not measurement.ok:
-                result.problems.append(f"dsdb plan failed: {measurement.last_line()}")
-            self.log(f"plan #{attempt}: {self._describe(measurement)}")
+        self._plan_rounds(result, workdir, expected=0)
+        if "plan-change" not in self.paths:
+            return
+        with sqlite3.connect(self.source) as conn:
+            conn.execute("UPDATE parent SET name = name || '!' WHERE id = ?", (self.rows // 2,))
+        conn.close()
+        for build, command in self.builds.items():
+            dsdb_runner.plan(workdir, command, self._cache(build))
+        self._plan_rounds(self.results["plan-change"], workdir, expected=2)
+
+    def _plan_rounds(self, result: PathResult, workdir: Path, expected: int) -> None:
+        """`repeat` rounds of `dsdb plan` by each dsdb, which must exit with `expected`."""
+        builds = list(self.builds)
+        for round_ in range(self.repeat):
+            shift = round_ % len(builds)
+            for build in builds[shift:] + builds[:shift]:
+                plan = dsdb_runner.plan(workdir, self.builds[build], self._cache(build))
+                if build == DSDB:
+                    result.dsdb.append(plan)
+                else:
+                    result.labels[build] = f"dsdb at {build.removeprefix('dsdb_')}"
+                    result.runs.setdefault(build, []).append(plan)
+                if plan.returncode not in (0, 2):
+                    result.problems.append(f"{build} plan failed: {plan.last_line()}")
+                elif plan.returncode != expected:
+                    result.problems.append(
+                        f"{build} plan exited {plan.returncode}, not {expected}"
+                        + (": an apply left changes" if expected == 0 else ": a change unseen")
+                    )
+                self.log(f"{result.name} {build} #{round_ + 1}: {self._describe(plan)}")
 
     def _measure_ceilings(self) -> None:
         """How close the SQLite-source paths can come to their baselines at best."""
@@ -436,8 +527,15 @@ class Suite:
                 complete = False
         return complete
 
+    def load_averages(self) -> list[str]:
+        return [" / ".join(f"{value:.1f}" for value in load) for load in self.loads]
+
     def _describe(self, measurement: Measurement, landed: str | None = None) -> str:
-        if not measurement.ok:
+        if measurement.returncode not in (0, 2):  # 2: a plan that shows changes
             return f"FAILED ({measurement.last_line()})"
         described = f"{measurement.seconds:.2f} s, {measurement.peak_rss_mb:.0f} MB"
         return described + (f"; lands: {landed}" if landed else "")
+
+
+def _seconds(measurement: Measurement) -> float:
+    return measurement.seconds

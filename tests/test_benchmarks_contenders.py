@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks import contenders
 from benchmarks.contenders import CONTENDERS, Contender, Sources
-from benchmarks.suite import PATHS, select
+from benchmarks.suite import PATHS, PLANS, select
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def _peer(path: str, peer: str) -> Contender:
 
 
 def test_every_measured_path_has_a_baseline_first_and_an_aim() -> None:
-    measured = [path for path in PATHS if path != "plan"]
+    measured = [path for path in PATHS if path not in PLANS]
     assert sorted(CONTENDERS) == sorted(measured) == sorted(contenders.AIMS)
     assert all(CONTENDERS[path][0].key == "baseline" for path in measured)
 
@@ -79,3 +79,5 @@ def test_pg_restore_loads_the_file_pg_dump_wrote(sources: Sources) -> None:
 
 def test_the_restore_path_brings_both_backups_it_loads() -> None:
     assert select(["restore"]) == ["backup", "backup-postgres", "restore"]
+    assert select(["sqlite-sqlite", "plan-change"]) == ["sqlite-sqlite", "plan", "plan-change"]
+    assert select(["plan-change"]) == list(PATHS)

@@ -37,3 +37,22 @@ def test_verification_has_a_line_of_its_own_with_the_copy_alone_beside_the_basel
     lines = report._verification({"sqlite-sqlite": result})
     assert lines[-1] == "| SQLite → SQLite (migration) | 4.00 | 1.50 | 2.50 | 2.00 | 0.80 |"
     assert report._verification({"sqlite-sqlite": PathResult("sqlite-sqlite", 1)}) == []
+
+
+def test_rounds_pair_each_run_with_the_baseline_run_of_its_round_and_take_medians() -> None:
+    result = PathResult("backup", 1200)
+    result.runs["baseline"] = [Measurement(1.0, 40, 0, ""), Measurement(2.0, 40, 0, "")]
+    result.dsdb = [Measurement(4.0, 90, 0, "", 3.0), Measurement(5.0, 95, 0, "", 4.0)]
+    result.runs["dsdb_abc"] = [Measurement(2.0, 80, 1, "boom"), Measurement(4.0, 85, 0, "")]
+    result.labels = {"baseline": "SQLite backup API", "dsdb_abc": "dsdb at abc"}
+    assert result.round_ratios("dsdb") == [0.25, 0.4]
+    assert result.round_ratios("dsdb_abc") == [None, 0.5]
+    assert result.best_dsdb is result.dsdb[0]  # the median run: the lower of two
+    lines = report._rounds({"backup": result}, ["3.0 / 2.0 / 1.0", "4.0 / 2.5 / 1.1"])
+    loads = "Load average (1 / 5 / 15 min) as each round began: 3.0 / 2.0 / 1.0; 4.0 / 2.5 / 1.1"
+    assert loads in lines
+    assert lines[-3:] == [
+        "| SQLite backup API | 1.00, 2.00 | 1.50 | 0.00 | 40 | — | — |",
+        "| **dsdb** | 4.00, 5.00 | 4.50 | 3.50 | 95 | 0.25, 0.40 | 0.33 |",
+        "| dsdb at abc | ✗, 4.00 | 4.00 | 0.00 | 85 | —, 0.50 | 0.50 |",
+    ]
