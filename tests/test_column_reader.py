@@ -190,26 +190,35 @@ def test_number_texts_are_the_tagged_texts_of_the_row_path() -> None:
     assert _number_texts(pa.array(integers, pa.int64())).to_pylist() == _tagged(integers)
 
 
-def test_a_backup_in_columns_loads_no_polars(tmp_path: Path) -> None:
-    """polars costs about 25 MB before the first row (issue 15, aim 7): a backup of plain
-    columns, read whole, reads them with pyarrow alone."""
+def test_an_apply_of_a_backup_in_columns_loads_no_polars(tmp_path: Path) -> None:
+    """polars costs about 25 MB before the first row (issue 15, aim 7): `dsdb apply` of a
+    first backup, its tables read whole, runs with pyarrow alone."""
+    with sqlite3.connect(tmp_path / "data.db") as conn:
+        conn.execute(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, label TEXT, ratio REAL, payload BLOB, "
+            "amount NUMERIC(12, 2))"
+        )
+        rows = [(k, f"n{k}", k / 3, bytes([k]), k * 1.25) for k in range(1, 200)]
+        conn.executemany("INSERT INTO t VALUES (?, ?, ?, ?, ?)", rows)
+    (tmp_path / "dsdb.yaml").write_text(
+        "version: 1\n"
+        "settings: {state: .dsdb/state.db, backup_root: backups/}\n"
+        "connections: {local: {driver: sqlite, database: data.db}}\n"
+        "backups: {nightly: {connection: local, keep: 1}}\n"
+    )
     probe = (
-        "import sqlite3, sys\n"
-        "import sqlalchemy as sa\n"
+        "import sys\n"
         "from dsdb_plan.archive import writer\n"
         "def refuse(*args):\n"
         "    raise AssertionError('the table was read row by row')\n"
         "writer._batches = refuse\n"
-        f"path = {str(tmp_path / 'data.db')!r}\n"
-        "with sqlite3.connect(path) as conn:\n"
-        "    conn.execute('CREATE TABLE t (id INTEGER PRIMARY KEY, label TEXT, ratio REAL, "
-        "payload BLOB, amount NUMERIC(12, 2))')\n"
-        "    conn.executemany('INSERT INTO t VALUES (?, ?, ?, ?, ?)', "
-        "[(k, f'n{k}', k / 3, bytes([k]), k * 1.25) for k in range(1, 200)])\n"
-        f"writer.write_backup(sa.create_engine(f'sqlite:///{{path}}'), {str(tmp_path)!r}, 'b')\n"
-        "print('polars' in sys.modules)"
+        "from dsdb_plan.cli import main\n"
+        "code = main(['apply', '--auto-approve', 'dsdb.yaml'])\n"
+        "print(code, 'polars' in sys.modules)"
     )
-    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == ["False"]
-    assert len(list(tmp_path.glob("b/*-t.parquet"))) == 1
+    assert run.stdout.split()[-2:] == ["0", "False"]
+    assert len(list(tmp_path.glob("backups/nightly/*/*-t.parquet"))) == 1
