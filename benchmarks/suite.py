@@ -120,7 +120,7 @@ class PathResult:
     @property
     def peak_rss_mb(self) -> float | None:
         """The highest peak over all of dsdb's runs of this path."""
-        return max((m.peak_rss_mb for m in self.dsdb if m.ok), default=None)
+        return max((m.peak_rss_mb for m in self.dsdb if m.ok or m.returncode == 2), default=None)
 
 
 def select(only: list[str] | None, baselines: bool = True) -> list[str]:
