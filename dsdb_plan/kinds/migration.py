@@ -348,8 +348,9 @@ def _digested_while_copying(ctx: PlanContext, spec: Migration) -> bool:
     """Whether a first copy can plan on row counts alone: from a file database, whose
     content only Python can checksum (a read of every row), into another kind of database,
     where verification digests the rows as the copy reads them and never compares the plan's
-    read. The record then holds the counts, which the next plan reuses while the source's
-    token holds, and otherwise reads as a possible change (`describe_changes`)."""
+    read. The record then holds the counts and each table's token (`count_tables`): the next
+    plan reuses them while the source's token holds, and reads again only the tables whose
+    own token moved, as possible changes (`describe_changes`)."""
     source = engine_for(ctx.workspace.connection(spec.source).dialect)
     target = engine_for(ctx.workspace.connection(spec.target).dialect)
     return source.registration.embedded and source is not target
