@@ -1,4 +1,4 @@
-"""Write the results: `results.md` for people, `results.json` with every raw measurement."""
+"""Write the results: `latest.md` for people, `results.json` with every raw measurement."""
 
 from __future__ import annotations
 
