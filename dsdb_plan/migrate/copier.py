@@ -111,7 +111,6 @@ def copy_table(
     on_source_rows: Callable[[Sequence[Sequence[Any]]], None] | None = None,
     on_source_snapshot: Callable[[sa.Connection], None] | None = None,
     on_source_digest: Callable[[int, int], None] | None = None,
-    on_columns_committed: Callable[[tuple[Any, ...] | None], None] | None = None,
     only: sa.ColumnElement[bool] | None = None,
     cancel: threading.Event | None = None,
     delete: bool = True,
@@ -130,9 +129,7 @@ def copy_table(
     in the same snapshot (REPEATABLE READ): what it reads there is what the copy reads.
     `on_source_digest(rows, hash_sum)` takes the portable digest (`digest.SubsetDigest`) of
     the rows copied in whole columns (`arrow_copy.py`), which never reach `on_source_rows`;
-    without it, rows go through Python. `on_columns_committed(last_key)` is called once each
-    such batch is committed, with the key of its last row: the target holds every row up
-    to it.
+    without it, rows go through Python.
     `only` narrows the rows copied (not the subset mirror keeps). Once `cancel` is set, the
     copy raises `Interrupted` after its next committed batch. A mirror with `delete=False`
     stops after loading, checkpointed at its "delete" phase: called again with that
@@ -154,7 +151,6 @@ def copy_table(
         on_source_rows=on_source_rows,
         on_source_snapshot=on_source_snapshot,
         on_source_digest=on_source_digest,
-        on_columns_committed=on_columns_committed,
         only=only,
         cancel=cancel,
     )
@@ -214,7 +210,6 @@ class _Job:
     on_source_rows: Callable[[Sequence[Sequence[Any]]], None] | None = None
     on_source_snapshot: Callable[[sa.Connection], None] | None = None
     on_source_digest: Callable[[int, int], None] | None = None
-    on_columns_committed: Callable[[tuple[Any, ...] | None], None] | None = None
     only: sa.ColumnElement[bool] | None = None
     cancel: threading.Event | None = None
     phase: str = "load"
@@ -327,8 +322,6 @@ def _load_columns(
     def copied(batch: arrow_copy.Batch) -> None:
         if job.on_source_digest is not None:
             job.on_source_digest(batch.rows, batch.hash_sum)
-        if job.on_columns_committed is not None:
-            job.on_columns_committed(batch.last_key)
         job.advance(batch.rows, batch.last_key, None)
 
     arrow_copy.copy_columns(src, dst, selection, table, job.batch_size, copied)

@@ -34,7 +34,6 @@ from dsdb_plan.fingerprint import Fingerprint, change_token, unchanged_since
 from dsdb_plan.migrate.copier import CopyResult, Mode, copy_table, validate_keys
 from dsdb_plan.migrate.diff import differing_rows
 from dsdb_plan.migrate.digest import SubsetDigest
-from dsdb_plan.migrate.load_digest import LoadDigest, Taken, digestible
 from dsdb_plan.migrate.order import bound, raw
 from dsdb_plan.migrate.snapshot import beside
 from dsdb_plan.migrate.sql_digest import in_database
@@ -392,51 +391,35 @@ def _copy_one(
     # Masked rows are digested by verification, through the masks.
     whole = resume is None and run.cursor is None and only is None and not selection.mask
     copied = _CopiedDigest(selection, native=native) if whole else None
-    # The target's digest, read beside the load where it commits batches in key order.
-    loading = (
-        LoadDigest(target, selection)
-        if copied is not None
-        and not native
-        and run.mode != "mirror"  # whose deletes come after
-        and engine_for(target.dialect).capabilities.loads_columns
-        and digestible(selection)
-        else None
+    result = copy_table(
+        source,
+        target,
+        selection,
+        mode=run.mode,
+        batch_size=batch_size,
+        cursor_column=run.cursor,
+        since=run.since,
+        resume=resume,
+        on_checkpoint=on_checkpoint,
+        progress=progress,
+        on_source_rows=copied.add_rows if copied else None,
+        on_source_snapshot=copied.take_in_database if copied else None,
+        on_source_digest=copied.add_digested if copied and not native else None,
+        only=only,
+        cancel=cancel,
+        delete=False,
+        cleared_later=cleared_later,
     )
-    try:
-        result = copy_table(
-            source,
-            target,
-            selection,
-            mode=run.mode,
-            batch_size=batch_size,
-            cursor_column=run.cursor,
-            since=run.since,
-            resume=resume,
-            on_checkpoint=on_checkpoint,
-            progress=progress,
-            on_source_rows=copied.add_rows if copied else None,
-            on_source_snapshot=copied.take_in_database if copied else None,
-            on_source_digest=copied.add_digested if copied and not native else None,
-            on_columns_committed=loading.committed if loading else None,
-            only=only,
-            cancel=cancel,
-            delete=False,
-            cleared_later=cleared_later,
-        )
-        finish_target(target, selection, known_tables=known, created=created or not check.exists)
-        on_loaded()
-        waited = time.perf_counter()
-        seen = copied.result(result.rows_copied) if copied else None
-        taken = loading.result() if loading else None
-        waited = time.perf_counter() - waited
-    finally:
-        if loading is not None:
-            loading.close()  # a failed copy: the worker ends with its current range
+    finish_target(target, selection, known_tables=known, created=created or not check.exists)
+    on_loaded()
+    waited = time.perf_counter()
+    seen = copied.result(result.rows_copied) if copied else None
+    waited = time.perf_counter() - waited
     rows = result.rows_now if held is None else _count(target, selection.target) - held
     now = Written(rows, differences_only=only is not None, verifying=waited)
     if run.mode == "mirror":
         return _Loaded(result, seen, now)
-    return _verified(source, target, run, result, seen, read, now, taken)
+    return _verified(source, target, run, result, seen, read, now)
 
 
 def _count(engine: sa.Engine, table: str) -> int:
@@ -491,11 +474,9 @@ def _verified(
     seen: TableFingerprint | None,
     read: Fingerprint | None,
     now: Written,
-    taken: Taken | None = None,
 ) -> TableOutcome:
     """Verify a copied table against its source subset; `seen` is the digest of the source
-    rows the copy read, when it took one; `taken` the target's, read beside the load
-    (`load_digest.py`); `now` what this run wrote."""
+    rows the copy read, when it took one; `now` what this run wrote."""
     started = time.perf_counter()
     selection = run.selection
     native = same_kind(source.dialect, target.dialect)
@@ -504,7 +485,7 @@ def _verified(
         seen = unchanged.tables[selection.name] if unchanged else None
     checked = run.copied(result.high_water)
     if checked is not selection:  # the digest taken while copying covers other rows or columns
-        seen = taken = None
+        seen = None
     token = change_token(target)  # before verification reads the target
     with source.connect() as source_conn, target.connect() as target_conn:
         # Comparing whole tables is cheaper than looking rows up by key, and usually holds:
@@ -512,13 +493,7 @@ def _verified(
         # at once for an incremental copy, whose rows are a few of the target's.
         whole_first = run.cursor is None
         verdict = verify_table(
-            source_conn,
-            checked,
-            target_conn,
-            selection.target,
-            exact=whole_first,
-            source=seen,
-            taken=taken,
+            source_conn, checked, target_conn, selection.target, exact=whole_first, source=seen
         )
         if not verdict.ok and whole_first and not run.exact:
             verdict = verify_table(

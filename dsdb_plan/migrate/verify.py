@@ -25,7 +25,6 @@ from dsdb_plan.dbschema import TableSchema, reflected_columns, usable_from_anoth
 from dsdb_plan.engines import engine_for, same_kind
 from dsdb_plan.fingerprint import fingerprint_query
 from dsdb_plan.migrate.digest import SubsetDigest
-from dsdb_plan.migrate.load_digest import Taken
 from dsdb_plan.migrate.mask import with_masks
 from dsdb_plan.migrate.sql_digest import in_database
 from dsdb_plan.migrate.subset import TableSelection, select_subset
@@ -147,7 +146,6 @@ def verify_table(
     *,
     exact: bool,
     source: TableFingerprint | None = None,
-    taken: Taken | None = None,
 ) -> VerifyResult:
     """Compare `target_table` with the source subset of `selection`, column by column name.
 
@@ -155,9 +153,7 @@ def verify_table(
     exact=False (append, upsert): only the target rows whose key is in the subset are
     compared, so rows the target holds besides them are ignored. Without a key, exact.
     `source` is the subset's digest, portable or native, when the caller already has it
-    (taken while copying); `taken` the whole target table's digest and fingerprint read
-    while it was loaded (`load_digest.py`), used where the table's token shows it unchanged
-    since.
+    (taken while copying).
     """
     present = _target_columns(target_conn, target_table)
     missing = _missing(target_table, present, selection.columns)
@@ -184,7 +180,7 @@ def verify_table(
         subset, (found, recorded) = _both(
             source_conn,
             lambda: portable or subset_digest(source_conn, selection),
-            lambda: _whole_target(target_conn, selection, target, taken),
+            lambda: PortableDigest(target_conn, selection, target).with_fingerprint(),
         )
         ok, message = _judge(subset, found, target_table, None)
         return VerifyResult(ok, subset, found, message, recorded=recorded)
@@ -204,20 +200,6 @@ def _both(
         theirs = pool.submit(of_source)
         ours = of_target()
         return theirs.result(), ours
-
-
-def _whole_target(
-    conn: sa.Connection, selection: TableSelection, target: sa.TableClause, taken: Taken | None
-) -> tuple[TableFingerprint, TableFingerprint | None]:
-    """The target table's portable digest and its record fingerprint: `taken` while it was
-    loaded, where its token proves the table holds exactly the rows read then (no row
-    added, changed or removed since), else read now."""
-    if taken is not None and taken[1].token is not None:
-        columns = reflected_columns(sa.inspect(conn), str(target.name))
-        whole = sa.table(str(target.name), *(sa.column(column["name"]) for column in columns))
-        if engine_for(conn.dialect).token_matches(conn, whole, columns, taken[1].token):
-            return taken
-    return PortableDigest(conn, selection, target).with_fingerprint()
 
 
 def _result(
