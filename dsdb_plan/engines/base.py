@@ -31,15 +31,6 @@ NUMERIC_TYPES = frozenset({"smallint", "integer", "bigint", "float", "double", "
 _TEXT_TYPES = frozenset({"varchar", "text"})
 
 
-@dataclass(frozen=True)
-class ChecksumParts:
-    """A whole table's fingerprint as SQL aggregates over its rows (`table_checksum_parts`)."""
-
-    aggregates: Sequence[sa.ColumnElement[Any]]
-    #: The fingerprint, given the row count and the aggregates' values in order.
-    fingerprint: Callable[[int, Sequence[Any]], TableFingerprint]
-
-
 class Declared(UserDefinedType[Any]):
     """A column type written exactly as given (SQLite keeps declared names), its values
     passed to the driver untouched (no SQLAlchemy processing on the way)."""
@@ -371,14 +362,6 @@ class Engine:
     ) -> TableFingerprint | None:
         """A whole table's fingerprint by the cheapest exact method the database has, or None
         where its rows are hashed in Python. `columns` are the table's, reflected."""
-        return None
-
-    def table_checksum_parts(
-        self, conn: sa.Connection, table: sa.TableClause, columns: Sequence[ReflectedColumn]
-    ) -> ChecksumParts | None:
-        """`table_checksum` as aggregates to select beside a row count, for a reader that
-        scans the whole table anyway (verification) to take the fingerprint in its own scan;
-        None where the database has no such SQL."""
         return None
 
     def token_matches(

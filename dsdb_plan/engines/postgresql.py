@@ -21,7 +21,7 @@ from sqlalchemy.engine.interfaces import ReflectedColumn
 
 from dsdb_plan.checksum import ChecksumMethod, DigestSQL, TableFingerprint, count_and_sum
 from dsdb_plan.engines import registration_for
-from dsdb_plan.engines.base import Capabilities, ChecksumParts, Engine, quote_identifier
+from dsdb_plan.engines.base import Capabilities, Engine, quote_identifier
 from dsdb_plan.portable import INTEGER_TYPES, ColumnSchema
 
 
@@ -187,18 +187,8 @@ class PostgreSQLEngine(Engine):
         value that has no hash function (json, xml, arrays, geometric types, ...) is hashed
         by its text. A numeric's hash ignores trailing zeros, so its scale is hashed with it.
         """
-        parts = self.table_checksum_parts(conn, table, columns)
-        if parts is None:
-            return self.query_checksum(conn, table)
-        query = sa.select(sa.func.count(), *parts.aggregates).select_from(table)
-        count, *values = conn.execute(query).one()
-        return parts.fingerprint(int(count), values)
-
-    def table_checksum_parts(
-        self, conn: sa.Connection, table: sa.TableClause, columns: Sequence[ReflectedColumn]
-    ) -> ChecksumParts | None:
         if (conn.dialect.server_version_info or (0,)) < (14,):
-            return None
+            return self.query_checksum(conn, table)
         fields: list[sa.ColumnElement[Any]] = []
         for column, type_ in zip(table.c, (c["type"] for c in columns), strict=True):
             if not isinstance(type_, _HASHED):
@@ -208,19 +198,19 @@ class PostgreSQLEngine(Engine):
             if isinstance(type_, sa.Numeric) and not isinstance(type_, sa.Float):
                 fields.append(sa.func.scale(column))
         row_hash = sa.func.hash_record_extended(sa.func.ROW(*fields), 0)
-
-        def fingerprint(count: int, values: Sequence[Any]) -> TableFingerprint:
-            checksum, written = values
-            return TableFingerprint(
-                count,
-                ChecksumMethod.POSTGRESQL_ROW_HASH,
-                f"{int(checksum) % 2**64:016x}",
-                _token(count, int(written), columns),
-            )
-
         # The token in the same scan, for the next plan to check first.
-        aggregates = [sa.func.coalesce(sa.func.sum(row_hash), 0), sa.func.coalesce(_WRITTEN, 0)]
-        return ChecksumParts(aggregates, fingerprint)
+        query = sa.select(
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(row_hash), 0),
+            sa.func.coalesce(_WRITTEN, 0),
+        ).select_from(table)
+        count, checksum, written = conn.execute(query).one()
+        return TableFingerprint(
+            count,
+            ChecksumMethod.POSTGRESQL_ROW_HASH,
+            f"{int(checksum) % 2**64:016x}",
+            _token(count, int(written), columns),
+        )
 
     def token_matches(
         self,

@@ -44,7 +44,7 @@ from dsdb_plan.migrate.target import (
     finish_target,
     inspect_target,
 )
-from dsdb_plan.migrate.verify import VerifyResult, native_digest, subset_digest, verify_table
+from dsdb_plan.migrate.verify import native_digest, subset_digest, verify_table
 
 EXACT_MODES = ("replace", "mirror")
 #: Modes that copy into the target table itself, by key: a resync copies what differs.
@@ -515,21 +515,11 @@ def _verified(
         result.rows_deleted,
         result.high_water,
         verdict.source if checked is selection else None,
-        _written(selection.target, verdict, token),
+        Fingerprint({selection.target: verdict.target}, token)
+        if verdict.whole_target and token is not None
+        else None,
         dataclasses.replace(now, verifying=now.verifying + time.perf_counter() - started),
     )
-
-
-def _written(target: str, verdict: VerifyResult, token: str | None) -> Fingerprint | None:
-    """The target table's fingerprint as `fingerprint_database` would take it, where
-    verification took it: the digest of the whole table under the file's change token taken
-    before it (SQLite), or its fingerprint read in the same scan as the digest (PostgreSQL,
-    whose per-table token the record's fingerprint checks)."""
-    if verdict.whole_target and token is not None:
-        return Fingerprint({target: verdict.target}, token)
-    if verdict.recorded is not None:
-        return Fingerprint({target: verdict.recorded})
-    return None
 
 
 def _changed_rows(

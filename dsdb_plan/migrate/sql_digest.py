@@ -11,7 +11,7 @@ data (tests/test_digest.py).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,34 +27,8 @@ from dsdb_plan.dbschema import (
 from dsdb_plan.engines import engine_for
 from dsdb_plan.migrate.digest import ESCAPED_TYPES
 
-
-class Summer:
-    """summer(where) -> (rows, sum of row hashes) of the table's rows matching `where`."""
-
-    def __init__(
-        self,
-        conn: sa.Connection,
-        sql: DigestSQL,
-        table: sa.TableClause | sa.Table,
-        total: sa.ColumnElement[Any],
-    ) -> None:
-        self.conn, self.sql, self.table, self.total = conn, sql, table, total
-
-    def __call__(self, where: sa.ColumnElement[bool] | None = None) -> tuple[int, int]:
-        rows, hashes, _ = self.with_aggregates(where, ())
-        return rows, hashes
-
-    def with_aggregates(
-        self, where: sa.ColumnElement[bool] | None, aggregates: Sequence[sa.ColumnElement[Any]]
-    ) -> tuple[int, int, Sequence[Any]]:
-        """The digest's sums and, in the same scan, the values of `aggregates` (over
-        `table`'s columns) of the matching rows."""
-        query = sa.select(sa.func.count(), self.total, *aggregates).select_from(self.table)
-        query = query.where(where) if where is not None else query
-        with self.sql.session(self.conn):
-            rows, hashes, *values = self.conn.execute(query).one()
-        return int(rows), int(hashes), values  # sums come back as Decimal: exact, however large
-
+Summer = Callable[[sa.ColumnElement[bool] | None], tuple[int, int]]
+"""sum(where) -> (rows, sum of row hashes) of the table's rows matching `where`"""
 
 _INTEGERS = frozenset({"smallint", "integer", "bigint"})
 _NUMBERS = frozenset({"float", "double", "decimal"})
@@ -87,7 +61,16 @@ def in_database(
             return None
         framed.append(sql.frame(q, text, escaped=column.type in ESCAPED_TYPES))
     row_hash: sa.ColumnElement[Any] = sa.literal_column(sql.row_hash(framed))
-    return Summer(conn, sql, table, sa.func.coalesce(sa.func.sum(row_hash), 0))
+    total = sa.func.coalesce(sa.func.sum(row_hash), 0)
+
+    def summer(where: sa.ColumnElement[bool] | None) -> tuple[int, int]:
+        query = sa.select(sa.func.count(), total).select_from(table)
+        query = query.where(where) if where is not None else query
+        with sql.session(conn):
+            rows, hashes = conn.execute(query).one()
+        return int(rows), int(hashes)  # sums come back as Decimal: exact, however large
+
+    return summer
 
 
 def _text(sql: DigestSQL, q: str, source: ColumnSchema, type_: Any) -> str | None:

@@ -49,9 +49,6 @@ class VerifyResult:
     message: str
     #: `target` is the fingerprint of the whole target table (every column, in table order)
     whole_target: bool = False
-    #: The whole target table's fingerprint as `fingerprint_database` takes it, read in the
-    #: scan that digested it (for the record), where its database takes both at once.
-    recorded: TableFingerprint | None = None
 
 
 def subset_digest(
@@ -94,23 +91,6 @@ class PortableDigest:
         digest = SubsetDigest(self.selection.schema, self.selection.columns)
         self.add_to(digest, where)
         return digest.result()
-
-    def with_fingerprint(self) -> tuple[TableFingerprint, TableFingerprint | None]:
-        """The digest of every row and, in the same scan where the database can, the whole
-        table's fingerprint as `fingerprint_database` takes it: one read of a table just
-        loaded instead of two."""
-        name = str(self.table.name)
-        columns = reflected_columns(sa.inspect(self.conn), name)
-        whole = sa.table(name, *(sa.column(column["name"]) for column in columns))
-        parts = engine_for(self.conn.dialect).table_checksum_parts(self.conn, whole, columns)
-        summer = in_database(self.conn, whole, self.selection.columns, self.selection.schema)
-        if parts is None or summer is None:
-            return self(), None
-        digest = SubsetDigest(self.selection.schema, self.selection.columns)
-        with engine_for(self.conn.dialect).fixed_formatting(self.conn):
-            rows, hashes, values = summer.with_aggregates(None, parts.aggregates)
-        digest.add_total(rows, hashes)
-        return digest.result(), parts.fingerprint(rows, values)
 
     def add_to(self, digest: SubsetDigest, where: sa.ColumnElement[bool] | None) -> None:
         """Add the matching rows to `digest`."""
@@ -177,13 +157,12 @@ def verify_table(
             return VerifyResult(ok, native, found, message, present == list(selection.columns))
     portable = source if source is not None and is_portable(source) else None
     if whole:
-        subset, (found, recorded) = _both(
+        subset, found = _both(
             source_conn,
             lambda: portable or subset_digest(source_conn, selection),
-            lambda: PortableDigest(target_conn, selection, target).with_fingerprint(),
+            lambda: PortableDigest(target_conn, selection, target)(),
         )
-        ok, message = _judge(subset, found, target_table, None)
-        return VerifyResult(ok, subset, found, message, recorded=recorded)
+        return _result(subset, found, target_table, None)
     subset = portable or subset_digest(source_conn, selection)
     found = _keyed_digest(source_conn, selection, target_conn, target)
     return _result(subset, found, target_table, selection.key)
