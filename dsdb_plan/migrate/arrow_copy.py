@@ -125,6 +125,7 @@ class Committed:
     last_key: tuple[Any, ...] | None
 
     def then(self, batch: Batch) -> Committed:
+        """These batches and `batch` after them."""
         return Committed(
             self.rows + batch.rows, (self.hash_sum + batch.hash_sum) % MODULUS, batch.last_key
         )
@@ -149,9 +150,10 @@ def copy_columns(
     """Copy the selected columns of every source row into `into`, in key order, where both
     engines take whole columns and `into` is empty: batches committed every `COMMIT_SECONDS`,
     at once when `cancel` is set, and at the end, each commit then given to `on_commit`
-    (which stops the copy by raising). Returns once every row is copied,
-    or at once, or at the first batch that does not fit (`Unfit`), with the batches before it
-    committed, for the row-by-row path to go on from the last committed key."""
+    (which stops the copy by raising). Returns once every row is copied, or at once, or at
+    the first batch that does not fit (`Unfit`) with the batches before it committed, or at
+    one the target refuses with the batches since the last commit rolled back: the row-by-row
+    path goes on from the last committed key."""
     if not (
         engine_for(src.dialect).capabilities.reads_columns
         and engine_for(dst.dialect).capabilities.loads_columns
