@@ -368,7 +368,12 @@ def test_a_killed_copy_resumes_without_duplicates_or_gaps(ends: Ends, mode: Mode
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_a_cancelled_copy_stops_after_a_committed_batch_and_resumes(ends: Ends, mode: Mode) -> None:
+def test_a_cancelled_copy_stops_after_a_committed_batch_and_resumes(
+    ends: Ends, mode: Mode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A commit per batch, even in whole columns (which commit every two seconds and at once
+    # when asked to stop), so that it is asked during the second.
+    monkeypatch.setattr(arrow_copy, "COMMIT_SECONDS", 0.0)
     make_people(ends.source, rows=11)
     chosen = selection(ends.source, "people")
     ensure_target(ends.target, chosen, inspect_target(ends.target, chosen, schema_changes="evolve"))
