@@ -7,6 +7,7 @@ change never shows as a dump of the model's defaults.
 
 from __future__ import annotations
 
+import threading
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -18,11 +19,16 @@ if TYPE_CHECKING:
     from deepdiff import DeepDiff
 
 
+_IMPORTING = threading.Lock()
+
+
 @cache
 def _deepdiff() -> type[DeepDiff]:
     """DeepDiff, imported when a spec changed: with polars, which deepdiff imports when it
     is installed, it takes most of a plan's start-up otherwise."""
-    with python_keeps_ctrl_c():  # polars takes SIGINT over when imported
+    # One thread at a time: a second one would take polars' handler for Python's and put
+    # it back last (resources are planned in parallel threads).
+    with _IMPORTING, python_keeps_ctrl_c():  # polars takes SIGINT over when imported
         from deepdiff import DeepDiff
 
     return DeepDiff
