@@ -114,6 +114,10 @@ class RestoreBackup(Payload):
     overwrites: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
     """The target tables the restore writes, as far as the plan can know them."""
+    dangling: tuple[Dangling, ...] = ()
+    """The backup's rows whose reference points at no row of it, which the restore's
+    `on_dangling` skips or keeps (it refuses them at plan time); counted by the plan when
+    it knows the backup (`backup_id`), else by the apply."""
 
 
 DELETING_MODES = ("replace", "mirror")
@@ -163,6 +167,12 @@ class Dangling:
             f"{self.key}: {self.rows:,} {noun} at no copied {self.ref_table} row "
             f"(e.g. {values}{more})"
         )
+
+    def note(self, policy: str) -> str:
+        """The plan line for these rows under `on_dangling` `policy` (`skip` or `keep`)."""
+        if policy == "skip":
+            return f"skips {self.describe()}, and any rows pointing at those"
+        return f"keeps {self.describe()}; that foreign key is left out of the target"
 
 
 @_tagged("copy")

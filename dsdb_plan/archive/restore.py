@@ -1,7 +1,9 @@
 """Restore a backup into any database, verified first, one whole table at a time.
 
 Order of work: verify the backup (`integrity`: its metadata, and the checksums and row
-counts of the files to load; nothing is written before), refuse tables that hold
+counts of the files to load; nothing is written before), find the rows whose foreign key
+points at no row of the backup and apply the `on_dangling` policy to them (`references`:
+refuse, leave them out, or leave their key out), refuse tables that hold
 data unless replacing is allowed, drop the tables to (re)load children first, then per table
 and parents first: create it, load its rows, create its indexes, advance its sequences, commit,
 report it done; last, add the foreign keys left for the end (on PostgreSQL, all of them). A
@@ -16,15 +18,16 @@ import dataclasses
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, compress
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 
 from dsdb_plan.archive.info import BackupInfo
 from dsdb_plan.archive.integrity import check_backup, verify_data
 from dsdb_plan.archive.reader import iter_blocks
+from dsdb_plan.archive.references import breaks, count_dangling, refusal, rows_kept
 from dsdb_plan.dbschema import (
     ForeignKeySchema,
     TableSchema,
@@ -40,8 +43,10 @@ from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import BackupError, DsdbError, Interrupted, driver_message
 from dsdb_plan.migrate.convert import columns_converter
 from dsdb_plan.migrate.load import load_rows
+from dsdb_plan.payloads import Dangling
 
 Progress = Callable[[str, int], None]
+OnDangling = Literal["refuse", "skip", "keep"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,8 @@ def restore_backup(
     on_table_done: Callable[[str, int], None] | None = None,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    on_dangling: OnDangling = "refuse",
+    dangling: Sequence[Dangling] | None = None,
 ) -> RestoreResult:
     """Restore the backup in folder `path` into `engine` (any dialect).
 
@@ -96,6 +103,13 @@ def restore_backup(
     """
     info = check_backup(path, recorded)
     selected = _selected(info, tables)
+    if dangling is None:
+        dangling = count_dangling(info, selected)
+    if dangling and on_dangling == "refuse":
+        raise BackupError(refusal(dangling, f"backup {info.id}"))
+    kept = rows_kept(info, selected) if dangling and on_dangling == "skip" else {}
+    if on_dangling == "keep":
+        selected = [_without_broken_keys(table, dangling) for table in selected]
     todo = [table for table in selected if table.name not in completed]
     skipped = tuple(table.name for table in selected if table.name in completed)
     occupied = tables_with_data(engine, [table.name for table in todo])
@@ -144,6 +158,7 @@ def restore_backup(
             keyed,
             progress,
             cancel,
+            kept.get(table.name),
         )
         loaded_rows += rows
         if on_table_done is not None:
@@ -154,6 +169,15 @@ def restore_backup(
         rows=loaded_rows,
         skipped=skipped,
         warnings=tuple(warnings),
+    )
+
+
+def _without_broken_keys(table: TableSchema, dangling: Sequence[Dangling]) -> TableSchema:
+    keys = tuple(fk for fk in table.foreign_keys if not breaks(table, fk, dangling))
+    return (
+        table
+        if len(keys) == len(table.foreign_keys)
+        else dataclasses.replace(table, foreign_keys=keys)
     )
 
 
@@ -222,15 +246,21 @@ def _restore_table(
     keyed: Collection[str],
     progress: Progress | None,
     cancel: threading.Event | None,
+    kept: Sequence[bool] | None = None,
 ) -> int:
-    """Create, load and index one table in one transaction; returns the rows loaded.
+    """Create, load and index one table in one transaction; returns the rows loaded (those
+    `kept` marks, in file order, when given).
 
     PostgreSQL and SQLite roll the whole table back on failure. MySQL commits DDL at once,
     so a failure there leaves an empty or partial table that the next run drops and reloads.
     """
     convert = columns_converter(table, info.source_dialect, engine.dialect.name)
     blocks = iter_blocks(info, table.name)
-    rows = chain.from_iterable(convert(block.columns, block.rows) for block in blocks)
+    rows: Iterator[tuple[Any, ...]] = chain.from_iterable(
+        convert(block.columns, block.rows) for block in blocks
+    )
+    if kept is not None:
+        rows = compress(rows, kept)
     try:
         with engine.begin() as conn:
             create_tables(conn, [table], with_indexes=False, keyed={table.name: keyed})

@@ -186,13 +186,6 @@ def dangling_references(
     return dangling
 
 
-def dangling_note(policy: str, dangling: Dangling) -> str:
-    """One plan line for a foreign key that has dangling rows, under `skip` or `keep`."""
-    if policy == "skip":
-        return f"skips {dangling.describe()}, and any rows pointing at those"
-    return f"keeps {dangling.describe()}; that foreign key is left out of the target"
-
-
 def table_runs(
     spec: Migration, chosen: list[TableSelection], record: ResourceRecord | None
 ) -> list[TableRun]:
@@ -413,7 +406,7 @@ class MigrationKind(ForgettingKind):
                 )
         if spec.on_dangling == "keep":
             chosen = without_keys(chosen, dangling)
-        reasons += [dangling_note(spec.on_dangling, d) for d in dangling]
+        reasons += [d.note(spec.on_dangling) for d in dangling]
         runs = table_runs(spec, chosen, record if same_data else None)
         target = None if ctx.is_missing(spec.target) else ctx.workspace.reach(spec.target)
         slower = text_copy_note(source, target) if target is not None else None
