@@ -286,6 +286,7 @@ class TableVerdict:
     table: str
     target: str
     result: VerifyResult
+    mode: str
 
 
 def verify_migration(
@@ -299,9 +300,15 @@ def verify_migration(
         selection = run.selection
         with source.connect() as source_conn, target.connect() as target_conn:
             result = verify_table(
-                source_conn, run.recorded(), target_conn, selection.target, exact=run.exact
+                source_conn,
+                run.recorded(),
+                target_conn,
+                selection.target,
+                exact=run.exact,
+                count_kept=True,
             )
-        yield TableVerdict(address, selection.name, f"{spec.target}.{selection.target}", result)
+        into = f"{spec.target}.{selection.target}"
+        yield TableVerdict(address, selection.name, into, result, run.mode)
 
 
 def decide(
