@@ -43,7 +43,7 @@ from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import BackupError, DsdbError, Interrupted, driver_message
 from dsdb_plan.migrate.convert import columns_converter
 from dsdb_plan.migrate.load import load_rows
-from dsdb_plan.payloads import Dangling
+from dsdb_plan.payloads import Dangling, key_columns
 
 Progress = Callable[[str, int], None]
 OnDangling = Literal["refuse", "skip", "keep"]
@@ -120,7 +120,8 @@ def restore_backup(
             + " (replace_existing=True replaces them)"
         )
     existing = set(sa.inspect(engine).get_table_names()) - {t.name for t in todo}
-    reachable = existing | {t.name for t in selected}
+    restored = {t.name for t in selected}
+    reachable = existing | restored
     later = _keys_added_after_loading(engine.dialect.name, selected, reachable)
     warnings = []
     loaded_rows = 0
@@ -151,6 +152,7 @@ def restore_backup(
         created.add(table.name)
         # The columns of keys added later are typed for a key from the start.
         keyed = table.keyed_columns()
+        outside = [fk for fk in table.foreign_keys if fk.ref_table in existing - restored]
         rows = _restore_table(
             engine,
             info,
@@ -159,6 +161,7 @@ def restore_backup(
             progress,
             cancel,
             kept.get(table.name),
+            outside,
         )
         loaded_rows += rows
         if on_table_done is not None:
@@ -225,9 +228,12 @@ def _add_later_keys(
         with engine.begin() as conn:
             add_foreign_keys(conn, later)
     except sa.exc.DBAPIError as error:
+        # Every table is loaded and recorded: a resume only adds the keys again.
         raise DsdbError(
             f"adding foreign keys in {engine_for(engine.dialect).name} failed: "
-            f"{driver_message(error)}"
+            f"{driver_message(error)}; the tables are restored, and the next apply only "
+            "adds the keys again: fix the target's rows that break the key, or set the "
+            "restore's `on_dangling: skip` or `keep` to restore the tables again without them"
         ) from error
 
 
@@ -247,9 +253,12 @@ def _restore_table(
     progress: Progress | None,
     cancel: threading.Event | None,
     kept: Sequence[bool] | None = None,
+    outside: Sequence[ForeignKeySchema] = (),
 ) -> int:
     """Create, load and index one table in one transaction; returns the rows loaded (those
-    `kept` marks, in file order, when given).
+    `kept` marks, in file order, when given). The rows must resolve the foreign keys
+    `outside`, to target tables the restore does not write, before the table commits: the
+    backup's files cannot tell, and MySQL creates its keys unchecked.
 
     PostgreSQL and SQLite roll the whole table back on failure. MySQL commits DDL at once,
     so a failure there leaves an empty or partial table that the next run drops and reloads.
@@ -265,6 +274,7 @@ def _restore_table(
         with engine.begin() as conn:
             create_tables(conn, [table], with_indexes=False, keyed={table.name: keyed})
             count = _load(conn, table, rows, progress, cancel)
+            _refuse_unresolved(conn, table.name, outside)
             create_indexes(conn, [table])
             advance_sequences(conn, table)
     except sa.exc.DBAPIError as error:
@@ -273,6 +283,32 @@ def _restore_table(
             f"{driver_message(error)}"
         ) from error
     return count
+
+
+def _refuse_unresolved(
+    conn: sa.Connection, table: str, outside: Sequence[ForeignKeySchema]
+) -> None:
+    """Raise when rows of `table` point at no row of a target table through `outside`
+    keys. The parent is LEFT JOINed: SQLite runs a correlated NOT EXISTS as a scan of an
+    unindexed parent per row."""
+    for fk in outside:
+        child = sa.table(table, *map(sa.column, fk.columns)).alias("child")
+        parent = sa.table(fk.ref_table, *map(sa.column, fk.ref_columns)).alias("parent")
+        pairs = list(zip(fk.ref_columns, fk.columns, strict=True))
+        joined = child.outerjoin(parent, sa.and_(*(parent.c[r] == child.c[c] for r, c in pairs)))
+        dangling = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(joined)
+            .where(*(child.c[c].is_not(None) for c in fk.columns))
+            .where(parent.c[fk.ref_columns[0]].is_(None))
+        ).scalar_one()
+        if dangling:
+            raise BackupError(
+                f"table {table!r}: {dangling:,} rows point at no row of target table "
+                f"{fk.ref_table!r} through foreign key {key_columns(fk.columns)}, and the "
+                f"restore does not restore {fk.ref_table!r}: restore it too (`tables`), or "
+                "add the rows it lacks to the target; nothing of the table was kept"
+            )
 
 
 def _load(
