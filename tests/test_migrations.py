@@ -467,7 +467,7 @@ def test_after_source_deletes_upsert_plans_nothing_and_verify_names_the_rows_it_
     tmp_path: Path,
     write_manifest,  # type: ignore[no-untyped-def]
 ) -> None:
-    local, copy = tmp_path / "local.db", tmp_path / "copy.db"
+    local = tmp_path / "local.db"
     with sqlite3.connect(local) as db:
         db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
         db.executemany("INSERT INTO t VALUES (?, ?)", [(i, f"v{i}") for i in range(1, 101)])

@@ -110,6 +110,11 @@ class Capabilities:
     #: Its ADBC driver loads Arrow batches with binary COPY (`migrate/arrow_copy.py`,
     #: through `Engine.arrow_database`).
     loads_columns: bool = False
+    #: A row's reference is looked up in its parent as `IN (subquery)`, not a correlated
+    #: EXISTS (`migrate/integrity.py`): SQLite runs EXISTS as a scan of an unindexed parent
+    #: per row where it indexes the subquery once for IN; MariaDB materializes it.
+    #: PostgreSQL keeps EXISTS: its IN runs as a hashed subplan only within work_mem.
+    looks_up_by_membership: bool = False
 
 
 class Engine:

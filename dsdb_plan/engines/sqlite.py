@@ -72,6 +72,7 @@ class SQLiteEngine(Engine):
         keys_follow_renames=False,
         copies_by_attach=True,
         reads_columns=True,
+        looks_up_by_membership=True,
     )
     # Booleans are stored as 0/1 and dates as text: only JSON and UUID text pass.
     passes_as_is: ClassVar[Mapping[str, tuple[str, ...]]] = {"json": ("str",), "uuid": ("str",)}

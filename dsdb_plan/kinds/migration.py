@@ -88,7 +88,7 @@ def selections(engine: sa.Engine, spec: Migration, source: Connection) -> list[T
     """The source tables this migration copies, parents first, with their filters (under
     `on_dangling: skip`, only the rows whose references resolve). `source` is the source
     connection, whose references count too."""
-    return _with_policy(_source_tables(engine, spec, source), spec)
+    return _with_policy(_source_tables(engine, spec, source), spec, engine.dialect)
 
 
 def _source_tables(engine: sa.Engine, spec: Migration, source: Connection) -> list[TableSelection]:
@@ -163,8 +163,10 @@ def refuse_unmasked(
         )
 
 
-def _with_policy(chosen: list[TableSelection], spec: Migration) -> list[TableSelection]:
-    return resolved_only(chosen) if spec.on_dangling == "skip" else chosen
+def _with_policy(
+    chosen: list[TableSelection], spec: Migration, dialect: sa.Dialect
+) -> list[TableSelection]:
+    return resolved_only(chosen, dialect) if spec.on_dangling == "skip" else chosen
 
 
 def dangling_references(
@@ -176,7 +178,11 @@ def dangling_references(
         dangling = count_dangling(conn, raw)
         if dangling and spec.on_dangling == "refuse":
             raise PlanError(refusal(dangling, address))
-        left = count_dangling(conn, resolved_only(raw)) if spec.on_dangling == "skip" else []
+        left = (
+            count_dangling(conn, resolved_only(raw, conn.dialect))
+            if spec.on_dangling == "skip"
+            else []
+        )
     if left:
         raise PlanError(
             f"{address}: on_dangling: skip cannot leave out every dangling row: after it, "
@@ -376,7 +382,7 @@ class MigrationKind(ForgettingKind):
             )
             source = ctx.workspace.reach(spec.source)
             raw = _source_tables(source, spec, ctx.workspace.connection(spec.source))
-            chosen = _with_policy(raw, spec)
+            chosen = _with_policy(raw, spec, source.dialect)
             names = [s.name for s in chosen]
             live = (
                 count_tables(source, names)
@@ -609,7 +615,7 @@ class MigrationKind(ForgettingKind):
         target = ctx.workspace.reach(planned.target)
         record = ctx.record(action.address)
         raw = _source_tables(source, spec, ctx.workspace.connection(spec.source))
-        chosen = _with_policy(raw, spec)
+        chosen = _with_policy(raw, spec, source.dialect)
         same_data = record is not None and data_digest(record.spec) == data_digest(document)
         previous = Fingerprint.from_dict(planned.source_fingerprint)
         # Checked again before anything is written, unless the source provably did not change
