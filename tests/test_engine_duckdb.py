@@ -26,7 +26,7 @@ from dsdb_plan.dbschema import (
     reflect_tables,
 )
 from dsdb_plan.engines import engine_for
-from dsdb_plan.engines.duckdb import ArrowWriter, index_columns
+from dsdb_plan.engines.duckdb import ArrowWriter, DuckDBEngine, index_columns
 from dsdb_plan.fingerprint import change_token
 from dsdb_plan.values import row_converter
 from tests import test_fidelity as fidelity
@@ -481,15 +481,29 @@ def test_an_upsert_updates_a_referenced_row_and_indexed_columns_where_they_diffe
 
 
 def test_a_cycle_of_keys_copies_into_duckdb_without_the_key_that_closes_it(
-    tmp_path: Path,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], write_manifest: Any
 ) -> None:
-    """DuckDB creates a foreign key only to a table that exists and cannot add one later."""
+    """DuckDB creates a foreign key only to a table that exists and cannot add one later;
+    the plan says which key is left out."""
     source = _sqlite(
         tmp_path / "cycle.db",
         "CREATE TABLE a (id INTEGER PRIMARY KEY, b_id INTEGER REFERENCES b(id));"
         "CREATE TABLE b (id INTEGER PRIMARY KEY, a_id INTEGER REFERENCES a(id));"
         "INSERT INTO a VALUES (1, 1), (2, NULL); INSERT INTO b VALUES (1, 2);",
     )
+    manifest = write_manifest(
+        "version: 1\nconnections:\n"
+        f"  src: {{driver: sqlite, database: {tmp_path / 'cycle.db'}}}\n"
+        f"  dst: {{driver: duckdb, database: {tmp_path / 'planned.duckdb'}}}\n"
+        "migrations:\n  m: {from: src, to: dst}\n"
+    )
+    plan = run_cli(capsys, "plan", manifest)
+    assert plan.code == 0, plan.text
+    assert (
+        "a → dst.a: 2 rows (upsert, new table, foreign key (b_id) to b left out: DuckDB cannot "
+        "make a key to a table created after its own (the tables' keys form a cycle))"
+    ) in plan.out
+    assert "b → dst.b: 1 row (upsert, new table)\n" in plan.out
     migrated = _duckdb_url(tmp_path / "migrated.duckdb")
     _migrate(tmp_path, source, migrated)
     restored = _duckdb_url(tmp_path / "restored.duckdb")
@@ -502,7 +516,7 @@ def test_a_cycle_of_keys_copies_into_duckdb_without_the_key_that_closes_it(
     for target in (migrated, restored):
         _same_tables(source, target)
         tables = reflect_tables(sa.create_engine(target))
-        assert len([fk for table in tables for fk in table.foreign_keys]) == 1
+        assert [(t.name, fk.columns) for t in tables for fk in t.foreign_keys] == [("b", ("a_id",))]
 
 
 def test_duckdb_native_types_travel_as_their_portable_forms(tmp_path: Path) -> None:
@@ -572,6 +586,47 @@ def test_a_resync_into_duckdb_keeps_referenced_and_self_referencing_tables_exact
         db.execute("INSERT INTO flights (id, carrier, previous) VALUES (1000, 'ua', 5)")
     resync = run_cli(capsys, "apply", manifest, "--auto-approve", "--allow-destroy")
     assert resync.code == 0, resync.text
+    _same_tables(source, target)
+    assert run_cli(capsys, "plan", manifest, "--detailed-exitcode").code == 0
+
+
+def test_a_replace_into_duckdb_cut_short_after_dropping_the_indexes_makes_them_again(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    write_manifest: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DuckDB's swap drops the target's indexes in a step of their own: an apply stopped
+    before it makes them again leaves the table without them, and the next apply restores
+    the user's own index from its checkpoint."""
+    source = _flights_db(tmp_path / "flights.db")
+    target = _duckdb_url(tmp_path / "flights.duckdb")
+    manifest = write_manifest(
+        _manifest(source, target) + "migrations:\n  copy: {from: src, to: dst, mode: replace}\n"
+    )
+    assert run_cli(capsys, "apply", manifest, "--auto-approve").code == 0
+    with sa.create_engine(target).begin() as conn:
+        conn.exec_driver_sql("CREATE INDEX users_own ON airlines (name)")
+    with sqlite3.connect(tmp_path / "flights.db") as db:
+        db.execute("UPDATE airlines SET active = 0 WHERE carrier = 'UA'")
+
+    def cut_short(*args: Any) -> None:
+        raise OSError("the machine went down")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(DuckDBEngine, "_move_rows", cut_short)
+        cut = run_cli(capsys, "apply", manifest, "--auto-approve", "--allow-destroy")
+        assert cut.code != 0, cut.text
+    (between,) = reflect_tables(sa.create_engine(target), ["airlines"])
+    assert between.indexes == ()  # the window this test is about
+
+    resumed = run_cli(capsys, "apply", manifest, "--auto-approve", "--allow-destroy")
+    assert resumed.code == 0, resumed.text
+    (after,) = reflect_tables(sa.create_engine(target), ["airlines"])
+    assert sorted((index.name, index.columns) for index in after.indexes) == [
+        ("ix_airlines_name", ("name",)),  # the source's, which dsdb made
+        ("users_own", ("name",)),
+    ]
     _same_tables(source, target)
     assert run_cli(capsys, "plan", manifest, "--detailed-exitcode").code == 0
 
