@@ -114,10 +114,10 @@ class RestoreBackup(Payload):
     overwrites: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
     """The target tables the restore writes, as far as the plan can know them."""
-    dangling: tuple[Dangling, ...] = ()
+    dangling: tuple[Dangling, ...] | None = None
     """The backup's rows whose reference points at no row of it, which the restore's
-    `on_dangling` skips or keeps (it refuses them at plan time); counted by the plan when
-    it knows the backup (`backup_id`), else by the apply."""
+    `on_dangling` skips or keeps (it refuses them at plan time); None when the plan could
+    not count them (a backup taken in this apply, a damaged file): the apply counts them."""
 
 
 DELETING_MODES = ("replace", "mirror")

@@ -103,13 +103,6 @@ def restore_backup(
     """
     info = check_backup(path, recorded)
     selected = _selected(info, tables)
-    if dangling is None:
-        dangling = count_dangling(info, selected)
-    if dangling and on_dangling == "refuse":
-        raise BackupError(refusal(dangling, f"backup {info.id}"))
-    kept = rows_kept(info, selected) if dangling and on_dangling == "skip" else {}
-    if on_dangling == "keep":
-        selected = [_without_broken_keys(table, dangling) for table in selected]
     todo = [table for table in selected if table.name not in completed]
     skipped = tuple(table.name for table in selected if table.name in completed)
     occupied = tables_with_data(engine, [table.name for table in todo])
@@ -119,6 +112,15 @@ def restore_backup(
             + ", ".join(repr(name) for name in occupied)
             + " (replace_existing=True replaces them)"
         )
+    verify_data(info, [table.name for table in todo])  # before anything is written
+    if dangling is None:
+        dangling = count_dangling(info, selected)
+    if dangling and on_dangling == "refuse":
+        raise BackupError(refusal(dangling, f"backup {info.id}"))
+    kept = rows_kept(info, selected) if dangling and on_dangling == "skip" else {}
+    if on_dangling == "keep":
+        selected = [_without_broken_keys(table, dangling) for table in selected]
+        todo = [table for table in selected if table.name not in completed]
     existing = set(sa.inspect(engine).get_table_names()) - {t.name for t in todo}
     restored = {t.name for t in selected}
     reachable = existing | restored
@@ -130,7 +132,6 @@ def restore_backup(
     # key that closes a cycle cannot be made.
     ahead = rules.capabilities.adds_constraints_later or rules.capabilities.references_later_tables
     created = set(existing)
-    verify_data(info, [table.name for table in todo])  # before anything is written
     drop_tables(engine, [table.name for table in todo])
     for table in todo:
         _stop_if_asked(cancel, table.name)

@@ -88,14 +88,14 @@ class RestoreObservation:
     with what is in them), those it wrote that are gone (`dropped`), and how many tables an
     interrupted restore finished (`resumed`, None when none was interrupted), and the
     backup's rows whose reference points at no row of it (`dangling`, counted only for a
-    restore that would write)."""
+    restore that would write; None when not counted: the apply counts them)."""
 
     source: dict[str, Any]
     writes: tuple[str, ...]
     foreign: dict[str, str]
     dropped: tuple[str, ...]
     resumed: int | None = None
-    dangling: tuple[Dangling, ...] = ()
+    dangling: tuple[Dangling, ...] | None = None
 
 
 def decide(
@@ -134,9 +134,10 @@ def decide(
         why = f"{spec.to} holds backup {source['id']}"
         return Action.on(address, KIND, ActionType.NOOP, Unchanged(document), reasons=[why])
     reasons += [*foreign.values(), *seen.dropped]
-    if seen.dangling and spec.on_dangling == "refuse":
-        raise PlanError(refusal(seen.dangling, address))
-    reasons += [d.note(spec.on_dangling) for d in seen.dangling]
+    dangling = seen.dangling or ()
+    if dangling and spec.on_dangling == "refuse":
+        raise PlanError(refusal(dangling, address))
+    reasons += [d.note(spec.on_dangling) for d in dangling]
     if foreign and protected:
         raise protected_refusal(address, spec.to, "restoring over its data")
     payload = RestoreBackup(
@@ -186,10 +187,13 @@ class RestoreKind(ForgettingKind):
             recorded = _backup_record(ctx.snapshot.resources, source["id"])
             info = check_backup(Path(source["path"]), recorded=recorded)
             restored = [t for t in info.tables if spec.tables is None or t.name in spec.tables]
-            dangling = tuple(count_dangling(info, restored))
-            if dangling:
-                seen = dataclasses.replace(seen, dangling=dangling)
-                action = decide(address, spec, document, record, seen, protected=protected)
+            try:
+                dangling = tuple(count_dangling(info, restored))
+            except BackupError:
+                # A damaged data file: the apply's check of every file names what is wrong.
+                dangling = None
+            seen = dataclasses.replace(seen, dangling=dangling)
+            action = decide(address, spec, document, record, seen, protected=protected)
         return [action]
 
     def _foreign_data(
@@ -309,8 +313,8 @@ class RestoreKind(ForgettingKind):
                 progress=ctx.table_progress(action.address, {f.table: f.rows for f in info.files}),
                 cancel=ctx.cancel,
                 on_dangling=policy,
-                # The plan counted them in the backup it named (checked unchanged since).
-                dangling=None if planned.backup_id is None else planned.dangling,
+                # As the plan counted them in the backup it named (checked unchanged since).
+                dangling=planned.dangling,
             )
             written = fingerprints.result([*result.tables, *result.skipped])
         record = make_record(
