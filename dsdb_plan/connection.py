@@ -47,6 +47,17 @@ if TYPE_CHECKING:
 _SECRET_OPTIONS = frozenset({"password", "passwd", "sslpassword"})
 
 
+def register_url_secrets(url: URL) -> None:
+    """Register the password of `url`, in its userinfo or its query, as a secret."""
+    register_secret(url.password if isinstance(url.password, str) else None)
+    _register_secret_options(url.query)
+
+
+def display_url(url: URL) -> str:
+    """`url` safe to print: the password masked, also where the query carries it."""
+    return url.set(query=_mask_secret_options(url.query)).render_as_string(hide_password=True)
+
+
 def _register_secret_options(query: Mapping[str, str | Sequence[str]]) -> None:
     for name, value in query.items():
         if name.lower() in _SECRET_OPTIONS:
@@ -217,8 +228,7 @@ class Connection(BaseModel):
                 raise PydanticCustomError(
                     "bad_url", "url is not a valid SQLAlchemy URL (dialect://user:pass@host/db)"
                 ) from None
-            register_secret(url.password if isinstance(url.password, str) else None)
-            _register_secret_options(url.query)
+            register_url_secrets(url)
             if self.host or self.database or self.port or self.user or self.password:
                 raise PydanticCustomError(
                     "url_and_link", "give either url or the link fields, not both"
@@ -323,9 +333,7 @@ class Connection(BaseModel):
 
     def display(self) -> str:
         """A URL safe to print: the password is masked, also where the query carries it."""
-        url = self.sqlalchemy_url()
-        url = url.set(query=_mask_secret_options(url.query))
-        return url.render_as_string(hide_password=True)
+        return display_url(self.sqlalchemy_url())
 
     def create_engine(self, **kwargs: Any) -> sa.Engine:
         """A new SQLAlchemy engine for this connection."""
