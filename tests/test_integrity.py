@@ -19,6 +19,7 @@ from dsdb_plan.migrate.integrity import (
     resolved_only,
     without_keys,
 )
+from dsdb_plan.migrate.mask import Masker
 from dsdb_plan.migrate.subset import TableSelection, select_subset, select_tables
 from dsdb_plan.models import MigrationTable
 from dsdb_plan.payloads import Dangling
@@ -84,6 +85,22 @@ def test_dangling_rows_are_counted_per_key_with_a_few_values_and_nulls_left_alon
     ]
     assert dangling[0].describe() == (
         "flights.tailnum → planes.tailnum: 3 rows point at no copied planes row (e.g. 'N404', …)"
+    )
+
+
+def test_dangling_values_of_a_masked_key_are_counted_but_never_shown(tmp_path: Path) -> None:
+    engine = dirty_source(tmp_path / "source.db")
+    options = {"flights": MigrationTable(where={"carrier": "UA"})}
+    chosen = select_tables(
+        engine, options, "parents", mask={"tailnum": "hash"}, masker=Masker("seed")
+    )
+    with engine.connect() as conn:
+        (dangling,) = count_dangling(conn, chosen)
+    # The plan, its file and the output must not hold an original value of a masked column.
+    assert (dangling.rows, dangling.examples) == (3, ())
+    assert dangling.describe() == (
+        "flights.tailnum → planes.tailnum: 3 rows point at no copied planes row "
+        "(values not shown: flights.tailnum is masked)"
     )
 
 
@@ -303,6 +320,7 @@ def test_skip_copies_every_resolvable_row_and_no_dangling_one(
             "rows": 3,
             "examples": ["'N404'", "'N500'"],
             "more": False,
+            "masked": [],
         }
     ]
     plan = run_cli(capsys, "plan", manifest)

@@ -105,11 +105,17 @@ def count_dangling(
         total = int(conn.execute(count).scalar_one())
         if not total:
             continue
+        # An original value of a masked column must not reach the plan: count, show none.
+        masked = tuple(column for column in fk.columns if column in child.mask)
         held = [child.source.c[column] for column in fk.columns]
         sample = sa.select(*held).where(rows).distinct().order_by(*held).limit(examples + 1)
-        values = [
-            repr(row[0]) if len(row) == 1 else repr(tuple(row)) for row in conn.execute(sample)
-        ]
+        values = (
+            []
+            if masked
+            else [
+                repr(row[0]) if len(row) == 1 else repr(tuple(row)) for row in conn.execute(sample)
+            ]
+        )
         found.append(
             Dangling(
                 child.name,
@@ -119,6 +125,7 @@ def count_dangling(
                 total,
                 tuple(values[:examples]),
                 more=len(values) > examples,
+                masked=masked,
             )
         )
     return found

@@ -146,7 +146,7 @@ def select_tables(
     if options is None:
         options = {name: MigrationTable() for name in schemas}
         follow = "none"  # every row of every table: nothing to add
-    _check_listed(options, schemas, source_name)
+    _check_listed(options, schemas, source_name, engine)
     metadata = sa.MetaData()
     tables = {
         name: sa.Table(name, metadata, *(sa.Column(c.name, column_type(c)) for c in s.columns))
@@ -386,11 +386,21 @@ def _check_column(schema: TableSchema, column: str, option: str) -> None:
 
 
 def _check_listed(
-    options: Mapping[str, MigrationTable], schemas: Mapping[str, Any], source_name: str
+    options: Mapping[str, MigrationTable],
+    schemas: Mapping[str, Any],
+    source_name: str,
+    engine: sa.Engine | sa.Connection,
 ) -> None:
     unknown = sorted(set(options) - set(schemas))
     if not unknown:
         return
+    views = sorted(set(unknown) & set(sa.inspect(engine).get_view_names()))
+    if views:
+        noun = "a view" if len(views) == 1 else "views"
+        raise PlanError(
+            f"{_names(views)} in {source_name} {'is' if len(views) == 1 else 'are'} {noun}: "
+            "a migration copies tables (list the tables the view reads, with a `where`)"
+        )
     hints = "".join(_suggest(name, list(schemas)) for name in unknown[:1])
     noun = "table" if len(unknown) == 1 else "tables"
     raise PlanError(f"no {noun} {_names(unknown)} in {source_name}{hints}")

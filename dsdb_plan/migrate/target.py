@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
 
@@ -93,9 +93,14 @@ def inspect_target(
         if selection.target not in sa.inspect(conn).get_table_names():
             bounds = _new_table_bounds(engine, selection)
             too_long = _too_long(source, selection, bounds, label) if source is not None else []
+            inexact = (
+                _inexact_decimals(source, selection, selection.schema, label)
+                if source is not None and engine.capabilities.typed_columns
+                else []
+            )
             notes = _defaults_left_out(engine, selection.schema)
             unheld = unheld_columns(engine, selection)
-            return TargetCheck(False, problems=(*unheld, *too_long), notes=notes)
+            return TargetCheck(False, problems=(*unheld, *too_long, *inexact), notes=notes)
         (existing,) = reflect_tables(conn, [selection.target])
         merged = _merging_collations(conn, engine, existing, selection, label)
     present = set(existing.column_names)
@@ -140,6 +145,7 @@ def inspect_target(
             and column.length is not None
         }
         incompatible += _too_long(source, selection, bounds, label)
+        incompatible += _inexact_decimals(source, selection, existing, label)
     problems = list(incompatible)
     if missing and schema_changes == "strict":
         problems.append(
@@ -384,6 +390,51 @@ def _too_long(
         for name, found in zip(measured, longest, strict=True)
         if found is not None and found > bounds[name]
     ]
+
+
+def _inexact_decimals(
+    source: Bind, selection: TableSelection, target: TableSchema, label: str
+) -> list[str]:
+    """A message for each decimal column of `target` that some value of the source subset
+    does not fit exactly: more decimal places than its scale (the target would round it) or
+    more whole digits than its precision leaves (refused mid-copy). Only sources that store
+    any value in any column (SQLite) are measured; elsewhere the declared types decide."""
+    limits = {
+        name: (column.precision, column.scale or 0)
+        for name in selection.columns
+        if (column := target.column(name)).type == "decimal"
+        and column.precision is not None
+        and selection.schema.column(name).type in ("decimal", "float", "double")
+    }
+    if not limits:
+        return []
+    with connection(source) as conn:
+        if engine_for(conn.dialect).capabilities.typed_columns:
+            return []
+        parts: list[sa.ColumnElement[Any]] = []
+        for name, (precision, scale) in limits.items():
+            value = selection.source.c[name]
+            off = sa.or_(
+                sa.func.round(value, scale) != value,
+                sa.func.abs(value) >= float(f"1e{precision - scale}"),
+            )
+            parts += [sa.func.count(sa.case((off, 1))), sa.func.min(sa.case((off, value)))]
+        query = sa.select(*parts)
+        if selection.where is not None:
+            query = query.where(selection.where)
+        found = conn.execute(query).one()
+    messages = []
+    for index, (name, (precision, scale)) in enumerate(limits.items()):
+        count, example = int(found[2 * index]), found[2 * index + 1]
+        if count:
+            places = "place" if scale == 1 else "places"
+            messages.append(
+                f"{label}: column {name!r} holds {count:,} value{'s' if count > 1 else ''} "
+                f"in the source that decimal({precision},{scale}) cannot hold exactly (more "
+                f"than {scale} decimal {places} or {precision - scale} whole digits, "
+                f"e.g. {example})"
+            )
+    return sorted(messages)
 
 
 def _merging_collations(
