@@ -696,10 +696,10 @@ class MigrationKind(ForgettingKind):
             chosen = without_keys(chosen, dangling)
         runs = table_runs(spec, chosen, record if same_data else None)
         runs = [run for run in runs if run.selection.name not in planned.unchanged]
-        refuse_moved(action.key, copies_moved(planned, runs))
+        refuse_moved(copies_moved(planned, runs))
         at_risk = [copy.target for copy in planned.tables if copy.mode in DELETING_MODES]
-        refuse_moved(action.key, grown_since(planned, row_counts(target, at_risk)))
-        refuse_moved(action.key, unchanged_moved(planned.unchanged, previous, read))
+        refuse_moved(grown_since(planned, row_counts(target, at_risk)))
+        refuse_moved(unchanged_moved(planned.unchanged, previous, read))
         checkpoint = ctx.checkpoint(action.address)
         resume = checkpoint if checkpoint.get("spec_digest") == data_digest(document) else None
         # Tables dsdb created stay its own (to finish with indexes and keys) across applies,

@@ -271,7 +271,7 @@ class RestoreKind(ForgettingKind):
     def _restore(self, ctx: ApplyContext, action: Action) -> Outcome:
         planned = action.payload
         assert isinstance(planned, RestoreBackup)
-        backup_id, path = _resolve_source(ctx, action.key, planned)
+        backup_id, path = _resolve_source(ctx, planned)
         checkpoint = ctx.checkpoint(action.address)
         policy = _policy(planned.spec)
         # Tables loaded under another policy hold other rows, or other keys: loaded again.
@@ -288,7 +288,7 @@ class RestoreKind(ForgettingKind):
         ours = completed | (
             set(Fingerprint.from_dict(record.fingerprints["written"]).tables) if record else set()
         )
-        refuse_moved(action.key, _unshown_data(engine, planned, writes, ours))
+        refuse_moved(_unshown_data(engine, planned, writes, ours))
         done = sorted(completed)
         fingerprints = _RestoredFingerprints(engine)
 
@@ -339,7 +339,7 @@ def _policy(document: Spec) -> OnDangling:
     return policy
 
 
-def _resolve_source(ctx: ApplyContext, key: str, planned: RestoreBackup) -> tuple[str, Path]:
+def _resolve_source(ctx: ApplyContext, planned: RestoreBackup) -> tuple[str, Path]:
     """The backup the plan named; a backup taken in this apply is known only now."""
     if planned.backup_id is None:
         assert planned.backup_address is not None
@@ -352,7 +352,6 @@ def _resolve_source(ctx: ApplyContext, key: str, planned: RestoreBackup) -> tupl
     if planned.backup_address is None:
         found = read_backup_info(path).id
         refuse_moved(
-            key,
             [f"{path} holds backup {found} now, the plan showed {planned.backup_id}"]
             if found != planned.backup_id
             else [],
