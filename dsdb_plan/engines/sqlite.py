@@ -32,9 +32,11 @@ from dsdb_plan.engines.base import (
     portable_column,
     quote_for_driver,
 )
-from dsdb_plan.portable import ColumnSchema, IndexSchema
+from dsdb_plan.portable import STORAGE_CLASSES, ColumnSchema, IndexSchema, StoredClasses
 
 _DECIMAL_ARGS = re.compile(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
+#: The integers a double holds exactly are those within +-2**53.
+_EXACT_IN_DOUBLE = 2**53
 _NAMES = {
     "smallint": "SMALLINT",
     "integer": "INTEGER",
@@ -84,6 +86,8 @@ class SQLiteEngine(Engine):
 
     def column_type(self, column: ColumnSchema, *, keyed: bool = False) -> Any:
         kind = column.type
+        if kind == "typeless":
+            return Declared("")  # no type, no affinity: each value keeps its storage class
         if kind == "bigint" and column.autoincrement:
             return Declared("INTEGER")  # only INTEGER PRIMARY KEY is the autoincrementing rowid
         if kind == "decimal":
@@ -126,6 +130,28 @@ class SQLiteEngine(Engine):
             rowid_alias = tuple(primary_key) == (column.name,) and text.strip().upper() == "INTEGER"
             columns.append(replace(column, autoincrement=rowid_alias))
         return columns
+
+    def stored_classes(
+        self, conn: sa.Connection, table: str, columns: Sequence[str]
+    ) -> dict[str, StoredClasses]:
+        # One scan for every column: a flag per storage class, and one for integers a double
+        # would round.
+        quote = functools.partial(quote_for_driver, conn.dialect)
+        flags = []
+        for name in columns:
+            flags += [f"max(typeof({quote(name)}) = '{kind}')" for kind in STORAGE_CLASSES]
+            flags.append(
+                f"max(typeof({quote(name)}) = 'integer' AND {quote(name)} NOT BETWEEN "
+                f"-{_EXACT_IN_DOUBLE} AND {_EXACT_IN_DOUBLE})"
+            )
+        row = conn.exec_driver_sql(f"SELECT {', '.join(flags)} FROM {quote(table)}").one()
+        width = len(STORAGE_CLASSES) + 1
+        found = {}
+        for at, name in enumerate(columns):
+            *present, wide = row[at * width : (at + 1) * width]
+            classes = frozenset(k for k, flag in zip(STORAGE_CLASSES, present, strict=True) if flag)
+            found[name] = StoredClasses(classes, integers_fit_double=not wide)
+        return found
 
     def unique_constraints(
         self, conn: sa.Connection, inspector: sa.Inspector, table: str
@@ -228,7 +254,7 @@ def sqlite_portable_type(declared: str) -> ColumnSchema:
     second = int(args.group(2)) if args and args.group(2) else None
     tz = "WITH TIME ZONE" in text or base.endswith("TZ")
     if not text:
-        return ColumnSchema("", "text")
+        return ColumnSchema("", "typeless")
     if base in ("BOOLEAN", "BOOL"):
         return ColumnSchema("", "boolean")
     if base in ("BIGINT", "INT8", "UNSIGNED BIG INT"):

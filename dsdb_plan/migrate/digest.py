@@ -15,7 +15,10 @@ can hold faithfully and that PostgreSQL and MariaDB can also write themselves
   value in a zone-aware column means UTC (the convention `values.py` copies with); times
   without a zone;
 - text as is, binary as lower-case hex, JSON parsed and written with sorted keys
-  (PostgreSQL's jsonb reorders keys), UUIDs in lower case.
+  (PostgreSQL's jsonb reorders keys), UUIDs in lower case;
+- a value of a typeless column (SQLite's, which keeps each value's storage class) as its
+  class and its text, as the types above write it (`integer:1`, `real:1.5`, `text:1`,
+  `blob:31`), so 1, 1.0 and '1' differ.
 
 A value that does not parse as its type is written as `?` and its `repr`, so it only
 matches itself. A row is its values joined by the unit separator (U+001F), NULL written
@@ -52,7 +55,7 @@ MODULUS = 2**64
 SEPARATOR = "\x1f"
 NULL = "\\N"
 #: Types whose text may hold a backslash or the separator: escaped in a row.
-ESCAPED_TYPES = frozenset({"varchar", "text"})
+ESCAPED_TYPES = frozenset({"varchar", "text", "typeless"})
 
 Token = Callable[[Any], str]
 #: The texts of a list of values of one class, or ValueError if one has none.
@@ -253,6 +256,20 @@ def _uuid(value: Any, column: ColumnSchema) -> str | None:
         return None
 
 
+def _typeless(value: Any, column: ColumnSchema) -> str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return f"integer:{value}"
+    if isinstance(value, float):
+        return f"real:{float_text(value)}"
+    if isinstance(value, str):
+        return f"text:{value}"
+    if isinstance(value, bytes):
+        return f"blob:{value.hex()}"
+    return None
+
+
 _FORMS: dict[str, Callable[[Any, ColumnSchema], str | None]] = {
     "smallint": _int,
     "integer": _int,
@@ -269,6 +286,7 @@ _FORMS: dict[str, Callable[[Any, ColumnSchema], str | None]] = {
     "datetime": _datetime,
     "json": _json,
     "uuid": _uuid,
+    "typeless": _typeless,
 }
 
 
