@@ -50,22 +50,26 @@ def infer(table: str, column: ColumnSchema, stored: StoredClasses, engine: str) 
     else:
         named = [_PLURAL[kind] for kind in found]
         problem = f"{', '.join(named[:-1])} and {named[-1]}"
-    raise PlanError(
-        f"table {table!r}: {what}{problem}: no {engine} column type holds them all as they are. "
-        f"Declare a type for {column.name!r} in the source and convert its values to it "
-        "(e.g. UPDATE ... SET col = CAST(col AS REAL)), or leave the column out of the copy "
-        "(columns: under the table)"
-    )
+    raise PlanError(f"table {table!r}: {what}{problem}: no {engine} column type holds them all")
 
 
 def _as(column: ColumnSchema, kind: str, why: str) -> Inferred:
     return Inferred(replace(column, type=kind, stored=None), f"{why}: created as {kind}")
 
 
-def for_engine(schema: TableSchema, engine: Engine) -> tuple[TableSchema, tuple[str, ...]]:
+#: What a user can do about a typeless column no type holds, wherever it is copied from.
+REMEDY = (
+    "make such a column's values one storage class in the source (UPDATE t SET c = "
+    "CAST(c AS TEXT) keeps their text), or give it a declared type"
+)
+
+
+def for_engine(
+    schema: TableSchema, engine: Engine, *, remedy: str = REMEDY
+) -> tuple[TableSchema, tuple[str, ...]]:
     """`schema` as `engine` creates it: where its columns are typed, each typeless column
     (observed first: `observe`) takes its inferred type; with the reason of each. Raises
-    PlanError for a column no type holds."""
+    PlanError naming every column no type holds, then `remedy`."""
     typeless = [column for column in schema.columns if column.type == TYPELESS]
     if not typeless or not engine.capabilities.typed_columns:
         return schema, ()
@@ -79,7 +83,7 @@ def for_engine(schema: TableSchema, engine: Engine) -> tuple[TableSchema, tuple[
         except PlanError as error:
             refused.append(error.message)
     if refused:
-        raise PlanError("\n".join(refused))  # every column at once, for one fix
+        raise PlanError("\n".join([*refused, remedy]))  # every column at once, for one fix
     columns = tuple(made[c.name].column if c.name in made else c for c in schema.columns)
     return replace(schema, columns=columns), tuple(inferred.reason for inferred in made.values())
 

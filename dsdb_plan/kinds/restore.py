@@ -8,7 +8,8 @@ changed since the restore -> resync, which overwrites it and so is destructive.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 
 from dsdb_plan.archive import check_backup, read_backup_info, restore_backup
 from dsdb_plan.databases import row_counts
-from dsdb_plan.engines import engine_for
+from dsdb_plan.engines import Engine, engine_for
 from dsdb_plan.errors import BackupError, PlanError
 from dsdb_plan.fingerprint import Fingerprint, describe_changes, fingerprint_database
 from dsdb_plan.kinds.base import (
@@ -37,6 +38,7 @@ from dsdb_plan.payloads import Payload, RestoreBackup, Spec, Unchanged
 from dsdb_plan.plan import Action, ActionType, counted
 from dsdb_plan.specdiff import spec_changes
 from dsdb_plan.state import ResourceRecord
+from dsdb_plan.typeless import REMEDY, for_engine
 
 KIND = "restore"
 
@@ -138,6 +140,26 @@ def decide(
     return Action.on(address, KIND, type_, payload, reasons=reasons, destructive=bool(foreign))
 
 
+_REMEDY = f"{REMEDY}, then take a new backup"
+
+
+def _typed_columns(address: str, path: Path, writes: Sequence[str], into: Engine) -> list[str]:
+    """How `into` types the typeless columns of the tables the restore writes, a line for
+    each; PlanError naming every column no type holds."""
+    lines, refused = [], []
+    for table in read_backup_info(path).tables:
+        if table.name not in writes:
+            continue
+        try:
+            typed = for_engine(table, into, remedy=_REMEDY)[1]
+            lines += [f"table {table.name}: {why}" for why in typed]
+        except PlanError as error:
+            refused.append(error.message)
+    if refused:
+        raise PlanError(f"{address}: " + "\n".join(refused))
+    return lines
+
+
 class RestoreKind(ForgettingKind):
     left_behind = "restored data stays"
 
@@ -167,6 +189,9 @@ class RestoreKind(ForgettingKind):
             # checked as it is read).
             recorded = _backup_record(ctx.snapshot.resources, source["id"])
             check_backup(Path(source["path"]), recorded=recorded)
+            into = engine_for(ctx.workspace.connection(spec.to).dialect)
+            typed = _typed_columns(address, Path(source["path"]), writes, into)
+            action = dataclasses.replace(action, reasons=(*action.reasons, *typed))
         return [action]
 
     def _foreign_data(

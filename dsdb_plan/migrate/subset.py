@@ -45,7 +45,7 @@ from dsdb_plan.migrate.sample import sample_condition
 from dsdb_plan.migrate.virtual_keys import Unmade, with_references
 from dsdb_plan.models import MigrationTable
 from dsdb_plan.references import reference_label
-from dsdb_plan.typeless import TYPELESS, for_engine, observe
+from dsdb_plan.typeless import REMEDY, TYPELESS, for_engine, observe
 
 Follow = Literal["none", "parents", "children"]
 
@@ -59,6 +59,9 @@ _MAX_NESTING = 7
 #: At most this many subqueries in one table's filter: cycles with several foreign keys
 #: grow as (keys ** depth); past it, tables stand for all their rows as above.
 _MAX_SUBQUERIES = 64
+
+
+_REMEDY = f"{REMEDY}; or leave it out of the copy (columns: under the table)"
 
 
 @dataclass(frozen=True)
@@ -223,7 +226,7 @@ def _typed_in(
         return
     with connection(bind) as conn:
         for name in names:
-            schema, reasons = for_engine(observe(conn, shapes[name].schema), into)
+            schema, reasons = for_engine(observe(conn, shapes[name].schema), into, remedy=_REMEDY)
             shapes[name] = replace(
                 shapes[name], schema=schema, notes=[*shapes[name].notes, *reasons]
             )
