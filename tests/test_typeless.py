@@ -333,7 +333,7 @@ def test_verification_fails_a_copy_that_changed_a_values_class(tmp_path: Path) -
         user="t",
     )
     try:
-        with pytest.raises(DsdbError, match="verification failed for t → t: .*content differs"):
+        with pytest.raises(DsdbError, match=r"verification failed for t → t: .*content differs"):
             mngr.migrate("src", "dst")
     finally:
         mngr.close()
@@ -407,3 +407,41 @@ def test_a_backup_of_classes_no_type_holds_is_refused_by_the_restore_plan(
         "texts: no PostgreSQL column type holds them all"
     ) in plan.err
     assert "then take a new backup" in plan.err
+
+
+@pytest.mark.postgres
+def test_integers_and_reals_go_to_postgresql_in_whole_columns(
+    tmp_path: Path, postgres_db: ServerDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The column path reads the integers of a column typed double as doubles, as the row
+    # path converts them, and digests them alike (the copy is verified).
+    from dsdb_plan.migrate import arrow_copy
+
+    postgres_db.reset()
+    values = [1, 2.5, -(2**53), 2**53, None, 0, -0.125]
+    _source(tmp_path / "source.db", list(enumerate(values)), "a")
+    prepared: list[int] = []
+    real = arrow_copy.prepare
+
+    def counted(*args: Any) -> arrow_copy.Batch:
+        batch = real(*args)
+        prepared.append(batch.rows)
+        return batch
+
+    monkeypatch.setattr(arrow_copy, "prepare", counted)
+    mngr = dsdb.ConnectionManager(
+        {
+            "src": {"url": sqlite_url(tmp_path / "source.db")},
+            "dst": {"url": postgres_db.url_string},
+        },
+        user="t",
+    )
+    try:
+        (outcome,) = mngr.migrate("src", "dst", batch_size=4)
+    finally:
+        mngr.close()
+    assert outcome.rows_copied == len(values) and prepared == [4, 3]
+    types, found = _landed(postgres_db.url_string)
+    assert types["a"] == "double"
+    assert found == [(i, None if v is None else float(v)) for i, v in enumerate(values)]
+    assert all(isinstance(v, float) for _, v in found if v is not None)
