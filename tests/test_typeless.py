@@ -15,6 +15,8 @@ from dsdb_plan.dbschema import ColumnSchema, TableSchema, reflect_tables
 from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import DsdbError, PlanError
 from dsdb_plan.migrate.digest import SubsetDigest
+from dsdb_plan.migrate.subset import select_tables
+from dsdb_plan.migrate.verify import verify_table
 from dsdb_plan.portable import StoredClasses
 from dsdb_plan.typeless import for_engine, infer, observe
 from tests.helpers import run_cli, sqlite_url
@@ -319,25 +321,34 @@ def test_a_filter_compares_as_sqlite_does_in_a_column_without_affinity(
 
 
 def test_verification_fails_a_copy_that_changed_a_values_class(tmp_path: Path) -> None:
-    # A TEXT column in an existing target turns 1 into '1' (its affinity): SQLite's own
-    # fingerprint differs, and the portable digest must not call them equal.
+    # A TEXT column turns 1 into '1' (its affinity): SQLite's own fingerprint differs, and
+    # the portable digest, of the values as each side reads them, must not call them equal.
+    _source(tmp_path / "source.db", [(1, 1), (2, "x")], "a")
+    with sqlite3.connect(tmp_path / "target.db") as db:
+        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT)")
+        db.execute("INSERT INTO t SELECT * FROM (VALUES (1, 1), (2, 'x'))")
+    db.close()
+    source = sa.create_engine(sqlite_url(tmp_path / "source.db"))
+    target = sa.create_engine(sqlite_url(tmp_path / "target.db"))
+    (selection,) = select_tables(source, None, "none")
+    with source.connect() as source_conn, target.connect() as target_conn:
+        verdict = verify_table(source_conn, selection, target_conn, "t", exact=True)
+    assert not verdict.ok and verdict.message == "target t has all 2 rows but content differs"
+    assert _typeof(tmp_path / "target.db", "a") == [(1, "1", "text"), (2, "x", "text")]
+
+
+def test_the_plan_refuses_a_typed_sqlite_column_for_a_typeless_one(
+    capsys: Any, tmp_path: Path
+) -> None:
     _source(tmp_path / "source.db", [(1, 1), (2, "x")], "a")
     with sqlite3.connect(tmp_path / "target.db") as db:
         db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT)")
     db.close()
-    mngr = dsdb.ConnectionManager(
-        {
-            "src": {"url": sqlite_url(tmp_path / "source.db")},
-            "dst": {"url": sqlite_url(tmp_path / "target.db")},
-        },
-        user="t",
-    )
-    try:
-        with pytest.raises(DsdbError, match=r"verification failed for t → t: .*content differs"):
-            mngr.migrate("src", "dst")
-    finally:
-        mngr.close()
-    assert _typeof(tmp_path / "target.db", "a") == [(1, "1", "text"), (2, "x", "text")]
+    plan = run_cli(capsys, "plan", _manifest(tmp_path, sqlite_url(tmp_path / "target.db")))
+    assert plan.code == 1 and "Traceback" not in plan.text
+    assert (
+        "table 't': column 'a' is text in the target but has no declared type in the source"
+    ) in plan.err
 
 
 @pytest.mark.postgres

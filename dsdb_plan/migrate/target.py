@@ -37,6 +37,7 @@ from dsdb_plan.dbschema import (
 from dsdb_plan.engines import Engine, engine_for
 from dsdb_plan.errors import PlanError
 from dsdb_plan.migrate.subset import TableSelection
+from dsdb_plan.typeless import TYPELESS
 
 SchemaChanges = Literal["evolve", "strict"]
 KnownTables = Collection[str] | Mapping[str, str]
@@ -106,12 +107,16 @@ def inspect_target(
     if missing_keys:
         what = _columns("key column", missing_keys)
         incompatible.append(f"{label}: {what} missing in the target")
-    if engine.capabilities.typed_columns:  # SQLite stores any value in any column
-        for name in selection.columns:
-            if name in present:
-                reason = _cannot_hold(selection.schema.column(name), existing.column(name))
-                if reason:
-                    incompatible.append(f"{label}: column {name!r} {reason}")
+    for name in selection.columns:
+        if name not in present:
+            continue
+        copied, held = selection.schema.column(name), existing.column(name)
+        if engine.capabilities.typed_columns:
+            reason = _cannot_hold(copied, held)
+        else:  # SQLite stores any value in any column, by the column's affinity
+            reason = _affinity_changes(copied, held)
+        if reason:
+            incompatible.append(f"{label}: column {name!r} {reason}")
     required = [
         column.name
         for column in existing.columns
@@ -276,6 +281,18 @@ def _target_names(known_tables: KnownTables) -> dict[str, str]:
 
 def _renamed(names: Mapping[str, str], keys: Collection[ForeignKeySchema]) -> dict[str, str]:
     return {fk.ref_table: names[fk.ref_table] for fk in keys if fk.ref_table in names}
+
+
+def _affinity_changes(source: ColumnSchema, target: ColumnSchema) -> str | None:
+    """Why a column of an engine without typed columns (SQLite) would change the storage
+    class of values of a typeless `source` column (a TEXT column stores 1 as '1'), or None."""
+    if source.type != TYPELESS or target.type == TYPELESS:
+        return None
+    return (
+        f"is {_describe(target)} in the target but has no declared type in the source: "
+        "the target's type would change some values' storage classes (1 into '1'); "
+        "drop the target table for one without a type"
+    )
 
 
 def _cannot_hold(source: ColumnSchema, target: ColumnSchema) -> str | None:
