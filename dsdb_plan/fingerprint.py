@@ -200,14 +200,23 @@ def fingerprint_query(conn: sa.Connection, query: sa.Select[Any], label: str) ->
 def count_tables(engine: sa.Engine, tables: list[str]) -> Fingerprint:
     """The row count of each of `tables`, checksummed as `ChecksumMethod.COUNTED` (no content
     read), under the token taken before counting: a first copy needs no more to plan (its
-    apply digests every row it copies), and while the token holds, the next plan reuses it."""
+    apply digests every row it copies), and while the token holds, the next plan reuses it.
+    Each table's own token, where the engine has a cheap one, lets a later plan tell the
+    tables that did not change from those that may have."""
     token = change_token(engine)
     counted: dict[str, TableFingerprint] = {}
     with engine.connect() as conn:
-        for name in _checked_names(sa.inspect(conn).get_table_names(), tables):
-            query = sa.select(sa.func.count()).select_from(sa.table(name))
-            rows = int(conn.execute(query).scalar_one())
-            counted[name] = TableFingerprint(rows, ChecksumMethod.COUNTED, "")
+        rules = engine_for(conn.dialect)
+        rules.begin_snapshot(conn, read_only=True)  # the counts and tokens of one moment
+        inspector = sa.inspect(conn)
+        names = _checked_names(inspector.get_table_names(), tables)
+        columns = inspector.get_multi_columns(filter_names=names) if names else {}
+        for (_schema, name), cols in sorted(columns.items(), key=lambda item: item[0][1]):
+            table = sa.table(name, *(sa.column(c["name"]) for c in cols))
+            rows = int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+            own = rules.table_token(conn, table, cols)
+            counted[name] = TableFingerprint(rows, ChecksumMethod.COUNTED, "", own)
+        conn.rollback()
     return Fingerprint(counted, token)
 
 
@@ -236,10 +245,15 @@ def describe_changes(old: Fingerprint, new: Fingerprint) -> list[str]:
             reasons.append(f"table {name} removed")
         elif before.rows != after.rows:
             reasons.append(f"table {name} changed: {before.rows:,} → {after.rows:,} rows")
-        elif before.method is ChecksumMethod.COUNTED:
+        elif before.method is ChecksumMethod.COUNTED and before.token is None:
             reasons.append(
                 f"table {name}: its rows were only counted when it was first copied, so a "
                 f"change cannot be ruled out ({_rows(after.rows)})"
+            )
+        elif before.method is ChecksumMethod.COUNTED:  # its token moved
+            reasons.append(
+                f"table {name}: its pages changed since it was first copied, "
+                f"still {_rows(after.rows)}"
             )
         elif before.method != after.method:
             reasons.append(

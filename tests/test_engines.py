@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
 import sqlite3
+import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +21,7 @@ from sqlalchemy.dialects import postgresql as postgresql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 import dsdb_plan as dsdb
+from dsdb_plan.connection import Connection
 from dsdb_plan.dbschema import (
     ColumnSchema,
     ForeignKeySchema,
@@ -28,6 +31,7 @@ from dsdb_plan.dbschema import (
     reflect_tables,
 )
 from dsdb_plan.engines import TableSwap, UnknownEngineError, engine_for, same_kind
+from dsdb_plan.engines import mysql as mysql_engine
 from dsdb_plan.engines.base import portable_default
 from dsdb_plan.engines.mysql import is_exact_collation
 from dsdb_plan.errors import PlanError
@@ -708,3 +712,32 @@ def test_keys_go_unchecked_only_within_the_block(mariadb_db: ServerDatabase, dri
         with pytest.raises(sa.exc.IntegrityError):
             conn.exec_driver_sql(orphan)
     engine.dispose()
+
+
+def test_a_port_whose_server_never_greets_is_named_in_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # PostgreSQL, reached with driver: mysql, waits a minute for the client to speak first.
+    monkeypatch.setattr(mysql_engine, "GREETING_SECONDS", 0.3)
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        connection = Connection(url=f"mysql+pymysql://root@127.0.0.1:{port}/test")
+        engine = connection.create_engine(poolclass=sa.pool.NullPool)
+        started = time.monotonic()
+        with pytest.raises(sa.exc.OperationalError) as raised:
+            engine.connect()
+    assert time.monotonic() - started < 5
+    assert (
+        f"no MySQL or MariaDB greeting from 127.0.0.1:{port} within 0.3 s: "
+        "is that port another kind of server?"
+    ) in str(raised.value)
+
+
+@pytest.mark.parametrize("driver", MYSQL_DRIVERS)
+def test_the_greeting_timeout_does_not_limit_queries(
+    monkeypatch: pytest.MonkeyPatch, mariadb_db: ServerDatabase, driver: str
+) -> None:
+    monkeypatch.setattr(mysql_engine, "GREETING_SECONDS", 0.3)
+    engine = Connection(url=through(mariadb_db, driver)).create_engine(poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT SLEEP(1)").scalar_one() == 0

@@ -676,6 +676,20 @@ def test_a_checksum_by_a_retired_method_reads_as_a_change_once() -> None:
         ]
 
 
+def test_counts_recorded_with_a_table_token_tell_a_moved_table_from_an_unknown_one() -> None:
+    counted_with = {"rows": 3, "checksum": "counted:", "token": "pages:1"}
+    now = Fingerprint({"t": _py(3, "ab")})
+    with_token = Fingerprint.from_dict({"tables": {"t": counted_with}})
+    assert describe_changes(with_token, now) == [
+        "table t: its pages changed since it was first copied, still 3 rows"
+    ]
+    without = Fingerprint.from_dict({"tables": {"t": {"rows": 3, "checksum": "counted:"}}})
+    assert describe_changes(without, now) == [
+        "table t: its rows were only counted when it was first copied, so a change cannot be"
+        " ruled out (3 rows)"
+    ]
+
+
 def test_method_names_in_state_never_change() -> None:
     """State holds these names; renaming one would make every recorded checksum a change."""
     assert {method.value for method in ChecksumMethod} == {

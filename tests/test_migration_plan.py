@@ -175,14 +175,23 @@ def test_a_first_copy_from_sqlite_plans_on_row_counts_and_records_them(
     assert run_cli(capsys, "apply", manifest, "--auto-approve").code == 0
     assert hashed[0] == 0  # neither the plan nor the apply read the source's content
     read = open_state(".dsdb/state.db", tmp_path).read().resources["migration.out"]
-    assert read.fingerprints["read"]["tables"]["flights"]["checksum"] == "counted:"
+    recorded = read.fingerprints["read"]["tables"]
+    assert {name: table["checksum"] for name, table in recorded.items()} == {
+        "airlines": "counted:",
+        "flights": "counted:",
+    }
+    assert all(table["token"].startswith("pages:") for table in recorded.values())
     assert run_cli(capsys, "plan", manifest, "--detailed-exitcode").code == 0
 
     with sqlite3.connect(tmp_path / "data/local.db") as db:
         db.execute("UPDATE flights SET month = month + 1 WHERE id = 7")
     db.close()
     plan = run_cli(capsys, "plan", manifest)
-    assert "table flights: its rows were only counted when it was first copied" in plan.out
+    # Each table's pages tell the one that changed from the one that did not.
+    assert "source table flights: its pages changed since it was first copied, still 200 rows" in (
+        plan.out
+    )
+    assert "source table airlines" not in plan.out
     assert run_cli(capsys, "apply", manifest, "--auto-approve").code == 0
     source = sqlite_url(tmp_path / "data/local.db")
     assert table_rows(postgres_db.url_string, "flights") == table_rows(source, "flights")

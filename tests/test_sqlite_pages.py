@@ -102,6 +102,31 @@ def test_each_change_is_seen_reading_only_the_pages_it_touched(
     assert _by_pages(raw) == after and hashed[0] == 0  # nothing changed: nothing read
 
 
+@pytest.mark.parametrize("change", [c[1] for c in CHANGES], ids=[c[0] for c in CHANGES])
+def test_a_tables_token_moves_with_each_change_and_reads_no_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: Callable[[sqlite3.Connection], Any]
+) -> None:
+    raw = _filled(tmp_path / "data.db")
+    raw.execute("CREATE TABLE other (id INTEGER PRIMARY KEY, v TEXT)")
+    columns = ["id", "name", "score", "data"]
+    hashed = _count_hashed(monkeypatch)
+    first = sqlite_pages.table_token(raw, "t", columns)
+    other = sqlite_pages.table_token(raw, "other", ["id", "v"])
+    assert first is not None and first.startswith("pages:")
+    assert sqlite_pages.table_token(raw, "t", columns) == first
+
+    change(raw)
+    assert sqlite_pages.table_token(raw, "t", columns) != first
+    assert sqlite_pages.table_token(raw, "other", ["id", "v"]) == other
+    assert hashed[0] == 0
+
+
+def test_a_table_without_a_rowid_to_read_has_no_token(tmp_path: Path) -> None:
+    raw = _connect(tmp_path / "data.db")
+    raw.execute("CREATE TABLE t (rowid INT, oid INT, _rowid_ INT)")
+    assert sqlite_pages.table_token(raw, "t", ["rowid", "oid", "_rowid_"]) is None
+
+
 @pytest.mark.parametrize(
     "layout",
     [

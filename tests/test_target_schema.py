@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import PlanError
 from dsdb_plan.migrate.copier import copy_table
-from dsdb_plan.migrate.target import ensure_target, finish_target, inspect_target
+from dsdb_plan.migrate.target import ensure_target, finish_target, inspect_target, keys_left_out
 from tests.servers import ServerDatabase
 from tests.test_copier import selection
 
@@ -197,3 +198,24 @@ def test_a_missing_table_reports_that_it_does_not_exist(tmp_path: Path) -> None:
     target = sa.create_engine(f"sqlite:///{tmp_path / 't.db'}")
     check = inspect_target(target, selection(source, "t"), schema_changes="strict")
     assert check.exists is False and check.problems == ()
+
+
+def test_only_engines_that_cannot_add_or_forward_keys_leave_a_cycles_closing_key_out(
+    tmp_path: Path,
+) -> None:
+    source = _sqlite(
+        tmp_path / "cycle.db",
+        "CREATE TABLE a (id INTEGER PRIMARY KEY, b_id INTEGER REFERENCES b(id));"
+        "CREATE TABLE b (id INTEGER PRIMARY KEY, a_id INTEGER REFERENCES a(id));",
+    )
+    ordered = [selection(source, "a", target="a"), selection(source, "b", target="b")]
+    closing = (
+        "foreign key (b_id) to b left out: DuckDB cannot make a key to a table created after "
+        "its own (the tables' keys form a cycle)"
+    )
+    assert keys_left_out(engine_for("duckdb"), ordered, existing=()) == {"a": [closing]}
+    # A parent already in the target is there to point at; an existing table is not created.
+    assert keys_left_out(engine_for("duckdb"), ordered, existing=("b",)) == {}
+    assert keys_left_out(engine_for("duckdb"), ordered, existing=("a",)) == {}
+    for other in ("sqlite", "postgresql", "mysql"):
+        assert keys_left_out(engine_for(other), ordered, existing=()) == {}

@@ -50,7 +50,7 @@ class BackupFile:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class BackupInfo:
     """A backup's metadata: where it is, when and from what it was taken, and its files."""
 
@@ -61,6 +61,14 @@ class BackupInfo:
     tables: tuple[TableSchema, ...]  # parents first
     files: tuple[BackupFile, ...]
     format_version: int = 1
+
+    def __repr__(self) -> str:
+        # A summary: the tables' whole schemas would fill a notebook cell.
+        return (
+            f"BackupInfo(id={self.id!r}, created_at={self.created_at.isoformat()!r}, "
+            f"source_dialect={self.source_dialect!r}, tables={list(self.table_names)!r}, "
+            f"rows={self.total_rows}, bytes={self.total_bytes}, path={str(self.path)!r})"
+        )
 
     @property
     def total_rows(self) -> int:

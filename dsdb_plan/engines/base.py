@@ -377,6 +377,13 @@ class Engine:
         where its rows are hashed in Python. `columns` are the table's, reflected."""
         return None
 
+    def table_token(
+        self, conn: sa.Connection, table: sa.TableClause, columns: Sequence[ReflectedColumn]
+    ) -> str | None:
+        """A value every committed write to the table moves, cheaper to take than its content
+        (a fingerprint's `token`), or None where the database offers none."""
+        return None
+
     def token_matches(
         self,
         conn: sa.Connection,
@@ -384,9 +391,9 @@ class Engine:
         columns: Sequence[ReflectedColumn],
         token: str | None,
     ) -> bool:
-        """Whether `token`, of an earlier `table_checksum`, is still the table's: proof, cheaper
+        """Whether `token`, of an earlier fingerprint, is still the table's: proof, cheaper
         than reading its content, that the table did not change since."""
-        return False
+        return token is not None and self.table_token(conn, table, columns) == token
 
     def query_checksum(self, conn: sa.Connection, rows: sa.FromClause) -> TableFingerprint | None:
         """The fingerprint of any rows by the database's own method for them, or None where

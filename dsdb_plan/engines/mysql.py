@@ -39,6 +39,10 @@ KEY_TEXT_LENGTH = 255
 #: The client capability flag LOAD DATA LOCAL needs (PyMySQL's CLIENT.LOCAL_FILES; named here
 #: so that importing the engines does not import the driver).
 _LOCAL_FILES = 1 << 7
+#: Seconds to wait for a MySQL server's greeting when connecting.
+GREETING_SECONDS = 10
+#: PyMySQL's error number for a connection lost or timed out (CR_SERVER_LOST).
+_LOST_CONNECTION = 2013
 _JSON_CHECK = re.compile(r"\s*json_valid\(`((?:[^`]|``)+)`\)\s*")
 
 
@@ -74,7 +78,7 @@ class MySQLEngine(Engine):
 
     def prepare_engine(self, engine: sa.Engine) -> None:
         if engine.dialect.driver == "pymysql":
-            sa.event.listen(engine, "do_connect", _offer_local_files)
+            sa.event.listen(engine, "do_connect", _connect)
 
     def server_name(self, dialect: sa.Dialect) -> str:
         # A mysql:// URL can reach MariaDB.
@@ -450,13 +454,34 @@ def utc_time_zone(conn: sa.Connection) -> Iterator[None]:
         conn.execute(sa.text("SET time_zone = :tz"), {"tz": time_zone})
 
 
-def _offer_local_files(
+def _connect(
     dialect: sa.Dialect, record: Any, arguments: list[Any], options: dict[str, Any]
-) -> None:
-    """Tell the server the client can send files (LOAD DATA LOCAL INFILE). PyMySQL itself
-    still refuses every request for a file but during `_load_data`'s own LOAD DATA, so a
-    server cannot ask for one at any other time."""
+) -> Any:
+    """Connect through PyMySQL, offering local files (LOAD DATA LOCAL INFILE) and waiting
+    for the server's greeting at most `GREETING_SECONDS`.
+
+    PyMySQL itself still refuses every request for a file but during `_load_data`'s own
+    LOAD DATA, so a server cannot ask for one at any other time. A MySQL server speaks first;
+    silence means the port holds another server (PostgreSQL waits a minute, then hangs up),
+    and PyMySQL would wait for it as long as for any query's answer."""
+    driver = dialect.loaded_dbapi
     options["client_flag"] = options.get("client_flag", 0) | _LOCAL_FILES
+    read_timeout = options.get("read_timeout")
+    greeting = min(read_timeout or GREETING_SECONDS, GREETING_SECONDS)
+    try:
+        connection = driver.connect(*arguments, **{**options, "read_timeout": greeting})
+    except driver.OperationalError as error:
+        if error.args and error.args[0] == _LOST_CONNECTION and "timed out" in str(error):
+            where = f"{options.get('host', 'localhost')}:{options.get('port', 3306)}"
+            raise driver.OperationalError(
+                _LOST_CONNECTION,
+                f"no MySQL or MariaDB greeting from {where} within {greeting} s: "
+                "is that port another kind of server?",
+            ) from None
+        raise
+    # PyMySQL applies this before each read, and has no public way to change it.
+    connection._read_timeout = read_timeout
+    return connection
 
 
 def _load_data(

@@ -212,17 +212,11 @@ class PostgreSQLEngine(Engine):
             _token(count, int(written), columns),
         )
 
-    def token_matches(
-        self,
-        conn: sa.Connection,
-        table: sa.TableClause,
-        columns: Sequence[ReflectedColumn],
-        token: str | None,
-    ) -> bool:
-        if token is None:
-            return False
+    def table_token(
+        self, conn: sa.Connection, table: sa.TableClause, columns: Sequence[ReflectedColumn]
+    ) -> str:
         count, written = count_and_sum(conn, table, _WRITTEN)
-        return _token(count, written, columns) == token
+        return _token(count, written, columns)
 
     def query_checksum(self, conn: sa.Connection, rows: sa.FromClause) -> TableFingerprint:
         """md5 of each row's text form, its first 64 bits summed as numeric (no overflow)."""

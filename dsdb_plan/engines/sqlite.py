@@ -187,6 +187,14 @@ class SQLiteEngine(Engine):
             return None
         return sqlite_pages.table_checksum(raw, str(table.name), [c["name"] for c in columns])
 
+    def table_token(
+        self, conn: sa.Connection, table: sa.TableClause, columns: Sequence[ReflectedColumn]
+    ) -> str | None:
+        raw = conn.connection.dbapi_connection
+        if not isinstance(raw, sqlite3.Connection):
+            return None
+        return sqlite_pages.table_token(raw, str(table.name), [c["name"] for c in columns])
+
     def begin_snapshot(self, conn: sa.Connection, *, read_only: bool = False) -> None:
         # pysqlite opens no transaction for SELECTs; without BEGIN each table would be read
         # at a different moment.

@@ -90,23 +90,32 @@ def table_checksum(
         return None
 
 
+def table_token(raw: sqlite3.Connection, table: str, columns: Sequence[str]) -> str | None:
+    """A digest of the pages `table_checksum` would read (the table's leaves, their overflow
+    pages, its declaration): the same while the table's rows are, moved by any write to them,
+    and read at memory speed, without decoding a row. None where `table_checksum` could not
+    read the pages soundly."""
+    try:
+        with _table_runs(raw, table, columns) as found:
+            if found is None:
+                return None
+            runs = found[1]
+    except (sqlite3.Error, IndexError, struct.error):
+        return None
+    hasher = xxh3_128(_FORMAT)
+    for run in runs:
+        hasher.update(run.key)
+    return f"pages:{hasher.hexdigest()}"
+
+
 def _by_pages(
     raw: sqlite3.Connection, table: str, columns: Sequence[str]
 ) -> TableFingerprint | None:
-    file = _main_file(raw)
-    rowid = next((name for name in ("_rowid_", "rowid", "oid") if name not in columns), None)
-    if file is None or rowid is None:
-        return None
-    with _read_transaction(raw), _pages(file) as pages:
-        if _journal_mode(raw) == "wal" and _wal_has_frames(file):
-            return None  # the newest pages may be in the WAL, not in the file
-        if pages is None:
+    with _table_runs(raw, table, columns) as found:
+        if found is None:
             return None
-        cache_file = _cache_file(file, table)
-        cached, spills = _load(cache_file)
-        runs = _runs(raw, pages, table, spills)
-        if runs is None:
-            return None
+        pages, runs, cache_file, cached, spills = found
+        rowid = _rowid_name(columns)
         select = f"SELECT {', '.join(map(_quote, columns))} FROM {_quote(table)}"
         changed = [run for run in runs if run.key not in cached]
         if len(changed) > _MOST * len(runs):
@@ -125,6 +134,31 @@ def _by_pages(
     for run in runs:
         digest.add_total(*known[run.key])
     return digest.result()
+
+
+@contextmanager
+def _table_runs(
+    raw: sqlite3.Connection, table: str, columns: Sequence[str]
+) -> Iterator[tuple[_Pages, list[_Run], Path, _Cache, _Spills] | None]:
+    """Inside one read transaction: the table's pages, its runs, its cache file and what that
+    holds; None where the pages cannot be read soundly (see the module's docstring)."""
+    file = _main_file(raw)
+    if file is None or _rowid_name(columns) is None:
+        yield None
+        return
+    with _read_transaction(raw), _pages(file) as pages:
+        if pages is None or (_journal_mode(raw) == "wal" and _wal_has_frames(file)):
+            yield None  # the newest pages may be in the WAL, not in the file
+            return
+        cache_file = _cache_file(file, table)
+        cached, spills = _load(cache_file)
+        runs = _runs(raw, pages, table, spills)
+        yield None if runs is None else (pages, runs, cache_file, cached, spills)
+
+
+def _rowid_name(columns: Sequence[str]) -> str | None:
+    """A name that reads the rowid, unless every alias is a column's name."""
+    return next((name for name in ("_rowid_", "rowid", "oid") if name not in columns), None)
 
 
 def _main_file(raw: sqlite3.Connection) -> str | None:

@@ -55,7 +55,7 @@ from dsdb_plan.migrate.integrity import (
 from dsdb_plan.migrate.mask import Masker, unmasked_sensitive
 from dsdb_plan.migrate.run import TableOutcome, TableRun, Written, run_migration
 from dsdb_plan.migrate.subset import TableSelection, count_rows, select_tables
-from dsdb_plan.migrate.target import TargetCheck, inspect_target, unheld_columns
+from dsdb_plan.migrate.target import TargetCheck, inspect_target, keys_left_out, unheld_columns
 from dsdb_plan.migrate.text_copy import text_copy_note
 from dsdb_plan.migrate.verify import VerifyResult, subset_digest, verify_table
 from dsdb_plan.models import Manifest, Migration
@@ -353,8 +353,9 @@ def _digested_while_copying(ctx: PlanContext, spec: Migration) -> bool:
     """Whether a first copy can plan on row counts alone: from a file database, whose
     content only Python can checksum (a read of every row), into another kind of database,
     where verification digests the rows as the copy reads them and never compares the plan's
-    read. The record then holds the counts, which the next plan reuses while the source's
-    token holds, and otherwise reads as a possible change (`describe_changes`)."""
+    read. The record then holds the counts and each table's token (`count_tables`): the next
+    plan reuses them while the source's token holds, and reads again only the tables whose
+    own token moved, as possible changes (`describe_changes`)."""
     source = engine_for(ctx.workspace.connection(spec.source).dialect)
     target = engine_for(ctx.workspace.connection(spec.target).dialect)
     return source.registration.embedded and source is not target
@@ -437,18 +438,28 @@ class MigrationKind(ForgettingKind):
             if target is not None
         }
         problems += [problem for check in checks.values() for problem in check.problems]
+        target_engine = engine_for(ctx.manifest.connections[spec.target].dialect)
         if target is None:  # a database still to be created: its tables will be new
-            engine = engine_for(ctx.manifest.connections[spec.target].dialect)
             problems += [
-                problem for run in runs for problem in unheld_columns(engine, run.selection)
+                problem for run in runs for problem in unheld_columns(target_engine, run.selection)
             ]
         if problems:
             # Every problem of the migration at once, as validate reports the manifest's.
             raise PlanError("\n".join(problems))
         rows = {run.selection.name: self._rows_to_copy(run, live, source) for run in runs}
+        existing = {
+            run.selection.target
+            for run in runs
+            if (c := checks.get(run.selection.name)) and c.exists
+        }
+        left_out = keys_left_out(target_engine, [run.selection for run in runs], existing)
         reasons += [
             self._describe_table(
-                spec, run, rows[run.selection.name], checks.get(run.selection.name)
+                spec,
+                run,
+                rows[run.selection.name],
+                checks.get(run.selection.name),
+                left_out.get(run.selection.name, []),
             )
             + _widened(source, spec, run.selection, rows[run.selection.name])
             for run in runs
@@ -482,10 +493,15 @@ class MigrationKind(ForgettingKind):
         return rows_to_copy(source, run.selection, live.tables[run.selection.name].rows)
 
     def _describe_table(
-        self, spec: Migration, run: TableRun, rows: RowCount | None, check: TargetCheck | None
+        self,
+        spec: Migration,
+        run: TableRun,
+        rows: RowCount | None,
+        check: TargetCheck | None,
+        keys_left_out: Sequence[str],
     ) -> str:
         """One plan line for a table, with what the target holds of it (`check`; None when
-        the target database does not exist yet)."""
+        the target database does not exist yet) and the keys a new table will lack."""
         selection = run.selection
         if rows is None:
             amount = f"rows with {run.cursor} > {run.since!r}"
@@ -497,6 +513,7 @@ class MigrationKind(ForgettingKind):
         if check is None or not check.exists:
             notes.append("new table")
             notes += check.notes if check is not None else ()
+            notes += keys_left_out
         else:
             if check.missing_columns:
                 added = check.missing_columns

@@ -13,7 +13,7 @@ timestamps keep microseconds and zones, decimals their precision.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -271,6 +271,34 @@ def unheld_columns(engine: Engine, selection: TableSelection) -> list[str]:
         for column in selection.schema.columns
         if (reason := engine.cannot_hold(column))
     ]
+
+
+def keys_left_out(
+    engine: Engine, selections: Sequence[TableSelection], existing: Collection[str]
+) -> dict[str, list[str]]:
+    """A note, by table, for each foreign key a table the migration creates in `engine` will
+    lack: where a key can neither be added after the load nor name a table not created yet
+    (DuckDB), a key to a table copied later (one closing a cycle) is left out (`_create`).
+    `selections` are in copy order; `existing` names the target's tables already there."""
+    capabilities = engine.capabilities
+    if capabilities.adds_constraints_later or capabilities.references_later_tables:
+        return {}
+    targets = {selection.name: selection.target for selection in selections}
+    earlier: set[str] = set()
+    notes: dict[str, list[str]] = {}
+    for selection in selections:
+        if selection.target not in existing:
+            for fk in selection.schema.foreign_keys:
+                parent = targets.get(fk.ref_table, fk.ref_table)
+                if fk.ref_table in earlier | {selection.name} or parent in existing:
+                    continue
+                columns = ", ".join(fk.columns)
+                notes.setdefault(selection.name, []).append(
+                    f"foreign key ({columns}) to {fk.ref_table} left out: {engine.name} cannot "
+                    "make a key to a table created after its own (the tables' keys form a cycle)"
+                )
+        earlier.add(selection.name)
+    return notes
 
 
 def _target_names(known_tables: KnownTables) -> dict[str, str]:
