@@ -26,7 +26,7 @@ from dsdb_plan.dbschema import (
     reflect_tables,
 )
 from dsdb_plan.engines import engine_for
-from dsdb_plan.engines.duckdb import ArrowWriter, index_columns
+from dsdb_plan.engines.duckdb import ArrowWriter, DuckDBEngine, index_columns
 from dsdb_plan.fingerprint import change_token
 from dsdb_plan.values import row_converter
 from tests import test_fidelity as fidelity
@@ -586,6 +586,47 @@ def test_a_resync_into_duckdb_keeps_referenced_and_self_referencing_tables_exact
         db.execute("INSERT INTO flights (id, carrier, previous) VALUES (1000, 'ua', 5)")
     resync = run_cli(capsys, "apply", manifest, "--auto-approve", "--allow-destroy")
     assert resync.code == 0, resync.text
+    _same_tables(source, target)
+    assert run_cli(capsys, "plan", manifest, "--detailed-exitcode").code == 0
+
+
+def test_a_replace_into_duckdb_cut_short_after_dropping_the_indexes_makes_them_again(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    write_manifest: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DuckDB's swap drops the target's indexes in a step of their own: an apply stopped
+    before it makes them again leaves the table without them, and the next apply restores
+    the user's own index from its checkpoint."""
+    source = _flights_db(tmp_path / "flights.db")
+    target = _duckdb_url(tmp_path / "flights.duckdb")
+    manifest = write_manifest(
+        _manifest(source, target) + "migrations:\n  copy: {from: src, to: dst, mode: replace}\n"
+    )
+    assert run_cli(capsys, "apply", manifest, "--auto-approve").code == 0
+    with sa.create_engine(target).begin() as conn:
+        conn.exec_driver_sql("CREATE INDEX users_own ON airlines (name)")
+    with sqlite3.connect(tmp_path / "flights.db") as db:
+        db.execute("UPDATE airlines SET active = 0 WHERE carrier = 'UA'")
+
+    def cut_short(*args: Any) -> None:
+        raise OSError("the machine went down")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(DuckDBEngine, "_move_rows", cut_short)
+        cut = run_cli(capsys, "apply", manifest, "--auto-approve", "--allow-destroy")
+        assert cut.code != 0, cut.text
+    (between,) = reflect_tables(sa.create_engine(target), ["airlines"])
+    assert between.indexes == ()  # the window this test is about
+
+    resumed = run_cli(capsys, "apply", manifest, "--auto-approve", "--allow-destroy")
+    assert resumed.code == 0, resumed.text
+    (after,) = reflect_tables(sa.create_engine(target), ["airlines"])
+    assert sorted((index.name, index.columns) for index in after.indexes) == [
+        ("ix_airlines_name", ("name",)),  # the source's, which dsdb made
+        ("users_own", ("name",)),
+    ]
     _same_tables(source, target)
     assert run_cli(capsys, "plan", manifest, "--detailed-exitcode").code == 0
 

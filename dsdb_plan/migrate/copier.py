@@ -55,6 +55,7 @@ from sqlalchemy.sql import visitors
 
 from dsdb_plan.archive.format import decode_value, encode_value
 from dsdb_plan.dbschema import (
+    IndexSchema,
     TableSchema,
     advance_sequences,
     create_indexes,
@@ -219,6 +220,9 @@ class _Job:
     high_water: Any = None
     resumed: bool = False
     rows_resumed: int = 0
+    #: The target's indexes when a replace began: a swap cut short after dropping them
+    #: (DuckDB drops them in a step of their own) makes them again from here.
+    indexes: tuple[IndexSchema, ...] = ()
 
     def resume_from(self, checkpoint: Mapping[str, Any] | None) -> None:
         if not checkpoint or any(
@@ -232,6 +236,7 @@ class _Job:
         self.rows = self.rows_resumed = int(checkpoint.get("rows", 0))
         self.high_water = decode_value(checkpoint.get("high_water"))
         self.since = decode_value(checkpoint.get("since"))
+        self.indexes = tuple(IndexSchema.from_dict(i) for i in checkpoint.get("indexes", ()))
 
     def _identity(self) -> dict[str, Any]:
         return {
@@ -270,6 +275,7 @@ class _Job:
                 "rows": self.rows,
                 "high_water": encode_value(self.high_water),
                 "since": encode_value(self.since),
+                "indexes": [index.to_dict() for index in self.indexes],
             }
         )
 
@@ -658,6 +664,9 @@ def _replace(
         else dataclasses.replace(selection.schema, name=selection.target)
     )
     dst.commit()
+    lost = tuple(index for index in job.indexes if index not in target_schema.indexes)
+    target_schema = dataclasses.replace(target_schema, indexes=(*target_schema.indexes, *lost))
+    job.indexes = target_schema.indexes
     staged = _staging_schema(target_schema, staging, engine_for(dst.dialect))
     resumable = (
         job.resumed
