@@ -148,7 +148,6 @@ def _framer(column: ColumnSchema) -> Token:
     """A value of `column` as it goes into a row: its text, escaped if text; NULL as `\\N`."""
     form = _FORMS[column.type]
     escaped = column.type in ESCAPED_TYPES
-
     changed = _CHANGED.get(column.type, ())
 
     def frame(value: Any) -> str:
