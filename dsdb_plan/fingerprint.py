@@ -228,6 +228,12 @@ def unchanged_since(
     return _reused(engine, tables, previous, change_token(engine))
 
 
+def changed_tables(old: Fingerprint, new: Fingerprint) -> set[str]:
+    """The tables whose fingerprints differ (one missing on either side counts)."""
+    names = old.tables.keys() | new.tables.keys()
+    return {name for name in names if old.tables.get(name) != new.tables.get(name)}
+
+
 def describe_changes(old: Fingerprint, new: Fingerprint) -> list[str]:
     """Human reasons why `new` differs from `old`, one per table, sorted by table name.
 

@@ -178,6 +178,9 @@ class CopyTables(Payload):
     dangling: tuple[Dangling, ...] = ()
     """The references that point at no copied row, which the migration's `on_dangling`
     skips or keeps (it refuses them at plan time)."""
+    unchanged: tuple[str, ...] = ()
+    """Source tables a resync leaves as they are: neither they nor their target tables
+    changed since the last apply. Apply refuses if one of them has changed since the plan."""
 
     def rows(self) -> dict[str, int]:
         return {copy.table: copy.rows for copy in self.tables if copy.rows is not None}

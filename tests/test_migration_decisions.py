@@ -6,11 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from dsdb_plan.checksum import ChecksumMethod, TableFingerprint
+from dsdb_plan.fingerprint import Fingerprint
 from dsdb_plan.kinds.base import make_record
-from dsdb_plan.kinds.migration import decide
+from dsdb_plan.kinds.migration import decide, unchanged_moved, unchanged_tables
+from dsdb_plan.migrate.run import TableRun
+from dsdb_plan.migrate.subset import TableSelection
 from dsdb_plan.payloads import RecordSettings, Unchanged
 from dsdb_plan.plan import Action, ActionType
+from dsdb_plan.portable import ColumnSchema, ForeignKeySchema, TableSchema
 
 ADDRESS = "migration.out"
 DOCUMENT: dict[str, Any] = {"from": "local", "to": "copy", "mode": "upsert", "batch_size": 10}
@@ -59,3 +65,49 @@ def test_nothing_changed_is_a_no_op_and_only_settings_changed_records_them() -> 
         "batch_size: 10 → 500",
         "source and target unchanged since the last apply",
     )
+
+
+# -- which tables a resync leaves as they are ---------------------------------------------
+
+
+def _run(name: str, *, mode: str = "upsert", parent: str | None = None, where: bool = False):  # type: ignore[no-untyped-def]
+    keys = (ForeignKeySchema(None, ("parent_id",), parent, ("id",)),) if parent else ()
+    columns = (ColumnSchema("id", "integer"), ColumnSchema("parent_id", "integer"))
+    schema = TableSchema(name, columns, ("id",), keys)
+    filtered = sa.column("id") > 1 if where else None
+    selection = TableSelection(
+        name, f"{name}_t", sa.table(name), schema, ("id",), filtered, "listed"
+    )
+    return TableRun(selection, mode)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("runs", "moved", "left"),
+    [
+        ([_run("a"), _run("b")], {"a"}, ["b"]),
+        ([_run("a"), _run("b")], {"b_t"}, ["a"]),  # b's target table drifted
+        ([_run("a"), _run("b")], set(), ["a", "b"]),
+        # A filtered table's rows may follow other tables' rows: it is always read.
+        ([_run("a"), _run("b", where=True)], {"a"}, []),
+        # A replaced or mirrored parent may lose rows its children point at.
+        ([_run("a", mode="replace"), _run("b", parent="a")], {"a"}, []),
+        ([_run("a", mode="mirror"), _run("b", parent="a")], {"a"}, []),
+        ([_run("a"), _run("b", parent="a")], {"a"}, ["b"]),
+        ([_run("a", mode="replace"), _run("b", parent="a")], {"b"}, ["a"]),
+    ],
+)
+def test_a_resync_leaves_alone_whole_tables_that_did_not_move(
+    runs: list[Any], moved: set[str], left: list[str]
+) -> None:
+    assert unchanged_tables(runs, moved) == left
+
+
+def test_apply_refuses_when_a_table_the_plan_left_alone_has_changed() -> None:
+    planned = Fingerprint({"a": TableFingerprint(3, ChecksumMethod.PYTHON_ROW_HASH, "01")})
+    same = Fingerprint({"a": TableFingerprint(3, ChecksumMethod.PYTHON_ROW_HASH, "01")})
+    moved = Fingerprint({"a": TableFingerprint(3, ChecksumMethod.PYTHON_ROW_HASH, "02")})
+    assert unchanged_moved(["a"], planned, same) == []
+    assert unchanged_moved(["a"], planned, moved) == [
+        "source table a changed since the plan, which left it as it was"
+    ]
+    assert unchanged_moved([], planned, moved) == []

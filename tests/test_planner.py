@@ -22,7 +22,7 @@ from dsdb_plan.kinds.backup import BackupKind
 from dsdb_plan.plan import ActionType
 from dsdb_plan.project import Project
 from dsdb_plan.workspace import Workspace
-from tests.helpers import LOCAL_AND_COPY, make_flights_db, run_cli
+from tests.helpers import LOCAL_AND_COPY, make_flights_db, run_cli, sqlite_url, table_rows
 from tests.servers import ServerDatabase
 
 SQLITE_MANIFEST = """\
@@ -86,11 +86,19 @@ def test_a_row_changed_in_one_of_many_databases_is_exactly_the_change(
     assert changes(parallel) == {
         "migration.b-out": [
             "source table flights: content changed, still 90 rows",
-            "airlines → b-copy.airlines: 3 rows (upsert, only key ranges that differ)",
+            "unchanged since the last apply, not copied: airlines",
             "flights → b-copy.flights: 90 rows (upsert, only key ranges that differ)",
         ]
     }
     assert parallel == planned(sqlite_project, parallelism=1)
+    # The apply copies only that table, and leaves the target equal to the source.
+    apply(capsys, sqlite_project)
+    data = sqlite_project.parent / "data"
+    for table in ("airlines", "flights"):
+        assert table_rows(sqlite_url(data / "b-copy.db"), table) == table_rows(
+            sqlite_url(data / "b.db"), table
+        )
+    assert changes(planned(sqlite_project, parallelism=4)) == {}
 
 
 def test_fingerprints_read_in_parallel_equal_those_read_one_at_a_time(

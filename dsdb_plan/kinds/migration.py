@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -25,6 +25,7 @@ from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import PlanError, note_rows_committed
 from dsdb_plan.fingerprint import (
     Fingerprint,
+    changed_tables,
     count_tables,
     describe_changes,
     fingerprint_database,
@@ -218,6 +219,43 @@ def table_runs(
     return runs
 
 
+def unchanged_tables(runs: Sequence[TableRun], moved: Collection[str]) -> list[str]:
+    """The tables a resync can leave as they are (pure): whole tables (a filtered table's
+    rows may follow other tables') that are not among the `moved` source and target tables,
+    and none of whose parents the resync replaces or mirrors, which may delete rows they
+    point at."""
+
+    def still(run: TableRun) -> bool:
+        selection = run.selection
+        return selection.where is None and not {selection.name, selection.target} & set(moved)
+
+    deleting = {run.selection.name for run in runs if run.mode in DELETING_MODES and not still(run)}
+    return [
+        run.selection.name
+        for run in runs
+        if still(run) and not {fk.ref_table for fk in run.selection.schema.foreign_keys} & deleting
+    ]
+
+
+def unchanged_moved(unchanged: Sequence[str], planned: Fingerprint, now: Fingerprint) -> list[str]:
+    """The tables a plan left as they were that have changed since it read them (pure)."""
+    return [
+        f"source table {name} changed since the plan, which left it as it was"
+        for name in unchanged
+        if now.tables.get(name) != planned.tables.get(name)
+    ]
+
+
+def _recorded(
+    record: ResourceRecord | None, kind: str, tables: Collection[str]
+) -> dict[str, TableFingerprint]:
+    """The fingerprints of `tables` the record holds under `kind`."""
+    if record is None or not tables:
+        return {}
+    recorded = Fingerprint.from_dict(record.fingerprints[kind]).tables
+    return {name: recorded[name] for name in tables if name in recorded}
+
+
 _DATA_FIELDS = (
     "from",
     "to",
@@ -397,9 +435,13 @@ class MigrationKind(ForgettingKind):
         by = "since the last finished apply" if checkpoint is not None else "outside dsdb"
         drifted = [f"target {line} {by}" for line in drifted]
         changes: list[str] = []
+        moved: set[str] = set()  # source tables that changed, and target tables that drifted
         if record is not None and same_data:
             assert previous is not None
-            changes = self._source_changes(source, chosen, record, previous, live) + drifted
+            by_table = self._source_changes(source, chosen, record, previous, live)
+            changes = [line for lines in by_table.values() for line in lines] + drifted
+            written = Fingerprint.from_dict(record.fingerprints["written"])
+            moved = set(by_table) | changed_tables(written, in_target)
         left = self._left_behind(record, chosen) if record is not None and not same_data else []
         resume = resume_note(checkpoint) if resuming and checkpoint is not None else None
         decided = decide(address, record, document, changes, left, resume)
@@ -421,6 +463,12 @@ class MigrationKind(ForgettingKind):
             chosen = without_keys(chosen, dangling)
         reasons += [dangling_note(spec.on_dangling, d) for d in dangling]
         runs = table_runs(spec, chosen, record if same_data else None)
+        unchanged = (
+            unchanged_tables(runs, moved) if type_ is ActionType.RESYNC and not resuming else []
+        )
+        if unchanged:
+            runs = [run for run in runs if run.selection.name not in unchanged]
+            reasons.append(f"unchanged since the last apply, not copied: {', '.join(unchanged)}")
         target = None if ctx.is_missing(spec.target) else ctx.workspace.reach(spec.target)
         slower = text_copy_note(source, target) if target is not None else None
         reasons += [slower] if slower else []
@@ -473,6 +521,7 @@ class MigrationKind(ForgettingKind):
             # lets apply skip re-reading source data that did not move since
             source_fingerprint=live.to_dict(),
             dangling=tuple(dangling),
+            unchanged=tuple(unchanged),
         )
         return [
             Action.on(
@@ -572,12 +621,12 @@ class MigrationKind(ForgettingKind):
         record: ResourceRecord,
         previous: Fingerprint,
         live: Fingerprint,
-    ) -> list[str]:
-        """What changed in the source since the last apply, as far as the subset goes: a
-        filtered table whose rows changed only outside its filter is not a change."""
+    ) -> dict[str, list[str]]:
+        """What changed in the source since the last apply, by table, as far as the subset
+        goes: a filtered table whose rows changed only outside its filter is not a change."""
         filtered = {s.name: s for s in chosen if s.where is not None}
         subsets = record.fingerprints.get("subset", {})
-        lines = []
+        lines: dict[str, list[str]] = {}
         for name in sorted(set(previous.tables) | set(live.tables)):
             old, new = previous.tables.get(name), live.tables.get(name)
             if old == new:
@@ -592,7 +641,7 @@ class MigrationKind(ForgettingKind):
                 label = "source"
             before = Fingerprint({name: old} if old else {})
             after = Fingerprint({name: new} if new else {})
-            lines += [f"{label} {line}" for line in describe_changes(before, after)]
+            lines[name] = [f"{label} {line}" for line in describe_changes(before, after)]
         return lines
 
     def _left_behind(self, record: ResourceRecord, chosen: list[TableSelection]) -> list[str]:
@@ -643,10 +692,12 @@ class MigrationKind(ForgettingKind):
         if spec.on_dangling == "keep":
             chosen = without_keys(chosen, dangling)
         runs = table_runs(spec, chosen, record if same_data else None)
+        runs = [run for run in runs if run.selection.name not in planned.unchanged]
         refuse_moved(action.key, copies_moved(planned, runs))
         at_risk = [copy.target for copy in planned.tables if copy.mode in DELETING_MODES]
         refuse_moved(action.key, grown_since(planned, row_counts(target, at_risk)))
         read = fingerprint_database(source, [s.name for s in chosen], previous=previous)
+        refuse_moved(action.key, unchanged_moved(planned.unchanged, previous, read))
         checkpoint = ctx.checkpoint(action.address)
         resume = checkpoint if checkpoint.get("spec_digest") == data_digest(document) else None
         # Tables dsdb created stay its own (to finish with indexes and keys) across applies,
@@ -683,9 +734,15 @@ class MigrationKind(ForgettingKind):
         except BaseException as error:
             note_rows_committed(error, max(0, committed[1] - committed[0]))
             raise
+        # The target tables left as they were keep their record; the others are read.
+        left = {s.target for s in chosen if s.name in planned.unchanged}
+        kept = _recorded(record, "written", left)
         written = fingerprint_database(
-            target, [s.target for s in chosen], previous=_verified_target(outcomes)
+            target,
+            [s.target for s in chosen if s.target not in kept],
+            previous=_verified_target(outcomes),
         )
+        written = Fingerprint({**written.tables, **kept}, written.token)
         # Verification digested each subset already; only tables done by an older dsdb lack it.
         verified = {o.table: o.subset for o in outcomes}
         subset = {
@@ -694,7 +751,14 @@ class MigrationKind(ForgettingKind):
             if s.where is not None
         }
         high_water = {
-            o.table: o.to_dict()["high_water"] for o in outcomes if o.high_water is not None
+            **{
+                name: mark
+                for name, mark in (
+                    record.fingerprints.get("high_water", {}) if record else {}
+                ).items()
+                if name in planned.unchanged
+            },
+            **{o.table: o.to_dict()["high_water"] for o in outcomes if o.high_water is not None},
         }
         fingerprints = {
             "read": read.to_dict(),
