@@ -7,14 +7,31 @@ change never shows as a dump of the model's defaults.
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from dsdb_plan.sigint import python_keeps_ctrl_c
 
-with python_keeps_ctrl_c():  # deepdiff imports polars when it is installed
+if TYPE_CHECKING:
     from deepdiff import DeepDiff
+
+
+_IMPORTING = threading.Lock()
+
+
+@cache
+def _deepdiff() -> type[DeepDiff]:
+    """DeepDiff, imported when a spec changed: with polars, which deepdiff imports when it
+    is installed, it takes most of a plan's start-up otherwise."""
+    # One thread at a time: a second one would take polars' handler for Python's and put
+    # it back last (resources are planned in parallel threads).
+    with _IMPORTING, python_keeps_ctrl_c():  # polars takes SIGINT over when imported
+        from deepdiff import DeepDiff
+
+    return DeepDiff
 
 
 def _path(node: Any) -> str:
@@ -41,7 +58,7 @@ def _set_only(value: Any) -> Any:
 
 def spec_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Lines like `keep: 7 → 3`, `tables: added flights`, sorted; empty when equal."""
-    diff = DeepDiff(_set_only(old), _set_only(new), ignore_order=False, view="tree")
+    diff = _deepdiff()(_set_only(old), _set_only(new), ignore_order=False, view="tree")
     lines: list[str] = []
     for node in [*diff.get("values_changed", []), *diff.get("type_changes", [])]:
         lines.append(f"{_path(node)}: {_show(node.t1)} → {_show(node.t2)}")

@@ -187,6 +187,40 @@ def test_a_table_it_stops_in_lands_exactly_and_verified(
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize(("seconds", "commits"), [(0.0, [10, 10, 10, 10]), (3600.0, [10, 30])])
+def test_batches_are_committed_together_by_time_and_the_row_path_goes_on_after_them(
+    tmp_path: Path,
+    postgres_db: ServerDatabase,
+    monkeypatch: pytest.MonkeyPatch,
+    seconds: float,
+    commits: list[int],
+) -> None:
+    # The first batch is committed at once, the next ones together once `COMMIT_SECONDS`
+    # have passed, each commit checkpointed; at a batch it cannot copy, the batches before
+    # it are committed and the row path goes on after the last of them.
+    postgres_db.reset()
+    rows = [(f"n{i}", i / 3, i, 1, "2024-01-02", None, None, b"x") for i in range(60)]
+    rows[45] = (*rows[45][:6], "2024-03-04 10:36:07.5+05:30", b"x")  # row path only
+    path = tmp_path / "source.db"
+    _source(path, rows)
+    committed: list[int] = []
+    real = arrow_copy._commit
+
+    def counted(connection: Any, pending: arrow_copy.Committed, on_commit: Any) -> None:
+        real(connection, pending, on_commit)
+        committed.extend([pending.rows] if pending.rows else [])
+
+    monkeypatch.setattr(arrow_copy, "_commit", counted)
+    monkeypatch.setattr(arrow_copy, "COMMIT_SECONDS", seconds)
+    first, again = _migrated(path, postgres_db, runs=2, batch_size=10)
+    assert committed == commits
+    assert first[0].rows_copied == 60 and again[0].now.rows == 0
+    with postgres_db.engine().connect() as conn:
+        found = conn.execute(sa.text(f"SELECT {', '.join(COLUMNS)} FROM t ORDER BY id")).all()
+    assert [tuple(row) for row in found] == [_landed(i, row) for i, row in enumerate(rows)]
+
+
+@pytest.mark.postgres
 def test_each_target_type_takes_the_values_as_they_are(
     tmp_path: Path, postgres_db: ServerDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from dsdb_plan.archive import new_backup_id, restore_backup, write_backup
 from dsdb_plan.dbschema import ColumnSchema, TableSchema, create_tables, reflect_tables
 from dsdb_plan.errors import DsdbError, Interrupted, PlanError
-from dsdb_plan.migrate import copier
+from dsdb_plan.migrate import arrow_copy, copier
 from dsdb_plan.migrate.convert import batch_converter
 from dsdb_plan.migrate.copier import Mode, copy_table
 from dsdb_plan.migrate.filters import column_type
@@ -279,7 +279,10 @@ def test_replace_without_a_key_and_mirror_of_a_subset(ends: Ends) -> None:
     assert result.rows_deleted == 4
 
 
-def test_replace_is_atomic_for_readers(ends: Ends) -> None:
+def test_replace_is_atomic_for_readers(ends: Ends, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A commit per batch, even in whole columns (which commit every two seconds), to look
+    # between each two.
+    monkeypatch.setattr(arrow_copy, "COMMIT_SECONDS", 0.0)
     make_people(ends.source, rows=9)
     chosen = selection(ends.source, "people")
     migrate(ends, chosen, "replace")
@@ -365,7 +368,12 @@ def test_a_killed_copy_resumes_without_duplicates_or_gaps(ends: Ends, mode: Mode
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_a_cancelled_copy_stops_after_a_committed_batch_and_resumes(ends: Ends, mode: Mode) -> None:
+def test_a_cancelled_copy_stops_after_a_committed_batch_and_resumes(
+    ends: Ends, mode: Mode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A commit per batch, even in whole columns (which commit every two seconds and at once
+    # when asked to stop), so that it is asked during the second.
+    monkeypatch.setattr(arrow_copy, "COMMIT_SECONDS", 0.0)
     make_people(ends.source, rows=11)
     chosen = selection(ends.source, "people")
     ensure_target(ends.target, chosen, inspect_target(ends.target, chosen, schema_changes="evolve"))

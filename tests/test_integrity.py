@@ -226,12 +226,28 @@ def test_the_default_policy_is_not_recorded_so_older_records_read_the_same(
 # -- plan and apply -------------------------------------------------------------------------
 
 
-def manifest_for(tmp_path: Path, url: str, policy: str | None, mode: str = "upsert") -> Path:
+def _dangling_allowed(conn: sa.Connection) -> None:
+    """Lets the transaction write rows pointing nowhere: PostgreSQL checks foreign keys by
+    triggers, which a superuser's session can turn off (SQLite does not check them here)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+
+
+def manifest_for(
+    tmp_path: Path, url: str, policy: str | None, mode: str = "upsert", source: str | None = None
+) -> Path:
+    """A migration of UA's flights and their parents from `source` (a URL; by default the
+    SQLite file source.db) into `url`."""
     line = f"    on_dangling: {policy}\n" if policy else ""
+    local = (
+        f"{{url: '{source}'}}"
+        if source
+        else f"{{driver: sqlite, database: {tmp_path / 'source.db'}}}"
+    )
     path = tmp_path / "dsdb.yaml"
     path.write_text(
         "version: 1\nconnections:\n"
-        f"  local: {{driver: sqlite, database: {tmp_path / 'source.db'}}}\n"
+        f"  local: {local}\n"
         f"  target: {{url: '{url}'}}\n"
         "migrations:\n"
         f"  ua:\n    from: local\n    to: target\n    mode: {mode}\n    follow: parents\n"
@@ -411,15 +427,22 @@ def test_skip_follows_a_reference_to_itself_in_the_source_database(
     assert table_rows(target, "staff") == [(1, None, "a"), (2, 1, "a")]
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_the_apply_counts_dangling_rows_again_only_when_the_source_changed_since_the_plan(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
-    """The plan counts them under the source's change token; while it holds, the apply
-    takes the plan's. A write to the source since makes the apply count again, and refuse."""
-    source = dirty_source(tmp_path / "source.db")
+    """The plan counts them; while the source is the one it read, the apply takes the plan's:
+    proved by SQLite's change token, by the content of PostgreSQL's tables (their own
+    tokens). A write to the source since makes the apply count again, and refuse."""
+    source = database(request, tmp_path, kind)
     with source.begin() as conn:
+        _dangling_allowed(conn)
+        for statement in DIRTY_FLIGHTS.split(";"):
+            if statement.strip():
+                conn.exec_driver_sql(statement)
         conn.exec_driver_sql("DELETE FROM flights WHERE tailnum IN ('N404', 'N500')")
-    manifest = manifest_for(tmp_path, sqlite_url(tmp_path / "target.db"), None)
+    url = source.url.render_as_string(hide_password=False)
+    manifest = manifest_for(tmp_path, sqlite_url(tmp_path / "target.db"), None, source=url)
     counted: list[int] = []
     real_count = migration_kind.count_dangling
 
@@ -437,6 +460,7 @@ def test_the_apply_counts_dangling_rows_again_only_when_the_source_changed_since
     with Project.open(manifest) as project, project.locked("apply"):
         plan = project.plan()
         with source.begin() as conn:
+            _dangling_allowed(conn)
             conn.exec_driver_sql("INSERT INTO flights VALUES (9, 'UA', 'N404', 4)")
         report = project.apply(plan)
     assert not report.ok and len(counted) == 3

@@ -11,7 +11,12 @@ import sqlalchemy as sa
 from dsdb_plan.checksum import ChecksumMethod, TableFingerprint
 from dsdb_plan.fingerprint import Fingerprint
 from dsdb_plan.kinds.base import make_record
-from dsdb_plan.kinds.migration import decide, unchanged_moved, unchanged_tables
+from dsdb_plan.kinds.migration import (
+    decide,
+    plan_still_holds,
+    unchanged_moved,
+    unchanged_tables,
+)
 from dsdb_plan.migrate.run import TableRun
 from dsdb_plan.migrate.subset import TableSelection
 from dsdb_plan.payloads import RecordSettings, Unchanged
@@ -65,6 +70,36 @@ def test_nothing_changed_is_a_no_op_and_only_settings_changed_records_them() -> 
         "batch_size: 10 → 500",
         "source and target unchanged since the last apply",
     )
+
+
+def _read(token: str | None, **tables: TableFingerprint) -> Fingerprint:
+    return Fingerprint(dict(tables), token)
+
+
+_A = TableFingerprint(3, ChecksumMethod.POSTGRESQL_ROW_HASH, "aa", token="x1")
+_A_AGAIN = TableFingerprint(3, ChecksumMethod.POSTGRESQL_ROW_HASH, "aa", token="x2")
+_A_CHANGED = TableFingerprint(3, ChecksumMethod.POSTGRESQL_ROW_HASH, "ab")
+_COUNTED = TableFingerprint(3, ChecksumMethod.COUNTED, "")
+
+
+@pytest.mark.parametrize(
+    ("planned", "read", "holds"),
+    [
+        # The database's token is the plan's: nothing was written since, counts or not.
+        (_read("t", a=_COUNTED), _read("t", a=_COUNTED), True),
+        (_read("t", a=_COUNTED), _read("u", a=_COUNTED), False),
+        # No token, or another one: the content of every table decides.
+        (_read(None, a=_A, b=_A), _read(None, a=_A_AGAIN, b=_A), True),
+        (_read("t", a=_A), _read("u", a=_A), True),
+        (_read(None, a=_A, b=_A), _read(None, a=_A, b=_A_CHANGED), False),
+        (_read(None, a=_A), _read(None, a=_A, b=_A), False),  # a table the plan did not read
+        (_read(None), _read(None), False),
+    ],
+)
+def test_the_plan_s_findings_hold_while_the_source_is_the_one_it_read(
+    planned: Fingerprint, read: Fingerprint, holds: bool
+) -> None:
+    assert plan_still_holds(planned, read) is holds
 
 
 # -- which tables a resync leaves as they are ---------------------------------------------

@@ -14,7 +14,7 @@ from dsdb_plan.kinds import kind_of
 #: Loaded only by the commands that use them: the notebook API, the backup and copy code
 #: (by planning or applying a resource of the kind that needs it, or by `backups verify`),
 #: the spec diff, the progress display of `apply`; DuckDB's driver and Arrow (by a DuckDB
-#: connection).
+#: connection); polars (deepdiff imports it) and Faker (by a masked copy).
 LOADED_ON_DEMAND = (
     "dsdb_plan.manager",
     "dsdb_plan.archive",
@@ -28,6 +28,8 @@ LOADED_ON_DEMAND = (
     "duckdb",
     "duckdb_engine",
     "pyarrow",
+    "polars",
+    "faker",
 )
 
 
@@ -71,3 +73,11 @@ def test_dsdb_version_answers_without_loading_the_command_line() -> None:
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert run.stdout == f"dsdb {dsdb_plan.__version__}\n"
     assert not {"click", "pydantic", "sqlalchemy", "dsdb_plan.cli"} & set(run.stderr.split())
+
+
+def test_the_migration_kind_loads_the_spec_diff_and_faker_when_first_used() -> None:
+    loaded = _loaded_after("import dsdb_plan.kinds.migration")
+    assert not loaded & {"deepdiff", "polars", "faker"}
+    assert _loaded_after(
+        "from dsdb_plan.specdiff import spec_changes\nspec_changes({'a': 1}, {'a': 2})"
+    ) >= {"deepdiff"}

@@ -624,8 +624,11 @@ class _MariaDBDigest(DigestSQL):
     # CHAR spells the backslash and U+001F whatever the server's string escaping mode.
 
     def frame(self, q: str, text: str, *, escaped: bool) -> str:
-        text = f"CONVERT(({text}) USING utf8mb4)"
+        # Only a text column's value may be other than ASCII, which reads the same in any
+        # character set the row is put together in: only it needs its bytes in UTF-8 (0.4 s
+        # of server CPU for 1,000,000 rows of the benchmark's 9 columns, of 5).
         if escaped:
+            text = f"CONVERT(({text}) USING utf8mb4)"
             text = (
                 f"REPLACE(REPLACE({text}, {_BACKSLASH}, CONCAT({_BACKSLASH}, {_BACKSLASH})),"
                 f" {_SEPARATOR}, CONCAT({_BACKSLASH}, {_SEPARATOR}))"

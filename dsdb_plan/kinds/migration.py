@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 
 from dsdb_plan.archive.format import decode_value
-from dsdb_plan.checksum import TableFingerprint
+from dsdb_plan.checksum import ChecksumMethod, TableFingerprint
 from dsdb_plan.connection import Connection
 from dsdb_plan.databases import row_counts
 from dsdb_plan.engines import engine_for
@@ -29,7 +29,6 @@ from dsdb_plan.fingerprint import (
     count_tables,
     describe_changes,
     fingerprint_database,
-    unchanged_since,
 )
 from dsdb_plan.kinds.base import (
     ApplyContext,
@@ -683,9 +682,12 @@ class MigrationKind(ForgettingKind):
         chosen = _with_policy(raw, spec)
         same_data = record is not None and data_digest(record.spec) == data_digest(document)
         previous = Fingerprint.from_dict(planned.source_fingerprint)
+        # The source as the copy starts from, reusing what the plan read where a table's token
+        # proves it unchanged since.
+        read = fingerprint_database(source, [s.name for s in chosen], previous=previous)
         # Checked again before anything is written, unless the source provably did not change
-        # since the plan counted them (its change token, taken before): they are the plan's.
-        if unchanged_since(source, previous, [s.name for s in raw]) is not None:
+        # since the plan counted them: they are the plan's.
+        if plan_still_holds(previous, read):
             dangling = list(planned.dangling)
         else:
             dangling = dangling_references(source, spec, action.address, raw)
@@ -696,7 +698,6 @@ class MigrationKind(ForgettingKind):
         refuse_moved(action.key, copies_moved(planned, runs))
         at_risk = [copy.target for copy in planned.tables if copy.mode in DELETING_MODES]
         refuse_moved(action.key, grown_since(planned, row_counts(target, at_risk)))
-        read = fingerprint_database(source, [s.name for s in chosen], previous=previous)
         refuse_moved(action.key, unchanged_moved(planned.unchanged, previous, read))
         checkpoint = ctx.checkpoint(action.address)
         resume = checkpoint if checkpoint.get("spec_digest") == data_digest(document) else None
@@ -805,6 +806,19 @@ def _table_copy(run: TableRun, rows: RowCount | None, held: Mapping[str, int]) -
         rows=rows.rows if rows is not None else None,
         estimated=bool(rows and rows.estimated),
         held=held.get(selection.target, 0),
+    )
+
+
+def plan_still_holds(planned: Fingerprint, read: Fingerprint) -> bool:
+    """Whether the source the apply `read` is the one the plan read (`planned`), so that
+    what the plan found in it (dangling references) still holds (pure): by its change token
+    (taken before each read) where it has one, else by the content of every table, which a
+    plan of row counts alone cannot vouch for."""
+    if read.token is not None and read.token == planned.token:
+        return True
+    return bool(read.tables) and all(
+        planned.tables.get(name) == table and table.method is not ChecksumMethod.COUNTED
+        for name, table in read.tables.items()
     )
 
 

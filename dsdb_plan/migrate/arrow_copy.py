@@ -22,6 +22,9 @@ the last key, exactly as a resume does. The digest of every row copied here is t
 
 from __future__ import annotations
 
+import math
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -113,18 +116,44 @@ class Batch:
     last_key: tuple[Any, ...] | None
 
 
+@dataclass(frozen=True)
+class Committed:
+    """The batches one commit wrote: their rows, digest and last key."""
+
+    rows: int
+    hash_sum: int
+    last_key: tuple[Any, ...] | None
+
+    def then(self, batch: Batch) -> Committed:
+        """These batches and `batch` after them."""
+        return Committed(
+            self.rows + batch.rows, (self.hash_sum + batch.hash_sum) % MODULUS, batch.last_key
+        )
+
+
+#: After the first batch (committed at once, so progress shows), batches are committed (and
+#: so checkpointed) together once this long has passed since the last commit, not one by
+#: one: a commit and its checkpoint cost the same for any number of batches, and a killed
+#: copy redoes at most this much.
+COMMIT_SECONDS = 2.0
+
+
 def copy_columns(
     src: sa.Connection,
     dst: sa.Connection,
     selection: TableSelection,
     into: str,
     batch_rows: int,
-    on_batch: Callable[[Batch], None],
+    on_commit: Callable[[Committed], None],
+    cancel: threading.Event | None = None,
 ) -> None:
     """Copy the selected columns of every source row into `into`, in key order, where both
-    engines take whole columns and `into` is empty: each batch committed, then given to
-    `on_batch`. Returns once every row is copied, or at once, or before the first batch that
-    does not fit (`Unfit`), for the row-by-row path to go on from the last batch's key."""
+    engines take whole columns and `into` is empty: batches committed every `COMMIT_SECONDS`,
+    at once when `cancel` is set, and at the end, each commit then given to `on_commit`
+    (which stops the copy by raising). Returns once every row is copied, or at once, or at
+    the first batch that does not fit (`Unfit`) with the batches before it committed, or at
+    one the target refuses with the batches since the last commit rolled back: the row-by-row
+    path goes on from the last committed key."""
     if not (
         engine_for(src.dialect).capabilities.reads_columns
         and engine_for(dst.dialect).capabilities.loads_columns
@@ -144,22 +173,34 @@ def copy_columns(
         return
     connection, target_database = target
     database = adbc_driver_sqlite.connect(source_file)
+    pending = Committed(0, 0, None)
+    since = -math.inf
     try:
         prepared = _prepared(database, selection, schemas, kinds, batch_rows)
-        for batch in read_ahead_of(prepared):
-            try:
+        try:
+            for batch in read_ahead_of(prepared):
                 _append(connection, into, batch.columns)
-                connection.commit()
-            except adbc_driver_manager.DatabaseError as error:
-                # The row path writes the batch again and reports what the database says.
-                raise Unfit(f"the target refused a batch: {error}") from error
-            on_batch(batch)
-    except Unfit:
+                pending = pending.then(batch)
+                stopping = cancel is not None and cancel.is_set()
+                if stopping or time.monotonic() - since >= COMMIT_SECONDS:
+                    _commit(connection, pending, on_commit)
+                    pending, since = Committed(0, 0, None), time.monotonic()
+        except Unfit:
+            pass  # the batches appended before it fit: committed below
+        _commit(connection, pending, on_commit)
+    except adbc_driver_manager.DatabaseError:
+        # The row path writes the batches again and reports what the database says.
         connection.rollback()
     finally:
         connection.close()
         target_database.close()
         database.close()
+
+
+def _commit(connection: Any, pending: Committed, on_commit: Callable[[Committed], None]) -> None:
+    if pending.rows:
+        connection.commit()
+        on_commit(pending)
 
 
 def _connect(dst: sa.Connection) -> tuple[Any, Any] | None:

@@ -325,12 +325,12 @@ def _load_columns(
         return
     from dsdb_plan.migrate import arrow_copy  # polars and Arrow load only for a copy
 
-    def copied(batch: arrow_copy.Batch) -> None:
+    def copied(batch: arrow_copy.Committed) -> None:
         if job.on_source_digest is not None:
             job.on_source_digest(batch.rows, batch.hash_sum)
         job.advance(batch.rows, batch.last_key, None)
 
-    arrow_copy.copy_columns(src, dst, selection, table, job.batch_size, copied)
+    arrow_copy.copy_columns(src, dst, selection, table, job.batch_size, copied, job.cancel)
 
 
 @contextlib.contextmanager

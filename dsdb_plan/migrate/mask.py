@@ -29,12 +29,13 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
-
-from faker import Faker
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dsdb_plan.dbschema import ColumnSchema, ForeignKeySchema, TableSchema
 from dsdb_plan.errors import PlanError
+
+if TYPE_CHECKING:
+    from faker import Faker
 
 Transform = Callable[[Any], Any]
 R = TypeVar("R")
@@ -71,7 +72,7 @@ class Masker:
 
     def __init__(self, seed: str) -> None:
         self._key = hashlib.sha256(b"dsdb-mask\0" + seed.encode()).digest()
-        self._faker = Faker()
+        self._faker: Faker | None = None  # made on first use: importing Faker takes 0.3 s
         self._faker_lock = threading.Lock()  # tables are copied in parallel threads
 
     def transform(self, name: str, column: ColumnSchema, *, unique: bool) -> Transform:
@@ -183,6 +184,10 @@ class Masker:
     def _fake(self, method: str, value: Any, length: int | None, unique: bool) -> str:
         digest = self._digest("fake", method, str(value))
         with self._faker_lock:
+            if self._faker is None:
+                from faker import Faker
+
+                self._faker = Faker()
             self._faker.seed_instance(int.from_bytes(digest[:8], "big"))
             fake = str(getattr(self._faker, method)()).replace("\n", ", ")
         if not unique:
