@@ -44,6 +44,7 @@ from dsdb_plan.errors import BackupError, DsdbError, Interrupted, driver_message
 from dsdb_plan.migrate.convert import columns_converter
 from dsdb_plan.migrate.load import load_rows
 from dsdb_plan.payloads import Dangling, key_columns
+from dsdb_plan.typeless import for_engine
 
 Progress = Callable[[str, int], None]
 OnDangling = Literal["refuse", "skip", "keep"]
@@ -102,7 +103,9 @@ def restore_backup(
     loaded is rolled back (on MySQL, whose DDL commits at once, left for a resume to drop).
     """
     info = check_backup(path, recorded)
-    selected = _selected(info, tables)
+    rules = engine_for(engine.dialect)
+    # Typeless columns take the types their recorded values call for (`typeless.py`).
+    selected = [for_engine(table, rules)[0] for table in _selected(info, tables)]
     todo = [table for table in selected if table.name not in completed]
     skipped = tuple(table.name for table in selected if table.name in completed)
     occupied = tables_with_data(engine, [table.name for table in todo])
@@ -127,7 +130,6 @@ def restore_backup(
     later = _keys_added_after_loading(engine.dialect.name, selected, reachable)
     warnings = []
     loaded_rows = 0
-    rules = engine_for(engine.dialect)
     # Where a key can neither be added later nor name a table not created yet (DuckDB), the
     # key that closes a cycle cannot be made.
     ahead = rules.capabilities.adds_constraints_later or rules.capabilities.references_later_tables

@@ -84,14 +84,18 @@ def declared_references(spec: Migration, source: Connection) -> dict[str, str]:
     return {**(source.references or {}), **(spec.references or {})}
 
 
-def selections(engine: sa.Engine, spec: Migration, source: Connection) -> list[TableSelection]:
+def selections(engine: sa.Engine, spec: Migration, workspace: Workspace) -> list[TableSelection]:
     """The source tables this migration copies, parents first, with their filters (under
-    `on_dangling: skip`, only the rows whose references resolve). `source` is the source
-    connection, whose references count too."""
-    return _with_policy(_source_tables(engine, spec, source), spec, engine.dialect)
+    `on_dangling: skip`, only the rows whose references resolve)."""
+    return _with_policy(_source_tables(engine, spec, workspace), spec, engine.dialect)
 
 
-def _source_tables(engine: sa.Engine, spec: Migration, source: Connection) -> list[TableSelection]:
+def _source_tables(
+    engine: sa.Engine, spec: Migration, workspace: Workspace
+) -> list[TableSelection]:
+    """The tables as `select_tables` chooses them, typed for the target's engine. The
+    source connection's references count too."""
+    source = workspace.connection(spec.source)
     name = f"the source database '{spec.source}'"
     seed = spec.mask_seed.get_secret_value() if spec.mask_seed else None
     return select_tables(
@@ -102,6 +106,7 @@ def _source_tables(engine: sa.Engine, spec: Migration, source: Connection) -> li
         references=parse_references(declared_references(spec, source)),
         mask=spec.mask,
         masker=Masker(seed) if seed is not None else None,
+        into=engine_for(workspace.connection(spec.target).dialect),
     )
 
 
@@ -338,7 +343,7 @@ def verify_migration(
     """Compare every table of one migration's target with its source subset."""
     source = workspace.reach(spec.source)
     target = workspace.reach(spec.target)
-    chosen = selections(source, spec, workspace.connection(spec.source))
+    chosen = selections(source, spec, workspace)
     for run in table_runs(spec, chosen, record):
         selection = run.selection
         with source.connect() as source_conn, target.connect() as target_conn:
@@ -419,7 +424,7 @@ class MigrationKind(ForgettingKind):
                 else None
             )
             source = ctx.workspace.reach(spec.source)
-            raw = _source_tables(source, spec, ctx.workspace.connection(spec.source))
+            raw = _source_tables(source, spec, ctx.workspace)
             chosen = _with_policy(raw, spec, source.dialect)
             names = [s.name for s in chosen]
             live = (
@@ -679,7 +684,7 @@ class MigrationKind(ForgettingKind):
         source = ctx.workspace.reach(planned.source)
         target = ctx.workspace.reach(planned.target)
         record = ctx.record(action.address)
-        raw = _source_tables(source, spec, ctx.workspace.connection(spec.source))
+        raw = _source_tables(source, spec, ctx.workspace)
         chosen = _with_policy(raw, spec, source.dialect)
         same_data = record is not None and data_digest(record.spec) == data_digest(document)
         previous = Fingerprint.from_dict(planned.source_fingerprint)

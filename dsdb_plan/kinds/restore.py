@@ -14,7 +14,7 @@ apply is counted by the apply, before it writes.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +26,7 @@ from dsdb_plan.archive import check_backup, read_backup_info, restore_backup
 from dsdb_plan.archive.references import count_dangling, refusal
 from dsdb_plan.archive.restore import OnDangling
 from dsdb_plan.databases import row_counts
-from dsdb_plan.engines import engine_for
+from dsdb_plan.engines import Engine, engine_for
 from dsdb_plan.errors import BackupError, PlanError
 from dsdb_plan.fingerprint import Fingerprint, describe_changes, fingerprint_database
 from dsdb_plan.kinds.base import (
@@ -45,6 +45,7 @@ from dsdb_plan.payloads import Dangling, Payload, RestoreBackup, Spec, Unchanged
 from dsdb_plan.plan import Action, ActionType, counted
 from dsdb_plan.specdiff import spec_changes
 from dsdb_plan.state import ResourceRecord
+from dsdb_plan.typeless import REMEDY, for_engine
 
 KIND = "restore"
 
@@ -154,6 +155,26 @@ def decide(
     return Action.on(address, KIND, type_, payload, reasons=reasons, destructive=bool(foreign))
 
 
+_REMEDY = f"{REMEDY}, then take a new backup"
+
+
+def _typed_columns(address: str, path: Path, writes: Sequence[str], into: Engine) -> list[str]:
+    """How `into` types the typeless columns of the tables the restore writes, a line for
+    each; PlanError naming every column no type holds."""
+    lines, refused = [], []
+    for table in read_backup_info(path).tables:
+        if table.name not in writes:
+            continue
+        try:
+            typed = for_engine(table, into, remedy=_REMEDY)[1]
+            lines += [f"table {table.name}: {why}" for why in typed]
+        except PlanError as error:
+            refused.append(error.message)
+    if refused:
+        raise PlanError(f"{address}: " + "\n".join(refused))
+    return lines
+
+
 class RestoreKind(ForgettingKind):
     left_behind = "restored data stays"
 
@@ -194,6 +215,9 @@ class RestoreKind(ForgettingKind):
                 dangling = None
             seen = dataclasses.replace(seen, dangling=dangling)
             action = decide(address, spec, document, record, seen, protected=protected)
+            into = engine_for(ctx.workspace.connection(spec.to).dialect)
+            typed = _typed_columns(address, Path(source["path"]), writes, into)
+            action = dataclasses.replace(action, reasons=(*action.reasons, *typed))
         return [action]
 
     def _foreign_data(

@@ -37,6 +37,7 @@ from dsdb_plan.dbschema import (
 from dsdb_plan.engines import Engine, engine_for
 from dsdb_plan.errors import PlanError
 from dsdb_plan.migrate.subset import TableSelection
+from dsdb_plan.typeless import TYPELESS
 
 SchemaChanges = Literal["evolve", "strict"]
 KnownTables = Collection[str] | Mapping[str, str]
@@ -44,6 +45,7 @@ KnownTables = Collection[str] | Mapping[str, str]
 _INTEGER_RANK = {"smallint": 1, "boolean": 1, "integer": 2, "bigint": 3}
 _INTEGER_DIGITS = {"smallint": 5, "boolean": 1, "integer": 10, "bigint": 19}
 _TEXT = frozenset({"text", "varchar"})
+_NUMBERS = frozenset({"smallint", "integer", "bigint", "float", "double", "decimal"})
 #: Target types any value of the source type fits in, beside the same type and text.
 _HOLDS: dict[str, frozenset[str]] = {
     "float": frozenset({"float", "double"}),
@@ -110,12 +112,16 @@ def inspect_target(
     if missing_keys:
         what = _columns("key column", missing_keys)
         incompatible.append(f"{label}: {what} missing in the target")
-    if engine.capabilities.typed_columns:  # SQLite stores any value in any column
-        for name in selection.columns:
-            if name in present:
-                reason = _cannot_hold(selection.schema.column(name), existing.column(name))
-                if reason:
-                    incompatible.append(f"{label}: column {name!r} {reason}")
+    for name in selection.columns:
+        if name not in present:
+            continue
+        copied, held = selection.schema.column(name), existing.column(name)
+        if engine.capabilities.typed_columns:
+            reason = _cannot_hold(copied, held)
+        else:  # SQLite stores any value in any column, by the column's affinity
+            reason = _affinity_changes(copied, held)
+        if reason:
+            incompatible.append(f"{label}: column {name!r} {reason}")
     required = [
         column.name
         for column in existing.columns
@@ -311,12 +317,26 @@ def _renamed(names: Mapping[str, str], keys: Collection[ForeignKeySchema]) -> di
     return {fk.ref_table: names[fk.ref_table] for fk in keys if fk.ref_table in names}
 
 
+def _affinity_changes(source: ColumnSchema, target: ColumnSchema) -> str | None:
+    """Why a column of an engine without typed columns (SQLite) would change the storage
+    class of values of a typeless `source` column (a TEXT column stores 1 as '1'), or None."""
+    if source.type != TYPELESS or target.type == TYPELESS:
+        return None
+    return (
+        f"is {_describe(target)} in the target but has no declared type in the source: "
+        "the target's type would change some values' storage classes (1 into '1'); "
+        "drop the target table for one without a type"
+    )
+
+
 def _cannot_hold(source: ColumnSchema, target: ColumnSchema) -> str | None:
     """Why a `target` column cannot hold every value of `source`, or None when it can."""
     what = f"is {_describe(target)} in the target but {_describe(source)} in the source"
     kind, into = source.type, target.type
     if into in _TEXT:
-        if kind == "binary":
+        # A number written as text is no longer a number: verification tells them apart
+        # (`digest._CHANGED`), so the plan refuses it first.
+        if kind == "binary" or kind in _NUMBERS:
             return what
         if into == "varchar" and target.length is not None:
             longest = _longest_text(source)
