@@ -16,9 +16,11 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    SerializerFunctionWrapHandler,
     ValidationInfo,
     field_serializer,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -31,12 +33,40 @@ from dsdb_plan.engines import (
     registration_for,
 )
 from dsdb_plan.errors import did_you_mean
-from dsdb_plan.redact import register_secret
+from dsdb_plan.redact import MASK, register_secret
 from dsdb_plan.references import check_declared
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     import sqlalchemy as sa
     from sqlalchemy.engine import URL
+
+# Query options that carry a password: libpq takes `password` and `sslpassword`
+# (postgresql://u@h/db?password=...), PyMySQL `password` and its older `passwd`.
+_SECRET_OPTIONS = frozenset({"password", "passwd", "sslpassword"})
+
+
+def register_url_secrets(url: URL) -> None:
+    """Register the password of `url`, in its userinfo or its query, as a secret."""
+    register_secret(url.password if isinstance(url.password, str) else None)
+    _register_secret_options(url.query)
+
+
+def display_url(url: URL) -> str:
+    """`url` safe to print: the password masked, also where the query carries it."""
+    return url.set(query=_mask_secret_options(url.query)).render_as_string(hide_password=True)
+
+
+def _register_secret_options(query: Mapping[str, str | Sequence[str]]) -> None:
+    for name, value in query.items():
+        if name.lower() in _SECRET_OPTIONS:
+            for one in (value,) if isinstance(value, str) else value:
+                register_secret(one)
+
+
+def _mask_secret_options(query: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: MASK if name.lower() in _SECRET_OPTIONS else v for name, v in query.items()}
 
 
 def _sqlalchemy_drivername(driver: str) -> str:
@@ -198,7 +228,7 @@ class Connection(BaseModel):
                 raise PydanticCustomError(
                     "bad_url", "url is not a valid SQLAlchemy URL (dialect://user:pass@host/db)"
                 ) from None
-            register_secret(url.password if isinstance(url.password, str) else None)
+            register_url_secrets(url)
             if self.host or self.database or self.port or self.user or self.password:
                 raise PydanticCustomError(
                     "url_and_link", "give either url or the link fields, not both"
@@ -217,6 +247,7 @@ class Connection(BaseModel):
         drivername = _sqlalchemy_drivername(self.driver)
         if self.password is not None:
             register_secret(self.password.get_secret_value())
+        _register_secret_options(self.query)
         if _embedded(drivername.partition("+")[0]):
             if self.host or self.port or self.user or self.password:
                 raise PydanticCustomError(
@@ -231,9 +262,18 @@ class Connection(BaseModel):
     def _mask_url(self, url: str | None) -> str | None:
         return self.display() if url else None
 
+    @model_serializer(mode="wrap")
+    def _mask_query(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # A wrap around the whole model, as a field serializer would stop `exclude_defaults`
+        # from leaving out an empty `query`.
+        data = handler(self)
+        if isinstance(data, dict) and isinstance(data.get("query"), dict):
+            data["query"] = _mask_secret_options(data["query"])
+        return data
+
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():
-            yield name, value
+            yield name, _mask_secret_options(value) if name == "query" else value
             if name == "driver" and self.url:
                 yield "url", self.display()
 
@@ -292,8 +332,8 @@ class Connection(BaseModel):
         return (registration.module, host, str(port), self.link)
 
     def display(self) -> str:
-        """A URL safe to print: the password is masked."""
-        return self.sqlalchemy_url().render_as_string(hide_password=True)
+        """A URL safe to print: the password is masked, also where the query carries it."""
+        return display_url(self.sqlalchemy_url())
 
     def create_engine(self, **kwargs: Any) -> sa.Engine:
         """A new SQLAlchemy engine for this connection."""

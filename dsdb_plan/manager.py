@@ -177,11 +177,14 @@ class ConnectionManager:
         target: str,
         tables: list[str] | None = None,
         replace_existing: bool = False,
+        on_dangling: str = "refuse",
     ) -> RestoreResult:
         """Restore into connection `target` a backup folder, or the latest backup taken of
         the connection named `backup`. The backup is verified before anything is written:
         its files' sizes, checksums and row counts, and, for a backup this manager took,
-        that `backup.json` still says what it said then."""
+        that `backup.json` still says what it said then. `on_dangling` takes backed-up rows
+        whose foreign key points at no row of the backup: "refuse" (an error naming them,
+        before anything is written), "skip" or "keep" (without that key)."""
         folder = self._backup_folder(backup)
         spec = _checked(
             Restore,
@@ -191,6 +194,7 @@ class ConnectionManager:
                 "to": self._known(target),
                 "tables": tables,
                 "replace_existing": replace_existing,
+                "on_dangling": on_dangling,
             },
         )
         taken = list(self._taken.values())

@@ -294,6 +294,13 @@ class Restore(_Resource):
         default=False,
         description="Allow replacing target tables that already hold data (a destructive action).",
     )
+    on_dangling: Literal["refuse", "skip", "keep"] = Field(
+        default="refuse",
+        description="Backed-up rows whose foreign key points at no row of the backup (its "
+        "source did not enforce the key): refuse to plan, naming key and count; skip those "
+        "rows (and the rows pointing at them); or keep them and leave that foreign key out "
+        "of the target.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> Restore:

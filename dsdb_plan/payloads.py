@@ -114,6 +114,10 @@ class RestoreBackup(Payload):
     overwrites: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
     """The target tables the restore writes, as far as the plan can know them."""
+    dangling: tuple[Dangling, ...] | None = None
+    """The backup's rows whose reference points at no row of it, which the restore's
+    `on_dangling` skips or keeps (it refuses them at plan time); None when the plan could
+    not count them (a backup taken in this apply, a damaged file): the apply counts them."""
 
 
 DELETING_MODES = ("replace", "mirror")
@@ -148,6 +152,8 @@ class Dangling:
     examples: tuple[str, ...]
     #: Whether other values than `examples` dangle.
     more: bool = False
+    #: The masked columns of the key, whose values the plan never shows (`examples` empty).
+    masked: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -156,13 +162,19 @@ class Dangling:
         return f"{self.table}.{key_columns(self.columns)} → {parent}"
 
     def describe(self) -> str:
-        values = ", ".join(self.examples)
-        more = ", …" if self.more else ""
         noun = "row points" if self.rows == 1 else "rows point"
-        return (
-            f"{self.key}: {self.rows:,} {noun} at no copied {self.ref_table} row "
-            f"(e.g. {values}{more})"
-        )
+        if self.masked:
+            masked = ", ".join(f"{self.table}.{column}" for column in self.masked)
+            shown = f"values not shown: {masked} {'is' if len(self.masked) == 1 else 'are'} masked"
+        else:
+            shown = "e.g. " + ", ".join(self.examples) + (", …" if self.more else "")
+        return f"{self.key}: {self.rows:,} {noun} at no copied {self.ref_table} row ({shown})"
+
+    def note(self, policy: str) -> str:
+        """The plan line for these rows under `on_dangling` `policy` (`skip` or `keep`)."""
+        if policy == "skip":
+            return f"skips {self.describe()}, and any rows pointing at those"
+        return f"keeps {self.describe()}; that foreign key is left out of the target"
 
 
 @_tagged("copy")

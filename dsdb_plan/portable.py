@@ -31,9 +31,33 @@ PORTABLE_TYPES = frozenset(
         "datetime",
         "json",
         "uuid",
+        "typeless",  # a SQLite column declared without a type: each value keeps its class
     }
 )
 INTEGER_TYPES = frozenset({"smallint", "integer", "bigint"})
+#: SQLite's storage classes of non-NULL values, as `typeof()` names them.
+STORAGE_CLASSES = ("integer", "real", "text", "blob")
+
+
+@dataclass(frozen=True)
+class StoredClasses:
+    """What a typeless column's values are: the storage classes found among them
+    (`STORAGE_CLASSES`, NULL left out) and whether every integer is exact in a double."""
+
+    classes: frozenset[str]
+    #: Every integer lies within +-2**53, where a double holds each exactly.
+    integers_fit_double: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"classes": sorted(self.classes), "integers_fit_double": self.integers_fit_double}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StoredClasses:
+        classes = frozenset(str(kind) for kind in data.get("classes", ()))
+        unknown = classes - set(STORAGE_CLASSES)
+        if unknown:
+            raise DsdbError(f"unknown storage class {sorted(unknown)[0]!r}")
+        return cls(classes, bool(data.get("integers_fit_double", True)))
 
 
 @dataclass(frozen=True)
@@ -51,6 +75,9 @@ class ColumnSchema:
     precision: int | None = None  # decimal
     scale: int | None = None  # decimal
     timezone: bool = False  # datetime, time
+    #: typeless: the storage classes its values hold (`typeless.StoredClasses`), once
+    #: observed; None before. What a typed engine can create it as is decided from them.
+    stored: StoredClasses | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +90,7 @@ class ColumnSchema:
             "precision": self.precision,
             "scale": self.scale,
             "timezone": self.timezone,
+            **({"stored": self.stored.to_dict()} if self.stored is not None else {}),
         }
 
     @classmethod
@@ -79,6 +107,7 @@ class ColumnSchema:
             precision=data.get("precision"),
             scale=data.get("scale"),
             timezone=bool(data.get("timezone", False)),
+            stored=StoredClasses.from_dict(data["stored"]) if data.get("stored") else None,
         )
 
 

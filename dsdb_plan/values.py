@@ -161,6 +161,10 @@ def _to_uuid_text(value: Any) -> Any:
     return str(value) if isinstance(value, uuid.UUID) else value
 
 
+def _as_stored(value: Any) -> Any:
+    return bytes(value) if isinstance(value, bytearray | memoryview) else value
+
+
 _CANONICAL: dict[str, Converter] = {
     "smallint": _to_int,
     "integer": _to_int,
@@ -177,6 +181,7 @@ _CANONICAL: dict[str, Converter] = {
     "datetime": _to_datetime,
     "json": _to_json_text,
     "uuid": _to_uuid_text,
+    "typeless": _as_stored,  # each value keeps its storage class: there is nothing to mean
 }
 
 

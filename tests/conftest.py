@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from dsdb_plan import redact
 from tests.servers import ServerDatabase, server_database
 
 
@@ -14,6 +15,13 @@ from tests.servers import ServerDatabase, server_database
 def _page_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLite page hashes cached in a folder of each test's own, never the user's."""
     monkeypatch.setenv("DSDB_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(autouse=True)
+def _no_secrets_from_earlier_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test masks only the secrets it met itself: one registered by an earlier test
+    would hide a leak of the same value here."""
+    monkeypatch.setattr(redact, "_secrets", set())
 
 
 @pytest.fixture(scope="session")

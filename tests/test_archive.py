@@ -801,23 +801,32 @@ def test_a_value_the_target_refuses_fails_the_restore_naming_the_table(
 
 
 @pytest.mark.postgres
-def test_rows_breaking_a_foreign_key_fail_the_restore_which_then_resumes(
+def test_rows_breaking_a_foreign_key_are_refused_before_writing_or_fail_the_keys_then_resume(
     tmp_path: Path, postgres_db: ServerDatabase
 ) -> None:
-    """PostgreSQL gets its foreign keys once the tables are loaded; a key the rows break fails
-    the restore, naming it, and a resume adds it once the rows are fixed."""
+    """Rows whose key points at no row of the backup are refused before anything is written.
+    PostgreSQL gets its foreign keys once the tables are loaded; a key the rows break there
+    (rows the count was told had none) fails the restore, naming it and what to do, and a
+    resume adds it once the rows are fixed."""
     source = _make_awkward(tmp_path / "s.db")
     with source.begin() as conn:  # SQLite does not check foreign keys unless asked to
         conn.exec_driver_sql("INSERT INTO note VALUES (4, 99, 'orphan')")
     info = write_backup(source, tmp_path / "b", new_backup_id(NOW))
     target = postgres_db.engine()
+    with pytest.raises(BackupError, match=r"note.awkward_id → awkward.id: 1 row points"):
+        restore_backup(info.path, target)
+    assert sa.inspect(target).get_table_names() == []
     done: list[str] = []
-    with pytest.raises(DsdbError, match=r"adding foreign keys in PostgreSQL failed: .*foreign key"):
-        restore_backup(info.path, target, on_table_done=lambda table, rows: done.append(table))
+    with pytest.raises(DsdbError, match=r"adding foreign keys in PostgreSQL failed: .*on_dangl"):
+        restore_backup(
+            info.path, target, on_table_done=lambda table, rows: done.append(table), dangling=()
+        )
     assert done == ["awkward", "note"]
     with target.begin() as conn:
         conn.exec_driver_sql("DELETE FROM note WHERE awkward_id = 99")
-    result = restore_backup(info.path, target, completed=set(done), replace_existing=True)
+    result = restore_backup(
+        info.path, target, completed=set(done), replace_existing=True, on_dangling="skip"
+    )
     assert result.tables == () and result.skipped == ("awkward", "note")
     note = next(table for table in reflect_tables(target) if table.name == "note")
     assert [(fk.columns, fk.ref_table) for fk in note.foreign_keys] == [

@@ -63,7 +63,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> sa.Engine:
         ("TIMESTAMP WITH TIME ZONE", ColumnSchema("", "datetime", timezone=True)),
         ("TIME", ColumnSchema("", "time")),
         ("JSON", ColumnSchema("", "json")),
-        ("", ColumnSchema("", "text")),
+        ("", ColumnSchema("", "typeless")),  # no affinity: each value keeps its class
         ("WHATEVER", ColumnSchema("", "decimal")),  # SQLite's NUMERIC affinity
     ],
 )

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from dsdb_plan.dbschema import ForeignKeySchema
 from dsdb_plan.kinds import migration as migration_kind
 from dsdb_plan.kinds.migration import data_digest, migration_document
 from dsdb_plan.manifest import parse_manifest
@@ -18,6 +19,7 @@ from dsdb_plan.migrate.integrity import (
     resolved_only,
     without_keys,
 )
+from dsdb_plan.migrate.mask import Masker
 from dsdb_plan.migrate.subset import TableSelection, select_subset, select_tables
 from dsdb_plan.models import MigrationTable
 from dsdb_plan.payloads import Dangling
@@ -86,6 +88,22 @@ def test_dangling_rows_are_counted_per_key_with_a_few_values_and_nulls_left_alon
     )
 
 
+def test_dangling_values_of_a_masked_key_are_counted_but_never_shown(tmp_path: Path) -> None:
+    engine = dirty_source(tmp_path / "source.db")
+    options = {"flights": MigrationTable(where={"carrier": "UA"})}
+    chosen = select_tables(
+        engine, options, "parents", mask={"tailnum": "hash"}, masker=Masker("seed")
+    )
+    with engine.connect() as conn:
+        (dangling,) = count_dangling(conn, chosen)
+    # The plan, its file and the output must not hold an original value of a masked column.
+    assert (dangling.rows, dangling.examples) == (3, ())
+    assert dangling.describe() == (
+        "flights.tailnum → planes.tailnum: 3 rows point at no copied planes row "
+        "(values not shown: flights.tailnum is masked)"
+    )
+
+
 def test_a_parent_row_the_subset_leaves_out_is_dangling_too(tmp_path: Path) -> None:
     engine = dirty_source(tmp_path / "source.db")
     options = {
@@ -117,7 +135,7 @@ def test_composite_keys_dangle_only_when_no_column_is_null(tmp_path: Path) -> No
         (dangling,) = count_dangling(conn, chosen)
     assert dangling.key == "tickets.(plane, seat) → seats.(plane, seat)"
     assert (dangling.rows, dangling.examples) == (2, ("('N2', '1B')", "('N9', '1A')"))
-    (_, tickets) = resolved_only(chosen)
+    (_, tickets) = resolved_only(chosen, engine.dialect)
     assert [row[0] for row in selected(engine, tickets)] == [1, 3, 4]
 
 
@@ -140,7 +158,7 @@ def test_skipping_leaves_out_the_rows_pointing_at_skipped_rows_as_well(tmp_path:
             ("child", 1),
             ("grandchild", 1),
         ]
-        kept = resolved_only(chosen)
+        kept = resolved_only(chosen, engine.dialect)
         assert count_dangling(conn, kept) == []
     assert [selected(engine, s) for s in kept] == [
         [(1,)],
@@ -163,7 +181,7 @@ def test_skipping_through_a_self_reference_leaves_out_every_row_below_a_skipped_
     with engine.connect() as conn:
         (dangling,) = count_dangling(conn, chosen)
         assert (dangling.rows, dangling.examples) == (1, ("99",))
-        kept = resolved_only(chosen)
+        kept = resolved_only(chosen, engine.dialect)
         assert count_dangling(conn, kept) == []
     # 3 points nowhere, 4 and 5 below it; 6 and 7 point at each other, which resolves.
     assert selected(engine, kept[0]) == [(1, None), (2, 1), (6, 7), (7, 6)]
@@ -183,7 +201,7 @@ def test_skipping_with_two_references_to_itself_can_leave_rows_pointing_at_skipp
         INSERT INTO staff VALUES (1, NULL, NULL), (2, 99, NULL), (3, 2, 1);
         """,
     )
-    kept = resolved_only(select_tables(engine, None, "none"))
+    kept = resolved_only(select_tables(engine, None, "none"), engine.dialect)
     with engine.connect() as conn:
         (left,) = count_dangling(conn, kept)
     assert (left.table, left.columns, left.rows) == ("staff", ("boss",), 1)
@@ -302,6 +320,7 @@ def test_skip_copies_every_resolvable_row_and_no_dangling_one(
             "rows": 3,
             "examples": ["'N404'", "'N500'"],
             "more": False,
+            "masked": [],
         }
     ]
     plan = run_cli(capsys, "plan", manifest)
@@ -466,3 +485,37 @@ def test_the_apply_counts_dangling_rows_again_only_when_the_source_changed_since
     assert not report.ok and len(counted) == 3
     assert "flights.tailnum → planes.tailnum: 1 row" in report.failed[0].message
     assert table_names(sqlite_url(tmp_path / "target.db")) == []
+
+
+@pytest.mark.parametrize("kind", EVERY_DATABASE)
+def test_every_source_database_counts_and_skips_alike_with_or_without_an_index(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str
+) -> None:
+    """Declared references (no key in the source) to an unindexed, nullable column, looked
+    up by IN in SQLite and MariaDB and by EXISTS elsewhere (`looks_up_by_membership`)."""
+    engine = database(request, tmp_path, kind)
+    with engine.begin() as conn:
+        for statement in (
+            "CREATE TABLE crew (id INTEGER PRIMARY KEY, badge INTEGER, boss INTEGER)",
+            "CREATE TABLE shifts (id INTEGER PRIMARY KEY, badge INTEGER, day INTEGER)",
+            "INSERT INTO crew VALUES (1, 10, NULL), (2, 20, 10), (3, 30, 77), (4, 40, 30),"
+            " (5, NULL, NULL)",
+            "INSERT INTO shifts VALUES (1, 10, 1), (2, 20, 1), (3, 30, 2), (4, NULL, 2),"
+            " (5, 40, 3), (6, 50, 4)",
+        ):
+            conn.exec_driver_sql(statement)
+    references = [
+        ("crew", ForeignKeySchema(None, ("boss",), "crew", ("badge",))),
+        ("shifts", ForeignKeySchema(None, ("badge",), "crew", ("badge",))),
+    ]
+    chosen = select_tables(engine, None, "none", references=references)
+    with engine.connect() as conn:
+        found = {(d.table, d.columns): (d.rows, d.examples) for d in count_dangling(conn, chosen)}
+        # Nobody has badge 77 or 50 (crew 5's NULL badge matches nothing, and hides nothing).
+        assert found == {("crew", ("boss",)): (1, ("77",)), ("shifts", ("badge",)): (1, ("50",))}
+        kept = resolved_only(chosen, engine.dialect)
+        assert count_dangling(conn, kept) == []
+    rows = {s.name: sorted(r[0] for r in selected(engine, s)) for s in kept}
+    # Crew 3 is skipped, and 4 below it; so are their shifts and shift 6.
+    assert rows == {"crew": [1, 2, 5], "shifts": [1, 2, 4]}
+    engine.dispose()

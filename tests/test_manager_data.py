@@ -51,6 +51,22 @@ def test_restore_refuses_target_with_data_unless_replacing(mngr: dsdb.Connection
     assert mngr.restore(info.path, "copy", replace_existing=True).rows == 203
 
 
+def test_restore_takes_a_policy_for_rows_whose_key_points_at_no_row(
+    mngr: dsdb.ConnectionManager, tmp_path: Path
+) -> None:
+    with sqlite3.connect(tmp_path / "local.db") as db:
+        db.execute("DELETE FROM airlines WHERE carrier = 'DL'")  # SQLite does not refuse
+    info = mngr.backup("local")
+    with pytest.raises(dsdb.DsdbError, match=r"flights.carrier → airlines.carrier: 67 rows"):
+        mngr.restore(info.path, "copy")
+    assert table_names(sqlite_url(tmp_path / "copy.db")) == []
+    result = mngr.restore(info.path, "copy", on_dangling="skip")
+    assert result.rows == 2 + 200 - 67
+    source = table_rows(sqlite_url(tmp_path / "local.db"), "flights")
+    kept = table_rows(sqlite_url(tmp_path / "copy.db"), "flights")
+    assert kept == [row for row in source if row[1] != "DL"]
+
+
 @pytest.mark.postgres
 def test_restore_into_postgresql(
     mngr: dsdb.ConnectionManager, postgres_db: ServerDatabase, tmp_path: Path

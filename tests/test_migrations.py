@@ -462,6 +462,38 @@ def test_append_leaves_rows_the_target_holds_and_adds_the_new_ones(
     assert query(copy, "SELECT * FROM t") == [(1, "a"), (2, "b"), (3, "c")]
 
 
+def test_after_source_deletes_upsert_plans_nothing_and_verify_names_the_rows_it_keeps(
+    capsys,
+    tmp_path: Path,
+    write_manifest,  # type: ignore[no-untyped-def]
+) -> None:
+    local = tmp_path / "local.db"
+    with sqlite3.connect(local) as db:
+        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        db.executemany("INSERT INTO t VALUES (?, ?)", [(i, f"v{i}") for i in range(1, 101)])
+    project = write_manifest(
+        LOCAL_TO_COPY + "migrations:\n  m: {from: local, to: copy, mode: upsert, batch_size: 10}\n"
+    )
+    assert run_cli(capsys, "apply", project, "--auto-approve").code == 0
+    with sqlite3.connect(local) as db:
+        db.execute("DELETE FROM t WHERE id IN (15, 16, 17)")
+    applied = run_cli(capsys, "apply", project, "--auto-approve")
+    assert applied.code == 0, applied.text
+    assert "copied 0 rows" in applied.out  # no range differs but for the rows upsert keeps
+    assert run_cli(capsys, "plan", project, "--detailed-exitcode").code == 0
+    verified = run_cli(capsys, "verify", project)
+    assert verified.code == 0, verified.text
+    assert (
+        "t → copy.t: 97 rows match; 3 target rows whose key the source no longer has are "
+        "kept by mode upsert" in verified.out
+    )
+
+    project.write_text(project.read_text().replace("mode: upsert", "mode: mirror"))
+    verified = run_cli(capsys, "verify", project)  # mirror promises equality
+    assert verified.code == 1
+    assert "target t has 100 rows, 3 more than the 97 rows of the source subset" in verified.err
+
+
 def test_incremental_copy_leaves_rows_whose_cursor_did_not_move_and_stays_verified(
     capsys,
     tmp_path: Path,

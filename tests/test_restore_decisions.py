@@ -11,7 +11,7 @@ from dsdb_plan.errors import PlanError
 from dsdb_plan.kinds.base import make_record
 from dsdb_plan.kinds.restore import RestoreObservation, decide
 from dsdb_plan.models import Restore
-from dsdb_plan.payloads import RestoreBackup, Unchanged
+from dsdb_plan.payloads import Dangling, RestoreBackup, Unchanged
 from dsdb_plan.plan import ActionType
 
 ADDRESS = "restore.into-scratch"
@@ -88,3 +88,47 @@ def test_what_changed_since_the_last_restore_decides_the_action(
 def test_a_resumed_restore_says_how_far_it_got() -> None:
     action = decide(ADDRESS, SPEC, DOCUMENT, None, _seen(resumed=2), protected=False)
     assert action.reasons[1] == "resuming an interrupted restore: 2 tables already done"
+
+
+DANGLING = Dangling("a", ("b_id",), "b", ("id",), 2, ("7",))
+
+
+def test_dangling_references_are_refused_by_default_naming_key_count_and_options() -> None:
+    seen = _seen(dangling=(DANGLING,))
+    with pytest.raises(PlanError) as refused:
+        decide(ADDRESS, SPEC, DOCUMENT, None, seen, protected=False)
+    message = str(refused.value)
+    assert message.startswith(f"{ADDRESS}: the backup holds rows whose foreign key points")
+    assert "a.b_id → b.id: 2 rows point at no copied b row (e.g. 7)" in message
+    assert "`on_dangling: skip`" in message and "`on_dangling: keep`" in message
+
+
+@pytest.mark.parametrize(
+    ("policy", "note"),
+    [
+        (
+            "skip",
+            "skips a.b_id → b.id: 2 rows point at no copied b row (e.g. 7), and any rows "
+            "pointing at those",
+        ),
+        (
+            "keep",
+            "keeps a.b_id → b.id: 2 rows point at no copied b row (e.g. 7); that foreign "
+            "key is left out of the target",
+        ),
+    ],
+)
+def test_skip_and_keep_say_what_they_do_and_carry_the_count_to_the_apply(
+    policy: str, note: str
+) -> None:
+    spec = Restore(backup="nightly", to="scratch", on_dangling=policy)  # type: ignore[arg-type]
+    action = decide(ADDRESS, spec, DOCUMENT, None, _seen(dangling=(DANGLING,)), protected=False)
+    assert action.reasons == ("restore backup b2 into scratch", note)
+    assert isinstance(action.payload, RestoreBackup)
+    assert action.payload.dangling == (DANGLING,)
+
+
+def test_an_unchanged_restore_plans_nothing_whatever_its_backup_holds() -> None:
+    record = _record()
+    action = decide(ADDRESS, SPEC, DOCUMENT, record, _seen(dangling=(DANGLING,)), protected=False)
+    assert action.type is ActionType.NOOP

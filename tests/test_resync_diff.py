@@ -78,6 +78,22 @@ def test_a_resync_copies_only_the_ranges_that_changed(tmp_path: Path, target: sa
     assert migrate(source, target).rows_copied == 0  # nothing differs any more
 
 
+def test_rows_deleted_from_the_source_make_no_upsert_range_differ(
+    tmp_path: Path, target: sa.Engine
+) -> None:
+    local = tmp_path / "local.db"
+    source = readings(local)
+    migrate(source, target)
+    kept = table_rows(target.url, "readings")
+    change(local, "DELETE FROM readings WHERE n BETWEEN 420 AND 430")
+    assert migrate(source, target).now == Written(0, differences_only=True)
+    assert table_rows(target.url, "readings") == kept  # upsert keeps them
+    change(local, "UPDATE readings SET value = -1 WHERE n = 425 + 300")
+    outcome = migrate(source, target)
+    assert 0 < outcome.rows_copied <= BATCH  # the changed range only, not the deleted one
+    assert migrate(source, target).rows_copied == 0
+
+
 def test_a_mirror_resync_deletes_and_repairs_drift(tmp_path: Path, target: sa.Engine) -> None:
     local = tmp_path / "local.db"
     source = readings(local)

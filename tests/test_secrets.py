@@ -13,7 +13,10 @@ LITERAL = "literal-pass-6d2f"
 FROM_ENV = "env-pass-b81c"
 IN_URL = "url-pass-39ae"
 VARIABLE = "var-pass-7e05"
-SECRETS = (LITERAL, FROM_ENV, IN_URL, VARIABLE)
+# libpq and PyMySQL also take the password as a query option of the URL.
+IN_URL_QUERY = "url-query-pass-5c1d"
+IN_QUERY = "query-pass-a94e"
+SECRETS = (LITERAL, FROM_ENV, IN_URL, VARIABLE, IN_URL_QUERY, IN_QUERY)
 
 # Closed ports: `dsdb connections` tries each one and fails without a server to answer.
 CONNECTIONS = f"""\
@@ -44,6 +47,15 @@ connections:
     database: flights
     user: loader
     password: ${{var:maria_password}}
+  in-url-query:
+    url: postgresql://loader@127.0.0.1:5/flights?password={IN_URL_QUERY}
+  in-query:
+    driver: mariadb
+    host: 127.0.0.1
+    port: 6
+    database: flights
+    user: loader
+    query: {{password: {IN_QUERY}, charset: utf8mb4}}
 """
 
 
@@ -81,7 +93,7 @@ def test_connections_reports_the_failure_without_the_password(
     result = run_cli(capsys, "connections", path, "--var", f"maria_password={VARIABLE}")
 
     assert "cannot connect to postgresql at 127.0.0.1:3/flights" in result.out
-    assert "4 of 4 connections unreachable" in result.err
+    assert "6 of 6 connections unreachable" in result.err
 
 
 @pytest.mark.parametrize(
@@ -158,3 +170,5 @@ def test_models_never_show_a_password(write_manifest) -> None:  # type: ignore[n
     assert manifest.connections["in-url"].sqlalchemy_url().password == IN_URL
     assert manifest.connections["from-env"].sqlalchemy_url().password == FROM_ENV
     assert manifest.connections["from-var"].sqlalchemy_url().password == VARIABLE
+    assert manifest.connections["in-url-query"].sqlalchemy_url().query["password"] == IN_URL_QUERY
+    assert manifest.connections["in-query"].sqlalchemy_url().query["password"] == IN_QUERY

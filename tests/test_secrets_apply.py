@@ -16,11 +16,19 @@ PASSWORD = "Sup3r-Secret-pw-7731"
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("where", ["userinfo", "query"])
 def test_password_appears_nowhere(
-    capsys, tmp_path: Path, write_manifest, postgres_db: ServerDatabase, monkeypatch
+    capsys, tmp_path: Path, write_manifest, postgres_db: ServerDatabase, monkeypatch, where: str
 ) -> None:
     make_flights_db(tmp_path / "data/local.db")
-    url = postgres_db.url.set(password=PASSWORD).render_as_string(hide_password=False)
+    password = f"{PASSWORD}-{where}"  # secrets stay registered for the process: one each
+    # libpq also takes the password as a query option: postgresql://user@host/db?password=...
+    with_password = (
+        postgres_db.url.set(password=password)
+        if where == "userinfo"
+        else postgres_db.url.update_query_dict({"password": password})
+    )
+    url = with_password.render_as_string(hide_password=False)
     monkeypatch.setenv("PROD_URL", url)
     manifest = write_manifest(
         "version: 1\nconnections:\n"
@@ -47,10 +55,10 @@ def test_password_appears_nowhere(
     assert [result.code for result in outputs[:8]] == [0] * 8, [r.text for r in outputs]
     assert outputs[-1].code == 1
     for result in outputs:
-        assert PASSWORD not in result.text
+        assert password not in result.text
     for file in tmp_path.rglob("*"):
         if file.is_file():
-            assert PASSWORD.encode() not in file.read_bytes(), file
+            assert password.encode() not in file.read_bytes(), file
 
 
 SENSITIVE = "ZZ-hidden-carrier-5190"

@@ -364,6 +364,7 @@ def test_the_password_is_never_shown_nor_stored(
     [
         "postgresql://loader:{pw}@127.0.0.1:1/state",  # nothing listens on port 1
         "postgresql://loader:{pw}@127.0.0.1:notaport/state",
+        "postgresql://loader@127.0.0.1:1/state?password={pw}",  # libpq takes it there too
     ],
 )
 def test_unusable_urls_fail_with_one_message_without_the_password(

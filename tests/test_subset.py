@@ -311,6 +311,10 @@ def test_columns_keys_renames_and_errors(fleet: sa.Engine) -> None:
         PlanError, match=r"no table 'flight' in the source database; did you mean 'flights'\?"
     ):
         select_tables(fleet, options(flight={}), "none")
+    with fleet.begin() as conn:
+        conn.exec_driver_sql("CREATE VIEW ua AS SELECT * FROM flights WHERE carrier = 'UA'")
+    with pytest.raises(PlanError, match=r"'ua' in the source database is a view: a migration"):
+        select_tables(fleet, options(ua={}), "none")
     with pytest.raises(PlanError, match="would both be copied to 'x'"):
         select_tables(
             fleet, options(makers={}, planes={}), "none", rename={"makers": "x", "planes": "x"}

@@ -219,3 +219,74 @@ def test_only_engines_that_cannot_add_or_forward_keys_leave_a_cycles_closing_key
     assert keys_left_out(engine_for("duckdb"), ordered, existing=("a",)) == {}
     for other in ("sqlite", "postgresql", "mysql"):
         assert keys_left_out(engine_for(other), ordered, existing=()) == {}
+
+
+def _decimal_source(path: Path) -> str:
+    # SQLite keeps whatever a NUMERIC(9,6) column is given: nycflights13's airports hold
+    # latitudes with seven decimals, and one value here has too many whole digits.
+    _sqlite(
+        path,
+        "CREATE TABLE airports (faa TEXT PRIMARY KEY, lat NUMERIC(9,6), alt NUMERIC(5,1));"
+        "INSERT INTO airports VALUES ('04G', 41.1304722, 1044), ('06A', 32.460572, 264.5),"
+        " ('ZZZ', NULL, 12345.6), ('06C', 41.989341, NULL);",
+    ).dispose()
+    return f"sqlite:///{path}"
+
+
+def test_sqlite_decimals_a_typed_target_would_round_are_a_plan_error(tmp_path: Path) -> None:
+    import dsdb_plan as dsdb
+
+    source = _decimal_source(tmp_path / "src.db")
+    target = f"duckdb:///{tmp_path / 'out.duckdb'}"
+    mngr = dsdb.ConnectionManager({"local": {"url": source}, "duck": {"url": target}}, user="t")
+
+    with pytest.raises(PlanError) as raised:
+        mngr.migrate("local", "duck")
+
+    assert str(raised.value).split("; ") == [
+        "table 'airports': column 'alt' holds 1 value in the source that decimal(5,1) cannot "
+        "hold exactly (more than 1 decimal place or 4 whole digits, e.g. 12345.6)",
+        "table 'airports': column 'lat' holds 1 value in the source that decimal(9,6) cannot "
+        "hold exactly (more than 6 decimal places or 3 whole digits, e.g. 41.1304722)",
+    ]
+    assert (
+        not (tmp_path / "out.duckdb").exists()
+        or not sa.inspect(sa.create_engine(target)).get_table_names()
+    )
+    # Only the subset counts: without those rows the copy goes ahead, values exact.
+    mngr.migrate("local", "duck", tables=["airports"], where={"faa": {"in": ["06A", "06C"]}})
+    with sa.create_engine(target).connect() as conn:
+        rows = conn.exec_driver_sql("SELECT faa, lat, alt FROM airports ORDER BY faa").all()
+    assert [(faa, str(lat), alt and str(alt)) for faa, lat, alt in rows] == [
+        ("06A", "32.460572", "264.5"),
+        ("06C", "41.989341", None),
+    ]
+
+
+@pytest.mark.postgres
+def test_sqlite_decimals_an_existing_numeric_column_would_round_are_a_plan_error(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    source = sa.create_engine(_decimal_source(tmp_path / "src.db"))
+    target = _server("postgres", request)
+    with target.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE airports (faa text PRIMARY KEY, lat numeric(10,7), alt numeric(6,1))"
+        )
+    chosen = selection(source, "airports", target="airports")
+
+    check = inspect_target(target, chosen, schema_changes="strict", source=source)
+
+    assert check.problems == ()  # numeric(10,7) holds every latitude, numeric(6,1) every alt
+    with target.begin() as conn:  # the types the source declares, too small for its values
+        conn.exec_driver_sql(
+            "ALTER TABLE airports ALTER COLUMN lat TYPE numeric(9,6), "
+            "ALTER COLUMN alt TYPE numeric(5,1)"
+        )
+    check = inspect_target(target, chosen, schema_changes="strict", source=source)
+    assert check.problems == (
+        "table 'airports': column 'alt' holds 1 value in the source that decimal(5,1) cannot "
+        "hold exactly (more than 1 decimal place or 4 whole digits, e.g. 12345.6)",
+        "table 'airports': column 'lat' holds 1 value in the source that decimal(9,6) cannot "
+        "hold exactly (more than 6 decimal places or 3 whole digits, e.g. 41.1304722)",
+    )

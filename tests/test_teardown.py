@@ -109,7 +109,7 @@ def test_a_saved_teardown_plan_refuses_a_table_created_after_it(
 
     refused = run_cli(capsys, "apply", plan_file, "--allow-destroy")
     assert refused.code == 1
-    assert "teardown.wipe: not applied, the plan no longer holds" in refused.err
+    assert "teardown.wipe: failed: not applied, the plan no longer holds" in refused.err
     assert "table c_created_after_plan appeared in scratch (the plan did not show it)" in (
         refused.err
     )

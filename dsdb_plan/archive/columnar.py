@@ -511,6 +511,17 @@ def read_blocks(path: Path) -> Iterator[Block]:
         raise BackupError(f"backup data file {path} is damaged: {error}") from error
 
 
+def read_columns(path: Path, names: Sequence[str]) -> Iterator[list[Sequence[Any]]]:
+    """The columns `names` of a Parquet data file, as `read_blocks` gives them, a batch of
+    rows at a time; the other columns are not read."""
+    try:
+        with pq.ParquetFile(path, **_READ_OPTIONS) as parquet:
+            for batch in parquet.iter_batches(_SCAN_ROWS, columns=list(names), use_threads=False):
+                yield _columns(batch)
+    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as error:
+        raise BackupError(f"backup data file {path} is damaged: {error}") from error
+
+
 def scan_data_file(path: Path) -> DataFileScan:
     """Hash a Parquet data file, and read every page of it, checking each page's CRC, to
     count its rows; values are not turned into Python's (that is the restore's work).

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from dsdb_plan.archive.datafile import DATA_SUFFIXES, FORMAT_VERSION, read_blocks
+from dsdb_plan.archive.datafile import DATA_SUFFIXES, FORMAT_VERSION, PARQUET_SUFFIX, read_blocks
 from dsdb_plan.archive.format import Block
 from dsdb_plan.archive.info import MANIFEST_NAME, BackupInfo
 from dsdb_plan.errors import BackupError
@@ -88,3 +88,20 @@ def iter_blocks(info: BackupInfo, table: str) -> Iterator[Block]:
             f"backup {info.id}: data file {info.path / file.name} holds {count} rows, "
             f"expected {file.rows}"
         )
+
+
+def iter_columns(
+    info: BackupInfo, table: str, names: Sequence[str]
+) -> Iterator[list[Sequence[Any]]]:
+    """The values of `table`'s columns `names`, decoded as `iter_blocks` decodes them, a
+    batch of rows at a time: a Parquet file reads only those columns."""
+    file = info.file_for(table)
+    path = info.path / file.name
+    if file.name.endswith(PARQUET_SUFFIX):
+        from dsdb_plan.archive import columnar
+
+        yield from columnar.read_columns(path, names)
+        return
+    positions = [info.table(table).column_names.index(name) for name in names]
+    for block in read_blocks(path, info.format_version):
+        yield [block.columns[position] for position in positions]

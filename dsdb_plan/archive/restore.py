@@ -1,7 +1,9 @@
 """Restore a backup into any database, verified first, one whole table at a time.
 
 Order of work: verify the backup (`integrity`: its metadata, and the checksums and row
-counts of the files to load; nothing is written before), refuse tables that hold
+counts of the files to load; nothing is written before), find the rows whose foreign key
+points at no row of the backup and apply the `on_dangling` policy to them (`references`:
+refuse, leave them out, or leave their key out), refuse tables that hold
 data unless replacing is allowed, drop the tables to (re)load children first, then per table
 and parents first: create it, load its rows, create its indexes, advance its sequences, commit,
 report it done; last, add the foreign keys left for the end (on PostgreSQL, all of them). A
@@ -16,15 +18,16 @@ import dataclasses
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, compress
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 
 from dsdb_plan.archive.info import BackupInfo
 from dsdb_plan.archive.integrity import check_backup, verify_data
 from dsdb_plan.archive.reader import iter_blocks
+from dsdb_plan.archive.references import breaks, count_dangling, refusal, rows_kept
 from dsdb_plan.dbschema import (
     ForeignKeySchema,
     TableSchema,
@@ -40,8 +43,11 @@ from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import BackupError, DsdbError, Interrupted, driver_message
 from dsdb_plan.migrate.convert import columns_converter
 from dsdb_plan.migrate.load import load_rows
+from dsdb_plan.payloads import Dangling, key_columns
+from dsdb_plan.typeless import for_engine
 
 Progress = Callable[[str, int], None]
+OnDangling = Literal["refuse", "skip", "keep"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,8 @@ def restore_backup(
     on_table_done: Callable[[str, int], None] | None = None,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    on_dangling: OnDangling = "refuse",
+    dangling: Sequence[Dangling] | None = None,
 ) -> RestoreResult:
     """Restore the backup in folder `path` into `engine` (any dialect).
 
@@ -95,7 +103,9 @@ def restore_backup(
     loaded is rolled back (on MySQL, whose DDL commits at once, left for a resume to drop).
     """
     info = check_backup(path, recorded)
-    selected = _selected(info, tables)
+    rules = engine_for(engine.dialect)
+    # Typeless columns take the types their recorded values call for (`typeless.py`).
+    selected = [for_engine(table, rules)[0] for table in _selected(info, tables)]
     todo = [table for table in selected if table.name not in completed]
     skipped = tuple(table.name for table in selected if table.name in completed)
     occupied = tables_with_data(engine, [table.name for table in todo])
@@ -105,17 +115,25 @@ def restore_backup(
             + ", ".join(repr(name) for name in occupied)
             + " (replace_existing=True replaces them)"
         )
+    verify_data(info, [table.name for table in todo])  # before anything is written
+    if dangling is None:
+        dangling = count_dangling(info, selected)
+    if dangling and on_dangling == "refuse":
+        raise BackupError(refusal(dangling, f"backup {info.id}"))
+    kept = rows_kept(info, selected) if dangling and on_dangling == "skip" else {}
+    if on_dangling == "keep":
+        selected = [_without_broken_keys(table, dangling) for table in selected]
+        todo = [table for table in selected if table.name not in completed]
     existing = set(sa.inspect(engine).get_table_names()) - {t.name for t in todo}
-    reachable = existing | {t.name for t in selected}
+    restored = {t.name for t in selected}
+    reachable = existing | restored
     later = _keys_added_after_loading(engine.dialect.name, selected, reachable)
     warnings = []
     loaded_rows = 0
-    rules = engine_for(engine.dialect)
     # Where a key can neither be added later nor name a table not created yet (DuckDB), the
     # key that closes a cycle cannot be made.
     ahead = rules.capabilities.adds_constraints_later or rules.capabilities.references_later_tables
     created = set(existing)
-    verify_data(info, [table.name for table in todo])  # before anything is written
     drop_tables(engine, [table.name for table in todo])
     for table in todo:
         _stop_if_asked(cancel, table.name)
@@ -137,6 +155,7 @@ def restore_backup(
         created.add(table.name)
         # The columns of keys added later are typed for a key from the start.
         keyed = table.keyed_columns()
+        outside = [fk for fk in table.foreign_keys if fk.ref_table in existing - restored]
         rows = _restore_table(
             engine,
             info,
@@ -144,6 +163,8 @@ def restore_backup(
             keyed,
             progress,
             cancel,
+            kept.get(table.name),
+            outside,
         )
         loaded_rows += rows
         if on_table_done is not None:
@@ -154,6 +175,15 @@ def restore_backup(
         rows=loaded_rows,
         skipped=skipped,
         warnings=tuple(warnings),
+    )
+
+
+def _without_broken_keys(table: TableSchema, dangling: Sequence[Dangling]) -> TableSchema:
+    keys = tuple(fk for fk in table.foreign_keys if not breaks(table, fk, dangling))
+    return (
+        table
+        if len(keys) == len(table.foreign_keys)
+        else dataclasses.replace(table, foreign_keys=keys)
     )
 
 
@@ -201,9 +231,12 @@ def _add_later_keys(
         with engine.begin() as conn:
             add_foreign_keys(conn, later)
     except sa.exc.DBAPIError as error:
+        # Every table is loaded and recorded: a resume only adds the keys again.
         raise DsdbError(
             f"adding foreign keys in {engine_for(engine.dialect).name} failed: "
-            f"{driver_message(error)}"
+            f"{driver_message(error)}; the tables are restored, and the next apply only "
+            "adds the keys again: fix the target's rows that break the key, or set the "
+            "restore's `on_dangling: skip` or `keep` to restore the tables again without them"
         ) from error
 
 
@@ -222,19 +255,29 @@ def _restore_table(
     keyed: Collection[str],
     progress: Progress | None,
     cancel: threading.Event | None,
+    kept: Sequence[bool] | None = None,
+    outside: Sequence[ForeignKeySchema] = (),
 ) -> int:
-    """Create, load and index one table in one transaction; returns the rows loaded.
+    """Create, load and index one table in one transaction; returns the rows loaded (those
+    `kept` marks, in file order, when given). The rows must resolve the foreign keys
+    `outside`, to target tables the restore does not write, before the table commits: the
+    backup's files cannot tell, and MySQL creates its keys unchecked.
 
     PostgreSQL and SQLite roll the whole table back on failure. MySQL commits DDL at once,
     so a failure there leaves an empty or partial table that the next run drops and reloads.
     """
     convert = columns_converter(table, info.source_dialect, engine.dialect.name)
     blocks = iter_blocks(info, table.name)
-    rows = chain.from_iterable(convert(block.columns, block.rows) for block in blocks)
+    rows: Iterator[tuple[Any, ...]] = chain.from_iterable(
+        convert(block.columns, block.rows) for block in blocks
+    )
+    if kept is not None:
+        rows = compress(rows, kept)
     try:
         with engine.begin() as conn:
             create_tables(conn, [table], with_indexes=False, keyed={table.name: keyed})
             count = _load(conn, table, rows, progress, cancel)
+            _refuse_unresolved(conn, table.name, outside)
             create_indexes(conn, [table])
             advance_sequences(conn, table)
     except sa.exc.DBAPIError as error:
@@ -243,6 +286,32 @@ def _restore_table(
             f"{driver_message(error)}"
         ) from error
     return count
+
+
+def _refuse_unresolved(
+    conn: sa.Connection, table: str, outside: Sequence[ForeignKeySchema]
+) -> None:
+    """Raise when rows of `table` point at no row of a target table through `outside`
+    keys. The parent is LEFT JOINed: SQLite runs a correlated NOT EXISTS as a scan of an
+    unindexed parent per row."""
+    for fk in outside:
+        child = sa.table(table, *map(sa.column, fk.columns)).alias("child")
+        parent = sa.table(fk.ref_table, *map(sa.column, fk.ref_columns)).alias("parent")
+        pairs = list(zip(fk.ref_columns, fk.columns, strict=True))
+        joined = child.outerjoin(parent, sa.and_(*(parent.c[r] == child.c[c] for r, c in pairs)))
+        dangling = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(joined)
+            .where(*(child.c[c].is_not(None) for c in fk.columns))
+            .where(parent.c[fk.ref_columns[0]].is_(None))
+        ).scalar_one()
+        if dangling:
+            raise BackupError(
+                f"table {table!r}: {dangling:,} rows point at no row of target table "
+                f"{fk.ref_table!r} through foreign key {key_columns(fk.columns)}, and the "
+                f"restore does not restore {fk.ref_table!r}: restore it too (`tables`), or "
+                "add the rows it lacks to the target; nothing of the table was kept"
+            )
 
 
 def _load(

@@ -40,6 +40,7 @@ from dsdb_plan.errors import BackupError, Interrupted
 from dsdb_plan.fingerprint import change_token
 from dsdb_plan.migrate.load import read_ahead_of
 from dsdb_plan.migrate.snapshot import consistent_snapshot
+from dsdb_plan.typeless import observe
 
 if TYPE_CHECKING:
     from dsdb_plan.archive.column_reader import ColumnReader
@@ -98,7 +99,8 @@ def write_backup(
         )
         token = change_token(engine)  # before the snapshot begins (`column_reader`)
         with consistent_snapshot(engine, read_only=True) as conn:
-            schemas = reflect_tables(conn, tables)
+            # What typeless columns hold is recorded: a restore into a typed engine types them.
+            schemas = [observe(conn, schema) for schema in reflect_tables(conn, tables)]
             with _column_reader(conn, token, data_format) as columns:
                 files = [
                     _write_table(

@@ -42,7 +42,17 @@ def verify(
             if verdict.result.ok:
                 rows = verdict.result.source.rows
                 verb = "matches" if rows == 1 else "match"
-                out.echo(out.style("✓", fg="green") + f" {label}: {counted(rows, 'row')} {verb}")
+                kept = verdict.result.kept
+                # Not a mismatch: the mode promises the source's rows, not only them.
+                besides = (
+                    f"; {counted(kept, 'target row')} whose key the source no longer has "
+                    f"{'is' if kept == 1 else 'are'} kept by mode {verdict.mode}"
+                    if kept
+                    else ""
+                )
+                out.echo(
+                    out.style("✓", fg="green") + f" {label}: {counted(rows, 'row')} {verb}{besides}"
+                )
             else:
                 mismatches += 1
                 out.echo(out.style("✗", fg="red") + f" {label}: {verdict.result.message}", err=True)

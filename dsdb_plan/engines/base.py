@@ -23,7 +23,13 @@ from sqlalchemy.types import UserDefinedType
 
 from dsdb_plan.checksum import DigestSQL, TableFingerprint
 from dsdb_plan.engines import Registration
-from dsdb_plan.portable import INTEGER_TYPES, ColumnSchema, ForeignKeySchema, IndexSchema
+from dsdb_plan.portable import (
+    INTEGER_TYPES,
+    ColumnSchema,
+    ForeignKeySchema,
+    IndexSchema,
+    StoredClasses,
+)
 
 _NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?")
 #: The portable types that hold numbers.
@@ -110,6 +116,11 @@ class Capabilities:
     #: Its ADBC driver loads Arrow batches with binary COPY (`migrate/arrow_copy.py`,
     #: through `Engine.arrow_database`).
     loads_columns: bool = False
+    #: A row's reference is looked up in its parent as `IN (subquery)`, not a correlated
+    #: EXISTS (`migrate/integrity.py`): SQLite runs EXISTS as a scan of an unindexed parent
+    #: per row where it indexes the subquery once for IN; MariaDB materializes it.
+    #: PostgreSQL keeps EXISTS: its IN runs as a hashed subplan only within work_mem.
+    looks_up_by_membership: bool = False
 
 
 class Engine:
@@ -260,6 +271,13 @@ class Engine:
             portable_column(info, portable_type(info["type"]))
             for info in self.reflected_columns(inspector, table)
         ]
+
+    def stored_classes(
+        self, conn: sa.Connection, table: str, columns: Sequence[str]
+    ) -> dict[str, StoredClasses]:
+        """What each of `columns`, typeless columns of `table`, holds (`typeless.py`): only
+        an engine without typed columns has them."""
+        raise NotImplementedError(f"{self.name} has no typeless columns")
 
     def reflect_foreign_keys(self, conn: sa.Connection, table: str) -> tuple[ForeignKeySchema, ...]:
         """The foreign keys of `table` that point into the same schema."""

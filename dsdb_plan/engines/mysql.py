@@ -65,6 +65,7 @@ class MySQLEngine(Engine):
         max_decimal_digits=65,
         constraint_names_per_schema=True,
         keys_faster_after_load=True,
+        looks_up_by_membership=True,
     )
     snapshot_isolation = "REPEATABLE READ"
     passes_as_is: ClassVar[Mapping[str, tuple[str, ...]]] = {

@@ -32,9 +32,11 @@ from dsdb_plan.engines.base import (
     portable_column,
     quote_for_driver,
 )
-from dsdb_plan.portable import ColumnSchema, IndexSchema
+from dsdb_plan.portable import ColumnSchema, IndexSchema, StoredClasses
 
 _DECIMAL_ARGS = re.compile(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
+#: The integers a double holds exactly are those within +-2**53.
+_EXACT = 2**53
 _NAMES = {
     "smallint": "SMALLINT",
     "integer": "INTEGER",
@@ -72,6 +74,7 @@ class SQLiteEngine(Engine):
         keys_follow_renames=False,
         copies_by_attach=True,
         reads_columns=True,
+        looks_up_by_membership=True,
     )
     # Booleans are stored as 0/1 and dates as text: only JSON and UUID text pass.
     passes_as_is: ClassVar[Mapping[str, tuple[str, ...]]] = {"json": ("str",), "uuid": ("str",)}
@@ -84,6 +87,8 @@ class SQLiteEngine(Engine):
 
     def column_type(self, column: ColumnSchema, *, keyed: bool = False) -> Any:
         kind = column.type
+        if kind == "typeless":
+            return Declared("")  # no type, no affinity: each value keeps its storage class
         if kind == "bigint" and column.autoincrement:
             return Declared("INTEGER")  # only INTEGER PRIMARY KEY is the autoincrementing rowid
         if kind == "decimal":
@@ -126,6 +131,28 @@ class SQLiteEngine(Engine):
             rowid_alias = tuple(primary_key) == (column.name,) and text.strip().upper() == "INTEGER"
             columns.append(replace(column, autoincrement=rowid_alias))
         return columns
+
+    def stored_classes(
+        self, conn: sa.Connection, table: str, columns: Sequence[str]
+    ) -> dict[str, StoredClasses]:
+        # One scan for every column: the distinct classes of each, an integer a double would
+        # round marked `integer+` (twice as fast as a flag per class).
+        quote = functools.partial(quote_for_driver, conn.dialect)
+        found = []
+        for name in map(quote, columns):
+            wide = f"typeof({name}) = 'integer' AND {name} NOT BETWEEN -{_EXACT} AND {_EXACT}"
+            found.append(
+                f"group_concat(DISTINCT typeof({name}) || CASE WHEN {wide} THEN '+' ELSE '' END)"
+            )
+        row = conn.exec_driver_sql(f"SELECT {', '.join(found)} FROM {quote(table)}").one()
+        stored = {}
+        for name, text in zip(columns, row, strict=True):
+            classes = set((text or "").split(",")) - {"", "null"}
+            stored[name] = StoredClasses(
+                frozenset(kind.rstrip("+") for kind in classes),
+                integers_fit_double="integer+" not in classes,
+            )
+        return stored
 
     def unique_constraints(
         self, conn: sa.Connection, inspector: sa.Inspector, table: str
@@ -236,7 +263,7 @@ def sqlite_portable_type(declared: str) -> ColumnSchema:
     second = int(args.group(2)) if args and args.group(2) else None
     tz = "WITH TIME ZONE" in text or base.endswith("TZ")
     if not text:
-        return ColumnSchema("", "text")
+        return ColumnSchema("", "typeless")
     if base in ("BOOLEAN", "BOOL"):
         return ColumnSchema("", "boolean")
     if base in ("BIGINT", "INT8", "UNSIGNED BIG INT"):

@@ -90,7 +90,6 @@ class BackupKind(PayloadKind):
         engine = ctx.workspace.reach(planned.connection)
         existing = set(present_tables(engine, "all"))
         refuse_moved(
-            action.key,
             (
                 f"table {table} is gone from {planned.connection} since the plan"
                 for table in planned.tables

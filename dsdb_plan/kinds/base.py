@@ -172,7 +172,7 @@ def _record_settings(kind: Any, ctx: ApplyContext, action: Action) -> Outcome:
     """The new spec replaces the recorded one; fingerprints and artifacts stay."""
     record = ctx.record(action.address)
     if record is None:
-        raise StalePlanError(f"{action.key}: its record is gone since the plan was made")
+        raise StalePlanError("its record is gone since the plan was made")
     return Outcome(
         make_record(
             action.address,
@@ -207,12 +207,13 @@ class ForgettingKind(PayloadKind):
         return [removed_action(record, f"the record is forgotten; {self.left_behind}", Forget({}))]
 
 
-def refuse_moved(address: str, moved: Iterable[str]) -> None:
-    """Refuse to execute an action whose plan no longer holds, naming what moved."""
+def refuse_moved(moved: Iterable[str]) -> None:
+    """Refuse to execute an action whose plan no longer holds, naming what moved (the
+    executor names the action)."""
     lines = list(moved)
     if lines:
         raise StalePlanError(
-            f"{address}: not applied, the plan no longer holds:\n"
+            "not applied, the plan no longer holds:\n"
             + "\n".join(f"  - {line}" for line in lines)
             + "\nRun `dsdb plan` again."
         )

@@ -84,14 +84,18 @@ def declared_references(spec: Migration, source: Connection) -> dict[str, str]:
     return {**(source.references or {}), **(spec.references or {})}
 
 
-def selections(engine: sa.Engine, spec: Migration, source: Connection) -> list[TableSelection]:
+def selections(engine: sa.Engine, spec: Migration, workspace: Workspace) -> list[TableSelection]:
     """The source tables this migration copies, parents first, with their filters (under
-    `on_dangling: skip`, only the rows whose references resolve). `source` is the source
-    connection, whose references count too."""
-    return _with_policy(_source_tables(engine, spec, source), spec)
+    `on_dangling: skip`, only the rows whose references resolve)."""
+    return _with_policy(_source_tables(engine, spec, workspace), spec, engine.dialect)
 
 
-def _source_tables(engine: sa.Engine, spec: Migration, source: Connection) -> list[TableSelection]:
+def _source_tables(
+    engine: sa.Engine, spec: Migration, workspace: Workspace
+) -> list[TableSelection]:
+    """The tables as `select_tables` chooses them, typed for the target's engine. The
+    source connection's references count too."""
+    source = workspace.connection(spec.source)
     name = f"the source database '{spec.source}'"
     seed = spec.mask_seed.get_secret_value() if spec.mask_seed else None
     return select_tables(
@@ -102,6 +106,7 @@ def _source_tables(engine: sa.Engine, spec: Migration, source: Connection) -> li
         references=parse_references(declared_references(spec, source)),
         mask=spec.mask,
         masker=Masker(seed) if seed is not None else None,
+        into=engine_for(workspace.connection(spec.target).dialect),
     )
 
 
@@ -163,8 +168,10 @@ def refuse_unmasked(
         )
 
 
-def _with_policy(chosen: list[TableSelection], spec: Migration) -> list[TableSelection]:
-    return resolved_only(chosen) if spec.on_dangling == "skip" else chosen
+def _with_policy(
+    chosen: list[TableSelection], spec: Migration, dialect: sa.Dialect
+) -> list[TableSelection]:
+    return resolved_only(chosen, dialect) if spec.on_dangling == "skip" else chosen
 
 
 def dangling_references(
@@ -176,7 +183,11 @@ def dangling_references(
         dangling = count_dangling(conn, raw)
         if dangling and spec.on_dangling == "refuse":
             raise PlanError(refusal(dangling, address))
-        left = count_dangling(conn, resolved_only(raw)) if spec.on_dangling == "skip" else []
+        left = (
+            count_dangling(conn, resolved_only(raw, conn.dialect))
+            if spec.on_dangling == "skip"
+            else []
+        )
     if left:
         raise PlanError(
             f"{address}: on_dangling: skip cannot leave out every dangling row: after it, "
@@ -184,13 +195,6 @@ def dangling_references(
             + " (rows pointing at skipped rows of their own table or of a reference cycle)"
         )
     return dangling
-
-
-def dangling_note(policy: str, dangling: Dangling) -> str:
-    """One plan line for a foreign key that has dangling rows, under `skip` or `keep`."""
-    if policy == "skip":
-        return f"skips {dangling.describe()}, and any rows pointing at those"
-    return f"keeps {dangling.describe()}; that foreign key is left out of the target"
 
 
 def table_runs(
@@ -330,6 +334,7 @@ class TableVerdict:
     table: str
     target: str
     result: VerifyResult
+    mode: str
 
 
 def verify_migration(
@@ -338,14 +343,20 @@ def verify_migration(
     """Compare every table of one migration's target with its source subset."""
     source = workspace.reach(spec.source)
     target = workspace.reach(spec.target)
-    chosen = selections(source, spec, workspace.connection(spec.source))
+    chosen = selections(source, spec, workspace)
     for run in table_runs(spec, chosen, record):
         selection = run.selection
         with source.connect() as source_conn, target.connect() as target_conn:
             result = verify_table(
-                source_conn, run.recorded(), target_conn, selection.target, exact=run.exact
+                source_conn,
+                run.recorded(),
+                target_conn,
+                selection.target,
+                exact=run.exact,
+                count_kept=True,
             )
-        yield TableVerdict(address, selection.name, f"{spec.target}.{selection.target}", result)
+        into = f"{spec.target}.{selection.target}"
+        yield TableVerdict(address, selection.name, into, result, run.mode)
 
 
 def decide(
@@ -413,8 +424,8 @@ class MigrationKind(ForgettingKind):
                 else None
             )
             source = ctx.workspace.reach(spec.source)
-            raw = _source_tables(source, spec, ctx.workspace.connection(spec.source))
-            chosen = _with_policy(raw, spec)
+            raw = _source_tables(source, spec, ctx.workspace)
+            chosen = _with_policy(raw, spec, source.dialect)
             names = [s.name for s in chosen]
             live = (
                 count_tables(source, names)
@@ -455,7 +466,7 @@ class MigrationKind(ForgettingKind):
                 )
         if spec.on_dangling == "keep":
             chosen = without_keys(chosen, dangling)
-        reasons += [dangling_note(spec.on_dangling, d) for d in dangling]
+        reasons += [d.note(spec.on_dangling) for d in dangling]
         runs = table_runs(spec, chosen, record if same_data else None)
         unchanged = (
             unchanged_tables(runs, moved) if type_ is ActionType.RESYNC and not resuming else []
@@ -673,8 +684,8 @@ class MigrationKind(ForgettingKind):
         source = ctx.workspace.reach(planned.source)
         target = ctx.workspace.reach(planned.target)
         record = ctx.record(action.address)
-        raw = _source_tables(source, spec, ctx.workspace.connection(spec.source))
-        chosen = _with_policy(raw, spec)
+        raw = _source_tables(source, spec, ctx.workspace)
+        chosen = _with_policy(raw, spec, source.dialect)
         same_data = record is not None and data_digest(record.spec) == data_digest(document)
         previous = Fingerprint.from_dict(planned.source_fingerprint)
         # The source as the copy starts from, reusing what the plan read where a table's token
@@ -690,10 +701,10 @@ class MigrationKind(ForgettingKind):
             chosen = without_keys(chosen, dangling)
         runs = table_runs(spec, chosen, record if same_data else None)
         runs = [run for run in runs if run.selection.name not in planned.unchanged]
-        refuse_moved(action.key, copies_moved(planned, runs))
+        refuse_moved(copies_moved(planned, runs))
         at_risk = [copy.target for copy in planned.tables if copy.mode in DELETING_MODES]
-        refuse_moved(action.key, grown_since(planned, row_counts(target, at_risk)))
-        refuse_moved(action.key, unchanged_moved(planned.unchanged, previous, read))
+        refuse_moved(grown_since(planned, row_counts(target, at_risk)))
+        refuse_moved(unchanged_moved(planned.unchanged, previous, read))
         checkpoint = ctx.checkpoint(action.address)
         resume = checkpoint if checkpoint.get("spec_digest") == data_digest(document) else None
         # Tables dsdb created stay its own (to finish with indexes and keys) across applies,

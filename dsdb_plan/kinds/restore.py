@@ -4,11 +4,17 @@ The backup is a backup resource's latest (or a chosen id) or a folder on disk. P
 record -> create (refused when the target already holds those tables with data, unless
 `replace_existing`); a newer backup or a changed spec -> resync/update; the target's data
 changed since the restore -> resync, which overwrites it and so is destructive.
+
+A backup whose rows point at no row of it through a declared foreign key is refused by the
+plan, or its rows skipped or its key left out (`on_dangling`, `archive/references.py`),
+counted from the backup's files when the plan knows the backup; a backup taken in the same
+apply is counted by the apply, before it writes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +23,10 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 
 from dsdb_plan.archive import check_backup, read_backup_info, restore_backup
+from dsdb_plan.archive.references import count_dangling, refusal
+from dsdb_plan.archive.restore import OnDangling
 from dsdb_plan.databases import row_counts
-from dsdb_plan.engines import engine_for
+from dsdb_plan.engines import Engine, engine_for
 from dsdb_plan.errors import BackupError, PlanError
 from dsdb_plan.fingerprint import Fingerprint, describe_changes, fingerprint_database
 from dsdb_plan.kinds.base import (
@@ -33,10 +41,11 @@ from dsdb_plan.kinds.base import (
     spec_document,
 )
 from dsdb_plan.models import Restore
-from dsdb_plan.payloads import Payload, RestoreBackup, Spec, Unchanged
+from dsdb_plan.payloads import Dangling, Payload, RestoreBackup, Spec, Unchanged
 from dsdb_plan.plan import Action, ActionType, counted
 from dsdb_plan.specdiff import spec_changes
 from dsdb_plan.state import ResourceRecord
+from dsdb_plan.typeless import REMEDY, for_engine
 
 KIND = "restore"
 
@@ -78,13 +87,16 @@ class RestoreObservation:
     """What a restore's plan read: the backup it would restore (`source`: id, path, label,
     tables), the target tables it writes, those holding data it did not write (`foreign`,
     with what is in them), those it wrote that are gone (`dropped`), and how many tables an
-    interrupted restore finished (`resumed`, None when none was interrupted)."""
+    interrupted restore finished (`resumed`, None when none was interrupted), and the
+    backup's rows whose reference points at no row of it (`dangling`, counted only for a
+    restore that would write; None when not counted: the apply counts them)."""
 
     source: dict[str, Any]
     writes: tuple[str, ...]
     foreign: dict[str, str]
     dropped: tuple[str, ...]
     resumed: int | None = None
+    dangling: tuple[Dangling, ...] | None = None
 
 
 def decide(
@@ -123,6 +135,10 @@ def decide(
         why = f"{spec.to} holds backup {source['id']}"
         return Action.on(address, KIND, ActionType.NOOP, Unchanged(document), reasons=[why])
     reasons += [*foreign.values(), *seen.dropped]
+    dangling = seen.dangling or ()
+    if dangling and spec.on_dangling == "refuse":
+        raise PlanError(refusal(dangling, address))
+    reasons += [d.note(spec.on_dangling) for d in dangling]
     if foreign and protected:
         raise protected_refusal(address, spec.to, "restoring over its data")
     payload = RestoreBackup(
@@ -134,8 +150,29 @@ def decide(
         tables=tuple(spec.tables) if spec.tables else None,
         overwrites=tuple(sorted(foreign)),
         writes=seen.writes,
+        dangling=seen.dangling,
     )
     return Action.on(address, KIND, type_, payload, reasons=reasons, destructive=bool(foreign))
+
+
+_REMEDY = f"{REMEDY}, then take a new backup"
+
+
+def _typed_columns(address: str, path: Path, writes: Sequence[str], into: Engine) -> list[str]:
+    """How `into` types the typeless columns of the tables the restore writes, a line for
+    each; PlanError naming every column no type holds."""
+    lines, refused = [], []
+    for table in read_backup_info(path).tables:
+        if table.name not in writes:
+            continue
+        try:
+            typed = for_engine(table, into, remedy=_REMEDY)[1]
+            lines += [f"table {table.name}: {why}" for why in typed]
+        except PlanError as error:
+            refused.append(error.message)
+    if refused:
+        raise PlanError(f"{address}: " + "\n".join(refused))
+    return lines
 
 
 class RestoreKind(ForgettingKind):
@@ -145,6 +182,9 @@ class RestoreKind(ForgettingKind):
         self, ctx: PlanContext, address: str, spec: Restore, record: ResourceRecord | None
     ) -> list[Action]:
         document = spec_document(ctx.manifest, spec, [spec.to])
+        if document.get("on_dangling") == "refuse":
+            # The default reads as the records of restores from before the field existed.
+            del document["on_dangling"]
         source = self._planned_source(ctx, address, spec)
         checkpoint = ctx.snapshot.checkpoints.get(address)
         existing = (
@@ -164,9 +204,20 @@ class RestoreKind(ForgettingKind):
         action = decide(address, spec, document, record, seen, protected=protected)
         if action.is_change and source["path"] is not None:
             # The backup is checked when the plan would read it (one taken in this apply is
-            # checked as it is read).
+            # checked as it is read), and its dangling references counted.
             recorded = _backup_record(ctx.snapshot.resources, source["id"])
-            check_backup(Path(source["path"]), recorded=recorded)
+            info = check_backup(Path(source["path"]), recorded=recorded)
+            restored = [t for t in info.tables if spec.tables is None or t.name in spec.tables]
+            try:
+                dangling = tuple(count_dangling(info, restored))
+            except BackupError:
+                # A damaged data file: the apply's check of every file names what is wrong.
+                dangling = None
+            seen = dataclasses.replace(seen, dangling=dangling)
+            action = decide(address, spec, document, record, seen, protected=protected)
+            into = engine_for(ctx.workspace.connection(spec.to).dialect)
+            typed = _typed_columns(address, Path(source["path"]), writes, into)
+            action = dataclasses.replace(action, reasons=(*action.reasons, *typed))
         return [action]
 
     def _foreign_data(
@@ -244,13 +295,14 @@ class RestoreKind(ForgettingKind):
     def _restore(self, ctx: ApplyContext, action: Action) -> Outcome:
         planned = action.payload
         assert isinstance(planned, RestoreBackup)
-        backup_id, path = _resolve_source(ctx, action.key, planned)
+        backup_id, path = _resolve_source(ctx, planned)
         checkpoint = ctx.checkpoint(action.address)
-        completed = (
-            set(checkpoint.get("completed", []))
-            if checkpoint.get("backup_id") == backup_id
-            else set()
+        policy = _policy(planned.spec)
+        # Tables loaded under another policy hold other rows, or other keys: loaded again.
+        same = checkpoint.get("backup_id") == backup_id and (
+            checkpoint.get("on_dangling", "refuse") == policy
         )
+        completed = set(checkpoint.get("completed", [])) if same else set()
         engine = ctx.workspace.reach(planned.connection)
         info = read_backup_info(path)
         writes = [
@@ -260,14 +312,15 @@ class RestoreKind(ForgettingKind):
         ours = completed | (
             set(Fingerprint.from_dict(record.fingerprints["written"]).tables) if record else set()
         )
-        refuse_moved(action.key, _unshown_data(engine, planned, writes, ours))
+        refuse_moved(_unshown_data(engine, planned, writes, ours))
         done = sorted(completed)
         fingerprints = _RestoredFingerprints(engine)
 
         def table_done(table: str, rows: int) -> None:
             done.append(table)
             ctx.store.save_checkpoint(
-                action.address, {"backup_id": backup_id, "completed": sorted(done)}
+                action.address,
+                {"backup_id": backup_id, "on_dangling": policy, "completed": sorted(done)},
             )
             fingerprints.committed(table)
 
@@ -283,6 +336,9 @@ class RestoreKind(ForgettingKind):
                 on_table_done=table_done,
                 progress=ctx.table_progress(action.address, {f.table: f.rows for f in info.files}),
                 cancel=ctx.cancel,
+                on_dangling=policy,
+                # As the plan counted them in the backup it named (checked unchanged since).
+                dangling=planned.dangling,
             )
             written = fingerprints.result([*result.tables, *result.skipped])
         record = make_record(
@@ -301,7 +357,13 @@ class RestoreKind(ForgettingKind):
     handlers: ClassVar[dict[type[Payload], Handler]] = {RestoreBackup: _restore}
 
 
-def _resolve_source(ctx: ApplyContext, key: str, planned: RestoreBackup) -> tuple[str, Path]:
+def _policy(document: Spec) -> OnDangling:
+    """The restore's `on_dangling`, from its recorded spec (absent: the default)."""
+    policy: OnDangling = document.get("on_dangling", "refuse")
+    return policy
+
+
+def _resolve_source(ctx: ApplyContext, planned: RestoreBackup) -> tuple[str, Path]:
     """The backup the plan named; a backup taken in this apply is known only now."""
     if planned.backup_id is None:
         assert planned.backup_address is not None
@@ -314,7 +376,6 @@ def _resolve_source(ctx: ApplyContext, key: str, planned: RestoreBackup) -> tupl
     if planned.backup_address is None:
         found = read_backup_info(path).id
         refuse_moved(
-            key,
             [f"{path} holds backup {found} now, the plan showed {planned.backup_id}"]
             if found != planned.backup_id
             else [],

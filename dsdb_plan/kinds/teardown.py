@@ -150,7 +150,7 @@ class TeardownKind(ForgettingKind):
         engine = ctx.workspace.reach(planned.connection)
         listed = planned.spec.get("tables", "all")
         now = present_tables(engine, listed)
-        refuse_moved(action.key, moved_since(planned, row_counts(engine, now), listed != "all"))
+        refuse_moved(moved_since(planned, row_counts(engine, now), listed != "all"))
         tables = [table for table in planned.tables if table in now]
         artifacts: list[dict[str, Any]] = []
         if planned.final_backup is not None and tables:

@@ -242,6 +242,9 @@ _APPEND = "adbc.ingest.mode.append"
 #: Integers a double holds exactly: a decimal column's integers are read as doubles, which
 #: write the same digits; larger ones end this path.
 _EXACT_INTEGER = 2**53
+#: Types whose integers are read as doubles: a decimal's, and a double's (a SQLite column
+#: without a declared type holding integers and reals lands as a double: `typeless.py`).
+_INTEGERS_AS_DOUBLES = frozenset({"decimal", "double"})
 
 
 def supported(table: TableSchema, columns: Sequence[str], target_types: Sequence[str]) -> bool:
@@ -257,19 +260,23 @@ def _read_query(
 ) -> str:
     """The SELECT of the first `rows` rows in key order (`after` a key given as parameters),
     with the count of each row's values of another storage class than its column's; decimal
-    columns as doubles throughout (SQLite keeps whole numbers as integers there)."""
+    and double columns as doubles throughout (SQLite keeps whole numbers as integers in
+    decimals and in columns without a declared type)."""
 
     def selected(column: ColumnSchema) -> str:
         name = quoted(column.name)
-        if column.type != "decimal":
+        if column.type not in _INTEGERS_AS_DOUBLES:
             return name
         return f"CASE WHEN typeof({name}) = 'integer' THEN CAST({name} AS REAL) ELSE {name} END"
 
     def misfit(column: ColumnSchema) -> str:
         name = quoted(column.name)
-        classes = ", ".join(f"'{kind}'" for kind in STORED_AS[column.type])
+        stored = STORED_AS[column.type]
+        if column.type in _INTEGERS_AS_DOUBLES:
+            stored = tuple(sorted({*stored, "integer"}))
+        classes = ", ".join(f"'{kind}'" for kind in stored)
         test = f"typeof({name}) NOT IN ('null', {classes})"
-        if column.type == "decimal":
+        if column.type in _INTEGERS_AS_DOUBLES:
             test += (
                 f" OR (typeof({name}) = 'integer' AND {name} NOT BETWEEN -{_EXACT_INTEGER} "
                 f"AND {_EXACT_INTEGER})"

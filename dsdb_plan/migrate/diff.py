@@ -5,7 +5,10 @@ costs far more than finding what changed. The source subset is cut into ranges o
 keys; each range is digested on both sides (`verify.py`'s portable digest, in the database
 where it can be) and only the ranges whose digests differ are copied. A digest covers whole
 rows, keys included, so a range is skipped only when the target holds exactly the source's
-rows in it. Once more than half the ranges differ, comparing the rest would cost more than
+rows in it. A mode that keeps the target rows whose key the source no longer has (upsert,
+append) compares a range that differs once more, through the target rows of the source's
+keys alone (`verify.keyed_digest`): rows deleted from the source do not make their range
+differ forever. Once more than half the ranges differ, comparing the rest would cost more than
 it saves: everything is copied. The database numbers the keys to find where ranges start,
 and the two sides digest each range at the same time.
 """
@@ -22,7 +25,7 @@ from dsdb_plan.checksum import TableFingerprint
 from dsdb_plan.dbschema import TableSchema, usable_from_another_thread
 from dsdb_plan.migrate.order import before, raw
 from dsdb_plan.migrate.subset import TableSelection
-from dsdb_plan.migrate.verify import PortableDigest
+from dsdb_plan.migrate.verify import PortableDigest, keyed_digest
 from dsdb_plan.rows import read_chunks
 from dsdb_plan.values import row_converter
 
@@ -34,9 +37,12 @@ def differing_rows(
     selection: TableSelection,
     target_conn: sa.Connection,
     size: int,
+    *,
+    keeps_target_rows: bool = False,
 ) -> sa.ColumnElement[bool] | None:
     """A condition on the source table for the rows of the key ranges that differ (false
-    when none do), or None when most do or the target holds no rows: copy everything."""
+    when none do), or None when most do or the target holds no rows: copy everything.
+    `keeps_target_rows`: target rows whose key the source lacks make no range differ."""
     target = sa.table(selection.target, *(sa.column(name) for name in selection.columns))
     if target_conn.execute(sa.select(sa.literal(1)).select_from(target).limit(1)).first() is None:
         return None
@@ -60,10 +66,15 @@ def differing_rows(
             # The target digests its range while the source digests its own.
             theirs = pool.submit(target_digest, in_target) if beside else None
             mine = source_digest(in_source)
-            if mine != (theirs.result() if theirs else target_digest(in_target)):
-                differing.append(in_source)
-                if len(differing) * 2 > len(bounds):
-                    return None
+            if mine == (theirs.result() if theirs else target_digest(in_target)):
+                continue
+            if keeps_target_rows and mine == keyed_digest(
+                source_conn, selection, target_conn, target, in_source
+            ):
+                continue  # only rows the source deleted, which the mode keeps
+            differing.append(in_source)
+            if len(differing) * 2 > len(bounds):
+                return None
     return sa.or_(*differing) if differing else sa.false()
 
 

@@ -7,7 +7,10 @@ can hold faithfully and that PostgreSQL and MariaDB can also write themselves
 
 - integers in decimal; booleans as true/false;
 - numbers (floats and decimals) as plain decimals without trailing zeros: 1.50, 1.5 and
-  15e-1 are all 1.5 (a scale is not data); zero, -0.0 included, as 0; NaN and the
+  15e-1 are all 1.5 (a scale is not data: MariaDB and DuckDB keep even a decimal declared
+  without one at a fixed scale, 7 as 7.000..., so a digest that saw scale could match no
+  copy into them; the scale a PostgreSQL numeric without one lands is each copy path's to
+  get right, and the tests compare its text); zero, -0.0 included, as 0; NaN and the
   infinities as nan, inf, -inf. A float is written with the shortest digits that read
   back as the same double; a single-precision float is rounded to single precision first,
   however the driver returned it;
@@ -15,17 +18,21 @@ can hold faithfully and that PostgreSQL and MariaDB can also write themselves
   value in a zone-aware column means UTC (the convention `values.py` copies with); times
   without a zone;
 - text as is, binary as lower-case hex, JSON parsed and written with sorted keys
-  (PostgreSQL's jsonb reorders keys), UUIDs in lower case.
+  (PostgreSQL's jsonb reorders keys), UUIDs in lower case;
+- a value of a typeless column (SQLite's, which keeps each value's storage class) as its
+  class and its text, as the types above write it (`integer:1`, `real:1.5`, `text:1`,
+  `blob:31`), so 1, 1.0 and '1' differ.
 
-A value that does not parse as its type is written as `?` and its `repr`, so it only
-matches itself. A row is its values joined by the unit separator (U+001F), NULL written
-as a backslash and `N`. In text a backslash is doubled and the separator follows a
-backslash, so no text can pass for a boundary or a NULL (no other form holds either
-character); each value is written once, which a length prefix would not let the databases
-do. The row's hash is the first 64 bits of the MD5 of its text in UTF-8, and the digest is
-the row count and the sum of the row hashes modulo 2**64: equal for equal multisets of
-rows. MD5 because both servers have it built in; it guards against accidents, not
-adversaries.
+A value that does not parse as its type is written as `?` and its `repr`, so it only matches
+itself; so is a value of a class that a copy changed on the way (a number read as text, text
+read as a number: `_CHANGED`), which the values as read on each side show. A row is its
+values joined by the unit separator (U+001F), NULL written as a backslash and `N`. In text a
+backslash is doubled and the separator follows a backslash, so no text can pass for a
+boundary or a NULL (no other form holds either character); each value is written once, which
+a length prefix would not let the databases do. The row's hash is the first 64 bits of the
+MD5 of its text in UTF-8, and the digest is the row count and the sum of the row hashes
+modulo 2**64: equal for equal multisets of rows. MD5 because both servers have it built in;
+it guards against accidents, not adversaries.
 """
 
 from __future__ import annotations
@@ -52,7 +59,7 @@ MODULUS = 2**64
 SEPARATOR = "\x1f"
 NULL = "\\N"
 #: Types whose text may hold a backslash or the separator: escaped in a row.
-ESCAPED_TYPES = frozenset({"varchar", "text"})
+ESCAPED_TYPES = frozenset({"varchar", "text", "typeless"})
 
 Token = Callable[[Any], str]
 #: The texts of a list of values of one class, or ValueError if one has none.
@@ -141,17 +148,36 @@ def _framer(column: ColumnSchema) -> Token:
     """A value of `column` as it goes into a row: its text, escaped if text; NULL as `\\N`."""
     form = _FORMS[column.type]
     escaped = column.type in ESCAPED_TYPES
+    changed = _CHANGED.get(column.type, ())
 
     def frame(value: Any) -> str:
         if value is None:
             return NULL
-        made = canonical(value, column)
+        made = value if isinstance(value, changed) else canonical(value, column)
         text = form(made, column)
         if text is None:
             text = f"?{made!r}"  # matches only itself
         return _escape_all([text])[0] if escaped else text
 
     return frame
+
+
+#: Per type, the Python classes no driver reads its values as, but which `canonical` would
+#: turn into one: text into a number, a number or a truth value into text. Such a value was
+#: changed on its way (1 into '1'), so it is digested as read: as `?` and its repr, which
+#: matches only itself, and a copy that changed a value's class fails verification.
+_NUMBER_FROM_TEXT = (str,)
+_TEXT_FROM_OTHER = (int, float, Decimal, bytes)
+_CHANGED: dict[str, tuple[type, ...]] = {
+    "smallint": _NUMBER_FROM_TEXT,
+    "integer": _NUMBER_FROM_TEXT,
+    "bigint": _NUMBER_FROM_TEXT,
+    "float": _NUMBER_FROM_TEXT,
+    "double": _NUMBER_FROM_TEXT,
+    "decimal": _NUMBER_FROM_TEXT,
+    "varchar": _TEXT_FROM_OTHER,
+    "text": _TEXT_FROM_OTHER,
+}
 
 
 def number_text(text: str) -> str:
@@ -253,6 +279,20 @@ def _uuid(value: Any, column: ColumnSchema) -> str | None:
         return None
 
 
+def _typeless(value: Any, column: ColumnSchema) -> str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return f"integer:{value}"
+    if isinstance(value, float):
+        return f"real:{float_text(value)}"
+    if isinstance(value, str):
+        return f"text:{value}"
+    if isinstance(value, bytes):
+        return f"blob:{value.hex()}"
+    return None
+
+
 _FORMS: dict[str, Callable[[Any, ColumnSchema], str | None]] = {
     "smallint": _int,
     "integer": _int,
@@ -269,6 +309,7 @@ _FORMS: dict[str, Callable[[Any, ColumnSchema], str | None]] = {
     "datetime": _datetime,
     "json": _json,
     "uuid": _uuid,
+    "typeless": _typeless,
 }
 
 

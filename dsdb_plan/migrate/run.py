@@ -530,7 +530,13 @@ def _changed_rows(
     if not run.copies_differences:
         return None
     with source.connect() as source_conn, target.connect() as target_conn:
-        return differing_rows(source_conn, run.selection, target_conn, size)
+        return differing_rows(
+            source_conn,
+            run.selection,
+            target_conn,
+            size,
+            keeps_target_rows=run.mode not in EXACT_MODES,
+        )
 
 
 class _CopiedDigest:

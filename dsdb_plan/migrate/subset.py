@@ -37,6 +37,7 @@ from dsdb_plan.dbschema import (
     reflect_tables,
     sort_tables,
 )
+from dsdb_plan.engines import Engine
 from dsdb_plan.errors import PlanError, driver_message
 from dsdb_plan.migrate.filters import column_type, compile_where
 from dsdb_plan.migrate.mask import Masker, MaskRule, resolve_masks
@@ -44,6 +45,7 @@ from dsdb_plan.migrate.sample import sample_condition
 from dsdb_plan.migrate.virtual_keys import Unmade, with_references
 from dsdb_plan.models import MigrationTable
 from dsdb_plan.references import reference_label
+from dsdb_plan.typeless import REMEDY, TYPELESS, for_engine, observe
 
 Follow = Literal["none", "parents", "children"]
 
@@ -57,6 +59,9 @@ _MAX_NESTING = 7
 #: At most this many subqueries in one table's filter: cycles with several foreign keys
 #: grow as (keys ** depth); past it, tables stand for all their rows as above.
 _MAX_SUBQUERIES = 64
+
+
+_REMEDY = f"{REMEDY}; or leave it out of the copy (columns: under the table)"
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,7 @@ def select_tables(
     references: Sequence[tuple[str, ForeignKeySchema]] = (),
     mask: Mapping[str, str] | None = None,
     masker: Masker | None = None,
+    into: Engine | None = None,
 ) -> list[TableSelection]:
     """The tables to copy, parents first, with columns, key and row filter of each.
 
@@ -136,7 +142,9 @@ def select_tables(
     `references` are foreign keys the manifest declares, as (child table, key) pairs:
     followed, and created in the target, like declared ones (`with_references`). `mask`
     maps `table.column` or `column` patterns to transforms for every table (after a
-    listed table's own `mask`); `masker` applies them (`mask.py`). Raises
+    listed table's own `mask`); `masker` applies them (`mask.py`). `into` is the target's
+    engine: where its columns are typed, each typeless column takes the type its values
+    call for (`typeless.py`), noted in the table's reason. Raises
     PlanError for unknown tables, columns or keys (a table missing from `source_name`, as
     the message calls the source).
     """
@@ -146,7 +154,7 @@ def select_tables(
     if options is None:
         options = {name: MigrationTable() for name in schemas}
         follow = "none"  # every row of every table: nothing to add
-    _check_listed(options, schemas, source_name)
+    _check_listed(options, schemas, source_name, engine)
     metadata = sa.MetaData()
     tables = {
         name: sa.Table(name, metadata, *(sa.Column(c.name, column_type(c)) for c in s.columns))
@@ -180,6 +188,7 @@ def select_tables(
     for name, notes in declared.items():
         if name in own:
             shapes[name] = _without_unmade(shapes[name], notes)
+    _typed_in(engine, into, shapes, own)
     masks = _masks(shapes, own, options, mask or {}, graph)
     if masks and masker is None:
         raise PlanError("mask needs mask_seed: the secret masked values derive from")
@@ -200,6 +209,27 @@ def select_tables(
     ]
     _check_targets(selections)
     return selections
+
+
+def _typed_in(
+    bind: sa.Engine | sa.Connection,
+    into: Engine | None,
+    shapes: dict[str, _Shape],
+    copied: Iterable[str],
+) -> None:
+    """Give the copied tables' typeless columns the types `into` creates them with, each
+    with its reason in the table's notes (updating `shapes`)."""
+    if into is None or not into.capabilities.typed_columns:
+        return
+    names = [n for n in sorted(copied) if any(c.type == TYPELESS for c in shapes[n].schema.columns)]
+    if not names:
+        return
+    with connection(bind) as conn:
+        for name in names:
+            schema, reasons = for_engine(observe(conn, shapes[name].schema), into, remedy=_REMEDY)
+            shapes[name] = replace(
+                shapes[name], schema=schema, notes=[*shapes[name].notes, *reasons]
+            )
 
 
 def _masks(
@@ -386,11 +416,21 @@ def _check_column(schema: TableSchema, column: str, option: str) -> None:
 
 
 def _check_listed(
-    options: Mapping[str, MigrationTable], schemas: Mapping[str, Any], source_name: str
+    options: Mapping[str, MigrationTable],
+    schemas: Mapping[str, Any],
+    source_name: str,
+    engine: sa.Engine | sa.Connection,
 ) -> None:
     unknown = sorted(set(options) - set(schemas))
     if not unknown:
         return
+    views = sorted(set(unknown) & set(sa.inspect(engine).get_view_names()))
+    if views:
+        noun = "a view" if len(views) == 1 else "views"
+        raise PlanError(
+            f"{_names(views)} in {source_name} {'is' if len(views) == 1 else 'are'} {noun}: "
+            "a migration copies tables (list the tables the view reads, with a `where`)"
+        )
     hints = "".join(_suggest(name, list(schemas)) for name in unknown[:1])
     noun = "table" if len(unknown) == 1 else "tables"
     raise PlanError(f"no {noun} {_names(unknown)} in {source_name}{hints}")

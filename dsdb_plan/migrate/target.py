@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
 
@@ -37,6 +37,7 @@ from dsdb_plan.dbschema import (
 from dsdb_plan.engines import Engine, engine_for
 from dsdb_plan.errors import PlanError
 from dsdb_plan.migrate.subset import TableSelection
+from dsdb_plan.typeless import TYPELESS
 
 SchemaChanges = Literal["evolve", "strict"]
 KnownTables = Collection[str] | Mapping[str, str]
@@ -44,6 +45,7 @@ KnownTables = Collection[str] | Mapping[str, str]
 _INTEGER_RANK = {"smallint": 1, "boolean": 1, "integer": 2, "bigint": 3}
 _INTEGER_DIGITS = {"smallint": 5, "boolean": 1, "integer": 10, "bigint": 19}
 _TEXT = frozenset({"text", "varchar"})
+_NUMBERS = frozenset({"smallint", "integer", "bigint", "float", "double", "decimal"})
 #: Target types any value of the source type fits in, beside the same type and text.
 _HOLDS: dict[str, frozenset[str]] = {
     "float": frozenset({"float", "double"}),
@@ -93,9 +95,14 @@ def inspect_target(
         if selection.target not in sa.inspect(conn).get_table_names():
             bounds = _new_table_bounds(engine, selection)
             too_long = _too_long(source, selection, bounds, label) if source is not None else []
+            inexact = (
+                _inexact_decimals(source, selection, selection.schema, label)
+                if source is not None and engine.capabilities.typed_columns
+                else []
+            )
             notes = _defaults_left_out(engine, selection.schema)
             unheld = unheld_columns(engine, selection)
-            return TargetCheck(False, problems=(*unheld, *too_long), notes=notes)
+            return TargetCheck(False, problems=(*unheld, *too_long, *inexact), notes=notes)
         (existing,) = reflect_tables(conn, [selection.target])
         merged = _merging_collations(conn, engine, existing, selection, label)
     present = set(existing.column_names)
@@ -105,12 +112,16 @@ def inspect_target(
     if missing_keys:
         what = _columns("key column", missing_keys)
         incompatible.append(f"{label}: {what} missing in the target")
-    if engine.capabilities.typed_columns:  # SQLite stores any value in any column
-        for name in selection.columns:
-            if name in present:
-                reason = _cannot_hold(selection.schema.column(name), existing.column(name))
-                if reason:
-                    incompatible.append(f"{label}: column {name!r} {reason}")
+    for name in selection.columns:
+        if name not in present:
+            continue
+        copied, held = selection.schema.column(name), existing.column(name)
+        if engine.capabilities.typed_columns:
+            reason = _cannot_hold(copied, held)
+        else:  # SQLite stores any value in any column, by the column's affinity
+            reason = _affinity_changes(copied, held)
+        if reason:
+            incompatible.append(f"{label}: column {name!r} {reason}")
     required = [
         column.name
         for column in existing.columns
@@ -140,6 +151,7 @@ def inspect_target(
             and column.length is not None
         }
         incompatible += _too_long(source, selection, bounds, label)
+        incompatible += _inexact_decimals(source, selection, existing, label)
     problems = list(incompatible)
     if missing and schema_changes == "strict":
         problems.append(
@@ -305,12 +317,26 @@ def _renamed(names: Mapping[str, str], keys: Collection[ForeignKeySchema]) -> di
     return {fk.ref_table: names[fk.ref_table] for fk in keys if fk.ref_table in names}
 
 
+def _affinity_changes(source: ColumnSchema, target: ColumnSchema) -> str | None:
+    """Why a column of an engine without typed columns (SQLite) would change the storage
+    class of values of a typeless `source` column (a TEXT column stores 1 as '1'), or None."""
+    if source.type != TYPELESS or target.type == TYPELESS:
+        return None
+    return (
+        f"is {_describe(target)} in the target but has no declared type in the source: "
+        "the target's type would change some values' storage classes (1 into '1'); "
+        "drop the target table for one without a type"
+    )
+
+
 def _cannot_hold(source: ColumnSchema, target: ColumnSchema) -> str | None:
     """Why a `target` column cannot hold every value of `source`, or None when it can."""
     what = f"is {_describe(target)} in the target but {_describe(source)} in the source"
     kind, into = source.type, target.type
     if into in _TEXT:
-        if kind == "binary":
+        # A number written as text is no longer a number: verification tells them apart
+        # (`digest._CHANGED`), so the plan refuses it first.
+        if kind == "binary" or kind in _NUMBERS:
             return what
         if into == "varchar" and target.length is not None:
             longest = _longest_text(source)
@@ -384,6 +410,51 @@ def _too_long(
         for name, found in zip(measured, longest, strict=True)
         if found is not None and found > bounds[name]
     ]
+
+
+def _inexact_decimals(
+    source: Bind, selection: TableSelection, target: TableSchema, label: str
+) -> list[str]:
+    """A message for each decimal column of `target` that some value of the source subset
+    does not fit exactly: more decimal places than its scale (the target would round it) or
+    more whole digits than its precision leaves (refused mid-copy). Only sources that store
+    any value in any column (SQLite) are measured; elsewhere the declared types decide."""
+    limits = {
+        name: (column.precision, column.scale or 0)
+        for name in selection.columns
+        if (column := target.column(name)).type == "decimal"
+        and column.precision is not None
+        and selection.schema.column(name).type in ("decimal", "float", "double")
+    }
+    if not limits:
+        return []
+    with connection(source) as conn:
+        if engine_for(conn.dialect).capabilities.typed_columns:
+            return []
+        parts: list[sa.ColumnElement[Any]] = []
+        for name, (precision, scale) in limits.items():
+            value = selection.source.c[name]
+            off = sa.or_(
+                sa.func.round(value, scale) != value,
+                sa.func.abs(value) >= float(f"1e{precision - scale}"),
+            )
+            parts += [sa.func.count(sa.case((off, 1))), sa.func.min(sa.case((off, value)))]
+        query = sa.select(*parts)
+        if selection.where is not None:
+            query = query.where(selection.where)
+        found = conn.execute(query).one()
+    messages = []
+    for index, (name, (precision, scale)) in enumerate(limits.items()):
+        count, example = int(found[2 * index]), found[2 * index + 1]
+        if count:
+            places = "place" if scale == 1 else "places"
+            messages.append(
+                f"{label}: column {name!r} holds {count:,} value{'s' if count > 1 else ''} "
+                f"in the source that decimal({precision},{scale}) cannot hold exactly (more "
+                f"than {scale} decimal {places} or {precision - scale} whole digits, "
+                f"e.g. {example})"
+            )
+    return sorted(messages)
 
 
 def _merging_collations(

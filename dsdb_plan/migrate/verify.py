@@ -13,6 +13,7 @@ the portable digest decide.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -49,6 +50,9 @@ class VerifyResult:
     message: str
     #: `target` is the fingerprint of the whole target table (every column, in table order)
     whole_target: bool = False
+    #: Target rows whose key is not in the subset (the source deleted or no longer selects
+    #: it), which append and upsert keep: counted when asked (`count_kept`).
+    kept: int = 0
 
 
 def subset_digest(
@@ -126,12 +130,14 @@ def verify_table(
     *,
     exact: bool,
     source: TableFingerprint | None = None,
+    count_kept: bool = False,
 ) -> VerifyResult:
     """Compare `target_table` with the source subset of `selection`, column by column name.
 
     exact=True (replace, mirror): the whole target table must equal the subset.
     exact=False (append, upsert): only the target rows whose key is in the subset are
-    compared, so rows the target holds besides them are ignored. Without a key, exact.
+    compared, so rows the target holds besides them are ignored (`count_kept`: and
+    counted, in `VerifyResult.kept`). Without a key, exact.
     `source` is the subset's digest, portable or native, when the caller already has it
     (taken while copying).
     """
@@ -164,8 +170,12 @@ def verify_table(
         )
         return _result(subset, found, target_table, None)
     subset = portable or subset_digest(source_conn, selection)
-    found = _keyed_digest(source_conn, selection, target_conn, target)
-    return _result(subset, found, target_table, selection.key)
+    found = keyed_digest(source_conn, selection, target_conn, target)
+    result = _result(subset, found, target_table, selection.key)
+    if not count_kept:
+        return result
+    held = target_conn.execute(sa.select(sa.func.count()).select_from(target)).scalar_one()
+    return dataclasses.replace(result, kept=max(int(held) - found.rows, 0))
 
 
 def _both(
@@ -235,13 +245,15 @@ def _missing(name: str, present: list[str] | None, columns: Sequence[str]) -> st
     return None
 
 
-def _keyed_digest(
+def keyed_digest(
     source_conn: sa.Connection,
     selection: TableSelection,
     target_conn: sa.Connection,
     target: sa.TableClause,
+    where: sa.ColumnElement[bool] | None = None,
 ) -> TableFingerprint:
-    """The digest of the target rows whose key is among the source subset's keys."""
+    """The digest of the target rows whose key is among the source subset's keys (those
+    of its rows that match `where`, when given)."""
     key_schema = TableSchema(
         selection.name, tuple(selection.schema.column(name) for name in selection.key)
     )
@@ -251,8 +263,9 @@ def _keyed_digest(
         lambda rows: [convert(row) for row in rows], key_schema, selection.masker, selection.mask
     )
     keys = sa.select(*(selection.source.c[name] for name in selection.key))
-    if selection.where is not None:
-        keys = keys.where(selection.where)
+    for condition in (selection.where, where):
+        if condition is not None:
+            keys = keys.where(condition)
     digest = SubsetDigest(selection.schema, selection.columns)
     found = PortableDigest(target_conn, selection, target)
     for chunk in read_chunks(source_conn, keys, _KEY_BATCH):

@@ -27,8 +27,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
+from dsdb_plan.connection import display_url, register_url_secrets
 from dsdb_plan.errors import LockError, StateError, driver_message
-from dsdb_plan.redact import redact, register_secret
+from dsdb_plan.redact import redact
 from dsdb_plan.state.records import LockInfo
 from dsdb_plan.state.sql_store import Prepare, SqlStateStore
 from dsdb_plan.state.store import died_on_this_host
@@ -103,10 +104,9 @@ class PostgresSchema:
     empty_is_new = True
 
     def __init__(self, url: URL) -> None:
-        password = url.password
         # A literal password in `settings.state` is as secret as an interpolated one.
-        register_secret(password if isinstance(password, str) else None)
-        self.location = url.render_as_string(hide_password=True)
+        register_url_secrets(url)
+        self.location = display_url(url)
         connect_args: dict[str, Any] = {}
         if "connect_timeout" not in url.query:
             connect_args["connect_timeout"] = _CONNECT_TIMEOUT_SECONDS
