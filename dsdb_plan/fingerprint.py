@@ -76,6 +76,10 @@ class Fingerprint:
     tables: dict[str, TableFingerprint]
     token: str | None = field(default=None, compare=False)
 
+    def counted(self) -> bool:
+        """Whether a table was only counted (`count_tables`), its content not read."""
+        return any(t.method is ChecksumMethod.COUNTED for t in self.tables.values())
+
     def to_dict(self) -> dict[str, Any]:
         tables = {name: self.tables[name].to_dict() for name in sorted(self.tables)}
         return {"tables": tables, "token": self.token}

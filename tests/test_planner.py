@@ -363,3 +363,37 @@ def test_every_problem_of_a_resource_is_reported_at_once(
         lines
     )
     assert "  migration.out: table 'flights': no cursor column 'no_such_column'" in lines
+
+
+def test_two_copies_of_one_source_each_compare_with_their_own_sort_of_record(
+    capsys,
+    tmp_path: Path,
+    write_manifest,  # type: ignore[no-untyped-def]
+) -> None:
+    """A first copy into another engine records counts (and page tokens); a copy into SQLite
+    records content. Planned one after the other, neither may be handed the other's sort."""
+    make_flights_db(tmp_path / "data/src.db")
+    manifest = write_manifest(
+        "version: 1\nconnections:\n"
+        "  src: {driver: sqlite, database: data/src.db}\n"
+        "  duck: {driver: duckdb, database: data/copy.duckdb}\n"
+        "  lite: {driver: sqlite, database: data/copy.db}\n"
+        "migrations:\n  a-to-duck: {from: src, to: duck}\n  b-to-lite: {from: src, to: lite}\n"
+    )
+    apply(capsys, manifest)
+    for parallelism in (1, 4):
+        assert changes(planned(manifest, parallelism)) == {}
+    with sqlite3.connect(tmp_path / "data/src.db") as db:
+        db.execute("UPDATE flights SET dep_delay = 99.5 WHERE id = 7")
+    assert changes(planned(manifest, parallelism=1)) == {
+        "migration.a-to-duck": [
+            "source table flights: its pages changed since it was first copied, still 200 rows",
+            "unchanged since the last apply, not copied: airlines",
+            "flights → duck.flights: 200 rows (upsert, only key ranges that differ)",
+        ],
+        "migration.b-to-lite": [
+            "source table flights: content changed, still 200 rows",
+            "unchanged since the last apply, not copied: airlines",
+            "flights → lite.flights: 200 rows (upsert, only key ranges that differ)",
+        ],
+    }

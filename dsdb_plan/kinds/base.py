@@ -64,7 +64,12 @@ class PlanContext:
             if key not in self.fingerprints:
                 live = self.workspace.fingerprint(connection, tables, previous=previous)
                 self.fingerprints[key] = live.to_dict()
-        return Fingerprint.from_dict(self.fingerprints[key])
+        shared = Fingerprint.from_dict(self.fingerprints[key])
+        # Counts stand for a table only beside a record of counts (a first copy's): a
+        # resource whose record is of the other sort reads for itself.
+        if shared.counted() != (previous is not None and previous.counted()):
+            return self.workspace.fingerprint(connection, tables, previous=previous)
+        return shared
 
     def _read_lock(self, key: str) -> threading.Lock:
         with self._reads_lock:
