@@ -229,10 +229,11 @@ def _landed(url: str) -> tuple[dict[str, str], list[tuple[Any, ...]]]:
     return {c.name: c.type for c in schema.columns}, found
 
 
-@pytest.mark.parametrize("kind", ENGINES)
-def test_a_migration_keeps_every_value_and_its_class(
+def _typed_source_and_target(
     request: pytest.FixtureRequest, tmp_path: Path, kind: str
-) -> None:
+) -> tuple[str, list[tuple[Any, ...]], str, dsdb.ConnectionManager]:
+    """The typed rows (and, into SQLite, a column of mixed classes) in a SQLite source, the
+    target's URL, and a manager holding both."""
     columns = _TYPED_COLUMNS + (", m" if kind == "sqlite" else "")
     mixed = (lambda i: (_MIXED[i % len(_MIXED)],)) if kind == "sqlite" else (lambda i: ())
     rows = [(*row, *mixed(i)) for i, row in enumerate(_TYPED_ROWS)]
@@ -241,6 +242,14 @@ def test_a_migration_keeps_every_value_and_its_class(
     mngr = dsdb.ConnectionManager(
         {"src": {"url": sqlite_url(tmp_path / "source.db")}, "dst": {"url": url}}, user="t"
     )
+    return columns, rows, url, mngr
+
+
+@pytest.mark.parametrize("kind", ENGINES)
+def test_a_migration_keeps_every_value_and_its_class(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str
+) -> None:
+    columns, rows, url, mngr = _typed_source_and_target(request, tmp_path, kind)
     try:
         (first,) = mngr.migrate("src", "dst")
         landed = _landed(url)
@@ -369,14 +378,7 @@ def test_the_plan_refuses_numbers_into_an_existing_text_column(
 def test_a_backup_restores_as_a_migration_copies(
     request: pytest.FixtureRequest, tmp_path: Path, kind: str
 ) -> None:
-    columns = _TYPED_COLUMNS + (", m" if kind == "sqlite" else "")
-    mixed = (lambda i: (_MIXED[i % len(_MIXED)],)) if kind == "sqlite" else (lambda i: ())
-    rows = [(*row, *mixed(i)) for i, row in enumerate(_TYPED_ROWS)]
-    _source(tmp_path / "source.db", rows, columns)
-    url = _target_url(request, tmp_path, kind)
-    mngr = dsdb.ConnectionManager(
-        {"src": {"url": sqlite_url(tmp_path / "source.db")}, "dst": {"url": url}}, user="t"
-    )
+    columns, _rows, url, mngr = _typed_source_and_target(request, tmp_path, kind)
     mngr.backup_root = tmp_path / "backups"
     try:
         mngr.backup("src")
