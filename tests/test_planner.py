@@ -21,6 +21,7 @@ from dsdb_plan.fingerprint import Fingerprint
 from dsdb_plan.kinds.backup import BackupKind
 from dsdb_plan.plan import ActionType
 from dsdb_plan.project import Project
+from dsdb_plan.state import open_state
 from dsdb_plan.workspace import Workspace
 from tests.helpers import LOCAL_AND_COPY, make_flights_db, run_cli, sqlite_url, table_rows
 from tests.servers import ServerDatabase
@@ -397,3 +398,30 @@ def test_two_copies_of_one_source_each_compare_with_their_own_sort_of_record(
             "flights → lite.flights: 200 rows (upsert, only key ranges that differ)",
         ],
     }
+
+
+def test_an_incremental_table_a_resync_leaves_alone_keeps_its_high_water_mark(
+    capsys,
+    tmp_path: Path,
+    write_manifest,  # type: ignore[no-untyped-def]
+) -> None:
+    make_flights_db(tmp_path / "data/src.db")
+    manifest = write_manifest(
+        "version: 1\nconnections:\n"
+        "  src: {driver: sqlite, database: data/src.db}\n"
+        "  lite: {driver: sqlite, database: data/copy.db}\n"
+        "migrations:\n  out:\n    from: src\n    to: lite\n"
+        "    tables: {airlines: {}, flights: {incremental: {cursor: id}}}\n"
+    )
+    apply(capsys, manifest)
+    marks = open_state(".dsdb/state.db", tmp_path).read().resources["migration.out"]
+    assert marks.fingerprints["high_water"] == {"flights": 200}
+    with sqlite3.connect(tmp_path / "data/src.db") as db:
+        db.execute("UPDATE airlines SET name = 'United Airlines' WHERE carrier = 'UA'")
+    assert changes(planned(manifest, parallelism=1))["migration.out"][1] == (
+        "unchanged since the last apply, not copied: flights"
+    )
+    apply(capsys, manifest)
+    after = open_state(".dsdb/state.db", tmp_path).read().resources["migration.out"]
+    assert after.fingerprints["high_water"] == {"flights": 200}
+    assert changes(planned(manifest, parallelism=1)) == {}

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 
 from dsdb_plan.archive.format import decode_value
-from dsdb_plan.checksum import ChecksumMethod, TableFingerprint
+from dsdb_plan.checksum import TableFingerprint
 from dsdb_plan.connection import Connection
 from dsdb_plan.databases import row_counts
 from dsdb_plan.engines import engine_for
@@ -223,9 +223,11 @@ def unchanged_tables(runs: Sequence[TableRun], moved: Collection[str]) -> list[s
     and none of whose parents the resync replaces or mirrors, which may delete rows they
     point at."""
 
+    moved = set(moved)
+
     def still(run: TableRun) -> bool:
         selection = run.selection
-        return selection.where is None and not {selection.name, selection.target} & set(moved)
+        return selection.where is None and not {selection.name, selection.target} & moved
 
     deleting = {run.selection.name for run in runs if run.mode in DELETING_MODES and not still(run)}
     return [
@@ -757,14 +759,9 @@ class MigrationKind(ForgettingKind):
             for s in chosen
             if s.where is not None
         }
+        marks = record.fingerprints.get("high_water", {}) if record else {}
         high_water = {
-            **{
-                name: mark
-                for name, mark in (
-                    record.fingerprints.get("high_water", {}) if record else {}
-                ).items()
-                if name in planned.unchanged
-            },
+            **{name: marks[name] for name in planned.unchanged if name in marks},
             **{o.table: o.to_dict()["high_water"] for o in outcomes if o.high_water is not None},
         }
         fingerprints = {
@@ -822,9 +819,10 @@ def plan_still_holds(planned: Fingerprint, read: Fingerprint) -> bool:
     plan of row counts alone cannot vouch for."""
     if read.token is not None and read.token == planned.token:
         return True
-    return bool(read.tables) and all(
-        planned.tables.get(name) == table and table.method is not ChecksumMethod.COUNTED
-        for name, table in read.tables.items()
+    return (
+        bool(read.tables)
+        and not read.counted()
+        and all(planned.tables.get(name) == table for name, table in read.tables.items())
     )
 
 
