@@ -23,10 +23,9 @@ from collections.abc import Hashable, Iterator, Sequence
 from dsdb_plan.archive.info import BackupInfo
 from dsdb_plan.archive.reader import iter_columns
 from dsdb_plan.dbschema import ForeignKeySchema, TableSchema
+from dsdb_plan.migrate.integrity import EXAMPLES
 from dsdb_plan.payloads import Dangling
 
-#: How many dangling values the plan names per foreign key.
-EXAMPLES = 3
 #: A reference's value: the column's value, or a tuple for several columns; None when any
 #: column is NULL (it points nowhere and is not dangling).
 _Key = Hashable | None
@@ -120,14 +119,6 @@ def rows_kept(info: BackupInfo, tables: Sequence[TableSchema]) -> dict[str, list
                     mask[index] = False
                     changed = True
     return kept
-
-
-def breaks(table: TableSchema, fk: ForeignKeySchema, dangling: Sequence[Dangling]) -> bool:
-    """Whether `dangling` rows break `table`'s foreign key `fk` (`keep` leaves it out)."""
-    return any(
-        (d.table, d.columns, d.ref_table) == (table.name, fk.columns, fk.ref_table)
-        for d in dangling
-    )
 
 
 def refusal(dangling: Sequence[Dangling], where: str) -> str:

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from dsdb_plan.archive.info import BackupInfo
 from dsdb_plan.archive.integrity import check_backup, verify_data
 from dsdb_plan.archive.reader import iter_blocks
-from dsdb_plan.archive.references import breaks, count_dangling, refusal, rows_kept
+from dsdb_plan.archive.references import count_dangling, refusal, rows_kept
 from dsdb_plan.dbschema import (
     ForeignKeySchema,
     TableSchema,
@@ -42,6 +42,7 @@ from dsdb_plan.dbschema import (
 from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import BackupError, DsdbError, Interrupted, driver_message
 from dsdb_plan.migrate.convert import columns_converter
+from dsdb_plan.migrate.integrity import unbroken_keys
 from dsdb_plan.migrate.load import load_rows
 from dsdb_plan.payloads import Dangling, key_columns
 from dsdb_plan.typeless import for_engine
@@ -179,7 +180,7 @@ def restore_backup(
 
 
 def _without_broken_keys(table: TableSchema, dangling: Sequence[Dangling]) -> TableSchema:
-    keys = tuple(fk for fk in table.foreign_keys if not breaks(table, fk, dangling))
+    keys = unbroken_keys(table, dangling)
     return (
         table
         if len(keys) == len(table.foreign_keys)

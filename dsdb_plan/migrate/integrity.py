@@ -29,7 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.util import ClauseAdapter
 
-from dsdb_plan.dbschema import ForeignKeySchema, reflect_foreign_keys
+from dsdb_plan.dbschema import ForeignKeySchema, TableSchema, reflect_foreign_keys
 from dsdb_plan.engines import engine_for
 from dsdb_plan.migrate.subset import TableSelection
 from dsdb_plan.payloads import Dangling, key_columns
@@ -198,16 +198,23 @@ def _above_resolves(
     return sa.or_(*(column.is_(None) for column in held), sa.not_(inside))
 
 
+def unbroken_keys(table: TableSchema, dangling: Sequence[Dangling]) -> tuple[ForeignKeySchema, ...]:
+    """The foreign keys of `table` that no `dangling` rows break."""
+    broken = {(d.table, d.columns, d.ref_table) for d in dangling}
+    return tuple(
+        fk for fk in table.foreign_keys if (table.name, fk.columns, fk.ref_table) not in broken
+    )
+
+
 def without_keys(
     selections: Sequence[TableSelection], dangling: Sequence[Dangling]
 ) -> list[TableSelection]:
     """`selections` without the foreign keys that `dangling` rows break (`keep`): tables
     dsdb creates get no such key, and the table's plan line says why."""
-    broken = {(d.table, d.columns, d.ref_table) for d in dangling}
     result = []
     for selection in selections:
         keys = selection.schema.foreign_keys
-        kept = tuple(fk for fk in keys if (selection.name, fk.columns, fk.ref_table) not in broken)
+        kept = unbroken_keys(selection.schema, dangling)
         if len(kept) == len(keys):
             result.append(selection)
             continue
