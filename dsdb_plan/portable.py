@@ -39,6 +39,10 @@ INTEGER_TYPES = frozenset({"smallint", "integer", "bigint"})
 STORAGE_CLASSES = ("integer", "real", "text", "blob")
 
 
+#: The integers a double holds exactly: those within +-2**53.
+DOUBLE_EXACT_INTEGERS = 2**53
+
+
 @dataclass(frozen=True)
 class StoredClasses:
     """What a typeless column's values are: the storage classes found among them

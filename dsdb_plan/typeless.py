@@ -17,12 +17,11 @@ import sqlalchemy as sa
 
 from dsdb_plan.engines import Engine, engine_for
 from dsdb_plan.errors import PlanError
-from dsdb_plan.portable import STORAGE_CLASSES, ColumnSchema, StoredClasses, TableSchema
+from dsdb_plan.portable import STORAGE_CLASSES, ColumnSchema, TableSchema
 
 TYPELESS = "typeless"
 #: The one class a column holds -> the portable type that holds each of its values exactly.
 _SINGLE = {"integer": "bigint", "real": "double", "text": "text", "blob": "binary"}
-_PLURAL = {"integer": "integers", "real": "reals", "text": "texts", "blob": "blobs"}
 
 
 @dataclass(frozen=True)
@@ -33,22 +32,25 @@ class Inferred:
     reason: str
 
 
-def infer(table: str, column: ColumnSchema, stored: StoredClasses, engine: str) -> Inferred:
-    """The typed column `column` (typeless, holding `stored`) becomes in `engine` (a name, for
-    messages), or PlanError when no one type holds every value exactly."""
+def infer(table: str, column: ColumnSchema, engine: str) -> Inferred:
+    """The typed column `column` (typeless, holding what `observe` found) becomes in `engine`
+    (a name, for messages), or PlanError when no one type holds every value exactly."""
+    stored = column.stored
+    if stored is None:
+        raise PlanError(f"table {table!r}: column {column.name!r} was not observed")
     classes = stored.classes
     found = [kind for kind in STORAGE_CLASSES if kind in classes]
     what = f"column {column.name!r} has no declared type and holds "
     if not found:
         return _as(column, "text", what + "only NULLs")
     if len(found) == 1:
-        return _as(column, _SINGLE[found[0]], what + f"only {_PLURAL[found[0]]}")
+        return _as(column, _SINGLE[found[0]], what + f"only {found[0]}s")
     if classes == {"integer", "real"}:
         if stored.integers_fit_double:
             return _as(column, "double", what + "integers and reals (each exact in a double)")
         problem = "integers and reals, and integers beyond ±2**53 that a double would round"
     else:
-        named = [_PLURAL[kind] for kind in found]
+        named = [f"{kind}s" for kind in found]
         problem = f"{', '.join(named[:-1])} and {named[-1]}"
     raise PlanError(f"table {table!r}: {what}{problem}: no {engine} column type holds them all")
 
@@ -76,10 +78,8 @@ def for_engine(
     made: dict[str, Inferred] = {}
     refused: list[str] = []
     for column in typeless:
-        if column.stored is None:
-            raise PlanError(f"table {schema.name!r}: column {column.name!r} was not observed")
         try:
-            made[column.name] = infer(schema.name, column, column.stored, engine.name)
+            made[column.name] = infer(schema.name, column, engine.name)
         except PlanError as error:
             refused.append(error.message)
     if refused:

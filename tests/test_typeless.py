@@ -55,7 +55,7 @@ def _stored(*classes: str, fit: bool = True) -> StoredClasses:
 def test_one_type_that_holds_every_value_exactly(
     stored: StoredClasses, kind: str, why: str
 ) -> None:
-    made = infer("t", ColumnSchema("a", "typeless", stored=stored), stored, "PostgreSQL")
+    made = infer("t", ColumnSchema("a", "typeless", stored=stored), "PostgreSQL")
     assert made.column == ColumnSchema("a", kind)
     assert made.reason == f"column 'a' has no declared type and {why}"
 
@@ -78,7 +78,7 @@ def test_classes_no_one_type_holds_are_refused_naming_them(
 ) -> None:
     column = ColumnSchema("a", "typeless", stored=stored)
     with pytest.raises(PlanError) as raised:
-        infer("t", column, stored, "MariaDB")
+        infer("t", column, "MariaDB")
     assert raised.value.message == (
         f"table 't': column 'a' has no declared type and holds {found}: "
         "no MariaDB column type holds them all"

@@ -32,11 +32,14 @@ from dsdb_plan.engines.base import (
     portable_column,
     quote_for_driver,
 )
-from dsdb_plan.portable import ColumnSchema, IndexSchema, StoredClasses
+from dsdb_plan.portable import (
+    DOUBLE_EXACT_INTEGERS,
+    ColumnSchema,
+    IndexSchema,
+    StoredClasses,
+)
 
 _DECIMAL_ARGS = re.compile(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
-#: The integers a double holds exactly are those within +-2**53.
-_EXACT = 2**53
 _NAMES = {
     "smallint": "SMALLINT",
     "integer": "INTEGER",
@@ -140,7 +143,8 @@ class SQLiteEngine(Engine):
         quote = functools.partial(quote_for_driver, conn.dialect)
         found = []
         for name in map(quote, columns):
-            wide = f"typeof({name}) = 'integer' AND {name} NOT BETWEEN -{_EXACT} AND {_EXACT}"
+            limit = DOUBLE_EXACT_INTEGERS
+            wide = f"typeof({name}) = 'integer' AND {name} NOT BETWEEN -{limit} AND {limit}"
             found.append(
                 f"group_concat(DISTINCT typeof({name}) || CASE WHEN {wide} THEN '+' ELSE '' END)"
             )

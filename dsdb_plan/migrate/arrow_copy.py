@@ -39,6 +39,7 @@ from dsdb_plan.migrate.digest import ESCAPED_TYPES, MODULUS, NULL, SEPARATOR, fl
 from dsdb_plan.migrate.load import read_ahead_of
 from dsdb_plan.migrate.sqlite_arrow import STORED_AS, Unfit, database_file, executed, quoted
 from dsdb_plan.migrate.subset import TableSelection
+from dsdb_plan.portable import DOUBLE_EXACT_INTEGERS
 from dsdb_plan.sigint import python_keeps_ctrl_c
 
 with python_keeps_ctrl_c():
@@ -239,9 +240,6 @@ def _empty(dst: sa.Connection, table: str) -> bool:
 _MISFIT = "dsdb_misfit"
 _INGEST_TABLE, _INGEST_MODE = "adbc.ingest.target_table", "adbc.ingest.mode"
 _APPEND = "adbc.ingest.mode.append"
-#: Integers a double holds exactly: a decimal column's integers are read as doubles, which
-#: write the same digits; larger ones end this path.
-_EXACT_INTEGER = 2**53
 #: Types whose integers are read as doubles: a decimal's, and a double's (a SQLite column
 #: without a declared type holding integers and reals lands as a double: `typeless.py`).
 _INTEGERS_AS_DOUBLES = frozenset({"decimal", "double"})
@@ -272,16 +270,17 @@ def _read_query(
     def misfit(column: ColumnSchema) -> str:
         name = quoted(column.name)
         stored = STORED_AS[column.type]
+        # A decimal's (or a double's) integers are read as doubles, which write the same
+        # digits only within +-2**53: larger ones end this path.
+        wide = ""
         if column.type in _INTEGERS_AS_DOUBLES:
             stored = tuple(sorted({*stored, "integer"}))
-        classes = ", ".join(f"'{kind}'" for kind in stored)
-        test = f"typeof({name}) NOT IN ('null', {classes})"
-        if column.type in _INTEGERS_AS_DOUBLES:
-            test += (
-                f" OR (typeof({name}) = 'integer' AND {name} NOT BETWEEN -{_EXACT_INTEGER} "
-                f"AND {_EXACT_INTEGER})"
+            wide = (
+                f" OR (typeof({name}) = 'integer' AND {name} NOT BETWEEN "
+                f"-{DOUBLE_EXACT_INTEGERS} AND {DOUBLE_EXACT_INTEGERS})"
             )
-        return f"({test})"
+        classes = ", ".join(f"'{kind}'" for kind in stored)
+        return f"(typeof({name}) NOT IN ('null', {classes}){wide})"
 
     selects = [f"{selected(column)} AS {quoted(column.name)}" for column in columns]
     selects.append(f"{' + '.join(map(misfit, columns))} AS {_MISFIT}")

@@ -35,6 +35,7 @@ from dsdb_plan.dbschema import (
     transaction,
 )
 from dsdb_plan.engines import Engine, engine_for
+from dsdb_plan.engines.base import NUMERIC_TYPES
 from dsdb_plan.errors import PlanError
 from dsdb_plan.migrate.subset import TableSelection
 from dsdb_plan.typeless import TYPELESS
@@ -45,7 +46,6 @@ KnownTables = Collection[str] | Mapping[str, str]
 _INTEGER_RANK = {"smallint": 1, "boolean": 1, "integer": 2, "bigint": 3}
 _INTEGER_DIGITS = {"smallint": 5, "boolean": 1, "integer": 10, "bigint": 19}
 _TEXT = frozenset({"text", "varchar"})
-_NUMBERS = frozenset({"smallint", "integer", "bigint", "float", "double", "decimal"})
 #: Target types any value of the source type fits in, beside the same type and text.
 _HOLDS: dict[str, frozenset[str]] = {
     "float": frozenset({"float", "double"}),
@@ -336,7 +336,7 @@ def _cannot_hold(source: ColumnSchema, target: ColumnSchema) -> str | None:
     if into in _TEXT:
         # A number written as text is no longer a number: verification tells them apart
         # (`digest._CHANGED`), so the plan refuses it first.
-        if kind == "binary" or kind in _NUMBERS:
+        if kind == "binary" or kind in NUMERIC_TYPES:
             return what
         if into == "varchar" and target.length is not None:
             longest = _longest_text(source)
