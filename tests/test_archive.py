@@ -721,12 +721,10 @@ def test_same_data_gives_the_same_checksums(tmp_path: Path) -> None:
 def test_a_backup_shows_itself_as_a_one_line_summary(tmp_path: Path) -> None:
     info = write_backup(_make_awkward(tmp_path / "s.db"), tmp_path / "b", "first")
     shown = repr(info)
-    assert shown == (
-        f"BackupInfo(id='first', created_at={info.created_at.isoformat()!r}, "
-        f"source_dialect='sqlite', tables={list(info.table_names)!r}, "
-        f"rows={info.total_rows}, bytes={info.total_bytes}, path={str(info.path)!r})"
-    )
-    assert info.total_rows > 0 and "ColumnSchema" not in shown
+    assert "\n" not in shown and len(shown) < 300  # every table's schema took several KB
+    assert "ColumnSchema" not in shown
+    for part in ("id='first'", "source_dialect='sqlite'", f"rows={info.total_rows}", "'note'"):
+        assert part in shown
 
 
 # -- refusal and resume ------------------------------------------------------------------

@@ -141,7 +141,10 @@ def test_one_query_finds_the_classes_of_every_typeless_column(tmp_path: Path) ->
     with source.connect() as conn:
         (schema,) = reflect_tables(conn, ["t"])
         assert [c.type for c in schema.columns] == ["bigint", "typeless", "typeless", "typeless"]
+        statements: list[str] = []
+        sa.event.listen(conn, "before_cursor_execute", lambda *a: statements.append(a[2]))
         seen = observe(conn, schema)
+    assert len(statements) == 1, statements
     assert seen.column("a").stored == _stored("integer", "real", "text", "blob")
     assert seen.column("empty").stored == _stored()
     assert seen.column("wide").stored == _stored("integer", "real")
