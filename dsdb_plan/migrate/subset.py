@@ -283,24 +283,28 @@ def _check_sql_where(
 ) -> None:
     """Run each `sql_where` once on no rows, so that a mistake in it is named as one rather
     than surfacing as a failed read of the subset."""
-    for name, table_options in options.items():
-        condition = (table_options.sql_where or "").strip()
-        if not condition:
-            continue
-        query = (
-            sa.select(sa.literal(1))
-            .select_from(tables[name])
-            .where(sa.literal_column(f"({condition})"))
-            .limit(0)
-        )
-        try:
-            with connection(engine) as conn:
+    conditions = {
+        name: condition
+        for name, table_options in options.items()
+        if (condition := (table_options.sql_where or "").strip())
+    }
+    if not conditions:
+        return
+    with connection(engine) as conn:
+        for name, condition in conditions.items():
+            query = (
+                sa.select(sa.literal(1))
+                .select_from(tables[name])
+                .where(sa.literal_column(f"({condition})"))
+                .limit(0)
+            )
+            try:
                 conn.execute(query).close()
-        except sa.exc.DBAPIError as error:
-            raise PlanError(
-                f"table '{name}': sql_where {condition!r} is refused by {source_name}: "
-                f"{driver_message(error)}"
-            ) from None
+            except sa.exc.DBAPIError as error:
+                raise PlanError(
+                    f"table '{name}': sql_where {condition!r} is refused by {source_name}: "
+                    f"{driver_message(error)}"
+                ) from None
 
 
 def _own_rows(table: sa.Table, key: tuple[str, ...], options: MigrationTable) -> _Rows:
