@@ -26,6 +26,7 @@ from dsdb_plan.archive import check_backup, read_backup_info, restore_backup
 from dsdb_plan.archive.references import count_dangling, refusal
 from dsdb_plan.archive.restore import OnDangling
 from dsdb_plan.databases import row_counts
+from dsdb_plan.dbschema import TableSchema
 from dsdb_plan.engines import Engine, engine_for
 from dsdb_plan.errors import BackupError, PlanError
 from dsdb_plan.fingerprint import Fingerprint, describe_changes, fingerprint_database
@@ -158,13 +159,11 @@ def decide(
 _REMEDY = f"{REMEDY}, then take a new backup"
 
 
-def _typed_columns(address: str, path: Path, writes: Sequence[str], into: Engine) -> list[str]:
-    """How `into` types the typeless columns of the tables the restore writes, a line for
-    each; PlanError naming every column no type holds."""
+def _typed_columns(address: str, tables: Sequence[TableSchema], into: Engine) -> list[str]:
+    """How `into` types the typeless columns of `tables`, those the restore writes, a line
+    for each; PlanError naming every column no type holds."""
     lines, refused = [], []
-    for table in read_backup_info(path).tables:
-        if table.name not in writes:
-            continue
+    for table in tables:
         try:
             typed = for_engine(table, into, remedy=_REMEDY)[1]
             lines += [f"table {table.name}: {why}" for why in typed]
@@ -216,7 +215,8 @@ class RestoreKind(ForgettingKind):
             seen = dataclasses.replace(seen, dangling=dangling)
             action = decide(address, spec, document, record, seen, protected=protected)
             into = engine_for(ctx.workspace.connection(spec.to).dialect)
-            typed = _typed_columns(address, Path(source["path"]), writes, into)
+            written = [table for table in info.tables if table.name in writes]
+            typed = _typed_columns(address, written, into)
             action = dataclasses.replace(action, reasons=(*action.reasons, *typed))
         return [action]
 
