@@ -503,21 +503,21 @@ def _columns(batch: pa.RecordBatch) -> list[Sequence[Any]]:
 def read_blocks(path: Path) -> Iterator[Block]:
     """The rows of a Parquet data file a row group at a time, column by column, as
     `format.read_blocks` gives them; a damaged file raises `BackupError`."""
-    try:
-        with pq.ParquetFile(path, **_READ_OPTIONS) as parquet:
-            for batch in parquet.iter_batches(READ_ROWS, use_threads=False):
-                yield Block(batch.num_rows, _columns(batch))
-    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as error:
-        raise BackupError(f"backup data file {path} is damaged: {error}") from error
+    for batch in _batches(path, READ_ROWS):
+        yield Block(batch.num_rows, _columns(batch))
 
 
 def read_columns(path: Path, names: Sequence[str]) -> Iterator[list[Sequence[Any]]]:
     """The columns `names` of a Parquet data file, as `read_blocks` gives them, a batch of
     rows at a time; the other columns are not read."""
+    for batch in _batches(path, _SCAN_ROWS, list(names)):
+        yield _columns(batch)
+
+
+def _batches(path: Path, rows: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
     try:
         with pq.ParquetFile(path, **_READ_OPTIONS) as parquet:
-            for batch in parquet.iter_batches(_SCAN_ROWS, columns=list(names), use_threads=False):
-                yield _columns(batch)
+            yield from parquet.iter_batches(rows, columns=columns, use_threads=False)
     except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as error:
         raise BackupError(f"backup data file {path} is damaged: {error}") from error
 
