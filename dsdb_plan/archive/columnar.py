@@ -503,21 +503,26 @@ def _columns(batch: pa.RecordBatch) -> list[Sequence[Any]]:
 def read_blocks(path: Path) -> Iterator[Block]:
     """The rows of a Parquet data file a row group at a time, column by column, as
     `format.read_blocks` gives them; a damaged file raises `BackupError`."""
-    for batch in _batches(path, READ_ROWS):
-        yield Block(batch.num_rows, _columns(batch))
+    for rows, columns in _decoded(path, READ_ROWS):
+        yield Block(rows, columns)
 
 
 def read_columns(path: Path, names: Sequence[str]) -> Iterator[list[Sequence[Any]]]:
     """The columns `names` of a Parquet data file, as `read_blocks` gives them, a batch of
     rows at a time; the other columns are not read."""
-    for batch in _batches(path, _SCAN_ROWS, list(names)):
-        yield _columns(batch)
+    for _rows, columns in _decoded(path, _SCAN_ROWS, list(names)):
+        yield columns
 
 
-def _batches(path: Path, rows: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+def _decoded(
+    path: Path, rows: int, columns: list[str] | None = None
+) -> Iterator[tuple[int, list[Sequence[Any]]]]:
+    """Each batch of `rows` rows (of `columns`, else all): its row count and decoded columns;
+    a file that cannot be read or decoded raises `BackupError`."""
     try:
         with pq.ParquetFile(path, **_READ_OPTIONS) as parquet:
-            yield from parquet.iter_batches(rows, columns=columns, use_threads=False)
+            for batch in parquet.iter_batches(rows, columns=columns, use_threads=False):
+                yield batch.num_rows, _columns(batch)
     except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as error:
         raise BackupError(f"backup data file {path} is damaged: {error}") from error
 
