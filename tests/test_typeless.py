@@ -14,7 +14,7 @@ import dsdb_plan as dsdb
 from dsdb_plan.dbschema import ColumnSchema, TableSchema, reflect_tables
 from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import DsdbError, PlanError
-from dsdb_plan.migrate.digest import SubsetDigest
+from dsdb_plan.migrate.digest import SubsetDigest, _column_framer, _framer
 from dsdb_plan.migrate.subset import select_tables
 from dsdb_plan.migrate.verify import verify_table
 from dsdb_plan.portable import StoredClasses
@@ -166,6 +166,14 @@ def test_the_digest_tells_every_storage_class_of_a_value_apart() -> None:
     digests = {_digest(typeless, [value]) for value in (1, 1.0, "1", b"1", "integer:1")}
     assert len(digests) == 5
     assert _digest(typeless, [1, "x\x1fy"]) == _digest(typeless, ["x\x1fy", 1])
+
+
+def test_a_typeless_column_is_written_a_class_at_a_time_as_value_by_value() -> None:
+    typeless = ColumnSchema("a", "typeless")
+    values = [1, -(2**63), 1.5, 1e22, 0.1, "x\x1fy", "", b"\x00\xff", None, True]
+    by_value = list(map(_framer(typeless), values))
+    assert _column_framer(typeless)(values) == by_value
+    assert by_value[:3] == ["integer:1", f"integer:{-(2**63)}", "real:1.5"]
 
 
 @pytest.mark.parametrize(

@@ -321,6 +321,10 @@ def _mapped(write: Callable[[Any], str], values: list[Any]) -> list[str]:
     return list(map(write, values))
 
 
+def _labelled(label: str, write: ColumnTexts, values: list[Any]) -> list[str]:
+    return [label + text for text in write(values)]
+
+
 def _bools_of_ints(values: list[int]) -> list[str]:
     if not set(values) <= {0, 1}:
         raise ValueError("not a boolean")
@@ -374,4 +378,11 @@ _FAST: dict[str, dict[type, ColumnTexts]] = {
     "binary": {bytes: _each(bytes.hex)},
     "date": {dt.date: _each(dt.date.isoformat), str: _dates_of_text},
     "datetime": {dt.datetime: _each(_datetime_text), str: _datetimes_of_text},
+    # As `_typeless` writes each value: its storage class, then its text.
+    "typeless": {
+        int: partial(_labelled, "integer:", _each(str)),
+        float: partial(_labelled, "real:", _floats_text),
+        str: partial(_labelled, "text:", list),
+        bytes: partial(_labelled, "blob:", _each(bytes.hex)),
+    },
 }
