@@ -224,6 +224,15 @@ def refuse_moved(moved: Iterable[str]) -> None:
         )
 
 
+def without_defaults(document: dict[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """`document` without the fields that hold their default: a field added later then reads
+    as the records made before it existed."""
+    for name, default in defaults.items():
+        if document.get(name) == default:
+            document.pop(name, None)
+    return document
+
+
 def spec_document(manifest: Manifest, spec: Any, connections: list[str]) -> dict[str, Any]:
     """The spec as recorded in state: the resource's fields plus the connections it uses,
     identified by their masked URL so that pointing a name elsewhere counts as a change."""

@@ -41,6 +41,7 @@ from dsdb_plan.kinds.base import (
     refuse_if_protected,
     refuse_moved,
     spec_document,
+    without_defaults,
 )
 from dsdb_plan.migrate.copier import check_table
 from dsdb_plan.migrate.estimate import RowCount, rows_to_copy
@@ -138,9 +139,7 @@ _UNSET_TABLE_FIELDS = ("sample", "mask")
 
 
 def _without_unset(document: dict[str, Any]) -> dict[str, Any]:
-    for name, default in _DEFAULTS.items():
-        if document.get(name) == default:
-            document.pop(name, None)
+    without_defaults(document, _DEFAULTS)
     tables = document.get("tables")
     for options in tables.values() if isinstance(tables, dict) else ():
         for name in _UNSET_TABLE_FIELDS if isinstance(options, dict) else ():

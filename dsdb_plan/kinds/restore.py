@@ -40,6 +40,7 @@ from dsdb_plan.kinds.base import (
     protected_refusal,
     refuse_moved,
     spec_document,
+    without_defaults,
 )
 from dsdb_plan.models import Restore
 from dsdb_plan.payloads import Dangling, Payload, RestoreBackup, Spec, Unchanged
@@ -180,10 +181,9 @@ class RestoreKind(ForgettingKind):
     def plan(
         self, ctx: PlanContext, address: str, spec: Restore, record: ResourceRecord | None
     ) -> list[Action]:
-        document = spec_document(ctx.manifest, spec, [spec.to])
-        if document.get("on_dangling") == "refuse":
-            # The default reads as the records of restores from before the field existed.
-            del document["on_dangling"]
+        document = without_defaults(
+            spec_document(ctx.manifest, spec, [spec.to]), {"on_dangling": "refuse"}
+        )
         source = self._planned_source(ctx, address, spec)
         checkpoint = ctx.snapshot.checkpoints.get(address)
         existing = (
