@@ -57,7 +57,14 @@ from dsdb_plan.migrate.integrity import (
 from dsdb_plan.migrate.mask import Masker, unmasked_sensitive
 from dsdb_plan.migrate.run import TableOutcome, TableRun, Written, run_migration
 from dsdb_plan.migrate.subset import TableSelection, count_rows, select_tables
-from dsdb_plan.migrate.target import TargetCheck, inspect_target, keys_left_out, unheld_columns
+from dsdb_plan.migrate.target import (
+    MISFIT_REMEDY,
+    TargetCheck,
+    inspect_target,
+    keys_left_out,
+    misfit_values,
+    unheld_columns,
+)
 from dsdb_plan.migrate.text_copy import text_copy_note
 from dsdb_plan.migrate.verify import VerifyResult, subset_digest, verify_table
 from dsdb_plan.models import Manifest, Migration
@@ -488,6 +495,10 @@ class MigrationKind(ForgettingKind):
                 check_table(run.selection, run.mode, run.cursor, spec.batch_size)
             except PlanError as error:
                 problems.append(error.message)
+        target_engine = engine_for(ctx.manifest.connections[spec.target].dialect)
+        if target_engine.capabilities.typed_columns:
+            misfits = [line for run in runs for line in misfit_values(source, run.selection)]
+            problems += [*misfits, MISFIT_REMEDY] if misfits else []
         checks = {
             run.selection.name: inspect_target(
                 target, run.selection, schema_changes=spec.schema_changes, source=source
@@ -496,7 +507,6 @@ class MigrationKind(ForgettingKind):
             if target is not None
         }
         problems += [problem for check in checks.values() for problem in check.problems]
-        target_engine = engine_for(ctx.manifest.connections[spec.target].dialect)
         if target is None:  # a database still to be created: its tables will be new
             problems += [
                 problem for run in runs for problem in unheld_columns(target_engine, run.selection)
@@ -789,15 +799,19 @@ class MigrationKind(ForgettingKind):
         read = fingerprint_database(source, [s.name for s in chosen], previous=previous)
         # Checked again before anything is written, unless the source provably did not change
         # since the plan counted them: they are the plan's.
-        if plan_still_holds(previous, read):
-            dangling = list(planned.dangling)
-        else:
-            dangling = dangling_references(source, spec, action.address, raw)
+        still = plan_still_holds(previous, read)
+        dangling = (
+            list(planned.dangling)
+            if still
+            else dangling_references(source, spec, action.address, raw)
+        )
         if spec.on_dangling == "keep":
             chosen = without_keys(chosen, dangling)
         runs = table_runs(spec, chosen, record if same_data else None)
         runs = [run for run in runs if run.selection.name not in planned.unchanged]
         refuse_moved(copies_moved(planned, runs))
+        if not still and engine_for(target.dialect).capabilities.typed_columns:
+            refuse_moved(line for run in runs for line in misfit_values(source, run.selection))
         at_risk = [copy.target for copy in planned.tables if copy.mode in DELETING_MODES]
         refuse_moved(grown_since(planned, row_counts(target, at_risk)))
         refuse_moved(unchanged_moved(planned.unchanged, previous, read))
