@@ -385,12 +385,10 @@ def _copy_one(
     if not check.exists:
         on_create()
     # A replace loads a staging table of its own, with its key.
-    key_later = (
-        not check.exists
-        and run.mode != "replace"
-        and primary_key_later(engine_for(target.dialect), selection)
+    key_later = run.mode != "replace" and primary_key_later(engine_for(target.dialect), selection)
+    ensure_target(
+        target, selection, check, known_tables=known, key_later=key_later and not check.exists
     )
-    ensure_target(target, selection, check, known_tables=known, key_later=key_later)
     only = _changed_rows(source, target, run, batch_size) if check.exists and not resume else None
     # Append skips the keys the target holds: what it inserted is what the table gained.
     held = _count(target, selection.target) if run.mode == "append" else None
@@ -418,7 +416,7 @@ def _copy_one(
         cancel=cancel,
         delete=False,
         cleared_later=cleared_later,
-        key_pending=key_later or check.key_pending,
+        key_pending=key_later and (not check.exists or check.key_pending),
     )
     finish_target(target, selection, known_tables=known, created=created or not check.exists)
     on_loaded()
