@@ -308,16 +308,6 @@ def create_indexes(
                 ).create(conn)
 
 
-def add_primary_key(bind: Bind, table: str, columns: Sequence[str]) -> None:
-    """Add the primary key on `columns` to `table`, loaded without it (its columns NOT NULL
-    already); refused if two rows share a key."""
-    with transaction(bind) as conn:
-        quote = conn.dialect.identifier_preparer.quote_identifier
-        conn.exec_driver_sql(
-            f"ALTER TABLE {quote(table)} ADD PRIMARY KEY ({', '.join(map(quote, columns))})"
-        )
-
-
 def add_foreign_keys(
     bind: Bind,
     keys: Sequence[tuple[TableSchema, ForeignKeySchema]],

@@ -25,7 +25,6 @@ from dsdb_plan.engines import engine_for
 from dsdb_plan.migrate import arrow_copy, sqlite_arrow
 from dsdb_plan.migrate.digest import MODULUS, SubsetDigest
 from dsdb_plan.migrate.subset import TableSelection
-from tests.helpers import run_cli
 from tests.servers import ServerDatabase
 
 DDL = (
@@ -219,67 +218,6 @@ def test_batches_are_committed_together_by_time_and_the_row_path_goes_on_after_t
     with postgres_db.engine().connect() as conn:
         found = conn.execute(sa.text(f"SELECT {', '.join(COLUMNS)} FROM t ORDER BY id")).all()
     assert [tuple(row) for row in found] == [_landed(i, row) for i, row in enumerate(rows)]
-
-
-class _Cut(Exception):
-    """The copy cut off between a commit and its checkpoint, as a kill there leaves it."""
-
-
-@pytest.mark.postgres
-def test_a_copy_cut_short_before_its_primary_key_resumes_exactly(
-    capsys: pytest.CaptureFixture[str],
-    tmp_path: Path,
-    write_manifest: Any,
-    postgres_db: ServerDatabase,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # A new table loads without its primary key, added once its rows are in. Cut off after
-    # its third commit, before that commit's checkpoint, the table holds 30 rows, no key,
-    # and a checkpoint of 20: the next plan takes the table as dsdb's own, the apply adds
-    # the key and rewrites the rows past the checkpoint by it, so none is lost or doubled.
-    postgres_db.reset()
-    rows = [(f"n{i}", i / 3, i, i % 2, "2024-01-02", None, None, b"x") for i in range(60)]
-    (tmp_path / "data").mkdir()
-    _source(tmp_path / "data/source.db", rows)
-    project = write_manifest(
-        "version: 1\nconnections:\n"
-        "  src: {driver: sqlite, database: data/source.db}\n"
-        f"  dst: {{url: '{postgres_db.url_string}'}}\n"
-        "migrations:\n  all:\n    from: src\n    to: dst\n    batch_size: 10\n"
-    )
-    monkeypatch.setattr(arrow_copy, "COMMIT_SECONDS", 0.0)
-    real, commits = arrow_copy._commit, []
-
-    def cut(connection: Any, pending: arrow_copy.Committed, on_commit: Any) -> None:
-        commits.append(pending.rows)
-        if len(commits) == 3:
-            connection.commit()
-            raise _Cut
-        real(connection, pending, on_commit)
-
-    monkeypatch.setattr(arrow_copy, "_commit", cut)
-    assert run_cli(capsys, "apply", project, "--auto-approve").code != 0
-    assert _count_and_key(postgres_db) == (30, [])
-
-    monkeypatch.setattr(arrow_copy, "_commit", real)
-    plan = run_cli(capsys, "plan", project, "--detailed-exitcode")
-    assert plan.code == 2, plan.out + plan.err
-    again = run_cli(capsys, "apply", project, "--auto-approve")
-    assert again.code == 0, again.out + again.err
-    assert "copied 40 rows into 1 table, resuming an interrupted apply, verified" in again.out
-    assert _count_and_key(postgres_db) == (60, ["id"])
-    with postgres_db.engine().connect() as conn:
-        found = conn.execute(sa.text(f"SELECT {', '.join(COLUMNS)} FROM t ORDER BY id")).all()
-    assert [tuple(row) for row in found] == [_landed(i, row) for i, row in enumerate(rows)]
-    assert run_cli(capsys, "plan", project, "--detailed-exitcode").code == 0
-
-
-def _count_and_key(target: ServerDatabase) -> tuple[int, list[str]]:
-    """The rows of `t` in `target`, and the columns of its primary key."""
-    with target.engine().connect() as conn:
-        count = conn.execute(sa.text("SELECT count(*) FROM t")).scalar_one()
-        key = sa.inspect(conn).get_pk_constraint("t")["constrained_columns"]
-    return int(count), list(key)
 
 
 @pytest.mark.postgres

@@ -9,18 +9,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from dsdb_plan.dbschema import ColumnSchema, TableSchema
 from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import PlanError
 from dsdb_plan.migrate.copier import copy_table
-from dsdb_plan.migrate.subset import TableSelection
-from dsdb_plan.migrate.target import (
-    ensure_target,
-    finish_target,
-    inspect_target,
-    keys_left_out,
-    primary_key_later,
-)
+from dsdb_plan.migrate.target import ensure_target, finish_target, inspect_target, keys_left_out
 from tests.servers import ServerDatabase
 from tests.test_copier import selection
 
@@ -43,52 +35,6 @@ def _copy(source: sa.Engine, target: sa.Engine, table: str) -> None:
     ensure_target(target, chosen, check)
     copy_table(source, target, chosen, mode="upsert", batch_size=1000)
     finish_target(target, chosen)
-
-
-def _keyed(key: tuple[str, ...], primary_key: tuple[str, ...]) -> TableSelection:
-    columns = (ColumnSchema("id", "bigint", nullable=False), ColumnSchema("code", "text"))
-    schema = TableSchema("t", columns, primary_key)
-    return TableSelection("t", "t", sa.Table("t", sa.MetaData()), schema, key, None, "")
-
-
-@pytest.mark.parametrize(
-    ("engine", "key", "primary_key", "later"),
-    [
-        ("postgresql", ("id",), ("id",), True),
-        ("postgresql", ("id", "code"), ("id", "code"), True),
-        # Rows matched by another key: its unique index is made with the table.
-        ("postgresql", ("code",), ("id",), False),
-        ("postgresql", (), (), False),
-        # InnoDB clusters rows by the primary key: adding it afterwards rebuilds the table.
-        ("mysql", ("id",), ("id",), False),
-        ("sqlite", ("id",), ("id",), False),
-        ("duckdb", ("id",), ("id",), False),
-    ],
-)
-def test_a_new_table_gets_its_primary_key_after_the_load_where_that_is_faster(
-    engine: str, key: tuple[str, ...], primary_key: tuple[str, ...], later: bool
-) -> None:
-    assert primary_key_later(engine_for(engine), _keyed(key, primary_key)) is later
-
-
-@pytest.mark.postgres
-def test_a_table_without_its_primary_key_is_accepted_only_as_dsdbs_own(
-    postgres_db: ServerDatabase,
-) -> None:
-    # A copy cut short before adding the key leaves dsdb's table without it: the plan takes
-    # it as a key still to add; a table of the user's without it cannot match rows by key.
-    target = postgres_db.engine()
-    with target.begin() as conn:
-        conn.execute(sa.text("CREATE TABLE t (id bigint NOT NULL, code text)"))
-    chosen = _keyed(("id",), ("id",))
-    ours = inspect_target(target, chosen, schema_changes="strict", ours=True)
-    assert (ours.key_pending, ours.problems) == (True, ())
-    theirs = inspect_target(target, chosen, schema_changes="strict")
-    assert not theirs.key_pending
-    assert theirs.problems == (
-        "table 't': no primary key or unique index on 'id' in the target (rows are matched by "
-        "that key)",
-    )
 
 
 @pytest.mark.postgres

@@ -105,9 +105,6 @@ class Capabilities:
     #: A foreign key added to a loaded table is checked in one query, much faster than
     #: checking each row as it loads (PostgreSQL; pg_restore does the same).
     keys_faster_after_load: bool = False
-    #: A new table loads faster without its primary key, added by one sort once its rows
-    #: are in (PostgreSQL's COPY, which otherwise updates the key's index row by row).
-    primary_key_faster_after_load: bool = False
     #: Another file of the engine can be ATTACHed and copied from with one INSERT … SELECT
     #: in SQLite's SQL (the copier's path that skips Python).
     copies_by_attach: bool = False

@@ -48,7 +48,6 @@ class PostgreSQLEngine(Engine):
         max_decimal_digits=1000,
         writes_bulk_text=True,
         keys_faster_after_load=True,
-        primary_key_faster_after_load=True,
         exports_snapshots=True,
         loads_columns=True,
     )

@@ -484,18 +484,9 @@ class MigrationKind(ForgettingKind):
                 check_table(run.selection, run.mode, run.cursor, spec.batch_size)
             except PlanError as error:
                 problems.append(error.message)
-        # Tables dsdb created, as the apply counts them (`_copy`).
-        ours = {
-            *(record.fingerprints.get("created", []) if record else []),
-            *(checkpoint or {}).get("created", []),
-        }
         checks = {
             run.selection.name: inspect_target(
-                target,
-                run.selection,
-                schema_changes=spec.schema_changes,
-                source=source,
-                ours=run.selection.target in ours,
+                target, run.selection, schema_changes=spec.schema_changes, source=source
             )
             for run in runs
             if target is not None

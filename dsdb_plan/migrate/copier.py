@@ -57,7 +57,6 @@ from dsdb_plan.archive.format import decode_value, encode_value
 from dsdb_plan.dbschema import (
     IndexSchema,
     TableSchema,
-    add_primary_key,
     advance_sequences,
     create_indexes,
     create_tables,
@@ -117,7 +116,6 @@ def copy_table(
     cancel: threading.Event | None = None,
     delete: bool = True,
     cleared_later: Collection[str] = (),
-    key_pending: bool = False,
 ) -> CopyResult:
     """Copy `selection` into its target table (which `target.ensure_target` made ready).
 
@@ -139,9 +137,8 @@ def copy_table(
     checkpoint, it only deletes. `cleared_later` names target tables the same migration
     replaces or mirrors after this one: their keys to this table are put back unchecked on
     PostgreSQL (`_swap`), as their rows may point at rows this replace removes until they
-    are replaced or cleared too (`validate_keys`). `key_pending`: the target table (dsdb's
-    own, `target.primary_key_later`) lacks its primary key, added once the rows that need
-    no key are in, before any write by key. Uses one source and one target connection.
+    are replaced or cleared too (`validate_keys`). Uses one source and one target
+    connection.
     """
     check_table(selection, mode, cursor_column, batch_size)
     job = _Job(
@@ -157,7 +154,6 @@ def copy_table(
         on_source_digest=on_source_digest,
         only=only,
         cancel=cancel,
-        key_pending=key_pending,
     )
     job.resume_from(resume)
     session = engine_for(target_engine.dialect).copy_session
@@ -217,8 +213,6 @@ class _Job:
     on_source_digest: Callable[[int, int], None] | None = None
     only: sa.ColumnElement[bool] | None = None
     cancel: threading.Event | None = None
-    #: The target table lacks its primary key still (`copy_table`).
-    key_pending: bool = False
     phase: str = "load"
     last_key: tuple[Any, ...] | None = None
     rows: int = 0
@@ -296,22 +290,12 @@ class _Job:
 def _load(
     src: sa.Connection, dst: sa.Connection, job: _Job, table: str, operation: Operation
 ) -> None:
-    """Copy the remaining rows into `table`, a batch per transaction.
-
-    A table still without its primary key takes a fresh copy's rows in whole columns (plain
-    COPYs of keys in ascending order, from empty: no key twice), then the key, then any rows
-    left by rows. A copy cut short resumes there: the rows past its checkpoint, committed
-    but not checkpointed, are ones it wrote once, and the rows path rewrites them by key.
-    """
+    """Copy the remaining rows into `table`, a batch per transaction."""
     with _unique_clash_explained(table, operation):
         if _attachable(src, dst, job):
             _load_attached(src, dst, job, table, operation)
-        elif job.key_pending or not copy_as_text(src, dst, job, table, _unresumed_filter(job)):
+        elif not copy_as_text(src, dst, job, table, _unresumed_filter(job)):
             _load_columns(src, dst, job, table, operation)
-            if job.key_pending:
-                add_primary_key(dst, table, job.selection.key)
-                dst.commit()
-                job.key_pending = False
             _load_batches(src, dst, job, table, operation)
 
 

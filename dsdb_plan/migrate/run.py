@@ -43,7 +43,6 @@ from dsdb_plan.migrate.target import (
     ensure_target,
     finish_target,
     inspect_target,
-    primary_key_later,
 )
 from dsdb_plan.migrate.verify import native_digest, subset_digest, verify_table
 
@@ -379,16 +378,10 @@ def _copy_one(
     stops once loaded (`_Loaded`): its deletion and verification come after every table's
     load (`run_migration`)."""
     selection = run.selection
-    check = inspect_target(
-        target, selection, schema_changes=schema_changes, source=source, ours=created
-    )
+    check = inspect_target(target, selection, schema_changes=schema_changes, source=source)
     if not check.exists:
         on_create()
-    # A replace loads a staging table of its own, with its key.
-    key_later = run.mode != "replace" and primary_key_later(engine_for(target.dialect), selection)
-    ensure_target(
-        target, selection, check, known_tables=known, key_later=key_later and not check.exists
-    )
+    ensure_target(target, selection, check, known_tables=known)
     only = _changed_rows(source, target, run, batch_size) if check.exists and not resume else None
     # Append skips the keys the target holds: what it inserted is what the table gained.
     held = _count(target, selection.target) if run.mode == "append" else None
@@ -416,7 +409,6 @@ def _copy_one(
         cancel=cancel,
         delete=False,
         cleared_later=cleared_later,
-        key_pending=key_later and (not check.exists or check.key_pending),
     )
     finish_target(target, selection, known_tables=known, created=created or not check.exists)
     on_loaded()

@@ -74,9 +74,6 @@ class TargetCheck:
     problems: tuple[str, ...] = ()
     #: What a new table leaves out that the source has (defaults this engine cannot write).
     notes: tuple[str, ...] = ()
-    #: A table dsdb created without its primary key, to add once loaded, whose load was cut
-    #: short (`primary_key_later`): its copy adds the key before it writes by key.
-    key_pending: bool = False
 
 
 def inspect_target(
@@ -85,12 +82,8 @@ def inspect_target(
     *,
     schema_changes: SchemaChanges,
     source: Bind | None = None,
-    ours: bool = False,
 ) -> TargetCheck:
     """Compare the target table (if any) with what the selection will copy; read-only.
-
-    `ours`: dsdb created the table (the record or checkpoint says so), so a primary key it
-    lacks may be one still to add after its load (`primary_key_later`), not a mismatch.
 
     With the `source` database, text for the target's bounded columns (an existing table's
     `varchar(n)`, or what a new table would get) is measured there, over the subset: text
@@ -143,15 +136,11 @@ def inspect_target(
             f"{'is' if len(required) == 1 else 'are'} NOT NULL without a default in the "
             "target but not copied"
         )
-    key_pending = False
     if selection.key and not missing_keys and not _is_unique(existing, selection.key):
-        # dsdb's own table, whose load was cut short before its key was added.
-        key_pending = ours and primary_key_later(engine, selection)
-        if not key_pending:
-            incompatible.append(
-                f"{label}: no primary key or unique index on {_names(selection.key)} in the "
-                "target (rows are matched by that key)"
-            )
+        incompatible.append(
+            f"{label}: no primary key or unique index on {_names(selection.key)} in the target "
+            "(rows are matched by that key)"
+        )
     incompatible += merged
     if source is not None and engine.capabilities.typed_columns:
         bounds = {
@@ -169,7 +158,7 @@ def inspect_target(
             f"{label}: {_columns('column', missing)} in the source but not in the target "
             f"(schema: strict; `evolve` would add {'them' if len(missing) > 1 else 'it'})"
         )
-    return TargetCheck(True, missing, tuple(incompatible), tuple(problems), key_pending=key_pending)
+    return TargetCheck(True, missing, tuple(incompatible), tuple(problems))
 
 
 def ensure_target(
@@ -178,7 +167,6 @@ def ensure_target(
     check: TargetCheck,
     *,
     known_tables: KnownTables = (),
-    key_later: bool = False,
 ) -> None:
     """Create the target table, or add its missing columns; refuse when `check` has problems.
 
@@ -187,15 +175,13 @@ def ensure_target(
     exists in the target or is the table itself; keys to parents in `known_tables` (target
     names, or a source → target name map) that do not exist yet wait for `finish_target`, as
     every key does where checking it after the load is faster (`keys_faster_after_load`).
-    With `key_later` (`primary_key_later`), a new table is created without its primary key
-    (its columns NOT NULL), which its copy adds once the rows are in.
     Missing columns are added as nullable: the rows already there have no value for them.
     """
     if check.problems:
         raise PlanError("; ".join(check.problems))
     with transaction(target_engine) as conn:
         if not check.exists:
-            _create(conn, selection, known_tables, key_later=key_later)
+            _create(conn, selection, known_tables)
             return
         for name in check.missing_columns:
             column = selection.schema.column(name)
@@ -252,21 +238,7 @@ def finish_target(
         advance_sequences(conn, existing)
 
 
-def primary_key_later(engine: Engine, selection: TableSelection) -> bool:
-    """Whether a new table of `selection` in `engine` gets its primary key once loaded: where
-    that is faster, and when the rows are matched by that key (a resumed copy then finds
-    the rows already there by it, once added)."""
-    primary_key = selection.schema.primary_key
-    return (
-        engine.capabilities.primary_key_faster_after_load
-        and bool(primary_key)
-        and tuple(selection.key) == primary_key
-    )
-
-
-def _create(
-    conn: sa.Connection, selection: TableSelection, known_tables: KnownTables, *, key_later: bool
-) -> None:
+def _create(conn: sa.Connection, selection: TableSelection, known_tables: KnownTables) -> None:
     names = _target_names(known_tables)
     tables = set(sa.inspect(conn).get_table_names())
     shaped = selection.schema
@@ -287,14 +259,6 @@ def _create(
         or (now and fk.ref_table != shaped.name and names.get(fk.ref_table, fk.ref_table) in tables)
     )
     table = dataclasses.replace(shaped, foreign_keys=keys, indexes=())
-    if key_later:
-        columns = tuple(
-            dataclasses.replace(column, nullable=False)
-            if column.name in shaped.primary_key
-            else column
-            for column in shaped.columns
-        )
-        table = dataclasses.replace(table, columns=columns, primary_key=())
     rename = {shaped.name: selection.target, **_renamed(names, keys)}
     # Indexes and the keys left out are added after loading; their columns need a type an
     # index can hold from the start (MariaDB indexes unbounded text only by a hash, which no
