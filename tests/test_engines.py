@@ -43,6 +43,7 @@ from tests.helpers import (
     MYSQL_DRIVERS,
     database,
     run_cli,
+    sqlite_url,
     table_rows,
     through,
 )
@@ -741,3 +742,36 @@ def test_the_greeting_timeout_does_not_limit_queries(
     engine = Connection(url=through(mariadb_db, driver)).create_engine(poolclass=sa.pool.NullPool)
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT SLEEP(1)").scalar_one() == 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "month"),
+    [
+        ("duckdb", "1 month 2 days"),
+        pytest.param("postgresql", "1 mon 2 days", marks=pytest.mark.postgres),
+    ],
+)
+def test_a_type_kept_as_text_lands_as_its_engine_writes_it(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    kind: str,
+    month: str,
+) -> None:
+    """An interval is read as its text: its driver's value says 30 days for a month."""
+    source = database(request, tmp_path, kind)
+    with source.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE spans (id INTEGER PRIMARY KEY, span INTERVAL)")
+        conn.exec_driver_sql("INSERT INTO spans VALUES (1, INTERVAL '1 month 2 days'), (2, NULL)")
+    url = source.url.render_as_string(hide_password=False)
+    manifest = tmp_path / "dsdb.yaml"
+    manifest.write_text(
+        f"version: 1\nconnections:\n  s: {{url: '{url}'}}\n"
+        "  t: {driver: sqlite, database: t.db}\nmigrations:\n  down: {from: s, to: t}\n"
+    )
+
+    applied = run_cli(capsys, "apply", "--auto-approve", manifest)
+
+    assert applied.code == 0, applied.text
+    assert table_rows(sqlite_url(tmp_path / "t.db"), "spans") == [(1, month), (2, None)]
+    assert run_cli(capsys, "plan", "--detailed-exitcode", manifest).code == 0

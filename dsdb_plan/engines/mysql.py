@@ -141,6 +141,11 @@ class MySQLEngine(Engine):
     def text_length(self, element: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         return sa.func.char_length(element)  # LENGTH counts bytes here
 
+    def significant_digits(self, element: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        # LTRIM and RTRIM take no characters to trim here.
+        digits = sa.func.replace(sa.func.replace(sa.cast(element, sa.Text), "-", ""), ".", "")
+        return self.text_length(sa.func.regexp_replace(digits, "^0+|0+$", ""))
+
     def reflected_name(self, name: str) -> str:
         # SQLAlchemy parses SHOW CREATE TABLE without undoubling backticks in names.
         return name.replace("``", "`")
