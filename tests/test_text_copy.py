@@ -18,7 +18,7 @@ from dsdb_plan.dbschema import ColumnSchema, TableSchema
 from dsdb_plan.engines import engine_for
 from dsdb_plan.engines.mysql import MySQLEngine
 from dsdb_plan.errors import DsdbError, Interrupted
-from dsdb_plan.migrate import copier
+from dsdb_plan.migrate import copier, text_copy
 from dsdb_plan.migrate.copier import copy_table
 from dsdb_plan.migrate.run import TableRun, run_migration
 from dsdb_plan.migrate.subset import select_tables
@@ -216,8 +216,9 @@ def test_an_upsert_over_rows_the_target_holds_goes_on_by_rows(
 
 
 def test_an_interrupted_copy_resumes_after_its_last_committed_range(
-    ends: tuple[sa.Engine, sa.Engine], by_rows: list[str]
+    ends: tuple[sa.Engine, sa.Engine], by_rows: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(text_copy, "COMMIT_SECONDS", 0.0)  # every range committed
     source, target = ends
     (selection,) = select_tables(source, None, "none")
     ensure_target(target, selection, inspect_target(target, selection, schema_changes="evolve"))
@@ -240,6 +241,54 @@ def test_an_interrupted_copy_resumes_after_its_last_committed_range(
     assert [c["rows"] for c in checkpoints] == [7, 14, 21, 28, 35, 40]
     assert by_rows == []
     assert _read(target) == _read(source)
+
+
+@pytest.mark.parametrize(("stop_after", "commits"), [(None, [7, 33]), (2, [7, 7])])
+def test_ranges_are_committed_together_by_time_and_at_once_when_asked_to_stop(
+    ends: tuple[sa.Engine, sa.Engine],
+    monkeypatch: pytest.MonkeyPatch,
+    stop_after: int | None,
+    commits: list[int],
+) -> None:
+    # The first range is committed at once, the next ones together once `COMMIT_SECONDS`
+    # have passed (never, here), each commit checkpointed; a copy asked to stop (here as its
+    # second range loads) commits what it loaded and stops there.
+    monkeypatch.setattr(text_copy, "COMMIT_SECONDS", 3600.0)
+    source, target = ends
+    (selection,) = select_tables(source, None, "none")
+    ensure_target(target, selection, inspect_target(target, selection, schema_changes="evolve"))
+    cancel = threading.Event()
+    checkpoints: list[int] = []
+    loads: list[int] = []
+    loader = MySQLEngine.bulk_text_loader
+
+    def counted(engine: MySQLEngine, conn: sa.Connection) -> Any:
+        load = loader(engine, conn)
+        assert load is not None
+
+        def loading(*args: Any) -> int:
+            loads.append(load(*args))
+            if len(loads) == stop_after:
+                cancel.set()
+            return loads[-1]
+
+        return loading
+
+    monkeypatch.setattr(MySQLEngine, "bulk_text_loader", counted)
+
+    def save(checkpoint: dict[str, Any]) -> None:
+        checkpoints.append(checkpoint["rows"] - sum(checkpoints))
+
+    options: dict[str, Any] = {"mode": "upsert", "batch_size": 7, "on_checkpoint": save}
+    if stop_after is None:
+        copy_table(source, target, selection, cancel=cancel, **options)
+    else:
+        with pytest.raises(Interrupted):
+            copy_table(source, target, selection, cancel=cancel, **options)
+    assert checkpoints == commits
+    with target.connect() as conn:
+        count = conn.exec_driver_sql(f"SELECT count(*) FROM {_quoted(conn)}").scalar()
+    assert count == sum(commits)
 
 
 def test_a_server_refusing_local_files_is_copied_by_rows_and_the_plan_says_why(

@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from dsdb_plan.dbschema import ColumnSchema, TableSchema
 from dsdb_plan.engines import engine_for
 from dsdb_plan.migrate.digest import ESCAPED_TYPES, MODULUS, NULL, SEPARATOR, float_text
-from dsdb_plan.migrate.load import read_ahead_of
+from dsdb_plan.migrate.load import COMMIT_SECONDS, read_ahead_of
 from dsdb_plan.migrate.sqlite_arrow import STORED_AS, Unfit, database_file, executed, quoted
 from dsdb_plan.migrate.subset import TableSelection
 from dsdb_plan.portable import DOUBLE_EXACT_INTEGERS
@@ -125,13 +125,6 @@ class Committed:
         return Committed(
             self.rows + batch.rows, (self.hash_sum + batch.hash_sum) % MODULUS, batch.last_key
         )
-
-
-#: After the first batch (committed at once, so progress shows), batches are committed (and
-#: so checkpointed) together once this long has passed since the last commit, not one by
-#: one: a commit and its checkpoint cost the same for any number of batches, and a killed
-#: copy redoes at most this much.
-COMMIT_SECONDS = 2.0
 
 
 def copy_columns(

@@ -165,6 +165,13 @@ def batches(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
         yield batch
 
 
+#: After the first batch (committed at once, so progress shows), the bulk paths commit (and
+#: so checkpoint) their batches together once this long has passed since the last commit,
+#: not one by one: a commit and its checkpoint cost the same for any number of batches, and
+#: a killed copy redoes at most this much.
+COMMIT_SECONDS = 2.0
+
+
 def read_ahead_of(items: Iterator[T]) -> Iterator[T]:
     """`items`, each produced by a worker thread while the caller works on the one before.
 

@@ -10,17 +10,22 @@ lacks (`Engine.bulk_text`); the target engine loads it from a temporary file
 cannot write so is copied by rows (`copier._load_batches`), as is any table into a server
 that refuses local files.
 
-The rows go in key ranges of `batch_size` rows, each loaded, committed and checkpointed in
-key order as the rows path's batches are, so an interrupted copy resumes after the last
-one; the next range is read while one loads. A range the target did not take exactly as
-written (a duplicate key, a value it would change or refuse: the target says so) is rolled
-back, and the copy goes on from there by rows, which write or refuse those rows as always.
+The rows go in key ranges of `batch_size` rows, each loaded in key order, the next read
+while one loads; the ranges are committed and checkpointed together every `COMMIT_SECONDS`
+(the first at once, and at once when the copy is asked to stop), so an interrupted copy
+resumes after the last commit. A range the target did not take exactly as written (a
+duplicate key, a value it would change or refuse: the target says so) is rolled back with
+the ranges since the last commit, and the copy goes on from there by rows, which write or
+refuse those rows as always.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any, Protocol, cast
 
@@ -28,7 +33,7 @@ import sqlalchemy as sa
 
 from dsdb_plan.dbschema import reflected_columns
 from dsdb_plan.engines import engine_for
-from dsdb_plan.migrate.load import read_ahead_of
+from dsdb_plan.migrate.load import COMMIT_SECONDS, read_ahead_of
 from dsdb_plan.migrate.order import after, copy_order
 from dsdb_plan.migrate.subset import TableSelection
 
@@ -44,6 +49,7 @@ class TextJob(Protocol):
     cursor_column: str | None
     last_key: tuple[Any, ...] | None
     on_source_snapshot: Callable[[sa.Connection], None] | None
+    cancel: threading.Event | None
 
     def advance(self, rows: int, last_key: tuple[Any, ...] | None, high_water: Any) -> None: ...
 
@@ -104,6 +110,7 @@ def copy_as_text(
         # (or anything else) uses `src` again.
         loaded = cast(Generator[_Range], read_ahead_of(ranges))
         with contextlib.closing(loaded):
+            pending, last_key, since = 0, None, -math.inf
             for data, rows, last in loaded:
                 file.seek(0)
                 file.truncate()
@@ -112,8 +119,15 @@ def copy_as_text(
                 if load(table, selection.schema.columns, file.name) != rows:
                     dst.rollback()
                     return False
+                pending, last_key = pending + rows, last
+                stopping = job.cancel is not None and job.cancel.is_set()
+                if stopping or time.monotonic() - since >= COMMIT_SECONDS:
+                    dst.commit()
+                    job.advance(pending, last_key, None)
+                    pending, since = 0, time.monotonic()
+            if pending:
                 dst.commit()
-                job.advance(rows, last, None)
+                job.advance(pending, last_key, None)
     src.rollback()
     return True
 
