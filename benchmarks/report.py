@@ -208,6 +208,7 @@ def write(
             for title, hotspots in result.hotspots.items():
                 lines += ["", f"{title}:", ""]
                 lines += [f"- {share:.0%} `{where}`" for where, share in hotspots]
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "latest.md").write_text("\n".join(lines) + "\n")
     raw = {
         "date": date,
