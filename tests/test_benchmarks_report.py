@@ -31,7 +31,10 @@ def test_backup_aims_read_as_within_three_times() -> None:
 
 def test_verification_has_a_line_of_its_own_with_the_copy_alone_beside_the_baseline() -> None:
     result = PathResult("sqlite-sqlite", 1200)
-    applied = "migration.m: done — copied 1,200 rows into 2 tables, verified; verifying took 1.5 s"
+    applied = (
+        "migration.m: done — copied 1,200 rows into 2 tables, verified content; "
+        "verifying took 1.5 s"
+    )
     result.dsdb = [Measurement(4.0, 90, 0, applied), Measurement(5.0, 90, 0, applied)]
     result.runs["baseline"] = [Measurement(2.0, 40, 0, "")]
     lines = report._verification({"sqlite-sqlite": result})
