@@ -38,7 +38,8 @@ def verify(
     target: tuple[str, ...],
     level: VerifyLevel | None,
 ) -> int:
-    """Check that each migration's target holds exactly its source subset.
+    """Check that each migration's target holds exactly its source subset: by content, or
+    by row counts for a migration at `verify: counts` (`--level` chooses for all).
 
     \b
     Examples:
