@@ -306,10 +306,12 @@ def _select(
 
 def drift_only(plan: Plan) -> Plan:
     """The plan's resyncs alone: data that moved since the last apply, manifest edits aside."""
+    kept = {action.key for action in plan.actions if action.type is ActionType.RESYNC}
+    # A resync stays after the resyncs it depends on: one may read what another writes.
     drift = tuple(
-        replace(action, depends_on=())
+        replace(action, depends_on=tuple(key for key in action.depends_on if key in kept))
         for action in plan.actions
-        if action.type is ActionType.RESYNC
+        if action.key in kept
     )
     note = (
         "refresh-only: shows data that changed since the last apply; manifest edits are not planned"

@@ -40,25 +40,15 @@ from dsdb_plan.portable import (
     StoredClasses,
 )
 
-#: The storage classes that a column of each portable type cannot hold, where the value is
-#: not of the class the type's affinity stores (its text is checked where it is parsed).
-_MISFIT_CLASSES = {
-    **dict.fromkeys(("smallint", "integer", "bigint"), ("real", "text", "blob")),
-    **dict.fromkeys(("float", "double"), ("text", "blob")),
-    **dict.fromkeys(("varchar", "text", "json", "uuid"), ("blob",)),
-    **dict.fromkeys(("date", "datetime", "time"), ("integer", "real", "blob")),
-    "binary": ("integer", "real", "text"),
-}
+#: The least text and the least blob, written into the statement as SQLite's literals.
+_EMPTY_TEXT: sa.ColumnElement[Any] = sa.literal_column("''")
+_EMPTY_BLOB: sa.ColumnElement[Any] = sa.literal_column("x''")
 
 
 def _inline(value: Any) -> sa.BindParameter[Any]:
-    """A constant written into the statement: SQLite scans `typeof(x) IN ('a', 'b')` about
-    twice as fast as the same test with bound parameters."""
+    """A constant written into the statement: SQLite scans `x IN ('a', 'b')` faster than
+    with bound parameters."""
     return sa.literal(value, literal_execute=True)
-
-
-def _among(element: sa.ColumnElement[Any], values: Sequence[Any]) -> sa.ColumnElement[bool]:
-    return element.in_([_inline(value) for value in values])
 
 
 _DECIMAL_ARGS = re.compile(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
@@ -157,31 +147,40 @@ class SQLiteEngine(Engine):
             columns.append(replace(column, autoincrement=rowid_alias))
         return columns
 
-    def misfit(self, value: sa.ColumnElement[Any], kind: str) -> sa.ColumnElement[bool] | None:
+    def misfit(
+        self, value: sa.ColumnElement[Any], column: ColumnSchema
+    ) -> sa.ColumnElement[bool] | None:
         # A column's affinity converts what it can on the way in (https://sqlite.org/
         # datatype3.html), so a value of another storage class is one it could not convert:
-        # text that is no number in an INTEGER column, a number in a BLOB column.
-        stored = sa.func.typeof(value)
-        if kind in _MISFIT_CLASSES:
-            return _among(stored, _MISFIT_CLASSES[kind])
+        # text that is no number in an INTEGER column, a number in a BLOB column. Classes
+        # are told by comparison, as SQLite orders them (numbers < text < blobs, NULL
+        # compares to nothing): twice as fast a scan as typeof().
+        kind = column.type
+        if column.autoincrement:  # the rowid: SQLite stores only integers there
+            return None
+        text_or_blob, blob = value >= _EMPTY_TEXT, value >= _EMPTY_BLOB
+        number, text = value < _EMPTY_TEXT, sa.and_(text_or_blob, value < _EMPTY_BLOB)
+        if kind in ("smallint", "integer", "bigint"):
+            return sa.or_(text_or_blob, sa.func.typeof(value) == _inline("real"))
+        if kind in ("float", "double"):
+            return text_or_blob
+        if kind in ("varchar", "text", "json", "uuid"):
+            return blob
+        if kind in ("date", "datetime", "time"):
+            return sa.or_(number, blob)
+        if kind == "binary":
+            return value < _EMPTY_BLOB
         if kind == "boolean":
+            spelled = sa.func.lower(sa.func.trim(value))
             return sa.or_(
-                stored == _inline("blob"),
-                sa.and_(_among(stored, ("integer", "real")), _among(value, (0, 1)).is_(False)),
-                sa.and_(
-                    stored == _inline("text"),
-                    _among(sa.func.lower(sa.func.trim(value)), sorted(BOOLEAN_TEXTS)).is_(False),
-                ),
+                blob,
+                sa.and_(number, value.not_in([_inline(0), _inline(1)])),
+                sa.and_(text, spelled.not_in([_inline(t) for t in sorted(BOOLEAN_TEXTS)])),
             )
         if kind == "decimal":
-            text = sa.func.trim(value)
-            return sa.or_(
-                stored == _inline("blob"),
-                sa.and_(
-                    stored == _inline("text"),
-                    sa.or_(text == _inline(""), text.op("GLOB")(_inline("*[^0-9.eE+-]*"))),
-                ),
-            )
+            digits = sa.func.trim(value)
+            unparsed = sa.or_(digits == _inline(""), digits.op("GLOB")(_inline("*[^0-9.eE+-]*")))
+            return sa.or_(blob, sa.and_(text, unparsed))
         return None
 
     def stored_classes(

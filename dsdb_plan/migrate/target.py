@@ -477,7 +477,7 @@ def misfit_values(source: Bind, selection: TableSelection) -> list[str]:
         tests = {
             column: test
             for column in selection.schema.columns
-            if (test := engine.misfit(selection.source.c[column.name], column.type)) is not None
+            if (test := engine.misfit(selection.source.c[column.name], column)) is not None
         }
         subset = () if selection.where is None else (selection.where,)
         # Where there are none, as in most tables, a scan that stops at the first is cheaper
