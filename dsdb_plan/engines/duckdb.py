@@ -212,10 +212,21 @@ class DuckDBEngine(Engine):
     def read_expression(
         self, element: sa.ColumnElement[Any], column: ColumnSchema
     ) -> sa.ColumnElement[Any]:
+        if column.type == "text":
+            # A type kept as text (an interval) as DuckDB writes it: the driver's value would
+            # not say it ('1 month' comes back as 30 days).
+            return sa.cast(element, sa.Text()).label(column.name)
         if column.type != "json":
             return element
         # Its JSON text: lists, structs and maps (reflected as JSON) as JSON too.
         return sa.cast(sa.func.to_json(element), sa.Text()).label(column.name)
+
+    def misfit(
+        self, value: sa.ColumnElement[Any], column: ColumnSchema, into: Engine
+    ) -> sa.ColumnElement[bool] | None:
+        if column.type in ("float", "double") and not into.capabilities.stores_non_finite_floats:
+            return self.non_finite(value)
+        return None
 
     def stable_hash(self, text: str) -> str:
         return f"CAST('0x' || substr(md5({text}), 1, 8) AS BIGINT)"
