@@ -59,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         "--peers", nargs="+", choices=PEERS, help="time only these peers beside the baselines"
     )
     parser.add_argument(
+        "--verify-counts",
+        action="store_true",
+        help="also time this checkout's dsdb with its migrations at `verify: counts`",
+    )
+    parser.add_argument(
         "--dsdb-only",
         action="store_true",
         help="time dsdb alone (no baselines, no peers): its time and peak memory",
@@ -87,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             builds=earlier,
             source=args.source,
             floors=not args.no_floors,
+            counts=args.verify_counts,
         )
         results = suite.run(profile=not args.no_profile)
     small_rows = small = None

@@ -33,6 +33,8 @@ PATHS = (
 PLANS = ("plan", "plan-change")
 #: The key of this checkout's dsdb; earlier revisions are keyed by `builds.key`.
 DSDB = "dsdb"
+#: This checkout's dsdb with its migrations at `verify: counts` (`--verify-counts`).
+COUNTS = "dsdb+counts"
 MIGRATIONS = {"sqlite-sqlite", "sqlite-postgres", "postgres-mariadb"}
 #: Paths that read the data generated into PostgreSQL.
 POSTGRES_SOURCE = {"postgres-mariadb", "backup-postgres"}
@@ -161,6 +163,7 @@ class Suite:
         builds: dict[str, list[str]] | None = None,
         source: Path | None = None,
         floors: bool = True,
+        counts: bool = False,
     ) -> None:
         self.rows = rows
         self.total_rows = rows + data.child_count(rows)
@@ -177,6 +180,11 @@ class Suite:
         self.ceilings: list[floors.Ceiling] = []
         #: Each dsdb's command, by its key: this checkout's first.
         self.builds = {DSDB: [dsdb_runner.DSDB], **(builds or {})}
+        #: Builds that run this checkout with other migration options, on the migrations.
+        self.variants: dict[str, dict[str, object]] = {}
+        if counts:
+            self.builds[COUNTS] = [dsdb_runner.DSDB]
+            self.variants[COUNTS] = {"verify": "counts"}
         self.given_source = source
         self.with_floors = floors
         #: The load average (1, 5, 15 min) as each round began.
@@ -289,6 +297,7 @@ class Suite:
                     "to": f"{name}-target",
                     "mode": "upsert",
                     "tables": list(data.TABLES),
+                    **self.variants.get(side, {}),
                 }
             elif name == "backup":
                 backups["source"] = {"connection": "source", "keep": 1}
@@ -332,13 +341,23 @@ class Suite:
         if self.with_baselines:
             entries += [c for c in contenders.CONTENDERS[name] if self._timed(c)]
         if not result.skipped:  # the baselines are still measured, for when dsdb can do this
-            entries += list(self.builds)
+            entries += self._builds_for(name)
         shift = round_ % max(len(entries), 1)
         for entry in entries[shift:] + entries[:shift]:
             if isinstance(entry, Contender):
                 self._measure_contender(result, entry, round_ + 1)
             else:
                 self._measure_dsdb(result, entry, round_ + 1)
+
+    def _builds_for(self, name: str) -> list[str]:
+        """The dsdb builds that run path `name`: the variants only the migrations."""
+        return [b for b in self.builds if b not in self.variants or name in MIGRATIONS]
+
+    def _label(self, build: str) -> str:
+        if build in self.variants:
+            options = ", ".join(f"{k}: {v}" for k, v in self.variants[build].items())
+            return f"dsdb, {options}"
+        return f"dsdb at {build.removeprefix('dsdb_')}"
 
     def _timed(self, contender: Contender) -> bool:
         """Whether the contender runs: a baseline always; a peer if peers are wanted (all,
@@ -354,7 +373,7 @@ class Suite:
         if build == DSDB:
             result.dsdb.append(measurement)
         else:
-            result.labels[build] = f"dsdb at {build.removeprefix('dsdb_')}"
+            result.labels[build] = self._label(build)
             result.runs.setdefault(build, []).append(measurement)
         location = self._locations[(name, build)]
         if self._check(result.problems, build, measurement, name, location) and attempt == 1:
@@ -434,13 +453,13 @@ class Suite:
         with sqlite3.connect(self.source) as conn:
             conn.execute("UPDATE parent SET name = name || '!' WHERE id = ?", (self.rows // 2,))
         conn.close()
-        for build, command in self.builds.items():
-            dsdb_runner.plan(workdir, command, self._cache(build))
+        for build in self._builds_for("plan-change"):
+            dsdb_runner.plan(workdir, self.builds[build], self._cache(build))
         self._plan_rounds(self.results["plan-change"], workdir, expected=2)
 
     def _plan_rounds(self, result: PathResult, workdir: Path, expected: int) -> None:
         """`repeat` rounds of `dsdb plan` by each dsdb, which must exit with `expected`."""
-        builds = list(self.builds)
+        builds = self._builds_for(result.name)
         for round_ in range(self.repeat):
             shift = round_ % len(builds)
             for build in builds[shift:] + builds[:shift]:
@@ -448,7 +467,7 @@ class Suite:
                 if build == DSDB:
                     result.dsdb.append(plan)
                 else:
-                    result.labels[build] = f"dsdb at {build.removeprefix('dsdb_')}"
+                    result.labels[build] = self._label(build)
                     result.runs.setdefault(build, []).append(plan)
                 if plan.returncode not in (0, 2):
                     result.problems.append(f"{build} plan failed: {plan.last_line()}")

@@ -213,6 +213,7 @@ class ConnectionManager:
         batch_size: int = 10_000,
         parallelism: int = 1,
         on_dangling: str = "refuse",
+        verify: str = "content",
     ) -> list[TableOutcome]:
         """Copy all or a subset of `source` into `target`, as a `migrations:` entry would.
 
@@ -220,7 +221,8 @@ class ConnectionManager:
         `rename_to`, `key`, `mode`, ...); `where` applies to every listed table that has no
         `where` of its own. Every copied table is verified against its source subset.
         `on_dangling` takes rows whose foreign key points at no copied row: "refuse" (an
-        error naming them, before anything is written), "skip" or "keep".
+        error naming them, before anything is written), "skip" or "keep". `verify="counts"`
+        compares row counts instead of content, as a migration's `verify: counts`.
         """
         if where is not None and tables is None:
             raise ArgumentError("migrate: `where` needs `tables`: name the tables it filters")
@@ -235,7 +237,9 @@ class ConnectionManager:
                 name: {"where": where, **options} if where is not None else options
                 for name, options in given.items()
             }
-        spec = _migration_spec(source, target, listed, mode, follow, batch_size, on_dangling)
+        spec = _migration_spec(
+            source, target, listed, mode, follow, batch_size, on_dangling, verify
+        )
         for name in (source, target):
             self._known(name)
         address = f"migration.{source}-to-{target}"
@@ -381,6 +385,7 @@ def _migration_spec(
     follow: str,
     batch_size: int,
     on_dangling: str,
+    verify: str,
 ) -> Migration:
     """The arguments of `migrate`, checked by the same model as a manifest's migration."""
     data = {
@@ -391,6 +396,7 @@ def _migration_spec(
         "follow": follow,
         "batch_size": batch_size,
         "on_dangling": on_dangling,
+        "verify": verify,
     }
     return _checked(Migration, "migrate", data)
 

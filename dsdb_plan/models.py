@@ -236,6 +236,14 @@ class Migration(_Resource):
         "{child_table.column: parent_table.column}, or table.(a, b) for composite keys "
         "(added to the source connection's `references`).",
     )
+    verify: Literal["content", "counts"] = Field(
+        default="content",
+        description="What each apply proves of every table it copies: content, that the "
+        "target holds exactly the source subset's values (a digest of every row on both "
+        "sides); counts, only that it holds as many rows (and, for append and upsert, every "
+        "key of the subset), which is faster and misses a value copied wrong. Raising it to "
+        "content compares every table on the next apply, copying only what differs.",
+    )
     mask: dict[str, MaskName] | None = Field(
         default=None,
         description="Columns to mask in every table copied, followed ones included: "

@@ -25,6 +25,7 @@ from dsdb_plan.workspace import Workspace, current_user
 
 if TYPE_CHECKING:
     from dsdb_plan.kinds.migration import TableVerdict
+    from dsdb_plan.migrate.verify import VerifyLevel
 
 
 @dataclass
@@ -81,9 +82,11 @@ class Project:
         with self.store.lock(operation, self.user, timeout=wait) as info:
             yield info
 
-    def verify(self, addresses: Collection[str] = ()) -> Iterator[TableVerdict]:
+    def verify(
+        self, addresses: Collection[str] = (), level: VerifyLevel | None = None
+    ) -> Iterator[TableVerdict]:
         """Compare each migration's target (or those in `addresses`) with its source subset,
-        table by table."""
+        table by table: at `level`, else at each migration's own `verify`."""
         from dsdb_plan.kinds.migration import verify_migration  # the copy code, for verify alone
 
         snapshot = self.store.read()
@@ -91,7 +94,7 @@ class Project:
             address = f"migration.{name}"
             if not addresses or address in addresses:
                 yield from verify_migration(
-                    self.workspace, address, spec, snapshot.resources.get(address)
+                    self.workspace, address, spec, snapshot.resources.get(address), level
                 )
 
     def ensure_fresh(self, plan: Plan, *, parallelism: int = 1) -> None:

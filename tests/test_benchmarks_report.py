@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import yaml
+
 from benchmarks import report
 from benchmarks.measure import Measurement
-from benchmarks.suite import PathResult
+from benchmarks.suite import COUNTS, DSDB, PathResult, Suite
 
 
 def test_side_by_side_orders_by_time_and_says_why_a_contender_has_none() -> None:
@@ -31,11 +35,20 @@ def test_backup_aims_read_as_within_three_times() -> None:
 
 def test_verification_has_a_line_of_its_own_with_the_copy_alone_beside_the_baseline() -> None:
     result = PathResult("sqlite-sqlite", 1200)
-    applied = "migration.m: done — copied 1,200 rows into 2 tables, verified; verifying took 1.5 s"
+    applied = (
+        "migration.m: done — copied 1,200 rows into 2 tables, verified content; "
+        "verifying took 1.5 s"
+    )
+    counted = "copied 1,200 rows into 2 tables, verified: row counts only; verifying took 0.1 s"
     result.dsdb = [Measurement(4.0, 90, 0, applied), Measurement(5.0, 90, 0, applied)]
     result.runs["baseline"] = [Measurement(2.0, 40, 0, "")]
+    result.runs["dsdb+counts"] = [Measurement(2.6, 90, 0, counted)]
+    result.labels = {"baseline": "ATTACH", "dsdb+counts": "dsdb, verify: counts"}
     lines = report._verification({"sqlite-sqlite": result})
-    assert lines[-1] == "| SQLite → SQLite (migration) | 4.00 | 1.50 | 2.50 | 2.00 | 0.80 |"
+    assert lines[-2:] == [
+        "| SQLite → SQLite (migration) | **dsdb** | 4.00 | 1.50 | 2.50 | 2.00 | 0.80 |",
+        "| SQLite → SQLite (migration) | dsdb, verify: counts | 2.60 | 0.10 | 2.50 | 2.00 | 0.80 |",
+    ]
     assert report._verification({"sqlite-sqlite": PathResult("sqlite-sqlite", 1)}) == []
 
 
@@ -56,3 +69,16 @@ def test_rounds_pair_each_run_with_the_baseline_run_of_its_round_and_take_median
         "| **dsdb** | 4.00, 5.00 | 4.50 | 3.50 | 95 | 0.25, 0.40 | 0.33 |",
         "| dsdb at abc | ✗, 4.00 | 4.00 | 0.00 | 85 | —, 0.50 | 0.50 |",
     ]
+
+
+def test_the_counts_variant_runs_the_migrations_alone_at_verify_counts(tmp_path: Path) -> None:
+    paths = ["sqlite-sqlite", "backup"]
+    suite = Suite(10, paths, 1, True, (True, ""), print, counts=True)
+    suite.source, suite.folder = tmp_path / "source.db", tmp_path
+    counted = yaml.safe_load(suite._manifest(["sqlite-sqlite"], COUNTS))
+    plain = yaml.safe_load(suite._manifest(["sqlite-sqlite"], DSDB))
+    assert counted["migrations"]["sqlite-sqlite"]["verify"] == "counts"
+    assert "verify" not in plain["migrations"]["sqlite-sqlite"]
+    assert suite._builds_for("sqlite-sqlite") == [DSDB, COUNTS]
+    assert suite._builds_for("backup") == [DSDB]
+    assert suite._label(COUNTS) == "dsdb, verify: counts"

@@ -172,6 +172,7 @@ def test_a_bad_filter_is_named_where_it_is(tmp_path: Path) -> None:
         ),
         (lambda m: m.teardown("local", tables=5), "teardown: tables: Input should be a valid list"),
         (lambda m: m.migrate("local", "copy", mode="upsrt"), "migrate: mode: Input should be"),
+        (lambda m: m.migrate("local", "copy", verify="rows"), "migrate: verify: Input should be"),
         (lambda m: m.migrate("local", "copy", where={"carrier": "UA"}), "migrate: `where` needs"),
     ],
 )
@@ -191,6 +192,18 @@ def test_migrate_is_the_plan_and_apply_of_one_migration(
 ) -> None:
     outcomes = mngr.migrate("local", "copy", tables=["flights"], follow="parents")
     assert [(o.table, o.rows_copied) for o in outcomes] == [("airlines", 3), ("flights", 200)]
+    for table in ("airlines", "flights"):
+        assert table_rows(sqlite_url(tmp_path / "copy.db"), table) == table_rows(
+            sqlite_url(tmp_path / "local.db"), table
+        )
+
+
+def test_migrate_at_counts_verifies_row_counts_and_lands_every_row(
+    mngr: dsdb.ConnectionManager, tmp_path: Path
+) -> None:
+    outcomes = mngr.migrate("local", "copy", tables=["flights"], follow="parents", verify="counts")
+    assert [(o.table, o.rows_copied) for o in outcomes] == [("airlines", 3), ("flights", 200)]
+    assert all(o.subset is None and o.written is None for o in outcomes)  # no content read
     for table in ("airlines", "flights"):
         assert table_rows(sqlite_url(tmp_path / "copy.db"), table) == table_rows(
             sqlite_url(tmp_path / "local.db"), table

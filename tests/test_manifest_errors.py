@@ -38,6 +38,10 @@ CASES: dict[str, tuple[int, str]] = {
     "missing-link": (3, "connections.prod: connection requires a link"),
     "misspelt-driver": (4, "unknown driver 'postgress' — did you mean 'postgresql'?"),
     "misspelt-mode": (9, "unknown value 'upsrt' — did you mean 'upsert'?"),
+    "unknown-verify-level": (
+        9,
+        "migrations.to-prod.verify: unknown value 'rows' (expected one of: content, counts)",
+    ),
     "dangling-connection": (
         8,
         "migrations.to-prod.to: unknown connection 'prd' — did you mean 'prod'?",

@@ -72,6 +72,31 @@ def test_nothing_changed_is_a_no_op_and_only_settings_changed_records_them() -> 
     )
 
 
+COUNTS = {**DOCUMENT, "verify": "counts"}
+
+
+def test_raising_verification_to_content_compares_every_table_and_lowering_it_records_it() -> None:
+    kept = decide(ADDRESS, _record(COUNTS), COUNTS, [], [])
+    assert isinstance(kept, Action) and kept.type is ActionType.NOOP
+
+    raised = decide(ADDRESS, _record(COUNTS), DOCUMENT, [], [])
+    assert not isinstance(raised, Action)  # a copy, of what differs, verified by content
+    assert raised[0] is ActionType.UPDATE
+    assert raised[1][0].startswith("verify: counts → content: the last apply compared row")
+    assert len(raised[1]) == 1  # the level says it once, not again as a removed setting
+    changed = decide(ADDRESS, _record(COUNTS), DOCUMENT, ["source table a changed"], [])
+    assert not isinstance(changed, Action) and changed[0] is ActionType.UPDATE
+    assert changed[1][-1] == "source table a changed"
+
+    lowered = decide(ADDRESS, _record(), COUNTS, [], [])
+    assert isinstance(lowered, Action) and lowered.type is ActionType.UPDATE
+    assert isinstance(lowered.payload, RecordSettings)  # nothing to copy to prove less
+    assert lowered.reasons == (
+        "verify: set to counts",
+        "source and target unchanged since the last apply",
+    )
+
+
 def _read(token: str | None, **tables: TableFingerprint) -> Fingerprint:
     return Fingerprint(dict(tables), token)
 

@@ -449,7 +449,7 @@ def test_append_leaves_rows_the_target_holds_and_adds_the_new_ones(
     applied = run_cli(capsys, "apply", project, "--auto-approve")
     assert applied.code == 0, applied.text
     # All three rows were sent again; append inserted one of them.
-    assert "copied 1 row into 1 table, verified" in applied.out
+    assert "copied 1 row into 1 table, verified content" in applied.out
     assert query(copy, "SELECT * FROM t") == [(1, "a"), (2, "b"), (3, "c")]
     assert "Nothing to do." in run_cli(capsys, "apply", project, "--auto-approve").out
     verified = run_cli(capsys, "verify", project)  # by append's promise: every key is there
@@ -651,16 +651,17 @@ def test_mirror_bounds_what_it_deletes_only_by_a_counted_subset(tmp_path: Path) 
 def test_an_apply_says_what_it_wrote_itself() -> None:
     nothing, resumed = Written(), Written(rows=7)
     assert copy_summary([nothing, resumed], resumed=True) == (
-        "copied 7 rows into 1 table, resuming an interrupted apply, verified"
+        "copied 7 rows into 1 table, resuming an interrupted apply, verified content"
     )
     ranges = Written(rows=1, differences_only=True)
     assert copy_summary([ranges, Written(deleted=2)], resumed=False) == (
-        "copied 1 row (only the key ranges that differed) into 2 tables, deleted 2, verified"
+        "copied 1 row (only the key ranges that differed) into 2 tables, deleted 2, "
+        "verified content"
     )
-    assert copy_summary([nothing], resumed=False) == "copied 0 rows into 0 tables, verified"
+    assert copy_summary([nothing], resumed=False) == "copied 0 rows into 0 tables, verified content"
     checked = [Written(rows=5, verifying=0.25), Written(rows=2, verifying=1.0)]
     assert copy_summary(checked, resumed=False) == (
-        "copied 7 rows into 2 tables, verified; verifying took 1.2 s"
+        "copied 7 rows into 2 tables, verified content; verifying took 1.2 s"
     )
 
 

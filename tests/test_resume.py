@@ -293,7 +293,8 @@ def test_first_signal_stops_a_migration_at_a_batch_and_the_next_apply_resumes(
     assert "stale state lock" not in again_err
     # Only what this apply wrote counts: the rows of flights the first one had not.
     assert (
-        f"copied {FLIGHTS - copied:,} rows into 1 table, resuming an interrupted apply, verified"
+        f"copied {FLIGHTS - copied:,} rows into 1 table, resuming an interrupted apply, "
+        "verified content"
     ) in again_out
     local = sqlite_url(tmp_path / "data/local.db")
     for table in ("airlines", "flights"):

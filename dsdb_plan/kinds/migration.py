@@ -3,7 +3,9 @@
 Plan: per table, the rows that would be copied and what changed — in the source since the
 last apply, and in the target outside dsdb (drift). No record -> create; spec changed ->
 update; source or target changed -> resync; otherwise no-op. Replacing a target table that
-holds data, or mirroring into one (deletes rows), is destructive.
+holds data, or mirroring into one (deletes rows), is destructive. A migration at `verify:
+counts` proves row counts instead of content, which its plan and apply say; raising it to
+content is an update that compares every table with the source (`decide`).
 """
 
 from __future__ import annotations
@@ -68,7 +70,15 @@ from dsdb_plan.migrate.target import (
     unheld_columns,
 )
 from dsdb_plan.migrate.text_copy import text_copy_note
-from dsdb_plan.migrate.verify import VerifyResult, subset_digest, verify_table
+from dsdb_plan.migrate.verify import (
+    CONTENT,
+    COUNTS,
+    VerifyLevel,
+    VerifyResult,
+    subset_digest,
+    verify_counts,
+    verify_table,
+)
 from dsdb_plan.models import Manifest, Migration
 from dsdb_plan.payloads import (
     DELETING_MODES,
@@ -144,6 +154,7 @@ _DEFAULTS: dict[str, Any] = {
     "mask": None,
     "mask_seed": None,
     "on_dangling": "refuse",
+    "verify": CONTENT,
 }
 _UNSET_TABLE_FIELDS = ("sample", "mask")
 
@@ -349,23 +360,34 @@ class TableVerdict:
 
 
 def verify_migration(
-    workspace: Workspace, address: str, spec: Migration, record: ResourceRecord | None
+    workspace: Workspace,
+    address: str,
+    spec: Migration,
+    record: ResourceRecord | None,
+    level: VerifyLevel | None = None,
 ) -> Iterator[TableVerdict]:
-    """Compare every table of one migration's target with its source subset."""
+    """Compare every table of one migration's target with its source subset, at `level`
+    (default: the migration's own `verify`)."""
+    counts = (level or spec.verify) == COUNTS
     source = workspace.reach(spec.source)
     target = workspace.reach(spec.target)
     chosen = selections(source, spec, workspace)
     for run in table_runs(spec, chosen, record):
         selection = run.selection
         with source.connect() as source_conn, target.connect() as target_conn:
-            result = verify_table(
-                source_conn,
-                run.recorded(),
-                target_conn,
-                selection.target,
-                exact=run.exact,
-                count_kept=True,
-            )
+            if counts:
+                result = verify_counts(
+                    source_conn, run.recorded(), target_conn, selection.target, exact=run.exact
+                )
+            else:
+                result = verify_table(
+                    source_conn,
+                    run.recorded(),
+                    target_conn,
+                    selection.target,
+                    exact=run.exact,
+                    count_kept=True,
+                )
         into = f"{spec.target}.{selection.target}"
         yield TableVerdict(address, selection.name, into, result, run.mode)
 
@@ -388,6 +410,18 @@ def decide(
         return ActionType.CREATE, first
     if data_digest(record.spec) != data_digest(document):
         return ActionType.UPDATE, [*first, *spec_changes(record.spec, document), *left_behind]
+    if verify_level(record.spec) == COUNTS and verify_level(document) == CONTENT:
+        # The content was never compared: it is now, and what differs is copied again.
+        others = [
+            line for line in spec_changes(record.spec, document) if not line.startswith("verify:")
+        ]
+        return ActionType.UPDATE, [
+            *first,
+            "verify: counts → content: the last apply compared row counts only; this one "
+            "compares every table's content with the source, copying again what differs",
+            *others,
+            *changes,
+        ]
     if changes or resume:
         return ActionType.RESYNC, [*first, *changes]
     unchanged = ["source and target unchanged since the last apply"]
@@ -400,6 +434,23 @@ def decide(
         ActionType.UPDATE,
         RecordSettings(document),
         reasons=[*spec_changes(record.spec, document), *unchanged],
+    )
+
+
+def verify_level(document: Spec) -> VerifyLevel:
+    """The verification level a recorded or planned spec asks for (recorded when not the
+    default)."""
+    return COUNTS if document.get("verify") == COUNTS else CONTENT
+
+
+def verification_note(document: Spec) -> str | None:
+    """The plan line that says a copy is verified by row counts alone; None for content,
+    the default, which goes without saying."""
+    if verify_level(document) == CONTENT:
+        return None
+    return (
+        "verify: counts — each table's row count is compared with the source subset's, "
+        "not its content (changes to the source are still detected)"
     )
 
 
@@ -441,9 +492,11 @@ class MigrationKind(ForgettingKind):
             raw = _source_tables(source, spec, ctx.workspace)
             chosen = _with_policy(raw, spec, source.dialect)
             names = [s.name for s in chosen]
+            # A first copy verified by counts never compares the plan's read of the source.
+            counted_only = _digested_while_copying(ctx, spec) or spec.verify == COUNTS
             live = (
                 count_tables(source, names)
-                if record is None and _digested_while_copying(ctx, spec)
+                if record is None and counted_only
                 else ctx.fingerprint(spec.source, names, previous=previous)
             )
             drifted, in_target = drift.result() if drift else ([], Fingerprint({}))
@@ -491,6 +544,8 @@ class MigrationKind(ForgettingKind):
         target = None if ctx.is_missing(spec.target) else ctx.workspace.reach(spec.target)
         slower = text_copy_note(source, target) if target is not None else None
         reasons += [slower] if slower else []
+        level = verification_note(document)
+        reasons += [level] if level else []
         problems: list[str] = []
         for run in runs:
             try:
@@ -855,6 +910,7 @@ class MigrationKind(ForgettingKind):
                 source_fingerprint=read,
                 cancel=ctx.cancel,
                 created=ours,
+                verify=verify_level(document),
             )
         except BaseException as error:
             note_rows_committed(error, max(0, committed[1] - committed[0]))
@@ -862,18 +918,23 @@ class MigrationKind(ForgettingKind):
         # The target tables left as they were keep their record; the others are read.
         left = {s.target for s in chosen if s.name in planned.unchanged}
         kept = _recorded(record, "written", left)
-        written = fingerprint_database(
-            target,
-            [s.target for s in chosen if s.target not in kept],
-            previous=_verified_target(outcomes),
+        level = verify_level(document)
+        to_read = [s.target for s in chosen if s.target not in kept]
+        written = (
+            # Only counted, with each table's token, as its content was not read: the next
+            # plan reads a table again when its token moved.
+            count_tables(target, to_read)
+            if level == COUNTS
+            else fingerprint_database(target, to_read, previous=_verified_target(outcomes))
         )
         written = Fingerprint({**written.tables, **kept}, written.token)
-        # Verification digested each subset already; only tables done by an older dsdb lack it.
+        # Verification digested each subset already; only tables done by an older dsdb lack
+        # it. None at counts: then any change to a filtered table is a change of its subset.
         verified = {o.table: o.subset for o in outcomes}
         subset = {
             s.name: (verified.get(s.name) or _subset_fingerprint(source, s)).to_dict()
             for s in chosen
-            if s.where is not None
+            if s.where is not None and level == CONTENT
         }
         marks = record.fingerprints.get("high_water", {}) if record else {}
         high_water = {
@@ -886,11 +947,14 @@ class MigrationKind(ForgettingKind):
             "written": written.to_dict(),
             "high_water": high_water,
             "created": sorted(ours | ({s.target for s in chosen} - before)),
+            "verified": level,
         }
         return Outcome(
             make_record(action.address, KIND, document, fingerprints=fingerprints),
             rows=sum(o.now.rows for o in outcomes),
-            message=copy_summary([o.now for o in outcomes], resumed=resume is not None),
+            message=copy_summary(
+                [o.now for o in outcomes], resumed=resume is not None, verified=level
+            ),
             result=outcomes,
         )
 
@@ -995,10 +1059,12 @@ def copies_moved(planned: CopyTables, runs: list[TableRun]) -> list[str]:
     ]
 
 
-def copy_summary(written: Sequence[Written], *, resumed: bool) -> str:
+def copy_summary(
+    written: Sequence[Written], *, resumed: bool, verified: VerifyLevel = CONTENT
+) -> str:
     """What an apply wrote, counting only this apply: not what the interrupted apply it
-    `resumed` committed, nor the tables it wrote nothing to; and the time verifying took
-    beyond the copy."""
+    `resumed` committed, nor the tables it wrote nothing to; what it `verified` (content
+    or row counts); and the time verifying took beyond the copy."""
     copied = sum(w.rows for w in written)
     tables = sum(1 for w in written if w.rows or w.deleted)
     deleted = sum(w.deleted for w in written)
@@ -1010,6 +1076,6 @@ def copy_summary(written: Sequence[Written], *, resumed: bool) -> str:
         + f" into {counted(tables, 'table')}"
         + (f", deleted {deleted:,}" if deleted else "")
         + (", resuming an interrupted apply" if resumed else "")
-        + ", verified"
+        + (", verified content" if verified == CONTENT else ", verified: row counts only")
         + (f"; verifying took {verifying:.1f} s" if verifying else "")
     )

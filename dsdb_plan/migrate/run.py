@@ -3,7 +3,8 @@
 For each table: make sure the target table can hold the data (create it, or add columns
 when the schema may evolve), copy it in committed batches with a checkpoint after each,
 create its indexes and advance its sequences, then verify the target against the source
-subset. Tables load parents first; a mirror deletes the rows gone from the source only
+subset: its content, or at `verify: counts` its row count (`verify.verify_counts`).
+Tables load parents first; a mirror deletes the rows gone from the source only
 once every table is loaded, children first, so a parent the source deleted goes after the
 rows that pointed at it (issue 12, item 4), and is verified then. The checkpoint names the
 finished tables and the tables in progress, so a killed run resumes after the last
@@ -44,7 +45,14 @@ from dsdb_plan.migrate.target import (
     finish_target,
     inspect_target,
 )
-from dsdb_plan.migrate.verify import native_digest, subset_digest, verify_table
+from dsdb_plan.migrate.verify import (
+    CONTENT,
+    VerifyLevel,
+    native_digest,
+    subset_digest,
+    verify_counts,
+    verify_table,
+)
 
 EXACT_MODES = ("replace", "mirror")
 #: Modes that copy into the target table itself, by key: a resync copies what differs.
@@ -190,6 +198,7 @@ def run_migration(
     source_fingerprint: Fingerprint | None = None,
     cancel: threading.Event | None = None,
     created: Collection[str] = (),
+    verify: VerifyLevel = CONTENT,
 ) -> list[TableOutcome]:
     """Copy every table of `runs` and verify each; return what was done, in `runs` order.
 
@@ -204,6 +213,7 @@ def run_migration(
     KeyboardInterrupt in the calling thread (a notebook's interrupt), which is raised then.
     `created` names the target tables dsdb created before (the record keeps them): as those
     this run creates, they get their indexes and keys; a table of the user's keeps its own.
+    `verify` is the migration's verification level: content, or counts.
     """
     done = {
         name: TableOutcome.from_dict(outcome)
@@ -254,6 +264,7 @@ def run_migration(
             progress=(lambda rows: progress(name, rows)) if progress else None,
             cancel=stop,
             cleared_later=cleared_after[name],
+            verify=verify,
         )
         if isinstance(outcome, _Loaded):
             loaded[name] = outcome
@@ -308,6 +319,7 @@ def run_migration(
             resume=running.get(name),
             read=source_fingerprint,
             on_checkpoint=saver(name),
+            verify=verify,
         )
         validate_keys(target, run.selection.target, replaced)
         finish(name, outcome)
@@ -372,6 +384,7 @@ def _copy_one(
     progress: Callable[[int], None] | None,
     cancel: threading.Event,
     cleared_later: Collection[str],
+    verify: VerifyLevel,
 ) -> TableOutcome | _Loaded:
     """Copy and verify one table. `created`: whether the run this one resumes created the
     target table; `on_create` is called (and saved) before this one creates it. A mirror
@@ -388,8 +401,9 @@ def _copy_one(
     native = same_kind(source.dialect, target.dialect)
     # A whole, fresh read of the subset digests what it copies, so verification reads only
     # the target back.
-    # Masked rows are digested by verification, through the masks.
+    # Masked rows are digested by verification, through the masks; counts need no digest.
     whole = resume is None and run.cursor is None and only is None and not selection.mask
+    whole = whole and verify == CONTENT
     copied = _CopiedDigest(selection, native=native) if whole else None
     result = copy_table(
         source,
@@ -419,7 +433,7 @@ def _copy_one(
     now = Written(rows, differences_only=only is not None, verifying=waited)
     if run.mode == "mirror":
         return _Loaded(result, seen, now)
-    return _verified(source, target, run, result, seen, read, now)
+    return _verified(source, target, run, result, seen, read, now, verify)
 
 
 def _count(engine: sa.Engine, table: str) -> int:
@@ -448,6 +462,7 @@ def _delete_and_verify(
     resume: Mapping[str, Any] | None,
     read: Fingerprint | None,
     on_checkpoint: Callable[[Checkpoint], None],
+    verify: VerifyLevel,
 ) -> TableOutcome:
     """Finish a mirrored table `_copy_one` loaded: delete the target rows gone from the
     subset (resuming from its "delete" checkpoint), then verify."""
@@ -463,7 +478,7 @@ def _delete_and_verify(
         on_checkpoint=on_checkpoint,
     )
     now = dataclasses.replace(loaded.now, deleted=result.rows_deleted)
-    return _verified(source, target, run, result, loaded.seen, read, now)
+    return _verified(source, target, run, result, loaded.seen, read, now, verify)
 
 
 def _verified(
@@ -474,11 +489,14 @@ def _verified(
     seen: TableFingerprint | None,
     read: Fingerprint | None,
     now: Written,
+    verify: VerifyLevel,
 ) -> TableOutcome:
     """Verify a copied table against its source subset; `seen` is the digest of the source
     rows the copy read, when it took one; `now` what this run wrote."""
     started = time.perf_counter()
     selection = run.selection
+    if verify != CONTENT:
+        return _counts_verified(source, target, run, result, now, started)
     native = same_kind(source.dialect, target.dialect)
     if seen is None and native and selection.whole_table:
         unchanged = unchanged_since(source, read, [selection.name])
@@ -519,6 +537,40 @@ def _verified(
         if verdict.whole_target and token is not None
         else None,
         dataclasses.replace(now, verifying=now.verifying + time.perf_counter() - started),
+    )
+
+
+def _counts_verified(
+    source: sa.Engine,
+    target: sa.Engine,
+    run: TableRun,
+    result: CopyResult,
+    now: Written,
+    started: float,
+) -> TableOutcome:
+    """Verify a copied table by row counts alone (`verify: counts`): the outcome holds no
+    fingerprint, as no content was read."""
+    selection = run.selection
+    with source.connect() as source_conn, target.connect() as target_conn:
+        verdict = verify_counts(
+            source_conn,
+            run.copied(result.high_water),
+            target_conn,
+            selection.target,
+            exact=run.exact,
+        )
+    if not verdict.ok:
+        raise DsdbError(
+            f"verification (counts only) failed for {selection.name} → {selection.target}: "
+            f"{verdict.message}"
+        )
+    return TableOutcome(
+        selection.name,
+        selection.target,
+        result.rows_copied,
+        result.rows_deleted,
+        result.high_water,
+        now=dataclasses.replace(now, verifying=now.verifying + time.perf_counter() - started),
     )
 
 

@@ -1,4 +1,5 @@
-"""Verify a copied table: the target holds exactly the source subset (issue 4, item 8).
+"""Verify a copied table: the target holds exactly the source subset (issue 4, item 8), or,
+at a migration's `verify: counts`, as many rows as it (`verify_counts`).
 
 Both sides are summarised by the portable digest of `digest.py`, computed by the database
 itself where it can (`sql_digest.py`: PostgreSQL, MariaDB) and otherwise by streaming the
@@ -14,10 +15,10 @@ the portable digest decide.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import sqlalchemy as sa
 
@@ -28,13 +29,17 @@ from dsdb_plan.fingerprint import fingerprint_query
 from dsdb_plan.migrate.digest import SubsetDigest
 from dsdb_plan.migrate.mask import with_masks
 from dsdb_plan.migrate.sql_digest import in_database
-from dsdb_plan.migrate.subset import TableSelection, select_subset
+from dsdb_plan.migrate.subset import TableSelection, count_rows, select_subset
 from dsdb_plan.rows import read_chunks
 from dsdb_plan.values import row_converter
 
 _CHUNK_ROWS = 5_000
 A = TypeVar("A")
 B = TypeVar("B")
+#: The verification levels a migration may ask for (`Migration.verify`).
+VerifyLevel = Literal["content", "counts"]
+CONTENT: VerifyLevel = "content"
+COUNTS: VerifyLevel = "counts"
 #: Source keys looked up in the target per query: bounded memory, and well under every
 #: database's limit on bound parameters.
 _KEY_BATCH = 1_000
@@ -53,6 +58,11 @@ class VerifyResult:
     #: Target rows whose key is not in the subset (the source deleted or no longer selects
     #: it), which append and upsert keep: counted when asked (`count_kept`).
     kept: int = 0
+
+    @property
+    def counts_only(self) -> bool:
+        """Whether only row counts were compared (`verify_counts`), not content."""
+        return self.source.method is ChecksumMethod.COUNTED
 
 
 def subset_digest(
@@ -178,6 +188,66 @@ def verify_table(
     return dataclasses.replace(result, kept=max(int(held) - found.rows, 0))
 
 
+def verify_counts(
+    source_conn: sa.Connection,
+    selection: TableSelection,
+    target_conn: sa.Connection,
+    target_table: str,
+    *,
+    exact: bool,
+) -> VerifyResult:
+    """Compare `target_table` with the source subset of `selection` by row counts alone (a
+    migration's `verify: counts`): no value is read. The target must hold as many rows as
+    the subset; when it holds more and may (exact=False, with a key: append and upsert keep
+    rows the source no longer selects), every key of the subset must be among them, looked
+    up by key, and the rows besides are `kept`."""
+    source = _counted(count_rows(source_conn, selection))
+    present = _target_columns(target_conn, target_table)
+    missing = _missing(target_table, present, selection.columns)
+    if missing:
+        return VerifyResult(False, source, _counted(0), missing)
+    target = sa.table(target_table, *(sa.column(name) for name in selection.columns))
+    held = int(target_conn.execute(sa.select(sa.func.count()).select_from(target)).scalar_one())
+    if held == source.rows or exact or not selection.key or held < source.rows:
+        ok, message = _judge_counts(source.rows, held, target_table, None)
+        return VerifyResult(ok, source, _counted(held), message)
+    found = keyed_count(source_conn, selection, target_conn, target)
+    ok, message = _judge_counts(source.rows, found, target_table, selection.key)
+    return VerifyResult(ok, source, _counted(found), message, kept=held - found)
+
+
+def _counted(rows: int) -> TableFingerprint:
+    return TableFingerprint(rows, ChecksumMethod.COUNTED, "")
+
+
+def _judge_counts(
+    source: int, target: int, name: str, key: Sequence[str] | None
+) -> tuple[bool, str]:
+    """Whether the counts agree, and why not in words."""
+    by = f" (matched by {', '.join(key)})" if key else ""
+    if source == target:
+        return True, f"target {name} holds as many rows as the source subset ({_rows(source)}{by})"
+    if target < source:
+        return False, f"target {name} has {target:,} of {_rows(source)}{by}"
+    return False, f"target {name} has {target:,} rows, {target - source:,} more than the " + (
+        f"{_rows(source)} of the source subset{by}"
+    )
+
+
+def keyed_count(
+    source_conn: sa.Connection,
+    selection: TableSelection,
+    target_conn: sa.Connection,
+    target: sa.TableClause,
+) -> int:
+    """How many target rows have a key among the source subset's keys."""
+    found = 0
+    for condition in _key_batches(source_conn, selection, target_conn, target):
+        query = sa.select(sa.func.count()).select_from(target).where(condition)
+        found += int(target_conn.execute(query).scalar_one())
+    return found
+
+
 def _both(
     source_conn: sa.Connection, of_source: Callable[[], A], of_target: Callable[[], B]
 ) -> tuple[A, B]:
@@ -254,6 +324,22 @@ def keyed_digest(
 ) -> TableFingerprint:
     """The digest of the target rows whose key is among the source subset's keys (those
     of its rows that match `where`, when given)."""
+    digest = SubsetDigest(selection.schema, selection.columns)
+    found = PortableDigest(target_conn, selection, target)
+    for condition in _key_batches(source_conn, selection, target_conn, target, where):
+        found.add_to(digest, condition)
+    return digest.result()
+
+
+def _key_batches(
+    source_conn: sa.Connection,
+    selection: TableSelection,
+    target_conn: sa.Connection,
+    target: sa.TableClause,
+    where: sa.ColumnElement[bool] | None = None,
+) -> Iterator[sa.ColumnElement[bool]]:
+    """Conditions on the target that select, a batch of keys at a time, its rows whose key
+    is among the source subset's keys (those of its rows that match `where`, when given)."""
     key_schema = TableSchema(
         selection.name, tuple(selection.schema.column(name) for name in selection.key)
     )
@@ -266,16 +352,12 @@ def keyed_digest(
     for condition in (selection.where, where):
         if condition is not None:
             keys = keys.where(condition)
-    digest = SubsetDigest(selection.schema, selection.columns)
-    found = PortableDigest(target_conn, selection, target)
     for chunk in read_chunks(source_conn, keys, _KEY_BATCH):
         values = convert_rows(chunk)
         if len(selection.key) == 1:
-            condition = target.c[selection.key[0]].in_([value[0] for value in values])
+            yield target.c[selection.key[0]].in_([value[0] for value in values])
         else:
-            condition = sa.tuple_(*(target.c[name] for name in selection.key)).in_(values)
-        found.add_to(digest, condition)
-    return digest.result()
+            yield sa.tuple_(*(target.c[name] for name in selection.key)).in_(values)
 
 
 def _rows(count: int) -> str:
