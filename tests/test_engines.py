@@ -808,3 +808,36 @@ def test_mariadb_sets_years_and_bits_land_as_what_they_hold(
     duck = table_rows(f"duckdb+dsdb:///{tmp_path / 't.duckdb'}", "kinds")
     assert duck == [(1, "a,b", 2024, True, 5), (2, None, None, None, None)]
     assert run_cli(capsys, "plan", "--detailed-exitcode", manifest).code == 0
+
+
+@pytest.mark.mariadb
+def test_mariadb_unsigned_integers_land_whole_in_a_type_that_holds_them(
+    request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each was typed as its signed type, which holds half its values: the largest failed
+    the copy half-way."""
+    source = database(request, tmp_path, "mariadb")
+    with source.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE counters (id BIGINT UNSIGNED PRIMARY KEY, port SMALLINT UNSIGNED, "
+            "hits INT UNSIGNED, tiny TINYINT UNSIGNED, mid MEDIUMINT UNSIGNED)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO counters VALUES (18446744073709551615, 65535, 4294967295, 255, "
+            "16777215), (1, 0, 0, 0, 0)"
+        )
+    url = source.url.render_as_string(hide_password=False)
+    manifest = tmp_path / "dsdb.yaml"
+    manifest.write_text(
+        f"version: 1\nconnections:\n  s: {{url: '{url}'}}\n"
+        "  d: {driver: duckdb, database: t.duckdb}\nmigrations:\n  duck: {from: s, to: d}\n"
+    )
+
+    applied = run_cli(capsys, "apply", "--auto-approve", manifest)
+
+    assert applied.code == 0, applied.text
+    assert table_rows(f"duckdb+dsdb:///{tmp_path / 't.duckdb'}", "counters") == [
+        (Decimal(1), 0, 0, 0, 0),
+        (Decimal(18446744073709551615), 65535, 4294967295, 255, 16777215),
+    ]
+    assert run_cli(capsys, "plan", "--detailed-exitcode", manifest).code == 0

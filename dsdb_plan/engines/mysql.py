@@ -473,7 +473,8 @@ def utc_time_zone(conn: sa.Connection) -> Iterator[None]:
 
 def _own_type(column: ColumnSchema, reflected: Any) -> ColumnSchema:
     """`column` typed by what MySQL's own types hold: a SET's text is its members joined by
-    commas (not one label), a YEAR a number, a BIT(1) a flag and a wider BIT a number."""
+    commas (not one label), a YEAR a number, a BIT(1) a flag and a wider BIT a number, an
+    unsigned integer a type that holds all of its values."""
     if isinstance(reflected, mysql.SET):
         return replace(column, type="text", length=None)
     if isinstance(reflected, mysql.YEAR):
@@ -481,6 +482,16 @@ def _own_type(column: ColumnSchema, reflected: Any) -> ColumnSchema:
     if isinstance(reflected, mysql.BIT):
         wide = (reflected.length or 1) > 1
         return replace(column, type="bigint" if wide else "boolean", length=None)
+    if not getattr(reflected, "unsigned", False):
+        return column
+    # An unsigned type's signed one holds only half its values (TINYINT's and MEDIUMINT's
+    # are held by the portable type they have already).
+    if isinstance(reflected, mysql.SMALLINT):
+        return replace(column, type="integer")
+    if isinstance(reflected, mysql.INTEGER):
+        return replace(column, type="bigint")
+    if isinstance(reflected, mysql.BIGINT):  # past every integer type: no identity to keep
+        return replace(column, type="decimal", precision=20, scale=0, autoincrement=False)
     return column
 
 
