@@ -10,6 +10,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -23,6 +24,8 @@ import sqlalchemy as sa
 from dsdb_plan.archive import column_reader, iter_rows, read_backup_info, writer
 from dsdb_plan.archive.columnar import _number_texts, _tagged
 from dsdb_plan.archive.writer import write_backup
+from dsdb_plan.dbschema import ColumnSchema
+from dsdb_plan.migrate.sqlite_arrow import STORED_AS
 
 #: Awkward values of each storage class, in the columns whose declared type takes them.
 _DDL = (
@@ -149,6 +152,84 @@ def test_mixed_storage_classes_survive_a_backup_read_row_by_row(
     assert type(back[5][_NAMES.index(column)]) is type(value)
 
 
+def test_a_misfit_counted_only_after_the_last_batch_still_sends_the_table_row_by_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The count runs beside the read: where it finishes last, the read still ends with
+    `Unfit` and the file holds the rows read one by one, each of its own class."""
+    engine = _source(tmp_path / "data.db")
+    with sqlite3.connect(tmp_path / "data.db") as conn:
+        # After a text in its batch, so the driver would read it as "42" without a word.
+        conn.execute("UPDATE t SET day = 42 WHERE id = 2")
+    expected = _stored(tmp_path / "data.db")
+    last_read = threading.Event()
+    real_columns, real_misfits = column_reader._columns, column_reader.ColumnReader._misfits
+
+    def columns(schemas: Any, read: pa.Table) -> Any:
+        found = real_columns(schemas, read)
+        if 7 in read.column(0).to_pylist():
+            last_read.set()
+        return found
+
+    def misfits(self: column_reader.ColumnReader, table: Any) -> int:
+        assert last_read.wait(timeout=30)
+        return real_misfits(self, table)
+
+    monkeypatch.setattr(column_reader, "_columns", columns)
+    monkeypatch.setattr(column_reader.ColumnReader, "_misfits", misfits)
+    row_reads = []
+    real_batches = writer._batches
+
+    def batches(conn: sa.Connection, query: Any) -> Any:
+        row_reads.append(query)
+        return real_batches(conn, query)
+
+    monkeypatch.setattr(writer, "_batches", batches)
+    monkeypatch.setattr(writer, "COLUMN_BATCH_ROWS", 2)
+    back = _backup(engine, tmp_path / "columns")
+    assert last_read.is_set() and len(row_reads) == 1
+    _same(back, expected)
+    assert back[1][_NAMES.index("day")] == 42
+    _backup(engine, tmp_path / "rows", by_rows=True)
+    assert (
+        _data_file(tmp_path / "columns").read_bytes() == _data_file(tmp_path / "rows").read_bytes()
+    )
+
+
+#: Declared SQLite types of each affinity (and collation) for the portable types counted.
+_COUNTED_DECLARATIONS = [
+    ("text", "TEXT"),
+    ("text", "TEXT COLLATE NOCASE"),
+    ("text", "TEXT COLLATE RTRIM"),
+    ("varchar", "VARCHAR(10)"),
+    ("date", "DATE"),  # NUMERIC affinity
+    ("datetime", "TIMESTAMP WITH TIME ZONE"),
+    ("json", "JSON"),
+    ("binary", "BLOB"),
+    ("binary", "BLOB COLLATE NOCASE"),
+    ("decimal", "NUMERIC(12, 2)"),
+    ("decimal", "DECIMAL"),
+]
+_EVERY_CLASS = [None, 0, -(2**63), 2**63 - 1, 0.0, -1e308, math.inf, "", " ", "0", "\x00"]
+_EVERY_CLASS += ["2024-01-01", "abc", b"", b"\x00", b"abc", b"\xff" * 10]
+
+
+@pytest.mark.parametrize(("kind", "declared"), _COUNTED_DECLARATIONS)
+def test_the_misfit_count_picks_out_exactly_the_values_of_another_class(
+    kind: str, declared: str
+) -> None:
+    """Each value of every storage class in a column of each affinity: the count's test
+    is true exactly where `typeof` names a class the column's portable type does not take."""
+    column = ColumnSchema(name="v", type=kind)
+    takes = {"null", *STORED_AS[kind]}
+    with sqlite3.connect(":memory:") as conn:
+        conn.execute(f"CREATE TABLE t (id INTEGER PRIMARY KEY, v {declared})")
+        conn.executemany("INSERT INTO t (v) VALUES (?)", [(value,) for value in _EVERY_CLASS])
+        found = conn.execute(f"SELECT typeof(v), {column_reader._misfit(column)} FROM t").fetchall()
+    assert {stored for stored, _ in found} >= {"null", "text", "blob"}
+    assert [bool(misfit) for _, misfit in found] == [stored not in takes for stored, _ in found]
+
+
 def test_text_that_is_not_utf8_is_refused_as_the_row_path_refuses_it(tmp_path: Path) -> None:
     engine = _source(tmp_path / "data.db")
     with sqlite3.connect(tmp_path / "data.db") as conn:
@@ -192,7 +273,8 @@ def test_number_texts_are_the_tagged_texts_of_the_row_path() -> None:
 
 def test_an_apply_of_a_backup_in_columns_loads_no_polars(tmp_path: Path) -> None:
     """polars costs about 25 MB before the first row (issue 15, aim 7): `dsdb apply` of a
-    first backup, its tables read whole, runs with pyarrow alone."""
+    first backup, its tables read whole, runs with pyarrow alone; nor does it load the
+    restore's and the migration's loaders with psycopg, a tenth of its start-up (aim 4)."""
     with sqlite3.connect(tmp_path / "data.db") as conn:
         conn.execute(
             "CREATE TABLE t (id INTEGER PRIMARY KEY, label TEXT, ratio REAL, payload BLOB, "
@@ -214,11 +296,12 @@ def test_an_apply_of_a_backup_in_columns_loads_no_polars(tmp_path: Path) -> None
         "writer._batches = refuse\n"
         "from dsdb_plan.cli import main\n"
         "code = main(['apply', '--auto-approve', 'dsdb.yaml'])\n"
-        "print(code, 'polars' in sys.modules)"
+        "unneeded = {'polars', 'psycopg', 'dsdb_plan.archive.restore', 'dsdb_plan.migrate.load'}\n"
+        "print(code, sorted(unneeded & set(sys.modules)))"
     )
     run = subprocess.run(
         [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True
     )
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split()[-2:] == ["0", "False"]
+    assert run.stdout.splitlines()[-1] == "0 []"
     assert len(list(tmp_path.glob("backups/nightly/*/*-t.parquet"))) == 1

@@ -30,7 +30,8 @@ from dsdb_plan.migrate import arrow_copy, copier
 from dsdb_plan.migrate.convert import batch_converter
 from dsdb_plan.migrate.copier import Mode, copy_table
 from dsdb_plan.migrate.filters import column_type
-from dsdb_plan.migrate.load import Operation, _GenericWriter, batch_writer, read_ahead_of
+from dsdb_plan.migrate.load import Operation, _GenericWriter, batch_writer
+from dsdb_plan.migrate.read_ahead import read_ahead_of
 from dsdb_plan.migrate.subset import TableSelection
 from dsdb_plan.migrate.target import ensure_target, finish_target, inspect_target
 from dsdb_plan.values import canonical, row_converter

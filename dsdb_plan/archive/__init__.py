@@ -15,11 +15,28 @@ import os
 # written), and the Parquet reader takes no pool of its own, hence the environment.
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
+from typing import TYPE_CHECKING, Any
+
 from dsdb_plan.archive.info import BackupFile, BackupInfo, new_backup_id
 from dsdb_plan.archive.integrity import check_backup, verify_backup, verify_data
 from dsdb_plan.archive.reader import iter_rows, list_backups, read_backup_info
-from dsdb_plan.archive.restore import RestoreResult, restore_backup, tables_with_data
 from dsdb_plan.archive.writer import remove_stale_temporaries, write_backup
+
+if TYPE_CHECKING:
+    from dsdb_plan.archive.restore import RestoreResult, restore_backup, tables_with_data
+
+#: Loaded when first asked for: restoring brings the migration's loaders and psycopg, about
+#: a tenth of a backup's start-up, which a backup does not need (issue 15, aim 4).
+_RESTORE = frozenset({"RestoreResult", "restore_backup", "tables_with_data"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _RESTORE:
+        from dsdb_plan.archive import restore
+
+        return getattr(restore, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BackupFile",

@@ -38,7 +38,7 @@ from dsdb_plan.dbschema import TableSchema, reflect_tables
 from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import BackupError, Interrupted
 from dsdb_plan.fingerprint import change_token
-from dsdb_plan.migrate.load import read_ahead_of
+from dsdb_plan.migrate.read_ahead import read_ahead_of
 from dsdb_plan.migrate.snapshot import consistent_snapshot
 from dsdb_plan.typeless import observe
 

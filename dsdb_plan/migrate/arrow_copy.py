@@ -36,7 +36,8 @@ import sqlalchemy as sa
 from dsdb_plan.dbschema import ColumnSchema, TableSchema
 from dsdb_plan.engines import engine_for
 from dsdb_plan.migrate.digest import ESCAPED_TYPES, MODULUS, NULL, SEPARATOR, float_text
-from dsdb_plan.migrate.load import COMMIT_SECONDS, read_ahead_of
+from dsdb_plan.migrate.load import COMMIT_SECONDS
+from dsdb_plan.migrate.read_ahead import read_ahead_of
 from dsdb_plan.migrate.sqlite_arrow import STORED_AS, Unfit, database_file, executed, quoted
 from dsdb_plan.migrate.subset import TableSelection
 from dsdb_plan.portable import DOUBLE_EXACT_INTEGERS

@@ -67,9 +67,10 @@ from dsdb_plan.dbschema import (
 from dsdb_plan.engines import Engine, TableSwap, engine_for
 from dsdb_plan.errors import DsdbError, Interrupted, PlanError, driver_message
 from dsdb_plan.migrate.convert import BatchConverter, batch_converter
-from dsdb_plan.migrate.load import Operation, batch_writer, read_ahead_of
+from dsdb_plan.migrate.load import Operation, batch_writer
 from dsdb_plan.migrate.mask import with_masks
 from dsdb_plan.migrate.order import CopyOrder, after, bound, copy_order, raw
+from dsdb_plan.migrate.read_ahead import read_ahead_of
 from dsdb_plan.migrate.subset import TableSelection
 from dsdb_plan.migrate.text_copy import copy_as_text
 

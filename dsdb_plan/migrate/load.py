@@ -28,12 +28,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
-import queue
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
 from itertools import islice
-from typing import Any, Literal, Protocol, TypeVar, cast
+from typing import Any, Literal, Protocol, cast
 
 import psycopg
 import sqlalchemy as sa
@@ -43,10 +41,10 @@ from psycopg.types.string import BytesBinaryDumper
 from dsdb_plan.dbschema import ColumnSchema, TableSchema, quote_for_driver, target_type
 from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import DsdbError
+from dsdb_plan.migrate.read_ahead import read_ahead_of
 
 Operation = Literal["insert", "insert_ignore", "upsert"]
 Row = tuple[Any, ...]
-T = TypeVar("T")
 #: Rows per round trip when the caller does not choose.
 BATCH_ROWS = 10_000
 #: Keys per lookup statement on the generic path (bounded statement size).
@@ -170,54 +168,6 @@ def batches(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
 #: not one by one: a commit and its checkpoint cost the same for any number of batches, and
 #: a killed copy redoes at most this much.
 COMMIT_SECONDS = 2.0
-
-
-def read_ahead_of(items: Iterator[T]) -> Iterator[T]:
-    """`items`, each produced by a worker thread while the caller works on the one before.
-
-    Reading and converting a batch is Python work; writing one mostly waits for the database
-    (which lets go of the GIL), so the two overlap. At most one item waits, which bounds
-    the memory. What `items` raises is raised here; stopping early stops the worker.
-    """
-    handoff: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def offer(entry: tuple[bool, Any]) -> bool:
-        while not stop.is_set():
-            try:
-                handoff.put(entry, timeout=0.05)
-            except queue.Full:
-                continue
-            return True
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not offer((True, item)):
-                    return
-        except BaseException as error:  # handed to the consumer, raised there
-            offer((False, error))
-        else:
-            offer((False, None))
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
-
-    worker = threading.Thread(target=produce, name="dsdb-read-ahead", daemon=True)
-    worker.start()
-    try:
-        while True:
-            more, item = handoff.get()
-            if not more:
-                if item is not None:
-                    raise item
-                return
-            yield item
-    finally:
-        stop.set()
-        worker.join()
 
 
 def _insert_statement(dialect: sa.Dialect, table: str, names: Sequence[str]) -> str:

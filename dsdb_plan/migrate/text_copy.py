@@ -33,8 +33,9 @@ import sqlalchemy as sa
 
 from dsdb_plan.dbschema import reflected_columns
 from dsdb_plan.engines import engine_for
-from dsdb_plan.migrate.load import COMMIT_SECONDS, read_ahead_of
+from dsdb_plan.migrate.load import COMMIT_SECONDS
 from dsdb_plan.migrate.order import after, copy_order
+from dsdb_plan.migrate.read_ahead import read_ahead_of
 from dsdb_plan.migrate.subset import TableSelection
 
 #: A range read from the source: its bulk text, its row count and its last key.
