@@ -238,7 +238,12 @@ class RestoreKind(ForgettingKind):
         written = Fingerprint.from_dict(record.fingerprints["written"]) if record else None
         # What the restore wrote stands for the tables a change token shows unchanged since.
         live = ctx.fingerprint(spec.to, present, previous=written)
-        ours = set(checkpoint.get("completed", [])) if checkpoint else set()
+        # Tables an interrupted apply finished or was loading hold its own rows.
+        ours = (
+            {*checkpoint.get("completed", []), *checkpoint.get("loading", [])}
+            if checkpoint
+            else set()
+        )
         foreign = {}
         for table in present:
             now = live.tables[table]
