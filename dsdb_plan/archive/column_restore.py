@@ -37,6 +37,7 @@ from dsdb_plan.migrate.arrow_copy import (
     target_types,
     typed_column,
 )
+from dsdb_plan.migrate.load import read_ahead_of
 from dsdb_plan.migrate.sqlite_arrow import Unfit
 from dsdb_plan.sigint import python_keeps_ctrl_c
 
@@ -87,10 +88,15 @@ def load(
         return None
     connection, database = target
     count = 0
+    typed = (
+        typed_batch(batch, table.columns, kinds)
+        for batch in _kept(read_batches(path, BATCH_ROWS), kept)
+    )
     try:
-        for batch in _kept(read_batches(path, BATCH_ROWS), kept):
-            append_columns(connection, table.name, typed_batch(batch, table.columns, kinds))
-            count += batch.num_rows
+        # The next batch is read and typed (in C and Rust) while the driver writes one.
+        for frame in read_ahead_of(typed):
+            append_columns(connection, table.name, frame)
+            count += frame.height
             report(count)
         connection.commit()
     except Unfit:

@@ -384,14 +384,20 @@ def prepare(
     )
 
 
+#: Portable types whose values `_column` writes as read (integers cast to their column's).
+_AS_READ = frozenset(("smallint", "integer", "bigint", "double", "varchar", "text", "binary"))
+
+
 def typed_column(series: pl.Series, column: ColumnSchema, kind: str) -> pl.Series:
     """One column of values as the source's driver read them (`_READ_AS`), typed for binary
     COPY into a `kind` column as `prepare` types it, without its digest text; or `Unfit`."""
     if series.null_count() == len(series):
         return pl.repeat(None, len(series), dtype=_WRITTEN_AS[kind], eager=True).alias(series.name)
-    if series.dtype.base_type() not in _READ_AS[column.type]:
+    if series.dtype.base_type() not in _READ_AS.get(column.type, ()):
         raise Unfit(f"column {series.name!r} holds {series.dtype}")
     try:
+        if column.type in _AS_READ:  # written as read: no digest text to make
+            return series.cast(_WRITTEN_AS[kind], strict=True).alias(series.name)
         return _column(series, column, kind)[0].alias(series.name)
     except pl.exceptions.PolarsError as error:
         raise Unfit(str(error)) from error
