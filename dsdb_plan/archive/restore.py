@@ -33,7 +33,6 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from dsdb_plan.archive import column_restore
 from dsdb_plan.archive.info import BackupInfo
 from dsdb_plan.archive.integrity import check_backup, verify_data
 from dsdb_plan.archive.reader import iter_blocks
@@ -281,6 +280,9 @@ def _restore_table(
     PostgreSQL and SQLite roll the whole table back on failure. MySQL commits DDL at once,
     so a failure there leaves an empty or partial table that the next run drops and reloads.
     """
+    # Imported here: polars, which it needs, would cost every backup 25 MB (issue 15, aim 7).
+    from dsdb_plan.archive import column_restore
+
     if column_restore.fits(info, table.name, engine):
         count = _restore_columns(
             engine, info, table, keyed, progress, cancel, kept, outside, on_started
@@ -327,6 +329,8 @@ def _restore_columns(
         if progress is not None:
             progress(table.name, count)
         _stop_if_asked(cancel, table.name)  # the driver's transaction is rolled back
+
+    from dsdb_plan.archive import column_restore
 
     try:
         with engine.begin() as conn:
