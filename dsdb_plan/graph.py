@@ -8,7 +8,7 @@ before a teardown of it.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 
 from dsdb_plan.engines import engine_for
 from dsdb_plan.models import Backup, Manifest, Migration, Restore, Teardown
@@ -54,6 +54,21 @@ def dependencies(manifest: Manifest) -> dict[str, set[str]]:
             for teardown in teardowns_of[connection]:
                 graph[teardown].add(address)
     return graph
+
+
+def ancestors(graph: Mapping[str, Collection[str]]) -> dict[str, frozenset[str]]:
+    """For each address, every address it depends on, directly or through others."""
+    found: dict[str, frozenset[str]] = {}
+    for address in graph:
+        seen: set[str] = set()
+        todo = list(graph[address])
+        while todo:
+            dependency = todo.pop()
+            if dependency not in seen:
+                seen.add(dependency)
+                todo.extend(graph.get(dependency, ()))
+        found[address] = frozenset(seen - {address})
+    return found
 
 
 def io_conflict(manifest: Manifest) -> Callable[[Action, Action], bool]:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from dsdb_plan.connection import Connection
 from dsdb_plan.dag import find_cycle
 from dsdb_plan.errors import DsdbError, ManifestError, Problem, did_you_mean
-from dsdb_plan.graph import dependencies
+from dsdb_plan.graph import ancestors, dependencies, reads_and_writes
 from dsdb_plan.interpolate import interpolate
 from dsdb_plan.models import NAME_PATTERN, RESOURCE_KINDS, Manifest
 from dsdb_plan.redact import redact
@@ -458,7 +458,8 @@ def _semantic_problems(manifest: Manifest, source: Source) -> list[Problem]:
             problems.append(source.problem(("moved", i, "to"), f"'{move.to}' is not declared"))
     problems += _teardown_clashes(manifest, source)
     problems += _migration_clashes(manifest, source)
-    cycle = find_cycle(dependencies(manifest))
+    graph = dependencies(manifest)
+    cycle = find_cycle(graph)
     if cycle:
         kind, name = cycle[0].split(".", 1)
         problems.append(
@@ -467,6 +468,36 @@ def _semantic_problems(manifest: Manifest, source: Source) -> list[Problem]:
                 "dependency cycle: " + " -> ".join(cycle),
             )
         )
+    else:
+        problems += _unordered_reads(manifest, graph, source)
+    return problems
+
+
+def _unordered_reads(
+    manifest: Manifest, graph: dict[str, set[str]], source: Source
+) -> list[Problem]:
+    """A resource reading a connection that another one writes, neither applied before the
+    other: what it reads would depend on which the apply happens to run first."""
+    reads, writes = reads_and_writes(manifest)
+    before = ancestors(graph)
+    problems = []
+    for reader, connections in sorted(reads.items()):
+        kind, name = reader.split(".", 1)
+        field = "from" if kind == "migration" else "connection"
+        for writer, written in sorted(writes.items()):
+            shared = sorted(connections & written)
+            if writer == reader or not shared or writer in before[reader]:
+                continue
+            if reader in before[writer]:
+                continue
+            problems.append(
+                source.problem(
+                    (f"{kind}s", name, field),
+                    f"reads '{shared[0]}', which {writer} writes, and neither depends on the "
+                    f"other: add depends_on: [{writer}] here to read what it writes, or add "
+                    f"depends_on: [{reader}] to {writer} to read '{shared[0]}' before",
+                )
+            )
     return problems
 
 

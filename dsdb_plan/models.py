@@ -172,7 +172,9 @@ class MigrationTable(_Model):
 class _Resource(_Model):
     depends_on: list[Address] = Field(
         default_factory=list,
-        description="Addresses (kind.name) that must be applied before this one.",
+        description="Addresses (kind.name) that must be applied before this one. A resource "
+        "that reads a connection another one writes must name which comes first; one that "
+        "reads it after is planned from what the writer leaves there.",
     )
     description: str | None = Field(default=None, description="Free text for humans.")
 

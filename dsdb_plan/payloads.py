@@ -44,6 +44,10 @@ class Payload:
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.TAG, **_plain(dataclasses.asdict(self))}
 
+    def written_connection(self) -> str | None:
+        """The connection whose data this payload changes, if any."""
+        return None
+
 
 @_tagged("unchanged")
 @dataclass(frozen=True)
@@ -74,6 +78,9 @@ class TakeBackup(Payload):
     rows: dict[str, int]
     fingerprint: dict[str, Any]
     """The data as planned: lets apply skip re-reading what provably did not move."""
+    planned_after: tuple[str, ...] = ()
+    """The actions of this plan that write `connection` first: `tables` are those they
+    leave there, as their plans tell, and apply refuses if it then holds others."""
 
 
 @_tagged("prune_backups")
@@ -97,6 +104,9 @@ class DropTables(Payload):
     drop_database: bool = False
     final_backup: str | None = None
 
+    def written_connection(self) -> str | None:
+        return self.connection
+
 
 @_tagged("restore")
 @dataclass(frozen=True)
@@ -118,6 +128,9 @@ class RestoreBackup(Payload):
     """The backup's rows whose reference points at no row of it, which the restore's
     `on_dangling` skips or keeps (it refuses them at plan time); None when the plan could
     not count them (a backup taken in this apply, a damaged file): the apply counts them."""
+
+    def written_connection(self) -> str | None:
+        return self.connection
 
 
 DELETING_MODES = ("replace", "mirror")
@@ -193,6 +206,14 @@ class CopyTables(Payload):
     unchanged: tuple[str, ...] = ()
     """Source tables a resync leaves as they are: neither they nor their target tables
     changed since the last apply. Apply refuses if one of them has changed since the plan."""
+    planned_after: tuple[str, ...] = ()
+    """The actions of this plan that write `source` first: the copy is planned again from
+    what they leave there once they have applied, and refused if it would copy other
+    tables than `tables` (`tables` from a `follow` that `follows_more` admits aside)."""
+    follows_more: bool = False
+
+    def written_connection(self) -> str | None:
+        return self.target
 
     def rows(self) -> dict[str, int]:
         return {copy.table: copy.rows for copy in self.tables if copy.rows is not None}

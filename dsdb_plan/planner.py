@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from dsdb_plan.dag import topological_order
 from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import DsdbError, PlanError, did_you_mean, driver_message
-from dsdb_plan.graph import dependencies
+from dsdb_plan.graph import ancestors, dependencies
 from dsdb_plan.kinds import PlanContext, kind_of
 from dsdb_plan.kinds.base import split_fingerprint_key
 from dsdb_plan.manifest import LoadedManifest
@@ -60,7 +60,13 @@ def make_plan(
     }
     # Only what is chosen, and what it depends on (to warn about cut edges), is read.
     wanted = chosen | {dependency for address in chosen for dependency in graph.get(address, ())}
-    ctx = PlanContext(manifest=manifest, workspace=workspace, snapshot=snapshot, chosen=chosen)
+    ctx = PlanContext(
+        manifest=manifest,
+        workspace=workspace,
+        snapshot=snapshot,
+        chosen=chosen,
+        upstream=ancestors(graph),
+    )
     order = [address for address in topological_order(graph) if address in wanted]
     planning = _run_after_dependencies(
         order,
@@ -300,10 +306,12 @@ def _select(
 
 def drift_only(plan: Plan) -> Plan:
     """The plan's resyncs alone: data that moved since the last apply, manifest edits aside."""
+    kept = {action.key for action in plan.actions if action.type is ActionType.RESYNC}
+    # A resync stays after the resyncs it depends on: one may read what another writes.
     drift = tuple(
-        replace(action, depends_on=())
+        replace(action, depends_on=tuple(key for key in action.depends_on if key in kept))
         for action in plan.actions
-        if action.type is ActionType.RESYNC
+        if action.key in kept
     )
     note = (
         "refresh-only: shows data that changed since the last apply; manifest edits are not planned"

@@ -42,6 +42,11 @@ STORAGE_CLASSES = ("integer", "real", "text", "blob")
 #: The integers a double holds exactly: those within +-2**53.
 DOUBLE_EXACT_INTEGERS = 2**53
 
+#: The texts a boolean is read from, whatever their case and surrounding space.
+TRUE_TEXTS = frozenset({"1", "true", "t", "yes", "y", "on"})
+FALSE_TEXTS = frozenset({"0", "false", "f", "no", "n", "off"})
+BOOLEAN_TEXTS = TRUE_TEXTS | FALSE_TEXTS
+
 
 @dataclass(frozen=True)
 class StoredClasses:

@@ -23,10 +23,9 @@ from typing import Any
 from dsdb_plan.dbschema import ColumnSchema, TableSchema
 from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import DsdbError
+from dsdb_plan.portable import FALSE_TEXTS, TRUE_TEXTS
 
 Converter = Callable[[Any], Any]
-_TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
-_FALSE = frozenset({"0", "false", "f", "no", "n", "off"})
 
 
 def _to_int(value: Any) -> Any:
@@ -75,9 +74,9 @@ def _to_bool(value: Any) -> Any:
         return bool(value)
     if isinstance(value, str):
         text = value.strip().lower()
-        if text in _TRUE:
+        if text in TRUE_TEXTS:
             return True
-        if text in _FALSE:
+        if text in FALSE_TEXTS:
             return False
     return value
 

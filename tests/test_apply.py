@@ -239,6 +239,18 @@ def test_saved_plan_applies_when_fresh(capsys, project: Path) -> None:
     assert "serial 0 -> " in stale.err
 
 
+def test_a_plan_file_that_is_missing_or_not_a_plan_is_named_so(capsys, tmp_path: Path) -> None:
+    missing = run_cli(capsys, "apply", tmp_path / "plan.json")
+    assert missing.code == 1
+    assert missing.err == f"Error: plan file not found: {tmp_path / 'plan.json'}\n"
+    (tmp_path / "other.json").write_text('{"a": 1}')
+    other = run_cli(capsys, "apply", tmp_path / "other.json")
+    assert other.code == 1
+    assert "is not a dsdb plan file (from `dsdb plan -o`)" in other.err
+    manifest = run_cli(capsys, "apply", tmp_path / "dsdb.yaml")
+    assert manifest.err.startswith("Error: manifest not found:")
+
+
 def test_failed_action_skips_dependents_and_reports(capsys, project: Path) -> None:
     (project.parent / "blocker").write_text("a file where the backup folder should be")
     project.write_text(

@@ -9,7 +9,7 @@ import pytest
 
 from dsdb_plan.checksum import ChecksumMethod, TableFingerprint
 from dsdb_plan.fingerprint import Fingerprint
-from dsdb_plan.kinds.backup import decide, latest_damage, prune_action
+from dsdb_plan.kinds.backup import decide, latest_damage, prune_action, tables_beyond
 from dsdb_plan.kinds.base import make_record
 from dsdb_plan.models import Backup
 from dsdb_plan.payloads import PruneBackups, RecordSettings, TakeBackup, Unchanged
@@ -45,6 +45,23 @@ def test_a_first_backup_takes_every_table_the_plan_saw() -> None:
         rows={"a": 3, "b": 0},
         fingerprint=BEFORE.to_dict(),
     )
+
+
+def test_a_backup_after_a_write_refuses_tables_beyond_those_planned() -> None:
+    planned = TakeBackup(
+        DOCUMENT,
+        connection="local",
+        tables=("a", "b"),
+        rows={},
+        fingerprint={"tables": {}},
+        planned_after=("migration.fill",),
+    )
+
+    assert tables_beyond(planned, ["a", "b"], None) == []
+    assert tables_beyond(planned, ["a", "b", "c"], None) == [
+        "table c is in local once migration.fill applied; the plan did not show it"
+    ]
+    assert tables_beyond(planned, ["a", "b", "c"], ["a", "b"]) == []  # only those listed
 
 
 def test_unchanged_data_is_a_no_op_and_changed_data_a_resync(tmp_path: Path) -> None:

@@ -50,6 +50,11 @@ CASES: dict[str, tuple[int, str]] = {
     "bad-address": (8, "'nightly' is not a resource address: expected kind.name"),
     "bad-name": (4, "'my prod' is not a valid name"),
     "cycle": (9, "dependency cycle: "),
+    "unordered-read": (
+        8,
+        "migrations.b-to-c.from: reads 'b', which migration.a-to-b writes, and neither depends "
+        "on the other: add depends_on: [migration.a-to-b] here",
+    ),
     "undeclared-var": (5, "connections.prod.host: variable 'region' is not declared"),
     "required-var": (3, "variables.region: variable 'region' is required: give --var region=VALUE"),
     "bad-reference": (5, "cannot read '${PGHOST}': expected ${env:NAME} or ${var:NAME}"),

@@ -642,8 +642,8 @@ def test_mirror_bounds_what_it_deletes_only_by_a_counted_subset(tmp_path: Path) 
     source = sa.create_engine(sqlite_url(tmp_path / "local.db"))
     (selection,) = select_tables(source, {"t": MigrationTable()}, "none")
     run = TableRun(selection, "mirror")
-    counted_line = deletion_note(run, "prod.t", 1_000, RowCount(600, estimated=False))
-    estimated_line = deletion_note(run, "prod.t", 1_000, RowCount(600, estimated=True))
+    counted_line = deletion_note(run.mode, "prod.t", 1_000, RowCount(600, estimated=False))
+    estimated_line = deletion_note(run.mode, "prod.t", 1_000, RowCount(600, estimated=True))
     assert counted_line.endswith("(1,000 held; at least 400 of them)")
     assert estimated_line.endswith("(1,000 held)")  # an estimate bounds nothing
 

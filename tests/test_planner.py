@@ -9,6 +9,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,9 @@ from dsdb_plan.cli import plan_commands
 from dsdb_plan.errors import PlanError
 from dsdb_plan.fingerprint import Fingerprint
 from dsdb_plan.kinds.backup import BackupKind
-from dsdb_plan.plan import ActionType
+from dsdb_plan.payloads import Unchanged
+from dsdb_plan.plan import Action, ActionType, Plan
+from dsdb_plan.planner import drift_only
 from dsdb_plan.project import Project
 from dsdb_plan.state import open_state
 from dsdb_plan.workspace import Workspace
@@ -425,3 +428,28 @@ def test_an_incremental_table_a_resync_leaves_alone_keeps_its_high_water_mark(
     after = open_state(".dsdb/state.db", tmp_path).read().resources["migration.out"]
     assert after.fingerprints["high_water"] == {"flights": 200}
     assert changes(planned(manifest, parallelism=1)) == {}
+
+
+def test_refresh_only_keeps_a_resync_after_the_resyncs_it_reads_from() -> None:
+    def action(address: str, type_: ActionType, *after: str) -> Action:
+        made = Action.on(address, address.split(".")[0], type_, Unchanged({}))
+        return replace(made, depends_on=after)
+
+    plan = Plan(
+        "dsdb.yaml",
+        "digest",
+        "lineage",
+        1,
+        (
+            action("backup.b", ActionType.CREATE),
+            action("migration.a", ActionType.RESYNC, "backup.b"),
+            action("migration.b", ActionType.RESYNC, "migration.a", "backup.b"),
+        ),
+    )
+
+    drift = drift_only(plan)
+
+    assert [(a.key, a.depends_on) for a in drift.actions] == [
+        ("migration.a", ()),
+        ("migration.b", ("migration.a",)),
+    ]

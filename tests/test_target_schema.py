@@ -3,6 +3,7 @@ checks a plan makes against an existing target."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from pathlib import Path
 
@@ -12,7 +13,14 @@ import sqlalchemy as sa
 from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import PlanError
 from dsdb_plan.migrate.copier import copy_table
-from dsdb_plan.migrate.target import ensure_target, finish_target, inspect_target, keys_left_out
+from dsdb_plan.migrate.target import (
+    ensure_target,
+    finish_target,
+    inspect_target,
+    keys_left_out,
+    misfit_values,
+)
+from tests.helpers import run_cli
 from tests.servers import ServerDatabase
 from tests.test_copier import selection
 
@@ -290,3 +298,93 @@ def test_sqlite_decimals_an_existing_numeric_column_would_round_are_a_plan_error
         "table 'airports': column 'lat' holds 1 value in the source that decimal(9,6) cannot "
         "hold exactly (more than 6 decimal places or 3 whole digits, e.g. 41.1304722)",
     )
+
+
+#: Per declared SQLite type, a value its affinity could not convert (SQLite keeps it as it
+#: is), which no column of the type holds, and one it holds.
+MISFITS = [
+    ("INTEGER", "'abc'", "text 'abc'", 7),
+    ("INTEGER", "2.5", "real 2.5", 7),
+    ("REAL", "'nope'", "text 'nope'", 1.5),
+    ("TEXT", "x'00ff'", "blob b'\\x00\\xff'", "ok"),
+    ("BLOB", "5", "integer 5", b"\x01"),
+    ("BLOB", "'text'", "text 'text'", b"\x01"),
+    ("NUMERIC(10, 2)", "'zz'", "text 'zz'", 1.25),
+    ("BOOLEAN", "7", "integer 7", 1),
+    ("BOOLEAN", "'maybe'", "text 'maybe'", 0),
+    ("DATE", "20240101", "integer 20240101", "2024-01-01"),
+]
+
+
+@pytest.mark.parametrize(("declared", "stored", "shown", "fits"), MISFITS)
+def test_a_value_no_column_of_its_type_holds_is_found_with_one_example(
+    tmp_path: Path, declared: str, stored: str, shown: str, fits: object
+) -> None:
+    source = _sqlite(
+        tmp_path / "s.db",
+        f"CREATE TABLE t (id INTEGER PRIMARY KEY, c {declared}); "
+        f"INSERT INTO t VALUES (1, {stored}), (2, {stored}), (3, NULL);",
+    )
+    with source.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO t VALUES (4, ?)", (fits,))
+        conn.exec_driver_sql("INSERT INTO t VALUES (5, ?)", (fits,))
+    chosen = selection(source, "t")
+    kind = chosen.schema.column("c").type
+
+    (line,) = misfit_values(source, chosen)
+
+    assert line == (
+        f"table 't': column 'c' ({kind}) holds 2 values in the source that no {kind} "
+        f"column holds (e.g. {shown})"
+    )
+    assert misfit_values(source, chosen.restricted(chosen.source.c.id > 3)) == []
+
+
+def test_a_masked_columns_misfits_are_counted_but_never_shown(tmp_path: Path) -> None:
+    source = _sqlite(
+        tmp_path / "s.db",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, ssn INTEGER);"
+        "INSERT INTO t VALUES (1, 'x-secret');",
+    )
+    chosen = dataclasses.replace(selection(source, "t"), mask={"ssn": "hash"})
+
+    (line,) = misfit_values(source, chosen)
+
+    assert "x-secret" not in line and line.endswith("(values not shown: the column is masked)")
+
+
+@pytest.mark.parametrize("kind", ["duckdb", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_a_plan_into_a_typed_engine_refuses_values_the_target_column_cannot_hold(
+    request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    """Before the check, the plan was clean and the apply failed half-way on the target's
+    conversion error; into SQLite every value keeps its class, so nothing is refused."""
+    _sqlite(
+        tmp_path / "s.db",
+        "CREATE TABLE a (id INTEGER PRIMARY KEY, n INTEGER); INSERT INTO a VALUES (1, 1);"
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER, b BLOB);"
+        "INSERT INTO t VALUES (1, 'abc', x'00'), (2, 2, 'text');",
+    ).dispose()
+    target = (
+        f"url: '{request.getfixturevalue('postgres_db').url_string}'"
+        if kind == "postgresql"
+        else "database: t.duckdb"
+    )
+    manifest = tmp_path / "dsdb.yaml"
+    manifest.write_text(
+        "version: 1\nconnections:\n  s: {driver: sqlite, database: s.db}\n"
+        f"  t: {{driver: {kind}, {target}}}\n  c: {{driver: sqlite, database: c.db}}\n"
+        "migrations:\n  typed: {from: s, to: t}\n  same: {from: s, to: c}\n"
+    )
+
+    result = run_cli(capsys, "apply", "--auto-approve", manifest)
+
+    assert result.code == 1
+    assert (
+        "migration.typed: table 't': column 'n' (bigint) holds 1 value in the source that no "
+        "bigint column holds (e.g. text 'abc')"
+    ) in result.err
+    assert "column 'b' (binary) holds 1 value" in result.err
+    assert "correct or clear them there" in result.err
+    assert "migration.same" not in result.err
+    assert not (tmp_path / "c.db").exists() and not (tmp_path / "t.duckdb").exists()

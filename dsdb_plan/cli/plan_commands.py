@@ -130,6 +130,10 @@ def _read_plan_file(path: Path) -> Plan | None:
     """The saved plan at `path`, or None when `path` is a manifest."""
     try:
         text = path.read_text()
+    except FileNotFoundError:
+        if path.suffix == ".json":
+            raise DsdbError(f"plan file not found: {path}") from None
+        return None
     except (OSError, UnicodeDecodeError):
         return None
     try:

@@ -279,6 +279,14 @@ class Engine:
         an engine without typed columns has them."""
         raise NotImplementedError(f"{self.name} has no typeless columns")
 
+    def misfit(
+        self, value: sa.ColumnElement[Any], column: ColumnSchema
+    ) -> sa.ColumnElement[bool] | None:
+        """A condition true where a stored `value` of `column` is one that no column of its
+        portable type holds, in an engine whose columns hold any value (None: here each
+        column holds only its type's values)."""
+        return None
+
     def reflect_foreign_keys(self, conn: sa.Connection, table: str) -> tuple[ForeignKeySchema, ...]:
         """The foreign keys of `table` that point into the same schema."""
         inspector = sa.inspect(conn)

@@ -33,11 +33,23 @@ from dsdb_plan.engines.base import (
     quote_for_driver,
 )
 from dsdb_plan.portable import (
+    BOOLEAN_TEXTS,
     DOUBLE_EXACT_INTEGERS,
     ColumnSchema,
     IndexSchema,
     StoredClasses,
 )
+
+#: The least text and the least blob, written into the statement as SQLite's literals.
+_EMPTY_TEXT: sa.ColumnElement[Any] = sa.literal_column("''")
+_EMPTY_BLOB: sa.ColumnElement[Any] = sa.literal_column("x''")
+
+
+def _inline(value: Any) -> sa.BindParameter[Any]:
+    """A constant written into the statement: SQLite scans `x IN ('a', 'b')` faster than
+    with bound parameters."""
+    return sa.literal(value, literal_execute=True)
+
 
 _DECIMAL_ARGS = re.compile(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
 _NAMES = {
@@ -134,6 +146,42 @@ class SQLiteEngine(Engine):
             rowid_alias = tuple(primary_key) == (column.name,) and text.strip().upper() == "INTEGER"
             columns.append(replace(column, autoincrement=rowid_alias))
         return columns
+
+    def misfit(
+        self, value: sa.ColumnElement[Any], column: ColumnSchema
+    ) -> sa.ColumnElement[bool] | None:
+        # A column's affinity converts what it can on the way in (https://sqlite.org/
+        # datatype3.html), so a value of another storage class is one it could not convert:
+        # text that is no number in an INTEGER column, a number in a BLOB column. Classes
+        # are told by comparison, as SQLite orders them (numbers < text < blobs, NULL
+        # compares to nothing): twice as fast a scan as typeof().
+        kind = column.type
+        if column.autoincrement:  # the rowid: SQLite stores only integers there
+            return None
+        text_or_blob, blob = value >= _EMPTY_TEXT, value >= _EMPTY_BLOB
+        number, text = value < _EMPTY_TEXT, sa.and_(text_or_blob, value < _EMPTY_BLOB)
+        if kind in ("smallint", "integer", "bigint"):
+            return sa.or_(text_or_blob, sa.func.typeof(value) == _inline("real"))
+        if kind in ("float", "double"):
+            return text_or_blob
+        if kind in ("varchar", "text", "json", "uuid"):
+            return blob
+        if kind in ("date", "datetime", "time"):
+            return sa.or_(number, blob)
+        if kind == "binary":
+            return value < _EMPTY_BLOB
+        if kind == "boolean":
+            spelled = sa.func.lower(sa.func.trim(value))
+            return sa.or_(
+                blob,
+                sa.and_(number, value.not_in([_inline(0), _inline(1)])),
+                sa.and_(text, spelled.not_in([_inline(t) for t in sorted(BOOLEAN_TEXTS)])),
+            )
+        if kind == "decimal":
+            digits = sa.func.trim(value)
+            unparsed = sa.or_(digits == _inline(""), digits.op("GLOB")(_inline("*[^0-9.eE+-]*")))
+            return sa.or_(blob, sa.and_(text, unparsed))
+        return None
 
     def stored_classes(
         self, conn: sa.Connection, table: str, columns: Sequence[str]

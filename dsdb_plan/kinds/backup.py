@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -28,6 +29,7 @@ from dsdb_plan.kinds.base import (
     removed_action,
     spec_document,
 )
+from dsdb_plan.kinds.upstream import projected_tables
 from dsdb_plan.models import Backup
 from dsdb_plan.payloads import Payload, PruneBackups, RecordSettings, Spec, TakeBackup, Unchanged
 from dsdb_plan.plan import Action, ActionType, counted
@@ -62,6 +64,10 @@ class BackupKind(PayloadKind):
         self, ctx: PlanContext, address: str, spec: Backup, record: ResourceRecord | None
     ) -> list[Action]:
         document = spec_document(ctx.manifest, spec, [spec.connection])
+        writers = ctx.written_before(address, spec.connection)
+        if writers:
+            main = after_writers(ctx, address, spec, document, record, writers)
+            return [main, *prune_action(spec, record, main)]
         if ctx.is_missing(spec.connection):
             link = ctx.workspace.connection(spec.connection).link
             raise PlanError(
@@ -89,6 +95,9 @@ class BackupKind(PayloadKind):
         assert isinstance(planned, TakeBackup)
         engine = ctx.workspace.reach(planned.connection)
         existing = set(present_tables(engine, "all"))
+        if planned.planned_after:
+            spec = ctx.manifest.backups[action.address.split(".", 1)[1]]
+            refuse_moved(tables_beyond(planned, existing, spec.tables))
         refuse_moved(
             (
                 f"table {table} is gone from {planned.connection} since the plan"
@@ -163,6 +172,69 @@ class BackupKind(PayloadKind):
         TakeBackup: _take_planned,
         PruneBackups: _prune_planned,
     }
+
+
+def after_writers(
+    ctx: PlanContext,
+    address: str,
+    spec: Backup,
+    document: Spec,
+    record: ResourceRecord | None,
+    writers: list[Action],
+) -> Action:
+    """The backup of a connection that `writers` write earlier in this plan: of the tables
+    they leave there, as their plans tell (`upstream`)."""
+    live = (
+        []
+        if ctx.is_missing(spec.connection)
+        else present_tables(ctx.workspace.reach(spec.connection), "all")
+    )
+    held = projected_tables(live, [writer.payload for writer in writers])
+    by = ", ".join(writer.key for writer in writers)
+    tables = sorted(held) if spec.tables is None else spec.tables
+    absent = [table for table in tables if table not in held]
+    if absent:
+        raise PlanError(
+            f"table{'s' * (len(absent) > 1)} {', '.join(absent)} not in {spec.connection}, "
+            f"nor written there by {by} first"
+        )
+    rows = {table: count for table in tables if (count := held[table]) is not None}
+    counts = counted(sum(rows.values()), "row") if len(rows) == len(tables) else "rows counted then"
+    take = TakeBackup(
+        document,
+        connection=spec.connection,
+        tables=tuple(tables),
+        rows=rows,
+        fingerprint=Fingerprint({}).to_dict(),
+        planned_after=tuple(writer.key for writer in writers),
+    )
+    summary = (
+        f"new backup of {spec.connection} once {by} has written it: "
+        f"{counted(len(tables), 'table')} ({', '.join(tables)}), {counts}; applied if it "
+        "then holds these tables"
+    )
+    reasons: tuple[str, ...] = (summary,)
+    if record is None:
+        type_ = ActionType.CREATE
+    elif _data_part(record.spec) != _data_part(document):
+        type_, reasons = ActionType.UPDATE, (*spec_changes(record.spec, document), summary)
+    else:
+        type_ = ActionType.RESYNC
+    return Action.on(address, KIND, type_, take, reasons=reasons)
+
+
+def tables_beyond(
+    planned: TakeBackup, existing: Collection[str], chosen: Collection[str] | None
+) -> list[str]:
+    """The tables a backup of a connection written earlier in this apply would hold beyond
+    those its plan showed (pure): a backup of every table backs up every table there."""
+    if chosen is not None:
+        return []
+    return [
+        f"table {table} is in {planned.connection} once {', '.join(planned.planned_after)} "
+        "applied; the plan did not show it"
+        for table in sorted(set(existing) - set(planned.tables))
+    ]
 
 
 def latest_damage(record: ResourceRecord | None) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -42,6 +42,8 @@ class PlanContext:
     """The addresses this plan will act on (all, unless --target/--exclude narrowed it)."""
     planned: dict[str, Action] = field(default_factory=dict)
     """The first action of each resource planned so far; a resource sees those it depends on."""
+    upstream: Mapping[str, Collection[str]] = field(default_factory=dict)
+    """The addresses each address depends on, directly or through others."""
     fingerprints: dict[str, dict[str, Any]] = field(default_factory=dict)
     _reads: dict[str, threading.Lock] = field(default_factory=dict, init=False, repr=False)
     _reads_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -74,6 +76,17 @@ class PlanContext:
     def _read_lock(self, key: str) -> threading.Lock:
         with self._reads_lock:
             return self._reads.setdefault(key, threading.Lock())
+
+    def written_before(self, address: str, connection: str) -> list[Action]:
+        """The changes of this plan, applied before `address`, that write `connection`."""
+        return [
+            action
+            for dependency in sorted(self.upstream.get(address, ()))
+            if dependency in self.chosen
+            and (action := self.planned.get(dependency)) is not None
+            and action.is_change
+            and action.payload.written_connection() == connection
+        ]
 
     def takes_new_backup(self, address: str) -> bool:
         """Whether this plan's action for backup `address` writes a new backup."""

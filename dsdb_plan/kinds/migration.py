@@ -43,6 +43,7 @@ from dsdb_plan.kinds.base import (
     spec_document,
     without_defaults,
 )
+from dsdb_plan.kinds.upstream import copies_beyond, projected_tables
 from dsdb_plan.migrate.copier import check_table
 from dsdb_plan.migrate.estimate import RowCount, rows_to_copy
 from dsdb_plan.migrate.filters import compile_where
@@ -56,7 +57,14 @@ from dsdb_plan.migrate.integrity import (
 from dsdb_plan.migrate.mask import Masker, unmasked_sensitive
 from dsdb_plan.migrate.run import TableOutcome, TableRun, Written, run_migration
 from dsdb_plan.migrate.subset import TableSelection, count_rows, select_tables
-from dsdb_plan.migrate.target import TargetCheck, inspect_target, keys_left_out, unheld_columns
+from dsdb_plan.migrate.target import (
+    MISFIT_REMEDY,
+    TargetCheck,
+    inspect_target,
+    keys_left_out,
+    misfit_values,
+    unheld_columns,
+)
 from dsdb_plan.migrate.text_copy import text_copy_note
 from dsdb_plan.migrate.verify import VerifyResult, subset_digest, verify_table
 from dsdb_plan.models import Manifest, Migration
@@ -289,9 +297,9 @@ def resume_note(checkpoint: Mapping[str, Any]) -> str:
     return f"resuming an interrupted apply: {done} already copied{rows}"
 
 
-def deletion_note(run: TableRun, table: str, held: int, copied: RowCount | None) -> str:
-    """What replace or mirror deletes of the `held` rows of target `table`."""
-    if run.mode == "replace":
+def deletion_note(mode: str, table: str, held: int, copied: RowCount | None) -> str:
+    """What replace or mirror (`mode`) deletes of the `held` rows of target `table`."""
+    if mode == "replace":
         return f"replace deletes the {counted(held, 'row')} of {table} and loads the subset"
     # A bound from the subset's count only when it was counted, not estimated.
     exact = copied is not None and not copied.estimated and held > copied.rows
@@ -412,6 +420,9 @@ class MigrationKind(ForgettingKind):
         self, ctx: PlanContext, address: str, spec: Migration, record: ResourceRecord | None
     ) -> list[Action]:
         document = migration_document(ctx.manifest, spec)
+        writers = ctx.written_before(address, spec.source)
+        if writers:
+            return [self._after_writers(ctx, address, spec, record, document, writers)]
         if ctx.is_missing(spec.source):
             link = ctx.workspace.connection(spec.source).link
             raise PlanError(f"source database {spec.source} ({link}) does not exist")
@@ -484,6 +495,10 @@ class MigrationKind(ForgettingKind):
                 check_table(run.selection, run.mode, run.cursor, spec.batch_size)
             except PlanError as error:
                 problems.append(error.message)
+        target_engine = engine_for(ctx.manifest.connections[spec.target].dialect)
+        if target_engine.capabilities.typed_columns:
+            misfits = [line for run in runs for line in misfit_values(source, run.selection)]
+            problems += [*misfits, MISFIT_REMEDY] if misfits else []
         checks = {
             run.selection.name: inspect_target(
                 target, run.selection, schema_changes=spec.schema_changes, source=source
@@ -492,7 +507,6 @@ class MigrationKind(ForgettingKind):
             if target is not None
         }
         problems += [problem for check in checks.values() for problem in check.problems]
-        target_engine = engine_for(ctx.manifest.connections[spec.target].dialect)
         if target is None:  # a database still to be created: its tables will be new
             problems += [
                 problem for run in runs for problem in unheld_columns(target_engine, run.selection)
@@ -539,6 +553,95 @@ class MigrationKind(ForgettingKind):
                 destructive=bool(losses),
             )
         ]
+
+    def _after_writers(
+        self,
+        ctx: PlanContext,
+        address: str,
+        spec: Migration,
+        record: ResourceRecord | None,
+        document: Spec,
+        writers: list[Action],
+    ) -> Action:
+        """The copy of a source that `writers` write earlier in this plan: of the tables
+        they leave there, as their plans tell them (`upstream`)."""
+        source_tables = (
+            []
+            if ctx.is_missing(spec.source)
+            else sa.inspect(ctx.workspace.reach(spec.source)).get_table_names()
+        )
+        held = projected_tables(source_tables, [writer.payload for writer in writers])
+        options = spec.table_options()
+        names = sorted(held) if options is None else list(options)
+        by = ", ".join(writer.key for writer in writers)
+        absent = [name for name in names if name not in held]
+        if absent:
+            raise PlanError(
+                f"table{'s' * (len(absent) > 1)} {', '.join(absent)} not in the source database "
+                f"'{spec.source}', nor written there by {by} first"
+            )
+        target = None if ctx.is_missing(spec.target) else ctx.workspace.reach(spec.target)
+        in_target = set(sa.inspect(target).get_table_names()) if target is not None else set()
+        copies = []
+        for name in names:
+            table = (options or {}).get(name)
+            mode = (table.mode if table and table.mode else None) or spec.mode
+            renamed = table.rename_to if table and table.rename_to else name
+            copies.append(TableCopy(name, renamed, mode, held[name]))
+        at_risk = [copy.target for copy in copies if copy.mode in DELETING_MODES]
+        counts = row_counts(target, [t for t in at_risk if t in in_target]) if target else {}
+        copies = [dataclasses.replace(copy, held=counts.get(copy.target, 0)) for copy in copies]
+        occupied = [copy for copy in copies if copy.held]
+        if occupied:
+            modes = "/".join(sorted({copy.mode for copy in occupied}))
+            full = ", ".join(copy.target for copy in occupied)
+            refuse_if_protected(
+                ctx, spec.target, address, f"{modes} into tables that hold data ({full})"
+            )
+        checkpoint = ctx.snapshot.checkpoints.get(address)
+        resuming = checkpoint is not None and checkpoint.get("spec_digest") == data_digest(document)
+        written = f"source {spec.source} is written earlier in this plan by {by}"
+        decided = decide(
+            address,
+            record,
+            document,
+            [written],
+            [],
+            resume_note(checkpoint) if resuming and checkpoint is not None else None,
+        )
+        assert not isinstance(decided, Action)  # a source to be written is a change
+        type_, reasons = decided
+        follows_more = options is not None and spec.follow != "none"
+        more = f" and those follow: {spec.follow} adds" if follows_more else ""
+        reasons = [line for line in reasons if line != written]
+        reasons.append(
+            f"{written}: planned again from what it holds then, and applied if it copies "
+            f"these tables{more}:"
+        )
+        reasons += [
+            f"{copy.table} → {spec.target}.{copy.target}: "
+            + (counted(copy.rows, "row") if copy.rows is not None else "rows counted then")
+            + f" ({copy.mode}{'' if copy.target in in_target else ', new table'})"
+            for copy in copies
+        ]
+        reasons += [
+            deletion_note(
+                copy.mode,
+                f"{spec.target}.{copy.target}",
+                copy.held,
+                None if copy.rows is None else RowCount(copy.rows, estimated=False),
+            )
+            for copy in occupied
+        ]
+        payload = CopyTables(
+            document,
+            source=spec.source,
+            target=spec.target,
+            tables=tuple(copies),
+            planned_after=tuple(writer.key for writer in writers),
+            follows_more=follows_more,
+        )
+        return Action.on(address, KIND, type_, payload, reasons=reasons, destructive=bool(occupied))
 
     def _rows_to_copy(self, run: TableRun, live: Fingerprint, source: sa.Engine) -> RowCount | None:
         """How many rows the table would copy (exact or estimated), or None for an
@@ -611,7 +714,7 @@ class MigrationKind(ForgettingKind):
         refuse_if_protected(ctx, spec.target, address, what)
         notes = {
             table: deletion_note(
-                at_risk[table],
+                at_risk[table].mode,
                 f"{spec.target}.{table}",
                 held[table],
                 rows[at_risk[table].selection.name],
@@ -680,6 +783,8 @@ class MigrationKind(ForgettingKind):
     def _copy(self, ctx: ApplyContext, action: Action) -> Outcome:
         planned = action.payload
         assert isinstance(planned, CopyTables)
+        if planned.planned_after:
+            return self._copy_written_source(ctx, action, planned)
         spec: Migration = ctx.manifest.migrations[action.address.split(".", 1)[1]]
         document = planned.spec
         source = ctx.workspace.reach(planned.source)
@@ -694,15 +799,19 @@ class MigrationKind(ForgettingKind):
         read = fingerprint_database(source, [s.name for s in chosen], previous=previous)
         # Checked again before anything is written, unless the source provably did not change
         # since the plan counted them: they are the plan's.
-        if plan_still_holds(previous, read):
-            dangling = list(planned.dangling)
-        else:
-            dangling = dangling_references(source, spec, action.address, raw)
+        still = plan_still_holds(previous, read)
+        dangling = (
+            list(planned.dangling)
+            if still
+            else dangling_references(source, spec, action.address, raw)
+        )
         if spec.on_dangling == "keep":
             chosen = without_keys(chosen, dangling)
         runs = table_runs(spec, chosen, record if same_data else None)
         runs = [run for run in runs if run.selection.name not in planned.unchanged]
         refuse_moved(copies_moved(planned, runs))
+        if not still and engine_for(target.dialect).capabilities.typed_columns:
+            refuse_moved(line for run in runs for line in misfit_values(source, run.selection))
         at_risk = [copy.target for copy in planned.tables if copy.mode in DELETING_MODES]
         refuse_moved(grown_since(planned, row_counts(target, at_risk)))
         refuse_moved(unchanged_moved(planned.unchanged, previous, read))
@@ -776,6 +885,34 @@ class MigrationKind(ForgettingKind):
             message=copy_summary([o.now for o in outcomes], resumed=resume is not None),
             result=outcomes,
         )
+
+    def _copy_written_source(
+        self, ctx: ApplyContext, action: Action, planned: CopyTables
+    ) -> Outcome:
+        """The copy of a source written earlier in this apply: planned again now, from what
+        the source holds, and applied when it copies what the plan showed."""
+        spec: Migration = ctx.manifest.migrations[action.address.split(".", 1)[1]]
+        record = ctx.record(action.address)
+        now_ctx = PlanContext(
+            manifest=ctx.manifest,
+            workspace=ctx.workspace,
+            snapshot=ctx.store.read(),
+            chosen={action.address},
+        )
+        written = f"{planned.source} as {', '.join(planned.planned_after)} left it"
+        try:
+            now = self.plan(now_ctx, action.address, spec, record)[0]
+        except PlanError as error:
+            raise PlanError(f"cannot copy from {written}:\n{error.message}") from None
+        if isinstance(now.payload, Unchanged):
+            return Outcome(record, message=f"nothing to copy: {written} matches the target")
+        if not isinstance(now.payload, CopyTables):
+            return self.execute(ctx, now)
+        refuse_moved(copies_beyond(planned, now.payload))
+        target = ctx.workspace.reach(planned.target)
+        at_risk = [copy.target for copy in now.payload.tables if copy.mode in DELETING_MODES]
+        refuse_moved(grown_since(planned, row_counts(target, at_risk)))
+        return self._copy(ctx, now)
 
     handlers: ClassVar[dict[type[Payload], Handler]] = {CopyTables: _copy}
 

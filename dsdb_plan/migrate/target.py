@@ -38,6 +38,7 @@ from dsdb_plan.engines import Engine, engine_for
 from dsdb_plan.engines.base import NUMERIC_TYPES
 from dsdb_plan.errors import PlanError
 from dsdb_plan.migrate.subset import TableSelection
+from dsdb_plan.plan import counted
 from dsdb_plan.typeless import TYPELESS
 
 SchemaChanges = Literal["evolve", "strict"]
@@ -455,6 +456,59 @@ def _inexact_decimals(
                 f"e.g. {example})"
             )
     return sorted(messages)
+
+
+#: The storage class of each Python value SQLite hands back, for a misfit's example.
+_CLASS_OF = {int: "integer", float: "real", str: "text", bytes: "blob"}
+
+#: What the user can do about values their column's type does not hold.
+MISFIT_REMEDY = (
+    "the source stores them despite the column's type (SQLite keeps a value its column "
+    "cannot convert): correct or clear them there, or leave their rows out with a filter"
+)
+
+
+def misfit_values(source: Bind, selection: TableSelection) -> list[str]:
+    """A message for each column of the source subset that holds values no column of its
+    type holds, with their count and one of them (none from a masked column), from one
+    query: only an engine whose columns hold any value (SQLite) finds any."""
+    with connection(source) as conn:
+        engine = engine_for(conn.dialect)
+        tests = {
+            column: test
+            for column in selection.schema.columns
+            if (test := engine.misfit(selection.source.c[column.name], column)) is not None
+        }
+        subset = () if selection.where is None else (selection.where,)
+        # Where there are none, as in most tables, a scan that stops at the first is cheaper
+        # than counting them per column.
+        if (
+            not tests
+            or not conn.execute(
+                sa.select(sa.exists().where(*subset, sa.or_(*tests.values())))
+            ).scalar_one()
+        ):
+            return []
+        parts: list[sa.ColumnElement[Any]] = []
+        for column, test in tests.items():
+            value = selection.source.c[column.name]
+            parts += [sa.func.count(sa.case((test, 1))), sa.func.min(sa.case((test, value)))]
+        found = conn.execute(sa.select(*parts).where(*subset)).one()
+    messages = []
+    for index, column in enumerate(tests):
+        count, example = int(found[2 * index]), found[2 * index + 1]
+        if not count:
+            continue
+        shown = (
+            "values not shown: the column is masked"
+            if column.name in selection.mask
+            else f"e.g. {_CLASS_OF.get(type(example), 'value')} {example!r}"
+        )
+        messages.append(
+            f"table {selection.name!r}: column {column.name!r} ({column.type}) holds "
+            f"{counted(count, 'value')} in the source that no {column.type} column holds ({shown})"
+        )
+    return messages
 
 
 def _merging_collations(
