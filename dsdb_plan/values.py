@@ -206,7 +206,13 @@ def _sqlite_storage(value: Any) -> Any:
         return bytes(value)
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, Decimal) and _whole_int64(value):
+        return int(value)  # '12.000' would pass through a double, losing digits past 15
     return str(value)  # Decimal as text: SQLite's NUMERIC affinity keeps what it can
+
+
+def _whole_int64(value: Decimal) -> bool:
+    return value.is_finite() and value == value.to_integral_value() and -(2**63) <= value < 2**63
 
 
 def _utc_naive(value: Any) -> Any:

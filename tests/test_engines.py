@@ -43,6 +43,7 @@ from tests.helpers import (
     MYSQL_DRIVERS,
     database,
     run_cli,
+    sqlite_url,
     table_rows,
     through,
 )
@@ -741,3 +742,102 @@ def test_the_greeting_timeout_does_not_limit_queries(
     engine = Connection(url=through(mariadb_db, driver)).create_engine(poolclass=sa.pool.NullPool)
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT SLEEP(1)").scalar_one() == 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "month"),
+    [
+        ("duckdb", "1 month 2 days"),
+        pytest.param("postgresql", "1 mon 2 days", marks=pytest.mark.postgres),
+    ],
+)
+def test_a_type_kept_as_text_lands_as_its_engine_writes_it(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    kind: str,
+    month: str,
+) -> None:
+    """An interval is read as its text: its driver's value says 30 days for a month."""
+    source = database(request, tmp_path, kind)
+    with source.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE spans (id INTEGER PRIMARY KEY, span INTERVAL)")
+        conn.exec_driver_sql("INSERT INTO spans VALUES (1, INTERVAL '1 month 2 days'), (2, NULL)")
+    url = source.url.render_as_string(hide_password=False)
+    manifest = tmp_path / "dsdb.yaml"
+    manifest.write_text(
+        f"version: 1\nconnections:\n  s: {{url: '{url}'}}\n"
+        "  t: {driver: sqlite, database: t.db}\nmigrations:\n  down: {from: s, to: t}\n"
+    )
+
+    applied = run_cli(capsys, "apply", "--auto-approve", manifest)
+
+    assert applied.code == 0, applied.text
+    assert table_rows(sqlite_url(tmp_path / "t.db"), "spans") == [(1, month), (2, None)]
+    assert run_cli(capsys, "plan", "--detailed-exitcode", manifest).code == 0
+
+
+@pytest.mark.mariadb
+def test_mariadb_sets_years_and_bits_land_as_what_they_hold(
+    request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A SET's value is its members joined by commas (it was typed as one label's varchar), a
+    YEAR a number, a BIT a flag or a number (its bytes were taken for text)."""
+    source = database(request, tmp_path, "mariadb")
+    with source.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE kinds (id INT PRIMARY KEY, tags SET('a', 'b'), y YEAR, "
+            "flag BIT(1), mask BIT(8))"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO kinds VALUES (1, 'a,b', 2024, b'1', b'101'), (2, NULL, NULL, NULL, NULL)"
+        )
+    url = source.url.render_as_string(hide_password=False)
+    manifest = tmp_path / "dsdb.yaml"
+    manifest.write_text(
+        f"version: 1\nconnections:\n  s: {{url: '{url}'}}\n"
+        "  t: {driver: sqlite, database: t.db}\n  d: {driver: duckdb, database: t.duckdb}\n"
+        "migrations:\n  down: {from: s, to: t}\n  duck: {from: s, to: d}\n"
+    )
+
+    applied = run_cli(capsys, "apply", "--auto-approve", manifest)
+
+    assert applied.code == 0, applied.text
+    expected = [(1, "a,b", 2024, 1, 5), (2, None, None, None, None)]
+    assert table_rows(sqlite_url(tmp_path / "t.db"), "kinds") == expected
+    duck = table_rows(f"duckdb+dsdb:///{tmp_path / 't.duckdb'}", "kinds")
+    assert duck == [(1, "a,b", 2024, True, 5), (2, None, None, None, None)]
+    assert run_cli(capsys, "plan", "--detailed-exitcode", manifest).code == 0
+
+
+@pytest.mark.mariadb
+def test_mariadb_unsigned_integers_land_whole_in_a_type_that_holds_them(
+    request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each was typed as its signed type, which holds half its values: the largest failed
+    the copy half-way."""
+    source = database(request, tmp_path, "mariadb")
+    with source.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE counters (id BIGINT UNSIGNED PRIMARY KEY, port SMALLINT UNSIGNED, "
+            "hits INT UNSIGNED, tiny TINYINT UNSIGNED, mid MEDIUMINT UNSIGNED)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO counters VALUES (18446744073709551615, 65535, 4294967295, 255, "
+            "16777215), (1, 0, 0, 0, 0)"
+        )
+    url = source.url.render_as_string(hide_password=False)
+    manifest = tmp_path / "dsdb.yaml"
+    manifest.write_text(
+        f"version: 1\nconnections:\n  s: {{url: '{url}'}}\n"
+        "  d: {driver: duckdb, database: t.duckdb}\nmigrations:\n  duck: {from: s, to: d}\n"
+    )
+
+    applied = run_cli(capsys, "apply", "--auto-approve", manifest)
+
+    assert applied.code == 0, applied.text
+    assert table_rows(f"duckdb+dsdb:///{tmp_path / 't.duckdb'}", "counters") == [
+        (Decimal(1), 0, 0, 0, 0),
+        (Decimal(18446744073709551615), 65535, 4294967295, 255, 16777215),
+    ]
+    assert run_cli(capsys, "plan", "--detailed-exitcode", manifest).code == 0

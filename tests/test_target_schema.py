@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from dsdb_plan.dbschema import ColumnSchema, TableSchema
 from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import PlanError
 from dsdb_plan.migrate.copier import copy_table
@@ -20,7 +22,7 @@ from dsdb_plan.migrate.target import (
     keys_left_out,
     misfit_values,
 )
-from tests.helpers import run_cli
+from tests.helpers import EVERY_DATABASE, database, fill, run_cli
 from tests.servers import ServerDatabase
 from tests.test_copier import selection
 
@@ -388,3 +390,60 @@ def test_a_plan_into_a_typed_engine_refuses_values_the_target_column_cannot_hold
     assert "correct or clear them there" in result.err
     assert "migration.same" not in result.err
     assert not (tmp_path / "c.db").exists() and not (tmp_path / "t.duckdb").exists()
+
+
+#: Decimals as each typed engine holds them, and whether SQLite would round them.
+DECIMALS = TableSchema(
+    "amounts",
+    (
+        ColumnSchema("id", "bigint", nullable=False),
+        ColumnSchema("d", "decimal", precision=30, scale=10),
+    ),
+    primary_key=("id",),
+)
+WIDE = [
+    (1, Decimal("12345678901234567890.0123456789")),  # 30 significant digits
+    (2, Decimal("-1234567890.123456789")),  # 19
+    (3, Decimal("9999999999999999999")),  # whole, but past 64 bits
+]
+EXACT = [
+    (4, Decimal("123456789012345678")),  # whole within 64 bits: stored as an integer
+    (5, Decimal("-0.0001234567")),  # 7 significant digits
+    (6, Decimal("12345.6789012345")),  # 15
+    (7, None),
+]
+
+
+@pytest.mark.parametrize("kind", ["duckdb", *EVERY_DATABASE[2:]])
+def test_sqlite_as_target_refuses_decimals_it_would_round_and_keeps_the_others_exactly(
+    request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    """SQLite's NUMERIC keeps 15 significant digits of a number text (a whole number within
+    64 bits is an integer): before the check the plan was clean, the apply wrote rounded
+    values and then failed its verification."""
+    source = database(request, tmp_path, kind)
+    fill(source, DECIMALS, WIDE + EXACT)
+    url = source.url.render_as_string(hide_password=False)
+    manifest = tmp_path / "dsdb.yaml"
+    manifest.write_text(
+        f"version: 1\nconnections:\n  s: {{url: '{url}'}}\n"
+        "  t: {driver: sqlite, database: t.db}\nmigrations:\n  down: {from: s, to: t}\n"
+    )
+
+    refused = run_cli(capsys, "plan", manifest)
+
+    assert refused.code == 1
+    assert (
+        "migration.down: table 'amounts': column 'd' holds 3 values with more than 15 "
+        "significant digits (e.g. -1234567890.1234567890), which SQLite stores as a double, "
+        "rounding them"
+    ) in refused.err
+    assert "copy such a column into an engine that keeps its digits" in refused.err
+
+    with source.begin() as conn:
+        conn.execute(sa.text("DELETE FROM amounts WHERE id < 4"))
+    applied = run_cli(capsys, "apply", "--auto-approve", manifest)
+    assert applied.code == 0, applied.text
+    with sqlite3.connect(tmp_path / "t.db") as db:
+        landed = db.execute("SELECT id, d FROM amounts ORDER BY id").fetchall()
+    assert [(i, None if d is None else Decimal(str(d))) for i, d in landed] == EXACT

@@ -94,6 +94,10 @@ class Capabilities:
     file_change_token: bool = False
     #: The most digits a DECIMAL column holds, or None where dsdb meets no limit.
     max_decimal_digits: int | None = None
+    #: The most significant digits a decimal keeps, integers within 64 bits aside, or None
+    #: where it keeps every digit its column declares (SQLite's NUMERIC stores other number
+    #: texts as doubles).
+    exact_decimal_digits: int | None = None
     #: Writes a query's rows as bulk text itself (`Engine.bulk_text`).
     writes_bulk_text: bool = False
     #: A foreign key follows its table through a rename (elsewhere keys name tables, as in
@@ -360,6 +364,12 @@ class Engine:
     def text_length(self, element: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         """The length in characters of a text value."""
         return sa.func.char_length(element)
+
+    def significant_digits(self, element: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """How many significant digits a decimal value has (its plain text, without sign,
+        point, and leading or trailing zeros)."""
+        digits = sa.func.replace(sa.func.replace(sa.cast(element, sa.Text), "-", ""), ".", "")
+        return self.text_length(sa.func.ltrim(sa.func.rtrim(digits, "0"), "0"))
 
     # -- temporary tables -------------------------------------------------------------------
 

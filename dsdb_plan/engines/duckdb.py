@@ -212,6 +212,10 @@ class DuckDBEngine(Engine):
     def read_expression(
         self, element: sa.ColumnElement[Any], column: ColumnSchema
     ) -> sa.ColumnElement[Any]:
+        if column.type == "text":
+            # A type kept as text (an interval) as DuckDB writes it: the driver's value would
+            # not say it ('1 month' comes back as 30 days).
+            return sa.cast(element, sa.Text()).label(column.name)
         if column.type != "json":
             return element
         # Its JSON text: lists, structs and maps (reflected as JSON) as JSON too.

@@ -141,6 +141,11 @@ class MySQLEngine(Engine):
     def text_length(self, element: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         return sa.func.char_length(element)  # LENGTH counts bytes here
 
+    def significant_digits(self, element: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        # LTRIM and RTRIM take no characters to trim here.
+        digits = sa.func.replace(sa.func.replace(sa.cast(element, sa.Text), "-", ""), ".", "")
+        return self.text_length(sa.func.regexp_replace(digits, "^0+|0+$", ""))
+
     def reflected_name(self, name: str) -> str:
         # SQLAlchemy parses SHOW CREATE TABLE without undoubling backticks in names.
         return name.replace("``", "`")
@@ -171,10 +176,21 @@ class MySQLEngine(Engine):
                 match = _JSON_CHECK.fullmatch(clause or "")
                 if match:
                     json_columns.add(self.reflected_name(match.group(1)))
+        types = {info["name"]: info["type"] for info in self.reflected_columns(inspector, table)}
         return [
-            replace(column, type="json", length=None) if column.name in json_columns else column
+            replace(column, type="json", length=None)
+            if column.name in json_columns
+            else _own_type(column, types[column.name])
             for column in super().reflect_columns(conn, inspector, table, primary_key)
         ]
+
+    def read_expression(
+        self, element: sa.ColumnElement[Any], column: ColumnSchema
+    ) -> sa.ColumnElement[Any]:
+        if column.type in ("boolean", "smallint", "integer", "bigint"):
+            # A BIT column's value as its number, where the driver gives its bytes.
+            return (element + 0).label(column.name)
+        return element
 
     def reflect_foreign_keys(self, conn: sa.Connection, table: str) -> tuple[ForeignKeySchema, ...]:
         # From information_schema: SQLAlchemy's parser skips keys whose names hold a backtick.
@@ -453,6 +469,30 @@ def utc_time_zone(conn: sa.Connection) -> Iterator[None]:
         yield
     finally:
         conn.execute(sa.text("SET time_zone = :tz"), {"tz": time_zone})
+
+
+def _own_type(column: ColumnSchema, reflected: Any) -> ColumnSchema:
+    """`column` typed by what MySQL's own types hold: a SET's text is its members joined by
+    commas (not one label), a YEAR a number, a BIT(1) a flag and a wider BIT a number, an
+    unsigned integer a type that holds all of its values."""
+    if isinstance(reflected, mysql.SET):
+        return replace(column, type="text", length=None)
+    if isinstance(reflected, mysql.YEAR):
+        return replace(column, type="smallint", length=None)
+    if isinstance(reflected, mysql.BIT):
+        wide = (reflected.length or 1) > 1
+        return replace(column, type="bigint" if wide else "boolean", length=None)
+    if not getattr(reflected, "unsigned", False):
+        return column
+    # An unsigned type's signed one holds only half its values (TINYINT's and MEDIUMINT's
+    # are held by the portable type they have already).
+    if isinstance(reflected, mysql.SMALLINT):
+        return replace(column, type="integer")
+    if isinstance(reflected, mysql.INTEGER):
+        return replace(column, type="bigint")
+    if isinstance(reflected, mysql.BIGINT):  # past every integer type: no identity to keep
+        return replace(column, type="decimal", precision=20, scale=0, autoincrement=False)
+    return column
 
 
 def _connect(

@@ -119,6 +119,10 @@ class PostgreSQLEngine(Engine):
     def read_expression(
         self, element: sa.ColumnElement[Any], column: ColumnSchema
     ) -> sa.ColumnElement[Any]:
+        if column.type == "text":
+            # A type kept as text (an interval, a range) as PostgreSQL writes it: the driver's
+            # value would not say it ('1 mon' comes back as 30 days).
+            return sa.cast(element, sa.Text()).label(column.name)
         if column.type != "json":
             return element
         # Its text, so a JSON string (or null) cannot be taken for text (or NULL); an array, of

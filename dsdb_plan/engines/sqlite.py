@@ -90,6 +90,7 @@ class SQLiteEngine(Engine):
         copies_by_attach=True,
         reads_columns=True,
         looks_up_by_membership=True,
+        exact_decimal_digits=15,
     )
     # Booleans are stored as 0/1 and dates as text: only JSON and UUID text pass.
     passes_as_is: ClassVar[Mapping[str, tuple[str, ...]]] = {"json": ("str",), "uuid": ("str",)}

@@ -59,10 +59,12 @@ from dsdb_plan.migrate.run import TableOutcome, TableRun, Written, run_migration
 from dsdb_plan.migrate.subset import TableSelection, count_rows, select_tables
 from dsdb_plan.migrate.target import (
     MISFIT_REMEDY,
+    ROUNDED_REMEDY,
     TargetCheck,
     inspect_target,
     keys_left_out,
     misfit_values,
+    rounded_decimals,
     unheld_columns,
 )
 from dsdb_plan.migrate.text_copy import text_copy_note
@@ -499,6 +501,10 @@ class MigrationKind(ForgettingKind):
         if target_engine.capabilities.typed_columns:
             misfits = [line for run in runs for line in misfit_values(source, run.selection)]
             problems += [*misfits, MISFIT_REMEDY] if misfits else []
+        rounded = [
+            line for run in runs for line in rounded_decimals(source, run.selection, target_engine)
+        ]
+        problems += [*rounded, ROUNDED_REMEDY] if rounded else []
         checks = {
             run.selection.name: inspect_target(
                 target, run.selection, schema_changes=spec.schema_changes, source=source

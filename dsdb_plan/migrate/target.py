@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -468,6 +469,16 @@ MISFIT_REMEDY = (
 )
 
 
+#: The least whole number beyond a 64-bit integer, as a decimal (no driver takes it as one).
+_INT64_END = sa.literal(Decimal(2**63), sa.Numeric(20, 0))
+
+#: What a user can do about decimals the target would round.
+ROUNDED_REMEDY = (
+    "copy such a column into an engine that keeps its digits (DuckDB, PostgreSQL, "
+    "MariaDB), or leave it out with the table's `columns:`"
+)
+
+
 def misfit_values(source: Bind, selection: TableSelection) -> list[str]:
     """A message for each column of the source subset that holds values no column of its
     type holds, with their count and one of them (none from a masked column), from one
@@ -508,6 +519,45 @@ def misfit_values(source: Bind, selection: TableSelection) -> list[str]:
             f"table {selection.name!r}: column {column.name!r} ({column.type}) holds "
             f"{counted(count, 'value')} in the source that no {column.type} column holds ({shown})"
         )
+    return messages
+
+
+def rounded_decimals(source: Bind, selection: TableSelection, into: Engine) -> list[str]:
+    """A message for each decimal column of the source subset holding values that engine
+    `into` would round (more significant digits than it keeps: SQLite's 15, integers within
+    64 bits aside), with their count and one of them (none from a masked column)."""
+    digits = into.capabilities.exact_decimal_digits
+    columns = [column for column in selection.schema.columns if column.type == "decimal"]
+    if digits is None or not columns:
+        return []
+    with connection(source) as conn:
+        engine = engine_for(conn.dialect)
+        if engine is into:  # values go across untouched
+            return []
+        parts: list[sa.ColumnElement[Any]] = []
+        for column in columns:
+            value = selection.source.c[column.name]
+            whole = sa.and_(value == sa.func.round(value), sa.func.abs(value) < _INT64_END)
+            rounded = sa.and_(sa.not_(whole), engine.significant_digits(value) > digits)
+            parts += [sa.func.count(sa.case((rounded, 1))), sa.func.min(sa.case((rounded, value)))]
+        query = sa.select(*parts)
+        if selection.where is not None:
+            query = query.where(selection.where)
+        found = conn.execute(query).one()
+    messages = []
+    for index, column in enumerate(columns):
+        count, example = int(found[2 * index]), found[2 * index + 1]
+        if count:
+            shown = (
+                "not shown: the column is masked"
+                if column.name in selection.mask
+                else (f"e.g. {example}")
+            )
+            messages.append(
+                f"table {selection.name!r}: column {column.name!r} holds {counted(count, 'value')} "
+                f"with more than {digits} significant digits ({shown}), which {into.name} "
+                "stores as a double, rounding them"
+            )
     return messages
 
 
