@@ -35,7 +35,8 @@ def test_password_appears_nowhere(
         "  local: {driver: sqlite, database: data/local.db}\n"
         "  prod: {url: '${env:PROD_URL}'}\n"
         "  copy: {driver: sqlite, database: data/copy.db}\n"
-        "backups:\n  prod-nightly: {connection: prod}\n"
+        # The backup reads what the migration writes: ordered after it.
+        "backups:\n  prod-nightly: {connection: prod, depends_on: [migration.push]}\n"
         "migrations:\n  push: {from: local, to: prod}\n"
         "restores:\n  back: {backup: prod-nightly, to: copy, depends_on: [migration.push]}\n"
     )
