@@ -89,12 +89,14 @@ def create_database(connection: Connection) -> None:
 
 
 def missing_database_hint(connection: Connection, name: str, message: str) -> str:
-    """How to get past a server saying the database does not exist, or "" (for any other
-    failure, such as a login role that does not exist)."""
+    """How to get past a server saying the database does not exist (or that apply will
+    create it), or "" (for any other failure, such as a login role that does not exist)."""
     engine = _server_engine(connection)
     said = engine.missing_database_message if engine else None
     if not said or said.format(name=connection.link) not in message:
         return ""
+    if connection.create_database:
+        return f"; the next apply creates it (create_database: true on connection '{name}')"
     return (
         f"; create it (CREATE DATABASE {connection.link}), or set `create_database: true` on "
         f"connection '{name}' and apply creates it"

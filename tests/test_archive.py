@@ -565,6 +565,17 @@ def test_application_inserts_continue_after_restored_keys(
         assert new_id.scalar_one() == 8
 
 
+def test_a_key_of_zero_restores_as_zero(tmp_path: Path, target: sa.Engine) -> None:
+    # MySQL turns a 0 written into an AUTO_INCREMENT column into a new id unless told not to.
+    source = _sqlite_engine(tmp_path / "s.db")
+    with source.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.exec_driver_sql("INSERT INTO item VALUES (0, 'zero'), (1, 'one'), (2, 'two')")
+    info = write_backup(source, tmp_path / "b", new_backup_id(NOW))
+    restore_backup(info.path, target)
+    assert _rows(target, "item", ("id", "name")) == [(0, "zero"), (1, "one"), (2, "two")]
+
+
 def test_hostile_names_round_trip(tmp_path: Path, target: sa.Engine) -> None:
     source = _sqlite_engine(tmp_path / "s.db")
     q = source.dialect.identifier_preparer.quote

@@ -82,6 +82,20 @@ def test_create_database_is_planned_then_done_by_apply(
 
 
 @pytest.mark.postgres
+def test_a_database_apply_will_create_is_not_said_to_need_create_database(
+    capsys, tmp_path: Path, write_manifest, absent: ServerDatabase
+) -> None:  # type: ignore[no-untyped-def]
+    make_flights_db(tmp_path / "data/local.db")
+    manifest = write_manifest(manifest_text(absent, create=True))
+
+    verified = run_cli(capsys, "verify", manifest)
+
+    assert verified.code == 1
+    assert verified.err.rstrip().endswith(
+        "; the next apply creates it (create_database: true on connection 'fresh')"
+    ), verified.err
+
+
 def test_a_login_role_that_does_not_exist_is_not_taken_for_a_missing_database(
     capsys, tmp_path: Path, write_manifest, postgres_db: ServerDatabase
 ) -> None:  # type: ignore[no-untyped-def]

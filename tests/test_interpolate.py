@@ -283,7 +283,6 @@ def test_validate_checks_structure_without_secrets_and_names_the_unset(
         " password: '${env:DSDB_TEST_STAGE_PW}'}\n"
         "migrations:\n"
         "  up: {from: local, to: prod}\n"
-        # Ordered after `up`, which writes what it reads (a manifest error otherwise).
         "  down: {from: prod, to: stage, depends_on: [migration.up]}\n"
     )
 

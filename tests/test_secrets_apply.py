@@ -35,10 +35,9 @@ def test_password_appears_nowhere(
         "  local: {driver: sqlite, database: data/local.db}\n"
         "  prod: {url: '${env:PROD_URL}'}\n"
         "  copy: {driver: sqlite, database: data/copy.db}\n"
-        # The backup reads what the migration writes: ordered after it.
         "backups:\n  prod-nightly: {connection: prod, depends_on: [migration.push]}\n"
         "migrations:\n  push: {from: local, to: prod}\n"
-        "restores:\n  back: {backup: prod-nightly, to: copy, depends_on: [migration.push]}\n"
+        "restores:\n  back: {backup: prod-nightly, to: copy}\n"
     )
     outputs = [
         run_cli(capsys, "plan", manifest, "--format", fmt, "-o", tmp_path / f"plan-{fmt}.json")

@@ -21,6 +21,7 @@ from dsdb_plan.dbschema import (
     reflect_tables,
 )
 from dsdb_plan.errors import PlanError
+from dsdb_plan.migrate.integrity import count_dangling, resolved_only
 from dsdb_plan.migrate.subset import (
     TableSelection,
     count_rows,
@@ -285,6 +286,56 @@ def test_foreign_key_cycle_terminates(
         assert [r[0] for r in found["a"]][:12] == list(
             range(1, 13)
         )  # the whole ring, a superset at most
+        assert (
+            dangling(copy_selection(engine, chosen, tmp_path / f"{follow}.db"), chosen, engine) == 0
+        )
+    engine.dispose()
+
+
+DEPARTMENTS = TableSchema(
+    "departments",
+    (_col("id", nullable=False), _col("head_id")),
+    ("id",),
+    (_fk(["head_id"], "staff", ["id"]),),
+)
+STAFF_IN_DEPARTMENTS = TableSchema(
+    "staff",
+    (_col("id", nullable=False), _col("dept_id"), _col("manager_id"), _col("mentor_id")),
+    ("id",),
+    (
+        _fk(["dept_id"], "departments", ["id"]),
+        _fk(["manager_id"], "staff", ["id"]),
+        _fk(["mentor_id"], "staff", ["id"]),
+    ),
+)
+
+
+def test_a_cycle_of_tables_around_several_self_references_stays_within_the_parser(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    # Departments and their heads, staff with a manager and a mentor: each level of the
+    # nested filter links three ways, which overflowed SQLite's parser stack.
+    engine = database(request, tmp_path, "sqlite")
+    create_tables(engine, [DEPARTMENTS, STAFF_IN_DEPARTMENTS])
+    departments = sa.table("departments", sa.column("id"), sa.column("head_id"))
+    staff = sa.table(*("staff", *map(sa.column, ("id", "dept_id", "manager_id", "mentor_id"))))
+    with engine.begin() as conn:  # mentors in pairs (n <-> 41 - n), a cycle of rows too
+        conn.execute(sa.insert(departments), [{"id": n, "head_id": None} for n in (1, 2, 3)])
+        conn.execute(sa.insert(staff), [{"id": n, "dept_id": n % 3 + 1} for n in range(1, 41)])
+        for n in range(1, 41):
+            mentor = 41 - n if n % 3 else None
+            conn.execute(
+                sa.update(staff)
+                .where(staff.c.id == n)
+                .values(manager_id=n // 2 or None, mentor_id=mentor)
+            )
+        conn.execute(sa.update(departments).values(head_id=departments.c.id * 5))
+    for follow in ("parents", "children"):
+        chosen = select_tables(engine, options(staff={"where": {"dept_id": [1, 3]}}), follow)
+        found = rows_of(engine, chosen)
+        assert {row[0] for row in found["staff"]} >= {n for n in range(1, 41) if n % 3 != 1}
+        with engine.connect() as conn:  # as the plan counts them under on_dangling: skip
+            assert count_dangling(conn, resolved_only(chosen, conn.dialect)) == []
         assert (
             dangling(copy_selection(engine, chosen, tmp_path / f"{follow}.db"), chosen, engine) == 0
         )

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from dsdb_plan.dbschema import ColumnSchema, TableSchema
+from dsdb_plan.dbschema import ColumnSchema, TableSchema, create_tables
 from dsdb_plan.engines import engine_for
 from dsdb_plan.errors import PlanError
 from dsdb_plan.migrate.copier import copy_table
+from dsdb_plan.migrate.subset import select_tables
 from dsdb_plan.migrate.target import (
     ensure_target,
     finish_target,
@@ -22,6 +23,7 @@ from dsdb_plan.migrate.target import (
     keys_left_out,
     misfit_values,
 )
+from dsdb_plan.models import MigrationTable
 from tests.helpers import EVERY_DATABASE, database, fill, run_cli
 from tests.servers import ServerDatabase
 from tests.test_copier import selection
@@ -302,6 +304,8 @@ def test_sqlite_decimals_an_existing_numeric_column_would_round_are_a_plan_error
     )
 
 
+DUCKDB, SQLITE = engine_for("duckdb"), engine_for("sqlite")
+
 #: Per declared SQLite type, a value its affinity could not convert (SQLite keeps it as it
 #: is), which no column of the type holds, and one it holds.
 MISFITS = [
@@ -333,13 +337,14 @@ def test_a_value_no_column_of_its_type_holds_is_found_with_one_example(
     chosen = selection(source, "t")
     kind = chosen.schema.column("c").type
 
-    (line,) = misfit_values(source, chosen)
+    (line,) = misfit_values(source, chosen, DUCKDB)
 
     assert line == (
-        f"table 't': column 'c' ({kind}) holds 2 values in the source that no {kind} "
-        f"column holds (e.g. {shown})"
+        f"table 't': column 'c' ({kind}) holds 2 values in the source that dsdb cannot copy "
+        f"as {kind} (e.g. {shown})"
     )
-    assert misfit_values(source, chosen.restricted(chosen.source.c.id > 3)) == []
+    assert misfit_values(source, chosen.restricted(chosen.source.c.id > 3), DUCKDB) == []
+    assert misfit_values(source, chosen, SQLITE) == []  # values go across untouched
 
 
 def test_a_masked_columns_misfits_are_counted_but_never_shown(tmp_path: Path) -> None:
@@ -350,7 +355,7 @@ def test_a_masked_columns_misfits_are_counted_but_never_shown(tmp_path: Path) ->
     )
     chosen = dataclasses.replace(selection(source, "t"), mask={"ssn": "hash"})
 
-    (line,) = misfit_values(source, chosen)
+    (line,) = misfit_values(source, chosen, DUCKDB)
 
     assert "x-secret" not in line and line.endswith("(values not shown: the column is masked)")
 
@@ -383,11 +388,11 @@ def test_a_plan_into_a_typed_engine_refuses_values_the_target_column_cannot_hold
 
     assert result.code == 1
     assert (
-        "migration.typed: table 't': column 'n' (bigint) holds 1 value in the source that no "
-        "bigint column holds (e.g. text 'abc')"
+        "migration.typed: table 't': column 'n' (bigint) holds 1 value in the source that "
+        "dsdb cannot copy as bigint (e.g. text 'abc')"
     ) in result.err
     assert "column 'b' (binary) holds 1 value" in result.err
-    assert "correct or clear them there" in result.err
+    assert "correct or clear those values in the source" in result.err
     assert "migration.same" not in result.err
     assert not (tmp_path / "c.db").exists() and not (tmp_path / "t.duckdb").exists()
 
@@ -447,3 +452,52 @@ def test_sqlite_as_target_refuses_decimals_it_would_round_and_keeps_the_others_e
     with sqlite3.connect(tmp_path / "t.db") as db:
         landed = db.execute("SELECT id, d FROM amounts ORDER BY id").fetchall()
     assert [(i, None if d is None else Decimal(str(d))) for i, d in landed] == EXACT
+
+
+NON_FINITE = TableSchema(
+    "readings",
+    (
+        ColumnSchema("id", "bigint", nullable=False),
+        ColumnSchema("at", "datetime"),
+        ColumnSchema("day", "date"),
+        ColumnSchema("f", "double"),
+        ColumnSchema("n", "decimal"),
+    ),
+    primary_key=("id",),
+)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("target", "refused"),
+    [
+        ("postgresql", ["at", "day"]),
+        ("sqlite", ["at", "day", "n"]),
+        ("duckdb", ["at", "day", "n"]),
+        pytest.param("mariadb", ["at", "day", "f", "n"], marks=pytest.mark.mariadb),
+    ],
+)
+def test_postgresql_infinities_and_nans_are_refused_where_they_cannot_land(
+    request: pytest.FixtureRequest, tmp_path: Path, target: str, refused: list[str]
+) -> None:
+    """No Python date holds 'infinity'; MariaDB holds no non-finite float, and only
+    PostgreSQL a non-finite decimal: each failed the apply half-way."""
+    source = request.getfixturevalue("postgres_db").engine()
+    create_tables(source, [NON_FINITE])
+    with source.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO readings VALUES (1, 'infinity', '-infinity', 'NaN', 'NaN'), "
+            "(2, '2024-01-01', '2024-01-01', '-Infinity', 'Infinity'), (3, NULL, NULL, 1.5, 2.5)"
+        )
+    (chosen,) = select_tables(source, {"readings": MigrationTable()}, "none")
+
+    lines = misfit_values(source, chosen, engine_for(target))
+
+    columns = [line.split("'")[3] for line in lines]
+    assert columns == refused
+    by_column = dict(zip(columns, lines, strict=True))
+    assert by_column["at"].endswith(
+        "holds 1 value in the source that dsdb cannot copy as datetime (e.g. infinity)"
+    )
+    if "f" in by_column:
+        assert "holds 2 values" in by_column["f"]

@@ -296,8 +296,10 @@ def _restore_table(
     )
     if kept is not None:
         rows = compress(rows, kept)
+    # The copy session keeps a restored key of 0 in a MySQL AUTO_INCREMENT column.
+    session = engine_for(engine.dialect).copy_session
     try:
-        with engine.begin() as conn:
+        with engine.connect() as conn, session(conn), conn.begin():
             create_tables(conn, [table], with_indexes=False, keyed={table.name: keyed})
             count = _load(conn, table, rows, progress, cancel)
             _refuse_unresolved(conn, table.name, outside)

@@ -98,6 +98,8 @@ class Capabilities:
     #: where it keeps every digit its column declares (SQLite's NUMERIC stores other number
     #: texts as doubles).
     exact_decimal_digits: int | None = None
+    #: Decimal columns hold NaN and the infinities (PostgreSQL's numeric).
+    stores_non_finite_decimals: bool = False
     #: Writes a query's rows as bulk text itself (`Engine.bulk_text`).
     writes_bulk_text: bool = False
     #: A foreign key follows its table through a rename (elsewhere keys name tables, as in
@@ -284,12 +286,15 @@ class Engine:
         raise NotImplementedError(f"{self.name} has no typeless columns")
 
     def misfit(
-        self, value: sa.ColumnElement[Any], column: ColumnSchema
+        self, value: sa.ColumnElement[Any], column: ColumnSchema, into: Engine
     ) -> sa.ColumnElement[bool] | None:
-        """A condition true where a stored `value` of `column` is one that no column of its
-        portable type holds, in an engine whose columns hold any value (None: here each
-        column holds only its type's values)."""
+        """A condition true where a stored `value` of `column` is one that dsdb cannot copy
+        into engine `into` as the column's portable type (None: there is none)."""
         return None
+
+    def non_finite(self, value: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        """A condition true where a float `value` is NaN or infinite."""
+        return sa.or_(sa.func.isnan(value), sa.func.isinf(value))
 
     def reflect_foreign_keys(self, conn: sa.Connection, table: str) -> tuple[ForeignKeySchema, ...]:
         """The foreign keys of `table` that point into the same schema."""

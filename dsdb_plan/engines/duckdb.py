@@ -221,6 +221,13 @@ class DuckDBEngine(Engine):
         # Its JSON text: lists, structs and maps (reflected as JSON) as JSON too.
         return sa.cast(sa.func.to_json(element), sa.Text()).label(column.name)
 
+    def misfit(
+        self, value: sa.ColumnElement[Any], column: ColumnSchema, into: Engine
+    ) -> sa.ColumnElement[bool] | None:
+        if column.type in ("float", "double") and not into.capabilities.stores_non_finite_floats:
+            return self.non_finite(value)
+        return None
+
     def stable_hash(self, text: str) -> str:
         return f"CAST('0x' || substr(md5({text}), 1, 8) AS BIGINT)"
 

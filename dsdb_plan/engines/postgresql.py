@@ -40,6 +40,7 @@ class PostgreSQLEngine(Engine):
         adds_constraints_later=True,
         typed_columns=True,
         stores_non_finite_floats=True,
+        stores_non_finite_decimals=True,
         zone_aware_timestamps=True,
         index_names_per_schema=True,
         indexes_unbounded_text=True,
@@ -120,9 +121,11 @@ class PostgreSQLEngine(Engine):
         self, element: sa.ColumnElement[Any], column: ColumnSchema
     ) -> sa.ColumnElement[Any]:
         if column.type == "text":
-            # A type kept as text (an interval, a range) as PostgreSQL writes it: the driver's
-            # value would not say it ('1 mon' comes back as 30 days).
-            return sa.cast(element, sa.Text()).label(column.name)
+            # A type kept as text (an interval, a range) as PostgreSQL writes it, by its output
+            # function (concat; a cast to text may differ: an inet's adds its mask): the
+            # driver's value would not say it ('1 mon' comes back as 30 days).
+            written = sa.case((element.is_(None), None), else_=sa.func.concat(element))
+            return written.label(column.name)
         if column.type != "json":
             return element
         # Its text, so a JSON string (or null) cannot be taken for text (or NULL); an array, of
@@ -131,6 +134,22 @@ class PostgreSQLEngine(Engine):
         array = sa.func.pg_typeof(element).cast(sa.Text()).like("%[]")
         as_json = sa.cast(sa.func.to_json(element), sa.Text())
         return sa.case((array, as_json), else_=sa.cast(element, sa.Text())).label(column.name)
+
+    def misfit(
+        self, value: sa.ColumnElement[Any], column: ColumnSchema, into: Engine
+    ) -> sa.ColumnElement[bool] | None:
+        # 'infinity' and '-infinity' are no date a Python date or datetime holds.
+        if column.type in ("date", "datetime"):
+            return sa.not_(sa.func.isfinite(value))
+        held = into.capabilities
+        floats = column.type in ("float", "double") and not held.stores_non_finite_floats
+        decimals = column.type == "decimal" and not held.stores_non_finite_decimals
+        return self.non_finite(value) if floats or decimals else None
+
+    def non_finite(self, value: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        # NaN equals NaN here; the literals take the column's type (float or numeric).
+        words = ("NaN", "Infinity", "-Infinity")
+        return value.in_([sa.literal_column(f"'{word}'") for word in words])
 
     def stable_hash(self, text: str) -> str:
         return f"('x' || substr(md5({text}), 1, 8))::bit(32)::bigint"

@@ -148,8 +148,12 @@ class SQLiteEngine(Engine):
             columns.append(replace(column, autoincrement=rowid_alias))
         return columns
 
+    def non_finite(self, value: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        # NaN is stored as NULL; the infinities as the doubles past the largest.
+        return value.in_([sa.literal_column("9e999"), sa.literal_column("-9e999")])
+
     def misfit(
-        self, value: sa.ColumnElement[Any], column: ColumnSchema
+        self, value: sa.ColumnElement[Any], column: ColumnSchema, into: Engine
     ) -> sa.ColumnElement[bool] | None:
         # A column's affinity converts what it can on the way in (https://sqlite.org/
         # datatype3.html), so a value of another storage class is one it could not convert:
@@ -164,7 +168,9 @@ class SQLiteEngine(Engine):
         if kind in ("smallint", "integer", "bigint"):
             return sa.or_(text_or_blob, sa.func.typeof(value) == _inline("real"))
         if kind in ("float", "double"):
-            return text_or_blob
+            if into.capabilities.stores_non_finite_floats:
+                return text_or_blob
+            return sa.or_(text_or_blob, self.non_finite(value))
         if kind in ("varchar", "text", "json", "uuid"):
             return blob
         if kind in ("date", "datetime", "time"):

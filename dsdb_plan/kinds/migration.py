@@ -498,9 +498,10 @@ class MigrationKind(ForgettingKind):
             except PlanError as error:
                 problems.append(error.message)
         target_engine = engine_for(ctx.manifest.connections[spec.target].dialect)
-        if target_engine.capabilities.typed_columns:
-            misfits = [line for run in runs for line in misfit_values(source, run.selection)]
-            problems += [*misfits, MISFIT_REMEDY] if misfits else []
+        misfits = [
+            line for run in runs for line in misfit_values(source, run.selection, target_engine)
+        ]
+        problems += [*misfits, MISFIT_REMEDY] if misfits else []
         rounded = [
             line for run in runs for line in rounded_decimals(source, run.selection, target_engine)
         ]
@@ -816,8 +817,9 @@ class MigrationKind(ForgettingKind):
         runs = table_runs(spec, chosen, record if same_data else None)
         runs = [run for run in runs if run.selection.name not in planned.unchanged]
         refuse_moved(copies_moved(planned, runs))
-        if not still and engine_for(target.dialect).capabilities.typed_columns:
-            refuse_moved(line for run in runs for line in misfit_values(source, run.selection))
+        if not still:
+            into = engine_for(target.dialect)
+            refuse_moved(m for run in runs for m in misfit_values(source, run.selection, into))
         at_risk = [copy.target for copy in planned.tables if copy.mode in DELETING_MODES]
         refuse_moved(grown_since(planned, row_counts(target, at_risk)))
         refuse_moved(unchanged_moved(planned.unchanged, previous, read))

@@ -464,8 +464,7 @@ _CLASS_OF = {int: "integer", float: "real", str: "text", bytes: "blob"}
 
 #: What the user can do about values their column's type does not hold.
 MISFIT_REMEDY = (
-    "the source stores them despite the column's type (SQLite keeps a value its column "
-    "cannot convert): correct or clear them there, or leave their rows out with a filter"
+    "correct or clear those values in the source, or leave their rows out with a filter (`where:`)"
 )
 
 
@@ -479,16 +478,19 @@ ROUNDED_REMEDY = (
 )
 
 
-def misfit_values(source: Bind, selection: TableSelection) -> list[str]:
-    """A message for each column of the source subset that holds values no column of its
-    type holds, with their count and one of them (none from a masked column), from one
-    query: only an engine whose columns hold any value (SQLite) finds any."""
+def misfit_values(source: Bind, selection: TableSelection, into: Engine) -> list[str]:
+    """A message for each column of the source subset that holds values dsdb cannot copy
+    into engine `into` as the column's portable type (`Engine.misfit`: text in a SQLite
+    INTEGER column, PostgreSQL's infinite timestamps), with their count and one of them
+    (none from a masked column)."""
     with connection(source) as conn:
         engine = engine_for(conn.dialect)
+        if engine is into and not into.capabilities.typed_columns:
+            return []  # SQLite into SQLite: values go across untouched
         tests = {
             column: test
             for column in selection.schema.columns
-            if (test := engine.misfit(selection.source.c[column.name], column)) is not None
+            if (test := engine.misfit(selection.source.c[column.name], column, into)) is not None
         }
         subset = () if selection.where is None else (selection.where,)
         # Where there are none, as in most tables, a scan that stops at the first is cheaper
@@ -500,24 +502,30 @@ def misfit_values(source: Bind, selection: TableSelection) -> list[str]:
             ).scalar_one()
         ):
             return []
+        # A typed engine's misfit is of the column's type, which its driver may not load:
+        # shown as its text. Elsewhere as it is stored, with its class.
+        typed = engine.capabilities.typed_columns
         parts: list[sa.ColumnElement[Any]] = []
         for column, test in tests.items():
             value = selection.source.c[column.name]
-            parts += [sa.func.count(sa.case((test, 1))), sa.func.min(sa.case((test, value)))]
+            example = sa.cast(value, sa.Text) if typed else value
+            parts += [sa.func.count(sa.case((test, 1))), sa.func.min(sa.case((test, example)))]
         found = conn.execute(sa.select(*parts).where(*subset)).one()
     messages = []
     for index, column in enumerate(tests):
         count, example = int(found[2 * index]), found[2 * index + 1]
         if not count:
             continue
-        shown = (
-            "values not shown: the column is masked"
-            if column.name in selection.mask
-            else f"e.g. {_CLASS_OF.get(type(example), 'value')} {example!r}"
-        )
+        if column.name in selection.mask:
+            shown = "values not shown: the column is masked"
+        elif typed:
+            shown = f"e.g. {example}"
+        else:
+            shown = f"e.g. {_CLASS_OF.get(type(example), 'value')} {example!r}"
         messages.append(
             f"table {selection.name!r}: column {column.name!r} ({column.type}) holds "
-            f"{counted(count, 'value')} in the source that no {column.type} column holds ({shown})"
+            f"{counted(count, 'value')} in the source that dsdb cannot copy as {column.type} "
+            f"({shown})"
         )
     return messages
 
