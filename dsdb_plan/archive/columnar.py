@@ -519,12 +519,36 @@ def _decoded(
 ) -> Iterator[tuple[int, list[Sequence[Any]]]]:
     """Each batch of `rows` rows (of `columns`, else all): its row count and decoded columns;
     a file that cannot be read or decoded raises `BackupError`."""
+    batches = read_batches(path, rows, columns)
+    while True:
+        try:
+            batch = next(batches, None)
+            if batch is None:
+                return
+            decoded = _columns(batch)
+        except (ValueError, KeyError, TypeError, pa.ArrowException) as error:
+            raise BackupError(f"backup data file {path} is damaged: {error}") from error
+        yield batch.num_rows, decoded
+
+
+def read_batches(
+    path: Path, rows: int, columns: list[str] | None = None
+) -> Iterator[pa.RecordBatch]:
+    """The Arrow batches of a Parquet data file, `rows` rows at a time (of `columns`, else
+    all), as stored: tagged and UUID columns are text (`text_kind`); a file that cannot be
+    read raises `BackupError`."""
     try:
         with pq.ParquetFile(path, **_READ_OPTIONS) as parquet:
-            for batch in parquet.iter_batches(rows, columns=columns, use_threads=False):
-                yield batch.num_rows, _columns(batch)
-    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as error:
+            yield from parquet.iter_batches(rows, columns=columns, use_threads=False)
+    except (OSError, ValueError, pa.ArrowException) as error:
         raise BackupError(f"backup data file {path} is damaged: {error}") from error
+
+
+def text_kind(field: pa.Field) -> str | None:
+    """How a text column's values read back: "tagged" (JSON of any value), "uuid", or None
+    for a column whose Arrow values are its values."""
+    label = (field.metadata or {}).get(_KIND)
+    return None if label is None else label.decode()
 
 
 def scan_data_file(path: Path) -> DataFileScan:

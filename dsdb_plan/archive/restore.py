@@ -10,10 +10,19 @@ report it done; last, add the foreign keys left for the end (on PostgreSQL, all 
 killed restore therefore leaves whole tables, and the caller resumes by passing the tables
 reported done as `completed` (the keys are added by whichever run gets to the end). One
 asked to stop does so after its next batch, rolling back the table it was loading.
+
+Where the engine's driver loads Arrow batches (PostgreSQL) a Parquet file's table is loaded
+in whole columns (`column_restore`) on the driver's own connection: the table is created and
+committed empty first, its rows loaded and committed in one transaction of the driver, then
+its indexes and sequences made. The table is reported started (`on_table_started`) before
+its rows are committed, so a restore killed before it is done knows, when resumed, that the
+rows it finds there are its own, and loads the table again; one that fails or is asked to
+stop drops the table.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -84,6 +93,7 @@ def restore_backup(
     replace_existing: bool = False,
     completed: Collection[str] = (),
     on_table_done: Callable[[str, int], None] | None = None,
+    on_table_started: Callable[[str], None] | None = None,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
     on_dangling: OnDangling = "refuse",
@@ -95,7 +105,8 @@ def restore_backup(
     taken), which `backup.json` must still match. `tables` restores a subset. Tables in
     `completed` are skipped (resume); every other selected table is dropped if present and
     loaded again. `on_table_done(table, rows)` is called after each table's transaction
-    commits; `progress(table, rows_so_far)` per batch.
+    commits; `on_table_started(table)` before a table's rows may first be committed without
+    it being done (loaded in columns); `progress(table, rows_so_far)` per batch.
 
     Tables an interrupted run left behind may hold its rows, so a resume passes
     `replace_existing=True` (the first run made the check). Foreign keys to tables neither
@@ -166,6 +177,7 @@ def restore_backup(
             cancel,
             kept.get(table.name),
             outside,
+            on_table_started,
         )
         loaded_rows += rows
         if on_table_done is not None:
@@ -258,6 +270,7 @@ def _restore_table(
     cancel: threading.Event | None,
     kept: Sequence[bool] | None = None,
     outside: Sequence[ForeignKeySchema] = (),
+    on_started: Callable[[str], None] | None = None,
 ) -> int:
     """Create, load and index one table in one transaction; returns the rows loaded (those
     `kept` marks, in file order, when given). The rows must resolve the foreign keys
@@ -267,6 +280,15 @@ def _restore_table(
     PostgreSQL and SQLite roll the whole table back on failure. MySQL commits DDL at once,
     so a failure there leaves an empty or partial table that the next run drops and reloads.
     """
+    # Imported here: polars, which it needs, would cost every backup 25 MB (issue 15, aim 7).
+    from dsdb_plan.archive import column_restore
+
+    if column_restore.fits(info, table.name, engine):
+        count = _restore_columns(
+            engine, info, table, keyed, progress, cancel, kept, outside, on_started
+        )
+        if count is not None:
+            return count
     convert = columns_converter(table, info.source_dialect, engine.dialect.name)
     blocks = iter_blocks(info, table.name)
     rows: Iterator[tuple[Any, ...]] = chain.from_iterable(
@@ -289,6 +311,67 @@ def _restore_table(
             f"{driver_message(error)}"
         ) from error
     return count
+
+
+def _restore_columns(
+    engine: sa.Engine,
+    info: BackupInfo,
+    table: TableSchema,
+    keyed: Collection[str],
+    progress: Progress | None,
+    cancel: threading.Event | None,
+    kept: Sequence[bool] | None,
+    outside: Sequence[ForeignKeySchema],
+    on_started: Callable[[str], None] | None,
+) -> int | None:
+    """`_restore_table` in whole columns: the rows loaded, or None where they do not fit
+    that path (the table is dropped again, for the row path to load)."""
+
+    def report(count: int) -> None:
+        if progress is not None:
+            progress(table.name, count)
+        _stop_if_asked(cancel, table.name)  # the driver's transaction is rolled back
+
+    from dsdb_plan.archive import column_restore
+
+    try:
+        with engine.begin() as conn:
+            create_tables(conn, [table], with_indexes=False, keyed={table.name: keyed})
+        if on_started is not None:
+            on_started(table.name)
+        count = column_restore.load(
+            engine, info.path / info.file_for(table.name).name, table, kept, report
+        )
+        if count is not None:
+            expected = info.file_for(table.name).rows if kept is None else sum(kept)
+            if count != expected:
+                raise BackupError(
+                    f"backup {info.id}: table {table.name!r} holds {count} rows, "
+                    f"expected {expected}"
+                )
+            with engine.begin() as conn:
+                _refuse_unresolved(conn, table.name, outside)
+                create_indexes(conn, [table])
+                advance_sequences(conn, table)
+            return count
+    except sa.exc.DBAPIError as error:
+        _drop_quietly(engine, table.name)
+        raise DsdbError(
+            f"restoring table {table.name!r} into {engine.dialect.name} failed: "
+            f"{driver_message(error)}"
+        ) from error
+    except BaseException:
+        _drop_quietly(engine, table.name)
+        raise
+    drop_tables(engine, [table.name])
+    return None
+
+
+def _drop_quietly(engine: sa.Engine, table: str) -> None:
+    """Drop `table` after a failure, which is what the caller hears of: if dropping fails
+    too, the next run drops it (it is not reported done)."""
+    with contextlib.suppress(sa.exc.DBAPIError):
+        drop_tables(engine, [table])
 
 
 def _refuse_unresolved(

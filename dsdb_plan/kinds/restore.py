@@ -238,7 +238,12 @@ class RestoreKind(ForgettingKind):
         written = Fingerprint.from_dict(record.fingerprints["written"]) if record else None
         # What the restore wrote stands for the tables a change token shows unchanged since.
         live = ctx.fingerprint(spec.to, present, previous=written)
-        ours = set(checkpoint.get("completed", [])) if checkpoint else set()
+        # Tables an interrupted apply finished or was loading hold its own rows.
+        ours = (
+            {*checkpoint.get("completed", []), *checkpoint.get("loading", [])}
+            if checkpoint
+            else set()
+        )
         foreign = {}
         for table in present:
             now = live.tables[table]
@@ -309,19 +314,35 @@ class RestoreKind(ForgettingKind):
             f.table for f in info.files if planned.tables is None or f.table in planned.tables
         ]
         record = ctx.record(action.address)
-        ours = completed | (
-            set(Fingerprint.from_dict(record.fingerprints["written"]).tables) if record else set()
+        # A table this restore was loading when it stopped holds its own rows.
+        loading = set(checkpoint.get("loading", [])) if same else set()
+        ours = (
+            completed
+            | loading
+            | (
+                set(Fingerprint.from_dict(record.fingerprints["written"]).tables)
+                if record
+                else set()
+            )
         )
         refuse_moved(_unshown_data(engine, planned, writes, ours))
         done = sorted(completed)
         fingerprints = _RestoredFingerprints(engine)
 
-        def table_done(table: str, rows: int) -> None:
-            done.append(table)
+        def save(loading: list[str]) -> None:
             ctx.store.save_checkpoint(
                 action.address,
-                {"backup_id": backup_id, "on_dangling": policy, "completed": sorted(done)},
+                {
+                    "backup_id": backup_id,
+                    "on_dangling": policy,
+                    "completed": sorted(done),
+                    "loading": loading,
+                },
             )
+
+        def table_done(table: str, rows: int) -> None:
+            done.append(table)
+            save([])
             fingerprints.committed(table)
 
         with fingerprints:
@@ -334,6 +355,7 @@ class RestoreKind(ForgettingKind):
                 replace_existing=True,
                 completed=completed,
                 on_table_done=table_done,
+                on_table_started=lambda table: save([table]),
                 progress=ctx.table_progress(action.address, {f.table: f.rows for f in info.files}),
                 cancel=ctx.cancel,
                 on_dangling=policy,

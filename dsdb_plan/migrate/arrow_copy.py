@@ -158,7 +158,7 @@ def copy_columns(
     if not supported(table, columns, kinds):
         return
     schemas = [table.column(name) for name in columns]
-    target = _connect(dst)
+    target = arrow_connection(dst)
     if target is None:
         return
     connection, target_database = target
@@ -169,7 +169,7 @@ def copy_columns(
         prepared = _prepared(database, selection, schemas, kinds, batch_rows)
         try:
             for batch in read_ahead_of(prepared):
-                _append(connection, into, batch.columns)
+                append_columns(connection, into, batch.columns)
                 pending = pending.then(batch)
                 stopping = cancel is not None and cancel.is_set()
                 if stopping or time.monotonic() - since >= COMMIT_SECONDS:
@@ -193,7 +193,7 @@ def _commit(connection: Any, pending: Committed, on_commit: Callable[[Committed]
         on_commit(pending)
 
 
-def _connect(dst: sa.Connection) -> tuple[Any, Any] | None:
+def arrow_connection(dst: sa.Connection) -> tuple[Any, Any] | None:
     """A connection of the target engine's ADBC driver (and its database) to `dst`'s
     database, in a transaction; None where the driver cannot connect with what SQLAlchemy
     connects with (an option only its driver knows): the row path copies then.
@@ -212,7 +212,7 @@ def _connect(dst: sa.Connection) -> tuple[Any, Any] | None:
     return connection, database
 
 
-def _append(connection: Any, table: str, columns: pl.DataFrame) -> None:
+def append_columns(connection: Any, table: str, columns: pl.DataFrame) -> None:
     """Append `columns` to `table` (matched by name) in the open transaction."""
     statement = adbc_driver_manager.AdbcStatement(connection)
     try:
@@ -378,6 +378,25 @@ def prepare(
     )
 
 
+#: Portable types whose values `_column` writes as read (integers cast to their column's).
+_AS_READ = frozenset(("smallint", "integer", "bigint", "double", "varchar", "text", "binary"))
+
+
+def typed_column(series: pl.Series, column: ColumnSchema, kind: str) -> pl.Series:
+    """One column of values as the source's driver read them (`_READ_AS`), typed for binary
+    COPY into a `kind` column as `prepare` types it, without its digest text; or `Unfit`."""
+    if series.null_count() == len(series):
+        return pl.repeat(None, len(series), dtype=_WRITTEN_AS[kind], eager=True).alias(series.name)
+    if series.dtype.base_type() not in _READ_AS.get(column.type, ()):
+        raise Unfit(f"column {series.name!r} holds {series.dtype}")
+    try:
+        if column.type in _AS_READ:  # written as read: no digest text to make
+            return series.cast(_WRITTEN_AS[kind], strict=True).alias(series.name)
+        return _column(series, column, kind)[0].alias(series.name)
+    except pl.exceptions.PolarsError as error:
+        raise Unfit(str(error)) from error
+
+
 def _hash_sum(texts: Sequence[pl.Series]) -> int:
     """The sum modulo 2**64 of the rows' hashes: the first 64 bits of the MD5 of each row's
     text, taken as two 32-bit halves so the sums stay exact in 64-bit integers."""
@@ -409,7 +428,7 @@ def _column(series: pl.Series, column: ColumnSchema, kind: str) -> tuple[pl.Seri
         if not series.drop_nulls().is_finite().all():
             raise Unfit(f"column {series.name!r} holds a number no decimal holds")
         text = _float_texts(series).alias(series.name)
-        return _decimals(text), text
+        return exact_decimals(text), text
     if portable in ESCAPED_TYPES:
         escaped = series.str.replace_all("\\", "\\\\", literal=True).str.replace_all(
             SEPARATOR, "\\" + SEPARATOR, literal=True
@@ -433,7 +452,7 @@ def _column(series: pl.Series, column: ColumnSchema, kind: str) -> tuple[pl.Seri
     raise Unfit(f"column {series.name!r}: no column path for {portable}")
 
 
-def _decimals(text: pl.Series) -> pl.Series:
+def exact_decimals(text: pl.Series) -> pl.Series:
     """The digest's texts of numbers as exact decimals, at the largest scale among them (the
     server rounds each to its column's scale, as it rounds the same text), or `Unfit`."""
     unsigned = text.str.strip_prefix("-")
