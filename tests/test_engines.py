@@ -43,7 +43,6 @@ from tests.helpers import (
     MYSQL_DRIVERS,
     database,
     run_cli,
-    sqlite_url,
     table_rows,
     through,
 )
@@ -744,6 +743,30 @@ def test_the_greeting_timeout_does_not_limit_queries(
         assert conn.exec_driver_sql("SELECT SLEEP(1)").scalar_one() == 0
 
 
+#: The file each embedded engine's copy lands in, and the URL to read it back.
+_COPIES = {"sqlite": "t.db", "duckdb": "t.duckdb"}
+
+
+def _copied_into(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, source: sa.Engine, *kinds: str
+) -> dict[str, str]:
+    """Copy every table of `source` into a file of each of `kinds` in one apply, check the
+    next plan has nothing to do, and return each copy's URL."""
+    url = source.url.render_as_string(hide_password=False)
+    manifest = tmp_path / "dsdb.yaml"
+    manifest.write_text(
+        f"version: 1\nconnections:\n  s: {{url: '{url}'}}\n"
+        + "".join(f"  {kind}: {{driver: {kind}, database: {_COPIES[kind]}}}\n" for kind in kinds)
+        + "migrations:\n"
+        + "".join(f"  to-{kind}: {{from: s, to: {kind}}}\n" for kind in kinds)
+    )
+    applied = run_cli(capsys, "apply", "--auto-approve", manifest)
+    assert applied.code == 0, applied.text
+    assert run_cli(capsys, "plan", "--detailed-exitcode", manifest).code == 0
+    scheme = {"sqlite": "sqlite", "duckdb": "duckdb+dsdb"}
+    return {kind: f"{scheme[kind]}:///{tmp_path / _COPIES[kind]}" for kind in kinds}
+
+
 @pytest.mark.parametrize(
     ("kind", "month"),
     [
@@ -763,18 +786,10 @@ def test_a_type_kept_as_text_lands_as_its_engine_writes_it(
     with source.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE spans (id INTEGER PRIMARY KEY, span INTERVAL)")
         conn.exec_driver_sql("INSERT INTO spans VALUES (1, INTERVAL '1 month 2 days'), (2, NULL)")
-    url = source.url.render_as_string(hide_password=False)
-    manifest = tmp_path / "dsdb.yaml"
-    manifest.write_text(
-        f"version: 1\nconnections:\n  s: {{url: '{url}'}}\n"
-        "  t: {driver: sqlite, database: t.db}\nmigrations:\n  down: {from: s, to: t}\n"
-    )
 
-    applied = run_cli(capsys, "apply", "--auto-approve", manifest)
+    copies = _copied_into(capsys, tmp_path, source, "sqlite")
 
-    assert applied.code == 0, applied.text
-    assert table_rows(sqlite_url(tmp_path / "t.db"), "spans") == [(1, month), (2, None)]
-    assert run_cli(capsys, "plan", "--detailed-exitcode", manifest).code == 0
+    assert table_rows(copies["sqlite"], "spans") == [(1, month), (2, None)]
 
 
 @pytest.mark.mariadb
@@ -792,22 +807,12 @@ def test_mariadb_sets_years_and_bits_land_as_what_they_hold(
         conn.exec_driver_sql(
             "INSERT INTO kinds VALUES (1, 'a,b', 2024, b'1', b'101'), (2, NULL, NULL, NULL, NULL)"
         )
-    url = source.url.render_as_string(hide_password=False)
-    manifest = tmp_path / "dsdb.yaml"
-    manifest.write_text(
-        f"version: 1\nconnections:\n  s: {{url: '{url}'}}\n"
-        "  t: {driver: sqlite, database: t.db}\n  d: {driver: duckdb, database: t.duckdb}\n"
-        "migrations:\n  down: {from: s, to: t}\n  duck: {from: s, to: d}\n"
-    )
 
-    applied = run_cli(capsys, "apply", "--auto-approve", manifest)
+    copies = _copied_into(capsys, tmp_path, source, "sqlite", "duckdb")
 
-    assert applied.code == 0, applied.text
-    expected = [(1, "a,b", 2024, 1, 5), (2, None, None, None, None)]
-    assert table_rows(sqlite_url(tmp_path / "t.db"), "kinds") == expected
-    duck = table_rows(f"duckdb+dsdb:///{tmp_path / 't.duckdb'}", "kinds")
-    assert duck == [(1, "a,b", 2024, True, 5), (2, None, None, None, None)]
-    assert run_cli(capsys, "plan", "--detailed-exitcode", manifest).code == 0
+    nulls = (2, None, None, None, None)
+    assert table_rows(copies["sqlite"], "kinds") == [(1, "a,b", 2024, 1, 5), nulls]
+    assert table_rows(copies["duckdb"], "kinds") == [(1, "a,b", 2024, True, 5), nulls]
 
 
 @pytest.mark.mariadb
@@ -826,18 +831,10 @@ def test_mariadb_unsigned_integers_land_whole_in_a_type_that_holds_them(
             "INSERT INTO counters VALUES (18446744073709551615, 65535, 4294967295, 255, "
             "16777215), (1, 0, 0, 0, 0)"
         )
-    url = source.url.render_as_string(hide_password=False)
-    manifest = tmp_path / "dsdb.yaml"
-    manifest.write_text(
-        f"version: 1\nconnections:\n  s: {{url: '{url}'}}\n"
-        "  d: {driver: duckdb, database: t.duckdb}\nmigrations:\n  duck: {from: s, to: d}\n"
-    )
 
-    applied = run_cli(capsys, "apply", "--auto-approve", manifest)
+    copies = _copied_into(capsys, tmp_path, source, "duckdb")
 
-    assert applied.code == 0, applied.text
-    assert table_rows(f"duckdb+dsdb:///{tmp_path / 't.duckdb'}", "counters") == [
+    assert table_rows(copies["duckdb"], "counters") == [
         (Decimal(1), 0, 0, 0, 0),
         (Decimal(18446744073709551615), 65535, 4294967295, 255, 16777215),
     ]
-    assert run_cli(capsys, "plan", "--detailed-exitcode", manifest).code == 0
