@@ -556,11 +556,8 @@ def rounded_decimals(source: Bind, selection: TableSelection, into: Engine) -> l
     for index, column in enumerate(columns):
         count, example = int(found[2 * index]), found[2 * index + 1]
         if count:
-            shown = (
-                "not shown: the column is masked"
-                if column.name in selection.mask
-                else (f"e.g. {example}")
-            )
+            masked = column.name in selection.mask
+            shown = "values not shown: the column is masked" if masked else f"e.g. {example}"
             messages.append(
                 f"table {selection.name!r}: column {column.name!r} holds {counted(count, 'value')} "
                 f"with more than {digits} significant digits ({shown}), which {into.name} "
