@@ -217,3 +217,25 @@ def test_an_empty_server_database_in_the_middle_of_a_chain(
         assert table_rows(sqlite_url(tmp_path / "data" / "mid.db"), table) == rows
         assert table_rows(sqlite_url(tmp_path / "data" / "back.db"), table) == rows
     assert run_cli(capsys, "plan", "--detailed-exitcode", manifest).code == 0
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        "  a-to-b: {from: a, to: b}\n  b-to-c: {from: b, to: c, depends_on: [migration.a-to-b]}\n",
+        "  a-to-b: {from: a, to: b, depends_on: [migration.b-to-c]}\n  b-to-c: {from: b, to: c}\n",
+    ],
+    ids=["read-after-write", "read-before-write"],
+)
+def test_a_read_of_a_written_connection_is_valid_in_either_order_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], order: str
+) -> None:
+    manifest = tmp_path / "dsdb.yaml"
+    manifest.write_text(
+        "version: 1\nconnections:\n"
+        + "".join(f"  {n}: {{driver: sqlite, database: {n}.db}}\n" for n in "abc")
+        + "migrations:\n"
+        + order
+    )
+
+    assert run_cli(capsys, "validate", manifest).code == 0
