@@ -239,3 +239,21 @@ def test_a_read_of_a_written_connection_is_valid_in_either_order_given(
     )
 
     assert run_cli(capsys, "validate", manifest).code == 0
+
+
+def test_a_listed_table_neither_there_nor_written_there_first_fails_the_plan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest = _chain(tmp_path)
+    manifest.write_text(
+        manifest.read_text().replace("mode: mirror\n", "mode: mirror\n    tables: [flights, planes]\n")
+    )
+    monkeypatch.chdir(tmp_path)
+
+    plan = run_cli(capsys, "plan", manifest)
+
+    assert plan.code == 1
+    assert (
+        "migration.to-out: table planes not in 'mid', nor written there by migration.to-mid first"
+        in plan.err
+    )

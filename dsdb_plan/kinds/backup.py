@@ -29,7 +29,7 @@ from dsdb_plan.kinds.base import (
     removed_action,
     spec_document,
 )
-from dsdb_plan.kinds.upstream import projected_tables
+from dsdb_plan.kinds.upstream import tables_after, written_by
 from dsdb_plan.models import Backup
 from dsdb_plan.payloads import Payload, PruneBackups, RecordSettings, Spec, TakeBackup, Unchanged
 from dsdb_plan.plan import Action, ActionType, counted
@@ -184,20 +184,8 @@ def after_writers(
 ) -> Action:
     """The backup of a connection that `writers` write earlier in this plan: of the tables
     they leave there, as their plans tell (`upstream`)."""
-    live = (
-        []
-        if ctx.is_missing(spec.connection)
-        else present_tables(ctx.workspace.reach(spec.connection), "all")
-    )
-    held = projected_tables(live, [writer.payload for writer in writers])
-    by = ", ".join(writer.key for writer in writers)
-    tables = sorted(held) if spec.tables is None else spec.tables
-    absent = [table for table in tables if table not in held]
-    if absent:
-        raise PlanError(
-            f"table{'s' * (len(absent) > 1)} {', '.join(absent)} not in {spec.connection}, "
-            f"nor written there by {by} first"
-        )
+    tables, held = tables_after(ctx, spec.connection, writers, spec.tables)
+    by = written_by(writers)
     rows = {table: count for table in tables if (count := held[table]) is not None}
     counts = counted(sum(rows.values()), "row") if len(rows) == len(tables) else "rows counted then"
     take = TakeBackup(

@@ -45,7 +45,7 @@ from dsdb_plan.kinds.base import (
     spec_document,
     without_defaults,
 )
-from dsdb_plan.kinds.upstream import copies_beyond, projected_tables
+from dsdb_plan.kinds.upstream import copies_beyond, tables_after, written_by
 from dsdb_plan.migrate.copier import check_table
 from dsdb_plan.migrate.estimate import RowCount, rows_to_copy
 from dsdb_plan.migrate.filters import compile_where
@@ -627,21 +627,10 @@ class MigrationKind(ForgettingKind):
     ) -> Action:
         """The copy of a source that `writers` write earlier in this plan: of the tables
         they leave there, as their plans tell them (`upstream`)."""
-        source_tables = (
-            []
-            if ctx.is_missing(spec.source)
-            else sa.inspect(ctx.workspace.reach(spec.source)).get_table_names()
-        )
-        held = projected_tables(source_tables, [writer.payload for writer in writers])
         options = spec.table_options()
-        names = sorted(held) if options is None else list(options)
-        by = ", ".join(writer.key for writer in writers)
-        absent = [name for name in names if name not in held]
-        if absent:
-            raise PlanError(
-                f"table{'s' * (len(absent) > 1)} {', '.join(absent)} not in the source database "
-                f"'{spec.source}', nor written there by {by} first"
-            )
+        wanted = None if options is None else list(options)
+        names, held = tables_after(ctx, spec.source, writers, wanted)
+        by = written_by(writers)
         target = None if ctx.is_missing(spec.target) else ctx.workspace.reach(spec.target)
         in_target = set(sa.inspect(target).get_table_names()) if target is not None else set()
         copies = []

@@ -11,7 +11,38 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+import sqlalchemy as sa
+
+from dsdb_plan.errors import PlanError
+from dsdb_plan.kinds.base import PlanContext
 from dsdb_plan.payloads import DELETING_MODES, CopyTables, DropTables, Payload, RestoreBackup
+from dsdb_plan.plan import Action
+
+
+def tables_after(
+    ctx: PlanContext, connection: str, writers: Sequence[Action], wanted: Sequence[str] | None
+) -> tuple[list[str], dict[str, int | None]]:
+    """The tables of `connection` a resource reads once `writers` have applied: those it
+    wants (None: all), and what `projected_tables` tells of every table there. PlanError
+    names the wanted tables neither there now nor written there first."""
+    live = (
+        []
+        if ctx.is_missing(connection)
+        else sa.inspect(ctx.workspace.reach(connection)).get_table_names()
+    )
+    held = projected_tables(live, [writer.payload for writer in writers])
+    names = sorted(held) if wanted is None else list(wanted)
+    absent = [name for name in names if name not in held]
+    if absent:
+        raise PlanError(
+            f"table{'s' * (len(absent) > 1)} {', '.join(absent)} not in '{connection}', nor "
+            f"written there by {written_by(writers)} first"
+        )
+    return names, held
+
+
+def written_by(writers: Sequence[Action]) -> str:
+    return ", ".join(writer.key for writer in writers)
 
 
 def projected_tables(live: Collection[str], writers: Sequence[Payload]) -> dict[str, int | None]:
