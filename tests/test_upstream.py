@@ -245,9 +245,8 @@ def test_a_listed_table_neither_there_nor_written_there_first_fails_the_plan(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     manifest = _chain(tmp_path)
-    manifest.write_text(
-        manifest.read_text().replace("mode: mirror\n", "mode: mirror\n    tables: [flights, planes]\n")
-    )
+    listed = "mode: mirror\n    tables: [flights, planes]\n"
+    manifest.write_text(manifest.read_text().replace("mode: mirror\n", listed))
     monkeypatch.chdir(tmp_path)
 
     plan = run_cli(capsys, "plan", manifest)
