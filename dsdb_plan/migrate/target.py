@@ -505,29 +505,13 @@ def misfit_values(source: Bind, selection: TableSelection, into: Engine) -> list
         # A typed engine's misfit is of the column's type, which its driver may not load:
         # shown as its text. Elsewhere as it is stored, with its class.
         typed = engine.capabilities.typed_columns
-        parts: list[sa.ColumnElement[Any]] = []
-        for column, test in tests.items():
-            value = selection.source.c[column.name]
-            example = sa.cast(value, sa.Text) if typed else value
-            parts += [sa.func.count(sa.case((test, 1))), sa.func.min(sa.case((test, example)))]
-        found = conn.execute(sa.select(*parts).where(*subset)).one()
-    messages = []
-    for index, column in enumerate(tests):
-        count, example = int(found[2 * index]), found[2 * index + 1]
-        if not count:
-            continue
-        if column.name in selection.mask:
-            shown = "values not shown: the column is masked"
-        elif typed:
-            shown = f"e.g. {example}"
-        else:
-            shown = f"e.g. {_CLASS_OF.get(type(example), 'value')} {example!r}"
-        messages.append(
-            f"table {selection.name!r}: column {column.name!r} ({column.type}) holds "
-            f"{counted(count, 'value')} in the source that dsdb cannot copy as {column.type} "
-            f"({shown})"
-        )
-    return messages
+        found = _offending(conn, selection, tests, as_text=typed)
+    return [
+        f"table {selection.name!r}: column {column.name!r} ({column.type}) holds "
+        f"{counted(count, 'value')} in the source that dsdb cannot copy as {column.type} "
+        f"({_shown(selection, column, example, typed)})"
+        for column, (count, example) in found.items()
+    ]
 
 
 def rounded_decimals(source: Bind, selection: TableSelection, into: Engine) -> list[str]:
@@ -542,28 +526,51 @@ def rounded_decimals(source: Bind, selection: TableSelection, into: Engine) -> l
         engine = engine_for(conn.dialect)
         if engine is into:  # values go across untouched
             return []
-        parts: list[sa.ColumnElement[Any]] = []
+        tests = {}
         for column in columns:
             value = selection.source.c[column.name]
             whole = sa.and_(value == sa.func.round(value), sa.func.abs(value) < _INT64_END)
-            rounded = sa.and_(sa.not_(whole), engine.significant_digits(value) > digits)
-            parts += [sa.func.count(sa.case((rounded, 1))), sa.func.min(sa.case((rounded, value)))]
-        query = sa.select(*parts)
-        if selection.where is not None:
-            query = query.where(selection.where)
-        found = conn.execute(query).one()
-    messages = []
-    for index, column in enumerate(columns):
-        count, example = int(found[2 * index]), found[2 * index + 1]
-        if count:
-            masked = column.name in selection.mask
-            shown = "values not shown: the column is masked" if masked else f"e.g. {example}"
-            messages.append(
-                f"table {selection.name!r}: column {column.name!r} holds {counted(count, 'value')} "
-                f"with more than {digits} significant digits ({shown}), which {into.name} "
-                "stores as a double, rounding them"
-            )
-    return messages
+            tests[column] = sa.and_(sa.not_(whole), engine.significant_digits(value) > digits)
+        found = _offending(conn, selection, tests, as_text=False)
+    return [
+        f"table {selection.name!r}: column {column.name!r} holds {counted(count, 'value')} "
+        f"with more than {digits} significant digits "
+        f"({_shown(selection, column, example, typed=True)}), which {into.name} stores as a "
+        "double, rounding them"
+        for column, (count, example) in found.items()
+    ]
+
+
+def _offending(
+    conn: sa.Connection,
+    selection: TableSelection,
+    tests: Mapping[ColumnSchema, sa.ColumnElement[bool]],
+    *,
+    as_text: bool,
+) -> dict[ColumnSchema, tuple[int, Any]]:
+    """For each column whose `tests` some rows of the subset meet, how many do and the
+    least of their values (`as_text`: its text), in one query."""
+    parts: list[sa.ColumnElement[Any]] = []
+    for column, test in tests.items():
+        value = selection.source.c[column.name]
+        example = sa.cast(value, sa.Text) if as_text else value
+        parts += [sa.func.count(sa.case((test, 1))), sa.func.min(sa.case((test, example)))]
+    query = sa.select(*parts)
+    if selection.where is not None:
+        query = query.where(selection.where)
+    row = conn.execute(query).one()
+    found = {column: (int(row[2 * i]), row[2 * i + 1]) for i, column in enumerate(tests)}
+    return {column: hit for column, hit in found.items() if hit[0]}
+
+
+def _shown(selection: TableSelection, column: ColumnSchema, example: Any, typed: bool) -> str:
+    """A misfit's example as the plan shows it: never a masked column's; a value of a typed
+    column as it is, another with its SQLite storage class."""
+    if column.name in selection.mask:
+        return "values not shown: the column is masked"
+    if typed:
+        return f"e.g. {example}"
+    return f"e.g. {_CLASS_OF.get(type(example), 'value')} {example!r}"
 
 
 def _merging_collations(
